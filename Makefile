@@ -39,7 +39,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install $(TORCH_SPEC)
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[lab,test]'
 	@touch $@
 
 setup-timm: $(TIMM_VENV)/.installed
