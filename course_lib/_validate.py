@@ -3,7 +3,10 @@
 Every check raises with a message that names the module ("owner"), what it expected and what it
 received, so that a student who passes the wrong thing learns what to fix:
 
-    SqueezeExcitation(channels=64) expects a 4-D float tensor (B, 64, H, W); got a tensor of shape (2, 32, 7, 5)
+    SqueezeExcitation(channels=64) expects a 4-D float tensor (B, 64, H, W);
+    got a tensor of shape (2, 32, 7, 5) (dim 1 has 32 channels, expected 64)
+
+(one line in practice).
 
 Conventions:
 
@@ -77,15 +80,23 @@ def check_odd_kernel_size(name: str, value: Any, owner: str) -> int:
     return value
 
 
-def check_hidden_channels(channels: int, reduction: int, owner: str, *, divisible: bool = False) -> int:
+def check_hidden_channels(
+    channels: int,
+    reduction: int,
+    owner: str,
+    *,
+    divisible: bool = False,
+    what: str = "the hidden layer",
+) -> int:
     """Return the hidden width ``channels // reduction``; raise ValueError if it is 0.
 
-    With ``divisible=True`` also require ``channels % reduction == 0`` (HA-CNN's channel attention).
+    ``what`` names the reduced layer in the message. With ``divisible=True`` also require
+    ``channels % reduction == 0`` (HA-CNN's channel attention).
     """
     hidden = channels // reduction
     if hidden < 1:
         raise ValueError(
-            f"{owner}: the hidden layer has channels // reduction = {channels} // {reduction} = 0 units; "
+            f"{owner}: {what} would have channels // reduction = {channels} // {reduction} = 0 channels; "
             f"use channels >= reduction (got channels={channels}, reduction={reduction})"
         )
     if divisible and channels % reduction:

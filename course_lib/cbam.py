@@ -141,7 +141,9 @@ class SpatialAttention(nn.Module):
         * ``torch.sigmoid`` instead of the official code's ``F.sigmoid``.
     """
 
-    def __init__(self, kernel_size: int = 7, *, pool_order: str = "avg_max", batch_norm: bool = False) -> None:
+    def __init__(
+        self, kernel_size: int = 7, *, pool_order: str = "avg_max", batch_norm: bool = False
+    ) -> None:
         super().__init__()
         owner = type(self).__name__
         self.kernel_size = check_odd_kernel_size("kernel_size", kernel_size, owner)
@@ -224,6 +226,13 @@ class CBAM(nn.Module):
         mlp_bias = official if mlp_bias is None else mlp_bias
         pool_order = ("max_avg" if official else "avg_max") if pool_order is None else pool_order
         batch_norm = official if batch_norm is None else batch_norm
+        # validate here too, so that messages name CBAM rather than the gate it builds
+        check_positive_int("reduction", reduction, owner)
+        check_hidden_channels(channels, reduction, owner, what="the channel MLP's hidden layer")
+        check_odd_kernel_size("kernel_size", kernel_size, owner)
+        check_bool("mlp_bias", mlp_bias, owner)
+        check_choice("pool_order", pool_order, POOL_ORDERS, owner)
+        check_bool("batch_norm", batch_norm, owner)
         self.channels = channels
         self.channel_gate = ChannelAttention(channels, reduction, mlp_bias=mlp_bias)
         self.spatial_gate = SpatialAttention(kernel_size, pool_order=pool_order, batch_norm=batch_norm)

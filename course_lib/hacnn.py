@@ -68,8 +68,10 @@ class ConvBlock(nn.Module):
         check_positive_int("out_c", out_c, owner)
         check_positive_int("k", k, owner)
         check_positive_int("s", s, owner)
-        if isinstance(p, bool) or not isinstance(p, int) or p < 0:
-            raise ValueError(f"{owner}: p must be an int >= 0; got {p!r}")
+        if isinstance(p, bool) or not isinstance(p, int):
+            raise TypeError(f"{owner}: p must be an int >= 0; got {p!r} of type {type(p).__name__}")
+        if p < 0:
+            raise ValueError(f"{owner}: p must be an int >= 0; got {p}")
         self.conv = nn.Conv2d(in_c, out_c, k, stride=s, padding=p)
         self.bn = nn.BatchNorm2d(out_c)
 
@@ -181,6 +183,8 @@ class SoftAttention(nn.Module):
         super().__init__()
         owner = type(self).__name__
         self.channels = check_positive_int("channels", channels, owner)
+        what = "the channel attention's hidden layer (reduction 16)"
+        check_hidden_channels(channels, 16, owner, divisible=True, what=what)
         self.spatial_attn = SpatialAttention()
         self.channel_attn = ChannelAttention(channels)
         self.conv = ConvBlock(channels, channels, 1)

@@ -18,6 +18,11 @@ if str(TESTS_DIR) not in sys.path:
 
 HAS_CUDA = torch.cuda.is_available()
 
+# Test tensors are tiny: intra-op threads only add synchronisation, and under pytest-xdist (one
+# process per core) they oversubscribe the CPU. Measured on 2 cores: a 1x1 conv on (2, 32, 7, 5)
+# takes ~20 us with one thread and ~25 ms with two while the other core is busy.
+torch.set_num_threads(1)
+
 #: Parametrise directly with ``@pytest.mark.parametrize("device", DEVICES)`` or ask for the ``device`` fixture.
 DEVICES = [
     pytest.param("cpu", id="cpu"),

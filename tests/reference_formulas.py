@@ -310,3 +310,55 @@ def cam_forward(x: Tensor, gamma: Tensor, variant: str) -> Tensor:
     attn = cam_attention(x, variant)
     out = torch.einsum("bij,bjn->bin", attn, x.flatten(2))  # out_i = sum_j A[i, j] x_j
     return gamma * out.reshape(b, c, h, w) + x
+
+
+def dual_forward(x: Tensor, pam_params: tuple, pam_gamma: Tensor, cam_gamma: Tensor, cam_variant: str) -> Tensor:
+    """Both modules on the same x, one residual: x + alpha * PAM_out + beta * CAM_out."""
+    pam_branch = pam_forward(x, *pam_params, pam_gamma) - x
+    cam_branch = cam_forward(x, cam_gamma, cam_variant) - x
+    return x + pam_branch + cam_branch
+
+
+def conv3x3_bn_relu(x: Tensor, weight: Tensor, bn) -> Tensor:
+    return relu(bn(conv2d(x, weight, padding=1)))
+
+
+def danet_head_forward(x: Tensor, p: dict, cam_variant: str) -> tuple[Tensor, Tensor, Tensor]:
+    """DANet head (Sec. 3.4), dropout as in eval mode. ``p`` holds plain tensors:
+    conv5a/conv5c/conv51/conv52: (weight, bn); pam: (wq, bq, wk, bk, wv, bv, gamma); cam_gamma;
+    conv6/conv7/conv8: (weight as a matrix, bias). Returns (fused, PAM-only, CAM-only) logits."""
+    pam_feat = conv3x3_bn_relu(pam_forward(conv3x3_bn_relu(x, *p["conv5a"]), *p["pam"]), *p["conv51"])
+    cam_feat = conv3x3_bn_relu(cam_forward(conv3x3_bn_relu(x, *p["conv5c"]), p["cam_gamma"], cam_variant), *p["conv52"])
+    return (
+        pointwise(pam_feat + cam_feat, *p["conv8"]),
+        pointwise(pam_feat, *p["conv6"]),
+        pointwise(cam_feat, *p["conv7"]),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Test set-up helpers (no formulas): random, non-trivial parameters and BatchNorm statistics
+# --------------------------------------------------------------------------------------------------
+
+
+def randomize_(module: torch.nn.Module, seed: int = 0, *, gamma: float = 0.75) -> torch.nn.Module:
+    """Draw every parameter afresh, give every BatchNorm non-trivial running statistics, set any
+    ``gamma`` to a non-zero value. Zero-initialised weights (DANet's gamma, HA-CNN's hard-attention
+    fc) would otherwise hide whole terms of the formula from a comparison."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.split(".")[-1] == "gamma":
+                p.fill_(gamma)
+            elif p.dim() > 1:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=g) * (1.5 / math.sqrt(fan_in)))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        for m in module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.3)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
+    return module

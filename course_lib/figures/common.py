@@ -1,0 +1,78 @@
+"""Figures every chapter uses: a sample photo, a map over an image, a heatmap, a bar chart."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+
+@functools.lru_cache(maxsize=4)
+def _photo(name: str) -> np.ndarray:
+    from sklearn.datasets import load_sample_image  # ships with scikit-learn: no download
+
+    return load_sample_image(name)
+
+
+def sample_image(name: str = "china.jpg", size: tuple[int, int] = (96, 144)) -> torch.Tensor:
+    """A real photo as a (1, 3, H, W) float tensor in [0, 1]; ``name`` is "china.jpg" or "flower.jpg"."""
+    if name not in {"china.jpg", "flower.jpg"}:
+        raise ValueError(f"sample_image: name must be 'china.jpg' or 'flower.jpg', got {name!r}")
+    image = torch.from_numpy(_photo(name).copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    return torch.nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def to_numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def show_map(image: torch.Tensor, attention_map: torch.Tensor, *, ax=None, title: str = "", alpha: float = 0.5,
+             cmap: str = "jet") -> np.ndarray:
+    """Overlay a (H, W) map (or (1, 1, H, W)) on an image ((3, H, W), (1, 3, H, W) or (H, W)); return the map."""
+    import matplotlib.pyplot as plt
+
+    amap = to_numpy(attention_map).squeeze()
+    img = to_numpy(image).squeeze()
+    if amap.ndim != 2:
+        raise ValueError(f"show_map: expected a 2-D map after squeezing, got shape {amap.shape}")
+    if img.ndim == 3:
+        img = np.transpose(img, (1, 2, 0))
+    if img.shape[:2] != amap.shape:
+        raise ValueError(f"show_map: image is {img.shape[:2]} but the map is {amap.shape}; resize one first")
+    ax = ax or plt.gca()
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+    ax.imshow(amap, cmap=cmap, alpha=alpha)
+    ax.set_title(title)
+    ax.axis("off")
+    return amap
+
+
+def heatmap(matrix: torch.Tensor | np.ndarray, *, ax=None, title: str = "", xlabel: str = "", ylabel: str = "",
+            cmap: str = "viridis") -> np.ndarray:
+    """Show a 2-D matrix with a colour bar; return it."""
+    import matplotlib.pyplot as plt
+
+    data = to_numpy(matrix).squeeze()
+    if data.ndim != 2:
+        raise ValueError(f"heatmap: expected a 2-D matrix after squeezing, got shape {data.shape}")
+    ax = ax or plt.gca()
+    image = ax.imshow(data, cmap=cmap)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return data
+
+
+def bars(values: torch.Tensor | np.ndarray, *, ax=None, title: str = "", xlabel: str = "channel",
+         ylabel: str = "weight") -> np.ndarray:
+    """A bar per entry of a 1-D vector (e.g. SE channel weights); return the vector."""
+    import matplotlib.pyplot as plt
+
+    data = to_numpy(values).reshape(-1)
+    ax = ax or plt.gca()
+    ax.bar(np.arange(len(data)), data)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return data
