@@ -11,7 +11,8 @@ Official code
 Equations (paper numbering; A is the local feature map of shape C x H x W, N = H x W positions,
 i and j index positions in (1)-(2) and channels in (3)-(4))
 
-    Position attention module (PAM). B, C, D are 1x1 convolutions of A (B and C with C/8 channels):
+    Position attention module (PAM). B, C, D are 1x1 convolutions of A (in the official code B
+    and C have C/8 channels, D has C):
     (1) s_{ji} = \frac{\exp(B_i \cdot C_j)}{\sum_{i=1}^{N} \exp(B_i \cdot C_j)}
     (2) E_j = \alpha \sum_{i=1}^{N} (s_{ji} D_i) + A_j,        \alpha initialised to 0
 
@@ -35,7 +36,8 @@ Shape glossary
 
 Memory: PAM's map is N x N per image. At output stride 8 on a 768 x 768 crop, N = 96^2 = 9216 and
 one float32 map takes 9216^2 * 4 bytes = 340 MB (324 MiB), before the softmax's copy and the
-gradients (DANet issues #58, #104). ``PositionAttention(..., fused=True)`` avoids storing it.
+gradients (DANet issues #58, #104). ``PositionAttention(..., fused=True)`` avoids storing it, on CPU
+(PyTorch's flash kernel for CPU) and on CUDA (see the class's Deviations; ``make bench`` measures it).
 """
 from __future__ import annotations
 
@@ -65,8 +67,8 @@ class PositionAttention(nn.Module):
         reduction: r; the query and key convolutions have C // r channels, which must be >= 1
             (official: 8).
         fused: compute ``forward`` with ``torch.nn.functional.scaled_dot_product_attention``
-            (``scale=1.0``) instead of materialising the (B, N, N) map; same result. ``forward``
-            also takes ``fused=True/False`` to override it for one call.
+            (``scale=1.0``), which need not materialise the (B, N, N) map (see Deviations); same
+            result. ``forward(x, fused=True/False)`` overrides it for one call.
 
     Submodules and parameters keep the official names so weights copy 1:1: ``query_conv`` and
     ``key_conv`` (``Conv2d(C, C', 1)``, with bias), ``value_conv`` (``Conv2d(C, C, 1)``, with bias)
@@ -81,14 +83,17 @@ class PositionAttention(nn.Module):
         * Naming: the code's ``query_conv`` plays the paper's C and ``key_conv`` the paper's B: the
           output at position j uses C_j (its query) against every key B_i, which is Eq. (1) with
           ``energy[j, i] = C_j . B_i``. ``value_conv`` is the paper's D.
+        * Query/key width C // 8: this reduction is the official code's (``in_dim // 8``); the
+          paper's text does not give the width of B and C.
         * No 1/sqrt(C') scaling of the energy (neither the paper nor the official code has one;
           Transformer-style copies add it).
         * ``out = value @ attention^T``: the transpose is required because the values are stored
           channels-first (DANet issue #64 asks about it; it is correct).
         * The fused path pads query and key with zeros from C' to C channels, because the efficient
           SDPA kernels want query, key and value to share their last dimension; zeros add nothing to
-          any dot product. Whether the N x N map is really avoided depends on the backend SDPA picks
-          (the CUDA memory-efficient / flash kernels avoid it; the CPU math fallback does not).
+          any dot product. The kernels also need contiguous rows, so the rearranged views are made
+          contiguous; without either step SDPA silently falls back to its "math" backend, which
+          builds the N x N map anyway (tests/test_pam_fused_kernel.py checks the kernel it picks).
         * Memory grows as N^2: N = 96^2 gives 340 MB (324 MiB) per float32 map per image.
     """
 
@@ -144,6 +149,9 @@ class PositionAttention(nn.Module):
         pad = c - query.shape[-1]
         if pad:  # zeros leave every dot product unchanged: (B, 1, N, C') -> (B, 1, N, C)
             query, key = F.pad(query, (0, pad)), F.pad(key, (0, pad))
+        # The efficient kernels also need each row contiguous in memory (stride 1 over channels); the
+        # rearranged views are not, and with them SDPA silently falls back to the N x N "math" path.
+        query, key, value = query.contiguous(), key.contiguous(), value.contiguous()
         # softmax(query @ key^T) @ value: (B, 1, N, C) x (B, 1, N, C) x (B, 1, N, C) -> (B, 1, N, C)
         out = F.scaled_dot_product_attention(query, key, value, scale=1.0)
         return rearrange(out, "b 1 (h w) c -> b c h w", h=h, w=w)  # (B, 1, N, C) -> (B, C, H, W)
@@ -347,7 +355,7 @@ class DualAttentionHead(nn.Module):
         check_bool("return_branches", return_branches, self._owner())
         pam_feat = self.conv51(self.pam(self.conv5a(x)))  # (B, C_in, H, W) -> (B, C', H, W)
         cam_feat = self.conv52(self.cam(self.conv5c(x)))  # (B, C_in, H, W) -> (B, C', H, W)
-        fused = self.conv8(pam_feat + cam_feat)  # (B, C', H, W) -> (B, num_classes, H, W)
+        logits = self.conv8(pam_feat + cam_feat)  # (B, C', H, W) -> (B, num_classes, H, W)
         if not return_branches:
-            return fused
-        return fused, self.conv6(pam_feat), self.conv7(cam_feat)
+            return logits
+        return logits, self.conv6(pam_feat), self.conv7(cam_feat)

@@ -22,7 +22,9 @@ they are omitted). X is the block's input of shape (B, C, H, W); every convoluti
                         excitation  C = ConvBlock_{1x1}(ConvBlock_{1x1}(z)), width C -> C/r -> C
     hard attention      per region, an affine transform with fixed scale and learnt translation
                         A_hard = [[s_h, 0, t_x], [0, s_w, t_y]],  (t_x, t_y) = tanh(FC(GAP(X)))
-                        sampled from X with a spatial transformer (affine_grid + grid_sample)
+                        sampled from X with a spatial transformer (affine_grid + grid_sample);
+                        torchreid (and this module) fix the scales to 1 along the width and
+                        1/R along the height, so each region is a horizontal stripe
 
 Shape glossary
     B  batch size   C  channels   H, W  height and width   r  ``reduction``   R  ``num_regions``

@@ -1,0 +1,313 @@
+"""Visible checks of chapter 01, Squeeze-and-Excitation.
+
+    check_se(SqueezeExcitation)                       the block: parameters, gate, output, gradients
+    check_se_parameter_count(se_parameter_count)      2 C C' + C' + C with C' = C // r
+    check_seresnet50_extra_parameters(fn)             the 2.53 M parameters SE adds to ResNet-50
+
+They compare with values stored in ``checks/expected/ch01_se.pt`` (built from the reference module by
+``hidden/ch01_se.py``) and never import the reference module. Known mistakes are named from the outputs
+they produce, which were computed when the expected values were built.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ._core import (
+    CheckFailure,
+    build,
+    call,
+    count_parameters,
+    define_mistake,
+    exercise,
+    expect,
+    expect_shape,
+    expected,
+    fmt_shape,
+    is_close,
+    load_by_shape,
+    passed,
+)
+
+__all__ = ["check_se", "check_se_parameter_count", "check_seresnet50_extra_parameters"]
+
+CHAPTER = "ch01_se"
+
+define_mistake("keepdim", "a reduction without keepdim=True drops a dimension the next step needs")
+define_mistake("max_squeeze", "the squeeze takes the maximum over H and W where the paper averages")
+define_mistake("gate_added", "the gate is added to x where it should multiply it")
+define_mistake("float_count", "a float where a count (an int) is asked, e.g. C / r instead of C // r")
+define_mistake("se_per_stage", "one SE block per stage where SE-ResNet has one in every bottleneck block")
+define_mistake("bottleneck_width", "the bottleneck's inner width (64, 128, ...) where SE sees 4x that")
+
+#: Advice for each mistake the stored diagnoses can name (shared with the hidden checks).
+ADVICE = {
+    "missing_sigmoid": "the gate has no sigmoid: s = sigmoid(W2 relu(W1 z)) must lie in (0, 1).",
+    "softmax_gate": "a softmax where the paper uses a sigmoid. A softmax makes the C weights compete for "
+                    "a total of 1 (each is about 1/C); SE wants several channels emphasised at once, "
+                    "each weight in (0, 1) on its own.",
+    "softmax_one": "every gate value is 1: a softmax over a dimension of size 1 (dim=-1 on a (B, C, 1, 1) "
+                   "tensor) returns 1 everywhere. SE's gate is a sigmoid, one value per channel.",
+    "relu_after_last": "a ReLU after the second layer: the ReLU belongs between W1 and W2 only; after W2 "
+                       "it pushes every gate to >= 0.5.",
+    "missing_relu": "no ReLU between the two layers: s = sigmoid(W2 relu(W1 z)), Eq. (3).",
+    "max_squeeze": "the squeeze takes the max over H and W; Eq. (2) is the mean "
+                   "(x.mean((2, 3), keepdim=True) or nn.AdaptiveAvgPool2d(1)).",
+    "gate_added": "forward adds the gate (x + s); Eq. (4) multiplies: x * s.",
+    "returns_map": "forward returns the gate; it should return the recalibrated features x * s.",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# helpers (generic enough for other chapters; kept here so _core stays untouched)
+# --------------------------------------------------------------------------------------------
+def expect_close_or_name(
+    actual: Any,
+    want: torch.Tensor,
+    *,
+    what: str,
+    diagnoses: Sequence[tuple[str, torch.Tensor, str]] = (),
+    fallback: tuple[str, str] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> None:
+    """Like ``_core.expect_close``, with several diagnoses allowed per mistake id.
+
+    ``diagnoses``: (mistake id, the result that mistake produces, advice), tried in order.
+    ``fallback``: (mistake id, advice) for a mismatch that no diagnosis explains.
+    """
+    if not isinstance(actual, torch.Tensor):
+        raise CheckFailure(f"{what} should be a tensor, got {type(actual).__name__}", mistake="shape")
+    expect_shape(actual, want.shape, what=what)
+    if is_close(actual, want, rtol=rtol, atol=atol):
+        passed()
+        return
+    for mistake_id, wrong, advice in diagnoses:
+        if is_close(actual, wrong, rtol=rtol, atol=atol):
+            raise CheckFailure(f"{what} has the wrong values.\n  Likely mistake: {advice}", mistake=mistake_id)
+    got = actual.detach().to("cpu", torch.float64)
+    diff = (got - want.to(torch.float64)).abs()
+    flat = int(diff.argmax())
+    where = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape))
+    message = (
+        f"{what} has the wrong values: the largest difference is {diff.max().item():.3g} at index {where} "
+        f"(expected {want.reshape(-1)[flat].item():.5g}, got {got.reshape(-1)[flat].item():.5g})."
+    )
+    mistake, advice = fallback or ("values", "")
+    raise CheckFailure(message + (f"\n  Likely mistake: {advice}" if advice else ""), mistake=mistake)
+
+
+#: (text in the error, mistake id, advice) for errors an SE block typically raises.
+SE_ERROR_HINTS: Sequence[tuple[str, str, str]] = (
+    ("input to conv2d, but got input of size", "keepdim",
+     "the squeezed tensor lost its 1 x 1 spatial dimensions before a 1x1 convolution: average with "
+     "x.mean((2, 3), keepdim=True) so that z has shape (B, C, 1, 1)."),
+    ("Input type (float) and", "dtype",
+     "tensors of different dtypes meet (float32 and float64): a hard-coded dtype (.float(), "
+     "torch.float32)? Let every tensor follow x.dtype."),
+    ("Input type (double) and", "dtype",
+     "tensors of different dtypes meet (float64 and float32): a hard-coded dtype? Let every tensor follow "
+     "x.dtype."),
+    ("channels, but got 1 channels instead", "pool_axis",
+     "the squeeze averaged over the channel axis (dim 1), leaving one channel; Eq. (2) averages over "
+     "H and W (dims 2 and 3), one value per channel."),
+)
+
+
+def call_with_hints(fn: Callable[..., Any], *args: Any, doing: str,
+                    hints: Sequence[tuple[str, str, str]] = SE_ERROR_HINTS) -> Any:
+    """``_core.call`` plus chapter-specific hints for errors it can only call a crash."""
+    try:
+        return call(fn, *args, doing=doing)
+    except CheckFailure as failure:
+        if failure.mistake == "crash":
+            text = str(failure)
+            for needle, mistake, advice in hints:
+                if needle in text:
+                    raise CheckFailure(f"{text}\n  Likely mistake: {advice}", mistake=mistake) from None
+        raise
+
+
+def forward_keeps_input(module: torch.nn.Module, x: torch.Tensor, *, doing: str) -> Any:
+    """Call ``module(x)`` and fail with mistake "inplace" if that changed ``x``."""
+    before = x.clone()
+    out = call_with_hints(module, x, doing=doing)
+    expect(
+        torch.equal(x, before),
+        f"{doing} changed its input x in place (x *= ..., x.mul_(...)). A block must leave its input "
+        "alone: the caller (a residual connection, autograd) still needs it. Return x * s instead.",
+        mistake="inplace",
+    )
+    return out
+
+
+def expect_int(value: Any, *, what: str) -> int:
+    """A Python int (or an integral 0-d tensor); a float is reported as a counting mistake."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CheckFailure(
+            f"{what} should be an int, got {value!r} ({type(value).__name__}). A parameter count is a "
+            "whole number: use // (floor division), as the layers do (C // r hidden units).",
+            mistake="float_count",
+        )
+    passed()
+    return value
+
+
+def se_count(channels: int, hidden: int, *, biases: tuple[bool, bool] = (True, True)) -> int:
+    """Parameters of an SE MLP C -> hidden -> C with the given biases."""
+    return 2 * channels * hidden + (hidden if biases[0] else 0) + (channels if biases[1] else 0)
+
+
+def check_se_parameters(module: torch.nn.Module, channels: int, reduction: int, *, what: str) -> None:
+    """The parameter count 2 C C' + C' + C, naming the usual departures from it."""
+    hidden = channels // reduction
+    got = count_parameters(module)
+    want = se_count(channels, hidden)
+    if got == want:
+        passed()
+        return
+    shapes = ", ".join(f"{n} {fmt_shape(p.shape)}" for n, p in module.named_parameters()) or "none"
+    intro = (f"{what} has {got} parameters; expected 2*C*C' + C' + C = {want} "
+             f"(C = {channels}, C' = C // r = {hidden}).\n  yours: {shapes}")
+    if channels // 16 != hidden and got in {se_count(channels, channels // 16, biases=b)
+                                            for b in ((True, True), (False, False))}:
+        raise CheckFailure(
+            intro + f"\n  Likely mistake: the hidden layer has C // 16 = {channels // 16} units whatever "
+            f"`reduction` is; use channels // reduction = {hidden}.",
+            mistake="reduction_ignored",
+        )
+    if got in {se_count(channels, hidden, biases=b) for b in ((False, False), (True, False), (False, True))}:
+        raise CheckFailure(
+            intro + "\n  Likely mistake: a layer without bias. This exercise follows the official SE model "
+                    "(Caffe), whose two 1x1 convolutions have biases: keep nn.Linear's default bias=True "
+                    "(or pass bias=True to nn.Conv2d). Popular copies drop them (bias=False).",
+            mistake="missing_bias",
+        )
+    raise CheckFailure(intro + "\n  Likely mistake: the layers should be W1: C -> C // r and W2: C // r -> C, "
+                               "each with a bias, and nothing else with parameters.", mistake="param_count")
+
+
+def role_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The stored SE weights under the roles the messages name."""
+    return {
+        "W1 weight (C' x C)": weights["fc1.weight"],
+        "W1 bias": weights["fc1.bias"],
+        "W2 weight (C x C')": weights["fc2.weight"],
+        "W2 bias": weights["fc2.bias"],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# the checks
+# --------------------------------------------------------------------------------------------
+@exercise("SqueezeExcitation", budget_s=10)
+def check_se(cls: type) -> None:
+    """SqueezeExcitation(channels, reduction=16): attention(x) (B, C, 1, 1), forward(x) = x * attention(x)."""
+    data = expected(CHAPTER)["se"]
+    c, r = int(data["channels"]), int(data["reduction"])
+    name = f"SqueezeExcitation({c}, reduction={r})"
+
+    module = build(cls, c, reduction=r)
+    check_se_parameters(module, c, r, what=name)
+    default = build(cls, c)
+    check_se_parameters(default, c, 16, what=f"SqueezeExcitation({c}) (default reduction=16)")
+    load_by_shape(module, role_weights(data["weights"]), what=name)
+    module.eval()
+
+    x = data["x"].clone()
+    b, _, h, w = x.shape
+    gate = call_with_hints(module.attention, x, doing=f"{name}.attention(x) with x of shape {fmt_shape(x.shape)}")
+    expect(torch.equal(x, data["x"]), f"{name}.attention(x) changed x in place; compute a new tensor.",
+           mistake="inplace")
+    expect_shape(gate, (b, c, 1, 1), what=f"{name}.attention(x)",
+                 hint="the gate keeps a (B, C, 1, 1) shape so that x * s broadcasts over H and W: "
+                      "use keepdim=True / 1x1 convolutions, or reshape the Linear output back "
+                      "(rearrange(s, 'b c -> b c 1 1')).")
+    diagnoses = [(k, v, ADVICE[k]) for k, v in data["gate_diagnoses"].items()]
+    diagnoses.append(("softmax_gate", torch.ones_like(data["gate"]), ADVICE["softmax_one"]))
+    outside = bool(((gate <= 0) | (gate >= 1)).any())
+    expect_close_or_name(
+        gate, data["gate"], what=f"{name}.attention(x)", diagnoses=diagnoses,
+        fallback=("missing_sigmoid", "some gate values lie outside (0, 1): the last step is a sigmoid.")
+        if outside else ("values", "compare each step with Eq. (2)-(3): mean over H and W, W1, ReLU, W2, sigmoid."),
+    )
+
+    out = forward_keeps_input(module, x, doing=f"{name}(x)")
+    expect_shape(out, x.shape, what=f"{name}(x)",
+                 hint=ADVICE["returns_map"] if isinstance(out, torch.Tensor) and out.shape == gate.shape
+                 else "forward(x) returns x * s, the shape of x.",
+                 mistake="returns_map" if isinstance(out, torch.Tensor) and out.shape == gate.shape else "shape")
+    expect_close_or_name(out, data["out"], what=f"{name}(x)",
+                         diagnoses=[("gate_added", data["out_gate_added"], ADVICE["gate_added"])],
+                         fallback=("values", "forward should return x * self.attention(x), Eq. (4)."))
+
+    # gradients reach the input and every parameter, and equal the reference's
+    module.zero_grad(set_to_none=True)
+    xg = data["x"].clone().requires_grad_(True)
+    out = call(module, xg, doing=f"{name}(x) with x.requires_grad=True")
+    call(lambda: (out * data["upstream"]).sum().backward(), doing=f"backward through {name}(x)")
+    missing = [n for n, p in module.named_parameters() if p.grad is None]
+    expect(xg.grad is not None and not missing,
+           f"no gradient reached {'x' if xg.grad is None else ', '.join(missing)}: the gate must stay in the "
+           "autograd graph (no .detach(), torch.no_grad() or .data in attention/forward).", mistake="no_grad")
+    expect_close_or_name(xg.grad, data["grad_x"], what=f"the gradient of {name}(x) with respect to x",
+                         fallback=("no_grad", "part of the gate is cut from the graph (.detach(), .data, "
+                                              "torch.no_grad()), so the gradient misses the path through s."))
+
+
+@exercise("se_parameter_count", budget_s=5)
+def check_se_parameter_count(fn: Callable[..., Any]) -> None:
+    """se_parameter_count(channels, reduction=16) = 2 C (C // r) + C // r + C."""
+    cases = expected(CHAPTER)["parameter_count"]
+    for case in cases:
+        c, r, want = int(case["channels"]), int(case["reduction"]), int(case["count"])
+        args = (c,) if r == 16 else (c, r)
+        shown = f"se_parameter_count({c})" if r == 16 else f"se_parameter_count({c}, {r})"
+        got = expect_int(call(fn, *args, doing=shown), what=shown)
+        if got == want:
+            passed()
+            continue
+        h = c // r
+        message = f"{shown} returned {got}; expected {want} (2*C*C' + C' + C with C' = C // r = {h})."
+        if got in {se_count(c, h, biases=bb) for bb in ((False, False), (True, False), (False, True))}:
+            raise CheckFailure(message + "\n  Likely mistake: a bias is left out. W1 has C' biases and W2 has C "
+                                         "(the official model's 1x1 convolutions have biases).",
+                               mistake="missing_bias")
+        if h != c // 16 and got in {se_count(c, c // 16), se_count(c, c // 16, biases=(False, False))}:
+            raise CheckFailure(message + "\n  Likely mistake: 16 is used whatever `reduction` is.",
+                               mistake="reduction_ignored")
+        raise CheckFailure(message + "\n  Likely mistake: W1 is C' x C, W2 is C x C', plus one bias per output unit.",
+                           mistake="param_count")
+
+
+@exercise("seresnet50_extra_parameters", budget_s=5)
+def check_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
+    """The parameters SE blocks add to ResNet-50: 2,530,992 for r = 16 (28.09 M in all)."""
+    data = expected(CHAPTER)["seresnet50"]
+    for r, want in zip(data["reductions"].tolist(), data["extra"].tolist()):
+        shown = "seresnet50_extra_parameters()" if r == 16 else f"seresnet50_extra_parameters({r})"
+        args = () if r == 16 else (r,)
+        got = expect_int(call(fn, *args, doing=shown), what=shown)
+        if got == want:
+            passed()
+            continue
+        wrong = {k: v.tolist() for k, v in data["diagnoses"].items()}
+        index = data["reductions"].tolist().index(r)
+        message = f"{shown} returned {got:,}; expected {want:,}."
+        advice = {
+            "missing_bias": "biases are left out: each SE block has 2 C C' + C' + C parameters.",
+            "se_per_stage": "one SE block per stage; SE-ResNet-50 puts one in every bottleneck block "
+                            "(3 + 4 + 6 + 3 = 16 blocks).",
+            "bottleneck_width": "the bottleneck's inner width was used (64, 128, 256, 512); SE recalibrates the "
+                                "block's output, which has 4x as many channels (256, 512, 1024, 2048).",
+            "reduction_ignored": "the result does not change with `reduction`: 16 (or the r = 16 answer) "
+                                 "is hard-coded.",
+        }
+        for mistake_id, values in wrong.items():
+            if got == values[index]:
+                raise CheckFailure(message + f"\n  Likely mistake: {advice[mistake_id]}", mistake=mistake_id)
+        raise CheckFailure(message + "\n  Likely mistake: sum se_parameter_count(C, reduction) over every block "
+                                     "of RESNET50_STAGES (blocks, C).", mistake="param_count")

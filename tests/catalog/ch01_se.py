@@ -1,0 +1,332 @@
+"""Chapter 01 (Squeeze-and-Excitation): what students and popular copies write, wrong and right.
+
+Every source defines the exercise's symbol given catalog.PRELUDE (torch, nn, F, einops); each is
+self-contained, so the same text can be pasted into the notebook's solution cell.
+"""
+from __future__ import annotations
+
+from catalog import Exercise, Impl
+from course_lib.checks.ch01_se import check_se, check_se_parameter_count, check_seresnet50_extra_parameters
+from course_lib.checks.hidden.ch01_se import (
+    hidden_se,
+    hidden_se_parameter_count,
+    hidden_seresnet50_extra_parameters,
+)
+
+SE = Exercise("01_se", "SqueezeExcitation", "SqueezeExcitation", check_se, hidden_se,
+              "se_solution", "test_se")
+COUNT = Exercise("01_se", "se_parameter_count", "se_parameter_count", check_se_parameter_count,
+                 hidden_se_parameter_count, "se_parameter_count_solution", "test_se_parameter_count")
+RESNET = Exercise("01_se", "seresnet50_extra_parameters", "seresnet50_extra_parameters",
+                  check_seresnet50_extra_parameters, hidden_seresnet50_extra_parameters,
+                  "seresnet50_solution", "test_seresnet50")
+EXERCISES = [SE, COUNT, RESNET]
+
+
+def se(body: str, init: str | None = None) -> str:
+    """A SqueezeExcitation made of 1x1 convolutions with bias, with ``attention`` (and more) replaced."""
+    init = init or """
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
+"""
+    return f"""
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+{init.strip(chr(10))}
+{body.strip(chr(10))}
+"""
+
+
+CONV_GATE = """
+    def attention(self, x):
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+"""
+FORWARD = """
+    def forward(self, x):
+        return x * self.attention(x)
+"""
+
+
+def gate(expression: str) -> str:
+    """An attention() whose body is ``return <expression>`` (z is the squeezed input)."""
+    return f"""
+    def attention(self, x):
+        z = x.mean((2, 3), keepdim=True)
+        return {expression}
+"""
+
+
+IMPLS = [
+    # ---------------------------------------------------------------- SqueezeExcitation: wrong
+    Impl(SE, "bias-free Linear layers (moskomule/senet.pytorch)", """
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(nn.Linear(channels, channels // reduction, bias=False), nn.ReLU(inplace=True),
+                                nn.Linear(channels // reduction, channels, bias=False), nn.Sigmoid())
+
+    def attention(self, x):
+        b, c, _, _ = x.shape
+        return self.fc(self.pool(x).view(b, c)).view(b, c, 1, 1)
+
+    def forward(self, x):
+        return x * self.attention(x).expand_as(x)
+""", "missing_bias"),
+    Impl(SE, "bias-free 1x1 convolutions (External-Attention style)",
+         se(CONV_GATE + FORWARD, init="""
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1, bias=False)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
+"""), "missing_bias"),
+    Impl(SE, "bias only in the first layer",
+         se(CONV_GATE + FORWARD, init="""
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
+"""), "missing_bias"),
+    Impl(SE, "reduction ignored: hidden width channels // 16",
+         se(CONV_GATE + FORWARD, init="""
+        self.fc1 = nn.Conv2d(channels, channels // 16, 1)
+        self.fc2 = nn.Conv2d(channels // 16, channels, 1)
+"""), "reduction_ignored"),
+    Impl(SE, "softmax over channels instead of sigmoid",
+         se(gate("torch.softmax(self.fc2(F.relu(self.fc1(z))), dim=1)") + FORWARD), "softmax_gate"),
+    Impl(SE, "softmax over a size-1 axis (all ones)",
+         se(gate("F.softmax(self.fc2(F.relu(self.fc1(z))), dim=-1)") + FORWARD), "softmax_gate"),
+    Impl(SE, "no sigmoid", se(gate("self.fc2(F.relu(self.fc1(z)))") + FORWARD), "missing_sigmoid"),
+    Impl(SE, "tanh instead of sigmoid", se(gate("torch.tanh(self.fc2(F.relu(self.fc1(z))))") + FORWARD),
+         "missing_sigmoid"),
+    Impl(SE, "ReLU after the last layer",
+         se(gate("torch.sigmoid(F.relu(self.fc2(F.relu(self.fc1(z)))))") + FORWARD), "relu_after_last"),
+    Impl(SE, "no ReLU between the layers", se(gate("torch.sigmoid(self.fc2(self.fc1(z)))") + FORWARD),
+         "missing_relu"),
+    Impl(SE, "max pooling as the squeeze", se("""
+    def attention(self, x):
+        z = x.amax((2, 3), keepdim=True)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
+""" + FORWARD), "max_squeeze"),
+    Impl(SE, "squeeze over the channel axis", se("""
+    def attention(self, x):
+        z = x.mean(1, keepdim=True)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
+""" + FORWARD), "pool_axis"),
+    Impl(SE, "squeeze without keepdim before 1x1 convolutions", se("""
+    def attention(self, x):
+        z = x.mean((2, 3))
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
+""" + FORWARD), "keepdim"),
+    Impl(SE, "Linear gate left as (B, C)", """
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, channels // reduction)
+        self.fc2 = nn.Linear(channels // reduction, channels)
+
+    def attention(self, x):
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))
+
+    def forward(self, x):
+        return x * self.attention(x)[:, :, None, None]
+""", "shape"),
+    Impl(SE, "forward returns the gate", se(CONV_GATE + """
+    def forward(self, x):
+        return self.attention(x)
+"""), "returns_map"),
+    Impl(SE, "forward adds the gate", se(CONV_GATE + """
+    def forward(self, x):
+        return x + self.attention(x)
+"""), "gate_added"),
+    Impl(SE, "forward scales x in place", se(CONV_GATE + """
+    def forward(self, x):
+        x *= self.attention(x)
+        return x
+"""), "inplace"),
+    Impl(SE, "gate detached from the graph", se(CONV_GATE + """
+    def forward(self, x):
+        return x * self.attention(x).detach()
+"""), "no_grad"),
+    Impl(SE, "hard-coded .cuda()", se(CONV_GATE + """
+    def forward(self, x):
+        return x * self.attention(x).cuda()
+"""), "device"),
+    Impl(SE, "hard-coded float32 gate", se("""
+    def attention(self, x):
+        z = x.mean((2, 3), keepdim=True)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(z)))).to(torch.float32)
+""" + FORWARD), "dtype"),
+    Impl(SE, "hard-coded float32 squeeze", se("""
+    def attention(self, x):
+        z = x.mean((2, 3), keepdim=True).float()
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
+""" + FORWARD), "dtype"),
+    Impl(SE, "default reduction 8", """
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, reduction=8):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
+""" + CONV_GATE + FORWARD, "param_count"),
+    Impl(SE, "BatchNorm inside the excitation", se("""
+    def attention(self, x):
+        z = x.mean((2, 3), keepdim=True)
+        return torch.sigmoid(self.fc2(F.relu(self.bn(self.fc1(z)))))
+""" + FORWARD, init="""
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.bn = nn.BatchNorm2d(channels // reduction)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
+"""), "param_count"),
+    Impl(SE, "untouched stub", """
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        raise NotImplementedError()
+""", "not_implemented"),
+
+    # ---------------------------------------------------------------- SqueezeExcitation: valid
+    Impl(SE, "1x1 convolutions with bias, mean over (2, 3)", se(CONV_GATE + FORWARD)),
+    Impl(SE, "Linear with bias and einops", """
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, channels // reduction)
+        self.fc2 = nn.Linear(channels // reduction, channels)
+
+    def attention(self, x):
+        z = reduce(x, "b c h w -> b c", "mean")
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
+        return rearrange(s, "b c -> b c 1 1")
+
+    def forward(self, x):
+        return x * self.attention(x)
+"""),
+    Impl(SE, "AdaptiveAvgPool2d, view and a Sequential with inplace ReLU and Sigmoid", """
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.squeeze = nn.AdaptiveAvgPool2d(1)
+        self.excite = nn.Sequential(nn.Linear(channels, channels // reduction), nn.ReLU(inplace=True),
+                                    nn.Linear(channels // reduction, channels), nn.Sigmoid())
+
+    def attention(self, x):
+        b, c, _, _ = x.shape
+        return self.excite(self.squeeze(x).view(b, c)).view(b, c, 1, 1)
+
+    def forward(self, x):
+        return x * self.attention(x).expand_as(x)
+"""),
+    Impl(SE, "raw parameters with einsum", """
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        hidden = channels // reduction
+        self.w1 = nn.Parameter(torch.randn(hidden, channels) / math.sqrt(channels))
+        self.b1 = nn.Parameter(torch.zeros(hidden))
+        self.w2 = nn.Parameter(torch.randn(channels, hidden) / math.sqrt(hidden))
+        self.b2 = nn.Parameter(torch.zeros(channels))
+
+    def attention(self, x):
+        z = x.mean(-1).mean(-1)                                      # (B, C)
+        hidden = F.relu(torch.einsum("bc,hc->bh", z, self.w1) + self.b1)
+        s = torch.sigmoid(torch.einsum("bh,ch->bc", hidden, self.w2) + self.b2)
+        return s[:, :, None, None]
+
+    def forward(self, x):
+        return x * self.attention(x)
+"""),
+    Impl(SE, "F.adaptive_avg_pool2d, forward recomputes the gate inline", se("""
+    def attention(self, x):
+        return torch.sigmoid(self.fc2(torch.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
+
+    def forward(self, x):
+        s = self.fc2(torch.relu(self.fc1(F.adaptive_avg_pool2d(x, 1))))
+        return torch.sigmoid(s) * x
+""")),
+    Impl(SE, "extra harmless attributes and a buffer", se(CONV_GATE + FORWARD, init="""
+        self.channels = channels
+        self.reduction = reduction
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
+        self.gate = nn.Sigmoid()
+""")),
+
+    # ---------------------------------------------------------------- se_parameter_count
+    Impl(COUNT, "without biases", """
+def se_parameter_count(channels, reduction=16):
+    return 2 * channels * (channels // reduction)
+""", "missing_bias"),
+    Impl(COUNT, "true division", """
+def se_parameter_count(channels, reduction=16):
+    return 2 * channels * channels / reduction + channels / reduction + channels
+""", "float_count"),
+    Impl(COUNT, "16 whatever the reduction", """
+def se_parameter_count(channels, reduction=16):
+    hidden = channels // 16
+    return 2 * channels * hidden + hidden + channels
+""", "reduction_ignored"),
+    Impl(COUNT, "one layer counted", """
+def se_parameter_count(channels, reduction=16):
+    hidden = channels // reduction
+    return channels * hidden + hidden
+""", "param_count"),
+    Impl(COUNT, "the formula with floor division", """
+def se_parameter_count(channels, reduction=16):
+    hidden = channels // reduction
+    return 2 * channels * hidden + hidden + channels
+"""),
+    Impl(COUNT, "counted from real layers", """
+def se_parameter_count(channels, reduction=16):
+    layers = nn.Sequential(nn.Conv2d(channels, channels // reduction, 1), nn.Conv2d(channels // reduction, channels, 1))
+    return sum(p.numel() for p in layers.parameters())
+"""),
+
+    # ---------------------------------------------------------------- seresnet50_extra_parameters
+    Impl(RESNET, "without biases", """
+RESNET50_STAGES = [(3, 256), (4, 512), (6, 1024), (3, 2048)]
+
+def seresnet50_extra_parameters(reduction=16):
+    return sum(blocks * 2 * c * (c // reduction) for blocks, c in RESNET50_STAGES)
+""", "missing_bias"),
+    Impl(RESNET, "one SE block per stage", """
+RESNET50_STAGES = [(3, 256), (4, 512), (6, 1024), (3, 2048)]
+
+def seresnet50_extra_parameters(reduction=16):
+    return sum(2 * c * (c // reduction) + c // reduction + c for _, c in RESNET50_STAGES)
+""", "se_per_stage"),
+    Impl(RESNET, "the bottleneck's inner width", """
+def seresnet50_extra_parameters(reduction=16):
+    total = 0
+    for blocks, width in [(3, 64), (4, 128), (6, 256), (3, 512)]:
+        h = width // reduction
+        total += blocks * (2 * width * h + h + width)
+    return total
+""", "bottleneck_width"),
+    Impl(RESNET, "hard-coded answer for r = 16", """
+def seresnet50_extra_parameters(reduction=16):
+    return 2_530_992
+""", "reduction_ignored"),
+    Impl(RESNET, "returns millions as a float", """
+RESNET50_STAGES = [(3, 256), (4, 512), (6, 1024), (3, 2048)]
+
+def seresnet50_extra_parameters(reduction=16):
+    total = sum(b * (2 * c * (c // reduction) + c // reduction + c) for b, c in RESNET50_STAGES)
+    return total / 1e6
+""", "float_count"),
+    Impl(RESNET, "a loop over stages with the formula", """
+RESNET50_STAGES = [(3, 256), (4, 512), (6, 1024), (3, 2048)]
+
+def seresnet50_extra_parameters(reduction=16):
+    total = 0
+    for blocks, channels in RESNET50_STAGES:
+        hidden = channels // reduction
+        total += blocks * (2 * channels * hidden + hidden + channels)
+    return total
+"""),
+    Impl(RESNET, "counted from real modules", """
+def seresnet50_extra_parameters(reduction=16):
+    def block(c):
+        return nn.Sequential(nn.Linear(c, c // reduction), nn.Linear(c // reduction, c))
+    return sum(n * sum(p.numel() for p in block(c).parameters()) for n, c in [(3, 256), (4, 512), (6, 1024), (3, 2048)])
+"""),
+]
