@@ -4,6 +4,7 @@ Keep this file generic: chapter-specific fixtures belong in the test module that
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,9 +22,10 @@ HAS_CUDA = torch.cuda.is_available()
 # Test tensors are tiny: intra-op threads only add synchronisation, and under pytest-xdist (one
 # process per core) they oversubscribe the CPU. Measured on 2 cores: a 1x1 conv on (2, 32, 7, 5)
 # takes ~20 us with one thread and ~25 ms with two while the other core is busy.
-torch.set_num_threads(1)
+# COURSE_TEST_THREADS overrides it (e.g. for a serial run of heavier tests).
+torch.set_num_threads(int(os.environ.get("COURSE_TEST_THREADS", "1")))
 
-#: Parametrise directly with ``@pytest.mark.parametrize("device", DEVICES)`` or ask for the ``device`` fixture.
+#: The parametrisation behind the ``device`` fixture: CUDA cases skip cleanly without a GPU.
 DEVICES = [
     pytest.param("cpu", id="cpu"),
     pytest.param(

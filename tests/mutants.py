@@ -38,6 +38,17 @@ class SEMaxSqueeze(se.SqueezeExcitation):
         return torch.sigmoid(self.fc2(self.relu(self.fc1(x.amax((2, 3), keepdim=True)))))
 
 
+class SESqueezesWrongAxes(se.SqueezeExcitation):
+    """Averages over (C, W) instead of (H, W): a (B, H) "descriptor". Its shapes only work when
+    C == H, which is why the tests' inputs keep C out of {H, W}; on them it fails outright. Caught by
+    the formula check."""
+
+    def attention(self, x):
+        check_feature_map(x, "SESqueezesWrongAxes", self.channels)
+        z = x.mean((1, 3))[:, :, None, None]  # (B, H, 1, 1)
+        return torch.sigmoid(self.fc2(self.relu(self.fc1(z))))
+
+
 class SEPoolsHeightSquare(se.SqueezeExcitation):
     """``F.avg_pool2d(x, x.size(2))``: an H x H window (the official BAM's bug), which on an H < W map
     averages only the first H columns. Caught by pixel-permutation equivariance (and the formula)."""

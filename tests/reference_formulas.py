@@ -1,7 +1,7 @@
 """The papers' formulas, written a second time, independently of ``course_lib``, in float64.
 
-Nothing here imports ``course_lib`` or calls ``torch.nn``/``torch.nn.functional``: convolution, batch
-norm, bilinear resizing and sampling are spelled out with explicit loops over kernel offsets or
+Nothing here imports ``course_lib``, and the formulas call neither ``torch.nn`` nor
+``torch.nn.functional``: convolution, batch norm, bilinear resizing and sampling are spelled out with explicit loops over kernel offsets or
 pixels and ``torch.einsum``. Every function takes the module's parameters as plain tensors, so a test
 reads them out of the module under test (by attribute) and the two computations share only the numbers.
 

@@ -42,6 +42,7 @@ def prepared(module, bn_mode: str = "eval"):
 FORMULA_CASES = {
     "se_no_sigmoid": lambda: (TF.check_se_formula, prepared(M.SENoSigmoid(32, 4)), formula_input()),
     "se_max_squeeze": lambda: (TF.check_se_formula, prepared(M.SEMaxSqueeze(32, 4)), formula_input()),
+    "se_squeezes_wrong_axes": lambda: (TF.check_se_formula, prepared(M.SESqueezesWrongAxes(32, 4)), formula_input()),
     "cbam_channel_two_mlps": lambda: (TF.check_cbam_channel_formula, prepared(M.CBAMChannelTwoMLPs(32, 4)), formula_input()),
     "cbam_channel_pools_height_square": lambda: (
         TF.check_cbam_channel_formula, prepared(M.CBAMChannelPoolsHeightSquare(32, 4)), formula_input(1)),
@@ -71,6 +72,15 @@ FORMULA_CASES = {
 def test_formula_check_catches(case):
     check, *args = FORMULA_CASES[case]()
     expect_failure(check, *args)
+
+
+def test_wrong_axes_mutant_would_pass_unnoticed_when_c_equals_h():
+    """Why inputs keep C out of {H, W}: with C == H == W the wrong-axes squeeze runs without error,
+    and only the values (the formula check) give it away."""
+    m = prepared(M.SESqueezesWrongAxes(8, 2))
+    x = TF.make_input((2, 8, 8, 8), "cpu")
+    assert m(x).shape == x.shape
+    expect_failure(TF.check_se_formula, m, x)
 
 
 def test_cbam_variant_check_catches_official_with_paper_pools():

@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
             "output": y,
             "repr": repr(module),
         })
-    torch.save({"timm_version": timm.__version__, "torch_version": torch.__version__, "cases": cases}, argv[0])
+    torch.save({"timm_version": str(timm.__version__), "torch_version": str(torch.__version__), "cases": cases}, argv[0])
     return 0
 
 

@@ -24,6 +24,7 @@ from course_lib.checks._core import (
     seeded_randn,
 )
 from course_lib.checks.ch03_ctdnet_sam import (
+    one_thread,
     _call,
     _close,
     _unchanged,
@@ -180,6 +181,7 @@ def _student(cls: type, ref: Reference, *, dtype: torch.dtype, device: str) -> t
 
 
 @exercise("SpatialAttentionModule.attention (hidden)", budget_s=30)
+@one_thread
 def hidden_sam_attention(cls: type) -> None:
     for trial, b, c_in, c_out, h, w in _trials(3030):
         ref = reference(c_in, c_out, seed=3100 + trial)
@@ -215,6 +217,7 @@ def hidden_sam_attention(cls: type) -> None:
 
 
 @exercise("SpatialAttentionModule.forward (hidden)", budget_s=30)
+@one_thread
 def hidden_sam_forward(cls: type) -> None:
     for trial, b, c_in, c_out, h, w in _trials(3031):
         ref = reference(c_in, c_out, seed=3400 + trial)
@@ -267,6 +270,7 @@ def hidden_sam_forward(cls: type) -> None:
 
 
 @exercise("sam_parameter_count (hidden)", budget_s=5)
+@one_thread
 def hidden_sam_parameter_count(fn: Callable) -> None:
     g = torch.Generator().manual_seed(3032)
     for _ in range(6):
@@ -281,6 +285,7 @@ def hidden_sam_parameter_count(fn: Callable) -> None:
 
 
 @exercise("swap_pool_order (hidden)", budget_s=5)
+@one_thread
 def hidden_swap_pool_order(fn: Callable) -> None:
     for trial, k in enumerate((1, 3, 5, 7)):
         for dtype in (torch.float32, torch.float64):

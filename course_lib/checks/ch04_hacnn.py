@@ -1,0 +1,490 @@
+"""Visible checks of chapter 04: HA-CNN's harmonious attention (soft spatial-channel and hard regional).
+
+The notebook's test cells call:
+
+    check_spatial_attention(SpatialAttention)     channel mean, 3x3 stride-2 ConvBlock, resize, 1x1 ConvBlock
+    check_channel_attention(ChannelAttention)     squeeze, two 1x1 ConvBlocks
+    check_soft_attention(SoftAttention)           sigmoid(ConvBlock(S * C)), applied as x * M
+    check_soft_map_interval(soft_map_interval)    the interval the soft map lives in
+    check_hard_attention_theta(HardAttention)     the zero-weight / stripe-bias init and theta = tanh(fc(GAP(x)))
+    check_hard_attention_crops(HardAttention)     the affine matrices and the affine_grid / grid_sample crops
+
+These modules hold many parameters of the same shape (every ConvBlock on one channel has four of shape (1,)),
+so weights cannot be matched by shape: the notebook gives each ``__init__`` and the checks load weights by the
+attribute names it uses (those of torchreid's ``hacnn.py``). BatchNorm: the checks call ``module.eval()`` and
+write stored running statistics into every BatchNorm, so the expected values depend only on the input and the
+weights. Values come from ``checks/expected/ch04_hacnn.pt``; nothing here imports ``course_lib.hacnn``.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ._core import (
+    CheckFailure,
+    build,
+    call,
+    define_mistake,
+    expect,
+    expect_close,
+    expect_shape,
+    expected,
+    exercise,
+    fmt_shape,
+    is_close,
+    load_by_name,
+    passed,
+)
+
+CHAPTER = "ch04_hacnn"
+
+DEPRECATED_UPSAMPLE = define_mistake("deprecated_upsample", "F.upsample (deprecated) instead of F.interpolate")
+ALIGN_CORNERS = define_mistake(
+    "align_corners", "align_corners is missing or has the wrong value (bilinear resize: True; affine_grid/grid_sample: False)")
+UPSAMPLE_MODE = define_mistake("upsample_mode", "the resize or sampling uses another mode than bilinear")
+MISSING_SCALING_CONV = define_mistake("missing_scaling_conv", "the 1x1 'scaling' ConvBlock after the resize is missing")
+EXTRA_SIGMOID = define_mistake("extra_sigmoid", "a sigmoid where this step has none (HA-CNN's sigmoid comes once, at the end)")
+CHANNEL_POOL = define_mistake("channel_pool", "the channels are pooled with max or sum where HA-CNN averages them")
+MAX_SQUEEZE = define_mistake("max_squeeze", "the squeeze takes the maximum over H and W where the paper averages")
+SUM_SQUEEZE = define_mistake("sum_squeeze", "the squeeze sums over H and W where the paper averages")
+KEEPDIM = define_mistake("keepdim", "a reduction without keepdim=True drops a dimension the next step needs")
+SUM_NOT_PRODUCT = define_mistake("sum_not_product", "S + C where HA-CNN multiplies the spatial and channel maps")
+MISSING_CONV = define_mistake("missing_conv", "the 1x1 ConvBlock between S x C and the sigmoid is missing")
+SIGMOID_ORDER = define_mistake("sigmoid_order", "the sigmoid is applied before the ConvBlock instead of after it")
+GATE_ADDED = define_mistake("gate_added", "the gate is added to x where it should multiply it")
+SUBMODULE = define_mistake("submodule", "a submodule (SpatialAttention or ChannelAttention) gives wrong values")
+SIGMOID_RANGE = define_mistake("sigmoid_range", "the soft map's range taken as the sigmoid's (0, 1)")
+TANH_PLACEMENT = define_mistake("tanh_placement", "tanh missing, or applied before the fc bias is added")
+THETA_ORDER = define_mistake("theta_order", "(t_x, t_y) swapped or laid out wrongly")
+FC_INIT = define_mistake("fc_init", "the fc is not zero-weight with the stripe-centre bias")
+NUM_REGIONS = define_mistake("num_regions_ignored", "num_regions is ignored (a hard-coded 4 or 0.25)")
+STRIPE_SCALE = define_mistake("stripe_scale", "the fixed scale is not [[1, 0], [0, 1/R]] (full width, 1/R of the height)")
+
+#: What each stored wrong result means: label -> (mistake id, advice).
+ADVICE: dict[str, tuple[str, str]] = {
+    # SpatialAttention
+    "align_corners_false": (ALIGN_CORNERS,
+                            "the bilinear resize uses align_corners=False (the default when you leave it out). "
+                            "HA-CNN's code uses align_corners=True: pass it explicitly."),
+    "nearest": (UPSAMPLE_MODE, "the resize uses mode='nearest'; HA-CNN resizes bilinearly (mode='bilinear')."),
+    "no_scaling_conv": (MISSING_SCALING_CONV,
+                        "the map skips conv2, the 1x1 'scaling' ConvBlock after the resize."),
+    "spatial_sigmoid": (EXTRA_SIGMOID,
+                        "the spatial map ends with a sigmoid. S is the output of conv2 (a ConvBlock, ending in "
+                        "ReLU); the sigmoid comes later, once, in SoftAttention."),
+    "channel_max": (CHANNEL_POOL, "the channels are pooled with max; HA-CNN averages them: x.mean(1, keepdim=True)."),
+    "channel_sum": (CHANNEL_POOL, "the channels are summed; HA-CNN averages them: x.mean(1, keepdim=True)."),
+    "upsample_crop": ("odd_size",
+                      "you upsample by 2 and crop back to (H, W). On odd sizes the x2 grid does not line up with "
+                      "the input's: the map shifts by up to half a pixel. Resize straight to the input's own size: "
+                      "F.interpolate(s, size=(h, w), mode='bilinear', align_corners=True)."),
+    # ChannelAttention
+    "squeeze_max": (MAX_SQUEEZE, "the squeeze takes the max over H and W; HA-CNN averages: x.mean((2, 3), keepdim=True)."),
+    "squeeze_sum": (SUM_SQUEEZE, "the squeeze sums over H and W; HA-CNN averages: x.mean((2, 3), keepdim=True)."),
+    "channel_sigmoid": (EXTRA_SIGMOID,
+                        "the channel map ends with a sigmoid. C is the output of conv2 (a ConvBlock); the sigmoid "
+                        "comes once, in SoftAttention."),
+    # SoftAttention
+    "soft_no_sigmoid": ("missing_sigmoid", "M has no sigmoid: M = torch.sigmoid(self.conv(S * C))."),
+    "soft_sum": (SUM_NOT_PRODUCT, "S and C are added; HA-CNN multiplies them (S * C broadcasts to (B, C, H, W))."),
+    "soft_no_conv": (MISSING_CONV, "the 1x1 ConvBlock self.conv is skipped: M = sigmoid(self.conv(S * C))."),
+    "soft_sigmoid_first": (SIGMOID_ORDER, "the sigmoid is applied before the ConvBlock: M = sigmoid(conv(S * C))."),
+    "soft_returns_map": ("returns_map", "forward returns the map M; it should return x * M."),
+    "soft_added": (GATE_ADDED, "forward adds the map (x + M); it multiplies: x * M."),
+    # HardAttention
+    "theta_raw": (TANH_PLACEMENT,
+                  "the initial centres are exactly +-0.25 and +-0.75: the tanh is missing, or the bias is added "
+                  "after it. HA-CNN computes tanh(fc(z)): the bias goes in before the tanh, so the centres start "
+                  "at +-tanh(0.25) = +-0.245 and +-tanh(0.75) = +-0.635."),
+    "theta_no_tanh": (TANH_PLACEMENT, "theta has no tanh: theta = tanh(fc(GAP(x)))."),
+    "theta_bias_after": (TANH_PLACEMENT, "the bias is added after the tanh: theta = tanh(fc(z)) with the fc's own bias."),
+    "theta_swapped": (THETA_ORDER,
+                      "t_x and t_y are swapped: per region the fc gives (t_x, t_y), x first; the stripes move "
+                      "vertically, so the nonzero initial values belong in t_y, entry 1 of each pair."),
+    "theta_layout": (THETA_ORDER,
+                     "the bias lists all t_x first, then all t_y; the fc's 2R outputs are R pairs (t_x, t_y): "
+                     "[0, -0.75, 0, -0.25, 0, 0.25, 0, 0.75] for R = 4."),
+    "theta_zero": (FC_INIT,
+                   "every region starts at the centre (theta = 0): the fc bias must start at t_y = (2i+1)/R - 1 "
+                   "for region i."),
+    "theta_max_pool": (MAX_SQUEEZE, "theta is computed from the max over H and W; HA-CNN uses the mean (GAP)."),
+    "affine_vertical": (STRIPE_SCALE,
+                        "the scale is [[1/R, 0], [0, 1]]: vertical stripes. HA-CNN's regions are horizontal "
+                        "stripes: full width (scale 1 on x), 1/R of the height (scale 1/R on y)."),
+    "affine_identity": (STRIPE_SCALE, "the scale is the identity: each 'region' is the whole map shifted. Use "
+                                      "[[1, 0], [0, 1/R]]."),
+    "affine_big": (STRIPE_SCALE, "the scale is R where it should be 1/R: the sampling grid spans 1/R of the input."),
+    "affine_swapped": (THETA_ORDER, "the translation column is (t_y, t_x); it is (t_x, t_y): x first."),
+    "affine_quarter": (NUM_REGIONS, "the scale is a fixed 0.25 (torchreid's, for 4 regions); use 1 / num_regions."),
+    "crops_align_true": (ALIGN_CORNERS,
+                         "affine_grid/grid_sample use align_corners=True; HA-CNN's crops use False (pass it "
+                         "explicitly to both)."),
+    "crops_nearest": (UPSAMPLE_MODE, "grid_sample uses mode='nearest'; the spatial transformer samples bilinearly."),
+}
+
+_CRASH_HINTS = (
+    ("Expected 3D (unbatched) or 4D (batched) input to conv2d", KEEPDIM,
+     "a reduction dropped dimensions: the ConvBlocks need a 4-D (B, C, H, W) tensor. Use keepdim=True "
+     "(x.mean((2, 3), keepdim=True) for the squeeze, x.mean(1, keepdim=True) for the channel mean)."),
+    ("expected input", "pool_axis",
+     "a ConvBlock got the wrong number of channels: check which axis you average over (channels: dim 1; "
+     "space: dims 2 and 3), and keep it with keepdim=True."),
+    ("a leaf Variable that requires grad is being used in an in-place operation", "inplace",
+     "an in-place operation (x *= m, x.mul_(m)) overwrites the input; write x * m."),
+)
+
+
+
+def one_thread(fn: Callable) -> Callable:
+    """Run a check with one intra-op thread (restored afterwards). The checks' tensors are tiny: on a busy
+    2-core machine torch's thread pool makes them 10x slower, with nothing to gain from parallelism."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        saved = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(saved)
+
+    return run
+
+def _call(fn: Callable, *args: Any, doing: str, **kwargs: Any) -> Any:
+    """call() with this chapter's extra hints for crashes."""
+    try:
+        return call(fn, *args, doing=doing, **kwargs)
+    except CheckFailure as failure:
+        if failure.mistake == "crash":
+            text = str(failure)
+            for needle, mistake, hint in _CRASH_HINTS:
+                if needle in text:
+                    raise CheckFailure(f"{text}\n  Likely mistake: {hint}", mistake=mistake) from None
+        raise
+
+
+def call_recording(fn: Callable, *args: Any, doing: str, **kwargs: Any) -> tuple[Any, list[str]]:
+    """Call student code and return (result, the warning messages it raised); the warnings are printed too."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _call(fn, *args, doing=doing, **kwargs)
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    for message in messages:
+        print(f"note: your code raised {message}")
+    return result, messages
+
+
+def _close(actual: Any, target: torch.Tensor, *, what: str, diagnoses: dict[str, torch.Tensor],
+           hint: str = "") -> None:
+    """expect_close, naming the mistake whose stored result matches (labels from ADVICE)."""
+    if isinstance(actual, torch.Tensor) and actual.shape == target.shape and not is_close(actual, target):
+        for label, wrong in diagnoses.items():
+            if is_close(actual, wrong):
+                mistake, advice = ADVICE[label]
+                raise CheckFailure(f"{what} has the wrong values.\n  Likely mistake: {advice}", mistake=mistake)
+    expect_close(actual, target, what=what, hint=hint)
+
+
+def _unchanged(before: torch.Tensor, after: torch.Tensor, *, what: str) -> None:
+    expect(torch.equal(before, after.detach()),
+           f"{what} changed its input x in place (x *= m, x.mul_(m), ...). Leave the input alone: write x * m.",
+           mistake="inplace")
+
+
+def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], *, what: str) -> None:
+    """load_by_name, with a hint that the names come from the notebook's __init__."""
+    try:
+        load_by_name(module, weights, what=what)
+    except CheckFailure as failure:
+        raise CheckFailure(
+            f"{failure.args[0]}\n  The checks load weights by the attribute names of the given __init__ "
+            "(torchreid's names): keep them.",
+            mistake=failure.mistake,
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# soft attention
+# --------------------------------------------------------------------------------------------
+@exercise("SpatialAttention", budget_s=10)
+@one_thread
+def check_spatial_attention(cls: type) -> None:
+    """S(x) = ConvBlock_1x1(resize_to_(H, W)(ConvBlock_3x3,s2(mean_c(x)))), of shape (B, 1, H, W)."""
+    E = expected(CHAPTER)["spatial"]
+    module = build(cls)
+    load_weights(module, E["weights"], what=cls.__name__)
+    module.eval()
+    notes: list[str] = []
+    # odd sizes first: a fixed x2 upsample fails here
+    x = E["x_odd"]
+    b, _, h, w = x.shape
+    x_in = x.clone()
+    s, caught = call_recording(module.attention, x_in, doing=f"attention(x) with x of odd size {fmt_shape(x.shape)}")
+    notes += caught
+    if isinstance(s, torch.Tensor) and s.dim() == 4 and tuple(s.shape[2:]) == (2 * math.ceil(h / 2), 2 * math.ceil(w / 2)):
+        raise CheckFailure(
+            f"attention(x) for x of size {h}x{w} returned shape {fmt_shape(s.shape)}: the stride-2 conv gives "
+            f"{math.ceil(h / 2)}x{math.ceil(w / 2)}, and a fixed x2 upsample gives {2 * math.ceil(h / 2)}x"
+            f"{2 * math.ceil(w / 2)}, not {h}x{w}. torchreid's F.upsample(x, (2h, 2w)) only works for even sizes "
+            "(its 160x64 inputs). Resize to the input's own size: "
+            "F.interpolate(s, size=(h, w), mode='bilinear', align_corners=True).",
+            mistake="odd_size",
+        )
+    expect_shape(s, (b, 1, h, w), what=f"attention(x) for x of size {h}x{w}",
+                 hint="average over the channels with keepdim=True, then resize back to the input's (H, W).")
+    _unchanged(x, x_in, what="attention(x)")
+    x_even = E["x_even"]
+    s_even, caught = call_recording(module.attention, x_even.clone(),
+                                    doing=f"attention(x) with x of shape {fmt_shape(x_even.shape)}")
+    notes += caught
+    if any("upsample" in n and "deprecated" in n for n in notes):
+        raise CheckFailure(
+            "your code calls F.upsample (or upsample_bilinear), deprecated since PyTorch 0.4.1 and kept only as an "
+            "alias that warns. Use F.interpolate(s, size=(h, w), mode='bilinear', align_corners=True).",
+            mistake=DEPRECATED_UPSAMPLE,
+        )
+    hint = ("S = conv2(F.interpolate(conv1(x.mean(1, keepdim=True)), size=(H, W), mode='bilinear', "
+            "align_corners=True)); no sigmoid here.")
+    _close(s_even, E["s_even"], what=f"attention(x) for x of shape {fmt_shape(x_even.shape)}",
+           diagnoses=E["diagnoses_even"], hint=hint)
+    _close(s, E["s_odd"], what=f"attention(x) for x of odd size {fmt_shape(x.shape)}",
+           diagnoses=E["diagnoses_odd"], hint=hint)
+    out = _call(module, x.clone(), doing="forward(x)")
+    _close(out, E["s_odd"], what="forward(x) (the same map as attention(x))", diagnoses={})
+
+
+@exercise("ChannelAttention", budget_s=10)
+@one_thread
+def check_channel_attention(cls: type) -> None:
+    """C(x) = ConvBlock_1x1(ConvBlock_1x1(GAP(x))), of shape (B, C, 1, 1)."""
+    E = expected(CHAPTER)["channel"]
+    channels, reduction = E["channels"], E["reduction"]
+    module = build(cls, channels, reduction)
+    load_weights(module, E["weights"], what=f"{cls.__name__}({channels}, {reduction})")
+    module.eval()
+    x = E["x"]
+    x_in = x.clone()
+    c = _call(module.attention, x_in, doing=f"attention(x) with x of shape {fmt_shape(x.shape)}")
+    expect_shape(c, (x.shape[0], channels, 1, 1), what="attention(x)",
+                 hint="squeeze with x.mean((2, 3), keepdim=True), then conv1 and conv2.")
+    _close(c, E["c"], what="attention(x)", diagnoses=E["diagnoses"],
+           hint="C = conv2(conv1(x.mean((2, 3), keepdim=True))); no sigmoid here.")
+    _unchanged(x, x_in, what="attention(x)")
+    expect(bool((c >= 0).all()), "C should be >= 0 (it ends in a ConvBlock's ReLU)", mistake="values")
+
+
+class _Fixed(nn.Module):
+    """Stands in for a submodule: returns a stored map, whatever the input (used to test SoftAttention alone)."""
+
+    def __init__(self, value: torch.Tensor):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value.to(device=x.device, dtype=x.dtype)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+
+@exercise("SoftAttention", budget_s=10)
+@one_thread
+def check_soft_attention(cls: type) -> None:
+    """M = sigmoid(ConvBlock_1x1(S * C)) in [0.5, 1); forward(x) = x * M."""
+    E = expected(CHAPTER)["soft"]
+    channels = E["channels"]
+    x = E["x"]
+    what = f"{cls.__name__}({channels})"
+    # 1. SoftAttention on its own: S and C replaced by stored maps
+    module = build(cls, channels)
+    for name in ("spatial_attn", "channel_attn"):
+        if not isinstance(getattr(module, name, None), nn.Module):
+            raise CheckFailure(f"{what} should keep the submodule {name!r} of the given __init__.", mistake="parameters")
+    module.spatial_attn = _Fixed(E["S"])
+    module.channel_attn = _Fixed(E["C"])
+    load_weights(module, E["conv_weights"], what=what)
+    module.eval()
+    x_in = x.clone()
+    m = _call(module.attention, x_in, doing=f"attention(x) with x of shape {fmt_shape(x.shape)}")
+    expect_shape(m, tuple(x.shape), what="attention(x)",
+                 hint="S (B, 1, H, W) * C (B, C, 1, 1) broadcasts to (B, C, H, W); the 1x1 ConvBlock keeps it.")
+    _close(m, E["m"], what="attention(x) (with fixed S and C maps)", diagnoses=E["diagnoses"],
+           hint="M = torch.sigmoid(self.conv(self.spatial_attn(x) * self.channel_attn(x))).")
+    expect(bool((m >= 0.5).all() and (m < 1).all()),
+           f"M should lie in [0.5, 1); got values from {m.min().item():.4f} to {m.max().item():.4f}")
+    _unchanged(x, x_in, what="attention(x)")
+    x_in = x.clone()
+    y = _call(module, x_in, doing=f"forward(x) with x of shape {fmt_shape(x.shape)}")
+    _unchanged(x, x_in, what="forward(x)")
+    expect_shape(y, tuple(x.shape), what="forward(x)")
+    _close(y, E["y"], what="forward(x)", diagnoses={"soft_returns_map": E["m"], "soft_added": E["x_plus_m"]},
+           hint="forward(x) = x * self.attention(x).")
+    # 2. the whole module, with your SpatialAttention and ChannelAttention inside
+    module = build(cls, channels)
+    load_weights(module, E["all_weights"], what=what)
+    module.eval()
+    m_full = _call(module.attention, x.clone(), doing="attention(x) with your own spatial_attn and channel_attn")
+    if isinstance(m_full, torch.Tensor) and m_full.shape == E["m_full"].shape and not is_close(m_full, E["m_full"]):
+        raise CheckFailure(
+            "attention(x) combines S and C correctly (checked with fixed maps), but with your own spatial_attn "
+            "and channel_attn the values are wrong: make check_spatial_attention and check_channel_attention "
+            "pass first.",
+            mistake=SUBMODULE,
+        )
+    expect_close(m_full, E["m_full"], what="attention(x) of the whole module")
+    # 3. gradients reach the input and every parameter
+    module.train()
+    x_grad = x.clone().requires_grad_(True)
+    out = _call(module, x_grad, doing="forward(x) in training mode with x.requires_grad=True")
+    probe = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    _call(lambda: (out * probe).sum().backward(), doing="backward through forward(x)")
+    expect(x_grad.grad is not None and bool(x_grad.grad.abs().sum() > 0),
+           "no gradient reached x through forward(x): is something detached?", mistake="no_grad")
+    missing = [n for n, p in module.named_parameters() if p.grad is None]
+    expect(not missing, f"no gradient reached these parameters: {', '.join(missing)}", mistake="no_grad")
+
+
+@exercise("soft_map_interval", budget_s=5)
+@one_thread
+def check_soft_map_interval(fn: Callable) -> None:
+    """soft_map_interval() == (0.5, 1.0): the soft map lies in [0.5, 1)."""
+    got = _call(fn, doing="soft_map_interval()")
+    ok_type = isinstance(got, (tuple, list)) and len(got) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in got)
+    expect(ok_type, f"soft_map_interval() should return a pair (low, high) of numbers, got {got!r}", mistake="values")
+    low, high = float(got[0]), float(got[1])
+    if (low, high) == (0.0, 1.0):
+        raise CheckFailure(
+            "soft_map_interval() returned (0, 1), the range of a sigmoid on any input. Here the sigmoid's input "
+            "is the output of a ConvBlock, which ends in ReLU: it is >= 0. What is sigmoid(0)?",
+            mistake=SIGMOID_RANGE,
+        )
+    expect(low == 0.5, f"soft_map_interval() returned low = {low}; what does the sigmoid give for the smallest "
+                       "input it can get here (the ReLU's 0)?", mistake=SIGMOID_RANGE)
+    expect(high == 1.0, f"soft_map_interval() returned high = {high}; the sigmoid approaches which value for "
+                        "large inputs?", mistake=SIGMOID_RANGE)
+
+
+# --------------------------------------------------------------------------------------------
+# hard attention
+# --------------------------------------------------------------------------------------------
+def _theta(module: nn.Module, x: torch.Tensor, regions: int, *, doing: str) -> torch.Tensor:
+    theta = _call(module.attention, x, doing=doing)
+    expect_shape(theta, (x.shape[0], regions, 2), what=doing,
+                 hint="theta = tanh(fc(x.mean((2, 3)))) reshaped to (B, R, 2): one (t_x, t_y) per region.")
+    return theta
+
+
+@exercise("HardAttention.attention", budget_s=10)
+@one_thread
+def check_hard_attention_theta(cls: type) -> None:
+    """At init theta = tanh of the stripe-centre bias for every input; then theta = tanh(fc(GAP(x)))."""
+    E = expected(CHAPTER)["hard"]
+    channels = E["channels"]
+    x = E["x"]
+    for regions in (4, 3):
+        init = E[f"init{regions}"]
+        try:
+            module = build(cls, channels, regions)
+        except CheckFailure as failure:
+            if regions == 3 and failure.mistake == "crash":
+                raise CheckFailure(f"{failure.args[0]}\n  Likely mistake: the init must work for any num_regions: "
+                                   "t_y = (2i + 1) / R - 1 for region i.", mistake=NUM_REGIONS) from None
+            raise
+        what = f"{cls.__name__}({channels}, num_regions={regions})"
+        theta = _call(module.attention, x, doing=f"{what}.attention(x) at initialisation")
+        if regions == 3 and isinstance(theta, torch.Tensor) and theta.shape != (x.shape[0], 3, 2):
+            raise CheckFailure(f"{what}.attention(x) returned shape {fmt_shape(theta.shape)}; expected "
+                               f"{fmt_shape((x.shape[0], 3, 2))}: is num_regions ignored somewhere?", mistake=NUM_REGIONS)
+        expect_shape(theta, (x.shape[0], regions, 2), what=f"{what}.attention(x)",
+                     hint="theta = tanh(fc(x.mean((2, 3)))) reshaped to (B, R, 2): one (t_x, t_y) per region.")
+        if not torch.allclose(theta.detach().double(), theta.detach()[:1].double().expand_as(theta), atol=1e-7):
+            raise CheckFailure(
+                f"{what}.attention(x) at initialisation depends on x. The fc weight starts at zero, so every input "
+                "gets the same initial regions (the bias): nn.init.zeros_(self.fc.weight).",
+                mistake=FC_INIT,
+            )
+        target = init.unsqueeze(0).expand(x.shape[0], -1, -1)
+        diagnoses = {k: v.unsqueeze(0).expand(x.shape[0], -1, -1) for k, v in E[f"init{regions}_diagnoses"].items()}
+        try:
+            _close(theta, target, what=f"{what}.attention(x) at initialisation", diagnoses=diagnoses,
+                   hint="fc.weight = 0 and fc.bias = (t_x, t_y) = (0, (2i + 1) / R - 1) for region i, before the tanh.")
+        except CheckFailure as failure:
+            if regions == 3 and failure.mistake == "values":
+                raise CheckFailure(f"{failure.args[0]}\n  Likely mistake: the bias must follow num_regions: "
+                                   "t_y = (2i + 1) / R - 1 (for R = 3: -2/3, 0, 2/3).", mistake=NUM_REGIONS) from None
+            raise
+    # with given (nonzero) weights
+    module = build(cls, channels)
+    load_weights(module, E["fc"], what=cls.__name__)
+    theta = _theta(module, x, 4, doing="attention(x) with the stored fc weights")
+    _close(theta, E["theta"], what="attention(x) with the stored fc weights", diagnoses=E["theta_diagnoses"],
+           hint="theta = tanh(fc(x.mean((2, 3)))).reshape(B, R, 2).")
+
+
+@exercise("HardAttention.forward", budget_s=10)
+@one_thread
+def check_hard_attention_crops(cls: type) -> None:
+    """affine(x) = [[1, 0, t_x], [0, 1/R, t_y]] per region; forward(x) samples those stripes of x."""
+    E = expected(CHAPTER)["hard"]
+    channels = E["channels"]
+    x = E["x"]
+    b, c, h, w = x.shape
+    for regions in (4, 3):
+        module = build(cls, channels, regions)
+        load_weights(module, E[f"fc{regions}" if regions != 4 else "fc"], what=cls.__name__)
+        what = f"{cls.__name__}({channels}, num_regions={regions}).affine(x)"
+        affine = _call(module.affine, x.clone(), doing=what)
+        expect_shape(affine, (b, regions, 2, 3), what=what,
+                     hint="one 2x3 matrix [[1, 0, t_x], [0, 1/R, t_y]] per image and region.")
+        _close(affine, E[f"affine{regions}"], what=what, diagnoses=E[f"affine{regions}_diagnoses"],
+               hint="[[1, 0, t_x], [0, 1/R, t_y]]: full width, 1/R of the height, shifted by theta.")
+    module = build(cls, channels)
+    load_weights(module, E["fc"], what=cls.__name__)
+    regions = 4
+    x_in = x.clone()
+    crops, notes = call_recording(module, x_in, doing=f"forward(x) with x of shape {fmt_shape(x.shape)}")
+    _unchanged(x, x_in, what="forward(x)")
+    crop_h = max(1, round(h / regions))
+    expect_shape(crops, (b, regions, c, crop_h, w), what="forward(x)",
+                 hint=f"(B, R, C, h, w) with (h, w) = (round(H / R), W) = ({crop_h}, {w}) by default; sample "
+                      "(B*R, C, h, w) crops and rearrange to (B, R, C, h, w).")
+    if any("align_corners" in n for n in notes):
+        raise CheckFailure(
+            "affine_grid or grid_sample was called without align_corners, and PyTorch warned that the default "
+            "changed in 1.3. Pass align_corners=False to both explicitly.",
+            mistake=ALIGN_CORNERS,
+        )
+    _close(crops, E["crops"], what="forward(x)", diagnoses=E["crops_diagnoses"],
+           hint="F.affine_grid(affine, [B*R, C, h, w], align_corners=False), then F.grid_sample(x repeated R "
+                "times, grid, mode='bilinear', padding_mode='zeros', align_corners=False).")
+    small = _call(module, x.clone(), crop_size=(3, 5), doing="forward(x, crop_size=(3, 5))")
+    expect_shape(small, (b, regions, c, 3, 5), what="forward(x, crop_size=(3, 5))")
+    _close(small, E["crops_small"], what="forward(x, crop_size=(3, 5))", diagnoses={})
+    # the fc learns through the sampling positions
+    x_grad = x.clone().requires_grad_(True)
+    out = _call(module, x_grad, doing="forward(x) with x.requires_grad=True")
+    probe = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    _call(lambda: (out * probe).sum().backward(), doing="backward through forward(x)")
+    weight = dict(module.named_parameters()).get("fc.weight")
+    expect(weight is not None and weight.grad is not None and bool(weight.grad.abs().sum() > 0),
+           "no gradient reached fc.weight through the crops: theta must stay in the graph (no .detach(), .item(), "
+           "torch.tensor(theta...) or torch.no_grad()); the fc learns through grid_sample's sampling positions.",
+           mistake="no_grad")
+    expect(x_grad.grad is not None and bool(x_grad.grad.abs().sum() > 0), "no gradient reached x through the crops",
+           mistake="no_grad")
+
+
+__all__ = [
+    "check_channel_attention",
+    "check_hard_attention_crops",
+    "check_hard_attention_theta",
+    "check_soft_attention",
+    "check_soft_map_interval",
+    "check_spatial_attention",
+]

@@ -1,0 +1,962 @@
+"""Autograde a class: many submissions of one chapter, in parallel, with nbgrader's exact grades.
+
+    python -m course_lib grade 01_se path/to/submissions [--out DIR] [--workers N]   # see grading/cli.py
+    python -m course_lib.grading.batch --bench [CHAPTER] [-n 10] [--workers 2]     # serial vs parallel
+
+How it works
+------------
+nbgrader has no parallel autograde (nbgrader #174), and its SQLite gradebook takes one writer at a time.
+So every submission is graded on its own:
+
+1. the parent builds the chapter once in a template course (``generate_assignment``: source, release
+   and a gradebook that knows the chapter's cells);
+2. ``N`` worker processes take one student at a time; for each, the worker copies the template into a
+   fresh folder, puts the submission under ``submitted/<student>/<chapter>/`` and runs nbgrader's own
+   ``autograde`` there, then renders the feedback from a copy of the autograded notebook with the
+   hidden tests removed (see ``feedback.py``);
+3. the parent alone writes the main gradebook (SQLite by default, or any SQLAlchemy URL such as
+   PostgreSQL): it copies each student's grades and comments into it through ``nbgrader.api.Gradebook``
+   and gathers the submitted and autograded notebooks and the feedback into the output folder.
+
+A student's grade therefore depends only on the template and the submission: not on which worker
+graded it, in which order, or beside whom. ``workers=1`` is nbgrader's serial autograde done the same
+way; the tests compare it cell by cell with a parallel run and with plain ``nbgrader autograde`` in one
+course. Every kernel gets the same environment whatever the number of workers (one torch thread, a
+fixed hash seed, the Agg backend), so that floating-point results cannot depend on ``workers`` either.
+
+A submission that cannot be graded (malformed JSON, an empty notebook, another chapter's notebook, a
+kernel that died, a grading process that ran past its time limit) gets a row with score 0 and a status
+saying why, a flagged entry in the gradebook and a feedback page with the reason; the batch goes on.
+
+The output folder is an nbgrader course directory, so ``nbgrader formgrader`` can open it::
+
+    OUT/gradebook.db                                   (unless --db-url points elsewhere)
+    OUT/submitted|autograded/<student>/<chapter>/      the notebooks as handed in / as graded
+    OUT/feedback/<student>/<chapter>/<chapter>.html    what each student receives
+    OUT/<chapter>/grades.csv, histogram.png, summary.txt, logs/<student>.log
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as _dt
+import json
+import os
+import secrets
+import selectors
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from course_lib import notebooks as nbs
+from course_lib.grading.collect import Collection, Submission, find_submissions
+
+__all__ = ["GradeRun", "grade_submissions", "bench", "DEFAULT_KERNEL_ENV"]
+
+#: The environment of every grading kernel (``kernel_env`` adds to it or overrides it). One torch thread
+#: per kernel: grades must not depend on how many kernels share the machine.
+DEFAULT_KERNEL_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "PYTHONHASHSEED": "0",
+    "MPLBACKEND": "Agg",
+}
+MAX_NOTEBOOK_BYTES = 64 * 2**20
+STARTUP_S = 120  # nbgrader_config.py: Execute.startup_timeout
+SHARED_GRADE_IDS = {"setup"}  # cells every chapter has (the setup cell): they say nothing about which chapter
+
+
+# --------------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------------
+@dataclass
+class GradeRun:
+    """What a batch produced. ``rows``: one dict per student, sorted by student::
+
+        {"student", "score", "max_score", "status" ("graded" or "error: ..."), "note",
+         "cells": {grade_id: (score, max_score)}, "source", "seconds"}
+    """
+
+    chapter: str
+    out: Path
+    rows: list[dict]
+    csv_path: Path
+    feedback_dir: Path
+    histogram_path: Path
+    summary_path: Path
+    seconds: float  # the whole batch
+    grading_seconds: float  # the grading itself (without building the chapter and the reports)
+    gradebook: str
+    workers: int
+    layout: str = ""
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return {row["student"]: row["score"] for row in self.rows}
+
+    def feedback(self, student: str) -> Path:
+        return self.feedback_dir / student / self.chapter / f"{self.chapter}.html"
+
+    def gradebook_scores(self) -> dict[str, float]:
+        """student -> score of this chapter, read back from the main gradebook."""
+        from nbgrader.api import Gradebook
+
+        with _quiet_sqlalchemy(), Gradebook(self.gradebook, _course_id()) as gb:
+            return {s.student.id: s.score for s in gb.find_assignment(self.chapter).submissions}
+
+    def summary(self) -> str:
+        return summary_table(self)
+
+    def to_dict(self) -> dict:
+        """JSON-ready (written as ``OUT/<chapter>/run.json``); :meth:`from_dict` reads it back."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data = {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+        data["rows"] = [{**row, "cells": {k: list(v) for k, v in row["cells"].items()}} for row in self.rows]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GradeRun":
+        paths = {"out", "csv_path", "feedback_dir", "histogram_path", "summary_path"}
+        kwargs = {k: Path(v) if k in paths else v for k, v in data.items()}
+        kwargs["rows"] = [{**row, "cells": {k: tuple(v) for k, v in row["cells"].items()}} for row in data["rows"]]
+        return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# the public entry point
+# --------------------------------------------------------------------------------------------
+def grade_submissions(
+    chapter: str,
+    submissions: Path,
+    *,
+    out: Path,
+    workers: int | None = None,
+    db_url: str | None = None,
+    cell_timeout: int | None = None,
+    kernel_name: str | None = None,
+    kernel_env: dict[str, str | None] | None = None,
+    progress: bool = True,
+    student_timeout: float | None = None,
+    student_pattern: str | None = None,
+    source_root: Path = nbs.REPO,
+) -> GradeRun:
+    """Autograde every submission of ``chapter`` found under ``submissions``; write reports under ``out``.
+
+    ``workers``: grading processes (default: the cores this process may use). ``db_url``: the main
+    gradebook (default ``sqlite:///OUT/gradebook.db``). ``cell_timeout``: seconds per cell (default:
+    ``Execute.timeout`` of nbgrader_config.py). ``kernel_name``: a kernelspec to grade in instead of the
+    notebook's; ``kernel_env``: environment variables for the grading processes and their kernels (a
+    value of None removes the variable). ``student_timeout``: hard limit in seconds for one student
+    (default: generous, from the cell timeout and the number of cells), past which the worker and its
+    kernel are killed. ``student_pattern``: see :func:`course_lib.grading.collect.find_submissions`.
+    ``source_root``: the folder holding ``solutions/<chapter>/`` (the repository by default).
+    """
+    started = time.perf_counter()
+    source_root = Path(source_root).resolve()
+    known = nbs.chapters(source_root)
+    if chapter not in known:
+        raise ValueError(f"unknown chapter {chapter!r}: expected one of {known} (folders of {source_root / nbs.SOURCE})")
+    if workers is None:
+        workers = _cores()
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if cell_timeout is not None and (not isinstance(cell_timeout, int) or cell_timeout < 1):
+        raise ValueError(f"cell_timeout must be a positive int (seconds), got {cell_timeout!r}")
+    out = Path(out).resolve()
+    if out == source_root or out == nbs.REPO:
+        raise ValueError(f"out must be a folder of its own, not the course repository ({out})")
+
+    others = sorted(set(known) | set(nbs.chapters(source_root, nbs.RELEASE)))
+    collection = find_submissions(chapter, Path(submissions), other_chapters=others, student_pattern=student_pattern)
+    report_dir = out / chapter
+    (report_dir / "logs").mkdir(parents=True, exist_ok=True)
+    db_url = db_url or f"sqlite:///{out / 'gradebook.db'}"
+
+    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
+        work = Path(tmp)
+        env = {**DEFAULT_KERNEL_ENV, **(kernel_env or {})}
+        # the workers import nbgrader while the parent builds the chapter
+        pool = _Pool(min(workers, max(1, len(collection.submissions))), env, report_dir / "logs")
+        try:
+            template, info = _prepare_template(chapter, work, source_root, others)
+        except BaseException:
+            pool.close()
+            raise
+        static = {
+            "chapter": chapter,
+            "template": str(template),
+            "work": str(work),
+            "logs": str(report_dir / "logs"),
+            "info": info,
+            "cell_timeout": cell_timeout,
+            "kernel_name": kernel_name,
+        }
+        timeout_cell = cell_timeout or _configured_timeout()
+        limit = student_timeout or STARTUP_S + timeout_cell * (info["code_cells"] + 2) + 120
+        try:
+            pool.configure(static)
+            _prepare_main(out, template, chapter, db_url)
+            grading_started = time.perf_counter()
+            rows = _grade_all(pool, collection, out, chapter, db_url, info, limit, progress)
+            grading_seconds = time.perf_counter() - grading_started
+        finally:
+            pool.close()
+
+    run = GradeRun(
+        chapter=chapter,
+        out=out,
+        rows=sorted(rows, key=lambda r: r["student"]),
+        csv_path=report_dir / "grades.csv",
+        feedback_dir=out / "feedback",
+        histogram_path=report_dir / "histogram.png",
+        summary_path=report_dir / "summary.txt",
+        seconds=time.perf_counter() - started,
+        grading_seconds=grading_seconds,
+        gradebook=db_url,
+        workers=workers,
+        layout=collection.layout,
+        skipped=collection.skipped,
+    )
+    write_csv(run, [name for name, _ in info["grade_cells"]])
+    write_histogram(run)
+    run.summary_path.write_text(summary_table(run) + "\n", encoding="utf-8")
+    (report_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=1), encoding="utf-8")
+    return run
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _course_id() -> str:
+    return str(nbs.nbgrader_config(Path(".")).CourseDirectory.course_id)
+
+
+def _configured_timeout() -> int:
+    return int(nbs.nbgrader_config(Path(".")).Execute.timeout)
+
+
+@contextlib.contextmanager
+def _fast_alembic():
+    """Let nbgrader read its schema version in-process instead of starting the ``alembic`` command.
+
+    A new gradebook asks ``alembic heads`` (a subprocess, 1.5-3 s) for the version to stamp; the answer
+    comes from nbgrader's own migration scripts, which alembic's ScriptDirectory reads directly.
+    """
+    import nbgrader
+    import nbgrader.api
+
+    try:
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory(str(Path(nbgrader.__file__).parent / "alembic")).get_current_head()
+    except Exception:  # noqa: BLE001 - keep nbgrader's own way when alembic cannot say
+        head = None
+    original = nbgrader.api.get_alembic_version
+    if head:
+        nbgrader.api.get_alembic_version = lambda: head
+    try:
+        yield
+    finally:
+        nbgrader.api.get_alembic_version = original
+
+
+@contextlib.contextmanager
+def _quiet_sqlalchemy():
+    # nbgrader's update_or_create_submission trips SQLAlchemy's autoflush warnings (harmless, noisy)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not in session.*")
+        yield
+
+
+# --------------------------------------------------------------------------------------------
+# the template course and the main gradebook (parent)
+# --------------------------------------------------------------------------------------------
+def _grade_ids(nb) -> set[str]:
+    return {
+        c.metadata["nbgrader"]["grade_id"]
+        for c in nb.cells
+        if "nbgrader" in c.get("metadata", {}) and c.metadata["nbgrader"].get("grade_id")
+    }
+
+
+def _prepare_template(chapter: str, work: Path, source_root: Path, others: list[str]) -> tuple[Path, dict]:
+    import nbformat
+
+    from course_lib.grading.feedback import hidden_lines
+
+    template = work / "template"
+    with contextlib.redirect_stdout(sys.stderr), _fast_alembic():
+        nbs.new_course(template, [chapter], source_root=source_root)
+    source = nbformat.read(nbs.notebook_path(chapter, template), as_version=4)
+    release = nbformat.read(nbs.notebook_path(chapter, template, nbs.RELEASE), as_version=4)
+    grade_cells = [
+        (c.metadata["nbgrader"]["grade_id"], float(c.metadata["nbgrader"].get("points", 0)))
+        for c in release.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade")
+    ]
+    other_ids = {}
+    for other in others:
+        if other == chapter:
+            continue
+        for folder in (nbs.RELEASE, nbs.SOURCE):
+            path = nbs.notebook_path(other, source_root, folder)
+            if path.is_file():
+                other_ids[other] = sorted(_grade_ids(nbformat.read(path, as_version=4)))
+                break
+    info = {
+        "grade_cells": grade_cells,
+        "max_score": sum(points for _, points in grade_cells),
+        "code_cells": sum(c.cell_type == "code" for c in release.cells),
+        "ids": sorted(_grade_ids(release)),
+        "other_ids": other_ids,
+        "secrets": hidden_lines(source, release),
+    }
+    return template, info
+
+
+def _api(root: Path, *, db_url: str | None = None, cell_timeout: int | None = None, kernel_name: str | None = None):
+    """``notebooks.api`` with the batch's overrides (gradebook URL, cell timeout, kernel)."""
+    grader = nbs.api(root)
+    if db_url:
+        grader.coursedir.db_url = db_url
+    if cell_timeout:
+        grader.config.Execute.timeout = cell_timeout
+    if kernel_name:
+        grader.config.Execute.kernel_name = kernel_name
+    return grader
+
+
+def _source_cells(gb, chapter: str) -> dict[str, str | None]:
+    notebook = gb.find_notebook(chapter, chapter)
+    return {cell.name: cell.checksum for cell in notebook.source_cells}
+
+
+def _prepare_main(out: Path, template: Path, chapter: str, db_url: str) -> None:
+    """The output folder as a course directory whose gradebook knows the chapter (as the template does)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    for folder in (nbs.SOURCE, nbs.RELEASE):
+        target = out / folder / chapter
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(template / folder / chapter, target)
+    fresh_sqlite = out / "gradebook.db"
+    if db_url == f"sqlite:///{fresh_sqlite}" and not fresh_sqlite.exists():
+        shutil.copy(template / "gradebook.db", fresh_sqlite)
+        return
+    with _quiet_sqlalchemy(), nbs._venv_on_path(), _fast_alembic():
+        with Gradebook(f"sqlite:///{template / 'gradebook.db'}", _course_id()) as gb:
+            wanted = _source_cells(gb, chapter)
+        with Gradebook(db_url, _course_id()) as gb:
+            try:
+                present = _source_cells(gb, chapter)
+            except MissingEntry:
+                present = None
+        if present == wanted:
+            return
+        with contextlib.redirect_stdout(sys.stderr):
+            result = _api(out, db_url=db_url).generate_assignment(chapter, force=True, create=True)
+        if not result.get("success"):
+            raise RuntimeError(
+                f"could not record {chapter} in the gradebook {db_url}: {result.get('error') or result.get('log')}"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# the pool of worker processes (parent)
+# --------------------------------------------------------------------------------------------
+class _Worker:
+    def __init__(self, index: int, env: dict, logs: Path):
+        self.index = index
+        child_env = dict(os.environ)
+        for key, value in env.items():
+            if value is None:
+                child_env.pop(key, None)
+            else:
+                child_env[key] = str(value)
+        bindir = str(Path(sys.executable).parent)
+        child_env["PATH"] = bindir + os.pathsep + child_env.get("PATH", "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "course_lib.grading.batch", "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(logs / f"worker-{index}.log", "ab"),
+            env=child_env,
+            start_new_session=True,  # Ctrl-C reaches the parent, which stops the workers itself
+        )
+        self.buffer = b""
+        self.task: dict | None = None
+        self.deadline: float | None = None
+
+    def configure(self, static: dict) -> None:
+        self._send({**static, "worker": self.index})
+
+    def _send(self, message: dict) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def assign(self, task: dict, limit: float) -> None:
+        self.task = task
+        self.deadline = time.monotonic() + limit + 60  # a cold start imports nbgrader first
+        self.limit = limit
+        self._send(task)
+
+    def messages(self) -> list[dict] | None:
+        """Messages received so far; None at end of file (the worker died)."""
+        assert self.proc.stdout is not None
+        chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+        if not chunk:
+            return None
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        found = []
+        for line in lines:
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+        return found
+
+    def kill(self) -> None:
+        _kill_tree(self.proc.pid)
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=10)
+
+
+def _kill_tree(pid: int) -> None:
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        family = parent.children(recursive=True) + [parent]
+    except psutil.NoSuchProcess:
+        return
+    for proc in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(family, timeout=10)
+
+
+class _Pool:
+    def __init__(self, size: int, env: dict, logs: Path):
+        self.static: dict = {}
+        self.env, self.logs = env, logs
+        self.workers = [_Worker(i, env, logs) for i in range(size)]
+        self.selector = selectors.DefaultSelector()
+        for worker in self.workers:
+            self.selector.register(worker.proc.stdout, selectors.EVENT_READ, worker)
+
+    def replace(self, worker: _Worker, *, respawn: bool) -> None:
+        """Kill ``worker`` (and its kernel); start a fresh one in its place when work is left."""
+        self.selector.unregister(worker.proc.stdout)
+        worker.kill()
+        self.workers.remove(worker)
+        if respawn:
+            fresh = _Worker(worker.index, self.env, self.logs)
+            fresh.configure(self.static)
+            self.workers.append(fresh)
+            self.selector.register(fresh.proc.stdout, selectors.EVENT_READ, fresh)
+
+    def configure(self, static: dict) -> None:
+        self.static = static
+        for worker in self.workers:
+            worker.configure(static)
+
+    def run(self, tasks: list[dict], limit: float, on_result: Callable[[dict], None]) -> None:
+        pending = list(reversed(tasks))
+        while pending or any(w.task for w in self.workers):
+            for worker in self.workers:
+                if worker.task is None and pending:
+                    worker.assign(pending.pop(), limit)
+            busy = [w.deadline for w in self.workers if w.task and w.deadline]
+            wait = max(0.0, min(busy) - time.monotonic()) if busy else None
+            for key, _ in self.selector.select(timeout=wait):
+                worker: _Worker = key.data
+                received = worker.messages()
+                if received is None:
+                    task = worker.task
+                    code = worker.proc.poll()
+                    self.replace(worker, respawn=bool(pending))
+                    if task:
+                        on_result(_error_result(task, f"the grading process died (exit code {code})"))
+                    continue
+                for message in received:
+                    if "started" in message and worker.task and message.get("token") == worker.task["token"]:
+                        worker.deadline = time.monotonic() + worker.limit
+                    elif "result" in message and worker.task and message.get("token") == worker.task["token"]:
+                        result = message["result"]
+                        worker.task = worker.deadline = None
+                        on_result(result)
+            now = time.monotonic()
+            for worker in list(self.workers):
+                if worker.task and worker.deadline and now > worker.deadline:
+                    task = worker.task
+                    self.replace(worker, respawn=bool(pending))
+                    on_result(_error_result(task, f"grading ran past {limit:.0f} s and was stopped"))
+
+    def close(self) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(Exception):
+                worker.proc.stdin.close()
+        deadline = time.monotonic() + 3  # idle workers hold no kernel: they may simply be stopped
+        for worker in self.workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            worker.kill()
+        self.selector.close()
+
+
+def _error_result(task: dict, why: str) -> dict:
+    return {"student": task["student"], "status": f"error: {why}", "note": task.get("note"), "grades": [],
+            "comments": [], "source": task.get("source"), "seconds": None, "workdir": None}
+
+
+# --------------------------------------------------------------------------------------------
+# grading every submission and merging (parent)
+# --------------------------------------------------------------------------------------------
+def _grade_all(pool: _Pool, collection: Collection, out: Path, chapter: str, db_url: str, info: dict,
+               limit: float, progress: bool) -> list[dict]:
+    from nbgrader.api import Gradebook
+    from tqdm import tqdm
+
+    tasks = [_task(s) for s in collection.submissions]
+    rows: list[dict] = []
+    bar = tqdm(total=len(tasks), desc=f"grading {chapter}", unit="nb", disable=not progress, file=sys.stderr)
+    with _quiet_sqlalchemy(), Gradebook(db_url, _course_id()) as gb:
+
+        def on_result(result: dict) -> None:
+            row = _merge(gb, chapter, result, info)
+            _gather(out, chapter, result, row, info)
+            rows.append(row)
+            bar.set_postfix_str(f"{row['student']}: {row['score']:g}/{row['max_score']:g}", refresh=False)
+            bar.update(1)
+
+        try:
+            pool.run(tasks, limit, on_result)
+        finally:
+            bar.close()
+    return rows
+
+
+def _task(sub: Submission) -> dict:
+    return {
+        "student": sub.student,
+        "notebook": str(sub.notebook) if sub.notebook else None,
+        "folder": str(sub.folder) if sub.folder else None,
+        "problem": sub.problem,
+        "note": sub.note,
+        "source": sub.source,
+        "token": secrets.token_hex(8),
+    }
+
+
+def _merge(gb, chapter: str, result: dict, info: dict) -> dict:
+    """Copy one student's autograde into the main gradebook; return their row as the gradebook has it."""
+    from nbgrader import utils
+
+    student = result["student"]
+    error = result["status"] != "graded"
+    gb.update_or_create_student(student)
+    stamp = {"timestamp": utils.parse_utc(result["timestamp"])} if result.get("timestamp") else {}
+    gb.update_or_create_submission(chapter, student, **stamp)
+    notebook = gb.find_submission_notebook(chapter, chapter, student)
+    points = dict(info["grade_cells"])
+    auto = {} if error else {g["name"]: g["auto_score"] for g in result["grades"]}
+    for grade in notebook.grades:
+        score = auto.get(grade.name, 0.0)
+        if score is not None:  # never trust more than the cell is worth, nor less than nothing
+            score = min(max(float(score), 0.0), points.get(grade.name, float(grade.max_score)))
+        grade.auto_score = score
+        grade.needs_manual_grade = grade.manual_score is not None or score is None
+    comments = {} if error else {c["name"]: c["auto_comment"] for c in result["comments"]}
+    for comment in notebook.comments:
+        comment.auto_comment = comments.get(comment.name)
+    notebook.flagged = error
+    gb.db.commit()
+    cells = {g.name: (float(g.score), float(g.max_score)) for g in notebook.grades}
+    ordered = {name: cells[name] for name, _ in info["grade_cells"] if name in cells}
+    return {
+        "student": student,
+        "score": float(notebook.score),
+        "max_score": float(notebook.max_score),
+        "status": result["status"],
+        "note": result.get("note") or "",
+        "cells": ordered,
+        "source": result.get("source") or "",
+        "seconds": result.get("seconds"),
+    }
+
+
+def _replace_tree(source: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, symlinks=True)
+
+
+def _gather(out: Path, chapter: str, result: dict, row: dict, info: dict) -> None:
+    """Move the student's notebooks and feedback from the worker's folder into the output folder."""
+    from course_lib.grading.feedback import score_page
+
+    student = row["student"]
+    workdir = Path(result["workdir"]) if result.get("workdir") else None
+    for step in ("submitted", "autograded"):
+        target = out / step / student / chapter
+        produced = workdir / step / student / chapter if workdir else None
+        if produced is not None and produced.is_dir() and (step == "submitted" or row["status"] == "graded"):
+            _replace_tree(produced, target)
+        elif target.exists() and step == "autograded":
+            shutil.rmtree(target)  # a stale autograde must not sit beside an error row
+    page = out / "feedback" / student / chapter / f"{chapter}.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    if result.get("feedback"):
+        shutil.copy(result["feedback"], page)
+    else:
+        cells = [(name, *row["cells"].get(name, (0.0, points)), result.get("messages", {}).get(name, ""))
+                 for name, points in info["grade_cells"]]
+        status = row["status"] if row["status"] != "graded" else "graded"
+        if row["status"] != "graded":
+            status = f"Your submission could not be graded: {row['status'][len('error: '):]}."
+        page.write_text(score_page(student, chapter, status=status, score=row["score"],
+                                   max_score=row["max_score"], cells=cells), encoding="utf-8")
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# reports
+# --------------------------------------------------------------------------------------------
+def write_csv(run: GradeRun, grade_ids: list[str]) -> None:
+    with open(run.csv_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["student", "score", "max_score", "percent", "status", "note", "source", *grade_ids])
+        for row in run.rows:
+            percent = 100 * row["score"] / row["max_score"] if row["max_score"] else 0.0
+            writer.writerow([
+                row["student"], f"{row['score']:g}", f"{row['max_score']:g}", f"{percent:.1f}",
+                row["status"], row["note"], row["source"],
+                *(f"{row['cells'].get(g, (0.0, 0.0))[0]:g}" for g in grade_ids),
+            ])
+
+
+def write_histogram(run: GradeRun) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    graded = [r["score"] for r in run.rows if r["status"] == "graded"]
+    failed = [r["score"] for r in run.rows if r["status"] != "graded"]
+    top = max([r["max_score"] for r in run.rows] + [1.0])
+    values = sorted(set(graded + failed))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if len(values) <= 25:
+        gaps = [b - a for a, b in zip(values, values[1:])]
+        width = min([max(top / 20, 0.25)] + [0.8 * g for g in gaps])
+        ax.bar(values, [graded.count(v) for v in values], width=width, label="graded", color="#4477aa")
+        ax.bar(values, [failed.count(v) for v in values], width=width,
+               bottom=[graded.count(v) for v in values], label="could not be graded", color="#cc6677")
+    else:
+        ax.hist([graded, failed], bins=20, range=(0, top), stacked=True, color=["#4477aa", "#cc6677"],
+                label=["graded", "could not be graded"])
+    mean = statistics.fmean(graded + failed) if run.rows else 0.0
+    ax.set(xlim=(-0.05 * top - 0.5, top * 1.05 + 0.5), xlabel=f"score (out of {top:g})", ylabel="students",
+           title=f"{run.chapter}: {len(run.rows)} submissions, mean {mean:.2f}")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    if failed:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(run.histogram_path, dpi=120)
+    plt.close(fig)
+
+
+def summary_table(run: GradeRun) -> str:
+    width = max([len("student")] + [len(r["student"]) for r in run.rows])
+    lines = [
+        f"{run.chapter}: {len(run.rows)} submissions graded in {run.seconds:.1f} s with {run.workers} "
+        f"worker{'s' if run.workers > 1 else ''}"
+        + (f" ({run.seconds / len(run.rows):.2f} s per notebook)" if run.rows else ""),
+        "",
+        f"{'student':<{width}}  {'score':>11}  status",
+    ]
+    for row in run.rows:
+        score = f"{row['score']:g}/{row['max_score']:g}"
+        note = f" ({row['note']})" if row["note"] else ""
+        lines.append(f"{row['student']:<{width}}  {score:>11}  {row['status']}{note}")
+    if run.rows:
+        scores = [r["score"] for r in run.rows]
+        errors = sum(r["status"] != "graded" for r in run.rows)
+        lines += [
+            "",
+            f"mean {statistics.fmean(scores):.2f}, median {statistics.median(scores):g}, min {min(scores):g}, "
+            f"max {max(scores):g} (out of {run.rows[0]['max_score']:g}); "
+            f"{len(scores) - errors} graded, {errors} could not be graded",
+        ]
+    for skipped in run.skipped:
+        lines.append(f"left out: {skipped}")
+    lines += [
+        "",
+        f"grades:    {run.csv_path}",
+        f"feedback:  {run.feedback_dir}/<student>/{run.chapter}/{run.chapter}.html",
+        f"histogram: {run.histogram_path}",
+        f"gradebook: {run.gradebook}",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# the worker process
+# --------------------------------------------------------------------------------------------
+def _worker_main() -> int:
+    # the protocol runs on private copies of stdin/stdout; fds 0-2 go to /dev/null and the log, so that
+    # nothing nbgrader or a kernel prints can be mistaken for a result
+    # (stderr is already the worker's log file: the parent opened it)
+    inbox = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    outbox = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    import nbformat  # noqa: F401 - warm the imports while the parent builds the chapter
+    import nbgrader.apps  # noqa: F401
+
+    static = json.loads(inbox.readline())
+
+    for line in inbox:
+        task = json.loads(line)
+        outbox.write(json.dumps({"started": task["student"], "token": task["token"]}) + "\n")
+        try:
+            result = _grade_one(task, static)
+        except BaseException as err:  # noqa: BLE001 - a worker must answer for every task
+            traceback.print_exc()
+            result = _error_result(task, f"the grader failed: {type(err).__name__}: {err}")
+        outbox.write(json.dumps({"result": result, "token": task["token"]}, default=str) + "\n")
+    return 0
+
+
+def precheck(path: Path, info: dict, chapter: str) -> str | None:
+    """Why the notebook at ``path`` cannot be graded as ``chapter`` (None when it can)."""
+    import nbformat
+
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        return f"the notebook is {size / 2**20:.0f} MiB, above the {MAX_NOTEBOOK_BYTES / 2**20:.0f} MiB limit"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return "malformed notebook (not UTF-8 text)"
+    if not text.strip():
+        return "empty notebook (the file is empty)"
+    try:
+        nb = nbformat.reads(text, as_version=4)
+    except Exception as err:  # noqa: BLE001 - nbformat raises many kinds
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return f"malformed notebook (not notebook JSON: {first[:200]})"
+    cells = nb.get("cells") or []
+    if not any(str(c.get("source", "")).strip() for c in cells):
+        return "empty notebook (no cells with content)"
+    try:
+        ids = _grade_ids(nb)
+    except (AttributeError, KeyError, TypeError):
+        return "malformed notebook (unreadable cell metadata)"
+    ours = set(info["ids"]) - SHARED_GRADE_IDS
+    if ids & ours:
+        return None
+    for other, other_ids in info["other_ids"].items():
+        if ids & (set(other_ids) - SHARED_GRADE_IDS):
+            return f"a notebook of {other}, not {chapter}"
+    if ids - set(info["ids"]):
+        return f"a notebook of another assignment: none of its graded cells belongs to {chapter}"
+    return f"none of the cells of {chapter} are in it (its cells lost their nbgrader metadata: was it rebuilt in a new notebook?)"
+
+
+def _autograde_failure(log: str) -> str:
+    lowered = log.lower()
+    if "deadkernel" in lowered or "kernel died" in lowered or "kernel has died" in lowered:
+        return "the kernel died while running the notebook (a crash, os._exit, or the memory limit)"
+    if "timeout waiting for kernel" in lowered or "kernel didn't respond" in lowered:
+        return "the kernel did not start"
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line or "error" in line]
+    last = (errors or lines or ["no log"])[-1]
+    return f"nbgrader could not autograde it ({last[:300]})"
+
+
+def _grade_one(task: dict, static: dict) -> dict:
+    from nbgrader.api import Gradebook
+
+    from course_lib.grading.feedback import cell_messages, html_text, leaked_lines, prepare
+
+    started = time.perf_counter()
+    chapter, student, info = static["chapter"], task["student"], static["info"]
+    workdir = Path(tempfile.mkdtemp(prefix=f"{student}-", dir=static["work"]))
+    shutil.copytree(static["template"], workdir, dirs_exist_ok=True)
+    result = _error_result(task, "")
+    result["workdir"] = str(workdir)
+
+    def fail(why: str) -> dict:
+        result["status"] = f"error: {why}"
+        result["seconds"] = time.perf_counter() - started
+        return result
+
+    if task["problem"]:
+        return fail(task["problem"])
+    notebook = Path(task["notebook"])
+    submitted = workdir / "submitted" / student / chapter
+    if task.get("folder"):
+        shutil.copytree(task["folder"], submitted, symlinks=True, ignore=shutil.ignore_patterns(".*", "*.ipynb"))
+    submitted.mkdir(parents=True, exist_ok=True)
+    shutil.copy(notebook, submitted / f"{chapter}.ipynb")
+    problem = precheck(submitted / f"{chapter}.ipynb", info, chapter)
+    if problem:
+        return fail(problem)
+
+    grader = _api(workdir, cell_timeout=static["cell_timeout"], kernel_name=static["kernel_name"])
+    outcome = grader.autograde(chapter, student, force=True, create=True)
+    log_text = outcome.get("log") or ""
+    (Path(static["logs"]) / f"{student}.log").write_text(log_text + "\n" + (outcome.get("error") or ""), encoding="utf-8")
+    if not outcome.get("success"):
+        return fail(_autograde_failure(log_text + "\n" + (outcome.get("error") or "")))
+
+    url = f"sqlite:///{workdir / 'gradebook.db'}"
+    with _quiet_sqlalchemy(), Gradebook(url, _course_id()) as gb:
+        submission = gb.find_submission(chapter, student)
+        nb_row = gb.find_submission_notebook(chapter, chapter, student)
+        result["timestamp"] = submission.timestamp.isoformat() if submission.timestamp else None
+        result["grades"] = [{"name": g.name, "auto_score": g.auto_score} for g in nb_row.grades]
+        result["comments"] = [{"name": c.name, "auto_comment": c.auto_comment} for c in nb_row.comments]
+
+    # feedback: the autograded folder is kept as graded; the feedback renders from a safe copy
+    import nbformat
+
+    graded_dir = workdir / "autograded" / student / chapter
+    graded_nb = graded_dir / f"{chapter}.ipynb"
+    keep = workdir / "_autograded"
+    shutil.copytree(graded_dir, keep, symlinks=True)
+    result["messages"] = cell_messages(nbformat.read(graded_nb, as_version=4))
+    prepare(graded_nb)
+    leaks = leaked_lines(nbformat.read(graded_nb, as_version=4), info["secrets"])
+    page = None
+    if not leaks:
+        rendered = grader.generate_feedback(chapter, student, force=True)
+        page = workdir / "feedback" / student / chapter / f"{chapter}.html"
+        if not rendered.get("success") or not page.is_file():
+            page = None
+        elif leaked_lines(html_text(page.read_text(encoding="utf-8")), info["secrets"]):
+            page = None
+    shutil.rmtree(graded_dir)
+    keep.rename(graded_dir)
+    result["feedback"] = str(page) if page else None
+    result["status"] = "graded"
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# benchmark: serial vs parallel on the same submissions
+# --------------------------------------------------------------------------------------------
+def _bench_chapter(root: Path) -> str:
+    """A small stand-in chapter (setup cell with torch, two exercises with hidden tests) for the bench."""
+    name = "90_bench"
+    nb = nbs.new_notebook(
+        [
+            nbs.md("# Bench chapter\nWrite `gate` and `double`."),
+            nbs.solution(
+                "import torch\n\ndef gate(x):\n    ### BEGIN SOLUTION\n    return torch.sigmoid(x.mean((2, 3), keepdim=True))\n"
+                "    ### END SOLUTION", "gate"),
+            nbs.test(
+                "x = torch.randn(2, 8, 5, 3)\nassert gate(x).shape == (2, 8, 1, 1), 'gate keeps (B, C, 1, 1)'\n"
+                "### BEGIN HIDDEN TESTS\nassert torch.allclose(gate(x), torch.sigmoid(x.mean((2, 3), keepdim=True)))\n"
+                "### END HIDDEN TESTS", "test_gate", 2),
+            nbs.solution("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION", "double"),
+            nbs.test("assert double(3) == 6, 'double(3) should be 6'\n### BEGIN HIDDEN TESTS\n"
+                     "assert double(-1) == -2\n### END HIDDEN TESTS", "test_double", 1),
+        ],
+        budget_s=60,
+    )
+    nbs.write_atomic(nbs.notebook_path(name, root), nbs.dumps(nb))
+    return name
+
+
+def bench(chapter: str | None = None, n: int = 10, workers: int | None = None, *, out: Path | None = None,
+          print_=print) -> dict:
+    """Grade the same ``n`` submissions serially and with ``workers`` processes; return and print timings."""
+    workers = workers or max(2, _cores())
+    with tempfile.TemporaryDirectory(prefix="course-bench-") as tmp:
+        tmp = Path(tmp)
+        if chapter is None:
+            source_root = tmp / "src"
+            chapter = _bench_chapter(source_root)
+        else:
+            source_root = nbs.REPO
+        with tempfile.TemporaryDirectory(prefix="course-bench-release-") as rel:
+            with contextlib.redirect_stdout(sys.stderr):
+                nbs.new_course(Path(rel), [chapter], source_root=source_root)
+            solved = nbs.notebook_path(chapter, source_root)
+            stub = nbs.notebook_path(chapter, Path(rel), nbs.RELEASE)
+            subs = tmp / "submissions"
+            subs.mkdir()
+            for i in range(n):
+                shutil.copy(solved if i % 3 else stub, subs / f"student{i:02d}_{chapter}.ipynb")
+        runs = {}
+        for label, count in (("serial", 1), ("parallel", workers)):
+            runs[label] = grade_submissions(chapter, subs, out=(out or tmp) / label, workers=count,
+                                            progress=False, source_root=source_root)
+        serial, parallel = runs["serial"], runs["parallel"]
+        same = all(
+            a["cells"] == b["cells"] and a["score"] == b["score"] and a["status"] == b["status"]
+            for a, b in zip(serial.rows, parallel.rows)
+        ) and [r["student"] for r in serial.rows] == [r["student"] for r in parallel.rows]
+        figures = {
+            "chapter": chapter, "notebooks": n, "workers": workers, "cores": _cores(),
+            "serial_s": serial.seconds, "parallel_s": parallel.seconds,
+            "serial_grading_s": serial.grading_seconds, "parallel_grading_s": parallel.grading_seconds,
+            "speedup": serial.seconds / parallel.seconds,
+            "grading_speedup": serial.grading_seconds / parallel.grading_seconds,
+            "identical": same,
+        }
+    print_(f"{chapter}: {n} notebooks on {figures['cores']} cores; seconds per notebook, whole batch "
+           "(building the chapter and the reports included) and grading alone:")
+    for label, count in (("serial", 1), ("parallel", workers)):
+        total, grading = figures[f"{label}_s"], figures[f"{label}_grading_s"]
+        print_(f"  {label:<8} ({count} worker{'s' if count > 1 else ' '}): {total / n:6.2f} s/nb "
+               f"(total {total:6.1f} s)   grading {grading / n:6.2f} s/nb (total {grading:6.1f} s)")
+    print_(f"  speed-up {figures['speedup']:.2f}x whole batch, {figures['grading_speedup']:.2f}x grading; "
+           f"grades identical cell by cell: {same}")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--worker"]:
+        return _worker_main()
+    parser = argparse.ArgumentParser(prog="python -m course_lib.grading.batch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bench", action="store_true", help="time serial vs parallel grading on the same notebooks")
+    parser.add_argument("chapter", nargs="?", help="chapter to bench (default: a small stand-in chapter)")
+    parser.add_argument("-n", type=int, default=10, help="number of submissions (default 10)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel workers (default: cores, at least 2)")
+    args = parser.parse_args(argv)
+    if not args.bench:
+        parser.error("nothing to do: pass --bench (grading itself is `python -m course_lib grade`)")
+    figures = bench(args.chapter, args.n, args.workers)
+    return 0 if figures["identical"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

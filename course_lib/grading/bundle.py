@@ -1,0 +1,254 @@
+"""``python -m course_lib student-bundle --out DIR`` (``make student-bundle``): what students receive.
+
+The bundle holds the released notebooks (``notebooks/``, as ``make release`` wrote them) and
+``course_lib`` without what would hand a student the answers or is of no use to them:
+
+=========================================  ===============================================================
+left out                                   why
+=========================================  ===============================================================
+``se.py cbam.py ctdnet.py hacnn.py        the reference solutions
+danet.py``
+``checks/hidden/``                         the hidden checks (they import the reference solutions)
+``checks/build_expected.py``               builds the stored expected values from the reference solutions
+``grading/``                               instructors' tools (batch grading, sandbox, grader report)
+``bench.py``, ``notebooks.py``             benchmarks of the reference modules; the nbgrader pipeline
+=========================================  ===============================================================
+
+The visible checks stay: they run from invariants and the stored expected values in
+``checks/expected/`` (tests/test_bundle.py runs every released chapter's checks from the bundle, with the
+reference modules out of reach). A ``pyproject.toml`` with the course's runtime dependencies and a
+``README.md`` make it installable: ``pip install ./DIR`` (or ``pip install -e ./DIR``), then
+``jupyter lab DIR/notebooks``.
+
+The build refuses to write a bundle whose notebooks still contain a solution or hidden tests, and lists
+the functions of the kept modules that need a left-out module (they fail in the bundle if called).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import shutil
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from course_lib import notebooks as nbs
+
+REFERENCE_MODULES = ("se", "cbam", "ctdnet", "hacnn", "danet")
+#: Paths inside course_lib/ that the bundle leaves out (see the module docstring).
+EXCLUDED = (
+    *(f"{name}.py" for name in REFERENCE_MODULES),
+    "checks/hidden",
+    "checks/build_expected.py",
+    "grading",
+    "bench.py",
+    "notebooks.py",
+)
+#: Text that must never reach a student's notebook.
+FORBIDDEN_IN_NOTEBOOKS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "course_lib.checks.hidden")
+MARKER = ".student-bundle"
+_JUNK = ("__pycache__", "*.pyc", "*.pyo", ".ipynb_checkpoints", ".DS_Store")
+
+
+@dataclass
+class Bundle:
+    out: Path
+    chapters: list[str]
+    files: list[Path]
+    lazy_needs: list[str] = field(default_factory=list)  # "module.function needs course_lib.x"
+
+
+def _excluded_modules() -> set[str]:
+    names = set()
+    for item in EXCLUDED:
+        dotted = "course_lib." + item.removesuffix(".py").replace("/", ".")
+        names.add(dotted)
+    return names
+
+
+def _imported(node: ast.AST, module: str) -> list[str]:
+    """Absolute names of the modules an import statement brings in (``module``: where it stands)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        if node.level:
+            package = module.split(".")[:-1]  # a module's package; for pkg/__init__ that is pkg itself
+            package = package[: len(package) - (node.level - 1)]
+            base = ".".join(package + ([node.module] if node.module else []))
+        else:
+            base = node.module or ""
+        return [base] + [f"{base}.{alias.name}" for alias in node.names]
+    return []
+
+
+def needs_of(path: Path, module: str, excluded: set[str]) -> tuple[list[str], list[str]]:
+    """(module-level imports of excluded modules, functions that import one) in the file at ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+    def hits(node: ast.AST) -> list[str]:
+        found = []
+        for name in _imported(node, module):
+            for bad in excluded:
+                if name == bad or name.startswith(bad + "."):
+                    found.append(bad)
+        return sorted(set(found))
+
+    top, lazy = [], []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            top += hits(node)
+        elif isinstance(node, (ast.If, ast.Try)):  # `if TYPE_CHECKING:` blocks import nothing at run time
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            for inner in ast.walk(node):
+                if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                    top += hits(inner)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in ast.walk(node):
+                if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                    where = module.removesuffix(".__init__")
+                    lazy += [f"{where}.{node.name} needs {bad}" for bad in hits(inner)]
+    return sorted(set(top)), sorted(set(lazy))
+
+
+def _ignore(package: Path):
+    excluded = {package / item for item in EXCLUDED}
+    junk = shutil.ignore_patterns(*_JUNK)
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skip = set(junk(folder, names))
+        skip |= {name for name in names if Path(folder) / name in excluded}
+        return skip
+
+    return ignore
+
+
+def _pyproject(root: Path) -> str:
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    lab = [spec for spec in project.get("optional-dependencies", {}).get("lab", []) if not spec.startswith("nbgrader")]
+
+    def array(items: list[str]) -> str:
+        return "[\n" + "".join(f'    "{item}",\n' for item in items) + "]"
+
+    return f"""# The student bundle of the course (built by `make student-bundle`): install with `pip install .`
+[build-system]
+requires = ["setuptools>=68", "wheel"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{project['name']}"
+version = "{project['version']}"
+description = "{project.get('description', '')} (student edition: no reference solutions)"
+readme = "README.md"
+requires-python = "{project.get('requires-python', '>=3.10')}"
+dependencies = {array(project['dependencies'])}
+
+[project.optional-dependencies]
+lab = {array(lab)}
+
+[tool.setuptools.packages.find]
+include = ["course_lib*"]
+
+[tool.setuptools.package-data]
+course_lib = ["checks/expected/*.pt", "py.typed"]
+"""
+
+
+README = """# Attention mechanisms for CNNs: the course notebooks
+
+This folder holds the chapters (`notebooks/`) and the `course_lib` package their checks come from.
+
+    python -m venv .venv && . .venv/bin/activate
+    pip install ".[lab]"          # or `pip install -e ".[lab]"`; GPU users install their torch build first
+    jupyter lab notebooks
+
+Run each notebook from the top. Write your code where a cell says `# YOUR CODE HERE`, then run the test
+cell below it: it prints `[ok] ...` when your code passes the checks, or explains what went wrong. Your
+instructor grades the same exercises with more checks, so a passing visible check is a good sign, not a
+promise.
+
+On Colab: upload a notebook, upload this folder next to it (or `pip install` it from where your
+instructor put it), and run the first cell.
+
+Chapters: {chapters}
+"""
+
+
+def check_notebooks(folder: Path) -> list[str]:
+    """Released notebooks that still contain something a student must not see."""
+    found = []
+    for path in sorted(folder.rglob("*.ipynb")):
+        text = path.read_text(encoding="utf-8")
+        found += [f"{path}: contains {marker!r}" for marker in FORBIDDEN_IN_NOTEBOOKS if marker in text]
+    return found
+
+
+def build(out: Path, *, root: Path = nbs.REPO, chapters: list[str] | None = None) -> Bundle:
+    """Write the student bundle to ``out`` (replaced if it exists) from the repository at ``root``."""
+    root, out = Path(root).resolve(), Path(out).resolve()
+    inside = [root / "course_lib", root / nbs.RELEASE, root / nbs.SOURCE, root / "tests"]
+    if out == root or out in root.parents or any(out == p or p in out.parents for p in inside):
+        raise ValueError(f"out must be a folder of its own, not {out}")
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise ValueError(f"{out} is not empty and holds no earlier bundle ({MARKER}); choose another --out")
+    released = nbs.chapters(root, nbs.RELEASE)
+    chapters = released if chapters is None else chapters
+    missing = sorted(set(chapters) - set(released))
+    if missing:
+        raise ValueError(f"no released notebook for {missing}: run `make release` (released: {released})")
+    leaks = check_notebooks(root / nbs.RELEASE)
+    if leaks:
+        raise ValueError("released notebooks that must not reach students:\n  " + "\n  ".join(leaks))
+
+    package = root / "course_lib"
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(package, out / "course_lib", ignore=_ignore(package))
+    for chapter in chapters:
+        shutil.copytree(root / nbs.RELEASE / chapter, out / nbs.RELEASE / chapter, ignore=shutil.ignore_patterns(*_JUNK))
+    (out / "pyproject.toml").write_text(_pyproject(root), encoding="utf-8")
+    (out / MARKER).write_text("built by `python -m course_lib student-bundle`; rebuilt in place\n", encoding="utf-8")
+    (out / "README.md").write_text(README.format(chapters=", ".join(chapters) or "none yet"), encoding="utf-8")
+
+    excluded = _excluded_modules()
+    broken, lazy = [], []
+    for path in sorted((out / "course_lib").rglob("*.py")):
+        parts = path.relative_to(out).with_suffix("").parts
+        top, needs = needs_of(path, ".".join(parts), excluded)
+        broken += [f"{'.'.join(parts)} imports {bad}" for bad in top]
+        lazy += needs
+    if broken:
+        shutil.rmtree(out)
+        raise ValueError("modules kept in the bundle import a left-out module and would not import:\n  "
+                         + "\n  ".join(broken))
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    return Bundle(out=out, chapters=list(chapters), files=files, lazy_needs=lazy)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib student-bundle", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("out/student-bundle"), help="where to write it")
+    parser.add_argument("chapters", nargs="*", help="chapters to include (default: every released one)")
+    args = parser.parse_args(argv)
+    try:
+        bundle = build(args.out, chapters=args.chapters or None)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in bundle.files)
+    print(f"student bundle: {bundle.out} ({len(bundle.files)} files, {size / 2**20:.1f} MiB)")
+    print(f"  chapters: {', '.join(bundle.chapters) or 'none (run `make release`)'}")
+    print(f"  left out of course_lib: {', '.join(EXCLUDED)}")
+    if bundle.lazy_needs:
+        print("  these functions need a left-out module and fail if a student calls them:")
+        for line in bundle.lazy_needs:
+            print(f"    {line}")
+    print(f"  install: pip install {bundle.out}  (then: jupyter lab {bundle.out / nbs.RELEASE})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Feedback that shows each check's message and score, never the hidden tests' code.
+
+nbgrader's ``generate_feedback`` renders the autograded notebook as it is, and that notebook holds the
+hidden tests that autograding put back into every test cell (nbgrader #917, "by design"). Error outputs
+leak them too: a test cell that raised shows IPython's traceback, whose context lines are the test cell's
+source. So before nbgrader renders the feedback, the autograded copy goes through :func:`prepare`:
+
+- every ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` region (in any cell; an unclosed region
+  runs to the end of its cell) becomes one comment line, ``# hidden tests ran here (not shown)``;
+- an error output of a graded cell keeps only its last line, ``ExceptionName: message``: the check's
+  message, which is written to teach, without the code around it.
+
+Outputs are kept, so a student still reads what each check printed and each cell's score. The reference
+solutions never reach the autograded notebook: solution cells hold the student's own code, and nbgrader
+restores a deleted answer cell from the released stub. :func:`leaked_lines` is the last guard: the
+batch grader checks the prepared notebook and the rendered HTML for any line of the hidden tests and
+falls back to a plain page of scores and messages if one got through.
+"""
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+from typing import Iterable
+
+import nbformat
+
+BEGIN_HIDDEN = "BEGIN HIDDEN TESTS"
+END_HIDDEN = "END HIDDEN TESTS"
+PLACEHOLDER = "# hidden tests ran here (not shown)"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+__all__ = ["hide_hidden_tests", "short_errors", "prepare", "hidden_lines", "leaked_lines", "html_text", "score_page"]
+
+
+def _is_grade(cell) -> bool:
+    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("grade"))
+
+
+def hide_hidden_tests(nb: nbformat.NotebookNode) -> int:
+    """Replace every hidden-test region by :data:`PLACEHOLDER` (in place); return how many were removed."""
+    removed = 0
+    for cell in nb.cells:
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(source)
+        if BEGIN_HIDDEN not in source:
+            continue
+        kept, inside = [], False
+        for line in source.split("\n"):
+            if BEGIN_HIDDEN in line and not inside:
+                inside = True
+                removed += 1
+                if cell.cell_type == "code":
+                    kept.append(line[: len(line) - len(line.lstrip())] + PLACEHOLDER)
+            elif inside and END_HIDDEN in line:
+                inside = False
+            elif not inside:
+                kept.append(line)
+        cell.source = "\n".join(kept)
+    return removed
+
+
+def short_errors(nb: nbformat.NotebookNode) -> int:
+    """Cut the traceback of every error output in a graded cell down to ``Name: message``; return the count."""
+    changed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not _is_grade(cell):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                name, value = output.get("ename", "Error"), output.get("evalue", "")
+                output["traceback"] = [f"\x1b[0;31m{name}\x1b[0m: {value}" if value else f"\x1b[0;31m{name}\x1b[0m"]
+                changed += 1
+    return changed
+
+
+def prepare(path: Path) -> None:
+    """Make the autograded notebook at ``path`` safe to show a student (in place)."""
+    nb = nbformat.read(path, as_version=4)
+    hide_hidden_tests(nb)
+    short_errors(nb)
+    nbformat.write(nb, path)
+
+
+def hidden_lines(source_nb: nbformat.NotebookNode, released_nb: nbformat.NotebookNode | None = None) -> list[str]:
+    """The lines of the hidden tests worth guarding (stripped, not comments, not also in the release)."""
+    public: set[str] = set()
+    if released_nb is not None:
+        for cell in released_nb.cells:
+            public.update(line.strip() for line in cell.source.split("\n"))
+    secrets = []
+    for cell in source_nb.cells:
+        inside = False
+        for line in cell.source.split("\n"):
+            if BEGIN_HIDDEN in line:
+                inside = True
+            elif END_HIDDEN in line:
+                inside = False
+            elif inside:
+                text = line.strip()
+                if len(text) >= 8 and not text.startswith("#") and text not in public and text not in secrets:
+                    secrets.append(text)
+    return secrets
+
+
+def _notebook_text(nb: nbformat.NotebookNode) -> str:
+    parts = []
+    for cell in nb.cells:
+        parts.append(cell.source)
+        for output in cell.get("outputs", []):
+            parts.append(str(output.get("text", "")))
+            parts.append(str(output.get("evalue", "")))
+            parts.extend(_ANSI.sub("", line) for line in output.get("traceback", []))
+            for value in output.get("data", {}).values():
+                parts.append(str(value))
+    return "\n".join(parts)
+
+
+def html_text(page: str) -> str:
+    """The text a reader sees in an HTML page: tags (syntax highlighting spans) dropped, entities decoded."""
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S | re.I)
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+def leaked_lines(text_or_nb, secrets: Iterable[str]) -> list[str]:
+    """The secrets that occur in a notebook (sources and outputs) or in a text, whitespace-insensitively."""
+    text = _notebook_text(text_or_nb) if isinstance(text_or_nb, nbformat.NotebookNode) else str(text_or_nb)
+    squeezed = re.sub(r"\s+", "", text)
+    return [s for s in secrets if re.sub(r"\s+", "", s) in squeezed]
+
+
+def score_page(student: str, chapter: str, *, status: str, score: float, max_score: float,
+               cells: list[tuple[str, float, float, str]]) -> str:
+    """A plain feedback page: the status, the total and, per graded cell, its score and check message."""
+    rows = "\n".join(
+        f"<tr><td>{html.escape(name)}</td><td>{got:g} / {out_of:g}</td><td><pre>{html.escape(message)}</pre></td></tr>"
+        for name, got, out_of, message in cells
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(chapter)}: feedback for {html.escape(student)}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.3em .8em;text-align:left;
+vertical-align:top;border-bottom:1px solid #ddd}}pre{{margin:0;white-space:pre-wrap}}</style></head>
+<body><h1>{html.escape(chapter)}: feedback for {html.escape(student)}</h1>
+<p><strong>Score: {score:g} / {max_score:g}</strong></p>
+<p>{html.escape(status)}</p>
+<table><tr><th>graded cell</th><th>score</th><th>message</th></tr>
+{rows}
+</table></body></html>
+"""
+
+
+def cell_messages(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """grade_id -> what the graded cell reported (its error line, else its printed output)."""
+    messages = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not _is_grade(cell):
+            continue
+        errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        printed = "".join(str(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        messages[cell.metadata["nbgrader"].get("grade_id", "?")] = errors[-1] if errors else printed.strip()
+    return messages

@@ -1,0 +1,253 @@
+"""Grader catalog of chapter 03 (CTDNet SAM): wrong implementations that students and popular copies write,
+each with the mistake id the checks must name, and valid alternatives that must get full marks."""
+from __future__ import annotations
+
+from catalog import Exercise, Impl
+from course_lib.checks import ch03_ctdnet_sam as visible
+from course_lib.checks.hidden import ch03_ctdnet_sam as hidden
+
+CHAPTER = "03_ctdnet_sam"
+
+ATTENTION = Exercise(CHAPTER, "SpatialAttentionModule.attention", "SpatialAttentionModule",
+                     visible.check_sam_attention, hidden.hidden_sam_attention, "sam", "test_sam_attention")
+FORWARD = Exercise(CHAPTER, "SpatialAttentionModule.forward", "SpatialAttentionModule",
+                   visible.check_sam_forward, hidden.hidden_sam_forward, "sam", "test_sam_forward")
+COUNT = Exercise(CHAPTER, "sam_parameter_count", "sam_parameter_count",
+                 visible.check_sam_parameter_count, hidden.hidden_sam_parameter_count,
+                 "parameter_count", "test_parameter_count")
+SWAP = Exercise(CHAPTER, "swap_pool_order", "swap_pool_order",
+                visible.check_swap_pool_order, hidden.hidden_swap_pool_order, "swap_pool_order", "test_swap_pool_order")
+EXERCISES = [ATTENTION, FORWARD, COUNT, SWAP]
+
+# ------------------------------------------------------------------------------------------------
+# SpatialAttentionModule: a template whose parts the variants replace
+# ------------------------------------------------------------------------------------------------
+INIT = """\
+        self.conv_atten = nn.Conv2d(2, 1, 3, padding=1, bias=False)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)"""
+ATT = """\
+        avg = x.mean(1, keepdim=True)
+        mx = x.amax(1, keepdim=True)
+        return torch.sigmoid(self.conv_atten(torch.cat([avg, mx], dim=1)))"""
+FWD = """\
+        return F.relu(self.bn(self.conv(x * self.attention(x))))"""
+
+
+def sam(*, init: str = INIT, att: str = ATT, fwd: str = FWD, default: str = "64", extra: str = "") -> str:
+    return f"""
+class SpatialAttentionModule(nn.Module):
+    def __init__(self, in_channels, out_channels={default}):
+        super().__init__()
+{init}
+{extra}
+    def attention(self, x):
+{att}
+
+    def forward(self, x):
+{fwd}
+"""
+
+
+WRONG_ATTENTION = [
+    ("[max, avg] stacked where [avg, max] is asked (official CBAM order)", "pool_order", dict(att="""\
+        mx = x.amax(1, keepdim=True)
+        avg = x.mean(1, keepdim=True)
+        return torch.sigmoid(self.conv_atten(torch.cat([mx, avg], dim=1)))""")),
+    ("only average pooling (Conv2d(1, 1, 3))", "single_pool", dict(
+        init=INIT.replace("nn.Conv2d(2, 1, 3", "nn.Conv2d(1, 1, 3"),
+        att="        return torch.sigmoid(self.conv_atten(x.mean(1, keepdim=True)))")),
+    ("only max pooling (Conv2d(1, 1, 3))", "single_pool", dict(
+        init=INIT.replace("nn.Conv2d(2, 1, 3", "nn.Conv2d(1, 1, 3"),
+        att="        return torch.sigmoid(self.conv_atten(x.amax(1, keepdim=True)))")),
+    ("no sigmoid", "missing_sigmoid", dict(att="""\
+        return self.conv_atten(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1))""")),
+    ("softmax over the H*W positions instead of a sigmoid", "softmax_gate", dict(att="""\
+        z = self.conv_atten(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1))
+        b, _, h, w = z.shape
+        return torch.softmax(z.reshape(b, 1, h * w), dim=-1).reshape(b, 1, h, w)""")),
+    ("softmax over dim=1 (the single map channel) instead of a sigmoid", "softmax_gate", dict(att="""\
+        z = self.conv_atten(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1))
+        return F.softmax(z, dim=1)""")),
+    ("7x7 attention conv (CBAM's kernel)", "kernel_size", dict(
+        init=INIT.replace("nn.Conv2d(2, 1, 3, padding=1", "nn.Conv2d(2, 1, 7, padding=3"))),
+    ("attention conv without padding", "kernel_size", dict(
+        init=INIT.replace("nn.Conv2d(2, 1, 3, padding=1", "nn.Conv2d(2, 1, 3, padding=0"))),
+    ("BatchNorm in the attention path (official CBAM's BasicConv)", "bn_in_attention", dict(
+        init=INIT + "\n        self.bn_atten = nn.BatchNorm2d(1)",
+        att="""\
+        z = self.conv_atten(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1))
+        return torch.sigmoid(self.bn_atten(z))""")),
+    ("attention conv with a bias", "conv_bias", dict(
+        init=INIT.replace("nn.Conv2d(2, 1, 3, padding=1, bias=False)", "nn.Conv2d(2, 1, 3, padding=1)"))),
+    ("pooling over the batch axis (dim=0) instead of the channels", "pool_axis", dict(att="""\
+        avg = x.mean(0, keepdim=True)
+        mx = x.amax(0, keepdim=True)
+        return torch.sigmoid(self.conv_atten(torch.cat([avg, mx], dim=1)))""")),
+    ("pooling over the height (dim=2) instead of the channels", "pool_axis", dict(att="""\
+        avg = x.mean(2, keepdim=True)
+        mx = x.amax(2, keepdim=True)
+        return torch.sigmoid(self.conv_atten(torch.cat([avg, mx], dim=1)))""")),
+    ("sum over channels instead of the mean", "channel_sum", dict(att="""\
+        s = x.sum(1, keepdim=True)
+        mx = x.amax(1, keepdim=True)
+        return torch.sigmoid(self.conv_atten(torch.cat([s, mx], dim=1)))""")),
+    ("attention returns the reweighted features x * A", "returns_features", dict(att="""\
+        avg = x.mean(1, keepdim=True)
+        mx = x.amax(1, keepdim=True)
+        return x * torch.sigmoid(self.conv_atten(torch.cat([avg, mx], dim=1)))""",
+        fwd="        return F.relu(self.bn(self.conv(self.attention(x))))")),
+    ("hard-coded .cuda()", "device", dict(att="""\
+        stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1).cuda()
+        return torch.sigmoid(self.conv_atten(stacked))""")),
+    ("hard-coded float32 (.float())", "dtype", dict(att="""\
+        stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1).float()
+        return torch.sigmoid(F.conv2d(stacked, self.conv_atten.weight.float(), padding=1))""")),
+]
+
+WRONG_FORWARD = [
+    ("forward returns the attention map", "returns_map", dict(fwd="        return self.attention(x)")),
+    ("forward returns x * A without the projection", "missing_projection",
+     dict(fwd="        return x * self.attention(x)")),
+    ("no ReLU after the BatchNorm", "missing_relu", dict(fwd="        return self.bn(self.conv(x * self.attention(x)))")),
+    ("conv -> ReLU -> BN", "projection_order",
+     dict(fwd="        return self.bn(F.relu(self.conv(x * self.attention(x))))")),
+    ("projection of x instead of x * A", "gate_not_applied", dict(fwd="""\
+        a = self.attention(x)
+        return F.relu(self.bn(self.conv(x)))""")),
+    ("no BatchNorm in the projection", "missing_bn", dict(
+        init=INIT.replace("        self.bn = nn.BatchNorm2d(out_channels)", ""),
+        fwd="        return F.relu(self.conv(x * self.attention(x)))")),
+    ("BatchNorm without running statistics", "missing_bn", dict(
+        init=INIT.replace("nn.BatchNorm2d(out_channels)", "nn.BatchNorm2d(out_channels, track_running_stats=False)"))),
+    ("projection conv with a bias", "conv_bias", dict(
+        init=INIT.replace("nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)",
+                          "nn.Conv2d(in_channels, out_channels, 3, padding=1)"))),
+    ("1x1 projection conv", "kernel_size", dict(
+        init=INIT.replace("nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)",
+                          "nn.Conv2d(in_channels, out_channels, 1, bias=False)"))),
+    ("out_channels defaults to in_channels", "default_out_channels", dict(
+        default="None",
+        init="        out_channels = in_channels if out_channels is None else out_channels\n" + INIT)),
+    ("in-place gating x *= A", "inplace", dict(fwd="""\
+        x *= self.attention(x)
+        return F.relu(self.bn(self.conv(x)))""")),
+    ("attention map detached (no gradient to the attention conv)", "no_grad",
+     dict(fwd="        return F.relu(self.bn(self.conv(x * self.attention(x).detach())))")),
+]
+
+VALID = [
+    ("official style: conv3x3 helper, torch.max(...)[0], torch.mul, in-place ReLU", dict(
+        init="""\
+        def conv3x3(cin, cout):
+            return nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv_atten = conv3x3(2, 1)
+        self.conv = conv3x3(in_channels, out_channels)
+        self.bn = nn.BatchNorm2d(out_channels)""",
+        att="""\
+        avg_out = torch.mean(x, dim=1, keepdim=True)
+        max_out, _ = torch.max(x, dim=1, keepdim=True)
+        return torch.sigmoid(self.conv_atten(torch.cat([avg_out, max_out], dim=1)))""",
+        fwd="""\
+        out = torch.mul(x, self.attention(x))
+        return F.relu(self.bn(self.conv(out)), inplace=True)""")),
+    ("nn.Sequential projection with other names", dict(
+        init="""\
+        self.gate = nn.Conv2d(2, 1, kernel_size=(3, 3), padding=(1, 1), bias=False)
+        self.project = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )""",
+        att="""\
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.max(dim=1, keepdim=True).values], dim=1)
+        return self.gate(pooled).sigmoid()""",
+        fwd="        return self.project(x * self.attention(x))")),
+    ("einops reduce for the pooled maps, nn.Sigmoid", dict(
+        init=INIT + "\n        self.sigmoid = nn.Sigmoid()",
+        att="""\
+        avg = reduce(x, 'b c h w -> b 1 h w', 'mean')
+        mx = reduce(x, 'b c h w -> b 1 h w', 'max')
+        return self.sigmoid(self.conv_atten(torch.cat((avg, mx), 1)))""")),
+    ("torch.stack of squeezed maps, functional conv with its own Parameter", dict(
+        init="""\
+        self.weight = nn.Parameter(torch.randn(1, 2, 3, 3) * 0.1)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)""",
+        att="""\
+        stacked = torch.stack([x.mean(1), x.amax(1)], dim=1)
+        return torch.sigmoid(F.conv2d(stacked, self.weight, padding=1))""")),
+    ("extra harmless buffer and attribute", dict(
+        extra="""\
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.note = "CTDNet SAM"
+""")),
+    ("gate computed inline in forward (another order of computation)", dict(fwd="""\
+        a = self.attention(x)
+        y = self.conv(a * x)
+        y = self.bn(y)
+        return y.clamp_min(0)""")),
+]
+
+IMPLS = (
+    [Impl(ATTENTION, label, sam(**parts), mistake) for label, mistake, parts in WRONG_ATTENTION]
+    + [Impl(FORWARD, label, sam(**parts), mistake) for label, mistake, parts in WRONG_FORWARD]
+    + [Impl(ATTENTION, label, sam(**parts)) for label, parts in VALID]
+    + [Impl(FORWARD, label, sam(**parts)) for label, parts in VALID]
+)
+
+# ------------------------------------------------------------------------------------------------
+# sam_parameter_count
+# ------------------------------------------------------------------------------------------------
+IMPLS += [
+    Impl(COUNT, "conv biases counted", "def sam_parameter_count(i, o):\n    return 2 * 9 + 1 + i * o * 9 + o + 2 * o\n",
+         "param_count"),
+    Impl(COUNT, "BatchNorm running statistics counted",
+         "def sam_parameter_count(i, o):\n    return 2 * 9 + i * o * 9 + 4 * o\n", "param_count"),
+    Impl(COUNT, "BatchNorm left out", "def sam_parameter_count(i, o):\n    return 2 * 9 + i * o * 9\n", "param_count"),
+    Impl(COUNT, "CBAM's 7x7 kernel", "def sam_parameter_count(i, o):\n    return 2 * 49 + i * o * 9 + 2 * o\n",
+         "param_count"),
+    Impl(COUNT, "kernels counted as 1x1", "def sam_parameter_count(i, o):\n    return 2 + i * o + 2 * o\n",
+         "param_count"),
+    Impl(COUNT, "returns a float", "def sam_parameter_count(i, o):\n    return 18 + 9.5 * i * o + 2 * o\n",
+         "param_count"),
+    Impl(COUNT, "formula", "def sam_parameter_count(in_channels, out_channels):\n"
+         "    return 2 * 9 + in_channels * out_channels * 9 + 2 * out_channels\n"),
+    Impl(COUNT, "factored formula", "def sam_parameter_count(i, o):\n    return 9 * (2 + i * o) + 2 * o\n"),
+    Impl(COUNT, "counted from torch layers", """\
+def sam_parameter_count(in_channels, out_channels):
+    layers = [nn.Conv2d(2, 1, 3, bias=False), nn.Conv2d(in_channels, out_channels, 3, bias=False),
+              nn.BatchNorm2d(out_channels)]
+    return sum(p.numel() for layer in layers for p in layer.parameters())
+"""),
+]
+
+# ------------------------------------------------------------------------------------------------
+# swap_pool_order
+# ------------------------------------------------------------------------------------------------
+IMPLS += [
+    Impl(SWAP, "returns the weight unchanged", "def swap_pool_order(weight):\n    return weight.clone()\n",
+         "pool_order"),
+    Impl(SWAP, "flips dim 0 (size 1: no change)", "def swap_pool_order(weight):\n    return weight.flip(0)\n",
+         "pool_order"),
+    Impl(SWAP, "mirrors the kernel left-right", "def swap_pool_order(weight):\n    return weight.flip(-1)\n",
+         "flipped_kernel"),
+    Impl(SWAP, "rotates the kernel by 180 degrees", "def swap_pool_order(weight):\n    return weight.flip((2, 3))\n",
+         "flipped_kernel"),
+    Impl(SWAP, "swaps in place and returns the same tensor", """\
+def swap_pool_order(weight):
+    weight[:, [0, 1]] = weight[:, [1, 0]]
+    return weight
+""", "modifies_input"),
+    Impl(SWAP, "index [1, 0] on dim 1", "def swap_pool_order(weight):\n    return weight[:, [1, 0]]\n"),
+    Impl(SWAP, "flip(1)", "def swap_pool_order(weight):\n    return torch.flip(weight, dims=[1])\n"),
+    Impl(SWAP, "cat of the two slices", """\
+def swap_pool_order(weight):
+    avg_part, max_part = weight[:, :1], weight[:, 1:]
+    return torch.cat([max_part, avg_part], dim=1)
+"""),
+    Impl(SWAP, "einops rearrange", """\
+def swap_pool_order(weight):
+    return rearrange(weight.flip(1), 'o c h w -> o c h w').contiguous()
+"""),
+]

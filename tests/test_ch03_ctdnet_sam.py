@@ -1,0 +1,235 @@
+"""Chapter 03 (CTDNet SAM): the checks against the reference module, the stored values against a fresh build, the
+notebook's solution cells against the reference, and the figure helpers' data."""
+from __future__ import annotations
+
+import copy
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from catalog import PRELUDE
+from course_lib import notebooks as nbs
+from course_lib.checks import CheckFailure
+from course_lib.checks import ch03_ctdnet_sam as visible
+from course_lib.checks._core import expected
+from course_lib.checks.hidden import ch03_ctdnet_sam as hidden
+from course_lib.ctdnet import SpatialAttentionModule
+from course_lib.figures import ch03 as figures
+
+CHAPTER = "03_ctdnet_sam"
+
+
+def _by_hand(c_in: int, c_out: int) -> int:
+    return 2 * 9 + c_in * c_out * 9 + 2 * c_out
+
+
+@pytest.fixture(scope="module")
+def solution_namespace() -> dict:
+    """The notebook's solution cells, executed the way the notebook runs them (after the imports)."""
+    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
+    namespace: dict = {}
+    exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {"sam", "parameter_count", "swap_pool_order"}
+    for cell in cells:
+        exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
+    return namespace
+
+
+# ------------------------------------------------------------------------------------------------
+# the checks pass on the reference module
+# ------------------------------------------------------------------------------------------------
+def test_visible_checks_pass_on_the_reference(capsys):
+    visible.check_sam_attention(SpatialAttentionModule)
+    visible.check_sam_forward(SpatialAttentionModule)
+    visible.check_sam_parameter_count(_by_hand)
+    visible.check_swap_pool_order(lambda w: w.flip(1))
+    assert capsys.readouterr().out.count("[ok]") == 4
+
+
+def test_hidden_checks_pass_on_the_reference(capsys):
+    hidden.hidden_sam_attention(SpatialAttentionModule)
+    hidden.hidden_sam_forward(SpatialAttentionModule)
+    hidden.hidden_sam_parameter_count(_by_hand)
+    hidden.hidden_swap_pool_order(lambda w: w[:, [1, 0]])
+    assert capsys.readouterr().out.count("[ok]") == 4
+
+
+def test_checks_fail_on_a_stub():
+    class Stub(torch.nn.Module):
+        def __init__(self, in_channels, out_channels=64):
+            super().__init__()
+            raise NotImplementedError()
+
+    for check in (visible.check_sam_attention, visible.check_sam_forward,
+                  hidden.hidden_sam_attention, hidden.hidden_sam_forward):
+        with pytest.raises(CheckFailure) as info:
+            check(Stub)
+        assert info.value.mistake == "not_implemented"
+
+
+def test_visible_checks_run_under_one_second_each():
+    import time
+
+    for check, arg in ((visible.check_sam_attention, SpatialAttentionModule),
+                       (visible.check_sam_forward, SpatialAttentionModule),
+                       (visible.check_sam_parameter_count, _by_hand),
+                       (visible.check_swap_pool_order, lambda w: w.flip(1))):
+        check(arg)  # warm-up (first conv call, expected-file load)
+        started = time.perf_counter()
+        check(arg)
+        assert time.perf_counter() - started < 1.0, check.__name__
+
+
+# ------------------------------------------------------------------------------------------------
+# stored expected values
+# ------------------------------------------------------------------------------------------------
+def _assert_same(a, b, path="expected"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=path)
+    elif isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _assert_same(a[key], b[key], f"{path}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+def test_stored_expected_values_equal_a_fresh_build():
+    _assert_same(expected("ch03_ctdnet_sam"), hidden.build_expected())
+
+
+def test_stored_diagnoses_differ_from_the_right_answer():
+    """A diagnosis equal to the expected value would name a mistake for a right answer."""
+    E = expected("ch03_ctdnet_sam")
+    from course_lib.checks._core import is_close
+
+    for right, diagnoses in ((E["attention"]["a"], E["attention"]["diagnoses"]),
+                             (E["attention"]["a2"], E["attention"]["diagnoses2"]),
+                             (E["forward"]["eval"], E["forward"]["diagnoses"])):
+        for label, wrong in diagnoses.items():
+            assert label in visible.ADVICE
+            assert not is_close(wrong, right), label
+
+
+# ------------------------------------------------------------------------------------------------
+# the notebook's solution equals the reference
+# ------------------------------------------------------------------------------------------------
+def test_solution_cells_pass_the_checks(solution_namespace):
+    sam = solution_namespace["SpatialAttentionModule"]
+    visible.check_sam_attention(sam)
+    visible.check_sam_forward(sam)
+    hidden.hidden_sam_attention(sam)
+    hidden.hidden_sam_forward(sam)
+    visible.check_sam_parameter_count(solution_namespace["sam_parameter_count"])
+    visible.check_swap_pool_order(solution_namespace["swap_pool_order"])
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_solution_module_matches_the_reference(solution_namespace, mode):
+    ref = hidden.reference(7, 5, seed=11).float().train(mode == "train")
+    mine = solution_namespace["SpatialAttentionModule"](7, 5).train(mode == "train")
+    mine.load_state_dict(ref.state_dict())  # the solution keeps the official names
+    x = torch.randn(3, 7, 10, 9)
+    torch.testing.assert_close(mine.attention(x), ref.attention(x))
+    torch.testing.assert_close(mine(x), ref(x))
+    assert sum(p.numel() for p in mine.parameters()) == _by_hand(7, 5)
+
+
+def test_solution_parameter_count_matches_the_reference(solution_namespace):
+    count = solution_namespace["sam_parameter_count"]
+    for c_in, c_out in ((128, 64), (3, 1), (17, 33)):
+        assert count(c_in, c_out) == sum(p.numel() for p in SpatialAttentionModule(c_in, c_out).parameters())
+
+
+def test_swap_pool_order_gives_the_same_gate(solution_namespace):
+    swap = solution_namespace["swap_pool_order"]
+    w = torch.randn(1, 2, 7, 7, dtype=torch.float64)
+    avg, mx = torch.randn(2, 1, 8, 6, dtype=torch.float64), torch.randn(2, 1, 8, 6, dtype=torch.float64)
+    lhs = torch.nn.functional.conv2d(torch.cat([mx, avg], 1), w, padding=3)
+    rhs = torch.nn.functional.conv2d(torch.cat([avg, mx], 1), swap(w), padding=3)
+    torch.testing.assert_close(lhs, rhs)
+    torch.testing.assert_close(swap(swap(w)), w)
+
+
+def test_solution_module_follows_device_and_dtype(solution_namespace, device):
+    module = solution_namespace["SpatialAttentionModule"](6, 4).to(device=device, dtype=torch.float64).eval()
+    x = torch.randn(2, 6, 5, 7, device=device, dtype=torch.float64)
+    y = module(x)
+    assert y.device == x.device and y.dtype == torch.float64 and y.shape == (2, 4, 5, 7)
+
+
+# ------------------------------------------------------------------------------------------------
+# the layer finder names the mistake
+# ------------------------------------------------------------------------------------------------
+def test_sam_layers_flags_cbam_style_gate():
+    module = SpatialAttentionModule(8, 4)
+    module.conv_atten = torch.nn.Conv2d(2, 1, 7, padding=3, bias=False)
+    with pytest.raises(CheckFailure) as info:
+        visible.sam_layers(module, 8, 4, what="m")
+    assert info.value.mistake == "kernel_size"
+    module = SpatialAttentionModule(8, 4)
+    module.extra = torch.nn.BatchNorm2d(1)
+    with pytest.raises(CheckFailure) as info:
+        visible.sam_layers(module, 8, 4, what="m")
+    assert info.value.mistake == "bn_in_attention"
+
+
+# ------------------------------------------------------------------------------------------------
+# figures
+# ------------------------------------------------------------------------------------------------
+def test_hand_set_kernel_weights_max_up_and_mean_down():
+    w = figures.hand_set_kernel(30.0, 0.5)
+    assert w.shape == (1, 2, 3, 3)
+    torch.testing.assert_close(w[0, 1], torch.full((3, 3), 30 / 9))
+    torch.testing.assert_close(w[0, 0], torch.full((3, 3), -15 / 9))
+    with pytest.raises(ValueError):
+        figures.hand_set_kernel(-1.0)
+
+
+def test_sam_panels_returns_the_map_it_draws():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.figures.common import sample_image
+
+    photo = sample_image("flower.jpg", size=(44, 66))
+    module = SpatialAttentionModule(3, 4).eval()
+    with torch.no_grad():
+        module.conv_atten.weight.copy_(figures.hand_set_kernel())
+    data = figures.sam_panels(photo, module)
+    plt.close("all")
+    expected_map = module.attention(figures.centred(photo)).detach()[0, 0].numpy()
+    np.testing.assert_allclose(data["map"], expected_map, rtol=1e-6)
+    assert data["map"].min() > 0 and data["map"].max() <= 1
+    # the flower (centre) is attended more than the corners
+    h, w = data["map"].shape
+    assert data["map"][h // 3: 2 * h // 3, w // 3: 2 * w // 3].mean() > data["map"][:5, :5].mean() + 0.3
+
+
+def test_footprints_are_3_5_and_7_pixels_wide():
+    module = SpatialAttentionModule(4, 2).double().eval()
+    conv7 = torch.nn.Conv2d(2, 1, 7, padding=3, bias=False).double()
+    sizes = {}
+    for name, fn in {"att": module.attention, "fwd": module,
+                     "cbam": lambda x: conv7(torch.cat([x.amax(1, keepdim=True), x.mean(1, keepdim=True)], 1))}.items():
+        fp = figures.footprint(fn, (1, 4, 15, 15))
+        sizes[name] = (int((fp > 0).any(1).sum()), int((fp > 0).any(0).sum()))
+    assert sizes == {"att": (3, 3), "fwd": (5, 5), "cbam": (7, 7)}
+
+
+def test_registry_sam_keeps_the_channel_count():
+    from course_lib import ATTENTION
+
+    module = ATTENTION["ctdnet_sam"](16).eval()
+    assert module(torch.randn(2, 16, 5, 3)).shape == (2, 16, 5, 3)
+    copy.deepcopy(module)

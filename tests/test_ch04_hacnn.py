@@ -1,0 +1,288 @@
+"""Chapter 04 (HA-CNN): the checks against the reference modules, the stored values against a fresh build, the
+notebook's solution cells against the reference, and the figure helpers' data."""
+from __future__ import annotations
+
+import math
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from catalog import PRELUDE
+from course_lib import hacnn
+from course_lib import notebooks as nbs
+from course_lib.checks import CheckFailure
+from course_lib.checks import ch04_hacnn as visible
+from course_lib.checks._core import expected, is_close
+from course_lib.checks.hidden import ch04_hacnn as hidden
+from course_lib.figures import ch04 as figures
+
+CHAPTER = "04_hacnn"
+CLASSES = ("SpatialAttention", "ChannelAttention", "SoftAttention", "HardAttention")
+
+
+def interval():
+    return (0.5, 1.0)
+
+
+@pytest.fixture(scope="module")
+def solution_namespace() -> dict:
+    """The provided ConvBlock and the notebook's solution cells, executed in notebook order."""
+    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
+    namespace: dict = {}
+    exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
+    ids = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") or meta.get("grade_id") == "convblock":
+            ids.append(meta["grade_id"])
+            exec(compile(cell.source, f"<cell {meta['grade_id']}>", "exec"), namespace)
+    assert ids == ["convblock", "spatial_attention", "channel_attention", "soft_attention", "soft_map_interval",
+                   "hard_attention"]
+    return namespace
+
+
+# ------------------------------------------------------------------------------------------------
+# the checks pass on the reference modules and fail on stubs
+# ------------------------------------------------------------------------------------------------
+def test_visible_checks_pass_on_the_reference(capsys):
+    visible.check_spatial_attention(hacnn.SpatialAttention)
+    visible.check_channel_attention(hacnn.ChannelAttention)
+    visible.check_soft_attention(hacnn.SoftAttention)
+    visible.check_soft_map_interval(interval)
+    visible.check_hard_attention_theta(hacnn.HardAttention)
+    visible.check_hard_attention_crops(hacnn.HardAttention)
+    assert capsys.readouterr().out.count("[ok]") == 6
+
+
+def test_hidden_checks_pass_on_the_reference(capsys):
+    hidden.hidden_spatial_attention(hacnn.SpatialAttention)
+    hidden.hidden_channel_attention(hacnn.ChannelAttention)
+    hidden.hidden_soft_attention(hacnn.SoftAttention)
+    hidden.hidden_soft_map_interval(interval)
+    hidden.hidden_hard_attention_theta(hacnn.HardAttention)
+    hidden.hidden_hard_attention_crops(hacnn.HardAttention)
+    out = capsys.readouterr().out
+    assert out.count("[ok]") == 6 and "note:" not in out  # the checks' own calls raise no warnings
+
+
+def test_checks_fail_on_stubs(solution_namespace):
+    """The released stubs: every method the student writes raises NotImplementedError."""
+    nb = nbformat.read(nbs.notebook_path(CHAPTER, folder=nbs.RELEASE), as_version=4)
+    namespace: dict = {}
+    exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") or meta.get("grade_id") == "convblock":
+            exec(compile(cell.source, "<stub>", "exec"), namespace)
+    pairs = [
+        (visible.check_spatial_attention, "SpatialAttention"), (visible.check_channel_attention, "ChannelAttention"),
+        (visible.check_soft_attention, "SoftAttention"), (visible.check_soft_map_interval, "soft_map_interval"),
+        (visible.check_hard_attention_theta, "HardAttention"), (visible.check_hard_attention_crops, "HardAttention"),
+    ]
+    for check, name in pairs:
+        with pytest.raises(CheckFailure) as info:
+            check(namespace[name])
+        assert info.value.mistake == "not_implemented", (check.__name__, str(info.value))
+
+
+def test_visible_checks_run_under_one_second_each():
+    import time
+
+    for check, arg in ((visible.check_spatial_attention, hacnn.SpatialAttention),
+                       (visible.check_channel_attention, hacnn.ChannelAttention),
+                       (visible.check_soft_attention, hacnn.SoftAttention),
+                       (visible.check_soft_map_interval, interval),
+                       (visible.check_hard_attention_theta, hacnn.HardAttention),
+                       (visible.check_hard_attention_crops, hacnn.HardAttention)):
+        check(arg)
+        started = time.perf_counter()
+        check(arg)
+        assert time.perf_counter() - started < 1.0, check.__name__
+
+
+# ------------------------------------------------------------------------------------------------
+# stored expected values
+# ------------------------------------------------------------------------------------------------
+def _assert_same(a, b, path="expected"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=path)
+    elif isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _assert_same(a[key], b[key], f"{path}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+def test_stored_expected_values_equal_a_fresh_build():
+    _assert_same(expected("ch04_hacnn"), hidden.build_expected())
+
+
+def test_stored_diagnoses_differ_from_the_right_answer():
+    E = expected("ch04_hacnn")
+    groups = [
+        (E["spatial"]["s_odd"], E["spatial"]["diagnoses_odd"]),
+        (E["spatial"]["s_even"], E["spatial"]["diagnoses_even"]),
+        (E["channel"]["c"], E["channel"]["diagnoses"]),
+        (E["soft"]["m"], E["soft"]["diagnoses"]),
+        (E["hard"]["init4"], E["hard"]["init4_diagnoses"]),
+        (E["hard"]["init3"], E["hard"]["init3_diagnoses"]),
+        (E["hard"]["theta"], E["hard"]["theta_diagnoses"]),
+        (E["hard"]["affine4"], E["hard"]["affine4_diagnoses"]),
+        (E["hard"]["affine3"], E["hard"]["affine3_diagnoses"]),
+        (E["hard"]["crops"], E["hard"]["crops_diagnoses"]),
+    ]
+    for right, diagnoses in groups:
+        for label, wrong in diagnoses.items():
+            assert label in visible.ADVICE, label
+            assert not is_close(wrong, right), label
+
+
+def test_stored_soft_map_reaches_its_floor():
+    """The visible SoftAttention check exercises the interesting part: some values exactly 0.5."""
+    m = expected("ch04_hacnn")["soft"]["m"]
+    assert float(m.min()) == 0.5 and float(m.max()) < 1 and 0.1 < float((m == 0.5).double().mean()) < 0.9
+
+
+def test_stored_spatial_map_is_alive():
+    """Both zero and positive values after the last ReLU, so a wrong resize changes the result."""
+    for key in ("s_odd", "s_even"):
+        s = expected("ch04_hacnn")["spatial"][key]
+        assert float((s > 0).double().mean()) > 0.3
+
+
+# ------------------------------------------------------------------------------------------------
+# the notebook's solution equals the reference
+# ------------------------------------------------------------------------------------------------
+def test_solution_cells_pass_the_checks(solution_namespace):
+    ns = solution_namespace
+    for check, name in ((visible.check_spatial_attention, "SpatialAttention"),
+                        (hidden.hidden_spatial_attention, "SpatialAttention"),
+                        (visible.check_channel_attention, "ChannelAttention"),
+                        (hidden.hidden_channel_attention, "ChannelAttention"),
+                        (visible.check_soft_attention, "SoftAttention"),
+                        (hidden.hidden_soft_attention, "SoftAttention"),
+                        (visible.check_soft_map_interval, "soft_map_interval"),
+                        (visible.check_hard_attention_theta, "HardAttention"),
+                        (hidden.hidden_hard_attention_theta, "HardAttention"),
+                        (visible.check_hard_attention_crops, "HardAttention"),
+                        (hidden.hidden_hard_attention_crops, "HardAttention")):
+        check(ns[name])
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("size", [(8, 6), (9, 7), (1, 1)])
+def test_solution_soft_attention_matches_the_reference(solution_namespace, mode, size):
+    ref = hidden._randomise(hacnn.SoftAttention(32), seed=7).train(mode == "train")
+    mine = solution_namespace["SoftAttention"](32).train(mode == "train")
+    mine.load_state_dict(ref.state_dict())  # the same names as torchreid / the reference
+    x = torch.randn(3, 32, *size)
+    torch.testing.assert_close(mine.attention(x), ref.attention(x))
+    torch.testing.assert_close(mine(x), ref(x))
+
+
+@pytest.mark.parametrize("regions,crop", [(4, None), (3, (5, 4)), (1, None)])
+def test_solution_hard_attention_matches_the_reference(solution_namespace, regions, crop):
+    ref = hidden.hard_reference(10, regions, seed=3).float()
+    mine = solution_namespace["HardAttention"](10, regions)
+    init = hacnn.HardAttention(10, regions)
+    torch.testing.assert_close(mine.fc.bias, init.fc.bias)
+    assert not mine.fc.weight.any()
+    mine.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 10, 13, 6)
+    kwargs = {} if crop is None else {"crop_size": crop}
+    torch.testing.assert_close(mine.attention(x), ref.attention(x))
+    torch.testing.assert_close(mine.affine(x), ref.affine(x))
+    torch.testing.assert_close(mine(x, **kwargs), ref(x, **kwargs))
+
+
+def test_initial_centres_are_tanh_of_the_bias(solution_namespace):
+    theta = solution_namespace["HardAttention"](5).attention(torch.randn(2, 5, 8, 4))
+    centres = [math.tanh(v) for v in (-0.75, -0.25, 0.25, 0.75)]
+    torch.testing.assert_close(theta[:, :, 1], torch.tensor([centres, centres]))
+    assert torch.equal(theta[:, :, 0], torch.zeros(2, 4))
+
+
+def test_solution_modules_follow_device_and_dtype(solution_namespace, device):
+    ns = solution_namespace
+    x = torch.randn(2, 16, 9, 7, device=device, dtype=torch.float64)
+    for module in (ns["SpatialAttention"](), ns["ChannelAttention"](16), ns["SoftAttention"](16),
+                   ns["HardAttention"](16)):
+        out = module.to(device=device, dtype=torch.float64).eval()(x)
+        assert out.device == x.device and out.dtype == torch.float64
+
+
+# ------------------------------------------------------------------------------------------------
+# figures
+# ------------------------------------------------------------------------------------------------
+def test_person_crop_and_features_shapes():
+    image = figures.person_crop()
+    assert image.shape == (1, 3, 160, 64) and 0 <= float(image.min()) and float(image.max()) <= 1
+    features = figures.edge_features(image)
+    assert features.shape == (1, 16, 160, 64) and float(features.min()) >= 0 and float(features.max()) == 1
+
+
+def test_region_boxes_of_the_initial_stripes():
+    affine = hacnn.HardAttention(3, 4).affine(torch.zeros(1, 3, 160, 64))[0]
+    boxes = figures.region_boxes(affine, 160, 64)
+    centres = [math.tanh(v) for v in (-0.75, -0.25, 0.25, 0.75)]
+    for (top, left, bottom, right), c in zip(boxes, centres):
+        assert (left, right) == (0.0, 64.0)
+        assert bottom - top == pytest.approx(40.0)  # 1/R of the height
+        assert (top + bottom) / 2 == pytest.approx((c + 1) / 2 * 160)
+    coverage = figures.row_coverage(boxes, 160)
+    assert coverage["uncovered"] == pytest.approx(0.1125) and coverage["overlapped"] == pytest.approx(0.1125)
+
+
+def test_region_boxes_match_grid_sample():
+    """A box drawn by region_boxes is where grid_sample reads: crop a ramp and compare."""
+    h, w = 40, 8
+    ramp = torch.arange(h, dtype=torch.float64).reshape(1, 1, h, 1).expand(1, 1, h, w).contiguous()
+    affine = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.25, 0.3]]], dtype=torch.float64)
+    grid = torch.nn.functional.affine_grid(affine, [1, 1, 10, w], align_corners=False)
+    crop = torch.nn.functional.grid_sample(ramp, grid, align_corners=False)
+    top, _, bottom, _ = figures.region_boxes(affine, h, w)[0]
+    # the crop's first and last rows sample pixel centres half a crop-pixel inside the box
+    step = (bottom - top) / 10
+    assert float(crop[0, 0, 0, 0]) == pytest.approx(top + step / 2 - 0.5)
+    assert float(crop[0, 0, -1, 0]) == pytest.approx(bottom - step / 2 - 0.5)
+
+
+def test_soft_panels_values_respect_the_floor():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = figures.person_crop((80, 32))
+    features = figures.edge_features(image)
+    soft = hacnn.SoftAttention(16)
+    settings = figures.set_demo_weights(soft, features, open_share=0.4)
+    data = figures.soft_panels(image, features, soft)
+    plt.close("all")
+    values = data["soft_values"]
+    assert values.min() == 0.5 and values.max() < 1
+    assert 0.5 < float(np.mean(values == 0.5)) < 0.7  # about 1 - open_share at exactly 0.5
+    assert settings["gain"] > 0 and settings["threshold"] > 0
+
+
+def test_draw_regions_and_crops_return_their_data():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = figures.person_crop((40, 16))
+    hard = hacnn.HardAttention(3)
+    boxes = figures.region_boxes(hard.affine(image)[0].detach(), 40, 16)
+    assert figures.draw_regions(image, boxes) is boxes
+    crops = figures.draw_crops(hard(image)[0].detach())
+    plt.close("all")
+    assert crops.shape == (4, 10, 16, 3)
