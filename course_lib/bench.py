@@ -39,6 +39,13 @@ Peak memory (CPU), and why it is measured this way
     system had to provide. On a CUDA machine ``torch.cuda.max_memory_allocated`` would be the
     precise equivalent; this command measures the CPU only.
 
+Known effect in the numbers
+    On the CPU, DANet's official CAM can be several times slower than the paper's: softmax(-energy)
+    of raw float32 features leaves many entries of the map subnormal (about 19 % for the random
+    B = 2, C = 512, 32 x 32 input here, against none for softmax(energy)), and subnormal arithmetic is
+    slow on x86 CPUs. ``torch.set_flush_denormal(True)`` removes the gap (measured: 367 -> 86 ms, one
+    thread); the benchmark leaves PyTorch's default on.
+
 Output
     A Markdown table on stdout and in ``DIR/bench.md``, the same rows in ``DIR/bench.csv`` and a
     figure ``DIR/bench.png`` (module times; PAM time and peak memory against N).
@@ -293,6 +300,8 @@ def run(out: Path, *, repeats: int, quick: bool, threads: int | None = None) -> 
         f"and takes {time_ratio:.2f}x its time (target: >= 5x less memory and not slower: "
         f"{'met' if ok else 'NOT met'})."
     )]
+    lines += ["", "DANet CAM (official) on the CPU: softmax(-energy) leaves many map entries subnormal in float32, "
+                  "which slows CPU arithmetic; see the module docstring of course_lib/bench.py."]
     if not has_timm:
         lines += ["", "timm is not importable here, so the timm rows and the ratio column are left out "
                       "(`make bench` runs in .venv-timm, where it is)."]
@@ -317,12 +326,14 @@ def _plot(rows: list[dict], scaling: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     names = [r["name"] for r in rows]
     axes[0].barh(names, [r["time_ms"] for r in rows], color="tab:blue")
     axes[0].invert_yaxis()
     axes[0].set_xscale("log")
+    axes[0].xaxis.set_minor_formatter(NullFormatter())
     axes[0].set_xlabel("forward + backward time (ms, log scale)")
     axes[0].set_title("modules at a realistic size")
     for label, color in (("PAM literal", "tab:red"), ("PAM fused", "tab:green")):

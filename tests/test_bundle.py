@@ -64,6 +64,7 @@ def test_bundle_is_an_installable_package_with_the_course_runtime_dependencies(b
 # what the build refuses
 # --------------------------------------------------------------------------------------------
 def _fake_repo(root: Path, *, notebook_source: str = "check()", module: str = "") -> Path:
+    root.mkdir(parents=True)
     shutil.copy(nbs.REPO / "pyproject.toml", root / "pyproject.toml")
     (root / "course_lib").mkdir()
     (root / "course_lib" / "__init__.py").write_text("", encoding="utf-8")

@@ -286,3 +286,12 @@ def test_draw_regions_and_crops_return_their_data():
     crops = figures.draw_crops(hard(image)[0].detach())
     plt.close("all")
     assert crops.shape == (4, 10, 16, 3)
+
+
+def test_figure_helpers_reject_bad_input():
+    with pytest.raises(ValueError, match="pair of positive ints"):
+        figures.person_crop((160,))
+    with pytest.raises(ValueError, match=r"\(1, C, H, W\)"):
+        figures.edge_features(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"\(\.\.\., R, 2, 3\)"):
+        figures.region_boxes(torch.zeros(4, 3, 3), 10, 10)

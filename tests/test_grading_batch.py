@@ -61,8 +61,12 @@ def _answer(rel: Path, body: str) -> nbformat.NotebookNode:
 GRADABLE = {
     "alice": ("def double(x):\n    return x + x", 3.0, "graded"),  # right, not the reference's code
     "carol": ("def double(x):\n    return abs(x) * 2", 0.0, "graded"),  # visible passes, hidden fail
-    "dan": ("def double(x):\n    return x * 2 if not isinstance(x, int) else abs(x) * 2", 1.0, "graded"),
+    # one cell passes, one fails; and the answer quotes a line of the hidden tests (a guess, or a copy
+    # from a classmate's leaked feedback): the feedback guard must send the plain page instead
+    "dan": ("def double(x):\n    return x * 2 if not isinstance(x, int) else abs(x) * 2\n# " + HIDDEN_1,
+            1.0, "graded"),
 }
+PLAIN = ("alice", "dan")  # graded again by plain nbgrader: the two with points
 # student -> (words in the status, expected score)
 BROKEN = {
     "dave": ("malformed notebook", 0.0),
@@ -93,7 +97,7 @@ def _build_and_grade(folder: Path) -> dict:
     with batch._fast_alembic():
         grader = nbs.new_course(folder / "plain", [CHAPTER], source_root=src)
     with batch._quiet_sqlalchemy():
-        plain = {s: nbs.autograde(grader, folder / "plain", CHAPTER, s, subs / f"{s}_{CHAPTER}.ipynb") for s in GRADABLE}
+        plain = {s: nbs.autograde(grader, folder / "plain", CHAPTER, s, subs / f"{s}_{CHAPTER}.ipynb") for s in PLAIN}
     plain = {s: {**r, "cells": {k: list(v) for k, v in r["cells"].items()}} for s, r in plain.items()}
     return {"src": str(src), "rel": str(rel), "submissions": str(subs), "plain": plain,
             "parallel": parallel.to_dict(), "serial": serial.to_dict()}
@@ -236,6 +240,15 @@ def test_stock_nbgrader_feedback_would_leak_the_hidden_tests(runs, tmp_path):
         assert grader.generate_feedback(CHAPTER, "carol", force=True)["success"]
     stock = feedback.html_text((root / "feedback" / "carol" / CHAPTER / f"{CHAPTER}.html").read_text(encoding="utf-8"))
     assert "_secret_value" in stock and "BEGIN HIDDEN TESTS" in stock
+
+
+@pytest.mark.slow
+def test_feedback_falls_back_to_a_plain_page_when_a_hidden_line_would_show(runs):
+    run, _ = runs
+    text = feedback.html_text(run.feedback("dan").read_text(encoding="utf-8"))
+    assert "Score: 1 / 3" in text and "graded cell" in text and "double(-1) should be -2" in text
+    assert not feedback.leaked_lines(text, HIDDEN_SOURCE)
+    assert "abs(x) * 2" not in text  # the plain page shows scores and messages, not the notebook
 
 
 @pytest.mark.slow

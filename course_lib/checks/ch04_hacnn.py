@@ -63,6 +63,7 @@ TANH_PLACEMENT = define_mistake("tanh_placement", "tanh missing, or applied befo
 THETA_ORDER = define_mistake("theta_order", "(t_x, t_y) swapped or laid out wrongly")
 FC_INIT = define_mistake("fc_init", "the fc is not zero-weight with the stripe-centre bias")
 NUM_REGIONS = define_mistake("num_regions_ignored", "num_regions is ignored (a hard-coded 4 or 0.25)")
+THETA_FIRST = define_mistake("theta_first", "theta (attention) is wrong, so everything built on it is too")
 STRIPE_SCALE = define_mistake("stripe_scale", "the fixed scale is not [[1, 0], [0, 1/R]] (full width, 1/R of the height)")
 
 #: What each stored wrong result means: label -> (mistake id, advice).
@@ -244,8 +245,8 @@ def check_spatial_attention(cls: type) -> None:
     notes += caught
     if any("upsample" in n and "deprecated" in n for n in notes):
         raise CheckFailure(
-            "your code calls F.upsample (or upsample_bilinear), deprecated since PyTorch 0.4.1 and kept only as an "
-            "alias that warns. Use F.interpolate(s, size=(h, w), mode='bilinear', align_corners=True).",
+            "your code calls F.upsample (or upsample_bilinear), deprecated in favour of F.interpolate and kept only "
+            "as an alias that warns. Use F.interpolate(s, size=(h, w), mode='bilinear', align_corners=True).",
             mistake=DEPRECATED_UPSAMPLE,
         )
     hint = ("S = conv2(F.interpolate(conv1(x.mean(1, keepdim=True)), size=(H, W), mode='bilinear', "
@@ -328,15 +329,22 @@ def check_soft_attention(cls: type) -> None:
     module = build(cls, channels)
     load_weights(module, E["all_weights"], what=what)
     module.eval()
-    m_full = _call(module.attention, x.clone(), doing="attention(x) with your own spatial_attn and channel_attn")
-    if isinstance(m_full, torch.Tensor) and m_full.shape == E["m_full"].shape and not is_close(m_full, E["m_full"]):
+    doing = "attention(x) with your own spatial_attn and channel_attn"
+    try:
+        m_full = _call(module.attention, x.clone(), doing=doing)
+    except CheckFailure as failure:
+        raise CheckFailure(f"{failure.args[0]}\n  SoftAttention itself works with fixed S and C maps, so the error "
+                           "comes from spatial_attn or channel_attn: make check_spatial_attention and "
+                           "check_channel_attention pass first.", mistake=SUBMODULE) from None
+    if not is_close(m_full, E["m_full"]):
+        got = fmt_shape(m_full.shape) if isinstance(m_full, torch.Tensor) else type(m_full).__name__
         raise CheckFailure(
-            "attention(x) combines S and C correctly (checked with fixed maps), but with your own spatial_attn "
-            "and channel_attn the values are wrong: make check_spatial_attention and check_channel_attention "
-            "pass first.",
+            f"attention(x) combines S and C correctly (checked with fixed maps), but with your own spatial_attn "
+            f"and channel_attn the result is wrong (shape {got}, expected {fmt_shape(E['m_full'].shape)}, or wrong "
+            "values): make check_spatial_attention and check_channel_attention pass first.",
             mistake=SUBMODULE,
         )
-    expect_close(m_full, E["m_full"], what="attention(x) of the whole module")
+    passed()
     # 3. gradients reach the input and every parameter
     module.train()
     x_grad = x.clone().requires_grad_(True)
@@ -438,6 +446,14 @@ def check_hard_attention_crops(cls: type) -> None:
     for regions in (4, 3):
         module = build(cls, channels, regions)
         load_weights(module, E[f"fc{regions}" if regions != 4 else "fc"], what=cls.__name__)
+        if regions == 4:
+            theta = _call(module.attention, x.clone(), doing="attention(x)")
+            if not is_close(theta, E["theta"]):
+                raise CheckFailure(
+                    "attention(x) (theta) gives wrong values, and the affine matrices and crops are built on it: "
+                    "make check_hard_attention_theta pass first.",
+                    mistake=THETA_FIRST,
+                )
         what = f"{cls.__name__}({channels}, num_regions={regions}).affine(x)"
         affine = _call(module.affine, x.clone(), doing=what)
         expect_shape(affine, (b, regions, 2, 3), what=what,

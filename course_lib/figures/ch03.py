@@ -81,6 +81,8 @@ def footprint(fn: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, int,
 
     ``fn`` maps (B, C, H, W) to (B, C', H, W); the result is an (H, W) array, nonzero on the receptive field.
     """
+    if len(shape) != 4:
+        raise ValueError(f"footprint: shape must be (B, C, H, W); got {shape!r}")
     b, c, h, w = shape
     x = torch.randn(b, c, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
     y = fn(x)

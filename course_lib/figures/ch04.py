@@ -14,12 +14,20 @@ import torch.nn.functional as F
 from .common import sample_image, to_numpy
 
 
+def _check_image(owner: str, image) -> None:
+    if not (isinstance(image, torch.Tensor) and image.dim() == 4 and image.shape[0] == 1 and image.is_floating_point()):
+        raise ValueError(f"{owner}: expected a (1, C, H, W) float tensor; got "
+                         f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}")
+
+
 def person_crop(size: tuple[int, int] = (160, 64)) -> torch.Tensor:
     """A tall crop of scikit-learn's china.jpg (the pagoda), resized to ``size``: (1, 3, H, W) in [0, 1].
 
     HA-CNN works on 160x64 person images; no person photo ships with the course, so a tall, person-like
     crop of the sample photo stands in (head-to-toe structure: spire, roofs, base).
     """
+    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise ValueError(f"person_crop: size must be a pair of positive ints (H, W); got {size!r}")
     full = sample_image("china.jpg", size=(427, 640))
     crop = full[:, :, 30:427, 135:315]  # the pagoda, 397 x 180 pixels
     return F.interpolate(crop, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
@@ -31,6 +39,7 @@ def edge_features(image: torch.Tensor, orientations: int = 8, scales: tuple[int,
     For each scale s the grey image is box-blurred over (2s+1)x(2s+1); for each of the O orientations a the
     channel is relu(cos(a) d/dx + sin(a) d/dy). With the defaults: 16 channels.
     """
+    _check_image("edge_features", image)
     grey = image.mean(1, keepdim=True)
     channels = []
     for s in scales:
@@ -87,6 +96,10 @@ def soft_panels(image: torch.Tensor, features: torch.Tensor, soft, *, axes=None)
     """photo | spatial map S | channel-mean of M over the photo | histogram of M, for ``soft.attention(features)``."""
     import matplotlib.pyplot as plt
 
+    _check_image("soft_panels", image)
+    if features.dim() != 4 or features.shape[0] != 1 or features.shape[2:] != image.shape[2:]:
+        raise ValueError(f"soft_panels: features must be (1, C, H, W) with the image's H, W {tuple(image.shape[2:])}; "
+                         f"got {tuple(features.shape)}")
     with torch.no_grad():
         s = soft.spatial_attn(features)
         m = soft.attention(features)
@@ -127,6 +140,8 @@ def region_boxes(affine: torch.Tensor, height: int, width: int) -> np.ndarray:
     ``affine``: (R, 2, 3) or (B, R, 2, 3) matrices [[s_x, 0, t_x], [0, s_y, t_y]]. In normalised coordinates the
     crop covers [t - s, t + s] on each axis; pixel edges sit at (u + 1) / 2 * size. Returns (..., R, 4).
     """
+    if tuple(affine.shape[-2:]) != (2, 3):
+        raise ValueError(f"region_boxes: expected (..., R, 2, 3) affine matrices; got shape {tuple(affine.shape)}")
     a = to_numpy(affine).astype(np.float64)
     sx, tx, sy, ty = a[..., 0, 0], a[..., 0, 2], a[..., 1, 1], a[..., 1, 2]
     top = (ty - sy + 1) / 2 * height

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import datetime as _dt
 import json
 import os
 import secrets
@@ -55,7 +54,7 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from course_lib import notebooks as nbs
 from course_lib.grading.collect import Collection, Submission, find_submissions
@@ -391,11 +390,12 @@ class _Worker:
                 child_env[key] = str(value)
         bindir = str(Path(sys.executable).parent)
         child_env["PATH"] = bindir + os.pathsep + child_env.get("PATH", "")
+        self._log = open(logs / f"worker-{index}.log", "ab")  # noqa: SIM115 - closed in kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "course_lib.grading.batch", "--worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=open(logs / f"worker-{index}.log", "ab"),
+            stderr=self._log,
             env=child_env,
             start_new_session=True,  # Ctrl-C reaches the parent, which stops the workers itself
         )
@@ -437,6 +437,9 @@ class _Worker:
         _kill_tree(self.proc.pid)
         with contextlib.suppress(Exception):
             self.proc.wait(timeout=10)
+        for stream in (self.proc.stdin, self.proc.stdout, self._log):
+            with contextlib.suppress(Exception):
+                stream.close()
 
 
 def _kill_tree(pid: int) -> None:
@@ -805,7 +808,15 @@ def _grade_one(task: dict, static: dict) -> dict:
     started = time.perf_counter()
     chapter, student, info = static["chapter"], task["student"], static["info"]
     workdir = Path(tempfile.mkdtemp(prefix=f"{student}-", dir=static["work"]))
-    shutil.copytree(static["template"], workdir, dirs_exist_ok=True)
+    source = Path(static["template"]) / nbs.SOURCE
+
+    def no_source_notebook(folder: str, names: list[str]) -> list[str]:
+        # autograde takes the cells from the gradebook; the instructor's notebook need not lie beside the
+        # student's (one thing less within reach of the student's code)
+        inside = Path(folder) == source or source in Path(folder).parents
+        return [name for name in names if inside and name.endswith(".ipynb")]
+
+    shutil.copytree(static["template"], workdir, dirs_exist_ok=True, ignore=no_source_notebook)
     result = _error_result(task, "")
     result["workdir"] = str(workdir)
 

@@ -30,7 +30,7 @@ END_HIDDEN = "END HIDDEN TESTS"
 PLACEHOLDER = "# hidden tests ran here (not shown)"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-__all__ = ["hide_hidden_tests", "short_errors", "prepare", "hidden_lines", "leaked_lines", "html_text", "score_page"]
+__all__ = ["hide_hidden_tests", "short_errors", "drop_proofs", "prepare", "hidden_lines", "leaked_lines", "html_text", "score_page"]
 
 
 def _is_grade(cell) -> bool:
@@ -75,11 +75,30 @@ def short_errors(nb: nbformat.NotebookNode) -> int:
     return changed
 
 
+def drop_proofs(nb: nbformat.NotebookNode) -> int:
+    """Remove the grading sandbox's signed proofs (`` [proof N:...]``) from printed outputs; return the count.
+
+    They mean something to the grader only; a student reading the feedback just sees the check's line.
+    """
+    try:
+        from course_lib.grading.sandbox_guard import PROOF_PATTERN
+    except ImportError:  # no sandbox in this installation
+        return 0
+    pattern, removed = re.compile(PROOF_PATTERN), 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                text, count = pattern.subn("", str(output.get("text", "")))
+                output["text"], removed = text, removed + count
+    return removed
+
+
 def prepare(path: Path) -> None:
     """Make the autograded notebook at ``path`` safe to show a student (in place)."""
     nb = nbformat.read(path, as_version=4)
     hide_hidden_tests(nb)
     short_errors(nb)
+    drop_proofs(nb)
     nbformat.write(nb, path)
 
 
