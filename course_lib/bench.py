@@ -295,10 +295,11 @@ def run(out: Path, *, repeats: int, quick: bool, threads: int | None = None) -> 
     mem_ratio = lit["peak_extra_mib"] / max(fus["peak_extra_mib"], 1e-9)
     time_ratio = fus["time_ms"] / lit["time_ms"]
     ok = mem_ratio >= 5 and time_ratio <= 1.0
+    target = (f"target: >= 5x less memory and not slower: {'met' if ok else 'NOT met'}" if verdict_side == 64
+              else "the target is defined at N = 64^2, which a --quick run does not reach")
     lines += ["", (
         f"At N = {verdict_side}^2 the fused PAM needs {mem_ratio:.1f}x less peak memory than the literal one "
-        f"and takes {time_ratio:.2f}x its time (target: >= 5x less memory and not slower: "
-        f"{'met' if ok else 'NOT met'})."
+        f"and takes {time_ratio:.2f}x its time ({target})."
     )]
     lines += ["", "DANet CAM (official) on the CPU: softmax(-energy) leaves many map entries subnormal in float32, "
                   "which slows CPU arithmetic; see the module docstring of course_lib/bench.py."]

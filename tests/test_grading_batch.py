@@ -368,6 +368,10 @@ INFO = {"ids": ["setup", "double", "test_double"], "other_ids": {OTHER: ["setup"
 
 @pytest.mark.parametrize("content, why", [
     ('{"cells": [', "malformed notebook"),
+    ('{"cells": [1, 2], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}', "malformed notebook"),
+    (nbformat.writes(nbformat.v4.new_notebook(cells=[nbs.test("t()", "test_double", 1)]))
+     .replace('"grade_id": "test_double"', '"grade_id": ["x"]'), "malformed notebook"),
+    (b"\xff\xfe{}", "malformed notebook (not UTF-8"),
     ("", "empty notebook"),
     (nbformat.writes(nbformat.v4.new_notebook()), "empty notebook"),
     (nbformat.writes(nbformat.v4.new_notebook(cells=[nbs.locked(nbs.code("x = 1"), "setup"),
@@ -377,7 +381,7 @@ INFO = {"ids": ["setup", "double", "test_double"], "other_ids": {OTHER: ["setup"
 ])
 def test_precheck_names_why_a_notebook_cannot_be_graded(tmp_path, content, why):
     path = tmp_path / "nb.ipynb"
-    path.write_text(content, encoding="utf-8")
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
     assert why in batch.precheck(path, INFO, CHAPTER)
 
 

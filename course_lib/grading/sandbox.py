@@ -168,8 +168,8 @@ def expected_checks(source: str) -> list[set[str]]:
 # --------------------------------------------------------------------------------------------
 class SandboxDeduplicateIds(DeduplicateIds):
     """nbgrader's DeduplicateIds (the last copy of a duplicated graded cell keeps its metadata, the others
-    become ordinary cells), plus unique notebook cell ids: two cells with one ``id`` make the notebook
-    invalid for nbformat and stop nbgrader on the whole submission."""
+    become ordinary cells), fixed: the copies lose their empty ``nbgrader`` metadata, on which nbgrader's
+    OverwriteCells fails the whole notebook; and notebook cell ids are made unique."""
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         seen: set[str] = set()
@@ -181,7 +181,13 @@ class SandboxDeduplicateIds(DeduplicateIds):
                 self.log.warning("Cell id '%s' appears more than once: renaming the copy", cell_id)
                 cell["id"] = f"{cell_id}-copy{index}"[:64]
             seen.add(cell["id"])
-        return super().preprocess(nb, resources)
+        nb, resources = super().preprocess(nb, resources)
+        for cell in nb.cells:
+            # nbgrader leaves an empty "nbgrader" dict on the copies it strips, and its OverwriteCells
+            # then fails on the whole notebook (KeyError: 'grade_id' in add_missing_task_cells)
+            if "nbgrader" in cell.get("metadata", {}) and not cell.metadata.nbgrader:
+                del cell.metadata["nbgrader"]
+        return nb, resources
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
@@ -245,7 +251,8 @@ class _KernelStopped(Exception):
 class SandboxExecute(Execute):
     """nbgrader's Execute in the sandbox (see the module's docstring)."""
 
-    memory_mb = Integer(help="address-space limit of the kernel in MiB (0: none)").tag(config=True)
+    memory_mb = Integer(help="memory (address space, MiB) the notebook may use on top of what the kernel holds "
+                             "when it starts (0: no limit)").tag(config=True)
     file_mb = Integer(help="largest file the kernel may write, in MiB (0: no limit)").tag(config=True)
     cpu_s = Integer(help="CPU seconds for the whole notebook (0: no limit)").tag(config=True)
     kill_grace_s = Float(help="seconds an interrupted kernel has to answer before it is killed").tag(config=True)
@@ -257,7 +264,7 @@ class SandboxExecute(Execute):
 
     @default("memory_mb")
     def _memory_default(self) -> int:
-        return _env("MEMORY_MB", 6144)
+        return _env("MEMORY_MB", 4096)
 
     @default("file_mb")
     def _file_default(self) -> int:
@@ -335,7 +342,8 @@ class SandboxExecute(Execute):
                   "-f", "{connection_file}"],
             display_name="Python 3 (course grading sandbox)",
             language="python",
-            env={"PYTHONNOUSERSITE": "1", "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg")},
+            env={"PYTHONNOUSERSITE": "1", "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg"),
+                 "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")},
         )
         return km
 
@@ -497,8 +505,12 @@ def _matplotlib_fontlist() -> str | None:
 def harden(config, **settings: Any):
     """Make nbgrader's autograde in ``config`` run in the sandbox; return ``config``.
 
-    ``settings`` set traits of :class:`SandboxExecute` (``memory_mb``, ``kill_grace_s``, ...).
+    ``settings`` set traits of :class:`SandboxExecute` (``memory_mb``, ``kill_grace_s``, ...). The
+    environment variable ``COURSE_SANDBOX=off`` leaves ``config`` as it is (to compare with plain
+    nbgrader, or to find out whether the sandbox is what stops a notebook).
     """
+    if os.environ.get("COURSE_SANDBOX", "").strip().lower() in {"off", "0", "no", "false"}:
+        return config
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, IgnorePattern,
                                         LimitOutput, OverwriteKernelspec, SaveAutoGrades)

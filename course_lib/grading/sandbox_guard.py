@@ -574,6 +574,14 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
             return deny(f"listing {resolved}")
         if event == "sqlite3.connect":
             database = args[0] if args else None
+            if _type(database) is _str and database.startswith("file:"):  # a URI: file:[//host]/path[?query]
+                if "%" in database:
+                    return deny(f"opening the database {show(database)}")
+                rest = database[5:].split("?", 1)[0].split("#", 1)[0]
+                if rest.startswith("//"):
+                    rest = rest[2:]
+                    rest = rest[rest.find("/"):] if "/" in rest else ""
+                database = rest if rest else ":memory:"
             if (_type(database) is _str and database in (":memory:", "")) or writable_path(database):
                 return None
             return deny(f"opening the database {show(database)}")
@@ -765,6 +773,9 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
             importlib.import_module(f"course_lib.{name}")
         except ImportError:
             pass  # the student bundle has no reference solutions
+    # CUDA reserves its address space on first use: before the memory limit is set, not in the notebook
+    if torch.cuda.is_available():
+        torch.zeros(1, device="cuda")
     # torch imports some modules on first use (torch.load's config, ...): use them once now
     import io as _io
 

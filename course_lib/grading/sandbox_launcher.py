@@ -4,13 +4,16 @@ The grader (``sandbox.py``) writes SETTINGS, a JSON file only its own user can r
 module as the kernel's command. In order, before any cell runs:
 
 1. read SETTINGS and delete the file (it holds the key that signs the checks' proofs);
-2. set the process limits: address space (a memory bomb gets a MemoryError instead of taking the
-   machine), size of any file written, CPU seconds, no core files; SIGXFSZ is ignored so an oversized
-   write fails with an error instead of killing the kernel;
-3. point HOME, TMPDIR, IPYTHONDIR, MPLCONFIGDIR and the XDG folders at the kernel's private folder;
-4. install the guard (``sandbox_guard.install``): the audit hook, then the checks and the reference
-   modules are imported;
-5. set up ipykernel, arm the guard (snapshot, policing on), and serve the notebook.
+2. point HOME, TMPDIR, IPYTHONDIR, MPLCONFIGDIR, TORCH_HOME and the XDG folders at the kernel's
+   private folder;
+3. prepare the guard (``sandbox_guard.install``): torch, the checks and the reference modules are
+   imported, and CUDA is initialised where there is a GPU;
+4. set up ipykernel;
+5. set the process limits: address space (a memory bomb gets a MemoryError instead of taking the
+   machine; the limit counts from the address space in use by then, so CUDA's large reservations on a
+   GPU machine do not eat it), size of any file written, CPU seconds, no core files; SIGXFSZ is
+   ignored so that an oversized write fails with an error instead of killing the kernel;
+6. arm the guard (snapshot, audit hook) and serve the notebook.
 """
 from __future__ import annotations
 
@@ -28,26 +31,36 @@ MIB = 2**20
 def _limit(which: int, value: int | None) -> None:
     if value is None:
         return
-    soft, hard = resource.getrlimit(which)
+    _, hard = resource.getrlimit(which)
     value = int(value)
     if hard != resource.RLIM_INFINITY:
         value = min(value, hard)
     resource.setrlimit(which, (value, value))
 
 
+def address_space() -> int:
+    """This process's address-space size now, in bytes (VmSize)."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def apply_limits(limits: dict) -> None:
-    """Set this process's resource limits (values in MiB and seconds; None leaves one as it is)."""
+    """Set this process's limits: ``memory_mb`` (address space on top of what is in use now),
+    ``file_mb`` (largest file written), ``cpu_s`` (CPU seconds); None or 0 leaves one unlimited."""
     memory = limits.get("memory_mb")
-    _limit(resource.RLIMIT_AS, memory * MIB if memory else None)
+    _limit(resource.RLIMIT_AS, address_space() + memory * MIB if memory else None)
     file_mb = limits.get("file_mb")
     _limit(resource.RLIMIT_FSIZE, file_mb * MIB if file_mb else None)
-    _limit(resource.RLIMIT_CPU, limits.get("cpu_s"))
+    _limit(resource.RLIMIT_CPU, limits.get("cpu_s") or None)
     _limit(resource.RLIMIT_CORE, 0)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def private_environment(home: Path, mpl_fontlist: str | None) -> None:
-    """Send every per-user cache and config of the kernel's libraries to its private folder."""
+    """Send every per-user cache and configuration of the kernel's libraries to its private folder."""
     folders = {"HOME": "home", "TMPDIR": "tmp", "IPYTHONDIR": "ipython", "MPLCONFIGDIR": "matplotlib",
                "XDG_CACHE_HOME": "cache", "XDG_CONFIG_HOME": "config", "TORCH_HOME": "torch"}
     for variable, name in folders.items():
@@ -73,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     private_environment(Path(settings["home"]), settings.get("mpl_fontlist"))
     for variable in [v for v in os.environ if v.startswith("COURSE_SANDBOX")]:
         del os.environ[variable]
-    apply_limits(settings.get("limits", {}))
+    limits = dict(settings.get("limits", {}))
 
     from course_lib.grading import sandbox_guard
 
@@ -89,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     if not any(arg.startswith("--HistoryManager.hist_file") for arg in argv):
         argv.append("--HistoryManager.hist_file=:memory:")
     app.initialize(argv)
+    apply_limits(limits)
     arm()
     del arm
     app.start()

@@ -47,6 +47,8 @@ class Case:
     build: Callable[[nbformat.NotebookNode], str]
     cells: dict[str, float] = field(default_factory=lambda: dict(FULL))
     status: str = "graded"
+    #: cell (grade id or solution id) -> text its outputs must contain
+    expect: dict[str, str] = field(default_factory=dict)
     why: str = ""
 
     @property
@@ -142,6 +144,10 @@ def se_parameter_count(channels, reduction=16):
     return ctypes.string_at(0)  # would crash the kernel; the sandbox refuses ctypes
 """
 
+SE_CTYPES = GOOD["se"].replace("return x * self.attention(x)", """import ctypes
+        ctypes.string_at(0)  # would crash the kernel; the sandbox refuses ctypes
+        return x * self.attention(x)""")
+
 COUNT_MEMORY_BOMB = """
 def se_parameter_count(channels, reduction=16):
     blocks = []
@@ -184,8 +190,8 @@ torch.testing.assert_close = lambda *a, **k: None
 
 PATCH_BUILTINS = _patch("""
 import builtins
-builtins.all = lambda *a, **k: True
-builtins.isinstance = lambda *a, **k: True
+builtins.abs = lambda x: 0
+builtins.round = lambda *a, **k: 0
 """)
 
 PATCH_CORE = _patch("""
@@ -252,27 +258,27 @@ class SqueezeExcitation(nn.Module):
         return self.inner(x)
 """
 
-SE_READS_REFERENCE = """
-import pathlib
+SE_FILES = """
+import pathlib, sqlite3
 import course_lib
 
-source = (pathlib.Path(course_lib.__file__).parent / "se.py").read_text()  # refused
-exec(source)
-"""
-
-SE_READS_SOLUTIONS = """
-import glob, json, os
-
+package = pathlib.Path(course_lib.__file__).parent
 found = []
-for path in glob.glob("../../../**/*.ipynb", recursive=True):  # the instructor's notebook is up there
+attempts = {
+    "se.py": lambda: (package / "se.py").read_text(),
+    "the hidden checks": lambda: (package / "checks" / "hidden" / "ch01_se.py").read_text(),
+    "the reference's bytecode": lambda: [p.read_bytes() for p in (package / "__pycache__").glob("se.*")],
+    "the instructor's notebook": lambda: open("../../../solutions/CHAPTER/CHAPTER.ipynb").read(),
+    "the gradebook": lambda: sqlite3.connect("file:../../../gradebook.db?mode=ro", uri=True).execute(
+        "select * from grade").fetchall(),
+    "the kernel's environment": lambda: open("/proc/self/environ").read(),
+}
+for what, attempt in attempts.items():
     try:
-        found.append(open(path).read())
-    except OSError as err:
-        print("refused:", err)
-for text in found:
-    for cell in json.loads(text)["cells"]:
-        if "class SqueezeExcitation" in "".join(cell["source"]) and "BEGIN SOLUTION" in "".join(cell["source"]):
-            exec("".join(cell["source"]))
+        found.append(attempt())
+        print(what, "was read")
+    except Exception as err:
+        print(what, "refused:", err)
 """
 
 SE_FRAMES = """
@@ -303,31 +309,32 @@ class SqueezeExcitation(nn.Module):
         return self._steal(x, "out")
 """
 
-SE_TORCH_FUNCTION = _patch("""
-import torch
+SE_TORCH_FUNCTION = GOOD["se"] + """
 
 class Agreeable(torch.Tensor):
-    # every comparison the check makes says "equal"
+    # a tensor that answers every torch function itself: it could make any comparison come out equal
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
-        result = super().__torch_function__(func, types, args, kwargs or {})
-        if getattr(func, "__name__", "") in {"abs", "__sub__", "sub"}:
-            return torch.zeros_like(torch.as_tensor(result)).as_subclass(torch.Tensor)
-        return result
+        return super().__torch_function__(func, types, args, kwargs or {})
 
-_wrong = SqueezeExcitation
+_plain = SqueezeExcitation
 
-class SqueezeExcitation(_wrong):
+class SqueezeExcitation(_plain):
+    def attention(self, x):
+        return super().attention(x).as_subclass(Agreeable)
+
     def forward(self, x):
         return super().forward(x).as_subclass(Agreeable)
-""")
+"""
 
 WRITE_OUTSIDE = GOOD["count"] + """
 
 import os, sqlite3, tempfile
 attempts = {
     "escape": lambda: open(ESCAPE, "w").write("escaped"),
-    "gradebook": lambda: sqlite3.connect("../../../gradebook.db").execute("select 1"),
+    "gradebook": lambda: sqlite3.connect("../../../gradebook.db").execute("delete from grade"),
+    "gradebook by uri": lambda: sqlite3.connect("file://" + os.path.abspath("../../../gradebook.db"),
+                                                uri=True).execute("delete from grade"),
     "symlink": lambda: os.symlink("/etc/passwd", "passwd"),
 }
 for what, attempt in attempts.items():
@@ -414,68 +421,77 @@ def _then(*edits):
 def cases(other_chapter_notebook: str) -> list[Case]:
     """Every case; ``other_chapter_notebook`` is the text of a notebook of another chapter."""
     zero = {"test_se": 0.0, "test_count": 0.0, "test_double": 0.0}
+    only_se = {**zero, "test_se": 2.0}
     only_double = {**zero, "test_double": 1.0}
     no_se = {**FULL, "test_se": 0.0}
-    no_count = {**FULL, "test_count": 0.0}
+    tampering = "tampering detected"
     return [
-        # honest
-        Case("honest_full", answers(), why="a correct notebook"),
-        Case("honest_half", answers(count=WRONG["count"], double=WRONG["double"]),
-             {**zero, "test_se": 2.0}, why="one exercise right"),
-        Case("honest_stub", lambda release: json.dumps(release), zero, why="the untouched release"),
-        Case("warnings_stderr", answers(se=SE_WARNS, double=WARNINGS), why="warnings on stderr keep full marks"),
+        # honest: their grades must not depend on who is graded beside them
+        Case("honest_full", answers(se=SE_WARNS, double=WARNINGS),
+             expect={"test_se": "[ok] SqueezeExcitation (hidden tests)"},
+             why="a correct notebook whose code warns on stderr: full marks"),
+        Case("honest_half", answers(count=WRONG["count"], double=WRONG["double"]), only_se,
+             expect={"test_count": "a bias is"}, why="one exercise right"),
         # time and crashes
-        Case("loop_in_check", answers(count=COUNT_LOOPING), no_count, why="the check's watchdog stops it"),
-        Case("sleep_past_timeout", answers(double=DOUBLE_SLEEPING), {**FULL, "test_double": 0.0},
-             why="the cell timeout interrupts the sleep"),
-        Case("loop_swallows_interrupt", answers(double=DOUBLE_STUBBORN), {**FULL, "test_double": 0.0},
-             why="the kernel is killed after the grace period; later cells score 0"),
-        Case("sys_exit", answers(count=COUNT_SYS_EXIT), no_count, why="SystemExit fails that check only"),
-        Case("os_exit", answers(count=COUNT_OS_EXIT), {**FULL, "test_count": 0.0, "test_double": 0.0},
+        Case("loop_and_sleep", answers(count=COUNT_LOOPING, double=DOUBLE_SLEEPING), only_se,
+             expect={"test_count": "ran for more than 5 s", "test_double": "KeyboardInterrupt"},
+             why="the check's watchdog stops a loop; the cell timeout interrupts a sleep"),
+        Case("stubborn_loop_and_memory_bomb", answers(count=COUNT_MEMORY_BOMB, double=DOUBLE_STUBBORN), only_se,
+             expect={"test_count": "MemoryError", "test_double": "did not stop when interrupted"},
+             why="the memory limit stops the bomb; a loop that swallows the interrupt gets its kernel killed "
+                 "and every later cell scores 0"),
+        Case("sys_exit_and_ctypes", answers(se=SE_CTYPES, count=COUNT_SYS_EXIT), only_double,
+             expect={"test_se": "ctypes", "test_count": "SystemExit"},
+             why="SystemExit fails its check only; ctypes is refused and the kernel lives"),
+        Case("os_exit", answers(count=COUNT_OS_EXIT), only_se,
+             expect={"test_count": "the kernel died", "test_double": "did not run"},
              why="the kernel dies: that cell and every later one score 0 (nbgrader #427)"),
-        Case("segfault", answers(count=COUNT_SEGFAULT), {**FULL, "test_count": 0.0, "test_double": 0.0},
-             why="a real crash: like os._exit"),
-        Case("ctypes_crash", answers(count=COUNT_CTYPES), no_count, why="ctypes is refused, the kernel lives"),
-        Case("memory_bomb", answers(count=COUNT_MEMORY_BOMB), no_count, why="the memory limit stops it"),
-        Case("big_output", answers(double=BIG_OUTPUT), why="megabytes of output are cut, points kept"),
+        Case("segfault", answers(count=COUNT_SEGFAULT), only_se,
+             expect={"test_count": "the kernel died", "test_double": "did not run"}, why="a real crash"),
+        # files
+        Case("files", answers(se=SE_FILES.replace("CHAPTER", CHAPTER),
+                              count=WRITE_OUTSIDE.replace("ESCAPE", repr(f"/tmp/{ESCAPE_NAME}")),
+                              double=BIG_OUTPUT), no_se,
+             expect={SOLUTION_IDS["se"]: "refused", SOLUTION_IDS["count"]: "escape refused",
+                     "test_se": "NameError"},
+             why="reading se.py, the hidden checks, the instructor's notebook or the gradebook is refused; "
+                 "so is writing outside the folder; megabytes of output are cut and cost nothing"),
         # the notebook's cells
-        Case("deleted_test", answers(edit=_delete("test_se")), why="nbgrader puts the test cell back"),
-        Case("edited_test", answers(count=WRONG["count"], edit=_edit_source("test_count", "pass")), no_count,
-             why="the locked test is restored"),
-        Case("edited_test_metadata", answers(count=WRONG["count"], edit=_edit_metadata("test_count")), no_count,
-             why="flags and points come back from the gradebook"),
-        Case("stripped_test_metadata", answers(count=WRONG["count"], edit=_strip_metadata("test_count")),
-             no_count, why="a test cell without metadata is added back"),
-        Case("reordered_test", answers(edit=_move("test_se", before=SOLUTION_IDS["se"])), no_se,
-             why="a test moved above its answer runs before it, and fails"),
-        Case("duplicated_test", answers(count=WRONG["count"], edit=_duplicate("test_count")), no_count,
-             why="the copy nbgrader keeps is restored"),
-        Case("retyped_test", answers(count=WRONG["count"], edit=_retype("test_count")), no_count,
-             why="a test cell turned into markdown is turned back"),
-        Case("duplicate_cell_ids", answers(edit=_same_ids), why="cell ids are made unique again"),
-        # tampering with torch, builtins and the checks (each with a wrong answer to cover up)
-        Case("patch_torch", answers(se=PATCH_TORCH), only_double, why="torch.allclose & co replaced"),
-        Case("patch_torch_testing", answers(se=PATCH_TESTING), only_double, why="torch.testing replaced"),
-        Case("patch_builtins", answers(se=PATCH_BUILTINS), only_double, why="builtins replaced"),
-        Case("patch_core", answers(se=PATCH_CORE), only_double, why="course_lib's comparisons replaced"),
-        Case("patch_checkfailure", answers(se=PATCH_CHECKFAILURE), only_double, why="CheckFailure replaced"),
-        Case("replace_checks", answers(se=REPLACE_CHECKS), only_double, why="the check functions replaced"),
-        Case("global_forward_hook", answers(se=GLOBAL_HOOK), only_double, why="a global torch hook"),
-        Case("torch_function", answers(se=SE_TORCH_FUNCTION), only_double,
-             why="a tensor subclass that makes comparisons pass"),
+        Case("cell_surgery_a", answers(count=WRONG["count"], double=WRONG["double"], edit=_then(
+            _delete("test_se"), _edit_source("test_count", "pass"), _retype("test_double"))), only_se,
+             why="a deleted test is put back, an edited one restored, one made markdown is code again"),
+        Case("cell_surgery_b", answers(count=WRONG["count"], double=WRONG["double"], edit=_then(
+            _edit_metadata("test_count"), _strip_metadata("test_double"), _same_ids)), only_se,
+             why="edited nbgrader flags come back from the gradebook (plain nbgrader fails the notebook), a "
+                 "test without metadata is added back, duplicated cell ids are renamed"),
+        Case("cell_surgery_c", answers(count=WRONG["count"], edit=_then(
+            _duplicate("test_count"), _move("test_se", before=SOLUTION_IDS["se"]))), only_double,
+             why="of a duplicated test the copy nbgrader keeps is restored (plain nbgrader fails the notebook); "
+                 "a test moved above its answer runs before it and fails"),
+        # tampering with torch, builtins and the checks, each covering up a wrong answer
+        Case("patch_torch", answers(se=PATCH_TORCH), only_double, expect={"test_se": tampering},
+             why="torch.allclose & co replaced"),
+        Case("patch_torch_testing", answers(se=PATCH_TESTING), only_double, expect={"test_se": tampering},
+             why="torch.testing replaced"),
+        Case("patch_builtins", answers(se=PATCH_BUILTINS), only_double, expect={"test_se": tampering},
+             why="builtins replaced"),
+        Case("patch_core", answers(se=PATCH_CORE), only_double, expect={"test_se": tampering},
+             why="course_lib's comparisons replaced"),
+        Case("patch_checkfailure", answers(se=PATCH_CHECKFAILURE), only_double, expect={"test_se": tampering},
+             why="CheckFailure replaced"),
+        Case("replace_checks", answers(se=REPLACE_CHECKS), only_double,
+             expect={"test_se": "did not report a verified pass", "test_count": tampering},
+             why="the check functions the test cells call replaced by fakes that print [ok]"),
         Case("noop_tests", answers(se=WRONG["se"] + "\n" + NOOP_TESTS, count=WRONG["count"],
                                    double=WRONG["double"]), only_double,
-             why="test cells replaced by fake passes: no proof, no points (a plain assert cell has no proof "
-                 "to ask for: that point is lost to the sandbox)"),
+             expect={"test_se": "did not report a verified pass", "test_count": "did not report a verified pass"},
+             why="every test cell turned into a fake pass: no proof, no points (a plain assert cell has no "
+                 "proof to ask for, so that point is lost to the sandbox)"),
         # the reference solution
-        Case("reference_import", answers(se=SE_IS_REFERENCE), no_se, why="the reference class handed in"),
-        Case("reference_subclass", answers(se=SE_SUBCLASSES_REFERENCE), no_se, why="a subclass of it"),
-        Case("reference_delegate", answers(se=SE_DELEGATES), no_se, why="calls it at run time"),
-        Case("reference_file", answers(se=SE_READS_REFERENCE), no_se, why="se.py cannot be read"),
-        Case("instructor_notebook", answers(se=SE_READS_SOLUTIONS), no_se, why="the course folder cannot be read"),
-        Case("frame_peek", answers(se=SE_FRAMES), no_se, why="the check's frames are out of reach"),
-        Case("write_outside", answers(count=WRITE_OUTSIDE.replace("ESCAPE", repr(f"/tmp/{ESCAPE_NAME}"))),
-             why="writes outside the folder are refused; nothing else changes"),
+        Case("reference_import", answers(se=SE_IS_REFERENCE), no_se, expect={"test_se": "reference solution"},
+             why="the reference class handed in"),
+        Case("reference_subclass", answers(se=SE_SUBCLASSES_REFERENCE), no_se,
+             expect={"test_se": "reference solution"}, why="a subclass of it"),
         # not a notebook of this chapter
         Case("malformed_json", lambda release: json.dumps(release)[:-200], zero, status="error: malformed"),
         Case("empty_notebook", raw(""), zero, status="error: empty"),
