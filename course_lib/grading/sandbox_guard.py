@@ -84,7 +84,9 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
     import types
 
     # ---- everything the hook uses, captured now ---------------------------------------------------
-    _getframe, _audit = sys._getframe, sys.audit
+    _getframe, _audit, _current_frames = sys._getframe, sys.audit, sys._current_frames
+    _start_thread = _thread.start_new_thread
+    _start_thread_alias = getattr(_thread, "start_new", _thread.start_new_thread)
     _setprofile, _getprofile = sys.setprofile, sys.getprofile
     _addaudithook = sys.addaudithook
     _modules = sys.modules
@@ -260,6 +262,18 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
         return False
 
     # ---- the snapshot -----------------------------------------------------------------------------------
+    def stray_threads():
+        """A phrase if another thread is running the student's code; else None. (Python 3.11 has no audit
+        event for new threads, and the profile function watches the main thread only.)"""
+        for ident, frame in _list(_current_frames().items()):
+            if ident == _main_ident:
+                continue
+            while frame is not None:
+                if not lib_file(frame.f_code.co_filename):
+                    return "another thread is running your code (threads are not allowed while checks run)"
+                frame = frame.f_back
+        return None
+
     def compare():
         """The first difference from the snapshot, as a phrase; None when there is none."""
         for label, mapping, keys, values in snapshot:
@@ -404,6 +418,9 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
                     tampered.append(found)
             if tampered:
                 return fail(f"tampering detected: {tampered[0]}. {TAMPER_TAIL}", _TAMPERING)
+            found = stray_threads()
+            if found:
+                return fail(f"{found}. Stop it before the checks run.", _TAMPERING)
             given = _list(fargs) if _type(fargs) is _tuple else []
             if _type(fkwargs) is _dict:
                 given += _list(fkwargs.values())
@@ -432,6 +449,9 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
                 found = compare()
                 if found:
                     tampered.append(found)
+            found = stray_threads()
+            if found:
+                problems.append((found, _TAMPERING))
             if tampered:
                 problems.insert(0, (tampered[0], _TAMPERING))
             if problems:
@@ -476,6 +496,11 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
                         if not tampered:
                             tampered.append(found)
                         windows[-1][2].append((found, _TAMPERING))
+                    found = stray_threads()
+                    if found:
+                        windows[-1][2].append((found, _TAMPERING))
+        elif what == "c_call":
+            windows[-1][2].append(("your code started a thread while the check ran", _TAMPERING))
 
     # ---- every other event ----------------------------------------------------------------------------------
     FRAME_ATTRS = _frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
@@ -716,7 +741,8 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
 
     def gate(event, args, *, _policed=POLICED, _watched=WATCHED_ATTRS, _prefixes=PROCESS_PREFIXES,
              _network=NETWORK if not network else (), _dispatch=dispatch, _len=_len, _profile=_PROFILE_EVENT,
-             _lib=lib_prefixes + ("<frozen ",), _protected=protected_files, _cheats=CHEATS):
+             _lib=lib_prefixes + ("<frozen ",), _protected=protected_files, _cheats=CHEATS,
+             _thread_starts=(_start_thread, _start_thread_alias)):
         """The audit hook the interpreter calls for every event. Its frame holds nothing worth stealing.
 
         It lets the common events through at once (most profile events among them) and hands the others
@@ -737,6 +763,9 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
                     return
                 caller = frame.f_back
                 if caller is not None and not caller.f_code.co_filename.startswith(_lib):
+                    return
+            elif what == "c_call":
+                if args[2] is not _thread_starts[0] and args[2] is not _thread_starts[1]:
                     return
             else:
                 return

@@ -1,0 +1,340 @@
+"""Hidden checks of chapter 07 (capstone) and the builder of its stored expected values.
+
+The capstone's graded module, ``ChannelSpatialGate``, has no file among the reference modules (it is this
+chapter's own small block), so its reference lives here, beside the checks that use it; this file never
+reaches students. At grading time the student's gate gets the reference's weights (found by role) and must
+match it on random shapes, in float32 and float64, on a channels_last input, with the same gradients; the
+dtype and device follow the input. The measuring exercises are re-run on fresh data and fresh maps.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib.checks._core import (
+    _squeezed,
+    build,
+    load_by_shape,
+    expect,
+    exercise,
+    fmt_shape,
+    passed,
+    seeded_randn,
+)
+from course_lib.checks.ch07_capstone import (
+    GivenMap,
+    _call,
+    _close,
+    _two_gates,
+    _unchanged,
+    check_gate_layers,
+    gain_and_noise_by_hand,
+    gate_count_by_hand,
+    gate_roles,
+    grade_judgement,
+    truth_of_localisation,
+)
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+# --------------------------------------------------------------------------------------------
+# the reference gate
+# --------------------------------------------------------------------------------------------
+class ChannelSpatialGate(nn.Module):
+    """Reference: c = sigmoid(W2 relu(W1 mean_hw(x))), s = sigmoid(conv1x1(x)), forward = x * c * s."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = channels // reduction
+        if hidden < 1:
+            raise ValueError(f"channels // reduction must be >= 1; got {channels} // {reduction} = {hidden}")
+        self.fc1 = nn.Linear(channels, hidden)
+        self.fc2 = nn.Linear(hidden, channels)
+        self.spatial = nn.Conv2d(channels, 1, kernel_size=1)
+
+    def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = x.mean((2, 3))  # (B, C, H, W) -> (B, C)
+        c = torch.sigmoid(self.fc2(F.relu(self.fc1(z))))  # (B, C') -> (B, C)
+        s = torch.sigmoid(self.spatial(x))  # (B, C, H, W) -> (B, 1, H, W)
+        return c[:, :, None, None], s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, s = self.attention(x)
+        return x * c * s
+
+
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    """Round to float32 and back: float32 and float64 runs start from the very same numbers."""
+    return t.float().double()
+
+
+def reference(channels: int, reduction: int, seed: int) -> ChannelSpatialGate:
+    """A float64 reference gate with seeded weights (large enough that every part of it matters)."""
+    module = ChannelSpatialGate(channels, reduction).double()
+    hidden = channels // reduction
+    with torch.no_grad():
+        module.fc1.weight.copy_(_f32(seeded_randn(hidden, channels, seed=seed) / channels ** 0.5 * 1.5))
+        module.fc1.bias.copy_(_f32(0.3 * seeded_randn(hidden, seed=seed + 1)))
+        module.fc2.weight.copy_(_f32(seeded_randn(channels, hidden, seed=seed + 2) / hidden ** 0.5 * 1.5))
+        module.fc2.bias.copy_(_f32(0.3 * seeded_randn(channels, seed=seed + 3)))
+        module.spatial.weight.copy_(_f32(seeded_randn(1, channels, 1, 1, seed=seed + 4) / channels ** 0.5 * 1.5))
+        module.spatial.bias.copy_(_f32(0.3 * seeded_randn(1, seed=seed + 5)))
+    return module
+
+
+def weights_of(module: ChannelSpatialGate) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+# --------------------------------------------------------------------------------------------
+# what known mistakes compute (for the diagnoses)
+# --------------------------------------------------------------------------------------------
+def gate_mistakes(x: torch.Tensor, module: ChannelSpatialGate) -> tuple[dict, dict, dict]:
+    """(channel-gate, spatial-gate, output) results of the mistakes in ADVICE, in float64."""
+    x = x.double()
+    with torch.no_grad():
+        fc1, fc2, conv = module.fc1, module.fc2, module.spatial
+        z = x.mean((2, 3))
+        c4 = lambda t: t[:, :, None, None]  # noqa: E731 - (B, C) -> (B, C, 1, 1)
+        pre = fc2(F.relu(fc1(z)))
+        c, s = module.attention(x)
+        s_seq = torch.sigmoid(conv(x * c))
+        b, _, h, w = s.shape
+        channel = {
+            "channel_missing_sigmoid": c4(pre),
+            "channel_relu_after_last": c4(torch.sigmoid(F.relu(pre))),
+            "channel_missing_relu": c4(torch.sigmoid(fc2(fc1(z)))),
+            "channel_max_squeeze": c4(torch.sigmoid(fc2(F.relu(fc1(x.amax((2, 3))))))),
+            "channel_softmax": c4(torch.softmax(pre, dim=1)),
+        }
+        spatial = {
+            "spatial_missing_sigmoid": conv(x),
+            "spatial_softmax": torch.softmax(conv(x).reshape(b, 1, h * w), dim=-1).reshape(b, 1, h, w),
+            "spatial_sequential": s_seq,
+        }
+        out = {
+            "out_channel_only": x * c,
+            "out_spatial_only": x * s,
+            "out_sequential": x * c * s_seq,
+            "out_added": x * (c + s),
+        }
+    return channel, spatial, out
+
+
+# --------------------------------------------------------------------------------------------
+# maps whose verdicts are known (exercise 3)
+# --------------------------------------------------------------------------------------------
+def _box_masks(boxes: torch.Tensor, size: int, canvas: int) -> torch.Tensor:
+    """(N, 1, size, size) float64: 1 where a feature cell's centre lies inside the digit's box."""
+    centres = (torch.arange(size, dtype=torch.float64) + 0.5) * (canvas / size)
+    top, left, bottom, right = (boxes[:, k, None].double() for k in range(4))
+    rows = (centres >= top) & (centres < bottom)
+    cols = (centres >= left) & (centres < right)
+    return (rows[:, :, None] & cols[:, None, :])[:, None].double()
+
+
+def judge_maps(boxes: torch.Tensor, *, size: int = 12, canvas: int = 48, seed: int) -> dict[str, torch.Tensor]:
+    """Spatial maps (N, 1, size, size) for the judge checks; their verdicts differ (see the tests)."""
+    mask = _box_masks(boxes, size, canvas)
+    noise = torch.rand(mask.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return {
+        "sharp on the digit's box": (0.05 + mask).float(),
+        "everywhere but the digit's box": (1.0 - 0.9 * mask).float(),
+        "random noise": noise.float(),
+        "faintly raised on the box": (noise + 0.2 * mask).float(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# stored expected values
+# --------------------------------------------------------------------------------------------
+def build_expected() -> dict:
+    from course_lib.data import make_cluttered_digits
+
+    c, r = 20, 5
+    ref = reference(c, r, seed=701)
+    x = seeded_randn(3, c, 7, 5, seed=702).float()
+    upstream = seeded_randn(3, c, 7, 5, seed=703)
+    with torch.no_grad():
+        channel, spatial = ref.attention(x.double())
+        out = ref(x.double())
+    xg = x.double().requires_grad_(True)
+    (ref(xg) * upstream).sum().backward()
+    channel_d, spatial_d, out_d = gate_mistakes(x, ref)
+    gate = {
+        "channels": c, "reduction": r, "weights": weights_of(ref), "x": x, "upstream": upstream.float(),
+        "channel": channel, "spatial": spatial, "out": out, "grad_x": xg.grad.detach(),
+        "channel_diagnoses": channel_d, "spatial_diagnoses": spatial_d, "out_diagnoses": out_d,
+    }
+
+    digits = make_cluttered_digits(4, seed=704)
+    network = {"images": digits.images.clone(), "labels": digits.labels.clone()}
+
+    counts = [{"channels": ch, "reduction": rr,
+               "count": sum(p.numel() for p in ChannelSpatialGate(ch, rr).parameters())}
+              for ch, rr in ((48, 4), (20, 5), (64, 16), (7, 2), (33, 8))]
+
+    sample = make_cluttered_digits(12, seed=705)
+    judge = {"images": sample.images.clone(), "boxes": sample.boxes.clone(),
+             "maps": judge_maps(sample.boxes, seed=706)}
+    return {"gate": gate, "network": network, "parameter_count": counts, "judge": judge}
+
+
+# --------------------------------------------------------------------------------------------
+# hidden checks
+# --------------------------------------------------------------------------------------------
+def _trials(seed: int, n: int = 3):
+    g = torch.Generator().manual_seed(seed)
+
+    def pick(lo: int, hi: int) -> int:
+        return int(torch.randint(lo, hi + 1, (1,), generator=g))
+
+    for trial in range(n):
+        reduction = pick(2, 6)
+        channels = reduction * pick(2, 8) + pick(0, reduction - 1)  # C' = C // r in 2..8, C' != C
+        yield trial, pick(2, 4), channels, reduction, pick(1, 9), pick(1, 9)
+
+
+def _student(cls: type, ref: ChannelSpatialGate, *, dtype: torch.dtype, device: str) -> nn.Module:
+    c, r = ref.fc2.out_features, ref.fc2.out_features // ref.fc1.out_features
+    module = build(cls, c, reduction=r)
+    load_by_shape(module, gate_roles(weights_of(ref)), what=f"{cls.__name__}({c}, reduction={r})")
+    return module.to(device=device, dtype=dtype)
+
+
+@exercise("ChannelSpatialGate (hidden)", budget_s=30)
+def hidden_gate(cls: type) -> None:
+    for trial, b, c, r, h, w in _trials(7070):
+        ref = reference(c, r, seed=7100 + trial)
+        check_gate_layers(build(cls, c, reduction=r), c, r, what=f"{cls.__name__}({c}, reduction={r})")
+        x64 = seeded_randn(b, c, h, w, seed=7200 + trial)
+        with torch.no_grad():
+            want_c, want_s = ref.attention(x64)
+            want_out = ref(x64)
+        channel_d, spatial_d, out_d = gate_mistakes(x64, ref)
+        for device in DEVICES:
+            for dtype in (torch.float64, torch.float32):
+                module = _student(cls, ref, dtype=dtype, device=device)
+                x = x64.to(device=device, dtype=dtype)
+                for layout in ("contiguous", "channels_last"):
+                    xin = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x.clone()
+                    doing = f"with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
+                    got_c, got_s = _two_gates(_call(module.attention, xin, doing=f"attention(x) {doing}"),
+                                              b, c, h, w, what=f"attention(x) {doing}")
+                    y = _call(module, xin, doing=f"forward(x) {doing}")
+                    _unchanged(x, xin, what=f"forward(x) {doing}")
+                    for name, got in (("channel gate", got_c), ("spatial gate", got_s), ("forward(x)", y)):
+                        expect(isinstance(got, torch.Tensor) and got.dtype == dtype,
+                               f"the {name} {doing} has dtype {getattr(got, 'dtype', type(got).__name__)}: it "
+                               "must follow the input's dtype (no hard-coded torch.float32 or .float()).",
+                               mistake="dtype")
+                        expect(got.device.type == device,
+                               f"the {name} {doing} is on {got.device}: it must stay on the input's device "
+                               "(no .cuda() or .cpu()).", mistake="device")
+                    _close(got_c.detach().cpu(), want_c, what=f"the channel gate {doing}", diagnoses=channel_d)
+                    _close(got_s.detach().cpu(), want_s, what=f"the spatial gate {doing}", diagnoses=spatial_d)
+                    _close(y.detach().cpu(), want_out, what=f"forward(x) {doing}", diagnoses=out_d)
+        # the gradients with respect to the input and every weight equal the reference's
+        module = _student(cls, ref, dtype=torch.float64, device="cpu")
+        ref_g = copy.deepcopy(ref)
+        xs, xr = x64.clone().requires_grad_(True), x64.clone().requires_grad_(True)
+        probe = seeded_randn(b, c, h, w, seed=7300 + trial)
+        y = _call(module, xs, doing="forward(x) with x.requires_grad=True")
+        _call(lambda: (y * probe).sum().backward(), doing="backward through forward(x)")
+        (ref_g(xr) * probe).sum().backward()
+        expect(xs.grad is not None, "no gradient reached x through forward(x)", mistake="no_grad")
+        _close(xs.grad, xr.grad, what="the gradient of forward(x) with respect to x", diagnoses={})
+        mine = {_squeezed(p.shape): (n, p.grad) for n, p in module.named_parameters()}
+        for pname, p in ref_g.named_parameters():
+            name, grad = mine[_squeezed(p.shape)]  # load_by_shape found exactly one match for each role
+            expect(grad is not None, f"no gradient reached {name} (it plays {pname})", mistake="no_grad")
+            _close(grad.reshape(p.shape), p.grad, what=f"the gradient of {name} (it plays {pname})", diagnoses={})
+
+
+@exercise("ChannelSpatialGate in CapstoneNet (hidden)", budget_s=30)
+def hidden_gate_in_network(cls: type) -> None:
+    from course_lib.capstone import CapstoneNet, attention_outputs, fit
+    from course_lib.data import make_cluttered_digits
+
+    data = make_cluttered_digits(48, seed=7400)
+    for widths in ((12, 16, 24), (16, 32, 48)):
+        torch.manual_seed(7401)
+        net = _call(CapstoneNet, cls, widths=widths, doing=f"CapstoneNet({cls.__name__}, widths={widths})")
+        before = {n: p.detach().clone() for n, p in net.attention.named_parameters()}
+        losses = _call(fit, net, data, epochs=2, seed=0, batch_size=16, device="cpu", progress=False,
+                       doing="course_lib.capstone.fit(net, 48 images, epochs=2)")
+        expect(all(torch.isfinite(torch.tensor(losses))), f"training gave non-finite losses {losses}",
+               mistake="values")
+        frozen = [n for n, p in net.attention.named_parameters() if torch.equal(before[n], p.detach())]
+        expect(not frozen, f"training did not change these parameters of the gate: {', '.join(frozen)}",
+               mistake="no_grad")
+        found = attention_outputs(net, data.images[:5])
+        expect(found["channel"].shape == (5, widths[-1]) and found["spatial"].shape == (5, 12, 12),
+               "the capstone helpers did not find a (B, C, 1, 1) channel gate and a (B, 1, H, W) spatial gate",
+               mistake="shape")
+        c = found["channel"]
+        expect(bool(((c > 0) & (c < 1)).all()) and bool(((found["spatial"] > 0) & (found["spatial"] < 1)).all()),
+               "after training, a gate value lies outside (0, 1): both gates end in a sigmoid.",
+               mistake="missing_sigmoid")
+
+
+@exercise("gate_parameter_count (hidden)", budget_s=5)
+def hidden_gate_parameter_count(fn: Callable) -> None:
+    g = torch.Generator().manual_seed(7500)
+    for _ in range(8):
+        r = int(torch.randint(1, 20, (1,), generator=g))
+        c = int(torch.randint(r, 400, (1,), generator=g))
+        want = sum(p.numel() for p in ChannelSpatialGate(c, r).parameters())
+        got = _call(fn, c, r, doing=f"gate_parameter_count({c}, {r})")
+        expect(got == want and not isinstance(got, bool),
+               f"gate_parameter_count({c}, {r}) returned {got!r}; expected {want}", mistake="param_count")
+    expect(gate_count_by_hand(48) == sum(p.numel() for p in ChannelSpatialGate(48).parameters()),
+           "internal: the by-hand count disagrees with the reference gate", mistake="param_count")
+
+
+@exercise("judge_localisation (hidden)", budget_s=20)
+def hidden_judge_localisation(fn: Callable) -> None:
+    from course_lib.capstone import CapstoneNet
+    from course_lib.data import make_cluttered_digits
+
+    for trial in range(2):
+        sample = make_cluttered_digits(9 + trial, seed=7600 + trial)
+        torch.manual_seed(7610 + trial)
+        net = CapstoneNet(None).eval()
+        for label, maps in judge_maps(sample.boxes, seed=7620 + trial).items():
+            net.attention = GivenMap(maps)
+            truth = truth_of_localisation(net, sample.images, sample.boxes)
+            what = f"judge_localisation(model, images, boxes) on {len(sample)} fresh images, map {label}"
+            grade_judgement(_call(fn, net, sample.images, sample.boxes, doing=what), truth, what=what)
+        # a trained-looking gate of the course: its own maps
+        torch.manual_seed(7630 + trial)
+        net = CapstoneNet(ChannelSpatialGate).eval()
+        truth = truth_of_localisation(net, sample.images, sample.boxes)
+        what = "judge_localisation(model, images, boxes) for a CapstoneNet with a ChannelSpatialGate"
+        grade_judgement(_call(fn, net, sample.images, sample.boxes, doing=what), truth, what=what)
+
+
+@exercise("gain_and_noise (hidden)", budget_s=5)
+def hidden_gain_and_noise(fn: Callable) -> None:
+    g = torch.Generator().manual_seed(7700)
+    names = ["none", "se", "cbam", "gate", "danet_pam", "mine"]
+    for _ in range(6):
+        order = torch.randperm(len(names), generator=g).tolist()
+        rows = [{"variant": names[i], "seeds": 3, "acc_mean": 0.5 + 0.45 * float(torch.rand(1, generator=g)),
+                 "acc_std": 0.01, "params": 40_000 + i} for i in order]
+        variant = names[int(torch.randint(1, len(names), (1,), generator=g))]
+        baseline = "none" if variant != "none" else "se"
+        n = int(torch.randint(100, 5000, (1,), generator=g))
+        want = gain_and_noise_by_hand(rows, variant, n, baseline)
+        got = _call(fn, [dict(r) for r in rows], variant, n, baseline,
+                    doing=f"gain_and_noise(rows, {variant!r}, {n}, {baseline!r})")
+        ok = isinstance(got, (tuple, list)) and len(got) == 2 and all(
+            abs(float(a) - b) <= 1e-6 * max(1.0, abs(b)) for a, b in zip(got, want))
+        expect(ok, f"gain_and_noise(rows, {variant!r}, {n}, {baseline!r}) returned {got!r}; expected "
+                   f"({want[0]:.4f}, {want[1]:.4f})", mistake="values")
+    passed()
