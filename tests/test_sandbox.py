@@ -28,7 +28,7 @@ PROBE = TESTS / "hostile" / "guard_probe.py"
 ARMED = {
     "read_reference": "reading", "read_hidden": "reading", "reference_code": "code of the reference solution",
     "write_outside": "writing", "write_inside": "ok: 'written'", "ctypes": "ctypes", "subprocess": "subprocess",
-    "thread_in_check": "started a thread", "thread_alive": "another thread is running your code", "gc_walk": "gc.get_objects",
+    "thread_alive": "another thread is running your code", "gc_walk": "gc.get_objects",
     "audit_hook": "ok: 'not called'", "settrace": "sys.settrace", "socket": "socket", "proc_mem": "/mem",
     "kill_parent": "another process", "sqlite_outside": "database", "fake_library_code": "claims to come from",
     "proof": "ok: 'passed'", "frame_peek": "looking at frames while a check runs",
@@ -40,26 +40,23 @@ ARMED = {
 UNGUARDED = {name: "ok:" for name in ARMED} | {"frame_peek": "backward through", "audit_hook": "ok: 'called'"}
 
 
-def _probe(mode: str, group: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(PROBE), mode, group], stdout=subprocess.PIPE,
+def _probe(mode: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(PROBE), mode], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(TESTS)})
 
 
 @pytest.fixture(scope="module")
 def probes():
-    running = {(m, g): _probe(m, g) for m in ("on", "off") for g in ("escape", "hook")}
+    running = {mode: _probe(mode) for mode in ("on", "off")}
     found = {}
-    for (mode, group), proc in running.items():
+    for mode, proc in running.items():
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
         data = json.loads(out.strip().splitlines()[-1])
-        found.setdefault(mode, {"key": data["key"], "escapes": [], "results": {}})
-        found[mode]["results"].update(data["results"])
-        found[mode]["escapes"].append(Path(data["escape"]))
+        found[mode] = {"key": data["key"], "escape": Path(data["escape"]), "results": data["results"]}
     yield found
     for mode in found.values():
-        for path in mode["escapes"]:
-            path.unlink(missing_ok=True)
+        mode["escape"].unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("attack", sorted(ARMED))
@@ -75,8 +72,8 @@ def test_without_the_guard_the_attack_works(probes, attack):
 
 
 def test_nothing_escaped_with_the_guard(probes):
-    assert not any(path.exists() for path in probes["on"]["escapes"])
-    assert any(path.exists() for path in probes["off"]["escapes"])  # the counter-test
+    assert not probes["on"]["escape"].exists()
+    assert probes["off"]["escape"].exists()  # the counter-test
 
 
 def test_a_pass_carries_a_proof_only_the_grader_can_check(probes):

@@ -154,6 +154,10 @@ def gate_count_by_hand(channels: int, reduction: int = 4) -> int:
     return 2 * channels * hidden + hidden + channels + channels + 1
 
 
+def _count_with_hidden(channels: int, hidden: int) -> int:
+    return 2 * channels * hidden + hidden + channels + channels + 1
+
+
 def gate_roles(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The stored weights under the names the messages use."""
     return {
@@ -185,8 +189,8 @@ def check_gate_layers(module: nn.Module, channels: int, reduction: int, *, what:
     intro = (f"{what} has {got} parameters; expected {want}: the channel gate 2*C*C' + C' + C with C' = C // r "
              f"= {hidden}, plus the spatial 1x1 conv C + 1 (C = {channels}).\n  yours: {listing}")
     for ignored in {channels // 4, channels // 16} - {hidden}:
-        if ignored >= 1 and got in {gate_count_by_hand(channels, channels // ignored),
-                                    2 * channels * ignored + channels + 1}:
+        if ignored >= 1 and got in {_count_with_hidden(channels, ignored),
+                                    _count_with_hidden(channels, ignored) - ignored - channels - 1}:
             raise CheckFailure(intro + f"\n  Likely mistake: the hidden layer has {ignored} units whatever "
                                        f"`reduction` is; use channels // reduction = {hidden}.",
                                mistake="reduction_ignored")
@@ -297,7 +301,14 @@ def check_gate_in_network(cls: type) -> None:
         net = _call(CapstoneNet, cls, widths=widths,
                     doing=f"CapstoneNet({cls.__name__}, widths={widths}) (the slot calls {cls.__name__}({widths[-1]}))")
         net.train()
-        logits = _call(net, images, doing=f"CapstoneNet({cls.__name__}, widths={widths})(images)")
+        try:
+            logits = _call(net, images, doing=f"CapstoneNet({cls.__name__}, widths={widths})(images)")
+        except CheckFailure as failure:
+            if "the attention slot must map" in str(failure):
+                raise CheckFailure(f"{failure}\n  Likely mistake: forward(x) returns the gated features x * c * s, "
+                                   "of the shape of x; a gate or a map does not fit the slot.",
+                                   mistake="returns_map") from None
+            raise
         expect_shape(logits, (len(images), 10), what="the network's logits")
         loss = torch.nn.functional.cross_entropy(logits, labels)
         _call(loss.backward, doing="backward through the network")
@@ -339,21 +350,23 @@ def check_gate_parameter_count(fn: Callable[..., Any]) -> None:
         h = c // r
         message = (f"{shown} returned {got}; expected {want}: channel gate 2*C*C' + C' + C = {2 * c * h + h + c} "
                    f"(C' = C // r = {h}) plus spatial gate C + 1 = {c + 1}.")
+        ignored = [k for k in {c // 4, c // 16} - {h} if k >= 1 and got == _count_with_hidden(c, k)]
+        if ignored:
+            raise CheckFailure(message + f"\n  Likely mistake: the hidden width is {ignored[0]} whatever `reduction` "
+                                         f"is (a hard-coded // 4 or // 16); it is channels // reduction = {h}.",
+                               mistake="reduction_ignored")
         if got in (want - 1, want - h - c, want - h - c - 1, want - h, want - c):
             raise CheckFailure(message + "\n  Likely mistake: a bias is left out: W1 has C' biases, W2 has C, the "
                                          "spatial conv 1.", mistake="missing_bias")
         if got in (want - c - 1, want - c):
             raise CheckFailure(message + "\n  Likely mistake: the spatial gate is left out (a 1x1 conv C -> 1: C "
                                          "weights and 1 bias).", mistake="param_count")
-        if r != 4 and got == gate_count_by_hand(c, 4):
-            raise CheckFailure(message + "\n  Likely mistake: 4 is used whatever `reduction` is.",
-                               mistake="reduction_ignored")
         raise CheckFailure(message + "\n  Likely mistake: W1 is C' x C, W2 is C x C', the spatial conv 1 x C, plus "
                                      "one bias per output unit.", mistake="param_count")
 
 
 # --------------------------------------------------------------------------------------------
-# Exercise 3: judging a localisation claim
+# Exercise 4: judging a localisation claim
 # --------------------------------------------------------------------------------------------
 class GivenMap(nn.Module):
     """A slot module whose spatial map is given: ``maps`` (N, 1, h, w), one per image, in order.
@@ -387,24 +400,23 @@ def truth_of_localisation(model: nn.Module, images: torch.Tensor, boxes: torch.T
 
 
 def _as_float(value: Any, *, what: str) -> float:
+    import numpy as np
+
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
-    try:
-        import numpy as np
-
-        if isinstance(value, np.generic):
-            value = value.item()
-    except ImportError:  # pragma: no cover - numpy is a course dependency
-        pass
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CheckFailure(f"{what} should be a number, got {value!r} ({type(value).__name__}).", mistake="values")
     return float(value)
 
 
 def _as_bool(value: Any, *, what: str) -> bool:
+    import numpy as np
+
     if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype == torch.bool:
         return bool(value)
-    if type(value).__name__ == "bool_" or isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise CheckFailure(f"{what} should be True or False, got {value!r} ({type(value).__name__}).", mistake="values")
 
@@ -484,7 +496,7 @@ def check_judge_localisation(fn: Callable[..., Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Exercise 4: reading the table
+# Exercise 3: reading the table
 # --------------------------------------------------------------------------------------------
 def gain_and_noise_by_hand(rows: Sequence[Mapping[str, Any]], variant: str, num_test: int,
                            baseline: str = "none") -> tuple[float, float]:

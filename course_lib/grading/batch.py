@@ -527,7 +527,8 @@ class _Pool:
 
 def _error_result(task: dict, why: str) -> dict:
     return {"student": task["student"], "status": f"error: {why}", "note": task.get("note"), "grades": [],
-            "comments": [], "source": task.get("source"), "seconds": None, "workdir": None}
+            "comments": [], "source": task.get("source"), "seconds": None, "workdir": None,
+            "notebook": task.get("notebook")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -618,6 +619,12 @@ def _gather(out: Path, chapter: str, result: dict, row: dict, info: dict) -> Non
 
     student = row["student"]
     workdir = Path(result["workdir"]) if result.get("workdir") else None
+    if workdir is None and result.get("notebook"):  # the worker was lost: keep what was handed in
+        handed_in = out / "submitted" / student / chapter
+        if handed_in.exists():
+            shutil.rmtree(handed_in)
+        handed_in.mkdir(parents=True)
+        shutil.copy(result["notebook"], handed_in / f"{chapter}.ipynb")
     for step in ("submitted", "autograded"):
         target = out / step / student / chapter
         produced = workdir / step / student / chapter if workdir else None
@@ -632,9 +639,9 @@ def _gather(out: Path, chapter: str, result: dict, row: dict, info: dict) -> Non
     else:
         cells = [(name, *row["cells"].get(name, (0.0, points)), result.get("messages", {}).get(name, ""))
                  for name, points in info["grade_cells"]]
-        status = row["status"] if row["status"] != "graded" else "graded"
+        status = "Graded. The scores and each check's message follow."
         if row["status"] != "graded":
-            status = f"Your submission could not be graded: {row['status'][len('error: '):]}."
+            status = f"Your submission could not be graded: {row['status'].removeprefix('error: ')}."
         page.write_text(score_page(student, chapter, status=status, score=row["score"],
                                    max_score=row["max_score"], cells=cells), encoding="utf-8")
     if workdir is not None:

@@ -5,13 +5,12 @@ it, so ``nbgrader autograde``, ``course_lib.notebooks.autograde`` and the batch 
 way. What changes (docs/grading-security.md has the threat model and what is not defended):
 
 Sanitising (before anything runs)
-    :class:`SandboxDeduplicateIds` and :class:`SandboxOverwriteCells` extend nbgrader's: a graded cell
-    whose type, flags, points or source were changed is restored from the gradebook, including the
-    cases nbgrader gets wrong (a test cell turned into an ordinary cell keeps its grade id and is
-    restored instead of being deleted and added back; a cell whose nbgrader metadata were edited so
-    that its checksum no longer matches is restored instead of failing the whole notebook); extra copies
-    of a graded cell (duplicated grade ids) lose their metadata *and their code*, so only the copy at
-    the original place runs; duplicated notebook cell ids are renamed.
+    :class:`SandboxDeduplicateIds` and :class:`SandboxOverwriteCells` extend nbgrader's repair of the
+    submitted notebook, fixing what it gets wrong: a graded cell whose nbgrader flags (grade, solution,
+    locked, points) were edited gets them back from the gradebook (nbgrader restores 'locked' and
+    'points' only, then fails the whole notebook with "Inconsistent checksums"); the copies of a
+    duplicated graded cell lose the empty metadata on which nbgrader's OverwriteCells fails the whole
+    notebook; duplicated notebook cell ids are renamed.
 
 Executing (:class:`SandboxExecute`, nbgrader's Execute with)
     - every kernel started by ``sandbox_launcher`` in a private folder, with a memory limit, a limit on

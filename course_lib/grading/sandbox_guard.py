@@ -1,37 +1,39 @@
-"""The grading kernel's guard: an audit hook installed before any student code runs.
+"""The grading kernel's guard: an audit hook armed before any student code runs.
 
-The kernel launcher (``sandbox_launcher.py``) calls :func:`install` before it imports ipykernel, and
-the function it returns (``arm``) once the kernel is ready, before the first cell. From then on one
-audit hook (``sys.addaudithook``: it cannot be removed) watches the kernel:
+The kernel launcher (``sandbox_launcher.py``) calls :func:`install` before it imports ipykernel, and the
+function it returns (``arm``) once the kernel is ready, before the first cell. From then on audit hooks
+(``sys.addaudithook``: they cannot be removed) watch the kernel:
 
 - **files**: no reading of the reference solutions, the hidden checks, the course folder (gradebook,
   instructor notebooks, other students) or the repository around ``course_lib``; no writing, deleting,
   renaming or linking outside the student's folder and the kernel's private temporary folder, and no
   SQLite database outside them either.
-- **ways out**: no ``ctypes``, no new processes, threads or sockets, no audit hooks, trace or profile
-  functions, no ``gc`` object walks, no raising of resource limits, no native extensions from outside
-  the installed libraries, no code objects that claim to come from a library file, no loading of the
-  reference solutions or of checks after the start.
+- **ways out**: no ``ctypes``, no new processes or sockets, no audit hooks, trace or profile functions,
+  no ``gc`` object walks, no raising of resource limits, no native extensions from outside the installed
+  libraries, no code objects that claim to come from a library file, no loading of the reference
+  solutions or of checks once the notebook runs (they are loaded before).
 - **the checks** (``checks/_core.py`` raises the ``course_lib.check`` audit event when a check starts and
-  when it ends): at the start the guard compares torch, builtins, the checks and their helpers with a
-  snapshot taken before the first cell (the identity of every function, class and module they hold)
-  and refuses the check when something was replaced ("tampering detected", for the rest of the
-  notebook). While the check runs, a profile function watches every call: reference code run for the
-  student's code or on the student's objects, comparison or ``__torch_function__`` overrides defined by
-  the student, and frame or traceback introspection from the student's code (to read the check's
-  expected values) fail the check; every return from the student's code into the check repeats the
-  comparison with the snapshot. After a pass the guard signs a proof (an HMAC whose key only the guard
-  and the grader hold) that the ``[ok]`` line prints. The grader gives a test cell its points only if
-  the cell printed a valid proof for every check it calls (``sandbox.py``): a student who makes a test
-  cell do nothing, or prints a fake ``[ok]``, gets no proof and no points.
+  when it ends): at the start and at the end the guard compares torch, builtins, the checks and their
+  helpers with a snapshot taken before the first cell (the identity of every function, class and module
+  they hold) and refuses the check when something was replaced ("tampering detected", for the rest of
+  the notebook). The student's objects handed to a check must not be, derive from or use the reference
+  solution. While the check runs, a trace function watches every call: reference code run for the
+  student's code or on the student's objects, and comparison or ``__torch_function__`` overrides
+  defined by the student fail the check; so do frame or traceback introspection from the student's code
+  (to read the check's expected values) and another thread running the student's code. After a pass the guard signs a proof (an HMAC
+  whose key only the guard and the grader hold) that the ``[ok]`` line prints. The grader gives a test
+  cell its points only if the cell printed a valid proof for every check it calls (``sandbox.py``): a
+  student who makes a test cell do nothing, or prints a fake ``[ok]``, gets no proof and no points.
 
 This is not a security boundary against native code: the guard keeps the doors to it shut (ctypes,
 extensions, /proc/self/mem, processes) and the grader adds process limits (memory, file size, time).
 docs/grading-security.md says what remains possible.
 
-All the hook's state lives in the closure of :func:`install`. No module global refers to it, the hook
-reads no global at run time (everything it uses is captured when it is installed: a student may
-replace module attributes, builtins included), and frames of this file are never handed to other code.
+The guard's state lives in closures that no other object refers to: the audit hook the interpreter
+calls (``gate``) keeps nothing but immutable settings and hands every event worth a look to the other
+hook (``inner``) through an audit event of its own, so tracebacks of refused operations show nothing but
+``gate``'s frame. Neither reads a global at run time (a student may replace module attributes, builtins
+included): everything is captured when the guard is installed.
 """
 from __future__ import annotations
 
@@ -41,8 +43,8 @@ import sys
 REFERENCE_MODULES = ("se", "cbam", "ctdnet", "hacnn", "danet")
 #: The audit event checks/_core.py raises around every check.
 CHECK_EVENT = "course_lib.check"
-#: The audit event of the guard's profile function (a bound ``sys.audit``, which nobody can alter).
-PROFILE_EVENT = "course_lib.sandbox.profile"
+#: The audit event of the guard's trace function (a bound ``sys.audit``, which nobody can alter).
+TRACE_EVENT = "course_lib.sandbox.trace"
 #: The audit event by which the audit hook hands an event to the guard (see ``install``).
 INTERNAL_EVENT = "course_lib.sandbox.vet"
 #: How a proof looks at the end of an [ok] line: `` [proof <counter>:<signature>]``.
@@ -85,9 +87,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
 
     # ---- everything the hook uses, captured now ---------------------------------------------------
     _getframe, _audit, _current_frames = sys._getframe, sys.audit, sys._current_frames
-    _start_thread = _thread.start_new_thread
-    _start_thread_alias = getattr(_thread, "start_new", _thread.start_new_thread)
-    _setprofile, _getprofile = sys.setprofile, sys.getprofile
+    _settrace, _gettrace = sys.settrace, sys.gettrace
     _addaudithook = sys.addaudithook
     _modules = sys.modules
     _get_ident = _thread.get_ident
@@ -112,7 +112,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
     _S_IFMT, _S_IFLNK = 0o170000, 0o120000
     _O_WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     _REFERENCES = REFERENCE_MODULES
-    _PROFILE_EVENT, _CHECK_EVENT, _INTERNAL = PROFILE_EVENT, CHECK_EVENT, INTERNAL_EVENT
+    _TRACE_EVENT, _CHECK_EVENT, _INTERNAL = TRACE_EVENT, CHECK_EVENT, INTERNAL_EVENT
     _TAMPERING, _REFERENCE = MISTAKE_TAMPERING, MISTAKE_REFERENCE
     _message = proof_message
     MISSING = object()
@@ -240,7 +240,6 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
     reference_classes: set = _set()
     check_failure = [None]
     mode_stacks: list = []
-    profiler = _MethodType(_audit, _PROFILE_EVENT)
 
     # ---- frames ---------------------------------------------------------------------------------------
     def untrusted_on_stack(frame):
@@ -264,7 +263,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
     # ---- the snapshot -----------------------------------------------------------------------------------
     def stray_threads():
         """A phrase if another thread is running the student's code; else None. (Python 3.11 has no audit
-        event for new threads, and the profile function watches the main thread only.)"""
+        event for new threads, and the trace function watches the main thread only.)"""
         for ident, frame in _list(_current_frames().items()):
             if ident == _main_ident:
                 continue
@@ -431,7 +430,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
                                 "implementation.", _REFERENCE)
             windows.append([run, name, []])
             if _len(windows) == 1:
-                _setprofile(profiler)
+                _settrace(tracers[0])
             return None
         if phase == "end" and _len(args) == 4:
             _, name, proof, passed = args
@@ -440,9 +439,9 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
                 return deny("this is not one of the course's checks")
             problems = windows.pop()[2]
             if not windows:
-                if _getprofile() is not profiler:
-                    problems.append(("the grading sandbox's profile function was removed", _TAMPERING))
-                _setprofile(None)
+                if _gettrace() is not tracers[0]:
+                    problems.append(("the grading sandbox's trace function was removed", _TAMPERING))
+                _settrace(None)
             if passed is not True:
                 return None
             if not tampered:
@@ -472,35 +471,20 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
         "__array__", "__array_function__", "__array_ufunc__",
     })
 
-    def on_profile(args):
-        frame, what = args[0], args[1]
-        if what == "call":
-            code = frame.f_code
-            filename = code.co_filename
-            if filename in protected_files:
-                if student_inside_check(frame.f_back):
-                    windows[-1][2].append((f"{code.co_name} was called from your code", _REFERENCE))
-                elif code.co_argcount and code.co_varnames[:1] == ("self",):
-                    owner = frame.f_locals.get("self", MISSING)
-                    if owner is not MISSING and _id(_type(owner)) not in reference_classes:
-                        windows[-1][2].append((f"its {code.co_name} ran on your object", _REFERENCE))
-            elif code.co_name in CHEATS and not lib_file(filename):
-                windows[-1][2].append((f"your code defines {code.co_name}, which changes how the check compares "
-                                       "results", _TAMPERING))
-        elif what == "return":
-            if not lib_file(frame.f_code.co_filename):
-                caller = frame.f_back
-                if caller is None or lib_file(caller.f_code.co_filename):
-                    found = compare()
-                    if found:
-                        if not tampered:
-                            tampered.append(found)
-                        windows[-1][2].append((found, _TAMPERING))
-                    found = stray_threads()
-                    if found:
-                        windows[-1][2].append((found, _TAMPERING))
-        elif what == "c_call":
-            windows[-1][2].append(("your code started a thread while the check ran", _TAMPERING))
+    def on_trace(args):
+        """A call the tracer found worth a look: reference code, or a comparison override of the student's."""
+        frame = args[0]
+        code = frame.f_code
+        if code.co_filename in protected_files:
+            if student_inside_check(frame.f_back):
+                windows[-1][2].append((f"{code.co_name} was called from your code", _REFERENCE))
+            elif code.co_argcount and code.co_varnames[:1] == ("self",):
+                owner = frame.f_locals.get("self", MISSING)
+                if owner is not MISSING and _id(_type(owner)) not in reference_classes:
+                    windows[-1][2].append((f"its {code.co_name} ran on your object", _REFERENCE))
+        elif code.co_name in CHEATS and not lib_file(code.co_filename):
+            windows[-1][2].append((f"your code defines {code.co_name}, which changes how the check compares "
+                                   "results", _TAMPERING))
 
     # ---- every other event ----------------------------------------------------------------------------------
     FRAME_ATTRS = _frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
@@ -516,7 +500,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
     STUDENT_NEVER = _frozenset({
         "os.symlink", "os.link", "setopencode", "sys._current_frames", "sqlite3.enable_load_extension",
         "sqlite3.load_extension", "resource.setrlimit", "resource.prlimit", "sys.addaudithook", "sys.settrace",
-        "sys.setprofile", "_thread.start_new_thread", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+        "sys.setprofile", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
     })
     NETWORK = ("socket.", "urllib.Request", "http.client.", "ftplib.", "smtplib.", "poplib.", "imaplib.",
                "nntplib.", "telnetlib.", "webbrowser.open")
@@ -679,6 +663,9 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
             name = args[1] if _len(args) > 1 else None
             if name == "__code__" and untrusted_on_stack(requester):
                 return deny("replacing the code of a function")
+            if (name == "__defaults__" or name == "__kwdefaults__") and _type(args[0]) is _FunctionType and \
+                    args[0].__code__.co_filename in guard_files:
+                return deny("changing the grading sandbox")
             if (name == "__class__" or name == "__bases__") and requester is not None and \
                     not lib_file(requester.f_code.co_filename):
                 return deny(f"setting {name}")
@@ -688,10 +675,11 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
     POLICED = _frozenset(
         {"open", "import", "compile", "code.__new__", "function.__new__", "marshal.loads", "marshal.load",
          "object.__getattr__", "object.__setattr__", "object.__delattr__", "sys._getframe", "sqlite3.connect",
-         "os.listdir", "os.scandir", "glob.glob", "os.kill", "signal.pthread_kill", _CHECK_EVENT, _PROFILE_EVENT}
+         "os.listdir", "os.scandir", "glob.glob", "os.kill", "signal.pthread_kill", _CHECK_EVENT, _TRACE_EVENT}
         | _set(WRITES) | STUDENT_NEVER | PROCESS
     )
-    WATCHED_ATTRS = _frozenset(FRAME_ATTRS | {"__code__", "__class__", "__bases__"})
+    WATCHED_ATTRS = _frozenset(FRAME_ATTRS | {"__code__", "__class__", "__bases__", "__defaults__",
+                                              "__kwdefaults__"})
     _gc_isenabled, _gc_disable, _gc_enable = gc.isenabled, gc.disable, gc.enable
 
     def fresh(err):
@@ -717,13 +705,13 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
         box = args[2]
         try:
             gate_frame = _getframe(1)
-            if gate_frame.f_code is not gate_code:
+            if not gate_codes or gate_frame.f_code is not gate_codes[0]:
                 return  # somebody raised our internal event by hand
             requester = gate_frame.f_back
             original, oargs = args[0], args[1]
-            if original == _PROFILE_EVENT:
+            if original == _TRACE_EVENT:
                 if windows and tid == _main_ident and _len(oargs) == 3 and _type(oargs[0]) is _FrameType:
-                    on_profile(oargs)
+                    on_trace(oargs)
                 return
             if not armed[0]:
                 return
@@ -739,48 +727,55 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
 
     dispatch = _MethodType(_audit, _INTERNAL)
 
-    def gate(event, args, *, _policed=POLICED, _watched=WATCHED_ATTRS, _prefixes=PROCESS_PREFIXES,
-             _network=NETWORK if not network else (), _dispatch=dispatch, _len=_len, _profile=_PROFILE_EVENT,
-             _lib=lib_prefixes + ("<frozen ",), _protected=protected_files, _cheats=CHEATS,
-             _thread_starts=(_start_thread, _start_thread_alias)):
-        """The audit hook the interpreter calls for every event. Its frame holds nothing worth stealing.
+    def make_tracer(lib_dicts):
+        """The trace function of a running check: it lets calls of library code through at once (a frame whose
+        globals are a library module's, other than a reference solution's) and reports the others with an
+        audit event. Its state lives in its positional defaults, a tuple nobody can change in place
+        (and replacing it is refused)."""
 
-        It lets the common events through at once (most profile events among them) and hands the others
-        to ``inner`` through an audit event of their own, so that a refusal is raised from here.
-        """
-        if event == _profile:
-            frame, what = args[0], args[1]
-            if what == "call":
-                code = frame.f_code
+        def tracer(frame, event, arg, _lib_dicts=lib_dicts, _id=_id, _audit=_audit, _event=_TRACE_EVENT):
+            if event == "call" and _id(frame.f_globals) not in _lib_dicts:
+                _audit(_event, frame, event, arg)
+
+        tracers.append(tracer)
+        return tracer
+
+    tracers: list = []
+
+    def make_gate(lib_dicts):
+        """The audit hook, made once the library modules are known (their namespaces make its fast path)."""
+
+        def gate(event, args, *, _policed=POLICED, _watched=WATCHED_ATTRS, _prefixes=PROCESS_PREFIXES,
+                 _network=NETWORK if not network else (), _dispatch=dispatch, _len=_len, _id=_id,
+                 _trace=_TRACE_EVENT, _lib=lib_prefixes + ("<frozen ",), _protected=protected_files,
+                 _cheats=CHEATS):
+            """The audit hook the interpreter calls for every event. Its frame holds nothing worth stealing.
+
+            It lets the common events through at once and hands the others to ``inner`` through an audit
+            event of their own, so that a refusal is raised here, not in ``inner``.
+            """
+            if event == _trace:
+                code = args[0].f_code
                 filename = code.co_filename
                 if filename.startswith(_lib):
                     if filename not in _protected:
                         return
                 elif code.co_name not in _cheats:
                     return
-            elif what == "return":
-                if frame.f_code.co_filename.startswith(_lib):
+            elif event in _policed:
+                if event[:7] == "object." and (_len(args) < 2 or args[1] not in _watched):
                     return
-                caller = frame.f_back
-                if caller is not None and not caller.f_code.co_filename.startswith(_lib):
-                    return
-            elif what == "c_call":
-                if args[2] is not _thread_starts[0] and args[2] is not _thread_starts[1]:
-                    return
-            else:
+            elif not event.startswith(_prefixes) and not (_network and event.startswith(_network)):
                 return
-        elif event in _policed:
-            if event[:7] == "object." and (_len(args) < 2 or args[1] not in _watched):
-                return
-        elif not event.startswith(_prefixes) and not (_network and event.startswith(_network)):
-            return
-        box = []
-        _dispatch(event, args, box)
-        if box:
-            raise box[0]
+            box = []
+            _dispatch(event, args, box)
+            if box:
+                raise box[0]
 
-    gate_code = gate.__code__
-    hooks = [inner, gate]
+        gate_codes.append(gate.__code__)
+        return gate
+
+    gate_codes: list = []
 
     # ---- preloading: the checks and all they import, before any student code ----------------------------
     import torch  # noqa: F401
@@ -906,9 +901,16 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
             if name.startswith("_global_") and isinstance(value, dict):
                 sizes.append((f"torch.nn.modules.module.{name}", value, len(value)))
         armed[0] = True
-        for function in hooks:
-            _addaudithook(function)
-        hooks.clear()
+        # the namespaces of the library modules loaded by now (kept alive, so that their ids stay theirs)
+        library = tuple(m.__dict__ for name, m in list(sys.modules.items())
+                        if m is not None and name not in protected_names
+                        and isinstance(getattr(m, "__file__", None), str) and lib_file(m.__file__))
+        keep.append(library)
+        ids = frozenset(id(d) for d in library)
+        make_tracer(ids)
+        _addaudithook(inner)
+        _addaudithook(make_gate(ids))
 
+    keep: list = []
     arm.preload_errors = failed  # type: ignore[attr-defined]
     return arm

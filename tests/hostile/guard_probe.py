@@ -1,9 +1,8 @@
 """Run attacks as a student's code, with the grading guard armed or not; print the outcomes as JSON.
 
-    python tests/hostile/guard_probe.py on|off GROUP
+    python tests/hostile/guard_probe.py on|off
 
-GROUP is "escape" (every way out of the sandbox, then checks run on cheating answers) or "hook" (a global
-torch hook, which the guard reports as tampering for the rest of the process). Each attack is compiled
+The attacks try every way out of the sandbox, then hand cheating answers to a check. Each is compiled
 with a file name in the probe's working folder, as a notebook cell is: the guard treats it as student
 code. tests/test_sandbox.py runs this with the guard ("on") and without ("off"): without it, every
 attack must work, which proves that the tests can fail.
@@ -26,7 +25,7 @@ from hostile.cases import GOOD, SE_DELEGATES, SE_FRAMES, SE_TORCH_FUNCTION, WRON
 
 ESCAPE = Path(tempfile.gettempdir()) / f"guard-probe-escape-{os.getpid()}.txt"
 
-ESCAPES = {
+ATTACKS = {
     "read_reference": "import course_lib, pathlib\nresult = (pathlib.Path(course_lib.__file__).parent / 'se.py').read_text()[:30]",
     "read_hidden": "import course_lib, pathlib\n"
                    "result = (pathlib.Path(course_lib.__file__).parent / 'checks/hidden/ch01_se.py').read_text()[:30]",
@@ -35,10 +34,6 @@ ESCAPES = {
     "write_inside": "open('inside.txt', 'w').write('fine')\nresult = 'written'",
     "ctypes": "import ctypes\nresult = ctypes.string_at(id(1), 1)",
     "subprocess": "import subprocess\nresult = subprocess.run(['true']).returncode",
-    "thread_in_check": GOOD["se"].replace("return x * self.attention(x)", "import threading\n"
-                       "        t = threading.Thread(target=lambda: None)\n        t.start()\n        t.join()\n"
-                       "        return x * self.attention(x)") +
-                       "\nfrom course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExcitation)\nresult = 'passed'",
     "thread_alive": "import threading, time\nstop = threading.Event()\n"
                     "def helper_loop():\n    while not stop.wait(0.01):\n        pass\n"
                     "helper = threading.Thread(target=helper_loop)\nhelper.start()\n" + GOOD["se"] +
@@ -60,11 +55,7 @@ ESCAPES = {
                                           "check_se(SqueezeExcitation)\nresult = 'passed'",
     "delegate": "import course_lib.se\n" + SE_DELEGATES +
                 "\nfrom course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExcitation)\nresult = 'passed'",
-    # last: a reload is itself tampering (it rewrites the module's attributes), which sticks
-    "reload_reference": "import importlib, sys\nresult = importlib.reload(sys.modules['course_lib.se']).__name__",
-}
-
-HOOK = {
+    # these two count as tampering, which sticks for the rest of the process: they come last
     "global_hook": GOOD["se"] + """
 import torch
 torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: out)
@@ -72,11 +63,11 @@ from course_lib.checks.ch01_se import check_se
 check_se(SqueezeExcitation)
 result = 'passed'
 """,
+    "reload_reference": "import importlib, sys\nresult = importlib.reload(sys.modules['course_lib.se']).__name__",
 }
 
-
 def main() -> None:
-    mode, group = sys.argv[1], sys.argv[2]
+    mode = sys.argv[1]
     work = Path(tempfile.mkdtemp(prefix="guard-probe-"))
     os.chdir(work)
     key = secrets.token_hex(32)
@@ -89,7 +80,7 @@ def main() -> None:
         arm()
         del arm
     results = {}
-    for name, source in (ESCAPES if group == "escape" else HOOK).items():
+    for name, source in ATTACKS.items():
         namespace: dict = {"__name__": "__main__"}
         printed = io.StringIO()
         try:

@@ -1,0 +1,157 @@
+"""Visible checks of chapter 00, the shapes primer.
+
+The notebook's test cells call ``check_channel_descriptor(channel_descriptor)``, ``check_apply_gate(...)``,
+``check_row_softmax(...)``, ``check_pairwise_scores(...)`` and ``check_flatten_pixels(...)``. Inputs are
+chosen so that B, C, H, W (and N, M, D) all differ, except in the one case built to show how broadcasting
+can silently go wrong. Expected results are stored in ``checks/expected/ch00_shapes.pt``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from einops import rearrange
+
+from ._core import (
+    CheckFailure,
+    call,
+    define_mistake,
+    exercise,
+    expect,
+    expect_close,
+    expect_shape,
+    expected,
+    fmt_shape,
+    is_close,
+    seeded_randn,
+)
+
+CHAPTER = "ch00_shapes"
+KEEPDIM = define_mistake("keepdim", "keepdim=False drops the reduced dims, so the result no longer broadcasts")
+MAX_FOR_MEAN = define_mistake("max_for_mean", "a max where a mean is asked for (or the reverse)")
+GATE_BROADCAST = define_mistake("gate_broadcast", "a (B, C) gate broadcast against (H, W) instead of (B, C)")
+RESHAPE_NOT_PERMUTE = define_mistake(
+    "reshape_not_permute", "reshape/view to (B, N, C) without first moving channels last: values land in the wrong place")
+PIXEL_ORDER = define_mistake("pixel_order", "pixels flattened column by column (w h) instead of row by row (h w)")
+MODIFIES_INPUT = define_mistake("modifies_input", "the function changes the tensor it was given")
+
+
+def inputs() -> dict[str, tuple[torch.Tensor, ...]]:
+    """The fixed inputs of the visible checks (also used to build the stored expected values)."""
+    return {
+        "channel_descriptor": (seeded_randn(2, 3, 5, 7, seed=1),),
+        "apply_gate": (seeded_randn(2, 3, 5, 7, seed=2), torch.rand(2, 3, generator=torch.Generator().manual_seed(3),
+                                                                     dtype=torch.float64)),
+        "row_softmax": (seeded_randn(2, 4, 6, seed=4),),
+        "pairwise_scores": (seeded_randn(2, 3, 4, seed=5), seeded_randn(2, 5, 4, seed=6)),
+        "flatten_pixels": (seeded_randn(2, 3, 4, 5, seed=7),),
+    }
+
+
+def call_safely(fn: Callable, name: str, args: tuple) -> Any:
+    """Call the student's function on copies and complain if it changed its inputs in place."""
+    copies = tuple(a.clone() for a in args)
+    shapes = ", ".join(f"a tensor of shape {fmt_shape(a.shape)}" for a in args)
+    result = call(fn, *copies, doing=f"{name}({shapes})")
+    for original, copy in zip(args, copies):
+        if not torch.equal(original, copy):
+            raise CheckFailure(f"{name} changed its input in place; return a new tensor instead.",
+                               mistake=MODIFIES_INPUT)
+    return result
+
+
+def _stored(name: str) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    data = expected(CHAPTER)[name]
+    return tuple(data["inputs"]), data["output"]
+
+
+@exercise("channel_descriptor", budget_s=5)
+def check_channel_descriptor(fn: Callable) -> None:
+    (x,), want = _stored("channel_descriptor")
+    got = call_safely(fn, "channel_descriptor", (x,))
+    b, c, h, w = x.shape
+    if isinstance(got, torch.Tensor) and tuple(got.shape) == (b, c):
+        raise CheckFailure(f"channel_descriptor returned shape {fmt_shape(got.shape)}; it should be "
+                           f"{fmt_shape(want.shape)}. keepdim=True keeps the two reduced dims as size 1, so the "
+                           "result still broadcasts against x.", mistake=KEEPDIM)
+    if isinstance(got, torch.Tensor) and tuple(got.shape) in {(b, 1, h, w), (1, c, 1, 1)}:
+        raise CheckFailure(f"channel_descriptor returned shape {fmt_shape(got.shape)}: you averaged over the wrong "
+                           "dims. One number per (image, channel) means reducing over H and W (dims 2 and 3).",
+                           mistake="pool_axis")
+    expect_close(got, want, what="channel_descriptor(x)", diagnoses={
+        MAX_FOR_MEAN: (x.amax((2, 3), keepdim=True), "these are the maxima over H and W; the descriptor is the mean."),
+    })
+
+
+@exercise("apply_gate", budget_s=5)
+def check_apply_gate(fn: Callable) -> None:
+    (x, gate), want = _stored("apply_gate")
+    try:
+        got = call_safely(fn, "apply_gate", (x, gate))
+    except CheckFailure as failure:
+        if "must match the size of tensor" not in str(failure):
+            raise
+        raise CheckFailure(
+            f"{failure}\n  Likely mistake: broadcasting aligns shapes from the right, so a (B, C) gate meets x's last "
+            "two dims (H, W). Give the gate explicit size-1 dims first: (B, C) -> (B, C, 1, 1).",
+            mistake=GATE_BROADCAST) from None
+    expect_close(got, want, what="apply_gate(x, gate)")
+    # The trap: B == H and C == W, so `x * gate` runs without an error and scales the wrong entries.
+    x2, gate2 = seeded_randn(3, 4, 3, 4, seed=8), torch.rand(3, 4, generator=torch.Generator().manual_seed(9),
+                                                              dtype=torch.float64)
+    got2 = call_safely(fn, "apply_gate", (x2, gate2))
+    expect_shape(got2, x2.shape, what="apply_gate on x of shape (3, 4, 3, 4)")
+    if is_close(got2, x2 * gate2):
+        raise CheckFailure(
+            "apply_gate(x, gate) with x of shape (3, 4, 3, 4) and gate (3, 4) multiplied x by the gate broadcast over "
+            "(H, W): broadcasting aligns shapes from the right, so a (B, C) gate lines up with the last two dims. "
+            "Give it explicit size-1 dims first: (B, C) -> (B, C, 1, 1).", mistake=GATE_BROADCAST)
+    expect(bool(torch.allclose(got2[:, :, 1:2, :] / x2[:, :, 1:2, :], gate2[:, :, None, None].expand(3, 4, 1, 4))),
+           "apply_gate on x of shape (3, 4, 3, 4) does not scale channel c of image b by gate[b, c]",
+           mistake=GATE_BROADCAST)
+
+
+@exercise("row_softmax", budget_s=5)
+def check_row_softmax(fn: Callable) -> None:
+    (scores,), want = _stored("row_softmax")
+    got = call_safely(fn, "row_softmax", (scores,))
+    expect_shape(got, want.shape, what="row_softmax(scores)")
+    sums = got.sum(-1) if isinstance(got, torch.Tensor) else None
+    if sums is not None and not torch.allclose(sums, torch.ones_like(sums), atol=1e-6):
+        other = [d for d in (0, 1) if torch.allclose(got.sum(d), torch.ones_like(got.sum(d)), atol=1e-6)]
+        hint = (f"your result sums to 1 along dim {other[0]}: that normalises over "
+                f"{'the batch' if other[0] == 0 else 'the queries (each column)'}; each row, along dim -1, should."
+                if other else "softmax turns each row into weights that sum to 1 along dim -1.")
+        raise CheckFailure(f"the rows of row_softmax(scores) do not sum to 1. Likely mistake: {hint}",
+                           mistake="softmax_dim")
+    expect_close(got, want, what="row_softmax(scores)", hint="use exp and a sum over the last dim, or torch.softmax")
+
+
+@exercise("pairwise_scores", budget_s=5)
+def check_pairwise_scores(fn: Callable) -> None:
+    (q, k), want = _stored("pairwise_scores")
+    got = call_safely(fn, "pairwise_scores", (q, k))
+    if isinstance(got, torch.Tensor) and tuple(got.shape) == (want.shape[0], want.shape[2], want.shape[1]):
+        raise CheckFailure(
+            f"pairwise_scores(q, k) returned shape {fmt_shape(got.shape)}, the transpose of {fmt_shape(want.shape)}: "
+            "entry [b, i, j] should be q[b, i] . k[b, j], queries on the rows. Put q first: "
+            "(B, N, D) @ (B, D, M) -> (B, N, M).", mistake="missing_transpose")
+    expect_close(got, want, what="pairwise_scores(q, k)",
+                 hint="entry [b, i, j] is the plain dot product q[b, i] . k[b, j]: (B, N, D) @ (B, D, M), "
+                      "no scaling, no other operand order.")
+
+
+@exercise("flatten_pixels", budget_s=5)
+def check_flatten_pixels(fn: Callable) -> None:
+    (x,), want = _stored("flatten_pixels")
+    got = call_safely(fn, "flatten_pixels", (x,))
+    b, c, h, w = x.shape
+    expect_close(got, want, what="flatten_pixels(x)", diagnoses={
+        RESHAPE_NOT_PERMUTE: (x.reshape(b, h * w, c),
+                              "x.view(B, H*W, C) (or reshape) keeps memory order, which is channels first: the "
+                              "numbers end up in the wrong places even though the shape is right. Move channels "
+                              "last first (permute(0, 2, 3, 1)) or write rearrange(x, 'b c h w -> b (h w) c')."),
+        PIXEL_ORDER: (rearrange(x, "b c h w -> b (w h) c"),
+                      "the pixels are numbered column by column; number them row by row, (h w), so pixel "
+                      "(i, j) becomes n = i * W + j."),
+    })

@@ -1,0 +1,203 @@
+"""Visible checks of chapter 02, CBAM.
+
+    check_channel_attention(ChannelAttention)    M_c: one shared MLP on the average- and max-pooled descriptors
+    check_spatial_attention(SpatialAttention)    M_s: a k x k conv on [mean; max] over the channels
+    check_cbam(CBAM)                             channel gate, then spatial gate on the refined features
+
+They compare with values stored in ``checks/expected/ch02_cbam.pt`` (built from the reference module by
+``hidden/ch02_cbam.py``) and never import the reference module. Known mistakes are named from the outputs they
+produce, computed when the expected values were built.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._core import (
+    CheckFailure,
+    build,
+    call,
+    define_mistake,
+    exercise,
+    expect,
+    expect_shape,
+    expected,
+    fmt_shape,
+    load_by_shape,
+    passed,
+)
+from .ch01_se import call_with_hints, expect_close_or_name, forward_keeps_input
+
+__all__ = ["check_cbam", "check_channel_attention", "check_spatial_attention"]
+
+CHAPTER = "ch02_cbam"
+
+define_mistake("cbam_order", "CBAM applies the spatial gate before the channel gate")
+define_mistake("spatial_on_input", "CBAM computes the spatial map on x instead of on F' = M_c(x) * x")
+
+ADVICE = {
+    "single_pool:avg": "only the average-pooled descriptor goes through the MLP; Eq. (2) adds "
+                       "MLP(AvgPool(F)) + MLP(MaxPool(F)) before the sigmoid.",
+    "single_pool:max": "only the max-pooled descriptor goes through the MLP; Eq. (2) adds "
+                       "MLP(AvgPool(F)) + MLP(MaxPool(F)) before the sigmoid.",
+    "missing_sigmoid": "the gate has no sigmoid: the map must lie in (0, 1).",
+    "softmax_gate": "a softmax where the paper uses a sigmoid: each gate value is decided on its own, "
+                    "not shared out among the others.",
+    "relu_after_last": "a ReLU after the MLP's second layer: the ReLU belongs between W_0 and W_1 only.",
+    "pool_order": "the pooled maps are stacked as [max; mean]; Eq. (3) stacks [AvgPool; MaxPool] = "
+                  "[mean over C; max over C]. With given weights the order matters: conv input channel 0 "
+                  "sees the mean.",
+    "cbam_order": "the spatial gate runs first; Eq. (1) is F' = M_c(F) * F, then F'' = M_s(F') * F'.",
+    "spatial_on_input": "the spatial map is computed on x; Eq. (1) computes it on the channel-refined "
+                        "F' = M_c(x) * x.",
+    "returns_map": "forward returns the map; it should return the reweighted features x * map.",
+}
+
+HINTS = (
+    ("to have 2 channels, but got", "pool_axis",
+     "the spatial gate's input does not have 2 channels: pool over the channel axis, dim 1 "
+     "(x.mean(1, keepdim=True), x.amax(1, keepdim=True)), which leaves one map each, then cat on dim 1."),
+    ("channels, but got 1 channels instead", "pool_axis",
+     "the channel gate pooled over the channel axis (dim 1); Eq. (2) pools over H and W (dims 2 and 3), "
+     "one value per channel."),
+    ("input to conv2d, but got input of size", "pool_axis",
+     "a pooled tensor lost a dimension (keepdim=True missing?) or was pooled over the wrong axes."),
+)
+
+
+def mlp_roles(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {"W_0 weight (C' x C)": weights["mlp.0.weight"], "W_1 weight (C x C')": weights["mlp.2.weight"]}
+
+
+def load_channel_weights(module: torch.nn.Module, channels: int, reduction: int,
+                         weights: dict[str, torch.Tensor], *, what: str) -> None:
+    """Load W_0, W_1 by shape; name an ignored reduction and two separate MLPs."""
+    hidden = channels // reduction
+    shapes = [tuple(s for s in p.shape if s != 1) or (1,) for p in module.parameters()]
+    if channels // 16 != hidden and (channels // 16, channels) in shapes and (hidden, channels) not in shapes:
+        raise CheckFailure(
+            f"{what}: the MLP's hidden layer has channels // 16 = {channels // 16} units; with "
+            f"reduction={reduction} it should have channels // reduction = {hidden}.\n  Likely mistake: the "
+            "`reduction` argument is ignored (a hard-coded // 16, as in the blog copy).",
+            mistake="reduction_ignored")
+    load_by_shape(module, mlp_roles(weights), what=what, duplicate_mistake="separate_mlps",
+                  duplicate_hint="two MLPs, one for each pooled descriptor. Eq. (2) sends both through "
+                                 "the SAME MLP (shared weights W_0, W_1): define the layers once and call "
+                                 "them twice.")
+
+
+def load_spatial_weights(module: torch.nn.Module, weight: torch.Tensor, *, what: str) -> None:
+    k = weight.shape[-1]
+    for name, p in module.named_parameters():
+        if p.dim() == 4 and tuple(p.shape) == (1, 1, k, k):
+            raise CheckFailure(f"{what}: the conv {name} has one input map {fmt_shape(p.shape)}; Eq. (3) "
+                               "convolves two stacked maps, [mean; max] over the channels: (1, 2, k, k).",
+                               mistake="single_pool")
+        if p.dim() == 4 and p.shape[:2] == (1, 2) and tuple(p.shape[2:]) != (k, k):
+            raise CheckFailure(f"{what}: the conv {name} has kernel {tuple(p.shape[2:])}; expected "
+                               f"kernel_size = {k}.", mistake="kernel_size")
+    load_by_shape(module, {"conv weight (1, 2, k, k)": weight}, what=what)
+
+
+def _gate_check(gate: Any, want: torch.Tensor, diagnoses: dict[str, torch.Tensor], *, what: str) -> None:
+    named = [(k.split(":")[0], v, ADVICE[k]) for k, v in diagnoses.items()]
+    outside = isinstance(gate, torch.Tensor) and bool(((gate <= 0) | (gate >= 1)).any())
+    expect_close_or_name(
+        gate, want, what=what, diagnoses=named,
+        fallback=("missing_sigmoid", "some values lie outside (0, 1): the last step is a sigmoid.") if outside
+        else ("values", "compare each step with the equations and the shape table."))
+
+
+def _forward_check(module, x, want, gate_shape, *, what, diagnoses=()):
+    out = forward_keeps_input(module, x, doing=f"{what}(x)")
+    is_map = isinstance(out, torch.Tensor) and tuple(out.shape) == tuple(gate_shape) != tuple(x.shape)
+    expect_shape(out, x.shape, what=f"{what}(x)", mistake="returns_map" if is_map else "shape",
+                 hint=ADVICE["returns_map"] if is_map else "forward returns x * map, the shape of x.")
+    expect_close_or_name(out, want, what=f"{what}(x)", diagnoses=list(diagnoses),
+                         fallback=("values", "forward should return x * self.attention(x)."))
+
+
+def _gradients(module, x, upstream, grad_want, *, what):
+    module.zero_grad(set_to_none=True)
+    xg = x.clone().requires_grad_(True)
+    out = call(module, xg, doing=f"{what}(x) with x.requires_grad=True")
+    call(lambda: (out * upstream).sum().backward(), doing=f"backward through {what}(x)")
+    missing = [n for n, p in module.named_parameters() if p.grad is None and p.dim() > 1]
+    expect(xg.grad is not None and not missing,
+           f"no gradient reached {'x' if xg.grad is None else ', '.join(missing)}: keep the maps in the graph "
+           "(no .detach(), .data or torch.no_grad()).", mistake="no_grad")
+    expect_close_or_name(xg.grad, grad_want, what=f"the gradient of {what}(x) with respect to x",
+                         fallback=("no_grad", "part of the computation is cut from the graph."))
+
+
+@exercise("ChannelAttention", budget_s=10)
+def check_channel_attention(cls: type) -> None:
+    """ChannelAttention(channels, reduction=16): attention(x) (B, C, 1, 1), forward(x) = x * M_c."""
+    data = expected(CHAPTER)["channel"]
+    c, r = int(data["channels"]), int(data["reduction"])
+    what = f"ChannelAttention({c}, reduction={r})"
+    module = build(cls, c, reduction=r)
+    load_channel_weights(module, c, r, data["weights"], what=what)
+    default = build(cls, c)
+    shapes = {tuple(s for s in p.shape if s != 1) for p in default.parameters()}
+    expect((c // 16, c) in shapes, f"ChannelAttention({c}) (default reduction=16) should have a hidden layer of "
+           f"{c} // 16 = {c // 16} units; yours has parameters {sorted(shapes)}.", mistake="param_count")
+    module.eval()
+    x = data["x"].clone()
+    gate = call_with_hints(module.attention, x, doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}",
+                           hints=HINTS)
+    expect_shape(gate, (x.shape[0], c, 1, 1), what=f"{what}.attention(x)",
+                 hint="one weight per channel, kept as (B, C, 1, 1) so that x * M_c broadcasts.")
+    _gate_check(gate, data["gate"], data["gate_diagnoses"], what=f"{what}.attention(x)")
+    _forward_check(module, x, data["out"], gate.shape, what=what)
+    _gradients(module, data["x"], data["upstream"], data["grad_x"], what=what)
+
+
+@exercise("SpatialAttention", budget_s=10)
+def check_spatial_attention(cls: type) -> None:
+    """SpatialAttention(kernel_size=7): attention(x) (B, 1, H, W), forward(x) = x * M_s."""
+    data = expected(CHAPTER)["spatial"]
+    k = int(data["kernel_size"])
+    what = f"SpatialAttention(kernel_size={k})"
+    module = build(cls, kernel_size=k)
+    load_spatial_weights(module, data["weight"], what=what)
+    small = build(cls, kernel_size=3)
+    load_spatial_weights(small, data["weight3"], what="SpatialAttention(kernel_size=3)")
+    default = build(cls)
+    load_spatial_weights(default, data["weight"], what="SpatialAttention() (default kernel_size=7)")
+    module.eval()
+    x = data["x"].clone()
+    b, _, h, w = x.shape
+    gate = call_with_hints(module.attention, x, doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}",
+                           hints=HINTS)
+    expect_shape(gate, (b, 1, h, w), what=f"{what}.attention(x)",
+                 hint="one weight per pixel: (B, 1, H, W); pad the conv by kernel_size // 2 to keep H and W.")
+    _gate_check(gate, data["gate"], data["gate_diagnoses"], what=f"{what}.attention(x)")
+    gate3 = call_with_hints(small.attention, x, doing="SpatialAttention(kernel_size=3).attention(x)", hints=HINTS)
+    expect_shape(gate3, (b, 1, h, w), what="SpatialAttention(kernel_size=3).attention(x)",
+                 hint="padding = kernel_size // 2 keeps H and W.", mistake="kernel_size")
+    _gate_check(gate3, data["gate3"], {}, what="SpatialAttention(kernel_size=3).attention(x)")
+    _forward_check(module, x, data["out"], gate.shape, what=what)
+    _gradients(module, data["x"], data["upstream"], data["grad_x"], what=what)
+
+
+@exercise("CBAM", budget_s=10)
+def check_cbam(cls: type) -> None:
+    """CBAM(channels, reduction=16, kernel_size=7): F'' = M_s(F') * F' with F' = M_c(x) * x."""
+    data = expected(CHAPTER)["cbam"]
+    c, r, k = int(data["channels"]), int(data["reduction"]), int(data["kernel_size"])
+    what = f"CBAM({c}, reduction={r}, kernel_size={k})"
+    module = build(cls, c, reduction=r, kernel_size=k)
+    load_by_shape(module, mlp_roles(data["weights"]) | {"conv weight (1, 2, k, k)": data["weights"]["conv"]},
+                  what=what, duplicate_mistake="separate_mlps")
+    module.eval()
+    x = data["x"].clone()
+    diagnoses = [(key, value, ADVICE[key]) for key, value in data["diagnoses"].items()]
+    out = forward_keeps_input(module, x, doing=f"{what}(x)")
+    expect_shape(out, x.shape, what=f"{what}(x)", hint="CBAM returns the refined features F'', the shape of x.")
+    expect_close_or_name(out, data["out"], what=f"{what}(x)", diagnoses=diagnoses,
+                         fallback=("values", "build CBAM from your ChannelAttention and SpatialAttention and "
+                                             "apply them in the order of Eq. (1)."))
+    _gradients(module, data["x"], data["upstream"], data["grad_x"], what=what)
+    passed()

@@ -1,0 +1,226 @@
+"""Visible checks of chapter 05: DANet's position attention module (PAM).
+
+The notebook's test cells call:
+
+    check_pam_attention(PositionAttention)   # attention(x): the (B, N, N) map, rows sum to 1
+    check_pam_forward(PositionAttention)     # forward(x): gamma * out + x, gamma starting at 0
+    check_pam_einops(pam_einops)             # the contraction as a function of q, k, v
+
+Weights are loaded BY NAME (the notebook asks the student to keep the official names ``query_conv``,
+``key_conv``, ``value_conv`` and ``gamma``), so official DANet weights load 1:1. The value checks force
+``gamma = 1``: with the zero initialisation a wrong attention branch would be invisible. A separate check
+asserts that a fresh module's gamma is 0.
+
+Inputs have B, C and N all different (3, 16, 35) and H != W, so a swapped axis cannot hide. Nothing here
+imports the reference module ``course_lib.danet``: expected values come from
+``checks/expected/ch05_danet_pam.pt`` (built by ``checks/hidden/ch05_danet_pam.py``).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ._core import (
+    CheckFailure,
+    build,
+    call,
+    count_parameters,
+    define_mistake,
+    expect,
+    expect_close,
+    expect_shape,
+    expected,
+    exercise,
+    fmt_shape,
+    is_close,
+    load_by_name,
+    passed,
+)
+
+CHAPTER = "ch05_danet_pam"
+
+QK_SWAPPED = define_mistake(
+    "qk_swapped", "the roles of query and key are swapped (energy[j, i] = k_j . q_i instead of q_j . k_i)")
+MODIFIES_INPUT = define_mistake("modifies_input", "the function changes the tensor it was given")
+
+# label -> (mistake id, advice); the tensors are stored in checks/expected/ch05_danet_pam.pt
+ADVICE: dict[str, tuple[str, str]] = {
+    "softmax_dim1": ("softmax_dim",
+                     "the softmax runs over dim 1 (the queries), so each COLUMN sums to 1. Eq. (1) normalises each "
+                     "query's row over all keys: softmax(energy, dim=-1)."),
+    "softmax_all": ("softmax_dim",
+                    "the softmax runs over all N*N pairs of the image at once (energy flattened to (B, N*N)). "
+                    "Each query j gets its own distribution over the N keys: softmax(energy, dim=-1)."),
+    "scaled": ("scaled",
+               "the energy is divided by sqrt(C'). That is the Transformer's scaled dot product; DANet's "
+               "paper and official code use the plain dot product q_j . k_i."),
+    "qk_swapped": (QK_SWAPPED,
+                   "query and key play each other's role: energy = key^T @ query. Row j must hold q_j . k_i: "
+                   "query (B, N, C') @ key (B, C', N)."),
+    "missing_transpose": ("missing_transpose",
+                          "value (B, C, N) @ attention without the transpose. out[:, :, j] = sum_i s[j, i] v[:, :, i] "
+                          "needs value @ attention^T (attention.permute(0, 2, 1)); DANet issue #64 asks the same."),
+    "missing_residual": ("missing_residual",
+                         "forward returns gamma * out without + x. Eq. (2): E = gamma * out + A."),
+}
+
+_CRASH_HINTS = (
+    ("a leaf Variable that requires grad is being used in an in-place operation", "inplace",
+     "an in-place operation on the input (x += ..., x.add_(...)) overwrites it; write gamma * out + x."),
+)
+
+
+def _call(fn: Callable, *args: Any, doing: str, **kwargs: Any) -> Any:
+    try:
+        return call(fn, *args, doing=doing, **kwargs)
+    except CheckFailure as failure:
+        if failure.mistake == "crash":
+            for needle, mistake, hint in _CRASH_HINTS:
+                if needle in str(failure):
+                    raise CheckFailure(f"{failure}\n  Likely mistake: {hint}", mistake=mistake) from None
+        raise
+
+
+def _close(actual: Any, target: torch.Tensor, *, what: str, diagnoses: dict[str, torch.Tensor]) -> None:
+    """expect_close, naming the mistake whose stored result matches (labels from ADVICE)."""
+    if isinstance(actual, torch.Tensor) and actual.shape == target.shape and not is_close(actual, target):
+        for label, wrong in diagnoses.items():
+            if is_close(actual, wrong):
+                mistake, advice = ADVICE[label]
+                raise CheckFailure(f"{what} has the wrong values.\n  Likely mistake: {advice}", mistake=mistake)
+    expect_close(actual, target, what=what)
+
+
+def pam_parameter_count(channels: int, reduction: int = 8) -> int:
+    """2 (C C' + C') for query and key, C C + C for value, 1 for gamma."""
+    hidden = channels // reduction
+    return 2 * (channels * hidden + hidden) + channels * channels + channels + 1
+
+
+def _check_structure(module: nn.Module, channels: int, reduction: int, *, what: str) -> None:
+    hidden = channels // reduction
+    for name, shape in (("query_conv", (hidden, channels)), ("key_conv", (hidden, channels)),
+                        ("value_conv", (channels, channels))):
+        layer = getattr(module, name, None)
+        weight = getattr(layer, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            raise CheckFailure(
+                f"{what} has no {name} with a weight. Keep the official names: query_conv, key_conv "
+                f"(Conv2d({channels}, {channels} // reduction, 1)), value_conv (Conv2d({channels}, {channels}, 1)) "
+                "and gamma.", mistake="parameters")
+        got = tuple(weight.shape[:2])
+        if got != shape:
+            reduction_hint = name != "value_conv" and got[0] in (channels // 8, channels // 16) and got[0] != hidden
+            raise CheckFailure(
+                f"{what}.{name} maps {got[1]} -> {got[0]} channels; expected {shape[1]} -> {shape[0]}"
+                + (f" (channels // reduction = {channels} // {reduction}). The reduction argument seems to be "
+                   "ignored (a hard-coded // 8?)." if reduction_hint else "."),
+                mistake="reduction_ignored" if reduction_hint else "parameters")
+        if getattr(layer, "bias", None) is None:
+            raise CheckFailure(f"{what}.{name} has no bias; the official 1x1 convolutions keep theirs "
+                               "(nn.Conv2d's default bias=True).", mistake="missing_bias")
+    gamma = getattr(module, "gamma", None)
+    if not isinstance(gamma, nn.Parameter):
+        raise CheckFailure(
+            f"{what}.gamma should be a learnable nn.Parameter (the paper's alpha), got {type(gamma).__name__}.",
+            mistake="no_scale_param")
+    expect(gamma.numel() == 1, f"{what}.gamma should hold one number, got shape {fmt_shape(gamma.shape)}.",
+           mistake="parameters")
+    count = count_parameters(module)
+    expect(count == pam_parameter_count(channels, reduction),
+           f"{what} has {count} parameters; expected {pam_parameter_count(channels, reduction)} "
+           "= 2 (C C' + C') + (C C + C) + 1.", mistake="param_count")
+
+
+def _loaded(cls: type, data: dict, *, reduction: int = 8) -> tuple[nn.Module, str]:
+    channels = data["channels"]
+    what = f"{cls.__name__}({channels}" + (f", reduction={reduction})" if reduction != 8 else ")")
+    module = build(cls, channels, reduction) if reduction != 8 else build(cls, channels)
+    _check_structure(module, channels, reduction, what=what)
+    load_by_name(module, data["weights"], what=what)
+    return module, what
+
+
+def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
+    rows = a.detach().double().sum(-1)
+    if torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
+        passed()
+        return
+    cols = a.detach().double().sum(-2)
+    if torch.allclose(cols, torch.ones_like(cols), atol=1e-4):
+        raise CheckFailure(f"{what}: its columns sum to 1, not its rows.\n  Likely mistake: {ADVICE['softmax_dim1'][1]}",
+                           mistake="softmax_dim")
+    total = a.detach().double().sum((-2, -1))
+    if torch.allclose(total, torch.ones_like(total), atol=1e-4):
+        raise CheckFailure(f"{what}: the whole map sums to 1.\n  Likely mistake: {ADVICE['softmax_all'][1]}",
+                           mistake="softmax_dim")
+    raise CheckFailure(f"{what}: each row should sum to 1 (a softmax over the last dim); row sums range "
+                       f"{rows.min().item():.4g} .. {rows.max().item():.4g}.", mistake="values")
+
+
+@exercise("PositionAttention.attention", budget_s=10)
+def check_pam_attention(cls: type) -> None:
+    E = expected(CHAPTER)["attention"]
+    module, what = _loaded(cls, E)
+    x = E["x"]
+    b, c, h, w = x.shape
+    a = _call(module.attention, x.clone(), doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}")
+    expect_shape(a, (b, h * w, h * w), what=f"attention(x) for x of shape {fmt_shape(x.shape)}",
+                 hint="the map is (B, N, N) with N = H * W: query (B, N, C') @ key (B, C', N).")
+    _rows_sum_to_one(a, what="attention(x)")
+    _close(a, E["a"], what="attention(x)", diagnoses=E["diagnoses"])
+    # the reduction argument is used
+    module4, what4 = _loaded(cls, E["r4"], reduction=4)
+    a4 = _call(module4.attention, E["x"].clone(), doing=f"{what4}.attention(x)")
+    _close(a4, E["r4"]["a"], what=f"{what4}.attention(x)", diagnoses={})
+
+
+@exercise("PositionAttention.forward", budget_s=10)
+def check_pam_forward(cls: type) -> None:
+    E = expected(CHAPTER)["forward"]
+    channels = E["channels"]
+    fresh = build(cls, channels)
+    gamma = getattr(fresh, "gamma", None)
+    if isinstance(gamma, torch.Tensor):
+        expect(bool(torch.all(gamma.detach() == 0)),
+               f"a new {cls.__name__}({channels}) has gamma = {gamma.detach().reshape(-1).tolist()}; the paper "
+               "initialises it (alpha) to 0, so the block starts as the identity: nn.Parameter(torch.zeros(1)).",
+               mistake="gamma_init")
+    module, what = _loaded(cls, E)  # gamma = 1 in the stored weights
+    x = E["x"]
+    x_in = x.clone()
+    y = _call(module, x_in, doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
+    if isinstance(y, torch.Tensor) and y.dim() == 3 and y.shape[-1] == y.shape[-2]:
+        raise CheckFailure(f"forward(x) returned a tensor of shape {fmt_shape(y.shape)}: the attention map. "
+                           "forward returns gamma * out + x, of the input's shape.", mistake="returns_map")
+    expect_shape(y, x.shape, what="forward(x)")
+    expect(torch.equal(x_in, x), "forward(x) changed its input x in place (x += ... or x.add_()); "
+           "return gamma * out + x as a new tensor.", mistake="inplace")
+    _close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=E["diagnoses"])
+    # autograd reaches the input and every parameter
+    xg = x.clone().requires_grad_(True)
+    y = _call(module, xg, doing=f"{what}(x) with x.requires_grad")
+    _call(lambda: (y * E["probe"]).sum().backward(), doing="backward through forward(x)")
+    grads = {n: p.grad for n, p in module.named_parameters()}
+    missing = [n for n, g in grads.items() if g is None or not torch.isfinite(g).all()]
+    expect(xg.grad is not None and not missing,
+           f"after backward, no finite gradient reached {'x' if xg.grad is None else ', '.join(missing)}.",
+           mistake="no_grad")
+    expect_close(module.gamma.grad.reshape(()), E["gamma_grad"].reshape(()), what="the gradient of gamma")
+
+
+@exercise("pam_einops", budget_s=10)
+def check_pam_einops(fn: Callable) -> None:
+    E = expected(CHAPTER)["einops"]
+    q, k, v = E["q"], E["k"], E["v"]
+    args = (q.clone(), k.clone(), v.clone())
+    out = _call(fn, *args, doing=f"pam_einops(q {fmt_shape(q.shape)}, k {fmt_shape(k.shape)}, v {fmt_shape(v.shape)})")
+    expect(all(torch.equal(a, b) for a, b in zip(args, (q, k, v))),
+           "pam_einops changed one of its inputs in place; compute new tensors.", mistake=MODIFIES_INPUT)
+    expect_shape(out, v.shape, what="pam_einops(q, k, v)",
+                 hint="the output has the value's shape (B, C, H, W): for each position j, sum_i s[j, i] v[:, i].")
+    _close(out, E["out"], what="pam_einops(q, k, v)", diagnoses=E["diagnoses"])
+    out2 = _call(fn, E["q2"].clone(), E["k2"].clone(), E["v2"].clone(), doing="pam_einops on a second input")
+    _close(out2, E["out2"], what="pam_einops on a second input (other sizes)", diagnoses={})

@@ -1,0 +1,179 @@
+"""Hidden checks of chapter 06 (DANet CAM) and the builder of its stored expected values.
+
+At grading time the student's module (gamma set to a nonzero value) must match the reference module on
+random shapes, in float32 and float64, with channels_last inputs, with the same input gradient, and its
+dtype and device must follow the input.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from einops import rearrange
+
+from course_lib.checks._core import build, call, expect, exercise, fmt_shape, is_close, seeded_randn
+from course_lib.checks.ch06_danet_cam import _close, _gamma_one, _rows_sum_to_one
+from course_lib.danet import ChannelAttention as Reference
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _energy(x: torch.Tensor) -> torch.Tensor:
+    a = rearrange(x, "b c h w -> b c (h w)")
+    return a @ a.transpose(1, 2)
+
+
+def map_mistakes(x: torch.Tensor, variant: str) -> dict[str, torch.Tensor]:
+    e = _energy(x)
+    b, c, _ = e.shape
+    other = "official" if variant == "paper" else "paper"
+    signed = e if variant == "paper" else -e
+    return {
+        other: (e if other == "paper" else -e).softmax(-1),
+        "softmax_dim1": signed.softmax(1),
+        "softmax_all": signed.reshape(b, c * c).softmax(-1).reshape(b, c, c),
+        "scaled": (signed / (x.shape[2] * x.shape[3]) ** 0.5).softmax(-1),
+    }
+
+
+def out_mistakes(x: torch.Tensor, variant: str, gamma: float = 1.0) -> dict[str, torch.Tensor]:
+    h, w = x.shape[-2:]
+    a = rearrange(x, "b c h w -> b c (h w)")
+    # softmax over dim 1 gives the transposed map, the same output as "extra_transpose" (the attention
+    # check names it first); it is left out here so that the forward diagnosis is unambiguous
+    found = {label: m @ a for label, m in map_mistakes(x, variant).items() if label != "softmax_dim1"}
+    right = Reference(variant=variant).double()._map(x)
+    found["extra_transpose"] = right.transpose(1, 2) @ a
+    found = {k: gamma * rearrange(v, "b c (h w) -> b c h w", h=h) + x for k, v in found.items()}
+    found["missing_residual"] = gamma * rearrange(right @ a, "b c (h w) -> b c h w", h=h)
+    return found
+
+
+def _ref(variant: str, gamma: float = 1.0) -> Reference:
+    module = Reference(variant=variant).double()
+    with torch.no_grad():
+        module.gamma.fill_(gamma)
+    return module
+
+
+def build_expected() -> dict:
+    x = (0.3 * seeded_randn(2, 5, 3, 7, seed=601)).float()
+    data = {}
+    for variant in ("paper", "official"):
+        ref = _ref(variant)
+        xg = x.double().clone().requires_grad_(True)
+        y = ref(xg)
+        y.square().sum().backward()
+        data[variant] = {
+            "x": x, "a": ref.attention(x.double()).detach(), "y": y.detach(), "x_grad": xg.grad,
+            "a_diagnoses": map_mistakes(x.double(), variant),
+            "y_diagnoses": out_mistakes(x.double(), variant),
+        }
+    energy = _energy(seeded_randn(2, 6, 4, 5, seed=611))
+    data["most"] = {"energy": energy, "paper": energy.argmax(-1), "official": energy.argmin(-1)}
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# hidden checks
+# --------------------------------------------------------------------------------------------
+def _trials(seed: int, n: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    for trial in range(n):
+        b, c, h, w = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((1, 4), (2, 10), (1, 8), (1, 8)))
+        yield trial, b, c, h, w
+
+
+def _check_module(make: Callable[[], torch.nn.Module], variant: str, *, what: str, with_attention: bool) -> None:
+    for trial, b, c, h, w in _trials(6000 + len(variant) + 7 * with_attention):
+        gamma = 1.0 - 0.25 * trial
+        ref = _ref(variant, gamma)
+        x64 = 0.5 * seeded_randn(b, c, h, w, seed=6100 + trial)
+        xr = x64.clone().requires_grad_(True)
+        target = ref(xr)
+        target.square().sum().backward()
+        diagnoses = out_mistakes(x64, variant, gamma)
+        for device in DEVICES:
+            for dtype in (torch.float64, torch.float32):
+                module = make()
+                _gamma_one(module, what=what)
+                with torch.no_grad():
+                    module.gamma.fill_(gamma)
+                module = module.to(device=device, dtype=dtype)
+                for layout in ("contiguous", "channels_last"):
+                    x = x64.to(device=device, dtype=dtype)
+                    x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x.clone()
+                    doing = f"{what}(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
+                    if with_attention:
+                        a = call(module.attention, x, doing=doing.replace("(x)", ".attention(x)", 1))
+                        if isinstance(a, torch.Tensor) and a.shape == (b, c, c):
+                            _rows_sum_to_one(a.cpu(), what=doing)
+                        _close(a.cpu() if isinstance(a, torch.Tensor) else a, ref.attention(x64), what=doing,
+                               diagnoses=map_mistakes(x64, variant) if dtype == torch.float64 else {})
+                    xg = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+                    y = call(module, xg, doing=doing)
+                    expect(isinstance(y, torch.Tensor) and y.dtype == dtype and y.device == x.device,
+                           f"{doing} returned {getattr(y, 'dtype', type(y).__name__)} on {getattr(y, 'device', '?')}"
+                           ": the output must follow the input's dtype and device (no hard-coded torch.float32, "
+                           ".float() or .cuda()).", mistake="dtype")
+                    _close(y.detach().cpu(), target.detach(), what=doing,
+                           diagnoses=diagnoses if dtype == torch.float64 else {})
+                    if dtype == torch.float64:
+                        expect(is_close(y.detach().cpu(), target.detach(), rtol=1e-9, atol=1e-11),
+                               f"{doing}: the values match only to float32 precision; a hard-coded .float() or "
+                               "torch.float32?", mistake="dtype")
+                        call(lambda: y.square().sum().backward(), doing=f"backward through {doing}")
+                        expect(xg.grad is not None and is_close(xg.grad.cpu(), xr.grad),
+                               f"{doing}: the gradient with respect to x differs from the reference.",
+                               mistake="no_grad")
+
+
+@exercise("ChannelAttention (paper, hidden)", budget_s=30)
+def hidden_cam(cls: type) -> None:
+    _check_module(lambda: build(cls), "paper", what=f"{cls.__name__}()", with_attention=True)
+
+
+@exercise("ChannelAttention (official, hidden)", budget_s=30)
+def hidden_cam_official(cls: type) -> None:
+    _check_module(lambda: build(cls, variant="official"), "official",
+                  what=f"{cls.__name__}(variant='official')", with_attention=True)
+
+
+@exercise("most_attended (hidden)", budget_s=30)
+def hidden_most_attended(fn: Callable) -> None:
+    for trial, b, c, h, w in _trials(6200, n=4):
+        energy = _energy(seeded_randn(b, c, h, w, seed=6300 + trial))
+        for variant, want in (("paper", energy.argmax(-1)), ("official", energy.argmin(-1))):
+            for dtype in (torch.float64, torch.float32):
+                got = call(fn, energy.to(dtype), variant, doing=f"most_attended(energy {fmt_shape(energy.shape)}, "
+                                                                 f"{variant!r}) in {dtype}")
+                expect(isinstance(got, torch.Tensor) and tuple(got.shape) == (b, c) and torch.equal(got.long(), want),
+                       f"most_attended(energy {fmt_shape(energy.shape)}, {variant!r}) should be {want.tolist()}, got "
+                       f"{got.tolist() if isinstance(got, torch.Tensor) else got!r}.",
+                       mistake="cam_variant" if isinstance(got, torch.Tensor) and torch.equal(
+                           got.long(), energy.argmin(-1) if variant == "paper" else energy.argmax(-1)) else "values")
+
+
+@exercise("BlogCAM (hidden)", budget_s=30)
+def hidden_blog_cam(cls: type) -> None:
+    # BlogCAM takes in_dim: build it with the channels of each trial
+    for trial, b, c, h, w in _trials(6400):
+        gamma = 0.75
+        ref = _ref("official", gamma)
+        x64 = 0.5 * seeded_randn(b, c, h, w, seed=6500 + trial)
+        target = ref(x64)
+        for device in DEVICES:
+            for dtype in (torch.float64, torch.float32):
+                module = build(cls, c)
+                _gamma_one(module, what=f"{cls.__name__}({c})")
+                with torch.no_grad():
+                    module.gamma.fill_(gamma)
+                module = module.to(device=device, dtype=dtype)
+                x = x64.to(device=device, dtype=dtype)
+                doing = f"{cls.__name__}({c})(x) with x of shape {fmt_shape(x.shape)}, {dtype}, on {device}"
+                y = call(module, x, doing=doing)
+                expect(isinstance(y, torch.Tensor) and y.dtype == dtype and y.device == x.device,
+                       f"{doing} returned {getattr(y, 'dtype', type(y).__name__)}: the output must follow the input's "
+                       "dtype and device.", mistake="dtype")
+                _close(y.detach().cpu(), target, what=doing,
+                       diagnoses=out_mistakes(x64, "official", gamma) if dtype == torch.float64 else {})

@@ -1,0 +1,70 @@
+"""Catalog for chapter 00 (shapes primer): wrong and valid implementations of each small exercise."""
+from __future__ import annotations
+
+from course_lib.checks import ch00_shapes as visible
+from course_lib.checks.hidden import ch00_shapes as hidden
+
+from . import Exercise, Impl
+
+
+def _ex(name: str, solution_id: str, test_id: str) -> Exercise:
+    return Exercise("00_shapes", name, name, getattr(visible, f"check_{name}"), getattr(hidden, f"hidden_{name}"),
+                    solution_id, test_id)
+
+
+DESC = _ex("channel_descriptor", "channel_descriptor", "test_channel_descriptor")
+GATE = _ex("apply_gate", "apply_gate", "test_apply_gate")
+SOFT = _ex("row_softmax", "row_softmax", "test_row_softmax")
+SCORES = _ex("pairwise_scores", "pairwise_scores", "test_pairwise_scores")
+FLAT = _ex("flatten_pixels", "flatten_pixels", "test_flatten_pixels")
+EXERCISES = [DESC, GATE, SOFT, SCORES, FLAT]
+
+IMPLS = [
+    # channel_descriptor
+    Impl(DESC, "mean without keepdim", "def channel_descriptor(x):\n    return x.mean((2, 3))\n", "keepdim"),
+    Impl(DESC, "mean over channels", "def channel_descriptor(x):\n    return x.mean(1, keepdim=True)\n", "pool_axis"),
+    Impl(DESC, "max instead of mean", "def channel_descriptor(x):\n    return x.amax((2, 3), keepdim=True)\n",
+         "max_for_mean"),
+    Impl(DESC, "in-place on the input", "def channel_descriptor(x):\n    x -= 0\n    x.mul_(2)\n"
+         "    return x.mean((2, 3), keepdim=True) / 2\n", "modifies_input"),
+    Impl(DESC, "hard-coded float32", "def channel_descriptor(x):\n    return x.float().mean((2, 3), keepdim=True)\n",
+         "dtype"),
+    Impl(DESC, "valid: adaptive pooling", "def channel_descriptor(x):\n    return F.adaptive_avg_pool2d(x, 1)\n"),
+    Impl(DESC, "valid: einops reduce", "def channel_descriptor(x):\n    return reduce(x, 'b c h w -> b c 1 1', 'mean')\n"),
+    Impl(DESC, "valid: sum / count", "def channel_descriptor(x):\n    h, w = x.shape[-2:]\n"
+         "    return x.sum(dim=(-1, -2), keepdim=True) / (h * w)\n"),
+    # apply_gate
+    Impl(GATE, "gate broadcast over (H, W)", "def apply_gate(x, gate):\n    return x * gate\n", "gate_broadcast"),
+    Impl(GATE, "gate added", "def apply_gate(x, gate):\n    return x + gate[:, :, None, None]\n", "values"),
+    Impl(GATE, "valid: view", "def apply_gate(x, gate):\n    b, c = gate.shape\n    return x * gate.view(b, c, 1, 1)\n"),
+    Impl(GATE, "valid: rearrange", "def apply_gate(x, gate):\n    return x * rearrange(gate, 'b c -> b c 1 1')\n"),
+    Impl(GATE, "valid: einsum", "def apply_gate(x, gate):\n    return torch.einsum('bchw,bc->bchw', x, gate)\n"),
+    # row_softmax
+    Impl(SOFT, "softmax over dim 1", "def row_softmax(scores):\n    return torch.softmax(scores, dim=1)\n", "softmax_dim"),
+    Impl(SOFT, "softmax over the batch", "def row_softmax(scores):\n    return torch.softmax(scores, dim=0)\n",
+         "softmax_dim"),
+    Impl(SOFT, "exp without normalising", "def row_softmax(scores):\n    return scores.exp()\n", "softmax_dim"),
+    Impl(SOFT, "sigmoid", "def row_softmax(scores):\n    return torch.sigmoid(scores)\n", "softmax_dim"),
+    Impl(SOFT, "valid: nn.Softmax", "def row_softmax(scores):\n    return nn.Softmax(dim=-1)(scores)\n"),
+    Impl(SOFT, "valid: by hand, stable", "def row_softmax(scores):\n    z = scores - scores.amax(-1, keepdim=True)\n"
+         "    e = z.exp()\n    return e / e.sum(-1, keepdim=True)\n"),
+    Impl(SOFT, "valid: F.softmax dim=2", "def row_softmax(scores):\n    return F.softmax(scores, dim=2)\n"),
+    # pairwise_scores
+    Impl(SCORES, "k first", "def pairwise_scores(q, k):\n    return torch.bmm(k, q.transpose(1, 2))\n",
+         "missing_transpose"),
+    Impl(SCORES, "no transpose", "def pairwise_scores(q, k):\n    return torch.bmm(q, k)\n", "missing_transpose"),
+    Impl(SCORES, "scaled by 1/sqrt(D)", "def pairwise_scores(q, k):\n"
+         "    return q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])\n", "values"),
+    Impl(SCORES, "valid: bmm + permute", "def pairwise_scores(q, k):\n    return torch.bmm(q, k.permute(0, 2, 1))\n"),
+    Impl(SCORES, "valid: einsum", "def pairwise_scores(q, k):\n    return torch.einsum('bnd,bmd->bnm', q, k)\n"),
+    Impl(SCORES, "valid: mT", "def pairwise_scores(q, k):\n    return q @ k.mT\n"),
+    # flatten_pixels
+    Impl(FLAT, "view without permute", "def flatten_pixels(x):\n    b, c, h, w = x.shape\n"
+         "    return x.reshape(b, h * w, c)\n", "reshape_not_permute"),
+    Impl(FLAT, "columns first", "def flatten_pixels(x):\n    return rearrange(x, 'b c h w -> b (w h) c')\n",
+         "pixel_order"),
+    Impl(FLAT, "channels not moved", "def flatten_pixels(x):\n    return x.flatten(2)\n", "shape"),
+    Impl(FLAT, "valid: permute + reshape", "def flatten_pixels(x):\n    b, c, h, w = x.shape\n"
+         "    return x.permute(0, 2, 3, 1).reshape(b, h * w, c)\n"),
+    Impl(FLAT, "valid: flatten + transpose", "def flatten_pixels(x):\n    return x.flatten(2).transpose(1, 2)\n"),
+]

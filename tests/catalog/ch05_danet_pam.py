@@ -1,0 +1,196 @@
+"""Grader catalog of chapter 05 (DANet PAM): wrong implementations that students and popular copies write,
+each with the mistake id the checks must name, and valid alternatives that must get full marks."""
+from __future__ import annotations
+
+from catalog import Exercise, Impl
+from course_lib.checks import ch05_danet_pam as visible
+from course_lib.checks.hidden import ch05_danet_pam as hidden
+
+CHAPTER = "05_danet_pam"
+
+ATTENTION = Exercise(CHAPTER, "PositionAttention.attention", "PositionAttention",
+                     visible.check_pam_attention, hidden.hidden_pam_attention, "pam", "test_pam_attention")
+FORWARD = Exercise(CHAPTER, "PositionAttention.forward", "PositionAttention",
+                   visible.check_pam_forward, hidden.hidden_pam_forward, "pam", "test_pam_forward")
+EINOPS = Exercise(CHAPTER, "pam_einops", "pam_einops",
+                  visible.check_pam_einops, hidden.hidden_pam_einops, "pam_einops", "test_pam_einops")
+EXERCISES = [ATTENTION, FORWARD, EINOPS]
+
+INIT = """\
+        self.query_conv = nn.Conv2d(channels, channels // reduction, 1)
+        self.key_conv = nn.Conv2d(channels, channels // reduction, 1)
+        self.value_conv = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))"""
+ATT = """\
+        b, c, h, w = x.shape
+        q = self.query_conv(x).view(b, -1, h * w).permute(0, 2, 1)
+        k = self.key_conv(x).view(b, -1, h * w)
+        return torch.softmax(torch.bmm(q, k), dim=-1)"""
+FWD = """\
+        b, c, h, w = x.shape
+        a = self.attention(x)
+        v = self.value_conv(x).reshape(b, c, h * w)
+        out = torch.bmm(v, a.permute(0, 2, 1)).reshape(b, c, h, w)
+        return self.gamma * out + x"""
+
+
+def pam(*, init: str = INIT, att: str = ATT, fwd: str = FWD, extra: str = "") -> str:
+    return f"""
+class PositionAttention(nn.Module):
+    def __init__(self, channels, reduction=8):
+        super().__init__()
+{init}
+{extra}
+    def attention(self, x):
+{att}
+
+    def forward(self, x):
+{fwd}
+"""
+
+
+def att_with(line: str) -> dict:
+    return dict(att=ATT.replace("        return torch.softmax(torch.bmm(q, k), dim=-1)", line))
+
+
+WRONG_ATTENTION = [
+    ("softmax over dim 1 (the queries)", "softmax_dim", att_with("        return torch.softmax(torch.bmm(q, k), dim=1)")),
+    ("softmax over all N*N pairs (energy flattened)", "softmax_dim", att_with(
+        "        e = torch.bmm(q, k)\n        return F.softmax(e.view(b, -1), dim=-1).view_as(e)")),
+    ("1/sqrt(C') scaling (Transformer style)", "scaled", att_with(
+        "        return torch.softmax(torch.bmm(q, k) / math.sqrt(q.shape[-1]), dim=-1)")),
+    ("query and key swapped (key^T @ query)", "qk_swapped", att_with(
+        "        return torch.softmax(torch.bmm(k.permute(0, 2, 1), q.permute(0, 2, 1)), dim=-1)")),
+    ("no softmax", "values", att_with("        return torch.bmm(q, k)")),
+    ("reduction ignored (hard-coded // 8)", "reduction_ignored", dict(
+        init=INIT.replace("channels // reduction", "channels // 8"))),
+    ("convolutions without bias", "missing_bias", dict(
+        init=INIT.replace(", 1)", ", 1, bias=False)"))),
+    ("renamed layers (q, k, v) where the names are asked", "parameters", dict(init="""\
+        self.q = nn.Conv2d(channels, channels // reduction, 1)
+        self.key_conv = nn.Conv2d(channels, channels // reduction, 1)
+        self.value_conv = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))""", att=ATT.replace("self.query_conv", "self.q"))),
+    ("hard-coded .cuda()", "device", att_with("        return torch.softmax(torch.bmm(q, k).cuda(), dim=-1)")),
+    ("hard-coded float32", "dtype", att_with("        return torch.softmax(torch.bmm(q.float(), k.float()), dim=-1)")),
+    ("attention returns the reweighted features", "shape", dict(att="""\
+        b, c, h, w = x.shape
+        q = self.query_conv(x).view(b, -1, h * w).permute(0, 2, 1)
+        k = self.key_conv(x).view(b, -1, h * w)
+        a = torch.softmax(torch.bmm(q, k), dim=-1)
+        return torch.bmm(self.value_conv(x).view(b, c, -1), a.permute(0, 2, 1)).view(b, c, h, w)""")),
+]
+
+WRONG_FORWARD = [
+    ("value @ attention without the transpose (DANet #64)", "missing_transpose", dict(fwd=FWD.replace(
+        "a.permute(0, 2, 1)", "a"))),
+    ("gamma initialised to 1", "gamma_init", dict(init=INIT.replace("torch.zeros(1)", "torch.ones(1)"))),
+    ("missing residual", "missing_residual", dict(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out"))),
+    ("gamma a plain tensor, not a Parameter", "no_scale_param", dict(init=INIT.replace(
+        "nn.Parameter(torch.zeros(1))", "torch.zeros(1)"))),
+    ("in-place residual on the input (x += gamma * out)", "inplace", dict(fwd=FWD.replace(
+        "        return self.gamma * out + x", "        x += self.gamma * out\n        return x"))),
+    ("forward returns the attention map", "returns_map", dict(fwd="        return self.attention(x)")),
+    ("hard-coded float32 in forward", "dtype", dict(fwd=FWD.replace("a.permute(0, 2, 1))", "a.permute(0, 2, 1).float())"
+                                                                    ).replace("h * w)\n", "h * w).float()\n"))),
+    ("hard-coded .cuda() in forward", "device", dict(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out.cuda() + x"))),
+    ("softmax over dim 1 (the same module through forward)", "softmax_dim",
+     att_with("        return torch.softmax(torch.bmm(q, k), dim=1)")),
+]
+
+VALID_PAM = [
+    ("einsum for both contractions", dict(att="""\
+        q = self.query_conv(x).flatten(2)
+        k = self.key_conv(x).flatten(2)
+        return torch.einsum("bcn,bcm->bnm", q, k).softmax(-1)""", fwd="""\
+        b, c, h, w = x.shape
+        v = self.value_conv(x).flatten(2)
+        out = torch.einsum("bnm,bcm->bcn", self.attention(x), v)
+        return self.gamma * out.reshape(b, c, h, w) + x""")),
+    ("@ instead of bmm, nn.Softmax module", dict(extra="        self.softmax = nn.Softmax(dim=-1)", att="""\
+        b, c, h, w = x.shape
+        q = self.query_conv(x).reshape(b, -1, h * w).transpose(1, 2)
+        k = self.key_conv(x).reshape(b, -1, h * w)
+        return self.softmax(q @ k)""")),
+    ("einops rearrange, F.softmax", dict(att="""\
+        q = rearrange(self.query_conv(x), "b c h w -> b (h w) c")
+        k = rearrange(self.key_conv(x), "b c h w -> b c (h w)")
+        return F.softmax(q @ k, dim=2)""", fwd="""\
+        h, w = x.shape[-2:]
+        v = rearrange(self.value_conv(x), "b c h w -> b c (h w)")
+        out = rearrange(v @ self.attention(x).transpose(-1, -2), "b c (h w) -> b c h w", h=h, w=w)
+        return x + self.gamma * out""")),
+    ("attention^T @ value^T order, transposed back", dict(fwd="""\
+        b, c, h, w = x.shape
+        v = self.value_conv(x).reshape(b, c, h * w)
+        out = (self.attention(x) @ v.transpose(1, 2)).transpose(1, 2)
+        return self.gamma * out.reshape(b, c, h, w) + x""")),
+    ("scaled_dot_product_attention with scale=1.0", dict(fwd="""\
+        b, c, h, w = x.shape
+        q = self.query_conv(x).flatten(2).transpose(1, 2)
+        k = self.key_conv(x).flatten(2).transpose(1, 2)
+        v = self.value_conv(x).flatten(2).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        return self.gamma * out.transpose(1, 2).reshape(b, c, h, w) + x""")),
+    ("extra buffer and attribute", dict(extra="""\
+        self.register_buffer("calls", torch.zeros(()))
+        self.channels = channels""")),
+]
+
+WRONG_EINOPS = [
+    ("softmax over dim 1", "softmax_dim", "e = einsum(q3, k3, 'b c n, b c m -> b n m')\n    a = e.softmax(1)"),
+    ("softmax over all N*N pairs", "softmax_dim",
+     "e = einsum(q3, k3, 'b c n, b c m -> b n m')\n    a = e.flatten(1).softmax(-1).view_as(e)"),
+    ("scaled by 1/sqrt(C')", "scaled", "e = einsum(q3, k3, 'b c n, b c m -> b n m') / math.sqrt(q3.shape[1])\n"
+                                       "    a = e.softmax(-1)"),
+    ("query and key swapped", "qk_swapped", "e = einsum(k3, q3, 'b c n, b c m -> b n m')\n    a = e.softmax(-1)"),
+]
+
+
+def einops_fn(map_lines: str, out_line: str = "out = einsum(a, v3, 'b n m, b c m -> b c n')") -> str:
+    return f"""
+def pam_einops(q, k, v):
+    h, w = v.shape[-2:]
+    q3 = rearrange(q, 'b c h w -> b c (h w)')
+    k3 = rearrange(k, 'b c h w -> b c (h w)')
+    v3 = rearrange(v, 'b c h w -> b c (h w)')
+    {map_lines}
+    {out_line}
+    return rearrange(out, 'b c (h w) -> b c h w', h=h, w=w)
+"""
+
+
+RIGHT_MAP = "e = einsum(q3, k3, 'b c n, b c m -> b n m')\n    a = e.softmax(-1)"
+IMPLS: list[Impl] = []
+IMPLS += [Impl(ATTENTION, label, pam(**parts), mistake) for label, mistake, parts in WRONG_ATTENTION]
+IMPLS += [Impl(FORWARD, label, pam(**parts), mistake) for label, mistake, parts in WRONG_FORWARD]
+IMPLS += [Impl(ex, f"{label} ({ex.name})", pam(**parts)) for ex in (ATTENTION, FORWARD) for label, parts in VALID_PAM]
+IMPLS += [Impl(EINOPS, label, einops_fn(lines), mistake) for label, mistake, lines in WRONG_EINOPS]
+IMPLS += [
+    Impl(EINOPS, "missing transpose (einsum 'b m n' for the map)", einops_fn(
+        RIGHT_MAP, "out = einsum(a, v3, 'b m n, b c m -> b c n')"), "missing_transpose"),
+    Impl(EINOPS, "normalises q and k in place (cosine-attention copies)", """
+def pam_einops(q, k, v):
+    b, c, h, w = v.shape
+    q /= q.norm(dim=1, keepdim=True)
+    k /= k.norm(dim=1, keepdim=True)
+    a = torch.einsum('bcn,bcm->bnm', q.flatten(2), k.flatten(2)).softmax(-1)
+    return torch.einsum('bnm,bcm->bcn', a, v.flatten(2)).reshape(b, c, h, w)
+""", "modifies_input"),
+    Impl(EINOPS, "hard-coded float32", einops_fn(RIGHT_MAP.replace("a = e.softmax(-1)", "a = e.float().softmax(-1)"),
+                                                 "out = einsum(a, v3.float(), 'b n m, b c m -> b c n')"), "dtype"),
+    Impl(EINOPS, "einops einsum", einops_fn(RIGHT_MAP)),
+    Impl(EINOPS, "torch.einsum on flattened views and bmm", """
+def pam_einops(q, k, v):
+    b, c, h, w = v.shape
+    a = torch.einsum('bcn,bcm->bnm', q.reshape(b, -1, h * w), k.reshape(b, -1, h * w)).softmax(-1)
+    return torch.bmm(v.reshape(b, c, h * w), a.transpose(1, 2)).reshape(b, c, h, w)
+"""),
+    Impl(EINOPS, "scaled_dot_product_attention, scale=1.0", """
+def pam_einops(q, k, v):
+    h, w = v.shape[-2:]
+    t = lambda z: rearrange(z, 'b c h w -> b (h w) c')
+    out = F.scaled_dot_product_attention(t(q), t(k), t(v), scale=1.0)
+    return rearrange(out, 'b (h w) c -> b c h w', h=h, w=w)
+"""),
+]

@@ -1,0 +1,169 @@
+"""Grader catalog of chapter 06 (DANet CAM): wrong implementations that students and popular copies write,
+each with the mistake id the checks must name, and valid alternatives that must get full marks."""
+from __future__ import annotations
+
+from catalog import Exercise, Impl
+from course_lib.checks import ch06_danet_cam as visible
+from course_lib.checks.hidden import ch06_danet_cam as hidden
+
+CHAPTER = "06_danet_cam"
+
+PAPER = Exercise(CHAPTER, "ChannelAttention (paper)", "ChannelAttention",
+                 visible.check_cam, hidden.hidden_cam, "cam", "test_cam_paper")
+OFFICIAL = Exercise(CHAPTER, "ChannelAttention (official)", "ChannelAttention",
+                    visible.check_cam_official, hidden.hidden_cam_official, "cam", "test_cam_official")
+MOST = Exercise(CHAPTER, "most_attended", "most_attended",
+                visible.check_most_attended, hidden.hidden_most_attended, "most_attended", "test_most_attended")
+BLOG = Exercise(CHAPTER, "BlogCAM", "BlogCAM", visible.check_blog_cam, hidden.hidden_blog_cam, "blog_cam",
+                "test_blog_cam")
+EXERCISES = [PAPER, OFFICIAL, MOST, BLOG]
+
+INIT = """\
+        if variant not in ("paper", "official"):
+            raise ValueError(f"variant must be 'paper' or 'official', got {variant!r}")
+        self.variant = variant
+        self.gamma = nn.Parameter(torch.zeros(1))"""
+ATT = """\
+        b, c, h, w = x.shape
+        a = x.reshape(b, c, h * w)
+        energy = torch.bmm(a, a.permute(0, 2, 1))
+        if self.variant == "official":
+            energy = energy.max(-1, keepdim=True)[0].expand_as(energy) - energy
+        return torch.softmax(energy, dim=-1)"""
+FWD = """\
+        b, c, h, w = x.shape
+        out = torch.bmm(self.attention(x), x.reshape(b, c, h * w)).reshape(b, c, h, w)
+        return self.gamma * out + x"""
+
+
+def cam(*, init: str = INIT, att: str = ATT, fwd: str = FWD, extra: str = "") -> str:
+    return f"""
+class ChannelAttention(nn.Module):
+    def __init__(self, *, variant="paper"):
+        super().__init__()
+{init}
+{extra}
+    def attention(self, x):
+{att}
+
+    def forward(self, x):
+{fwd}
+"""
+
+
+def att_last(line: str) -> dict:
+    return dict(att=ATT.replace("        return torch.softmax(energy, dim=-1)", line))
+
+
+WRONG_PAPER = [
+    ("softmax over dim 1 (the transpose: energy is symmetric)", "softmax_dim",
+     att_last("        return torch.softmax(energy, dim=1)")),
+    ("softmax over all C*C entries", "softmax_dim",
+     att_last("        return torch.softmax(energy.view(b, -1), dim=-1).view(b, c, c)")),
+    ("official max - energy always (paper asked)", "cam_variant", dict(att=ATT.replace(
+        '        if self.variant == "official":\n            energy', "        energy"))),
+    ("energy scaled by 1/sqrt(N)", "scaled", att_last("        return torch.softmax(energy / math.sqrt(h * w), dim=-1)")),
+    ("map transposed in the bmm (PAM habit)", "extra_transpose", dict(fwd=FWD.replace(
+        "self.attention(x)", "self.attention(x).permute(0, 2, 1)"))),
+    ("gamma initialised to 1", "gamma_init", dict(init=INIT.replace("torch.zeros(1)", "torch.ones(1)"))),
+    ("missing residual", "missing_residual", dict(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out"))),
+    ("1x1 query/key convolutions added (the paper says none)", "param_count", dict(
+        extra="        self.query_conv = nn.Conv2d(5, 5, 1)")),
+    ("hard-coded .cuda()", "device", att_last("        return torch.softmax(energy.cuda(), dim=-1)")),
+    ("hard-coded float32", "dtype", att_last("        return torch.softmax(energy.float(), dim=-1)")),
+    ("in-place residual on x", "inplace", dict(fwd=FWD.replace(
+        "        return self.gamma * out + x", "        x += self.gamma * out\n        return x"))),
+    ("forward returns the map", "returns_map", dict(fwd="        return self.attention(x)")),
+]
+
+WRONG_OFFICIAL = [
+    ("variant ignored: always the paper's softmax(energy)", "cam_variant", dict(att=ATT.replace(
+        '        if self.variant == "official":\n            energy = energy.max(-1, keepdim=True)[0].expand_as(energy) '
+        '- energy\n', ""))),
+    ("energy - max (the stabilising shift, = paper) for 'official'", "cam_variant", dict(att=ATT.replace(
+        "energy.max(-1, keepdim=True)[0].expand_as(energy) - energy",
+        "energy - energy.max(-1, keepdim=True)[0].expand_as(energy)"))),
+    ("max over the wrong dim in max - energy, softmax over dim 1", "softmax_dim", dict(att=ATT.replace(
+        "return torch.softmax(energy, dim=-1)", "return torch.softmax(energy, dim=1)"))),
+    ("unknown variant silently treated as 'paper'", "bad_variant", dict(init="""\
+        self.variant = variant
+        self.gamma = nn.Parameter(torch.zeros(1))""")),
+]
+
+VALID_CAM = [
+    ("einsum and softmax(-energy) for official", dict(att="""\
+        a = x.flatten(2)
+        energy = torch.einsum("bcn,bdn->bcd", a, a)
+        return (energy if self.variant == "paper" else -energy).softmax(-1)""", fwd="""\
+        out = torch.einsum("bcd,bdn->bcn", self.attention(x), x.flatten(2))
+        return x + self.gamma * out.view_as(x)""")),
+    ("einops rearrange, @, nn.Softmax module", dict(extra="        self.softmax = nn.Softmax(dim=-1)", att="""\
+        a = rearrange(x, "b c h w -> b c (h w)")
+        energy = a @ rearrange(a, "b c n -> b n c")
+        if self.variant == "official":
+            energy = energy.amax(-1, keepdim=True) - energy
+        return self.softmax(energy)""")),
+    ("extra buffer and attribute", dict(extra="""\
+        self.register_buffer("seen", torch.zeros(()))
+        self.name = "cam\"""")),
+]
+
+IMPLS: list[Impl] = []
+IMPLS += [Impl(PAPER, label, cam(**parts), mistake) for label, mistake, parts in WRONG_PAPER]
+IMPLS += [Impl(OFFICIAL, label, cam(**parts), mistake) for label, mistake, parts in WRONG_OFFICIAL]
+IMPLS += [Impl(ex, f"{label} ({ex.name})", cam(**parts)) for ex in (PAPER, OFFICIAL) for label, parts in VALID_CAM]
+
+IMPLS += [
+    Impl(MOST, "variants swapped (argmin for paper)", """
+def most_attended(energy, variant):
+    return energy.argmin(-1) if variant == "paper" else energy.argmax(-1)
+""", "cam_variant"),
+    Impl(MOST, "official treated like the paper (max - energy forgotten)", """
+def most_attended(energy, variant):
+    return energy.softmax(-1).argmax(-1)
+""", "cam_variant"),
+    Impl(MOST, "through the maps: softmax(energy) and softmax(max - energy)", """
+def most_attended(energy, variant):
+    if variant == "official":
+        energy = energy.amax(-1, keepdim=True) - energy
+    return torch.softmax(energy, dim=-1).argmax(dim=-1)
+"""),
+    Impl(MOST, "argmax / argmin of the energy", """
+def most_attended(energy, variant):
+    return energy.argmax(-1) if variant == "paper" else energy.argmin(-1)
+"""),
+]
+
+BLOG_TEMPLATE = """
+class BlogCAM(nn.Module):
+    def __init__(self, in_dim):
+        super().__init__()
+        self.channel_in = in_dim
+        self.gamma = nn.Parameter(torch.zeros(1))
+        self.softmax = nn.Softmax(dim=-1)
+
+    def forward(self, x):
+        m_batchsize, C, height, width = x.size()
+        proj_query = x.view(m_batchsize, C, -1)
+        proj_key = x.view(m_batchsize, C, -1).permute(0, 2, 1)
+        energy = torch.bmm(proj_query, proj_key)
+        ENERGY_LINE
+        attention = self.softmax(energy_new)
+        proj_value = x.view(m_batchsize, C, -1)
+        out = torch.bmm(attention, proj_value)
+        out = out.view(m_batchsize, C, height, width)
+        return self.gamma * out + x
+"""
+OFFICIAL_LINE = "energy_new = torch.max(energy, -1, keepdim=True)[0].expand_as(energy) - energy"
+IMPLS += [
+    Impl(BLOG, "fixed to the paper's form (energy_new = energy)", BLOG_TEMPLATE.replace(
+        "ENERGY_LINE", "energy_new = energy"), "cam_variant"),
+    Impl(BLOG, "fixed, but the transpose of PAM added to the bmm", BLOG_TEMPLATE.replace(
+        "ENERGY_LINE", OFFICIAL_LINE).replace("torch.bmm(attention, proj_value)",
+                                              "torch.bmm(attention.permute(0, 2, 1), proj_value)"), "extra_transpose"),
+    Impl(BLOG, "only `heigh` left (still a NameError)", BLOG_TEMPLATE.replace("ENERGY_LINE", OFFICIAL_LINE).replace(
+        "C, height, width)\n        return", "C, heigh, width)\n        return"), "crash"),
+    Impl(BLOG, "the blog's code with heigh -> height", BLOG_TEMPLATE.replace("ENERGY_LINE", OFFICIAL_LINE)),
+    Impl(BLOG, "reshape instead of view, amax", BLOG_TEMPLATE.replace("ENERGY_LINE",
+         "energy_new = energy.amax(-1, keepdim=True) - energy").replace(".view(", ".reshape(")),
+]

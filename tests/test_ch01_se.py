@@ -1,0 +1,232 @@
+"""Chapter 01 (Squeeze-and-Excitation): the checks against the reference module, the stored values against a fresh
+build, the notebook's solution cells against the reference, and the figure helpers' data."""
+from __future__ import annotations
+
+import time
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from catalog import PRELUDE
+from course_lib import notebooks as nbs
+from course_lib.checks import CheckFailure
+from course_lib.checks import ch01_se as visible
+from course_lib.checks._core import expected, is_close
+from course_lib.checks.hidden import ch01_se as hidden
+from course_lib.figures import ch01 as figures
+from course_lib.se import SqueezeExcitation
+
+CHAPTER = "01_se"
+STAGES = ((3, 256), (4, 512), (6, 1024), (3, 2048))
+
+
+def _by_hand(channels: int, reduction: int = 16) -> int:
+    hidden_width = channels // reduction
+    return 2 * channels * hidden_width + hidden_width + channels
+
+
+def _resnet(reduction: int = 16) -> int:
+    return sum(b * _by_hand(c, reduction) for b, c in STAGES)
+
+
+@pytest.fixture(scope="module")
+def solution_namespace() -> dict:
+    """The notebook's solution cells (and the plain cell defining RESNET50_STAGES), executed in order."""
+    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
+    namespace: dict = {}
+    exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
+    ids = []
+    for cell in nb.cells:
+        grade = cell.metadata.get("nbgrader", {})
+        if grade.get("solution"):
+            ids.append(grade["grade_id"])
+            exec(compile(cell.source, f"<solution {grade['grade_id']}>", "exec"), namespace)
+        elif cell.cell_type == "code" and cell.source.startswith("RESNET50_STAGES"):
+            exec(compile(cell.source, "<stages>", "exec"), namespace)
+    assert ids == ["se_solution", "se_parameter_count_solution", "seresnet50_solution"]
+    return namespace
+
+
+# ------------------------------------------------------------------------------------------------
+# the checks pass on the reference
+# ------------------------------------------------------------------------------------------------
+def test_visible_checks_pass_on_the_reference(capsys):
+    visible.check_se(SqueezeExcitation)
+    visible.check_se_parameter_count(_by_hand)
+    visible.check_seresnet50_extra_parameters(_resnet)
+    assert capsys.readouterr().out.count("[ok]") == 3
+
+
+def test_hidden_checks_pass_on_the_reference(capsys):
+    hidden.hidden_se(SqueezeExcitation)
+    hidden.hidden_se_parameter_count(_by_hand)
+    hidden.hidden_seresnet50_extra_parameters(_resnet)
+    assert capsys.readouterr().out.count("[ok]") == 3
+
+
+def test_checks_fail_on_a_stub():
+    class Stub(torch.nn.Module):
+        def __init__(self, channels, reduction=16):
+            super().__init__()
+            raise NotImplementedError()
+
+    def stub_fn(*args):
+        raise NotImplementedError()
+
+    for check, arg in ((visible.check_se, Stub), (hidden.hidden_se, Stub),
+                       (visible.check_se_parameter_count, stub_fn), (hidden.hidden_se_parameter_count, stub_fn),
+                       (visible.check_seresnet50_extra_parameters, stub_fn),
+                       (hidden.hidden_seresnet50_extra_parameters, stub_fn)):
+        with pytest.raises(CheckFailure) as info:
+            check(arg)
+        assert info.value.mistake == "not_implemented", check.__name__
+
+
+def test_softmax_gate_is_named():
+    """The mistake the chapter's section 3 is about: both softmax variants are named."""
+    class Softmax(SqueezeExcitation):
+        dim = 1
+
+        def attention(self, x):
+            z = x.mean((2, 3), keepdim=True)
+            return torch.softmax(self.fc2(self.relu(self.fc1(z))), dim=self.dim)
+
+    class SoftmaxLast(Softmax):
+        dim = -1
+
+    for cls in (Softmax, SoftmaxLast):
+        with pytest.raises(CheckFailure) as info:
+            visible.check_se(cls)
+        assert info.value.mistake == "softmax_gate"
+        assert "sigmoid" in str(info.value)
+
+
+def test_visible_checks_run_under_one_second_each():
+    for check, arg in ((visible.check_se, SqueezeExcitation), (visible.check_se_parameter_count, _by_hand),
+                       (visible.check_seresnet50_extra_parameters, _resnet)):
+        check(arg)  # warm-up
+        started = time.perf_counter()
+        check(arg)
+        assert time.perf_counter() - started < 1.0, check.__name__
+
+
+# ------------------------------------------------------------------------------------------------
+# stored expected values
+# ------------------------------------------------------------------------------------------------
+def _assert_same(a, b, path="expected"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=path)
+    elif isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _assert_same(a[key], b[key], f"{path}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+def test_stored_expected_values_equal_a_fresh_build():
+    _assert_same(expected("ch01_se"), hidden.build_expected())
+
+
+def test_stored_diagnoses_differ_from_the_right_answer():
+    E = expected("ch01_se")
+    for label, wrong in E["se"]["gate_diagnoses"].items():
+        assert label in visible.ADVICE
+        assert not is_close(wrong, E["se"]["gate"]), label
+    assert not is_close(E["se"]["out_gate_added"], E["se"]["out"])
+    right = E["seresnet50"]["extra"]
+    for label, wrong in E["seresnet50"]["diagnoses"].items():
+        differs = wrong != right
+        # a hard-coded r = 16 gives the right answer for r = 16 only
+        assert differs[1:].all() if label == "reduction_ignored" else differs.all(), label
+
+
+def test_stored_headline_numbers():
+    E = expected("ch01_se")
+    assert E["seresnet50"]["extra"].tolist()[0] == 2_530_992
+    assert round((25_557_032 + 2_530_992) / 1e6, 2) == 28.09
+    assert E["seresnet50"]["diagnoses"]["missing_bias"].tolist()[0] == 2_514_944  # 2.515 M without biases
+
+
+# ------------------------------------------------------------------------------------------------
+# the notebook's solution equals the reference
+# ------------------------------------------------------------------------------------------------
+def test_solution_cells_pass_the_checks(solution_namespace):
+    se = solution_namespace["SqueezeExcitation"]
+    visible.check_se(se)
+    hidden.hidden_se(se)
+    visible.check_se_parameter_count(solution_namespace["se_parameter_count"])
+    hidden.hidden_se_parameter_count(solution_namespace["se_parameter_count"])
+    visible.check_seresnet50_extra_parameters(solution_namespace["seresnet50_extra_parameters"])
+    hidden.hidden_seresnet50_extra_parameters(solution_namespace["seresnet50_extra_parameters"])
+
+
+@pytest.mark.parametrize("channels,reduction", [(32, 4), (48, 16), (7, 3)])
+def test_solution_module_matches_the_reference(solution_namespace, channels, reduction):
+    ref = SqueezeExcitation(channels, reduction)
+    mine = solution_namespace["SqueezeExcitation"](channels, reduction)
+    mine.load_state_dict(ref.state_dict())  # the solution keeps the reference's names fc1/fc2
+    x = torch.randn(3, channels, 6, 5)
+    torch.testing.assert_close(mine.attention(x), ref.attention(x))
+    torch.testing.assert_close(mine(x), ref(x))
+    assert sum(p.numel() for p in mine.parameters()) == _by_hand(channels, reduction)
+
+
+def test_solution_counts_match_the_reference(solution_namespace):
+    count = solution_namespace["se_parameter_count"]
+    for c, r in ((256, 16), (2048, 16), (100, 7), (5, 5)):
+        assert count(c, r) == sum(p.numel() for p in SqueezeExcitation(c, r).parameters())
+    assert solution_namespace["seresnet50_extra_parameters"]() == 2_530_992
+
+
+def test_solution_module_follows_device_and_dtype(solution_namespace, device):
+    module = solution_namespace["SqueezeExcitation"](24, 4).to(device=device, dtype=torch.float64)
+    x = torch.randn(2, 24, 5, 7, device=device, dtype=torch.float64)
+    y = module(x)
+    assert y.device == x.device and y.dtype == torch.float64 and y.shape == x.shape
+
+
+def test_linear_and_1x1_conv_are_the_same_map():
+    fc = torch.nn.Linear(16, 4).double()
+    conv = torch.nn.Conv2d(16, 4, 1).double()
+    with torch.no_grad():
+        conv.weight.copy_(fc.weight.reshape(4, 16, 1, 1))
+        conv.bias.copy_(fc.bias)
+    z = torch.randn(3, 16, 1, 1, dtype=torch.float64)
+    torch.testing.assert_close(fc(z.flatten(1)).reshape(3, 4, 1, 1), conv(z))
+
+
+# ------------------------------------------------------------------------------------------------
+# figures
+# ------------------------------------------------------------------------------------------------
+def test_handmade_channels_shape_and_range():
+    from course_lib.figures.common import sample_image
+
+    feats = figures.handmade_channels(sample_image("flower.jpg", size=(40, 60)))
+    assert feats.shape == (1, len(figures.CHANNEL_NAMES), 40, 60)
+    assert torch.isfinite(feats).all() and feats.min() >= 0  # edges and detail (x 4) reach about 2.4
+    with pytest.raises(ValueError):
+        figures.handmade_channels(torch.zeros(2, 3, 8, 8))
+
+
+def test_plot_channel_weights_returns_what_it_draws():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.figures.common import sample_image
+
+    se = SqueezeExcitation(16, 4).eval()
+    feats = {"a": figures.handmade_channels(sample_image("china.jpg", size=(30, 40)))}
+    data = figures.plot_channel_weights(se, feats)
+    plt.close("all")
+    np.testing.assert_allclose(data["a"]["s"], se.attention(feats["a"]).detach().reshape(-1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(data["a"]["z"], feats["a"].mean((2, 3)).reshape(-1).numpy(), rtol=1e-6)

@@ -1,0 +1,196 @@
+"""Chapter 05 (DANet PAM): the checks against the reference module, the stored values against a fresh build,
+the notebook's solution cells against the reference, and the figure helper's data."""
+from __future__ import annotations
+
+import time
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+from einops import rearrange
+
+from catalog import PRELUDE
+from course_lib import notebooks as nbs
+from course_lib.checks import CheckFailure
+from course_lib.checks import ch05_danet_pam as visible
+from course_lib.checks._core import expected, is_close
+from course_lib.checks.hidden import ch05_danet_pam as hidden
+from course_lib.danet import PositionAttention
+from course_lib.figures import ch05 as figures
+
+CHAPTER = "05_danet_pam"
+
+
+def reference_einops(q, k, v):
+    h = v.shape[-2]
+    q3, k3 = rearrange(q, "b c h w -> b (h w) c"), rearrange(k, "b c h w -> b c (h w)")
+    v3 = rearrange(v, "b c h w -> b c (h w)")
+    return rearrange(v3 @ (q3 @ k3).softmax(-1).transpose(1, 2), "b c (h w) -> b c h w", h=h)
+
+
+@pytest.fixture(scope="module")
+def solution_namespace() -> dict:
+    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
+    namespace: dict = {}
+    exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {"pam", "pam_einops"}
+    for cell in cells:
+        exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
+    return namespace
+
+
+def test_visible_checks_pass_on_the_reference(capsys):
+    visible.check_pam_attention(PositionAttention)
+    visible.check_pam_forward(PositionAttention)
+    visible.check_pam_einops(reference_einops)
+    assert capsys.readouterr().out.count("[ok]") == 3
+
+
+def test_hidden_checks_pass_on_the_reference(capsys):
+    hidden.hidden_pam_attention(PositionAttention)
+    hidden.hidden_pam_forward(PositionAttention)
+    hidden.hidden_pam_einops(reference_einops)
+    assert capsys.readouterr().out.count("[ok]") == 3
+
+
+def test_fused_reference_passes_too(capsys):
+    class Fused(PositionAttention):
+        def __init__(self, channels, reduction=8):
+            super().__init__(channels, reduction, fused=True)
+
+    visible.check_pam_forward(Fused)
+    hidden.hidden_pam_forward(Fused)
+
+
+def test_checks_fail_on_a_stub():
+    class Stub(torch.nn.Module):
+        def __init__(self, channels, reduction=8):
+            super().__init__()
+            raise NotImplementedError()
+
+    def stub_fn(q, k, v):
+        raise NotImplementedError()
+
+    for check, arg in ((visible.check_pam_attention, Stub), (visible.check_pam_forward, Stub),
+                       (hidden.hidden_pam_attention, Stub), (hidden.hidden_pam_forward, Stub),
+                       (visible.check_pam_einops, stub_fn), (hidden.hidden_pam_einops, stub_fn)):
+        with pytest.raises(CheckFailure) as info:
+            check(arg)
+        assert info.value.mistake == "not_implemented"
+
+
+def test_zero_gamma_cannot_mask_a_wrong_branch():
+    """A module whose branch is wrong but gamma stays 0 must fail (the checks force gamma = 1)."""
+    class ZeroGamma(PositionAttention):
+        def forward(self, x):
+            return 0 * self.gamma * x.flip(-1) + x  # ignores the attention entirely
+
+    with pytest.raises(CheckFailure):
+        visible.check_pam_forward(ZeroGamma)
+
+
+def test_visible_checks_run_under_one_second_each():
+    for check, arg in ((visible.check_pam_attention, PositionAttention),
+                       (visible.check_pam_forward, PositionAttention),
+                       (visible.check_pam_einops, reference_einops)):
+        check(arg)
+        started = time.perf_counter()
+        check(arg)
+        assert time.perf_counter() - started < 1.0, check.__name__
+
+
+def _assert_same(a, b, path="expected"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
+        # float64 values may differ in the last bits with the thread count (bmm's summation order)
+        tol = dict(rtol=1e-12, atol=1e-14) if a.dtype == torch.float64 else dict(rtol=0, atol=0)
+        torch.testing.assert_close(a, b, **tol, msg=path)
+    elif isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _assert_same(a[key], b[key], f"{path}[{key!r}]")
+    else:
+        assert a == b, path
+
+
+def test_stored_expected_values_equal_a_fresh_build():
+    _assert_same(expected("ch05_danet_pam"), hidden.build_expected())
+
+
+def test_stored_inputs_have_distinct_b_c_n():
+    E = expected("ch05_danet_pam")
+    for x in (E["attention"]["x"], E["forward"]["x"]):
+        b, c, h, w = x.shape
+        assert len({b, c, h * w}) == 3 and h != w
+
+
+def test_stored_diagnoses_differ_from_the_right_answer():
+    E = expected("ch05_danet_pam")
+    for right, diagnoses in ((E["attention"]["a"], E["attention"]["diagnoses"]),
+                             (E["forward"]["y"], E["forward"]["diagnoses"]),
+                             (E["einops"]["out"], E["einops"]["diagnoses"])):
+        for label, wrong in diagnoses.items():
+            assert label in visible.ADVICE
+            assert not is_close(wrong, right), label
+
+
+def test_solution_cells_pass_the_checks(solution_namespace):
+    pam = solution_namespace["PositionAttention"]
+    visible.check_pam_attention(pam)
+    visible.check_pam_forward(pam)
+    hidden.hidden_pam_attention(pam)
+    hidden.hidden_pam_forward(pam)
+    visible.check_pam_einops(solution_namespace["pam_einops"])
+    hidden.hidden_pam_einops(solution_namespace["pam_einops"])
+
+
+def test_solution_module_matches_the_reference(solution_namespace):
+    ref = hidden.reference(16, 4, seed=7, gamma=0.5).float()
+    mine = solution_namespace["PositionAttention"](16, 4)
+    mine.load_state_dict(ref.state_dict())  # the official names load 1:1
+    x = torch.randn(2, 16, 5, 9)
+    torch.testing.assert_close(mine.attention(x), ref.attention(x))
+    torch.testing.assert_close(mine(x), ref(x))
+    q, k, v = ref.query_conv(x), ref.key_conv(x), ref.value_conv(x)
+    torch.testing.assert_close(0.5 * solution_namespace["pam_einops"](q, k, v) + x, ref(x))
+    assert sum(p.numel() for p in mine.parameters()) == visible.pam_parameter_count(16, 4)
+
+
+def test_solution_module_follows_device_and_dtype(solution_namespace, device):
+    module = solution_namespace["PositionAttention"](8, 2).to(device=device, dtype=torch.float64)
+    x = torch.randn(2, 8, 5, 3, device=device, dtype=torch.float64)
+    y = module(x)
+    assert y.device == x.device and y.dtype == torch.float64 and y.shape == x.shape
+
+
+def test_parameter_count_formula_matches_the_reference():
+    for c, r in ((512, 8), (16, 4), (9, 3)):
+        assert visible.pam_parameter_count(c, r) == sum(p.numel() for p in PositionAttention(c, r).parameters())
+
+
+def test_query_maps_show_rows_of_the_map():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.figures.common import sample_image
+
+    photo = sample_image("flower.jpg", size=(24, 36))
+    module = figures.set_colour_projections(PositionAttention(3, reduction=1))
+    data = figures.query_maps(photo, module, [(12, 18), (2, 2)])
+    plt.close("all")
+    full = module.attention(figures.centred(photo)).detach()[0]
+    np.testing.assert_allclose(data["maps"][0], full[12 * 36 + 18].reshape(24, 36).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(data["row_sums"], 1.0, rtol=1e-5)
+    # a pixel attends most to pixels of a colour like its own
+    colours = figures.centred(photo)[0].reshape(3, -1)
+    q = colours[:, 12 * 36 + 18]
+    top = data["maps"][0].reshape(-1).argmax()
+    assert torch.dot(colours[:, top], q) > 0
+    with pytest.raises(ValueError):
+        figures.query_maps(photo, module, [(30, 0)])
+    with pytest.raises(ValueError):
+        figures.set_colour_projections(PositionAttention(8, reduction=1))

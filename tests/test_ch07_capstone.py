@@ -1,0 +1,248 @@
+"""Chapter 07 (capstone): the checks against the chapter's reference gate and course_lib.capstone's helpers, the
+stored values against a fresh build, the notebook's solution cells against the references, and the notebook's
+running modes (quick while nbgrader grades)."""
+from __future__ import annotations
+
+import math
+import time
+
+import nbformat
+import pytest
+import torch
+
+from catalog import PRELUDE
+from course_lib import capstone as cap
+from course_lib import notebooks as nbs
+from course_lib.checks import CheckFailure
+from course_lib.checks import ch07_capstone as visible
+from course_lib.checks._core import expected, is_close
+from course_lib.checks.hidden import ch07_capstone as hidden
+from course_lib.data import make_cluttered_digits
+
+CHAPTER = "07_capstone"
+Reference = hidden.ChannelSpatialGate
+SOLUTION_IDS = {"gate", "parameter_count", "gain_and_noise", "judge_localisation"}
+
+
+def judge_by_hand(model, images, boxes) -> dict:
+    att = cap.localisation(cap.spatial_maps(model, images), boxes)
+    ctrl = cap.localisation(cap.spatial_maps(model, images, control=True), boxes)
+    return {"lift": att["lift"], "control_lift": ctrl["lift"], "finds_digit": att["lift"] > 1,
+            "beats_control": att["lift"] > ctrl["lift"]}
+
+
+def _notebook() -> nbformat.NotebookNode:
+    return nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
+
+
+@pytest.fixture(scope="module")
+def solution_namespace() -> dict:
+    """The notebook's solution cells, executed after the imports they rely on."""
+    namespace: dict = {}
+    exec(compile(PRELUDE + "from course_lib.capstone import CapstoneNet, localisation, spatial_maps\n", "<prelude>",
+                 "exec"), namespace)
+    cells = [c for c in _notebook().cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == SOLUTION_IDS
+    for cell in cells:
+        exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
+    return namespace
+
+
+# ------------------------------------------------------------------------------------------------
+# the checks pass on the references
+# ------------------------------------------------------------------------------------------------
+VISIBLE = [(visible.check_gate, Reference), (visible.check_gate_in_network, Reference),
+           (visible.check_gate_parameter_count, visible.gate_count_by_hand),
+           (visible.check_gain_and_noise, visible.gain_and_noise_by_hand),
+           (visible.check_judge_localisation, judge_by_hand)]
+HIDDEN = [(hidden.hidden_gate, Reference), (hidden.hidden_gate_in_network, Reference),
+          (hidden.hidden_gate_parameter_count, visible.gate_count_by_hand),
+          (hidden.hidden_gain_and_noise, visible.gain_and_noise_by_hand),
+          (hidden.hidden_judge_localisation, judge_by_hand)]
+
+
+def test_visible_checks_pass_on_the_references(capsys):
+    for check, arg in VISIBLE:
+        check(arg)
+    assert capsys.readouterr().out.count("[ok]") == len(VISIBLE)
+
+
+def test_hidden_checks_pass_on_the_references(capsys):
+    for check, arg in HIDDEN:
+        check(arg)
+    assert capsys.readouterr().out.count("[ok]") == len(HIDDEN)
+
+
+def test_checks_fail_on_the_untouched_stubs():
+    class Stub(torch.nn.Module):
+        def __init__(self, channels, reduction=4):
+            super().__init__()
+            raise NotImplementedError()
+
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    for check, arg in [*VISIBLE, *HIDDEN]:
+        with pytest.raises(CheckFailure) as info:
+            check(Stub if isinstance(arg, type) else stub)
+        assert info.value.mistake == "not_implemented", check.__name__
+
+
+def test_visible_checks_run_under_one_second_each():
+    for check, arg in VISIBLE:
+        check(arg)  # warm-up: expected-file load, first conv call
+        started = time.perf_counter()
+        check(arg)
+        assert time.perf_counter() - started < 1.0, check.__name__
+
+
+# ------------------------------------------------------------------------------------------------
+# stored expected values
+# ------------------------------------------------------------------------------------------------
+def _assert_same(a, b, path="expected"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=path)
+    elif isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _assert_same(a[key], b[key], f"{path}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+def test_stored_expected_values_equal_a_fresh_build():
+    _assert_same(expected("ch07_capstone"), hidden.build_expected())
+
+
+def test_stored_diagnoses_differ_from_the_right_answer():
+    """A diagnosis equal to the expected value would name a mistake for a right answer."""
+    E = expected("ch07_capstone")["gate"]
+    for right, diagnoses in ((E["channel"], E["channel_diagnoses"]), (E["spatial"], E["spatial_diagnoses"]),
+                             (E["out"], E["out_diagnoses"])):
+        for label, wrong in diagnoses.items():
+            assert label in visible.ADVICE
+            assert not is_close(wrong, right), label
+
+
+def test_stored_counts_equal_the_formula():
+    for case in expected("ch07_capstone")["parameter_count"]:
+        assert case["count"] == visible.gate_count_by_hand(case["channels"], case["reduction"])
+
+
+def test_judge_maps_give_every_kind_of_verdict():
+    """The check's made-up maps must not share an answer, or a hard-coded verdict would pass."""
+    E = expected("ch07_capstone")["judge"]
+    torch.manual_seed(0)  # the check seeds the backbone the same way
+    net = cap.CapstoneNet(None).eval()
+    verdicts = set()
+    for maps in E["maps"].values():
+        net.attention = visible.GivenMap(maps)
+        truth = visible.truth_of_localisation(net, E["images"], E["boxes"])
+        verdicts.add((truth["finds_digit"], truth["beats_control"]))
+        assert abs(truth["lift"] - 1.0) > 0.02 and abs(truth["lift"] - truth["control_lift"]) > 0.05
+    assert {(True, True), (False, False), (True, False)} <= verdicts
+
+
+def test_table_cases_defeat_reading_by_position():
+    """No fixed pair of row positions gives the right gain in every case."""
+    cases = visible._table_cases()
+    for i in range(3):
+        for j in range(3):
+            if i != j:
+                assert any(not math.isclose(visible.gain_and_noise_by_hand(rows, v, n, b or "none")[0],
+                                            100 * (rows[i]["acc_mean"] - rows[j]["acc_mean"]))
+                           for rows, v, n, b in cases), (i, j)
+
+
+# ------------------------------------------------------------------------------------------------
+# the notebook's solutions equal the references
+# ------------------------------------------------------------------------------------------------
+def test_solution_cells_pass_the_checks(solution_namespace):
+    ns = solution_namespace
+    for check, hidden_check, name in ((visible.check_gate, hidden.hidden_gate, "ChannelSpatialGate"),
+                                      (visible.check_gate_in_network, hidden.hidden_gate_in_network,
+                                       "ChannelSpatialGate"),
+                                      (visible.check_gate_parameter_count, hidden.hidden_gate_parameter_count,
+                                       "gate_parameter_count"),
+                                      (visible.check_gain_and_noise, hidden.hidden_gain_and_noise, "gain_and_noise"),
+                                      (visible.check_judge_localisation, hidden.hidden_judge_localisation,
+                                       "judge_localisation")):
+        check(ns[name])
+        hidden_check(ns[name])
+
+
+def test_solution_gate_matches_the_reference(solution_namespace):
+    ref = hidden.reference(24, 6, seed=11).float()
+    mine = solution_namespace["ChannelSpatialGate"](24, 6)
+    mine.load_state_dict(ref.state_dict())  # the solution keeps the reference's names
+    x = torch.randn(3, 24, 7, 9)
+    for got, want in zip(mine.attention(x), ref.attention(x)):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(mine(x), ref(x))
+    assert sum(p.numel() for p in mine.parameters()) == visible.gate_count_by_hand(24, 6)
+
+
+def test_solution_count_gain_and_judge_match_the_references(solution_namespace):
+    ns = solution_namespace
+    for c, r in ((48, 4), (17, 3), (128, 16)):
+        assert ns["gate_parameter_count"](c, r) == sum(p.numel() for p in Reference(c, r).parameters())
+    rows, variant, n, _ = visible._table_cases()[0]
+    assert ns["gain_and_noise"](rows, variant, n) == pytest.approx(visible.gain_and_noise_by_hand(rows, variant, n))
+    data = make_cluttered_digits(10, seed=3)
+    torch.manual_seed(1)
+    net = cap.CapstoneNet(Reference).eval()
+    assert ns["judge_localisation"](net, data.images, data.boxes) == judge_by_hand(net, data.images, data.boxes)
+
+
+def test_solution_gate_follows_device_and_dtype(solution_namespace, device):
+    module = solution_namespace["ChannelSpatialGate"](12).to(device=device, dtype=torch.float64)
+    x = torch.randn(2, 12, 5, 7, device=device, dtype=torch.float64)
+    c, s = module.attention(x)
+    y = module(x)
+    assert c.shape == (2, 12, 1, 1) and s.shape == (2, 1, 5, 7)
+    assert y.device == x.device and y.dtype == torch.float64 and y.shape == x.shape
+
+
+# ------------------------------------------------------------------------------------------------
+# the notebook's running modes
+# ------------------------------------------------------------------------------------------------
+def _mode_cell() -> str:
+    cells = [c.source for c in _notebook().cells if c.cell_type == "code" and "AUTOGRADING =" in c.source]
+    assert len(cells) == 1
+    return cells[0]
+
+
+@pytest.mark.parametrize("env, want", [({"NBGRADER_EXECUTION": "autograde"}, "QUICK"),
+                                       ({"NBGRADER_EXECUTION": "validate"}, "QUICK"), ({}, "DEFAULT")])
+def test_training_uses_the_quick_budget_while_nbgrader_grades(monkeypatch, env, want):
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    namespace = {"DEVICE": torch.device("cpu"), "FULL": cap.FULL, "QUICK": cap.QUICK, "Budget": cap.Budget}
+    exec(compile("import os\n" + _mode_cell(), "<mode cell>", "exec"), namespace)
+    budget = namespace["BUDGET"]
+    assert budget == (cap.QUICK if want == "QUICK" else namespace["DEFAULT"])
+    default = namespace["DEFAULT"]
+    # the default run is bigger than the quick one and smaller than the full one, and trains one seed
+    assert cap.QUICK.num_train * cap.QUICK.epochs < default.num_train * default.epochs
+    assert default.num_train * default.epochs * default.seeds < cap.FULL.num_train * cap.FULL.epochs * cap.FULL.seeds
+
+
+def test_the_notebook_trains_only_the_plain_cnn_and_the_gate_while_grading():
+    source = next(c.source for c in _notebook().cells if c.cell_type == "code" and "run_experiment(" in c.source)
+    assert 'variants = {"gate": ChannelSpatialGate}\nif not AUTOGRADING:' in source
+    assert "progress=not AUTOGRADING" in source
+
+
+def test_given_map_module_reports_its_map():
+    maps = torch.rand(3, 1, 12, 12)
+    net = cap.CapstoneNet(visible.GivenMap(maps)).eval()
+    images = torch.rand(3, 1, 48, 48)
+    found = cap.attention_outputs(net, images)
+    torch.testing.assert_close(found["spatial"], maps[:, 0])
+    assert net(images).shape == (3, 10)
