@@ -60,6 +60,25 @@ def test_bundle_is_an_installable_package_with_the_course_runtime_dependencies(b
     assert "pip install" in (bundle.out / "README.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
+def test_bundle_builds_a_wheel_that_students_can_pip_install(bundle, tmp_path):
+    import zipfile
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(bundle.out),
+         "-w", str(tmp_path)], capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (wheel,) = tmp_path.glob("course_lib-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    stored = {p.name for p in (nbs.REPO / "course_lib" / "checks" / "expected").glob("*.pt")}
+    assert {Path(n).name for n in names if n.endswith(".pt")} == stored
+    assert "course_lib/checks/_core.py" in names
+    for name in bundle_mod.REFERENCE_MODULES:
+        assert f"course_lib/{name}.py" not in names
+    assert not [n for n in names if "/hidden/" in n or "/grading/" in n]
+
+
 # --------------------------------------------------------------------------------------------
 # what the build refuses
 # --------------------------------------------------------------------------------------------

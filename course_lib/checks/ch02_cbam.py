@@ -66,6 +66,11 @@ HINTS = (
 )
 
 
+def _two_dims(p: torch.Tensor) -> tuple[int, ...]:
+    """(o, i) for a Linear weight and a 1x1 conv weight alike."""
+    return tuple(p.shape[:2]) if p.dim() == 4 and tuple(p.shape[2:]) == (1, 1) else tuple(p.shape)
+
+
 def mlp_roles(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {"W_0 weight (C' x C)": weights["mlp.0.weight"], "W_1 weight (C x C')": weights["mlp.2.weight"]}
 
@@ -74,7 +79,7 @@ def load_channel_weights(module: torch.nn.Module, channels: int, reduction: int,
                          weights: dict[str, torch.Tensor], *, what: str) -> None:
     """Load W_0, W_1 by shape; name an ignored reduction and two separate MLPs."""
     hidden = channels // reduction
-    shapes = [tuple(s for s in p.shape if s != 1) or (1,) for p in module.parameters()]
+    shapes = [_two_dims(p) for p in module.parameters()]
     if channels // 16 != hidden and (channels // 16, channels) in shapes and (hidden, channels) not in shapes:
         raise CheckFailure(
             f"{what}: the MLP's hidden layer has channels // 16 = {channels // 16} units; with "
@@ -140,7 +145,7 @@ def check_channel_attention(cls: type) -> None:
     module = build(cls, c, reduction=r)
     load_channel_weights(module, c, r, data["weights"], what=what)
     default = build(cls, c)
-    shapes = {tuple(s for s in p.shape if s != 1) for p in default.parameters()}
+    shapes = {_two_dims(p) for p in default.parameters()}
     expect((c // 16, c) in shapes, f"ChannelAttention({c}) (default reduction=16) should have a hidden layer of "
            f"{c} // 16 = {c // 16} units; yours has parameters {sorted(shapes)}.", mistake="param_count")
     module.eval()

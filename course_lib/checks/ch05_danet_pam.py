@@ -58,7 +58,8 @@ ADVICE: dict[str, tuple[str, str]] = {
                "paper and official code use the plain dot product q_j . k_i."),
     "qk_swapped": (QK_SWAPPED,
                    "query and key play each other's role: energy = key^T @ query. Row j must hold q_j . k_i: "
-                   "query (B, N, C') @ key (B, C', N)."),
+                   "query (B, N, C') @ key (B, C', N). In forward the same output also comes from two mistakes that "
+                   "combine: a softmax over dim 1 AND value @ attention without the transpose."),
     "missing_transpose": ("missing_transpose",
                           "value (B, C, N) @ attention without the transpose. out[:, :, j] = sum_i s[j, i] v[:, :, i] "
                           "needs value @ attention^T (attention.permute(0, 2, 1)); DANet issue #64 asks the same."),

@@ -1,0 +1,164 @@
+"""Chapter 02 (CBAM): what students and popular copies write, wrong and right.
+
+Every source defines the exercise's symbol given catalog.PRELUDE; the CBAM entries define the two gates they use.
+"""
+from __future__ import annotations
+
+from catalog import Exercise, Impl
+from course_lib.checks.ch02_cbam import check_cbam, check_channel_attention, check_spatial_attention
+from course_lib.checks.hidden.ch02_cbam import hidden_cbam, hidden_channel_attention, hidden_spatial_attention
+
+CH = Exercise("02_cbam", "ChannelAttention", "ChannelAttention", check_channel_attention, hidden_channel_attention,
+              "channel_attention", "test_channel_attention")
+SP = Exercise("02_cbam", "SpatialAttention", "SpatialAttention", check_spatial_attention, hidden_spatial_attention,
+              "spatial_attention", "test_spatial_attention")
+CB = Exercise("02_cbam", "CBAM", "CBAM", check_cbam, hidden_cbam, "cbam", "test_cbam")
+EXERCISES = [CH, SP, CB]
+
+
+def channel(gate: str, *, hidden: str = "channels // reduction", bias: str = "False", extra: str = "") -> str:
+    """A ChannelAttention with one shared 1x1-conv MLP; ``gate`` is the body of attention() (avg, mx given)."""
+    return f"""
+class ChannelAttention(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv2d(channels, {hidden}, 1, bias={bias}), nn.ReLU(),
+                                 nn.Conv2d({hidden}, channels, 1, bias={bias}))
+{extra}
+    def attention(self, x):
+        avg, mx = x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)
+        return {gate}
+
+    def forward(self, x):
+        return x * self.attention(x)
+"""
+
+
+def spatial(pooled: str, *, conv: str = "nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)",
+            gate: str = "torch.sigmoid(self.conv(pooled))") -> str:
+    return f"""
+class SpatialAttention(nn.Module):
+    def __init__(self, kernel_size=7):
+        super().__init__()
+        self.conv = {conv}
+
+    def attention(self, x):
+        pooled = {pooled}
+        return {gate}
+
+    def forward(self, x):
+        return x * self.attention(x)
+"""
+
+
+GOOD_CHANNEL = channel("torch.sigmoid(self.mlp(avg) + self.mlp(mx))")
+GOOD_SPATIAL = spatial("torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)")
+
+
+def cbam(forward: str) -> str:
+    return GOOD_CHANNEL + GOOD_SPATIAL + f"""
+class CBAM(nn.Module):
+    def __init__(self, channels, reduction=16, kernel_size=7):
+        super().__init__()
+        self.channel_gate = ChannelAttention(channels, reduction)
+        self.spatial_gate = SpatialAttention(kernel_size)
+
+    def forward(self, x):
+{forward.strip(chr(10))}
+"""
+
+
+IMPLS = [
+    # ---------------------------------------------------------------- ChannelAttention
+    Impl(CH, "the blog copy: in_planes // 16 whatever the ratio",
+         channel("torch.sigmoid(self.mlp(avg) + self.mlp(mx))", hidden="channels // 16"), "reduction_ignored"),
+    Impl(CH, "two separate MLPs", """
+class ChannelAttention(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        h = channels // reduction
+        self.mlp_avg = nn.Sequential(nn.Conv2d(channels, h, 1, bias=False), nn.ReLU(), nn.Conv2d(h, channels, 1, bias=False))
+        self.mlp_max = nn.Sequential(nn.Conv2d(channels, h, 1, bias=False), nn.ReLU(), nn.Conv2d(h, channels, 1, bias=False))
+
+    def attention(self, x):
+        return torch.sigmoid(self.mlp_avg(x.mean((2, 3), keepdim=True)) + self.mlp_max(x.amax((2, 3), keepdim=True)))
+
+    def forward(self, x):
+        return x * self.attention(x)
+""", "separate_mlps"),
+    Impl(CH, "average pooling only", channel("torch.sigmoid(self.mlp(avg))"), "single_pool"),
+    Impl(CH, "max pooling only", channel("torch.sigmoid(self.mlp(mx))"), "single_pool"),
+    Impl(CH, "no sigmoid", channel("self.mlp(avg) + self.mlp(mx)"), "missing_sigmoid"),
+    Impl(CH, "softmax over channels", channel("torch.softmax(self.mlp(avg) + self.mlp(mx), dim=1)"), "softmax_gate"),
+    Impl(CH, "ReLU after the last layer",
+         channel("torch.sigmoid(F.relu(self.mlp(avg)) + F.relu(self.mlp(mx)))"), "relu_after_last"),
+    Impl(CH, "forward returns the map", GOOD_CHANNEL.replace("return x * self.attention(x)", "return self.attention(x)"),
+         "returns_map"),
+    Impl(CH, "official style: Linear with bias (the bias is zeroed by the check)", """
+class ChannelAttention(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(channels, channels // reduction), nn.ReLU(),
+                                 nn.Linear(channels // reduction, channels))
+
+    def attention(self, x):
+        s = self.mlp(F.avg_pool2d(x, x.shape[2:])) + self.mlp(F.max_pool2d(x, x.shape[2:]))
+        return rearrange(torch.sigmoid(s), "b c -> b c 1 1")
+
+    def forward(self, x):
+        return x * self.attention(x)
+"""),
+    Impl(CH, "adaptive pools, both descriptors in one batch through the MLP", """
+class ChannelAttention(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.avg_pool, self.max_pool = nn.AdaptiveAvgPool2d(1), nn.AdaptiveMaxPool2d(1)
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1, bias=False)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
+
+    def attention(self, x):
+        both = torch.cat([self.avg_pool(x), self.max_pool(x)], dim=0)  # (2B, C, 1, 1)
+        a, m = self.fc2(F.relu(self.fc1(both))).chunk(2, dim=0)
+        return torch.sigmoid(a + m)
+
+    def forward(self, x):
+        return x * self.attention(x)
+"""),
+    # ---------------------------------------------------------------- SpatialAttention
+    Impl(SP, "[max; mean] as in the official code",
+         spatial("torch.cat([x.amax(1, keepdim=True), x.mean(1, keepdim=True)], dim=1)"), "pool_order"),
+    Impl(SP, "pooling over H and W instead of the channels",
+         spatial("torch.cat([x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)], dim=1)"), "pool_axis"),
+    Impl(SP, "mean map only", spatial("x.mean(1, keepdim=True)",
+                                      conv="nn.Conv2d(1, 1, kernel_size, padding=kernel_size // 2, bias=False)"),
+         "single_pool"),
+    Impl(SP, "no sigmoid", spatial("torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)",
+                                   gate="self.conv(pooled)"), "missing_sigmoid"),
+    Impl(SP, "padding 3 whatever the kernel size",
+         spatial("torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)",
+                 conv="nn.Conv2d(2, 1, kernel_size, padding=3, bias=False)"), "kernel_size"),
+    Impl(SP, "the paper's gate", GOOD_SPATIAL),
+    Impl(SP, "torch.max(...)[0], einops reduce and a conv with a (zeroed) bias", """
+class SpatialAttention(nn.Module):
+    def __init__(self, kernel_size=7):
+        super().__init__()
+        self.gate_conv = nn.Conv2d(2, 1, kernel_size, padding=(kernel_size - 1) // 2)
+        self.sigmoid = nn.Sigmoid()
+
+    def attention(self, x):
+        avg = reduce(x, "b c h w -> b 1 h w", "mean")
+        mx = torch.max(x, dim=1, keepdim=True)[0]
+        return self.sigmoid(self.gate_conv(torch.cat((avg, mx), 1)))
+
+    def forward(self, x):
+        return x * self.attention(x)
+"""),
+    # ---------------------------------------------------------------- CBAM
+    Impl(CB, "spatial gate first", cbam("        return self.channel_gate(self.spatial_gate(x))"), "cbam_order"),
+    Impl(CB, "spatial map computed on the input",
+         cbam("        return self.channel_gate(x) * self.spatial_gate.attention(x)"), "spatial_on_input"),
+    Impl(CB, "channel then spatial", cbam("        return self.spatial_gate(self.channel_gate(x))")),
+    Impl(CB, "channel then spatial, maps written out", cbam("""
+        refined = x * self.channel_gate.attention(x)
+        return refined * self.spatial_gate.attention(refined)""")),
+]

@@ -1,0 +1,187 @@
+"""Chapter 02 (CBAM): the checks against the reference modules, the stored values against a fresh build, the
+notebook's solution cells against the reference, and the figure helpers' data."""
+from __future__ import annotations
+
+import ast
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from catalog import PRELUDE
+from course_lib import notebooks as nbs
+from course_lib.cbam import CBAM, ChannelAttention, SpatialAttention
+from course_lib.checks import CheckFailure
+from course_lib.checks import ch02_cbam as visible
+from course_lib.checks._core import expected, is_close
+from course_lib.checks.hidden import ch02_cbam as hidden
+from course_lib.figures import ch02 as figures
+
+CHAPTER = "02_cbam"
+
+
+@pytest.fixture(scope="module")
+def solution_namespace() -> dict:
+    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
+    namespace: dict = {}
+    exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
+    ids = []
+    for cell in nb.cells:
+        grade = cell.metadata.get("nbgrader", {})
+        if grade.get("solution"):
+            ids.append(grade["grade_id"])
+            exec(compile(cell.source, f"<solution {grade['grade_id']}>", "exec"), namespace)
+    assert ids == ["channel_attention", "spatial_attention", "cbam"]
+    return namespace
+
+
+def test_visible_checks_pass_on_the_reference(capsys):
+    visible.check_channel_attention(ChannelAttention)
+    visible.check_spatial_attention(SpatialAttention)
+    visible.check_cbam(CBAM)
+    assert capsys.readouterr().out.count("[ok]") == 3
+
+
+def test_hidden_checks_pass_on_the_reference(capsys):
+    hidden.hidden_channel_attention(ChannelAttention)
+    hidden.hidden_spatial_attention(SpatialAttention)
+    hidden.hidden_cbam(CBAM)
+    assert capsys.readouterr().out.count("[ok]") == 3
+
+
+def test_official_variant_bias_passes_but_official_pool_order_does_not():
+    """An extra (zeroed) bias is harmless; the official [max; mean] order is named when weights are given."""
+    class Biased(ChannelAttention):
+        def __init__(self, channels, reduction=16):
+            super().__init__(channels, reduction, mlp_bias=True)
+
+    class MaxMean(SpatialAttention):
+        def __init__(self, kernel_size=7):
+            super().__init__(kernel_size, pool_order="max_avg")
+
+    visible.check_channel_attention(Biased)
+    with pytest.raises(CheckFailure) as info:
+        visible.check_spatial_attention(MaxMean)
+    assert info.value.mistake == "pool_order"
+
+
+def test_checks_fail_on_a_stub():
+    class Stub(torch.nn.Module):
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+            raise NotImplementedError()
+
+    for check in (visible.check_channel_attention, visible.check_spatial_attention, visible.check_cbam,
+                  hidden.hidden_channel_attention, hidden.hidden_spatial_attention, hidden.hidden_cbam):
+        with pytest.raises(CheckFailure) as info:
+            check(Stub)
+        assert info.value.mistake == "not_implemented", check.__name__
+
+
+def test_visible_checks_run_under_one_second_each():
+    for check, arg in ((visible.check_channel_attention, ChannelAttention),
+                       (visible.check_spatial_attention, SpatialAttention), (visible.check_cbam, CBAM)):
+        check(arg)
+        started = time.perf_counter()
+        check(arg)
+        assert time.perf_counter() - started < 1.0, check.__name__
+
+
+def test_visible_module_does_not_import_the_references():
+    tree = ast.parse(Path(visible.__file__).read_text())
+    names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m and ("cbam" in m.split(".")[-1] and not m.endswith("checks.ch02_cbam")) for m in names), names
+    assert not any(m and m.split(".")[-1] in {"se", "cbam", "ctdnet", "hacnn", "danet"} for m in names), names
+
+
+def _assert_same(a, b, path="expected"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=path)
+    elif isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _assert_same(a[key], b[key], f"{path}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+def test_stored_expected_values_equal_a_fresh_build():
+    _assert_same(expected("ch02_cbam"), hidden.build_expected())
+
+
+def test_stored_diagnoses_differ_from_the_right_answer():
+    E = expected("ch02_cbam")
+    for part, right, key in (("channel", "gate", "gate_diagnoses"), ("spatial", "gate", "gate_diagnoses"),
+                             ("cbam", "out", "diagnoses")):
+        for label, wrong in E[part][key].items():
+            assert label in visible.ADVICE, label
+            assert not is_close(wrong, E[part][right]), (part, label)
+    assert E["channel"]["channels"] // 16 != E["channel"]["channels"] // E["channel"]["reduction"]
+
+
+def test_solution_cells_pass_the_checks(solution_namespace):
+    ns = solution_namespace
+    visible.check_channel_attention(ns["ChannelAttention"])
+    visible.check_spatial_attention(ns["SpatialAttention"])
+    visible.check_cbam(ns["CBAM"])
+    hidden.hidden_channel_attention(ns["ChannelAttention"])
+    hidden.hidden_spatial_attention(ns["SpatialAttention"])
+    hidden.hidden_cbam(ns["CBAM"])
+
+
+def test_solution_module_matches_the_reference(solution_namespace):
+    ref = CBAM(32, 8, 5)
+    mine = solution_namespace["CBAM"](32, 8, 5)
+    mine.load_state_dict(ref.state_dict())  # the solution keeps the reference's names
+    x = torch.randn(3, 32, 9, 6)
+    torch.testing.assert_close(mine(x), ref(x))
+    torch.testing.assert_close(mine.channel_gate.attention(x), ref.channel_gate.attention(x))
+    torch.testing.assert_close(mine.spatial_gate.attention(x), ref.spatial_gate.attention(x))
+    assert sum(p.numel() for p in mine.parameters()) == 2 * 32 * 4 + 2 * 25
+
+
+def test_solution_module_follows_device_and_dtype(solution_namespace, device):
+    module = solution_namespace["CBAM"](16, 4).to(device=device, dtype=torch.float64)
+    x = torch.randn(2, 16, 5, 7, device=device, dtype=torch.float64)
+    y = module(x)
+    assert y.device == x.device and y.dtype == torch.float64 and y.shape == x.shape
+
+
+def test_hand_set_kernel_and_bad_input():
+    w = figures.hand_set_spatial_kernel(7, 10.0, 2.0)
+    assert w.shape == (1, 2, 7, 7)
+    torch.testing.assert_close(w[0, 0], torch.full((7, 7), 20 / 49))
+    torch.testing.assert_close(w[0, 1], torch.full((7, 7), 10 / 49))
+    for bad in (4, 0, 2.0):
+        with pytest.raises(ValueError):
+            figures.hand_set_spatial_kernel(bad)
+    with pytest.raises(ValueError):
+        figures.centred(torch.zeros(3, 4))
+
+
+def test_spatial_panels_returns_the_map_it_draws():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.figures.common import sample_image
+
+    photo = sample_image("flower.jpg", size=(44, 66))
+    gate = SpatialAttention(7).eval()
+    with torch.no_grad():
+        gate.conv.weight.copy_(figures.hand_set_spatial_kernel())
+    data = figures.spatial_panels(photo, gate)
+    plt.close("all")
+    np.testing.assert_allclose(data["map"], gate.attention(figures.centred(photo)).detach()[0, 0].numpy(), rtol=1e-6)
+    h, w = data["map"].shape
+    assert data["map"][h // 3: 2 * h // 3, w // 3: 2 * w // 3].mean() > data["map"][:, :8].mean() + 0.3

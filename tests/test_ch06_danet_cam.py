@@ -1,0 +1,193 @@
+"""Chapter 06 (DANet CAM): the checks against the reference module, the stored values against a fresh build,
+the notebook's solution cells against the reference, and the figure helpers' data."""
+from __future__ import annotations
+
+import time
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from catalog import PRELUDE
+from course_lib import notebooks as nbs
+from course_lib.checks import CheckFailure
+from course_lib.checks import ch06_danet_cam as visible
+from course_lib.checks._core import expected, is_close
+from course_lib.checks.hidden import ch06_danet_cam as hidden
+from course_lib.danet import ChannelAttention
+from course_lib.figures import ch06 as figures
+
+CHAPTER = "06_danet_cam"
+
+
+class OfficialBlog(ChannelAttention):
+    def __init__(self, in_dim):
+        super().__init__(variant="official")
+
+
+def reference_most(energy, variant):
+    return (energy if variant == "paper" else energy.amax(-1, keepdim=True) - energy).softmax(-1).argmax(-1)
+
+
+@pytest.fixture(scope="module")
+def solution_namespace() -> dict:
+    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
+    namespace: dict = {}
+    exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {"cam", "most_attended", "blog_cam"}
+    for cell in cells:
+        exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
+    return namespace
+
+
+def test_visible_checks_pass_on_the_reference(capsys):
+    visible.check_cam(ChannelAttention)
+    visible.check_cam_official(ChannelAttention)
+    visible.check_most_attended(reference_most)
+    visible.check_blog_cam(OfficialBlog)
+    assert capsys.readouterr().out.count("[ok]") == 4
+
+
+def test_hidden_checks_pass_on_the_reference(capsys):
+    hidden.hidden_cam(ChannelAttention)
+    hidden.hidden_cam_official(ChannelAttention)
+    hidden.hidden_most_attended(reference_most)
+    hidden.hidden_blog_cam(OfficialBlog)
+    assert capsys.readouterr().out.count("[ok]") == 4
+
+
+def test_checks_fail_on_a_stub():
+    class Stub(torch.nn.Module):
+        def __init__(self, *args, variant="paper"):
+            super().__init__()
+            raise NotImplementedError()
+
+    def stub_fn(energy, variant):
+        raise NotImplementedError()
+
+    for check, arg in ((visible.check_cam, Stub), (visible.check_cam_official, Stub), (visible.check_blog_cam, Stub),
+                       (hidden.hidden_cam, Stub), (hidden.hidden_cam_official, Stub), (hidden.hidden_blog_cam, Stub),
+                       (visible.check_most_attended, stub_fn), (hidden.hidden_most_attended, stub_fn)):
+        with pytest.raises(CheckFailure) as info:
+            check(arg)
+        assert info.value.mistake == "not_implemented"
+
+
+def test_variants_are_not_interchangeable():
+    """The paper module must fail the official check and the reverse (cam_variant named)."""
+    class PaperOnly(ChannelAttention):
+        def __init__(self, *, variant="paper"):
+            super().__init__(variant="paper")
+
+    with pytest.raises(CheckFailure) as info:
+        visible.check_cam_official(PaperOnly)
+    assert info.value.mistake == "cam_variant"
+    class PaperBlog(ChannelAttention):
+        def __init__(self, in_dim):
+            super().__init__(variant="paper")
+
+    with pytest.raises(CheckFailure) as info:
+        visible.check_blog_cam(PaperBlog)
+    assert info.value.mistake == "cam_variant"
+
+
+def test_visible_checks_run_under_one_second_each():
+    for check, arg in ((visible.check_cam, ChannelAttention), (visible.check_cam_official, ChannelAttention),
+                       (visible.check_most_attended, reference_most), (visible.check_blog_cam, OfficialBlog)):
+        check(arg)
+        started = time.perf_counter()
+        check(arg)
+        assert time.perf_counter() - started < 1.0, check.__name__
+
+
+def _assert_same(a, b, path="expected"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
+        tol = dict(rtol=1e-12, atol=1e-14) if a.dtype == torch.float64 else dict(rtol=0, atol=0)
+        torch.testing.assert_close(a, b, **tol, msg=path)
+    elif isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _assert_same(a[key], b[key], f"{path}[{key!r}]")
+    else:
+        assert a == b, path
+
+
+def test_stored_expected_values_equal_a_fresh_build():
+    _assert_same(expected("ch06_danet_cam"), hidden.build_expected())
+
+
+def test_stored_maps_are_soft_and_the_diagnoses_differ():
+    E = expected("ch06_danet_cam")
+    for variant in ("paper", "official"):
+        assert E[variant]["a"].max() < 0.9  # not one-hot: a transpose would be visible in the values
+        for label, wrong in E[variant]["a_diagnoses"].items():
+            assert label in visible.ADVICE and not is_close(wrong, E[variant]["a"]), label
+        for label, wrong in E[variant]["y_diagnoses"].items():
+            assert label in visible.ADVICE and not is_close(wrong, E[variant]["y"]), label
+    assert not torch.equal(E["most"]["paper"], E["most"]["official"])
+
+
+def test_solution_cells_pass_the_checks(solution_namespace):
+    cam = solution_namespace["ChannelAttention"]
+    for check in (visible.check_cam, visible.check_cam_official, hidden.hidden_cam, hidden.hidden_cam_official):
+        check(cam)
+    visible.check_most_attended(solution_namespace["most_attended"])
+    hidden.hidden_most_attended(solution_namespace["most_attended"])
+    visible.check_blog_cam(solution_namespace["BlogCAM"])
+    hidden.hidden_blog_cam(solution_namespace["BlogCAM"])
+
+
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_solution_module_matches_the_reference(solution_namespace, variant):
+    ref = ChannelAttention(variant=variant)
+    mine = solution_namespace["ChannelAttention"](variant=variant)
+    with torch.no_grad():
+        ref.gamma.fill_(0.5)
+        mine.gamma.fill_(0.5)
+    x = torch.randn(3, 6, 4, 5) * 0.3
+    torch.testing.assert_close(mine.attention(x), ref.attention(x))
+    torch.testing.assert_close(mine(x), ref(x))
+    if variant == "official":
+        blog = solution_namespace["BlogCAM"](6)
+        with torch.no_grad():
+            blog.gamma.fill_(0.5)
+        torch.testing.assert_close(blog(x), ref(x))
+
+
+def test_solution_rejects_a_bad_variant(solution_namespace):
+    with pytest.raises(ValueError, match="official"):
+        solution_namespace["ChannelAttention"](variant="softmax")
+
+
+def test_solution_module_follows_device_and_dtype(solution_namespace, device):
+    module = solution_namespace["ChannelAttention"](variant="official").to(device=device, dtype=torch.float64)
+    x = torch.randn(2, 5, 3, 4, device=device, dtype=torch.float64)
+    y = module(x)
+    assert y.device == x.device and y.dtype == torch.float64 and y.shape == x.shape
+
+
+def test_photo_channels_and_affinity_panels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.figures.common import sample_image
+
+    photo = sample_image("china.jpg", size=(24, 36))
+    feats = figures.photo_channels(photo)
+    assert feats.shape == (1, 8, 24, 36)
+    np.testing.assert_allclose(feats.flatten(2).norm(dim=2).numpy(), 3.0, rtol=1e-5)
+    maps = {"paper": ChannelAttention().attention(feats),
+            "official": ChannelAttention(variant="official").attention(feats)}
+    data = figures.affinity_panels(feats, maps)
+    plt.close("all")
+    np.testing.assert_allclose(data["paper"], maps["paper"][0].numpy())
+    # brightness (3) vs darkness (4): exact negatives; the official map picks darkness for brightness
+    assert figures.CHANNEL_NAMES[int(data["official"][3].argmax())] == "darkness"
+    assert figures.CHANNEL_NAMES[int(data["paper"][3].argmax())] != "darkness"
+    with pytest.raises(ValueError):
+        figures.photo_channels(torch.zeros(1, 4, 5, 5))
