@@ -67,9 +67,14 @@ ADVICE: dict[str, tuple[str, str]] = {
                          "forward returns gamma * out without + x. Eq. (2): E = gamma * out + A."),
 }
 
+NAME_ERROR = define_mistake("name_error", "a NameError: a variable is used under a name it was never given (a typo?)")
+
 _CRASH_HINTS = (
     ("a leaf Variable that requires grad is being used in an in-place operation", "inplace",
      "an in-place operation on the input (x += ..., x.add_(...)) overwrites it; write gamma * out + x."),
+    ("NameError", NAME_ERROR,
+     "Python met a name that was never assigned. Compare, letter by letter, the line where the variable is "
+     "created with the line that uses it."),
 )
 
 
@@ -140,8 +145,15 @@ def _loaded(cls: type, data: dict, *, reduction: int = 8) -> tuple[nn.Module, st
     what = f"{cls.__name__}({channels}" + (f", reduction={reduction})" if reduction != 8 else ")")
     module = build(cls, channels, reduction) if reduction != 8 else build(cls, channels)
     _check_structure(module, channels, reduction, what=what)
-    load_by_name(module, data["weights"], what=what)
+    load_pam_weights(module, data["weights"], what=what)
     return module, what
+
+
+def load_pam_weights(module: nn.Module, weights: dict[str, torch.Tensor], *, what: str) -> None:
+    """Copy weights by the official names; gamma may be stored as (1,) or as a 0-d scalar."""
+    load_by_name(module, {k: v for k, v in weights.items() if k != "gamma"}, what=what)
+    with torch.no_grad():
+        module.gamma.fill_(float(weights["gamma"].reshape(())))
 
 
 def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
@@ -168,6 +180,10 @@ def check_pam_attention(cls: type) -> None:
     x = E["x"]
     b, c, h, w = x.shape
     a = _call(module.attention, x.clone(), doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}")
+    if isinstance(a, torch.Tensor) and a.shape == x.shape:
+        raise CheckFailure(f"attention(x) returned a tensor of the input's shape {fmt_shape(x.shape)}: the "
+                           "reweighted features. attention(x) returns the map s of Eq. (1), (B, N, N); forward(x) "
+                           "applies it.", mistake="returns_features")
     expect_shape(a, (b, h * w, h * w), what=f"attention(x) for x of shape {fmt_shape(x.shape)}",
                  hint="the map is (B, N, N) with N = H * W: query (B, N, C') @ key (B, C', N).")
     _rows_sum_to_one(a, what="attention(x)")

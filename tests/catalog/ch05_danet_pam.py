@@ -73,7 +73,7 @@ WRONG_ATTENTION = [
         self.gamma = nn.Parameter(torch.zeros(1))""", att=ATT.replace("self.query_conv", "self.q"))),
     ("hard-coded .cuda()", "device", att_with("        return torch.softmax(torch.bmm(q, k).cuda(), dim=-1)")),
     ("hard-coded float32", "dtype", att_with("        return torch.softmax(torch.bmm(q.float(), k.float()), dim=-1)")),
-    ("attention returns the reweighted features", "shape", dict(att="""\
+    ("attention returns the reweighted features", "returns_features", dict(att="""\
         b, c, h, w = x.shape
         q = self.query_conv(x).view(b, -1, h * w).permute(0, 2, 1)
         k = self.key_conv(x).view(b, -1, h * w)
@@ -135,6 +135,18 @@ VALID_PAM = [
     ("extra buffer and attribute", dict(extra="""\
         self.register_buffer("calls", torch.zeros(()))
         self.channels = channels""")),
+    ("nn.Linear projections on (B, N, C) and a 0-d gamma", dict(init="""\
+        self.query_conv = nn.Linear(channels, channels // reduction)
+        self.key_conv = nn.Linear(channels, channels // reduction)
+        self.value_conv = nn.Linear(channels, channels)
+        self.gamma = nn.Parameter(torch.tensor(0.0))""", att="""\
+        tokens = rearrange(x, "b c h w -> b (h w) c")
+        q, k = self.query_conv(tokens), self.key_conv(tokens)
+        return (q @ k.transpose(1, 2)).softmax(dim=-1)""", fwd="""\
+        h, w = x.shape[-2:]
+        v = self.value_conv(rearrange(x, "b c h w -> b (h w) c"))
+        out = self.attention(x) @ v
+        return self.gamma * rearrange(out, "b (h w) c -> b c h w", h=h, w=w) + x""")),
 ]
 
 WRONG_EINOPS = [

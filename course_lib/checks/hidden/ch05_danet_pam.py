@@ -20,10 +20,9 @@ from course_lib.checks._core import (
     exercise,
     fmt_shape,
     is_close,
-    load_by_name,
     seeded_randn,
 )
-from course_lib.checks.ch05_danet_pam import _call, _check_structure, _close, _rows_sum_to_one
+from course_lib.checks.ch05_danet_pam import _call, _check_structure, _close, _rows_sum_to_one, load_pam_weights
 from course_lib.danet import PositionAttention as Reference
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -139,7 +138,7 @@ def _student(cls: type, ref: Reference, *, dtype: torch.dtype, device: str) -> t
     what = f"{cls.__name__}({ref.channels}, reduction={ref.reduction})"
     module = build(cls, ref.channels, ref.reduction)
     _check_structure(module, ref.channels, ref.reduction, what=what)
-    load_by_name(module, weights_of(ref), what=what)
+    load_pam_weights(module, weights_of(ref), what=what)
     return module.to(device=device, dtype=dtype)
 
 
