@@ -90,15 +90,16 @@ class Budget:
     epochs: int
     seeds: int
     batch_size: int = 64
-    lr: float = 4e-3
+    lr: float = 1e-2
     weight_decay: float = 5e-4
     canvas_size: int = 48
-    num_clutter: int = 6
+    num_clutter: int = 10
+    fragment_size: int = 8
     data_seed: int = 0
 
 
-FULL = Budget(num_train=5000, num_test=2000, epochs=6, seeds=3)
-QUICK = Budget(num_train=1200, num_test=400, epochs=3, seeds=1)
+FULL = Budget(num_train=3500, num_test=2000, epochs=5, seeds=3)
+QUICK = Budget(num_train=1000, num_test=400, epochs=3, seeds=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ def _deterministic() -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 # Training and evaluation
 # --------------------------------------------------------------------------------------------
-def fit(model: nn.Module, data: ClutteredDigits, *, epochs: int, seed: int, batch_size: int = 64, lr: float = 4e-3,
+def fit(model: nn.Module, data: ClutteredDigits, *, epochs: int, seed: int, batch_size: int = 64, lr: float = 1e-2,
         weight_decay: float = 5e-4, device: torch.device | str | None = None, progress: bool = True,
         desc: str = "train") -> list[float]:
     """Train ``model`` in place with AdamW and a one-cycle schedule; return the mean loss per epoch.
@@ -479,7 +480,8 @@ def run_experiment(variants: Sequence[str], budget: Budget, *, seeds: Sequence[i
     seeds = list(range(budget.seeds)) if seeds is None else list(seeds)
     device = pick_device() if device is None else torch.device(device)
     train, test = load_cluttered_digits(budget.num_train, budget.num_test, canvas_size=budget.canvas_size,
-                                        num_clutter=budget.num_clutter, seed=budget.data_seed)
+                                        num_clutter=budget.num_clutter, fragment_size=budget.fragment_size,
+                                        seed=budget.data_seed)
     probe = test.images[:1000]
     results, models = [], {}
     for variant in variants:
@@ -547,7 +549,8 @@ def write_results(rows: Sequence[Mapping[str, Any]], out: Path, *, budget: Budge
         "# Capstone: attention modules in a small CNN on cluttered digits",
         "",
         f"Data: {budget.num_train} train / {budget.num_test} test images, {budget.canvas_size}x{budget.canvas_size} "
-        f"canvas, 16x16 digit, {budget.num_clutter} clutter fragments (8x8 pieces of other digits), train and test "
+        f"canvas, 16x16 digit, {budget.num_clutter} clutter fragments ({budget.fragment_size}x{budget.fragment_size} "
+        f"pieces of other digits), train and test "
         f"drawn from disjoint source images (`course_lib.data`, data seed {budget.data_seed}). Training: "
         f"{budget.epochs} epochs, batch {budget.batch_size}, AdamW lr {budget.lr} (one-cycle), weight decay "
         f"{budget.weight_decay}, on {device.type}; seeds {', '.join(str(s) for s in range(rows[0]['seeds']))}. "

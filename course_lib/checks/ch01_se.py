@@ -149,7 +149,8 @@ def expect_int(value: Any, *, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise CheckFailure(
             f"{what} should be an int, got {value!r} ({type(value).__name__}). A parameter count is a "
-            "whole number: use // (floor division), as the layers do (C // r hidden units).",
+            "whole number: return the exact count (not in millions), and use // (floor division) for "
+            "the hidden width, as the layers do (C // r units).",
             mistake="float_count",
         )
     passed()

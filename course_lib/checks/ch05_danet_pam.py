@@ -50,6 +50,10 @@ ADVICE: dict[str, tuple[str, str]] = {
     "softmax_dim1": ("softmax_dim",
                      "the softmax runs over dim 1 (the queries), so each COLUMN sums to 1. Eq. (1) normalises each "
                      "query's row over all keys: softmax(energy, dim=-1)."),
+    "softmax_dim0": ("softmax_dim",
+                     "the softmax runs over dim 0, the batch: each entry is normalised against the same entry of "
+                     "the other images. nn.Softmax() without dim picks dim 0 for a 3-D tensor (with a deprecation "
+                     "warning); write nn.Softmax(dim=-1)."),
     "softmax_all": ("softmax_dim",
                     "the softmax runs over all N*N pairs of the image at once (energy flattened to (B, N*N)). "
                     "Each query j gets its own distribution over the N keys: softmax(energy, dim=-1)."),
@@ -165,6 +169,10 @@ def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
     if torch.allclose(cols, torch.ones_like(cols), atol=1e-4):
         raise CheckFailure(f"{what}: its columns sum to 1, not its rows.\n  Likely mistake: {ADVICE['softmax_dim1'][1]}",
                            mistake="softmax_dim")
+    batch = a.detach().double().sum(0)
+    if a.shape[0] > 1 and torch.allclose(batch, torch.ones_like(batch), atol=1e-4):
+        raise CheckFailure(f"{what}: it sums to 1 across the batch, not along its rows.\n  Likely mistake: "
+                           f"{ADVICE['softmax_dim0'][1]}", mistake="softmax_dim")
     total = a.detach().double().sum((-2, -1))
     if torch.allclose(total, torch.ones_like(total), atol=1e-4):
         raise CheckFailure(f"{what}: the whole map sums to 1.\n  Likely mistake: {ADVICE['softmax_all'][1]}",

@@ -5,7 +5,9 @@ The notebook's test cells call:
     check_cam(ChannelAttention)            # variant="paper": Eq. (3)-(4)
     check_cam_official(ChannelAttention)   # variant="official": softmax(max - energy), and bad variants
     check_most_attended(most_attended)     # which channel each row of the map favours
-    check_blog_cam(BlogCAM)                # the seed post's CAM_Module, made to run
+    check_blog_pam(PAM_Module)             # the seed post's PAM_Module, made to run (`attetion`)
+    check_blog_cam(CAM_Module)             # the seed post's CAM_Module, made to run (`heigh`)
+    check_dual_attention(dual_attention)   # PAM and CAM side by side, the residual counted once
 
 CAM's energy a a^T is symmetric, so a softmax over the wrong dim gives exactly the transpose of the right
 map: the checks test the rows of the map AND the output. gamma is forced to 1 before any value check (with
@@ -23,7 +25,6 @@ from torch import nn
 from ._core import (
     CheckFailure,
     build,
-    call,
     count_parameters,
     define_mistake,
     expect,
@@ -35,12 +36,17 @@ from ._core import (
     is_close,
     passed,
 )
+from .ch05_danet_pam import _call as call
+from .ch05_danet_pam import _check_structure, load_pam_weights
+from .ch05_danet_pam import _close as _pam_close
 
 CHAPTER = "ch06_danet_cam"
 
 EXTRA_TRANSPOSE = define_mistake(
     "extra_transpose", "the map is transposed in CAM's bmm (out = attention @ a needs no transpose)")
 BAD_VARIANT = define_mistake("bad_variant", "an unknown variant is accepted instead of raising ValueError")
+RESIDUAL_TWICE = define_mistake("residual_twice", "two branches that each add x are summed, so x is counted twice")
+SEQUENTIAL = define_mistake("sequential", "the branches run one after the other where they should run side by side")
 
 ADVICE: dict[str, tuple[str, str]] = {
     "softmax_dim1": ("softmax_dim",
@@ -60,6 +66,14 @@ ADVICE: dict[str, tuple[str, str]] = {
                         "(B, C, C) @ (B, C, N) -> (B, C, N): row j mixes the channel maps with row j's weights. (A softmax "
                         "over dim 1 gives the same transposed map: the energy is symmetric.)"),
     "missing_residual": ("missing_residual", "forward returns gamma * out without + x. Eq. (4): E = beta * out + A."),
+    "residual_twice": (RESIDUAL_TWICE,
+                       "pam(x) + cam(x) counts the input twice: each module already returns gamma * out + x. "
+                       "Subtract one x: x + alpha * PAM_out + beta * CAM_out = pam(x) + cam(x) - x."),
+    "sequential": (SEQUENTIAL,
+                   "one module is applied to the other's output (cam(pam(x)) or pam(cam(x))). DANet runs the two "
+                   "branches in parallel on the same features and sums them (Sec. 3.4)."),
+    "pam_only": ("values", "only the position branch reaches the output; add the channel branch."),
+    "cam_only": ("values", "only the channel branch reaches the output; add the position branch."),
     "swapped": ("cam_variant", "you returned the other variant's choice: the paper's map favours the most SIMILAR "
                                "channel (largest energy), the official one the most DISSIMILAR (smallest energy)."),
 }
@@ -178,7 +192,21 @@ def check_most_attended(fn: Callable) -> None:
         passed()
 
 
-@exercise("BlogCAM", budget_s=10)
+@exercise("PAM_Module (the blog's, repaired)", budget_s=10)
+def check_blog_pam(cls: type) -> None:
+    E = expected(CHAPTER)["blog_pam"]
+    c = E["x"].shape[1]
+    what = f"{getattr(cls, '__name__', cls)}({c})"
+    module = build(cls, c)
+    _check_structure(module, c, 8, what=what)
+    load_pam_weights(module, E["weights"], what=what)  # gamma = 1
+    x = E["x"]
+    y = call(module, x.clone(), doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
+    expect_shape(y, x.shape, what=f"{what}(x)")
+    _pam_close(y, E["y"], what=f"{what}(x) with gamma = 1", diagnoses=E["diagnoses"])
+
+
+@exercise("CAM_Module (the blog's, repaired)", budget_s=10)
 def check_blog_cam(cls: type) -> None:
     E = expected(CHAPTER)["official"]
     c = E["x"].shape[1]
@@ -186,7 +214,55 @@ def check_blog_cam(cls: type) -> None:
     _gamma_one(module, what=f"{cls.__name__}({c})")
     x = E["x"]
     y = call(module, x.clone(), doing=f"{cls.__name__}({c})(x) with x of shape {fmt_shape(x.shape)}")
-    expect_shape(y, x.shape, what="BlogCAM forward(x)")
-    _close(y, E["y"], what="BlogCAM forward(x) with gamma = 1",
-           diagnoses={"paper": E["y_diagnoses"]["paper"], **{k: v for k, v in E["y_diagnoses"].items()
-                                                              if k != "paper"}})
+    expect_shape(y, x.shape, what=f"{cls.__name__}({c})(x)")
+    _close(y, E["y"], what=f"{cls.__name__}({c})(x) with gamma = 1", diagnoses=E["y_diagnoses"])
+
+
+class ResidualBranch(nn.Module):
+    """A stand-in for PAM or CAM in the dual-attention check: x + gamma * f(x), like both modules."""
+
+    def __init__(self, gamma: float, kind: str) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.tensor([gamma], dtype=torch.float64))
+        self.kind = kind
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.kind == "position":  # every position gets the mean over positions, per channel
+            mixed = x.mean(dim=(2, 3), keepdim=True).expand_as(x).tanh()
+        else:  # every channel gets the mean over channels, per position
+            mixed = x.mean(dim=1, keepdim=True).expand_as(x).sin()
+        return x + self.gamma * mixed
+
+
+def dual_cases(x: torch.Tensor, alpha: float = 0.6, beta: float = 1.3):
+    """(pam, cam, the right output, the outputs of the known mistakes) for the stand-in branches."""
+    pam, cam = ResidualBranch(alpha, "position"), ResidualBranch(beta, "channel")
+    with torch.no_grad():
+        p, c = pam(x), cam(x)
+        wrong = {"residual_twice": p + c, "sequential": cam(pam(x)), "sequential_2": pam(cam(x)),
+                 "pam_only": p, "cam_only": c}
+    return ResidualBranch(alpha, "position"), ResidualBranch(beta, "channel"), (p + c - x), wrong
+
+
+@exercise("dual_attention", budget_s=10)
+def check_dual_attention(fn: Callable) -> None:
+    x = expected(CHAPTER)["dual"]["x"]
+    pam, cam = ResidualBranch(0.0, "position"), ResidualBranch(0.0, "channel")
+    y = call(fn, x.clone(), pam, cam, doing="dual_attention(x, pam, cam) with gamma = 0 in both branches")
+    expect_shape(y, x.shape, what="dual_attention(x, pam, cam)")
+    expect(is_close(y, x), "with alpha = beta = 0 (a new DANet) dual_attention(x, pam, cam) should return x "
+                           "unchanged: each branch is the identity at initialisation.",
+           mistake=RESIDUAL_TWICE if is_close(y, 2 * x) else "values")
+    pam, cam, right, wrong = dual_cases(x)
+    x_in = x.clone()
+    y = call(fn, x_in, pam, cam, doing="dual_attention(x, pam, cam) with alpha = 0.6, beta = 1.3")
+    expect(torch.equal(x_in, x), "dual_attention changed x in place; compute a new tensor.", mistake="inplace")
+    diagnoses = {label: t for label, t in wrong.items() if label != "sequential_2"}
+    if isinstance(y, torch.Tensor) and is_close(y, wrong["sequential_2"]):
+        diagnoses["sequential"] = wrong["sequential_2"]
+    _close(y, right, what="dual_attention(x, pam, cam) with alpha = 0.6, beta = 1.3", diagnoses=diagnoses)
+    expect(pam.calls == 1 and cam.calls == 1,
+           f"dual_attention called pam {pam.calls} and cam {cam.calls} times; once each is enough "
+           "(each call of the real PAM builds an N x N map).", mistake="values")

@@ -434,46 +434,46 @@ def grade_judgement(answer: Any, truth: Mapping[str, Any], *, what: str) -> None
     expect(not missing, f"{what} returned a dict without {', '.join(missing)}; expected the keys {', '.join(_KEYS)}.",
            mistake="values")
     att, ctrl = truth["att"], truth["ctrl"]
-    lift = _as_float(answer["lift"], what=f"{what}['lift']")
-    control = _as_float(answer["control_lift"], what=f"{what}['control_lift']")
+    lift = _as_float(answer["lift"], what=f"{what}: 'lift'")
+    control = _as_float(answer["control_lift"], what=f"{what}: 'control_lift'")
     if not _same(lift, truth["lift"]):
         for key in ("mass_in_box", "pointing_hit", "box_area"):
             if _same(lift, att[key]):
                 raise CheckFailure(
-                    f"{what}['lift'] = {lift:.4f} is the map's {key}; the lift is localisation(...)['lift'] = "
+                    f"{what}: 'lift' = {lift:.4f} is the map's {key}; the lift is localisation(...)['lift'] = "
                     f"{truth['lift']:.4f}: mass in box divided by the box's area, so that 1 means 'no better than a "
                     "map blind to the digit'.", mistake=WRONG_METRIC)
         if _same(lift, ctrl["lift"]):
-            raise CheckFailure(f"{what}['lift'] = {lift:.4f} is the control's lift: spatial_maps(model, images) "
+            raise CheckFailure(f"{what}: 'lift' = {lift:.4f} is the control's lift: spatial_maps(model, images) "
                                "(without control=True) gives the attention map.", mistake=NO_CONTROL)
-        raise CheckFailure(f"{what}['lift'] = {lift:.4f}; expected {truth['lift']:.4f}, "
+        raise CheckFailure(f"{what}: 'lift' = {lift:.4f}; expected {truth['lift']:.4f}, "
                            "localisation(spatial_maps(model, images), boxes)['lift'].", mistake="values")
     passed()
     if not _same(control, truth["control_lift"]):
         if _same(control, truth["lift"]):
             raise CheckFailure(
-                f"{what}['control_lift'] equals the attention map's lift ({control:.4f}). The control is "
+                f"{what}: 'control_lift' equals the attention map's lift ({control:.4f}). The control is "
                 "spatial_maps(model, images, control=True): the channel mean of |features| entering the slot, "
                 f"with no attention involved; its lift here is {truth['control_lift']:.4f}.", mistake=NO_CONTROL)
         for key in ("mass_in_box", "pointing_hit", "box_area"):
             if _same(control, ctrl[key]):
-                raise CheckFailure(f"{what}['control_lift'] = {control:.4f} is the control's {key}; use its lift "
+                raise CheckFailure(f"{what}: 'control_lift' = {control:.4f} is the control's {key}; use its lift "
                                    f"({truth['control_lift']:.4f}).", mistake=WRONG_METRIC)
-        raise CheckFailure(f"{what}['control_lift'] = {control:.4f}; expected {truth['control_lift']:.4f}.",
+        raise CheckFailure(f"{what}: 'control_lift' = {control:.4f}; expected {truth['control_lift']:.4f}.",
                            mistake="values")
     passed()
-    finds = _as_bool(answer["finds_digit"], what=f"{what}['finds_digit']")
+    finds = _as_bool(answer["finds_digit"], what=f"{what}: 'finds_digit'")
     if finds != truth["finds_digit"]:
         raise CheckFailure(
-            f"{what}['finds_digit'] is {finds}, but the lift is {truth['lift']:.3f} (mass in box "
+            f"{what}: 'finds_digit' is {finds}, but the lift is {truth['lift']:.3f} (mass in box "
             f"{att['mass_in_box']:.3f}, box area {att['box_area']:.3f}). The baseline is a map blind to the digit, "
             "which puts about `area` of its mass in the box: finds_digit = lift > 1 (not mass > 0.5, and not a "
             "fixed answer).", mistake=WRONG_BASELINE)
     passed()
-    beats = _as_bool(answer["beats_control"], what=f"{what}['beats_control']")
+    beats = _as_bool(answer["beats_control"], what=f"{what}: 'beats_control'")
     if beats != truth["beats_control"]:
         raise CheckFailure(
-            f"{what}['beats_control'] is {beats}, but the map's lift is {truth['lift']:.3f} and the control's "
+            f"{what}: 'beats_control' is {beats}, but the map's lift is {truth['lift']:.3f} and the control's "
             f"{truth['control_lift']:.3f}. beats_control = lift > control_lift: does the attention find the digit "
             "better than where the backbone is active anyway?", mistake=WRONG_BASELINE)
     passed()
@@ -490,7 +490,7 @@ def check_judge_localisation(fn: Callable[..., Any]) -> None:
     for label, maps in E["maps"].items():
         net.attention = GivenMap(maps)
         truth = truth_of_localisation(net, images, boxes)
-        what = f"judge_localisation(model, images, boxes) for a network whose map is {label}"
+        what = f"judge_localisation(model, images, boxes), map {label!r}"
         answer = _call(fn, net, images.clone(), boxes.clone(), doing=what)
         grade_judgement(answer, truth, what=what)
 

@@ -57,6 +57,9 @@ WRONG_ATTENTION = [
     ("softmax over dim 1 (the queries)", "softmax_dim", att_with("        return torch.softmax(torch.bmm(q, k), dim=1)")),
     ("softmax over all N*N pairs (energy flattened)", "softmax_dim", att_with(
         "        e = torch.bmm(q, k)\n        return F.softmax(e.view(b, -1), dim=-1).view_as(e)")),
+    ("nn.Softmax() without dim (picks dim 0, the batch)", "softmax_dim", dict(
+        extra="        self.softmax = nn.Softmax()",
+        att=ATT.replace("torch.softmax(torch.bmm(q, k), dim=-1)", "self.softmax(torch.bmm(q, k))"))),
     ("1/sqrt(C') scaling (Transformer style)", "scaled", att_with(
         "        return torch.softmax(torch.bmm(q, k) / math.sqrt(q.shape[-1]), dim=-1)")),
     ("query and key swapped (key^T @ query)", "qk_swapped", att_with(

@@ -14,9 +14,13 @@ OFFICIAL = Exercise(CHAPTER, "ChannelAttention (official)", "ChannelAttention",
                     visible.check_cam_official, hidden.hidden_cam_official, "cam", "test_cam_official")
 MOST = Exercise(CHAPTER, "most_attended", "most_attended",
                 visible.check_most_attended, hidden.hidden_most_attended, "most_attended", "test_most_attended")
-BLOG = Exercise(CHAPTER, "BlogCAM", "BlogCAM", visible.check_blog_cam, hidden.hidden_blog_cam, "blog_cam",
-                "test_blog_cam")
-EXERCISES = [PAPER, OFFICIAL, MOST, BLOG]
+BLOG_PAM = Exercise(CHAPTER, "PAM_Module (blog, repaired)", "PAM_Module", visible.check_blog_pam,
+                    hidden.hidden_blog_pam, "blog_pam", "test_blog_pam")
+BLOG = Exercise(CHAPTER, "CAM_Module (blog, repaired)", "CAM_Module", visible.check_blog_cam,
+                hidden.hidden_blog_cam, "blog_cam", "test_blog_cam")
+DUAL = Exercise(CHAPTER, "dual_attention", "dual_attention", visible.check_dual_attention,
+                hidden.hidden_dual_attention, "dual_attention", "test_dual_attention")
+EXERCISES = [PAPER, OFFICIAL, MOST, BLOG_PAM, BLOG, DUAL]
 
 INIT = """\
         if variant not in ("paper", "official"):
@@ -135,10 +139,10 @@ def most_attended(energy, variant):
 ]
 
 BLOG_TEMPLATE = """
-class BlogCAM(nn.Module):
+class CAM_Module(nn.Module):
     def __init__(self, in_dim):
-        super().__init__()
-        self.channel_in = in_dim
+        super(CAM_Module, self).__init__()
+        self.chanel_in = in_dim
         self.gamma = nn.Parameter(torch.zeros(1))
         self.softmax = nn.Softmax(dim=-1)
 
@@ -152,7 +156,8 @@ class BlogCAM(nn.Module):
         proj_value = x.view(m_batchsize, C, -1)
         out = torch.bmm(attention, proj_value)
         out = out.view(m_batchsize, C, height, width)
-        return self.gamma * out + x
+        out = self.gamma * out + x
+        return out
 """
 OFFICIAL_LINE = "energy_new = torch.max(energy, -1, keepdim=True)[0].expand_as(energy) - energy"
 IMPLS += [
@@ -161,9 +166,66 @@ IMPLS += [
     Impl(BLOG, "fixed, but the transpose of PAM added to the bmm", BLOG_TEMPLATE.replace(
         "ENERGY_LINE", OFFICIAL_LINE).replace("torch.bmm(attention, proj_value)",
                                               "torch.bmm(attention.permute(0, 2, 1), proj_value)"), "extra_transpose"),
-    Impl(BLOG, "only `heigh` left (still a NameError)", BLOG_TEMPLATE.replace("ENERGY_LINE", OFFICIAL_LINE).replace(
-        "C, height, width)\n        return", "C, heigh, width)\n        return"), "crash"),
+    Impl(BLOG, "untouched: `heigh` still there (a NameError)", BLOG_TEMPLATE.replace("ENERGY_LINE", OFFICIAL_LINE)
+         .replace("C, height, width)\n        out = self", "C, heigh, width)\n        out = self"), "name_error"),
+    Impl(BLOG, "`heigh` defined as a global instead of fixed at the use", "heigh = 5\n" + BLOG_TEMPLATE.replace(
+        "ENERGY_LINE", OFFICIAL_LINE).replace("C, height, width)\n        out = self", "C, heigh, width)\n        out = self"),
+         "crash"),
     Impl(BLOG, "the blog's code with heigh -> height", BLOG_TEMPLATE.replace("ENERGY_LINE", OFFICIAL_LINE)),
     Impl(BLOG, "reshape instead of view, amax", BLOG_TEMPLATE.replace("ENERGY_LINE",
          "energy_new = energy.amax(-1, keepdim=True) - energy").replace(".view(", ".reshape(")),
+]
+
+BLOG_PAM_TEMPLATE = """
+class PAM_Module(nn.Module):
+    def __init__(self, in_dim):
+        super(PAM_Module, self).__init__()
+        self.chanel_in = in_dim
+        self.query_conv = nn.Conv2d(in_channels=in_dim, out_channels=in_dim // 8, kernel_size=1)
+        self.key_conv = nn.Conv2d(in_channels=in_dim, out_channels=in_dim // 8, kernel_size=1)
+        self.value_conv = nn.Conv2d(in_channels=in_dim, out_channels=in_dim, kernel_size=1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+        self.softmax = nn.Softmax(dim=-1)
+
+    def forward(self, x):
+        m_batchsize, C, height, width = x.size()
+        proj_query = self.query_conv(x).view(m_batchsize, -1, width * height).permute(0, 2, 1)
+        proj_key = self.key_conv(x).view(m_batchsize, -1, width * height)
+        energy = torch.bmm(proj_query, proj_key)
+        attention = self.softmax(energy)
+        proj_value = self.value_conv(x).view(m_batchsize, -1, width * height)
+        out = torch.bmm(proj_value, attention.permute(0, 2, 1))
+        out = out.view(m_batchsize, C, height, width)
+        out = self.gamma * out + x
+        return out
+"""
+IMPLS += [
+    Impl(BLOG_PAM, "untouched: `attetion` assigned, `attention` used (a NameError)",
+         BLOG_PAM_TEMPLATE.replace("attention = self.softmax", "attetion = self.softmax"), "name_error"),
+    Impl(BLOG_PAM, "made to run by dropping the permute", BLOG_PAM_TEMPLATE.replace(
+        "attention.permute(0, 2, 1)", "attention"), "missing_transpose"),
+    Impl(BLOG_PAM, "made to run, softmax over dim 1", BLOG_PAM_TEMPLATE.replace(
+        "nn.Softmax(dim=-1)", "nn.Softmax(dim=1)"), "softmax_dim"),
+    Impl(BLOG_PAM, "the blog's code with attetion -> attention", BLOG_PAM_TEMPLATE),
+    Impl(BLOG_PAM, "both names spelt `attetion`", BLOG_PAM_TEMPLATE.replace("attention", "attetion")),
+]
+
+DUAL_TEMPLATE = """
+def dual_attention(x, pam, cam):
+    BODY
+"""
+IMPLS += [
+    Impl(DUAL, "pam(x) + cam(x): x counted twice", DUAL_TEMPLATE.replace("BODY", "return pam(x) + cam(x)"),
+         "residual_twice"),
+    Impl(DUAL, "sequential: cam(pam(x))", DUAL_TEMPLATE.replace("BODY", "return cam(pam(x))"), "sequential"),
+    Impl(DUAL, "sequential: pam(cam(x))", DUAL_TEMPLATE.replace("BODY", "return pam(cam(x))"), "sequential"),
+    Impl(DUAL, "only the position branch", DUAL_TEMPLATE.replace("BODY", "return pam(x)"), "values"),
+    Impl(DUAL, "averaged branches", DUAL_TEMPLATE.replace("BODY", "return (pam(x) + cam(x)) / 2"), "values"),
+    Impl(DUAL, "x updated in place", DUAL_TEMPLATE.replace(
+        "BODY", "p, c = pam(x), cam(x)\n    x += (p - x) + (c - x)\n    return x"), "inplace"),
+    Impl(DUAL, "pam(x) + cam(x) - x", DUAL_TEMPLATE.replace("BODY", "return pam(x) + cam(x) - x")),
+    Impl(DUAL, "x + both branch differences", DUAL_TEMPLATE.replace(
+        "BODY", "return x + (pam(x) - x) + (cam(x) - x)")),
+    Impl(DUAL, "in place on a fresh tensor", DUAL_TEMPLATE.replace(
+        "BODY", "out = pam(x)\n    out += cam(x)\n    out -= x\n    return out")),
 ]

@@ -64,6 +64,7 @@ def map_mistakes(q: torch.Tensor, k: torch.Tensor) -> dict[str, torch.Tensor]:
     b, n, _ = energy.shape
     return {
         "softmax_dim1": energy.softmax(dim=1),
+        "softmax_dim0": energy.softmax(dim=0),
         "softmax_all": energy.reshape(b, n * n).softmax(-1).reshape(b, n, n),
         "scaled": (energy / q.shape[-1] ** 0.5).softmax(-1),
         "qk_swapped": energy.transpose(1, 2).softmax(-1),

@@ -11,9 +11,14 @@ from typing import Callable
 import torch
 from einops import rearrange
 
-from course_lib.checks._core import build, call, expect, exercise, fmt_shape, is_close, seeded_randn
-from course_lib.checks.ch06_danet_cam import _close, _gamma_one, _rows_sum_to_one
+from course_lib.checks._core import build, expect, exercise, fmt_shape, is_close, seeded_randn
+from course_lib.checks.ch05_danet_pam import _call as call
+from course_lib.checks.ch05_danet_pam import _check_structure, load_pam_weights
+from course_lib.checks.ch05_danet_pam import _close as _pam_close
+from course_lib.checks.ch06_danet_cam import _close, _gamma_one, _rows_sum_to_one, dual_cases
+from course_lib.checks.hidden import ch05_danet_pam as pam_hidden
 from course_lib.danet import ChannelAttention as Reference
+from course_lib.danet import DualAttention
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -71,7 +76,23 @@ def build_expected() -> dict:
         }
     energy = _energy(seeded_randn(2, 6, 4, 5, seed=611))
     data["most"] = {"energy": energy, "paper": energy.argmax(-1), "official": energy.argmin(-1)}
+    data["blog_pam"] = _blog_pam_case(seeded_randn(2, 16, 5, 7, seed=621).float(), seed=630)
+    data["dual"] = {"x": seeded_randn(2, 6, 5, 3, seed=641)}
     return data
+
+
+def _blog_pam_case(x: torch.Tensor, *, seed: int, gamma: float = 1.0) -> dict:
+    """The reference PAM (reduction 8, the blog's fixed C // 8) on x: weights, output, known mistakes."""
+    ref = pam_hidden.reference(x.shape[1], 8, seed=seed, gamma=gamma)
+    x64 = x.double()
+    with torch.no_grad():
+        q, k, v = pam_hidden._qkv(ref, x64)
+        h = x.shape[2]
+        diagnoses = {label: gamma * rearrange(o, "b c (h w) -> b c h w", h=h) + x64
+                     for label, o in pam_hidden.out_mistakes(q, k, v).items()}
+        y = ref(x64)
+        diagnoses["missing_residual"] = y - x64
+    return {"x": x, "weights": pam_hidden.weights_of(ref), "y": y, "diagnoses": diagnoses}
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,9 +175,61 @@ def hidden_most_attended(fn: Callable) -> None:
                            got.long(), energy.argmin(-1) if variant == "paper" else energy.argmax(-1)) else "values")
 
 
-@exercise("BlogCAM (hidden)", budget_s=30)
+@exercise("PAM_Module (the blog's, repaired; hidden)", budget_s=30)
+def hidden_blog_pam(cls: type) -> None:
+    for trial, b, c, h, w in _trials(6600):
+        c = 8 * (1 + c % 3)  # the blog's C // 8 needs C >= 8
+        case = _blog_pam_case(seeded_randn(b, c, h, w, seed=6700 + trial), seed=6800 + 10 * trial, gamma=0.75)
+        for device in DEVICES:
+            for dtype in (torch.float64, torch.float32):
+                what = f"{cls.__name__}({c})"
+                module = build(cls, c)
+                _check_structure(module, c, 8, what=what)
+                load_pam_weights(module, case["weights"], what=what)
+                module = module.to(device=device, dtype=dtype)
+                x = case["x"].to(device=device, dtype=dtype)
+                doing = f"{what}(x) with x of shape {fmt_shape(x.shape)}, {dtype}, on {device}"
+                y = call(module, x, doing=doing)
+                expect(isinstance(y, torch.Tensor) and y.dtype == dtype and y.device == x.device,
+                       f"{doing} returned {getattr(y, 'dtype', type(y).__name__)}: the output must follow the input's "
+                       "dtype and device.", mistake="dtype")
+                _pam_close(y.detach().cpu(), case["y"], what=doing,
+                           diagnoses=case["diagnoses"] if dtype == torch.float64 else {})
+
+
+@exercise("dual_attention (hidden)", budget_s=30)
+def hidden_dual_attention(fn: Callable) -> None:
+    for trial, b, c, h, w in _trials(6900):
+        c = 8 * (1 + c % 3)
+        variant = ("paper", "official")[trial % 2]
+        ref = DualAttention(c, cam_variant=variant).double()
+        pam = pam_hidden.reference(c, 8, seed=7000 + 10 * trial, gamma=0.5 + 0.25 * trial)
+        with torch.no_grad():
+            ref.pam.load_state_dict(pam.state_dict())
+            ref.cam.gamma.fill_(1.25 - 0.5 * trial)
+        x64 = 0.5 * seeded_randn(b, c, h, w, seed=7100 + trial)
+        target = ref(x64).detach()
+        for dtype in (torch.float64, torch.float32):
+            x = x64.to(dtype)
+            doing = f"dual_attention(x, pam, cam) with x of shape {fmt_shape(x.shape)}, {dtype}, CAM {variant!r}"
+            y = call(fn, x.clone(), ref.pam.to(dtype), ref.cam.to(dtype), doing=doing)
+            expect(isinstance(y, torch.Tensor) and y.dtype == dtype,
+                   f"{doing} returned {getattr(y, 'dtype', type(y).__name__)}; the output must follow x's dtype.",
+                   mistake="dtype")
+            _close(y.detach().double(), target, what=doing, diagnoses={})
+    # the stand-in branches once more, on a random shape: the mistakes are named
+    x = seeded_randn(3, 5, 4, 7, seed=7200)
+    pam, cam, right, wrong = dual_cases(x, alpha=0.4, beta=0.9)
+    y = call(fn, x.clone(), pam, cam, doing="dual_attention(x, pam, cam) on stand-in branches")
+    diagnoses = {label: t for label, t in wrong.items() if label != "sequential_2"}
+    if isinstance(y, torch.Tensor) and is_close(y, wrong["sequential_2"]):
+        diagnoses["sequential"] = wrong["sequential_2"]
+    _close(y, right, what="dual_attention(x, pam, cam) on stand-in branches", diagnoses=diagnoses)
+
+
+@exercise("CAM_Module (the blog's, repaired; hidden)", budget_s=30)
 def hidden_blog_cam(cls: type) -> None:
-    # BlogCAM takes in_dim: build it with the channels of each trial
+    # CAM_Module takes in_dim: build it with the channels of each trial
     for trial, b, c, h, w in _trials(6400):
         gamma = 0.75
         ref = _ref("official", gamma)
