@@ -44,23 +44,28 @@ def _normalise(maps: np.ndarray) -> np.ndarray:
 
 
 def plot_accuracy(rows: Sequence[Mapping[str, Any]], path: str | Path | None = None) -> dict[str, np.ndarray]:
-    """Bar chart of test accuracy (mean with a ±std bar, seeds as dots) per variant."""
+    """Test accuracy per variant: mean ± std over seeds, each seed as a dot, the plain CNN as a dashed line."""
     plt = _pyplot()
     names = np.array([r["variant"] for r in rows])
     mean = np.array([100 * r["acc_mean"] for r in rows])
     std = np.array([100 * r["acc_std"] for r in rows])
     per_seed = [np.array([100 * float(v) for v in str(r.get("acc_per_seed", "")).split()]) for r in rows]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(rows), 3.6))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.9 * len(rows)), 3.8))
     xs = np.arange(len(rows))
-    ax.bar(xs, mean, yerr=std, capsize=4, color=["#999999" if n == "none" else "#4c72b0" for n in names])
-    for x, seeds in zip(xs, per_seed):
-        ax.plot(np.full(len(seeds), x), seeds, "k.", markersize=4)
-    low = min(mean.min() - 3 * max(std.max(), 1.0), 95.0)
-    ax.set_ylim(max(0.0, low), min(100.0, mean.max() + 3 * max(std.max(), 1.0)))
+    # Points, not bars: the axis does not start at 0, and a bar's length would then mislead.
+    colours = ["#777777" if n == "none" else "#4c72b0" for n in names]
+    for x, m, s, seeds, colour in zip(xs, mean, std, per_seed, colours):
+        ax.errorbar(x, m, yerr=s, fmt="o", color=colour, capsize=4, markersize=7)
+        ax.plot(np.full(len(seeds), x + 0.18), seeds, ".", color="black", markersize=4)
+    if "none" in names:
+        ax.axhline(mean[list(names).index("none")], color="#777777", linestyle="--", linewidth=1)
+    values = np.concatenate([mean - std, mean + std, *per_seed])
+    pad = max(1.0, 0.1 * (values.max() - values.min()))
+    ax.set_ylim(max(0.0, values.min() - pad), min(100.0, values.max() + pad))
     ax.set_xticks(xs, names, rotation=30, ha="right")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Cluttered digits: test accuracy per variant (bar: mean ± std over seeds; dots: seeds)",
-                 fontsize=9)
+    ax.set_title("Cluttered digits: test accuracy per variant\n(circle: mean ± std over seeds; dots: each seed; "
+                 "dashed: no attention)", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     _finish(fig, path)
     return {"variants": names, "mean": mean, "std": std}

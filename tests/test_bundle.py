@@ -190,7 +190,7 @@ Path(report_path).write_text(json.dumps(report))
 """
 
 
-DEMO_BUDGET_S = 10
+DEMO_BUDGET_S = 5
 
 
 def _solutions(chapter: str) -> dict[str, str]:
@@ -203,6 +203,14 @@ def _solutions(chapter: str) -> dict[str, str]:
 @pytest.mark.skipif(not CHAPTERS, reason="no released chapters yet")
 def test_released_visible_checks_pass_from_the_bundle_without_the_reference_modules(bundle, tmp_path):
     plan = {"left_out": LEFT_OUT_MODULES, "chapters": {c: _solutions(c) for c in CHAPTERS}, "demo_budget_s": DEMO_BUDGET_S}
+    stale = {}
+    for chapter, answers in plan["chapters"].items():
+        released = nbformat.read(bundle.out / nbs.RELEASE / chapter / f"{chapter}.ipynb", as_version=4)
+        asked = {c.metadata["nbgrader"]["grade_id"] for c in released.cells
+                 if c.metadata.get("nbgrader", {}).get("solution")}
+        if asked - set(answers):
+            stale[chapter] = sorted(asked - set(answers))
+    assert not stale, f"released exercises with no solution in solutions/ (run `make release`): {stale}"
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     (tmp_path / "runner.py").write_text(RUNNER)
     site_packages = sysconfig.get_paths()["purelib"]

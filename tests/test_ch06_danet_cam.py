@@ -15,7 +15,7 @@ from course_lib.checks import CheckFailure
 from course_lib.checks import ch06_danet_cam as visible
 from course_lib.checks._core import expected, is_close
 from course_lib.checks.hidden import ch06_danet_cam as hidden
-from course_lib.danet import ChannelAttention
+from course_lib.danet import ChannelAttention, DualAttentionHead, PositionAttention
 from course_lib.figures import ch06 as figures
 
 CHAPTER = "06_danet_cam"
@@ -24,6 +24,15 @@ CHAPTER = "06_danet_cam"
 class OfficialBlog(ChannelAttention):
     def __init__(self, in_dim):
         super().__init__(variant="official")
+
+
+class BlogPAM(PositionAttention):
+    def __init__(self, in_dim):
+        super().__init__(in_dim, 8)
+
+
+def reference_dual(x, pam, cam):
+    return pam(x) + cam(x) - x
 
 
 def reference_most(energy, variant):
@@ -36,7 +45,8 @@ def solution_namespace() -> dict:
     namespace: dict = {}
     exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
     cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {"cam", "most_attended", "blog_cam"}
+    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {
+        "cam", "most_attended", "blog_pam", "blog_cam", "dual_attention"}
     for cell in cells:
         exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
     return namespace
@@ -47,7 +57,9 @@ def test_visible_checks_pass_on_the_reference(capsys):
     visible.check_cam_official(ChannelAttention)
     visible.check_most_attended(reference_most)
     visible.check_blog_cam(OfficialBlog)
-    assert capsys.readouterr().out.count("[ok]") == 4
+    visible.check_blog_pam(BlogPAM)
+    visible.check_dual_attention(reference_dual)
+    assert capsys.readouterr().out.count("[ok]") == 6
 
 
 def test_hidden_checks_pass_on_the_reference(capsys):
@@ -55,7 +67,9 @@ def test_hidden_checks_pass_on_the_reference(capsys):
     hidden.hidden_cam_official(ChannelAttention)
     hidden.hidden_most_attended(reference_most)
     hidden.hidden_blog_cam(OfficialBlog)
-    assert capsys.readouterr().out.count("[ok]") == 4
+    hidden.hidden_blog_pam(BlogPAM)
+    hidden.hidden_dual_attention(reference_dual)
+    assert capsys.readouterr().out.count("[ok]") == 6
 
 
 def test_checks_fail_on_a_stub():
@@ -64,12 +78,14 @@ def test_checks_fail_on_a_stub():
             super().__init__()
             raise NotImplementedError()
 
-    def stub_fn(energy, variant):
+    def stub_fn(*args):
         raise NotImplementedError()
 
     for check, arg in ((visible.check_cam, Stub), (visible.check_cam_official, Stub), (visible.check_blog_cam, Stub),
                        (hidden.hidden_cam, Stub), (hidden.hidden_cam_official, Stub), (hidden.hidden_blog_cam, Stub),
-                       (visible.check_most_attended, stub_fn), (hidden.hidden_most_attended, stub_fn)):
+                       (visible.check_blog_pam, Stub), (hidden.hidden_blog_pam, Stub),
+                       (visible.check_most_attended, stub_fn), (hidden.hidden_most_attended, stub_fn),
+                       (visible.check_dual_attention, stub_fn), (hidden.hidden_dual_attention, stub_fn)):
         with pytest.raises(CheckFailure) as info:
             check(arg)
         assert info.value.mistake == "not_implemented"
@@ -95,7 +111,8 @@ def test_variants_are_not_interchangeable():
 
 def test_visible_checks_run_under_one_second_each():
     for check, arg in ((visible.check_cam, ChannelAttention), (visible.check_cam_official, ChannelAttention),
-                       (visible.check_most_attended, reference_most), (visible.check_blog_cam, OfficialBlog)):
+                       (visible.check_most_attended, reference_most), (visible.check_blog_cam, OfficialBlog),
+                       (visible.check_blog_pam, BlogPAM), (visible.check_dual_attention, reference_dual)):
         check(arg)
         started = time.perf_counter()
         check(arg)
@@ -136,8 +153,12 @@ def test_solution_cells_pass_the_checks(solution_namespace):
         check(cam)
     visible.check_most_attended(solution_namespace["most_attended"])
     hidden.hidden_most_attended(solution_namespace["most_attended"])
-    visible.check_blog_cam(solution_namespace["BlogCAM"])
-    hidden.hidden_blog_cam(solution_namespace["BlogCAM"])
+    visible.check_blog_cam(solution_namespace["CAM_Module"])
+    hidden.hidden_blog_cam(solution_namespace["CAM_Module"])
+    visible.check_blog_pam(solution_namespace["PAM_Module"])
+    hidden.hidden_blog_pam(solution_namespace["PAM_Module"])
+    visible.check_dual_attention(solution_namespace["dual_attention"])
+    hidden.hidden_dual_attention(solution_namespace["dual_attention"])
 
 
 @pytest.mark.parametrize("variant", ["paper", "official"])
@@ -151,7 +172,7 @@ def test_solution_module_matches_the_reference(solution_namespace, variant):
     torch.testing.assert_close(mine.attention(x), ref.attention(x))
     torch.testing.assert_close(mine(x), ref(x))
     if variant == "official":
-        blog = solution_namespace["BlogCAM"](6)
+        blog = solution_namespace["CAM_Module"](6)
         with torch.no_grad():
             blog.gamma.fill_(0.5)
         torch.testing.assert_close(blog(x), ref(x))
@@ -191,3 +212,44 @@ def test_photo_channels_and_affinity_panels():
     assert figures.CHANNEL_NAMES[int(data["paper"][3].argmax())] != "darkness"
     with pytest.raises(ValueError):
         figures.photo_channels(torch.zeros(1, 4, 5, 5))
+
+
+def test_blog_cells_hold_the_broken_code_outside_the_solution():
+    """The release gives the student the blog's code as printed (typos included), not an empty stub."""
+    released = nbformat.read(nbs.notebook_path(CHAPTER, folder=nbs.RELEASE), as_version=4)
+    sources = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in released.cells}
+    assert "attetion = self.softmax(energy)" in sources["blog_pam"]
+    assert "attention.permute(0, 2, 1)" in sources["blog_pam"]
+    assert "heigh, width)" in sources["blog_cam"]
+    for grade_id in ("blog_pam", "blog_cam"):
+        assert sources[grade_id].rstrip().endswith("raise NotImplementedError()")
+
+
+def test_the_unrepaired_blog_code_fails_with_a_name_error(solution_namespace):
+    """The blog's classes as printed (the part of the cell before the solution) fail the checks with name_error."""
+    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id not in ("blog_pam", "blog_cam"):
+            continue
+        namespace: dict = {}
+        exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
+        exec(compile(cell.source.split("### BEGIN SOLUTION")[0], f"<blog {grade_id}>", "exec"), namespace)
+        check = visible.check_blog_pam if grade_id == "blog_pam" else visible.check_blog_cam
+        with pytest.raises(CheckFailure) as info:
+            check(namespace["PAM_Module" if grade_id == "blog_pam" else "CAM_Module"])
+        assert info.value.mistake == "name_error"
+        assert "is not defined" in str(info.value)
+
+
+def test_dual_attention_check_names_a_double_residual():
+    with pytest.raises(CheckFailure) as info:
+        visible.check_dual_attention(lambda x, pam, cam: pam(x) + cam(x))
+    assert info.value.mistake == "residual_twice"
+
+
+def test_head_parameter_count_by_hand_matches_the_reference():
+    """The notebook's hand count of the DANet head (C_in = 2048, 19 classes) is the reference head's."""
+    by_hand = 2 * (2048 * 512 * 9 + 2 * 512) + 328_321 + 1 + 2 * (512 * 512 * 9 + 2 * 512) + 3 * (512 * 19 + 19)
+    assert by_hand == 23_954_619
+    assert sum(p.numel() for p in DualAttentionHead(2048, 19).parameters()) == by_hand

@@ -1,17 +1,16 @@
-"""The hostile suite: broken and hostile submissions graded in one batch beside honest ones.
+"""The hostile suite: broken and hostile submissions of chapter 01_se graded in one batch beside honest ones.
 
-Every case of tests/hostile/cases.py gets the score it must get, cell by cell, and the reason it must
+Every case of tests/hostile/cases.py gets the score it must get, cell by cell, and shows the reason it must
 show; the honest submissions get the grades they get when graded alone; the gradebook holds one
 consistent row per student; nothing was written outside a student's folder. A last batch grades a few
 of the attacks with the sandbox switched off (``COURSE_SANDBOX=off``): they then succeed or break the
 notebook, which proves that this suite can fail.
 
-Short limits keep it fast: 8 s per cell, 2 s for an interrupted kernel to answer, 2 GiB of memory on
-top of the kernel's own; two workers.
+Short limits keep it fast: 12 s per cell (room for a busy CI machine), 2 s for an interrupted kernel to
+answer, 1 GiB of memory on top of the kernel's own; two workers.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nbformat
@@ -20,43 +19,27 @@ import pytest
 from course_lib import notebooks as nbs
 from course_lib.grading import grade_submissions, sandbox
 from hostile import cases as hostile
-from hostile.chapter import CHAPTER, write_source
+from hostile.chapter import CHAPTER, other_chapter
 
 pytestmark = pytest.mark.slow
 
-OTHER = "96_other"
-CELL_TIMEOUT = 8
-KERNEL_ENV = {"COURSE_SANDBOX_KILL_GRACE_S": "2", "COURSE_SANDBOX_MEMORY_MB": "2048"}
+CELL_TIMEOUT = 12
+KERNEL_ENV = {"COURSE_SANDBOX_KILL_GRACE_S": "2", "COURSE_SANDBOX_MEMORY_MB": "1024"}
 NAMES = [case.name for case in hostile.cases("")]
 HONEST = ["honest_full", "honest_half"]
 
 
-def _other_chapter(root: Path) -> None:
-    nb = nbs.new_notebook(
-        [nbs.md("# Another chapter"),
-         nbs.solution("def triple(x):\n    ### BEGIN SOLUTION\n    return 3 * x\n    ### END SOLUTION", "triple"),
-         nbs.test("assert triple(1) == 3", "test_triple", 1)],
-        budget_s=10,
-    )
-    nbs.write_atomic(nbs.notebook_path(OTHER, root), nbs.dumps(nb))
-
-
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    """The chapters' sources, the release students received, and every case's submission."""
+    """The release students received and every case's submission."""
     config = nbs.nbgrader_config(tmp_path_factory.mktemp("config"))
     if not sandbox.is_hardened(config):
         pytest.fail("nbgrader_config.py does not grade in the sandbox: it must end with\n"
                     "    from course_lib.grading.sandbox import harden\n    harden(c)")
-    src = tmp_path_factory.mktemp("src")
-    write_source(src)
-    _other_chapter(src)
-    released = tmp_path_factory.mktemp("release")
-    nbs.new_course(released, [CHAPTER, OTHER], source_root=src)
-    release = nbformat.read(nbs.notebook_path(CHAPTER, released, nbs.RELEASE), as_version=4)
-    other = nbs.notebook_path(OTHER, released, nbs.RELEASE).read_text(encoding="utf-8")
+    release = nbformat.read(nbs.notebook_path(CHAPTER, folder=nbs.RELEASE), as_version=4)
+    other = nbs.notebook_path(other_chapter(), folder=nbs.RELEASE).read_text(encoding="utf-8")
     every = {case.name: case for case in hostile.cases(other)}
-    return src, release, every
+    return release, every
 
 
 def _write(folder: Path, chosen: list, release) -> Path:
@@ -68,13 +51,13 @@ def _write(folder: Path, chosen: list, release) -> Path:
 
 @pytest.fixture(scope="module")
 def batch(course, tmp_path_factory):
-    src, release, every = course
+    release, every = course
     escape = Path("/tmp") / hostile.ESCAPE_NAME
     escape.unlink(missing_ok=True)
     work = tmp_path_factory.mktemp("hostile")
     submissions = _write(work / "submissions", list(every.values()), release)
     run = grade_submissions(CHAPTER, submissions, out=work / "out", workers=2, cell_timeout=CELL_TIMEOUT,
-                            kernel_env=KERNEL_ENV, progress=False, source_root=src)
+                            kernel_env=KERNEL_ENV, progress=False)
     return run, every, escape
 
 
@@ -121,10 +104,10 @@ def test_nothing_was_written_outside(batch):
 
 def test_honest_grades_do_not_depend_on_the_neighbours(batch, course, tmp_path):
     run, every, _ = batch
-    src, release, _ = course
+    release, _ = course
     alone = grade_submissions(CHAPTER, _write(tmp_path / "submissions", [every[n] for n in HONEST], release),
-                              out=tmp_path / "out", workers=1, cell_timeout=CELL_TIMEOUT, kernel_env=KERNEL_ENV,
-                              progress=False, source_root=src)
+                              out=tmp_path / "out", workers=2, cell_timeout=CELL_TIMEOUT, kernel_env=KERNEL_ENV,
+                              progress=False)
     beside = {r["student"]: r for r in run.rows}
     for row in alone.rows:
         other = beside[row["student"]]
@@ -132,16 +115,16 @@ def test_honest_grades_do_not_depend_on_the_neighbours(batch, course, tmp_path):
 
 
 def test_without_the_sandbox_these_attacks_work(course, tmp_path):
-    """The counter-test: plain nbgrader gives the cheats full marks and loses the crashed notebooks."""
-    src, release, every = course
-    chosen = [every[n] for n in ("patch_core", "noop_tests", "cell_surgery_b", "os_exit")]
-    run = grade_submissions(CHAPTER, _write(tmp_path / "submissions", chosen, release), out=tmp_path / "out",
-                            workers=2, cell_timeout=CELL_TIMEOUT, kernel_env={**KERNEL_ENV, "COURSE_SANDBOX": "off"},
-                            progress=False, source_root=src)
+    """The counter-test: plain nbgrader gives the cheats full marks and fails a repaired notebook."""
+    release, every = course
+    chosen = ("patch_core", "noop_tests", "cell_surgery_b")
+    run = grade_submissions(CHAPTER, _write(tmp_path / "submissions", [every[n] for n in chosen], release),
+                            out=tmp_path / "out", workers=2, cell_timeout=CELL_TIMEOUT,
+                            kernel_env={**KERNEL_ENV, "COURSE_SANDBOX": "off"}, progress=False)
     got = {r["student"]: r for r in run.rows}
-    assert got["patch-core"]["score"] == 4  # a wrong answer plus patched comparisons: full marks
-    assert got["noop-tests"]["score"] == 4  # nothing right, every test made a no-op: full marks
+    full = sum(hostile.FULL.values())
+    assert got["patch-core"]["score"] == full  # a wrong answer plus patched comparisons: full marks
+    assert got["noop-tests"]["score"] == full  # nothing right, every test made a no-op: full marks
     assert got["cell-surgery-b"]["status"].startswith("error")  # nbgrader fails on the edited flags
-    assert got["os-exit"]["status"].startswith("error")  # one crash loses the whole notebook
-    for name in ("patch_core", "noop_tests", "cell_surgery_b", "os_exit"):
+    for name in chosen:
         assert got[every[name].student]["score"] != every[name].score

@@ -167,7 +167,8 @@ def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
         return
     cols = a.detach().double().sum(-2)
     if torch.allclose(cols, torch.ones_like(cols), atol=1e-4):
-        raise CheckFailure(f"{what}: its columns sum to 1, not its rows.\n  Likely mistake: {ADVICE['softmax_dim1'][1]}",
+        raise CheckFailure(f"{what}: its columns sum to 1, not its rows.\n  Likely mistake: "
+                           f"{ADVICE['softmax_dim1'][1]}",
                            mistake="softmax_dim")
     batch = a.detach().double().sum(0)
     if a.shape[0] > 1 and torch.allclose(batch, torch.ones_like(batch), atol=1e-4):

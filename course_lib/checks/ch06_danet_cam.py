@@ -63,12 +63,13 @@ ADVICE: dict[str, tuple[str, str]] = {
     "scaled": ("scaled", "the energy is divided by sqrt(N); neither the paper nor the official code scales it."),
     "extra_transpose": (EXTRA_TRANSPOSE,
                         "out = attention^T @ a. Unlike PAM, CAM's bmm needs no transpose: out = attention @ a, "
-                        "(B, C, C) @ (B, C, N) -> (B, C, N): row j mixes the channel maps with row j's weights. (A softmax "
-                        "over dim 1 gives the same transposed map: the energy is symmetric.)"),
+                        "(B, C, C) @ (B, C, N) -> (B, C, N): row j mixes the channel maps with row j's weights. "
+                        "(A softmax over dim 1 gives the same transposed map: the energy is symmetric.)"),
     "missing_residual": ("missing_residual", "forward returns gamma * out without + x. Eq. (4): E = beta * out + A."),
     "residual_twice": (RESIDUAL_TWICE,
                        "pam(x) + cam(x) counts the input twice: each module already returns gamma * out + x. "
-                       "Subtract one x: x + alpha * PAM_out + beta * CAM_out = pam(x) + cam(x) - x."),
+                       "The block should add each branch's contribution to x once: "
+                       "x + alpha * PAM_out + beta * CAM_out."),
     "sequential": (SEQUENTIAL,
                    "one module is applied to the other's output (cam(pam(x)) or pam(cam(x))). DANet runs the two "
                    "branches in parallel on the same features and sums them (Sec. 3.4)."),
@@ -252,9 +253,11 @@ def check_dual_attention(fn: Callable) -> None:
     pam, cam = ResidualBranch(0.0, "position"), ResidualBranch(0.0, "channel")
     y = call(fn, x.clone(), pam, cam, doing="dual_attention(x, pam, cam) with gamma = 0 in both branches")
     expect_shape(y, x.shape, what="dual_attention(x, pam, cam)")
+    twice = is_close(y, 2 * x)
     expect(is_close(y, x), "with alpha = beta = 0 (a new DANet) dual_attention(x, pam, cam) should return x "
-                           "unchanged: each branch is the identity at initialisation.",
-           mistake=RESIDUAL_TWICE if is_close(y, 2 * x) else "values")
+                           "unchanged: each branch is the identity at initialisation"
+           + (f", but it returned 2 x.\n  Likely mistake: {ADVICE['residual_twice'][1]}" if twice else "."),
+           mistake=RESIDUAL_TWICE if twice else "values")
     pam, cam, right, wrong = dual_cases(x)
     x_in = x.clone()
     y = call(fn, x_in, pam, cam, doing="dual_attention(x, pam, cam) with alpha = 0.6, beta = 1.3")

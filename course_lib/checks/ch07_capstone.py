@@ -150,8 +150,7 @@ def _close(actual: Any, target: torch.Tensor, *, what: str, diagnoses: Mapping[s
 # --------------------------------------------------------------------------------------------
 def gate_count_by_hand(channels: int, reduction: int = 4) -> int:
     """2 C C' + C' + C (channel gate, biases included) + C + 1 (spatial 1x1 conv with bias), C' = C // r."""
-    hidden = channels // reduction
-    return 2 * channels * hidden + hidden + channels + channels + 1
+    return _count_with_hidden(channels, channels // reduction)
 
 
 def _count_with_hidden(channels: int, hidden: int) -> int:

@@ -505,6 +505,8 @@ class _Pool:
                     elif "result" in message and worker.task and message.get("token") == worker.task["token"]:
                         result = message["result"]
                         worker.task = worker.deadline = None
+                        if pending:  # keep the worker busy while this process files the result
+                            worker.assign(pending.pop(), limit)
                         on_result(result)
             now = time.monotonic()
             for worker in list(self.workers):

@@ -293,7 +293,8 @@ class SandboxExecute(Execute):
     def preprocess(self, nb: NotebookNode, resources: dict | None = None, km=None):
         resources = resources if resources is not None else {}
         self._key = secrets.token_hex(32)
-        self._stopped: str | None = None
+        self._stopped: str | None = None  # why later cells do not run (the kernel died or was killed)
+        self._stopping: str | None = None  # why the kernel is being killed
         self._cell_bytes: dict[int, int] = {}
         self._home = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
         os.chmod(self._home, 0o700)
@@ -364,8 +365,7 @@ class SandboxExecute(Execute):
             cell.outputs = list(cell.get("outputs", [])) + [_error_output("KernelStopped", why)]
             return cell
 
-    execute_cell = run_sync(async_execute_cell)
-    _stopping: str | None = None
+    execute_cell = run_sync(async_execute_cell)  # nbclient binds the coroutine, not the method
 
     async def _async_poll_for_reply(self, msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive):
         self._current_msg_id = msg_id

@@ -97,6 +97,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
     _open = builtins.open
     _type, _len, _id, _set, _frozenset, _tuple, _list, _dict = type, len, id, set, frozenset, tuple, list, dict
     _map, _all, _any, _max, _zip, _str, _bytes, _int = map, all, any, max, zip, str, bytes, int
+    enumerate_ = enumerate
     _getattr, _staticmethod, _classmethod = getattr, staticmethod, classmethod
     _OSError, _ValueError, _BaseException, _PermissionError = OSError, ValueError, BaseException, PermissionError
     _Exception, _memoryview = Exception, memoryview
@@ -235,6 +236,8 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
     sizes: list = []            # (label, container, length): global hook registries that must stay empty
     course_modules: list = []   # (name, module): must stay in sys.modules
     kinds: list = []            # (label, object, type): snapshotted modules must keep their type
+    wrapped: list = []          # (label, cell, function): torch's own wrappers, accepted, must keep wrapping
+    wrapper_codes: set = _set() # code of the wrappers torch puts around its own functions (filled in by arm)
     genuine_dicts: set = _set() # ids of the module dicts of course_lib.checks.*
     reference_ids: set = _set() # ids of the reference modules and their classes and functions
     reference_classes: set = _set()
@@ -273,9 +276,21 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
                 frame = frame.f_back
         return None
 
+    def known_wrapper(new, old):
+        """The cell of ``new`` that holds ``old`` if ``new`` is a wrapper torch puts around its own functions
+        (importing torch._dynamo wraps torch.manual_seed with torch._disable_dynamo); else None."""
+        if _type(new) is not _FunctionType or new.__code__ not in wrapper_codes:
+            return None
+        names = new.__code__.co_freevars
+        cells = new.__closure__ or ()
+        for name, cell in _zip(names, cells):
+            if name == "fn" and cell.cell_contents is old:
+                return cell
+        return None
+
     def compare():
         """The first difference from the snapshot, as a phrase; None when there is none."""
-        for label, mapping, keys, values in snapshot:
+        for index, (label, mapping, keys, values) in enumerate_(snapshot):
             if mapping is None:
                 if _type_mro(keys) is not values:
                     return f"the bases of {label} were changed"
@@ -284,9 +299,19 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
                 return f"a key that is not a string was put into {label}"
             now = _tuple(_map(mapping.get, keys, _repeat(MISSING)))
             if not _all(_map(_is, now, values)):
-                for k, a, b in _zip(keys, now, values):
-                    if a is not b:
+                fixed = _list(values)
+                for at, (k, a, b) in enumerate_(_zip(keys, now, values)):
+                    if a is b:
+                        continue
+                    cell = known_wrapper(a, b)
+                    if cell is None:
                         return f"{label}.{k} was {'deleted' if a is MISSING else 'replaced'}"
+                    wrapped.append((f"{label}.{k}", cell, b))
+                    fixed[at] = a
+                snapshot[index] = (label, mapping, keys, _tuple(fixed))
+        for label, cell, inner_function in wrapped:
+            if cell.cell_contents is not inner_function:
+                return f"{label} was replaced"
         for label, container, length in sizes:
             if _len(container) != length:
                 return f"{label} was changed (a global hook was registered)"
@@ -837,6 +862,8 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
         anchors["sandbox"] = _core._sandbox.__wrapped__.__code__
         anchors["enter"] = contextlib._GeneratorContextManager.__enter__.__code__
         anchors["exit"] = contextlib._GeneratorContextManager.__exit__.__code__
+        if hasattr(torch, "_disable_dynamo"):  # a wrapper torch._dynamo puts on torch.manual_seed when imported
+            wrapper_codes.add(torch._disable_dynamo(lambda: None).__code__)
         for label, attr in (("torch function mode", "_len_torch_function_stack"),
                             ("torch dispatch mode", "_len_torch_dispatch_stack")):
             if hasattr(torch._C, attr):

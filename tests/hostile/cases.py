@@ -1,13 +1,17 @@
-"""Honest, hostile and broken submissions of the guarded chapter, each with the grade it must get.
+"""Honest, hostile and broken submissions of chapter 01_se, each with the grade it must get.
 
 Every case is a function of the released notebook (what a student receives) returning the text of the
-file the student hands in. ``Case.cells`` is the score each graded cell must get (the chapter has
-``test_se`` 2 points, ``test_count`` 1, ``test_double`` 1); ``status`` is "graded" or the start of the
-error status the batch must give.
+file the student hands in. ``Case.cells`` is the score each graded cell must get (``test_se`` 4 points,
+``test_se_parameter_count`` 1, ``test_seresnet50`` 1); ``status`` is "graded" or the start of the error
+status the batch must give; ``expect`` holds text a cell's outputs must show (the reason).
 
-A few rules keep the suite fast: the infinite loops and the sleep live in the cheap exercises (the
-check's watchdog or the cell timeout stops them within seconds), and one notebook may carry several
-independent attacks when each lands in a different exercise.
+A few rules keep the suite fast: the loops and the sleep live in the cheap exercises (the check's
+watchdog or the cell timeout stops them within seconds), and one notebook carries several independent
+attacks where each lands in a different exercise. A tampering finding sticks for the rest of a notebook,
+so each kind of tampering has a notebook of its own.
+
+``OWN_SE`` and ``WRONG_SE`` are self-contained answers of the SE exercise (they import what they use),
+also run by ``guard_probe.py`` outside any notebook.
 """
 from __future__ import annotations
 
@@ -19,25 +23,38 @@ from typing import Callable
 
 import nbformat
 
-from .chapter import CHAPTER, COUNT, DOUBLE, SE, SOLUTION_IDS
+from .chapter import CHAPTER, POINTS, SOLUTION_IDS, solution_answers
 
-FULL = {"test_se": 2.0, "test_count": 1.0, "test_double": 1.0}
+FULL = dict(POINTS)
+ZERO = {cell: 0.0 for cell in POINTS}
+#: What an honest student writes: the instructor's solution regions.
+GOOD = solution_answers()
+
+#: A correct SqueezeExcitation written from scratch.
+OWN_SE = '''import torch
+from torch import nn
 
 
-def _strip(code: str) -> str:
-    return "\n".join(line for line in code.splitlines() if "### BEGIN SOLUTION" not in line
-                     and "### END SOLUTION" not in line)
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        hidden = channels // reduction
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
 
+    def attention(self, x):
+        return torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
 
-#: What an honest student writes.
-GOOD = {"se": _strip(SE), "count": _strip(COUNT), "double": _strip(DOUBLE)}
-#: Wrong answers (each fails its checks).
+    def forward(self, x):
+        return x * self.attention(x)'''
+
+#: Wrong answers: each fails its checks, honestly.
+WRONG_SE = OWN_SE.replace("torch.sigmoid(self.fc2(", "(self.fc2(")  # the gate has no sigmoid
 WRONG = {
-    # the gate has no sigmoid
-    "se": GOOD["se"].replace("torch.sigmoid(self.fc2(", "(self.fc2("),
-    # biases left out of the count
-    "count": GOOD["count"].replace("+ hidden + channels", ""),
-    "double": GOOD["double"].replace("2 * x", "x + 1"),
+    "se": WRONG_SE,
+    "count": "def se_parameter_count(channels, reduction=16):\n"
+             "    return 2 * channels * (channels // reduction)  # the biases are left out",
+    "resnet": "def seresnet50_extra_parameters(reduction=16):\n    return 2_500_000",
 }
 
 
@@ -67,13 +84,13 @@ def _index(nb: nbformat.NotebookNode, grade_id: str) -> int:
     raise KeyError(grade_id)
 
 
-def answers(se: str = GOOD["se"], count: str = GOOD["count"], double: str = GOOD["double"], *,
+def answers(se: str = GOOD["se"], count: str = GOOD["count"], resnet: str = GOOD["resnet"], *,
             edit: Callable[[nbformat.NotebookNode], None] | None = None) -> Callable[[nbformat.NotebookNode], str]:
     """A submission: the release with these answers in its solution cells, then ``edit`` applied."""
 
     def build(release: nbformat.NotebookNode) -> str:
         nb = copy.deepcopy(release)
-        for key, code in (("se", se), ("count", count), ("double", double)):
+        for key, code in (("se", se), ("count", count), ("resnet", resnet)):
             nb.cells[_index(nb, SOLUTION_IDS[key])].source = textwrap.dedent(code).strip("\n")
         if edit is not None:
             edit(nb)
@@ -95,19 +112,20 @@ def se_parameter_count(channels, reduction=16):
         pass
 """
 
-DOUBLE_SLEEPING = """
+RESNET_SLEEPING = """
 import time
 
-def double(x):
-    time.sleep(10_000)  # sleeps past the cell timeout
-    return 2 * x
+time.sleep(10_000)  # sleeps past the cell timeout, so the answer below is never defined
+
+
+def seresnet50_extra_parameters(reduction=16):
+    return sum(blocks * se_parameter_count(channels, reduction) for blocks, channels in RESNET50_STAGES)
 """
 
-DOUBLE_STUBBORN = """
-import time
+RESNET_STUBBORN = GOOD["resnet"] + """
 
-def double(x):
-    return 2 * x
+
+import time
 
 while True:  # an endless loop that swallows the interrupt: the kernel has to be killed
     try:
@@ -137,13 +155,6 @@ def se_parameter_count(channels, reduction=16):
     faulthandler._sigsegv()  # a real crash of the kernel
 """
 
-COUNT_CTYPES = """
-import ctypes
-
-def se_parameter_count(channels, reduction=16):
-    return ctypes.string_at(0)  # would crash the kernel; the sandbox refuses ctypes
-"""
-
 SE_CTYPES = GOOD["se"].replace("return x * self.attention(x)", """import ctypes
         ctypes.string_at(0)  # would crash the kernel; the sandbox refuses ctypes
         return x * self.attention(x)""")
@@ -155,25 +166,30 @@ def se_parameter_count(channels, reduction=16):
         blocks.append(bytearray(256 * 2**20))
 """
 
-BIG_OUTPUT = GOOD["double"] + """
+RESNET_BIG_OUTPUT = GOOD["resnet"] + """
+
 
 for i in range(60_000):
     print(f"line {i} of a lot of output " + "x" * 64)
 """
 
-WARNINGS = GOOD["double"].replace("return 2 * x", """import sys, warnings
-    warnings.warn("double is slow", UserWarning)
-    print("a warning on stderr: deprecated", file=sys.stderr)
-    return 2 * x""")
-
-SE_WARNS = GOOD["se"].replace("return x * self.attention(x)", """import warnings
+SE_WARNS = GOOD["se"].replace("return x * self.attention(x)", """import sys, warnings
         warnings.warn("forward: a UserWarning from the student's code", UserWarning)
+        print("forward: a note on stderr", file=sys.stderr)
         return x * self.attention(x)""")
+
+RESNET_WARNS = GOOD["resnet"] + """
+
+
+import sys, warnings
+
+warnings.warn("a UserWarning printed while the answer cell runs", UserWarning)
+"""
 
 
 def _patch(code: str) -> str:
     """A wrong SqueezeExcitation, then ``code`` (which tries to make the checks pass anyway)."""
-    return WRONG["se"] + "\n\n" + textwrap.dedent(code).strip("\n")
+    return WRONG_SE + "\n\n" + textwrap.dedent(code).strip("\n")
 
 
 PATCH_TORCH = _patch("""
@@ -209,20 +225,19 @@ core.CheckFailure = type("CheckFailure", (Exception,), {})
 REPLACE_CHECKS = _patch("""
 import course_lib.checks.ch01_se as visible
 import course_lib.checks.hidden.ch01_se as hidden
-visible.check_se = lambda cls: print("[ok] SqueezeExcitation: 16 checks passed (0.10 s)")
-hidden.hidden_se = lambda cls: print("[ok] SqueezeExcitation (hidden tests): 90 checks passed (0.20 s)")
-""")
 
-GLOBAL_HOOK = _patch("""
-import torch
-torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: out)
+def check_se(cls):  # the name the test cell calls
+    print("[ok] SqueezeExcitation: 16 checks passed (0.10 s)")
+
+visible.check_se = check_se
+hidden.hidden_se = lambda cls: print("[ok] SqueezeExcitation (hidden tests): 90 checks passed (0.20 s)")
 """)
 
 # Every test cell turns into a print of what a pass looks like, with a made-up proof.
 NOOP_TESTS = """
 def _forge(lines):
     text = "".join(lines)
-    if "check_" in text or "hidden_" in text or "assert" in text:
+    if "check_" in text or "hidden_" in text:
         return ['print("[ok] SqueezeExcitation: 16 checks passed (0.10 s) [proof 7:' + "0" * 32 + ']")\\n']
     return lines
 
@@ -235,7 +250,6 @@ from course_lib.se import SqueezeExcitation  # the reference solution itself
 
 SE_SUBCLASSES_REFERENCE = """
 import sys
-from torch import nn
 
 class SqueezeExcitation(sys.modules["course_lib.se"].SqueezeExcitation):
     pass
@@ -279,7 +293,7 @@ for what, attempt in attempts.items():
         print(what, "was read")
     except Exception as err:
         print(what, "refused:", err)
-"""
+""".replace("CHAPTER", CHAPTER)
 
 SE_FRAMES = """
 import sys
@@ -287,7 +301,7 @@ import torch
 from torch import nn
 
 class SqueezeExcitation(nn.Module):
-    # looks up the check's expected result in its frames instead of computing anything
+    # looks up the check's expected results in its frames instead of computing anything
     def __init__(self, channels, reduction=16):
         super().__init__()
         self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
@@ -309,7 +323,7 @@ class SqueezeExcitation(nn.Module):
         return self._steal(x, "out")
 """
 
-SE_TORCH_FUNCTION = GOOD["se"] + """
+SE_TORCH_FUNCTION = OWN_SE + """
 
 class Agreeable(torch.Tensor):
     # a tensor that answers every torch function itself: it could make any comparison come out equal
@@ -327,16 +341,20 @@ class SqueezeExcitation(_plain):
         return super().forward(x).as_subclass(Agreeable)
 """
 
-WRITE_OUTSIDE = GOOD["count"] + """
+#: The file WRITE_OUTSIDE tries to create (the test checks it never appears).
+ESCAPE_NAME = "course-sandbox-escape.txt"
 
-import os, sqlite3, tempfile
-attempts = {
-    "escape": lambda: open(ESCAPE, "w").write("escaped"),
+COUNT_WRITES_OUTSIDE = GOOD["count"] + f"""
+
+
+import os, sqlite3
+attempts = {{
+    "escape": lambda: open({"/tmp/" + ESCAPE_NAME!r}, "w").write("escaped"),
     "gradebook": lambda: sqlite3.connect("../../../gradebook.db").execute("delete from grade"),
     "gradebook by uri": lambda: sqlite3.connect("file://" + os.path.abspath("../../../gradebook.db"),
                                                 uri=True).execute("delete from grade"),
     "symlink": lambda: os.symlink("/etc/passwd", "passwd"),
-}
+}}
 for what, attempt in attempts.items():
     try:
         attempt()
@@ -346,10 +364,10 @@ for what, attempt in attempts.items():
 open("inside.txt", "w").write("a file in the notebook's own folder is fine")
 """
 
-#: The file WRITE_OUTSIDE tries to create (the test checks it never appears).
-ESCAPE_NAME = "course-sandbox-escape.txt"
 
-
+# ----------------------------------------------------------------------------------------------
+# surgery on the notebook's cells
+# ----------------------------------------------------------------------------------------------
 def _move(grade_id: str, before: str) -> Callable[[nbformat.NotebookNode], None]:
     def edit(nb):
         cell = nb.cells.pop(_index(nb, grade_id))
@@ -397,8 +415,7 @@ def _retype(grade_id: str) -> Callable[[nbformat.NotebookNode], None]:
 
 def _duplicate(grade_id: str) -> Callable[[nbformat.NotebookNode], None]:
     def edit(nb):
-        index = _index(nb, grade_id)
-        copy_ = copy.deepcopy(nb.cells[index])
+        copy_ = copy.deepcopy(nb.cells[_index(nb, grade_id)])
         copy_.source = "print('all good')"
         copy_["id"] = copy_["id"] + "-copy"
         nb.cells.append(copy_)  # the last copy is the one nbgrader keeps as graded
@@ -420,83 +437,78 @@ def _then(*edits):
 
 def cases(other_chapter_notebook: str) -> list[Case]:
     """Every case; ``other_chapter_notebook`` is the text of a notebook of another chapter."""
-    zero = {"test_se": 0.0, "test_count": 0.0, "test_double": 0.0}
-    only_se = {**zero, "test_se": 2.0}
-    only_double = {**zero, "test_double": 1.0}
-    no_se = {**FULL, "test_se": 0.0}
+    se, count, resnet = "test_se", "test_se_parameter_count", "test_seresnet50"
+    only_se = {**ZERO, se: FULL[se]}
+    no_se = {**FULL, se: 0.0}
     tampering = "tampering detected"
     return [
         # honest: their grades must not depend on who is graded beside them
-        Case("honest_full", answers(se=SE_WARNS, double=WARNINGS),
-             expect={"test_se": "[ok] SqueezeExcitation (hidden tests)"},
-             why="a correct notebook whose code warns on stderr: full marks"),
-        Case("honest_half", answers(count=WRONG["count"], double=WRONG["double"]), only_se,
-             expect={"test_count": "a bias is"}, why="one exercise right"),
+        Case("honest_full", answers(), expect={se: "[ok] SqueezeExcitation (hidden tests)"},
+             why="the instructor's solution"),
+        Case("honest_half", answers(se=SE_WARNS, count=WRONG["count"], resnet=RESNET_WARNS), {**only_se},
+             expect={count: "a bias is"},
+             why="one exercise right, one wrong, one right but whose test fails with the wrong count; the "
+                 "right one warns on stderr and keeps its points"),
         # time and crashes
-        Case("loop_and_sleep", answers(count=COUNT_LOOPING, double=DOUBLE_SLEEPING), only_se,
-             expect={"test_count": "ran for more than 5 s", "test_double": "KeyboardInterrupt"},
+        Case("loop_and_sleep", answers(count=COUNT_LOOPING, resnet=RESNET_SLEEPING), only_se,
+             expect={count: "ran for more than 5 s", resnet: "NameError"},
              why="the check's watchdog stops a loop; the cell timeout interrupts a sleep"),
-        Case("stubborn_loop_and_memory_bomb", answers(count=COUNT_MEMORY_BOMB, double=DOUBLE_STUBBORN), only_se,
-             expect={"test_count": "MemoryError", "test_double": "did not stop when interrupted"},
+        Case("stubborn_loop_and_memory_bomb", answers(count=COUNT_MEMORY_BOMB, resnet=RESNET_STUBBORN), only_se,
+             expect={count: "MemoryError", resnet: "did not stop when interrupted"},
              why="the memory limit stops the bomb; a loop that swallows the interrupt gets its kernel killed "
                  "and every later cell scores 0"),
-        Case("sys_exit_and_ctypes", answers(se=SE_CTYPES, count=COUNT_SYS_EXIT), only_double,
-             expect={"test_se": "ctypes", "test_count": "SystemExit"},
-             why="SystemExit fails its check only; ctypes is refused and the kernel lives"),
+        Case("sys_exit_and_ctypes", answers(se=SE_CTYPES, count=COUNT_SYS_EXIT), ZERO,
+             expect={se: "ctypes", count: "SystemExit"},
+             why="SystemExit fails the checks that call it (the ResNet count calls the SE count); ctypes is "
+                 "refused and the kernel lives"),
         Case("os_exit", answers(count=COUNT_OS_EXIT), only_se,
-             expect={"test_count": "the kernel died", "test_double": "did not run"},
+             expect={count: "the kernel died", resnet: "did not run"},
              why="the kernel dies: that cell and every later one score 0 (nbgrader #427)"),
         Case("segfault", answers(count=COUNT_SEGFAULT), only_se,
-             expect={"test_count": "the kernel died", "test_double": "did not run"}, why="a real crash"),
+             expect={count: "the kernel died", resnet: "did not run"}, why="a real crash"),
         # files
-        Case("files", answers(se=SE_FILES.replace("CHAPTER", CHAPTER),
-                              count=WRITE_OUTSIDE.replace("ESCAPE", repr(f"/tmp/{ESCAPE_NAME}")),
-                              double=BIG_OUTPUT), no_se,
-             expect={SOLUTION_IDS["se"]: "refused", SOLUTION_IDS["count"]: "escape refused",
-                     "test_se": "NameError"},
+        Case("files", answers(se=SE_FILES, count=COUNT_WRITES_OUTSIDE, resnet=RESNET_BIG_OUTPUT), no_se,
+             expect={SOLUTION_IDS["se"]: "refused", SOLUTION_IDS["count"]: "escape refused", se: "NameError"},
              why="reading se.py, the hidden checks, the instructor's notebook or the gradebook is refused; "
                  "so is writing outside the folder; megabytes of output are cut and cost nothing"),
         # the notebook's cells
-        Case("cell_surgery_a", answers(count=WRONG["count"], double=WRONG["double"], edit=_then(
-            _delete("test_se"), _edit_source("test_count", "pass"), _retype("test_double"))), only_se,
+        Case("cell_surgery_a", answers(count=WRONG["count"], resnet=WRONG["resnet"], edit=_then(
+            _delete(se), _edit_source(count, "pass"), _retype(resnet))), only_se,
              why="a deleted test is put back, an edited one restored, one made markdown is code again"),
-        Case("cell_surgery_b", answers(count=WRONG["count"], double=WRONG["double"], edit=_then(
-            _edit_metadata("test_count"), _strip_metadata("test_double"), _same_ids)), only_se,
+        Case("cell_surgery_b", answers(count=WRONG["count"], resnet=WRONG["resnet"], edit=_then(
+            _edit_metadata(count), _strip_metadata(resnet), _same_ids)), only_se,
              why="edited nbgrader flags come back from the gradebook (plain nbgrader fails the notebook), a "
                  "test without metadata is added back, duplicated cell ids are renamed"),
-        Case("cell_surgery_c", answers(count=WRONG["count"], edit=_then(
-            _duplicate("test_count"), _move("test_se", before=SOLUTION_IDS["se"]))), only_double,
+        Case("cell_surgery_c", answers(resnet=WRONG["resnet"], edit=_then(
+            _duplicate(resnet), _move(se, before=SOLUTION_IDS["se"]))), {**ZERO, count: 1.0},
              why="of a duplicated test the copy nbgrader keeps is restored (plain nbgrader fails the notebook); "
                  "a test moved above its answer runs before it and fails"),
         # tampering with torch, builtins and the checks, each covering up a wrong answer
-        Case("patch_torch", answers(se=PATCH_TORCH), only_double, expect={"test_se": tampering},
-             why="torch.allclose & co replaced"),
-        Case("patch_torch_testing", answers(se=PATCH_TESTING), only_double, expect={"test_se": tampering},
+        Case("patch_torch", answers(se=PATCH_TORCH), ZERO, expect={se: tampering},
+             why="torch.allclose & co replaced: every check from then on fails"),
+        Case("patch_torch_testing", answers(se=PATCH_TESTING), ZERO, expect={se: tampering},
              why="torch.testing replaced"),
-        Case("patch_builtins", answers(se=PATCH_BUILTINS), only_double, expect={"test_se": tampering},
-             why="builtins replaced"),
-        Case("patch_core", answers(se=PATCH_CORE), only_double, expect={"test_se": tampering},
+        Case("patch_builtins", answers(se=PATCH_BUILTINS), ZERO, expect={se: tampering}, why="builtins replaced"),
+        Case("patch_core", answers(se=PATCH_CORE), ZERO, expect={se: tampering},
              why="course_lib's comparisons replaced"),
-        Case("patch_checkfailure", answers(se=PATCH_CHECKFAILURE), only_double, expect={"test_se": tampering},
+        Case("patch_checkfailure", answers(se=PATCH_CHECKFAILURE), ZERO, expect={se: tampering},
              why="CheckFailure replaced"),
-        Case("replace_checks", answers(se=REPLACE_CHECKS), only_double,
-             expect={"test_se": "did not report a verified pass", "test_count": tampering},
+        Case("replace_checks", answers(se=REPLACE_CHECKS), ZERO,
+             expect={se: "did not report a verified pass", count: tampering},
              why="the check functions the test cells call replaced by fakes that print [ok]"),
-        Case("noop_tests", answers(se=WRONG["se"] + "\n" + NOOP_TESTS, count=WRONG["count"],
-                                   double=WRONG["double"]), only_double,
-             expect={"test_se": "did not report a verified pass", "test_count": "did not report a verified pass"},
-             why="every test cell turned into a fake pass: no proof, no points (a plain assert cell has no "
-                 "proof to ask for, so that point is lost to the sandbox)"),
+        Case("noop_tests", answers(se=WRONG_SE + "\n" + NOOP_TESTS, count=WRONG["count"], resnet=WRONG["resnet"]),
+             ZERO, expect={se: "did not report a verified pass", count: "did not report a verified pass"},
+             why="every test cell turned into a fake pass: no proof, no points"),
         # the reference solution
-        Case("reference_import", answers(se=SE_IS_REFERENCE), no_se, expect={"test_se": "reference solution"},
+        Case("reference_import", answers(se=SE_IS_REFERENCE), no_se, expect={se: "reference solution"},
              why="the reference class handed in"),
-        Case("reference_subclass", answers(se=SE_SUBCLASSES_REFERENCE), no_se,
-             expect={"test_se": "reference solution"}, why="a subclass of it"),
+        Case("reference_subclass", answers(se=SE_SUBCLASSES_REFERENCE), no_se, expect={se: "reference solution"},
+             why="a subclass of it"),
         # not a notebook of this chapter
-        Case("malformed_json", lambda release: json.dumps(release)[:-200], zero, status="error: malformed"),
-        Case("empty_notebook", raw(""), zero, status="error: empty"),
-        Case("other_chapter", raw(other_chapter_notebook), zero, status="error: a notebook of"),
+        Case("malformed_json", lambda release: json.dumps(release)[:-200], ZERO, status="error: malformed"),
+        Case("empty_notebook", raw(""), ZERO, status="error: empty"),
+        Case("other_chapter", raw(other_chapter_notebook), ZERO, status="error: a notebook of"),
     ]
 
 
-__all__ = ["CHAPTER", "Case", "cases", "GOOD", "WRONG", "ESCAPE_NAME", "answers"]
+__all__ = ["CHAPTER", "Case", "cases", "GOOD", "OWN_SE", "WRONG", "WRONG_SE", "ESCAPE_NAME", "answers"]

@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from hostile.cases import GOOD, SE_DELEGATES, SE_FRAMES, SE_TORCH_FUNCTION, WRONG  # noqa: E402
+from hostile.cases import OWN_SE, SE_DELEGATES, SE_FRAMES, SE_TORCH_FUNCTION  # noqa: E402
 
 ESCAPE = Path(tempfile.gettempdir()) / f"guard-probe-escape-{os.getpid()}.txt"
 
@@ -36,7 +36,7 @@ ATTACKS = {
     "subprocess": "import subprocess\nresult = subprocess.run(['true']).returncode",
     "thread_alive": "import threading, time\nstop = threading.Event()\n"
                     "def helper_loop():\n    while not stop.wait(0.01):\n        pass\n"
-                    "helper = threading.Thread(target=helper_loop)\nhelper.start()\n" + GOOD["se"] +
+                    "helper = threading.Thread(target=helper_loop)\nhelper.start()\n" + OWN_SE +
                     "\nfrom course_lib.checks.ch01_se import check_se\ntry:\n    check_se(SqueezeExcitation)\n"
                     "finally:\n    stop.set()\n    helper.join()\nresult = 'passed'",
     "gc_walk": "import gc\nresult = len(gc.get_objects()) > 0",
@@ -48,7 +48,7 @@ ATTACKS = {
     "kill_parent": "import os\nos.kill(os.getppid(), 0)\nresult = 'signalled'",
     "sqlite_outside": "import sqlite3, tempfile\nresult = str(sqlite3.connect(tempfile.gettempdir() + '/x-probe.db'))[:20]",
     "fake_library_code": "import torch\nresult = compile('x = 1', torch.__file__, 'exec').co_filename",
-    "proof": GOOD["se"] + "\nfrom course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExcitation)\nresult = 'passed'",
+    "proof": OWN_SE + "\nfrom course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExcitation)\nresult = 'passed'",
     "frame_peek": SE_FRAMES + "\nfrom course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExcitation)\n"
                               "result = 'passed'",
     "torch_function": SE_TORCH_FUNCTION + "\nfrom course_lib.checks.ch01_se import check_se\n"
@@ -56,7 +56,7 @@ ATTACKS = {
     "delegate": "import course_lib.se\n" + SE_DELEGATES +
                 "\nfrom course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExcitation)\nresult = 'passed'",
     # these two count as tampering, which sticks for the rest of the process: they come last
-    "global_hook": GOOD["se"] + """
+    "global_hook": OWN_SE + """
 import torch
 torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: out)
 from course_lib.checks.ch01_se import check_se
