@@ -815,6 +815,7 @@ def _grade_one(task: dict, static: dict) -> dict:
     from course_lib.grading.feedback import cell_messages, html_text, leaked_lines, prepare
 
     started = time.perf_counter()
+    started_at = time.time()
     chapter, student, info = static["chapter"], task["student"], static["info"]
     workdir = Path(tempfile.mkdtemp(prefix=f"{student}-", dir=static["work"]))
     source = Path(static["template"]) / nbs.SOURCE
@@ -827,7 +828,7 @@ def _grade_one(task: dict, static: dict) -> dict:
 
     shutil.copytree(static["template"], workdir, dirs_exist_ok=True, ignore=no_source_notebook)
     result = _error_result(task, "")
-    result["workdir"] = str(workdir)
+    result.update(workdir=str(workdir), worker=static["worker"], started_at=started_at)
 
     def fail(why: str) -> dict:
         result["status"] = f"error: {why}"

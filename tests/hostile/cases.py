@@ -84,14 +84,26 @@ def _index(nb: nbformat.NotebookNode, grade_id: str) -> int:
     raise KeyError(grade_id)
 
 
+def _lean(nb: nbformat.NotebookNode) -> None:
+    """Drop the demonstration cells after the last graded cell (a student may; it changes no grade and
+    spares the suite their plots)."""
+    last = max(i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("nbgrader", {}).get("grade"))
+    nb.cells = nb.cells[: last + 1] + [c for c in nb.cells[last + 1:] if c.cell_type != "code"
+                                       or c.get("metadata", {}).get("nbgrader", {}).get("locked")]
+
+
 def answers(se: str = GOOD["se"], count: str = GOOD["count"], resnet: str = GOOD["resnet"], *,
-            edit: Callable[[nbformat.NotebookNode], None] | None = None) -> Callable[[nbformat.NotebookNode], str]:
-    """A submission: the release with these answers in its solution cells, then ``edit`` applied."""
+            edit: Callable[[nbformat.NotebookNode], None] | None = None,
+            lean: bool = True) -> Callable[[nbformat.NotebookNode], str]:
+    """A submission: the release with these answers in its solution cells, then ``edit`` applied.
+    ``lean``: without the demonstration cells after the last graded cell."""
 
     def build(release: nbformat.NotebookNode) -> str:
         nb = copy.deepcopy(release)
         for key, code in (("se", se), ("count", count), ("resnet", resnet)):
             nb.cells[_index(nb, SOLUTION_IDS[key])].source = textwrap.dedent(code).strip("\n")
+        if lean:
+            _lean(nb)
         if edit is not None:
             edit(nb)
         return json.dumps(nb, indent=1)
@@ -212,8 +224,20 @@ builtins.round = lambda *a, **k: 0
 
 PATCH_CORE = _patch("""
 import course_lib.checks._core as core
-core.expect_close = lambda *a, **k: None
-core.is_close = lambda *a, **k: True
+import course_lib.checks.ch01_se as visible
+import course_lib.checks.hidden.ch01_se as hidden
+
+def agree(*args, **kwargs):
+    return True
+
+def silent(*args, **kwargs):
+    return None
+
+core.is_close, core.expect_close = agree, silent
+for module in (visible, hidden):  # the names the chapter's checks imported
+    for name, fake in (("is_close", agree), ("expect_close", silent), ("expect_close_or_name", silent)):
+        if hasattr(module, name):
+            setattr(module, name, fake)
 """)
 
 PATCH_CHECKFAILURE = _patch("""
@@ -443,9 +467,9 @@ def cases(other_chapter_notebook: str) -> list[Case]:
     tampering = "tampering detected"
     return [
         # honest: their grades must not depend on who is graded beside them
-        Case("honest_full", answers(), expect={se: "[ok] SqueezeExcitation (hidden tests)"},
+        Case("honest_full", answers(lean=False), expect={se: "[ok] SqueezeExcitation (hidden tests)"},
              why="the instructor's solution"),
-        Case("honest_half", answers(se=SE_WARNS, count=WRONG["count"], resnet=RESNET_WARNS), {**only_se},
+        Case("honest_half", answers(se=SE_WARNS, count=WRONG["count"], resnet=RESNET_WARNS, lean=False), only_se,
              expect={count: "a bias is"},
              why="one exercise right, one wrong, one right but whose test fails with the wrong count; the "
                  "right one warns on stderr and keeps its points"),

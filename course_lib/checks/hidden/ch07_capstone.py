@@ -181,7 +181,7 @@ def build_expected() -> dict:
 
     sample = make_cluttered_digits(8, seed=705)
     judge = {"images": sample.images.clone(), "boxes": sample.boxes.clone(),
-             "maps": judge_maps(sample.boxes, seed=706)}
+             "maps": judge_maps(sample.boxes, seed=715)}
     return {"gate": gate, "network": network, "parameter_count": counts, "judge": judge}
 
 
