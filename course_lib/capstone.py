@@ -83,7 +83,7 @@ __all__ = [
     "VARIANTS", "QUICK_VARIANTS", "Budget", "FULL", "QUICK", "CapstoneNet", "predict", "build_attention", "pick_device", "seed_everything",
     "fit", "evaluate", "count_parameters", "count_macs", "cpu_latency_ms", "attention_outputs",
     "spatial_maps", "localisation", "channel_weights_per_class", "pam_query_maps", "RunResult",
-    "run_experiment", "summarise", "write_results", "main",
+    "run_experiment", "summarise", "diagnose", "write_results", "main",
 ]
 
 #: Every variant the capstone compares, in table order: "none" is the plain CNN, "conv_control" the
@@ -569,8 +569,25 @@ def _fmt(value: float, spec: str) -> str:
     return "n/a" if isinstance(value, float) and math.isnan(value) else format(value, spec)
 
 
+def diagnose(models: Mapping[str, CapstoneNet], test: ClutteredDigits, *, tolerance: float = 1e-3) -> list[str]:
+    """Plain-language warnings about the trained modules (seed-0 models), for ``results.md``.
+
+    For now one check: a channel gate that is the same for every class and channel has collapsed,
+    typically because every hidden ReLU unit of its bottleneck MLP is dead (always negative input),
+    so the gate is sigmoid(0) = 0.5 everywhere.
+    """
+    notes = []
+    for name, model in models.items():
+        weights = channel_weights_per_class(model, test)
+        if weights is not None and float(weights.std()) < tolerance:
+            notes.append(f"`{name}`: the channel gate is constant ({float(weights.mean()):.3f} for every class and "
+                         f"channel, seed 0): its bottleneck MLP has collapsed (for a gate of sigmoid(MLP), a "
+                         f"value of 0.500 means every hidden ReLU unit is dead), so only a fixed scale remains.")
+    return notes
+
+
 def write_results(rows: Sequence[Mapping[str, Any]], out: Path, *, budget: Budget, wall_s: float,
-                  device: torch.device, figures: Sequence[str] = ()) -> tuple[Path, Path]:
+                  device: torch.device, figures: Sequence[str] = (), notes: Sequence[str] = ()) -> tuple[Path, Path]:
     """Write ``results.csv`` (every column) and ``results.md`` (the tables and how to read them)."""
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "results.csv", out / "results.md"
@@ -597,6 +614,8 @@ def write_results(rows: Sequence[Mapping[str, Any]], out: Path, *, budget: Budge
         delta = "" if base is None or r is base else f"{100 * (r['acc_mean'] - base['acc_mean']):+.1f} pt"
         lines.append(f"| {r['variant']} | {100 * r['acc_mean']:.1f} ± {100 * r['acc_std']:.1f} % | {delta} | "
                      f"{r['params']:,} | {r['macs'] / 1e6:.2f} M | {r['latency_ms']:.2f} |")
+    for note in notes:
+        lines += ["", f"**Note.** {note}"]
     if any(r["variant"] == "ctdnet_sam" for r in rows):
         lines += ["", "`ctdnet_sam` is CTDNet's SAM as its paper uses it: the spatial gate *followed by* a "
                   "conv3x3-BN-ReLU, so it adds a layer (see its params and MACs). `conv_control` is that layer "
@@ -698,8 +717,10 @@ def _run(variants: Sequence[str], budget: Budget, device: torch.device, out: Pat
     rows = summarise(results, models, (1, budget.canvas_size, budget.canvas_size))
     out.mkdir(parents=True, exist_ok=True)
     figures = figs.draw_all(rows, models, test, out)
+    notes = diagnose(models, test)
     wall = time.perf_counter() - start
-    csv_path, md_path = write_results(rows, out, budget=budget, wall_s=wall, device=device, figures=figures)
+    csv_path, md_path = write_results(rows, out, budget=budget, wall_s=wall, device=device, figures=figures,
+                                      notes=notes)
     print(md_path.read_text())
     print(f"wrote {csv_path}, {md_path} and {len(figures)} figures in {wall:.0f} s")
     return 0

@@ -293,3 +293,14 @@ def test_dispatcher_knows_the_capstone():
     from course_lib.__main__ import COMMANDS
 
     assert COMMANDS["capstone"][0] == "course_lib.capstone"
+
+
+def test_diagnose_flags_a_collapsed_channel_gate(small):
+    _, test = small
+    healthy = cap.CapstoneNet("cbam")
+    assert cap.diagnose({"cbam": healthy}, test) == []
+    dead = cap.CapstoneNet("cbam")
+    with torch.no_grad():  # every hidden unit of W_0 gets a negative input from non-negative features
+        dead.attention.channel_gate.mlp[0].weight.fill_(-1.0)
+    notes = cap.diagnose({"cbam": dead}, test)
+    assert len(notes) == 1 and "constant (0.500" in notes[0] and "dead" in notes[0]

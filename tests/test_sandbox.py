@@ -31,7 +31,8 @@ ARMED = {
     "thread_alive": "another thread is running your code", "gc_walk": "gc.get_objects",
     "audit_hook": "ok: 'not called'", "settrace": "sys.settrace", "socket": "socket", "proc_mem": "/mem",
     "kill_parent": "another process", "sqlite_outside": "database", "fake_library_code": "claims to come from",
-    "proof": "ok: 'passed'", "frame_peek": "looking at frames while a check runs",
+    "proof": "ok: 'passed'", "frame_peek": "looking at frames while a check runs", "typing_frames": "ok: 'passed'",
+    "frame_via_inspect": "looking at frames while a check runs",
     "torch_function": "__torch_function__", "delegate": "reference solution", "reload_reference": "reading",
     "global_hook": "a global hook was registered",
 }

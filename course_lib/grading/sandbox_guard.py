@@ -252,6 +252,26 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
             frame = frame.f_back
         return False
 
+    FORWARDERS = ("/inspect.py", "/traceback.py", "/logging/__init__.py", "/pdb.py", "/bdb.py", "/cgitb.py",
+                  "/IPython/core/ultratb.py", "/IPython/core/debugger.py")
+    FORWARDER_DIRS = ("/stack_data/", "/executing/")
+
+    def frames_for_student(frame):
+        """Inside a check: would the frame this ``frame`` asks for reach the student's code? True when the
+        asking code is the student's, or a library function that hands frames back to its caller (inspect,
+        traceback, logging, ...) called by the student's code. Library code that only looks at frames
+        itself (typing does, for instance) may."""
+        if not windows:
+            return False
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if not lib_file(filename):
+                return True
+            if not (filename.endswith(FORWARDERS) or _any(d in filename for d in FORWARDER_DIRS)):
+                return False
+            frame = frame.f_back
+        return False
+
     def student_inside_check(frame):
         """Inside a check: is ``frame``, or a caller between it and the check, the student's code?"""
         if not windows:
@@ -677,11 +697,11 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
                 target = obj.tb_frame
             elif _type(obj) is _GenTypes[0] or _type(obj) is _GenTypes[1] or _type(obj) is _GenTypes[2]:
                 target = _getattr(obj, name, None)
-            if target is not None and student_inside_check(requester):
+            if target is not None and frames_for_student(requester):
                 return deny("looking at frames while a check runs")
             return None
         if event == "sys._getframe":
-            if student_inside_check(requester):
+            if frames_for_student(requester):
                 return deny("looking at frames while a check runs")
             return None
         if event == "object.__setattr__" or event == "object.__delattr__":

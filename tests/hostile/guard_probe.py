@@ -49,6 +49,16 @@ ATTACKS = {
     "sqlite_outside": "import sqlite3, tempfile\nresult = str(sqlite3.connect(tempfile.gettempdir() + '/x-probe.db'))[:20]",
     "fake_library_code": "import torch\nresult = compile('x = 1', torch.__file__, 'exec').co_filename",
     "proof": OWN_SE + "\nfrom course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExcitation)\nresult = 'passed'",
+    # honest: typing looks at its caller's frame (a protocol class registered under collections.abc)
+    "typing_frames": "import collections.abc, typing\n\nclass Chunks(typing.Iterable[int], typing.Protocol):\n"
+                     "    pass\n\n" + OWN_SE.replace("        super().__init__()",
+                                                   "        super().__init__()\n"
+                                                   "        isinstance(channels, collections.abc.Iterable)") +
+                     "\nfrom course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExcitation)\nresult = 'passed'",
+    # a library function that hands the caller's frame back (inspect) is no way round
+    "frame_via_inspect": OWN_SE.replace("return x * self.attention(x)", "import inspect\n"
+                                        "        inspect.currentframe()\n        return x * self.attention(x)") +
+                         "\nfrom course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExcitation)\nresult = 'passed'",
     "frame_peek": SE_FRAMES + "\nfrom course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExcitation)\n"
                               "result = 'passed'",
     "torch_function": SE_TORCH_FUNCTION + "\nfrom course_lib.checks.ch01_se import check_se\n"
