@@ -68,6 +68,8 @@ class ClutteredDigits:
             ``images[i, 0, top:bottom, left:right]`` is exactly the (scaled) digit.
         sources: (N,) int64, the index into ``load_digits()`` of each digit.
         clutter_sources: (N, K) int64, the index into ``load_digits()`` of every fragment.
+        clutter_boxes: (N, K, 4) int64, where each fragment was pasted, (top, left, bottom, right).
+        clutter_cuts: (N, K, 2) int64, (row, col) in the scaled source digit where it was cut out.
     """
 
     images: torch.Tensor
@@ -75,6 +77,8 @@ class ClutteredDigits:
     boxes: torch.Tensor
     sources: torch.Tensor
     clutter_sources: torch.Tensor
+    clutter_boxes: torch.Tensor
+    clutter_cuts: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -259,6 +263,8 @@ def make_cluttered_digits(
 
     images = np.zeros((num_images, height, width), dtype=np.float32)
     clutter_sources = np.empty((num_images, num_clutter), dtype=np.int64)
+    clutter_boxes = np.empty((num_images, num_clutter, 4), dtype=np.int64)
+    clutter_cuts = np.empty((num_images, num_clutter, 2), dtype=np.int64)
     # Top-left corners a fragment may take: (height - F + 1) x (width - F + 1) grid.
     frag_rows = np.arange(height - fragment_size + 1)[:, None]
     frag_cols = np.arange(width - fragment_size + 1)[None, :]
@@ -276,11 +282,13 @@ def make_cluttered_digits(
             others = pool[others + (others >= own)]
             clutter_sources[i] = others
             places = rng.choice(corners, size=num_clutter)
-            for src, place in zip(others, places):
+            for k, (src, place) in enumerate(zip(others, places)):
                 cut_options = np.flatnonzero(allowed[src])
                 cut_r, cut_c = offsets[rng.choice(cut_options)]
                 piece = scaled[src, cut_r:cut_r + fragment_size, cut_c:cut_c + fragment_size]
                 r, c = divmod(int(place), frag_cols.shape[1])
+                clutter_boxes[i, k] = (r, c, r + fragment_size, c + fragment_size)
+                clutter_cuts[i, k] = (cut_r, cut_c)
                 region = canvas[r:r + fragment_size, c:c + fragment_size]
                 np.maximum(region, piece, out=region)  # combine, never overwrite
         region = canvas[top:bottom, left:right]
@@ -292,6 +300,8 @@ def make_cluttered_digits(
         boxes=torch.from_numpy(boxes.astype(np.int64)),
         sources=torch.from_numpy(picks),
         clutter_sources=torch.from_numpy(clutter_sources),
+        clutter_boxes=torch.from_numpy(clutter_boxes),
+        clutter_cuts=torch.from_numpy(clutter_cuts),
     )
 
 

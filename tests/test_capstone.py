@@ -122,6 +122,33 @@ def test_attention_outputs_are_sorted_by_shape(variant, keys):
         assert tuple(value.shape) == shapes[key], key
     if "position" in out:  # rows are queries: each sums to 1 (a transposed map would fail)
         torch.testing.assert_close(out["position"].sum(-1), torch.ones(2, 132))
+        torch.testing.assert_close(out["spatial"].flatten(1).sum(1), torch.ones(2))
+
+
+class EveryQueryLooksAtOneKey(nn.Module):
+    """A fake position attention: every query puts all its weight on key ``target``."""
+
+    def __init__(self, channels: int, target: int = 5) -> None:
+        super().__init__()
+        self.target = target
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        a = torch.zeros(b, h * w, h * w)
+        a[:, :, self.target] = 1.0  # (B, N queries, N keys): rows sum to 1
+        return a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_position_attention_map_is_the_attention_each_position_receives():
+    # Averaging over queries (dim 1) puts all the mass on the key; averaging each row would be flat 1/N.
+    model = cap.CapstoneNet(EveryQueryLooksAtOneKey)
+    spatial = cap.attention_outputs(model, torch.rand(2, 1, 48, 44))["spatial"]  # (2, 12, 11)
+    expected = torch.zeros(2, 12 * 11)
+    expected[:, 5] = 1.0
+    torch.testing.assert_close(spatial.flatten(1), expected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,6 +233,8 @@ def test_localisation_scores_a_map_on_the_box_above_one_and_a_blind_map_at_one()
     assert score["box_area"] == pytest.approx(256 / 1024)
     assert score["lift"] == pytest.approx(4.0)
     assert score["pointing_hit"] == 1.0
+    gate = cap.localisation(0.5 + 0.5 * on_box, boxes)  # a sigmoid gate's floor of 0.5 does not count
+    assert gate["mass_in_box"] == pytest.approx(1.0)
     blind = cap.localisation(torch.full((2, 32, 32), 0.7), boxes)  # a constant gate: no preference
     assert blind["mass_in_box"] == pytest.approx(blind["box_area"]) and blind["lift"] == pytest.approx(1.0)
     off_box = cap.localisation(1.0 - on_box, boxes)
@@ -304,3 +333,12 @@ def test_diagnose_flags_a_collapsed_channel_gate(small):
         dead.attention.channel_gate.mlp[0].weight.fill_(-1.0)
     notes = cap.diagnose({"cbam": dead}, test)
     assert len(notes) == 1 and "constant (0.500" in notes[0] and "dead" in notes[0]
+
+
+def test_pam_query_map_is_the_query_row(small):
+    # The fake map sends every query to key 5 = cell (0, 5) of the 8x8 slot: pixels rows 0-3, cols 20-23.
+    _, test = small
+    q = cap.pam_query_maps(cap.CapstoneNet(EveryQueryLooksAtOneKey), test, range(4))
+    for m in q["maps"]:
+        r, c = np.unravel_index(m.argmax(), m.shape)
+        assert 0 <= r < 4 and 20 <= c < 24, (r, c)

@@ -43,7 +43,8 @@ def _overwrite_clutter_on_digit(data: ClutteredDigits) -> ClutteredDigits:
     piece = torch.from_numpy(D._scaled_digits(2))[data.clutter_sources[:, 0], 4:12, 4:12]
     for i, (top, left, _, _) in enumerate(data.boxes.tolist()):
         images[i, 0, top + 4:top + 12, left + 4:left + 12] = piece[i]
-    return ClutteredDigits(images, data.labels, data.boxes, data.sources, data.clutter_sources)
+    return ClutteredDigits(images, data.labels, data.boxes, data.sources, data.clutter_sources, data.clutter_boxes,
+                           data.clutter_cuts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,6 +57,7 @@ def test_shapes_dtypes_and_ranges(split):
         assert d.labels.shape == (n,) and d.labels.dtype == torch.int64
         assert d.boxes.shape == (n, 4) and d.boxes.dtype == torch.int64
         assert d.clutter_sources.shape == (n, 6)
+        assert d.clutter_boxes.shape == (n, 6, 4) and d.clutter_cuts.shape == (n, 6, 2)
         assert 0.0 <= float(d.images.min()) and float(d.images.max()) <= 1.0
         assert set(d.labels.tolist()) <= set(range(10))
         assert len(d) == n
@@ -87,7 +89,8 @@ def test_digit_positions_vary(split):
 # ---------------------------------------------------------------------------------------------
 def _same(a: ClutteredDigits, b: ClutteredDigits) -> bool:
     return all(torch.equal(getattr(a, k), getattr(b, k)) for k in ("images", "labels", "boxes", "sources",
-                                                                   "clutter_sources"))
+                                                                   "clutter_sources", "clutter_boxes",
+                                                                   "clutter_cuts"))
 
 
 def test_same_seed_gives_identical_data():
@@ -131,11 +134,42 @@ def test_digit_is_visible_in_its_box(split):
     assert (outside > 0).all()
 
 
-def test_digit_survives_dense_overlapping_clutter():
-    # Many fragments on a small canvas overlap each other, never the digit.
+def fragments_kept(data: ClutteredDigits, scale: int = 2) -> bool:
+    """Every fragment is still fully there (pixel >= fragment) where it was pasted: max, not '='."""
+    digits = torch.from_numpy(D._scaled_digits(scale))
+    for image, srcs, boxes, cuts in zip(data.images, data.clutter_sources, data.clutter_boxes, data.clutter_cuts):
+        for src, (top, left, bottom, right), (r, c) in zip(srcs, boxes.tolist(), cuts.tolist()):
+            piece = digits[src, r:r + bottom - top, c:c + right - left]
+            if not (image[0, top:bottom, left:right] >= piece).all():
+                return False
+    return True
+
+
+def _paste_fragments_with_overwrite(data: ClutteredDigits, scale: int = 2) -> ClutteredDigits:
+    """Wrong generator: re-pastes the fragments with '=', so a later one erases an earlier one's ink."""
+    digits = torch.from_numpy(D._scaled_digits(scale))
+    images = data.images.clone()
+    for image, srcs, boxes, cuts in zip(images, data.clutter_sources, data.clutter_boxes, data.clutter_cuts):
+        for src, (top, left, bottom, right), (r, c) in zip(srcs, boxes.tolist(), cuts.tolist()):
+            image[0, top:bottom, left:right] = digits[src, r:r + bottom - top, c:c + right - left]
+    return ClutteredDigits(images, data.labels, data.boxes, data.sources, data.clutter_sources, data.clutter_boxes,
+                           data.clutter_cuts)
+
+
+def test_fragments_never_touch_the_digit_box(split):
+    for d in split:
+        top, left, bottom, right = (d.boxes[:, None, k] for k in range(4))
+        ct, cl, cb, cr = (d.clutter_boxes[..., k] for k in range(4))
+        overlap = (ct < bottom) & (cb > top) & (cl < right) & (cr > left)
+        assert not overlap.any()
+
+
+def test_overlapping_fragments_are_combined_with_max():
+    # Many fragments on a small canvas overlap each other (never the digit).
     d = make_cluttered_digits(20, canvas_size=32, num_clutter=12, fragment_size=8, seed=0)
     assert digit_intact(d).all()
-    assert float(d.images.max()) <= 1.0
+    assert fragments_kept(d)
+    assert not fragments_kept(_paste_fragments_with_overwrite(d))  # the check catches '='
 
 
 def test_no_clutter_means_only_the_digit():
