@@ -16,6 +16,8 @@ PORT        ?= 8888
 JOBS        ?= auto
 CHAPTER     ?=
 SUBMISSIONS ?=
+WORKERS     ?=
+GRADE_ARGS  ?=
 
 BIN      := $(VENV)/bin
 RUN      := PATH="$(abspath $(BIN)):$$PATH" MPLBACKEND=Agg
@@ -29,7 +31,7 @@ help:
 	@echo "make release        regenerate notebooks/ from solutions/ (nbgrader)"
 	@echo "make bench          time and memory of every module (writes out/bench/)"
 	@echo "make capstone       train and compare every attention variant (writes out/capstone/)"
-	@echo "make grade CHAPTER=01_se SUBMISSIONS=path   autograde a class"
+	@echo "make grade CHAPTER=01_se SUBMISSIONS=path [WORKERS=n] [GRADE_ARGS=...]   autograde a class"
 	@echo "make grader-report  how well the checks catch wrong implementations"
 	@echo "make student-bundle build what students receive (out/student-bundle/)"
 
@@ -70,7 +72,7 @@ capstone: setup
 
 grade: setup
 	@test -n "$(CHAPTER)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade CHAPTER=01_se SUBMISSIONS=path/to/submissions"; exit 2; }
-	$(RUN) $(BIN)/python -m course_lib grade $(CHAPTER) $(SUBMISSIONS)
+	$(RUN) $(BIN)/python -m course_lib grade $(CHAPTER) $(SUBMISSIONS) $(if $(WORKERS),--workers $(WORKERS)) $(GRADE_ARGS)
 
 grader-report: setup
 	$(RUN) $(BIN)/python -m course_lib grader-report

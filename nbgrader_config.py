@@ -28,3 +28,10 @@ c.IgnorePattern.pattern = r"(Warning|warning|warn\()"
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.LimitOutput.max_lines = 500
 c.LimitOutput.max_traceback = 60
+
+# Autograde in the grading sandbox (course_lib/grading/sandbox.py; docs/grading-security.md): limits on
+# time, memory and files, cell repair that nbgrader gets wrong, and points only for test cells whose checks
+# printed a proof signed by the guard. COURSE_SANDBOX=off in the environment grades with plain nbgrader.
+from course_lib.grading.sandbox import harden  # noqa: E402
+
+harden(c)

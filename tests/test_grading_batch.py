@@ -65,6 +65,9 @@ GRADABLE = {
     # from a classmate's leaked feedback): the feedback guard must send the plain page instead
     "dan": ("def double(x):\n    return x * 2 if not isinstance(x, int) else abs(x) * 2\n# " + HIDDEN_1,
             1.0, "graded"),
+    # the kernel dies in the answer cell: the grading sandbox grades what ran before (nothing here) and
+    # marks every later cell as not run (plain nbgrader fails the whole notebook instead)
+    "gina": ("import os\nos._exit(1)", 0.0, "graded"),
 }
 PLAIN = ("alice", "dan")  # graded again by plain nbgrader: the two with points
 # student -> (words in the status, expected score)
@@ -72,7 +75,6 @@ BROKEN = {
     "dave": ("malformed notebook", 0.0),
     "erin": ("empty notebook", 0.0),
     "frank": (f"a notebook of {OTHER}", 0.0),
-    "gina": ("kernel died", 0.0),
 }
 
 
@@ -89,7 +91,6 @@ def _build_and_grade(folder: Path) -> dict:
     (subs / f"dave_{CHAPTER}.ipynb").write_text('{"cells": [', encoding="utf-8")
     nbformat.write(nbformat.v4.new_notebook(), subs / f"erin_{CHAPTER}.ipynb")
     shutil.copy(nbs.notebook_path(OTHER, rel, nbs.RELEASE), subs / f"frank_{CHAPTER}.ipynb")
-    nbformat.write(_answer(rel, "import os\nos._exit(1)"), subs / f"gina_{CHAPTER}.ipynb")
 
     common = dict(cell_timeout=15, source_root=src, progress=False)
     parallel = batch.grade_submissions(CHAPTER, subs, out=folder / "parallel", workers=2, **common)

@@ -337,12 +337,13 @@ class SandboxExecute(Execute):
         if not self._settings_file.exists():  # a second kernel for the same notebook: new settings
             self._write_settings(Path(self.resources.get("metadata", {}).get("path") or os.getcwd()).resolve(),
                                  self.resources)
+        python, env = _kernel_python_and_env(km)
         km._kernel_spec = KernelSpec(
-            argv=[sys.executable, "-m", "course_lib.grading.sandbox_launcher", str(self._settings_file),
+            argv=[python, "-m", "course_lib.grading.sandbox_launcher", str(self._settings_file),
                   "-f", "{connection_file}"],
             display_name="Python 3 (course grading sandbox)",
             language="python",
-            env={"PYTHONNOUSERSITE": "1", "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg"),
+            env={**env, "PYTHONNOUSERSITE": "1", "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg"),
                  "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")},
         )
         return km
@@ -463,6 +464,29 @@ class SandboxExecute(Execute):
             elif errors and cell.outputs[0] is not errors[0]:
                 cell.outputs.remove(errors[0])
                 cell.outputs.insert(0, errors[0])
+
+
+def _kernel_python_and_env(km) -> tuple[str, dict]:
+    """The Python and the environment of the kernelspec nbgrader would start (the notebook's, or --kernel's).
+
+    The sandbox starts that Python through its launcher, with the spec's environment variables. A spec
+    that is not an ipykernel of some Python (another language, a wrapper script) cannot be sandboxed: it
+    gets this process's Python, as does a missing spec.
+    """
+    try:
+        spec = km.kernel_spec
+    except Exception:  # noqa: BLE001 - no such kernelspec: nbgrader's default kernel
+        return sys.executable, {}
+    if spec is None:
+        return sys.executable, {}
+    env = {str(k): str(v) for k, v in (spec.env or {}).items()}
+    argv = list(spec.argv or [])
+    python = sys.executable
+    if spec.language == "python" and len(argv) >= 3 and argv[1] == "-m" and argv[2].startswith("ipykernel"):
+        # a bare "python" would be whichever comes first on PATH, maybe one without course_lib: ours then
+        if os.path.isabs(argv[0]) and os.access(argv[0], os.X_OK):
+            python = argv[0]
+    return python, env
 
 
 def _error_output(name: str, message: str) -> NotebookNode:

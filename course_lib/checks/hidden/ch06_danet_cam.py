@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from einops import rearrange
 
-from course_lib.checks._core import build, expect, exercise, fmt_shape, is_close, seeded_randn
+from course_lib.checks._core import CheckFailure, build, expect, exercise, fmt_shape, is_close, seeded_randn
 from course_lib.checks.ch05_danet_pam import _call as call
 from course_lib.checks.ch05_danet_pam import _check_structure, load_pam_weights
 from course_lib.checks.ch05_danet_pam import _close as _pam_close
@@ -197,6 +197,26 @@ def hidden_blog_pam(cls: type) -> None:
                            diagnoses=case["diagnoses"] if dtype == torch.float64 else {})
 
 
+class Replayed(torch.nn.Module):
+    """A branch (PAM or CAM) that answers x with the output the reference module gave for it.
+
+    The reference modules are not handed to the student's function: the grading sandbox fails a check in
+    which the student's code runs reference code. Their outputs, computed beforehand, are.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, name: str) -> None:
+        super().__init__()
+        self.x, self.y, self.name = x.detach().double(), y.detach().double(), name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (isinstance(x, torch.Tensor) and tuple(x.shape) == tuple(self.x.shape)
+                and torch.allclose(x.detach().double(), self.x, rtol=1e-5, atol=1e-6)):
+            raise CheckFailure(f"dual_attention called {self.name} on a tensor other than x "
+                               f"({fmt_shape(getattr(x, 'shape', ()))} given). Both branches read x itself: they run "
+                               "side by side, not one after the other.", mistake="sequential")
+        return self.y.to(dtype=x.dtype, device=x.device, copy=True)
+
+
 @exercise("dual_attention (hidden)", budget_s=30)
 def hidden_dual_attention(fn: Callable) -> None:
     for trial, b, c, h, w in _trials(6900):
@@ -208,11 +228,14 @@ def hidden_dual_attention(fn: Callable) -> None:
             ref.pam.load_state_dict(pam.state_dict())
             ref.cam.gamma.fill_(1.25 - 0.5 * trial)
         x64 = 0.5 * seeded_randn(b, c, h, w, seed=7100 + trial)
-        target = ref(x64).detach()
+        with torch.no_grad():
+            target = ref(x64)
+            pam_out, cam_out = ref.pam(x64), ref.cam(x64)
         for dtype in (torch.float64, torch.float32):
             x = x64.to(dtype)
             doing = f"dual_attention(x, pam, cam) with x of shape {fmt_shape(x.shape)}, {dtype}, CAM {variant!r}"
-            y = call(fn, x.clone(), ref.pam.to(dtype), ref.cam.to(dtype), doing=doing)
+            branches = Replayed(x64, pam_out, "pam"), Replayed(x64, cam_out, "cam")
+            y = call(fn, x.clone(), *branches, doing=doing)
             expect(isinstance(y, torch.Tensor) and y.dtype == dtype,
                    f"{doing} returned {getattr(y, 'dtype', type(y).__name__)}; the output must follow x's dtype.",
                    mistake="dtype")
