@@ -249,29 +249,7 @@ def _configured_timeout() -> int:
     return int(nbs.nbgrader_config(Path(".")).Execute.timeout)
 
 
-@contextlib.contextmanager
-def _fast_alembic():
-    """Let nbgrader read its schema version in-process instead of starting the ``alembic`` command.
-
-    A new gradebook asks ``alembic heads`` (a subprocess, 1.5-3 s) for the version to stamp; the answer
-    comes from nbgrader's own migration scripts, which alembic's ScriptDirectory reads directly.
-    """
-    import nbgrader
-    import nbgrader.api
-
-    try:
-        from alembic.script import ScriptDirectory
-
-        head = ScriptDirectory(str(Path(nbgrader.__file__).parent / "alembic")).get_current_head()
-    except Exception:  # noqa: BLE001 - keep nbgrader's own way when alembic cannot say
-        head = None
-    original = nbgrader.api.get_alembic_version
-    if head:
-        nbgrader.api.get_alembic_version = lambda: head
-    try:
-        yield
-    finally:
-        nbgrader.api.get_alembic_version = original
+_fast_alembic = nbs.fast_alembic  # the name the grader and its tests use
 
 
 @contextlib.contextmanager
