@@ -59,7 +59,7 @@ lab: setup
 
 test: setup setup-timm
 	$(RUN) COURSE_TIMM_PYTHON="$(abspath $(TIMM_VENV))/bin/python" COURSE_REQUIRE_TIMM=1 \
-		$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
+		$(BIN)/python -m pytest -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
 
 release: setup
 	$(RUN) $(BIN)/python -m course_lib release

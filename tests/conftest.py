@@ -52,3 +52,46 @@ def _seed() -> None:
 def generator() -> torch.Generator:
     """A private, seeded CPU generator, so one helper's draws do not shift another's."""
     return torch.Generator().manual_seed(0)
+
+
+# The longest work first, so that under xdist (make test: -n auto) no worker is left with a
+# long module at the end while the other idles. Whole modules move, in this order, keeping their tests
+# together (their module-scoped fixtures are built once); every other test keeps its place after them.
+LONGEST_FIRST = ("test_hostile.py", "test_chapters.py", "test_grading_batch.py", "test_catalog_nbgrader.py",
+                 "test_bundle.py", "test_pipeline.py", "test_parity_timm.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        name = Path(str(item.fspath)).name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    def within(item) -> int:  # in test_chapters.py the student's run of the capstone is the longest test
+        return 0 if "executes_top_to_bottom" in item.name else 1
+
+    items[:] = sorted(items, key=lambda item: (rank(item), within(item) if rank(item) < len(LONGEST_FIRST) else 0))
+
+
+def once_per_session(tmp_path_factory, worker_id: str, name: str, build) -> dict:
+    """``build(folder)`` run once per test session, even when xdist spreads a module over processes (the
+    FileLock pattern of pytest-xdist's documentation); every caller gets its JSON-ready result.
+
+    (xdist's ``--dist loadgroup`` would keep a module in one worker, but it does not work with pytest 9.2:
+    it renames ``item._nodeid``, which pytest no longer reads.)
+    """
+    import json
+    import shutil
+
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the session's folder, above each worker's own
+    folder, done = shared / name, shared / f"{name}.json"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir()
+            done.write_text(json.dumps(build(folder)), encoding="utf-8")
+    return json.loads(done.read_text(encoding="utf-8"))

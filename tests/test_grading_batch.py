@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import once_per_session
 
 from course_lib import notebooks as nbs
 from course_lib.grading import batch, feedback
@@ -106,21 +107,8 @@ def _build_and_grade(folder: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, worker_id):
-    """Built and graded once per test session, even when xdist spreads this module over processes (the
-    FileLock pattern of pytest-xdist's documentation): later callers read the first one's results."""
-    from filelock import FileLock
-
-    shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
-        shared = shared.parent  # the session's folder, above each worker's own
-    folder, done = shared / "grading-batch", shared / "grading-batch.json"
-    with FileLock(str(shared / "grading-batch.lock")):
-        if not done.exists():
-            if folder.exists():
-                shutil.rmtree(folder)
-            folder.mkdir()
-            done.write_text(json.dumps(_build_and_grade(folder)), encoding="utf-8")
-    data = json.loads(done.read_text(encoding="utf-8"))
+    """Built and graded once per test session, even when xdist spreads this module over processes."""
+    data = once_per_session(tmp_path_factory, worker_id, "grading-batch", _build_and_grade)
     data["plain"] = {s: {**r, "cells": {k: tuple(v) for k, v in r["cells"].items()}} for s, r in data["plain"].items()}
     for key in ("src", "rel", "submissions"):
         data[key] = Path(data[key])

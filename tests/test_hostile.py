@@ -18,7 +18,9 @@ import pytest
 
 
 from course_lib import notebooks as nbs
+from conftest import once_per_session
 from course_lib.grading import grade_submissions, sandbox
+from course_lib.grading.batch import GradeRun
 from hostile import cases as hostile
 from hostile.chapter import CHAPTER, other_chapter
 
@@ -51,15 +53,20 @@ def _write(folder: Path, chosen: list, release) -> Path:
 
 
 @pytest.fixture(scope="module")
-def batch(course, tmp_path_factory):
+def batch(course, tmp_path_factory, worker_id):
+    """Every case graded in one batch, once per test session (xdist workers share it)."""
     release, every = course
     escape = Path("/tmp") / hostile.ESCAPE_NAME
-    escape.unlink(missing_ok=True)
-    work = tmp_path_factory.mktemp("hostile")
-    submissions = _write(work / "submissions", list(every.values()), release)
-    run = grade_submissions(CHAPTER, submissions, out=work / "out", workers=2, cell_timeout=CELL_TIMEOUT,
-                            kernel_env=KERNEL_ENV, progress=False)
-    return run, every, escape
+
+    def build(work: Path) -> dict:
+        escape.unlink(missing_ok=True)
+        submissions = _write(work / "submissions", list(every.values()), release)
+        run = grade_submissions(CHAPTER, submissions, out=work / "out", workers=2, cell_timeout=CELL_TIMEOUT,
+                                kernel_env=KERNEL_ENV, progress=False)
+        return {"run": run.to_dict(), "escaped": escape.exists()}
+
+    data = once_per_session(tmp_path_factory, worker_id, "hostile-batch", build)
+    return GradeRun.from_dict(data["run"]), every, data["escaped"]
 
 
 def _outputs(run, student: str, cell_id: str) -> str:
@@ -99,8 +106,8 @@ def test_one_consistent_row_per_student(batch):
 
 
 def test_nothing_was_written_outside(batch):
-    _, _, escape = batch
-    assert not escape.exists()
+    _, _, escaped = batch
+    assert not escaped, "a submission wrote a file in /tmp, outside its folder"
 
 
 def test_honest_grades_do_not_depend_on_the_neighbours(batch, course, tmp_path):
