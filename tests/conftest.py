@@ -54,11 +54,14 @@ def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
-# The longest work first, so that under xdist (make test: -n auto) no worker is left with a
+# The longest work first, so that under xdist (make test: -n auto --dist loadfile) no worker is left with a
 # long module at the end while the other idles. Whole modules move, in this order, keeping their tests
 # together (their module-scoped fixtures are built once); every other test keeps its place after them.
-LONGEST_FIRST = ("test_hostile.py", "test_chapters.py", "test_grading_batch.py", "test_catalog_nbgrader.py",
-                 "test_bundle.py", "test_pipeline.py", "test_parity_timm.py")
+# Seconds each took on 2 cores (junitxml, November 2026): chapters 239, catalog_nbgrader 169 (before its
+# submissions were cut short), hostile 130, grading_batch 56, bundle 30, catalog 12, capstone 10.
+LONGEST_FIRST = ("test_chapters.py", "test_catalog_nbgrader.py", "test_hostile.py", "test_grading_batch.py",
+                 "test_bundle.py", "test_catalog.py", "test_capstone.py", "test_pipeline.py", "test_parity_timm.py",
+                 "test_sandbox.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,6 +1,7 @@
 """A sample of the grader catalog through a real nbgrader autograde: the implementation's source goes into
 the chapter's solution cell (as a student would type it), and the exercise's test cell must score 0 for a
-wrong implementation and full marks for a valid one. One wrong and one valid sample per chapter."""
+wrong implementation and full marks for a valid one. One wrong and one valid sample per chapter. The
+student stops after that exercise: later answers are left as stubs, later demonstration cells deleted."""
 from __future__ import annotations
 
 import nbformat
@@ -31,6 +32,19 @@ def _submission(impl, path):
     assert len(cells) == 1, f"{impl.exercise.chapter}: no solution cell {impl.exercise.solution_id!r}"
     # a student who wrote this implementation: it is defined last, so it is the one the tests see
     cells[0].source = cells[0].source + "\n\n" + impl.source.strip() + "\n"
+    # a student who stopped after this exercise: later answers left as the stub, later demonstrations
+    # deleted. The later tests then fail at once (only this exercise's score is asserted), and the grade
+    # of this one cannot depend on anything after it.
+    test_at = next(i for i, c in enumerate(nb.cells)
+                   if c.metadata.get("nbgrader", {}).get("grade_id") == impl.exercise.test_id)
+    kept = nb.cells[: test_at + 1]
+    for cell in nb.cells[test_at + 1:]:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or meta.get("grade") or meta.get("solution"):
+            if meta.get("solution") and cell.cell_type == "code":
+                cell.source = "raise NotImplementedError()"
+            kept.append(cell)
+    nb.cells = kept
     nbformat.write(nb, path)
     return path
 
