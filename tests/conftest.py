@@ -24,6 +24,9 @@ HAS_CUDA = torch.cuda.is_available()
 # takes ~20 us with one thread and ~25 ms with two while the other core is busy.
 # COURSE_TEST_THREADS overrides it (e.g. for a serial run of heavier tests).
 torch.set_num_threads(int(os.environ.get("COURSE_TEST_THREADS", "1")))
+# The same for the Jupyter kernels the notebook and grading tests start (they inherit the environment):
+# with xdist's workers already on every core, a kernel's extra threads only wait for each other.
+os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("COURSE_TEST_THREADS", "1"))
 
 #: The parametrisation behind the ``device`` fixture: CUDA cases skip cleanly without a GPU.
 DEVICES = [

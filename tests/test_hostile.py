@@ -125,7 +125,7 @@ def test_honest_grades_do_not_depend_on_the_neighbours(batch, course, tmp_path):
 def test_without_the_sandbox_these_attacks_work(course, tmp_path):
     """The counter-test: plain nbgrader gives the cheats full marks and fails a repaired notebook."""
     release, every = course
-    chosen = ("patch_core", "noop_tests", "cell_surgery_b")
+    chosen = ("patch_core", "noop_tests", "cell_surgery_b", "cell_surgery_d")
     run = grade_submissions(CHAPTER, _write(tmp_path / "submissions", [every[n] for n in chosen], release),
                             out=tmp_path / "out", workers=2, cell_timeout=CELL_TIMEOUT,
                             kernel_env={**KERNEL_ENV, "COURSE_SANDBOX": "off"}, progress=False)
@@ -134,5 +134,6 @@ def test_without_the_sandbox_these_attacks_work(course, tmp_path):
     assert got["patch-core"]["score"] == full  # a wrong answer plus patched comparisons: full marks
     assert got["noop-tests"]["score"] == full  # nothing right, every test made a no-op: full marks
     assert got["cell-surgery-b"]["status"].startswith("error")  # nbgrader fails on the edited flags
+    assert got["cell-surgery-d"]["status"].startswith("error")  # and on an answer deleted with its test
     for name in chosen:
         assert got[every[name].student]["score"] != every[name].score

@@ -239,6 +239,35 @@ class SandboxOverwriteCells(OverwriteCells):
         cell, resources = super().preprocess_cell(cell, resources, cell_index)
         return cell, resources
 
+    def add_missing_grade_cells(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        """Put deleted test cells back after the nearest earlier graded, solution or locked cell still there.
+
+        nbgrader's own version looks only at the cell just before in the source, and fails the whole
+        notebook (KeyError) when that one was deleted too: a student who deleted an answer cell and its
+        test lost the points of every other exercise.
+        """
+        from nbgrader import utils
+
+        source_nb = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
+        source_cells = list(source_nb.source_cells)
+        order = [cell.name for cell in source_cells]
+        graded = {cell.name: cell for cell in source_nb.grade_cells}
+        solutions = {cell.name for cell in source_nb.solution_cells}
+        for index, name in enumerate(order):
+            if name not in graded:
+                continue
+            where = {cell["metadata"]["nbgrader"]["grade_id"]: i for i, cell in enumerate(nb.cells)
+                     if (utils.is_grade(cell) or utils.is_solution(cell) or utils.is_locked(cell))
+                     and cell["metadata"]["nbgrader"].get("grade_id")}
+            if name in where:
+                continue
+            self.log.warning("Missing grade cell %s encountered, adding to notebook", name)
+            cell = self.missing_cell_transform(source_cells[index], graded[name].max_score,
+                                               is_solution=name in solutions)
+            earlier = [where[n] for n in order[:index] if n in where]
+            nb.cells.insert(max(earlier) + 1 if earlier else 0, cell)
+        return nb, resources
+
 
 # --------------------------------------------------------------------------------------------
 # executing

@@ -507,6 +507,9 @@ def cases(other_chapter_notebook: str) -> list[Case]:
             _duplicate(resnet), _move(se, before=SOLUTION_IDS["se"]))), {**ZERO, count: 1.0},
              why="of a duplicated test the copy nbgrader keeps is restored (plain nbgrader fails the notebook); "
                  "a test moved above its answer runs before it and fails"),
+        Case("cell_surgery_d", answers(edit=_then(_delete(se), _delete(SOLUTION_IDS["se"]))), no_se,
+             why="an answer cell deleted with its test: the test comes back and fails, the other exercises keep "
+                 "their points (plain nbgrader fails the whole notebook with a KeyError)"),
         # tampering with torch, builtins and the checks, each covering up a wrong answer
         Case("patch_torch", answers(se=PATCH_TORCH), ZERO, expect={se: tampering},
              why="torch.allclose & co replaced: every check from then on fails"),
