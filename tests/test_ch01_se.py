@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from catalog import PRELUDE
+from stored_values import assert_same_values
 from course_lib import notebooks as nbs
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch01_se as visible
@@ -115,24 +116,10 @@ def test_visible_checks_run_under_one_second_each():
 # ------------------------------------------------------------------------------------------------
 # stored expected values
 # ------------------------------------------------------------------------------------------------
-def _assert_same(a, b, path="expected"):
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=path)
-    elif isinstance(a, dict):
-        assert set(a) == set(b), path
-        for key in a:
-            _assert_same(a[key], b[key], f"{path}[{key!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, path
 
 
 def test_stored_expected_values_equal_a_fresh_build():
-    _assert_same(expected("ch01_se"), hidden.build_expected())
+    assert_same_values(expected("ch01_se"), hidden.build_expected())
 
 
 def test_stored_diagnoses_differ_from_the_right_answer():

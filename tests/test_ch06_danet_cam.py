@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from catalog import PRELUDE
+from stored_values import assert_same_values
 from course_lib import notebooks as nbs
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch06_danet_cam as visible
@@ -119,21 +120,10 @@ def test_visible_checks_run_under_one_second_each():
         assert time.perf_counter() - started < 1.0, check.__name__
 
 
-def _assert_same(a, b, path="expected"):
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
-        tol = dict(rtol=1e-12, atol=1e-14) if a.dtype == torch.float64 else dict(rtol=0, atol=0)
-        torch.testing.assert_close(a, b, **tol, msg=path)
-    elif isinstance(a, dict):
-        assert set(a) == set(b), path
-        for key in a:
-            _assert_same(a[key], b[key], f"{path}[{key!r}]")
-    else:
-        assert a == b, path
 
 
 def test_stored_expected_values_equal_a_fresh_build():
-    _assert_same(expected("ch06_danet_cam"), hidden.build_expected())
+    assert_same_values(expected("ch06_danet_cam"), hidden.build_expected())
 
 
 def test_stored_maps_are_soft_and_the_diagnoses_differ():
