@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-CONDA_TO_PIP = {"pytorch": "torch"}  # conda-forge names that differ from PyPI's
+CONDA_TO_PIP = {"pytorch": "torch", "psycopg2": "psycopg2-binary"}  # conda-forge names that differ from PyPI's
 
 
 def _split(spec: str) -> tuple[str, str]:
