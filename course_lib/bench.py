@@ -18,7 +18,8 @@ What is measured
       #104: N = 96^2 is a 768 x 768 crop at output stride 8).
 
 Time
-    The median wall-clock time of ``--repeats`` steps after one warm-up step at full size, with
+    The median wall-clock time of at least ``--repeats`` steps (5) and at least ``--min-seconds`` (1 s)
+    of them, at most 1000 steps, after one warm-up step at full size, with
     torch's default intra-op thread count (reported; ``--threads`` overrides it). The course / timm
     ratio and the literal vs fused times of the N sweep come from the two modules timed in one
     process, in alternation, so that both see the same machine load. Relative numbers within a run are what this is for; absolute numbers depend on the
@@ -175,12 +176,25 @@ def _run_worker(spec: dict) -> dict:
     step(x, grad_out)
     peak_extra = _peak_rss_mib() - baseline
 
-    times = []
-    for _ in range(spec["repeats"]):
+    times: list[float] = []
+    while _more(times, spec):
         start = time.perf_counter()
         step(x, grad_out)
         times.append(time.perf_counter() - start)
-    return {"time_ms": 1000 * median(times), "peak_extra_mib": peak_extra, "threads": torch.get_num_threads()}
+    return {"time_ms": 1000 * median(times), "peak_extra_mib": peak_extra, "threads": torch.get_num_threads(),
+            "steps": len(times)}
+
+
+#: a cap on the timed steps of one configuration, whatever --min-seconds asks
+MAX_STEPS = 1000
+
+
+def _more(times: list[float], spec: dict) -> bool:
+    """Time another step? Until at least ``repeats`` steps and ``min_seconds`` of them (a 6 ms module
+    timed 5 times is mostly scheduler noise on a shared 2-core machine), at most MAX_STEPS."""
+    if len(times) >= MAX_STEPS:
+        return False
+    return len(times) < spec["repeats"] or sum(times) < spec.get("min_seconds", 0.0)
 
 
 def _time_alternating(spec: dict) -> dict:
@@ -198,7 +212,8 @@ def _time_alternating(spec: dict) -> dict:
     x = torch.randn(b, c, h, w, requires_grad=True)
     grad_out = torch.randn(b, c, h, w)  # the modules timed this way keep the input's shape
     times: dict[str, list[float]] = {key: [] for key in modules}
-    for i in range(spec["repeats"] + 1):  # round 0 is a warm-up
+    i = 0
+    while i == 0 or any(_more(t, spec) for t in times.values()):  # round 0 is a warm-up
         order = list(modules) if i % 2 else list(reversed(modules))
         for key in order:
             modules[key].zero_grad(set_to_none=True)
@@ -207,6 +222,7 @@ def _time_alternating(spec: dict) -> dict:
             modules[key](x).backward(grad_out)
             if i:
                 times[key].append(time.perf_counter() - start)
+        i += 1
     return {f"{key}_ms": 1000 * median(t) for key, t in times.items()}
 
 
@@ -237,7 +253,7 @@ def _size_label(size: dict) -> str:
     return f"B={size['batch']}, C={size['channels']}, {size['height']}x{size['width']}"
 
 
-def run(out: Path, *, repeats: int, quick: bool, threads: int | None = None) -> int:
+def run(out: Path, *, repeats: int, quick: bool, threads: int | None = None, min_seconds: float = 1.0) -> int:
     has_timm = importlib.util.find_spec("timm") is not None
     module_size = dict(MODULE_SIZE, height=14, width=14) if quick else MODULE_SIZE
     danet_size = dict(DANET_SIZE, channels=128, height=16, width=16) if quick else DANET_SIZE
@@ -249,7 +265,7 @@ def run(out: Path, *, repeats: int, quick: bool, threads: int | None = None) -> 
             continue
         size = module_size if size is MODULE_SIZE else danet_size
         print(f"  measuring {name} ...", file=sys.stderr, flush=True)
-        result = _measure({"key": key, "repeats": repeats, "threads": threads, **size})
+        result = _measure({"key": key, "repeats": repeats, "min_seconds": min_seconds, "threads": threads, **size})
         rows.append({"group": "modules", "name": name, "size": _size_label(size), **result})
 
     for r in rows:
@@ -258,14 +274,14 @@ def run(out: Path, *, repeats: int, quick: bool, threads: int | None = None) -> 
         if has_timm and counterpart:
             key, timm_key = MODULE_ROWS[r["name"]][0], MODULE_ROWS[counterpart][0]
             print(f"  timing {r['name']} against {counterpart} in alternation ...", file=sys.stderr, flush=True)
-            paired = _measure({"keys": [key, timm_key], "repeats": repeats, "threads": threads, **module_size})
+            paired = _measure({"keys": [key, timm_key], "repeats": repeats, "min_seconds": min_seconds, "threads": threads, **module_size})
             r["ratio"] = paired[f"{key}_ms"] / paired[f"{timm_key}_ms"]
 
     scaling = []
     for side in sides:
         size = dict(PAM_SCALING_SIZE, height=side, width=side)
         print(f"  measuring PAM literal vs fused at N = {side}^2 ...", file=sys.stderr, flush=True)
-        paired = _measure({"keys": ["pam", "pam_fused"], "repeats": repeats, "threads": threads, **size})
+        paired = _measure({"keys": ["pam", "pam_fused"], "repeats": repeats, "min_seconds": min_seconds, "threads": threads, **size})
         for key, label in (("pam", "literal"), ("pam_fused", "fused")):
             memory = _measure({"key": key, "repeats": 1, "threads": threads, **size})
             scaling.append({"group": "pam_scaling", "name": f"PAM {label}", "size": _size_label(size),
@@ -276,7 +292,7 @@ def run(out: Path, *, repeats: int, quick: bool, threads: int | None = None) -> 
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     lines = [
         f"Forward + backward, float32, CPU ({os.cpu_count()} cores, {used_threads} torch threads, load average "
-        f"{load} at the end); median of {repeats} steps (time / timm and the N sweep: the modules compared are timed in alternation in one process); peak extra memory = process RSS "
+        f"{load} at the end); median of at least {repeats} steps and {min_seconds:g} s per module (time / timm and the N sweep: the modules compared are timed in alternation in one process); peak extra memory = process RSS "
         "high-water mark above a warmed-up baseline (see course_lib/bench.py).",
         "",
         "| module | input | time (ms) | peak extra memory (MiB) |" + (" time / timm |" if has_timm else ""),
@@ -342,9 +358,11 @@ def _plot(rows: list[dict], scaling: list[dict], path: Path) -> None:
         n = [r["n"] for r in pts]
         axes[1].plot(n, [r["time_ms"] for r in pts], "o-", color=color, label=label)
         axes[2].plot(n, [r["peak_extra_mib"] for r in pts], "o-", color=color, label=label)
-    for ax, ylabel, title in ((axes[1], "time (ms)", "PAM time vs N"), (axes[2], "peak extra memory (MiB)", "PAM memory vs N")):
+    for ax, key, ylabel, title in ((axes[1], "time_ms", "time (ms)", "PAM time vs N"),
+                                   (axes[2], "peak_extra_mib", "peak extra memory (MiB)", "PAM memory vs N")):
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        # RSS is counted in whole pages: a tiny configuration can show 0 MiB, which a log axis cannot
+        ax.set_yscale("log" if all(r[key] > 0 for r in scaling) else "linear")
         ax.set_xlabel("N = H x W (B = 1, C = 64)")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
@@ -358,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib bench", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("out/bench"), help="folder for bench.md/.csv/.png")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (median)")
+    parser.add_argument("--min-seconds", type=float, default=1.0,
+                        help="keep timing each module until this many seconds of steps (median; default 1)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -368,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1; got {args.repeats}")
-    return run(args.out, repeats=args.repeats, quick=args.quick, threads=args.threads)
+    if args.min_seconds < 0:
+        parser.error(f"--min-seconds must be >= 0; got {args.min_seconds}")
+    return run(args.out, repeats=args.repeats, quick=args.quick, threads=args.threads, min_seconds=args.min_seconds)
 
 
 if __name__ == "__main__":
