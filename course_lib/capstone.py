@@ -569,20 +569,35 @@ def _fmt(value: float, spec: str) -> str:
     return "n/a" if isinstance(value, float) and math.isnan(value) else format(value, spec)
 
 
-def diagnose(models: Mapping[str, CapstoneNet], test: ClutteredDigits, *, tolerance: float = 1e-3) -> list[str]:
+def diagnose(models: Mapping[str, CapstoneNet], test: ClutteredDigits, *, tolerance: float = 1e-3,
+             partial: float = 0.05) -> list[str]:
     """Plain-language warnings about the trained modules (seed-0 models), for ``results.md``.
 
-    For now one check: a channel gate that is the same for every class and channel has collapsed,
-    typically because every hidden ReLU unit of its bottleneck MLP is dead (always negative input),
-    so the gate is sigmoid(0) = 0.5 everywhere.
+    One failure, in two degrees: a channel gate that is *flat* for an image (the same value on every
+    channel) has lost its channel selection for that image, typically because every hidden ReLU unit
+    of its bottleneck MLP gets a negative input there, so the gate is sigmoid(0) = 0.5 everywhere
+    (sigmoid(bias) with biases). Flat for every test image: the gate has collapsed. Flat for at least
+    ``partial`` of them: it has collapsed for those inputs, and the note names the classes hit most.
     """
     notes = []
     for name, model in models.items():
-        weights = channel_weights_per_class(model, test)
-        if weights is not None and float(weights.std()) < tolerance:
-            notes.append(f"`{name}`: the channel gate is constant ({float(weights.mean()):.3f} for every class and "
+        gates = attention_outputs(model, test.images).get("channel")  # (B, C)
+        if gates is None:
+            continue
+        flat = gates.std(1) < tolerance  # (B,): one value on every channel
+        if bool(flat.all()) and float(gates.std()) < tolerance:
+            notes.append(f"`{name}`: the channel gate is constant ({float(gates.mean()):.3f} for every class and "
                          f"channel, seed 0): its bottleneck MLP has collapsed (for a gate of sigmoid(MLP), a "
                          f"value of 0.500 means every hidden ReLU unit is dead), so only a fixed scale remains.")
+        elif float(flat.double().mean()) >= partial:
+            share = {k: float(flat[test.labels == k].double().mean()) for k in range(10) if (test.labels == k).any()}
+            worst = [str(k) for k, v in sorted(share.items(), key=lambda kv: -kv[1]) if v >= 0.5]
+            value = float(gates[flat].mean())
+            notes.append(f"`{name}`: for {100 * float(flat.double().mean()):.0f} % of the test images"
+                         + (f" (most of classes {', '.join(worst)})" if worst else "")
+                         + f" the channel gate is flat ({value:.3f} on every channel, seed 0): every hidden ReLU "
+                         f"unit of its bottleneck MLP is dead for those inputs, so they get a fixed scale instead "
+                         f"of a channel selection. A bottleneck of C / r units is narrow in a small network.")
     return notes
 
 

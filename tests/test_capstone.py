@@ -335,6 +335,31 @@ def test_diagnose_flags_a_collapsed_channel_gate(small):
     assert len(notes) == 1 and "constant (0.500" in notes[0] and "dead" in notes[0]
 
 
+class FlatForEvenImages(nn.Module):
+    """A fake channel gate that has collapsed for every other image: 0.5 on every channel there."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        b, c = x.shape[:2]
+        varying = torch.sigmoid(torch.linspace(-2, 2, c, dtype=x.dtype, device=x.device)).expand(b, c)
+        even = (torch.arange(b, device=x.device) % 2 == 0)[:, None]
+        return torch.where(even, torch.full_like(varying, 0.5), varying)[:, :, None, None]  # (B, C, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.attention(x)
+
+
+def test_diagnose_flags_a_gate_that_collapsed_for_some_images(small):
+    _, test = small
+    notes = cap.diagnose({"fake": cap.CapstoneNet(FlatForEvenImages)}, test)
+    assert len(notes) == 1 and "for 50 % of the test images" in notes[0] and "flat (0.500" in notes[0], notes
+    # below the threshold it stays quiet: flat for 50 % is not flat for 60 %
+    assert cap.diagnose({"fake": cap.CapstoneNet(FlatForEvenImages)}, test, partial=0.6) == []
+
+
 def test_pam_query_map_is_the_query_row(small):
     # The fake map sends every query to key 5 = cell (0, 5) of the 8x8 slot: pixels rows 0-3, cols 20-23.
     _, test = small
