@@ -258,6 +258,7 @@ def run(out: Path, *, repeats: int, quick: bool, threads: int | None = None, min
     module_size = dict(MODULE_SIZE, height=14, width=14) if quick else MODULE_SIZE
     danet_size = dict(DANET_SIZE, channels=128, height=16, width=16) if quick else DANET_SIZE
     sides = (16, 32) if quick else PAM_SCALING_SIDES
+    timing = {"repeats": repeats, "min_seconds": min_seconds, "threads": threads}
 
     rows = []
     for name, (key, size, _) in MODULE_ROWS.items():
@@ -265,7 +266,7 @@ def run(out: Path, *, repeats: int, quick: bool, threads: int | None = None, min
             continue
         size = module_size if size is MODULE_SIZE else danet_size
         print(f"  measuring {name} ...", file=sys.stderr, flush=True)
-        result = _measure({"key": key, "repeats": repeats, "min_seconds": min_seconds, "threads": threads, **size})
+        result = _measure({"key": key, **timing, **size})
         rows.append({"group": "modules", "name": name, "size": _size_label(size), **result})
 
     for r in rows:
@@ -274,14 +275,14 @@ def run(out: Path, *, repeats: int, quick: bool, threads: int | None = None, min
         if has_timm and counterpart:
             key, timm_key = MODULE_ROWS[r["name"]][0], MODULE_ROWS[counterpart][0]
             print(f"  timing {r['name']} against {counterpart} in alternation ...", file=sys.stderr, flush=True)
-            paired = _measure({"keys": [key, timm_key], "repeats": repeats, "min_seconds": min_seconds, "threads": threads, **module_size})
+            paired = _measure({"keys": [key, timm_key], **timing, **module_size})
             r["ratio"] = paired[f"{key}_ms"] / paired[f"{timm_key}_ms"]
 
     scaling = []
     for side in sides:
         size = dict(PAM_SCALING_SIZE, height=side, width=side)
         print(f"  measuring PAM literal vs fused at N = {side}^2 ...", file=sys.stderr, flush=True)
-        paired = _measure({"keys": ["pam", "pam_fused"], "repeats": repeats, "min_seconds": min_seconds, "threads": threads, **size})
+        paired = _measure({"keys": ["pam", "pam_fused"], **timing, **size})
         for key, label in (("pam", "literal"), ("pam_fused", "fused")):
             memory = _measure({"key": key, "repeats": 1, "threads": threads, **size})
             scaling.append({"group": "pam_scaling", "name": f"PAM {label}", "size": _size_label(size),

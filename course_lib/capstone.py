@@ -589,11 +589,11 @@ def diagnose(models: Mapping[str, CapstoneNet], test: ClutteredDigits, *, tolera
             notes.append(f"`{name}`: the channel gate is constant ({float(gates.mean()):.3f} for every class and "
                          f"channel, seed 0): its bottleneck MLP has collapsed (for a gate of sigmoid(MLP), a "
                          f"value of 0.500 means every hidden ReLU unit is dead), so only a fixed scale remains.")
-        elif float(flat.double().mean()) >= partial:
+        elif (flat_share := float(flat.double().mean())) >= partial:
             share = {k: float(flat[test.labels == k].double().mean()) for k in range(10) if (test.labels == k).any()}
             worst = [str(k) for k, v in sorted(share.items(), key=lambda kv: -kv[1]) if v >= 0.5]
             value = float(gates[flat].mean())
-            notes.append(f"`{name}`: for {100 * float(flat.double().mean()):.0f} % of the test images"
+            notes.append(f"`{name}`: for {100 * flat_share:.0f} % of the test images"
                          + (f" (most of classes {', '.join(worst)})" if worst else "")
                          + f" the channel gate is flat ({value:.3f} on every channel, seed 0): every hidden ReLU "
                          f"unit of its bottleneck MLP is dead for those inputs, so they get a fixed scale instead "

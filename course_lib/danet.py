@@ -95,9 +95,9 @@ class PositionAttention(nn.Module):
           contiguous; without either step SDPA silently falls back to its "math" backend, which
           builds the N x N map anyway (tests/test_pam_fused_kernel.py checks the kernel it picks).
           The padding has a price: the energy product then costs N^2 * C instead of N^2 * C'
-          (r = 8 times more). The fused path always saves memory, but it only saves time once N is
-          large: ``make bench`` measured, on 2 CPU cores, 0.40x the literal time at C = 64,
-          N = 64^2, yet 1.5x at C = 512, N = 32^2. Choose it for memory, not for small maps.
+          (r times more). The fused path always saves memory, but it only saves time once N is
+          large: ``make bench`` measured, on 2 CPU cores, 0.4-0.5x the literal time at C = 64,
+          N = 64^2, yet about 1.5x at C = 512, N = 32^2. Choose it for memory, not for small maps.
         * Memory grows as N^2: N = 96^2 gives 340 MB (324 MiB) per float32 map per image.
     """
 
