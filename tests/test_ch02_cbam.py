@@ -99,8 +99,6 @@ def test_visible_module_does_not_import_the_references():
     assert not any(m and m.split(".")[-1] in {"se", "cbam", "ctdnet", "hacnn", "danet"} for m in names), names
 
 
-
-
 def test_stored_expected_values_equal_a_fresh_build():
     assert_same_values(expected("ch02_cbam"), hidden.build_expected())
 

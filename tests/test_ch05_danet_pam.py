@@ -102,8 +102,6 @@ def test_visible_checks_run_under_one_second_each():
         assert time.perf_counter() - started < 1.0, check.__name__
 
 
-
-
 def test_stored_expected_values_equal_a_fresh_build():
     assert_same_values(expected("ch05_danet_pam"), hidden.build_expected())
 
