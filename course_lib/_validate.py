@@ -25,13 +25,16 @@ from typing import Any
 import torch
 
 __all__ = [
+    "check_batch_norm_values",
     "check_bool",
     "check_choice",
     "check_feature_map",
+    "check_fraction",
     "check_hidden_channels",
     "check_odd_kernel_size",
     "check_positive_int",
     "check_size_pair",
+    "check_weights_match",
     "describe",
 ]
 
@@ -57,6 +60,15 @@ def check_bool(name: str, value: Any, owner: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{owner}: {name} must be True or False; got {describe(value)}")
     return value
+
+
+def check_fraction(name: str, value: Any, owner: str) -> float:
+    """Return ``value`` as a float if it is a real number in [0, 1] (bool excluded); raise otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {name} must be a number in [0, 1]; got {describe(value)}")
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"{owner}: {name} must be a number in [0, 1]; got {value!r}")
+    return float(value)
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str], owner: str) -> str:
@@ -118,10 +130,14 @@ def check_size_pair(name: str, value: Any, owner: str) -> tuple[int, int]:
     return h, w
 
 
-def check_feature_map(x: Any, owner: str, channels: int | None = None) -> tuple[int, int, int, int]:
+def check_feature_map(
+    x: Any, owner: str, channels: int | None = None, *, module: torch.nn.Module | None = None
+) -> tuple[int, int, int, int]:
     """Check that ``x`` is a (B, C, H, W) floating-point tensor and return ``(b, c, h, w)``.
 
     ``channels``: the channel count the module was built for, or None when any C will do.
+    ``module``: when given, x must also have the dtype and device of the module's weights
+    (:func:`check_weights_match`).
     Raises TypeError for a non-tensor or a non-floating dtype; ValueError for a wrong rank, a wrong
     channel count or an empty spatial size (H or W == 0). A batch of size 0 is allowed.
     """
@@ -147,4 +163,45 @@ def check_feature_map(x: Any, owner: str, channels: int | None = None) -> tuple[
         raise ValueError(
             f"{owner} expects a non-empty spatial size (H, W >= 1); got a tensor of shape {tuple(x.shape)}"
         )
+    if module is not None:
+        check_weights_match(x, module, owner)
     return b, c, h, w
+
+
+def check_weights_match(x: torch.Tensor, module: torch.nn.Module, owner: str) -> None:
+    """Raise TypeError (dtype) or ValueError (device) if x and the module's first weight disagree.
+
+    Convolutions and linear layers refuse an input whose dtype or device differs from their weights,
+    with a message that names neither the module nor the fix; this check says both. A module
+    without parameters accepts anything.
+    """
+    weight = next(module.parameters(), None)
+    if weight is None:
+        return
+    if x.dtype != weight.dtype:
+        raise TypeError(
+            f"{owner} has {weight.dtype} weights but got an input of dtype {x.dtype}; make them match, "
+            f"e.g. module.to({x.dtype}) or x.to({weight.dtype})"
+        )
+    if x.device != weight.device:
+        raise ValueError(
+            f"{owner} has its weights on {weight.device} but got an input on {x.device}; move one of them, "
+            f"e.g. module.to(x.device)"
+        )
+
+
+def check_batch_norm_values(bn: torch.nn.Module, values: int, owner: str, where: str) -> None:
+    """Raise ValueError if a BatchNorm that uses batch statistics would see one value per channel.
+
+    ``values`` is the number of values per channel it normalises (B * H * W of its input); ``where``
+    names the layer and how that count comes about. Training mode (or a BatchNorm without running
+    statistics) cannot estimate a variance from a single value; PyTorch's own error names neither
+    the module nor the way out. Zero values (an empty batch) are fine.
+    """
+    uses_batch_stats = bn.training or getattr(bn, "running_mean", None) is None
+    if uses_batch_stats and values == 1:
+        raise ValueError(
+            f"{owner} in training mode normalises {where} with BatchNorm, which needs more than one value per "
+            f"channel to estimate a variance; this input gives 1. Use a batch of B >= 2 (or a larger map), "
+            f"or call .eval() to use the running statistics"
+        )

@@ -44,9 +44,11 @@ import torch
 from torch import nn
 
 from course_lib._validate import (
+    check_batch_norm_values,
     check_bool,
     check_choice,
     check_feature_map,
+    check_fraction,
     check_hidden_channels,
     check_odd_kernel_size,
     check_positive_int,
@@ -58,11 +60,12 @@ POOL_ORDERS = ("avg_max", "max_avg")
 VARIANTS = ("paper", "official")
 
 
+
 class ChannelAttention(nn.Module):
     """CBAM channel attention M_c, Eq. (2): one MLP shared by the average- and max-pooled descriptors.
 
     Args:
-        channels: C, the number of input channels.
+        channels: C, the number of input channels; at least ``reduction`` (16 by default).
         reduction: r; the MLP's hidden width is C // r and must be at least 1 (paper: r = 16).
         mlp_bias: whether the two MLP layers have biases. The official code uses ``nn.Linear`` with
             bias (``mlp_bias=True``); timm and luuuyi use bias-free 1x1 convolutions (the default
@@ -104,7 +107,7 @@ class ChannelAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """M_c(x), Eq. (2): (B, C, H, W) -> (B, C, 1, 1), in (0, 1)."""
-        check_feature_map(x, self._owner(), self.channels)
+        check_feature_map(x, self._owner(), self.channels, module=self)
         avg = x.mean((2, 3), keepdim=True)  # F^c_avg: (B, C, H, W) -> (B, C, 1, 1)
         max_ = x.amax((2, 3), keepdim=True)  # F^c_max: (B, C, H, W) -> (B, C, 1, 1)
         # the same MLP on both descriptors: (B, C, 1, 1) -> (B, C', 1, 1) -> (B, C, 1, 1)
@@ -124,9 +127,14 @@ class SpatialAttention(nn.Module):
         pool_order: ``"avg_max"`` stacks [mean; max] as in the paper's Eq. (3) and timm;
             ``"max_avg"`` stacks [max; mean] as the official ``ChannelPool`` does. The order only
             matters when copying weights: it swaps the two input channels of ``conv``.
-        batch_norm: add ``BatchNorm2d(1, eps=1e-5, momentum=0.01)`` between the convolution and the
-            sigmoid, as the official ``SpatialGate`` (``BasicConv(..., relu=False)``) does. The paper
-            does not mention it. When False, ``bn`` is an ``nn.Identity``.
+        batch_norm: add ``BatchNorm2d(1, eps=1e-5, momentum=bn_momentum)`` between the convolution
+            and the sigmoid, as the official ``SpatialGate`` (``BasicConv(..., relu=False)``) does.
+            The paper does not mention it. When False, ``bn`` is an ``nn.Identity``.
+        bn_momentum: the BatchNorm's running-statistics momentum (keyword-only; only used with
+            ``batch_norm=True``). The default 0.01 is the official ``BasicConv``'s; timm's
+            ``CbamModule`` uses PyTorch's default 0.1 (``bn_momentum=0.1``). Both give the same
+            output in training mode (batch statistics); after one training step the running
+            statistics differ, and so does every output in eval mode.
 
     ``conv`` is ``Conv2d(2, 1, k, padding=k // 2, bias=False)``. ``attention(x)`` returns M_s of
     shape (B, 1, H, W) in (0, 1) for any channel count; ``forward(x)`` returns ``x * M_s``.
@@ -139,18 +147,27 @@ class SpatialAttention(nn.Module):
           author answer). This module keeps PyTorch's default BN init (weight 1), like timm; zero
           ``bn.weight`` yourself to reproduce the official start.
         * ``torch.sigmoid`` instead of the official code's ``F.sigmoid``.
+        * With ``batch_norm=True`` the BatchNorm sees B * H * W values: in training mode a single
+          1 x 1 map (B = H = W = 1) cannot be normalised (official code and timm alike); this module
+          raises a ValueError that says so.
     """
 
     def __init__(
-        self, kernel_size: int = 7, *, pool_order: str = "avg_max", batch_norm: bool = False
+        self,
+        kernel_size: int = 7,
+        *,
+        pool_order: str = "avg_max",
+        batch_norm: bool = False,
+        bn_momentum: float = 0.01,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
         self.kernel_size = check_odd_kernel_size("kernel_size", kernel_size, owner)
         self.pool_order = check_choice("pool_order", pool_order, POOL_ORDERS, owner)
         self.batch_norm = check_bool("batch_norm", batch_norm, owner)
+        self.bn_momentum = check_fraction("bn_momentum", bn_momentum, owner)
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
-        self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01) if batch_norm else nn.Identity()
+        self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=bn_momentum) if batch_norm else nn.Identity()
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, pool_order={self.pool_order!r}, batch_norm={self.batch_norm}"
@@ -160,7 +177,9 @@ class SpatialAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """M_s(x), Eq. (3): (B, C, H, W) -> (B, 1, H, W), in (0, 1)."""
-        check_feature_map(x, self._owner())
+        b, _, h, w = check_feature_map(x, self._owner(), module=self)
+        if self.batch_norm:
+            check_batch_norm_values(self.bn, b * h * w, self._owner(), "the spatial map (B * H * W values)")
         avg = x.mean(1, keepdim=True)  # F^s_avg: (B, C, H, W) -> (B, 1, H, W)
         max_ = x.amax(1, keepdim=True)  # F^s_max: (B, C, H, W) -> (B, 1, H, W)
         pooled = (avg, max_) if self.pool_order == "avg_max" else (max_, avg)
@@ -183,8 +202,11 @@ class CBAM(nn.Module):
             pool_order="avg_max", batch_norm=False``. ``"official"`` (Jongchan/attention-module):
             ``mlp_bias=True, pool_order="max_avg", batch_norm=True``.
         mlp_bias, pool_order, batch_norm: override the variant's value when given (not None). For
-            example timm's ``CbamModule`` is ``CBAM(C, variant="paper", batch_norm=True)``
-            (bias-free MLP, [mean; max], BN in the spatial gate), up to its rounding of C / r.
+            example timm's ``CbamModule`` is ``CBAM(C, variant="paper", batch_norm=True,
+            bn_momentum=0.1)`` (bias-free MLP, [mean; max], BN in the spatial gate with PyTorch's
+            default momentum), up to its rounding of C / r.
+        bn_momentum: the spatial BatchNorm's momentum (see :class:`SpatialAttention`): 0.01 as in
+            the official code by default, 0.1 for timm's.
 
     Submodules ``channel_gate`` (:class:`ChannelAttention`) and ``spatial_gate``
     (:class:`SpatialAttention`). ``attention(x)`` returns the pair ``(M_c, M_s)`` with M_c of shape
@@ -199,7 +221,10 @@ class CBAM(nn.Module):
           halves the residual branch at the start; this module keeps the default BN init (see
           :class:`SpatialAttention`).
         * timm's ``CbamModule`` rounds the hidden width to the nearest integer
-          (``make_divisible(C / r, 1)``) where this module and the official code floor it.
+          (``make_divisible(C / r, 1)``) where this module and the official code floor it, and its
+          spatial BatchNorm keeps PyTorch's momentum 0.1 where the official ``BasicConv`` (and the
+          default ``bn_momentum`` here) sets 0.01: the same in training mode, different in eval mode
+          after any training step. Pass ``bn_momentum=0.1`` to reproduce timm.
         * luuuyi/CBAM.PyTorch, the most-copied unofficial version, ignores its ``ratio`` argument
           (hidden width always C // 16, luuuyi PR #16) and has no BN; External-Attention-pytorch's
           ``CBAMBlock`` adds an extra ``+ residual`` and defaults to a 49x49 kernel. Neither is
@@ -217,6 +242,7 @@ class CBAM(nn.Module):
         mlp_bias: bool | None = None,
         pool_order: str | None = None,
         batch_norm: bool | None = None,
+        bn_momentum: float = 0.01,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -233,9 +259,12 @@ class CBAM(nn.Module):
         check_bool("mlp_bias", mlp_bias, owner)
         check_choice("pool_order", pool_order, POOL_ORDERS, owner)
         check_bool("batch_norm", batch_norm, owner)
+        check_fraction("bn_momentum", bn_momentum, owner)
         self.channels = channels
         self.channel_gate = ChannelAttention(channels, reduction, mlp_bias=mlp_bias)
-        self.spatial_gate = SpatialAttention(kernel_size, pool_order=pool_order, batch_norm=batch_norm)
+        self.spatial_gate = SpatialAttention(
+            kernel_size, pool_order=pool_order, batch_norm=batch_norm, bn_momentum=bn_momentum
+        )
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, variant={self.variant!r}"
@@ -243,9 +272,17 @@ class CBAM(nn.Module):
     def _owner(self) -> str:
         return f"{type(self).__name__}(channels={self.channels})"
 
+    def _check(self, x: torch.Tensor) -> None:
+        """Validate x with messages that name CBAM rather than the gate that would fail."""
+        b, _, h, w = check_feature_map(x, self._owner(), self.channels, module=self)
+        if self.spatial_gate.batch_norm:
+            check_batch_norm_values(
+                self.spatial_gate.bn, b * h * w, self._owner(), "the spatial map (B * H * W values)"
+            )
+
     def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(M_c(x) of shape (B, C, 1, 1), M_s(F') of shape (B, 1, H, W)) with F' = M_c(x) * x."""
-        check_feature_map(x, self._owner(), self.channels)
+        self._check(x)
         channel_map = self.channel_gate.attention(x)  # (B, C, H, W) -> (B, C, 1, 1)
         refined = x * channel_map  # F': (B, C, H, W) * (B, C, 1, 1) -> (B, C, H, W)
         spatial_map = self.spatial_gate.attention(refined)  # (B, C, H, W) -> (B, 1, H, W)
@@ -253,6 +290,6 @@ class CBAM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """F'' = M_s(F') * F' with F' = M_c(x) * x, Eq. (1): (B, C, H, W) -> (B, C, H, W)."""
-        check_feature_map(x, self._owner(), self.channels)
+        self._check(x)
         refined = x * self.channel_gate.attention(x)  # F': (B, C, H, W) * (B, C, 1, 1)
         return refined * self.spatial_gate.attention(refined)  # F'': (B, C, H, W) * (B, 1, H, W)

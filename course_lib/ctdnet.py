@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib._validate import check_feature_map, check_positive_int
+from course_lib._validate import check_batch_norm_values, check_feature_map, check_positive_int
 
 __all__ = ["SpatialAttentionModule"]
 
@@ -60,6 +60,9 @@ class SpatialAttentionModule(nn.Module):
     Deviations:
         * The official forward ends with ``F.relu(..., inplace=True)``; this module uses an
           out-of-place ReLU, which gives the same values and is safe whatever autograd keeps.
+        * ``bn`` normalises over B * H * W values per channel: in training mode a single 1 x 1 map
+          (B = H = W = 1) cannot be normalised, as in the official code; the module says so with a
+          ValueError instead of PyTorch's error.
         * The official ``weight_init`` (Kaiming-normal fan-in convolutions, BN weight 1, bias 0) is
           applied by CTDNet's network, not by SAM; this module keeps PyTorch's default init.
     """
@@ -81,7 +84,7 @@ class SpatialAttentionModule(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial map A: (B, C, H, W) -> (B, 1, H, W), in (0, 1)."""
-        check_feature_map(x, self._owner(), self.in_channels)
+        check_feature_map(x, self._owner(), self.in_channels, module=self)
         avg = x.mean(1, keepdim=True)  # (B, C, H, W) -> (B, 1, H, W)
         max_ = x.amax(1, keepdim=True)  # (B, C, H, W) -> (B, 1, H, W)
         stacked = torch.cat((avg, max_), dim=1)  # (B, 1, H, W) x 2 -> (B, 2, H, W)
@@ -89,5 +92,7 @@ class SpatialAttentionModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """relu(bn(conv(x * A))): (B, C, H, W) -> (B, C_out, H, W)."""
+        b, _, h, w = check_feature_map(x, self._owner(), self.in_channels, module=self)
+        check_batch_norm_values(self.bn, b * h * w, self._owner(), "the projection (B * H * W values per channel)")
         gated = x * self.attention(x)  # (B, C, H, W) * (B, 1, H, W) -> (B, C, H, W)
         return F.relu(self.bn(self.conv(gated)))  # (B, C, H, W) -> (B, C_out, H, W)

@@ -36,17 +36,19 @@ Shape glossary
 
 Memory: PAM's map is N x N per image. At output stride 8 on a 768 x 768 crop, N = 96^2 = 9216 and
 one float32 map takes 9216^2 * 4 bytes = 340 MB (324 MiB), before the softmax's copy and the
-gradients (DANet issues #58, #104). ``PositionAttention(..., fused=True)`` avoids storing it, on CPU
-(PyTorch's flash kernel for CPU) and on CUDA (see the class's Deviations; ``make bench`` measures it).
+gradients (DANet issues #58, #104). ``PositionAttention(..., fused=True)`` never stores it: it works
+through the queries in blocks and recomputes each block's map in the backward pass (see the class's
+"Memory-light path"; ``make bench`` measures both paths side by side).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from course_lib._validate import (
+    check_batch_norm_values,
     check_bool,
     check_choice,
     check_feature_map,
@@ -59,6 +61,66 @@ __all__ = ["ChannelAttention", "DualAttention", "DualAttentionHead", "PositionAt
 CAM_VARIANTS = ("paper", "official")
 
 
+#: the memory-light PAM's block of queries holds about this many map entries (B * rows * N) ...
+BLOCK_ENTRIES = 2**21
+#: ... with the number of query rows per block kept within these bounds
+BLOCK_ROWS = (32, 256)
+
+
+def query_block_rows(batch: int, positions: int) -> int:
+    """Rows (query positions) per block of the memory-light PAM for a (B, N, N) map.
+
+    A block's map holds B * rows * N entries: about ``BLOCK_ENTRIES`` (8 MiB in float32), within
+    ``BLOCK_ROWS`` rows. Measured by ``make bench`` on one CPU thread: blocks of 128-512 rows were all
+    faster than the literal map, 64 rows lost at C = 512 (the (rows, N) @ (N, C) products get thin).
+    """
+    rows = BLOCK_ENTRIES // max(1, batch * positions)
+    return max(BLOCK_ROWS[0], min(BLOCK_ROWS[1], rows, positions))
+
+
+class _BlockedPositionAttention(torch.autograd.Function):
+    """out_j = sum_i softmax_i(q_j . k_i) v_i, one block of queries j at a time, recomputed in backward.
+
+    query (B, N, C'), key (B, C', N), value (B, C, N) -> out (B, N, C). Only the inputs and the output
+    are saved; each block's (B, rows, N) map exists only while that block is being worked on.
+    """
+
+    @staticmethod
+    def forward(ctx, query, key, value, rows):  # noqa: D102 (documented on the class)
+        b, n, _ = query.shape
+        out = value.new_empty(b, n, value.shape[1])  # (B, N, C)
+        value_t = rearrange(value, "b c n -> b n c")  # a view
+        for j in range(0, n, rows):
+            block = slice(j, j + rows)
+            attention = torch.softmax(query[:, block] @ key, dim=-1)  # (B, r, C') @ (B, C', N) -> (B, r, N)
+            out[:, block] = attention @ value_t  # (B, r, N) @ (B, N, C) -> (B, r, C)
+        ctx.save_for_backward(query, key, value, out)
+        ctx.rows = rows
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):  # noqa: D102
+        query, key, value, out = ctx.saved_tensors
+        rows = ctx.rows
+        grad_query = torch.empty_like(query)  # (B, N, C')
+        grad_key = torch.zeros_like(key)  # (B, C', N)
+        grad_value = torch.zeros_like(value)  # (B, C, N)
+        # softmax backward needs sum_i s_ji dL/ds_ji per query j, which equals sum_c dL/dout_jc out_jc
+        delta = (grad_out * out).sum(-1, keepdim=True)  # (B, N, C) -> (B, N, 1)
+        key_t = rearrange(key, "b c n -> b n c")
+        for j in range(0, query.shape[1], rows):
+            block = slice(j, j + rows)
+            q, g = query[:, block], grad_out[:, block]  # (B, r, C'), (B, r, C)
+            attention = torch.softmax(q @ key, dim=-1)  # recomputed: (B, r, N)
+            grad_value.baddbmm_(rearrange(g, "b r c -> b c r"), attention)  # += (B, C, r) @ (B, r, N)
+            # d energy = s * (d s - delta), in place in the (B, r, N) buffer of d s = g @ value
+            grad_energy = (g @ value).sub_(delta[:, block]).mul_(attention)  # (B, r, C) @ (B, C, N)
+            grad_query[:, block] = grad_energy @ key_t  # (B, r, N) @ (B, N, C') -> (B, r, C')
+            grad_key.baddbmm_(rearrange(q, "b r c -> b c r"), grad_energy)  # += (B, C', r) @ (B, r, N)
+        return grad_query, grad_key, grad_value, None
+
+
 class PositionAttention(nn.Module):
     """DANet position attention module (PAM), Eqs. (1)-(2): self-attention over the N = H * W positions.
 
@@ -66,9 +128,12 @@ class PositionAttention(nn.Module):
         channels: C, the number of input channels.
         reduction: r; the query and key convolutions have C // r channels, which must be >= 1
             (official: 8).
-        fused: compute ``forward`` with ``torch.nn.functional.scaled_dot_product_attention``
-            (``scale=1.0``), which need not materialise the (B, N, N) map (see Deviations); same
-            result. ``forward(x, fused=True/False)`` overrides it for one call.
+        fused: compute ``forward`` on the memory-light path, which never forms the (B, N, N) map
+            (see "Memory-light path"); same result. ``forward(x, fused=True/False)`` overrides it
+            for one call.
+        query_block: rows (query positions) per block on the memory-light path; None (default)
+            chooses by size (:func:`query_block_rows`). Tests set small blocks to exercise the
+            block boundaries on small maps.
 
     Submodules and parameters keep the official names so weights copy 1:1: ``query_conv`` and
     ``key_conv`` (``Conv2d(C, C', 1)``, with bias), ``value_conv`` (``Conv2d(C, C, 1)``, with bias)
@@ -79,34 +144,63 @@ class PositionAttention(nn.Module):
     every position i, sums to 1 (softmax over the last dim). ``forward(x)`` returns
     ``gamma * out + x`` of shape (B, C, H, W).
 
+    Memory-light path (``fused=True``):
+        The queries are taken in blocks of ``rows`` positions. For each block the (B, rows, N)
+        energies are formed at the real query/key width C' (no padding), turned into softmax rows
+        and multiplied into the values; the block's map is then dropped. A custom
+        ``torch.autograd.Function`` saves only the query, key, value and output and, in the backward
+        pass, recomputes each block's map from them (one extra (rows, C') @ (C', N) product and
+        softmax per block) to form the gradients; the softmax gradient uses
+        ``sum_i s_ji dL/ds_ji = sum_c dL/dout_jc out_jc``, so nothing of size N x N is ever kept.
+        Peak extra memory is a few blocks, O(B * rows * N), instead of several (B, N, N) maps; the
+        time is no worse on a CPU because the block's map stays in cache and no page of a large
+        map has to be allocated. It computes the same function as the literal form
+        (``torch.testing.assert_close``, forward and backward, float32 and float64); it supports
+        one backward pass (no double backward: ``torch.autograd.gradgradcheck`` refuses it).
+        Any device: it is made of matrix products and softmax only.
+
+        Why not ``scaled_dot_product_attention``: its efficient kernels limit the head dimension.
+        On the CPU, PyTorch's flash kernel needs query, key and value of one width
+        (``check_head_dim_size_cpp`` in ``aten/src/ATen/native/transformers/sdp_utils_cpp.cpp``),
+        so PAM's C' = C / 8 queries would have to be padded to C, which makes the energy product
+        8 times dearer (the course's earlier fused path did this and lost at C = 512). On CUDA
+        (``cuda/sdp_utils.cpp``) the flash kernel needs query, key and value of equal width, at
+        most 256, so padding DANet's C = 512 rules it out; the memory-efficient kernel takes
+        query/key and value widths that differ (each a multiple of 4 in float32 on sm80+, 8 with
+        tensor cores in half precision); the cuDNN kernel allows up to 128 (256 on recent
+        hardware). When no kernel applies, SDPA silently uses its "math" backend, which forms the
+        N x N map. The blocked path does not depend on any of these limits.
+
     Deviations:
         * Naming: the code's ``query_conv`` plays the paper's C and ``key_conv`` the paper's B: the
           output at position j uses C_j (its query) against every key B_i, which is Eq. (1) with
           ``energy[j, i] = C_j . B_i``. ``value_conv`` is the paper's D.
-        * Query/key width C // 8: this reduction is the official code's (``in_dim // 8``); the
-          paper's text does not give the width of B and C.
+        * Query/key width C // 8: the paper defines B, C and D all as C x H x W maps (the same
+          width as A), and its v3 text even put them through BatchNorm and ReLU; the official code
+          uses 1x1 convolutions without BN or ReLU, of width C // 8 for B and C and C for D
+          (``in_dim // 8``; reduction 8 is the code's choice). In DANet #45 the author says the
+          code is right and the paper's statement was to be corrected (v4 drops BN and ReLU); #131
+          asks why B and C are reduced and D is not, without answer. ``reduction=1`` gives the
+          paper's width.
         * No 1/sqrt(C') scaling of the energy (neither the paper nor the official code has one;
           Transformer-style copies add it).
         * ``out = value @ attention^T``: the transpose is required because the values are stored
           channels-first (DANet issue #64 asks about it; it is correct).
-        * The fused path pads query and key with zeros from C' to C channels, because the efficient
-          SDPA kernels want query, key and value to share their last dimension; zeros add nothing to
-          any dot product. The kernels also need contiguous rows, so the rearranged views are made
-          contiguous; without either step SDPA silently falls back to its "math" backend, which
-          builds the N x N map anyway (tests/test_pam_fused_kernel.py checks the kernel it picks).
-          The padding has a price: the energy product then costs N^2 * C instead of N^2 * C'
-          (r times more). The fused path always saves memory, but it only saves time once N is
-          large: ``make bench`` measured, on 2 CPU cores, 0.4-0.5x the literal time at C = 64,
-          N = 64^2, yet about 1.5x at C = 512, N = 32^2. Choose it for memory, not for small maps.
-        * Memory grows as N^2: N = 96^2 gives 340 MB (324 MiB) per float32 map per image.
+        * Memory grows as N^2: N = 96^2 gives 340 MB (324 MiB) per float32 map per image on the
+          literal path; ``fused=True`` avoids it.
     """
 
-    def __init__(self, channels: int, reduction: int = 8, *, fused: bool = False) -> None:
+    def __init__(
+        self, channels: int, reduction: int = 8, *, fused: bool = False, query_block: int | None = None
+    ) -> None:
         super().__init__()
         owner = type(self).__name__
         self.channels = check_positive_int("channels", channels, owner)
         self.reduction = check_positive_int("reduction", reduction, owner)
         self.fused = check_bool("fused", fused, owner)
+        if query_block is not None:
+            check_positive_int("query_block", query_block, owner)
+        self.query_block = query_block
         hidden = check_hidden_channels(channels, reduction, owner, what="the query/key convolutions")
         self.query_conv = nn.Conv2d(channels, hidden, kernel_size=1)
         self.key_conv = nn.Conv2d(channels, hidden, kernel_size=1)
@@ -128,12 +222,12 @@ class PositionAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """s of Eq. (1): (B, C, H, W) -> (B, N, N), rows sum to 1."""
-        check_feature_map(x, self._owner(), self.channels)
+        check_feature_map(x, self._owner(), self.channels, module=self)
         return self._map(x)
 
     def forward(self, x: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
         """E = gamma * out + x, Eq. (2): (B, C, H, W) -> (B, C, H, W)."""
-        _, c, h, w = check_feature_map(x, self._owner(), self.channels)
+        _, c, h, w = check_feature_map(x, self._owner(), self.channels, module=self)
         fused = self.fused if fused is None else check_bool("fused", fused, self._owner())
         if fused:
             out = self._fused_out(x)
@@ -145,31 +239,27 @@ class PositionAttention(nn.Module):
         return self.gamma * out + x
 
     def _fused_out(self, x: torch.Tensor) -> torch.Tensor:
-        """sum_i s_ji D_i through scaled_dot_product_attention: (B, C, H, W) -> (B, C, H, W)."""
-        _, c, h, w = x.shape
-        query = rearrange(self.query_conv(x), "b c h w -> b 1 (h w) c")  # (B, 1, N, C'), one head
-        key = rearrange(self.key_conv(x), "b c h w -> b 1 (h w) c")  # (B, 1, N, C')
-        value = rearrange(self.value_conv(x), "b c h w -> b 1 (h w) c")  # (B, 1, N, C)
-        pad = c - query.shape[-1]
-        if pad:  # zeros leave every dot product unchanged: (B, 1, N, C') -> (B, 1, N, C)
-            query, key = F.pad(query, (0, pad)), F.pad(key, (0, pad))
-        # The efficient kernels also need each row contiguous in memory (stride 1 over channels); the
-        # rearranged views are not, and with them SDPA silently falls back to the N x N "math" path.
-        query, key, value = query.contiguous(), key.contiguous(), value.contiguous()
-        # softmax(query @ key^T) @ value: (B, 1, N, C) x (B, 1, N, C) x (B, 1, N, C) -> (B, 1, N, C)
-        out = F.scaled_dot_product_attention(query, key, value, scale=1.0)
-        return rearrange(out, "b 1 (h w) c -> b c h w", h=h, w=w)  # (B, 1, N, C) -> (B, C, H, W)
+        """sum_i s_ji D_i without the (B, N, N) map (queries in blocks): (B, C, H, W) -> (B, C, H, W)."""
+        b, _, h, w = x.shape
+        query = rearrange(self.query_conv(x), "b c h w -> b (h w) c")  # (B, C', H, W) -> (B, N, C')
+        key = rearrange(self.key_conv(x), "b c h w -> b c (h w)")  # (B, C', H, W) -> (B, C', N)
+        value = rearrange(self.value_conv(x), "b c h w -> b c (h w)")  # (B, C, H, W) -> (B, C, N)
+        rows = self.query_block or query_block_rows(b, h * w)
+        out = _BlockedPositionAttention.apply(query, key, value, rows)  # (B, N, C)
+        return rearrange(out, "b (h w) c -> b c h w", h=h, w=w)  # (B, N, C) -> (B, C, H, W)
 
 
 class ChannelAttention(nn.Module):
     """DANet channel attention module (CAM), Eqs. (3)-(4): attention among the C channel maps.
 
     Args:
+        channels: optional. CAM has no projections, and its only parameter is ``gamma`` (the
+            paper's beta, a scalar initialised to 0, named as in the official code), so it works
+            for any C and needs no channel count. ``ChannelAttention(64)`` is accepted like the
+            official ``CAM_Module(in_dim)``, which stores ``in_dim`` and never uses it; here a given
+            count is checked against every input's channels. None (default): any C.
         variant: ``"paper"``: x_ji = softmax_i(A_j . A_i), Eq. (3). ``"official"``: the official
             ``CAM_Module``, softmax over ``max_i(energy) - energy`` (see below).
-
-    No channels argument: CAM has no projections, and its only parameter is ``gamma`` (the paper's
-    beta, a scalar initialised to 0, named as in the official code), so it works for any C.
 
     ``attention(x)`` returns the (B, C, C) map, each row summing to 1; ``forward(x)`` returns
     ``gamma * (attention @ a) + x`` of shape (B, C, H, W), with a = x reshaped to (B, C, N).
@@ -188,16 +278,19 @@ class ChannelAttention(nn.Module):
         line too.
     """
 
-    def __init__(self, *, variant: str = "paper") -> None:
+    def __init__(self, channels: int | None = None, *, variant: str = "paper") -> None:
         super().__init__()
-        self.variant = check_choice("variant", variant, CAM_VARIANTS, type(self).__name__)
+        owner = type(self).__name__
+        self.channels = None if channels is None else check_positive_int("channels", channels, owner)
+        self.variant = check_choice("variant", variant, CAM_VARIANTS, owner)
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def extra_repr(self) -> str:
-        return f"variant={self.variant!r}"
+        counted = "" if self.channels is None else f"channels={self.channels}, "
+        return f"{counted}variant={self.variant!r}"
 
     def _owner(self) -> str:
-        return f"{type(self).__name__}(variant={self.variant!r})"
+        return f"{type(self).__name__}({self.extra_repr()})"
 
     def _map(self, x: torch.Tensor) -> torch.Tensor:
         """The attention map of a validated x: (B, C, H, W) -> (B, C, C)."""
@@ -210,12 +303,12 @@ class ChannelAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """x of Eq. (3): (B, C, H, W) -> (B, C, C), rows sum to 1."""
-        check_feature_map(x, self._owner())
+        check_feature_map(x, self._owner(), self.channels)
         return self._map(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """E = gamma * out + x, Eq. (4): (B, C, H, W) -> (B, C, H, W)."""
-        _, _, h, w = check_feature_map(x, self._owner())
+        _, _, h, w = check_feature_map(x, self._owner(), self.channels)
         attention = self._map(x)  # (B, C, C)
         a = rearrange(x, "b c h w -> b c (h w)")  # (B, C, H, W) -> (B, C, N)
         out = attention @ a  # (B, C, C) @ (B, C, N) -> (B, C, N)
@@ -262,12 +355,12 @@ class DualAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(PAM map (B, N, N), CAM map (B, C, C))."""
-        check_feature_map(x, self._owner(), self.channels)
+        check_feature_map(x, self._owner(), self.channels, module=self)
         return self.pam.attention(x), self.cam.attention(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x + alpha * PAM_out + beta * CAM_out: (B, C, H, W) -> (B, C, H, W)."""
-        check_feature_map(x, self._owner(), self.channels)
+        check_feature_map(x, self._owner(), self.channels, module=self)
         return self.pam(x) + self.cam(x) - x
 
 
@@ -285,6 +378,24 @@ def _classifier(in_channels: int, num_classes: int) -> nn.Sequential:
     return nn.Sequential(nn.Dropout2d(0.1), nn.Conv2d(in_channels, num_classes, kernel_size=1))
 
 
+#: official DANetHead submodule name -> the course's
+OFFICIAL_HEAD_NAMES = {"sa": "pam", "sc": "cam"}
+
+
+def _official_head_keys(module, state_dict, prefix, *args) -> None:
+    """load_state_dict pre-hook: rename the official ``sa.*``/``sc.*`` keys to ``pam.*``/``cam.*``."""
+    for official, course in OFFICIAL_HEAD_NAMES.items():
+        old, new = f"{prefix}{official}.", f"{prefix}{course}."
+        for key in [k for k in state_dict if k.startswith(old)]:
+            renamed = new + key[len(old):]
+            if renamed in state_dict:
+                raise ValueError(
+                    f"{type(module).__name__}.load_state_dict: the state dict has both {key!r} (official name) and "
+                    f"{renamed!r} (course name); keep one"
+                )
+            state_dict[renamed] = state_dict.pop(key)
+
+
 class DualAttentionHead(nn.Module):
     """The DANet segmentation head (official ``DANetHead``): a PAM branch and a CAM branch, summed.
 
@@ -295,9 +406,18 @@ class DualAttentionHead(nn.Module):
         cam_variant: CAM's ``variant`` (``"paper"`` or ``"official"``).
         fused: PAM's ``fused`` option.
 
-    Layout (official names): ``conv5a`` -> ``pam`` -> ``conv51`` and ``conv5c`` -> ``cam`` ->
-    ``conv52`` (each conv a 3x3 conv without bias, BN, ReLU); ``conv8`` (Dropout2d(0.1), 1x1 conv)
-    classifies the sum of the two branches; ``conv6`` and ``conv7`` classify each branch alone.
+    Layout: ``conv5a`` -> ``pam`` -> ``conv51`` and ``conv5c`` -> ``cam`` -> ``conv52`` (each conv a
+    3x3 conv without bias, BN, ReLU); ``conv8`` (Dropout2d(0.1), 1x1 conv) classifies the sum of the
+    two branches; ``conv6`` and ``conv7`` classify each branch alone. Every name is the official
+    one except the two attention modules, which the official ``DANetHead`` calls ``sa`` (PAM) and
+    ``sc`` (CAM); ``pam`` and ``cam`` are kept because the course's code and stored weights use
+    them.
+
+    Official weights: ``load_state_dict`` maps the official keys ``sa.*`` and ``sc.*`` to ``pam.*``
+    and ``cam.*`` before loading, so a state dict of the official ``DANetHead`` (or of DANet's
+    ``head.`` submodule, with that prefix stripped) loads with ``strict=True``. Build the head with
+    ``cam_variant="official"`` to reproduce the official outputs: all three then match the official
+    head's (``tests/test_reference_official_danet.py``). ``state_dict()`` keeps the course's names.
 
     * ``forward(x)`` -> fused logits (B, num_classes, H, W) at the input's resolution.
     * ``forward(x, return_branches=True)`` -> ``(fused, pam_logits, cam_logits)``, like the official
@@ -339,6 +459,7 @@ class DualAttentionHead(nn.Module):
         self.conv6 = _classifier(inter, num_classes)
         self.conv7 = _classifier(inter, num_classes)
         self.conv8 = _classifier(inter, num_classes)
+        self.register_load_state_dict_pre_hook(_official_head_keys)
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, num_classes={self.num_classes}"
@@ -346,16 +467,20 @@ class DualAttentionHead(nn.Module):
     def _owner(self) -> str:
         return f"{type(self).__name__}(in_channels={self.in_channels})"
 
+    def _check(self, x: torch.Tensor) -> None:
+        b, _, h, w = check_feature_map(x, self._owner(), self.in_channels, module=self)
+        check_batch_norm_values(self.conv5a[1], b * h * w, self._owner(), "each branch (B * H * W values per channel)")
+
     def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(PAM map (B, N, N) on conv5a(x), CAM map (B, C', C') on conv5c(x))."""
-        check_feature_map(x, self._owner(), self.in_channels)
+        self._check(x)
         return self.pam.attention(self.conv5a(x)), self.cam.attention(self.conv5c(x))
 
     def forward(
         self, x: torch.Tensor, return_branches: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, C_in, H, W) -> logits (B, num_classes, H, W), or (fused, pam, cam) logits."""
-        check_feature_map(x, self._owner(), self.in_channels)
+        self._check(x)
         check_bool("return_branches", return_branches, self._owner())
         pam_feat = self.conv51(self.pam(self.conv5a(x)))  # (B, C_in, H, W) -> (B, C', H, W)
         cam_feat = self.conv52(self.cam(self.conv5c(x)))  # (B, C_in, H, W) -> (B, C', H, W)

@@ -28,7 +28,7 @@ they are omitted). X is the block's input of shape (B, C, H, W); every convoluti
 
 Shape glossary
     B  batch size   C  channels   H, W  height and width   r  ``reduction``   R  ``num_regions``
-    (h, w)  crop size, by default (max(1, round(H / R)), W)
+    (h, w)  crop size, by default (max(1, round(H_s / R)), W_s) of the crop source (H_s, W_s)
 
     SpatialAttention   x (B, C, H, W) -> mean over C (B, 1, H, W) -> 3x3 s2 ConvBlock
                        (B, 1, ceil(H/2), ceil(W/2)) -> bilinear resize to (H, W) -> 1x1 ConvBlock (B, 1, H, W)
@@ -36,7 +36,7 @@ Shape glossary
     SoftAttention      S (B, 1, H, W) * C (B, C, 1, 1) -> (B, C, H, W) -> 1x1 ConvBlock, sigmoid
                        -> M (B, C, H, W) in [0.5, 1);  forward: x * M (B, C, H, W)
     HardAttention      x -> GAP (B, C) -> fc (B, 2R) -> tanh -> theta (B, R, 2)
-                       -> affine (B, R, 2, 3) -> crops of x (B, R, C, h, w)
+                       -> affine (B, R, 2, 3) -> crops of the source, x by default (B, R, C_s, h, w)
 """
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ from einops import rearrange, repeat
 from torch import nn
 
 from course_lib._validate import (
+    check_batch_norm_values,
+    check_choice,
     check_feature_map,
     check_hidden_channels,
     check_positive_int,
@@ -53,6 +55,8 @@ from course_lib._validate import (
 )
 
 __all__ = ["ChannelAttention", "ConvBlock", "HardAttention", "SoftAttention", "SpatialAttention"]
+
+RESAMPLE_MODES = ("direct", "torchreid")
 
 
 class ConvBlock(nn.Module):
@@ -95,8 +99,9 @@ class SpatialAttention(nn.Module):
           input's own (H, W) with ``F.interpolate(mode="bilinear", align_corners=True)``: identical
           for even sizes, and odd sizes work too.
         * ``F.interpolate`` instead of the deprecated ``F.upsample``.
-        * Each ConvBlock has a BatchNorm; in training mode a batch of one 1x1 map (B = H = W = 1)
-          cannot be normalised, as in torchreid.
+        * Each ConvBlock has a BatchNorm; in training mode a batch of one map with H, W <= 2
+          (one value after the stride-2 conv) cannot be normalised, as in torchreid; a ValueError
+          says so.
     """
 
     def __init__(self) -> None:
@@ -106,11 +111,19 @@ class SpatialAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """S(x): (B, C, H, W) -> (B, 1, H, W), values >= 0."""
-        _, _, h, w = check_feature_map(x, f"{type(self).__name__}()")
+        owner = f"{type(self).__name__}()"
+        b, _, h, w = check_feature_map(x, owner, module=self)
+        self.check_batch_norm(b, h, w, owner)
         s = x.mean(1, keepdim=True)  # (B, C, H, W) -> (B, 1, H, W)
         s = self.conv1(s)  # (B, 1, H, W) -> (B, 1, ceil(H/2), ceil(W/2))
         s = F.interpolate(s, size=(h, w), mode="bilinear", align_corners=True)  # -> (B, 1, H, W)
         return self.conv2(s)  # (B, 1, H, W) -> (B, 1, H, W)
+
+    def check_batch_norm(self, b: int, h: int, w: int, owner: str) -> None:
+        """Raise ValueError where a training-mode BatchNorm would get one value per channel."""
+        half = b * ((h + 1) // 2) * ((w + 1) // 2)  # the stride-2 conv's output: ceil(H/2) x ceil(W/2)
+        check_batch_norm_values(self.conv1.bn, half, owner, "the stride-2 spatial map (B * ceil(H/2) * ceil(W/2) values)")
+        check_batch_norm_values(self.conv2.bn, b * h * w, owner, "the spatial map (B * H * W values)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`attention`: (B, C, H, W) -> (B, 1, H, W)."""
@@ -131,7 +144,7 @@ class ChannelAttention(nn.Module):
         * torchreid checks ``in_channels % reduction_rate == 0`` with ``assert``; this module raises
           a ValueError that names both numbers.
         * The ConvBlocks include BatchNorm on (B, C, 1, 1) maps: in training mode this needs B > 1,
-          as in torchreid. The SE block (``course_lib.se``) has neither BN nor ReLU at this place.
+          as in torchreid (a ValueError here says so). The SE block (``course_lib.se``) has neither BN nor ReLU at this place.
     """
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
@@ -151,9 +164,15 @@ class ChannelAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """C(x): (B, C, H, W) -> (B, C, 1, 1), values >= 0."""
-        check_feature_map(x, self._owner(), self.channels)
+        b, _, _, _ = check_feature_map(x, self._owner(), self.channels, module=self)
+        self.check_batch_norm(b, self._owner())
         z = x.mean((2, 3), keepdim=True)  # squeeze: (B, C, H, W) -> (B, C, 1, 1)
         return self.conv2(self.conv1(z))  # (B, C, 1, 1) -> (B, C/r, 1, 1) -> (B, C, 1, 1)
+
+    def check_batch_norm(self, b: int, owner: str) -> None:
+        """Raise ValueError where a training-mode BatchNorm would get one value per channel."""
+        for block in (self.conv1, self.conv2):
+            check_batch_norm_values(block.bn, b, owner, "the (B, C, 1, 1) channel descriptor (B values per channel)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`attention`: (B, C, H, W) -> (B, C, 1, 1)."""
@@ -176,7 +195,8 @@ class SoftAttention(nn.Module):
 
     Deviations:
         * None from torchreid's ``SoftAttn`` beyond those of :class:`SpatialAttention` (resize to
-          the input's own size). torchreid's ``SoftAttn.forward`` returns the map M and its
+          the input's own size). Like torchreid's, it cannot run in training mode on a batch of one
+          image (the channel attention's BatchNorm sees one value per channel): a ValueError says so. torchreid's ``SoftAttn.forward`` returns the map M and its
           ``HarmAttn``/``HACNN`` multiply it in; here ``attention`` returns M and ``forward``
           applies it.
     """
@@ -199,7 +219,9 @@ class SoftAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """M(x): (B, C, H, W) -> (B, C, H, W), in [0.5, 1)."""
-        check_feature_map(x, self._owner(), self.channels)
+        b, _, h, w = check_feature_map(x, self._owner(), self.channels, module=self)
+        self.channel_attn.check_batch_norm(b, self._owner())
+        self.spatial_attn.check_batch_norm(b, h, w, self._owner())
         y = self.spatial_attn(x) * self.channel_attn(x)  # (B, 1, H, W) * (B, C, 1, 1) -> (B, C, H, W)
         return torch.sigmoid(self.conv(y))  # (B, C, H, W) -> (B, C, H, W)
 
@@ -212,8 +234,16 @@ class HardAttention(nn.Module):
     """HA-CNN hard (regional) attention: R horizontal stripes located by learnt translations.
 
     Args:
-        channels: C, the number of input channels.
+        channels: C, the number of channels of the map theta is computed from.
         num_regions: R, the number of regions (torchreid and the paper: 4).
+        resample: how a crop of size (h, w) is sampled (keyword-only).
+            ``"direct"`` (default): ``F.grid_sample`` straight at (h, w), one bilinear step.
+            ``"torchreid"``: as torchreid's ``HACNN.stn``: sample each stripe at the crop source's
+            full size (H_s, W_s), then resize that to (h, w) with ``F.interpolate(mode="bilinear",
+            align_corners=True)`` (torchreid's ``F.upsample(..., (24, 28), ...)``). Two bilinear
+            steps average other pixels than one step: on the same theta the crops differ (an audit
+            found up to 2.17 on features of magnitude 3), so use ``"torchreid"`` with torchreid's
+            weights.
 
     ``fc`` is ``Linear(C, 2R)``, zero weight, bias initialised so that region i starts at
     (t_x, t_y) = (0, (2i + 1) / R - 1) *before* the tanh: for R = 4 the bias is
@@ -224,26 +254,42 @@ class HardAttention(nn.Module):
       translations in normalised [-1, 1] coordinates.
     * ``affine(x)``: the (B, R, 2, 3) matrices [[1, 0, t_x], [0, 1/R, t_y]]: full width, 1/R of the
       height, i.e. horizontal stripes (torchreid's ``transform_theta`` with scale [[1, 0], [0, 0.25]]).
-    * ``forward(x, *, crop_size=None)``: the R crops of the *input* x sampled with
-      ``F.affine_grid``/``F.grid_sample`` (bilinear, zero padding, ``align_corners=False``),
-      shape (B, R, C, h, w) with (h, w) = ``crop_size`` or (max(1, round(H / R)), W).
+    * ``forward(x, *, crop_size=None, source=None)``: theta from x, and the R crops of ``source``
+      (default: x itself) sampled with ``F.affine_grid``/``F.grid_sample`` (bilinear, zero padding,
+      ``align_corners=False``), shape (B, R, C_s, h, w) with C_s the source's channels and
+      (h, w) = ``crop_size`` or (max(1, round(H_s / R)), W_s).
+
+    The crop source. In HA-CNN, theta comes from the block's *output* (its attention module sits
+    after the Inception block), while the stripes are cut from the block's *input*: torchreid's
+    block 1 computes theta on the 128-channel 40 x 16 map and crops the 32-channel 80 x 32 map
+    before it. ``forward(out, source=inp)`` does that: ``source`` may have any channel count and
+    spatial size (the affine matrices are in normalised coordinates), but the same batch size,
+    dtype and device as x. Without ``source`` the crops come from x (a self-contained module).
+
+    Default crop height: ``round(H_s / R)`` is Python's round, which rounds halves to even: H = 10,
+    R = 4 gives 2 (not 3), H = 18 gives 4; a stripe is 1/R of the height, so such a crop holds a
+    little less than its stripe. Pass ``crop_size`` to choose.
 
     Deviations:
         * torchreid builds theta with ``theta.cuda()`` behind a ``use_gpu`` flag; here theta is
           computed in x's device and dtype, so the module runs on CPU and GPU alike.
         * ``align_corners=False`` is passed explicitly (torchreid relies on the default, which
           changed in PyTorch 1.3 and now warns).
-        * torchreid resamples the crops straight to the sizes of its local branch ((24, 28), (12, 14),
-          (6, 7)); pass ``crop_size`` for that. The default keeps the stripe's natural size.
+        * The default ``resample="direct"`` samples the crop at its final size in one step; torchreid
+          samples at the source's full size and resizes (``resample="torchreid"``) to the sizes of
+          its local branch, (24, 28), (12, 14) and (6, 7): pass those as ``crop_size``.
         * The fc gets its gradient through ``grid_sample``'s sampling positions only, as in the
           paper's spatial-transformer formulation.
+        * A batch of 0 images gives an empty (0, R, C_s, h, w) result (``F.affine_grid`` alone
+          refuses an empty batch).
     """
 
-    def __init__(self, channels: int, num_regions: int = 4) -> None:
+    def __init__(self, channels: int, num_regions: int = 4, *, resample: str = "direct") -> None:
         super().__init__()
         owner = type(self).__name__
         self.channels = check_positive_int("channels", channels, owner)
         self.num_regions = check_positive_int("num_regions", num_regions, owner)
+        self.resample = check_choice("resample", resample, RESAMPLE_MODES, owner)
         self.fc = nn.Linear(channels, 2 * num_regions)
         self.reset_parameters()
 
@@ -257,14 +303,14 @@ class HardAttention(nn.Module):
             self.fc.bias.copy_(rearrange(bias, "r two -> (r two)"))  # (R, 2) -> (2R,)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, num_regions={self.num_regions}"
+        return f"channels={self.channels}, num_regions={self.num_regions}, resample={self.resample!r}"
 
     def _owner(self) -> str:
         return f"{type(self).__name__}(channels={self.channels})"
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """theta = tanh(fc(GAP(x))): (B, C, H, W) -> (B, R, 2), the (t_x, t_y) of each region."""
-        check_feature_map(x, self._owner(), self.channels)
+        check_feature_map(x, self._owner(), self.channels, module=self)
         z = x.mean((2, 3))  # (B, C, H, W) -> (B, C)
         theta = torch.tanh(self.fc(z))  # (B, C) -> (B, 2R)
         return rearrange(theta, "b (r two) -> b r two", two=2)  # (B, 2R) -> (B, R, 2)
@@ -278,16 +324,45 @@ class HardAttention(nn.Module):
         scale = scale.expand(theta.shape[0], self.num_regions, 2, 2)  # (2, 2) -> (B, R, 2, 2)
         return torch.cat((scale, theta.unsqueeze(-1)), dim=-1)  # (B, R, 2, 2) + (B, R, 2, 1) -> (B, R, 2, 3)
 
-    def forward(self, x: torch.Tensor, *, crop_size: int | tuple[int, int] | None = None) -> torch.Tensor:
-        """The R regions of x: (B, C, H, W) -> (B, R, C, h, w)."""
-        b, c, h, w = check_feature_map(x, self._owner(), self.channels)
+    def _check_source(self, x: torch.Tensor, source: object) -> tuple[int, int, int]:
+        """Validate the crop source against x; return its (C_s, H_s, W_s)."""
+        owner = self._owner()
+        b, c_s, h_s, w_s = check_feature_map(source, f"{owner}.forward(x, source=...)")
+        if b != x.shape[0] or source.dtype != x.dtype or source.device != x.device:
+            raise ValueError(
+                f"{owner}.forward(x, source=...) crops source with the theta of x, so both need the same batch "
+                f"size, dtype and device; got x of shape {tuple(x.shape)} ({x.dtype}, {x.device}) and source of "
+                f"shape {tuple(source.shape)} ({source.dtype}, {source.device})"
+            )
+        return c_s, h_s, w_s
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        crop_size: int | tuple[int, int] | None = None,
+        source: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The R regions of ``source`` (default x) placed by theta(x): (B, C, H, W) -> (B, R, C_s, h, w)."""
+        b, c, h, w = check_feature_map(x, self._owner(), self.channels, module=self)
+        if source is None:
+            source, (c_s, h_s, w_s) = x, (c, h, w)
+        else:
+            c_s, h_s, w_s = self._check_source(x, source)
         if crop_size is None:
-            crop_h, crop_w = max(1, round(h / self.num_regions)), w
+            crop_h, crop_w = max(1, round(h_s / self.num_regions)), w_s
         else:
             crop_h, crop_w = check_size_pair("crop_size", crop_size, self._owner())
         r = self.num_regions
+        # sampled at the crop size, or at the source's full size and resized (torchreid)
+        sample_h, sample_w = (h_s, w_s) if self.resample == "torchreid" else (crop_h, crop_w)
         matrices = rearrange(self.affine(x), "b r i j -> (b r) i j")  # (B, R, 2, 3) -> (B*R, 2, 3)
-        images = repeat(x, "b c h w -> (b r) c h w", r=r)  # (B, C, H, W) -> (B*R, C, H, W)
-        grid = F.affine_grid(matrices, [b * r, c, crop_h, crop_w], align_corners=False)  # (B*R, h, w, 2)
+        images = repeat(source, "b c h w -> (b r) c h w", r=r)  # (B, C_s, H_s, W_s) -> (B*R, C_s, H_s, W_s)
+        if b == 0:  # affine_grid refuses an empty batch; an empty grid samples nothing
+            grid = matrices.new_zeros((0, sample_h, sample_w, 2))
+        else:
+            grid = F.affine_grid(matrices, [b * r, c_s, sample_h, sample_w], align_corners=False)  # (B*R, h, w, 2)
         crops = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        return rearrange(crops, "(b r) c h w -> b r c h w", r=r)  # (B*R, C, h, w) -> (B, R, C, h, w)
+        if self.resample == "torchreid":  # (B*R, C_s, H_s, W_s) -> (B*R, C_s, h, w)
+            crops = F.interpolate(crops, size=(crop_h, crop_w), mode="bilinear", align_corners=True)
+        return rearrange(crops, "(b r) c h w -> b r c h w", r=r)  # (B*R, C_s, h, w) -> (B, R, C_s, h, w)

@@ -39,7 +39,8 @@ class SqueezeExcitation(nn.Module):
     """Squeeze-and-Excitation gate: ``x * sigmoid(fc2(relu(fc1(GAP(x)))))``.
 
     Args:
-        channels: C, the number of input (and output) channels.
+        channels: C, the number of input (and output) channels; at least ``reduction`` (16 by
+            default), so that the hidden width C // r is at least 1.
         reduction: r, the bottleneck ratio of the excitation MLP; the hidden width is C // r and must
             be at least 1. The paper and the official models use r = 16.
 
@@ -82,7 +83,7 @@ class SqueezeExcitation(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel gate s = sigmoid(W2 relu(W1 GAP(x))): (B, C, H, W) -> (B, C, 1, 1), in (0, 1)."""
-        check_feature_map(x, self._owner(), self.channels)
+        check_feature_map(x, self._owner(), self.channels, module=self)
         z = x.mean((2, 3), keepdim=True)  # squeeze, Eq. (2): (B, C, H, W) -> (B, C, 1, 1)
         hidden = self.relu(self.fc1(z))  # (B, C, 1, 1) -> (B, C', 1, 1)
         return torch.sigmoid(self.fc2(hidden))  # excitation, Eq. (3): (B, C', 1, 1) -> (B, C, 1, 1)
