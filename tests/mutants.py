@@ -298,6 +298,65 @@ class PAMFusedDefaultScale(danet.PositionAttention):
         return rearrange(out, "b 1 (h w) c -> b c h w", h=h, w=w)
 
 
+class _BlockedNoDelta(danet._BlockedPositionAttention):
+    """The blocked backward with the softmax gradient written as ``s * ds`` (the ``- delta`` term,
+    sum_i s_ji ds_ji, forgotten)."""
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        query, key, value, _ = ctx.saved_tensors
+        grad_query, grad_key, grad_value = torch.empty_like(query), torch.zeros_like(key), torch.zeros_like(value)
+        for j in range(0, query.shape[1], ctx.rows):
+            q, g = query[:, j:j + ctx.rows], grad_out[:, j:j + ctx.rows]
+            attention = torch.softmax(q @ key, dim=-1)
+            grad_value.baddbmm_(g.transpose(1, 2), attention)
+            grad_energy = (g @ value).mul_(attention)
+            grad_query[:, j:j + ctx.rows] = grad_energy @ key.transpose(1, 2)
+            grad_key.baddbmm_(q.transpose(1, 2), grad_energy)
+        return grad_query, grad_key, grad_value, None
+
+
+class _BlockedDropsLastBlock(danet._BlockedPositionAttention):
+    """The blocked forward that only visits whole blocks: when ``rows`` does not divide N the last
+    queries keep a zero output."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, rows):
+        b, n, _ = query.shape
+        out = value.new_zeros(b, n, value.shape[1])
+        for j in range(0, n - rows + 1, rows):
+            out[:, j:j + rows] = torch.softmax(query[:, j:j + rows] @ key, dim=-1) @ value.transpose(1, 2)
+        ctx.save_for_backward(query, key, value, out)
+        ctx.rows = rows
+        return out
+
+
+class _BlockedPAM(danet.PositionAttention):
+    function = danet._BlockedPositionAttention
+
+    def _fused_out(self, x):
+        b, _, h, w = x.shape
+        query = rearrange(self.query_conv(x), "b c h w -> b (h w) c")
+        key, value = self.key_conv(x).flatten(2), self.value_conv(x).flatten(2)
+        out = self.function.apply(query, key, value, self.query_block or danet.query_block_rows(b, h * w))
+        return rearrange(out, "b (h w) c -> b c h w", h=h, w=w)
+
+
+class PAMBlockedForgetsSoftmaxDelta(_BlockedPAM):
+    """Memory-light PAM whose backward drops the ``- sum_i s_ji ds_ji`` term of the softmax gradient:
+    the forward is exact, the gradients of query_conv and key_conv are wrong. Caught only by the
+    backward half of the fused == literal check."""
+
+    function = _BlockedNoDelta
+
+
+class PAMBlockedDropsLastBlock(_BlockedPAM):
+    """Memory-light PAM that skips the last, partial block of queries. Caught by the fused == literal
+    check with a block size that does not divide N."""
+
+    function = _BlockedDropsLastBlock
+
+
 class PAMGammaOne(danet.PositionAttention):
     """gamma initialised to 1 instead of 0: not the identity at initialisation. Caught by the
     identity-at-init check."""

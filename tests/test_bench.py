@@ -1,4 +1,5 @@
-"""`make bench`'s plumbing: how long it times, the table, CSV and figure it writes, its argument errors.
+"""`make bench`'s plumbing: the timing with torch.utils.benchmark, the tables, CSV and figure it writes,
+the PAM verdict and its argument errors.
 
 The figures themselves are measured by `make bench`, never asserted here (no timed tests). The real
 command runs each configuration in a fresh interpreter; these tests run the same worker functions in
@@ -12,52 +13,91 @@ import pytest
 
 from course_lib import bench
 
-
-@pytest.mark.parametrize("times, spec, more", [
-    ([], {"repeats": 1}, True),                                    # nothing timed yet
-    ([0.1, 0.1], {"repeats": 2}, False),                           # enough steps, no time budget
-    ([0.1] * 5, {"repeats": 5, "min_seconds": 1.0}, True),         # 0.5 s of a 1 s budget
-    ([0.3] * 4, {"repeats": 5, "min_seconds": 1.0}, True),         # budget met, one step short
-    ([0.3] * 5, {"repeats": 5, "min_seconds": 1.0}, False),        # both met
-    ([1e-6] * bench.MAX_STEPS, {"repeats": 5, "min_seconds": 1.0}, False),  # the cap wins
-])
-def test_timing_runs_until_enough_steps_and_seconds(times, spec, more):
-    assert bench._more(times, spec) is more
+SMALL = {"threads": 1, "batch": 2, "channels": 32, "height": 5, "width": 7}
 
 
-def test_a_worker_times_at_least_the_requested_steps():
-    spec = {"key": "se", "repeats": 3, "min_seconds": 0.0, "threads": 1, "batch": 2, "channels": 32,
-            "height": 5, "width": 7}
-    result = bench._run_worker(spec)
-    assert result["steps"] == 3 and result["time_ms"] > 0 and result["threads"] == 1
-    paired = bench._time_alternating({**spec, "keys": ["pam", "pam_fused"]})
-    assert set(paired) == {"pam_ms", "pam_fused_ms"} and min(paired.values()) > 0
+def test_timer_rounds_are_merged_per_module():
+    calls = {"a": 0, "b": 0}
+
+    def counting(key):
+        def step():
+            calls[key] += 1
+        return step
+
+    result = bench._timed({"a": counting("a"), "b": counting("b")}, {"rounds": 3, "min_seconds": 0.03, "threads": 1})
+    assert result["threads"] == 1
+    for key in ("a", "b"):
+        assert result[f"{key}_ms"] > 0 and result[f"{key}_iqr_ms"] >= 0
+        assert result[f"{key}_runs"] >= 3  # at least one block per round, all merged
+        assert calls[key] > result[f"{key}_runs"]  # blocked_autorange warms up and runs blocks of several steps
+
+
+def test_a_worker_measures_memory_and_time_and_the_pair_is_timed_together():
+    result = bench._run_worker({"key": "se", "rounds": 1, "min_seconds": 0.0, **SMALL})
+    assert result["time_ms"] > 0 and result["runs"] >= 1 and result["threads"] == 1 and "peak_extra_mib" in result
+    memory = bench._run_worker({"key": "pam_fused", "memory_only": True, **SMALL})
+    assert set(memory) == {"peak_extra_mib", "threads"}
+    paired = bench._time_alternating({**SMALL, "rounds": 2, "min_seconds": 0.0, "keys": ["pam", "pam_fused"]})
+    assert paired["pam_ms"] > 0 and paired["pam_fused_ms"] > 0
+
+
+def test_every_builder_key_builds_and_unknown_keys_are_named():
+    for name, (key, _, _) in bench.MODULE_ROWS.items():
+        if name not in bench.TIMM_ROWS:
+            assert bench._build(key, 64) is not None
+    with pytest.raises(ValueError, match="unknown bench configuration 'nope'"):
+        bench._build("nope", 64)
+
+
+def _in_process(spec):
+    return bench._time_alternating(spec) if "keys" in spec else bench._run_worker(spec)
 
 
 def test_quick_run_writes_every_row_to_table_csv_and_figure(tmp_path, monkeypatch):
-    def in_process(spec):
-        return bench._time_alternating(spec) if "keys" in spec else bench._run_worker(spec)
-
-    monkeypatch.setattr(bench, "_measure", in_process)
-    assert bench.run(tmp_path, repeats=1, quick=True, threads=1, min_seconds=0.0) == 0
+    monkeypatch.setattr(bench, "_measure", _in_process)
+    assert bench.run(tmp_path, rounds=1, quick=True, threads=1, min_seconds=0.0) == 0
     table = (tmp_path / "bench.md").read_text()
     with open(tmp_path / "bench.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     has_timm = any(r["name"].startswith("timm") for r in rows)
     expected = [n for n in bench.MODULE_ROWS if has_timm or n not in bench.TIMM_ROWS]
     assert [r["name"] for r in rows if r["group"] == "modules"] == expected
-    assert [(r["name"], r["n"]) for r in rows if r["group"] == "pam_scaling"] == [
-        ("PAM literal", "256"), ("PAM fused", "256"), ("PAM literal", "1024"), ("PAM fused", "1024")]
-    assert all(float(r["time_ms"]) > 0 for r in rows)
+    assert [r["n"] for r in rows if r["group"] == "pam"] == ["256", "1024"]
+    assert all(float(r["time_ms"]) > 0 for r in rows if r["group"] == "modules")
+    assert all(float(r["literal_ms"]) > 0 and float(r["fused_ms"]) > 0 for r in rows if r["group"] == "pam")
     for name in expected:
         assert f"| {name} |" in table
-    assert "the target is defined at N = 64^2, which a --quick run does not reach" in table
+    assert "| 64 | 16^2 = 256 |" in table and "| 64 | 32^2 = 1024 |" in table
+    assert "not checked by a --quick run" in table
     assert (tmp_path / "bench.png").stat().st_size > 10_000
 
 
+def test_pam_only_run_writes_just_the_pam_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "_measure", _in_process)
+    assert bench.run(tmp_path, rounds=1, quick=True, min_seconds=0.0, pam_only=True) == 0
+    table = (tmp_path / "bench.md").read_text()
+    assert "| module |" not in table and "memory-light / literal time" in table
+
+
+def _pam_row(channels, side, time_ratio, memory_ratio):
+    return {"channels": channels, "side": side, "time_ratio": time_ratio, "memory_ratio": memory_ratio}
+
+
+@pytest.mark.parametrize("rows, verdict", [
+    ([_pam_row(c, s, 0.9, 8.0) for c in (64, 512) for s in (32, 64, 96)], ": met"),
+    ([_pam_row(c, s, 1.05 if (c, s) == (512, 32) else 0.9, 8.0) for c in (64, 512) for s in (32, 64, 96)],
+     "NOT met - slower than literal at C=512, N=32^2 (1.05x)"),
+    ([_pam_row(c, s, 0.9, 4.0 if s == 64 else 8.0) for c in (64, 512) for s in (32, 64, 96)],
+     "NOT met - less than 5x lighter at N = 64^2 for C=64 (4.0x); C=512 (4.0x)"),
+])
+def test_pam_verdict_states_whether_the_target_is_met(rows, verdict):
+    assert bench.pam_verdict(rows).endswith(verdict)
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["--repeats", "0"], "--repeats must be >= 1; got 0"),
+    (["--rounds", "0"], "--rounds must be >= 1; got 0"),
     (["--min-seconds", "-1"], "--min-seconds must be >= 0; got -1.0"),
+    (["--threads", "0"], "--threads must be >= 1; got 0"),
 ])
 def test_bad_arguments_are_named(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:

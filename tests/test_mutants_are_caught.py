@@ -156,6 +156,17 @@ def test_fused_check_catches_default_sdpa_scale(dtype, rtol, atol):
     expect_failure(TI.check_fused_matches_literal, literal, fused, x, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cls", [M.PAMBlockedForgetsSoftmaxDelta, M.PAMBlockedDropsLastBlock],
+                         ids=["forgets_softmax_delta", "drops_last_block"])
+def test_fused_check_catches_wrong_blocked_path(cls, dtype):
+    rtol, atol = (1e-5, 1e-5) if dtype == torch.float32 else (1e-10, 1e-12)
+    literal = R.randomize_(cls(32)).to(dtype)
+    fused = cls(32, fused=True, query_block=4).to(dtype)  # N = 35: 8 blocks of 4 and one of 3
+    expect_failure(TI.check_fused_matches_literal, literal, fused, TI.make_input(dtype=dtype, scale=0.5),
+                   rtol=rtol, atol=atol)
+
+
 def test_dtype_check_catches_cast_to_default_dtype():
     expect_failure(TI.check_dtype_preserved, invariant_module(M.SECastsToDefaultDtype, 32, 4), TI.make_input())
 

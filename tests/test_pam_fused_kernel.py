@@ -1,33 +1,67 @@
-"""The fused position attention must really take an efficient SDPA kernel, not the N x N "math" fallback
-that SDPA picks silently when q, k and v differ in width or are not contiguous."""
+"""The memory-light position attention (``fused=True``) never forms an N x N tensor, forward or backward.
+
+Every tensor an aten operation returns during a training step is recorded by a dispatch mode (the
+backward pass of the custom autograd Function included); the largest must stay well below the
+(B, N, N) map the literal path builds. The counter-test runs the same probe on the literal path and
+sees the map.
+"""
 from __future__ import annotations
 
+import pytest
 import torch
-import torch.nn.functional as F
-from einops import rearrange
-from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
-from course_lib.danet import PositionAttention
-
-
-def sdpa_kernels(fn) -> set[str]:
-    """The aten kernels below scaled_dot_product_attention that ``fn`` runs (CPU)."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    return {e.key for e in prof.key_averages() if "scaled_dot_product" in e.key} - {"aten::scaled_dot_product_attention"}
+from course_lib import danet
 
 
-def test_fused_pam_uses_the_flash_kernel_on_cpu():
-    module = PositionAttention(32).eval()
-    x = torch.randn(2, 32, 9, 7)
+class LargestTensor(TorchDispatchMode):
+    """Records the largest number of elements of any tensor an aten op returns inside the mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        sizes = [t.numel() for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        self.largest = max([self.largest, *sizes])
+        return out
+
+
+def largest_tensor_of_a_step(module: torch.nn.Module, x: torch.Tensor) -> int:
+    x = x.clone().requires_grad_(True)
+    with LargestTensor() as probe:
+        module(x).sum().backward()
+    assert x.grad is not None and module.query_conv.weight.grad is not None  # the backward really ran
+    return probe.largest
+
+
+def pam(channels: int, **kwargs) -> danet.PositionAttention:
+    m = danet.PositionAttention(channels, **kwargs)
     with torch.no_grad():
-        kernels = sdpa_kernels(lambda: module(x, fused=True))
-    assert kernels and not any("math" in k for k in kernels), kernels
+        m.gamma.fill_(0.5)  # so that the attention branch gets gradients
+    return m
 
 
-def test_the_kernel_probe_sees_the_math_fallback():
-    # counter-test: unpadded q, k (width C') with v (width C), as a naive fused path would pass them
-    q = rearrange(torch.randn(1, 4, 9, 7), "b c h w -> b 1 (h w) c")
-    v = rearrange(torch.randn(1, 32, 9, 7), "b c h w -> b 1 (h w) c")
-    kernels = sdpa_kernels(lambda: F.scaled_dot_product_attention(q, q, v, scale=1.0))
-    assert any("math" in k for k in kernels), kernels
+@pytest.mark.parametrize(("shape", "query_block"), [((1, 8, 40, 40), None), ((2, 16, 12, 12), 16)],
+                         ids=["default_blocks_N1600", "blocks_of_16_N144"])
+def test_memory_light_pam_never_forms_the_n_by_n_map(shape, query_block):
+    b, c, h, w = shape
+    n = h * w
+    largest = largest_tensor_of_a_step(pam(c, fused=True, query_block=query_block), torch.randn(shape))
+    assert largest <= b * n * n // 4, f"a tensor of {largest} elements; the (B, N, N) map has {b * n * n}"
+
+
+def test_the_probe_sees_the_literal_map():
+    # counter-test: the literal path forms the (B, N, N) map, and the probe must see it
+    b, c, h, w = 2, 16, 12, 12
+    assert largest_tensor_of_a_step(pam(c), torch.randn(b, c, h, w)) >= b * (h * w) ** 2
+
+
+def test_default_block_holds_about_two_million_entries_within_row_bounds():
+    assert danet.query_block_rows(1, 96 * 96) * 96 * 96 <= danet.BLOCK_ENTRIES
+    assert danet.query_block_rows(1, 32 * 32) == danet.BLOCK_ROWS[1]  # capped at 256 rows
+    assert danet.query_block_rows(64, 96 * 96) == danet.BLOCK_ROWS[0]  # at least 32 rows
+    assert danet.query_block_rows(1, 10) == danet.BLOCK_ROWS[0]  # a block may run past N: one block
+    assert danet.query_block_rows(0, 100) >= 1  # an empty batch

@@ -130,12 +130,33 @@ def check_cam_official_is_softmax_of_negated_energy(m, x) -> None:
     )
 
 
+def _step(m, x, grad_out, **kwargs):
+    """Output, input gradient and parameter gradients of one forward + backward of ``m(x, **kwargs)``."""
+    x = x.detach().clone().requires_grad_(True)
+    m.zero_grad(set_to_none=True)
+    out = m(x, **kwargs)
+    out.backward(grad_out)
+    return {"forward": out.detach(), "grad x": x.grad, **{f"grad {n}": p.grad for n, p in m.named_parameters()}}
+
+
 def check_fused_matches_literal(literal, fused, x, *, rtol: float, atol: float) -> None:
-    """Same weights, same output: scaled_dot_product_attention must compute exactly DANet's PAM."""
+    """Same weights, same output and same gradients: the memory-light path computes exactly DANet's PAM.
+
+    gamma is set to 0.5 so that the attention branch reaches the output and the projections get
+    gradients (at gamma = 0 both paths would return x and agree whatever they computed).
+    """
+    with torch.no_grad():
+        literal.gamma.fill_(0.5)
     fused.load_state_dict(literal.state_dict())
-    expected = literal(x)
-    for what, got in (("fused=True module", fused(x)), ("forward(x, fused=True)", literal(x, fused=True))):
-        assert_close(got, expected, rtol=rtol, atol=atol, msg=lambda msg, w=what: f"{w} vs literal PAM. {msg}")
+    grad_out = torch.randn(x.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(x)
+    expected = _step(literal, x, grad_out)
+    runs = {"fused=True module": _step(fused, x, grad_out),
+            "forward(x, fused=True)": _step(literal, x, grad_out, fused=True)}
+    for what, got in runs.items():
+        for key, value in expected.items():
+            assert got[key] is not None, f"{what}: {key} is missing"
+            assert_close(got[key], value, rtol=rtol, atol=atol,
+                         msg=lambda msg, w=what, k=key: f"{w} vs literal PAM, {k}. {msg}")
 
 
 def check_dtype_preserved(m, x) -> None:
@@ -223,10 +244,13 @@ def test_cam_paper_is_not_softmax_of_negated_energy():
 
 
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), [(torch.float32, 1e-5, 1e-5), (torch.float64, 1e-10, 1e-12)])
-@pytest.mark.parametrize("shape", [(B, C, H, W), (3, 16, 5, 9), (1, 64, 16, 16)])
-def test_fused_pam_equals_literal(shape, dtype, rtol, atol, device):
+@pytest.mark.parametrize(("shape", "query_block"), [
+    ((B, C, H, W), None), ((B, C, H, W), 4),  # N = 35: one block; 9 blocks, the last of 3 rows
+    ((3, 16, 5, 9), 1), ((1, 64, 16, 16), None), ((1, 64, 16, 16), 100), ((0, 16, 3, 3), 2),
+], ids=["one_block", "blocks_of_4", "blocks_of_1", "N256", "blocks_of_100", "empty_batch"])
+def test_fused_pam_equals_literal_forward_and_backward(shape, query_block, dtype, rtol, atol, device):
     literal = R.randomize_(danet.PositionAttention(shape[1])).to(device=device, dtype=dtype)
-    fused = danet.PositionAttention(shape[1], fused=True).to(device=device, dtype=dtype)
+    fused = danet.PositionAttention(shape[1], fused=True, query_block=query_block).to(device=device, dtype=dtype)
     check_fused_matches_literal(literal, fused, make_input(shape, dtype=dtype, device=device, scale=0.5), rtol=rtol, atol=atol)
 
 
