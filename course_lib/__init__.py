@@ -5,11 +5,13 @@ Importing this package is cheap: it imports neither torch nor the reference modu
 ``se.py``, ``cbam.py``, ``ctdnet.py``, ``hacnn.py`` and ``danet.py``) still imports.
 
 ``course_lib.ATTENTION`` is built on first access: a dict from a name to a callable that takes
-``channels`` and returns a module mapping (B, C, H, W) to (B, C, H, W):
+``channels`` and returns a module mapping (B, C, H, W) to (B, C, H, W). The parentheses give the
+channel counts each factory accepts (tests/test_reference_audit.py checks them against the
+factories); any other count raises a ValueError that says why:
 
     ============  ================================================================
-    "se"          ``se.SqueezeExcitation(channels)``
-    "cbam"        ``cbam.CBAM(channels)``
+    "se"          ``se.SqueezeExcitation(channels)`` (channels >= 16)
+    "cbam"        ``cbam.CBAM(channels)`` (channels >= 16)
     "ctdnet_sam"  ``ctdnet.SpatialAttentionModule(channels, channels)``
     "hacnn_soft"  ``hacnn.SoftAttention(channels)`` (channels divisible by 16)
     "danet_pam"   ``danet.PositionAttention(channels)`` (channels >= 8)

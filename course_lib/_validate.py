@@ -139,7 +139,8 @@ def check_feature_map(
     ``module``: when given, x must also have the dtype and device of the module's weights
     (:func:`check_weights_match`).
     Raises TypeError for a non-tensor or a non-floating dtype; ValueError for a wrong rank, a wrong
-    channel count or an empty spatial size (H or W == 0). A batch of size 0 is allowed.
+    channel count, no channels at all or an empty spatial size (H or W == 0). A batch of size 0 is
+    allowed.
     """
     c_name = "C" if channels is None else str(channels)
     expected = f"a 4-D float tensor (B, {c_name}, H, W)"
@@ -158,6 +159,10 @@ def check_feature_map(
         raise ValueError(
             f"{owner} expects {expected}; got a tensor of shape {tuple(x.shape)} "
             f"(dim 1 has {c} channels, expected {channels})"
+        )
+    if c == 0:
+        raise ValueError(
+            f"{owner} expects at least one channel (C >= 1); got a tensor of shape {tuple(x.shape)}"
         )
     if h == 0 or w == 0:
         raise ValueError(
@@ -202,6 +207,6 @@ def check_batch_norm_values(bn: torch.nn.Module, values: int, owner: str, where:
     if uses_batch_stats and values == 1:
         raise ValueError(
             f"{owner} in training mode normalises {where} with BatchNorm, which needs more than one value per "
-            f"channel to estimate a variance; this input gives 1. Use a batch of B >= 2 (or a larger map), "
+            f"channel to estimate a variance; got 1 from this input. Use a batch of B >= 2 (or a larger map), "
             f"or call .eval() to use the running statistics"
         )

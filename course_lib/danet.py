@@ -313,7 +313,7 @@ class ChannelAttention(nn.Module):
         a = rearrange(x, "b c h w -> b c (h w)")  # (B, C, H, W) -> (B, C, N)
         out = attention @ a  # (B, C, C) @ (B, C, N) -> (B, C, N)
         out = rearrange(out, "b c (h w) -> b c h w", h=h, w=w)  # (B, C, N) -> (B, C, H, W)
-        return self.gamma * out + x
+        return self.gamma.to(out.dtype) * out + x  # gamma is CAM's only weight: follow the input's dtype
 
 
 class DualAttention(nn.Module):

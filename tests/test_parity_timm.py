@@ -144,6 +144,31 @@ def test_timm_cbammodule_is_the_paper_variant_with_batchnorm(timm_reference):
         check_parity(cbam.CBAM(case["channels"], variant="paper", batch_norm=True), case, CBAM_KEYS)
 
 
+def check_parity_after_one_training_step(module: torch.nn.Module, case: dict) -> None:
+    """Same start, one training-mode forward (running statistics move), then the same eval output."""
+    module = module.double()
+    module.load_state_dict(mapped_state_dict(case["state_dict"], CBAM_KEYS), strict=True)
+    with torch.no_grad():
+        module.train()(case["train_input"])
+        got = module.eval()(case["input"])
+    assert_close(got, case["output"], rtol=1e-10, atol=1e-12,
+                 msg=lambda m: f"{type(module).__name__} after one training step vs timm: {m}")
+
+
+def test_cbam_with_timm_momentum_matches_timm_after_a_training_step(timm_reference):
+    """Audit defect 4: the official BasicConv's BN momentum is 0.01, timm's 0.1; bn_momentum=0.1 gives timm's."""
+    (case,) = cases(timm_reference, "cbam_after_one_training_step")
+    assert case["momentum"] == 0.1, case["momentum"]
+    check_parity_after_one_training_step(timm_like_cbam(case["channels"], bn_momentum=0.1), case)
+
+
+def test_cbam_default_momentum_differs_from_timm_after_a_training_step(timm_reference):
+    """Why the option exists (and the check can fail): the default momentum 0.01 drifts from timm in eval."""
+    (case,) = cases(timm_reference, "cbam_after_one_training_step")
+    with pytest.raises(AssertionError, match="after one training step vs timm"):
+        check_parity_after_one_training_step(timm_like_cbam(case["channels"]), case)
+
+
 # The parity check fails on wrong implementations (see test_mutants_are_caught.py for the others).
 
 

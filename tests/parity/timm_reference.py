@@ -77,6 +77,18 @@ def main(argv: list[str]) -> int:
             "output": y,
             "repr": repr(module),
         })
+    # one training step, then eval: the running statistics move by BatchNorm's momentum (timm: 0.1)
+    module = build("cbam", 32).double()
+    randomize(module, 10)
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    x_train = torch.randn((4, 32, 7, 5), generator=torch.Generator().manual_seed(110), dtype=torch.float64)
+    x_eval = torch.randn((2, 32, 7, 5), generator=torch.Generator().manual_seed(111), dtype=torch.float64)
+    with torch.no_grad():
+        module.train()(x_train)
+        y = module.eval()(x_eval)
+    cases.append({"name": "cbam_after_one_training_step", "channels": 32, "state_dict": state,
+                  "train_input": x_train, "input": x_eval, "output": y,
+                  "momentum": module.spatial.conv.bn.momentum, "repr": repr(module)})
     torch.save({"timm_version": str(timm.__version__), "torch_version": str(torch.__version__), "cases": cases}, argv[0])
     return 0
 
