@@ -78,11 +78,19 @@ def query_block_rows(batch: int, positions: int) -> int:
     return max(BLOCK_ROWS[0], min(BLOCK_ROWS[1], rows, positions))
 
 
+def _softmax_(energy: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dim, in place (the max is subtracted first, as torch.softmax does)."""
+    energy.sub_(energy.amax(dim=-1, keepdim=True)).exp_()
+    return energy.div_(energy.sum(dim=-1, keepdim=True))
+
+
 class _BlockedPositionAttention(torch.autograd.Function):
     """out_j = sum_i softmax_i(q_j . k_i) v_i, one block of queries j at a time, recomputed in backward.
 
     query (B, N, C'), key (B, C', N), value (B, C, N) -> out (B, N, C). Only the inputs and the output
-    are saved; each block's (B, rows, N) map exists only while that block is being worked on.
+    are saved. Each pass allocates its (B, rows, N) block buffers once and reuses them for every
+    block (products written with ``out=``, softmax in place), so the memory the process asks for
+    stays at a few blocks however many blocks there are.
     """
 
     @staticmethod
@@ -90,10 +98,11 @@ class _BlockedPositionAttention(torch.autograd.Function):
         b, n, _ = query.shape
         out = value.new_empty(b, n, value.shape[1])  # (B, N, C)
         value_t = rearrange(value, "b c n -> b n c")  # a view
+        energy = query.new_empty(b, min(rows, n), n)  # one block's map, reused
         for j in range(0, n, rows):
-            block = slice(j, j + rows)
-            attention = torch.softmax(query[:, block] @ key, dim=-1)  # (B, r, C') @ (B, C', N) -> (B, r, N)
-            out[:, block] = attention @ value_t  # (B, r, N) @ (B, N, C) -> (B, r, C)
+            q = query[:, j:j + rows]  # (B, r, C'), r <= rows
+            attention = _softmax_(torch.bmm(q, key, out=energy[:, :q.shape[1]]))  # (B, r, C') @ (B, C', N)
+            torch.bmm(attention, value_t, out=out[:, j:j + rows])  # (B, r, N) @ (B, N, C) -> (B, r, C)
         ctx.save_for_backward(query, key, value, out)
         ctx.rows = rows
         return out
@@ -103,20 +112,23 @@ class _BlockedPositionAttention(torch.autograd.Function):
     def backward(ctx, grad_out):  # noqa: D102
         query, key, value, out = ctx.saved_tensors
         rows = ctx.rows
+        b, n, _ = query.shape
         grad_query = torch.empty_like(query)  # (B, N, C')
         grad_key = torch.zeros_like(key)  # (B, C', N)
         grad_value = torch.zeros_like(value)  # (B, C, N)
-        # softmax backward needs sum_i s_ji dL/ds_ji per query j, which equals sum_c dL/dout_jc out_jc
-        delta = (grad_out * out).sum(-1, keepdim=True)  # (B, N, C) -> (B, N, 1)
         key_t = rearrange(key, "b c n -> b n c")
-        for j in range(0, query.shape[1], rows):
-            block = slice(j, j + rows)
-            q, g = query[:, block], grad_out[:, block]  # (B, r, C'), (B, r, C)
-            attention = torch.softmax(q @ key, dim=-1)  # recomputed: (B, r, N)
+        attention_buffer = query.new_empty(b, min(rows, n), n)
+        grad_buffer = query.new_empty(b, min(rows, n), n)
+        for j in range(0, n, rows):
+            q, g = query[:, j:j + rows], grad_out[:, j:j + rows]  # (B, r, C'), (B, r, C)
+            r = q.shape[1]
+            # softmax backward needs sum_i s_ji dL/ds_ji per query j, which equals sum_c dL/dout_jc out_jc
+            delta = (g * out[:, j:j + rows]).sum(-1, keepdim=True)  # (B, r, C) -> (B, r, 1)
+            attention = _softmax_(torch.bmm(q, key, out=attention_buffer[:, :r]))  # recomputed: (B, r, N)
             grad_value.baddbmm_(rearrange(g, "b r c -> b c r"), attention)  # += (B, C, r) @ (B, r, N)
-            # d energy = s * (d s - delta), in place in the (B, r, N) buffer of d s = g @ value
-            grad_energy = (g @ value).sub_(delta[:, block]).mul_(attention)  # (B, r, C) @ (B, C, N)
-            grad_query[:, block] = grad_energy @ key_t  # (B, r, N) @ (B, N, C') -> (B, r, C')
+            # d energy = s * (d s - delta), in the buffer of d s = g @ value: (B, r, C) @ (B, C, N)
+            grad_energy = torch.bmm(g, value, out=grad_buffer[:, :r]).sub_(delta).mul_(attention)
+            torch.bmm(grad_energy, key_t, out=grad_query[:, j:j + rows])  # (B, r, N) @ (B, N, C') -> (B, r, C')
             grad_key.baddbmm_(rearrange(q, "b r c -> b c r"), grad_energy)  # += (B, C', r) @ (B, r, N)
         return grad_query, grad_key, grad_value, None
 

@@ -243,7 +243,9 @@ def test_cam_paper_is_not_softmax_of_negated_energy():
         check_cam_official_is_softmax_of_negated_energy(build("danet_cam_paper"), make_input(scale=0.2))
 
 
-@pytest.mark.parametrize(("dtype", "rtol", "atol"), [(torch.float32, 1e-5, 1e-5), (torch.float64, 1e-10, 1e-12)])
+# float32: key_conv.bias's gradient is exactly 0 in exact arithmetic (a key bias shifts a whole softmax
+# row), so both paths return rounding noise of a sum over N * C terms there, about 1e-5
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), [(torch.float32, 1e-5, 1e-4), (torch.float64, 1e-10, 1e-12)])
 @pytest.mark.parametrize(("shape", "query_block"), [
     ((B, C, H, W), None), ((B, C, H, W), 4),  # N = 35: one block; 9 blocks, the last of 3 rows
     ((3, 16, 5, 9), 1), ((1, 64, 16, 16), None), ((1, 64, 16, 16), 100), ((0, 16, 3, 3), 2),
