@@ -18,6 +18,7 @@ CHAPTER     ?=
 SUBMISSIONS ?=
 WORKERS     ?=
 GRADE_ARGS  ?=
+BENCH_ARGS  ?=
 
 BIN      := $(VENV)/bin
 RUN      := PATH="$(abspath $(BIN)):$$PATH" MPLBACKEND=Agg
@@ -29,7 +30,7 @@ help:
 	@echo "make lab            set up, then start JupyterLab on the course (http://127.0.0.1:$(PORT))"
 	@echo "make test           set up, then run the whole test suite"
 	@echo "make release        regenerate notebooks/ from solutions/ (nbgrader)"
-	@echo "make bench          time and memory of every module (writes out/bench/)"
+	@echo "make bench          time and memory of every module (writes out/bench/; BENCH_ARGS=--pam-only: PAM table)"
 	@echo "make capstone       train and compare every attention variant (writes out/capstone/)"
 	@echo "make grade CHAPTER=01_se SUBMISSIONS=path [WORKERS=n] [GRADE_ARGS=...]   autograde a class"
 	@echo "make grader-report  how well the checks catch wrong implementations"
@@ -65,7 +66,7 @@ release: setup
 	$(RUN) $(BIN)/python -m course_lib release
 
 bench: setup-timm
-	$(RUN) $(TIMM_VENV)/bin/python -m course_lib bench --out out/bench
+	$(RUN) $(TIMM_VENV)/bin/python -m course_lib bench --out out/bench $(BENCH_ARGS)
 
 capstone: setup
 	$(RUN) $(BIN)/python -m course_lib capstone --out out/capstone

@@ -71,17 +71,18 @@ def query_block_rows(batch: int, positions: int) -> int:
     """Rows (query positions) per block of the memory-light PAM for a (B, N, N) map.
 
     A block's map holds B * rows * N entries: about ``BLOCK_ENTRIES`` (8 MiB in float32), within
-    ``BLOCK_ROWS`` rows. Measured by ``make bench`` on one CPU thread: blocks of 128-512 rows were all
-    faster than the literal map, 64 rows lost at C = 512 (the (rows, N) @ (N, C) products get thin).
+    ``BLOCK_ROWS`` rows. A first measurement on one CPU thread (a loaded 2-core machine, so rough):
+    blocks of 128-512 rows were faster than the literal map at N = 64^2 and 96^2; 64 rows lost at
+    C = 512 (the (rows, N) @ (N, C) products get thin).
     """
     rows = BLOCK_ENTRIES // max(1, batch * positions)
     return max(BLOCK_ROWS[0], min(BLOCK_ROWS[1], rows, positions))
 
 
 def _softmax_(energy: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dim, in place (the max is subtracted first, as torch.softmax does)."""
-    energy.sub_(energy.amax(dim=-1, keepdim=True)).exp_()
-    return energy.div_(energy.sum(dim=-1, keepdim=True))
+    """Softmax over the last dim, in place: ``torch.softmax(..., out=)`` into its own input (each row
+    is read for its max and sum before it is overwritten), which needs no second block buffer."""
+    return torch.softmax(energy, dim=-1, out=energy)
 
 
 class _BlockedPositionAttention(torch.autograd.Function):
@@ -157,7 +158,10 @@ class PositionAttention(nn.Module):
     ``gamma * out + x`` of shape (B, C, H, W).
 
     Memory-light path (``fused=True``):
-        The queries are taken in blocks of ``rows`` positions. For each block the (B, rows, N)
+        Chosen by size (:meth:`fused_kernel`): when one block would hold the whole map
+        (B * N * N <= ``BLOCK_ENTRIES``, e.g. N <= 32^2 at B = 1), blocking saves nothing, and the
+        literal computation runs (measured: recomputing a single block costs about 1.1x at C = 512,
+        N = 32^2). Otherwise the queries are taken in blocks of ``rows`` positions. For each block the (B, rows, N)
         energies are formed at the real query/key width C' (no padding), turned into softmax rows
         and multiplied into the values; the block's map is then dropped. A custom
         ``torch.autograd.Function`` saves only the query, key, value and output and, in the backward
@@ -239,20 +243,32 @@ class PositionAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
         """E = gamma * out + x, Eq. (2): (B, C, H, W) -> (B, C, H, W)."""
-        _, c, h, w = check_feature_map(x, self._owner(), self.channels, module=self)
+        check_feature_map(x, self._owner(), self.channels, module=self)
         fused = self.fused if fused is None else check_bool("fused", fused, self._owner())
-        if fused:
-            out = self._fused_out(x)
-        else:
-            attention = self._map(x)  # (B, N, N)
-            value = rearrange(self.value_conv(x), "b c h w -> b c (h w)")  # (B, C, H, W) -> (B, C, N)
-            out = value @ rearrange(attention, "b j i -> b i j")  # (B, C, N) @ (B, N, N) -> (B, C, N)
-            out = rearrange(out, "b c (h w) -> b c h w", h=h, w=w)  # (B, C, N) -> (B, C, H, W)
+        out = self._fused_out(x) if fused else self._literal_out(x)  # (B, C, H, W)
         return self.gamma * out + x
+
+    def fused_kernel(self, batch: int, positions: int) -> str:
+        """The computation ``fused=True`` runs for a (batch, N, N) map: ``"blocked"``, or ``"literal"``
+        when one block would hold the whole map (B * N * N <= ``BLOCK_ENTRIES``), so that blocking
+        would save no memory and only cost the recomputation. An explicit ``query_block`` always blocks."""
+        if self.query_block is None and batch * positions * positions <= BLOCK_ENTRIES:
+            return "literal"
+        return "blocked"
+
+    def _literal_out(self, x: torch.Tensor) -> torch.Tensor:
+        """sum_i s_ji D_i through the (B, N, N) map: (B, C, H, W) -> (B, C, H, W)."""
+        _, _, h, w = x.shape
+        attention = self._map(x)  # (B, N, N)
+        value = rearrange(self.value_conv(x), "b c h w -> b c (h w)")  # (B, C, H, W) -> (B, C, N)
+        out = value @ rearrange(attention, "b j i -> b i j")  # (B, C, N) @ (B, N, N) -> (B, C, N)
+        return rearrange(out, "b c (h w) -> b c h w", h=h, w=w)  # (B, C, N) -> (B, C, H, W)
 
     def _fused_out(self, x: torch.Tensor) -> torch.Tensor:
         """sum_i s_ji D_i without the (B, N, N) map (queries in blocks): (B, C, H, W) -> (B, C, H, W)."""
         b, _, h, w = x.shape
+        if self.fused_kernel(b, h * w) == "literal":
+            return self._literal_out(x)
         query = rearrange(self.query_conv(x), "b c h w -> b (h w) c")  # (B, C', H, W) -> (B, N, C')
         key = rearrange(self.key_conv(x), "b c h w -> b c (h w)")  # (B, C', H, W) -> (B, C', N)
         value = rearrange(self.value_conv(x), "b c h w -> b c (h w)")  # (B, C, H, W) -> (B, C, N)

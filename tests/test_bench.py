@@ -79,8 +79,10 @@ def test_pam_only_run_writes_just_the_pam_table(tmp_path, monkeypatch):
     assert "| module |" not in table and "memory-light / literal time" in table
 
 
-def _pam_row(channels, side, time_ratio, memory_ratio):
-    return {"channels": channels, "side": side, "time_ratio": time_ratio, "memory_ratio": memory_ratio}
+def _pam_row(channels, side, time_ratio, memory_ratio, kernel="blocked", iqr=0.0):
+    return {"channels": channels, "side": side, "time_ratio": time_ratio, "memory_ratio": memory_ratio,
+            "kernel": kernel, "literal_ms": 100.0, "fused_ms": 100.0 * time_ratio, "literal_iqr_ms": iqr,
+            "fused_iqr_ms": iqr}
 
 
 @pytest.mark.parametrize("rows, verdict", [
@@ -89,6 +91,15 @@ def _pam_row(channels, side, time_ratio, memory_ratio):
      "NOT met - slower than literal at C=512, N=32^2 (1.05x)"),
     ([_pam_row(c, s, 0.9, 4.0 if s == 64 else 8.0) for c in (64, 512) for s in (32, 64, 96)],
      "NOT met - less than 5x lighter at N = 64^2 for C=64 (4.0x); C=512 (4.0x)"),
+    # the same (literal) computation on both sides: a gap within the timings' spread is not "slower" ...
+    ([_pam_row(c, s, 1.03 if s == 32 else 0.9, 8.0, "literal" if s == 32 else "blocked", iqr=10.0)
+      for c in (64, 512) for s in (32, 64, 96)], ": met"),
+    # ... a gap beyond it is
+    ([_pam_row(c, s, 1.03 if s == 32 else 0.9, 8.0, "literal" if s == 32 else "blocked", iqr=2.0)
+      for c in (64, 512) for s in (32, 64, 96)], "slower than literal at C=64, N=32^2 (1.03x); C=512, N=32^2 (1.03x)"),
+    # a blocked path 3 % slower counts whatever the spread
+    ([_pam_row(c, s, 1.03 if s == 64 else 0.9, 8.0, iqr=10.0) for c in (64, 512) for s in (32, 64, 96)],
+     "slower than literal at C=64, N=64^2 (1.03x); C=512, N=64^2 (1.03x)"),
 ])
 def test_pam_verdict_states_whether_the_target_is_met(rows, verdict):
     assert bench.pam_verdict(rows).endswith(verdict)

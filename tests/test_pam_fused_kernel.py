@@ -65,3 +65,12 @@ def test_default_block_holds_about_two_million_entries_within_row_bounds():
     assert danet.query_block_rows(64, 96 * 96) == danet.BLOCK_ROWS[0]  # at least 32 rows
     assert danet.query_block_rows(1, 10) == danet.BLOCK_ROWS[0]  # a block may run past N: one block
     assert danet.query_block_rows(0, 100) >= 1  # an empty batch
+
+
+def test_fused_runs_the_literal_computation_only_where_one_block_would_hold_the_whole_map():
+    m = danet.PositionAttention(8, fused=True)
+    assert m.fused_kernel(1, 32 * 32) == "literal"  # 2^20 entries: one block would be the map
+    assert m.fused_kernel(2, 32 * 32) == "literal"  # 2^21 entries, just within BLOCK_ENTRIES
+    assert m.fused_kernel(3, 32 * 32) == "blocked"
+    assert m.fused_kernel(1, 64 * 64) == "blocked"  # the bench's N = 64^2 and 96^2 block
+    assert danet.PositionAttention(8, fused=True, query_block=64).fused_kernel(1, 16) == "blocked"

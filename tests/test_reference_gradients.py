@@ -28,6 +28,8 @@ MODULES = {
     "hacnn_hard": (lambda: hacnn.HardAttention(16, num_regions=2), (2, 16, 4, 3)),
     "danet_pam": (lambda: danet.PositionAttention(16, reduction=8), (2, 16, 2, 3)),
     "danet_pam_fused": (lambda: danet.PositionAttention(16, reduction=8, fused=True), (2, 16, 2, 3)),
+    # the blocked memory-light path (a custom autograd Function): blocks of 4 of N = 6 queries
+    "danet_pam_blocked": (lambda: danet.PositionAttention(16, reduction=8, fused=True, query_block=4), (2, 16, 2, 3)),
     "danet_cam_paper": (lambda: danet.ChannelAttention(), (2, 8, 2, 3)),
     "danet_cam_official": (lambda: danet.ChannelAttention(variant="official"), (2, 8, 2, 3)),
     "danet_dual": (lambda: danet.DualAttention(16, reduction=8), (2, 16, 2, 3)),
