@@ -275,7 +275,7 @@ class CBAM(nn.Module):
     def _check(self, x: torch.Tensor) -> None:
         """Validate x with messages that name CBAM rather than the gate that would fail."""
         b, _, h, w = check_feature_map(x, self._owner(), self.channels, module=self)
-        if self.spatial_gate.batch_norm:
+        if getattr(self.spatial_gate, "batch_norm", False):  # the gate may have been swapped for another module
             check_batch_norm_values(
                 self.spatial_gate.bn, b * h * w, self._owner(), "the spatial map (B * H * W values)"
             )

@@ -497,7 +497,9 @@ class DualAttentionHead(nn.Module):
 
     def _check(self, x: torch.Tensor) -> None:
         b, _, h, w = check_feature_map(x, self._owner(), self.in_channels, module=self)
-        check_batch_norm_values(self.conv5a[1], b * h * w, self._owner(), "each branch (B * H * W values per channel)")
+        bn = self.conv5a[1] if isinstance(self.conv5a, nn.Sequential) and len(self.conv5a) > 1 else None
+        if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            check_batch_norm_values(bn, b * h * w, self._owner(), "each branch (B * H * W values per channel)")
 
     def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(PAM map (B, N, N) on conv5a(x), CAM map (B, C', C') on conv5c(x))."""

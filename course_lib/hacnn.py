@@ -220,8 +220,11 @@ class SoftAttention(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """M(x): (B, C, H, W) -> (B, C, H, W), in [0.5, 1)."""
         b, _, h, w = check_feature_map(x, self._owner(), self.channels, module=self)
-        self.channel_attn.check_batch_norm(b, self._owner())
-        self.spatial_attn.check_batch_norm(b, h, w, self._owner())
+        # named errors for the BatchNorms inside (a submodule may have been swapped for another module)
+        if isinstance(self.channel_attn, ChannelAttention):
+            self.channel_attn.check_batch_norm(b, self._owner())
+        if isinstance(self.spatial_attn, SpatialAttention):
+            self.spatial_attn.check_batch_norm(b, h, w, self._owner())
         y = self.spatial_attn(x) * self.channel_attn(x)  # (B, 1, H, W) * (B, C, 1, 1) -> (B, C, H, W)
         return torch.sigmoid(self.conv(y))  # (B, C, H, W) -> (B, C, H, W)
 
