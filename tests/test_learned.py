@@ -1,0 +1,145 @@
+"""The shipped checkpoints of chapters 01-06 (course_lib/learned.py, course_lib/checkpoints/*.pt).
+
+* every checkpoint is small, loads into the reference module by the chapter checks' loader, and
+  reproduces its recorded test accuracy and every recorded figure number;
+* a module with other attribute names (a student's) gets the same network by the same roles, and
+  wrong roles or a wrong module are caught with a message;
+* training is deterministic for a seed.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib import capstone as cap
+from course_lib import learned
+from course_lib.checks._core import CheckFailure
+
+
+@pytest.fixture(scope="module")
+def test_data():
+    return learned.test_split()
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return {name: learned.load_trained(name) for name in learned.RECIPES}
+
+
+@pytest.mark.parametrize("name", list(learned.RECIPES))
+def test_checkpoint_is_small_and_records_what_it_was_built_from(name):
+    path = learned.CHECKPOINT_DIR / f"{name}.pt"
+    assert path.stat().st_size < 400_000, f"{path} is {path.stat().st_size} bytes"
+    state = learned.read_checkpoint(name)
+    assert state["seed"] == learned.RECIPES[name].seed and state["budget"] == dataclasses.asdict(learned.BUDGET)
+    assert 0.5 < state["accuracy"] <= 1.0 and state["numbers"] and state["train_seconds"] > 0
+
+
+@pytest.mark.parametrize("name", list(learned.RECIPES))
+def test_checkpoint_reproduces_its_accuracy_and_figure_numbers(name, loaded, test_data):
+    state = learned.read_checkpoint(name)
+    net = loaded[name]
+    # one image more or less right on another CPU is tolerated; nothing else
+    assert cap.evaluate(net, test_data) == pytest.approx(state["accuracy"], abs=1.5 / len(test_data))
+    numbers = learned.measure(name, net, test_data)
+    assert numbers.keys() == state["numbers"].keys()
+    for key, value in state["numbers"].items():
+        assert numbers[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+
+class LinearSE(nn.Module):
+    """A student's SE with other names and nn.Linear layers: the checks load it by shape."""
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.squeeze_to = nn.Linear(channels, channels // reduction)
+        self.expand_to = nn.Linear(channels // reduction, channels)
+
+    def attention(self, x):
+        z = x.mean((2, 3))
+        return torch.sigmoid(self.expand_to(torch.relu(self.squeeze_to(z))))[:, :, None, None]
+
+    def forward(self, x):
+        return x * self.attention(x)
+
+
+def test_a_module_with_other_names_loads_the_same_network(loaded, test_data):
+    mine = learned.load_trained("se", LinearSE)
+    images = test_data.images[:200]
+    torch.testing.assert_close(mine(images), loaded["se"](images), rtol=1e-5, atol=1e-5)
+
+
+def test_loading_goes_through_the_checks_loaders(monkeypatch):
+    """Every slot is loaded by the checks' own functions (the same mapping as the graded checks)."""
+    from course_lib.checks import _core
+
+    calls = []
+    real = _core.load_by_shape
+
+    def spy(module, weights, **kw):
+        calls.append(sorted(weights))
+        return real(module, weights, **kw)
+
+    monkeypatch.setattr(_core, "load_by_shape", spy)
+    learned.load_trained("se")
+    assert len(calls) == 3 and all(c == sorted(["W1 weight (C' x C)", "W1 bias", "W2 weight (C x C')", "W2 bias"])
+                                   for c in calls)
+
+
+def test_swapped_roles_would_be_caught(tmp_path, loaded, test_data):
+    """Query and key swapped in the stored roles: the network loads, but the figure numbers change,
+    so the reproduction test above fails on a wrong mapping."""
+    state = learned.read_checkpoint("danet_pam")
+    roles = state["modules"]["attention"]
+    for part in ("weight", "bias"):
+        roles[f"query_conv.{part}"], roles[f"key_conv.{part}"] = roles[f"key_conv.{part}"], roles[f"query_conv.{part}"]
+    torch.save(state, tmp_path / "danet_pam.pt")
+    wrong = learned.measure("danet_pam", learned.load_trained("danet_pam", directory=tmp_path), test_data)
+    right = state["numbers"]
+    assert any(abs(wrong[k] - right[k]) > 1e-3 for k in right)
+
+
+def test_a_module_that_does_not_fit_gets_the_checks_message():
+    class NoBias(LinearSE):
+        def __init__(self, channels, reduction=16):
+            super().__init__(channels, reduction)
+            self.squeeze_to = nn.Linear(channels, channels // reduction, bias=False)
+            self.expand_to = nn.Linear(channels // reduction, channels, bias=False)
+
+    with pytest.raises(CheckFailure, match="W1 bias"):
+        learned.load_trained("se", NoBias)
+
+
+def test_a_stub_that_is_not_written_yet_gets_a_clear_message(capsys):
+    class Stub(nn.Module):
+        def __init__(self, channels, reduction=16):
+            super().__init__()
+            raise NotImplementedError()
+
+    with pytest.raises(learned.NotWrittenYet, match="Stub is not written yet"):
+        learned.load_trained("se", Stub)
+    assert learned.try_load("se", Stub) is None
+    assert "not written yet" in capsys.readouterr().out
+
+
+def test_unknown_recipe_and_missing_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="expected one of: se, cbam"):
+        learned.load_trained("sse")
+    with pytest.raises(FileNotFoundError, match="make checkpoints"):
+        learned.load_trained("se", directory=tmp_path)
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path):
+    budget = dataclasses.replace(learned.BUDGET, num_train=120, num_test=60, epochs=1)
+    first, rec1 = learned.train("cbam", budget=budget, progress=False)
+    second, rec2 = learned.train("cbam", budget=budget, progress=False)
+    for (k, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert rec1["numbers"] == rec2["numbers"]
+    learned.save_checkpoint("cbam", first, rec1, tmp_path)
+    again = learned.load_trained("cbam", directory=tmp_path)
+    test = learned.test_split(budget)
+    assert cap.evaluate(again, test) == rec1["accuracy"]
