@@ -61,7 +61,7 @@ from course_lib import capstone as cap
 from course_lib.data import ClutteredDigits, make_cluttered_digits, split_sources, load_cluttered_digits
 
 __all__ = ["RECIPES", "BUDGET", "CHECKPOINT_DIR", "Recipe", "NotWrittenYet", "DepthNet", "test_split",
-           "build_net", "train", "load_trained", "try_load", "measure", "save_checkpoint", "read_checkpoint",
+           "build_net", "spatial_maps", "train", "load_trained", "try_load", "measure", "save_checkpoint", "read_checkpoint",
            "build_checkpoints", "remeasure", "main"]
 
 CHECKPOINT_DIR = Path(__file__).with_name("checkpoints")
@@ -324,11 +324,18 @@ def load_trained(name: str, cls: Any = None, *, directory: Path = CHECKPOINT_DIR
 
 
 def try_load(name: str, cls: Any) -> cap.CapstoneNet | None:
-    """:func:`load_trained` for a notebook: prints why and returns None when ``cls`` is not written yet."""
+    """:func:`load_trained` for a notebook: prints why and returns None when ``cls`` is not written yet
+    (it raises NotImplementedError when built or when run on an image)."""
     try:
-        return load_trained(name, cls)
-    except NotWrittenYet as err:
-        print(f"{err} This section runs the trained weights in your own module.")
+        net = load_trained(name, cls)
+        with torch.inference_mode():
+            net(torch.zeros(1, 1, BUDGET.canvas_size, BUDGET.canvas_size))
+        return net
+    except (NotWrittenYet, NotImplementedError) as err:
+        reason = str(err) if isinstance(err, NotWrittenYet) else (
+            f"{getattr(cls, '__name__', cls)} is not finished yet (it raised NotImplementedError on an image): "
+            "finish the exercise above, run its cell, then this one.")
+        print(f"{reason} This section runs the trained weights in your own module.")
         return None
 
 
@@ -400,6 +407,30 @@ def affinity_stats(net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str, flo
             "gamma": float(net.attention.gamma.detach().reshape(-1)[0])}
 
 
+@torch.inference_mode()
+def spatial_maps(net: cap.CapstoneNet, images: torch.Tensor, *, control: bool = False) -> torch.Tensor:
+    """:func:`course_lib.capstone.spatial_maps`, also for a module without ``attention(x)`` of its own
+    (a CBAM written as ``forward`` only): its sub-modules that have one are run in order, each on the
+    output of the one before, and the first (B, 1, h, w) map among them is the spatial map."""
+    maps = cap.spatial_maps(net, images, control=control)
+    if maps is not None:
+        return maps
+    net.eval()
+    x = net.features(images)
+    b, _, h, w = x.shape
+    small = None
+    for child in net.attention.children():
+        if hasattr(child, "attention"):
+            a = child.attention(x)
+            if small is None and isinstance(a, torch.Tensor) and tuple(a.shape) == (b, 1, h, w):
+                small = a[:, 0].float()
+        x = child(x)
+    if small is None:
+        raise ValueError(f"{type(net.attention).__name__} has no spatial map: neither it nor a sub-module has an "
+                         "attention(x) returning (B, 1, H, W)")
+    return F.interpolate(small[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
 def measure(name: str, net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str, float]:
     """Every number the chapter's text quotes about recipe ``name``'s figure, on the first PROBE images."""
     recipe = _recipe(name)
@@ -414,8 +445,8 @@ def measure(name: str, net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str,
             out[f"image_std_{d}"] = float(g.std(0).mean())  # how much one channel's gate moves between images
         return out
     if recipe.kind == "spatial":
-        att = cap.localisation(cap.spatial_maps(net, probe.images), probe.boxes)
-        ctrl = cap.localisation(cap.spatial_maps(net, probe.images, control=True), probe.boxes)
+        att = cap.localisation(spatial_maps(net, probe.images), probe.boxes)
+        ctrl = cap.localisation(spatial_maps(net, probe.images, control=True), probe.boxes)
         return {**{f"att_{k}": v for k, v in att.items()}, **{f"ctrl_{k}": v for k, v in ctrl.items()}}
     if recipe.kind == "position":
         return position_stats(net, probe)

@@ -143,3 +143,34 @@ def test_training_is_deterministic_for_a_seed(tmp_path):
     again = learned.load_trained("cbam", directory=tmp_path)
     test = learned.test_split(budget)
     assert cap.evaluate(again, test) == rec1["accuracy"]
+
+
+class ForwardOnlyCBAM(nn.Module):
+    """A student's CBAM as chapter 02 has it: sub-modules with attention(x), the block itself forward only."""
+
+    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7) -> None:
+        super().__init__()
+        from course_lib.cbam import ChannelAttention, SpatialAttention
+
+        self.channel_gate = ChannelAttention(channels, reduction)
+        self.spatial_gate = SpatialAttention(kernel_size)
+
+    def forward(self, x):
+        return self.spatial_gate(self.channel_gate(x))
+
+
+def test_a_forward_only_cbam_gives_the_recorded_numbers(test_data):
+    net = learned.load_trained("cbam", ForwardOnlyCBAM)
+    state = learned.read_checkpoint("cbam")
+    numbers = learned.measure("cbam", net, test_data)
+    for key, value in state["numbers"].items():
+        assert numbers[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+
+def test_try_load_reports_a_module_that_raises_when_run(capsys):
+    class HalfDone(LinearSE):
+        def attention(self, x):
+            raise NotImplementedError()
+
+    assert learned.try_load("se", HalfDone) is None
+    assert "HalfDone is not finished yet" in capsys.readouterr().out
