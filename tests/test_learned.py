@@ -174,3 +174,33 @@ def test_try_load_reports_a_module_that_raises_when_run(capsys):
 
     assert learned.try_load("se", HalfDone) is None
     assert "HalfDone is not finished yet" in capsys.readouterr().out
+
+
+def test_figures_draw_and_return_what_they_show(tmp_path, loaded, test_data):
+    from course_lib.figures import learned as figs
+
+    se = figs.plot_se_by_depth(loaded["se"], test_data, tmp_path / "se.png")
+    assert [se[f"depth_{d}"].shape for d in (1, 2, 3)] == [(10, 16), (10, 32), (10, 48)]
+    assert se["class_share_3"] == pytest.approx(learned.read_checkpoint("se")["numbers"]["class_share_3"])
+    sp = figs.plot_learned_spatial(loaded["ctdnet_sam"], test_data, "ctdnet_sam", tmp_path / "sam.png")
+    assert len(sp["scores"]) == 2 and sp["images"].shape == (6, 48, 48)
+    pam = figs.plot_pam_queries(loaded["danet_pam"], test_data, 0, tmp_path / "pam.png")
+    assert pam["rows"].shape == (4, 12, 12) and len(set(pam["top_keys"].values())) == 1  # one key for all four
+    cam = figs.plot_cam_affinity({"paper": loaded["danet_cam"], "official": loaded["danet_cam_official"]}, test_data,
+                                 tmp_path / "cam.png")
+    assert cam["paper"].shape == (48, 48)
+    torch.testing.assert_close(torch.from_numpy(cam["official"]).sum(1).double(), torch.ones(48, dtype=torch.float64),
+                               rtol=0, atol=1e-5)
+    for name in ("se", "sam", "pam", "cam"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_make_checkpoints_rebuilds_a_shipped_checkpoint_from_its_seed(tmp_path):
+    """The cheapest recipe (CAM, no weights but gamma; ~10 s on one core), retrained in full on the CPU,
+    gives the shipped weights and numbers."""
+    learned.build_checkpoints(["danet_cam_official"], directory=tmp_path, device="cpu", progress=False)
+    fresh, shipped = learned.read_checkpoint("danet_cam_official", tmp_path), learned.read_checkpoint("danet_cam_official")
+    for key, tensor in shipped["trunk"].items():
+        torch.testing.assert_close(fresh["trunk"][key], tensor, rtol=1e-5, atol=1e-6, msg=key)
+    torch.testing.assert_close(fresh["modules"], shipped["modules"], rtol=1e-5, atol=1e-6)
+    assert fresh["accuracy"] == pytest.approx(shipped["accuracy"], abs=1e-3)

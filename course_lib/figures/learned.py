@@ -40,6 +40,8 @@ def plot_se_by_depth(net: learned.DepthNet, data, path: str | Path | None = None
     one line per class (the gate averaged over that class's test images) against the channel index,
     the mean over all images in black. Lines on top of each other: the gate is the same for every
     class; lines apart: it depends on the class."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _plt()
     images, labels = _probe(data)
     gates = learned.depth_gates(net, images)
@@ -53,6 +55,7 @@ def plot_se_by_depth(net: learned.DepthNet, data, path: str | Path | None = None
             ax.plot(per_class[k], color=colours(k), linewidth=1, label=str(k))
         ax.plot(g.mean(0).numpy(), color="black", linewidth=2, linestyle="--", label="all")
         ax.set_ylim(0, 1.02)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("channel")
         ax.set_title(f"depth {d}: C = {g.shape[1]}\nclass share of the gate's variance {share:.0%}", fontsize=9)
         out[f"depth_{d}"] = per_class
@@ -120,7 +123,7 @@ def plot_pam_queries(net: cap.CapstoneNet, data, index: int = 0, path: str | Pat
         ax.set_yticks([])
     fig.suptitle("Trained DANet PAM: where four different queries (x) look (each row scaled to its maximum)",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     _finish(fig, path)
     return {"rows": rows[:, 0].numpy(), "queries": cells, "top_keys": {k: int(position[q].argmax())
                                                                        for k, q in cells.items()}}
