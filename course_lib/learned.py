@@ -388,7 +388,13 @@ def position_stats(net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str, flo
             "same_top_key": float((top == mode[:, None]).double().mean()),
             "top_key_in_box": float(inside.gather(1, mode[:, None]).double().mean()),
             "row_cosine": float(off_diag.mean()),
-            "gamma": float(net.attention.gamma.detach().reshape(-1)[0])}
+            "gamma": _gamma(net.attention)}
+
+
+def _gamma(module: nn.Module) -> float:
+    """The module's scalar ``gamma`` (DANet's alpha or beta), NaN when it has none (e.g. a dual module)."""
+    gamma = getattr(module, "gamma", None)
+    return float(gamma.detach().reshape(-1)[0]) if isinstance(gamma, torch.Tensor) else float("nan")
 
 
 @torch.inference_mode()
@@ -404,7 +410,7 @@ def affinity_stats(net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str, flo
             "row_max_mean": float(a.amax(-1).mean()),
             "uniform": 1.0 / c,
             "row_cosine": float(off_diag.mean()),
-            "gamma": float(net.attention.gamma.detach().reshape(-1)[0])}
+            "gamma": _gamma(net.attention)}
 
 
 @torch.inference_mode()
