@@ -169,13 +169,16 @@ def paired_table(rows: Sequence[Mapping[str, Any]], baseline: str = "none") -> l
     for r in rows:
         lines.append(f"| {r['variant']} | {100 * r['paired_delta']:+.1f} pt | {100 * r['paired_low']:+.1f} .. "
                      f"{100 * r['paired_high']:+.1f} pt | {r['paired_wins']} | {r['paired_p']} |")
+    seeds = max(len(str(r["paired_p"]).split()) for r in rows)
+    over_seeds = ("with one seed it covers the test images only" if seeds == 1 else
+                  f"so it counts both the test set's noise and the training run's; with {seeds} seeds the seed part "
+                  "is coarse")
     lines += [
         "",
         "Δ is the variant's accuracy minus the baseline's, averaged over seeds. The interval is a paired "
         "percentile bootstrap (2 000 resamples): it redraws the test images (the same ones for both models) and "
-        "the seeds (seed k of one model with seed k of the other), so it counts both the test set's noise and "
-        "the training run's; with 3 seeds the seed part is coarse. An interval that contains 0 is no evidence "
-        "of a difference. *Won / lost*: images only the variant gets right / only the baseline gets right; "
+        f"the seeds (seed k of one model with seed k of the other); {over_seeds}. An interval that contains 0 is "
+        "no evidence of a difference. *Won / lost*: images only the variant gets right / only the baseline gets right; "
         "McNemar's exact test asks whether that split could come from a fair coin. With many variants, some p "
         "below 0.05 turn up by chance alone.",
     ]

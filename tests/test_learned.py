@@ -204,3 +204,14 @@ def test_make_checkpoints_rebuilds_a_shipped_checkpoint_from_its_seed(tmp_path):
         torch.testing.assert_close(fresh["trunk"][key], tensor, rtol=1e-5, atol=1e-6, msg=key)
     torch.testing.assert_close(fresh["modules"], shipped["modules"], rtol=1e-5, atol=1e-6)
     assert fresh["accuracy"] == pytest.approx(shipped["accuracy"], abs=1e-3)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none found")
+def test_training_on_cuda_gives_a_cpu_network_that_saves_and_loads(tmp_path):
+    budget = dataclasses.replace(learned.BUDGET, num_train=120, num_test=60, epochs=1)
+    net, record = learned.train("danet_pam", budget=budget, device="cuda", progress=False)
+    assert record["device"] == "cuda" and next(net.parameters()).device.type == "cpu"
+    learned.save_checkpoint("danet_pam", net, record, tmp_path)
+    again = learned.load_trained("danet_pam", directory=tmp_path)
+    assert cap.evaluate(again, learned.test_split(budget)) == pytest.approx(record["accuracy"], abs=1 / 60)

@@ -253,3 +253,11 @@ def test_capstone_rows_and_table_carry_the_paired_comparison(tmp_path):
     text = md.read_text()
     assert "## Paired comparison with `none`" in text and f"| {wins} |" in text
     assert (tmp_path / "results.csv").read_text().splitlines()[0].endswith("paired_wins,paired_p")
+
+
+def test_table_text_says_what_the_interval_covers():
+    one = {"variant": "se", "paired_delta": 0.01, "paired_low": -0.01, "paired_high": 0.03, "paired_wins": "30/10",
+           "paired_p": "0.002"}
+    three = {**one, "paired_wins": "30/10 5/4 9/9", "paired_p": "0.002 1 1"}
+    assert "with one seed it covers the test images only" in " ".join(stats.paired_table([one]))
+    assert "with 3 seeds the seed part is coarse" in " ".join(stats.paired_table([three]))

@@ -108,12 +108,12 @@ def plot_pam_queries(net: cap.CapstoneNet, data, index: int = 0, path: str | Pat
     rows = torch.stack([position[q] for q in cells.values()]).reshape(-1, 1, h, w)
     up = torch.nn.functional.interpolate(rows, size=image.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     fig, axes = plt.subplots(1, len(queries) + 1, figsize=(2.2 * (len(queries) + 1), 2.7))
-    axes[0].imshow(image[0, 0], cmap="gray", vmin=0, vmax=1)
+    axes[0].imshow(image[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
     cfigs._draw_box(axes[0], box)
     axes[0].set_title("input", fontsize=8)
     for ax, (label, (r, c)), m, q in zip(axes[1:], queries.items(), up, cells.values()):
-        ax.imshow(image[0, 0], cmap="gray", vmin=0, vmax=1)
-        ax.imshow(m / m.max(), cmap="inferno", alpha=0.65, vmin=0, vmax=1)
+        ax.imshow(image[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.imshow((m / m.max()).numpy(), cmap="inferno", alpha=0.65, vmin=0, vmax=1)
         cfigs._draw_box(ax, box)
         qr, qc = (q // w + 0.5) * stride, (q % w + 0.5) * stride
         ax.plot(qc - 0.5, qr - 0.5, "x", color="white", markersize=9, mew=2)
