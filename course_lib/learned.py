@@ -37,6 +37,8 @@ name           chapter     module(s) in the network
                            [mean; max], no BN in the spatial gate)
 "ctdnet_sam"   03          ``SpatialAttentionModule(48, 48)`` in the slot
 "hacnn_soft"   04_hacnn    ``SoftAttention(48)`` in the slot
+"hacnn_hard"   04_hacnn    ``HardAttention(48, 4)`` beside the pooling, its stripes of the feature
+                           map through a small local branch (:class:`StripeNet`)
 "danet_pam"    05          ``PositionAttention(48)`` in the slot
 "danet_cam"    06          ``ChannelAttention(variant="paper")`` in the slot
 "danet_cam_official" 06    ``ChannelAttention(variant="official")`` in the slot
@@ -61,7 +63,7 @@ from course_lib import capstone as cap
 from course_lib.data import ClutteredDigits, make_cluttered_digits, split_sources, load_cluttered_digits
 
 __all__ = ["RECIPES", "BUDGET", "CHECKPOINT_DIR", "Recipe", "NotWrittenYet", "DepthNet", "test_split",
-           "build_net", "spatial_maps", "train", "load_trained", "try_load", "measure", "save_checkpoint", "read_checkpoint",
+           "StripeNet", "build_net", "spatial_maps", "stripe_boxes", "train", "load_trained", "try_load", "measure", "save_checkpoint", "read_checkpoint",
            "build_checkpoints", "remeasure", "main"]
 
 CHECKPOINT_DIR = Path(__file__).with_name("checkpoints")
@@ -108,8 +110,34 @@ class DepthNet(cap.CapstoneNet):
         return self.stage_outputs(x)[-1]
 
 
+class StripeNet(cap.CapstoneNet):
+    """CapstoneNet with HA-CNN's hard attention beside the pooling: the module's R horizontal stripes of
+    the (B, 48, 12, 12) feature map, located by its learnt translations, go through one shared
+    conv3x3-BN-ReLU (a small local branch), are pooled and averaged, and are added to the pooled
+    global features before the classifier. The translations learn only through ``grid_sample``'s
+    sampling positions, as in the paper. ``hard`` holds the module; the slot stays empty."""
+
+    def __init__(self, attention: Any) -> None:
+        super().__init__(None)
+        self.local = cap._conv_bn_relu(self.channels, self.channels)
+        self.hard = cap.build_attention(attention, self.channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)  # (B, C, h, w)
+        crops = self.hard(f)  # (B, R, C, h / R, w)
+        if not isinstance(crops, torch.Tensor) or crops.dim() != 5 or crops.shape[2] != f.shape[1]:
+            got = tuple(crops.shape) if isinstance(crops, torch.Tensor) else type(crops).__name__
+            raise ValueError(f"{type(self.hard).__name__}(x) should return the crops (B, R, C, h, w); got {got}")
+        b, r = crops.shape[:2]
+        local = self.local(crops.flatten(0, 1)).mean((2, 3))  # (B*R, C, h', w') -> (B*R, C)
+        local = local.reshape(b, r, -1).mean(1)  # (B*R, C) -> (B, C)
+        return self.classifier(f.mean((2, 3)) + local)
+
+
 def _slots(net: nn.Module) -> dict[str, nn.Module]:
     """Slot name -> attention module, in depth order."""
+    if isinstance(net, StripeNet):
+        return {"hard": net.hard}
     slots = {}
     if isinstance(net, DepthNet):
         slots.update({f"early.{i}": m for i, m in enumerate(net.early)})
@@ -171,6 +199,7 @@ class Recipe:
     kind: str  # what measure() computes: "depth_gates", "spatial", "position", "channel_affinity"
     seed: int = 0
     depths: bool = False  # DepthNet (three modules) instead of CapstoneNet (one)
+    stripes: bool = False  # StripeNet (hard attention beside the pooling)
 
     def reference_class(self) -> type:
         import importlib
@@ -187,6 +216,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            "sam", "spatial"),
     Recipe("hacnn_soft", "04_hacnn", "hacnn:SoftAttention", lambda cls, c: cls(c), _named_roles, "by_name",
            "spatial"),
+    Recipe("hacnn_hard", "04_hacnn", "hacnn:HardAttention", lambda cls, c: cls(c, 4), _named_roles, "by_name",
+           "stripes", stripes=True),
     Recipe("danet_pam", "05_danet_pam", "danet:PositionAttention", lambda cls, c: cls(c), _named_roles, "by_name",
            "position"),
     Recipe("danet_cam", "06_danet_cam", "danet:ChannelAttention", lambda cls, c: cls(variant="paper"),
@@ -222,6 +253,8 @@ def build_net(name: str, cls: Any = None) -> cap.CapstoneNet:
     """The untrained network of recipe ``name`` with ``cls`` (default: the course's reference class)."""
     recipe = _recipe(name)
     factory = _factory(recipe, recipe.reference_class() if cls is None else cls)
+    if recipe.stripes:
+        return StripeNet(factory)
     return DepthNet(factory) if recipe.depths else cap.CapstoneNet(factory)
 
 
@@ -437,6 +470,53 @@ def spatial_maps(net: cap.CapstoneNet, images: torch.Tensor, *, control: bool = 
     return F.interpolate(small[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
 
+@torch.inference_mode()
+def stripe_boxes(net: StripeNet, images: torch.Tensor, *, initial: bool = False) -> torch.Tensor:
+    """Where the R stripes lie in each image, (N, R, 4) (top, left, bottom, right) in image pixels
+    (fractional): centre ((t + 1) / 2) * size, full width, 1/R of the height. ``initial=True``: where
+    the initialisation puts them (the fc's weight is zero at first, so theta = tanh(bias))."""
+    net.eval()
+    hard = net.hard
+    theta = hard.attention(net.features(images)).double()  # (N, R, 2): (t_x, t_y)
+    if initial:
+        r = theta.shape[1]
+        ty = (2 * torch.arange(r, dtype=torch.float64) + 1) / r - 1
+        theta = torch.tanh(torch.stack((torch.zeros_like(ty), ty), 1)).expand_as(theta)
+    height, width = images.shape[-2:]
+    r = theta.shape[1]
+    cy = (theta[..., 1] + 1) / 2 * height
+    cx = (theta[..., 0] + 1) / 2 * width
+    half_h = height / r / 2
+    return torch.stack((cy - half_h, cx - width / 2, cy + half_h, cx + width / 2), -1)
+
+
+def _on_digit(stripes: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> float:
+    """Mean share of a stripe's area (inside the canvas) that covers the digit's box."""
+    top, left, bottom, right = (stripes[..., k] for k in range(4))
+    top, bottom = top.clamp(0, size[0]), bottom.clamp(0, size[0])
+    left, right = left.clamp(0, size[1]), right.clamp(0, size[1])
+    b = boxes[:, None, :].double()  # (N, 1, 4)
+    inter_h = (torch.minimum(bottom, b[..., 2]) - torch.maximum(top, b[..., 0])).clamp_min(0)
+    inter_w = (torch.minimum(right, b[..., 3]) - torch.maximum(left, b[..., 1])).clamp_min(0)
+    area = ((bottom - top) * (right - left)).clamp_min(1e-9)
+    return float((inter_h * inter_w / area).mean())
+
+
+def stripe_stats(net: StripeNet, data: ClutteredDigits) -> dict[str, float]:
+    """Where the learnt stripes go: their mean centre per region (in image rows), how much a stripe's
+    centre moves between images, and the share of a stripe's area on the digit, learnt and initial."""
+    size = tuple(data.images.shape[-2:])
+    learnt = stripe_boxes(net, data.images)
+    initial = stripe_boxes(net, data.images, initial=True)
+    centre = (learnt[..., 0] + learnt[..., 2]) / 2  # (N, R)
+    out = {f"centre_{i + 1}": float(centre[:, i].mean()) for i in range(centre.shape[1])}
+    out.update({"centre_image_std": float(centre.std(0).mean()),
+                "shift_x": float(((learnt[..., 1] + learnt[..., 3]) / 2 - size[1] / 2).abs().mean()),
+                "on_digit": _on_digit(learnt, data.boxes, size), "on_digit_initial": _on_digit(initial, data.boxes, size),
+                "box_area": float(data.box_masks().flatten(1).double().mean())})
+    return out
+
+
 def measure(name: str, net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str, float]:
     """Every number the chapter's text quotes about recipe ``name``'s figure, on the first PROBE images."""
     recipe = _recipe(name)
@@ -458,6 +538,8 @@ def measure(name: str, net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str,
         return position_stats(net, probe)
     if recipe.kind == "channel_affinity":
         return affinity_stats(net, probe)
+    if recipe.kind == "stripes":
+        return stripe_stats(net, probe)
     raise AssertionError(recipe.kind)
 
 

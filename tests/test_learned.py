@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -215,3 +216,13 @@ def test_training_on_cuda_gives_a_cpu_network_that_saves_and_loads(tmp_path):
     learned.save_checkpoint("danet_pam", net, record, tmp_path)
     again = learned.load_trained("danet_pam", directory=tmp_path)
     assert cap.evaluate(again, learned.test_split(budget)) == pytest.approx(record["accuracy"], abs=1 / 60)
+
+
+def test_stripes_start_where_the_initialisation_puts_them():
+    """An untrained StripeNet (fc weight zero) has its learnt stripes exactly at the initial ones."""
+    net = learned.build_net("hacnn_hard").eval()
+    images = learned.test_split(dataclasses.replace(learned.BUDGET, num_test=20)).images
+    torch.testing.assert_close(learned.stripe_boxes(net, images), learned.stripe_boxes(net, images, initial=True))
+    rows = learned.stripe_boxes(net, images)[0, :, 0].tolist()  # tops: centres tanh(+-0.75), tanh(+-0.25) - 6 rows
+    want = [(math.tanh(t) + 1) / 2 * 48 - 6 for t in (-0.75, -0.25, 0.25, 0.75)]
+    assert rows == pytest.approx(want)

@@ -16,7 +16,7 @@ from course_lib import capstone as cap
 from course_lib import capstone_figures as cfigs
 from course_lib import learned
 
-__all__ = ["plot_se_by_depth", "plot_learned_spatial", "plot_pam_queries", "plot_cam_affinity"]
+__all__ = ["plot_se_by_depth", "plot_learned_spatial", "plot_pam_queries", "plot_cam_affinity", "plot_stripes"]
 
 
 def _plt():
@@ -149,3 +149,32 @@ def plot_cam_affinity(nets: dict[str, cap.CapstoneNet], data, path: str | Path |
     fig.tight_layout()
     _finish(fig, path)
     return out
+
+
+def plot_stripes(net: learned.StripeNet, data, path: str | Path | None = None, num_images: int = 6) -> dict[str, Any]:
+    """HA-CNN's hard-attention stripes on test images: where the initialisation puts them (dashed)
+    and where the trained module puts them (solid, one colour per region)."""
+    from matplotlib.patches import Rectangle
+
+    plt = _plt()
+    images, boxes = data.images[:num_images], data.boxes[:num_images]
+    learnt = learned.stripe_boxes(net, images).numpy()
+    initial = learned.stripe_boxes(net, images, initial=True).numpy()
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, num_images, figsize=(1.9 * num_images, 2.5))
+    for j, ax in enumerate(axes):
+        ax.imshow(images[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        cfigs._draw_box(ax, boxes[j])
+        for i, (ini, lea) in enumerate(zip(initial[j], learnt[j])):
+            for (top, left, bottom, right), style in ((ini, "--"), (lea, "-")):
+                ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
+                                       edgecolor=colours(i), linestyle=style, linewidth=1.3))
+        ax.set_xlim(-0.5, images.shape[-1] - 0.5)
+        ax.set_ylim(images.shape[-2] - 0.5, -0.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Trained HA-CNN hard attention: the 4 stripes, initial (dashed) and learnt (solid); cyan box = the digit",
+                 fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    _finish(fig, path)
+    return {"learnt": learnt, "initial": initial}
