@@ -24,7 +24,7 @@ BIN      := $(VENV)/bin
 RUN      := PATH="$(abspath $(BIN)):$$PATH" MPLBACKEND=Agg
 PIP      := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: lab test test-fast setup setup-timm release bench capstone grade grader-report student-bundle clean help
+.PHONY: lab test test-fast setup setup-timm release bench capstone checkpoints grade grader-report student-bundle clean help
 
 help:
 	@echo "make lab            set up, then start JupyterLab on the course (http://127.0.0.1:$(PORT))"
@@ -32,6 +32,7 @@ help:
 	@echo "make release        regenerate notebooks/ from solutions/ (nbgrader)"
 	@echo "make bench          time and memory of every module (writes out/bench/; BENCH_ARGS=--pam-only: PAM table)"
 	@echo "make capstone       train and compare every attention variant (writes out/capstone/)"
+	@echo "make checkpoints    retrain the shipped checkpoints of chapters 01-06 from their seeds (course_lib/checkpoints/)"
 	@echo "make grade CHAPTER=01_se SUBMISSIONS=path [WORKERS=n] [GRADE_ARGS=...]   autograde a class"
 	@echo "make grader-report  how well the checks catch wrong implementations"
 	@echo "make student-bundle build what students receive (out/student-bundle/)"
@@ -70,6 +71,9 @@ bench: setup-timm
 
 capstone: setup
 	$(RUN) $(BIN)/python -m course_lib capstone --out out/capstone
+
+checkpoints: setup
+	$(RUN) $(BIN)/python -m course_lib.learned --no-progress
 
 grade: setup
 	@test -n "$(CHAPTER)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade CHAPTER=01_se SUBMISSIONS=path/to/submissions"; exit 2; }

@@ -499,6 +499,7 @@ class RunResult:
     final_loss: float
     localisation: dict[str, float] = field(default_factory=dict)
     control: dict[str, float] = field(default_factory=dict)
+    correct: Any = None  # (num_test,) bool: which test images it got right (for the paired comparison)
 
 
 def run_experiment(variants: Sequence[str], budget: Budget, *, seeds: Sequence[int] | None = None,
@@ -527,11 +528,12 @@ def run_experiment(variants: Sequence[str], budget: Budget, *, seeds: Sequence[i
                          weight_decay=budget.weight_decay, device=device, progress=progress,
                          desc=f"{variant} seed {seed}")
             seconds = time.perf_counter() - start
-            acc = evaluate(model, test)
+            correct = predict(model, test.images) == test.labels
+            acc = float(correct.double().mean())
             maps = spatial_maps(model, probe)
             loc = localisation(maps, test.boxes[:len(probe)]) if maps is not None else {}
             ctrl = localisation(spatial_maps(model, probe, control=True), test.boxes[:len(probe)])
-            results.append(RunResult(variant, seed, acc, seconds, losses[-1], loc, ctrl))
+            results.append(RunResult(variant, seed, acc, seconds, losses[-1], loc, ctrl, correct.numpy()))
             log(f"{variant:>11} seed {seed}: test accuracy {acc:.3f}  ({seconds:.1f} s, final loss {losses[-1]:.3f})")
             if seed == seeds[0]:
                 models[variant] = model
@@ -562,6 +564,11 @@ def summarise(results: Sequence[RunResult], models: Mapping[str, CapstoneNet],
                 values = [getattr(r, key)[name] for r in runs if getattr(r, key)]
                 row[f"{prefix}_{name}"] = statistics.fmean(values) if values else float("nan")
         rows.append(row)
+    from course_lib import stats  # paired comparisons with the plain CNN (needs RunResult.correct)
+
+    paired = stats.paired_columns(results)
+    for row in rows:
+        row.update(paired.get(row["variant"], stats.NO_PAIR))
     return rows
 
 
@@ -629,6 +636,9 @@ def write_results(rows: Sequence[Mapping[str, Any]], out: Path, *, budget: Budge
         delta = "" if base is None or r is base else f"{100 * (r['acc_mean'] - base['acc_mean']):+.1f} pt"
         lines.append(f"| {r['variant']} | {100 * r['acc_mean']:.1f} ± {100 * r['acc_std']:.1f} % | {delta} | "
                      f"{r['params']:,} | {r['macs'] / 1e6:.2f} M | {r['latency_ms']:.2f} |")
+    from course_lib import stats
+
+    lines += [""] + stats.paired_table(rows)
     for note in notes:
         lines += ["", f"**Note.** {note}"]
     if any(r["variant"] == "ctdnet_sam" for r in rows):

@@ -1,0 +1,180 @@
+"""Figures of trained modules (chapters 01-06, section "What a trained module learns").
+
+Each function takes a trained network from :func:`course_lib.learned.load_trained` (the student's
+module inside) and test data, draws, and returns the arrays it drew. With ``path`` the figure is
+saved as PNG and closed; without it the figure stays open for the notebook to show.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from course_lib import capstone as cap
+from course_lib import capstone_figures as cfigs
+from course_lib import learned
+
+__all__ = ["plot_se_by_depth", "plot_learned_spatial", "plot_pam_queries", "plot_cam_affinity", "plot_stripes"]
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig, path: str | Path | None) -> None:
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        _plt().close(fig)
+
+
+def _probe(data, n: int = learned.PROBE):
+    return data.images[:n], data.labels[:n]
+
+
+def plot_se_by_depth(net: learned.DepthNet, data, path: str | Path | None = None) -> dict[str, Any]:
+    """The SE gate per class at each depth, after the paper's figure of excitations across classes:
+    one line per class (the gate averaged over that class's test images) against the channel index,
+    the mean over all images in black. Lines on top of each other: the gate is the same for every
+    class; lines apart: it depends on the class."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _plt()
+    images, labels = _probe(data)
+    gates = learned.depth_gates(net, images)
+    fig, axes = plt.subplots(1, len(gates), figsize=(4.2 * len(gates), 3.2), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    out: dict[str, Any] = {}
+    for d, (ax, g) in enumerate(zip(axes[0], gates), start=1):
+        per_class = np.stack([g[labels == k].mean(0).numpy() for k in range(10)])  # (10, C)
+        share = learned.class_share(g, labels)
+        for k in range(10):
+            ax.plot(per_class[k], color=colours(k), linewidth=1, label=str(k))
+        ax.plot(g.mean(0).numpy(), color="black", linewidth=2, linestyle="--", label="all")
+        ax.set_ylim(0, 1.02)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("channel")
+        ax.set_title(f"depth {d}: C = {g.shape[1]}\nclass share of the gate's variance {share:.0%}", fontsize=9)
+        out[f"depth_{d}"] = per_class
+        out[f"class_share_{d}"] = share
+    axes[0, 0].set_ylabel("mean gate s (per class)")
+    axes[0, -1].legend(fontsize=6, ncol=2, loc="lower right", title="class", title_fontsize=7)
+    fig.suptitle("Trained SE gates on cluttered digits, per class and per depth (1 = after stage 1, 3 = the slot)",
+                 fontsize=10)
+    fig.tight_layout()
+    _finish(fig, path)
+    return out
+
+
+def plot_learned_spatial(net: cap.CapstoneNet, data, name: str, path: str | Path | None = None,
+                         num_images: int = 6) -> dict[str, Any]:
+    """The trained module's spatial map over test images against the control (the channel mean of
+    |features| entering the module); the number beside a row is its mass in the digit's box on
+    these images."""
+    images, boxes = data.images[:num_images], data.boxes[:num_images]
+    maps = {f"{name}:\nits map": learned.spatial_maps(net, images),
+            "control:\n|features|": learned.spatial_maps(net, images, control=True)}
+    scores = {k: cap.localisation(m, boxes)["mass_in_box"] for k, m in maps.items()}
+    out = cfigs.plot_spatial_attention(images[:, 0].numpy(), boxes.numpy(), {k: m.numpy() for k, m in maps.items()},
+                                       path, scores=scores)
+    return {**out, "scores": scores}
+
+
+def _cell_of(row: float, col: float, stride: int, h: int, w: int) -> int:
+    r = min(max(int(row // stride), 0), h - 1)
+    c = min(max(int(col // stride), 0), w - 1)
+    return r * w + c
+
+
+def plot_pam_queries(net: cap.CapstoneNet, data, index: int = 0, path: str | Path | None = None) -> dict[str, Any]:
+    """Four queries of one test image (on the digit, on a clutter fragment, in two empty corners) and
+    the row of the trained position attention of each, upsampled to the image."""
+    plt = _plt()
+    image, box = data.images[index:index + 1], data.boxes[index]
+    position = cap.attention_outputs(net, image)["position"][0]  # (N, N)
+    n = position.shape[0]
+    h = w = int(np.sqrt(n))
+    stride = image.shape[-1] // w
+    top, left, bottom, right = (int(v) for v in box)
+    frag = data.clutter_boxes[index, 0]
+    queries = {"on the digit": ((top + bottom) / 2, (left + right) / 2),
+               "on a fragment": ((int(frag[0]) + int(frag[2])) / 2, (int(frag[1]) + int(frag[3])) / 2),
+               "top-left corner": (2.0, 2.0),
+               "bottom-right corner": (image.shape[-2] - 3.0, image.shape[-1] - 3.0)}
+    cells = {k: _cell_of(r, c, stride, h, w) for k, (r, c) in queries.items()}
+    rows = torch.stack([position[q] for q in cells.values()]).reshape(-1, 1, h, w)
+    up = torch.nn.functional.interpolate(rows, size=image.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    fig, axes = plt.subplots(1, len(queries) + 1, figsize=(2.2 * (len(queries) + 1), 2.7))
+    axes[0].imshow(image[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+    cfigs._draw_box(axes[0], box)
+    axes[0].set_title("input", fontsize=8)
+    for ax, (label, (r, c)), m, q in zip(axes[1:], queries.items(), up, cells.values()):
+        ax.imshow(image[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.imshow((m / m.max()).numpy(), cmap="inferno", alpha=0.65, vmin=0, vmax=1)
+        cfigs._draw_box(ax, box)
+        qr, qc = (q // w + 0.5) * stride, (q % w + 0.5) * stride
+        ax.plot(qc - 0.5, qr - 0.5, "x", color="white", markersize=9, mew=2)
+        ax.set_title(f"query {label}\nlargest weight {float(position[q].max()):.2f}", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Trained DANet PAM: where four different queries (x) look (each row scaled to its maximum)",
+                 fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    _finish(fig, path)
+    return {"rows": rows[:, 0].numpy(), "queries": cells, "top_keys": {k: int(position[q].argmax())
+                                                                       for k, q in cells.items()}}
+
+
+def plot_cam_affinity(nets: dict[str, cap.CapstoneNet], data, path: str | Path | None = None) -> dict[str, Any]:
+    """The trained CAM's (C, C) channel affinity averaged over test images, one panel per form.
+    Row j: how much channel j's output borrows from each channel i."""
+    plt = _plt()
+    images, _ = _probe(data)
+    fig, axes = plt.subplots(1, len(nets), figsize=(4.4 * len(nets), 4.0), squeeze=False)
+    out: dict[str, Any] = {}
+    for ax, (label, net) in zip(axes[0], nets.items()):
+        a = cap.attention_outputs(net, images)["channel_affinity"].mean(0).numpy()  # (C, C)
+        gamma = float(net.attention.gamma.detach().reshape(-1)[0])
+        im = ax.imshow(a, cmap="magma", vmin=0, vmax=max(float(a.max()), 1e-6))
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        ax.set_title(f"{label}: mean map, gamma = {gamma:+.2f}", fontsize=9)
+        ax.set_xlabel("channel i (borrowed from)")
+        ax.set_ylabel("channel j (row)")
+        out[label] = a
+    fig.suptitle("Trained DANet CAM on cluttered digits: channel affinity (rows sum to 1)", fontsize=10)
+    fig.tight_layout()
+    _finish(fig, path)
+    return out
+
+
+def plot_stripes(net: learned.StripeNet, data, path: str | Path | None = None, num_images: int = 6) -> dict[str, Any]:
+    """HA-CNN's hard-attention stripes on test images: where the initialisation puts them (dashed)
+    and where the trained module puts them (solid, one colour per region)."""
+    from matplotlib.patches import Rectangle
+
+    plt = _plt()
+    images, boxes = data.images[:num_images], data.boxes[:num_images]
+    learnt = learned.stripe_boxes(net, images).numpy()
+    initial = learned.stripe_boxes(net, images, initial=True).numpy()
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, num_images, figsize=(1.9 * num_images, 2.5))
+    for j, ax in enumerate(axes):
+        ax.imshow(images[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        cfigs._draw_box(ax, boxes[j])
+        for i, (ini, lea) in enumerate(zip(initial[j], learnt[j])):
+            for (top, left, bottom, right), style in ((ini, "--"), (lea, "-")):
+                ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
+                                       edgecolor=colours(i), linestyle=style, linewidth=1.3))
+        ax.set_xlim(-0.5, images.shape[-1] - 0.5)
+        ax.set_ylim(images.shape[-2] - 0.5, -0.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Trained HA-CNN hard attention: the 4 stripes, initial (dashed) and learnt (solid); cyan box = the digit",
+                 fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    _finish(fig, path)
+    return {"learnt": learnt, "initial": initial}
