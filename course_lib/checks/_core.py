@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 EXPECTED_DIR = Path(__file__).with_name("expected")
 
@@ -81,6 +82,7 @@ MISTAKES: dict[str, str] = {
     "float_count": "a float where a count (an int) is asked, e.g. C / r instead of C // r",
     "modifies_input": "the function changes the tensor it was given",
     "keepdim": "a reduction without keepdim=True drops a dimension the next step needs",
+    "pool_kernel": "a pooling kernel that does not fit the input (H and W swapped?)",
     "name_error": "a NameError: a variable is used under a name it was never given (a typo?)",
 }
 
@@ -285,6 +287,9 @@ _ERROR_HINTS: Sequence[tuple[str, str, str]] = (
      "tensors of different dtypes meet (float64 and float32): a hard-coded dtype? Let every tensor follow x.dtype."),
     ("a leaf Variable that requires grad is being used in an in-place operation", "inplace",
      "an in-place operation (x *= ..., x.mul_(...), x += ...) overwrites the input; compute a new tensor instead."),
+    ("Output size is too small", "pool_kernel",
+     "a pooling kernel larger than the input: kernel_size=(W, H) with H and W swapped? x.shape[2:] is (H, W), in "
+     "that order (or reduce with x.mean((2, 3), keepdim=True), which needs no kernel)."),
     ("NameError", "name_error",
      "Python met a name that was never assigned. Compare, letter by letter, the line where the variable is "
      "created with the line that uses it."),
@@ -722,6 +727,9 @@ def expect_gradients(fn: Callable, inputs: Sequence[Any], *, doing: str, names: 
     copies = _float64_copies(inputs, grad_inputs)
     out = call_with_hints(fn, *copies, doing=f"{doing} in float64 with requires_grad=True", hints=hints)
     out = expect_tensor(out, what=doing)
+    if out.is_floating_point() and out.dtype != torch.float64:
+        raise CheckFailure(f"{doing} returned {out.dtype} for float64 inputs: a hard-coded dtype (.float(), "
+                           "torch.float32)? Let the result follow the input's dtype.", mistake="dtype")
     if not out.requires_grad:
         raise CheckFailure(f"{doing}: {cut}", mistake="no_grad")
     upstream = seeded_randn(*out.shape, seed=17, dtype=out.dtype) if out.is_floating_point() else None
@@ -780,12 +788,63 @@ def plain_tensor_attributes(module: torch.nn.Module) -> list[str]:
     return found
 
 
-def expect_device_free(module: torch.nn.Module, x: torch.Tensor, *, what: str, method: str = "forward",
-                       hints: Hints = ()) -> None:
+_FACTORIES = frozenset({
+    torch.tensor, torch.as_tensor, torch.from_numpy, torch.ones, torch.zeros, torch.full, torch.empty, torch.arange,
+    torch.linspace, torch.logspace, torch.eye, torch.rand, torch.randn, torch.randint, torch.randperm,
+})
+
+
+class _CpuConstantWatch(TorchFunctionMode):
+    """Follows tensors made by factory functions without ``device=``: they stay on the CPU whatever the
+    input's device. One of them (not 0-d: CPU scalars may meet GPU tensors) meeting a tensor that follows the
+    input is the bug a GPU would raise; ``.to(device)`` clears it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stray: set[int] = set()
+        self.keep: list[torch.Tensor] = []  # the ids in `stray` must stay unique while the forward runs
+        self.found: list[str] = []
+
+    def _mark(self, value: Any) -> None:
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            self.stray.add(id(value))
+            self.keep.append(value)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in _FACTORIES:
+            source = args[0] if args else kwargs.get("data")
+            if kwargs.get("device") is None and not (func is torch.as_tensor and isinstance(source, torch.Tensor)):
+                self._mark(out)
+            return out
+        tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
+        for a in list(args) + list(kwargs.values()):
+            if isinstance(a, (list, tuple)):
+                tensors += [t for t in a if isinstance(t, torch.Tensor)]
+        if not tensors:
+            return out
+        moved = getattr(func, "__name__", "") in {"to", "cuda", "type_as", "new_tensor", "new_ones", "new_zeros",
+                                                 "new_full", "new_empty"} \
+            and (len(tensors) > 1 or "device" in kwargs or any(isinstance(a, (torch.device, str)) for a in args[1:])
+                 or getattr(func, "__name__", "") != "to")
+        stray = [id(t) in self.stray for t in tensors if t.dim() > 0]
+        if moved:  # on a GPU this is a new tensor on x's device (on the CPU it may be the same object)
+            self.stray.discard(id(out))
+            return out
+        if any(stray) and not all(stray):
+            self.found.append(getattr(func, "__name__", str(func)))
+        elif stray and all(stray):
+            for value in out if isinstance(out, (list, tuple)) else (out,):
+                self._mark(value)
+        return out
+
+
+def expect_device_free(module: torch.nn.Module, x: torch.Tensor, *, what: str, method: str = "forward") -> None:
     """Catch, without a GPU, what breaks on one: plain tensor attributes, and tensors made on the CPU in forward.
 
-    The module is copied to the ``meta`` device (shapes, no data) and run there: a tensor created without
-    ``device=x.device`` stays on the CPU and meets a meta tensor, as it would meet a CUDA one.
+    ``module.<method>(x)`` runs once more while factory functions (torch.tensor, torch.ones, torch.arange, ...)
+    called without ``device=`` are followed: on a GPU such a tensor stays on the CPU and meets x's GPU tensors.
     """
     attributes = plain_tensor_attributes(module)
     if attributes:
@@ -794,26 +853,16 @@ def expect_device_free(module: torch.nn.Module, x: torch.Tensor, *, what: str, m
             "state_dict() do not see them, so they stay behind on the CPU in float32.\n  Likely mistake: register "
             "a constant with self.register_buffer(name, tensor), or make it a nn.Parameter if it is learned.",
             mistake="tensor_attribute")
-    try:
-        meta = copy.deepcopy(module).to("meta")
-    except Exception:  # noqa: BLE001 - a module that cannot be copied is judged by the other checks
-        passed()
-        return
-    try:
-        with torch.no_grad():
-            getattr(meta, method)(x.to("meta"))
-    except (_Timeout, KeyboardInterrupt):
-        raise
-    except Exception as err:  # noqa: BLE001
-        text = str(err)
-        if "is not on the expected device meta" in text or ("device" in text and "cpu" in text and "meta" in text):
-            raise CheckFailure(
-                f"{what}.{method}(x) with x on another device than the CPU (checked on PyTorch's 'meta' device) "
-                f"raised: {_first_line(text)}\n  Likely mistake: a tensor is created inside {method} without "
-                "device=x.device (torch.tensor(...), torch.ones(...), torch.arange(...)), so it stays on the CPU "
-                "while x is on the GPU. Create it with device=x.device, dtype=x.dtype (or x.new_ones(...)).",
-                mistake="cpu_constant") from None
-        # other failures on meta (data-dependent code, .item()) say nothing about devices
+    watch = _CpuConstantWatch()
+    with torch.no_grad(), watch:
+        call(getattr(module, method), x.clone(), doing=f"{what}.{method}(x)")
+    if watch.found:
+        raise CheckFailure(
+            f"{what}.{method}(x) creates a tensor on the CPU (a torch.tensor(...), torch.ones(...), torch.arange(...) "
+            f"without device=) and combines it with x ({watch.found[0]}). On a GPU that raises 'Expected all tensors "
+            "to be on the same device'.\n  Likely mistake: create it with device=x.device, dtype=x.dtype (or "
+            "x.new_ones(...), torch.ones_like(x)), or register it once as a buffer in __init__.",
+            mistake="cpu_constant")
     passed()
 
 
