@@ -41,6 +41,7 @@ __all__ = ["check_se", "check_se_parameter_count", "check_seresnet50_extra_param
 CHAPTER = "ch01_se"
 
 define_mistake("max_squeeze", "the squeeze takes the maximum over H and W where the paper averages")
+define_mistake("batch_mean", "the mean also runs over the batch (dim 0): every image gets the same values")
 define_mistake("gate_added", "the gate is added to x where it should multiply it")
 define_mistake("se_per_stage", "one SE block per stage where SE-ResNet has one in every bottleneck block")
 define_mistake("bottleneck_width", "the bottleneck's inner width (64, 128, ...) where SE sees 4x that")
@@ -59,6 +60,8 @@ ADVICE = {
     "max_squeeze": "the squeeze takes the max over H and W; Eq. (2) is the mean "
                    "(x.mean((2, 3), keepdim=True) or nn.AdaptiveAvgPool2d(1)).",
     "gate_added": "forward adds the gate (x + s); Eq. (4) multiplies: x * s.",
+    "batch_mean": "the squeeze also averages over the batch (dim 0), so every image gets the same gate. Eq. (2) "
+                  "averages each image's channel over its own H x W: x.mean((2, 3), keepdim=True).",
     "returns_map": "forward returns the gate; it should return the recalibrated features x * s.",
 }
 

@@ -68,6 +68,7 @@ def _gate_variants(module: SqueezeExcitation, x: torch.Tensor) -> dict[str, torc
         "relu_after_last": torch.sigmoid(torch.relu(pre)),
         "missing_relu": torch.sigmoid(module.fc2(module.fc1(z_mean))),
         "max_squeeze": torch.sigmoid(module.fc2(torch.relu(module.fc1(z_max)))),
+        "batch_mean": torch.sigmoid(module.fc2(torch.relu(module.fc1(x.mean((0, 2, 3), keepdim=True))))).expand_as(pre),
     }
 
 
