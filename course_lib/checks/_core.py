@@ -513,6 +513,12 @@ def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(reversed(where))
 
 
+def close_named(actual: Any, target: torch.Tensor, *, what: str, diagnoses: Mapping[str, torch.Tensor],
+                advice: Mapping[str, tuple[str, str]], hint: str = "", fallback: tuple[str, str] | None = None) -> None:
+    """:func:`expect_close` with stored wrong results under a chapter's labels (label -> (mistake id, advice))."""
+    expect_close(actual, target, what=what, diagnoses=named(diagnoses, advice), hint=hint, fallback=fallback)
+
+
 #: The name the chapter files used before this lived here.
 expect_close_or_name = expect_close
 

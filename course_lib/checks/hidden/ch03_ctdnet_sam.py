@@ -18,20 +18,13 @@ from course_lib.checks._core import (
     build,
     expect,
     expect_close,
+    expect_int,
     exercise,
     fmt_shape,
     passed,
     seeded_randn,
 )
-from course_lib.checks.ch03_ctdnet_sam import (
-    one_thread,
-    _call,
-    _close,
-    _unchanged,
-    load_sam,
-    sam_count_by_hand,
-    sam_layers,
-)
+from course_lib.checks.ch03_ctdnet_sam import _call, _close, _unchanged, load_sam, sam_count_by_hand, sam_layers
 from course_lib.ctdnet import SpatialAttentionModule as Reference
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -181,7 +174,6 @@ def _student(cls: type, ref: Reference, *, dtype: torch.dtype, device: str) -> t
 
 
 @exercise("SpatialAttentionModule.attention (hidden)", budget_s=30)
-@one_thread
 def hidden_sam_attention(cls: type) -> None:
     for trial, b, c_in, c_out, h, w in _trials(3030):
         ref = reference(c_in, c_out, seed=3100 + trial)
@@ -217,7 +209,6 @@ def hidden_sam_attention(cls: type) -> None:
 
 
 @exercise("SpatialAttentionModule.forward (hidden)", budget_s=30)
-@one_thread
 def hidden_sam_forward(cls: type) -> None:
     for trial, b, c_in, c_out, h, w in _trials(3031):
         ref = reference(c_in, c_out, seed=3400 + trial)
@@ -246,7 +237,7 @@ def hidden_sam_forward(cls: type) -> None:
                         _unchanged(x, xin, what=doing)
                     if mode == "train":
                         bn = sam_layers(module, c_in, c_out, what="the module")["bn"]
-                        expect_close(bn.running_mean.detach().cpu().double(), ref_m.bn.running_mean.detach(),
+                        expect_close(bn.running_mean.detach().cpu(), ref_m.bn.running_mean.detach(),
                                      what="the BatchNorm's running mean after one training-mode forward",
                                      hint="use nn.BatchNorm2d with its default momentum (0.1).")
         # gradients with respect to the input and the weights equal the reference's
@@ -270,12 +261,12 @@ def hidden_sam_forward(cls: type) -> None:
 
 
 @exercise("sam_parameter_count (hidden)", budget_s=5)
-@one_thread
 def hidden_sam_parameter_count(fn: Callable) -> None:
     g = torch.Generator().manual_seed(3032)
     for _ in range(6):
         c_in, c_out = (int(v) for v in torch.randint(1, 300, (2,), generator=g))
-        got = _call(fn, c_in, c_out, doing=f"sam_parameter_count({c_in}, {c_out})")
+        got = expect_int(_call(fn, c_in, c_out, doing=f"sam_parameter_count({c_in}, {c_out})"),
+                         what=f"sam_parameter_count({c_in}, {c_out})")
         right = sam_count_by_hand(c_in, c_out)
         expect(got == right, f"sam_parameter_count({c_in}, {c_out}) returned {got!r}; expected {right}",
                mistake="param_count")
@@ -285,7 +276,6 @@ def hidden_sam_parameter_count(fn: Callable) -> None:
 
 
 @exercise("swap_pool_order (hidden)", budget_s=5)
-@one_thread
 def hidden_swap_pool_order(fn: Callable) -> None:
     for trial, k in enumerate((1, 3, 5, 7)):
         for dtype in (torch.float32, torch.float64):

@@ -239,7 +239,7 @@ def hidden_dual_attention(fn: Callable) -> None:
             expect(isinstance(y, torch.Tensor) and y.dtype == dtype,
                    f"{doing} returned {getattr(y, 'dtype', type(y).__name__)}; the output must follow x's dtype.",
                    mistake="dtype")
-            _close(y.detach().double(), target, what=doing, diagnoses={})
+            _close(y.detach(), target, what=doing, diagnoses={})
     # the stand-in branches once more, on a random shape: the mistakes are named
     x = seeded_randn(3, 5, 4, 7, seed=7200)
     pam, cam, right, wrong = dual_cases(x, alpha=0.4, beta=0.9)
