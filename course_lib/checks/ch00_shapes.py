@@ -36,10 +36,10 @@ RESHAPE_NOT_PERMUTE = define_mistake(
     "reshape_not_permute", "reshape/view to (B, N, C) without first moving channels last: values land in the wrong place")
 PIXEL_ORDER = define_mistake("pixel_order", "pixels flattened column by column (w h) instead of row by row (h w)")
 MODIFIES_INPUT = "modifies_input"
-DIVISOR = define_mistake("divisor", "a mean taken as a sum divided by H*H or W*W instead of H*W")
+DIVISOR = "divisor"
 GATE_LAYOUT = define_mistake("gate_layout", "the gate is transposed before it is reshaped, so channels and images mix")
 EINOPS_AXES = define_mistake("einops_axes", "the einops pattern names the input's axes in another order than (b c h w)")
-BATCH_MEAN = define_mistake("batch_mean", "the mean also runs over the batch (dim 0): every image gets the same values")
+BATCH_MEAN = "batch_mean"
 
 
 def inputs() -> dict[str, tuple[torch.Tensor, ...]]:

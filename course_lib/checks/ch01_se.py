@@ -41,7 +41,6 @@ __all__ = ["check_se", "check_se_parameter_count", "check_seresnet50_extra_param
 CHAPTER = "ch01_se"
 
 define_mistake("max_squeeze", "the squeeze takes the maximum over H and W where the paper averages")
-define_mistake("batch_mean", "the mean also runs over the batch (dim 0): every image gets the same values")
 define_mistake("gate_added", "the gate is added to x where it should multiply it")
 define_mistake("se_per_stage", "one SE block per stage where SE-ResNet has one in every bottleneck block")
 define_mistake("bottleneck_width", "the bottleneck's inner width (64, 128, ...) where SE sees 4x that")

@@ -23,14 +23,7 @@ from course_lib.checks._core import (
     passed,
     seeded_randn,
 )
-from course_lib.checks.ch04_hacnn import (
-    one_thread,
-    _call,
-    _close,
-    _unchanged,
-    call_recording,
-    load_weights,
-)
+from course_lib.checks.ch04_hacnn import _call, _close, _unchanged, call_recording, load_weights
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -121,6 +114,8 @@ def channel_mistakes(ref: hacnn.ChannelAttention, x: torch.Tensor) -> dict[str, 
         return {
             "squeeze_max": ref.conv2(ref.conv1(x.amax((2, 3), keepdim=True))),
             "squeeze_sum": ref.conv2(ref.conv1(x.sum((2, 3), keepdim=True))),
+            "squeeze_hh": ref.conv2(ref.conv1(x.sum((2, 3), keepdim=True) / x.shape[2] ** 2)),
+            "squeeze_ww": ref.conv2(ref.conv1(x.sum((2, 3), keepdim=True) / x.shape[3] ** 2)),
             "channel_sigmoid": torch.sigmoid(ref.attention(x)),
         }
 
@@ -149,6 +144,7 @@ def init_mistakes(regions: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         "theta_swapped": torch.tanh(_pairs_swapped(raw)),
         "theta_layout": torch.tanh(layout),
         "theta_zero": torch.zeros_like(raw),
+        "theta_reshape": torch.tanh(raw.reshape(-1).reshape(2, regions).t()),
     }
 
 
@@ -163,6 +159,7 @@ def theta_mistakes(ref: hacnn.HardAttention, x: torch.Tensor) -> dict[str, torch
             "theta_bias_after": (torch.tanh(F.linear(z, ref.fc.weight)) + ref.fc.bias).reshape(-1, r, 2),
             "theta_swapped": _pairs_swapped(torch.tanh(pre).reshape(-1, r, 2)),
             "theta_max_pool": torch.tanh(ref.fc(x.amax((2, 3)))).reshape(-1, r, 2),
+            "theta_reshape": torch.tanh(pre).reshape(-1, 2, r).transpose(1, 2),
         }
 
 
@@ -309,9 +306,9 @@ def _rng(seed: int):
 
 
 def _student(cls: type, args: tuple, ref: torch.nn.Module, *, dtype, device) -> torch.nn.Module:
-    module = build(cls, *args)
+    module = build(cls, *args).to(dtype=dtype)  # weights copied at the trial's precision, not rounded to float32
     load_weights(module, weights(ref), what=f"{cls.__name__}{args}")
-    return module.to(device=device, dtype=dtype)
+    return module.to(device=device)
 
 
 def _compare(module, ref, x64, *, method: str, diagnoses: dict, hint: str, dtype, device, layout, mode,
@@ -364,7 +361,6 @@ def _modes_and_layouts():
 
 
 @exercise("SpatialAttention (hidden)", budget_s=30)
-@one_thread
 def hidden_spatial_attention(cls: type) -> None:
     pick = _rng(4040)
     for trial in range(4):
@@ -386,7 +382,6 @@ def hidden_spatial_attention(cls: type) -> None:
 
 
 @exercise("ChannelAttention (hidden)", budget_s=30)
-@one_thread
 def hidden_channel_attention(cls: type) -> None:
     pick = _rng(4041)
     for trial in range(3):
@@ -407,7 +402,6 @@ def hidden_channel_attention(cls: type) -> None:
 
 
 @exercise("SoftAttention (hidden)", budget_s=30)
-@one_thread
 def hidden_soft_attention(cls: type) -> None:
     pick = _rng(4042)
     for trial in range(3):
@@ -431,7 +425,6 @@ def hidden_soft_attention(cls: type) -> None:
 
 
 @exercise("soft_map_interval (hidden)", budget_s=5)
-@one_thread
 def hidden_soft_map_interval(fn: Callable) -> None:
     got = _call(fn, doing="soft_map_interval()")
     expect(isinstance(got, (tuple, list)) and len(got) == 2 and (float(got[0]), float(got[1])) == (0.5, 1.0),
@@ -445,7 +438,6 @@ def hidden_soft_map_interval(fn: Callable) -> None:
 
 
 @exercise("HardAttention.attention (hidden)", budget_s=30)
-@one_thread
 def hidden_hard_attention_theta(cls: type) -> None:
     pick = _rng(4043)
     for trial in range(4):
@@ -467,7 +459,6 @@ def hidden_hard_attention_theta(cls: type) -> None:
 
 
 @exercise("HardAttention.forward (hidden)", budget_s=30)
-@one_thread
 def hidden_hard_attention_crops(cls: type) -> None:
     pick = _rng(4044)
     for trial in range(4):
