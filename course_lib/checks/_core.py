@@ -487,6 +487,11 @@ def expect_close(
     for mistake_id, wrong, advice in _diagnosis_list(diagnoses):
         if is_close(tensor, wrong, rtol=rtol, atol=atol):
             raise CheckFailure(f"{what} has the wrong values.\n  Likely mistake: {advice}", mistake=mistake_id)
+    if not bool(torch.isfinite(tensor.detach()).all()) and bool(torch.isfinite(expected).all()):
+        bad = int((~torch.isfinite(tensor.detach())).sum())
+        raise CheckFailure(f"{what} holds {bad} NaN or inf value(s) where the expected values are finite.\n  "
+                           f"Likely mistake: {OVERFLOW_ADVICE} (A division by zero gives NaN or inf too.)",
+                           mistake="overflow")
     if tensor.dtype == torch.float64 and _within(tensor, expected, *LOOSE):
         raise CheckFailure(
             f"{what} agrees with the expected float64 values only to float32 precision.\n  Likely mistake: "
@@ -933,3 +938,33 @@ def expect_module_gradients(module: torch.nn.Module, x: torch.Tensor, *, what: s
         expect(bool(xg.grad.abs().sum() > 0), f"the gradient of {what}(x) with respect to x is zero: is "
                "something detached (.detach(), .data, torch.no_grad())?", mistake="no_grad")
     return xg.grad
+
+
+def expect_rows_sum_to_one(a: torch.Tensor, *, what: str, advice: Mapping[str, str]) -> None:
+    """An attention map (..., N, M) whose rows sum to 1; name the softmax that normalised something else.
+
+    ``advice`` may hold texts for "columns" (dim -2 sums to 1), "batch" (dim 0) and "all" (the whole map).
+    """
+    expect_finite(a, what=what)
+    a = a.detach().to("cpu", torch.float64)
+    rows = a.sum(-1)
+    if torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
+        passed()
+        return
+    found = (("columns", a.sum(-2), "its columns sum to 1, not its rows"),
+             ("batch", a.sum(0) if a.dim() > 2 and a.shape[0] > 1 else None, "it sums to 1 across the batch, not "
+                                                                             "along its rows"),
+             ("all", a.sum((-2, -1)), "the whole map sums to 1"))
+    for key, sums, what_happened in found:
+        if key in advice and sums is not None and torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+            raise CheckFailure(f"{what}: {what_happened}.\n  Likely mistake: {advice[key]}", mistake="softmax_dim")
+    raise CheckFailure(f"{what}: each row should sum to 1 (a softmax over the last dim); row sums range "
+                       f"{rows.min().item():.4g} .. {rows.max().item():.4g}.",
+                       mistake=advice.get("mistake", "values"))  # type: ignore[arg-type]
+
+
+def expect_method_gradients(module: torch.nn.Module, method: str, x: torch.Tensor, *, what: str,
+                            hints: Hints = ()) -> None:
+    """:func:`expect_gradients` for ``module.<method>(x)`` on a float64 copy of the module."""
+    twin = copy.deepcopy(module).double()
+    expect_gradients(getattr(twin, method), (x,), doing=f"{what}.{method}(x)", names=("x",), hints=hints)

@@ -143,14 +143,6 @@ def _student(cls: type, ref: Reference, *, dtype: torch.dtype, device: str) -> t
     return module.to(device=device, dtype=dtype)
 
 
-def _precise(actual: torch.Tensor, target: torch.Tensor, *, doing: str) -> None:
-    """A float64 run must match to float64 precision; float32 precision means a hidden .float() somewhere."""
-    expect(is_close(actual, target, rtol=1e-9, atol=1e-11),
-           f"{doing}: the values match only to float32 precision (largest difference "
-           f"{(actual.double() - target).abs().max().item():.3g}). Part of the computation runs in float32: "
-           "a hard-coded .float() or dtype=torch.float32? Follow the input's dtype.", mistake="dtype")
-
-
 def _inputs(x: torch.Tensor):
     yield "contiguous", x.clone()
     yield "channels_last", x.contiguous(memory_format=torch.channels_last)
@@ -178,8 +170,6 @@ def hidden_pam_attention(cls: type) -> None:
                     if a.shape == target.shape:
                         _rows_sum_to_one(a.cpu(), what=doing)
                     _close(a.cpu(), target, what=doing, diagnoses=diagnoses if dtype == torch.float64 else {})
-                    if dtype == torch.float64:
-                        _precise(a.cpu(), target, doing=doing)
 
 
 @exercise("PositionAttention.forward (hidden)", budget_s=30)
@@ -218,7 +208,6 @@ def hidden_pam_forward(cls: type) -> None:
                            diagnoses=diagnoses if dtype == torch.float64 else {})
                     if dtype != torch.float64:
                         continue
-                    _precise(y.detach().cpu(), target.detach(), doing=doing)
                     module.zero_grad()
                     _call(lambda: (y * probe.to(device)).sum().backward(), doing=f"backward through {doing}")
                     expect(xg.grad is not None, f"{doing}: no gradient reached x.", mistake="no_grad")
@@ -255,5 +244,3 @@ def hidden_pam_einops(fn: Callable) -> None:
                        f"{getattr(out, 'device', '?')}: the output must follow the inputs' dtype and device.",
                        mistake="dtype")
                 _close(out.cpu(), target, what=doing, diagnoses=diagnoses if dtype == torch.float64 else {})
-                if dtype == torch.float64:
-                    _precise(out.cpu(), target, doing=doing)
