@@ -12,7 +12,7 @@ import torch
 from einops import rearrange
 
 from course_lib.checks._core import CheckFailure, build, expect, exercise, fmt_shape, is_close, seeded_randn
-from course_lib.checks.ch05_danet_pam import _call as call
+from course_lib.checks._core import call
 from course_lib.checks.ch05_danet_pam import _check_structure, load_pam_weights
 from course_lib.checks.ch05_danet_pam import _close as _pam_close
 from course_lib.checks.ch06_danet_cam import _close, _gamma_one, _rows_sum_to_one, dual_cases
@@ -26,6 +26,11 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def _energy(x: torch.Tensor) -> torch.Tensor:
     a = rearrange(x, "b c h w -> b c (h w)")
     return a @ a.transpose(1, 2)
+
+
+def _affinity(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Energies a b^T of two different feature maps: not symmetric, unlike CAM's a a^T."""
+    return rearrange(x, "b c h w -> b c (h w)") @ rearrange(y, "b c h w -> b (h w) c")
 
 
 def map_mistakes(x: torch.Tensor, variant: str) -> dict[str, torch.Tensor]:
@@ -74,8 +79,10 @@ def build_expected() -> dict:
             "a_diagnoses": map_mistakes(x.double(), variant),
             "y_diagnoses": out_mistakes(x.double(), variant),
         }
-    energy = _energy(seeded_randn(2, 6, 4, 5, seed=611))
-    data["most"] = {"energy": energy, "paper": energy.argmax(-1), "official": energy.argmin(-1)}
+    # not a a^T: a symmetric energy would hide an argmax over the wrong axis
+    energy = _affinity(seeded_randn(2, 6, 4, 5, seed=611), seeded_randn(2, 6, 4, 5, seed=612))
+    data["most"] = {"energy": energy, "paper": energy.argmax(-1), "official": energy.argmin(-1),
+                    "paper_dim1": energy.argmax(1), "official_dim1": energy.argmin(1)}
     data["blog_pam"] = _blog_pam_case(seeded_randn(2, 16, 5, 7, seed=621).float(), seed=630)
     data["dual"] = {"x": seeded_randn(2, 6, 5, 3, seed=641)}
     return data
@@ -163,7 +170,7 @@ def hidden_cam_official(cls: type) -> None:
 @exercise("most_attended (hidden)", budget_s=30)
 def hidden_most_attended(fn: Callable) -> None:
     for trial, b, c, h, w in _trials(6200, n=4):
-        energy = _energy(seeded_randn(b, c, h, w, seed=6300 + trial))
+        energy = _affinity(seeded_randn(b, c, h, w, seed=6300 + trial), seeded_randn(b, c, h, w, seed=6350 + trial))
         for variant, want in (("paper", energy.argmax(-1)), ("official", energy.argmin(-1))):
             for dtype in (torch.float64, torch.float32):
                 got = call(fn, energy.to(dtype), variant, doing=f"most_attended(energy {fmt_shape(energy.shape)}, "
