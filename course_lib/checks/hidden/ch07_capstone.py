@@ -20,6 +20,7 @@ from course_lib.checks._core import (
     build,
     load_by_shape,
     expect,
+    expect_int,
     exercise,
     fmt_shape,
     passed,
@@ -289,8 +290,9 @@ def hidden_gate_parameter_count(fn: Callable) -> None:
         r = int(torch.randint(1, 20, (1,), generator=g))
         c = int(torch.randint(r, 400, (1,), generator=g))
         want = sum(p.numel() for p in ChannelSpatialGate(c, r).parameters())
-        got = _call(fn, c, r, doing=f"gate_parameter_count({c}, {r})")
-        expect(got == want and not isinstance(got, bool),
+        got = expect_int(_call(fn, c, r, doing=f"gate_parameter_count({c}, {r})"),
+                         what=f"gate_parameter_count({c}, {r})")
+        expect(got == want,
                f"gate_parameter_count({c}, {r}) returned {got!r}; expected {want}", mistake="param_count")
     expect(gate_count_by_hand(48) == sum(p.numel() for p in ChannelSpatialGate(48).parameters()),
            "internal: the by-hand count disagrees with the reference gate", mistake="param_count")
