@@ -679,6 +679,15 @@ def save_expected(name: str, data: dict) -> Path:
     return path
 
 
+#: The devices the hidden checks run on: the CPU, and CUDA where there is one.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def float32_exact(t: torch.Tensor) -> torch.Tensor:
+    """Round to float32 and back, so float32 and float64 trials start from the very same numbers."""
+    return t.float().double()
+
+
 def seeded_randn(*shape: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A reproducible random tensor that does not touch the global RNG."""
     generator = torch.Generator().manual_seed(seed)
@@ -968,3 +977,15 @@ def expect_method_gradients(module: torch.nn.Module, method: str, x: torch.Tenso
     """:func:`expect_gradients` for ``module.<method>(x)`` on a float64 copy of the module."""
     twin = copy.deepcopy(module).double()
     expect_gradients(getattr(twin, method), (x,), doing=f"{what}.{method}(x)", names=("x",), hints=hints)
+
+
+def expect_follows(value: Any, *, dtype: torch.dtype, device: torch.device | str | None = None, doing: str) -> None:
+    """The result is a tensor of the input's dtype (and on its device): nothing hard-codes either."""
+    got_dtype = getattr(value, "dtype", type(value).__name__)
+    expect(isinstance(value, torch.Tensor) and value.dtype == dtype,
+           f"{doing} returned {got_dtype} for a {dtype} input: results must follow the input's dtype (no hard-coded "
+           "torch.float32, .float(), or torch.tensor(...) without dtype=).", mistake="dtype")
+    if device is not None:
+        expect(value.device.type == torch.device(device).type,
+               f"{doing} returned a tensor on {value.device} for an input on {device}: results must stay on the "
+               "input's device (no .cuda(), .cpu() or device='cuda').", mistake="device")

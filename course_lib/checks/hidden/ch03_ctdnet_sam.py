@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.checks._core import (
+    DEVICES,
+    float32_exact,
+    expect_follows,
     CheckFailure,
     build,
     expect,
@@ -27,27 +30,19 @@ from course_lib.checks._core import (
 from course_lib.checks.ch03_ctdnet_sam import _call, _close, _unchanged, load_sam, sam_count_by_hand, sam_layers
 from course_lib.ctdnet import SpatialAttentionModule as Reference
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
 # --------------------------------------------------------------------------------------------
 # reference modules with non-trivial weights
 # --------------------------------------------------------------------------------------------
-def _f32(t: torch.Tensor) -> torch.Tensor:
-    """Round to float32 and back, so float32 and float64 runs start from the very same numbers."""
-    return t.float().double()
-
-
 def reference(c_in: int, c_out: int, seed: int) -> Reference:
     """A float64 reference SAM with random weights and running statistics (seeded)."""
     module = Reference(c_in, c_out).double()
     with torch.no_grad():
-        module.conv_atten.weight.copy_(_f32(seeded_randn(1, 2, 3, 3, seed=seed) * 0.6))
-        module.conv.weight.copy_(_f32(seeded_randn(c_out, c_in, 3, 3, seed=seed + 1) / (3 * c_in ** 0.5)))
-        module.bn.weight.copy_(_f32(1 + 0.3 * seeded_randn(c_out, seed=seed + 2)))
-        module.bn.bias.copy_(_f32(0.2 * seeded_randn(c_out, seed=seed + 3)))
-        module.bn.running_mean.copy_(_f32(0.1 * seeded_randn(c_out, seed=seed + 4)))
-        module.bn.running_var.copy_(_f32(0.5 + seeded_randn(c_out, seed=seed + 5).abs()))
+        module.conv_atten.weight.copy_(float32_exact(seeded_randn(1, 2, 3, 3, seed=seed) * 0.6))
+        module.conv.weight.copy_(float32_exact(seeded_randn(c_out, c_in, 3, 3, seed=seed + 1) / (3 * c_in ** 0.5)))
+        module.bn.weight.copy_(float32_exact(1 + 0.3 * seeded_randn(c_out, seed=seed + 2)))
+        module.bn.bias.copy_(float32_exact(0.2 * seeded_randn(c_out, seed=seed + 3)))
+        module.bn.running_mean.copy_(float32_exact(0.1 * seeded_randn(c_out, seed=seed + 4)))
+        module.bn.running_var.copy_(float32_exact(0.5 + seeded_randn(c_out, seed=seed + 5).abs()))
     return module
 
 
@@ -187,12 +182,7 @@ def hidden_sam_attention(cls: type) -> None:
                     xin = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x.clone()
                     doing = f"attention(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
                     a = _call(module.attention, xin, doing=doing)
-                    expect(isinstance(a, torch.Tensor) and a.dtype == dtype,
-                           f"{doing} returned dtype {getattr(a, 'dtype', type(a).__name__)}: the map must follow "
-                           "the input's dtype (no hard-coded torch.float32 or .float()).", mistake="dtype")
-                    expect(a.device.type == device,
-                           f"{doing} returned a tensor on {a.device}: the map must stay on the input's device.",
-                           mistake="device")
+                    expect_follows(a, dtype=dtype, device=device, doing=doing)
                     _close(a.cpu(), target, what=doing, diagnoses=attention_mistakes(x64, ref.conv_atten.weight),
                            hint="A = sigmoid(conv3x3([mean_c(x); max_c(x)])).")
                     _unchanged(x, xin, what=doing)
@@ -227,10 +217,7 @@ def hidden_sam_forward(cls: type) -> None:
                         doing = (f"forward(x) in {mode} mode with x of shape {fmt_shape(x.shape)}, {dtype}, "
                                  f"{layout}, on {device}")
                         y = _call(module, xin, doing=doing)
-                        expect(isinstance(y, torch.Tensor) and y.dtype == dtype,
-                               f"{doing} returned dtype {getattr(y, 'dtype', type(y).__name__)}: the output must "
-                               "follow the input's dtype.", mistake="dtype")
-                        expect(y.device.type == device, f"{doing} returned a tensor on {y.device}.", mistake="device")
+                        expect_follows(y, dtype=dtype, device=device, doing=doing)
                         _close(y.detach().cpu(), target, what=doing,
                                diagnoses=forward_mistakes(x64, ref) if mode == "eval" else {},
                                hint="forward(x) = relu(bn(conv3x3(x * attention(x)))).")
@@ -284,9 +271,7 @@ def hidden_swap_pool_order(fn: Callable) -> None:
             got = _call(fn, given, doing=f"swap_pool_order(w) with w of shape {fmt_shape(w.shape)}, {dtype}")
             if not torch.equal(given, w):
                 raise CheckFailure("swap_pool_order(w) changed w itself; return a new tensor.", mistake="modifies_input")
-            expect(isinstance(got, torch.Tensor) and got.dtype == dtype,
-                   f"swap_pool_order(w) should keep w's dtype {dtype}, got {getattr(got, 'dtype', type(got))}",
-                   mistake="dtype")
+            expect_follows(got, dtype=dtype, doing=f"swap_pool_order(w) with w of shape {fmt_shape(w.shape)}")
             _close(got, w.flip(1), what=f"swap_pool_order(w) for a {k}x{k} kernel",
                    diagnoses={"unchanged": w, "flip_w": w.flip(3), "flip_h": w.flip(2), "flip_hw": w.flip((2, 3))}
                    if k > 1 else {"unchanged": w})

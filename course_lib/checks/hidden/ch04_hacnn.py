@@ -15,6 +15,9 @@ import torch.nn.functional as F
 
 from course_lib import hacnn
 from course_lib.checks._core import (
+    DEVICES,
+    float32_exact,
+    expect_follows,
     build,
     expect,
     expect_close,
@@ -24,14 +27,6 @@ from course_lib.checks._core import (
     seeded_randn,
 )
 from course_lib.checks.ch04_hacnn import _call, _close, _unchanged, call_recording, load_weights
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-def _f32(t: torch.Tensor) -> torch.Tensor:
-    """Round to float32 and back, so float32 and float64 runs start from the same numbers."""
-    return t.float().double()
-
 
 def _randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Random weights and BatchNorm statistics (seeded), biased so that ReLUs pass some values and stop others."""
@@ -54,7 +49,7 @@ def _randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
             else:
                 fan_in = tensor[0].numel() if tensor.dim() > 1 else 1
                 value = r / fan_in ** 0.5
-            tensor.copy_(_f32(value))
+            tensor.copy_(float32_exact(value))
     return module
 
 
@@ -209,8 +204,8 @@ def crops_mistakes(ref: hacnn.HardAttention, x: torch.Tensor) -> dict[str, torch
 def hard_reference(channels: int, regions: int, seed: int) -> hacnn.HardAttention:
     module = hacnn.HardAttention(channels, regions).double()
     with torch.no_grad():
-        module.fc.weight.copy_(_f32(seeded_randn(2 * regions, channels, seed=seed) * 0.6))
-        module.fc.bias.copy_(_f32(seeded_randn(2 * regions, seed=seed + 1) * 0.3))
+        module.fc.weight.copy_(float32_exact(seeded_randn(2 * regions, channels, seed=seed) * 0.6))
+        module.fc.bias.copy_(float32_exact(seeded_randn(2 * regions, seed=seed + 1) * 0.3))
     return module
 
 
@@ -251,8 +246,8 @@ def build_expected() -> dict:
         soft_ref.spatial_attn.conv2.conv.weight.fill_(1.5)
     soft_eval = copy.deepcopy(soft_ref).eval()
     x_soft = seeded_randn(3, 32, 5, 7, seed=422).float()
-    s_fixed = _f32(F.relu(seeded_randn(3, 1, 5, 7, seed=423)))
-    c_fixed = _f32(F.relu(seeded_randn(3, 32, 1, 1, seed=424)))
+    s_fixed = float32_exact(F.relu(seeded_randn(3, 1, 5, 7, seed=423)))
+    c_fixed = float32_exact(F.relu(seeded_randn(3, 32, 1, 1, seed=424)))
     with torch.no_grad():
         m = torch.sigmoid(soft_eval.conv(s_fixed * c_fixed))
         soft = {
@@ -324,11 +319,7 @@ def _compare(module, ref, x64, *, method: str, diagnoses: dict, hint: str, dtype
            f"{doing}: F.upsample is deprecated; use F.interpolate.", mistake="deprecated_upsample")
     expect(not any("align_corners" in n for n in notes),
            f"{doing}: pass align_corners explicitly.", mistake="align_corners")
-    expect(isinstance(out, torch.Tensor) and out.dtype == dtype,
-           f"{doing} returned dtype {getattr(out, 'dtype', type(out).__name__)}: results must follow the input's "
-           "dtype (no hard-coded torch.float32, torch.tensor(...) without dtype=, or .float()).", mistake="dtype")
-    expect(out.device.type == device, f"{doing} returned a tensor on {out.device}; it must stay on the input's device.",
-           mistake="device")
+    expect_follows(out, dtype=dtype, device=device, doing=doing)
     with torch.no_grad():
         target = ref_fn(x64, **kwargs)
     _close(out.detach().cpu(), target, what=doing, diagnoses=diagnoses, hint=hint)

@@ -13,6 +13,9 @@ import torch
 from einops import rearrange
 
 from course_lib.checks._core import (
+    DEVICES,
+    float32_exact,
+    expect_follows,
     CheckFailure,
     build,
     expect,
@@ -25,14 +28,6 @@ from course_lib.checks._core import (
 from course_lib.checks.ch05_danet_pam import _call, _check_structure, _close, _rows_sum_to_one, load_pam_weights
 from course_lib.danet import PositionAttention as Reference
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-def _f32(t: torch.Tensor) -> torch.Tensor:
-    """Round to float32 and back: float32 and float64 runs start from the same numbers."""
-    return t.float().double()
-
-
 def reference(channels: int, reduction: int, seed: int, gamma: float = 1.0) -> Reference:
     module = Reference(channels, reduction).double()
     with torch.no_grad():
@@ -40,7 +35,7 @@ def reference(channels: int, reduction: int, seed: int, gamma: float = 1.0) -> R
             if name == "gamma":
                 p.fill_(gamma)
             else:
-                p.copy_(_f32(seeded_randn(*p.shape, seed=seed + i) * (0.8 if p.dim() > 1 else 0.3)))
+                p.copy_(float32_exact(seeded_randn(*p.shape, seed=seed + i) * (0.8 if p.dim() > 1 else 0.3)))
     return module
 
 
@@ -163,10 +158,7 @@ def hidden_pam_attention(cls: type) -> None:
                 for layout, x in _inputs(x64.to(device=device, dtype=dtype)):
                     doing = f"attention(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
                     a = _call(module.attention, x, doing=doing)
-                    expect(isinstance(a, torch.Tensor) and a.dtype == dtype and a.device == x.device,
-                           f"{doing} returned {getattr(a, 'dtype', type(a).__name__)} on "
-                           f"{getattr(a, 'device', '?')}: the map must follow the input's dtype and device "
-                           "(no hard-coded torch.float32, .float() or .cuda()).", mistake="dtype")
+                    expect_follows(a, dtype=dtype, device=x.device, doing=doing)
                     if a.shape == target.shape:
                         _rows_sum_to_one(a.cpu(), what=doing)
                     _close(a.cpu(), target, what=doing, diagnoses=diagnoses if dtype == torch.float64 else {})
@@ -200,10 +192,7 @@ def hidden_pam_forward(cls: type) -> None:
                     doing = f"forward(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
                     xg = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
                     y = _call(module, xg, doing=doing)
-                    expect(isinstance(y, torch.Tensor) and y.dtype == dtype and y.device == x.device,
-                           f"{doing} returned {getattr(y, 'dtype', type(y).__name__)} on {getattr(y, 'device', '?')}: "
-                           "the output must follow the input's dtype and device (no hard-coded torch.float32, "
-                           ".float() or .cuda()).", mistake="dtype")
+                    expect_follows(y, dtype=dtype, device=x.device, doing=doing)
                     _close(y.detach().cpu(), target.detach(), what=doing,
                            diagnoses=diagnoses if dtype == torch.float64 else {})
                     if dtype != torch.float64:
@@ -239,8 +228,5 @@ def hidden_pam_einops(fn: Callable) -> None:
                     args = [t.contiguous(memory_format=torch.channels_last) for t in args]
                 doing = f"pam_einops(q {fmt_shape(q.shape)}, k, v {fmt_shape(v.shape)}), {dtype}, on {device}"
                 out = _call(fn, *args, doing=doing)
-                expect(isinstance(out, torch.Tensor) and out.dtype == dtype and out.device == args[0].device,
-                       f"{doing} returned {getattr(out, 'dtype', type(out).__name__)} on "
-                       f"{getattr(out, 'device', '?')}: the output must follow the inputs' dtype and device.",
-                       mistake="dtype")
+                expect_follows(out, dtype=dtype, device=args[0].device, doing=doing)
                 _close(out.cpu(), target, what=doing, diagnoses=diagnoses if dtype == torch.float64 else {})

@@ -11,7 +11,17 @@ from typing import Callable
 import torch
 from einops import rearrange
 
-from course_lib.checks._core import CheckFailure, build, expect, exercise, fmt_shape, is_close, seeded_randn
+from course_lib.checks._core import (
+    DEVICES,
+    CheckFailure,
+    build,
+    expect,
+    expect_follows,
+    exercise,
+    fmt_shape,
+    is_close,
+    seeded_randn,
+)
 from course_lib.checks._core import call
 from course_lib.checks.ch05_danet_pam import _check_structure, load_pam_weights
 from course_lib.checks.ch05_danet_pam import _close as _pam_close
@@ -19,9 +29,6 @@ from course_lib.checks.ch06_danet_cam import _close, _gamma_one, _rows_sum_to_on
 from course_lib.checks.hidden import ch05_danet_pam as pam_hidden
 from course_lib.danet import ChannelAttention as Reference
 from course_lib.danet import DualAttention
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
 
 def _energy(x: torch.Tensor) -> torch.Tensor:
     a = rearrange(x, "b c h w -> b c (h w)")
@@ -140,10 +147,7 @@ def _check_module(make: Callable[[], torch.nn.Module], variant: str, *, what: st
                                diagnoses=map_mistakes(x64, variant) if dtype == torch.float64 else {})
                     xg = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
                     y = call(module, xg, doing=doing)
-                    expect(isinstance(y, torch.Tensor) and y.dtype == dtype and y.device == x.device,
-                           f"{doing} returned {getattr(y, 'dtype', type(y).__name__)} on {getattr(y, 'device', '?')}"
-                           ": the output must follow the input's dtype and device (no hard-coded torch.float32, "
-                           ".float() or .cuda()).", mistake="dtype")
+                    expect_follows(y, dtype=dtype, device=x.device, doing=doing)
                     _close(y.detach().cpu(), target.detach(), what=doing,
                            diagnoses=diagnoses if dtype == torch.float64 else {})
                     if dtype == torch.float64:
@@ -197,9 +201,7 @@ def hidden_blog_pam(cls: type) -> None:
                 x = case["x"].to(device=device, dtype=dtype)
                 doing = f"{what}(x) with x of shape {fmt_shape(x.shape)}, {dtype}, on {device}"
                 y = call(module, x, doing=doing)
-                expect(isinstance(y, torch.Tensor) and y.dtype == dtype and y.device == x.device,
-                       f"{doing} returned {getattr(y, 'dtype', type(y).__name__)}: the output must follow the input's "
-                       "dtype and device.", mistake="dtype")
+                expect_follows(y, dtype=dtype, device=x.device, doing=doing)
                 _pam_close(y.detach().cpu(), case["y"], what=doing,
                            diagnoses=case["diagnoses"] if dtype == torch.float64 else {})
 
@@ -243,9 +245,7 @@ def hidden_dual_attention(fn: Callable) -> None:
             doing = f"dual_attention(x, pam, cam) with x of shape {fmt_shape(x.shape)}, {dtype}, CAM {variant!r}"
             branches = Replayed(x64, pam_out, "pam"), Replayed(x64, cam_out, "cam")
             y = call(fn, x.clone(), *branches, doing=doing)
-            expect(isinstance(y, torch.Tensor) and y.dtype == dtype,
-                   f"{doing} returned {getattr(y, 'dtype', type(y).__name__)}; the output must follow x's dtype.",
-                   mistake="dtype")
+            expect_follows(y, dtype=dtype, doing=doing)
             _close(y.detach(), target, what=doing, diagnoses={})
     # the stand-in branches once more, on a random shape: the mistakes are named
     x = seeded_randn(3, 5, 4, 7, seed=7200)
@@ -275,8 +275,6 @@ def hidden_blog_cam(cls: type) -> None:
                 x = x64.to(device=device, dtype=dtype)
                 doing = f"{cls.__name__}({c})(x) with x of shape {fmt_shape(x.shape)}, {dtype}, on {device}"
                 y = call(module, x, doing=doing)
-                expect(isinstance(y, torch.Tensor) and y.dtype == dtype and y.device == x.device,
-                       f"{doing} returned {getattr(y, 'dtype', type(y).__name__)}: the output must follow the input's "
-                       "dtype and device.", mistake="dtype")
+                expect_follows(y, dtype=dtype, device=x.device, doing=doing)
                 _close(y.detach().cpu(), target, what=doing,
                        diagnoses=out_mistakes(x64, "official", gamma) if dtype == torch.float64 else {})

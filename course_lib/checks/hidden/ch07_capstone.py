@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.checks._core import (
+    DEVICES,
+    float32_exact,
+    expect_follows,
     _squeezed,
     build,
     load_by_shape,
@@ -39,9 +42,6 @@ from course_lib.checks.ch07_capstone import (
     grade_judgement,
     truth_of_localisation,
 )
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
 
 # --------------------------------------------------------------------------------------------
 # the reference gate
@@ -69,22 +69,17 @@ class ChannelSpatialGate(nn.Module):
         return x * c * s
 
 
-def _f32(t: torch.Tensor) -> torch.Tensor:
-    """Round to float32 and back: float32 and float64 runs start from the very same numbers."""
-    return t.float().double()
-
-
 def reference(channels: int, reduction: int, seed: int) -> ChannelSpatialGate:
     """A float64 reference gate with seeded weights (large enough that every part of it matters)."""
     module = ChannelSpatialGate(channels, reduction).double()
     hidden = channels // reduction
     with torch.no_grad():
-        module.fc1.weight.copy_(_f32(seeded_randn(hidden, channels, seed=seed) / channels ** 0.5 * 1.5))
-        module.fc1.bias.copy_(_f32(0.3 * seeded_randn(hidden, seed=seed + 1)))
-        module.fc2.weight.copy_(_f32(seeded_randn(channels, hidden, seed=seed + 2) / hidden ** 0.5 * 1.5))
-        module.fc2.bias.copy_(_f32(0.3 * seeded_randn(channels, seed=seed + 3)))
-        module.spatial.weight.copy_(_f32(seeded_randn(1, channels, 1, 1, seed=seed + 4) / channels ** 0.5 * 1.5))
-        module.spatial.bias.copy_(_f32(0.3 * seeded_randn(1, seed=seed + 5)))
+        module.fc1.weight.copy_(float32_exact(seeded_randn(hidden, channels, seed=seed) / channels ** 0.5 * 1.5))
+        module.fc1.bias.copy_(float32_exact(0.3 * seeded_randn(hidden, seed=seed + 1)))
+        module.fc2.weight.copy_(float32_exact(seeded_randn(channels, hidden, seed=seed + 2) / hidden ** 0.5 * 1.5))
+        module.fc2.bias.copy_(float32_exact(0.3 * seeded_randn(channels, seed=seed + 3)))
+        module.spatial.weight.copy_(float32_exact(seeded_randn(1, channels, 1, 1, seed=seed + 4) / channels ** 0.5 * 1.5))
+        module.spatial.bias.copy_(float32_exact(0.3 * seeded_randn(1, seed=seed + 5)))
     return module
 
 
@@ -230,10 +225,7 @@ def hidden_gate(cls: type) -> None:
                     y = _call(module, xin, doing=f"forward(x) {doing}")
                     _unchanged(x, xin, what=f"forward(x) {doing}")
                     for name, got in (("channel gate", got_c), ("spatial gate", got_s), ("forward(x)", y)):
-                        expect(isinstance(got, torch.Tensor) and got.dtype == dtype,
-                               f"the {name} {doing} has dtype {getattr(got, 'dtype', type(got).__name__)}: it "
-                               "must follow the input's dtype (no hard-coded torch.float32 or .float()).",
-                               mistake="dtype")
+                        expect_follows(got, dtype=dtype, doing=f"the {name} {doing}")
                         expect(got.device.type == device,
                                f"the {name} {doing} is on {got.device}: it must stay on the input's device "
                                "(no .cuda() or .cpu()).", mistake="device")
