@@ -60,8 +60,10 @@ ADVICE = {
                         "(x * M_c(x) * M_s(x)). CBAM is sequential: Eq. (1) computes the spatial map on the "
                         "channel-refined F' = M_c(x) * x.",
     "returns_map": "forward returns the map; it should return the reweighted features x * map.",
-    "cbam_residual": "a residual is added inside CBAM (F' = x + M_c(x) * x, or F'' + x). Eq. (1) has none: the "
-                     "ResNet block around CBAM adds the identity, not CBAM itself.",
+    "cbam_residual": "a residual is added inside CBAM (F' = x + M_c(x) * x). Eq. (1) has none: the ResNet block "
+                     "around CBAM adds the identity, not CBAM itself.",
+    "cbam_residual:outer": "x is added to the output (F'' + x). Eq. (1) returns F'' alone: the ResNet block around "
+                           "CBAM adds the identity, not CBAM itself.",
     "spatial_applied_to_input": "the spatial map M_s(F') multiplies x; Eq. (1) multiplies it with F', the "
                                 "channel-refined features: F'' = M_s(F') * F'.",
 }
@@ -201,7 +203,7 @@ def check_cbam(cls: type) -> None:
                   what=what, duplicate_mistake="separate_mlps")
     module.eval()
     x = data["x"].clone()
-    diagnoses = [(key.split(":")[0], value, ADVICE[key.split(":")[0]]) for key, value in data["diagnoses"].items()]
+    diagnoses = [(key.split(":")[0], value, ADVICE[key]) for key, value in data["diagnoses"].items()]
     out = forward_keeps_input(module, x, doing=f"{what}(x)", hints=HINTS)
     expect_shape(out, x.shape, what=f"{what}(x)", hint="CBAM returns the refined features F'', the shape of x.")
     expect_close_or_name(out, data["out"], what=f"{what}(x)", diagnoses=diagnoses,
