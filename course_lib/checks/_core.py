@@ -688,6 +688,12 @@ def float32_exact(t: torch.Tensor) -> torch.Tensor:
     return t.float().double()
 
 
+def seeded_picker(seed: int) -> Callable[[int, int], int]:
+    """``pick(lo, hi)``: reproducible random ints in [lo, hi] (both ends included) for the hidden trials."""
+    generator = torch.Generator().manual_seed(seed)
+    return lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=generator))
+
+
 def seeded_randn(*shape: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A reproducible random tensor that does not touch the global RNG."""
     generator = torch.Generator().manual_seed(seed)

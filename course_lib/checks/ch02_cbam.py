@@ -17,7 +17,6 @@ import torch
 from ._core import (
     CheckFailure,
     build,
-    call,
     call_with_hints,
     define_mistake,
     exercise,
@@ -31,7 +30,6 @@ from ._core import (
     fmt_shape,
     forward_keeps_input,
     load_by_shape,
-    passed,
 )
 
 __all__ = ["check_cbam", "check_channel_attention", "check_spatial_attention"]

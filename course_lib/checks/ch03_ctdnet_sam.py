@@ -38,9 +38,9 @@ from ._core import (
     exercise,
     expect,
     expect_close,
-    expect_defaults,
     expect_device_free,
     expect_int,
+    expect_method_gradients,
     expect_module_gradients,
     expect_shape,
     expect_unchanged,
@@ -258,6 +258,7 @@ def check_sam_attention(cls: type) -> None:
                  "the mean first, then the max, a 3x3 conv with padding 1 and no bias, then a sigmoid.",
         )
         _unchanged(x, x_in, what="attention(x)")
+    expect_method_gradients(module, "attention", E["x"], what=what, hints=HINTS)
 
 
 @exercise("SpatialAttentionModule.forward", budget_s=10)

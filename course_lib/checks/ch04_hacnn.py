@@ -35,6 +35,7 @@ from ._core import (
     expect,
     expect_defaults,
     expect_device_free,
+    expect_method_gradients,
     expect_module_gradients,
     expect_shape,
     expect_unchanged,
@@ -227,6 +228,7 @@ def check_spatial_attention(cls: type) -> None:
     out = _call(module, x.clone(), doing="forward(x)")
     _close(out, E["s_odd"], what="forward(x) (the same map as attention(x))", diagnoses={})
     expect_device_free(module, x, what=cls.__name__)
+    expect_method_gradients(module, "attention", x, what=cls.__name__, hints=HINTS)
 
 
 @exercise("ChannelAttention", budget_s=10)
@@ -247,6 +249,7 @@ def check_channel_attention(cls: type) -> None:
     _unchanged(x, x_in, what="attention(x)")
     expect(bool((c >= 0).all()), "C should be >= 0 (it ends in a ConvBlock's ReLU)", mistake="values")
     expect_device_free(module, x, what=f"{cls.__name__}({channels}, {reduction})")
+    expect_method_gradients(module, "attention", x, what=f"{cls.__name__}({channels}, {reduction})", hints=HINTS)
     expect_defaults(cls, (channels,), {"reduction": 16}, x, what=cls.__name__, method="attention")
 
 
@@ -395,6 +398,7 @@ def check_hard_attention_theta(cls: type) -> None:
     theta = _theta(module, x, 4, doing="attention(x) with the stored fc weights")
     _close(theta, E["theta"], what="attention(x) with the stored fc weights", diagnoses=E["theta_diagnoses"],
            hint="theta = tanh(fc(x.mean((2, 3)))).reshape(B, R, 2).")
+    expect_method_gradients(module, "attention", x, what=cls.__name__, hints=HINTS)
 
 
 @exercise("HardAttention.forward", budget_s=10)

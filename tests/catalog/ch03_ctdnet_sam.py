@@ -97,6 +97,13 @@ WRONG_ATTENTION = [
         mx = x.amax(1, keepdim=True)
         return x * torch.sigmoid(self.conv_atten(torch.cat([avg, mx], dim=1)))""",
         fwd="        return F.relu(self.bn(self.conv(self.attention(x))))")),
+    ("map computed under torch.no_grad()", "no_grad", dict(att="""\
+        with torch.no_grad():
+            stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+            return torch.sigmoid(self.conv_atten(stacked))""")),
+    ("the max map detached", "no_grad", dict(att="""\
+        stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True).detach()], dim=1)
+        return torch.sigmoid(self.conv_atten(stacked))""")),
     ("hard-coded .cuda()", "device", dict(att="""\
         stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1).cuda()
         return torch.sigmoid(self.conv_atten(stacked))""")),

@@ -21,7 +21,6 @@ from course_lib.checks._core import (
     expect_close_or_name,
     expect_int,
     expect_shape,
-    fmt_shape,
     forward_keeps_input,
     load_by_shape,
     passed,

@@ -26,7 +26,6 @@ from course_lib.checks._core import (
     tolerances,
 )
 from course_lib.checks.ch02_cbam import (
-    ADVICE,
     HINTS,
     load_by_shape,
     load_channel_weights,

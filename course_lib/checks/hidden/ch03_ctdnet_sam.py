@@ -15,16 +15,17 @@ import torch.nn.functional as F
 
 from course_lib.checks._core import (
     DEVICES,
-    float32_exact,
-    expect_follows,
     CheckFailure,
     build,
+    exercise,
     expect,
     expect_close,
+    expect_follows,
     expect_int,
-    exercise,
+    float32_exact,
     fmt_shape,
     passed,
+    seeded_picker,
     seeded_randn,
 )
 from course_lib.checks.ch03_ctdnet_sam import _call, _close, _unchanged, load_sam, sam_count_by_hand, sam_layers
@@ -148,11 +149,7 @@ def build_expected() -> dict:
 # hidden checks
 # --------------------------------------------------------------------------------------------
 def _trials(seed: int, n: int = 3):
-    g = torch.Generator().manual_seed(seed)
-
-    def pick(lo: int, hi: int) -> int:
-        return int(torch.randint(lo, hi + 1, (1,), generator=g))
-
+    pick = seeded_picker(seed)
     for trial in range(n):
         c_in, c_out = pick(3, 20), pick(3, 9)
         while c_out == c_in:

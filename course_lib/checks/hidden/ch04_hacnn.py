@@ -16,14 +16,15 @@ import torch.nn.functional as F
 from course_lib import hacnn
 from course_lib.checks._core import (
     DEVICES,
-    float32_exact,
-    expect_follows,
     build,
+    exercise,
     expect,
     expect_close,
-    exercise,
+    expect_follows,
+    float32_exact,
     fmt_shape,
     passed,
+    seeded_picker,
     seeded_randn,
 )
 from course_lib.checks.ch04_hacnn import _call, _close, _unchanged, call_recording, load_weights
@@ -295,11 +296,6 @@ def build_expected() -> dict:
 # --------------------------------------------------------------------------------------------
 # hidden checks
 # --------------------------------------------------------------------------------------------
-def _rng(seed: int):
-    g = torch.Generator().manual_seed(seed)
-    return lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=g))
-
-
 def _student(cls: type, args: tuple, ref: torch.nn.Module, *, dtype, device) -> torch.nn.Module:
     module = build(cls, *args).to(dtype=dtype)  # weights copied at the trial's precision, not rounded to float32
     load_weights(module, weights(ref), what=f"{cls.__name__}{args}")
@@ -353,7 +349,7 @@ def _modes_and_layouts():
 
 @exercise("SpatialAttention (hidden)", budget_s=30)
 def hidden_spatial_attention(cls: type) -> None:
-    pick = _rng(4040)
+    pick = seeded_picker(4040)
     for trial in range(4):
         b, c, h, w = pick(2, 4), pick(1, 24), pick(1, 13), pick(1, 13)
         if trial == 0:
@@ -374,7 +370,7 @@ def hidden_spatial_attention(cls: type) -> None:
 
 @exercise("ChannelAttention (hidden)", budget_s=30)
 def hidden_channel_attention(cls: type) -> None:
-    pick = _rng(4041)
+    pick = seeded_picker(4041)
     for trial in range(3):
         reduction = (2, 4, 16)[trial]
         channels = reduction * pick(1, 4)
@@ -394,7 +390,7 @@ def hidden_channel_attention(cls: type) -> None:
 
 @exercise("SoftAttention (hidden)", budget_s=30)
 def hidden_soft_attention(cls: type) -> None:
-    pick = _rng(4042)
+    pick = seeded_picker(4042)
     for trial in range(3):
         channels = 16 * (trial + 1)
         b, h, w = pick(2, 4), pick(1, 11), pick(1, 11)
@@ -430,7 +426,7 @@ def hidden_soft_map_interval(fn: Callable) -> None:
 
 @exercise("HardAttention.attention (hidden)", budget_s=30)
 def hidden_hard_attention_theta(cls: type) -> None:
-    pick = _rng(4043)
+    pick = seeded_picker(4043)
     for trial in range(4):
         channels, regions = pick(1, 20), pick(1, 6)
         b, h, w = pick(2, 4), pick(1, 13), pick(1, 13)
@@ -451,7 +447,7 @@ def hidden_hard_attention_theta(cls: type) -> None:
 
 @exercise("HardAttention.forward (hidden)", budget_s=30)
 def hidden_hard_attention_crops(cls: type) -> None:
-    pick = _rng(4044)
+    pick = seeded_picker(4044)
     for trial in range(4):
         channels, regions = pick(1, 12), pick(1, 6)
         b, h, w = pick(2, 3), pick(2, 17), pick(2, 11)

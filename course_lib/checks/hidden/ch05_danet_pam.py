@@ -14,15 +14,14 @@ from einops import rearrange
 
 from course_lib.checks._core import (
     DEVICES,
-    float32_exact,
-    expect_follows,
-    CheckFailure,
     build,
+    exercise,
     expect,
     expect_close,
-    exercise,
+    expect_follows,
+    float32_exact,
     fmt_shape,
-    is_close,
+    seeded_picker,
     seeded_randn,
 )
 from course_lib.checks.ch05_danet_pam import _call, _check_structure, _close, _rows_sum_to_one, load_pam_weights
@@ -120,11 +119,7 @@ def build_expected() -> dict:
 # hidden checks
 # --------------------------------------------------------------------------------------------
 def _trials(seed: int, n: int = 3):
-    g = torch.Generator().manual_seed(seed)
-
-    def pick(lo: int, hi: int) -> int:
-        return int(torch.randint(lo, hi + 1, (1,), generator=g))
-
+    pick = seeded_picker(seed)
     for trial in range(n):
         reduction = (8, 4, 2)[trial % 3]
         yield trial, pick(1, 3), reduction * pick(1, 3), reduction, pick(1, 7), pick(1, 7)

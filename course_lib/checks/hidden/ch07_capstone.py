@@ -17,16 +17,17 @@ from torch import nn
 
 from course_lib.checks._core import (
     DEVICES,
-    float32_exact,
-    expect_follows,
     _squeezed,
     build,
-    load_by_shape,
-    expect,
-    expect_int,
     exercise,
+    expect,
+    expect_follows,
+    expect_int,
+    float32_exact,
     fmt_shape,
+    load_by_shape,
     passed,
+    seeded_picker,
     seeded_randn,
 )
 from course_lib.checks.ch07_capstone import (
@@ -185,11 +186,7 @@ def build_expected() -> dict:
 # hidden checks
 # --------------------------------------------------------------------------------------------
 def _trials(seed: int, n: int = 3):
-    g = torch.Generator().manual_seed(seed)
-
-    def pick(lo: int, hi: int) -> int:
-        return int(torch.randint(lo, hi + 1, (1,), generator=g))
-
+    pick = seeded_picker(seed)
     for trial in range(n):
         reduction = pick(2, 6)
         channels = reduction * pick(2, 8) + pick(0, reduction - 1)  # C' = C // r in 2..8, C' != C
