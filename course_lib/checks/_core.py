@@ -82,6 +82,7 @@ MISTAKES: dict[str, str] = {
     "float_count": "a float where a count (an int) is asked, e.g. C / r instead of C // r",
     "modifies_input": "the function changes the tensor it was given",
     "keepdim": "a reduction without keepdim=True drops a dimension the next step needs",
+    "gate_layout": "the gate is transposed before it is reshaped, so channels and images mix",
     "divisor": "a mean taken as a sum divided by H*H or W*W instead of H*W",
     "batch_mean": "the mean also runs over the batch (dim 0): every image gets the same values",
     "pool_kernel": "a pooling kernel that does not fit the input (H and W swapped?)",

@@ -37,7 +37,7 @@ RESHAPE_NOT_PERMUTE = define_mistake(
 PIXEL_ORDER = define_mistake("pixel_order", "pixels flattened column by column (w h) instead of row by row (h w)")
 MODIFIES_INPUT = "modifies_input"
 DIVISOR = "divisor"
-GATE_LAYOUT = define_mistake("gate_layout", "the gate is transposed before it is reshaped, so channels and images mix")
+GATE_LAYOUT = "gate_layout"
 EINOPS_AXES = define_mistake("einops_axes", "the einops pattern names the input's axes in another order than (b c h w)")
 BATCH_MEAN = "batch_mean"
 

@@ -58,6 +58,9 @@ ADVICE = {
     "max_squeeze": "the squeeze takes the max over H and W; Eq. (2) is the mean "
                    "(x.mean((2, 3), keepdim=True) or nn.AdaptiveAvgPool2d(1)).",
     "gate_added": "forward adds the gate (x + s); Eq. (4) multiplies: x * s.",
+    "gate_layout": "the (B, C) gate is transposed before it is reshaped to (B, C, 1, 1), so the numbers of "
+                   "different images and channels get mixed. Reshape it as it is: s.view(B, C, 1, 1) or "
+                   "rearrange(s, 'b c -> b c 1 1').",
     "batch_mean": "the squeeze also averages over the batch (dim 0), so every image gets the same gate. Eq. (2) "
                   "averages each image's channel over its own H x W: x.mean((2, 3), keepdim=True).",
     "returns_map": "forward returns the gate; it should return the recalibrated features x * s.",
@@ -156,6 +159,7 @@ def check_se(cls: type) -> None:
                       "(rearrange(s, 'b c -> b c 1 1')).")
     diagnoses = [(k, v, ADVICE[k]) for k, v in data["gate_diagnoses"].items()]
     diagnoses.append(("softmax_gate", torch.ones_like(data["gate"]), ADVICE["softmax_one"]))
+    diagnoses.append(("gate_layout", data["gate"].reshape(b, c).t().reshape(b, c, 1, 1), ADVICE["gate_layout"]))
     outside = bool(((gate <= 0) | (gate >= 1)).any())
     expect_close_or_name(
         gate, data["gate"], what=f"{name}.attention(x)", diagnoses=diagnoses,

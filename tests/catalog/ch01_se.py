@@ -105,6 +105,21 @@ class SqueezeExcitation(nn.Module):
         z = x.amax((2, 3), keepdim=True)
         return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
 """ + FORWARD), "max_squeeze"),
+    Impl(SE, "Linear gate transposed before the reshape", """
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, channels // reduction)
+        self.fc2 = nn.Linear(channels // reduction, channels)
+
+    def attention(self, x):
+        b, c = x.shape[:2]
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))
+        return s.t().reshape(b, c, 1, 1)
+
+    def forward(self, x):
+        return x * self.attention(x)
+""", "gate_layout"),
     Impl(SE, "squeeze over the batch too", se("""
     def attention(self, x):
         z = x.mean((0, 2, 3), keepdim=True)
