@@ -847,26 +847,27 @@ class _CpuConstantWatch(TorchFunctionMode):
             if kwargs.get("device") is None and not (func is torch.as_tensor and isinstance(source, torch.Tensor)):
                 self._mark(out)
             return out
-        tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
-        for a in list(args) + list(kwargs.values()):
-            if isinstance(a, (list, tuple)):
-                tensors += [t for t in a if isinstance(t, torch.Tensor)]
-        if not tensors:
-            return out
-        moved = getattr(func, "__name__", "") in {"to", "cuda", "type_as", "new_tensor", "new_ones", "new_zeros",
-                                                 "new_full", "new_empty"} \
-            and (len(tensors) > 1 or "device" in kwargs or any(isinstance(a, (torch.device, str)) for a in args[1:])
-                 or getattr(func, "__name__", "") != "to")
-        stray = [id(t) in self.stray for t in tensors if t.dim() > 0]
-        if moved:  # on a GPU this is a new tensor on x's device (on the CPU it may be the same object)
+        operands = [*args, *kwargs.values()]
+        tensors = [t for a in operands for t in (a if isinstance(a, (list, tuple)) else (a,))
+                   if isinstance(t, torch.Tensor)]
+        if _moves_to_a_device(getattr(func, "__name__", ""), args[1:], kwargs):
+            # on a GPU this gives a new tensor on the named device (on the CPU it may be the same object)
             self.stray.discard(id(out))
             return out
+        stray = [id(t) in self.stray for t in tensors if t.dim() > 0]
         if any(stray) and not all(stray):
             self.found.append(getattr(func, "__name__", str(func)))
-        elif stray and all(stray):
+        elif any(stray):  # made from CPU constants only: still one
             for value in out if isinstance(out, (list, tuple)) else (out,):
                 self._mark(value)
         return out
+
+
+def _moves_to_a_device(name: str, rest: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """t.cuda(), t.type_as(x), t.to(x.device), t.to(x), t.to(device=...): a tensor placed where it is used."""
+    if name in ("cuda", "type_as"):
+        return True
+    return name == "to" and ("device" in kwargs or any(isinstance(a, (torch.device, str, torch.Tensor)) for a in rest))
 
 
 def expect_device_free(module: torch.nn.Module, x: torch.Tensor, *, what: str, method: str = "forward") -> None:
@@ -916,7 +917,8 @@ def expect_defaults(cls: type, args: Sequence[Any], defaults: Mapping[str, Any],
                            mistake="default_args")
     with torch.no_grad():
         plain.load_state_dict(explicit.state_dict())
-    plain.eval(), explicit.eval()
+    plain.eval()
+    explicit.eval()
     with torch.no_grad():
         a = call(getattr(plain, method), x.clone(), doing=f"{short}.{method}(x)")
         b = call(getattr(explicit, method), x.clone(), doing=f"{getattr(cls, '__name__', cls)}({shown}).{method}(x)")
