@@ -941,8 +941,9 @@ def expect_module_gradients(module: torch.nn.Module, x: torch.Tensor, *, what: s
     if upstream is None:
         upstream = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
     if not out.requires_grad:
-        raise CheckFailure(f"{what}(x) does not carry gradients: is it computed under torch.no_grad(), through "
-                           ".data, .detach() or numpy? A network built on it could not train.", mistake="no_grad")
+        raise CheckFailure(f"backward through {what}(x) is impossible: the result does not carry gradients. Is it "
+                           "computed under torch.no_grad(), through .data, .detach() or numpy? A network built on it "
+                           "could not train.", mistake="no_grad")
     call(lambda: (out * upstream.to(out.dtype)).sum().backward(), doing=f"backward through {what}(x)")
     missing = [n for n, p in module.named_parameters() if p.grad is None and (p.dim() > 1 or not weights_only)]
     expect(xg.grad is not None and not missing,
