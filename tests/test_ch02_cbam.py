@@ -53,8 +53,9 @@ def test_hidden_checks_pass_on_the_reference(capsys):
     assert capsys.readouterr().out.count("[ok]") == 3
 
 
-def test_official_variant_bias_passes_but_official_pool_order_does_not():
-    """An extra (zeroed) bias is harmless; the official [max; mean] order is named when weights are given."""
+def test_official_variant_bias_and_official_pool_order_are_named():
+    """The stub says no bias: the official code's MLP bias is named (not silently zeroed); so is the official
+    [max; mean] order when weights are given."""
     class Biased(ChannelAttention):
         def __init__(self, channels, reduction=16):
             super().__init__(channels, reduction, mlp_bias=True)
@@ -63,7 +64,9 @@ def test_official_variant_bias_passes_but_official_pool_order_does_not():
         def __init__(self, kernel_size=7):
             super().__init__(kernel_size, pool_order="max_avg")
 
-    visible.check_channel_attention(Biased)
+    with pytest.raises(CheckFailure) as info:
+        visible.check_channel_attention(Biased)
+    assert info.value.mistake == "extra_parameter"
     with pytest.raises(CheckFailure) as info:
         visible.check_spatial_attention(MaxMean)
     assert info.value.mistake == "pool_order"

@@ -17,9 +17,11 @@ Nothing here imports the reference solutions: visible checks compare against sto
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import io
 import math
+import operator
 import signal
 import sys
 import threading
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 EXPECTED_DIR = Path(__file__).with_name("expected")
 
@@ -69,6 +72,21 @@ MISTAKES: dict[str, str] = {
     "returns_features": "the reweighted features are returned where the map is asked for",
     "kernel_size": "the convolution has the wrong kernel size or padding",
     "scaled": "the energy is scaled by 1/sqrt(d), which this paper does not do",
+    # the mistake classes the toolkit names for every exercise
+    "float32_inside": "a float64 result is only float32-accurate: something inside computes in float32",
+    "overflow": "exp overflows on inputs of realistic size (a softmax without subtracting the max)",
+    "extra_parameter": "a parameter the exercise does not ask for (a bias left on where the stub says bias=False)",
+    "default_args": "a constructor default differs from the stub's",
+    "tensor_attribute": "a tensor kept in a plain attribute, which .to(device) and .double() do not move",
+    "cpu_constant": "a tensor created inside forward without device=x.device (breaks on a GPU)",
+    "float_count": "a float where a count (an int) is asked, e.g. C / r instead of C // r",
+    "modifies_input": "the function changes the tensor it was given",
+    "keepdim": "a reduction without keepdim=True drops a dimension the next step needs",
+    "gate_layout": "the gate is transposed before it is reshaped, so channels and images mix",
+    "divisor": "a mean taken as a sum divided by H*H or W*W instead of H*W",
+    "batch_mean": "the mean also runs over the batch (dim 0): every image gets the same values",
+    "pool_kernel": "a pooling kernel that does not fit the input (H and W swapped?)",
+    "name_error": "a NameError: a variable is used under a name it was never given (a typo?)",
 }
 
 
@@ -265,6 +283,19 @@ _ERROR_HINTS: Sequence[tuple[str, str, str]] = (
      "tensors of different dtypes meet: a tensor created with a fixed dtype? Use x.dtype."),
     ("must have the same dtype", "dtype",
      "tensors of different dtypes meet: a tensor created with a fixed dtype? Use x.dtype."),
+    ("Input type (float) and", "dtype",
+     "tensors of different dtypes meet (float32 and float64): a hard-coded dtype (.float(), torch.float32)? "
+     "Let every tensor follow x.dtype."),
+    ("Input type (double) and", "dtype",
+     "tensors of different dtypes meet (float64 and float32): a hard-coded dtype? Let every tensor follow x.dtype."),
+    ("a leaf Variable that requires grad is being used in an in-place operation", "inplace",
+     "an in-place operation (x *= ..., x.mul_(...), x += ...) overwrites the input; compute a new tensor instead."),
+    ("Output size is too small", "pool_kernel",
+     "a pooling kernel larger than the input: kernel_size=(W, H) with H and W swapped? x.shape[2:] is (H, W), in "
+     "that order (or reduce with x.mean((2, 3), keepdim=True), which needs no kernel)."),
+    ("NameError", "name_error",
+     "Python met a name that was never assigned. Compare, letter by letter, the line where the variable is "
+     "created with the line that uses it."),
 )
 
 
@@ -294,6 +325,50 @@ def call(fn: Callable, *args: Any, doing: str, **kwargs: Any) -> Any:
         raise
     except Exception as err:  # noqa: BLE001 - every student error is reported, none crashes the check
         raise describe_error(err, doing) from None
+
+
+#: (text in the error, mistake id, advice): what a chapter adds to the generic error hints.
+Hints = Sequence[tuple[str, str, str]]
+
+
+def call_with_hints(fn: Callable, *args: Any, doing: str, hints: Hints = (), **kwargs: Any) -> Any:
+    """:func:`call`, with a chapter's ``hints`` for errors the generic ones can only call a crash."""
+    try:
+        return call(fn, *args, doing=doing, **kwargs)
+    except CheckFailure as failure:
+        if failure.mistake == "crash":
+            text = str(failure)
+            for needle, mistake, advice in hints:
+                if needle in text:
+                    raise CheckFailure(f"{text}\n  Likely mistake: {advice}", mistake=mistake) from None
+        raise
+
+
+def expect_unchanged(before: torch.Tensor, after: torch.Tensor, *, what: str, mistake: str = "inplace",
+                     advice: str = "x *= ..., x.mul_(...), x += ...") -> None:
+    """The student's code left its input alone (``before`` is a copy taken before the call)."""
+    expect(torch.equal(before, after.detach()),
+           f"{what} changed its input in place ({advice}). Leave the input alone: the caller (a residual "
+           "connection, autograd) still needs it. Compute a new tensor instead.", mistake=mistake)
+
+
+def forward_keeps_input(module: Callable, x: torch.Tensor, *, doing: str, hints: Hints = ()) -> Any:
+    """Call ``module(x)`` and fail with mistake "inplace" if that changed ``x``."""
+    before = x.clone()
+    out = call_with_hints(module, x, doing=doing, hints=hints)
+    expect_unchanged(before, x, what=doing)
+    return out
+
+
+def call_on_copies(fn: Callable, args: Sequence[Any], *, doing: str, hints: Hints = (),
+                   mistake: str = "modifies_input") -> Any:
+    """Call ``fn`` on copies of its tensor arguments; fail (``mistake``) if it changed one of them."""
+    copies = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+    result = call_with_hints(fn, *copies, doing=doing, hints=hints)
+    for original, copy in zip(args, copies):
+        if isinstance(original, torch.Tensor) and not torch.equal(original, copy):
+            raise CheckFailure(f"{doing} changed its input in place; return a new tensor instead.", mistake=mistake)
+    return result
 
 
 def build(cls: Any, *args: Any, **kwargs: Any) -> torch.nn.Module:
@@ -340,20 +415,50 @@ def expect_shape(value: Any, shape: Sequence[int], *, what: str, hint: str = "",
     passed()
 
 
-def tolerances(dtype: torch.dtype) -> tuple[float, float]:
-    return (1e-9, 1e-11) if dtype == torch.float64 else (1e-4, 1e-5)
+#: The one tolerance policy of every check: float64 against float64 is compared strictly (an answer that
+#: computes in float32 inside fails), anything else at float32 precision.
+STRICT = (1e-9, 1e-11)
+LOOSE = (1e-4, 1e-5)
+
+
+def tolerances(dtype: torch.dtype, other: torch.dtype | None = None) -> tuple[float, float]:
+    """(rtol, atol) for a result of ``dtype`` compared with an expected value of ``other`` (default: the same)."""
+    other = dtype if other is None else other
+    return STRICT if dtype == torch.float64 and other == torch.float64 else LOOSE
+
+
+def _within(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> bool:
+    actual = actual.detach().to("cpu", torch.float64)
+    expected = expected.detach().to("cpu", torch.float64)
+    return bool(torch.all(torch.abs(actual - expected) <= atol + rtol * torch.abs(expected)))
 
 
 def is_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float | None = None,
              atol: float | None = None) -> bool:
-    if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
+    """Same shape and equal within the policy's tolerances (explicit ``rtol``/``atol`` may only tighten them)."""
+    if not isinstance(actual, torch.Tensor) or not isinstance(expected, torch.Tensor) or actual.shape != expected.shape:
         return False
-    actual = actual.detach().to("cpu", torch.float64)
-    expected = expected.detach().to("cpu", torch.float64)
-    default_rtol, default_atol = (1e-4, 1e-5)
-    rtol = default_rtol if rtol is None else rtol
-    atol = default_atol if atol is None else atol
-    return bool(torch.all(torch.abs(actual - expected) <= atol + rtol * torch.abs(expected)))
+    policy_rtol, policy_atol = tolerances(actual.dtype, expected.dtype)
+    rtol = policy_rtol if rtol is None else min(rtol, policy_rtol)
+    atol = policy_atol if atol is None else min(atol, policy_atol)
+    return _within(actual, expected, rtol, atol)
+
+
+Diagnoses = Mapping[str, tuple[torch.Tensor, str]] | Sequence[tuple[str, torch.Tensor, str]]
+
+
+def _diagnosis_list(diagnoses: Diagnoses | None) -> list[tuple[str, torch.Tensor, str]]:
+    if not diagnoses:
+        return []
+    if isinstance(diagnoses, Mapping):
+        return [(mistake, wrong, advice) for mistake, (wrong, advice) in diagnoses.items()]
+    return list(diagnoses)
+
+
+def named(results: Mapping[str, torch.Tensor], advice: Mapping[str, tuple[str, str]]
+          ) -> list[tuple[str, torch.Tensor, str]]:
+    """Stored wrong results (label -> tensor) with a chapter's advice (label -> (mistake id, text))."""
+    return [(advice[label][0], wrong, advice[label][1]) for label, wrong in results.items()]
 
 
 def expect_close(
@@ -361,32 +466,69 @@ def expect_close(
     expected: torch.Tensor,
     *,
     what: str,
-    diagnoses: Mapping[str, tuple[torch.Tensor, str]] | None = None,
+    diagnoses: Diagnoses | None = None,
     hint: str = "",
     mistake: str = "values",
+    fallback: tuple[str, str] | None = None,
     rtol: float | None = None,
     atol: float | None = None,
 ) -> None:
     """Compare with an expected tensor; on mismatch name a known mistake whose result matches.
 
-    ``diagnoses`` maps a mistake id to (the result that mistake produces, what to tell the student).
+    ``diagnoses``: mistake id -> (the result that mistake produces, advice), or a sequence of
+    (mistake id, result, advice) when one id has several results; tried in order.
+    ``fallback``: (mistake id, advice) for a mismatch that no diagnosis explains (else ``mistake``, ``hint``).
+    A float64 result that agrees only to float32 precision is named as computing in float32 inside.
     """
     tensor = expect_tensor(actual, what=what)
     expect_shape(tensor, expected.shape, what=what)
     if is_close(tensor, expected, rtol=rtol, atol=atol):
         passed()
         return
-    for mistake_id, (wrong, advice) in (diagnoses or {}).items():
+    for mistake_id, wrong, advice in _diagnosis_list(diagnoses):
         if is_close(tensor, wrong, rtol=rtol, atol=atol):
             raise CheckFailure(f"{what} has the wrong values.\n  Likely mistake: {advice}", mistake=mistake_id)
-    diff = (tensor.detach().to("cpu", torch.float64) - expected.to(torch.float64)).abs()
-    where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    if not bool(torch.isfinite(tensor.detach()).all()) and bool(torch.isfinite(expected).all()):
+        bad = int((~torch.isfinite(tensor.detach())).sum())
+        raise CheckFailure(f"{what} holds {bad} NaN or inf value(s) where the expected values are finite.\n  "
+                           f"Likely mistake: {OVERFLOW_ADVICE} (A division by zero gives NaN or inf too.)",
+                           mistake="overflow")
+    if tensor.dtype == torch.float64 and _within(tensor, expected, *LOOSE):
+        raise CheckFailure(
+            f"{what} agrees with the expected float64 values only to float32 precision.\n  Likely mistake: "
+            "something inside computes in float32: a constant made with torch.tensor(...) or torch.ones(...) without "
+            "dtype=x.dtype, a .float(), or a float32 buffer. Let every tensor follow x.dtype.",
+            mistake="float32_inside")
+    got = tensor.detach().to("cpu", torch.float64)
+    diff = (got - expected.detach().to("cpu", torch.float64)).abs()
+    flat = int(torch.nan_to_num(diff, nan=float("inf")).argmax())
+    where = _unravel(flat, diff.shape)
     message = (
-        f"{what} has the wrong values: the largest difference is {diff.max().item():.3g} at index {where} "
-        f"(expected {expected.reshape(-1)[diff.argmax()].item():.5g}, "
-        f"got {tensor.detach().reshape(-1)[diff.argmax()].item():.5g})."
+        f"{what} has the wrong values: the largest difference is {diff.reshape(-1)[flat].item():.3g} at index "
+        f"{where} (expected {expected.reshape(-1)[flat].item():.5g}, got {got.reshape(-1)[flat].item():.5g})."
     )
+    if fallback is not None:
+        mistake, hint = fallback
     raise CheckFailure(message + (f"\n  Likely mistake: {hint}" if hint else ""), mistake=mistake)
+
+
+def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
+    """The index of entry ``flat`` of a tensor of ``shape`` (torch.unravel_index takes a second to import)."""
+    where = []
+    for size in reversed(tuple(shape)):
+        flat, rest = divmod(flat, int(size))
+        where.append(rest)
+    return tuple(reversed(where))
+
+
+def close_named(actual: Any, target: torch.Tensor, *, what: str, diagnoses: Mapping[str, torch.Tensor],
+                advice: Mapping[str, tuple[str, str]], hint: str = "", fallback: tuple[str, str] | None = None) -> None:
+    """:func:`expect_close` with stored wrong results under a chapter's labels (label -> (mistake id, advice))."""
+    expect_close(actual, target, what=what, diagnoses=named(diagnoses, advice), hint=hint, fallback=fallback)
+
+
+#: The name the chapter files used before this lived here.
+expect_close_or_name = expect_close
 
 
 def expect(condition: bool, message: str, *, mistake: str = "values") -> None:
@@ -413,13 +555,15 @@ def load_by_shape(
     what: str,
     duplicate_mistake: str = "parameters",
     duplicate_hint: str = "",
-    zero_extra_biases: bool = True,
+    accept_extra_biases: bool = False,
+    extra_hint: str = "",
 ) -> None:
     """Copy ``weights`` (role -> tensor, all of distinct shapes) into the student's parameters.
 
     Parameters are matched by shape, treating a Linear weight (o, i) and a 1x1 conv weight (o, i, 1, 1)
-    as the same. Student parameters no role claims must be biases (1-D); they are set to zero, which
-    leaves the map unchanged. Anything else is reported with the shapes that were expected.
+    as the same. A student parameter that no role claims fails (mistake "extra_parameter" for a bias the
+    stub leaves out), unless the exercise explicitly accepts extra biases (``accept_extra_biases``): they are
+    then set to zero, which leaves the map unchanged.
     """
     own = list(module.named_parameters())
     by_shape: dict[tuple[int, ...], list[tuple[str, torch.nn.Parameter]]] = {}
@@ -451,9 +595,17 @@ def load_by_shape(
         for name, param in own:
             if name in claimed:
                 continue
-            if zero_extra_biases and param.dim() == 1 and name.endswith("bias"):
-                param.zero_()
-                continue
+            if param.dim() == 1 and name.endswith("bias"):
+                if accept_extra_biases:
+                    param.zero_()
+                    continue
+                raise CheckFailure(
+                    f"{what} has a bias {name} of shape {fmt_shape(param.shape)} that the exercise does not ask "
+                    f"for.\n  expected: {expected_list}\n  yours:    {got_list}\n  Likely mistake: "
+                    + (extra_hint or "the stub's layers have no bias: pass bias=False to nn.Conv2d / nn.Linear "
+                       "(their default is bias=True). An extra bias changes the module's output and its "
+                       "parameter count."),
+                    mistake="extra_parameter")
             raise CheckFailure(
                 f"{what} has a parameter {name} of shape {fmt_shape(param.shape)} that the exercise does not "
                 f"use.\n  expected: {expected_list}\n  yours:    {got_list}",
@@ -528,6 +680,21 @@ def save_expected(name: str, data: dict) -> Path:
     return path
 
 
+#: The devices the hidden checks run on: the CPU, and CUDA where there is one.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def float32_exact(t: torch.Tensor) -> torch.Tensor:
+    """Round to float32 and back, so float32 and float64 trials start from the very same numbers."""
+    return t.float().double()
+
+
+def seeded_picker(seed: int) -> Callable[[int, int], int]:
+    """``pick(lo, hi)``: reproducible random ints in [lo, hi] (both ends included) for the hidden trials."""
+    generator = torch.Generator().manual_seed(seed)
+    return lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=generator))
+
+
 def seeded_randn(*shape: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A reproducible random tensor that does not touch the global RNG."""
     generator = torch.Generator().manual_seed(seed)
@@ -536,3 +703,299 @@ def seeded_randn(*shape: int, seed: int, dtype: torch.dtype = torch.float64) -> 
 
 def isfinite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t).all()) if isinstance(t, torch.Tensor) else math.isfinite(float(t))
+
+
+# --------------------------------------------------------------------------------------------
+# the mistake classes every exercise is checked for
+# --------------------------------------------------------------------------------------------
+def expect_int(value: Any, *, what: str, advice: str = "") -> int:
+    """An integral number: int, numpy integer or an integral 0-d tensor. A float (even 12.0) is a mistake."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point() \
+            and value.dtype != torch.bool and not value.is_complex():
+        value = int(value)
+    if not isinstance(value, bool) and not isinstance(value, torch.Tensor):
+        try:
+            value = operator.index(value)  # int and numpy integers; never floats
+        except TypeError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int):
+        is_float = isinstance(value, float) or (isinstance(value, torch.Tensor) and value.is_floating_point()) \
+            or type(value).__name__.startswith("float")
+        message = f"{what} should be an int, got {value!r} ({type(value).__name__})."
+        if is_float:
+            message += ("\n  Likely mistake: a float where a count is asked. A count is a whole number: keep "
+                        "to integer arithmetic (// for floor division, no /, no math.ceil of a float, no "
+                        "millions) and return the exact count." + (f" {advice}" if advice else ""))
+        raise CheckFailure(message, mistake="float_count")
+    passed()
+    return value
+
+
+def _float64_copies(inputs: Sequence[Any], grad_inputs: Sequence[int]) -> list[Any]:
+    out = []
+    for i, t in enumerate(inputs):
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            t = t.detach().to(torch.float64).clone()
+            if i in grad_inputs:
+                t.requires_grad_(True)
+        out.append(t)
+    return out
+
+
+def expect_gradients(fn: Callable, inputs: Sequence[Any], *, doing: str, names: Sequence[str],
+                     grad_inputs: Sequence[int] | None = None, hints: Hints = ()) -> None:
+    """The result carries correct gradients to every input that has one (``names`` label the inputs).
+
+    Runs in float64: the result must be in the autograd graph (no .detach(), .data, torch.no_grad()), every
+    listed input must get a gradient, and autograd's gradient must equal the finite-difference one (a term
+    cut from the graph leaves a gradient that is wrong, not missing). ``fn`` returns one tensor.
+    """
+    grad_inputs = list(range(len(inputs))) if grad_inputs is None else list(grad_inputs)
+    cut = ("your result does not carry gradients: is it computed under torch.no_grad(), through .data, "
+           ".detach(), .item() or numpy? A network built on it could not train.")
+    copies = _float64_copies(inputs, grad_inputs)
+    out = call_with_hints(fn, *copies, doing=f"{doing} in float64 with requires_grad=True", hints=hints)
+    out = expect_tensor(out, what=doing)
+    if out.is_floating_point() and out.dtype != torch.float64:
+        raise CheckFailure(f"{doing} returned {out.dtype} for float64 inputs: a hard-coded dtype (.float(), "
+                           "torch.float32)? Let the result follow the input's dtype.", mistake="dtype")
+    if not out.requires_grad:
+        raise CheckFailure(f"{doing}: {cut}", mistake="no_grad")
+    upstream = seeded_randn(*out.shape, seed=17, dtype=out.dtype) if out.is_floating_point() else None
+    if upstream is None:
+        raise CheckFailure(f"{doing} returned a {out.dtype} tensor; a float result is expected.", mistake="dtype")
+    wanted = [copies[i] for i in grad_inputs]
+    grads = call(lambda: torch.autograd.grad((out * upstream).sum(), wanted, allow_unused=True),
+                 doing=f"backward through {doing}")
+    missing = [names[i] for i, g in zip(grad_inputs, grads) if g is None]
+    if missing:
+        raise CheckFailure(f"{doing}: no gradient reaches {', '.join(missing)}. {cut}", mistake="no_grad")
+    # one directional derivative, by central differences, against autograd's
+    g = torch.Generator().manual_seed(23)
+    directions = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in wanted]
+    analytic = sum((gr * d).sum() for gr, d in zip(grads, directions)).item()
+    eps = 1e-6
+
+    def shifted(sign: float) -> float:
+        moved = list(copies)
+        for i, d in zip(grad_inputs, directions):
+            moved[i] = (copies[i].detach() + sign * eps * d)
+        with torch.no_grad():
+            value = call_with_hints(fn, *moved, doing=f"{doing} in float64", hints=hints)
+        return float((expect_tensor(value, what=doing).detach().to(torch.float64) * upstream).sum())
+
+    numeric = (shifted(1.0) - shifted(-1.0)) / (2 * eps)
+    if not math.isclose(analytic, numeric, rel_tol=1e-4, abs_tol=1e-6 * (1 + abs(numeric))):
+        raise CheckFailure(
+            f"{doing}: autograd's gradient ({analytic:.6g} along a random direction) differs from the true one "
+            f"({numeric:.6g}).\n  Likely mistake: part of the result is cut from the graph (.detach(), .data, "
+            "torch.no_grad() around one term), so gradients miss that path.", mistake="no_grad")
+    passed()
+
+
+OVERFLOW_ADVICE = ("exp(s) overflows once the scores reach about 89 (float32) or 710 (float64), and real "
+                   "features give scores in the hundreds: inf / inf is NaN. torch.softmax(s, dim=-1) "
+                   "subtracts each row's max first, which leaves the result unchanged and keeps exp finite.")
+
+
+def expect_finite(value: Any, *, what: str, mistake: str = "overflow", advice: str = OVERFLOW_ADVICE) -> None:
+    """No NaN or inf in the result (run on inputs of realistic magnitude)."""
+    tensor = expect_tensor(value, what=what)
+    if not bool(torch.isfinite(tensor.detach()).all()):
+        bad = int((~torch.isfinite(tensor.detach())).sum())
+        raise CheckFailure(f"{what} holds {bad} NaN or inf value(s).\n  Likely mistake: {advice}", mistake=mistake)
+    passed()
+
+
+def plain_tensor_attributes(module: torch.nn.Module) -> list[str]:
+    """Tensors held in plain attributes (not parameters or buffers): .to(), .double() and state_dict miss them."""
+    found = []
+    for prefix, sub in module.named_modules():
+        for key, value in vars(sub).items():
+            if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter) and not key.startswith("_"):
+                found.append(f"{prefix + '.' if prefix else ''}{key}")
+    return found
+
+
+_FACTORIES = frozenset({
+    torch.tensor, torch.as_tensor, torch.from_numpy, torch.ones, torch.zeros, torch.full, torch.empty, torch.arange,
+    torch.linspace, torch.logspace, torch.eye, torch.rand, torch.randn, torch.randint, torch.randperm,
+})
+
+
+class _CpuConstantWatch(TorchFunctionMode):
+    """Follows tensors made by factory functions without ``device=``: they stay on the CPU whatever the
+    input's device. One of them (not 0-d: CPU scalars may meet GPU tensors) meeting a tensor that follows the
+    input is the bug a GPU would raise; ``.to(device)`` clears it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stray: set[int] = set()
+        self.keep: list[torch.Tensor] = []  # the ids in `stray` must stay unique while the forward runs
+        self.found: list[str] = []
+
+    def _mark(self, value: Any) -> None:
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            self.stray.add(id(value))
+            self.keep.append(value)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in _FACTORIES:
+            source = args[0] if args else kwargs.get("data")
+            if kwargs.get("device") is None and not (func is torch.as_tensor and isinstance(source, torch.Tensor)):
+                self._mark(out)
+            return out
+        operands = [*args, *kwargs.values()]
+        tensors = [t for a in operands for t in (a if isinstance(a, (list, tuple)) else (a,))
+                   if isinstance(t, torch.Tensor)]
+        if _moves_to_a_device(getattr(func, "__name__", ""), args[1:], kwargs):
+            # on a GPU this gives a new tensor on the named device (on the CPU it may be the same object)
+            self.stray.discard(id(out))
+            return out
+        stray = [id(t) in self.stray for t in tensors if t.dim() > 0]
+        if any(stray) and not all(stray):
+            self.found.append(getattr(func, "__name__", str(func)))
+        elif any(stray):  # made from CPU constants only: still one
+            for value in out if isinstance(out, (list, tuple)) else (out,):
+                self._mark(value)
+        return out
+
+
+def _moves_to_a_device(name: str, rest: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """t.cuda(), t.type_as(x), t.to(x.device), t.to(x), t.to(device=...): a tensor placed where it is used."""
+    if name in ("cuda", "type_as"):
+        return True
+    return name == "to" and ("device" in kwargs or any(isinstance(a, (torch.device, str, torch.Tensor)) for a in rest))
+
+
+def expect_device_free(module: torch.nn.Module, x: torch.Tensor, *, what: str, method: str = "forward") -> None:
+    """Catch, without a GPU, what breaks on one: plain tensor attributes, and tensors made on the CPU in forward.
+
+    ``module.<method>(x)`` runs once more while factory functions (torch.tensor, torch.ones, torch.arange, ...)
+    called without ``device=`` are followed: on a GPU such a tensor stays on the CPU and meets x's GPU tensors.
+    """
+    attributes = plain_tensor_attributes(module)
+    if attributes:
+        raise CheckFailure(
+            f"{what} keeps tensors in plain attributes ({', '.join(attributes)}): module.to('cuda'), .double() and "
+            "state_dict() do not see them, so they stay behind on the CPU in float32.\n  Likely mistake: register "
+            "a constant with self.register_buffer(name, tensor), or make it a nn.Parameter if it is learned.",
+            mistake="tensor_attribute")
+    watch = _CpuConstantWatch()
+    with torch.no_grad(), watch:
+        call(getattr(module, method), x.clone(), doing=f"{what}.{method}(x)")
+    if watch.found:
+        raise CheckFailure(
+            f"{what}.{method}(x) creates a tensor on the CPU (a torch.tensor(...), torch.ones(...), torch.arange(...) "
+            f"without device=) and combines it with x ({watch.found[0]}). On a GPU that raises 'Expected all tensors "
+            "to be on the same device'.\n  Likely mistake: create it with device=x.device, dtype=x.dtype (or "
+            "x.new_ones(...), torch.ones_like(x)), or register it once as a buffer in __init__.",
+            mistake="cpu_constant")
+    passed()
+
+
+def expect_defaults(cls: type, args: Sequence[Any], defaults: Mapping[str, Any], x: torch.Tensor, *,
+                    what: str, method: str = "forward") -> torch.nn.Module:
+    """Build ``cls(*args)`` with the stub's defaults left out; it must equal ``cls(*args, **defaults)``.
+
+    Same parameters and buffers (names and shapes), and with the same weights the same output on ``x``.
+    """
+    shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in defaults.items()])
+    plain = build(cls, *args)
+    explicit = build(cls, *args, **defaults)
+    short = f"{getattr(cls, '__name__', cls)}({', '.join(repr(a) for a in args)})"
+    intro = (f"{short} (the defaults) and {getattr(cls, '__name__', cls)}({shown}) should be the same module: "
+             f"the stub's defaults are {', '.join(f'{k}={v!r}' for k, v in defaults.items())}.")
+    mine = {k: tuple(v.shape) for k, v in plain.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in explicit.state_dict().items()}
+    if mine != theirs:
+        diff = sorted(set(mine.items()) ^ set(theirs.items()))
+        raise CheckFailure(f"{intro}\n  They differ in {', '.join(f'{k} {fmt_shape(s)}' for k, s in diff[:4])}."
+                           "\n  Likely mistake: a default argument in __init__ differs from the stub's signature.",
+                           mistake="default_args")
+    with torch.no_grad():
+        plain.load_state_dict(explicit.state_dict())
+    plain.eval()
+    explicit.eval()
+    with torch.no_grad():
+        a = call(getattr(plain, method), x.clone(), doing=f"{short}.{method}(x)")
+        b = call(getattr(explicit, method), x.clone(), doing=f"{getattr(cls, '__name__', cls)}({shown}).{method}(x)")
+    same = (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+            and _within(a, b, *STRICT)) or (not isinstance(a, torch.Tensor) and type(a) is type(b))
+    expect(same, f"{intro}\n  With the same weights they give different outputs.\n  Likely mistake: a default "
+                 "argument in __init__ differs from the stub's signature.", mistake="default_args")
+    return plain
+
+
+def expect_module_gradients(module: torch.nn.Module, x: torch.Tensor, *, what: str,
+                            upstream: torch.Tensor | None = None, grad_x: torch.Tensor | None = None,
+                            hints: Hints = (), weights_only: bool = False) -> torch.Tensor:
+    """Backward through ``module(x)``: a gradient reaches x and every parameter (every weight with
+    ``weights_only``), and equals ``grad_x`` where it is given. Returns the gradient of x."""
+    module.zero_grad(set_to_none=True)
+    xg = x.detach().clone().requires_grad_(True)
+    out = expect_tensor(call_with_hints(module, xg, doing=f"{what}(x) with x.requires_grad=True", hints=hints),
+                        what=f"{what}(x)")
+    if upstream is None:
+        upstream = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    if not out.requires_grad:
+        raise CheckFailure(f"backward through {what}(x) is impossible: the result does not carry gradients. Is it "
+                           "computed under torch.no_grad(), through .data, .detach() or numpy? A network built on it "
+                           "could not train.", mistake="no_grad")
+    call(lambda: (out * upstream.to(out.dtype)).sum().backward(), doing=f"backward through {what}(x)")
+    missing = [n for n, p in module.named_parameters() if p.grad is None and (p.dim() > 1 or not weights_only)]
+    expect(xg.grad is not None and not missing,
+           f"no gradient reached {'x' if xg.grad is None else ', '.join(missing)} through {what}(x): keep every "
+           "step in the autograd graph (no .detach(), .data or torch.no_grad()).", mistake="no_grad")
+    if grad_x is not None:
+        expect_close(xg.grad, grad_x, what=f"the gradient of {what}(x) with respect to x",
+                     fallback=("no_grad", "part of the computation is cut from the graph (.detach(), .data, "
+                                          "torch.no_grad() around one term), so the gradient misses that path."))
+    else:
+        expect(bool(xg.grad.abs().sum() > 0), f"the gradient of {what}(x) with respect to x is zero: is "
+               "something detached (.detach(), .data, torch.no_grad())?", mistake="no_grad")
+    return xg.grad
+
+
+def expect_rows_sum_to_one(a: torch.Tensor, *, what: str, advice: Mapping[str, str]) -> None:
+    """An attention map (..., N, M) whose rows sum to 1; name the softmax that normalised something else.
+
+    ``advice`` may hold texts for "columns" (dim -2 sums to 1), "batch" (dim 0) and "all" (the whole map).
+    """
+    expect_finite(a, what=what)
+    a = a.detach().to("cpu", torch.float64)
+    rows = a.sum(-1)
+    if torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
+        passed()
+        return
+    found = (("columns", a.sum(-2), "its columns sum to 1, not its rows"),
+             ("batch", a.sum(0) if a.dim() > 2 and a.shape[0] > 1 else None, "it sums to 1 across the batch, not "
+                                                                             "along its rows"),
+             ("all", a.sum((-2, -1)), "the whole map sums to 1"))
+    for key, sums, what_happened in found:
+        if key in advice and sums is not None and torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+            raise CheckFailure(f"{what}: {what_happened}.\n  Likely mistake: {advice[key]}", mistake="softmax_dim")
+    raise CheckFailure(f"{what}: each row should sum to 1 (a softmax over the last dim); row sums range "
+                       f"{rows.min().item():.4g} .. {rows.max().item():.4g}.",
+                       mistake=advice.get("mistake", "values"))  # type: ignore[arg-type]
+
+
+def expect_method_gradients(module: torch.nn.Module, method: str, x: torch.Tensor, *, what: str,
+                            hints: Hints = ()) -> None:
+    """:func:`expect_gradients` for ``module.<method>(x)`` on a float64 copy of the module."""
+    twin = copy.deepcopy(module).double()
+    expect_gradients(getattr(twin, method), (x,), doing=f"{what}.{method}(x)", names=("x",), hints=hints)
+
+
+def expect_follows(value: Any, *, dtype: torch.dtype, device: torch.device | str | None = None, doing: str) -> None:
+    """The result is a tensor of the input's dtype (and on its device): nothing hard-codes either."""
+    got_dtype = getattr(value, "dtype", type(value).__name__)
+    expect(isinstance(value, torch.Tensor) and value.dtype == dtype,
+           f"{doing} returned {got_dtype} for a {dtype} input: results must follow the input's dtype (no hard-coded "
+           "torch.float32, .float(), or torch.tensor(...) without dtype=).", mistake="dtype")
+    if device is not None:
+        expect(value.device.type == torch.device(device).type,
+               f"{doing} returned a tensor on {value.device} for an input on {device}: results must stay on the "
+               "input's device (no .cuda(), .cpu() or device='cuda').", mistake="device")

@@ -14,11 +14,13 @@ from einops import rearrange
 
 from ._core import (
     CheckFailure,
-    call,
+    call_on_copies,
     define_mistake,
     exercise,
     expect,
     expect_close,
+    expect_finite,
+    expect_gradients,
     expect_shape,
     expected,
     fmt_shape,
@@ -27,13 +29,17 @@ from ._core import (
 )
 
 CHAPTER = "ch00_shapes"
-KEEPDIM = define_mistake("keepdim", "keepdim=False drops the reduced dims, so the result no longer broadcasts")
+KEEPDIM = "keepdim"
 MAX_FOR_MEAN = define_mistake("max_for_mean", "a max where a mean is asked for (or the reverse)")
 GATE_BROADCAST = define_mistake("gate_broadcast", "a (B, C) gate broadcast against (H, W) instead of (B, C)")
 RESHAPE_NOT_PERMUTE = define_mistake(
     "reshape_not_permute", "reshape/view to (B, N, C) without first moving channels last: values land in the wrong place")
 PIXEL_ORDER = define_mistake("pixel_order", "pixels flattened column by column (w h) instead of row by row (h w)")
-MODIFIES_INPUT = define_mistake("modifies_input", "the function changes the tensor it was given")
+MODIFIES_INPUT = "modifies_input"
+DIVISOR = "divisor"
+GATE_LAYOUT = "gate_layout"
+EINOPS_AXES = define_mistake("einops_axes", "the einops pattern names the input's axes in another order than (b c h w)")
+BATCH_MEAN = "batch_mean"
 
 
 def inputs() -> dict[str, tuple[torch.Tensor, ...]]:
@@ -50,14 +56,13 @@ def inputs() -> dict[str, tuple[torch.Tensor, ...]]:
 
 def call_safely(fn: Callable, name: str, args: tuple) -> Any:
     """Call the student's function on copies and complain if it changed its inputs in place."""
-    copies = tuple(a.clone() for a in args)
     shapes = ", ".join(f"a tensor of shape {fmt_shape(a.shape)}" for a in args)
-    result = call(fn, *copies, doing=f"{name}({shapes})")
-    for original, copy in zip(args, copies):
-        if not torch.equal(original, copy):
-            raise CheckFailure(f"{name} changed its input in place; return a new tensor instead.",
-                               mistake=MODIFIES_INPUT)
-    return result
+    return call_on_copies(fn, args, doing=f"{name}({shapes})")
+
+
+def gradients(fn: Callable, name: str, args: tuple, names: tuple[str, ...]) -> None:
+    """The result carries gradients to every input (small float64 copies of the check's inputs)."""
+    expect_gradients(fn, args, doing=name, names=names)
 
 
 def _stored(name: str) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
@@ -74,13 +79,23 @@ def check_channel_descriptor(fn: Callable) -> None:
         raise CheckFailure(f"channel_descriptor returned shape {fmt_shape(got.shape)}; it should be "
                            f"{fmt_shape(want.shape)}. keepdim=True keeps the two reduced dims as size 1, so the "
                            "result still broadcasts against x.", mistake=KEEPDIM)
-    if isinstance(got, torch.Tensor) and tuple(got.shape) in {(b, 1, h, w), (1, c, 1, 1)}:
+    if isinstance(got, torch.Tensor) and tuple(got.shape) == (1, c, 1, 1):
+        raise CheckFailure(f"channel_descriptor returned shape {fmt_shape(got.shape)}: the mean also ran over the "
+                           "batch (dim 0), so every image gets the same descriptor. One number per (image, channel) "
+                           "means reducing over H and W only (dims 2 and 3).", mistake=BATCH_MEAN)
+    if isinstance(got, torch.Tensor) and tuple(got.shape) == (b, 1, h, w):
         raise CheckFailure(f"channel_descriptor returned shape {fmt_shape(got.shape)}: you averaged over the wrong "
                            "dims. One number per (image, channel) means reducing over H and W (dims 2 and 3).",
                            mistake="pool_axis")
-    expect_close(got, want, what="channel_descriptor(x)", diagnoses={
-        MAX_FOR_MEAN: (x.amax((2, 3), keepdim=True), "these are the maxima over H and W; the descriptor is the mean."),
-    })
+    total = x.sum((2, 3), keepdim=True)
+    expect_close(got, want, what="channel_descriptor(x)", diagnoses=[
+        (MAX_FOR_MEAN, x.amax((2, 3), keepdim=True), "these are the maxima over H and W; the descriptor is the mean."),
+        (DIVISOR, total / (h * h), f"the sum over H and W is divided by H * H = {h * h}; a mean over the "
+                                   f"{h} x {w} pixels divides by H * W = {h * w}."),
+        (DIVISOR, total / (w * w), f"the sum over H and W is divided by W * W = {w * w}; a mean over the "
+                                   f"{h} x {w} pixels divides by H * W = {h * w}."),
+    ])
+    gradients(fn, "channel_descriptor(x)", (x,), ("x",))
 
 
 @exercise("apply_gate", budget_s=5)
@@ -95,7 +110,15 @@ def check_apply_gate(fn: Callable) -> None:
             f"{failure}\n  Likely mistake: broadcasting aligns shapes from the right, so a (B, C) gate meets x's last "
             "two dims (H, W). Give the gate explicit size-1 dims first: (B, C) -> (B, C, 1, 1).",
             mistake=GATE_BROADCAST) from None
-    expect_close(got, want, what="apply_gate(x, gate)")
+    b, c = gate.shape
+    expect_close(got, want, what="apply_gate(x, gate)", diagnoses={
+        GATE_LAYOUT: (x * gate.t().reshape(b, c, 1, 1),
+                      "the gate is transposed before the reshape (gate.t().reshape(B, C, 1, 1) or a (C, B) view): "
+                      "the numbers of different images and channels get mixed. Reshape the (B, C) gate as it is: "
+                      "gate[:, :, None, None]."),
+        "values": (x + gate[:, :, None, None], "the gate is added to x; a gate multiplies: x * gate."),
+    })
+    gradients(fn, "apply_gate(x, gate)", (x, gate), ("x", "gate"))
     # The trap: B == H and C == W, so `x * gate` runs without an error and scales the wrong entries.
     x2, gate2 = seeded_randn(3, 4, 3, 4, seed=8), torch.rand(3, 4, generator=torch.Generator().manual_seed(9),
                                                               dtype=torch.float64)
@@ -124,7 +147,14 @@ def check_row_softmax(fn: Callable) -> None:
                 if other else "softmax turns each row into weights that sum to 1 along dim -1.")
         raise CheckFailure(f"the rows of row_softmax(scores) do not sum to 1. Likely mistake: {hint}",
                            mistake="softmax_dim")
-    expect_close(got, want, what="row_softmax(scores)", hint="use exp and a sum over the last dim, or torch.softmax")
+    expect_close(got, want, what="row_softmax(scores)",
+                 hint="each row becomes positive weights that sum to 1 along the last dim (torch.softmax does it "
+                      "stably).")
+    # realistic magnitudes: attention scores of real features reach the hundreds
+    big = 150 * scores.float()
+    large = call_safely(fn, "row_softmax", (big,))
+    expect_finite(large, what=f"row_softmax(scores) for float32 scores up to {big.abs().max().item():.0f} in size")
+    gradients(fn, "row_softmax(scores)", (scores,), ("scores",))
 
 
 @exercise("pairwise_scores", budget_s=5)
@@ -139,6 +169,7 @@ def check_pairwise_scores(fn: Callable) -> None:
     expect_close(got, want, what="pairwise_scores(q, k)",
                  hint="entry [b, i, j] is the plain dot product q[b, i] . k[b, j]: (B, N, D) @ (B, D, M), "
                       "no scaling, no other operand order.")
+    gradients(fn, "pairwise_scores(q, k)", (q, k), ("q", "k"))
 
 
 @exercise("flatten_pixels", budget_s=5)
@@ -146,6 +177,12 @@ def check_flatten_pixels(fn: Callable) -> None:
     (x,), want = _stored("flatten_pixels")
     got = call_safely(fn, "flatten_pixels", (x,))
     b, c, h, w = x.shape
+    if isinstance(got, torch.Tensor) and tuple(got.shape) == (b, c * h, w) != tuple(want.shape):
+        raise CheckFailure(
+            f"flatten_pixels(x) returned shape {fmt_shape(got.shape)}, expected {fmt_shape(want.shape)}.\n  Likely "
+            "mistake: the einops pattern names the input's axes in another order than the tensor has them (e.g. "
+            "'b h w c -> ...' for a (B, C, H, W) input): the left side of the pattern must list x's axes in x's "
+            "order, 'b c h w -> b (h w) c'.", mistake=EINOPS_AXES)
     expect_close(got, want, what="flatten_pixels(x)", diagnoses={
         RESHAPE_NOT_PERMUTE: (x.reshape(b, h * w, c),
                               "x.view(B, H*W, C) (or reshape) keeps memory order, which is channels first: the "
@@ -155,3 +192,4 @@ def check_flatten_pixels(fn: Callable) -> None:
                       "the pixels are numbered column by column; number them row by row, (h w), so pixel "
                       "(i, j) becomes n = i * W + j."),
     })
+    gradients(fn, "flatten_pixels(x)", (x,), ("x",))

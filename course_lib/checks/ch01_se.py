@@ -18,14 +18,19 @@ from ._core import (
     CheckFailure,
     build,
     call,
+    call_with_hints,
     count_parameters,
     define_mistake,
     exercise,
     expect,
+    expect_close_or_name,
+    expect_device_free,
+    expect_int,
+    expect_module_gradients,
     expect_shape,
     expected,
     fmt_shape,
-    is_close,
+    forward_keeps_input,
     load_by_shape,
     passed,
 )
@@ -34,10 +39,8 @@ __all__ = ["check_se", "check_se_parameter_count", "check_seresnet50_extra_param
 
 CHAPTER = "ch01_se"
 
-define_mistake("keepdim", "a reduction without keepdim=True drops a dimension the next step needs")
 define_mistake("max_squeeze", "the squeeze takes the maximum over H and W where the paper averages")
 define_mistake("gate_added", "the gate is added to x where it should multiply it")
-define_mistake("float_count", "a float where a count (an int) is asked, e.g. C / r instead of C // r")
 define_mistake("se_per_stage", "one SE block per stage where SE-ResNet has one in every bottleneck block")
 define_mistake("bottleneck_width", "the bottleneck's inner width (64, 128, ...) where SE sees 4x that")
 
@@ -55,106 +58,33 @@ ADVICE = {
     "max_squeeze": "the squeeze takes the max over H and W; Eq. (2) is the mean "
                    "(x.mean((2, 3), keepdim=True) or nn.AdaptiveAvgPool2d(1)).",
     "gate_added": "forward adds the gate (x + s); Eq. (4) multiplies: x * s.",
+    "gate_layout": "the (B, C) gate is transposed before it is reshaped to (B, C, 1, 1), so the numbers of "
+                   "different images and channels get mixed. Reshape it as it is: s.view(B, C, 1, 1) or "
+                   "rearrange(s, 'b c -> b c 1 1').",
+    "batch_mean": "the squeeze also averages over the batch (dim 0), so every image gets the same gate. Eq. (2) "
+                  "averages each image's channel over its own H x W: x.mean((2, 3), keepdim=True).",
     "returns_map": "forward returns the gate; it should return the recalibrated features x * s.",
 }
 
 
 # --------------------------------------------------------------------------------------------
-# helpers (generic enough for other chapters; kept here so _core stays untouched)
+# the mechanism's parameters and errors
 # --------------------------------------------------------------------------------------------
-def expect_close_or_name(
-    actual: Any,
-    want: torch.Tensor,
-    *,
-    what: str,
-    diagnoses: Sequence[tuple[str, torch.Tensor, str]] = (),
-    fallback: tuple[str, str] | None = None,
-    rtol: float | None = None,
-    atol: float | None = None,
-) -> None:
-    """Like ``_core.expect_close``, with several diagnoses allowed per mistake id.
-
-    ``diagnoses``: (mistake id, the result that mistake produces, advice), tried in order.
-    ``fallback``: (mistake id, advice) for a mismatch that no diagnosis explains.
-    """
-    if not isinstance(actual, torch.Tensor):
-        raise CheckFailure(f"{what} should be a tensor, got {type(actual).__name__}", mistake="shape")
-    expect_shape(actual, want.shape, what=what)
-    if is_close(actual, want, rtol=rtol, atol=atol):
-        passed()
-        return
-    for mistake_id, wrong, advice in diagnoses:
-        if is_close(actual, wrong, rtol=rtol, atol=atol):
-            raise CheckFailure(f"{what} has the wrong values.\n  Likely mistake: {advice}", mistake=mistake_id)
-    got = actual.detach().to("cpu", torch.float64)
-    diff = (got - want.to(torch.float64)).abs()
-    flat = int(diff.argmax())
-    where = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape))
-    message = (
-        f"{what} has the wrong values: the largest difference is {diff.max().item():.3g} at index {where} "
-        f"(expected {want.reshape(-1)[flat].item():.5g}, got {got.reshape(-1)[flat].item():.5g})."
-    )
-    mistake, advice = fallback or ("values", "")
-    raise CheckFailure(message + (f"\n  Likely mistake: {advice}" if advice else ""), mistake=mistake)
-
-
 #: (text in the error, mistake id, advice) for errors an SE block typically raises.
 SE_ERROR_HINTS: Sequence[tuple[str, str, str]] = (
     ("input to conv2d, but got input of size", "keepdim",
      "the squeezed tensor lost its 1 x 1 spatial dimensions before a 1x1 convolution: average with "
      "x.mean((2, 3), keepdim=True) so that z has shape (B, C, 1, 1)."),
-    ("Input type (float) and", "dtype",
-     "tensors of different dtypes meet (float32 and float64): a hard-coded dtype (.float(), "
-     "torch.float32)? Let every tensor follow x.dtype."),
-    ("Input type (double) and", "dtype",
-     "tensors of different dtypes meet (float64 and float32): a hard-coded dtype? Let every tensor follow "
-     "x.dtype."),
     ("channels, but got 1 channels instead", "pool_axis",
      "the squeeze averaged over the channel axis (dim 1), leaving one channel; Eq. (2) averages over "
      "H and W (dims 2 and 3), one value per channel."),
 )
 
 
-def call_with_hints(fn: Callable[..., Any], *args: Any, doing: str,
-                    hints: Sequence[tuple[str, str, str]] = SE_ERROR_HINTS) -> Any:
-    """``_core.call`` plus chapter-specific hints for errors it can only call a crash."""
-    try:
-        return call(fn, *args, doing=doing)
-    except CheckFailure as failure:
-        if failure.mistake == "crash":
-            text = str(failure)
-            for needle, mistake, advice in hints:
-                if needle in text:
-                    raise CheckFailure(f"{text}\n  Likely mistake: {advice}", mistake=mistake) from None
-        raise
 
-
-def forward_keeps_input(module: torch.nn.Module, x: torch.Tensor, *, doing: str) -> Any:
-    """Call ``module(x)`` and fail with mistake "inplace" if that changed ``x``."""
-    before = x.clone()
-    out = call_with_hints(module, x, doing=doing)
-    expect(
-        torch.equal(x, before),
-        f"{doing} changed its input x in place (x *= ..., x.mul_(...)). A block must leave its input "
-        "alone: the caller (a residual connection, autograd) still needs it. Return x * s instead.",
-        mistake="inplace",
-    )
-    return out
-
-
-def expect_int(value: Any, *, what: str) -> int:
-    """A Python int (or an integral 0-d tensor); a float is reported as a counting mistake."""
-    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise CheckFailure(
-            f"{what} should be an int, got {value!r} ({type(value).__name__}). A parameter count is a "
-            "whole number: return the exact count (not in millions), and use // (floor division) for "
-            "the hidden width, as the layers do (C // r units).",
-            mistake="float_count",
-        )
-    passed()
-    return value
+def call_se(fn: Callable[..., Any], *args: Any, doing: str) -> Any:
+    """``call`` with the hints for errors an SE block typically raises."""
+    return call_with_hints(fn, *args, doing=doing, hints=SE_ERROR_HINTS)
 
 
 def se_count(channels: int, hidden: int, *, biases: tuple[bool, bool] = (True, True)) -> int:
@@ -220,7 +150,7 @@ def check_se(cls: type) -> None:
 
     x = data["x"].clone()
     b, _, h, w = x.shape
-    gate = call_with_hints(module.attention, x, doing=f"{name}.attention(x) with x of shape {fmt_shape(x.shape)}")
+    gate = call_se(module.attention, x, doing=f"{name}.attention(x) with x of shape {fmt_shape(x.shape)}")
     expect(torch.equal(x, data["x"]), f"{name}.attention(x) changed x in place; compute a new tensor.",
            mistake="inplace")
     expect_shape(gate, (b, c, 1, 1), what=f"{name}.attention(x)",
@@ -229,6 +159,7 @@ def check_se(cls: type) -> None:
                       "(rearrange(s, 'b c -> b c 1 1')).")
     diagnoses = [(k, v, ADVICE[k]) for k, v in data["gate_diagnoses"].items()]
     diagnoses.append(("softmax_gate", torch.ones_like(data["gate"]), ADVICE["softmax_one"]))
+    diagnoses.append(("gate_layout", data["gate"].reshape(b, c).t().reshape(b, c, 1, 1), ADVICE["gate_layout"]))
     outside = bool(((gate <= 0) | (gate >= 1)).any())
     expect_close_or_name(
         gate, data["gate"], what=f"{name}.attention(x)", diagnoses=diagnoses,
@@ -236,7 +167,8 @@ def check_se(cls: type) -> None:
         if outside else ("values", "compare each step with Eq. (2)-(3): mean over H and W, W1, ReLU, W2, sigmoid."),
     )
 
-    out = forward_keeps_input(module, x, doing=f"{name}(x)")
+    out = forward_keeps_input(module, x, doing=f"{name}(x)", hints=SE_ERROR_HINTS)
+    expect_device_free(module, x, what=name)
     expect_shape(out, x.shape, what=f"{name}(x)",
                  hint=ADVICE["returns_map"] if isinstance(out, torch.Tensor) and out.shape == gate.shape
                  else "forward(x) returns x * s, the shape of x.",
@@ -246,17 +178,7 @@ def check_se(cls: type) -> None:
                          fallback=("values", "forward should return x * self.attention(x), Eq. (4)."))
 
     # gradients reach the input and every parameter, and equal the reference's
-    module.zero_grad(set_to_none=True)
-    xg = data["x"].clone().requires_grad_(True)
-    out = call(module, xg, doing=f"{name}(x) with x.requires_grad=True")
-    call(lambda: (out * data["upstream"]).sum().backward(), doing=f"backward through {name}(x)")
-    missing = [n for n, p in module.named_parameters() if p.grad is None]
-    expect(xg.grad is not None and not missing,
-           f"no gradient reached {'x' if xg.grad is None else ', '.join(missing)}: the gate must stay in the "
-           "autograd graph (no .detach(), torch.no_grad() or .data in attention/forward).", mistake="no_grad")
-    expect_close_or_name(xg.grad, data["grad_x"], what=f"the gradient of {name}(x) with respect to x",
-                         fallback=("no_grad", "part of the gate is cut from the graph (.detach(), .data, "
-                                              "torch.no_grad()), so the gradient misses the path through s."))
+    expect_module_gradients(module, data["x"], what=name, upstream=data["upstream"], grad_x=data["grad_x"])
 
 
 @exercise("se_parameter_count", budget_s=5)

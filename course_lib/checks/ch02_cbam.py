@@ -17,17 +17,20 @@ import torch
 from ._core import (
     CheckFailure,
     build,
-    call,
+    call_with_hints,
     define_mistake,
     exercise,
     expect,
+    expect_close_or_name,
+    expect_defaults,
+    expect_device_free,
+    expect_module_gradients,
     expect_shape,
     expected,
     fmt_shape,
+    forward_keeps_input,
     load_by_shape,
-    passed,
 )
-from .ch01_se import call_with_hints, expect_close_or_name, forward_keeps_input
 
 __all__ = ["check_cbam", "check_channel_attention", "check_spatial_attention"]
 
@@ -35,6 +38,8 @@ CHAPTER = "ch02_cbam"
 
 define_mistake("cbam_order", "CBAM applies the spatial gate before the channel gate")
 define_mistake("spatial_on_input", "CBAM computes the spatial map on x instead of on F' = M_c(x) * x")
+define_mistake("cbam_residual", "CBAM adds a residual (+ x or + F') that Eq. (1) does not have")
+define_mistake("spatial_applied_to_input", "CBAM multiplies the spatial map with x instead of with F'")
 
 ADVICE = {
     "single_pool:avg": "only the average-pooled descriptor goes through the MLP; Eq. (2) adds "
@@ -49,9 +54,16 @@ ADVICE = {
                   "[mean over C; max over C]. With given weights the order matters: conv input channel 0 "
                   "sees the mean.",
     "cbam_order": "the spatial gate runs first; Eq. (1) is F' = M_c(F) * F, then F'' = M_s(F') * F'.",
-    "spatial_on_input": "the spatial map is computed on x; Eq. (1) computes it on the channel-refined "
-                        "F' = M_c(x) * x.",
+    "spatial_on_input": "the spatial map is computed on x, so both gates run side by side on the input "
+                        "(x * M_c(x) * M_s(x)). CBAM is sequential: Eq. (1) computes the spatial map on the "
+                        "channel-refined F' = M_c(x) * x.",
     "returns_map": "forward returns the map; it should return the reweighted features x * map.",
+    "cbam_residual": "a residual is added inside CBAM (F' = x + M_c(x) * x). Eq. (1) has none: the ResNet block "
+                     "around CBAM adds the identity, not CBAM itself.",
+    "cbam_residual:outer": "x is added to the output (F'' + x). Eq. (1) returns F'' alone: the ResNet block around "
+                           "CBAM adds the identity, not CBAM itself.",
+    "spatial_applied_to_input": "the spatial map M_s(F') multiplies x; Eq. (1) multiplies it with F', the "
+                                "channel-refined features: F'' = M_s(F') * F'.",
 }
 
 HINTS = (
@@ -115,7 +127,7 @@ def _gate_check(gate: Any, want: torch.Tensor, diagnoses: dict[str, torch.Tensor
 
 
 def _forward_check(module, x, want, gate_shape, *, what, diagnoses=()):
-    out = forward_keeps_input(module, x, doing=f"{what}(x)")
+    out = forward_keeps_input(module, x, doing=f"{what}(x)", hints=HINTS)
     is_map = isinstance(out, torch.Tensor) and tuple(out.shape) == tuple(gate_shape) != tuple(x.shape)
     expect_shape(out, x.shape, what=f"{what}(x)", mistake="returns_map" if is_map else "shape",
                  hint=ADVICE["returns_map"] if is_map else "forward returns x * map, the shape of x.")
@@ -124,16 +136,7 @@ def _forward_check(module, x, want, gate_shape, *, what, diagnoses=()):
 
 
 def _gradients(module, x, upstream, grad_want, *, what):
-    module.zero_grad(set_to_none=True)
-    xg = x.clone().requires_grad_(True)
-    out = call(module, xg, doing=f"{what}(x) with x.requires_grad=True")
-    call(lambda: (out * upstream).sum().backward(), doing=f"backward through {what}(x)")
-    missing = [n for n, p in module.named_parameters() if p.grad is None and p.dim() > 1]
-    expect(xg.grad is not None and not missing,
-           f"no gradient reached {'x' if xg.grad is None else ', '.join(missing)}: keep the maps in the graph "
-           "(no .detach(), .data or torch.no_grad()).", mistake="no_grad")
-    expect_close_or_name(xg.grad, grad_want, what=f"the gradient of {what}(x) with respect to x",
-                         fallback=("no_grad", "part of the computation is cut from the graph."))
+    expect_module_gradients(module, x, what=what, upstream=upstream, grad_x=grad_want, weights_only=True)
 
 
 @exercise("ChannelAttention", budget_s=10)
@@ -198,11 +201,12 @@ def check_cbam(cls: type) -> None:
                   what=what, duplicate_mistake="separate_mlps")
     module.eval()
     x = data["x"].clone()
-    diagnoses = [(key, value, ADVICE[key]) for key, value in data["diagnoses"].items()]
-    out = forward_keeps_input(module, x, doing=f"{what}(x)")
+    diagnoses = [(key.split(":")[0], value, ADVICE[key]) for key, value in data["diagnoses"].items()]
+    out = forward_keeps_input(module, x, doing=f"{what}(x)", hints=HINTS)
     expect_shape(out, x.shape, what=f"{what}(x)", hint="CBAM returns the refined features F'', the shape of x.")
     expect_close_or_name(out, data["out"], what=f"{what}(x)", diagnoses=diagnoses,
-                         fallback=("values", "build CBAM from your ChannelAttention and SpatialAttention and "
-                                             "apply them in the order of Eq. (1)."))
+                         fallback=("values", "compare each step with Eq. (1) and the shape table: "
+                                             "F' = M_c(x) * x, F'' = M_s(F') * F'."))
     _gradients(module, data["x"], data["upstream"], data["grad_x"], what=what)
-    passed()
+    expect_device_free(module, x, what=what)
+    expect_defaults(cls, (c,), {"reduction": 16, "kernel_size": 7}, data["x"], what="CBAM")

@@ -31,16 +31,21 @@ from torch import nn
 from ._core import (
     CheckFailure,
     build,
-    call,
+    call_with_hints,
+    close_named,
     count_parameters,
     define_mistake,
+    exercise,
     expect,
     expect_close,
+    expect_device_free,
+    expect_int,
+    expect_method_gradients,
+    expect_module_gradients,
     expect_shape,
+    expect_unchanged,
     expected,
-    exercise,
     fmt_shape,
-    is_close,
     passed,
 )
 
@@ -57,7 +62,8 @@ MISSING_BN = define_mistake("missing_bn", "the projection has no BatchNorm2d(out
 CHANNEL_SUM = define_mistake("channel_sum", "the channels are summed where their mean is asked for")
 DEFAULT_OUT = define_mistake("default_out_channels", "out_channels does not default to 64")
 FLIPPED_KERNEL = define_mistake("flipped_kernel", "the kernel is flipped spatially instead of swapping its input channels")
-MODIFIES_INPUT = define_mistake("modifies_input", "the function changes the tensor it was given")
+MODIFIES_INPUT = "modifies_input"
+BN_FORCED_EVAL = define_mistake("bn_forced_eval", "BatchNorm is forced into eval mode (running statistics in training)")
 
 # What each stored wrong result means: label -> (mistake id, advice). The tensors themselves are stored in
 # checks/expected/ch03_ctdnet_sam.pt under the same labels (built from the reference module).
@@ -89,54 +95,16 @@ ADVICE: dict[str, tuple[str, str]] = {
 }
 
 
-def _close(actual: Any, target: torch.Tensor, *, what: str, diagnoses: dict[str, torch.Tensor],
-           hint: str = "") -> None:
-    """expect_close, naming the mistake whose stored result matches (labels from ADVICE)."""
-    if isinstance(actual, torch.Tensor) and actual.shape == target.shape and not is_close(actual, target):
-        for label, wrong in diagnoses.items():
-            if is_close(actual, wrong):
-                mistake, advice = ADVICE[label]
-                raise CheckFailure(f"{what} has the wrong values.\n  Likely mistake: {advice}", mistake=mistake)
-    expect_close(actual, target, what=what, hint=hint)
-
-
-# Error texts of student code that point to a chapter-specific mistake.
-_CRASH_HINTS = (
+# Errors of student code that point to a chapter-specific mistake.
+HINTS = (
     ("to have 2 channels", "pool_axis",
      "the attention conv expects the 2 pooled maps [avg; max] stacked on dim 1, (B, 2, H, W). Pool over the "
      "channel axis with keepdim=True: x.mean(dim=1, keepdim=True) and x.amax(dim=1, keepdim=True)."),
-    ("a leaf Variable that requires grad is being used in an in-place operation", "inplace",
-     "an in-place operation (x *= a, x.mul_(a)) overwrites the input; write gated = x * a instead."),
 )
 
-
-
-def one_thread(fn: Callable) -> Callable:
-    """Run a check with one intra-op thread (restored afterwards). The checks' tensors are tiny: on a busy
-    2-core machine torch's thread pool makes them 10x slower, with nothing to gain from parallelism."""
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        saved = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(saved)
-
-    return run
-
-def _call(fn: Callable, *args: Any, doing: str, **kwargs: Any) -> Any:
-    """call() with this chapter's extra hints for crashes."""
-    try:
-        return call(fn, *args, doing=doing, **kwargs)
-    except CheckFailure as failure:
-        if failure.mistake == "crash":
-            text = str(failure)
-            for needle, mistake, hint in _CRASH_HINTS:
-                if needle in text:
-                    raise CheckFailure(f"{text}\n  Likely mistake: {hint}", mistake=mistake) from None
-        raise
+_call = functools.partial(call_with_hints, hints=HINTS)
+_close = functools.partial(close_named, advice=ADVICE)
+_unchanged = functools.partial(expect_unchanged, advice="x *= a, x.mul_(a), relu_(x), ...")
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,20 +215,10 @@ def load_sam(module: nn.Module, layers: dict[str, Any], weights: dict[str, torch
             bn.eps = 1e-5
 
 
-def _unchanged(before: torch.Tensor, after: torch.Tensor, *, what: str) -> None:
-    expect(
-        torch.equal(before, after.detach()),
-        f"{what} changed its input x in place (x *= a, x.mul_(a), relu_(x), ...). A module must leave its input "
-        "alone: the caller (and autograd) may still need it. Write gated = x * a.",
-        mistake="inplace",
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # the exercises
 # --------------------------------------------------------------------------------------------
 @exercise("SpatialAttentionModule.attention", budget_s=10)
-@one_thread
 def check_sam_attention(cls: type) -> None:
     """attention(x) = sigmoid(conv3x3([mean_c(x); max_c(x)])), of shape (B, 1, H, W)."""
     E = expected(CHAPTER)["attention"]
@@ -300,10 +258,10 @@ def check_sam_attention(cls: type) -> None:
                  "the mean first, then the max, a 3x3 conv with padding 1 and no bias, then a sigmoid.",
         )
         _unchanged(x, x_in, what="attention(x)")
+    expect_method_gradients(module, "attention", E["x"], what=what, hints=HINTS)
 
 
 @exercise("SpatialAttentionModule.forward", budget_s=10)
-@one_thread
 def check_sam_forward(cls: type) -> None:
     """forward(x) = relu(bn(conv3x3(x * attention(x)))), of shape (B, out_channels, H, W)."""
     E = expected(CHAPTER)["forward"]
@@ -345,23 +303,20 @@ def check_sam_forward(cls: type) -> None:
         hint="forward(x) = relu(bn(conv(x * attention(x)))): gate first, then the 3x3 conv (padding 1, no "
              "bias), the BatchNorm, and the ReLU last.",
     )
+    expect_device_free(module, x, what=what)
     module.train()
     y_train = _call(module, x.clone(), doing=f"{what}(x) in training mode")
     expect_close(
         y_train, E["train"], what="forward(x) in training mode (BatchNorm with the batch's own statistics)",
+        diagnoses={BN_FORCED_EVAL: (E["eval"], "in training mode your BatchNorm still uses the stored running "
+                                               "statistics: it is forced into eval mode (self.bn.eval() or "
+                                               "training=False in forward). Let module.train()/module.eval() "
+                                               "choose; nn.BatchNorm2d follows them.")},
         hint="in training mode BatchNorm normalises with the mean and variance of the batch; use nn.BatchNorm2d "
              "and let module.train()/module.eval() choose.",
     )
     # gradients reach the input and every parameter
-    x_grad = x.clone().requires_grad_(True)
-    out = _call(module, x_grad, doing=f"{what}(x) with x.requires_grad=True")
-    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
-    _call(lambda: (out * weights).sum().backward(), doing="backward through forward(x)")
-    expect(x_grad.grad is not None and bool(x_grad.grad.abs().sum() > 0),
-           "no gradient reached x through forward(x): is something detached (.detach(), .data, torch.no_grad)?",
-           mistake="no_grad")
-    missing = [n for n, p in module.named_parameters() if p.grad is None]
-    expect(not missing, f"no gradient reached these parameters: {', '.join(missing)}", mistake="no_grad")
+    expect_module_gradients(module, x, what=what, hints=HINTS)
     # the default width
     default = build(cls, c_in)
     small = E["x_small"]
@@ -405,18 +360,12 @@ _WRONG_COUNTS: tuple[tuple[Callable[[int, int], int], str], ...] = (
 
 
 @exercise("sam_parameter_count", budget_s=5)
-@one_thread
 def check_sam_parameter_count(fn: Callable) -> None:
     """sam_parameter_count(in_channels, out_channels) = 2*9 + in*out*9 + 2*out."""
     for c_in, c_out in ((128, 64), (12, 6), (3, 5), (64, 64)):
         right = sam_count_by_hand(c_in, c_out)
-        got = _call(fn, c_in, c_out, doing=f"sam_parameter_count({c_in}, {c_out})")
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        if isinstance(got, float) and got.is_integer():
-            got = int(got)
-        expect(isinstance(got, int) and not isinstance(got, bool),
-               f"sam_parameter_count({c_in}, {c_out}) should return an int, got {got!r}", mistake="param_count")
+        got = expect_int(_call(fn, c_in, c_out, doing=f"sam_parameter_count({c_in}, {c_out})"),
+                         what=f"sam_parameter_count({c_in}, {c_out})")
         if got != right:
             for wrong, advice in _WRONG_COUNTS:
                 if wrong(c_in, c_out) == got:
@@ -436,7 +385,6 @@ def check_sam_parameter_count(fn: Callable) -> None:
 
 
 @exercise("swap_pool_order", budget_s=5)
-@one_thread
 def check_swap_pool_order(fn: Callable) -> None:
     """swap_pool_order(w): the (1, 2, k, k) weight for the other order of the two pooled maps."""
     E = expected(CHAPTER)["swap"]

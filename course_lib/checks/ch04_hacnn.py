@@ -28,13 +28,18 @@ from torch import nn
 from ._core import (
     CheckFailure,
     build,
-    call,
+    call_with_hints,
+    close_named,
     define_mistake,
-    expect,
-    expect_close,
-    expect_shape,
-    expected,
     exercise,
+    expect,
+    expect_defaults,
+    expect_device_free,
+    expect_method_gradients,
+    expect_module_gradients,
+    expect_shape,
+    expect_unchanged,
+    expected,
     fmt_shape,
     is_close,
     load_by_name,
@@ -52,7 +57,7 @@ EXTRA_SIGMOID = define_mistake("extra_sigmoid", "a sigmoid where this step has n
 CHANNEL_POOL = define_mistake("channel_pool", "the channels are pooled with max or sum where HA-CNN averages them")
 MAX_SQUEEZE = define_mistake("max_squeeze", "the squeeze takes the maximum over H and W where the paper averages")
 SUM_SQUEEZE = define_mistake("sum_squeeze", "the squeeze sums over H and W where the paper averages")
-KEEPDIM = define_mistake("keepdim", "a reduction without keepdim=True drops a dimension the next step needs")
+KEEPDIM = "keepdim"
 SUM_NOT_PRODUCT = define_mistake("sum_not_product", "S + C where HA-CNN multiplies the spatial and channel maps")
 MISSING_CONV = define_mistake("missing_conv", "the 1x1 ConvBlock between S x C and the sigmoid is missing")
 SIGMOID_ORDER = define_mistake("sigmoid_order", "the sigmoid is applied before the ConvBlock instead of after it")
@@ -64,6 +69,8 @@ THETA_ORDER = define_mistake("theta_order", "(t_x, t_y) swapped or laid out wron
 FC_INIT = define_mistake("fc_init", "the fc is not zero-weight with the stripe-centre bias")
 NUM_REGIONS = define_mistake("num_regions_ignored", "num_regions is ignored (a hard-coded 4 or 0.25)")
 THETA_FIRST = define_mistake("theta_first", "theta (attention) is wrong, so everything built on it is too")
+THETA_RESHAPE = define_mistake("theta_reshape", "the fc's 2R outputs are reshaped to (B, 2, R) and transposed, "
+                                                "which pairs the wrong entries")
 STRIPE_SCALE = define_mistake("stripe_scale", "the fixed scale is not [[1, 0], [0, 1/R]] (full width, 1/R of the height)")
 
 #: What each stored wrong result means: label -> (mistake id, advice).
@@ -87,6 +94,10 @@ ADVICE: dict[str, tuple[str, str]] = {
     # ChannelAttention
     "squeeze_max": (MAX_SQUEEZE, "the squeeze takes the max over H and W; HA-CNN averages: x.mean((2, 3), keepdim=True)."),
     "squeeze_sum": (SUM_SQUEEZE, "the squeeze sums over H and W; HA-CNN averages: x.mean((2, 3), keepdim=True)."),
+    "squeeze_hh": ("divisor", "the sum over H and W is divided by H * H; the mean over the H x W pixels divides "
+                              "by H * W: x.mean((2, 3), keepdim=True)."),
+    "squeeze_ww": ("divisor", "the sum over H and W is divided by W * W; the mean over the H x W pixels divides "
+                              "by H * W: x.mean((2, 3), keepdim=True)."),
     "channel_sigmoid": (EXTRA_SIGMOID,
                         "the channel map ends with a sigmoid. C is the output of conv2 (a ConvBlock); the sigmoid "
                         "comes once, in SoftAttention."),
@@ -110,6 +121,10 @@ ADVICE: dict[str, tuple[str, str]] = {
     "theta_layout": (THETA_ORDER,
                      "the bias lists all t_x first, then all t_y; the fc's 2R outputs are R pairs (t_x, t_y): "
                      "[0, -0.75, 0, -0.25, 0, 0.25, 0, 0.75] for R = 4."),
+    "theta_reshape": (THETA_RESHAPE,
+                      "the fc output is reshaped as (B, 2, R) and transposed; its 2R entries are R consecutive "
+                      "pairs (t_x, t_y), so reshape straight to (B, R, 2) (rearrange 'b (r two) -> b r two'). "
+                      "Your bias values are right; the reshape mixes the regions."),
     "theta_zero": (FC_INIT,
                    "every region starts at the centre (theta = 0): the fc bias must start at t_y = (2i+1)/R - 1 "
                    "for region i."),
@@ -128,45 +143,18 @@ ADVICE: dict[str, tuple[str, str]] = {
     "crops_nearest": (UPSAMPLE_MODE, "grid_sample uses mode='nearest'; the spatial transformer samples bilinearly."),
 }
 
-_CRASH_HINTS = (
+HINTS = (
     ("Expected 3D (unbatched) or 4D (batched) input to conv2d", KEEPDIM,
      "a reduction dropped dimensions: the ConvBlocks need a 4-D (B, C, H, W) tensor. Use keepdim=True "
      "(x.mean((2, 3), keepdim=True) for the squeeze, x.mean(1, keepdim=True) for the channel mean)."),
     ("expected input", "pool_axis",
      "a ConvBlock got the wrong number of channels: check which axis you average over (channels: dim 1; "
      "space: dims 2 and 3), and keep it with keepdim=True."),
-    ("a leaf Variable that requires grad is being used in an in-place operation", "inplace",
-     "an in-place operation (x *= m, x.mul_(m)) overwrites the input; write x * m."),
 )
 
-
-
-def one_thread(fn: Callable) -> Callable:
-    """Run a check with one intra-op thread (restored afterwards). The checks' tensors are tiny: on a busy
-    2-core machine torch's thread pool makes them 10x slower, with nothing to gain from parallelism."""
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        saved = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(saved)
-
-    return run
-
-def _call(fn: Callable, *args: Any, doing: str, **kwargs: Any) -> Any:
-    """call() with this chapter's extra hints for crashes."""
-    try:
-        return call(fn, *args, doing=doing, **kwargs)
-    except CheckFailure as failure:
-        if failure.mistake == "crash":
-            text = str(failure)
-            for needle, mistake, hint in _CRASH_HINTS:
-                if needle in text:
-                    raise CheckFailure(f"{text}\n  Likely mistake: {hint}", mistake=mistake) from None
-        raise
+_call = functools.partial(call_with_hints, hints=HINTS)
+_close = functools.partial(close_named, advice=ADVICE)
+_unchanged = functools.partial(expect_unchanged, advice="x *= m, x.mul_(m), ...")
 
 
 def call_recording(fn: Callable, *args: Any, doing: str, **kwargs: Any) -> tuple[Any, list[str]]:
@@ -178,23 +166,6 @@ def call_recording(fn: Callable, *args: Any, doing: str, **kwargs: Any) -> tuple
     for message in messages:
         print(f"note: your code raised {message}")
     return result, messages
-
-
-def _close(actual: Any, target: torch.Tensor, *, what: str, diagnoses: dict[str, torch.Tensor],
-           hint: str = "") -> None:
-    """expect_close, naming the mistake whose stored result matches (labels from ADVICE)."""
-    if isinstance(actual, torch.Tensor) and actual.shape == target.shape and not is_close(actual, target):
-        for label, wrong in diagnoses.items():
-            if is_close(actual, wrong):
-                mistake, advice = ADVICE[label]
-                raise CheckFailure(f"{what} has the wrong values.\n  Likely mistake: {advice}", mistake=mistake)
-    expect_close(actual, target, what=what, hint=hint)
-
-
-def _unchanged(before: torch.Tensor, after: torch.Tensor, *, what: str) -> None:
-    expect(torch.equal(before, after.detach()),
-           f"{what} changed its input x in place (x *= m, x.mul_(m), ...). Leave the input alone: write x * m.",
-           mistake="inplace")
 
 
 def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], *, what: str) -> None:
@@ -213,7 +184,6 @@ def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], *, what: s
 # soft attention
 # --------------------------------------------------------------------------------------------
 @exercise("SpatialAttention", budget_s=10)
-@one_thread
 def check_spatial_attention(cls: type) -> None:
     """S(x) = ConvBlock_1x1(resize_to_(H, W)(ConvBlock_3x3,s2(mean_c(x)))), of shape (B, 1, H, W)."""
     E = expected(CHAPTER)["spatial"]
@@ -257,10 +227,11 @@ def check_spatial_attention(cls: type) -> None:
            diagnoses=E["diagnoses_odd"], hint=hint)
     out = _call(module, x.clone(), doing="forward(x)")
     _close(out, E["s_odd"], what="forward(x) (the same map as attention(x))", diagnoses={})
+    expect_device_free(module, x, what=cls.__name__)
+    expect_method_gradients(module, "attention", x, what=cls.__name__, hints=HINTS)
 
 
 @exercise("ChannelAttention", budget_s=10)
-@one_thread
 def check_channel_attention(cls: type) -> None:
     """C(x) = ConvBlock_1x1(ConvBlock_1x1(GAP(x))), of shape (B, C, 1, 1)."""
     E = expected(CHAPTER)["channel"]
@@ -277,6 +248,9 @@ def check_channel_attention(cls: type) -> None:
            hint="C = conv2(conv1(x.mean((2, 3), keepdim=True))); no sigmoid here.")
     _unchanged(x, x_in, what="attention(x)")
     expect(bool((c >= 0).all()), "C should be >= 0 (it ends in a ConvBlock's ReLU)", mistake="values")
+    expect_device_free(module, x, what=f"{cls.__name__}({channels}, {reduction})")
+    expect_method_gradients(module, "attention", x, what=f"{cls.__name__}({channels}, {reduction})", hints=HINTS)
+    expect_defaults(cls, (channels,), {"reduction": 16}, x, what=cls.__name__, method="attention")
 
 
 class _Fixed(nn.Module):
@@ -294,7 +268,6 @@ class _Fixed(nn.Module):
 
 
 @exercise("SoftAttention", budget_s=10)
-@one_thread
 def check_soft_attention(cls: type) -> None:
     """M = sigmoid(ConvBlock_1x1(S * C)) in [0.5, 1); forward(x) = x * M."""
     E = expected(CHAPTER)["soft"]
@@ -345,20 +318,13 @@ def check_soft_attention(cls: type) -> None:
             mistake=SUBMODULE,
         )
     passed()
-    # 3. gradients reach the input and every parameter
+    # 3. gradients reach the input and every parameter; nothing stays behind on the CPU
+    expect_device_free(module, x, what=what)
     module.train()
-    x_grad = x.clone().requires_grad_(True)
-    out = _call(module, x_grad, doing="forward(x) in training mode with x.requires_grad=True")
-    probe = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
-    _call(lambda: (out * probe).sum().backward(), doing="backward through forward(x)")
-    expect(x_grad.grad is not None and bool(x_grad.grad.abs().sum() > 0),
-           "no gradient reached x through forward(x): is something detached?", mistake="no_grad")
-    missing = [n for n, p in module.named_parameters() if p.grad is None]
-    expect(not missing, f"no gradient reached these parameters: {', '.join(missing)}", mistake="no_grad")
+    expect_module_gradients(module, x, what=what, hints=HINTS)
 
 
 @exercise("soft_map_interval", budget_s=5)
-@one_thread
 def check_soft_map_interval(fn: Callable) -> None:
     """soft_map_interval() == (0.5, 1.0): the soft map lies in [0.5, 1)."""
     got = _call(fn, doing="soft_map_interval()")
@@ -389,7 +355,6 @@ def _theta(module: nn.Module, x: torch.Tensor, regions: int, *, doing: str) -> t
 
 
 @exercise("HardAttention.attention", budget_s=10)
-@one_thread
 def check_hard_attention_theta(cls: type) -> None:
     """At init theta = tanh of the stripe-centre bias for every input; then theta = tanh(fc(GAP(x)))."""
     E = expected(CHAPTER)["hard"]
@@ -433,10 +398,10 @@ def check_hard_attention_theta(cls: type) -> None:
     theta = _theta(module, x, 4, doing="attention(x) with the stored fc weights")
     _close(theta, E["theta"], what="attention(x) with the stored fc weights", diagnoses=E["theta_diagnoses"],
            hint="theta = tanh(fc(x.mean((2, 3)))).reshape(B, R, 2).")
+    expect_method_gradients(module, "attention", x, what=cls.__name__, hints=HINTS)
 
 
 @exercise("HardAttention.forward", budget_s=10)
-@one_thread
 def check_hard_attention_crops(cls: type) -> None:
     """affine(x) = [[1, 0, t_x], [0, 1/R, t_y]] per region; forward(x) samples those stripes of x."""
     E = expected(CHAPTER)["hard"]
@@ -494,6 +459,7 @@ def check_hard_attention_crops(cls: type) -> None:
            mistake="no_grad")
     expect(x_grad.grad is not None and bool(x_grad.grad.abs().sum() > 0), "no gradient reached x through the crops",
            mistake="no_grad")
+    expect_device_free(module, x, what=cls.__name__)
 
 
 __all__ = [

@@ -17,7 +17,8 @@ imports the reference module ``course_lib.danet``: expected values come from
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from typing import Callable
 
 import torch
 from torch import nn
@@ -25,25 +26,31 @@ from torch import nn
 from ._core import (
     CheckFailure,
     build,
-    call,
+    call_with_hints,
+    close_named,
     count_parameters,
     define_mistake,
+    exercise,
     expect,
     expect_close,
+    expect_defaults,
+    expect_device_free,
+    expect_finite,
+    expect_gradients,
+    expect_method_gradients,
+    expect_rows_sum_to_one,
     expect_shape,
     expected,
-    exercise,
     fmt_shape,
-    is_close,
     load_by_name,
-    passed,
+    seeded_randn,
 )
 
 CHAPTER = "ch05_danet_pam"
 
 QK_SWAPPED = define_mistake(
     "qk_swapped", "the roles of query and key are swapped (energy[j, i] = k_j . q_i instead of q_j . k_i)")
-MODIFIES_INPUT = define_mistake("modifies_input", "the function changes the tensor it was given")
+MODIFIES_INPUT = "modifies_input"
 
 # label -> (mistake id, advice); the tensors are stored in checks/expected/ch05_danet_pam.pt
 ADVICE: dict[str, tuple[str, str]] = {
@@ -71,36 +78,29 @@ ADVICE: dict[str, tuple[str, str]] = {
                          "forward returns gamma * out without + x. Eq. (2): E = gamma * out + A."),
 }
 
-NAME_ERROR = define_mistake("name_error", "a NameError: a variable is used under a name it was never given (a typo?)")
-
-_CRASH_HINTS = (
-    ("a leaf Variable that requires grad is being used in an in-place operation", "inplace",
-     "an in-place operation on the input (x += ..., x.add_(...)) overwrites it; write gamma * out + x."),
-    ("NameError", NAME_ERROR,
-     "Python met a name that was never assigned. Compare, letter by letter, the line where the variable is "
-     "created with the line that uses it."),
-)
+_call = call_with_hints  # PAM's crashes are named by the generic hints (in-place input, NameError)
+_close = functools.partial(close_named, advice=ADVICE)
+MAP_ADVICE = {"columns": ADVICE["softmax_dim1"][1], "batch": ADVICE["softmax_dim0"][1], "all": ADVICE["softmax_all"][1]}
 
 
-def _call(fn: Callable, *args: Any, doing: str, **kwargs: Any) -> Any:
-    try:
-        return call(fn, *args, doing=doing, **kwargs)
-    except CheckFailure as failure:
-        if failure.mistake == "crash":
-            for needle, mistake, hint in _CRASH_HINTS:
-                if needle in str(failure):
-                    raise CheckFailure(f"{failure}\n  Likely mistake: {hint}", mistake=mistake) from None
-        raise
+def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
+    expect_rows_sum_to_one(a, what=what, advice=MAP_ADVICE)
 
 
-def _close(actual: Any, target: torch.Tensor, *, what: str, diagnoses: dict[str, torch.Tensor]) -> None:
-    """expect_close, naming the mistake whose stored result matches (labels from ADVICE)."""
-    if isinstance(actual, torch.Tensor) and actual.shape == target.shape and not is_close(actual, target):
-        for label, wrong in diagnoses.items():
-            if is_close(actual, wrong):
-                mistake, advice = ADVICE[label]
-                raise CheckFailure(f"{what} has the wrong values.\n  Likely mistake: {advice}", mistake=mistake)
-    expect_close(actual, target, what=what)
+def realistic_input(channels: int = 64, size: int = 32, *, seed: int = 55) -> torch.Tensor:
+    """Features of realistic size: ReLU outputs, C = 64, N = 32 x 32; their energies reach the hundreds."""
+    return (3 * torch.relu(seeded_randn(1, channels, size, size, seed=seed))).float()
+
+
+def realistic_weights(channels: int = 64, reduction: int = 8, *, seed: int = 56) -> dict[str, torch.Tensor]:
+    hidden = channels // reduction
+    return {"query_conv.weight": 0.5 * seeded_randn(hidden, channels, 1, 1, seed=seed),
+            "query_conv.bias": torch.zeros(hidden, dtype=torch.float64),
+            "key_conv.weight": 0.5 * seeded_randn(hidden, channels, 1, 1, seed=seed + 1),
+            "key_conv.bias": torch.zeros(hidden, dtype=torch.float64),
+            "value_conv.weight": seeded_randn(channels, channels, 1, 1, seed=seed + 2) / channels,
+            "value_conv.bias": torch.zeros(channels, dtype=torch.float64),
+            "gamma": torch.ones(1, dtype=torch.float64)}
 
 
 def pam_parameter_count(channels: int, reduction: int = 8) -> int:
@@ -147,7 +147,7 @@ def _check_structure(module: nn.Module, channels: int, reduction: int, *, what: 
 def _loaded(cls: type, data: dict, *, reduction: int = 8) -> tuple[nn.Module, str]:
     channels = data["channels"]
     what = f"{cls.__name__}({channels}" + (f", reduction={reduction})" if reduction != 8 else ")")
-    module = build(cls, channels, reduction) if reduction != 8 else build(cls, channels)
+    module = build(cls, channels, reduction)  # the defaults are checked on their own (expect_defaults)
     _check_structure(module, channels, reduction, what=what)
     load_pam_weights(module, data["weights"], what=what)
     return module, what
@@ -158,28 +158,6 @@ def load_pam_weights(module: nn.Module, weights: dict[str, torch.Tensor], *, wha
     load_by_name(module, {k: v for k, v in weights.items() if k != "gamma"}, what=what)
     with torch.no_grad():
         module.gamma.fill_(float(weights["gamma"].reshape(())))
-
-
-def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
-    rows = a.detach().double().sum(-1)
-    if torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
-        passed()
-        return
-    cols = a.detach().double().sum(-2)
-    if torch.allclose(cols, torch.ones_like(cols), atol=1e-4):
-        raise CheckFailure(f"{what}: its columns sum to 1, not its rows.\n  Likely mistake: "
-                           f"{ADVICE['softmax_dim1'][1]}",
-                           mistake="softmax_dim")
-    batch = a.detach().double().sum(0)
-    if a.shape[0] > 1 and torch.allclose(batch, torch.ones_like(batch), atol=1e-4):
-        raise CheckFailure(f"{what}: it sums to 1 across the batch, not along its rows.\n  Likely mistake: "
-                           f"{ADVICE['softmax_dim0'][1]}", mistake="softmax_dim")
-    total = a.detach().double().sum((-2, -1))
-    if torch.allclose(total, torch.ones_like(total), atol=1e-4):
-        raise CheckFailure(f"{what}: the whole map sums to 1.\n  Likely mistake: {ADVICE['softmax_all'][1]}",
-                           mistake="softmax_dim")
-    raise CheckFailure(f"{what}: each row should sum to 1 (a softmax over the last dim); row sums range "
-                       f"{rows.min().item():.4g} .. {rows.max().item():.4g}.", mistake="values")
 
 
 @exercise("PositionAttention.attention", budget_s=10)
@@ -201,6 +179,16 @@ def check_pam_attention(cls: type) -> None:
     module4, what4 = _loaded(cls, E["r4"], reduction=4)
     a4 = _call(module4.attention, E["x"].clone(), doing=f"{what4}.attention(x)")
     _close(a4, E["r4"]["a"], what=f"{what4}.attention(x)", diagnoses={})
+    # realistic features: a softmax written as exp / sum overflows here
+    big = realistic_input()
+    module64, what64 = build(cls, big.shape[1]), f"{cls.__name__}({big.shape[1]})"
+    load_pam_weights(module64, realistic_weights(big.shape[1]), what=what64)
+    a64 = _call(module64.float().attention, big, doing=f"{what64}.attention(x) on ReLU features of shape "
+                                                       f"{fmt_shape(big.shape)}")
+    expect_finite(a64, what=f"{what64}.attention(x) on ReLU features of shape {fmt_shape(big.shape)} (float32)")
+    _rows_sum_to_one(a64, what=f"{what64}.attention(x) on ReLU features")
+    expect_device_free(module, x, what=what, method="attention")
+    expect_method_gradients(module, "attention", x, what=what)
 
 
 @exercise("PositionAttention.forward", budget_s=10)
@@ -235,6 +223,8 @@ def check_pam_forward(cls: type) -> None:
            f"after backward, no finite gradient reached {'x' if xg.grad is None else ', '.join(missing)}.",
            mistake="no_grad")
     expect_close(module.gamma.grad.reshape(()), E["gamma_grad"].reshape(()), what="the gradient of gamma")
+    expect_device_free(module, x, what=what)
+    expect_defaults(cls, (channels,), {"reduction": 8}, x, what=cls.__name__)
 
 
 @exercise("pam_einops", budget_s=10)
@@ -250,3 +240,8 @@ def check_pam_einops(fn: Callable) -> None:
     _close(out, E["out"], what="pam_einops(q, k, v)", diagnoses=E["diagnoses"])
     out2 = _call(fn, E["q2"].clone(), E["k2"].clone(), E["v2"].clone(), doing="pam_einops on a second input")
     _close(out2, E["out2"], what="pam_einops on a second input (other sizes)", diagnoses={})
+    # realistic magnitudes (energies in the hundreds), then gradients to q, k and v
+    big = [100 * t.float() for t in (E["q2"], E["k2"])] + [E["v2"].float()]
+    large = _call(fn, *big, doing="pam_einops on queries and keys of realistic size (float32)")
+    expect_finite(large, what=f"pam_einops(q, k, v) for float32 q and k up to {big[0].abs().max().item():.0f} in size")
+    expect_gradients(fn, (E["q2"], E["k2"], E["v2"]), doing="pam_einops(q, k, v)", names=("q", "k", "v"))

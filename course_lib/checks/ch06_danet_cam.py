@@ -17,7 +17,8 @@ Nothing here imports ``course_lib.danet``: expected values come from ``checks/ex
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from typing import Callable
 
 import torch
 from torch import nn
@@ -25,19 +26,23 @@ from torch import nn
 from ._core import (
     CheckFailure,
     build,
+    call,
+    close_named,
     count_parameters,
     define_mistake,
+    exercise,
     expect,
     expect_close,
+    expect_device_free,
+    expect_gradients,
+    expect_rows_sum_to_one,
     expect_shape,
     expected,
-    exercise,
     fmt_shape,
     is_close,
     passed,
 )
-from .ch05_danet_pam import _call as call
-from .ch05_danet_pam import _check_structure, load_pam_weights
+from .ch05_danet_pam import _check_structure, load_pam_weights, realistic_input
 from .ch05_danet_pam import _close as _pam_close
 
 CHAPTER = "ch06_danet_cam"
@@ -46,6 +51,8 @@ EXTRA_TRANSPOSE = define_mistake(
     "extra_transpose", "the map is transposed in CAM's bmm (out = attention @ a needs no transpose)")
 BAD_VARIANT = define_mistake("bad_variant", "an unknown variant is accepted instead of raising ValueError")
 RESIDUAL_TWICE = define_mistake("residual_twice", "two branches that each add x are summed, so x is counted twice")
+ARGMAX_AXIS = define_mistake("argmax_axis", "the argmax (or argmin) runs over dim 1 of the map instead of each row, "
+                                            "dim -1")
 SEQUENTIAL = define_mistake("sequential", "the branches run one after the other where they should run side by side")
 
 ADVICE: dict[str, tuple[str, str]] = {
@@ -75,31 +82,19 @@ ADVICE: dict[str, tuple[str, str]] = {
                    "branches in parallel on the same features and sums them (Sec. 3.4)."),
     "pam_only": ("values", "only the position branch reaches the output; add the channel branch."),
     "cam_only": ("values", "only the channel branch reaches the output; add the position branch."),
+    "argmax_axis": (ARGMAX_AXIS, "the argmax (or argmin) runs over dim 1, down each column. Row j of the energy "
+                                 "holds channel j's affinities to every channel i: reduce over the last dim, "
+                                 "energy.argmax(-1) (or argmin for the official variant)."),
     "swapped": ("cam_variant", "you returned the other variant's choice: the paper's map favours the most SIMILAR "
                                "channel (largest energy), the official one the most DISSIMILAR (smallest energy)."),
 }
 
 
-def _close(actual: Any, target: torch.Tensor, *, what: str, diagnoses: dict[str, torch.Tensor]) -> None:
-    if isinstance(actual, torch.Tensor) and actual.shape == target.shape and not is_close(actual, target):
-        for label, wrong in diagnoses.items():
-            if is_close(actual, wrong):
-                mistake, advice = ADVICE[label]
-                raise CheckFailure(f"{what} has the wrong values.\n  Likely mistake: {advice}", mistake=mistake)
-    expect_close(actual, target, what=what)
+_close = functools.partial(close_named, advice=ADVICE)
 
 
 def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
-    rows = a.detach().double().sum(-1)
-    if torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
-        passed()
-        return
-    cols = a.detach().double().sum(-2)
-    if torch.allclose(cols, torch.ones_like(cols), atol=1e-4):
-        raise CheckFailure(f"{what}: its columns sum to 1, not its rows.\n  Likely mistake: "
-                           f"{ADVICE['softmax_dim1'][1]}", mistake="softmax_dim")
-    raise CheckFailure(f"{what}: each row should sum to 1 (softmax over the last dim); row sums range "
-                       f"{rows.min().item():.4g} .. {rows.max().item():.4g}.", mistake="softmax_dim")
+    expect_rows_sum_to_one(a, what=what, advice={"columns": ADVICE["softmax_dim1"][1], "mistake": "softmax_dim"})
 
 
 def _gamma_one(module: nn.Module, *, what: str) -> None:
@@ -143,6 +138,12 @@ def _run_cam(module: nn.Module, E: dict, *, what: str) -> None:
     expect(xg.grad is not None and module.gamma.grad is not None,
            "after backward no gradient reached x or gamma.", mistake="no_grad")
     expect_close(xg.grad, E["x_grad"], what="the gradient with respect to x", mistake="no_grad")
+    expect_device_free(module, x, what=what)
+    # realistic features: energies a a^T in the thousands; a softmax written as exp / sum overflows
+    big = realistic_input(channels=8, size=16)
+    a_big = call(module.float().attention, big, doing=f"{what}.attention(x) on ReLU features of shape "
+                                                      f"{fmt_shape(big.shape)} (float32)")
+    _rows_sum_to_one(a_big, what=f"{what}.attention(x) on ReLU features of shape {fmt_shape(big.shape)} (float32)")
 
 
 @exercise("ChannelAttention (paper)", budget_s=10)
@@ -188,6 +189,9 @@ def check_most_attended(fn: Callable) -> None:
             if torch.equal(got, E[other]):
                 raise CheckFailure(f"most_attended(energy, {variant!r}) has the wrong indices.\n  Likely mistake: "
                                    f"{ADVICE['swapped'][1]}", mistake="cam_variant")
+            if torch.equal(got, E[f"{variant}_dim1"]):
+                raise CheckFailure(f"most_attended(energy, {variant!r}) has the wrong indices.\n  Likely mistake: "
+                                   f"{ADVICE['argmax_axis'][1]}", mistake=ARGMAX_AXIS)
             raise CheckFailure(f"most_attended(energy, {variant!r}) should be {E[variant].tolist()}, got "
                                f"{got.tolist()}.", mistake="values")
         passed()
@@ -269,3 +273,6 @@ def check_dual_attention(fn: Callable) -> None:
     expect(pam.calls == 1 and cam.calls == 1,
            f"dual_attention called pam {pam.calls} and cam {cam.calls} times; once each is enough "
            "(each call of the real PAM builds an N x N map).", mistake="values")
+    pam, cam, _, _ = dual_cases(x)
+    expect_gradients(fn, (x, pam, cam), doing="dual_attention(x, pam, cam)", names=("x", "pam", "cam"),
+                     grad_inputs=(0,))

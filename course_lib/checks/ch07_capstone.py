@@ -19,6 +19,7 @@ Nothing here imports a reference module (``course_lib.se``, ``cbam``, ...): this
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Mapping, Sequence
 
@@ -28,15 +29,20 @@ from torch import nn
 from ._core import (
     CheckFailure,
     build,
-    call,
+    call_with_hints,
+    close_named,
     count_parameters,
     define_mistake,
     exercise,
     expect,
+    expect_defaults,
+    expect_device_free,
+    expect_int,
+    expect_module_gradients,
     expect_shape,
+    expect_unchanged,
     expected,
     fmt_shape,
-    is_close,
     load_by_shape,
     passed,
 )
@@ -58,7 +64,6 @@ GATE_MISSING = define_mistake("gate_missing", "forward applies only one of the t
 SEQUENTIAL = define_mistake("sequential_gates",
                             "the spatial gate is computed from x * c (CBAM's order) where both gates see x")
 MAX_SQUEEZE = define_mistake("max_squeeze", "the squeeze takes the maximum over H and W where SE averages")
-FLOAT_COUNT = define_mistake("float_count", "a float where a count (an int) is asked, e.g. C / r instead of C // r")
 NO_CONTROL = define_mistake("no_control", "the control map is the attention map again (control=True forgotten)")
 WRONG_METRIC = define_mistake("wrong_metric", "another column of localisation() where the lift is asked")
 WRONG_BASELINE = define_mistake("wrong_baseline", "a verdict compared against the wrong baseline")
@@ -96,53 +101,15 @@ ADVICE: dict[str, tuple[str, str]] = {
 }
 
 #: Errors a gate typically raises, with the mistake they point to.
-_CRASH_HINTS: Sequence[tuple[str, str, str]] = (
+HINTS: Sequence[tuple[str, str, str]] = (
     ("channels, but got 1 channels instead", "pool_axis",
      "something averaged over the channel axis (dim 1), leaving one channel. The squeeze averages over H "
      "and W (dims 2 and 3); the spatial gate's 1x1 conv sees all C channels."),
-    ("a leaf Variable that requires grad is being used in an in-place operation", "inplace",
-     "an in-place operation (x *= c, x.mul_(c)) on the input; write y = x * c * s instead."),
-    ("Input type (float) and", "dtype", "tensors of different dtypes meet: a hard-coded dtype? Follow x.dtype."),
-    ("Input type (double) and", "dtype", "tensors of different dtypes meet: a hard-coded dtype? Follow x.dtype."),
 )
 
-
-def _call(fn: Callable, *args: Any, doing: str, **kwargs: Any) -> Any:
-    """``_core.call`` with this chapter's hints for crashes."""
-    try:
-        return call(fn, *args, doing=doing, **kwargs)
-    except CheckFailure as failure:
-        if failure.mistake == "crash":
-            text = str(failure)
-            for needle, mistake, hint in _CRASH_HINTS:
-                if needle in text:
-                    raise CheckFailure(f"{text}\n  Likely mistake: {hint}", mistake=mistake) from None
-        raise
-
-
-def _close(actual: Any, target: torch.Tensor, *, what: str, diagnoses: Mapping[str, torch.Tensor],
-           hint: str = "", rtol: float | None = None, atol: float | None = None) -> None:
-    """Compare with the stored value; on a mismatch name the stored mistake whose result matches."""
-    if not isinstance(actual, torch.Tensor):
-        raise CheckFailure(f"{what} should be a tensor, got {type(actual).__name__}", mistake="shape")
-    expect_shape(actual, target.shape, what=what)
-    if is_close(actual, target, rtol=rtol, atol=atol):
-        passed()
-        return
-    for label, wrong in diagnoses.items():
-        if is_close(actual, wrong, rtol=rtol, atol=atol):
-            mistake, advice = ADVICE[label]
-            raise CheckFailure(f"{what} has the wrong values.\n  Likely mistake: {advice}", mistake=mistake)
-    got = actual.detach().to("cpu", torch.float64)
-    diff = (got - target.to(torch.float64)).abs()
-    flat = int(diff.argmax())
-    where = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape))
-    raise CheckFailure(
-        f"{what} has the wrong values: the largest difference is {diff.max().item():.3g} at index {where} "
-        f"(expected {target.reshape(-1)[flat].item():.5g}, got {got.reshape(-1)[flat].item():.5g})."
-        + (f"\n  Likely mistake: {hint}" if hint else ""),
-        mistake="values",
-    )
+_call = functools.partial(call_with_hints, hints=HINTS)
+_close = functools.partial(close_named, advice=ADVICE)
+_unchanged = functools.partial(expect_unchanged, advice="x *= c, x.mul_(c), ...")
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,12 +199,6 @@ def _two_gates(result: Any, b: int, c: int, h: int, w: int, *, what: str) -> tup
     return first, second
 
 
-def _unchanged(before: torch.Tensor, after: torch.Tensor, *, what: str) -> None:
-    expect(torch.equal(before, after.detach()),
-           f"{what} changed its input x in place (x *= c, x.mul_(c), ...). A module must leave its input alone: "
-           "the caller (and autograd) may still need it. Write y = x * c * s.", mistake="inplace")
-
-
 @exercise("ChannelSpatialGate", budget_s=10)
 def check_gate(cls: type) -> None:
     """ChannelSpatialGate(channels, reduction=4): attention(x) -> (c, s); forward(x) = x * c * s."""
@@ -246,7 +207,7 @@ def check_gate(cls: type) -> None:
     name = f"{getattr(cls, '__name__', cls)}({c}, reduction={r})"
     module = build(cls, c, reduction=r)
     check_gate_layers(module, c, r, what=name)
-    check_gate_layers(build(cls, c), c, 4, what=f"{getattr(cls, '__name__', cls)}({c}) (default reduction=4)")
+    expect_defaults(cls, (c,), {"reduction": 4}, E["x"], what=getattr(cls, "__name__", "the gate"))
     load_by_shape(module, gate_roles(E["weights"]), what=name)
     module.eval()
 
@@ -274,17 +235,8 @@ def check_gate(cls: type) -> None:
     _close(out, E["out"], what=f"{name}(x)", diagnoses=E["out_diagnoses"],
            hint="forward(x) = x * c * s, Eq. (G3), with (c, s) = self.attention(x).")
 
-    module.zero_grad(set_to_none=True)
-    xg = x.clone().requires_grad_(True)
-    out = _call(module, xg, doing=f"{name}(x) with x.requires_grad=True")
-    _call(lambda: (out * E["upstream"]).sum().backward(), doing=f"backward through {name}(x)")
-    missing = [n for n, p in module.named_parameters() if p.grad is None]
-    expect(xg.grad is not None and not missing,
-           f"no gradient reached {'x' if xg.grad is None else ', '.join(missing)}: the gates must stay in the "
-           "autograd graph (no .detach(), .data or torch.no_grad() in attention/forward).", mistake="no_grad")
-    _close(xg.grad, E["grad_x"], what=f"the gradient of {name}(x) with respect to x", diagnoses={},
-           hint="part of a gate is cut from the graph (.detach(), .data, torch.no_grad()), so the gradient "
-                "misses the path through c or s.")
+    expect_module_gradients(module, x, what=name, upstream=E["upstream"], grad_x=E["grad_x"], hints=HINTS)
+    expect_device_free(module, x, what=name)
 
 
 @exercise("ChannelSpatialGate in CapstoneNet", budget_s=10)
@@ -325,16 +277,6 @@ def check_gate_in_network(cls: type) -> None:
 # --------------------------------------------------------------------------------------------
 # Exercise 2: the parameter count
 # --------------------------------------------------------------------------------------------
-def _expect_int(value: Any, *, what: str) -> int:
-    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise CheckFailure(f"{what} should be an int, got {value!r} ({type(value).__name__}). A parameter count is "
-                           "a whole number: use // (floor division), as the layers do (C // r hidden units).",
-                           mistake=FLOAT_COUNT)
-    return value
-
-
 @exercise("gate_parameter_count", budget_s=5)
 def check_gate_parameter_count(fn: Callable[..., Any]) -> None:
     """gate_parameter_count(channels, reduction=4) = 2 C C' + C' + C + C + 1 with C' = C // r."""
@@ -342,7 +284,7 @@ def check_gate_parameter_count(fn: Callable[..., Any]) -> None:
         c, r, want = int(case["channels"]), int(case["reduction"]), int(case["count"])
         args = (c,) if r == 4 else (c, r)
         shown = f"gate_parameter_count({', '.join(str(a) for a in args)})"
-        got = _expect_int(_call(fn, *args, doing=shown), what=shown)
+        got = expect_int(_call(fn, *args, doing=shown), what=shown)
         if got == want:
             passed()
             continue

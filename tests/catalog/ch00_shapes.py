@@ -29,6 +29,20 @@ IMPLS = [
          "    return x.mean((2, 3), keepdim=True) / 2\n", "modifies_input"),
     Impl(DESC, "hard-coded float32", "def channel_descriptor(x):\n    return x.float().mean((2, 3), keepdim=True)\n",
          "dtype"),
+    Impl(DESC, "sum divided by H * H", "def channel_descriptor(x):\n    h, w = x.shape[-2:]\n"
+         "    return x.sum((2, 3), keepdim=True) / (h * h)\n", "divisor"),
+    Impl(DESC, "mean over the batch too", "def channel_descriptor(x):\n    return x.mean((0, 2, 3), keepdim=True)\n",
+         "batch_mean"),
+    Impl(DESC, "pooling kernel with H and W swapped",
+         "def channel_descriptor(x):\n    h, w = x.shape[-2:]\n    return F.avg_pool2d(x, (w, h))\n", "pool_kernel"),
+    Impl(DESC, "detached result", "def channel_descriptor(x):\n    return x.mean((2, 3), keepdim=True).detach()\n",
+         "no_grad"),
+    Impl(DESC, "computed under no_grad", "def channel_descriptor(x):\n    with torch.no_grad():\n"
+         "        return x.mean((2, 3), keepdim=True)\n", "no_grad"),
+    Impl(DESC, "a float32 divisor tensor", "def channel_descriptor(x):\n    h, w = x.shape[-2:]\n"
+         "    return x.sum((2, 3), keepdim=True) / torch.tensor(h * w / 3.0) / 3\n", "float32_inside"),
+    Impl(DESC, "valid: avg_pool2d over the whole map", "def channel_descriptor(x):\n"
+         "    return F.avg_pool2d(x, x.shape[2:])\n"),
     Impl(DESC, "valid: adaptive pooling", "def channel_descriptor(x):\n    return F.adaptive_avg_pool2d(x, 1)\n"),
     Impl(DESC, "valid: einops reduce", "def channel_descriptor(x):\n    return reduce(x, 'b c h w -> b c 1 1', 'mean')\n"),
     Impl(DESC, "valid: sum / count", "def channel_descriptor(x):\n    h, w = x.shape[-2:]\n"
@@ -36,6 +50,10 @@ IMPLS = [
     # apply_gate
     Impl(GATE, "gate broadcast over (H, W)", "def apply_gate(x, gate):\n    return x * gate\n", "gate_broadcast"),
     Impl(GATE, "gate added", "def apply_gate(x, gate):\n    return x + gate[:, :, None, None]\n", "values"),
+    Impl(GATE, "gate transposed before the reshape", "def apply_gate(x, gate):\n    b, c = gate.shape\n"
+         "    return x * gate.t().reshape(b, c, 1, 1)\n", "gate_layout"),
+    Impl(GATE, "gate detached", "def apply_gate(x, gate):\n    return x * gate.detach()[:, :, None, None]\n", "no_grad"),
+    Impl(GATE, "through .data", "def apply_gate(x, gate):\n    return x.data * gate.data[:, :, None, None]\n", "no_grad"),
     Impl(GATE, "valid: view", "def apply_gate(x, gate):\n    b, c = gate.shape\n    return x * gate.view(b, c, 1, 1)\n"),
     Impl(GATE, "valid: rearrange", "def apply_gate(x, gate):\n    return x * rearrange(gate, 'b c -> b c 1 1')\n"),
     Impl(GATE, "valid: einsum", "def apply_gate(x, gate):\n    return torch.einsum('bchw,bc->bchw', x, gate)\n"),
@@ -45,6 +63,19 @@ IMPLS = [
          "softmax_dim"),
     Impl(SOFT, "exp without normalising", "def row_softmax(scores):\n    return scores.exp()\n", "softmax_dim"),
     Impl(SOFT, "sigmoid", "def row_softmax(scores):\n    return torch.sigmoid(scores)\n", "softmax_dim"),
+    Impl(SOFT, "exp / sum without subtracting the max", "def row_softmax(scores):\n    e = scores.exp()\n"
+         "    return e / e.sum(-1, keepdim=True)\n", "overflow"),
+    Impl(SOFT, "softmax in float32 inside", "def row_softmax(scores):\n"
+         "    return torch.softmax(scores.float(), dim=-1).to(scores.dtype)\n", "float32_inside"),
+    Impl(SOFT, "detached after the softmax", "def row_softmax(scores):\n"
+         "    return torch.softmax(scores, dim=-1).detach()\n", "no_grad"),
+    Impl(SOFT, "max subtracted but its gradient path cut wrongly", "def row_softmax(scores):\n"
+         "    e = (scores - scores.amax(-1, keepdim=True)).exp()\n    return e / e.sum(-1, keepdim=True).detach()\n",
+         "no_grad"),
+    Impl(SOFT, "valid: log-softmax, exponentiated", "def row_softmax(scores):\n"
+         "    return scores.log_softmax(-1).exp()\n"),
+    Impl(SOFT, "valid: stable by hand, max detached", "def row_softmax(scores):\n"
+         "    e = (scores - scores.amax(-1, keepdim=True).detach()).exp()\n    return e / e.sum(-1, keepdim=True)\n"),
     Impl(SOFT, "valid: nn.Softmax", "def row_softmax(scores):\n    return nn.Softmax(dim=-1)(scores)\n"),
     Impl(SOFT, "valid: by hand, stable", "def row_softmax(scores):\n    z = scores - scores.amax(-1, keepdim=True)\n"
          "    e = z.exp()\n    return e / e.sum(-1, keepdim=True)\n"),
@@ -55,6 +86,10 @@ IMPLS = [
     Impl(SCORES, "no transpose", "def pairwise_scores(q, k):\n    return torch.bmm(q, k)\n", "missing_transpose"),
     Impl(SCORES, "scaled by 1/sqrt(D)", "def pairwise_scores(q, k):\n"
          "    return q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])\n", "values"),
+    Impl(SCORES, "k detached", "def pairwise_scores(q, k):\n    return q @ k.detach().transpose(1, 2)\n", "no_grad"),
+    Impl(SCORES, "via numpy", "def pairwise_scores(q, k):\n"
+         "    import numpy as np\n    return torch.from_numpy(np.matmul(q.detach().numpy(), "
+         "k.detach().numpy().transpose(0, 2, 1)))\n", "no_grad"),
     Impl(SCORES, "valid: bmm + permute", "def pairwise_scores(q, k):\n    return torch.bmm(q, k.permute(0, 2, 1))\n"),
     Impl(SCORES, "valid: einsum", "def pairwise_scores(q, k):\n    return torch.einsum('bnd,bmd->bnm', q, k)\n"),
     Impl(SCORES, "valid: mT", "def pairwise_scores(q, k):\n    return q @ k.mT\n"),
@@ -64,6 +99,10 @@ IMPLS = [
     Impl(FLAT, "columns first", "def flatten_pixels(x):\n    return rearrange(x, 'b c h w -> b (w h) c')\n",
          "pixel_order"),
     Impl(FLAT, "channels not moved", "def flatten_pixels(x):\n    return x.flatten(2)\n", "shape"),
+    Impl(FLAT, "einops axis names swapped", "def flatten_pixels(x):\n    return rearrange(x, 'b h w c -> b (h w) c')\n",
+         "einops_axes"),
+    Impl(FLAT, "under no_grad", "def flatten_pixels(x):\n    with torch.no_grad():\n"
+         "        return rearrange(x, 'b c h w -> b (h w) c')\n", "no_grad"),
     Impl(FLAT, "valid: permute + reshape", "def flatten_pixels(x):\n    b, c, h, w = x.shape\n"
          "    return x.permute(0, 2, 3, 1).reshape(b, h * w, c)\n"),
     Impl(FLAT, "valid: flatten + transpose", "def flatten_pixels(x):\n    return x.flatten(2).transpose(1, 2)\n"),

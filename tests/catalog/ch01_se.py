@@ -105,6 +105,55 @@ class SqueezeExcitation(nn.Module):
         z = x.amax((2, 3), keepdim=True)
         return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
 """ + FORWARD), "max_squeeze"),
+    Impl(SE, "Linear gate transposed before the reshape", """
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, channels // reduction)
+        self.fc2 = nn.Linear(channels // reduction, channels)
+
+    def attention(self, x):
+        b, c = x.shape[:2]
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))
+        return s.t().reshape(b, c, 1, 1)
+
+    def forward(self, x):
+        return x * self.attention(x)
+""", "gate_layout"),
+    Impl(SE, "squeeze over the batch too", se("""
+    def attention(self, x):
+        z = x.mean((0, 2, 3), keepdim=True)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(z)))).expand(x.shape[0], -1, -1, -1)
+""" + FORWARD), "batch_mean"),
+    Impl(SE, "pooling kernel with H and W swapped", se("""
+    def attention(self, x):
+        z = F.avg_pool2d(x, (x.shape[3], x.shape[2]))
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
+""" + FORWARD), "pool_kernel"),
+    Impl(SE, "gate detached from the graph", se(gate("torch.sigmoid(self.fc2(F.relu(self.fc1(z)))).detach()") + FORWARD),
+         "no_grad"),
+    Impl(SE, "a ones tensor made on the CPU in forward", se(CONV_GATE + """
+    def forward(self, x):
+        return x * self.attention(x) * torch.ones(x.shape[2:])
+"""), "cpu_constant"),
+    Impl(SE, "a scale kept in a plain tensor attribute", se(CONV_GATE + """
+    def forward(self, x):
+        return x * self.attention(x) * self.scale
+""", init="""
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
+        self.scale = torch.ones(channels, 1, 1)
+"""), "tensor_attribute"),
+    Impl(SE, "a float32 constant inside", se(gate("torch.sigmoid(self.fc2(F.relu(self.fc1(z))) * torch.tensor(1 / 3) * 3)")
+                                             + FORWARD), "float32_inside"),
+    Impl(SE, "valid: a scale registered as a buffer, a CPU scalar", se(CONV_GATE + """
+    def forward(self, x):
+        return x * self.attention(x) * self.scale * torch.tensor(1.0)
+""", init="""
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
+        self.register_buffer("scale", torch.ones(channels, 1, 1))
+""")),
     Impl(SE, "squeeze over the channel axis", se("""
     def attention(self, x):
         z = x.mean(1, keepdim=True)
@@ -270,6 +319,23 @@ def se_parameter_count(channels, reduction=16):
     hidden = channels // reduction
     return channels * hidden + hidden
 """, "param_count"),
+    Impl(COUNT, "true division for the hidden width", """
+def se_parameter_count(channels, reduction=16):
+    hidden = channels / reduction
+    return 2 * channels * hidden + hidden + channels
+""", "float_count"),
+    Impl(COUNT, "a numpy integer", """
+import numpy as np
+
+def se_parameter_count(channels, reduction=16):
+    hidden = np.int64(channels) // reduction
+    return 2 * channels * hidden + hidden + channels
+"""),
+    Impl(COUNT, "an integral 0-d tensor", """
+def se_parameter_count(channels, reduction=16):
+    layers = nn.Sequential(nn.Conv2d(channels, channels // reduction, 1), nn.Conv2d(channels // reduction, channels, 1))
+    return torch.stack([torch.tensor(p.numel()) for p in layers.parameters()]).sum()
+"""),
     Impl(COUNT, "the formula with floor division", """
 def se_parameter_count(channels, reduction=16):
     hidden = channels // reduction

@@ -94,12 +94,26 @@ class ChannelAttention(nn.Module):
          channel("torch.sigmoid(F.relu(self.mlp(avg)) + F.relu(self.mlp(mx)))"), "relu_after_last"),
     Impl(CH, "forward returns the map", GOOD_CHANNEL.replace("return x * self.attention(x)", "return self.attention(x)"),
          "returns_map"),
-    Impl(CH, "official style: Linear with bias (the bias is zeroed by the check)", """
+    Impl(CH, "official code's Linear layers with their default bias, where the stub says no bias", """
 class ChannelAttention(nn.Module):
     def __init__(self, channels, reduction=16):
         super().__init__()
         self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(channels, channels // reduction), nn.ReLU(),
                                  nn.Linear(channels // reduction, channels))
+
+    def attention(self, x):
+        s = self.mlp(F.avg_pool2d(x, x.shape[2:])) + self.mlp(F.max_pool2d(x, x.shape[2:]))
+        return rearrange(torch.sigmoid(s), "b c -> b c 1 1")
+
+    def forward(self, x):
+        return x * self.attention(x)
+""", "extra_parameter"),
+    Impl(CH, "official style: Linear layers, bias=False", """
+class ChannelAttention(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(channels, channels // reduction, bias=False), nn.ReLU(),
+                                 nn.Linear(channels // reduction, channels, bias=False))
 
     def attention(self, x):
         s = self.mlp(F.avg_pool2d(x, x.shape[2:])) + self.mlp(F.max_pool2d(x, x.shape[2:]))
@@ -138,11 +152,14 @@ class ChannelAttention(nn.Module):
          spatial("torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)",
                  conv="nn.Conv2d(2, 1, kernel_size, padding=3, bias=False)"), "kernel_size"),
     Impl(SP, "the paper's gate", GOOD_SPATIAL),
-    Impl(SP, "torch.max(...)[0], einops reduce and a conv with a (zeroed) bias", """
+    Impl(SP, "a conv with nn.Conv2d's default bias, where the stub says bias=False",
+         spatial("torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)",
+                 conv="nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)"), "extra_parameter"),
+    Impl(SP, "torch.max(...)[0], einops reduce and a bias-free conv", """
 class SpatialAttention(nn.Module):
     def __init__(self, kernel_size=7):
         super().__init__()
-        self.gate_conv = nn.Conv2d(2, 1, kernel_size, padding=(kernel_size - 1) // 2)
+        self.gate_conv = nn.Conv2d(2, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
         self.sigmoid = nn.Sigmoid()
 
     def attention(self, x):
@@ -157,7 +174,34 @@ class SpatialAttention(nn.Module):
     Impl(CB, "spatial gate first", cbam("        return self.channel_gate(self.spatial_gate(x))"), "cbam_order"),
     Impl(CB, "spatial map computed on the input",
          cbam("        return self.channel_gate(x) * self.spatial_gate.attention(x)"), "spatial_on_input"),
+    Impl(CB, "both gates on x, side by side",
+         cbam("        return x * self.channel_gate.attention(x) * self.spatial_gate.attention(x)"), "spatial_on_input"),
+    Impl(CB, "an inner residual around the channel gate",
+         cbam("        return self.spatial_gate(x + self.channel_gate(x))"), "cbam_residual"),
+    Impl(CB, "a residual added to the output",
+         cbam("        return x + self.spatial_gate(self.channel_gate(x))"), "cbam_residual"),
+    Impl(CB, "the spatial map applied to the input",
+         cbam("        return x * self.spatial_gate.attention(self.channel_gate(x))"), "spatial_applied_to_input"),
+    Impl(CB, "wrong constructor defaults (reduction=8, kernel_size=3)",
+         cbam("        return self.spatial_gate(self.channel_gate(x))").replace(
+             "def __init__(self, channels, reduction=16, kernel_size=7)",
+             "def __init__(self, channels, reduction=8, kernel_size=3)"), "default_args"),
+    Impl(CB, "a mask kept in a plain tensor attribute", cbam("""
+        if self.mask.shape != x.shape[-2:]:
+            self.mask = torch.ones(x.shape[-2:])
+        return self.spatial_gate(self.channel_gate(x)) * self.mask""").replace(
+             "self.spatial_gate = SpatialAttention(kernel_size)",
+             "self.spatial_gate = SpatialAttention(kernel_size)\n        self.mask = torch.ones(1, 1)"),
+         "tensor_attribute"),
+    Impl(CB, "a CPU tensor made in forward", cbam("""
+        ones = torch.ones(x.shape[-2:], dtype=x.dtype)
+        return self.spatial_gate(self.channel_gate(x)) * ones"""), "cpu_constant"),
     Impl(CB, "channel then spatial", cbam("        return self.spatial_gate(self.channel_gate(x))")),
+    Impl(CB, "a constant made on x's device, and a buffer", cbam("""
+        ones = torch.ones(x.shape[-2:], dtype=x.dtype, device=x.device)
+        return self.spatial_gate(self.channel_gate(x)) * ones * self.one""").replace(
+             "self.spatial_gate = SpatialAttention(kernel_size)",
+             "self.spatial_gate = SpatialAttention(kernel_size)\n        self.register_buffer('one', torch.ones(()))")),
     Impl(CB, "channel then spatial, maps written out", cbam("""
         refined = x * self.channel_gate.attention(x)
         return refined * self.spatial_gate.attention(refined)""")),

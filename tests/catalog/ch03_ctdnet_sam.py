@@ -97,6 +97,13 @@ WRONG_ATTENTION = [
         mx = x.amax(1, keepdim=True)
         return x * torch.sigmoid(self.conv_atten(torch.cat([avg, mx], dim=1)))""",
         fwd="        return F.relu(self.bn(self.conv(self.attention(x))))")),
+    ("map computed under torch.no_grad()", "no_grad", dict(att="""\
+        with torch.no_grad():
+            stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+            return torch.sigmoid(self.conv_atten(stacked))""")),
+    ("the max map detached", "no_grad", dict(att="""\
+        stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True).detach()], dim=1)
+        return torch.sigmoid(self.conv_atten(stacked))""")),
     ("hard-coded .cuda()", "device", dict(att="""\
         stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1).cuda()
         return torch.sigmoid(self.conv_atten(stacked))""")),
@@ -132,6 +139,17 @@ WRONG_FORWARD = [
     ("in-place gating x *= A", "inplace", dict(fwd="""\
         x *= self.attention(x)
         return F.relu(self.bn(self.conv(x)))""")),
+    ("BatchNorm forced into eval mode in forward", "bn_forced_eval", dict(fwd="""\
+        self.bn.eval()
+        return F.relu(self.bn(self.conv(x * self.attention(x))))""")),
+    ("BatchNorm by hand with training=False", "bn_forced_eval", dict(fwd="""\
+        y = self.conv(x * self.attention(x))
+        bn = self.bn
+        y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, training=False, eps=bn.eps)
+        return F.relu(y)""")),
+    ("a CPU mask made in forward", "cpu_constant", dict(fwd="""\
+        mask = torch.ones(x.shape[2:], dtype=x.dtype)
+        return F.relu(self.bn(self.conv(x * self.attention(x) * mask)))""")),
     ("attention map detached (no gradient to the attention conv)", "no_grad",
      dict(fwd="        return F.relu(self.bn(self.conv(x * self.attention(x).detach())))")),
 ]
@@ -210,7 +228,13 @@ IMPLS += [
     Impl(COUNT, "kernels counted as 1x1", "def sam_parameter_count(i, o):\n    return 2 + i * o + 2 * o\n",
          "param_count"),
     Impl(COUNT, "returns a float", "def sam_parameter_count(i, o):\n    return 18 + 9.5 * i * o + 2 * o\n",
-         "param_count"),
+         "float_count"),
+    Impl(COUNT, "the right count as a float", "def sam_parameter_count(i, o):\n    return 18 + 9 * i * o + 2.0 * o\n",
+         "float_count"),
+    Impl(COUNT, "a numpy integer", "import numpy as np\n\ndef sam_parameter_count(i, o):\n"
+         "    return np.int64(18) + 9 * np.int64(i) * o + 2 * o\n"),
+    Impl(COUNT, "a 0-d integer tensor", "def sam_parameter_count(i, o):\n"
+         "    return torch.tensor(18 + 9 * i * o + 2 * o)\n"),
     Impl(COUNT, "formula", "def sam_parameter_count(in_channels, out_channels):\n"
          "    return 2 * 9 + in_channels * out_channels * 9 + 2 * out_channels\n"),
     Impl(COUNT, "factored formula", "def sam_parameter_count(i, o):\n    return 9 * (2 + i * o) + 2 * o\n"),

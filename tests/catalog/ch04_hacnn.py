@@ -151,6 +151,18 @@ IMPLS += [
     Impl(CHANNEL, "pooling over the channels instead of space", channel(CHANNEL_BODY.replace(
         "x.mean((2, 3), keepdim=True)", "x.mean(1, keepdim=True)")), "pool_axis"),
     Impl(CHANNEL, "conv2 forgotten", channel("        return self.conv1(x.mean((2, 3), keepdim=True))"), "shape"),
+    Impl(CHANNEL, "reduction defaults to 8", channel().replace("def __init__(self, channels, reduction=16)",
+                                                                "def __init__(self, channels, reduction=8)"),
+         "default_args"),
+    Impl(CHANNEL, "squeeze divided by H * H", channel("""\
+        h, w = x.shape[2:]
+        return self.conv2(self.conv1(x.sum((2, 3), keepdim=True) / (h * h)))"""), "divisor"),
+    Impl(CHANNEL, "a CPU constant divisor tensor", channel("""\
+        n = torch.full((1, x.shape[1], 1, 1), float(x.shape[2] * x.shape[3]), dtype=x.dtype)
+        return self.conv2(self.conv1(x.sum((2, 3), keepdim=True) / n))"""), "cpu_constant"),
+    Impl(CHANNEL, "channel map computed on x.data", channel(CHANNEL_BODY.replace("x.mean((2, 3), keepdim=True)",
+                                                                                 "x.data.mean((2, 3), keepdim=True)")),
+         "no_grad"),
     Impl(CHANNEL, "torchreid: F.avg_pool2d(x, x.size()[2:])", channel("""\
         x = F.avg_pool2d(x, x.size()[2:])
         x = self.conv1(x)
@@ -292,6 +304,12 @@ IMPLS += [
          "theta_order"),
     Impl(THETA, "bias laid out as all t_x, then all t_y", hard(reset=RESET.replace(
         "torch.stack([torch.zeros(r), ty], dim=1).reshape(-1)", "torch.cat([torch.zeros(r), ty])")), "theta_order"),
+    Impl(THETA, "right bias, fc output reshaped as (B, 2, R) and transposed", hard(att="""\
+        theta = torch.tanh(self.fc(x.mean((2, 3))))
+        return theta.reshape(x.shape[0], 2, self.num_regions).transpose(1, 2)"""), "theta_reshape"),
+    Impl(THETA, "theta detached", hard(att="""\
+        theta = torch.tanh(self.fc(x.mean((2, 3)))).detach()
+        return theta.reshape(x.shape[0], self.num_regions, 2)"""), "no_grad"),
     Impl(THETA, "zero bias", hard(reset="""\
         nn.init.zeros_(self.fc.weight)
         nn.init.zeros_(self.fc.bias)"""), "fc_init"),

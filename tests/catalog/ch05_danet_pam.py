@@ -65,6 +65,10 @@ WRONG_ATTENTION = [
     ("query and key swapped (key^T @ query)", "qk_swapped", att_with(
         "        return torch.softmax(torch.bmm(k.permute(0, 2, 1), q.permute(0, 2, 1)), dim=-1)")),
     ("no softmax", "values", att_with("        return torch.bmm(q, k)")),
+    ("softmax as exp / sum, without subtracting the max", "overflow", att_with(
+        "        e = torch.bmm(q, k).exp()\n        return e / e.sum(-1, keepdim=True)")),
+    ("energy detached before the softmax", "no_grad", att_with(
+        "        return torch.softmax(torch.bmm(q, k).detach(), dim=-1)")),
     ("reduction ignored (hard-coded // 8)", "reduction_ignored", dict(
         init=INIT.replace("channels // reduction", "channels // 8"))),
     ("convolutions without bias", "missing_bias", dict(
@@ -94,7 +98,10 @@ WRONG_FORWARD = [
     ("in-place residual on the input (x += gamma * out)", "inplace", dict(fwd=FWD.replace(
         "        return self.gamma * out + x", "        x += self.gamma * out\n        return x"))),
     ("forward returns the attention map", "returns_map", dict(fwd="        return self.attention(x)")),
-    ("hard-coded float32 in forward", "dtype", dict(fwd=FWD.replace("a.permute(0, 2, 1))", "a.permute(0, 2, 1).float())"
+    ("a CPU constant for N in forward", "cpu_constant", dict(fwd=FWD.replace(
+        "        return self.gamma * out + x", "        n = torch.ones(h * w, dtype=x.dtype).sum()\n"
+        "        return self.gamma * out * (torch.ones(h, w, dtype=x.dtype) * n / (h * w)) + x"))),
+    ("hard-coded float32 in forward", "float32_inside", dict(fwd=FWD.replace("a.permute(0, 2, 1))", "a.permute(0, 2, 1).float())"
                                                                     ).replace("h * w)\n", "h * w).float()\n"))),
     ("hard-coded .cuda() in forward", "device", dict(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out.cuda() + x"))),
     ("softmax over dim 1 (the same module through forward)", "softmax_dim",
@@ -181,6 +188,9 @@ IMPLS += [Impl(ATTENTION, label, pam(**parts), mistake) for label, mistake, part
 IMPLS += [Impl(FORWARD, label, pam(**parts), mistake) for label, mistake, parts in WRONG_FORWARD]
 IMPLS += [Impl(ex, f"{label} ({ex.name})", pam(**parts)) for ex in (ATTENTION, FORWARD) for label, parts in VALID_PAM]
 IMPLS += [Impl(EINOPS, label, einops_fn(lines), mistake) for label, mistake, lines in WRONG_EINOPS]
+IMPLS += [Impl(FORWARD, "reduction defaults to 16", pam().replace("def __init__(self, channels, reduction=8)",
+                                                                  "def __init__(self, channels, reduction=16)"),
+               "default_args")]
 IMPLS += [
     Impl(EINOPS, "missing transpose (einsum 'b m n' for the map)", einops_fn(
         RIGHT_MAP, "out = einsum(a, v3, 'b m n, b c m -> b c n')"), "missing_transpose"),
@@ -194,6 +204,15 @@ def pam_einops(q, k, v):
 """, "modifies_input"),
     Impl(EINOPS, "hard-coded float32", einops_fn(RIGHT_MAP.replace("a = e.softmax(-1)", "a = e.float().softmax(-1)"),
                                                  "out = einsum(a, v3.float(), 'b n m, b c m -> b c n')"), "dtype"),
+    Impl(EINOPS, "exp / sum without subtracting the max", einops_fn(
+        "e = einsum(q3, k3, 'b c n, b c m -> b n m').exp()\n    a = e / e.sum(-1, keepdim=True)"), "overflow"),
+    Impl(EINOPS, "the map computed under no_grad", einops_fn(
+        "with torch.no_grad():\n        a = einsum(q3, k3, 'b c n, b c m -> b n m').softmax(-1)"), "no_grad"),
+    Impl(EINOPS, "keys detached", einops_fn(
+        "a = einsum(q3, k3.detach(), 'b c n, b c m -> b n m').softmax(-1)"), "no_grad"),
+    Impl(EINOPS, "valid: stable softmax by hand", einops_fn(
+        "e = einsum(q3, k3, 'b c n, b c m -> b n m')\n    e = (e - e.amax(-1, keepdim=True)).exp()\n"
+        "    a = e / e.sum(-1, keepdim=True)")),
     Impl(EINOPS, "einops einsum", einops_fn(RIGHT_MAP)),
     Impl(EINOPS, "torch.einsum on flattened views and bmm", """
 def pam_einops(q, k, v):

@@ -69,6 +69,10 @@ WRONG_PAPER = [
     ("energy scaled by 1/sqrt(N)", "scaled", att_last("        return torch.softmax(energy / math.sqrt(h * w), dim=-1)")),
     ("map transposed in the bmm (PAM habit)", "extra_transpose", dict(fwd=FWD.replace(
         "self.attention(x)", "self.attention(x).permute(0, 2, 1)"))),
+    ("softmax as exp / sum without subtracting the max", "overflow",
+     att_last("        e = energy.exp()\n        return e / e.sum(-1, keepdim=True)")),
+    ("a CPU tensor of ones in forward", "cpu_constant", dict(fwd=FWD.replace(
+        "self.gamma * out + x", "self.gamma * out * torch.ones(h, w, dtype=x.dtype) + x"))),
     ("gamma initialised to 1", "gamma_init", dict(init=INIT.replace("torch.zeros(1)", "torch.ones(1)"))),
     ("missing residual", "missing_residual", dict(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out"))),
     ("1x1 query/key convolutions added (the paper says none)", "param_count", dict(
@@ -131,6 +135,15 @@ def most_attended(energy, variant):
     if variant == "official":
         energy = energy.amax(-1, keepdim=True) - energy
     return torch.softmax(energy, dim=-1).argmax(dim=-1)
+"""),
+    Impl(MOST, "argmax over dim 1 (columns)", """
+def most_attended(energy, variant):
+    return energy.argmax(1) if variant == "paper" else energy.argmin(1)
+""", "argmax_axis"),
+    Impl(MOST, "indices as int32", """
+def most_attended(energy, variant):
+    signed = energy if variant == "paper" else -energy
+    return signed.max(dim=-1).indices.to(torch.int32)
 """),
     Impl(MOST, "argmax / argmin of the energy", """
 def most_attended(energy, variant):
@@ -223,6 +236,10 @@ IMPLS += [
     Impl(DUAL, "averaged branches", DUAL_TEMPLATE.replace("BODY", "return (pam(x) + cam(x)) / 2"), "values"),
     Impl(DUAL, "x updated in place", DUAL_TEMPLATE.replace(
         "BODY", "p, c = pam(x), cam(x)\n    x += (p - x) + (c - x)\n    return x"), "inplace"),
+    Impl(DUAL, "one branch's contribution detached", DUAL_TEMPLATE.replace(
+        "BODY", "return x + (pam(x) - x) + (cam(x) - x).detach()"), "no_grad"),
+    Impl(DUAL, "summed under no_grad", DUAL_TEMPLATE.replace(
+        "BODY", "with torch.no_grad():\n        return pam(x) + cam(x) - x"), "no_grad"),
     Impl(DUAL, "pam(x) + cam(x) - x", DUAL_TEMPLATE.replace("BODY", "return pam(x) + cam(x) - x")),
     Impl(DUAL, "x + both branch differences", DUAL_TEMPLATE.replace(
         "BODY", "return x + (pam(x) - x) + (cam(x) - x)")),

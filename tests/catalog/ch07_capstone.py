@@ -130,6 +130,13 @@ WRONG_GATE = [
     ("hard-coded .cuda()", "device", dict(fwd="""\
         c, s = self.attention(x)
         return (x * c * s).cuda()""")),
+    ("reduction defaults to 16", "default_args", dict(default="16")),
+    ("a CPU mask made in forward", "cpu_constant", dict(fwd="""\
+        c, s = self.attention(x)
+        return x * c * s * torch.ones(x.shape[2:], dtype=x.dtype)""")),
+    ("a temperature kept in a plain tensor attribute", "tensor_attribute", dict(
+        init=INIT + "\n        self.temperature = torch.ones(1)", att=_att(spatial="torch.sigmoid(self.spatial(x) / self.temperature)"))),
+    ("spatial gate detached", "no_grad", dict(att=_att(spatial="torch.sigmoid(self.spatial(x)).detach()"))),
 ]
 
 VALID_GATE = [
@@ -201,7 +208,17 @@ WRONG_COUNT = [
     return 2 * channels * h + h + channels + 9 * channels + 1""")),
 ]
 
+WRONG_COUNT += [
+    ("true division for the hidden width", "float_count", count("""\
+    h = channels / reduction
+    return 2 * channels * h + h + 2 * channels + 1""")),
+]
+
 VALID_COUNT = [
+    ("a numpy integer", count("""\
+    import numpy as np
+    h = np.int64(channels) // reduction
+    return 2 * channels * h + h + 2 * channels + 1""")),
     ("the formula, expanded", count("""\
     h = channels // reduction
     return channels * h + h + h * channels + channels + channels + 1""")),

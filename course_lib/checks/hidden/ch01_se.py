@@ -18,22 +18,16 @@ from course_lib.checks._core import (
     count_parameters,
     exercise,
     expect,
+    expect_close_or_name,
+    expect_int,
     expect_shape,
-    fmt_shape,
+    forward_keeps_input,
     load_by_shape,
     passed,
     seeded_randn,
     tolerances,
 )
-from course_lib.checks.ch01_se import (
-    ADVICE,
-    call_with_hints,
-    check_se_parameters,
-    expect_close_or_name,
-    expect_int,
-    forward_keeps_input,
-    role_weights,
-)
+from course_lib.checks.ch01_se import ADVICE, SE_ERROR_HINTS, call_se, check_se_parameters, role_weights
 from course_lib.se import SqueezeExcitation
 
 __all__ = ["build_expected", "hidden_se", "hidden_se_parameter_count", "hidden_seresnet50_extra_parameters"]
@@ -73,6 +67,7 @@ def _gate_variants(module: SqueezeExcitation, x: torch.Tensor) -> dict[str, torc
         "relu_after_last": torch.sigmoid(torch.relu(pre)),
         "missing_relu": torch.sigmoid(module.fc2(module.fc1(z_mean))),
         "max_squeeze": torch.sigmoid(module.fc2(torch.relu(module.fc1(z_max)))),
+        "batch_mean": torch.sigmoid(module.fc2(torch.relu(module.fc1(x.mean((0, 2, 3), keepdim=True))))).expand_as(pre),
     }
 
 
@@ -150,7 +145,7 @@ def _trial_shapes(seed: int, n: int) -> list[tuple[int, int, int, int, int]]:
 def _compare(module, reference, x: torch.Tensor, *, label: str) -> None:
     rtol, atol = tolerances(x.dtype)
     want_gate = reference.attention(x)
-    gate = call_with_hints(module.attention, x, doing=f"{label}.attention(x)")
+    gate = call_se(module.attention, x, doing=f"{label}.attention(x)")
     expect_shape(gate, want_gate.shape, what=f"{label}.attention(x)")
     expect(gate.dtype == x.dtype,
            f"{label}.attention(x) returned {gate.dtype} for a {x.dtype} input: do not hard-code a dtype "
@@ -162,7 +157,7 @@ def _compare(module, reference, x: torch.Tensor, *, label: str) -> None:
                          diagnoses=[(k, v, ADVICE[k]) for k, v in _gate_variants(reference, x).items()]
                          + [("softmax_gate", torch.ones_like(want_gate), ADVICE["softmax_one"])])
     want = reference(x)
-    out = forward_keeps_input(module, x, doing=f"{label}(x)")
+    out = forward_keeps_input(module, x, doing=f"{label}(x)", hints=SE_ERROR_HINTS)
     expect_shape(out, want.shape, what=f"{label}(x)",
                  mistake="returns_map" if isinstance(out, torch.Tensor) and out.shape == gate.shape else "shape",
                  hint=ADVICE["returns_map"] if isinstance(out, torch.Tensor) and out.shape == gate.shape else "")

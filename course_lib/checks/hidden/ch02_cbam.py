@@ -12,17 +12,26 @@ from typing import Any
 import torch
 
 from course_lib.cbam import CBAM, ChannelAttention, SpatialAttention
-from course_lib.checks._core import build, call, exercise, expect, expect_shape, passed, seeded_randn, tolerances
-from course_lib.checks.ch01_se import expect_close_or_name, forward_keeps_input
+from course_lib.checks._core import (
+    build,
+    call,
+    call_with_hints,
+    exercise,
+    expect,
+    expect_close_or_name,
+    expect_shape,
+    forward_keeps_input,
+    passed,
+    seeded_randn,
+    tolerances,
+)
 from course_lib.checks.ch02_cbam import (
-    ADVICE,
     HINTS,
     load_by_shape,
     load_channel_weights,
     load_spatial_weights,
     mlp_roles,
 )
-from course_lib.checks.ch01_se import call_with_hints
 
 __all__ = ["build_expected", "hidden_cbam", "hidden_channel_attention", "hidden_spatial_attention"]
 
@@ -110,7 +119,10 @@ def build_expected() -> dict[str, Any]:
                             "conv": sg.conv.weight.float()},
                 "x": xc, "upstream": upc, "out": cb(xd).float(),
                 "diagnoses": {"cbam_order": cg(s_first).float(),
-                              "spatial_on_input": (cg(xd) * sg.attention(xd)).float()}}
+                              "spatial_on_input": (cg(xd) * sg.attention(xd)).float(),
+                              "cbam_residual": sg(xd + cg(xd)).float(),
+                              "cbam_residual:outer": (cb(xd) + xd).float(),
+                              "spatial_applied_to_input": (xd * sg.attention(cg(xd))).float()}}
     cbam["grad_x"] = _grad(cb, xc, upc)
     return {"channel": channel, "spatial": spatial, "cbam": cbam}
 
@@ -127,7 +139,7 @@ def _follow(module, reference, x, *, what, attention=True):
         expect(gate.device == x.device, f"{what}.attention(x) returned a tensor on {gate.device} for an input on "
                f"{x.device}: no .cuda()/.cpu().", mistake="device")
         expect_close_or_name(gate, want, what=f"{what}.attention(x)", rtol=rtol, atol=atol)
-    out = forward_keeps_input(module, x, doing=f"{what}(x)")
+    out = forward_keeps_input(module, x, doing=f"{what}(x)", hints=HINTS)
     want = reference(x)
     expect_shape(out, want.shape, what=f"{what}(x)")
     expect(out.dtype == x.dtype and out.device == x.device,

@@ -14,47 +14,36 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.checks._core import (
+    DEVICES,
     CheckFailure,
     build,
+    exercise,
     expect,
     expect_close,
-    exercise,
+    expect_follows,
+    expect_int,
+    float32_exact,
     fmt_shape,
     passed,
+    seeded_picker,
     seeded_randn,
 )
-from course_lib.checks.ch03_ctdnet_sam import (
-    one_thread,
-    _call,
-    _close,
-    _unchanged,
-    load_sam,
-    sam_count_by_hand,
-    sam_layers,
-)
+from course_lib.checks.ch03_ctdnet_sam import _call, _close, _unchanged, load_sam, sam_count_by_hand, sam_layers
 from course_lib.ctdnet import SpatialAttentionModule as Reference
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
 
 # --------------------------------------------------------------------------------------------
 # reference modules with non-trivial weights
 # --------------------------------------------------------------------------------------------
-def _f32(t: torch.Tensor) -> torch.Tensor:
-    """Round to float32 and back, so float32 and float64 runs start from the very same numbers."""
-    return t.float().double()
-
-
 def reference(c_in: int, c_out: int, seed: int) -> Reference:
     """A float64 reference SAM with random weights and running statistics (seeded)."""
     module = Reference(c_in, c_out).double()
     with torch.no_grad():
-        module.conv_atten.weight.copy_(_f32(seeded_randn(1, 2, 3, 3, seed=seed) * 0.6))
-        module.conv.weight.copy_(_f32(seeded_randn(c_out, c_in, 3, 3, seed=seed + 1) / (3 * c_in ** 0.5)))
-        module.bn.weight.copy_(_f32(1 + 0.3 * seeded_randn(c_out, seed=seed + 2)))
-        module.bn.bias.copy_(_f32(0.2 * seeded_randn(c_out, seed=seed + 3)))
-        module.bn.running_mean.copy_(_f32(0.1 * seeded_randn(c_out, seed=seed + 4)))
-        module.bn.running_var.copy_(_f32(0.5 + seeded_randn(c_out, seed=seed + 5).abs()))
+        module.conv_atten.weight.copy_(float32_exact(seeded_randn(1, 2, 3, 3, seed=seed) * 0.6))
+        module.conv.weight.copy_(float32_exact(seeded_randn(c_out, c_in, 3, 3, seed=seed + 1) / (3 * c_in ** 0.5)))
+        module.bn.weight.copy_(float32_exact(1 + 0.3 * seeded_randn(c_out, seed=seed + 2)))
+        module.bn.bias.copy_(float32_exact(0.2 * seeded_randn(c_out, seed=seed + 3)))
+        module.bn.running_mean.copy_(float32_exact(0.1 * seeded_randn(c_out, seed=seed + 4)))
+        module.bn.running_var.copy_(float32_exact(0.5 + seeded_randn(c_out, seed=seed + 5).abs()))
     return module
 
 
@@ -160,11 +149,7 @@ def build_expected() -> dict:
 # hidden checks
 # --------------------------------------------------------------------------------------------
 def _trials(seed: int, n: int = 3):
-    g = torch.Generator().manual_seed(seed)
-
-    def pick(lo: int, hi: int) -> int:
-        return int(torch.randint(lo, hi + 1, (1,), generator=g))
-
+    pick = seeded_picker(seed)
     for trial in range(n):
         c_in, c_out = pick(3, 20), pick(3, 9)
         while c_out == c_in:
@@ -181,7 +166,6 @@ def _student(cls: type, ref: Reference, *, dtype: torch.dtype, device: str) -> t
 
 
 @exercise("SpatialAttentionModule.attention (hidden)", budget_s=30)
-@one_thread
 def hidden_sam_attention(cls: type) -> None:
     for trial, b, c_in, c_out, h, w in _trials(3030):
         ref = reference(c_in, c_out, seed=3100 + trial)
@@ -195,12 +179,7 @@ def hidden_sam_attention(cls: type) -> None:
                     xin = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x.clone()
                     doing = f"attention(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
                     a = _call(module.attention, xin, doing=doing)
-                    expect(isinstance(a, torch.Tensor) and a.dtype == dtype,
-                           f"{doing} returned dtype {getattr(a, 'dtype', type(a).__name__)}: the map must follow "
-                           "the input's dtype (no hard-coded torch.float32 or .float()).", mistake="dtype")
-                    expect(a.device.type == device,
-                           f"{doing} returned a tensor on {a.device}: the map must stay on the input's device.",
-                           mistake="device")
+                    expect_follows(a, dtype=dtype, device=device, doing=doing)
                     _close(a.cpu(), target, what=doing, diagnoses=attention_mistakes(x64, ref.conv_atten.weight),
                            hint="A = sigmoid(conv3x3([mean_c(x); max_c(x)])).")
                     _unchanged(x, xin, what=doing)
@@ -217,7 +196,6 @@ def hidden_sam_attention(cls: type) -> None:
 
 
 @exercise("SpatialAttentionModule.forward (hidden)", budget_s=30)
-@one_thread
 def hidden_sam_forward(cls: type) -> None:
     for trial, b, c_in, c_out, h, w in _trials(3031):
         ref = reference(c_in, c_out, seed=3400 + trial)
@@ -236,17 +214,14 @@ def hidden_sam_forward(cls: type) -> None:
                         doing = (f"forward(x) in {mode} mode with x of shape {fmt_shape(x.shape)}, {dtype}, "
                                  f"{layout}, on {device}")
                         y = _call(module, xin, doing=doing)
-                        expect(isinstance(y, torch.Tensor) and y.dtype == dtype,
-                               f"{doing} returned dtype {getattr(y, 'dtype', type(y).__name__)}: the output must "
-                               "follow the input's dtype.", mistake="dtype")
-                        expect(y.device.type == device, f"{doing} returned a tensor on {y.device}.", mistake="device")
+                        expect_follows(y, dtype=dtype, device=device, doing=doing)
                         _close(y.detach().cpu(), target, what=doing,
                                diagnoses=forward_mistakes(x64, ref) if mode == "eval" else {},
                                hint="forward(x) = relu(bn(conv3x3(x * attention(x)))).")
                         _unchanged(x, xin, what=doing)
                     if mode == "train":
                         bn = sam_layers(module, c_in, c_out, what="the module")["bn"]
-                        expect_close(bn.running_mean.detach().cpu().double(), ref_m.bn.running_mean.detach(),
+                        expect_close(bn.running_mean.detach().cpu(), ref_m.bn.running_mean.detach(),
                                      what="the BatchNorm's running mean after one training-mode forward",
                                      hint="use nn.BatchNorm2d with its default momentum (0.1).")
         # gradients with respect to the input and the weights equal the reference's
@@ -270,12 +245,12 @@ def hidden_sam_forward(cls: type) -> None:
 
 
 @exercise("sam_parameter_count (hidden)", budget_s=5)
-@one_thread
 def hidden_sam_parameter_count(fn: Callable) -> None:
     g = torch.Generator().manual_seed(3032)
     for _ in range(6):
         c_in, c_out = (int(v) for v in torch.randint(1, 300, (2,), generator=g))
-        got = _call(fn, c_in, c_out, doing=f"sam_parameter_count({c_in}, {c_out})")
+        got = expect_int(_call(fn, c_in, c_out, doing=f"sam_parameter_count({c_in}, {c_out})"),
+                         what=f"sam_parameter_count({c_in}, {c_out})")
         right = sam_count_by_hand(c_in, c_out)
         expect(got == right, f"sam_parameter_count({c_in}, {c_out}) returned {got!r}; expected {right}",
                mistake="param_count")
@@ -285,7 +260,6 @@ def hidden_sam_parameter_count(fn: Callable) -> None:
 
 
 @exercise("swap_pool_order (hidden)", budget_s=5)
-@one_thread
 def hidden_swap_pool_order(fn: Callable) -> None:
     for trial, k in enumerate((1, 3, 5, 7)):
         for dtype in (torch.float32, torch.float64):
@@ -294,9 +268,7 @@ def hidden_swap_pool_order(fn: Callable) -> None:
             got = _call(fn, given, doing=f"swap_pool_order(w) with w of shape {fmt_shape(w.shape)}, {dtype}")
             if not torch.equal(given, w):
                 raise CheckFailure("swap_pool_order(w) changed w itself; return a new tensor.", mistake="modifies_input")
-            expect(isinstance(got, torch.Tensor) and got.dtype == dtype,
-                   f"swap_pool_order(w) should keep w's dtype {dtype}, got {getattr(got, 'dtype', type(got))}",
-                   mistake="dtype")
+            expect_follows(got, dtype=dtype, doing=f"swap_pool_order(w) with w of shape {fmt_shape(w.shape)}")
             _close(got, w.flip(1), what=f"swap_pool_order(w) for a {k}x{k} kernel",
                    diagnoses={"unchanged": w, "flip_w": w.flip(3), "flip_h": w.flip(2), "flip_hw": w.flip((2, 3))}
                    if k > 1 else {"unchanged": w})

@@ -15,30 +15,19 @@ import torch.nn.functional as F
 
 from course_lib import hacnn
 from course_lib.checks._core import (
+    DEVICES,
     build,
+    exercise,
     expect,
     expect_close,
-    exercise,
+    expect_follows,
+    float32_exact,
     fmt_shape,
     passed,
+    seeded_picker,
     seeded_randn,
 )
-from course_lib.checks.ch04_hacnn import (
-    one_thread,
-    _call,
-    _close,
-    _unchanged,
-    call_recording,
-    load_weights,
-)
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-def _f32(t: torch.Tensor) -> torch.Tensor:
-    """Round to float32 and back, so float32 and float64 runs start from the same numbers."""
-    return t.float().double()
-
+from course_lib.checks.ch04_hacnn import _call, _close, _unchanged, call_recording, load_weights
 
 def _randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Random weights and BatchNorm statistics (seeded), biased so that ReLUs pass some values and stop others."""
@@ -61,7 +50,7 @@ def _randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
             else:
                 fan_in = tensor[0].numel() if tensor.dim() > 1 else 1
                 value = r / fan_in ** 0.5
-            tensor.copy_(_f32(value))
+            tensor.copy_(float32_exact(value))
     return module
 
 
@@ -121,6 +110,8 @@ def channel_mistakes(ref: hacnn.ChannelAttention, x: torch.Tensor) -> dict[str, 
         return {
             "squeeze_max": ref.conv2(ref.conv1(x.amax((2, 3), keepdim=True))),
             "squeeze_sum": ref.conv2(ref.conv1(x.sum((2, 3), keepdim=True))),
+            "squeeze_hh": ref.conv2(ref.conv1(x.sum((2, 3), keepdim=True) / x.shape[2] ** 2)),
+            "squeeze_ww": ref.conv2(ref.conv1(x.sum((2, 3), keepdim=True) / x.shape[3] ** 2)),
             "channel_sigmoid": torch.sigmoid(ref.attention(x)),
         }
 
@@ -149,6 +140,7 @@ def init_mistakes(regions: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         "theta_swapped": torch.tanh(_pairs_swapped(raw)),
         "theta_layout": torch.tanh(layout),
         "theta_zero": torch.zeros_like(raw),
+        "theta_reshape": torch.tanh(raw.reshape(-1).reshape(2, regions).t()),
     }
 
 
@@ -163,6 +155,7 @@ def theta_mistakes(ref: hacnn.HardAttention, x: torch.Tensor) -> dict[str, torch
             "theta_bias_after": (torch.tanh(F.linear(z, ref.fc.weight)) + ref.fc.bias).reshape(-1, r, 2),
             "theta_swapped": _pairs_swapped(torch.tanh(pre).reshape(-1, r, 2)),
             "theta_max_pool": torch.tanh(ref.fc(x.amax((2, 3)))).reshape(-1, r, 2),
+            "theta_reshape": torch.tanh(pre).reshape(-1, 2, r).transpose(1, 2),
         }
 
 
@@ -212,8 +205,8 @@ def crops_mistakes(ref: hacnn.HardAttention, x: torch.Tensor) -> dict[str, torch
 def hard_reference(channels: int, regions: int, seed: int) -> hacnn.HardAttention:
     module = hacnn.HardAttention(channels, regions).double()
     with torch.no_grad():
-        module.fc.weight.copy_(_f32(seeded_randn(2 * regions, channels, seed=seed) * 0.6))
-        module.fc.bias.copy_(_f32(seeded_randn(2 * regions, seed=seed + 1) * 0.3))
+        module.fc.weight.copy_(float32_exact(seeded_randn(2 * regions, channels, seed=seed) * 0.6))
+        module.fc.bias.copy_(float32_exact(seeded_randn(2 * regions, seed=seed + 1) * 0.3))
     return module
 
 
@@ -254,8 +247,8 @@ def build_expected() -> dict:
         soft_ref.spatial_attn.conv2.conv.weight.fill_(1.5)
     soft_eval = copy.deepcopy(soft_ref).eval()
     x_soft = seeded_randn(3, 32, 5, 7, seed=422).float()
-    s_fixed = _f32(F.relu(seeded_randn(3, 1, 5, 7, seed=423)))
-    c_fixed = _f32(F.relu(seeded_randn(3, 32, 1, 1, seed=424)))
+    s_fixed = float32_exact(F.relu(seeded_randn(3, 1, 5, 7, seed=423)))
+    c_fixed = float32_exact(F.relu(seeded_randn(3, 32, 1, 1, seed=424)))
     with torch.no_grad():
         m = torch.sigmoid(soft_eval.conv(s_fixed * c_fixed))
         soft = {
@@ -303,15 +296,10 @@ def build_expected() -> dict:
 # --------------------------------------------------------------------------------------------
 # hidden checks
 # --------------------------------------------------------------------------------------------
-def _rng(seed: int):
-    g = torch.Generator().manual_seed(seed)
-    return lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=g))
-
-
 def _student(cls: type, args: tuple, ref: torch.nn.Module, *, dtype, device) -> torch.nn.Module:
-    module = build(cls, *args)
+    module = build(cls, *args).to(dtype=dtype)  # weights copied at the trial's precision, not rounded to float32
     load_weights(module, weights(ref), what=f"{cls.__name__}{args}")
-    return module.to(device=device, dtype=dtype)
+    return module.to(device=device)
 
 
 def _compare(module, ref, x64, *, method: str, diagnoses: dict, hint: str, dtype, device, layout, mode,
@@ -327,11 +315,7 @@ def _compare(module, ref, x64, *, method: str, diagnoses: dict, hint: str, dtype
            f"{doing}: F.upsample is deprecated; use F.interpolate.", mistake="deprecated_upsample")
     expect(not any("align_corners" in n for n in notes),
            f"{doing}: pass align_corners explicitly.", mistake="align_corners")
-    expect(isinstance(out, torch.Tensor) and out.dtype == dtype,
-           f"{doing} returned dtype {getattr(out, 'dtype', type(out).__name__)}: results must follow the input's "
-           "dtype (no hard-coded torch.float32, torch.tensor(...) without dtype=, or .float()).", mistake="dtype")
-    expect(out.device.type == device, f"{doing} returned a tensor on {out.device}; it must stay on the input's device.",
-           mistake="device")
+    expect_follows(out, dtype=dtype, device=device, doing=doing)
     with torch.no_grad():
         target = ref_fn(x64, **kwargs)
     _close(out.detach().cpu(), target, what=doing, diagnoses=diagnoses, hint=hint)
@@ -364,9 +348,8 @@ def _modes_and_layouts():
 
 
 @exercise("SpatialAttention (hidden)", budget_s=30)
-@one_thread
 def hidden_spatial_attention(cls: type) -> None:
-    pick = _rng(4040)
+    pick = seeded_picker(4040)
     for trial in range(4):
         b, c, h, w = pick(2, 4), pick(1, 24), pick(1, 13), pick(1, 13)
         if trial == 0:
@@ -386,9 +369,8 @@ def hidden_spatial_attention(cls: type) -> None:
 
 
 @exercise("ChannelAttention (hidden)", budget_s=30)
-@one_thread
 def hidden_channel_attention(cls: type) -> None:
-    pick = _rng(4041)
+    pick = seeded_picker(4041)
     for trial in range(3):
         reduction = (2, 4, 16)[trial]
         channels = reduction * pick(1, 4)
@@ -407,9 +389,8 @@ def hidden_channel_attention(cls: type) -> None:
 
 
 @exercise("SoftAttention (hidden)", budget_s=30)
-@one_thread
 def hidden_soft_attention(cls: type) -> None:
-    pick = _rng(4042)
+    pick = seeded_picker(4042)
     for trial in range(3):
         channels = 16 * (trial + 1)
         b, h, w = pick(2, 4), pick(1, 11), pick(1, 11)
@@ -431,7 +412,6 @@ def hidden_soft_attention(cls: type) -> None:
 
 
 @exercise("soft_map_interval (hidden)", budget_s=5)
-@one_thread
 def hidden_soft_map_interval(fn: Callable) -> None:
     got = _call(fn, doing="soft_map_interval()")
     expect(isinstance(got, (tuple, list)) and len(got) == 2 and (float(got[0]), float(got[1])) == (0.5, 1.0),
@@ -445,9 +425,8 @@ def hidden_soft_map_interval(fn: Callable) -> None:
 
 
 @exercise("HardAttention.attention (hidden)", budget_s=30)
-@one_thread
 def hidden_hard_attention_theta(cls: type) -> None:
-    pick = _rng(4043)
+    pick = seeded_picker(4043)
     for trial in range(4):
         channels, regions = pick(1, 20), pick(1, 6)
         b, h, w = pick(2, 4), pick(1, 13), pick(1, 13)
@@ -467,9 +446,8 @@ def hidden_hard_attention_theta(cls: type) -> None:
 
 
 @exercise("HardAttention.forward (hidden)", budget_s=30)
-@one_thread
 def hidden_hard_attention_crops(cls: type) -> None:
-    pick = _rng(4044)
+    pick = seeded_picker(4044)
     for trial in range(4):
         channels, regions = pick(1, 12), pick(1, 6)
         b, h, w = pick(2, 3), pick(2, 17), pick(2, 11)

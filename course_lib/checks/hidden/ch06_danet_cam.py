@@ -11,8 +11,18 @@ from typing import Callable
 import torch
 from einops import rearrange
 
-from course_lib.checks._core import CheckFailure, build, expect, exercise, fmt_shape, is_close, seeded_randn
-from course_lib.checks.ch05_danet_pam import _call as call
+from course_lib.checks._core import (
+    DEVICES,
+    CheckFailure,
+    build,
+    exercise,
+    expect,
+    expect_follows,
+    fmt_shape,
+    is_close,
+    seeded_randn,
+)
+from course_lib.checks._core import call
 from course_lib.checks.ch05_danet_pam import _check_structure, load_pam_weights
 from course_lib.checks.ch05_danet_pam import _close as _pam_close
 from course_lib.checks.ch06_danet_cam import _close, _gamma_one, _rows_sum_to_one, dual_cases
@@ -20,12 +30,14 @@ from course_lib.checks.hidden import ch05_danet_pam as pam_hidden
 from course_lib.danet import ChannelAttention as Reference
 from course_lib.danet import DualAttention
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
 def _energy(x: torch.Tensor) -> torch.Tensor:
     a = rearrange(x, "b c h w -> b c (h w)")
     return a @ a.transpose(1, 2)
+
+
+def _affinity(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Energies a b^T of two different feature maps: not symmetric, unlike CAM's a a^T."""
+    return rearrange(x, "b c h w -> b c (h w)") @ rearrange(y, "b c h w -> b (h w) c")
 
 
 def map_mistakes(x: torch.Tensor, variant: str) -> dict[str, torch.Tensor]:
@@ -74,8 +86,10 @@ def build_expected() -> dict:
             "a_diagnoses": map_mistakes(x.double(), variant),
             "y_diagnoses": out_mistakes(x.double(), variant),
         }
-    energy = _energy(seeded_randn(2, 6, 4, 5, seed=611))
-    data["most"] = {"energy": energy, "paper": energy.argmax(-1), "official": energy.argmin(-1)}
+    # not a a^T: a symmetric energy would hide an argmax over the wrong axis
+    energy = _affinity(seeded_randn(2, 6, 4, 5, seed=611), seeded_randn(2, 6, 4, 5, seed=612))
+    data["most"] = {"energy": energy, "paper": energy.argmax(-1), "official": energy.argmin(-1),
+                    "paper_dim1": energy.argmax(1), "official_dim1": energy.argmin(1)}
     data["blog_pam"] = _blog_pam_case(seeded_randn(2, 16, 5, 7, seed=621).float(), seed=630)
     data["dual"] = {"x": seeded_randn(2, 6, 5, 3, seed=641)}
     return data
@@ -133,10 +147,7 @@ def _check_module(make: Callable[[], torch.nn.Module], variant: str, *, what: st
                                diagnoses=map_mistakes(x64, variant) if dtype == torch.float64 else {})
                     xg = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
                     y = call(module, xg, doing=doing)
-                    expect(isinstance(y, torch.Tensor) and y.dtype == dtype and y.device == x.device,
-                           f"{doing} returned {getattr(y, 'dtype', type(y).__name__)} on {getattr(y, 'device', '?')}"
-                           ": the output must follow the input's dtype and device (no hard-coded torch.float32, "
-                           ".float() or .cuda()).", mistake="dtype")
+                    expect_follows(y, dtype=dtype, device=x.device, doing=doing)
                     _close(y.detach().cpu(), target.detach(), what=doing,
                            diagnoses=diagnoses if dtype == torch.float64 else {})
                     if dtype == torch.float64:
@@ -163,7 +174,7 @@ def hidden_cam_official(cls: type) -> None:
 @exercise("most_attended (hidden)", budget_s=30)
 def hidden_most_attended(fn: Callable) -> None:
     for trial, b, c, h, w in _trials(6200, n=4):
-        energy = _energy(seeded_randn(b, c, h, w, seed=6300 + trial))
+        energy = _affinity(seeded_randn(b, c, h, w, seed=6300 + trial), seeded_randn(b, c, h, w, seed=6350 + trial))
         for variant, want in (("paper", energy.argmax(-1)), ("official", energy.argmin(-1))):
             for dtype in (torch.float64, torch.float32):
                 got = call(fn, energy.to(dtype), variant, doing=f"most_attended(energy {fmt_shape(energy.shape)}, "
@@ -190,9 +201,7 @@ def hidden_blog_pam(cls: type) -> None:
                 x = case["x"].to(device=device, dtype=dtype)
                 doing = f"{what}(x) with x of shape {fmt_shape(x.shape)}, {dtype}, on {device}"
                 y = call(module, x, doing=doing)
-                expect(isinstance(y, torch.Tensor) and y.dtype == dtype and y.device == x.device,
-                       f"{doing} returned {getattr(y, 'dtype', type(y).__name__)}: the output must follow the input's "
-                       "dtype and device.", mistake="dtype")
+                expect_follows(y, dtype=dtype, device=x.device, doing=doing)
                 _pam_close(y.detach().cpu(), case["y"], what=doing,
                            diagnoses=case["diagnoses"] if dtype == torch.float64 else {})
 
@@ -236,10 +245,8 @@ def hidden_dual_attention(fn: Callable) -> None:
             doing = f"dual_attention(x, pam, cam) with x of shape {fmt_shape(x.shape)}, {dtype}, CAM {variant!r}"
             branches = Replayed(x64, pam_out, "pam"), Replayed(x64, cam_out, "cam")
             y = call(fn, x.clone(), *branches, doing=doing)
-            expect(isinstance(y, torch.Tensor) and y.dtype == dtype,
-                   f"{doing} returned {getattr(y, 'dtype', type(y).__name__)}; the output must follow x's dtype.",
-                   mistake="dtype")
-            _close(y.detach().double(), target, what=doing, diagnoses={})
+            expect_follows(y, dtype=dtype, doing=doing)
+            _close(y.detach(), target, what=doing, diagnoses={})
     # the stand-in branches once more, on a random shape: the mistakes are named
     x = seeded_randn(3, 5, 4, 7, seed=7200)
     pam, cam, right, wrong = dual_cases(x, alpha=0.4, beta=0.9)
@@ -268,8 +275,6 @@ def hidden_blog_cam(cls: type) -> None:
                 x = x64.to(device=device, dtype=dtype)
                 doing = f"{cls.__name__}({c})(x) with x of shape {fmt_shape(x.shape)}, {dtype}, on {device}"
                 y = call(module, x, doing=doing)
-                expect(isinstance(y, torch.Tensor) and y.dtype == dtype and y.device == x.device,
-                       f"{doing} returned {getattr(y, 'dtype', type(y).__name__)}: the output must follow the input's "
-                       "dtype and device.", mistake="dtype")
+                expect_follows(y, dtype=dtype, device=x.device, doing=doing)
                 _close(y.detach().cpu(), target, what=doing,
                        diagnoses=out_mistakes(x64, "official", gamma) if dtype == torch.float64 else {})

@@ -16,13 +16,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.checks._core import (
+    DEVICES,
     _squeezed,
     build,
-    load_by_shape,
-    expect,
     exercise,
+    expect,
+    expect_follows,
+    expect_int,
+    float32_exact,
     fmt_shape,
+    load_by_shape,
     passed,
+    seeded_picker,
     seeded_randn,
 )
 from course_lib.checks.ch07_capstone import (
@@ -38,9 +43,6 @@ from course_lib.checks.ch07_capstone import (
     grade_judgement,
     truth_of_localisation,
 )
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
 
 # --------------------------------------------------------------------------------------------
 # the reference gate
@@ -68,22 +70,17 @@ class ChannelSpatialGate(nn.Module):
         return x * c * s
 
 
-def _f32(t: torch.Tensor) -> torch.Tensor:
-    """Round to float32 and back: float32 and float64 runs start from the very same numbers."""
-    return t.float().double()
-
-
 def reference(channels: int, reduction: int, seed: int) -> ChannelSpatialGate:
     """A float64 reference gate with seeded weights (large enough that every part of it matters)."""
     module = ChannelSpatialGate(channels, reduction).double()
     hidden = channels // reduction
     with torch.no_grad():
-        module.fc1.weight.copy_(_f32(seeded_randn(hidden, channels, seed=seed) / channels ** 0.5 * 1.5))
-        module.fc1.bias.copy_(_f32(0.3 * seeded_randn(hidden, seed=seed + 1)))
-        module.fc2.weight.copy_(_f32(seeded_randn(channels, hidden, seed=seed + 2) / hidden ** 0.5 * 1.5))
-        module.fc2.bias.copy_(_f32(0.3 * seeded_randn(channels, seed=seed + 3)))
-        module.spatial.weight.copy_(_f32(seeded_randn(1, channels, 1, 1, seed=seed + 4) / channels ** 0.5 * 1.5))
-        module.spatial.bias.copy_(_f32(0.3 * seeded_randn(1, seed=seed + 5)))
+        module.fc1.weight.copy_(float32_exact(seeded_randn(hidden, channels, seed=seed) / channels ** 0.5 * 1.5))
+        module.fc1.bias.copy_(float32_exact(0.3 * seeded_randn(hidden, seed=seed + 1)))
+        module.fc2.weight.copy_(float32_exact(seeded_randn(channels, hidden, seed=seed + 2) / hidden ** 0.5 * 1.5))
+        module.fc2.bias.copy_(float32_exact(0.3 * seeded_randn(channels, seed=seed + 3)))
+        module.spatial.weight.copy_(float32_exact(seeded_randn(1, channels, 1, 1, seed=seed + 4) / channels ** 0.5 * 1.5))
+        module.spatial.bias.copy_(float32_exact(0.3 * seeded_randn(1, seed=seed + 5)))
     return module
 
 
@@ -189,11 +186,7 @@ def build_expected() -> dict:
 # hidden checks
 # --------------------------------------------------------------------------------------------
 def _trials(seed: int, n: int = 3):
-    g = torch.Generator().manual_seed(seed)
-
-    def pick(lo: int, hi: int) -> int:
-        return int(torch.randint(lo, hi + 1, (1,), generator=g))
-
+    pick = seeded_picker(seed)
     for trial in range(n):
         reduction = pick(2, 6)
         channels = reduction * pick(2, 8) + pick(0, reduction - 1)  # C' = C // r in 2..8, C' != C
@@ -229,10 +222,7 @@ def hidden_gate(cls: type) -> None:
                     y = _call(module, xin, doing=f"forward(x) {doing}")
                     _unchanged(x, xin, what=f"forward(x) {doing}")
                     for name, got in (("channel gate", got_c), ("spatial gate", got_s), ("forward(x)", y)):
-                        expect(isinstance(got, torch.Tensor) and got.dtype == dtype,
-                               f"the {name} {doing} has dtype {getattr(got, 'dtype', type(got).__name__)}: it "
-                               "must follow the input's dtype (no hard-coded torch.float32 or .float()).",
-                               mistake="dtype")
+                        expect_follows(got, dtype=dtype, doing=f"the {name} {doing}")
                         expect(got.device.type == device,
                                f"the {name} {doing} is on {got.device}: it must stay on the input's device "
                                "(no .cuda() or .cpu()).", mistake="device")
@@ -289,8 +279,9 @@ def hidden_gate_parameter_count(fn: Callable) -> None:
         r = int(torch.randint(1, 20, (1,), generator=g))
         c = int(torch.randint(r, 400, (1,), generator=g))
         want = sum(p.numel() for p in ChannelSpatialGate(c, r).parameters())
-        got = _call(fn, c, r, doing=f"gate_parameter_count({c}, {r})")
-        expect(got == want and not isinstance(got, bool),
+        got = expect_int(_call(fn, c, r, doing=f"gate_parameter_count({c}, {r})"),
+                         what=f"gate_parameter_count({c}, {r})")
+        expect(got == want,
                f"gate_parameter_count({c}, {r}) returned {got!r}; expected {want}", mistake="param_count")
     expect(gate_count_by_hand(48) == sum(p.numel() for p in ChannelSpatialGate(48).parameters()),
            "internal: the by-hand count disagrees with the reference gate", mistake="param_count")
