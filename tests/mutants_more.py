@@ -83,7 +83,7 @@ class NLNoResidual(nonlocal_block.NonLocalBlock):
 
 class NLLocalTheta(nonlocal_block.NonLocalBlock):
     """A 3x3 theta: each query sees its neighbours, so the block is no longer a function of the set of
-    pixels. Caught by pixel-permutation equivariance (and the formula)."""
+    pixels. Caught by pixel-permutation equivariance."""
 
     def __init__(self, channels, *args, **kwargs):
         super().__init__(channels, *args, **kwargs)
@@ -220,6 +220,15 @@ class ECANoSigmoid(eca.EfficientChannelAttention):
     def attention(self, x):
         b, c, _, _ = x.shape
         return self.conv(x.mean((2, 3)).reshape(b, 1, c)).reshape(b, c, 1, 1)
+
+
+class ECAUnchecked(eca.EfficientChannelAttention):
+    """Skips the input check. A 1-D conv across channels runs on any C, so a wrong channel count gives
+    no error at all, just a gate for the wrong layer. Caught by the wrong-channel-count check."""
+
+    def attention(self, x):
+        b, c, _, _ = x.shape
+        return torch.sigmoid(self.conv(x.mean((2, 3)).reshape(b, 1, c))).reshape(b, c, 1, 1)
 
 
 # --------------------------------------------------------------------------------------------------
