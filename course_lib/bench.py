@@ -12,6 +12,11 @@ What is measured
       the same size and hidden width (C / 16) are measured too, and the SE and CBAM rows get the
       ratio course / timm (CBAM is compared with the course options that match timm:
       ``mlp_bias=False, pool_order="avg_max", batch_norm=True``). Without timm the column is left out.
+    * Non-local, GCNet, ECA and Coordinate Attention at the same B = 8, C = 256, 28 x 28: each with
+      the paper's (or the official code's) defaults, and, for the ratio against timm's
+      ``NonLocalAttn``, ``GlobalContext``, ``EcaModule`` and ``CoordAttn``, the course module built
+      with timm's options (the same function; tests/test_parity_timm_more.py), so the ratio compares
+      implementations, not designs. The non-local block at C / 2 is also timed fused.
     * Position attention, literal (the (B, N, N) map is formed) vs fused
       (``scaled_dot_product_attention``), at N = 32^2, 64^2 and 96^2, with B = 1 and C = 64
       (query/key width C // 8 = 8): the sizes where DANet's memory problem shows (DANet issues #58,
@@ -84,8 +89,23 @@ MODULE_ROWS = {
     "DANet CAM (paper)": ("cam_paper", DANET_SIZE, None),
     "DANet CAM (official)": ("cam_official", DANET_SIZE, None),
     "DANet DualAttention": ("dual", DANET_SIZE, None),
+    # Non-local, GCNet, ECA, Coordinate Attention: the paper's defaults, then the course module built
+    # with timm's options (same function as the timm layer) for the time / timm ratio
+    "Non-local (paper: C/2)": ("non_local", MODULE_SIZE, None),
+    "Non-local (paper, fused)": ("non_local_fused", MODULE_SIZE, None),
+    "Non-local (timm options)": ("non_local_timm_options", MODULE_SIZE, "timm NonLocalAttn"),
+    "GCNet (paper: add, r=16)": ("gcnet", MODULE_SIZE, None),
+    "GCNet (timm options: mul, C/8)": ("gcnet_timm_options", MODULE_SIZE, "timm GlobalContext"),
+    "ECA (k = psi(C))": ("eca", MODULE_SIZE, "timm EcaModule"),
+    "Coordinate Attention (official)": ("coord_attention", MODULE_SIZE, None),
+    "Coordinate Attention (timm options)": ("coord_attention_timm_options", MODULE_SIZE, "timm CoordAttn"),
+    "timm NonLocalAttn": ("timm_non_local", MODULE_SIZE, None),
+    "timm GlobalContext": ("timm_gcnet", MODULE_SIZE, None),
+    "timm EcaModule": ("timm_eca", MODULE_SIZE, None),
+    "timm CoordAttn": ("timm_coord_attention", MODULE_SIZE, None),
 }
-TIMM_ROWS = {"timm SEModule", "timm CbamModule"}
+TIMM_ROWS = {"timm SEModule", "timm CbamModule", "timm NonLocalAttn", "timm GlobalContext", "timm EcaModule",
+             "timm CoordAttn"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -128,6 +148,44 @@ def _build(key: str, channels: int):
         from course_lib.danet import DualAttention
 
         return DualAttention(channels)
+    if key.startswith("non_local"):
+        from course_lib.nonlocal_block import NonLocalBlock
+
+        if key == "non_local_timm_options":  # timm: C' = C / 8 (multiple of 8), energy scaled by C**-0.5
+            return NonLocalBlock(channels, inter_channels=max(8, channels // 8), scale=channels ** -0.5)
+        return NonLocalBlock(channels, fused=key == "non_local_fused")
+    if key.startswith("gcnet"):
+        from course_lib.gcnet import GlobalContextBlock
+
+        if key == "gcnet_timm_options":  # timm's default GlobalContext: multiplicative, C / 8, LN eps 1e-6
+            return GlobalContextBlock(channels, 8, fusion="mul", eps=1e-6)
+        return GlobalContextBlock(channels)
+    if key == "eca":
+        from course_lib.eca import EfficientChannelAttention
+
+        return EfficientChannelAttention(channels)
+    if key.startswith("coord_attention"):
+        from course_lib.coord_attention import CoordinateAttention
+
+        if key == "coord_attention_timm_options":  # timm: no conv biases, width make_divisible(C / 24, 8)
+            return CoordinateAttention(channels, hidden_channels=max(8, int(channels / 24 + 4) // 8 * 8), bias=False)
+        return CoordinateAttention(channels)
+    if key == "timm_non_local":
+        from timm.layers.non_local_attn import NonLocalAttn
+
+        return NonLocalAttn(channels)
+    if key == "timm_gcnet":
+        from timm.layers.global_context import GlobalContext
+
+        return GlobalContext(channels)
+    if key == "timm_eca":
+        from timm.layers.eca import EcaModule
+
+        return EcaModule(channels=channels)
+    if key == "timm_coord_attention":
+        from timm.layers.coord_attn import CoordAttn
+
+        return CoordAttn(channels)
     if key == "timm_se":
         from timm.layers.squeeze_excite import SEModule
 
