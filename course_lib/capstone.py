@@ -90,7 +90,7 @@ __all__ = [
 #: plain CNN with one more conv3x3-BN-ReLU in the slot (CTDNet's SAM brings such a conv with it,
 #: so this row tells its attention from its extra capacity), the rest come from course_lib.ATTENTION.
 VARIANTS = ("none", "conv_control", "se", "cbam", "ctdnet_sam", "hacnn_soft", "danet_pam", "danet_cam",
-            "danet_dual")
+            "danet_dual", "non_local", "gcnet", "eca", "coord_attention")
 #: ``--quick`` trains these: one of each kind of map (channel gate, spatial gate, position attention).
 QUICK_VARIANTS = ("none", "se", "cbam", "danet_pam")
 
