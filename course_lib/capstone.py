@@ -671,6 +671,8 @@ _MAP_KIND = {
     "cbam": "spatial gate (B,1,H,W)", "ctdnet_sam": "spatial gate (B,1,H,W)",
     "hacnn_soft": "channel mean of (B,C,H,W)", "danet_pam": "attention received (mean over queries)",
     "danet_dual": "PAM: attention received",
+    "non_local": "attention received (mean over queries)", "gcnet": "context pooling weights (B,1,H,W)",
+    "coord_attention": "channel mean of g^h g^w (B,C,H,W)",
 }
 
 
