@@ -119,8 +119,10 @@ class GlobalContextBlock(nn.Module):
         self.reduction = check_positive_int("reduction", reduction, owner)
         self.fusion = check_choice("fusion", fusion, FUSIONS, owner)
         self.pooling = check_choice("pooling", pooling, POOLINGS, owner)
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-            raise ValueError(f"{owner}: eps must be a positive number; got {describe(eps)}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+            raise TypeError(f"{owner}: eps must be a positive number; got {describe(eps)}")
+        if not eps > 0:
+            raise ValueError(f"{owner}: eps must be a positive number; got {eps}")
         hidden = check_hidden_channels(channels, reduction, owner, what="the bottleneck transform")
         self.hidden_channels = hidden
         self.conv_mask = nn.Conv2d(channels, 1, kernel_size=1) if pooling == "att" else None

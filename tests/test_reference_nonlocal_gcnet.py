@@ -403,6 +403,7 @@ BAD_OPTIONS = [
     (lambda: GlobalContextBlock(32, fusion="concat"), ValueError, r"GlobalContextBlock: fusion must be one of 'add', 'mul', 'mul_add'; got 'concat'"),
     (lambda: GlobalContextBlock(32, pooling="max"), ValueError, r"GlobalContextBlock: pooling must be one of 'att', 'avg'; got 'max'"),
     (lambda: GlobalContextBlock(32, eps=-1.0), ValueError, r"GlobalContextBlock: eps must be a positive number; got -1.0"),
+    (lambda: GlobalContextBlock(32, eps="1e-5"), TypeError, r"GlobalContextBlock: eps must be a positive number; got '1e-5' of type str"),
 ]
 
 
