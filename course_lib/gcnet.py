@@ -3,8 +3,8 @@ r"""GCNet, the global context block: reference module.
 Paper
     Yue Cao, Jiarui Xu, Stephen Lin, Fangyun Wei, Han Hu. "GCNet: Non-local Networks Meet
     Squeeze-Excitation Networks and Beyond". IEEE/CVF International Conference on Computer Vision
-    Workshops (ICCVW), 2019. arXiv:1904.11492. Journal version: "Global Context Networks", IEEE
-    TPAMI 45(6), 2023, arXiv:2012.13375.
+    Workshops (ICCVW), 2019. arXiv:1904.11492. Extended version: "Global Context Networks" (IEEE
+    TPAMI), arXiv:2012.13375.
 Official code
     xvjiarui/GCNet, ``mmdet/ops/gcb/context_block.py`` (``ContextBlock``); the ResNet placement in
     ``mmdet/models/backbones/resnet.py``.
@@ -24,8 +24,8 @@ numbers: Sec. 3 "Analysis on Non-local Networks", Sec. 4 "Method")
 
     (a) context modelling: W_k a 1x1 conv C -> 1, softmax over the N positions, weighted sum of x;
     (b) transform: W_{v1} (C -> C/r), LayerNorm, ReLU, W_{v2} (C/r -> C);
-    (c) fusion: broadcast addition to every position (the paper's choice; a sigmoid gate, SE-style,
-        is the "scaling" alternative it compares).
+    (c) fusion: broadcast addition to every position (the paper's block; the official code also
+        offers an SE-style sigmoid gate, ``channel_mul``).
 
 Shape glossary
     B  batch size      C  channels      H, W  height and width      N = H * W
