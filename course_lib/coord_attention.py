@@ -8,8 +8,8 @@ Official code
     houqb/CoordAttention, ``coordatt.py`` (``CoordAtt(inp, oup, reduction=32)``, ``h_swish``) and
     ``mbv2_ca.py`` (the block inside MobileNetV2).
 
-Equations (Sec. 3.2 of the paper; the numbers below follow its order, but the course could not
-check them against the paper's text, only the structure against the official code)
+Equations (the course could not read the paper's full text: the numbers (3)-(8) are the commonly
+cited ones, unverified; the structure is checked against the official code)
 
     (3) z^h_c(h) = 1 / W \sum_{0 <= i < W} x_c(h, i)         pool along the width: one value per row
     (4) z^w_c(w) = 1 / H \sum_{0 <= j < H} x_c(j, w)         pool along the height: one value per column
