@@ -199,7 +199,7 @@ def test_nonlocal_rows_sum_to_one(pairwise):
         check_rows_sum_to_one(prepare(NonLocalBlock(32, pairwise=pairwise, sub_sample=sub)), make_input())
 
 
-def test_nonlocal_dot_product_map_is_f_over_n_prime():
+def test_nonlocal_subsampled_map_has_one_column_per_pooled_key():
     m = prepare(NonLocalBlock(32, pairwise="dot_product", sub_sample=True))
     x = make_input()
     att = m.attention(x)
