@@ -2,7 +2,8 @@
 
 Importing this package is cheap: it imports neither torch nor the reference modules, so that
 ``python -m course_lib --help`` stays fast and the student bundle (which ships course_lib without
-``se.py``, ``cbam.py``, ``ctdnet.py``, ``hacnn.py`` and ``danet.py``) still imports.
+``se.py``, ``cbam.py``, ``ctdnet.py``, ``hacnn.py``, ``danet.py``, ``nonlocal_block.py``,
+``gcnet.py``, ``eca.py`` and ``coord_attention.py``) still imports.
 
 ``course_lib.ATTENTION`` is built on first access: a dict from a name to a callable that takes
 ``channels`` and returns a module mapping (B, C, H, W) to (B, C, H, W). The parentheses give the
@@ -18,6 +19,15 @@ factories); any other count raises a ValueError that says why:
     "danet_cam"   ``danet.ChannelAttention()`` (channels ignored)
     "danet_dual"  ``danet.DualAttention(channels)`` (channels >= 8)
     ============  ================================================================
+
+and, with the paper's defaults (Non-local, GCNet, ECA, Coordinate Attention):
+
+    =================  =====================================================================================
+    "non_local"        ``nonlocal_block.NonLocalBlock(channels)`` (embedded Gaussian, C // 2; channels >= 2)
+    "gcnet"            ``gcnet.GlobalContextBlock(channels)`` (add fusion, r = 16; channels >= 16)
+    "eca"              ``eca.EfficientChannelAttention(channels)`` (k = psi(C) of Eq. (12))
+    "coord_attention"  ``coord_attention.CoordinateAttention(channels)`` (r = 32, width max(8, C // 32))
+    =================  =====================================================================================
 """
 from __future__ import annotations
 
@@ -32,7 +42,7 @@ __version__ = "0.1.0"
 # ATTENTION stays out of __all__: a star import must not pull in torch or fail in the student bundle.
 __all__ = ["__version__", "ctdnet_sam", "danet_cam"]
 
-_REFERENCE_MODULES = ("se", "cbam", "ctdnet", "hacnn", "danet")
+_REFERENCE_MODULES = ("se", "cbam", "ctdnet", "hacnn", "danet", "nonlocal_block", "gcnet", "eca", "coord_attention")
 
 
 def ctdnet_sam(channels: int) -> nn.Module:
@@ -56,8 +66,12 @@ def danet_cam(channels: int) -> nn.Module:
 def _build_registry() -> dict[str, Callable[[int], nn.Module]]:
     try:
         from course_lib.cbam import CBAM
+        from course_lib.coord_attention import CoordinateAttention
         from course_lib.danet import DualAttention, PositionAttention
+        from course_lib.eca import EfficientChannelAttention
+        from course_lib.gcnet import GlobalContextBlock
         from course_lib.hacnn import SoftAttention
+        from course_lib.nonlocal_block import NonLocalBlock
         from course_lib.se import SqueezeExcitation
         import course_lib.ctdnet  # noqa: F401  (the factory imports it lazily; fail here, not later)
     except ModuleNotFoundError as exc:
@@ -77,6 +91,10 @@ def _build_registry() -> dict[str, Callable[[int], nn.Module]]:
         "danet_pam": PositionAttention,
         "danet_cam": danet_cam,
         "danet_dual": DualAttention,
+        "non_local": NonLocalBlock,
+        "gcnet": GlobalContextBlock,
+        "eca": EfficientChannelAttention,
+        "coord_attention": CoordinateAttention,
     }
 
 

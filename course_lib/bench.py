@@ -12,7 +12,13 @@ What is measured
       ``SEModule`` and ``CbamModule`` at the same size and hidden width (C / 16) are measured too,
       and the SE and CBAM rows get the ratio course / timm (CBAM is compared with the course
       options that match timm: ``mlp_bias=False, pool_order="avg_max", batch_norm=True``).
-      Without timm the column is left out. A new module is one line in ``BUILDERS`` (how to build
+      Without timm the column is left out.
+    * Non-local, GCNet, ECA and Coordinate Attention at the same B = 8, C = 256, 28 x 28: each with
+      the paper's (or the official code's) defaults, and, for the ratio against timm's
+      ``NonLocalAttn``, ``GlobalContext``, ``EcaModule`` and ``CoordAttn``, the course module built
+      with timm's options (tests/test_parity_timm_more.py proves it computes the timm layer's
+      function), so the ratio compares implementations, not designs. The non-local block at C / 2
+      is also timed on its memory-light path. A new module is one line in ``BUILDERS`` (how to build
       it) and one in ``MODULE_ROWS`` (its row).
     * Position attention, literal (the (B, N, N) map is formed) against the memory-light path
       (``fused=True``: queries in blocks, recomputed in backward, or the literal computation where
@@ -94,7 +100,35 @@ BUILDERS = {
     "dual": ("course_lib.danet", "DualAttention", {}),
     "timm_se": ("timm.layers.squeeze_excite", "SEModule", {"rd_ratio": 1.0 / 16, "rd_divisor": 1}),
     "timm_cbam": ("timm.layers.cbam", "CbamModule", {"rd_ratio": 1.0 / 16, "rd_divisor": 1}),
+    "non_local": ("course_lib.nonlocal_block", "NonLocalBlock", {}),
+    "non_local_fused": ("course_lib.nonlocal_block", "NonLocalBlock", {"fused": True}),
+    "non_local_timm_options": ("course_lib.bench", "non_local_timm_options", {}),
+    "gcnet": ("course_lib.gcnet", "GlobalContextBlock", {}),
+    # timm's default GlobalContext: multiplicative, C / 8, LayerNorm eps 1e-6
+    "gcnet_timm_options": ("course_lib.gcnet", "GlobalContextBlock", {"reduction": 8, "fusion": "mul", "eps": 1e-6}),
+    "eca": ("course_lib.eca", "EfficientChannelAttention", {}),
+    "coord_attention": ("course_lib.coord_attention", "CoordinateAttention", {}),
+    "coord_attention_timm_options": ("course_lib.bench", "coord_attention_timm_options", {}),
+    "timm_non_local": ("timm.layers.non_local_attn", "NonLocalAttn", {}),
+    "timm_gcnet": ("timm.layers.global_context", "GlobalContext", {}),
+    "timm_eca": ("timm.layers.eca", "EcaModule", {}),
+    "timm_coord_attention": ("timm.layers.coord_attn", "CoordAttn", {}),
 }
+
+
+def non_local_timm_options(channels: int):
+    """The course's Non-local block with timm's choices: C' = C / 8 (at least 8), energy scaled by C**-0.5."""
+    from course_lib.nonlocal_block import NonLocalBlock
+
+    return NonLocalBlock(channels, inter_channels=max(8, channels // 8), scale=channels ** -0.5)
+
+
+def coord_attention_timm_options(channels: int):
+    """The course's Coordinate Attention with timm's choices: no conv biases, width make_divisible(C / 24, 8)."""
+    from course_lib.coord_attention import CoordinateAttention
+
+    return CoordinateAttention(channels, hidden_channels=max(8, int(channels / 24 + 4) // 8 * 8), bias=False)
+
 
 #: row name -> (builder key, size, timm counterpart for the ratio column or None)
 MODULE_ROWS = {
@@ -111,8 +145,23 @@ MODULE_ROWS = {
     "DANet CAM (paper)": ("cam_paper", DANET_SIZE, None),
     "DANet CAM (official)": ("cam_official", DANET_SIZE, None),
     "DANet DualAttention": ("dual", DANET_SIZE, None),
+    # Non-local, GCNet, ECA, Coordinate Attention: the paper's defaults, then the course module built
+    # with timm's options (the same function as the timm layer) for the time / timm ratio
+    "Non-local (paper: C/2)": ("non_local", MODULE_SIZE, None),
+    "Non-local (paper, fused)": ("non_local_fused", MODULE_SIZE, None),
+    "Non-local (timm options)": ("non_local_timm_options", MODULE_SIZE, "timm NonLocalAttn"),
+    "GCNet (paper: add, r=16)": ("gcnet", MODULE_SIZE, None),
+    "GCNet (timm options: mul, C/8)": ("gcnet_timm_options", MODULE_SIZE, "timm GlobalContext"),
+    "ECA (k = psi(C))": ("eca", MODULE_SIZE, "timm EcaModule"),
+    "Coordinate Attention (official)": ("coord_attention", MODULE_SIZE, None),
+    "Coordinate Attention (timm options)": ("coord_attention_timm_options", MODULE_SIZE, "timm CoordAttn"),
+    "timm NonLocalAttn": ("timm_non_local", MODULE_SIZE, None),
+    "timm GlobalContext": ("timm_gcnet", MODULE_SIZE, None),
+    "timm EcaModule": ("timm_eca", MODULE_SIZE, None),
+    "timm CoordAttn": ("timm_coord_attention", MODULE_SIZE, None),
 }
-TIMM_ROWS = {"timm SEModule", "timm CbamModule"}
+TIMM_ROWS = {"timm SEModule", "timm CbamModule", "timm NonLocalAttn", "timm GlobalContext", "timm EcaModule",
+             "timm CoordAttn"}
 
 
 # --------------------------------------------------------------------------------------------------

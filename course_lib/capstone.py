@@ -31,7 +31,9 @@ brings such a layer with it (gate, then conv-BN-ReLU), so this row separates its
 extra capacity.
 
 Budgets. The full run (``FULL``: 2 000 training images with 10 fragments each, 4 epochs, 3 seeds,
-9 variants) is sized to finish in about 15 minutes on a 2-core CPU; at that budget the plain CNN is
+9 variants) is sized to finish in about 15 minutes on a 2-core CPU (the four variants added later,
+non_local, gcnet, eca and coord_attention, took 869 s more for their 3 seeds on a busy 2-core machine,
+load average 10-15; non_local is the slowest, about twice the others); at that budget the plain CNN is
 near 90 %, not saturated, so variants can differ (with 3 500 images x 5 epochs it reaches 98.5 % and
 every variant ties). ``--quick`` (``QUICK``) trains 4 variants, one seed, 4 epochs on 1 000 images of a
 32x32 canvas with 3 fragments: a smoke test that still clearly beats chance. Training uses one CPU
@@ -90,7 +92,7 @@ __all__ = [
 #: plain CNN with one more conv3x3-BN-ReLU in the slot (CTDNet's SAM brings such a conv with it,
 #: so this row tells its attention from its extra capacity), the rest come from course_lib.ATTENTION.
 VARIANTS = ("none", "conv_control", "se", "cbam", "ctdnet_sam", "hacnn_soft", "danet_pam", "danet_cam",
-            "danet_dual")
+            "danet_dual", "non_local", "gcnet", "eca", "coord_attention")
 #: ``--quick`` trains these: one of each kind of map (channel gate, spatial gate, position attention).
 QUICK_VARIANTS = ("none", "se", "cbam", "danet_pam")
 
@@ -681,6 +683,8 @@ _MAP_KIND = {
     "cbam": "spatial gate (B,1,H,W)", "ctdnet_sam": "spatial gate (B,1,H,W)",
     "hacnn_soft": "channel mean of (B,C,H,W)", "danet_pam": "attention received (mean over queries)",
     "danet_dual": "PAM: attention received",
+    "non_local": "attention received (mean over queries)", "gcnet": "context pooling weights (B,1,H,W)",
+    "coord_attention": "channel mean of g^h g^w (B,C,H,W)",
 }
 
 

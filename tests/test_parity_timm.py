@@ -125,7 +125,7 @@ def timm_like_cbam(channels: int, cls=cbam.CBAM, **overrides) -> cbam.CBAM:
 
 
 def test_reference_file_comes_from_pinned_timm(timm_reference):
-    assert timm_reference["timm_version"] == "1.0.20", timm_reference["timm_version"]
+    assert timm_reference["timm_version"] == "1.0.31", timm_reference["timm_version"]
 
 
 def test_se_matches_timm_semodule(timm_reference):

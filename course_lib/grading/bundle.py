@@ -7,7 +7,8 @@ The bundle holds the released notebooks (``notebooks/``, as ``make release`` wro
 left out                                   why
 =========================================  ===============================================================
 ``se.py cbam.py ctdnet.py hacnn.py        the reference solutions
-danet.py``
+danet.py nonlocal_block.py gcnet.py
+eca.py coord_attention.py``
 ``checks/hidden/``                         the hidden checks (they import the reference solutions)
 ``checks/build_expected.py``               builds the stored expected values from the reference solutions
 ``grading/``                               instructors' tools (batch grading, sandbox, grader report)
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from course_lib import notebooks as nbs
 
-REFERENCE_MODULES = ("se", "cbam", "ctdnet", "hacnn", "danet")
+REFERENCE_MODULES = ("se", "cbam", "ctdnet", "hacnn", "danet", "nonlocal_block", "gcnet", "eca", "coord_attention")
 #: Paths inside course_lib/ that the bundle leaves out (see the module docstring).
 EXCLUDED = (
     *(f"{name}.py" for name in REFERENCE_MODULES),

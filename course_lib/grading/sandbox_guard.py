@@ -40,7 +40,7 @@ from __future__ import annotations
 import sys
 
 #: The reference solutions (``course_lib/<name>.py``), left out of the student bundle.
-REFERENCE_MODULES = ("se", "cbam", "ctdnet", "hacnn", "danet")
+REFERENCE_MODULES = ("se", "cbam", "ctdnet", "hacnn", "danet", "nonlocal_block", "gcnet", "eca", "coord_attention")
 #: The audit event checks/_core.py raises around every check.
 CHECK_EVENT = "course_lib.check"
 #: The audit event of the guard's trace function (a bound ``sys.audit``, which nobody can alter).
