@@ -20,14 +20,15 @@ factories); any other count raises a ValueError that says why:
     "danet_dual"  ``danet.DualAttention(channels)`` (channels >= 8)
     ============  ================================================================
 
-and, with the paper's defaults (Non-local, GCNet, ECA, Coordinate Attention):
+and, with the paper's defaults (Non-local: embedded Gaussian, width C // 2; GCNet: add fusion, r = 16;
+ECA: k = psi(C) of Eq. (12); Coordinate Attention: r = 32, width max(8, C // 32)):
 
-    =================  =====================================================================================
-    "non_local"        ``nonlocal_block.NonLocalBlock(channels)`` (embedded Gaussian, C // 2; channels >= 2)
-    "gcnet"            ``gcnet.GlobalContextBlock(channels)`` (add fusion, r = 16; channels >= 16)
-    "eca"              ``eca.EfficientChannelAttention(channels)`` (k = psi(C) of Eq. (12))
-    "coord_attention"  ``coord_attention.CoordinateAttention(channels)`` (r = 32, width max(8, C // 32))
-    =================  =====================================================================================
+    =================  ============================================================
+    "non_local"        ``nonlocal_block.NonLocalBlock(channels)`` (channels >= 2)
+    "gcnet"            ``gcnet.GlobalContextBlock(channels)`` (channels >= 16)
+    "eca"              ``eca.EfficientChannelAttention(channels)``
+    "coord_attention"  ``coord_attention.CoordinateAttention(channels)``
+    =================  ============================================================
 """
 from __future__ import annotations
 
