@@ -125,7 +125,7 @@ class CoordinateAttention(nn.Module):
 
     def gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """g^h (B, C, H, 1) and g^w (B, C, 1, W), Eqs. (6)-(7), each in (0, 1)."""
-        check_feature_map(x, self._owner(), self.channels)
+        check_feature_map(x, self._owner(), self.channels, module=self)
         return self._gates(x)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,6 +135,6 @@ class CoordinateAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """y = x * g^h * g^w, Eq. (8): (B, C, H, W) -> (B, C, H, W)."""
-        check_feature_map(x, self._owner(), self.channels)
+        check_feature_map(x, self._owner(), self.channels, module=self)
         g_h, g_w = self._gates(x)
         return x * g_w * g_h  # the official order; (B, C, H, W) * (B, C, 1, W) * (B, C, H, 1)

@@ -122,7 +122,7 @@ class EfficientChannelAttention(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel gate omega of Eq. (9): (B, C, H, W) -> (B, C, 1, 1), in (0, 1)."""
-        b, c, _, _ = check_feature_map(x, self._owner(), self.channels)
+        b, c, _, _ = check_feature_map(x, self._owner(), self.channels, module=self)
         y = x.mean((2, 3)).reshape(b, 1, c)  # g(x), Eq. (1): (B, C, H, W) -> (B, C) -> (B, 1, C)
         y = self.conv(y)  # C1D_k across channels, Eq. (9): (B, 1, C) -> (B, 1, C)
         return torch.sigmoid(y).reshape(b, c, 1, 1)  # (B, 1, C) -> (B, C, 1, 1)

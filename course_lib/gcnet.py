@@ -166,17 +166,17 @@ class GlobalContextBlock(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """alpha, the attention-pooling weights: (B, C, H, W) -> (B, 1, H, W), each image's sum 1."""
-        check_feature_map(x, self._owner(), self.channels)
+        check_feature_map(x, self._owner(), self.channels, module=self)
         return self._alpha(x)
 
     def context(self, x: torch.Tensor) -> torch.Tensor:
         """The global context vector sum_j alpha_j x_j: (B, C, H, W) -> (B, C, 1, 1)."""
-        check_feature_map(x, self._owner(), self.channels)
+        check_feature_map(x, self._owner(), self.channels, module=self)
         return self._context(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fuse the transformed context into every position: (B, C, H, W) -> (B, C, H, W)."""
-        check_feature_map(x, self._owner(), self.channels)
+        check_feature_map(x, self._owner(), self.channels, module=self)
         context = self._context(x)  # (B, C, 1, 1)
         out = x
         if self.channel_mul_conv is not None:

@@ -52,6 +52,7 @@ from einops import rearrange
 from torch import nn
 
 from course_lib._validate import (
+    check_batch_norm_values,
     check_bool,
     check_choice,
     check_feature_map,
@@ -173,12 +174,14 @@ class NonLocalBlock(nn.Module):
         return f"{type(self).__name__}(channels={self.channels})"
 
     def _check(self, x: torch.Tensor) -> tuple[int, int, int, int]:
-        b, c, h, w = check_feature_map(x, self._owner(), self.channels)
+        b, c, h, w = check_feature_map(x, self._owner(), self.channels, module=self)
         if self.sub_sample and (h < 2 or w < 2):
             raise ValueError(
                 f"{self._owner()} with sub_sample=True max-pools the keys 2 x 2, so it needs H, W >= 2; "
                 f"got a tensor of shape {tuple(x.shape)}"
             )
+        if self.bn is not None:
+            check_batch_norm_values(self.bn, b * h * w, self._owner(), "W_z's output (B * H * W values per channel)")
         return b, c, h, w
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from course_lib import cbam, ctdnet, danet, hacnn, se
+from course_lib import cbam, coord_attention, ctdnet, danet, eca, gcnet, hacnn, nonlocal_block, se
 
 settings.register_profile("ci", max_examples=1500, derandomize=True, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -78,6 +78,23 @@ MODULES = {
     "danet_head": (danet.DualAttentionHead, st.tuples(st.one_of(st.sampled_from([32, 36]), counts), counts),
                    st.fixed_dictionaries({}, optional={"cam_variant": st.sampled_from(["paper", "official"]),
                                                        "fused": flags})),
+    "non_local": (nonlocal_block.NonLocalBlock, st.tuples(counts), st.fixed_dictionaries({}, optional={
+        "reduction": small_counts,
+        "pairwise": mostly(st.sampled_from(["embedded_gaussian", "dot_product", "gaussian"]), st.just("concat")),
+        "inter_channels": st.one_of(st.none(), small_counts), "sub_sample": flags, "pool_first": flags,
+        "batch_norm": flags, "scale": mostly(st.floats(0.01, 2), st.sampled_from([0.0, -1.0, float("nan"), "1"])),
+        "fused": flags})),
+    "gcnet": (gcnet.GlobalContextBlock, st.tuples(counts), st.fixed_dictionaries({}, optional={
+        "reduction": small_counts, "fusion": mostly(st.sampled_from(["add", "mul", "mul_add"]), st.just("cat")),
+        "pooling": mostly(st.sampled_from(["att", "avg"]), st.just("max")),
+        "eps": mostly(st.floats(1e-8, 1e-3), st.sampled_from([0.0, -1e-5, "1e-5"]))})),
+    "eca": (eca.EfficientChannelAttention, st.tuples(counts), st.fixed_dictionaries({}, optional={
+        "kernel_size": st.one_of(st.none(), mostly(st.sampled_from([1, 3, 5]), st.sampled_from([2, 0, -3, 3.0]))),
+        "gamma": mostly(st.floats(0.5, 4), st.sampled_from([0, -2, "2"])),
+        "b": mostly(st.floats(-2, 2), st.sampled_from([float("nan"), "1"]))})),
+    "coord_attention": (coord_attention.CoordinateAttention, st.tuples(counts), st.fixed_dictionaries({}, optional={
+        "reduction": small_counts, "min_hidden": small_counts,
+        "hidden_channels": st.one_of(st.none(), small_counts), "bias": flags})),
 }
 
 #: name -> (positional args, keyword strategies) that a constructor accepts: half of the cases use these,
@@ -105,6 +122,14 @@ VALID = {
         "cam_variant": st.sampled_from(["paper", "official"]), "fused": st.booleans()})),
     "danet_head": (st.tuples(st.sampled_from([32, 48]), st.integers(1, 4)), st.fixed_dictionaries({}, optional={
         "cam_variant": st.sampled_from(["paper", "official"]), "fused": st.booleans()})),
+    "non_local": (st.tuples(channels16), st.fixed_dictionaries({}, optional={
+        "pairwise": st.sampled_from(["embedded_gaussian", "dot_product", "gaussian"]), "sub_sample": st.booleans(),
+        "pool_first": st.booleans(), "batch_norm": st.booleans(), "fused": st.booleans()})),
+    "gcnet": (st.tuples(channels16), st.fixed_dictionaries({}, optional={
+        "fusion": st.sampled_from(["add", "mul", "mul_add"]), "pooling": st.sampled_from(["att", "avg"])})),
+    "eca": (st.tuples(channels16), st.fixed_dictionaries({}, optional={"kernel_size": st.sampled_from([None, 3, 5])})),
+    "coord_attention": (st.tuples(channels16), st.fixed_dictionaries({}, optional={
+        "hidden_channels": st.sampled_from([None, 4]), "bias": st.booleans()})),
 }
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.int64, torch.bool, torch.complex64]
@@ -156,6 +181,15 @@ def expected_shapes(m: torch.nn.Module, x: torch.Tensor, method: str, kwargs: di
             return ((b, n, n), (b, m.inter_channels, m.inter_channels))
         logits = (b, m.num_classes, h, w)
         return (logits, logits, logits) if kwargs.get("return_branches") is True else logits
+    if isinstance(m, nonlocal_block.NonLocalBlock):
+        keys = (h // 2) * (w // 2) if m.sub_sample else n
+        return (b, n, keys) if method == "attention" else (b, c, h, w)
+    if isinstance(m, gcnet.GlobalContextBlock):
+        return (b, 1, h, w) if method == "attention" else (b, c, h, w)
+    if isinstance(m, eca.EfficientChannelAttention):
+        return (b, c, 1, 1) if method == "attention" else (b, c, h, w)
+    if isinstance(m, coord_attention.CoordinateAttention):
+        return (b, c, h, w)
     raise AssertionError(f"no expected shape for {type(m).__name__}")
 
 

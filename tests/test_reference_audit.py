@@ -21,7 +21,7 @@ from torch.testing import assert_close
 
 import course_lib
 import reference_formulas as R
-from course_lib import ATTENTION, cbam, ctdnet, danet, hacnn, se
+from course_lib import ATTENTION, cbam, ctdnet, danet, hacnn, nonlocal_block, se
 from test_reference_bad_input import check_rejects
 
 # --------------------------------------------------------------------------------------------------
@@ -203,6 +203,7 @@ ONE_VALUE_PER_CHANNEL = {
     "hacnn_channel_b1": (lambda: hacnn.ChannelAttention(32), (1, 32, 6, 5), "ChannelAttention(channels=32)"),
     "hacnn_spatial_2x2": (lambda: hacnn.SpatialAttention(), (1, 32, 2, 2), "SpatialAttention()"),
     "danet_head": (lambda: danet.DualAttentionHead(32, 3), (1, 32, 1, 1), "DualAttentionHead(in_channels=32)"),
+    "non_local": (lambda: nonlocal_block.NonLocalBlock(32), (1, 32, 1, 1), "NonLocalBlock(channels=32)"),
 }
 
 
