@@ -79,9 +79,12 @@ def playwright_browser():
     with sync_playwright() as p:
         args = ["--no-sandbox"] if os.geteuid() == 0 else []  # chromium's sandbox refuses root
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        # one context for every page: JupyterLab's scripts are fetched once and then come from its cache
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
         try:
-            yield browser
+            yield context
         finally:
+            context.close()
             browser.close()
 
 
@@ -177,6 +180,18 @@ def lab(playwright_browser, course, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def jupyterlab(lab, playwright_browser):
+    """One browser tab on JupyterLab for the whole module; notebooks are opened in it with File > Open from Path."""
+    page = playwright_browser.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"{lab.base}/lab?reset&token={lab.token}")  # reset: a fresh workspace, no tabs restored
+    page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+    page.get_by_role("menuitem", name="File", exact=True).wait_for(timeout=120_000)
+    yield page
+    page.close()
+
+
+@pytest.fixture(scope="module")
 def summary():
     seen: dict[str, dict] = {}
     yield seen
@@ -203,15 +218,16 @@ CELLS_JS = """() => Array.from(document.querySelectorAll('PANEL .jp-Notebook .jp
 class Notebook:
     """One notebook open in its own browser page."""
 
-    def __init__(self, browser, lab: Lab, path: str, name: str):
-        self.lab, self.path, self.name = lab, path, name
+    def __init__(self, page, lab: Lab, path: str, name: str):
+        self.page, self.lab, self.path, self.name = page, lab, path, name
         self.nb = nbformat.read(lab.root / path, as_version=4)
-        self.page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        self.page.set_default_timeout(60_000)
-        # reset: a fresh workspace, only this notebook open (not the tabs of the page before)
-        self.page.goto(f"{lab.base}/lab/tree/{path}?reset&token={lab.token}")
+        self.menu("File", "filebrowser:open-path")
+        self.page.locator(".jp-Dialog input").fill(path)
+        self.page.keyboard.press("Enter")
+        title = json.dumps(Path(path).name)
         self.page.wait_for_function(
-            f"document.querySelectorAll('{PANEL} .jp-Notebook .jp-Cell').length === {len(self.nb.cells)}",
+            f"""() => document.querySelector('#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current')?.innerText.includes({title})
+                   && document.querySelectorAll('{PANEL} .jp-Notebook .jp-Cell').length === {len(self.nb.cells)}""",
             timeout=90_000)
         self.wait_idle(90)
 
@@ -222,17 +238,19 @@ class Notebook:
         return self.page.locator(f"{PANEL} .jp-Notebook .jp-Cell").nth(index)
 
     def wait_idle(self, timeout_s: float) -> None:
-        """Until the kernel is idle and no cell waits to run ([*])."""
-        deadline, calm = time.monotonic() + timeout_s, 0
-        while time.monotonic() < deadline:
-            status = self.page.locator(f"{PANEL} .jp-Notebook-ExecutionIndicator").first.get_attribute("data-status")
-            busy = any("*" in c["prompt"] for c in self.cells())
-            calm = calm + 1 if status == "idle" and not busy else 0
-            if calm >= 3:
-                return
-            time.sleep(0.5)
-        self.shot("timeout")
-        raise AssertionError(f"{self.path}: still running after {timeout_s:.0f} s")
+        """Until the kernel is idle and no cell waits to run ([*]), twice half a second apart."""
+        idle = f"""() => document.querySelector('{PANEL} .jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle'
+                    && !Array.from(document.querySelectorAll('{PANEL} .jp-InputPrompt')).some(p => p.innerText.includes('*'))"""
+        deadline = time.monotonic() + timeout_s
+        try:
+            for _ in range(2):
+                left_ms = max(1000, (deadline - time.monotonic()) * 1000)
+                self.page.wait_for_function(idle, timeout=left_ms, polling=250)
+                time.sleep(0.5)
+            self.page.wait_for_function(idle, timeout=max(1000, (deadline - time.monotonic()) * 1000), polling=250)
+        except Exception as err:  # noqa: BLE001 - playwright's TimeoutError
+            self.shot("timeout")
+            raise AssertionError(f"{self.path}: still running after {timeout_s:.0f} s") from err
 
     def menu(self, top: str, command: str) -> None:
         self.page.get_by_role("menuitem", name=top, exact=True).click()
@@ -252,15 +270,12 @@ class Notebook:
 
     def run(self, index: int, timeout_s: float = 120) -> dict:
         """Shift+Enter on one cell; return what it shows once the kernel is done."""
-        before = self.cells()[index]["prompt"]
+        prompt = f"document.querySelectorAll('{PANEL} .jp-Notebook .jp-Cell')[{index}].querySelector('.jp-InputPrompt').innerText"
+        before = self.page.evaluate(f"() => {prompt}")
         self.select(index)
         self.page.keyboard.press("Shift+Enter")
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            now = self.cells()[index]["prompt"]
-            if now != before and "*" not in now and re.search(r"\[\d+\]", now):
-                break
-            time.sleep(0.2)
+        self.page.wait_for_function(f"() => {{ const p = {prompt}; return p !== {json.dumps(before)} && /\\[\\d+\\]/.test(p); }}",
+                                    timeout=timeout_s * 1000, polling=200)
         self.wait_idle(timeout_s)
         return self.cells()[index]
 
@@ -278,8 +293,20 @@ class Notebook:
         return target
 
     def close(self) -> None:
-        self.page.close()
-        self.lab.shutdown_kernels()
+        """Close the tab (discarding unsaved edits) and shut its kernel down."""
+        try:
+            for dialog in self.page.locator(".jp-Dialog").all():  # one a failed step left open
+                dialog.locator(".jp-mod-reject, .jp-mod-accept").first.click()
+            self.menu("File", "application:close")
+            discard = self.page.get_by_role("button", name="Discard")
+            try:
+                discard.wait_for(timeout=1500)
+                discard.click()
+            except Exception:  # noqa: BLE001 - no unsaved changes, no question asked
+                pass
+            self.page.wait_for_function(f"!document.querySelector({json.dumps(PANEL)})", timeout=30_000)
+        finally:
+            self.lab.shutdown_kernels()
 
 
 def _figure_cells(nb) -> list[int]:
@@ -302,8 +329,8 @@ def _text(s: str) -> str:
 # --------------------------------------------------------------------------------------------
 # the tests
 # --------------------------------------------------------------------------------------------
-def test_student_view_has_validate_but_no_formgrader_or_exchange(lab, playwright_browser):
-    page = Notebook(playwright_browser, lab, f"{nbs.RELEASE}/{CHAPTERS[0]}/{CHAPTERS[0]}.ipynb", "student-view")
+def test_student_view_has_validate_but_no_formgrader_or_exchange(lab, jupyterlab):
+    page = Notebook(jupyterlab, lab, f"{nbs.RELEASE}/{CHAPTERS[0]}/{CHAPTERS[0]}.ipynb", "student-view")
     try:
         menus = page.page.locator(".lm-MenuBar-itemLabel").all_inner_texts()
         assert "Run" in menus and "Nbgrader" not in menus, menus
@@ -327,8 +354,8 @@ def test_student_view_has_validate_but_no_formgrader_or_exchange(lab, playwright
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_solution_in_jupyterlab_shows_every_figure_and_ok(lab, playwright_browser, summary, chapter):
-    page = Notebook(playwright_browser, lab, f"{nbs.SOURCE}/{chapter}/{chapter}.ipynb", f"{chapter}-solution")
+def test_solution_in_jupyterlab_shows_every_figure_and_ok(lab, jupyterlab, summary, chapter):
+    page = Notebook(jupyterlab, lab, f"{nbs.SOURCE}/{chapter}/{chapter}.ipynb", f"{chapter}-solution")
     try:
         started = time.monotonic()
         page.menu("Run", "runmenu:run-all")
@@ -382,10 +409,10 @@ def _answers(chapter: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_student_gets_the_named_hint_then_ok(lab, playwright_browser, summary, chapter):
+def test_student_gets_the_named_hint_then_ok(lab, jupyterlab, summary, chapter):
     from course_lib.checks import CheckFailure
 
-    page = Notebook(playwright_browser, lab, f"{nbs.RELEASE}/{chapter}/{chapter}.ipynb", f"{chapter}-student")
+    page = Notebook(jupyterlab, lab, f"{nbs.RELEASE}/{chapter}/{chapter}.ipynb", f"{chapter}-student")
     try:
         exercise, wrong, stub, test_cell = _first_exercise(chapter, page.nb)
         try:  # the hint the checks give for this wrong answer, asked directly
@@ -443,3 +470,17 @@ def _validate_fails_then_passes(page: Notebook, chapter: str) -> None:
     page.shot("validate-success")
     assert "Success! Your notebook passes all the tests." in text, text[:2000]
     page.page.locator(".jp-Dialog .jp-mod-accept").click()
+
+
+def test_instructor_view_serves_formgrader_with_every_chapter(course, tmp_path_factory):
+    # `make instructor`: the same course with nbgrader's formgrader on, this repository's nbgrader_config.py
+    # read from the folder it serves (the student view's 404 for /formgrader is asserted above)
+    server = Lab(course, tmp_path_factory.mktemp("instructor"), view="instructor")
+    try:
+        status, body = server.get("/formgrader/api/assignments")
+        assert status == 200, f"formgrader answered {status}:\n{server.log()[-2000:]}"
+        assert sorted(a["name"] for a in json.loads(body)) == nbs.chapters(course)
+        assert all(a["source_path"] == f"{nbs.SOURCE}/{a['name']}" for a in json.loads(body))
+        assert server.get("/formgrader")[0] == 200 and server.get("/assignments")[0] != 404
+    finally:
+        server.stop()

@@ -109,9 +109,8 @@ def test_the_wheel_is_the_student_bundle_under_the_published_name(wheel):
     assert nbs.publishing().wheel_url in nbs.SETUP_CELL
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(CHAPTER is None, reason="chapter 01 is not released")
-def test_setup_cell_on_colab_installs_the_student_package_and_the_checks_pass(wheel, tmp_path):
+def _run_as_colab(wheel: Path, tmp_path: Path, *, only_setup: bool = False) -> dict:
+    """Run the chapter's code cells (solutions in the stubs) in the Colab-like environment; return the report."""
     python = _colab_like_environment(tmp_path)
     released = nbformat.read(nbs.notebook_path(CHAPTER, folder=nbs.RELEASE), as_version=4)
     answers = {c.metadata["nbgrader"]["grade_id"]: c.source
@@ -130,6 +129,8 @@ def test_setup_cell_on_colab_installs_the_student_package_and_the_checks_pass(wh
             source = source.replace(published, str(wheel))  # the release asset, built here
         cells.append({"source": source, "setup": setup, "grade_id": meta.get("grade_id"),
                       "graded": bool(meta.get("grade"))})
+        if only_setup:
+            break
     plan = {"folder": str(nbs.REPO / nbs.RELEASE / CHAPTER), "cells": cells, "left_out": LEFT_OUT}
     (tmp_path / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     (tmp_path / "runner.py").write_text(RUNNER, encoding="utf-8")
@@ -140,7 +141,13 @@ def test_setup_cell_on_colab_installs_the_student_package_and_the_checks_pass(wh
                            str(tmp_path / "report.json")], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads((tmp_path / "report.json").read_text())
+    return json.loads((tmp_path / "report.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHAPTER is None, reason="chapter 01 is not released")
+def test_setup_cell_on_colab_installs_the_student_package_and_the_checks_pass(wheel, tmp_path):
+    report = _run_as_colab(wheel, tmp_path)
     assert report["before"] is None, f"course_lib was importable before the setup cell: {report['before']}"
     setup = report["cells"][0]
     assert setup["ok"], setup
@@ -152,3 +159,15 @@ def test_setup_cell_on_colab_installs_the_student_package_and_the_checks_pass(wh
     graded = [c for c in report["cells"] if c["graded"]]
     assert graded and all("[ok]" in c["printed"] for c in graded), graded
 
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHAPTER is None, reason="chapter 01 is not released")
+def test_a_wheel_with_a_reference_solution_in_it_is_caught(tmp_path_factory, tmp_path):
+    # the counter-test: had the published package carried a reference module, the test above would see it
+    built = bundle_mod.build(tmp_path_factory.mktemp("leaky") / "student")
+    (built.out / "course_lib" / "se.py").write_text((nbs.REPO / "course_lib" / "se.py").read_text(encoding="utf-8"),
+                                                    encoding="utf-8")
+    leaky = bundle_mod.build_wheel(built.out, tmp_path_factory.mktemp("leaky-dist"))
+    report = _run_as_colab(leaky, tmp_path, only_setup=True)
+    assert report["cells"][0]["ok"] and report["left_out"]["course_lib.se"] == "imported"
