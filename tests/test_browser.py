@@ -128,12 +128,26 @@ class Lab:
             if found:
                 self.token = found.group(1)
                 self.base = f"http://127.0.0.1:{self.port}"
-                return
+                if self._answers(deadline):
+                    return
+                break
             if self.process.poll() is not None:
                 break
             time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"`make {view}` printed no URL:\n{self.log()[-3000:]}")
+        raise RuntimeError(f"`make {view}` started no server that answers (exit {self.process.poll()}):\n"
+                           f"{self.log()[-3000:]}")
+
+    def _answers(self, deadline: float) -> bool:
+        """Wait until the server answers its REST API (it prints the URL just before it listens)."""
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if self.get("/api/status")[0] == 200:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.3)
+        return False
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -146,6 +160,9 @@ class Lab:
                 return answer.status, answer.read().decode()
         except urllib.error.HTTPError as err:
             return err.code, ""
+        except urllib.error.URLError as err:
+            raise OSError(f"{path}: {err.reason} (server exit {self.process.poll()}); its log ends:\n"
+                          f"{self.log()[-3000:]}") from err
 
     def shutdown_kernels(self) -> None:
         _, body = self.get("/api/sessions")
@@ -349,7 +366,7 @@ def test_student_view_has_validate_but_no_formgrader_or_exchange(lab, jupyterlab
     log = lab.log()
     before_url = log[: log.index(lab.token)]
     noisy = [line for line in before_url.splitlines()
-             if re.search(r"warning|error|jupyter lab --|pip install|!!", line, re.I)]
+             if re.search(r"warning|error|jupyter lab --|pip install|!!", line, re.I) or line.startswith(("[W ", "[E "))]
     assert not noisy, f"`make lab` prints this before its URL:\n" + "\n".join(noisy)
 
 
