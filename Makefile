@@ -24,7 +24,7 @@ BIN      := $(VENV)/bin
 RUN      := PATH="$(abspath $(BIN)):$$PATH" MPLBACKEND=Agg
 PIP      := $(BIN)/python -m pip --disable-pip-version-check -q
 # pip's output goes to a log, shown only when an install fails (no warning blocks before the lab's URL)
-QUIET    = > $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
+QUIET    = >> $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
 
 # JupyterLab on the course. Kernels draw figures inline (no MPLBACKEND here). VIEW picks the nbgrader
 # extensions (jupyter/student: chapters and the Validate button; jupyter/instructor: formgrader and the
@@ -55,6 +55,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@echo "Setting up $(VENV) (torch, course_lib, JupyterLab; a few minutes the first time; log: $(VENV)/setup.log)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@: > $(VENV)/setup.log
 	@$(PIP) install --upgrade pip $(QUIET)
 	@$(PIP) install $(TORCH_SPEC) $(QUIET)
 	@$(PIP) install -e '.[lab,test]' $(QUIET)
