@@ -21,13 +21,27 @@ GRADE_ARGS  ?=
 BENCH_ARGS  ?=
 
 BIN      := $(VENV)/bin
+# Tools and tests run headless: matplotlib's Agg backend. The lab does not get it (see LAB below).
 RUN      := PATH="$(abspath $(BIN)):$$PATH" MPLBACKEND=Agg
 PIP      := $(BIN)/python -m pip --disable-pip-version-check -q
+# pip's output goes to a log, shown only when an install fails (no warning blocks before the lab's URL)
+QUIET    = >> $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
 
-.PHONY: lab test test-fast setup setup-timm release bench capstone checkpoints grade grader-report student-bundle clean help
+# JupyterLab on the course. Kernels draw figures inline (no MPLBACKEND here). VIEW picks the nbgrader
+# extensions (jupyter/student: chapters and the Validate button; jupyter/instructor: formgrader and the
+# assignment tools too). LAB_ROOT: the course folder it serves (tests/test_browser.py serves a copy).
+LAB_ROOT ?= $(CURDIR)
+VIEW     ?= student
+LAB      = cd "$(LAB_ROOT)" && PATH="$(abspath $(BIN)):$$PATH" JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter/$(VIEW)" \
+	$(abspath $(BIN))/jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser --allow-root \
+	--ServerApp.root_dir="$(LAB_ROOT)"
+
+.PHONY: lab instructor test test-fast setup setup-timm release bench capstone grade grader-report student-bundle \
+	student-wheel checkpoints clean help
 
 help:
-	@echo "make lab            set up, then start JupyterLab on the course (http://127.0.0.1:$(PORT))"
+	@echo "make lab            set up, then start JupyterLab on the course, student view (http://127.0.0.1:$(PORT))"
+	@echo "make instructor     the same with nbgrader's formgrader and assignment tools (instructor view)"
 	@echo "make test           set up, then run the whole test suite"
 	@echo "make release        regenerate notebooks/ from solutions/ (nbgrader)"
 	@echo "make bench          time and memory of every module (writes out/bench/; BENCH_ARGS=--pam-only: PAM table)"
@@ -36,14 +50,17 @@ help:
 	@echo "make grade CHAPTER=01_se SUBMISSIONS=path [WORKERS=n] [GRADE_ARGS=...]   autograde a class"
 	@echo "make grader-report  how well the checks catch wrong implementations"
 	@echo "make student-bundle build what students receive (out/student-bundle/)"
+	@echo "make student-wheel  the bundle's course_lib as a wheel for Colab (out/dist/), to publish with a release"
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@echo "Setting up $(VENV) (torch, course_lib, JupyterLab; a few minutes the first time; log: $(VENV)/setup.log)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip
-	$(PIP) install $(TORCH_SPEC)
-	$(PIP) install -e '.[lab,test]'
+	@: > $(VENV)/setup.log
+	@$(PIP) install --upgrade pip $(QUIET)
+	@$(PIP) install $(TORCH_SPEC) $(QUIET)
+	@$(PIP) install -e '.[lab,test]' $(QUIET)
 	@touch $@
 
 setup-timm: $(TIMM_VENV)/.installed
@@ -55,9 +72,14 @@ $(TIMM_VENV)/.installed: pyproject.toml
 	@touch $@
 
 lab: setup
-	@echo "Starting JupyterLab on the course: open the URL printed below (Ctrl-C stops it)."
-	$(RUN) $(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser --allow-root \
-		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks
+	@echo "Starting JupyterLab on the course (student view): open the URL printed below (Ctrl-C stops it)."
+	@$(LAB) --LabApp.default_url=/lab/tree/notebooks
+
+instructor: VIEW = instructor
+instructor: setup
+	@mkdir -p out/exchange
+	@echo "Starting JupyterLab on the course (instructor view: Nbgrader > Formgrader): open the URL printed below."
+	@$(LAB) --LabApp.default_url=/lab/tree/solutions
 
 test: setup setup-timm
 	$(RUN) COURSE_TIMM_PYTHON="$(abspath $(TIMM_VENV))/bin/python" COURSE_REQUIRE_TIMM=1 \
@@ -84,6 +106,9 @@ grader-report: setup
 
 student-bundle: setup
 	$(RUN) $(BIN)/python -m course_lib student-bundle --out out/student-bundle
+
+student-wheel: setup
+	$(RUN) $(BIN)/python -m course_lib student-bundle --out out/student-bundle --wheel out/dist
 
 clean:
 	rm -rf out build .pytest_cache gradebook.db

@@ -15,10 +15,12 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -49,23 +51,110 @@ def notebook_path(chapter: str, root: Path = REPO, folder: str = SOURCE) -> Path
 # --------------------------------------------------------------------------------------------
 # authoring: the cells every chapter is made of
 # --------------------------------------------------------------------------------------------
-# Where Colab installs the course from. The one place to change when the repository moves.
-REPO_URL = "https://github.com/cnn-attention-course/cnn-attention"
+PUBLISH_FILE = "course.toml"
 
-SETUP_CELL = f"""\
-# Setup: run this cell first. On Colab it installs the course library (about 20 s) and picks the GPU
-# when the runtime has one; anywhere else it installs nothing.
+
+@dataclass(frozen=True)
+class Publishing:
+    """Where the course is published (course.toml, the one place to change when the course moves)."""
+
+    repository: str  # https://github.com/OWNER/NAME
+    branch: str
+    version: str     # pyproject.toml's, which names the release and the wheel
+
+    @property
+    def wheel_name(self) -> str:
+        """The student wheel's file name, as `make student-wheel` builds it."""
+        return f"course_lib-{self.version}-py3-none-any.whl"
+
+    @property
+    def wheel_url(self) -> str:
+        """Where Colab downloads the student package: an asset of the release tagged v<version>."""
+        return f"{self.repository}/releases/download/v{self.version}/{self.wheel_name}"
+
+    def colab_url(self, chapter: str) -> str:
+        path = self.repository.removeprefix("https://github.com/")
+        return f"https://colab.research.google.com/github/{path}/blob/{self.branch}/{RELEASE}/{chapter}/{chapter}.ipynb"
+
+
+def publishing(root: Path = REPO) -> Publishing:
+    """Read course.toml (and the version from pyproject.toml); a clear error when either is malformed."""
+    import tomllib
+
+    where = Path(root) / PUBLISH_FILE
+    try:
+        table = tomllib.loads(where.read_text(encoding="utf-8"))["publish"]
+        repository, branch = table["repository"].rstrip("/"), table["branch"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(f"course_lib.notebooks: {where} must have a [publish] table with `repository` and "
+                         f"`branch`; reading it gave {type(err).__name__}: {err}") from err
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", repository):
+        raise ValueError(f"course_lib.notebooks: [publish] repository in {where} must be a GitHub repository's "
+                         f"address, https://github.com/OWNER/NAME (Colab opens notebooks from GitHub); got {repository!r}")
+    version = tomllib.loads((Path(root) / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    return Publishing(repository=repository, branch=branch, version=version)
+
+
+def setup_cell(where: Publishing) -> str:
+    """The first code cell of every chapter. On Colab it installs the student package: the visible checks,
+    plotting and data helpers, no reference solutions and no hidden checks (what `make student-bundle` ships)."""
+    return f"""\
+# Setup: run this cell first. On Colab it installs the course's student package (checks and helpers, no
+# solutions; about 20 s) and picks the GPU when the runtime has one; anywhere else it installs nothing.
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "course-lib @ git+{REPO_URL}@main"], check=True)
+    STUDENT_PACKAGE = "{where.wheel_url}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", STUDENT_PACKAGE], check=True)
 
 import torch
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 print(f"torch {{torch.__version__}}, running on {{DEVICE}}")"""
+
+
+def __getattr__(name: str):
+    # SETUP_CELL is read from course.toml when first asked for, so that importing this module never needs
+    # the file (an installed copy of course_lib has no course.toml beside it).
+    if name == "SETUP_CELL":
+        return setup_cell(publishing())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]*?/(\d\d_\w+)/\1\.ipynb")
+
+
+def sync_publishing(root: Path = REPO, *, write: bool = True) -> list[str]:
+    """Put course.toml's address into every solution's setup cell and the README's Colab links.
+
+    Returns what was (with ``write=False``: what would be) changed; `make release` calls it before it
+    regenerates notebooks/, so the released setup cells follow.
+    """
+    root = Path(root)
+    where = publishing(root)
+    cell = setup_cell(where)
+    changed = []
+    for chapter in chapters(root):
+        path = notebook_path(chapter, root)
+        nb = nbformat.read(path, as_version=4)
+        first = next((c for c in nb.cells if c.cell_type == "code"), None)
+        if first is None or first.source != cell:
+            changed.append(f"{path.relative_to(root)}: setup cell")
+            if write and first is not None:
+                first.source = cell
+                write_atomic(path, dumps(normalize(nb)))
+    readme = root / "README.md"
+    if readme.is_file():
+        text = readme.read_text(encoding="utf-8")
+        fresh = COLAB_LINK.sub(lambda m: where.colab_url(m.group(1)), text)
+        if fresh != text:
+            changed.append("README.md: Colab links")
+            if write:
+                write_atomic(readme, fresh)
+    return changed
+
 
 
 def md(source: str) -> nbformat.NotebookNode:
@@ -107,7 +196,7 @@ def locked(cell: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
 def new_notebook(cells: list, *, budget_s: int) -> nbformat.NotebookNode:
     """A chapter notebook: the setup cell first, then ``cells``. ``budget_s`` bounds its execution."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [locked(code(SETUP_CELL), "setup"), *cells]
+    nb.cells = [locked(code(setup_cell(publishing())), "setup"), *cells]
     nb.metadata["course"] = {"time_budget_s": budget_s}
     return normalize(nb)
 
@@ -344,11 +433,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown chapter(s) {unknown}; expected some of {chapters()}")
     if args.check:
         stale = stale_releases()
+        for what in sync_publishing(write=False):
+            print(f"out of step with {PUBLISH_FILE}: {what}")
+            stale.append(what)
         if stale:
             print(f"notebooks/ is out of date for: {', '.join(stale)}; run `make release`")
             return 1
         print("notebooks/ is up to date")
         return 0
+    for what in sync_publishing():
+        print(f"wrote {PUBLISH_FILE}'s address into {what}")
     for chapter in args.chapters or chapters():
         normalize_file(notebook_path(chapter))
     release(args.chapters or None)

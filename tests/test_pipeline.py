@@ -94,10 +94,53 @@ def test_setup_cell_is_a_no_op_off_colab(monkeypatch):
     assert _run_setup_cell(monkeypatch, colab=False) == []
 
 
-def test_setup_cell_installs_course_lib_on_colab(monkeypatch):
-    # the counter-test: the same cell does act when it believes it is on Colab
+def test_setup_cell_installs_the_published_student_wheel_on_colab(monkeypatch):
+    # the counter-test: the same cell does act when it believes it is on Colab; it installs the student
+    # package (tests/test_colab_setup.py installs it for real), never the repository with its solutions
     calls = _run_setup_cell(monkeypatch, colab=True)
-    assert len(calls) == 1 and any("pip" in str(arg) for arg in calls[0][0][0])
+    assert len(calls) == 1
+    command = calls[0][0][0]
+    assert command[1:4] == ["-m", "pip", "install"] and command[-1] == nbs.publishing().wheel_url
+    assert not any("git+" in part for part in command)
+
+
+def test_setup_cells_and_readme_colab_links_follow_course_toml():
+    assert nbs.sync_publishing(write=False) == [], "out of step with course.toml: run `make release`"
+    readme = (nbs.REPO / "README.md").read_text(encoding="utf-8")
+    linked = [m.group(1) for m in nbs.COLAB_LINK.finditer(readme)]
+    assert sorted(linked) == nbs.chapters(nbs.REPO, nbs.RELEASE), "README: one Colab link per released chapter"
+    where = nbs.publishing()
+    assert all(where.colab_url(chapter) in readme for chapter in linked)
+
+
+def _copy_publishing_files(root: Path, repository: str) -> None:
+    for name in ("pyproject.toml", "README.md"):
+        (root / name).write_text((nbs.REPO / name).read_text(encoding="utf-8"), encoding="utf-8")
+    toml = (nbs.REPO / nbs.PUBLISH_FILE).read_text(encoding="utf-8")
+    (root / nbs.PUBLISH_FILE).write_text(toml.replace(nbs.publishing().repository, repository), encoding="utf-8")
+    chapter = nbs.chapters()[0]
+    nbs.write_atomic(nbs.notebook_path(chapter, root), nbs.notebook_path(chapter).read_text(encoding="utf-8"))
+
+
+def test_release_writes_a_moved_repository_into_setup_cells_and_readme(tmp_path):
+    _copy_publishing_files(tmp_path, "https://github.com/a-lecturer/attention-fork")
+    chapter = nbs.chapters()[0]
+    assert nbs.sync_publishing(tmp_path, write=False) == [f"solutions/{chapter}/{chapter}.ipynb: setup cell",
+                                                           "README.md: Colab links"]
+    assert len(nbs.sync_publishing(tmp_path)) == 2 and nbs.sync_publishing(tmp_path) == []
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert "github/a-lecturer/attention-fork/blob/main/notebooks/01_se/01_se.ipynb" in readme
+    assert nbs.publishing().repository not in readme.split("## How the checks work")[0].split("## Chapters")[1]
+    nb = nbformat.read(nbs.notebook_path(chapter, tmp_path), as_version=4)
+    setup = next(c for c in nb.cells if c.cell_type == "code").source
+    assert "https://github.com/a-lecturer/attention-fork/releases/download/v" in setup
+
+
+@pytest.mark.parametrize("repository", ["git@github.com:someone/fork.git", "https://gitlab.com/someone/fork"])
+def test_publishing_refuses_an_address_colab_cannot_open(tmp_path, repository):
+    _copy_publishing_files(tmp_path, repository)
+    with pytest.raises(ValueError, match=r"course_lib.notebooks: \[publish\] repository .* https://github.com/OWNER/NAME"):
+        nbs.publishing(tmp_path)
 
 
 @pytest.mark.parametrize("chapter", nbs.chapters())

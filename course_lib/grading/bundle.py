@@ -23,12 +23,19 @@ reference modules out of reach). A ``pyproject.toml`` with the course's runtime 
 
 The build refuses to write a bundle whose notebooks still contain a solution or hidden tests, and lists
 the functions of the kept modules that need a left-out module (they fail in the bundle if called).
+
+``--wheel DIR`` (``make student-wheel``) also builds the bundle's ``course_lib`` as a wheel,
+``course_lib-<version>-py3-none-any.whl``: what the chapters' setup cell installs on Colab, from the
+GitHub release tagged ``v<version>`` of the repository named in course.toml (tests/test_colab_setup.py
+installs one into a fresh environment and runs a chapter's checks from it).
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import shutil
+import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -170,8 +177,8 @@ cell below it: it prints `[ok] ...` when your code passes the checks, or explain
 instructor grades the same exercises with more checks, so a passing visible check is a good sign, not a
 promise.
 
-On Colab: upload a notebook, upload this folder next to it (or `pip install` it from where your
-instructor put it), and run the first cell.
+On Colab: open a chapter from the course's GitHub repository and run its first cell; it installs this
+package as a wheel published with the repository's releases (no reference solutions, no hidden checks).
 
 Chapters: {chapters}
 """
@@ -228,15 +235,39 @@ def build(out: Path, *, root: Path = nbs.REPO, chapters: list[str] | None = None
     return Bundle(out=out, chapters=list(chapters), files=files, lazy_needs=lazy)
 
 
+def build_wheel(bundle: Path, dist: Path) -> Path:
+    """Build the bundle at ``bundle`` into a wheel in ``dist``; return its path."""
+    bundle, dist = Path(bundle), Path(dist)
+    if not (bundle / MARKER).exists():
+        raise ValueError(f"{bundle} is not a student bundle (no {MARKER}); build one first")
+    dist.mkdir(parents=True, exist_ok=True)
+    for old in dist.glob("course_lib-*.whl"):
+        old.unlink()
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check",
+               str(bundle), "-w", str(dist)]
+    if importlib.util.find_spec("setuptools") is not None:  # build offline with the setuptools at hand
+        command.insert(5, "--no-build-isolation")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    wheels = sorted(dist.glob("course_lib-*.whl"))
+    if done.returncode != 0 or len(wheels) != 1:
+        raise RuntimeError(f"building the student wheel failed (pip exit {done.returncode}):\n{done.stderr[-3000:]}")
+    # the build leaves its work folders in the bundle; the bundle stays what students receive
+    for junk in ("build", "course_lib.egg-info"):
+        shutil.rmtree(bundle / junk, ignore_errors=True)
+    return wheels[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib student-bundle", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("out/student-bundle"), help="where to write it")
+    parser.add_argument("--wheel", type=Path, metavar="DIR", help="also build the bundle's course_lib as a wheel in DIR")
     parser.add_argument("chapters", nargs="*", help="chapters to include (default: every released one)")
     args = parser.parse_args(argv)
     try:
         bundle = build(args.out, chapters=args.chapters or None)
-    except ValueError as err:
+        wheel = build_wheel(bundle.out, args.wheel) if args.wheel else None
+    except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     size = sum(p.stat().st_size for p in bundle.files)
@@ -248,6 +279,14 @@ def main(argv: list[str] | None = None) -> int:
         for line in bundle.lazy_needs:
             print(f"    {line}")
     print(f"  install: pip install {bundle.out}  (then: jupyter lab {bundle.out / nbs.RELEASE})")
+    if wheel is not None:
+        where = nbs.publishing()
+        print(f"student wheel: {wheel}")
+        if wheel.name != where.wheel_name:
+            print(f"error: the chapters' setup cell installs {where.wheel_name}, not {wheel.name}", file=sys.stderr)
+            return 2
+        print(f"  publish it as an asset of the GitHub release v{where.version} of {where.repository}:")
+        print(f"  the setup cell downloads {where.wheel_url}")
     return 0
 
 
