@@ -67,8 +67,11 @@ def test_bundle_builds_a_wheel_that_students_can_pip_install(bundle, tmp_path):
     wheel = bundle_mod.build_wheel(bundle.out, tmp_path)
     assert wheel.name == nbs.publishing().wheel_name
     names = zipfile.ZipFile(wheel).namelist()
-    stored = {p.name for p in (nbs.REPO / "course_lib" / "checks" / "expected").glob("*.pt")}
-    assert {Path(n).name for n in names if n.endswith(".pt")} == stored
+    # the stored expected values of the checks and the trained checkpoints of the learned sections
+    package = nbs.REPO / "course_lib"
+    data = {str(p.relative_to(nbs.REPO)) for p in [*package.glob("checks/expected/*.pt"), *package.glob("checkpoints/*.pt")]}
+    assert any("checkpoints/" in d for d in data) and any("expected/" in d for d in data)
+    assert {n for n in names if n.endswith(".pt")} == data
     assert "course_lib/checks/_core.py" in names
     for name in bundle_mod.REFERENCE_MODULES:
         assert f"course_lib/{name}.py" not in names

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -134,7 +135,10 @@ def _ignore(package: Path):
 
 
 def _pyproject(root: Path) -> str:
-    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    project = config["project"]
+    # the same data files as the full package (stored expected values, trained checkpoints, ...)
+    package_data = config["tool"]["setuptools"]["package-data"]["course_lib"]
     lab = [spec for spec in project.get("optional-dependencies", {}).get("lab", []) if not spec.startswith("nbgrader")]
 
     def array(items: list[str]) -> str:
@@ -160,7 +164,7 @@ lab = {array(lab)}
 include = ["course_lib*"]
 
 [tool.setuptools.package-data]
-course_lib = ["checks/expected/*.pt", "py.typed"]
+course_lib = {json.dumps(package_data)}
 """
 
 
