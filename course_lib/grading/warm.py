@@ -469,8 +469,12 @@ _TEMPLATES: dict[tuple, Template] = {}
 _TEMPLATES_LOCK = threading.Lock()
 
 
+#: set by nbgrader around one notebook: passed to each child instead of starting a template per value
+VOLATILE_ENV = ("NBGRADER_EXECUTION",)
+
+
 def _template_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in VOLATILE_ENV}
     env.setdefault("MPLBACKEND", "Agg")
     env.setdefault("MALLOC_ARENA_MAX", "2")
     env["PYTHONNOUSERSITE"] = "1"
@@ -539,7 +543,8 @@ class ForkExecute(SandboxExecute):
         child = None
         try:
             settings = self._settings(cwd, resources)
-            settings.update(cwd=str(cwd), env=spec_env)
+            volatile = {k: os.environ[k] for k in VOLATILE_ENV if k in os.environ}
+            settings.update(cwd=str(cwd), env={**volatile, **spec_env})
             child = template_for(self.template_log).spawn()
             self._start(child, settings)
             count = 0
