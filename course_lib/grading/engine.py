@@ -35,7 +35,7 @@ import time
 import traceback
 from pathlib import Path
 
-__all__ = ["Engine", "grade_task", "warm", "pack_folder"]
+__all__ = ["Engine", "EngineError", "grade_task", "warm", "pack_folder"]
 
 #: what one student's result may carry back (notebooks, files their code wrote); past it, notebooks only
 MAX_RESULT_BYTES = 64 * 2**20
@@ -251,6 +251,10 @@ def _grade_one(task: dict, static: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 # the client's side
 # --------------------------------------------------------------------------------------------
+class EngineError(RuntimeError):
+    """The Dask cluster could not be started or reached."""
+
+
 class Engine:
     """The Dask client of one batch: a LocalCluster of its own, or a given scheduler address or cluster.
 
@@ -301,7 +305,7 @@ class Engine:
         if self._thread is not None:
             self._thread.join()
         if self._error is not None:
-            raise RuntimeError(f"could not start the grading cluster: {type(self._error).__name__}: "
+            raise EngineError(f"could not start or reach the grading cluster: {type(self._error).__name__}: "
                                f"{self._error}") from self._error
         return self._client
 

@@ -448,6 +448,8 @@ class Child:
     def recv(self, deadline: float | None) -> dict:
         try:
             return recv_frame(self.fd, deadline)
+        except TimeoutError:  # an OSError too: the caller's business, not a dead child
+            raise
         except (OSError, struct.error) as err:
             raise ChildGone(str(err)) from None
 
