@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from distributed import WorkerPlugin
 from test_grading_batch import CHAPTER, GRADABLE, PLAIN, _answer, course, graded, plain_nbgrader, runs  # noqa: F401
 
 from course_lib.grading import batch
@@ -87,7 +88,7 @@ def test_a_dask_scheduler_and_workers_give_plain_nbgraders_grades(graded, runs, 
     assert run.gradebook_scores() == run.scores
 
 
-class KillOn:
+class KillOn(WorkerPlugin):
     """A Dask worker plugin that kills its worker when the task of one student starts (a worker lost)."""
 
     def __init__(self, student: str):
@@ -104,7 +105,7 @@ class KillOn:
             os._exit(1)
 
 
-def test_a_cluster_object_is_used_and_a_dead_worker_is_daskss_business(course, tmp_path):
+def test_a_cluster_object_is_used_and_a_dead_worker_is_dasks_business(course, tmp_path):
     import dask
     from distributed import Client, LocalCluster
 

@@ -1,28 +1,36 @@
-"""Autograde a class: many submissions of one chapter, in parallel, with nbgrader's exact grades.
+"""Autograde a class: many submissions of one chapter, on Dask, with nbgrader's exact grades.
 
-    python -m course_lib grade 01_se path/to/submissions [--out DIR] [--workers N]   # see grading/cli.py
-    python -m course_lib.grading.batch --bench [CHAPTER] [-n 10] [--workers 2]     # serial vs parallel
+    python -m course_lib grade 01_se path/to/submissions [--out DIR] [--workers N | --scheduler ADDRESS]
+    python -m course_lib.grading.batch --bench [CHAPTER] [-n 12] [--workers 2]   # against plain nbgrader
 
 How it works
 ------------
 nbgrader has no parallel autograde (nbgrader #174), and its SQLite gradebook takes one writer at a time.
 So every submission is graded on its own:
 
-1. the parent builds the chapter once in a template course (``generate_assignment``: source, release
-   and a gradebook that knows the chapter's cells);
-2. ``N`` worker processes take one student at a time; for each, the worker copies the template into a
-   fresh folder, puts the submission under ``submitted/<student>/<chapter>/`` and runs nbgrader's own
-   ``autograde`` there, then renders the feedback from a copy of the autograded notebook with the
-   hidden tests removed (see ``feedback.py``);
-3. the parent alone writes the main gradebook (SQLite by default, or any SQLAlchemy URL such as
+1. this process (the client) builds the chapter once in a template course (``generate_assignment``:
+   source, release and a gradebook that knows the chapter's cells) and packs it;
+2. Dask runs one task per submission (``engine.py``) on a LocalCluster of ``N`` worker processes or on
+   any Dask cluster; a worker unpacks the template into a fresh folder, puts the submission under
+   ``submitted/<student>/<chapter>/`` and runs nbgrader's own ``autograde`` there, the notebook running
+   in a child forked from the worker's warm template (``warm.py``: sandboxed, one fresh process per
+   submission), then renders the feedback from a copy of the autograded notebook with the hidden tests
+   removed (``feedback.py``), and returns all of it as data;
+3. the client alone writes the main gradebook (SQLite by default, or any SQLAlchemy URL such as
    PostgreSQL): it copies each student's grades and comments into it through ``nbgrader.api.Gradebook``
-   and gathers the submitted and autograded notebooks and the feedback into the output folder.
+   and writes the submitted and autograded notebooks and the feedback into the output folder.
 
-A student's grade therefore depends only on the template and the submission: not on which worker
-graded it, in which order, or beside whom. ``workers=1`` is nbgrader's serial autograde done the same
-way; the tests compare it cell by cell with a parallel run and with plain ``nbgrader autograde`` in one
-course. Every kernel gets the same environment whatever the number of workers (one torch thread, a
+A student's grade therefore depends only on the template and the submission: not on which worker or
+machine graded it, in which order, or beside whom. The tests compare, cell by cell, plain
+``nbgrader autograde``, one worker, a LocalCluster of two and a ``dask scheduler`` with ``dask worker``
+processes. Every notebook gets the same environment whatever the number of workers (one torch thread, a
 fixed hash seed, the Agg backend), so that floating-point results cannot depend on ``workers`` either.
+
+What is left of the hand-written pool that this module had before Dask: nothing of the processes,
+selectors, kill-and-replace logic. What remains the course's own is what Dask does not do: the limits of
+one notebook (cell timeout, the ``student_timeout`` of a whole submission, memory and file size), which
+``warm.ForkExecute`` enforces on the child, and one task at a time per worker process (a lock in
+``engine.grade_task``), since each notebook is given a whole core.
 
 A submission that cannot be graded (malformed JSON, an empty notebook, another chapter's notebook, a
 kernel that died, a grading process that ran past its time limit) gets a row with score 0 and a status

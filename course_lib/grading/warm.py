@@ -613,6 +613,7 @@ class ForkExecute(SandboxExecute):
         timeout = self.timeout if self.timeout and self.timeout > 0 else None
         deadline = None if timeout is None else time.monotonic() + timeout
         interrupted = False
+        began = time.monotonic()
         try:
             child.send({"run": cell.source})
             while True:
@@ -633,6 +634,7 @@ class ForkExecute(SandboxExecute):
                     child.kill()
                     raise ChildGone(self._stopping)
                 if message.get("done"):
+                    self.log.info("cell %d ran in %.2f s", index, time.monotonic() - began)
                     number = message.get("execution_count")
                     cell.execution_count = number if isinstance(number, int) else count
                     for output in cell.outputs:
