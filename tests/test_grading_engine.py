@@ -3,8 +3,9 @@
 - A real ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1, as a cluster beside a hub would run
   them, give the grades of plain nbgrader and of the LocalCluster run, cell by cell
   (test_grading_batch.py compares plain nbgrader, 1 worker and a LocalCluster of 2 processes).
-- A Dask cluster object given from Python is used as it is, and a worker that dies while grading is
-  Dask's business: the submission gets a row saying so, the others are graded.
+- A Dask cluster object given from Python is used as it is (and left open), and a worker that dies while
+  grading is Dask's business: the task runs again on a new worker; when its workers keep dying, the
+  submission gets a row saying so.
 - The child forked from the template holds no descriptor of the template or the worker.
 """
 from __future__ import annotations
@@ -89,44 +90,50 @@ def test_a_dask_scheduler_and_workers_give_plain_nbgraders_grades(graded, runs, 
 
 
 class KillOn(WorkerPlugin):
-    """A Dask worker plugin that kills its worker when the task of one student starts (a worker lost)."""
+    """A Dask worker plugin that kills its worker when the task of one student starts, while the file
+    ``marker`` exists (a worker lost mid-task); it removes the file first unless it reads ``always``."""
 
-    def __init__(self, student: str):
-        self.student = student
-
-    def setup(self, worker):
-        pass
-
-    def teardown(self, worker):
-        pass
+    def __init__(self, student: str, marker: str):
+        self.student, self.marker = student, marker
 
     def transition(self, key, start, finish, **kwargs):
-        if finish == "executing" and f"-{self.student}-" in str(key):
+        if finish == "executing" and f"-{self.student}-" in str(key) and os.path.exists(self.marker):
+            with open(self.marker) as fh:
+                always = fh.read() == "always"
+            if not always:
+                os.remove(self.marker)
             os._exit(1)
 
 
 def test_a_cluster_object_is_used_and_a_dead_worker_is_dasks_business(course, tmp_path):
-    import dask
     from distributed import Client, LocalCluster
 
     src, rel = course
-    subs = tmp_path / "subs"
+    subs, alone = tmp_path / "subs", tmp_path / "alone"
     subs.mkdir()
-    nbformat.write(_answer(rel, GRADABLE["alice"][0]), subs / "alice.ipynb")
-    nbformat.write(_answer(rel, GRADABLE["alice"][0]), subs / "victim.ipynb")
-    # no second chance for a task whose worker died, and one task at a time on a worker
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0, "distributed.scheduler.worker-saturation": 1.0}):
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-            with Client(cluster, set_as_default=False) as client:
-                client.register_plugin(KillOn("victim"), name="kill-victim")
-                run = batch.grade_submissions(CHAPTER, subs, out=tmp_path / "out", cluster=cluster, cell_timeout=15,
-                                              source_root=src, progress=False)
-                assert client.status == "running"  # a cluster given from Python stays open
-    rows = {r["student"]: r for r in run.rows}
-    assert rows["alice"]["status"] == "graded" and rows["alice"]["score"] == 3.0, rows
-    assert rows["victim"]["status"].startswith("error: the grading process died"), rows["victim"]
-    assert "KilledWorker" in rows["victim"]["status"] and rows["victim"]["score"] == 0.0
-    assert run.gradebook_scores() == {"alice": 3.0, "victim": 0.0}
+    alone.mkdir()
+    for name in ("alice", "victim"):
+        nbformat.write(_answer(rel, GRADABLE["alice"][0]), subs / f"{name}.ipynb")
+    nbformat.write(_answer(rel, GRADABLE["alice"][0]), alone / "victim.ipynb")
+    marker = tmp_path / "kill"
+    common = dict(cell_timeout=15, source_root=src, progress=False)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster, set_as_default=False) as client:
+            client.register_plugin(KillOn("victim", str(marker)), name="kill-victim")
+            # the worker dies once while grading the victim: Dask starts a new one and runs the task again
+            marker.write_text("once")
+            run = batch.grade_submissions(CHAPTER, subs, out=tmp_path / "out", cluster=cluster, **common)
+            assert not marker.exists(), "the worker was never killed: this test proves nothing"
+            assert {r["student"]: (r["status"], r["score"]) for r in run.rows} == {
+                "alice": ("graded", 3.0), "victim": ("graded", 3.0)}
+            # a task whose workers keep dying: Dask gives up (KilledWorker) and the row says so
+            client.run_on_scheduler(lambda dask_scheduler: setattr(dask_scheduler, "allowed_failures", 0))
+            marker.write_text("always")
+            lost = batch.grade_submissions(CHAPTER, alone, out=tmp_path / "out", cluster=cluster, **common)
+            assert client.status == "running"  # a cluster given from Python stays open
+    row = lost.rows[0]
+    assert row["status"].startswith("error: the grading process died (KilledWorker"), row
+    assert row["score"] == 0.0 and lost.gradebook_scores() == {"alice": 3.0, "victim": 0.0}
 
 
 def test_the_forked_child_holds_no_descriptor_but_its_own(tmp_path):

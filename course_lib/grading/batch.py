@@ -388,9 +388,11 @@ def _grade_all(client, collection: Collection, out: Path, chapter: str, db_url: 
     from nbgrader.api import Gradebook
     from tqdm import tqdm
 
-    from course_lib.grading.engine import error_result, grade_task
+    from course_lib.grading.engine import error_result, grade_task, share
 
-    shared = client.scatter(static, broadcast=True, hash=False)
+    # the chapter as a task of its own (not scattered data): if the worker holding it dies, Dask computes
+    # it again from the task, which the scheduler keeps; scattered data would be lost with its worker
+    shared = client.submit(share, static, key=f"course-chapter-{chapter}-{secrets.token_hex(8)}", pure=False)
     futures = {}
     for sub in collection.submissions:
         task = _task(sub)

@@ -135,6 +135,11 @@ def warm(env: dict[str, str | None]) -> str:
     return f"{os.uname().nodename}:{os.getpid()}"
 
 
+def share(static: dict) -> dict:
+    """The chapter's data as a Dask task, so that Dask can compute it again when its worker is lost."""
+    return static
+
+
 def grade_task(task: dict, static: dict) -> dict:
     """Grade one submission (a Dask task). Never raises: a failure is a result with an error status."""
     with _PROCESS_LOCK, _environment(static["env"]):
