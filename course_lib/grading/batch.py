@@ -770,13 +770,13 @@ def bench(chapter: str | None = None, n: int = 12, workers: int | None = None, *
     solved_count = sum(1 for i in range(n) if i % 3)
     print_(f"{chapter}: {n} notebooks ({solved_count} solved, {n - solved_count} untouched) on {figures['cores']} cores; "
            f"load average {load_before:.1f} before, {load_after:.1f} after; best of {repeats}")
-    print_(f"  {'mode':<40} {'s/notebook':>10} {'vs plain':>9}   {'grading only':>12} {'vs plain':>9}")
+    print_(f"  {"mode":<46} {'s/notebook':>10} {'vs plain':>9}   {'grading only':>12} {'vs plain':>9}")
     names = {"plain": "plain nbgrader autograde (serial, no sandbox)",
              "course-1": "course grader, Dask, 1 worker, sandboxed",
              f"course-{workers}": f"course grader, Dask, {workers} workers, sandboxed"}
     for label, _ in modes:
         whole, grading = best[label] / n, best_grading[label] / n
-        print_(f"  {names[label]:<40} {whole:>10.2f} {figures['speedup'][label]:>8.2f}x   "
+        print_(f"  {names[label]:<46} {whole:>10.2f} {figures['speedup'][label]:>8.2f}x   "
                f"{grading:>12.2f} {figures['grading_speedup'][label]:>8.2f}x")
     one = n / best_grading["course-1"] * 60
     many = n / best_grading[f"course-{workers}"] * 60

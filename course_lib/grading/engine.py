@@ -113,8 +113,16 @@ def _environment(env: dict[str, str | None]):
 
 
 def _scratch() -> Path:
-    folder = Path(tempfile.gettempdir()) / f"course-grading-{os.getpid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    """This worker's folder for the unpacked chapter, the students' folders and the template's log: inside
+    the Dask worker's own local directory (removed with the worker), else the temporary folder."""
+    try:
+        from distributed import get_worker
+
+        base = Path(get_worker().local_directory)
+    except (ImportError, ValueError, AttributeError):
+        base = Path(tempfile.gettempdir())
+    folder = base / f"course-grading-{os.getpid()}"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return folder
 
 
