@@ -770,7 +770,7 @@ def bench(chapter: str | None = None, n: int = 12, workers: int | None = None, *
     solved_count = sum(1 for i in range(n) if i % 3)
     print_(f"{chapter}: {n} notebooks ({solved_count} solved, {n - solved_count} untouched) on {figures['cores']} cores; "
            f"load average {load_before:.1f} before, {load_after:.1f} after; best of {repeats}")
-    print_(f"  {"mode":<46} {'s/notebook':>10} {'vs plain':>9}   {'grading only':>12} {'vs plain':>9}")
+    print_(f"  {'mode':<46} {'s/notebook':>10} {'vs plain':>9}   {'grading only':>12} {'vs plain':>9}")
     names = {"plain": "plain nbgrader autograde (serial, no sandbox)",
              "course-1": "course grader, Dask, 1 worker, sandboxed",
              f"course-{workers}": f"course grader, Dask, {workers} workers, sandboxed"}
