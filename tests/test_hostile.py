@@ -137,3 +137,11 @@ def test_without_the_sandbox_these_attacks_work(course, tmp_path):
     assert got["cell-surgery-d"]["status"].startswith("error")  # and on an answer deleted with its test
     for name in chosen:
         assert got[every[name].student]["score"] != every[name].score
+
+
+def test_the_batch_ran_in_children_of_the_warm_template(batch):
+    """The suite above goes through the batch grader's own path (Dask, ForkExecute), not kernels: the
+    grading log of a notebook shows the forked child's cell times and none of ipykernel's start-up."""
+    run, every, _ = batch
+    log = (run.out / CHAPTER / "logs" / f"{every['honest_full'].student}.log").read_text(encoding="utf-8")
+    assert " ran in " in log and "IPKernelApp" not in log and "sandbox_launcher" not in log, log[-2000:]

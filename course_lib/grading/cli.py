@@ -1,7 +1,7 @@
 """``python -m course_lib grade CHAPTER SUBMISSIONS`` (``make grade CHAPTER=01_se SUBMISSIONS=path``).
 
-Autograde every submission of CHAPTER under SUBMISSIONS with nbgrader, in parallel, then print a summary
-table and write, under --out (default ``out/grading``, an nbgrader course directory shared by all
+Autograde every submission of CHAPTER under SUBMISSIONS with nbgrader, in parallel on Dask (a LocalCluster
+of --workers processes, or the cluster at --scheduler), then print a summary table and write, under --out (default ``out/grading``, an nbgrader course directory shared by all
 chapters):
 
     CHAPTER/grades.csv      one row per student: score, status, one column per graded cell
@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from course_lib.grading.collect import SubmissionLayoutError
+from course_lib.grading.engine import EngineError
 
 
 def _positive(text: str) -> int:
@@ -47,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("chapter", help="the chapter (assignment) to grade, e.g. 01_se")
     parser.add_argument("submissions", type=Path, help="folder of submissions (nbgrader layout or flat)")
     parser.add_argument("--out", type=Path, default=Path("out/grading"), help="output course folder (default: out/grading)")
-    parser.add_argument("--workers", type=_positive, default=None, help="parallel grading processes (default: one per core)")
+    parser.add_argument("--workers", type=_positive, default=None,
+                        help="grading processes of the local Dask cluster (default: one per core)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="grade on a running Dask cluster instead, e.g. tcp://10.0.0.5:8786 (--workers is then ignored)")
     parser.add_argument("--db-url", default=None, help="SQLAlchemy URL of the gradebook (default: sqlite:///OUT/gradebook.db)")
     parser.add_argument("--timeout", type=_positive, default=None, help="seconds per cell (default: nbgrader_config.py)")
     parser.add_argument("--student-timeout", type=_positive, default=None,
@@ -71,13 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run = grade_submissions(
-            args.chapter, args.submissions, out=args.out, workers=args.workers, db_url=args.db_url,
+            args.chapter, args.submissions, out=args.out, workers=args.workers, scheduler=args.scheduler,
+            db_url=args.db_url,
             cell_timeout=args.timeout, kernel_name=args.kernel, kernel_env=dict(args.env) or None,
             progress=not args.no_progress,
             student_timeout=args.student_timeout, student_pattern=args.student_pattern,
             source_root=args.source_root or nbs.REPO,
         )
     except (SubmissionLayoutError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except EngineError as err:  # the cluster could not be started or reached
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(run.summary())

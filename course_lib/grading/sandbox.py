@@ -337,9 +337,10 @@ class SandboxExecute(Execute):
         self._check_proofs(nb)
         return nb, resources
 
-    def _write_settings(self, cwd: Path, resources: dict) -> None:
+    def _settings(self, cwd: Path, resources: dict) -> dict:
+        """What the kernel's launcher (or a forked child, ``warm.py``) needs: its folder, limits and guard."""
         deny = [str(p) for p in _course_folders(cwd, resources)] + list(self.deny_read)
-        settings = {
+        return {
             "home": str(self._home),
             "mpl_fontlist": _matplotlib_fontlist(),
             "limits": {
@@ -355,6 +356,9 @@ class SandboxExecute(Execute):
                 "network": bool(self.network),
             },
         }
+
+    def _write_settings(self, cwd: Path, resources: dict) -> None:
+        settings = self._settings(cwd, resources)
         fd = os.open(self._settings_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(settings, fh)

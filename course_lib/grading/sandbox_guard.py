@@ -61,6 +61,46 @@ def proof_message(counter: int, name: str) -> bytes:
     return f"{counter}\x00{name}".encode("utf-8", "surrogatepass")
 
 
+def preload() -> list:
+    """Import torch, the checks (visible and hidden) and the reference solutions, and use torch's lazily
+    loaded parts once, so that nothing of the course is imported once the notebook runs. Returns the
+    import errors (one chapter's broken module must not stop the others). Cheap when done already: the
+    warm template (``warm.py``) calls it once, each forked child again through :func:`install`."""
+    import importlib
+    import pkgutil
+
+    import torch
+
+    import course_lib.checks as checks_package
+
+    failed = []
+    for package in (checks_package, importlib.import_module("course_lib.checks.hidden")):
+        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+            leaf = info.name.rsplit(".", 1)[-1]
+            if leaf.startswith("_") or leaf == "build_expected":
+                continue
+            try:
+                importlib.import_module(info.name)
+            except Exception as err:  # noqa: BLE001
+                failed.append(f"{info.name}: {type(err).__name__}: {err}")
+    for name in REFERENCE_MODULES:
+        try:
+            importlib.import_module(f"course_lib.{name}")
+        except ImportError:
+            pass  # the student bundle has no reference solutions
+    # CUDA reserves its address space on first use: before the memory limit is set, not in the notebook
+    if torch.cuda.is_available():
+        torch.zeros(1, device="cuda")
+    # torch imports some modules on first use (torch.load's config, ...): use them once now
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"x": torch.zeros(1)}, buffer)
+    buffer.seek(0)
+    torch.load(buffer, weights_only=True)
+    return failed
+
+
 def install(settings: dict):  # noqa: C901 - one closure on purpose: its state must be unreachable
     """Install the audit hook (it lets everything through until armed); return ``arm()``.
 
@@ -823,35 +863,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
     gate_codes: list = []
 
     # ---- preloading: the checks and all they import, before any student code ----------------------------
-    import torch  # noqa: F401
-
-    import course_lib.checks as checks_package
-
-    failed = []
-    for package in (checks_package, importlib.import_module("course_lib.checks.hidden")):
-        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
-            leaf = info.name.rsplit(".", 1)[-1]
-            if leaf.startswith("_") or leaf == "build_expected":
-                continue
-            try:
-                importlib.import_module(info.name)
-            except Exception as err:  # noqa: BLE001 - one chapter's broken module must not stop the others
-                failed.append(f"{info.name}: {type(err).__name__}: {err}")
-    for name in _REFERENCES:
-        try:
-            importlib.import_module(f"course_lib.{name}")
-        except ImportError:
-            pass  # the student bundle has no reference solutions
-    # CUDA reserves its address space on first use: before the memory limit is set, not in the notebook
-    if torch.cuda.is_available():
-        torch.zeros(1, device="cuda")
-    # torch imports some modules on first use (torch.load's config, ...): use them once now
-    import io as _io
-
-    buffer = _io.BytesIO()
-    torch.save({"x": torch.zeros(1)}, buffer)
-    buffer.seek(0)
-    torch.load(buffer, weights_only=True)
+    failed = preload()
 
     def arm():
         """Take the snapshot and start policing. Called once, after the kernel is set up."""

@@ -1,0 +1,720 @@
+"""Warm grading kernels: one template process per grading worker, one forked child per submission.
+
+Starting a kernel for every notebook costs a new Python, ``import torch``, the checks, IPython and the
+sandbox set-up (seconds) before the first cell runs. Here a *template* process does all the imports once;
+for every submission it forks a child, and only the child ever sees that submission:
+
+    grading worker ──control socket──▶ template (imports done, never runs student code, never sees it)
+          │                                 │ fork()
+          └──────── the child's own socket ─┴──▶ child: sandbox limits + guard, then the notebook's cells
+
+1. The worker makes a socket pair and hands one end to the template (``SCM_RIGHTS``); the template forks
+   and answers with the child's pid. The template never reads a submission: it only forks.
+2. The child closes every descriptor but that socket, starts a session of its own, asks the kernel to
+   kill it when the template goes, and reads its settings from the worker (its private folder, the
+   guard's settings with this notebook's proof key, the process limits). Then, as
+   ``sandbox_launcher`` does for a kernel: private HOME/TMPDIR/..., ``sandbox_guard.install``, an
+   IPython shell whose outputs are sent to the worker instead of printed, the process limits, ``arm()``.
+3. The worker sends one cell at a time and gets back the cell's outputs (stream, display data,
+   execute result, error) in Jupyter's message shapes, so that nbformat builds the same outputs
+   nbclient would; then ``done``. C-level writes to the descriptors 1 and 2 are collected too.
+4. :class:`ForkExecute` (the worker's side, an nbgrader preprocessor in place of the kernel-based
+   :class:`~course_lib.grading.sandbox.SandboxExecute`) keeps the sandbox's rules: the cell timeout
+   (SIGINT, then SIGKILL after ``kill_grace_s``), later cells "did not run" after a death or a kill,
+   the output cap while outputs arrive, and the signed proofs. Everything around it (cell repair,
+   IgnorePattern, SaveAutoGrades, ...) is nbgrader's autograde pipeline, unchanged.
+
+What a child inherits from the template is the template's memory: imported modules and nothing else
+(no submission was ever in it). What a student changes in the child (a patched module, a replaced
+builtin) dies with the child. The child has no descriptor of the template's, of the worker's log or of
+any other student; the socket to the worker carries frames that the worker parses as JSON with a size
+limit (never pickle), so a student who writes to it can only spoil their own outputs, and proofs
+cannot be forged without the key, which lives in the guard.
+
+Run as ``python -m course_lib.grading.warm FD``: the template process on the control socket ``FD``.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from nbformat import NotebookNode
+
+from course_lib.grading.sandbox import SandboxExecute, _error_output, _kernel_python_and_env
+
+__all__ = ["ForkExecute", "Template", "template_for", "close_templates"]
+
+_HEADER = struct.Struct(">I")
+MAX_FRAME = 16 * 2**20  # one message from a child; a larger one means the child is spoiling its socket
+STREAM_CHUNK = 1 << 16  # the child sends stream output in pieces of about this size
+
+
+# --------------------------------------------------------------------------------------------
+# frames: a 4-byte length, then JSON
+# --------------------------------------------------------------------------------------------
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def send_frame(fd: int, message: dict) -> None:
+    data = json.dumps(message, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    _write_all(fd, _HEADER.pack(len(data)) + data)
+
+
+class ChildGone(Exception):
+    """The child closed its socket (it died) or sent something that is not a frame."""
+
+
+def _read_exact(fd: int, size: int, deadline: float | None) -> bytes:
+    chunks, left = [], size
+    while left:
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                raise TimeoutError
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise ChildGone("the child closed its socket")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_frame(fd: int, deadline: float | None = None) -> dict:
+    """The next message; TimeoutError past ``deadline`` (time.monotonic) before a frame begins."""
+    (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
+    if size > MAX_FRAME:
+        raise ChildGone(f"a message of {size} bytes, above the {MAX_FRAME} limit")
+    body = _read_exact(fd, size, None if deadline is None else max(deadline, time.monotonic() + 30))
+    try:
+        message = json.loads(body.decode("utf-8", "surrogatepass"))
+    except ValueError as err:
+        raise ChildGone(f"a message that is not JSON ({err})") from None
+    if not isinstance(message, dict):
+        raise ChildGone("a message that is not a JSON object")
+    return message
+
+
+# --------------------------------------------------------------------------------------------
+# the template process
+# --------------------------------------------------------------------------------------------
+def preload() -> list[str]:
+    """Import what every grading kernel imports (torch, numpy, matplotlib with Agg, IPython, the checks and
+    the reference solutions) and use torch's lazily loaded parts once. Returns the import errors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import numpy  # noqa: F401
+    from IPython.core.interactiveshell import InteractiveShell  # noqa: F401
+
+    from course_lib.grading import sandbox_guard
+
+    return sandbox_guard.preload()
+
+
+def _template_main(control_fd: int) -> int:
+    os.environ.pop("COURSE_GRADING_TEMPLATE_TOKEN", None)
+    failed = preload()
+    for problem in failed:
+        print(f"grading template: could not load {problem}", file=sys.stderr, flush=True)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel; the worker watches them
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker, which stops the children itself
+    control = socket.socket(fileno=control_fd)
+    control.sendall(b"ready\n")
+    while True:
+        try:
+            _, fds, _, _ = socket.recv_fds(control, 16, 1)
+        except OSError:
+            return 0
+        if not fds:
+            return 0  # the worker is gone
+        conn = fds[0]
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 70
+            try:
+                control.close()
+                _child_main(conn)
+                code = 0
+            except BaseException:  # noqa: BLE001 - the worker sees the socket close
+                code = 71
+            finally:
+                os._exit(code)
+        os.close(conn)
+        control.sendall(struct.pack(">q", pid))
+
+
+# --------------------------------------------------------------------------------------------
+# the child: one submission
+# --------------------------------------------------------------------------------------------
+def _close_other_fds(keep: int) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the worker still kills its children
+        pass
+
+
+def _clean(data: dict) -> dict:
+    """Display data as JSON wants it: bytes (PNG, ...) in base64, as ipykernel sends them."""
+    out = {}
+    for key, value in (data or {}).items():
+        if isinstance(value, (bytes, bytearray)):
+            value = base64.b64encode(value).decode("ascii")
+        out[str(key)] = value
+    return out
+
+
+def _child_main(fd: int) -> None:  # noqa: C901 - one function: its state stays in its frame
+    _close_other_fds(fd)
+    os.setsid()
+    _die_with_parent()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    # everything the loop uses, captured before any student code runs
+    _send, _recv, _dumps = send_frame, recv_frame, json.dumps
+    _signal, _int_handler, _ign, _SIGINT = signal.signal, signal.default_int_handler, signal.SIG_IGN, signal.SIGINT
+    _os_exit, _os_read, _str = os._exit, os.read, str
+
+    settings = _recv(fd)
+    from course_lib.grading.sandbox_launcher import apply_limits, private_environment
+
+    home = Path(settings["home"])
+    os.chdir(settings["cwd"])
+    for key, value in settings.get("env", {}).items():
+        os.environ[str(key)] = str(value)
+    sys.dont_write_bytecode = True
+    private_environment(home, settings.get("mpl_fontlist"))
+    for variable in [v for v in os.environ if v.startswith("COURSE_SANDBOX") or v.startswith("COURSE_GRADING")]:
+        del os.environ[variable]
+    limits = dict(settings.get("limits", {}))
+
+    from course_lib.grading import sandbox_guard
+
+    arm = sandbox_guard.install(settings["guard"])
+    settings.clear()
+    del settings
+
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    pending: list = []  # stream text not sent yet: [name, text]
+
+    def flush_streams() -> None:
+        while pending:
+            name, text = pending.pop(0)
+            _send(fd, {"msg_type": "stream", "content": {"name": name, "text": text}})
+
+    def emit(msg_type: str, content: dict) -> None:
+        flush_streams()
+        _send(fd, {"msg_type": msg_type, "content": content})
+
+    class Stream:
+        """sys.stdout / sys.stderr of the child: text goes to the worker as stream outputs."""
+
+        encoding, errors, closed = "utf-8", "strict", False
+
+        def __init__(self, name: str, fileno: int):
+            self.name, self._fileno = name, fileno
+
+        def write(self, text) -> int:
+            if not isinstance(text, _str):
+                raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+            if pending and pending[-1][0] == self.name and len(pending[-1][1]) < STREAM_CHUNK:
+                pending[-1][1] += text
+            else:
+                pending.append([self.name, text])
+            if len(pending) > 1 or len(pending[-1][1]) >= STREAM_CHUNK:
+                flush_streams()
+            return len(text)
+
+        def writelines(self, lines) -> None:
+            for line in lines:
+                self.write(line)
+
+        def flush(self) -> None:
+            flush_streams()
+
+        def isatty(self) -> bool:
+            return False
+
+        def writable(self) -> bool:
+            return True
+
+        def readable(self) -> bool:
+            return False
+
+        def fileno(self) -> int:
+            return self._fileno
+
+    class Hook(DisplayHook):
+        def start_displayhook(self):
+            self._content = {"data": {}, "metadata": {}}
+
+        def write_output_prompt(self):
+            self._content["execution_count"] = self.prompt_count
+
+        def write_format_data(self, format_dict, md_dict=None):
+            self._content["data"] = _clean(format_dict)
+            self._content["metadata"] = md_dict or {}
+
+        def finish_displayhook(self):
+            content, self._content = self._content, None
+            if content and content["data"]:
+                emit("execute_result", content)
+
+    class Publisher(DisplayPublisher):
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
+            emit("update_display_data" if update else "display_data",
+                 {"data": _clean(data), "metadata": metadata or {}, "transient": transient or {}})
+
+        def clear_output(self, wait=False):
+            emit("clear_output", {"wait": bool(wait)})
+
+    class Shell(InteractiveShell):
+        displayhook_class = Hook
+        display_pub_class = Publisher
+
+        def _showtraceback(self, etype, evalue, stb):
+            emit("error", {"ename": _str(etype.__name__), "evalue": _str(evalue), "traceback": list(stb)})
+
+        def enable_gui(self, gui=None):
+            pass
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    config.InteractiveShell.colors = "nocolor"
+    shell = Shell.instance(config=config)
+
+    # C-level writes to the descriptors 1 and 2 land in files of the private folder, read after each cell
+    captured = []
+    for number, name in ((1, "stdout"), (2, "stderr")):
+        path = home / f"fd{number}.txt"
+        writer = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        os.dup2(writer, number)
+        os.close(writer)
+        captured.append((name, os.open(path, os.O_RDONLY)))
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdout, sys.stderr = Stream("stdout", 1), Stream("stderr", 2)
+
+    def drain_fds() -> None:
+        for name, reader in captured:
+            while True:
+                chunk = _os_read(reader, STREAM_CHUNK)
+                if not chunk:
+                    break
+                pending.append([name, chunk.decode("utf-8", "replace")])
+        flush_streams()
+
+    apply_limits(limits)
+    arm()
+    del arm
+    _send(fd, {"ready": True})
+
+    while True:
+        request = _recv(fd)
+        source = request.get("run")
+        if not isinstance(source, _str):
+            _os_exit(0)
+        status = "ok"
+        try:
+            _signal(_SIGINT, _int_handler)
+            try:
+                result = shell.run_cell(source, store_history=True)
+                if not result.success:
+                    status = "error"
+            finally:
+                _signal(_SIGINT, _ign)
+        except KeyboardInterrupt:
+            status = "error"
+            emit("error", {"ename": "KeyboardInterrupt", "evalue": "", "traceback": ["KeyboardInterrupt"]})
+        while True:  # an interrupt that arrives late must not lose the reply
+            try:
+                drain_fds()
+                _send(fd, {"done": True, "status": status, "execution_count": shell.execution_count - 1})
+                break
+            except KeyboardInterrupt:
+                continue
+        if shell.exit_now:  # exit() in a cell ends the kernel, as in ipykernel
+            _os_exit(0)
+
+
+# --------------------------------------------------------------------------------------------
+# the worker's side: templates and children
+# --------------------------------------------------------------------------------------------
+class Template:
+    """A template process: imports done, forks a child per :meth:`spawn`."""
+
+    def __init__(self, env: dict[str, str], log: Path | None = None, python: str = sys.executable):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._lock = threading.Lock()
+        sink = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+        try:
+            self.proc = subprocess.Popen(
+                [python, "-m", "course_lib.grading.warm", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink,
+                start_new_session=True, close_fds=True)
+        finally:
+            theirs.close()
+            if log:
+                sink.close()
+        self.sock = ours
+        self.sock.settimeout(300)
+        try:
+            ready = self.sock.recv(16)
+        except OSError as err:
+            self.close()
+            raise RuntimeError(f"the grading template did not start: {err}") from None
+        if ready != b"ready\n":
+            self.close()
+            raise RuntimeError(f"the grading template did not start (exit code {self.proc.poll()})")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def spawn(self) -> "Child":
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with self._lock:
+                socket.send_fds(self.sock, [b"f"], [theirs.fileno()])
+                data = b""
+                while len(data) < 8:
+                    chunk = self.sock.recv(8 - len(data))
+                    if not chunk:
+                        raise RuntimeError("the grading template died")
+                    data += chunk
+        finally:
+            theirs.close()
+        (pid,) = struct.unpack(">q", data)
+        return Child(pid, ours)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+class Child:
+    def __init__(self, pid: int, sock: socket.socket):
+        self.pid, self.sock = pid, sock
+        self.fd = sock.fileno()
+
+    def send(self, message: dict) -> None:
+        try:
+            send_frame(self.fd, message)
+        except OSError as err:
+            raise ChildGone(f"could not write to the child ({err})") from None
+
+    def recv(self, deadline: float | None) -> dict:
+        try:
+            return recv_frame(self.fd, deadline)
+        except TimeoutError:  # an OSError too: the caller's business, not a dead child
+            raise
+        except (OSError, struct.error) as err:
+            raise ChildGone(str(err)) from None
+
+    def signal(self, number: int) -> None:
+        try:
+            os.kill(self.pid, number)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # the child leads its own session
+        except (ProcessLookupError, PermissionError):
+            self.signal(signal.SIGKILL)
+        self.sock.close()
+
+
+_TEMPLATES: dict[tuple, Template] = {}
+_TEMPLATES_LOCK = threading.Lock()
+
+
+#: set by nbgrader around one notebook: passed to each child instead of starting a template per value
+VOLATILE_ENV = ("NBGRADER_EXECUTION",)
+
+
+def _template_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in VOLATILE_ENV}
+    env.setdefault("MPLBACKEND", "Agg")
+    env.setdefault("MALLOC_ARENA_MAX", "2")
+    env["PYTHONNOUSERSITE"] = "1"
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def template_for(log: Path | None = None) -> Template:
+    """This process's template for its present environment (started on first use, restarted if it died)."""
+    env = _template_env()
+    key = tuple(sorted(env.items()))
+    with _TEMPLATES_LOCK:
+        found = _TEMPLATES.get(key)
+        if found is None or not found.alive():
+            found = _TEMPLATES[key] = Template(env, log)
+        return found
+
+
+def close_templates() -> None:
+    with _TEMPLATES_LOCK:
+        for template in _TEMPLATES.values():
+            try:
+                template.close()
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
+        _TEMPLATES.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# the preprocessor
+# --------------------------------------------------------------------------------------------
+class StudentTimeout(RuntimeError):
+    """The whole submission ran past the batch's limit for one student."""
+
+
+class ForkExecute(SandboxExecute):
+    """:class:`SandboxExecute` with the notebook run in a child forked from a warm template.
+
+    Same traits, same rules, same outputs (see the module's docstring). A kernelspec whose Python is not
+    this process's, or whose environment would change how Python starts (``PYTHON*``, ``LD_*``), cannot
+    be forked from the template: such notebooks run in a fresh sandboxed kernel as before.
+    """
+
+    #: a time.monotonic() past which the submission is stopped (set by the batch around one autograde)
+    deadline: float | None = None
+    #: set when the last notebook was stopped at ``deadline``
+    timed_out = False
+    #: where the template process logs (set by the batch)
+    template_log: Path | None = None
+
+    def preprocess(self, nb: NotebookNode, resources: dict | None = None, km=None):
+        resources = resources if resources is not None else {}
+        python, spec_env = self._spec(nb)
+        if python != sys.executable or any(k.startswith(("PYTHON", "LD_")) for k in spec_env):
+            return super().preprocess(nb, resources, km=km)
+        ForkExecute.timed_out = False
+        self._key = secrets.token_hex(32)
+        self._stopped = None
+        self._stopping = None
+        self._cell_bytes = {}
+        self._clear_next = False
+        self._home = Path(tempfile.mkdtemp(prefix="course-sandbox-"))
+        os.chmod(self._home, 0o700)
+        cwd = Path(resources.get("metadata", {}).get("path") or os.getcwd()).resolve()
+        child = None
+        try:
+            settings = self._settings(cwd, resources)
+            volatile = {k: os.environ[k] for k in VOLATILE_ENV if k in os.environ}
+            settings.update(cwd=str(cwd), env={**volatile, **spec_env})
+            child = template_for(self.template_log).spawn()
+            self._start(child, settings)
+            count = 0
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code" or not cell.source.strip():
+                    continue
+                count += 1
+                self._run_cell(child, cell, index, count)
+        finally:
+            if child is not None:
+                child.kill()
+            shutil.rmtree(self._home, ignore_errors=True)
+        self._check_proofs(nb)
+        nb.metadata.setdefault("language_info", {"name": "python"})
+        return nb, resources
+
+    def _spec(self, nb: NotebookNode) -> tuple[str, dict]:
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+        name = self.kernel_name or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+
+        class _Spec:
+            def __init__(self, spec):
+                self.kernel_spec = spec
+
+        try:
+            spec = KernelSpecManager().get_kernel_spec(name)
+        except NoSuchKernel:
+            spec = None
+        return _kernel_python_and_env(_Spec(spec))
+
+    def _limit(self, deadline: float | None) -> float | None:
+        student = ForkExecute.deadline
+        if student is None:
+            return deadline
+        return student if deadline is None else min(deadline, student)
+
+    def _start(self, child: Child, settings: dict) -> None:
+        child.send(settings)
+        deadline = time.monotonic() + max(30.0, float(self.startup_timeout or 60))
+        try:
+            reply = child.recv(self._limit(deadline))
+        except TimeoutError:
+            self._past_deadline(child)
+            raise RuntimeError("the grading child did not start in time") from None
+        except ChildGone as err:
+            raise RuntimeError(f"the grading child died while starting ({err})") from None
+        if not reply.get("ready"):
+            raise RuntimeError("the grading child did not start")
+
+    def _past_deadline(self, child: Child) -> None:
+        if ForkExecute.deadline is not None and time.monotonic() >= ForkExecute.deadline:
+            child.kill()
+            ForkExecute.timed_out = True
+            raise StudentTimeout("the submission ran past its time limit")
+
+    def _run_cell(self, child: Child, cell: NotebookNode, index: int, count: int) -> None:
+        if self._stopped:
+            cell.outputs = [_error_output("NotRun", f"this cell did not run: {self._stopped}")]
+            return
+        cell.outputs = []
+        self._cell_bytes[index] = 0
+        self._clear_next = False
+        timeout = self.timeout if self.timeout and self.timeout > 0 else None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interrupted = False
+        began = time.monotonic()
+        try:
+            child.send({"run": cell.source})
+            while True:
+                try:
+                    message = child.recv(self._limit(deadline))
+                except TimeoutError:
+                    self._past_deadline(child)
+                    if not interrupted:
+                        self.log.error("Timeout waiting for execute reply (%is): interrupting the kernel", timeout)
+                        child.signal(signal.SIGINT)
+                        interrupted = True
+                        deadline = time.monotonic() + max(0.0, float(self.kill_grace_s))
+                        continue
+                    self._stopping = (f"the cell ran past the {timeout} s time limit and did not stop when "
+                                      "interrupted, so the kernel was killed")
+                    self.log.error("The kernel did not answer the interrupt within %.1f s: killing it",
+                                   self.kill_grace_s)
+                    child.kill()
+                    raise ChildGone(self._stopping)
+                if message.get("done"):
+                    self.log.info("cell %d ran in %.2f s", index, time.monotonic() - began)
+                    number = message.get("execution_count")
+                    cell.execution_count = number if isinstance(number, int) else count
+                    for output in cell.outputs:
+                        if output.get("output_type") == "execute_result":
+                            output["execution_count"] = cell.execution_count
+                    if interrupted:  # as nbgrader's Execute: the timeout's error after the interrupt's
+                        cell.outputs.append(NotebookNode(output_type="error", **self.error_on_timeout))
+                    return
+                self._output(cell, index, message)
+        except ChildGone as err:
+            why = self._stopping or (
+                "the kernel died while running this cell (sys.exit, os._exit, a crash, or the memory limit)")
+            self._stopped = f"the kernel was stopped in an earlier cell ({why})"
+            self.log.error("Kernel stopped at cell %d: %s (%s)", index, why, err)
+            cell.outputs = list(cell.get("outputs", [])) + [_error_output("KernelStopped", why)]
+
+    def _output(self, cell: NotebookNode, index: int, message: dict) -> None:
+        from nbformat.v4 import output_from_msg
+
+        msg_type = message.get("msg_type")
+        content = message.get("content")
+        if not isinstance(msg_type, str) or not isinstance(content, dict):
+            raise ChildGone("a message that is not an output")
+        if msg_type == "clear_output":
+            if content.get("wait"):
+                self._clear_next = True
+            else:
+                cell.outputs = []
+            return
+        if msg_type not in {"stream", "display_data", "execute_result", "error"}:
+            return  # update_display_data: outputs are kept as first shown
+        msg = {"msg_type": msg_type, "content": content, "header": {"msg_type": msg_type}, "parent_header": {}}
+        capped = self._cap(msg, index)
+        if capped is None:
+            return
+        try:
+            out = output_from_msg(capped)
+        except (ValueError, KeyError, TypeError):
+            raise ChildGone(f"an output that nbformat cannot read ({msg_type})") from None
+        if self._clear_next:
+            cell.outputs = []
+            self._clear_next = False
+        cell.outputs.append(out)
+
+    def _cap(self, msg: dict, index: int) -> dict | None:
+        """SandboxExecute.output's cap: the message to keep (perhaps cut), or None."""
+        from course_lib.grading.sandbox import _PROOF
+
+        content = msg["content"]
+        text = content.get("text", "") if msg["msg_type"] == "stream" else ""
+        if not isinstance(text, str):
+            text = str(text)
+        size = len(text) + sum(len(str(v)) for v in (content.get("data") or {}).values())
+        used = self._cell_bytes.get(index, 0)
+        self._cell_bytes[index] = used + size
+        limit = max(1, int(self.max_output_bytes))
+        if used + size <= limit or msg["msg_type"] == "error":
+            return msg
+        kept = ""
+        if msg["msg_type"] == "stream":
+            room = max(0, limit - used)
+            kept = text[:room]
+            proofs = [line for line in text[room:].splitlines() if _PROOF.search(line)]
+            if proofs:
+                kept += "\n" + "\n".join(proofs) + "\n"
+        if used <= limit:
+            kept += f"\n[output cut: more than {limit:,} bytes]\n"
+        if not kept:
+            return None
+        name = content.get("name", "stdout") if content.get("name") in ("stdout", "stderr") else "stdout"
+        return {**msg, "msg_type": "stream", "header": {"msg_type": "stream"},
+                "content": {"name": name, "text": kept}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1 or not argv[0].isdigit():
+        raise SystemExit("usage: python -m course_lib.grading.warm CONTROL_FD (started by the grader)")
+    return _template_main(int(argv[0]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
