@@ -62,8 +62,8 @@ def generator() -> torch.Generator:
 # together (their module-scoped fixtures are built once); every other test keeps its place after them.
 # Seconds each took on 2 cores (junitxml, November 2026): chapters 239, catalog_nbgrader 169 (before its
 # submissions were cut short), hostile 130, grading_batch 56, bundle 30, catalog 12, capstone 10.
-LONGEST_FIRST = ("test_chapters.py", "test_catalog_nbgrader.py", "test_hostile.py", "test_grading_batch.py",
-                 "test_bundle.py", "test_catalog.py", "test_capstone.py", "test_pipeline.py", "test_parity_timm.py",
+LONGEST_FIRST = ("test_browser.py", "test_chapters.py", "test_catalog_nbgrader.py", "test_hostile.py",
+                 "test_grading_engine.py", "test_exchange.py", "test_grading_batch.py", "test_bundle.py", "test_catalog.py", "test_capstone.py", "test_pipeline.py", "test_parity_timm.py",
                  "test_sandbox.py")
 
 
