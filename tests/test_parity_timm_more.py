@@ -14,9 +14,7 @@ What the options say about timm (the course modules' docstrings give the reasons
 """
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ import torch
 from torch.testing import assert_close
 
 import mutants_more as MM
+from test_parity_timm import timm_python, unavailable
 from course_lib import coord_attention, eca, gcnet, nonlocal_block
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,20 +47,6 @@ def gc_keys(timm_state: dict) -> dict:
                 for p in ("weight", "bias"):
                     keys[f"{timm_name}.{part}.{p}"] = f"{course_name}.{index}.{p}"
     return keys
-
-
-def timm_python() -> Path:
-    configured = os.environ.get("COURSE_TIMM_PYTHON")
-    if configured:
-        return Path(configured)
-    unix, windows = REPO / ".venv-timm" / "bin" / "python", REPO / ".venv-timm" / "Scripts" / "python.exe"
-    return windows if sys.platform == "win32" and windows.exists() else unix
-
-
-def unavailable(reason: str):
-    if os.environ.get("COURSE_REQUIRE_TIMM") == "1":
-        pytest.fail(f"{reason} (COURSE_REQUIRE_TIMM=1: timm parity is required; run `make setup-timm`)", pytrace=False)
-    pytest.skip(f"{reason}; run `make setup-timm` (or set COURSE_TIMM_PYTHON) to enable timm parity")
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,8 @@ except ImportError as exc:
     print(f"timm is not importable by {sys.executable}: {exc}", file=sys.stderr)
     raise SystemExit(3)
 
+from timm_reference import randomize  # noqa: E402  (this script's folder is on sys.path)
+
 try:
     from timm.layers.coord_attn import CoordAttn
 except ImportError:  # timm < 1.0.23
@@ -66,23 +68,6 @@ def build(name: str, options: dict) -> torch.nn.Module | None:
     if name == "coord_attention":
         return None if CoordAttn is None else CoordAttn(options["channels"])
     raise ValueError(name)
-
-
-def randomize(module: torch.nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            fan_in = p[0].numel() if p.dim() > 1 else 1
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * (1.5 / fan_in ** 0.5 if p.dim() > 1 else 0.3))
-        for m in module.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g, dtype=m.weight.dtype) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g, dtype=m.bias.dtype) * 0.2)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g, dtype=m.running_mean.dtype) * 0.3)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g, dtype=m.running_var.dtype) + 0.5)
-            elif isinstance(m, torch.nn.LayerNorm):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g, dtype=m.weight.dtype) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g, dtype=m.bias.dtype) * 0.2)
 
 
 def main(argv: list[str]) -> int:
