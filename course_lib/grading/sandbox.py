@@ -276,6 +276,25 @@ class _KernelStopped(Exception):
     """The kernel did not answer an interrupt in time and was killed."""
 
 
+def clipped_text(msg_type: str | None, text: str, used: int, limit: int) -> str:
+    """What still shows of an output message once a cell's outputs pass ``limit`` bytes (``used`` before it).
+
+    A stream keeps its text up to the room left and, past it, every check-proof line (so a check that ran
+    still counts); the first message over the limit also gets one note that the output was cut. An empty
+    result means the message is dropped.
+    """
+    kept = ""
+    if msg_type == "stream":
+        room = max(0, limit - used)
+        kept = text[:room]
+        proofs = [line for line in text[room:].splitlines() if _PROOF.search(line)]
+        if proofs:
+            kept += "\n" + "\n".join(proofs) + "\n"
+    if used <= limit:
+        kept += f"\n[output cut: more than {limit:,} bytes]\n"
+    return kept
+
+
 class SandboxExecute(Execute):
     """nbgrader's Execute in the sandbox (see the module's docstring)."""
 
@@ -440,16 +459,7 @@ class SandboxExecute(Execute):
             return super().output(outs, msg, display_id, cell_index)
         if msg.get("msg_type") == "error":
             return super().output(outs, msg, display_id, cell_index)
-        kept = ""
-        if msg.get("msg_type") == "stream":
-            text = content.get("text", "") or ""
-            room = max(0, limit - used)
-            kept = text[:room]
-            proofs = [line for line in text[room:].splitlines() if _PROOF.search(line)]
-            if proofs:
-                kept += "\n" + "\n".join(proofs) + "\n"
-        if used <= limit:
-            kept += f"\n[output cut: more than {limit:,} bytes]\n"
+        kept = clipped_text(msg.get("msg_type"), content.get("text", "") or "", used, limit)
         if not kept:
             return None
         clipped = {**msg, "msg_type": "stream",

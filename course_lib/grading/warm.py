@@ -681,7 +681,7 @@ class ForkExecute(SandboxExecute):
 
     def _cap(self, msg: dict, index: int) -> dict | None:
         """SandboxExecute.output's cap: the message to keep (perhaps cut), or None."""
-        from course_lib.grading.sandbox import _PROOF
+        from course_lib.grading.sandbox import clipped_text
 
         content = msg["content"]
         text = content.get("text", "") if msg["msg_type"] == "stream" else ""
@@ -693,15 +693,7 @@ class ForkExecute(SandboxExecute):
         limit = max(1, int(self.max_output_bytes))
         if used + size <= limit or msg["msg_type"] == "error":
             return msg
-        kept = ""
-        if msg["msg_type"] == "stream":
-            room = max(0, limit - used)
-            kept = text[:room]
-            proofs = [line for line in text[room:].splitlines() if _PROOF.search(line)]
-            if proofs:
-                kept += "\n" + "\n".join(proofs) + "\n"
-        if used <= limit:
-            kept += f"\n[output cut: more than {limit:,} bytes]\n"
+        kept = clipped_text(msg["msg_type"], text, used, limit)
         if not kept:
             return None
         name = content.get("name", "stdout") if content.get("name") in ("stdout", "stderr") else "stdout"
