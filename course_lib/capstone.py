@@ -1,4 +1,4 @@
-"""Chapter 07 capstone: every attention module in the same small CNN, trained on cluttered digits.
+"""Chapter 09 capstone: every attention module in the same small CNN, trained on cluttered digits.
 
 ``python -m course_lib capstone [--quick] [--out DIR] [--seeds N] [--variants ...] [--epochs N]``
 trains one network per variant and seed, then writes to DIR (default ``out/capstone``):

@@ -51,11 +51,11 @@ QUOTED: dict[str, list[tuple[str, str, str]]] = {
                      ("danet_cam", "gamma", "sf2"), ("danet_cam_official", "diagonal_mean", "f3"),
                      ("danet_cam_official", "row_max_mean", "f2"), ("danet_cam_official", "gamma", "sf2")],
     # the capstone interprets its own PAM's collapse against chapter 05's checkpoint
-    "07_capstone": [("danet_pam", "row_max_median", "f3"), ("danet_pam", "same_top_key", "pct0"),
+    "09_capstone": [("danet_pam", "row_max_median", "f3"), ("danet_pam", "same_top_key", "pct0"),
                     ("danet_pam", "top_key_in_box", "pct1")],
 }
 #: where a chapter's quoted numbers sit, when not under HEADING
-SECTION_START = {"07_capstone": "**Is that one query's map, or everyone's?**"}
+SECTION_START = {"09_capstone": "**Is that one query's map, or everyone's?**"}
 
 HEADING = "## What a trained module learns"
 

@@ -1,12 +1,12 @@
-"""Grader catalog of chapter 07 (capstone): wrong implementations of the chapter's four exercises, each with the
+"""Grader catalog of chapter 09 (capstone): wrong implementations of the chapter's four exercises, each with the
 mistake id the checks must name, and valid alternatives that must get full marks."""
 from __future__ import annotations
 
 from catalog import Exercise, Impl
-from course_lib.checks import ch07_capstone as visible
-from course_lib.checks.hidden import ch07_capstone as hidden
+from course_lib.checks import ch09_capstone as visible
+from course_lib.checks.hidden import ch09_capstone as hidden
 
-CHAPTER = "07_capstone"
+CHAPTER = "09_capstone"
 
 GATE = Exercise(CHAPTER, "ChannelSpatialGate", "ChannelSpatialGate", visible.check_gate, hidden.hidden_gate,
                 "gate", "test_gate")

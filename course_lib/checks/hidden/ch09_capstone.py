@@ -1,4 +1,4 @@
-"""Hidden checks of chapter 07 (capstone) and the builder of its stored expected values.
+"""Hidden checks of chapter 09 (capstone) and the builder of its stored expected values.
 
 The capstone's graded module, ``ChannelSpatialGate``, has no file among the reference modules (it is this
 chapter's own small block), so its reference lives here, beside the checks that use it; this file never
@@ -30,7 +30,7 @@ from course_lib.checks._core import (
     seeded_picker,
     seeded_randn,
 )
-from course_lib.checks.ch07_capstone import (
+from course_lib.checks.ch09_capstone import (
     GivenMap,
     _call,
     _close,

@@ -11,8 +11,8 @@ The notebook's test cells call:
 ``ChannelSpatialGate(channels, reduction=4)`` is a channel gate (SE's squeeze and excitation) and a spatial
 gate (a 1x1 convolution to one map, then a sigmoid), both computed from the same input and both applied:
 ``forward(x) = x * c * s``. Its weights are loaded by role (shape), so ``nn.Linear`` and 1x1 ``nn.Conv2d``
-both pass. The expected values are stored in ``checks/expected/ch07_capstone.pt`` (built by
-``checks/hidden/ch07_capstone.py``); the two measuring exercises are checked against
+both pass. The expected values are stored in ``checks/expected/ch09_capstone.pt`` (built by
+``checks/hidden/ch09_capstone.py``); the two measuring exercises are checked against
 :mod:`course_lib.capstone`'s own helpers, recomputed on the spot, on cases whose answers differ.
 
 Nothing here imports a reference module (``course_lib.se``, ``cbam``, ...): this file ships to students.
@@ -57,7 +57,7 @@ __all__ = [
     "GivenMap",
 ]
 
-CHAPTER = "ch07_capstone"
+CHAPTER = "ch09_capstone"
 
 GATE_ORDER = define_mistake("gate_order", "attention(x) returns the two gates in the wrong order")
 GATE_MISSING = define_mistake("gate_missing", "forward applies only one of the two gates")
@@ -71,7 +71,7 @@ ROW_BY_POSITION = define_mistake("row_by_position", "table rows picked by positi
 UNITS = define_mistake("units", "a fraction where percentage points are asked (or the reverse)")
 
 #: What each stored wrong result means: label -> (mistake id, advice). The tensors are stored in
-#: checks/expected/ch07_capstone.pt under the same labels (built by the hidden module).
+#: checks/expected/ch09_capstone.pt under the same labels (built by the hidden module).
 ADVICE: dict[str, tuple[str, str]] = {
     "channel_missing_sigmoid": ("missing_sigmoid",
                                 "the channel gate has no sigmoid: c = sigmoid(W2 relu(W1 z)) lies in (0, 1)."),

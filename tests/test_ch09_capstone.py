@@ -1,4 +1,4 @@
-"""Chapter 07 (capstone): the checks against the chapter's reference gate and course_lib.capstone's helpers, the
+"""Chapter 09 (capstone): the checks against the chapter's reference gate and course_lib.capstone's helpers, the
 stored values against a fresh build, the notebook's solution cells against the references, and the notebook's
 running modes (quick while nbgrader grades)."""
 from __future__ import annotations
@@ -15,12 +15,12 @@ from stored_values import assert_same_values
 from course_lib import capstone as cap
 from course_lib import notebooks as nbs
 from course_lib.checks import CheckFailure
-from course_lib.checks import ch07_capstone as visible
+from course_lib.checks import ch09_capstone as visible
 from course_lib.checks._core import expected, is_close
-from course_lib.checks.hidden import ch07_capstone as hidden
+from course_lib.checks.hidden import ch09_capstone as hidden
 from course_lib.data import make_cluttered_digits
 
-CHAPTER = "07_capstone"
+CHAPTER = "09_capstone"
 Reference = hidden.ChannelSpatialGate
 SOLUTION_IDS = {"gate", "parameter_count", "gain_and_noise", "judge_localisation"}
 
@@ -103,12 +103,12 @@ def test_visible_checks_run_under_one_second_each():
 
 
 def test_stored_expected_values_equal_a_fresh_build():
-    assert_same_values(expected("ch07_capstone"), hidden.build_expected())
+    assert_same_values(expected("ch09_capstone"), hidden.build_expected())
 
 
 def test_stored_diagnoses_differ_from_the_right_answer():
     """A diagnosis equal to the expected value would name a mistake for a right answer."""
-    E = expected("ch07_capstone")["gate"]
+    E = expected("ch09_capstone")["gate"]
     for right, diagnoses in ((E["channel"], E["channel_diagnoses"]), (E["spatial"], E["spatial_diagnoses"]),
                              (E["out"], E["out_diagnoses"])):
         for label, wrong in diagnoses.items():
@@ -117,13 +117,13 @@ def test_stored_diagnoses_differ_from_the_right_answer():
 
 
 def test_stored_counts_equal_the_formula():
-    for case in expected("ch07_capstone")["parameter_count"]:
+    for case in expected("ch09_capstone")["parameter_count"]:
         assert case["count"] == visible.gate_count_by_hand(case["channels"], case["reduction"])
 
 
 def test_judge_maps_give_every_kind_of_verdict():
     """The check's made-up maps must not share an answer, or a hard-coded verdict would pass."""
-    E = expected("ch07_capstone")["judge"]
+    E = expected("ch09_capstone")["judge"]
     torch.manual_seed(0)  # the check seeds the backbone the same way
     net = cap.CapstoneNet(None).eval()
     verdicts = set()
