@@ -247,3 +247,12 @@ def test_the_repository_course_lib_would_be_found_without_the_isolation(bundle, 
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.split()
     assert Path(first).is_relative_to(bundle.out) and Path(second).is_relative_to(nbs.REPO)
+
+
+def test_links_in_the_bundle_reach_what_the_bundle_holds(bundle):
+    """A student who opens the glossary or the policy from a chapter finds it in the bundle, not a dead link."""
+    from links import broken_links
+
+    files = sorted(bundle.out.glob("notebooks/*/*.ipynb")) + [bundle.out / "README.md"]
+    bad = broken_links(files, bundle.out)
+    assert not bad, "links that do not resolve inside the student bundle:\n  " + "\n  ".join(bad)
