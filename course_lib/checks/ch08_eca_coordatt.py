@@ -36,6 +36,7 @@ from ._core import (
     load_by_name,
     passed,
 )
+from ._questions import Question
 
 __all__ = ["check_adaptive_kernel_size", "check_eca", "check_directional_pool", "check_coordinate_attention",
            "check_attention_parameters"]
@@ -483,3 +484,79 @@ def check_attention_parameters(fn: Callable[..., Any]) -> None:
     """attention_parameters(C) = {'se': SE r = 16, 'eca': psi(C), 'ca': r = 32 with the floor 8}."""
     for case in expected(CHAPTER)["counts"]:
         expect_counts(fn, int(case["channels"]), case["counts"], case["wrong"])
+
+
+# --------------------------------------------------------------------------------------------
+# auto-graded questions (keys are salted hashes; the plain answers live in the hidden module)
+# --------------------------------------------------------------------------------------------
+for _id, _text in (
+    ("release_kernels", "the released checkpoint's per-stage kernels (the abstract's 80) where psi(C) is asked"),
+    ("bottleneck_width", "the bottleneck's inner width (64, 128, ...) where the block's output width is asked"),
+    ("per_stage", "one module per stage where there is one in every block"),
+    ("partial_choice", "some, not all, of the statements the evidence supports"),
+    ("parameters_claim", "a claim about parameters that the table's parameter column contradicts"),
+):
+    define_mistake(_id, _text)
+
+Q_ECA_RESNET50 = Question(
+    "q_eca_resnet50_parameters", "int", key="dfad1a519016f7b59de9",
+    advice="Apply psi to the output width of each stage (256, 512, 1024, 2048), then multiply by the number of "
+           "blocks (3, 4, 6, 3): each module has k weights and no bias.",
+    wrong={
+        "9debebae37b2425b18d0": ("release_kernels", "80 is the abstract's figure: the released ECA-ResNet-50 uses "
+                                 "k = 3, 5, 5, 7 per stage (and k = 5 everywhere would give 80 too). Apply psi to "
+                                 "each stage's width."),
+        "2a99c790d583845509a9": ("fixed_kernel", "48 is 16 blocks with k = 3, the official code's default; the "
+                                 "question asks for psi(C)."),
+        "765b4669349b98489ed6": ("bottleneck_width", "74 applies psi to the bottleneck's inner widths (64, 128, 256, "
+                                 "512); ECA, like SE, recalibrates the block's output, 4x as wide."),
+        "0337f2caac21923dc52f": ("per_stage", "22 counts one module per stage; there is one in every block."),
+    })
+
+Q_WHY_NO_REDUCTION = Question(
+    "q_why_no_reduction", "choices", key="225a6f4429f8391a9425", options="abcde",
+    advice="Read each statement against two rows of Table 2: which rows does it compare, and which way do their "
+           "top-1 numbers go?",
+    wrong={
+        "2d498f9c5092b923e507": ("partial_choice", "a is right, and one more statement is: compare SE-Var3 with SE."),
+        "00876fc99174f53840bb": ("partial_choice", "c is right, and one more statement is: compare SE-Var2 with SE."),
+        "c4be8d314cf7269f15d6": ("wrong_answer", "compare ECA-NS with ECA: 77.35 against 77.43."),
+        "b2d51f1187477a3173d3": ("parameters_claim", "the parameter column contradicts b: ECA has k weights, SE "
+                                 "thousands."),
+        "5683104ba912c020101e": ("wrong_answer", "compare SE-Var1 with the plain ResNet-50: 76.00 against 75.20."),
+    })
+
+Q_SHARED_SHAPE = Question(
+    "q_shared_shape", "shape", key="296045b9fbfad9837c60",
+    advice="f keeps the batch, has M channels, and one position for each row and each column, in a single column.",
+    wrong={
+        "a2a6501149da7babd1ab": ("min_hidden", "64 // 32 = 2, but the official width never falls below 8: "
+                                 "M = max(8, C // r)."),
+        "64ac14020d671adb4a37": ("shape", "F_1 reduces the channels from C to M = max(8, C // 32)."),
+        "aaed911e62769aeef766": ("shape", "the rows and columns are concatenated (H + W positions), not "
+                                 "multiplied (H x W)."),
+        "e99aba4e3367f387ffb1": ("shape", "f is not a 2-D map: it holds one value per row and one per column, "
+                                 "H + W positions laid out as a column."),
+        "6346510a52ef1f4ea38d": ("min_hidden", "4 would be C // 16; CA's official r is 32, with a floor of 8."),
+    })
+
+
+@exercise("q_eca_resnet50_parameters", budget_s=2)
+def check_q_eca_resnet50_parameters(answer: Any) -> None:
+    Q_ECA_RESNET50.check(answer)
+
+
+@exercise("q_why_no_reduction", budget_s=2)
+def check_q_why_no_reduction(answer: Any) -> None:
+    Q_WHY_NO_REDUCTION.check(answer)
+
+
+@exercise("q_shared_shape", budget_s=2)
+def check_q_shared_shape(answer: Any) -> None:
+    Q_SHARED_SHAPE.check(answer)
+
+
+__all__ += ["check_q_eca_resnet50_parameters", "check_q_why_no_reduction", "check_q_shared_shape",
+            "QUESTIONS"]
+QUESTIONS = {"eca_resnet50_parameters": Q_ECA_RESNET50, "why_no_reduction": Q_WHY_NO_REDUCTION,
+             "shared_shape": Q_SHARED_SHAPE}

@@ -30,17 +30,19 @@ from course_lib.checks._core import (
     seeded_randn,
     tolerances,
 )
+from course_lib.checks._questions import expect_plain
 from course_lib.coord_attention import CoordinateAttention
 from course_lib.eca import EfficientChannelAttention, adaptive_kernel_size
 
 __all__ = ["build_expected", "hidden_adaptive_kernel_size", "hidden_eca", "hidden_directional_pool",
-           "hidden_coordinate_attention", "hidden_attention_parameters", "ANSWERS"]
+           "hidden_coordinate_attention", "hidden_attention_parameters", "ANSWERS",
+           "hidden_q_eca_resnet50_parameters", "hidden_q_why_no_reduction", "hidden_q_shared_shape"]
 
 #: The plain answers of the chapter's auto-graded questions (the notebook only holds their salted keys).
 ANSWERS = {
     "eca_resnet50_parameters": 86,  # psi on the widths ECA sees: 3*5 + 4*5 + 6*5 + 3*7
-    "why_no_reduction": "c",
-    "gate_h_shape": (2, 64, 12, 1),
+    "why_no_reduction": "ac",
+    "shared_shape": (2, 8, 32, 1),
 }
 
 
@@ -424,3 +426,21 @@ def hidden_attention_parameters(fn: Callable[..., Any]) -> None:
     for c in [rng.randint(16, 4000) for _ in range(5)] + [288, 512]:
         visible.expect_counts(fn, c, reference_counts(c), count_variants(c))
     passed()
+
+
+# --------------------------------------------------------------------------------------------
+# the questions, against their plain answers
+# --------------------------------------------------------------------------------------------
+@exercise("q_eca_resnet50_parameters (hidden tests)", budget_s=2)
+def hidden_q_eca_resnet50_parameters(answer: Any) -> None:
+    expect_plain("q_eca_resnet50_parameters", answer, ANSWERS["eca_resnet50_parameters"], kind="int")
+
+
+@exercise("q_why_no_reduction (hidden tests)", budget_s=2)
+def hidden_q_why_no_reduction(answer: Any) -> None:
+    expect_plain("q_why_no_reduction", answer, ANSWERS["why_no_reduction"], kind="choices", options="abcde")
+
+
+@exercise("q_shared_shape (hidden tests)", budget_s=2)
+def hidden_q_shared_shape(answer: Any) -> None:
+    expect_plain("q_shared_shape", answer, ANSWERS["shared_shape"], kind="shape")
