@@ -74,6 +74,7 @@ for _id, _text in (
     ("bn_not_counted", "the BatchNorm's two learnable vectors are not counted"),
     ("buffers_counted", "the BatchNorm's running statistics (buffers, not parameters) are counted"),
     ("one_gate_conv", "one gate convolution counted where CA has two (F_h and F_w)"),
+    ("gate_added", "the gate is added to x where it should multiply it"),
 ):
     define_mistake(_id, _text)
 
