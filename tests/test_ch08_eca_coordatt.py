@@ -285,3 +285,25 @@ def test_coord_profile_stats_are_exact_on_a_handmade_case():
     assert s["share"] == pytest.approx((0.5 + 0.25) / 2)
     assert s["peak_hit"] == pytest.approx(0.5)
     assert s["lift"] == pytest.approx((1.0 / 0.5 + 0.0) / 2)
+
+
+# ------------------------------------------------------------------------------------------------
+# nbgrader: auto-graded points only (the two written questions are left for manual grading)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_autograde_counts_auto_graded_points_only(tmp_path):
+    """Solution 100 % of the auto-graded points, untouched stub 0; the written answers score nothing
+    automatically (nbgrader leaves them for a person). tests/test_chapters.py asserts 100 % of all points
+    until the shared helpers learn about written questions."""
+    from pathlib import Path
+
+    grader = nbs.new_course(tmp_path, [CHAPTER])
+    solution = nbs.autograde(grader, tmp_path, CHAPTER, "solution", nbs.notebook_path(CHAPTER))
+    stub = nbs.autograde(grader, tmp_path, CHAPTER, "stub", Path(tmp_path) / nbs.RELEASE / CHAPTER / f"{CHAPTER}.ipynb")
+    auto = {k: v for k, v in solution["cells"].items() if not k.startswith("written_")}
+    written = {k: v for k, v in solution["cells"].items() if k.startswith("written_")}
+    assert sorted(written) == ["written_channel_order", "written_rank_one"]
+    assert all(v == (0.0, 2.0) for v in written.values()), written  # not scored automatically
+    assert sum(v[1] for v in auto.values()) == 14
+    assert all(v[0] == v[1] for v in auto.values()), auto
+    assert stub["score"] == 0 and not any(v[0] for v in stub["cells"].values())
