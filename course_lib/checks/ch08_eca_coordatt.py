@@ -519,8 +519,10 @@ Q_WHY_NO_REDUCTION = Question(
     advice="Read each statement against two rows of Table 2: which rows does it compare, and which way do their "
            "top-1 numbers go?",
     wrong={
-        "2d498f9c5092b923e507": ("partial_choice", "a is right, and one more statement is: compare SE-Var3 with SE."),
-        "00876fc99174f53840bb": ("partial_choice", "c is right, and one more statement is: compare SE-Var2 with SE."),
+        "2d498f9c5092b923e507": ("partial_choice", "Statement a holds, but it is not the only one: compare "
+                                 "SE-Var3 with SE."),
+        "00876fc99174f53840bb": ("partial_choice", "Statement c holds, but it is not the only one: compare "
+                                 "SE-Var2 with SE."),
         "c4be8d314cf7269f15d6": ("wrong_answer", "compare ECA-NS with ECA: 77.35 against 77.43."),
         "b2d51f1187477a3173d3": ("parameters_claim", "the parameter column contradicts b: ECA has k weights, SE "
                                  "thousands."),
