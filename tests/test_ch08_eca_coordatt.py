@@ -264,11 +264,19 @@ def test_trained_modules_load_into_the_solution_classes_and_draw(solution_namesp
     torch.testing.assert_close(eca_net(images), ref_net(images), rtol=1e-5, atol=1e-5)
     drawn = figs.plot_se_by_depth(eca_net, data, tmp_path / "eca.png", name="ECA")
     assert drawn["class_share_3"] == pytest.approx(learned.read_checkpoint("eca")["numbers"]["class_share_3"])
+    # the text: at depth 2 the two end channels (their windows reach into the zero padding) stand out
+    mean_2 = drawn["depth_2"].mean(0)
+    inner = sorted(mean_2[1:-1])
+    assert min(mean_2[0], mean_2[-1]) > inner[len(inner) // 2] + 0.05
     ca_net = learned.load_trained("coord_attention", solution_namespace["CoordinateAttention"])
     torch.testing.assert_close(ca_net(images), learned.load_trained("coord_attention")(images), rtol=1e-5, atol=1e-5)
     out = figs.plot_coord_gates(ca_net, data, tmp_path / "ca.png")
     assert out["maps"].shape == (6, 48, 48) and out["rows"].shape == (6, 12) and out["cols"].shape == (6, 12)
     assert (tmp_path / "ca.png").read_bytes()[:4] == b"\x89PNG"
+    # the text: "in the third image both gates dip on the digit" (less of their mass on it than its share)
+    share = 16 / 48
+    assert out["row_mass"][2] < share and out["col_mass"][2] < share
+    assert sum(m > share for m in out["row_mass"]) == 5 and sum(m > share for m in out["col_mass"]) == 5
     # the profiles drawn are the gates' channel means
     g_h, g_w = ca_net.attention.gates(ca_net.features(data.images[:6]))
     torch.testing.assert_close(torch.from_numpy(out["rows"]), g_h.mean(1)[..., 0].detach())
