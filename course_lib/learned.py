@@ -1,4 +1,4 @@
-"""What a trained module learns: small trained checkpoints for chapters 01-06, and how to load them.
+"""What a trained module learns: small trained checkpoints for chapters 01-06 and 08, and how to load them.
 
 Each chapter's module is trained in the capstone's network (:class:`course_lib.capstone.CapstoneNet`)
 on the capstone's cluttered digits, with the capstone's training loop (:func:`course_lib.capstone.fit`):
