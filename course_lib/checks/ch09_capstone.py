@@ -595,8 +595,8 @@ QUESTIONS: dict[str, Question] = {q.qid: q for q in (
         "or with the formula: p = min(1, 2 P(X <= k)), k = 16 - w, X ~ Binomial(16, 1/2). The answer is the "
         "smallest w with p < 0.05."),
         wrong={"b8cc40413e5e768446a4": (SPLIT_ONE_SIDED, (
-            "With w = 12 the two-sided p is 2 P(X <= 4) = 0.077: that 12 looks enough comes from a one-sided p "
-            "(P(X <= 4) = 0.038) or from the tail P(X < k), which leaves out the observed split itself.")),
+            "With 12 wins the two-sided p is still above 0.05. 12 looks enough with a one-sided p (P(X <= k) "
+            "without the factor 2) or with the tail P(X < k), which leaves out the observed split itself.")),
                "777720f87906185d013f": (SPLIT_MAJORITY, (
             "Winning more than half of the disagreements is what a better network does on average, but a fair coin "
             "also gives 9 or more heads out of 16 about 40 % of the time. Compute the p-value of each split.")),
