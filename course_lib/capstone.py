@@ -31,9 +31,11 @@ brings such a layer with it (gate, then conv-BN-ReLU), so this row separates its
 extra capacity.
 
 Budgets. The full run (``FULL``: 2 000 training images with 10 fragments each, 4 epochs, 3 seeds,
-9 variants) is sized to finish in about 15 minutes on a 2-core CPU (the four variants added later,
-non_local, gcnet, eca and coord_attention, took 869 s more for their 3 seeds on a busy 2-core machine,
-load average 10-15; non_local is the slowest, about twice the others); at that budget the plain CNN is
+13 variants) takes about 15-17 minutes on a quiet 2-core CPU and about twice that on a loaded one:
+one training takes 15-32 s at load 2-3 (non_local the slowest) and 40-52 s at load 5-8, as measured with
+one-seed runs of none, se and non_local, then none, danet_pam, gcnet, eca and coord_attention (the README
+gives the trade-off: ``--seeds 1`` takes a third of the time, and the paired interval then covers the test
+images only); at that budget the plain CNN is
 near 90 %, not saturated, so variants can differ (with 3 500 images x 5 epochs it reaches 98.5 % and
 every variant ties). ``--quick`` (``QUICK``) trains 4 variants, one seed, 4 epochs on 1 000 images of a
 32x32 canvas with 3 fragments: a smoke test that still clearly beats chance. Training uses one CPU

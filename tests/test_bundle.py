@@ -206,8 +206,8 @@ def test_released_visible_checks_pass_from_the_bundle_without_the_reference_modu
     stale = {}
     for chapter, answers in plan["chapters"].items():
         released = nbformat.read(bundle.out / nbs.RELEASE / chapter / f"{chapter}.ipynb", as_version=4)
-        asked = {c.metadata["nbgrader"]["grade_id"] for c in released.cells
-                 if c.metadata.get("nbgrader", {}).get("solution")}
+        asked = {c.metadata["nbgrader"]["grade_id"] for c in released.cells  # written answers are markdown
+                 if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
         if asked - set(answers):
             stale[chapter] = sorted(asked - set(answers))
     assert not stale, f"released exercises with no solution in solutions/ (run `make release`): {stale}"

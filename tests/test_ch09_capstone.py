@@ -294,3 +294,24 @@ def test_given_map_module_reports_its_map():
     found = cap.attention_outputs(net, images)
     torch.testing.assert_close(found["spatial"], maps[:, 0])
     assert net(images).shape == (3, 10)
+
+
+# ------------------------------------------------------------------------------------------------
+# nbgrader: full auto-graded marks for the solution, 0 for the stub, the written answers left to a person
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_autograde_counts_auto_graded_points_and_leaves_written_answers(tmp_path):
+    """tests/test_chapters.py asks for the full score, written answers included, until the grading helper
+    teaches it to count auto-graded points only; this is the capstone's own version of that test."""
+    from pathlib import Path
+
+    grader = nbs.new_course(tmp_path, [CHAPTER])
+    solution = nbs.autograde(grader, tmp_path, CHAPTER, "solution", nbs.notebook_path(CHAPTER))
+    stub = nbs.autograde(grader, tmp_path, CHAPTER, "stub", Path(tmp_path) / nbs.RELEASE / CHAPTER / f"{CHAPTER}.ipynb")
+    written = {k for k in solution["cells"] if k.startswith("written_")}
+    assert written == {"written_paired", "written_claim"}
+    auto = {k: v for k, v in solution["cells"].items() if k not in written}
+    assert all(got == full for got, full in auto.values()), auto
+    assert sum(full for _, full in auto.values()) == 9 + 4  # the exercises' 9 points, the 4 questions'
+    assert all(solution["cells"][k] == (0.0, 2.0) for k in written)  # for the instructor to grade
+    assert stub["score"] == 0 and not any(got for got, _ in stub["cells"].values())
