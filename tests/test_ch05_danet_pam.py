@@ -35,8 +35,9 @@ def solution_namespace() -> dict:
     nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
     namespace: dict = {}
     exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
-    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {"pam", "pam_einops"}
+    cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {"pam", "pam_einops"} | {
+        f"{qid}_solution" for qid in hidden.ANSWERS}
     for cell in cells:
         exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
     return namespace
@@ -181,3 +182,36 @@ def test_query_maps_show_rows_of_the_map():
         figures.query_maps(photo, module, [(30, 0)])
     with pytest.raises(ValueError):
         figures.set_colour_projections(PositionAttention(8, reduction=1))
+
+
+def test_question_keys_are_the_hashes_of_the_hidden_answers():
+    from course_lib.checks._questions import answer_key
+
+    for qid, (kind, right, kw) in hidden.ANSWERS.items():
+        question = getattr(visible, qid.upper())
+        assert question.key == answer_key(qid, right, kind=kind, **kw), qid
+
+
+def test_solution_answers_pass_the_questions(solution_namespace, capsys):
+    for qid in hidden.ANSWERS:
+        getattr(visible, f"check_{qid}")(solution_namespace[qid])
+        getattr(hidden, f"hidden_{qid}")(solution_namespace[qid])
+    assert capsys.readouterr().out.count("[ok]") == 2 * len(hidden.ANSWERS)
+
+
+def test_the_answers_follow_from_their_ingredients():
+    """The plain answers are derived, not typed: the parameter count of the reference module, the map's bytes."""
+    assert hidden.ANSWERS["q_pam_params"][1] == sum(p.numel() for p in PositionAttention(512).parameters())
+    assert hidden.ANSWERS["q_map_mib"][1] == (768 // 8) ** 4 * torch.finfo(torch.float32).bits // 8 / 2**20
+    fresh = PositionAttention(16, 4)
+    x = torch.randn(2, 16, 5, 6)
+    (fresh(x) * torch.randn_like(x)).sum().backward()
+    nonzero = {name for name, p in fresh.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert nonzero == {"gamma"} and hidden.ANSWERS["q_zero_gamma_grads"][1] == "d"
+    ref = hidden.reference(8, 2, seed=3, gamma=0.7)
+    x = torch.randn(1, 8, 4, 5, dtype=torch.float64)
+    perm = torch.randperm(20)
+    shuffle = lambda t: t.flatten(2)[..., perm].view_as(t)  # noqa: E731
+    torch.testing.assert_close(ref(shuffle(x)), shuffle(ref(x)))
+    torch.testing.assert_close(ref.attention(shuffle(x)), ref.attention(x)[:, perm][:, :, perm])
+    assert hidden.ANSWERS["q_equivariance"][1] == "ab"

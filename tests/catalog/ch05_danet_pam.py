@@ -228,3 +228,44 @@ def pam_einops(q, k, v):
     return rearrange(out, 'b (h w) c -> b c h w', h=h, w=w)
 """),
 ]
+
+# --------------------------------------------------------------------------------------------
+# conceptual questions: a wrong answer names its mistake; the right one passes in another form
+# --------------------------------------------------------------------------------------------
+def _question(qid: str) -> Exercise:
+    return Exercise(CHAPTER, qid, qid, getattr(visible, f"check_{qid}"), getattr(hidden, f"hidden_{qid}"),
+                    f"{qid}_solution", f"test_{qid}")
+
+
+Q_PARAMS, Q_GRADS, Q_MIB, Q_EQUIV = (_question(q) for q in
+                                     ("q_pam_params", "q_zero_gamma_grads", "q_map_mib", "q_equivariance"))
+EXERCISES += [Q_PARAMS, Q_GRADS, Q_MIB, Q_EQUIV]
+
+IMPLS += [
+    Impl(Q_PARAMS, "biases left out", "q_pam_params = 2 * 512 * 64 + 512 * 512 + 1", "missing_bias"),
+    Impl(Q_PARAMS, "gamma left out", "q_pam_params = 2 * (512 * 64 + 64) + 512 * 512 + 512", "param_count"),
+    Impl(Q_PARAMS, "value_conv reduced like the query", "q_pam_params = 3 * (512 * 64 + 64) + 1", "param_count"),
+    Impl(Q_PARAMS, "a float", "q_pam_params = 328321.5", "answer_form"),
+    Impl(Q_PARAMS, "still the placeholder", "q_pam_params = None", "unanswered"),
+    Impl(Q_PARAMS, "valid: the number as a float with no fraction", "q_pam_params = 328321.0"),
+    Impl(Q_PARAMS, "valid: counted from an nn.Conv2d", "q_pam_params = sum(p.numel() for c in (nn.Conv2d(512, 64, 1), "
+                                                        "nn.Conv2d(512, 64, 1), nn.Conv2d(512, 512, 1)) "
+                                                        "for p in c.parameters()) + 1"),
+    Impl(Q_GRADS, "all of them", "q_zero_gamma_grads = 'abcd'", "zero_gamma_gradient"),
+    Impl(Q_GRADS, "only the convolutions", "q_zero_gamma_grads = {'a', 'b', 'c'}", "zero_gamma_gradient"),
+    Impl(Q_GRADS, "the value convolution and gamma", "q_zero_gamma_grads = ['c', 'd']", "zero_gamma_gradient"),
+    Impl(Q_GRADS, "not an option", "q_zero_gamma_grads = 'e'", "answer_form"),
+    Impl(Q_GRADS, "valid: an upper-case letter", "q_zero_gamma_grads = 'D'"),
+    Impl(Q_GRADS, "valid: a list", "q_zero_gamma_grads = ['d']"),
+    Impl(Q_MIB, "in MB", "q_map_mib = 9216 ** 2 * 4 / 1e6", "memory_units"),
+    Impl(Q_MIB, "N numbers, not N x N", "q_map_mib = 96 * 96 * 4 / 2 ** 20", "map_size"),
+    Impl(Q_MIB, "the crop's pixels", "q_map_mib = (768 * 768) ** 2 * 4 / 2 ** 20", "output_stride"),
+    Impl(Q_MIB, "float64 bytes", "q_map_mib = 9216 ** 2 * 8 / 2 ** 20", "wrong_answer"),
+    Impl(Q_MIB, "valid: rounded", "q_map_mib = 324"),
+    Impl(Q_MIB, "valid: a tensor", "q_map_mib = torch.tensor(9216.0) ** 2 * 4 / 2 ** 20"),
+    Impl(Q_EQUIV, "only the output statement", "q_equivariance = 'b'", "equivariance"),
+    Impl(Q_EQUIV, "invariant, not equivariant", "q_equivariance = {'c'}", "equivariance"),
+    Impl(Q_EQUIV, "PAM knows positions", "q_equivariance = 'abd'", "equivariance"),
+    Impl(Q_EQUIV, "valid: another order and case", "q_equivariance = 'BA'"),
+    Impl(Q_EQUIV, "valid: a tuple", "q_equivariance = ('a', 'b')"),
+]
