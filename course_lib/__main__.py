@@ -12,6 +12,7 @@ COMMANDS = {
     "bench": ("course_lib.bench", "time and peak memory of every reference module (make bench)"),
     "capstone": ("course_lib.capstone", "train and compare every attention variant (make capstone)"),
     "grade": ("course_lib.grading.cli", "autograde a folder of submissions (make grade)"),
+    "giveaways": ("course_lib.giveaways", "how much of each answer the student notebooks show (issue 15)"),
     "grader-report": ("course_lib.grading.report", "catalog of wrong/valid implementations vs the checks"),
     "student-bundle": ("course_lib.grading.bundle", "build what students receive (make student-bundle)"),
     "release": ("course_lib.notebooks", "regenerate notebooks/ from solutions/ with nbgrader"),

@@ -53,6 +53,7 @@ EXCLUDED = (
     "grading",
     "bench.py",
     "notebooks.py",
+    "giveaways.py",
 )
 #: Text that must never reach a student's notebook.
 FORBIDDEN_IN_NOTEBOOKS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "course_lib.checks.hidden")
