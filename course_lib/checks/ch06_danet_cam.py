@@ -5,8 +5,8 @@ The notebook's test cells call:
     check_cam(ChannelAttention)            # variant="paper": Eq. (3)-(4)
     check_cam_official(ChannelAttention)   # variant="official": softmax(max - energy), and bad variants
     check_most_attended(most_attended)     # which channel each row of the map favours
-    check_blog_pam(PAM_Module)             # the seed post's PAM_Module, made to run (`attetion`)
-    check_blog_cam(CAM_Module)             # the seed post's CAM_Module, made to run (`heigh`)
+    check_blog_pam(PAM_Module)             # the seed post's PAM_Module, made to run
+    check_blog_cam(CAM_Module)             # the seed post's CAM_Module, made to run
     check_dual_attention(dual_attention)   # PAM and CAM side by side, the residual counted once
     check_q_official_form(q_official_form) # conceptual questions (course_lib.checks._questions)
     check_q_diagonal(q_diagonal)
