@@ -215,3 +215,41 @@ def test_the_answers_follow_from_their_ingredients():
     torch.testing.assert_close(ref(shuffle(x)), shuffle(ref(x)))
     torch.testing.assert_close(ref.attention(shuffle(x)), ref.attention(x)[:, perm][:, :, perm])
     assert hidden.ANSWERS["q_equivariance"][1] == "ab"
+
+
+# the float64 contract the notebook states ("the result has the input's dtype, computed in it") is checked
+# visibly: a student who casts with .float() or computes a step in float32 learns it before grading
+VISIBLY_CAUGHT = {
+    "the output cast with .float()": ("dtype", ".float()"),
+    "hard-coded float32 in forward": ("float32_inside", "float32 precision"),
+    "hard-coded float32": ("dtype", ".float()"),
+    "energy in float32, the map cast back to the input's dtype": ("float32_inside", "float32 precision"),
+    "the map computed in float32, cast back": ("float32_inside", "float32 precision"),
+}
+
+
+@pytest.mark.parametrize("label", sorted(VISIBLY_CAUGHT))
+def test_float64_mistakes_are_caught_by_the_visible_check(label):
+    import catalog.ch05_danet_pam as entries
+
+    impls = [i for i in entries.IMPLS if i.label == label]
+    mistake, words = VISIBLY_CAUGHT[label]
+    assert impls
+    for impl in impls:  # "hard-coded float32" is an entry of the PAM's attention and of pam_einops
+        with pytest.raises(CheckFailure) as info:
+            impl.exercise.visible(impl.load())
+        assert info.value.mistake == mistake == impl.mistake
+        assert "float64" in str(info.value) and words in str(info.value), str(info.value)
+
+
+def test_the_float64_runs_compare_strictly():
+    """A float64 result that is right only to float32 precision fails: the stored values are float64."""
+    E = expected("ch05_danet_pam")
+    assert E["attention"]["a"].dtype == E["forward"]["y"].dtype == E["einops"]["out"].dtype == torch.float64
+
+
+def test_equivariance_and_invariance_together_gets_its_own_hint():
+    with pytest.raises(CheckFailure) as info:
+        visible.check_q_equivariance("abc")
+    assert info.value.mistake == "invariance"
+    assert "(c) is not" in str(info.value) and visible.Q_EQUIVARIANCE.advice not in str(info.value)

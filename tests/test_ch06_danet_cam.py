@@ -296,3 +296,17 @@ def test_head_parameter_count_by_hand_matches_the_reference():
     by_hand = 2 * (2048 * 512 * 9 + 2 * 512) + 328_321 + 1 + 2 * (512 * 512 * 9 + 2 * 512) + 3 * (512 * 19 + 19)
     assert by_hand == 23_954_619
     assert sum(p.numel() for p in DualAttentionHead(2048, 19).parameters()) == by_hand
+
+
+@pytest.mark.parametrize("label, mistake", [("the output cast with .float()", "dtype"),
+                                            ("hard-coded float32", "dtype"),
+                                            ("energy in float32, the map cast back to the input's dtype",
+                                             "float32_inside")])
+def test_float64_mistakes_are_caught_by_the_visible_check(label, mistake):
+    """Exercise 2 states that a float64 input gives a float64 result: the visible check runs float64 too."""
+    import catalog.ch06_danet_cam as entries
+
+    impl, = [i for i in entries.IMPLS if i.label == label]
+    with pytest.raises(CheckFailure) as info:
+        impl.exercise.visible(impl.load())
+    assert info.value.mistake == mistake == impl.mistake and "float64" in str(info.value), str(info.value)

@@ -15,12 +15,15 @@ Weights are loaded BY NAME (the notebook asks the student to keep the official n
 ``gamma = 1``: with the zero initialisation a wrong attention branch would be invisible. A separate check
 asserts that a fresh module's gamma is 0.
 
-Inputs have B, C and N all different (3, 16, 35) and H != W, so a swapped axis cannot hide. Nothing here
+Inputs have B, C and N all different (3, 16, 35) and H != W, so a swapped axis cannot hide. Each value check
+runs twice, as the notebook states: in float32, and in float64 on the same numbers, where the result must be
+float64 (a ``.float()`` anywhere is named) and agree to float64 precision (a float32 step inside is named). Nothing here
 imports the reference module ``course_lib.danet``: expected values come from
 ``checks/expected/ch05_danet_pam.pt`` (built by ``checks/hidden/ch05_danet_pam.py``).
 """
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Callable
 
@@ -41,6 +44,7 @@ from ._core import (
     expect_defaults,
     expect_device_free,
     expect_finite,
+    expect_follows,
     expect_gradients,
     expect_method_gradients,
     expect_rows_sum_to_one,
@@ -62,6 +66,8 @@ MEMORY_UNITS = define_mistake("memory_units", "a memory figure in MB (10**6 byte
 OUTPUT_STRIDE = define_mistake("output_stride", "the size of the image used where the feature map's is meant")
 MAP_SIZE = define_mistake("map_size", "the attention map counted as N numbers instead of N x N")
 EQUIVARIANCE = define_mistake("equivariance", "a wrong statement about how PAM treats a permutation of the pixels")
+INVARIANCE = define_mistake(
+    "invariance", "PAM's output said not to change when the pixels are shuffled (invariance taken for equivariance)")
 
 # label -> (mistake id, advice); the tensors are stored in checks/expected/ch05_danet_pam.pt
 ADVICE: dict[str, tuple[str, str]] = {
@@ -96,6 +102,14 @@ MAP_ADVICE = {"columns": ADVICE["softmax_dim1"][1], "batch": ADVICE["softmax_dim
 
 def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
     expect_rows_sum_to_one(a, what=what, advice=MAP_ADVICE)
+
+
+def _in_float64(fn: Callable, *args: torch.Tensor, doing: str) -> torch.Tensor:
+    """``fn`` on float64 copies of ``args``: the result must be float64 too (compared strictly by the caller)."""
+    doing = f"{doing} in float64"
+    result = _call(fn, *(t.double().clone() for t in args), doing=doing)
+    expect_follows(result, dtype=torch.float64, doing=doing)
+    return result
 
 
 def realistic_input(channels: int = 64, size: int = 32, *, seed: int = 55) -> torch.Tensor:
@@ -186,6 +200,10 @@ def check_pam_attention(cls: type) -> None:
                  hint="the map is (B, N, N) with N = H * W: query (B, N, C') @ key (B, C', N).")
     _rows_sum_to_one(a, what="attention(x)")
     _close(a, E["a"], what="attention(x)", diagnoses=E["diagnoses"])
+    # float64 in, float64 out, at float64 precision
+    twin = copy.deepcopy(module).double()
+    a64 = _in_float64(twin.attention, x, doing=f"{what}.double().attention(x)")
+    _close(a64, E["a"], what="attention(x) in float64", diagnoses=E["diagnoses"])
     # the reduction argument is used
     module4, what4 = _loaded(cls, E["r4"], reduction=4)
     a4 = _call(module4.attention, E["x"].clone(), doing=f"{what4}.attention(x)")
@@ -224,6 +242,10 @@ def check_pam_forward(cls: type) -> None:
     expect(torch.equal(x_in, x), "forward(x) changed its input x in place (x += ... or x.add_()); "
            "return gamma * out + x as a new tensor.", mistake="inplace")
     _close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=E["diagnoses"])
+    # float64 in, float64 out, at float64 precision
+    twin = copy.deepcopy(module).double()
+    y64 = _in_float64(twin, x, doing=f"{what}.double()(x)")
+    _close(y64, E["y"], what="forward(x) with gamma = 1 in float64", diagnoses=E["diagnoses"])
     # autograd reaches the input and every parameter
     xg = x.clone().requires_grad_(True)
     y = _call(module, xg, doing=f"{what}(x) with x.requires_grad")
@@ -249,6 +271,8 @@ def check_pam_einops(fn: Callable) -> None:
     expect_shape(out, v.shape, what="pam_einops(q, k, v)",
                  hint="the output has the value's shape (B, C, H, W): for each position j, sum_i s[j, i] v[:, i].")
     _close(out, E["out"], what="pam_einops(q, k, v)", diagnoses=E["diagnoses"])
+    out64 = _in_float64(fn, q, k, v, doing="pam_einops(q, k, v)")
+    _close(out64, E["out"], what="pam_einops(q, k, v) in float64", diagnoses=E["diagnoses"])
     out2 = _call(fn, E["q2"].clone(), E["k2"].clone(), E["v2"].clone(), doing="pam_einops on a second input")
     _close(out2, E["out2"], what="pam_einops on a second input (other sizes)", diagnoses={})
     # realistic magnitudes (energies in the hundreds), then gradients to q, k and v
@@ -308,8 +332,16 @@ Q_EQUIVARIANCE = Question(
         "b": (EQUIVARIANCE, "(b) is right, and so is one more: what happens to row j and column i of the map when "
                             "query j and key i both move?"),
         "a": (EQUIVARIANCE, "(a) is right; what does it imply for out = V s^T, and for the residual x?"),
-        "c": (EQUIVARIANCE, "The output moves with the input: E_j depends on A_j, and A_j has moved."),
-        "bc": (EQUIVARIANCE, "(b) and (c) cannot both hold unless the output is constant over positions."),
+        "c": (INVARIANCE, "The output moves with the input: E_j depends on A_j, and A_j has moved."),
+        "bc": (INVARIANCE, "(b) and (c) cannot both hold unless the output is constant over positions."),
+        "abc": (INVARIANCE, "(a) and (b) are right; (c) is not. Follow the residual: after the shuffle, position j "
+                            "of forward(Px) adds the feature of the pixel that moved to j, not its old A_j. By (b), "
+                            "forward(Px) = forward(x) would mean that shuffling forward(x) leaves it unchanged, "
+                            "which only an output with the same value at every position does."),
+        "ac": (INVARIANCE, "(a) is right. What does it imply for out = V s^T and for the residual x: does the "
+                           "output stay where it was (c), or move with the pixels?"),
+        "abcd": (INVARIANCE, "(a) and (b) are right. (c): the output moves with the input, since E_j adds A_j and "
+                             "A_j has moved. (d): nothing in PAM knows where a pixel sits."),
         "abd": (EQUIVARIANCE, "(d): every step of PAM treats positions alike (1x1 convolutions, dot products, a "
                               "softmax over all keys); nothing in it knows where a pixel sits."),
         "bd": (EQUIVARIANCE, "(d): every step of PAM treats positions alike (1x1 convolutions, dot products, a "

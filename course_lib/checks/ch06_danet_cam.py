@@ -21,6 +21,7 @@ Nothing here imports ``course_lib.danet``: expected values come from ``checks/ex
 """
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Callable
 
@@ -38,6 +39,7 @@ from ._core import (
     expect,
     expect_close,
     expect_device_free,
+    expect_follows,
     expect_gradients,
     expect_rows_sum_to_one,
     expect_shape,
@@ -142,6 +144,14 @@ def _run_cam(module: nn.Module, E: dict, *, what: str) -> None:
     expect(torch.equal(x_in, x), "forward(x) changed x in place; return gamma * out + x as a new tensor.",
            mistake="inplace")
     _close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=E["y_diagnoses"])
+    # float64 in, float64 out, at float64 precision (the stored values are float64)
+    twin = copy.deepcopy(module).double()
+    for run, target, diagnoses, label in ((twin.attention, E["a"], E["a_diagnoses"], "attention(x)"),
+                                          (twin, E["y"], E["y_diagnoses"], "forward(x) with gamma = 1")):
+        doing = f"{what}.double(): {label} in float64"
+        result = call(run, x.double(), doing=doing)
+        expect_follows(result, dtype=torch.float64, doing=doing)
+        _close(result, target, what=f"{label} in float64", diagnoses=diagnoses)
     xg = x.clone().requires_grad_(True)
     y = call(module, xg, doing=f"{what}(x) with x.requires_grad")
     call(lambda: y.square().sum().backward(), doing="backward through forward(x)")

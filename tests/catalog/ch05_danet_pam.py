@@ -80,6 +80,8 @@ WRONG_ATTENTION = [
         self.gamma = nn.Parameter(torch.zeros(1))""", att=ATT.replace("self.query_conv", "self.q"))),
     ("hard-coded .cuda()", "device", att_with("        return torch.softmax(torch.bmm(q, k).cuda(), dim=-1)")),
     ("hard-coded float32", "dtype", att_with("        return torch.softmax(torch.bmm(q.float(), k.float()), dim=-1)")),
+    ("energy in float32, the map cast back to the input's dtype", "float32_inside", att_with(
+        "        return torch.softmax(torch.bmm(q.float(), k.float()), dim=-1).to(x.dtype)")),
     ("attention returns the reweighted features", "returns_features", dict(att="""\
         b, c, h, w = x.shape
         q = self.query_conv(x).view(b, -1, h * w).permute(0, 2, 1)
@@ -103,6 +105,8 @@ WRONG_FORWARD = [
         "        return self.gamma * out * (torch.ones(h, w, dtype=x.dtype) * n / (h * w)) + x"))),
     ("hard-coded float32 in forward", "float32_inside", dict(fwd=FWD.replace("a.permute(0, 2, 1))", "a.permute(0, 2, 1).float())"
                                                                     ).replace("h * w)\n", "h * w).float()\n"))),
+    ("the output cast with .float()", "dtype", dict(fwd=FWD.replace(
+        "        return self.gamma * out + x", "        return (self.gamma * out + x).float()"))),
     ("hard-coded .cuda() in forward", "device", dict(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out.cuda() + x"))),
     ("softmax over dim 1 (the same module through forward)", "softmax_dim",
      att_with("        return torch.softmax(torch.bmm(q, k), dim=1)")),
@@ -204,6 +208,11 @@ def pam_einops(q, k, v):
 """, "modifies_input"),
     Impl(EINOPS, "hard-coded float32", einops_fn(RIGHT_MAP.replace("a = e.softmax(-1)", "a = e.float().softmax(-1)"),
                                                  "out = einsum(a, v3.float(), 'b n m, b c m -> b c n')"), "dtype"),
+    Impl(EINOPS, "the output cast with .float()", einops_fn(
+        RIGHT_MAP, "out = einsum(a, v3, 'b n m, b c m -> b c n').float()"), "dtype"),
+    Impl(EINOPS, "the map computed in float32, cast back", einops_fn(
+        "e = einsum(q3.float(), k3.float(), 'b c n, b c m -> b n m')\n    a = e.softmax(-1).to(v3.dtype)"),
+        "float32_inside"),
     Impl(EINOPS, "exp / sum without subtracting the max", einops_fn(
         "e = einsum(q3, k3, 'b c n, b c m -> b n m').exp()\n    a = e / e.sum(-1, keepdim=True)"), "overflow"),
     Impl(EINOPS, "the map computed under no_grad", einops_fn(
@@ -264,7 +273,8 @@ IMPLS += [
     Impl(Q_MIB, "valid: rounded", "q_map_mib = 324"),
     Impl(Q_MIB, "valid: a tensor", "q_map_mib = torch.tensor(9216.0) ** 2 * 4 / 2 ** 20"),
     Impl(Q_EQUIV, "only the output statement", "q_equivariance = 'b'", "equivariance"),
-    Impl(Q_EQUIV, "invariant, not equivariant", "q_equivariance = {'c'}", "equivariance"),
+    Impl(Q_EQUIV, "invariant, not equivariant", "q_equivariance = {'c'}", "invariance"),
+    Impl(Q_EQUIV, "equivariant and invariant at once", "q_equivariance = 'abc'", "invariance"),
     Impl(Q_EQUIV, "PAM knows positions", "q_equivariance = 'abd'", "equivariance"),
     Impl(Q_EQUIV, "valid: another order and case", "q_equivariance = 'BA'"),
     Impl(Q_EQUIV, "valid: a tuple", "q_equivariance = ('a', 'b')"),

@@ -79,6 +79,10 @@ WRONG_PAPER = [
         extra="        self.query_conv = nn.Conv2d(5, 5, 1)")),
     ("hard-coded .cuda()", "device", att_last("        return torch.softmax(energy.cuda(), dim=-1)")),
     ("hard-coded float32", "dtype", att_last("        return torch.softmax(energy.float(), dim=-1)")),
+    ("the output cast with .float()", "dtype", dict(fwd=FWD.replace(
+        "        return self.gamma * out + x", "        return (self.gamma * out + x).float()"))),
+    ("energy in float32, the map cast back to the input's dtype", "float32_inside",
+     att_last("        return torch.softmax(energy.float(), dim=-1).to(x.dtype)")),
     ("in-place residual on x", "inplace", dict(fwd=FWD.replace(
         "        return self.gamma * out + x", "        x += self.gamma * out\n        return x"))),
     ("forward returns the map", "returns_map", dict(fwd="        return self.attention(x)")),
