@@ -35,8 +35,9 @@ def solution_namespace() -> dict:
     nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
     namespace: dict = {}
     exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
-    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {"pam", "pam_einops"}
+    cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {"pam", "pam_einops"} | {
+        f"{qid}_solution" for qid in hidden.ANSWERS}
     for cell in cells:
         exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
     return namespace
@@ -181,3 +182,74 @@ def test_query_maps_show_rows_of_the_map():
         figures.query_maps(photo, module, [(30, 0)])
     with pytest.raises(ValueError):
         figures.set_colour_projections(PositionAttention(8, reduction=1))
+
+
+def test_question_keys_are_the_hashes_of_the_hidden_answers():
+    from course_lib.checks._questions import answer_key
+
+    for qid, (kind, right, kw) in hidden.ANSWERS.items():
+        question = getattr(visible, qid.upper())
+        assert question.key == answer_key(qid, right, kind=kind, **kw), qid
+
+
+def test_solution_answers_pass_the_questions(solution_namespace, capsys):
+    for qid in hidden.ANSWERS:
+        getattr(visible, f"check_{qid}")(solution_namespace[qid])
+        getattr(hidden, f"hidden_{qid}")(solution_namespace[qid])
+    assert capsys.readouterr().out.count("[ok]") == 2 * len(hidden.ANSWERS)
+
+
+def test_the_answers_follow_from_their_ingredients():
+    """The plain answers are derived, not typed: the parameter count of the reference module, the map's bytes."""
+    assert hidden.ANSWERS["q_pam_params"][1] == sum(p.numel() for p in PositionAttention(512).parameters())
+    assert hidden.ANSWERS["q_map_mib"][1] == (768 // 8) ** 4 * torch.finfo(torch.float32).bits // 8 / 2**20
+    fresh = PositionAttention(16, 4)
+    x = torch.randn(2, 16, 5, 6)
+    (fresh(x) * torch.randn_like(x)).sum().backward()
+    nonzero = {name for name, p in fresh.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert nonzero == {"gamma"} and hidden.ANSWERS["q_zero_gamma_grads"][1] == "d"
+    ref = hidden.reference(8, 2, seed=3, gamma=0.7)
+    x = torch.randn(1, 8, 4, 5, dtype=torch.float64)
+    perm = torch.randperm(20)
+    shuffle = lambda t: t.flatten(2)[..., perm].view_as(t)  # noqa: E731
+    torch.testing.assert_close(ref(shuffle(x)), shuffle(ref(x)))
+    torch.testing.assert_close(ref.attention(shuffle(x)), ref.attention(x)[:, perm][:, :, perm])
+    assert hidden.ANSWERS["q_equivariance"][1] == "ab"
+
+
+# the float64 contract the notebook states ("the result has the input's dtype, computed in it") is checked
+# visibly: a student who casts with .float() or computes a step in float32 learns it before grading
+VISIBLY_CAUGHT = {
+    "the output cast with .float()": ("dtype", ".float()"),
+    "hard-coded float32 in forward": ("float32_inside", "float32 precision"),
+    "hard-coded float32": ("dtype", ".float()"),
+    "energy in float32, the map cast back to the input's dtype": ("float32_inside", "float32 precision"),
+    "the map computed in float32, cast back": ("float32_inside", "float32 precision"),
+}
+
+
+@pytest.mark.parametrize("label", sorted(VISIBLY_CAUGHT))
+def test_float64_mistakes_are_caught_by_the_visible_check(label):
+    import catalog.ch05_danet_pam as entries
+
+    impls = [i for i in entries.IMPLS if i.label == label]
+    mistake, words = VISIBLY_CAUGHT[label]
+    assert impls
+    for impl in impls:  # "hard-coded float32" is an entry of the PAM's attention and of pam_einops
+        with pytest.raises(CheckFailure) as info:
+            impl.exercise.visible(impl.load())
+        assert info.value.mistake == mistake == impl.mistake
+        assert "float64" in str(info.value) and words in str(info.value), str(info.value)
+
+
+def test_the_float64_runs_compare_strictly():
+    """A float64 result that is right only to float32 precision fails: the stored values are float64."""
+    E = expected("ch05_danet_pam")
+    assert E["attention"]["a"].dtype == E["forward"]["y"].dtype == E["einops"]["out"].dtype == torch.float64
+
+
+def test_equivariance_and_invariance_together_gets_its_own_hint():
+    with pytest.raises(CheckFailure) as info:
+        visible.check_q_equivariance("abc")
+    assert info.value.mistake == "invariance"
+    assert "(c) is not" in str(info.value) and visible.Q_EQUIVARIANCE.advice not in str(info.value)

@@ -45,9 +45,9 @@ def solution_namespace() -> dict:
     nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
     namespace: dict = {}
     exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
-    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
     assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {
-        "cam", "most_attended", "blog_pam", "blog_cam", "dual_attention"}
+        "cam", "most_attended", "blog", "dual_attention"} | {f"{qid}_solution" for qid in hidden.ANSWERS}
     for cell in cells:
         exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
     return namespace
@@ -206,28 +206,83 @@ def test_blog_cells_hold_the_broken_code_outside_the_solution():
     """The release gives the student the blog's code as printed (typos included), not an empty stub."""
     released = nbformat.read(nbs.notebook_path(CHAPTER, folder=nbs.RELEASE), as_version=4)
     sources = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in released.cells}
-    assert "attetion = self.softmax(energy)" in sources["blog_pam"]
-    assert "attention.permute(0, 2, 1)" in sources["blog_pam"]
-    assert "heigh, width)" in sources["blog_cam"]
-    for grade_id in ("blog_pam", "blog_cam"):
-        assert sources[grade_id].rstrip().endswith("raise NotImplementedError()")
+    assert "attetion = self.softmax(energy)" in sources["blog"]
+    assert "attention.permute(0, 2, 1)" in sources["blog"]
+    assert "heigh, width)" in sources["blog"]
+    assert sources["blog"].rstrip().endswith("raise NotImplementedError()")
 
 
-def test_the_unrepaired_blog_code_fails_with_a_name_error(solution_namespace):
-    """The blog's classes as printed (the part of the cell before the solution) fail the checks with name_error."""
+def test_the_unrepaired_blog_code_fails_with_a_name_error(solution_namespace, capsys):
+    """The blog's classes as printed (the part of the cell before the solution) fail the checks with name_error,
+    and the cell's symptom loop prints both NameErrors."""
     nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id not in ("blog_pam", "blog_cam"):
-            continue
-        namespace: dict = {}
-        exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
-        exec(compile(cell.source.split("### BEGIN SOLUTION")[0], f"<blog {grade_id}>", "exec"), namespace)
-        check = visible.check_blog_pam if grade_id == "blog_pam" else visible.check_blog_cam
+    (cell,) = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "blog"]
+    namespace: dict = {}
+    exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
+    exec(compile(cell.source.split("### BEGIN SOLUTION")[0], "<blog as printed>", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "PAM_Module as printed: NameError" in printed and "CAM_Module as printed: NameError" in printed
+    for name, check in (("PAM_Module", visible.check_blog_pam), ("CAM_Module", visible.check_blog_cam)):
         with pytest.raises(CheckFailure) as info:
-            check(namespace["PAM_Module" if grade_id == "blog_pam" else "CAM_Module"])
+            check(namespace[name])
         assert info.value.mistake == "name_error"
         assert "is not defined" in str(info.value)
+
+
+def test_question_keys_are_the_hashes_of_the_hidden_answers():
+    from course_lib.checks._questions import answer_key
+
+    for qid, (kind, right, kw) in hidden.ANSWERS.items():
+        assert getattr(visible, qid.upper()).key == answer_key(qid, right, kind=kind, **kw), qid
+
+
+def test_solution_answers_pass_the_questions(solution_namespace, capsys):
+    for qid in hidden.ANSWERS:
+        getattr(visible, f"check_{qid}")(solution_namespace[qid])
+        getattr(hidden, f"hidden_{qid}")(solution_namespace[qid])
+    assert capsys.readouterr().out.count("[ok]") == 2 * len(hidden.ANSWERS)
+
+
+def test_the_answers_follow_from_their_ingredients():
+    """Each plain answer is what the reference module and the definitions give, not a typed constant."""
+    x = torch.randn(2, 6, 4, 5, dtype=torch.float64)
+    a = x.flatten(2)
+    e = a @ a.transpose(1, 2)
+    ref = ChannelAttention(variant="official")
+    torch.testing.assert_close(ref.attention(x), (-e).softmax(-1))  # q_official_form: (b) softmax(-e)
+    assert hidden.ANSWERS["q_official_form"][1] == "b"
+    # q_symmetric: (a) the column softmax is s^T; (c) s^T-map with a transpose gives the right output; (d) false
+    s = e.softmax(-1)
+    torch.testing.assert_close(e.softmax(1), s.transpose(1, 2))
+    torch.testing.assert_close(e.softmax(1).transpose(1, 2) @ a, s @ a)
+    m = e.amax(-1, keepdim=True) - e
+    assert not torch.allclose(m, m.transpose(1, 2))
+    assert hidden.ANSWERS["q_symmetric"][1] == "ac"
+    # q_diagonal: (b) equal norms -> the diagonal wins; (c) a doubled channel beats the diagonal
+    unit = a / a.norm(dim=-1, keepdim=True)
+    eu = unit @ unit.transpose(1, 2)
+    assert torch.equal(eu.argmax(-1), torch.arange(6).expand(2, 6))
+    doubled = a.clone()
+    doubled[:, 1] = 2 * doubled[:, 0]
+    ed = doubled @ doubled.transpose(1, 2)
+    assert (ed[:, 0, 1] > ed[:, 0, 0]).all()
+    assert hidden.ANSWERS["q_diagonal"][1] == "bc"
+    # q_cost_ratio: count the multiply-adds of the two products of each module with a FLOP counter
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(module, x):
+        with FlopCounterMode(display=False) as counter:
+            module(x)
+        return {str(k): v for k, v in counter.get_flop_counts()["Global"].items()}
+
+    n_side, c = 12, 32  # a small case: the ratio formula N (C + C') / (2 C^2) must hold for it too
+    pam = PositionAttention(c)
+    x = torch.randn(1, c, n_side, n_side)
+    pam_bmm = flops(pam, x).get("aten.bmm", 0) // 2
+    cam_bmm = sum(v for k, v in flops(ChannelAttention(), x).items() if k in ("aten.bmm", "aten.mm")) // 2
+    n = n_side * n_side
+    assert pam_bmm == n * n * (c + c // 8) and cam_bmm == 2 * c * c * n
+    assert hidden.ANSWERS["q_cost_ratio"][1] == 96**2 * (512 + 64) / (2 * 512**2)
 
 
 def test_dual_attention_check_names_a_double_residual():
@@ -241,3 +296,17 @@ def test_head_parameter_count_by_hand_matches_the_reference():
     by_hand = 2 * (2048 * 512 * 9 + 2 * 512) + 328_321 + 1 + 2 * (512 * 512 * 9 + 2 * 512) + 3 * (512 * 19 + 19)
     assert by_hand == 23_954_619
     assert sum(p.numel() for p in DualAttentionHead(2048, 19).parameters()) == by_hand
+
+
+@pytest.mark.parametrize("label, mistake", [("the output cast with .float()", "dtype"),
+                                            ("hard-coded float32", "dtype"),
+                                            ("energy in float32, the map cast back to the input's dtype",
+                                             "float32_inside")])
+def test_float64_mistakes_are_caught_by_the_visible_check(label, mistake):
+    """Exercise 2 states that a float64 input gives a float64 result: the visible check runs float64 too."""
+    import catalog.ch06_danet_cam as entries
+
+    impl, = [i for i in entries.IMPLS if i.label == label]
+    with pytest.raises(CheckFailure) as info:
+        impl.exercise.visible(impl.load())
+    assert info.value.mistake == mistake == impl.mistake and "float64" in str(info.value), str(info.value)

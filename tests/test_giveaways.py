@@ -14,6 +14,8 @@ DONE: set[str] = {
     "00_shapes",
     "01_se",
     "02_cbam",
+    "05_danet_pam",
+    "06_danet_cam",
     "08_eca_coordatt",
     "09_capstone",
 }

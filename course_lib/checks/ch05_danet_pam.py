@@ -5,24 +5,32 @@ The notebook's test cells call:
     check_pam_attention(PositionAttention)   # attention(x): the (B, N, N) map, rows sum to 1
     check_pam_forward(PositionAttention)     # forward(x): gamma * out + x, gamma starting at 0
     check_pam_einops(pam_einops)             # the contraction as a function of q, k, v
+    check_q_pam_params(q_pam_params)         # conceptual questions (course_lib.checks._questions)
+    check_q_zero_gamma_grads(q_zero_gamma_grads)
+    check_q_map_mib(q_map_mib)
+    check_q_equivariance(q_equivariance)
 
 Weights are loaded BY NAME (the notebook asks the student to keep the official names ``query_conv``,
 ``key_conv``, ``value_conv`` and ``gamma``), so official DANet weights load 1:1. The value checks force
 ``gamma = 1``: with the zero initialisation a wrong attention branch would be invisible. A separate check
 asserts that a fresh module's gamma is 0.
 
-Inputs have B, C and N all different (3, 16, 35) and H != W, so a swapped axis cannot hide. Nothing here
+Inputs have B, C and N all different (3, 16, 35) and H != W, so a swapped axis cannot hide. Each value check
+runs twice, as the notebook states: in float32, and in float64 on the same numbers, where the result must be
+float64 (a ``.float()`` anywhere is named) and agree to float64 precision (a float32 step inside is named). Nothing here
 imports the reference module ``course_lib.danet``: expected values come from
 ``checks/expected/ch05_danet_pam.pt`` (built by ``checks/hidden/ch05_danet_pam.py``).
 """
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Callable
 
 import torch
 from torch import nn
 
+from ._questions import Question, answer_key
 from ._core import (
     CheckFailure,
     build,
@@ -36,6 +44,7 @@ from ._core import (
     expect_defaults,
     expect_device_free,
     expect_finite,
+    expect_follows,
     expect_gradients,
     expect_method_gradients,
     expect_rows_sum_to_one,
@@ -51,6 +60,14 @@ CHAPTER = "ch05_danet_pam"
 QK_SWAPPED = define_mistake(
     "qk_swapped", "the roles of query and key are swapped (energy[j, i] = k_j . q_i instead of q_j . k_i)")
 MODIFIES_INPUT = "modifies_input"
+ZERO_GAMMA_GRADIENT = define_mistake(
+    "zero_gamma_gradient", "a parameter is said to get a gradient through gamma * out while gamma = 0")
+MEMORY_UNITS = define_mistake("memory_units", "a memory figure in MB (10**6 bytes) where MiB (2**20 bytes) is asked")
+OUTPUT_STRIDE = define_mistake("output_stride", "the size of the image used where the feature map's is meant")
+MAP_SIZE = define_mistake("map_size", "the attention map counted as N numbers instead of N x N")
+EQUIVARIANCE = define_mistake("equivariance", "a wrong statement about how PAM treats a permutation of the pixels")
+INVARIANCE = define_mistake(
+    "invariance", "PAM's output said not to change when the pixels are shuffled (invariance taken for equivariance)")
 
 # label -> (mistake id, advice); the tensors are stored in checks/expected/ch05_danet_pam.pt
 ADVICE: dict[str, tuple[str, str]] = {
@@ -85,6 +102,14 @@ MAP_ADVICE = {"columns": ADVICE["softmax_dim1"][1], "batch": ADVICE["softmax_dim
 
 def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
     expect_rows_sum_to_one(a, what=what, advice=MAP_ADVICE)
+
+
+def _in_float64(fn: Callable, *args: torch.Tensor, doing: str) -> torch.Tensor:
+    """``fn`` on float64 copies of ``args``: the result must be float64 too (compared strictly by the caller)."""
+    doing = f"{doing} in float64"
+    result = _call(fn, *(t.double().clone() for t in args), doing=doing)
+    expect_follows(result, dtype=torch.float64, doing=doing)
+    return result
 
 
 def realistic_input(channels: int = 64, size: int = 32, *, seed: int = 55) -> torch.Tensor:
@@ -175,6 +200,10 @@ def check_pam_attention(cls: type) -> None:
                  hint="the map is (B, N, N) with N = H * W: query (B, N, C') @ key (B, C', N).")
     _rows_sum_to_one(a, what="attention(x)")
     _close(a, E["a"], what="attention(x)", diagnoses=E["diagnoses"])
+    # float64 in, float64 out, at float64 precision
+    twin = copy.deepcopy(module).double()
+    a64 = _in_float64(twin.attention, x, doing=f"{what}.double().attention(x)")
+    _close(a64, E["a"], what="attention(x) in float64", diagnoses=E["diagnoses"])
     # the reduction argument is used
     module4, what4 = _loaded(cls, E["r4"], reduction=4)
     a4 = _call(module4.attention, E["x"].clone(), doing=f"{what4}.attention(x)")
@@ -213,6 +242,10 @@ def check_pam_forward(cls: type) -> None:
     expect(torch.equal(x_in, x), "forward(x) changed its input x in place (x += ... or x.add_()); "
            "return gamma * out + x as a new tensor.", mistake="inplace")
     _close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=E["diagnoses"])
+    # float64 in, float64 out, at float64 precision
+    twin = copy.deepcopy(module).double()
+    y64 = _in_float64(twin, x, doing=f"{what}.double()(x)")
+    _close(y64, E["y"], what="forward(x) with gamma = 1 in float64", diagnoses=E["diagnoses"])
     # autograd reaches the input and every parameter
     xg = x.clone().requires_grad_(True)
     y = _call(module, xg, doing=f"{what}(x) with x.requires_grad")
@@ -238,6 +271,8 @@ def check_pam_einops(fn: Callable) -> None:
     expect_shape(out, v.shape, what="pam_einops(q, k, v)",
                  hint="the output has the value's shape (B, C, H, W): for each position j, sum_i s[j, i] v[:, i].")
     _close(out, E["out"], what="pam_einops(q, k, v)", diagnoses=E["diagnoses"])
+    out64 = _in_float64(fn, q, k, v, doing="pam_einops(q, k, v)")
+    _close(out64, E["out"], what="pam_einops(q, k, v) in float64", diagnoses=E["diagnoses"])
     out2 = _call(fn, E["q2"].clone(), E["k2"].clone(), E["v2"].clone(), doing="pam_einops on a second input")
     _close(out2, E["out2"], what="pam_einops on a second input (other sizes)", diagnoses={})
     # realistic magnitudes (energies in the hundreds), then gradients to q, k and v
@@ -245,3 +280,92 @@ def check_pam_einops(fn: Callable) -> None:
     large = _call(fn, *big, doing="pam_einops on queries and keys of realistic size (float32)")
     expect_finite(large, what=f"pam_einops(q, k, v) for float32 q and k up to {big[0].abs().max().item():.0f} in size")
     expect_gradients(fn, (E["q2"], E["k2"], E["v2"]), doing="pam_einops(q, k, v)", names=("q", "k", "v"))
+
+
+# --------------------------------------------------------------------------------------------
+# conceptual questions: the right answers are stored only as salted hashes (plain in the hidden module)
+# --------------------------------------------------------------------------------------------
+def _wrong(qid: str, kind: str, cases: dict, **kw) -> dict[str, tuple[str, str]]:
+    return {answer_key(qid, value, kind=kind, **kw): hint for value, hint in cases.items()}
+
+
+Q_PAM_PARAMS = Question(
+    "q_pam_params", "int", key="baee9d85ae380b0f8457",
+    wrong=_wrong("q_pam_params", "int", {
+        327681: ("missing_bias", "That is the count without the biases: each 1x1 convolution also has one bias per "
+                                 "output channel (nn.Conv2d keeps bias=True, as the official code does)."),
+        328320: ("param_count", "Close: gamma is a parameter too (one number)."),
+        327680: ("param_count", "That leaves out the three convolutions' biases and gamma."),
+        98497: ("param_count", "value_conv maps C to C channels (the values keep the input's width); only the query "
+                               "and key convolutions reduce to C' = C / 8."),
+    }),
+    advice="Count each 1x1 convolution as (input channels x output channels) weights plus one bias per output "
+           "channel: query_conv and key_conv map C = 512 to C' = 512 // 8 channels, value_conv maps 512 to 512, "
+           "and gamma is one number.")
+
+Q_ZERO_GAMMA_GRADS = Question(
+    "q_zero_gamma_grads", "choices", options="abcd", key="a6e952661a005e108ed6",
+    wrong=_wrong("q_zero_gamma_grads", "choices", {
+        "abcd": (ZERO_GAMMA_GRADIENT, "The convolutions reach the loss only through gamma * out, so their gradient is "
+                                      "gamma times d out / d theta: zero while gamma = 0. Which factor is not multiplied "
+                                      "by gamma?"),
+        "abc": (ZERO_GAMMA_GRADIENT, "Each convolution's gradient carries the factor gamma = 0. What is dE/d gamma?"),
+        "c": (ZERO_GAMMA_GRADIENT, "value_conv's output is multiplied by gamma too, like the map's."),
+        "cd": (ZERO_GAMMA_GRADIENT, "value_conv's output is multiplied by gamma too, like the map's."),
+    }, options="abcd"),
+    advice="Write E = gamma * out(theta) + x and differentiate with respect to each parameter at gamma = 0.")
+
+Q_MAP_MIB = Question(
+    "q_map_mib", "float", digits=3, key="7fc10430feb623ccf1c4",
+    wrong=_wrong("q_map_mib", "float", {
+        339.738624: (MEMORY_UNITS, "That is in MB (10**6 bytes); the question asks MiB (2**20 bytes)."),
+        0.03515625: (MAP_SIZE, "That is N numbers; the map holds one number per (query, key) pair: N x N."),
+        1327104.0: (OUTPUT_STRIDE, "That uses the crop's 768 x 768 pixels; PAM runs on the feature map, 8 times "
+                                   "smaller on each side."),
+    }),
+    advice="Feature side = crop side / output stride; N = side x side; the map has N x N entries of 4 bytes; "
+           "1 MiB = 2**20 bytes.")
+
+Q_EQUIVARIANCE = Question(
+    "q_equivariance", "choices", options="abcd", key="4969222017600858e230",
+    wrong=_wrong("q_equivariance", "choices", {
+        "b": (EQUIVARIANCE, "(b) is right, and so is one more: what happens to row j and column i of the map when "
+                            "query j and key i both move?"),
+        "a": (EQUIVARIANCE, "(a) is right; what does it imply for out = V s^T, and for the residual x?"),
+        "c": (INVARIANCE, "The output moves with the input: E_j depends on A_j, and A_j has moved."),
+        "bc": (INVARIANCE, "(b) and (c) cannot both hold unless the output is constant over positions."),
+        "abc": (INVARIANCE, "(a) and (b) are right; (c) is not. Follow the residual: after the shuffle, position j "
+                            "of forward(Px) adds the feature of the pixel that moved to j, not its old A_j. By (b), "
+                            "forward(Px) = forward(x) would mean that shuffling forward(x) leaves it unchanged, "
+                            "which only an output with the same value at every position does."),
+        "ac": (INVARIANCE, "(a) is right. What does it imply for out = V s^T and for the residual x: does the "
+                           "output stay where it was (c), or move with the pixels?"),
+        "abcd": (INVARIANCE, "(a) and (b) are right. (c): the output moves with the input, since E_j adds A_j and "
+                             "A_j has moved. (d): nothing in PAM knows where a pixel sits."),
+        "abd": (EQUIVARIANCE, "(d): every step of PAM treats positions alike (1x1 convolutions, dot products, a "
+                              "softmax over all keys); nothing in it knows where a pixel sits."),
+        "bd": (EQUIVARIANCE, "(d): every step of PAM treats positions alike (1x1 convolutions, dot products, a "
+                             "softmax over all keys); nothing in it knows where a pixel sits."),
+    }, options="abcd"),
+    advice="Follow a permutation through each step: 1x1 convolutions act on each position alone, the energy pairs "
+           "every query with every key, the softmax runs over all keys.")
+
+
+@exercise("q_pam_params", budget_s=2)
+def check_q_pam_params(answer) -> None:
+    Q_PAM_PARAMS.check(answer)
+
+
+@exercise("q_zero_gamma_grads", budget_s=2)
+def check_q_zero_gamma_grads(answer) -> None:
+    Q_ZERO_GAMMA_GRADS.check(answer)
+
+
+@exercise("q_map_mib", budget_s=2)
+def check_q_map_mib(answer) -> None:
+    Q_MAP_MIB.check(answer)
+
+
+@exercise("q_equivariance", budget_s=2)
+def check_q_equivariance(answer) -> None:
+    Q_EQUIVARIANCE.check(answer)

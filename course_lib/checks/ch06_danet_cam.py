@@ -5,9 +5,13 @@ The notebook's test cells call:
     check_cam(ChannelAttention)            # variant="paper": Eq. (3)-(4)
     check_cam_official(ChannelAttention)   # variant="official": softmax(max - energy), and bad variants
     check_most_attended(most_attended)     # which channel each row of the map favours
-    check_blog_pam(PAM_Module)             # the seed post's PAM_Module, made to run (`attetion`)
-    check_blog_cam(CAM_Module)             # the seed post's CAM_Module, made to run (`heigh`)
+    check_blog_pam(PAM_Module)             # the seed post's PAM_Module, made to run
+    check_blog_cam(CAM_Module)             # the seed post's CAM_Module, made to run
     check_dual_attention(dual_attention)   # PAM and CAM side by side, the residual counted once
+    check_q_official_form(q_official_form) # conceptual questions (course_lib.checks._questions)
+    check_q_diagonal(q_diagonal)
+    check_q_symmetric(q_symmetric)
+    check_q_cost_ratio(q_cost_ratio)
 
 CAM's energy a a^T is symmetric, so a softmax over the wrong dim gives exactly the transpose of the right
 map: the checks test the rows of the map AND the output. gamma is forced to 1 before any value check (with
@@ -17,6 +21,7 @@ Nothing here imports ``course_lib.danet``: expected values come from ``checks/ex
 """
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Callable
 
@@ -34,6 +39,7 @@ from ._core import (
     expect,
     expect_close,
     expect_device_free,
+    expect_follows,
     expect_gradients,
     expect_rows_sum_to_one,
     expect_shape,
@@ -42,6 +48,7 @@ from ._core import (
     is_close,
     passed,
 )
+from ._questions import Question, answer_key
 from .ch05_danet_pam import _check_structure, load_pam_weights, realistic_input
 from .ch05_danet_pam import _close as _pam_close
 
@@ -53,6 +60,11 @@ BAD_VARIANT = define_mistake("bad_variant", "an unknown variant is accepted inst
 RESIDUAL_TWICE = define_mistake("residual_twice", "two branches that each add x are summed, so x is counted twice")
 ARGMAX_AXIS = define_mistake("argmax_axis", "the argmax (or argmin) runs over dim 1 of the map instead of each row, "
                                             "dim -1")
+OFFICIAL_FORM = define_mistake("official_form", "a wrong reading of what softmax(max - energy) computes")
+DIAGONAL = define_mistake("diagonal", "a wrong claim about when a channel's energy with itself is the largest of its row")
+SYMMETRIC = define_mistake("symmetric", "a wrong claim about what the symmetry of CAM's energy implies")
+COST_RATIO = define_mistake("cost_ratio", "a multiply-add count of PAM or CAM that leaves out a product or inverts "
+                                          "the ratio")
 SEQUENTIAL = define_mistake("sequential", "the branches run one after the other where they should run side by side")
 
 ADVICE: dict[str, tuple[str, str]] = {
@@ -132,6 +144,14 @@ def _run_cam(module: nn.Module, E: dict, *, what: str) -> None:
     expect(torch.equal(x_in, x), "forward(x) changed x in place; return gamma * out + x as a new tensor.",
            mistake="inplace")
     _close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=E["y_diagnoses"])
+    # float64 in, float64 out, at float64 precision (the stored values are float64)
+    twin = copy.deepcopy(module).double()
+    for run, target, diagnoses, label in ((twin.attention, E["a"], E["a_diagnoses"], "attention(x)"),
+                                          (twin, E["y"], E["y_diagnoses"], "forward(x) with gamma = 1")):
+        doing = f"{what}.double(): {label} in float64"
+        result = call(run, x.double(), doing=doing)
+        expect_follows(result, dtype=torch.float64, doing=doing)
+        _close(result, target, what=f"{label} in float64", diagnoses=diagnoses)
     xg = x.clone().requires_grad_(True)
     y = call(module, xg, doing=f"{what}(x) with x.requires_grad")
     call(lambda: y.square().sum().backward(), doing="backward through forward(x)")
@@ -276,3 +296,82 @@ def check_dual_attention(fn: Callable) -> None:
     pam, cam, _, _ = dual_cases(x)
     expect_gradients(fn, (x, pam, cam), doing="dual_attention(x, pam, cam)", names=("x", "pam", "cam"),
                      grad_inputs=(0,))
+
+
+# --------------------------------------------------------------------------------------------
+# conceptual questions: the right answers are stored only as salted hashes (plain in the hidden module)
+# --------------------------------------------------------------------------------------------
+def _wrong(qid: str, kind: str, cases: dict, **kw) -> dict[str, tuple[str, str]]:
+    return {answer_key(qid, value, kind=kind, **kw): hint for value, hint in cases.items()}
+
+
+_SAME_ROW = "Adding the same number to every entry of a row never changes its softmax: write it out for m_j - e_ji."
+Q_OFFICIAL_FORM = Question(
+    "q_official_form", "choice", options="abcd", key="18ba803ba1846c0c124e",
+    wrong=_wrong("q_official_form", "choice", {
+        "a": (OFFICIAL_FORM, "The sign of e flips in m - e. " + _SAME_ROW),
+        "c": (OFFICIAL_FORM, "e - m is the stabilising shift, and it gives softmax(e); the official line is m - e. "
+                             + _SAME_ROW),
+        "d": (OFFICIAL_FORM, "Any softmax's rows sum to 1, whatever its input. " + _SAME_ROW),
+    }, options="abcd"),
+    advice=_SAME_ROW)
+
+Q_DIAGONAL = Question(
+    "q_diagonal", "choices", options="abcd", key="85b642c7c7f44916b7db",
+    wrong=_wrong("q_diagonal", "choices", {
+        "a": (DIAGONAL, "(a) fails for some features: try channel i = 2 x channel j. Cauchy-Schwarz bounds "
+                        "e_ji by |A_j| |A_i|, not by |A_j|^2."),
+        "ab": (DIAGONAL, "(a) fails for some features: try channel i = 2 x channel j."),
+        "abc": (DIAGONAL, "(a) and (c) contradict each other."),
+        "b": (DIAGONAL, "(b) is right; compute e_ji and e_jj for channel i = 2 x channel j."),
+        "c": (DIAGONAL, "(c) is right; Cauchy-Schwarz gives one more: e_ji <= |A_j| |A_i|."),
+        "bcd": (DIAGONAL, "(d) would need |A_j|^2 to be the largest entry of every row j, for any features: "
+                          "(c) is a counterexample."),
+        "ad": (DIAGONAL, "(c) is a counterexample to (a), and then to (d)."),
+    }, options="abcd"),
+    advice="Compare e_jj = |A_j|^2 with e_ji = A_j . A_i, which Cauchy-Schwarz bounds by |A_j| |A_i|.")
+
+Q_SYMMETRIC = Question(
+    "q_symmetric", "choices", options="abcd", key="a66bf338752ed8fdc143",
+    wrong=_wrong("q_symmetric", "choices", {
+        "a": (SYMMETRIC, "(a) is right. Then what does the extra transpose of (c) do to the column softmax?"),
+        "c": (SYMMETRIC, "(c) is right because of another statement in the list: which one?"),
+        "b": (SYMMETRIC, "A softmax over the columns makes columns sum to 1, a softmax over the rows makes rows "
+                         "sum to 1: the two maps differ unless the map is symmetric, and a softmax's is not."),
+        "abc": (SYMMETRIC, "(b): the column softmax is the transpose of the row softmax, not the same map."),
+        "acd": (SYMMETRIC, "(d): m_j is the maximum of row j; it differs from row to row, so m_j - e_ji and "
+                           "m_i - e_ij differ."),
+        "ad": (SYMMETRIC, "(d): m_j is the maximum of row j; it differs from row to row."),
+    }, options="abcd"),
+    advice="Write the column softmax of e as a row softmax of e^T, and use e = e^T.")
+
+Q_COST_RATIO = Question(
+    "q_cost_ratio", "float", digits=3, key="e742fdd1dd45037d92ad",
+    wrong=_wrong("q_cost_ratio", "float", {
+        2.25: (COST_RATIO, "That is the energies alone; each module also has its weighted sum (a second product)."),
+        20.25: (COST_RATIO, "CAM has two products too: its energy a a^T and its weighted sum s a, C^2 N each."),
+        324: (COST_RATIO, "That is N^2 / C^2, the ratio of the maps' sizes (memory), not of the multiply-adds."),
+        1 / 10.125: (COST_RATIO, "The ratio is inverted: PAM's cost over CAM's."),
+    }),
+    advice="An (a x b) @ (b x c) product costs a b c multiply-adds. PAM: energy (N x C')(C' x N) and weighted sum "
+           "(C x N)(N x N); CAM: energy (C x N)(N x C) and weighted sum (C x C)(C x N).")
+
+
+@exercise("q_official_form", budget_s=2)
+def check_q_official_form(answer) -> None:
+    Q_OFFICIAL_FORM.check(answer)
+
+
+@exercise("q_diagonal", budget_s=2)
+def check_q_diagonal(answer) -> None:
+    Q_DIAGONAL.check(answer)
+
+
+@exercise("q_symmetric", budget_s=2)
+def check_q_symmetric(answer) -> None:
+    Q_SYMMETRIC.check(answer)
+
+
+@exercise("q_cost_ratio", budget_s=2)
+def check_q_cost_ratio(answer) -> None:
+    Q_COST_RATIO.check(answer)

@@ -80,6 +80,8 @@ WRONG_ATTENTION = [
         self.gamma = nn.Parameter(torch.zeros(1))""", att=ATT.replace("self.query_conv", "self.q"))),
     ("hard-coded .cuda()", "device", att_with("        return torch.softmax(torch.bmm(q, k).cuda(), dim=-1)")),
     ("hard-coded float32", "dtype", att_with("        return torch.softmax(torch.bmm(q.float(), k.float()), dim=-1)")),
+    ("energy in float32, the map cast back to the input's dtype", "float32_inside", att_with(
+        "        return torch.softmax(torch.bmm(q.float(), k.float()), dim=-1).to(x.dtype)")),
     ("attention returns the reweighted features", "returns_features", dict(att="""\
         b, c, h, w = x.shape
         q = self.query_conv(x).view(b, -1, h * w).permute(0, 2, 1)
@@ -103,6 +105,8 @@ WRONG_FORWARD = [
         "        return self.gamma * out * (torch.ones(h, w, dtype=x.dtype) * n / (h * w)) + x"))),
     ("hard-coded float32 in forward", "float32_inside", dict(fwd=FWD.replace("a.permute(0, 2, 1))", "a.permute(0, 2, 1).float())"
                                                                     ).replace("h * w)\n", "h * w).float()\n"))),
+    ("the output cast with .float()", "dtype", dict(fwd=FWD.replace(
+        "        return self.gamma * out + x", "        return (self.gamma * out + x).float()"))),
     ("hard-coded .cuda() in forward", "device", dict(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out.cuda() + x"))),
     ("softmax over dim 1 (the same module through forward)", "softmax_dim",
      att_with("        return torch.softmax(torch.bmm(q, k), dim=1)")),
@@ -204,6 +208,11 @@ def pam_einops(q, k, v):
 """, "modifies_input"),
     Impl(EINOPS, "hard-coded float32", einops_fn(RIGHT_MAP.replace("a = e.softmax(-1)", "a = e.float().softmax(-1)"),
                                                  "out = einsum(a, v3.float(), 'b n m, b c m -> b c n')"), "dtype"),
+    Impl(EINOPS, "the output cast with .float()", einops_fn(
+        RIGHT_MAP, "out = einsum(a, v3, 'b n m, b c m -> b c n').float()"), "dtype"),
+    Impl(EINOPS, "the map computed in float32, cast back", einops_fn(
+        "e = einsum(q3.float(), k3.float(), 'b c n, b c m -> b n m')\n    a = e.softmax(-1).to(v3.dtype)"),
+        "float32_inside"),
     Impl(EINOPS, "exp / sum without subtracting the max", einops_fn(
         "e = einsum(q3, k3, 'b c n, b c m -> b n m').exp()\n    a = e / e.sum(-1, keepdim=True)"), "overflow"),
     Impl(EINOPS, "the map computed under no_grad", einops_fn(
@@ -227,4 +236,46 @@ def pam_einops(q, k, v):
     out = F.scaled_dot_product_attention(t(q), t(k), t(v), scale=1.0)
     return rearrange(out, 'b (h w) c -> b c h w', h=h, w=w)
 """),
+]
+
+# --------------------------------------------------------------------------------------------
+# conceptual questions: a wrong answer names its mistake; the right one passes in another form
+# --------------------------------------------------------------------------------------------
+def _question(qid: str) -> Exercise:
+    return Exercise(CHAPTER, qid, qid, getattr(visible, f"check_{qid}"), getattr(hidden, f"hidden_{qid}"),
+                    f"{qid}_solution", f"test_{qid}")
+
+
+Q_PARAMS, Q_GRADS, Q_MIB, Q_EQUIV = (_question(q) for q in
+                                     ("q_pam_params", "q_zero_gamma_grads", "q_map_mib", "q_equivariance"))
+EXERCISES += [Q_PARAMS, Q_GRADS, Q_MIB, Q_EQUIV]
+
+IMPLS += [
+    Impl(Q_PARAMS, "biases left out", "q_pam_params = 2 * 512 * 64 + 512 * 512 + 1", "missing_bias"),
+    Impl(Q_PARAMS, "gamma left out", "q_pam_params = 2 * (512 * 64 + 64) + 512 * 512 + 512", "param_count"),
+    Impl(Q_PARAMS, "value_conv reduced like the query", "q_pam_params = 3 * (512 * 64 + 64) + 1", "param_count"),
+    Impl(Q_PARAMS, "a float", "q_pam_params = 328321.5", "answer_form"),
+    Impl(Q_PARAMS, "still the placeholder", "q_pam_params = None", "unanswered"),
+    Impl(Q_PARAMS, "valid: the number as a float with no fraction", "q_pam_params = 328321.0"),
+    Impl(Q_PARAMS, "valid: counted from an nn.Conv2d", "q_pam_params = sum(p.numel() for c in (nn.Conv2d(512, 64, 1), "
+                                                        "nn.Conv2d(512, 64, 1), nn.Conv2d(512, 512, 1)) "
+                                                        "for p in c.parameters()) + 1"),
+    Impl(Q_GRADS, "all of them", "q_zero_gamma_grads = 'abcd'", "zero_gamma_gradient"),
+    Impl(Q_GRADS, "only the convolutions", "q_zero_gamma_grads = {'a', 'b', 'c'}", "zero_gamma_gradient"),
+    Impl(Q_GRADS, "the value convolution and gamma", "q_zero_gamma_grads = ['c', 'd']", "zero_gamma_gradient"),
+    Impl(Q_GRADS, "not an option", "q_zero_gamma_grads = 'e'", "answer_form"),
+    Impl(Q_GRADS, "valid: an upper-case letter", "q_zero_gamma_grads = 'D'"),
+    Impl(Q_GRADS, "valid: a list", "q_zero_gamma_grads = ['d']"),
+    Impl(Q_MIB, "in MB", "q_map_mib = 9216 ** 2 * 4 / 1e6", "memory_units"),
+    Impl(Q_MIB, "N numbers, not N x N", "q_map_mib = 96 * 96 * 4 / 2 ** 20", "map_size"),
+    Impl(Q_MIB, "the crop's pixels", "q_map_mib = (768 * 768) ** 2 * 4 / 2 ** 20", "output_stride"),
+    Impl(Q_MIB, "float64 bytes", "q_map_mib = 9216 ** 2 * 8 / 2 ** 20", "wrong_answer"),
+    Impl(Q_MIB, "valid: rounded", "q_map_mib = 324"),
+    Impl(Q_MIB, "valid: a tensor", "q_map_mib = torch.tensor(9216.0) ** 2 * 4 / 2 ** 20"),
+    Impl(Q_EQUIV, "only the output statement", "q_equivariance = 'b'", "equivariance"),
+    Impl(Q_EQUIV, "invariant, not equivariant", "q_equivariance = {'c'}", "invariance"),
+    Impl(Q_EQUIV, "equivariant and invariant at once", "q_equivariance = 'abc'", "invariance"),
+    Impl(Q_EQUIV, "PAM knows positions", "q_equivariance = 'abd'", "equivariance"),
+    Impl(Q_EQUIV, "valid: another order and case", "q_equivariance = 'BA'"),
+    Impl(Q_EQUIV, "valid: a tuple", "q_equivariance = ('a', 'b')"),
 ]

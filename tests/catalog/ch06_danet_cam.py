@@ -15,9 +15,9 @@ OFFICIAL = Exercise(CHAPTER, "ChannelAttention (official)", "ChannelAttention",
 MOST = Exercise(CHAPTER, "most_attended", "most_attended",
                 visible.check_most_attended, hidden.hidden_most_attended, "most_attended", "test_most_attended")
 BLOG_PAM = Exercise(CHAPTER, "PAM_Module (blog, repaired)", "PAM_Module", visible.check_blog_pam,
-                    hidden.hidden_blog_pam, "blog_pam", "test_blog_pam")
+                    hidden.hidden_blog_pam, "blog", "test_blog_pam")
 BLOG = Exercise(CHAPTER, "CAM_Module (blog, repaired)", "CAM_Module", visible.check_blog_cam,
-                hidden.hidden_blog_cam, "blog_cam", "test_blog_cam")
+                hidden.hidden_blog_cam, "blog", "test_blog_cam")
 DUAL = Exercise(CHAPTER, "dual_attention", "dual_attention", visible.check_dual_attention,
                 hidden.hidden_dual_attention, "dual_attention", "test_dual_attention")
 EXERCISES = [PAPER, OFFICIAL, MOST, BLOG_PAM, BLOG, DUAL]
@@ -79,6 +79,10 @@ WRONG_PAPER = [
         extra="        self.query_conv = nn.Conv2d(5, 5, 1)")),
     ("hard-coded .cuda()", "device", att_last("        return torch.softmax(energy.cuda(), dim=-1)")),
     ("hard-coded float32", "dtype", att_last("        return torch.softmax(energy.float(), dim=-1)")),
+    ("the output cast with .float()", "dtype", dict(fwd=FWD.replace(
+        "        return self.gamma * out + x", "        return (self.gamma * out + x).float()"))),
+    ("energy in float32, the map cast back to the input's dtype", "float32_inside",
+     att_last("        return torch.softmax(energy.float(), dim=-1).to(x.dtype)")),
     ("in-place residual on x", "inplace", dict(fwd=FWD.replace(
         "        return self.gamma * out + x", "        x += self.gamma * out\n        return x"))),
     ("forward returns the map", "returns_map", dict(fwd="        return self.attention(x)")),
@@ -245,4 +249,45 @@ IMPLS += [
         "BODY", "return x + (pam(x) - x) + (cam(x) - x)")),
     Impl(DUAL, "in place on a fresh tensor", DUAL_TEMPLATE.replace(
         "BODY", "out = pam(x)\n    out += cam(x)\n    out -= x\n    return out")),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# conceptual questions: a wrong answer names its mistake; the right one passes in another form
+# --------------------------------------------------------------------------------------------
+def _question(qid: str) -> Exercise:
+    return Exercise(CHAPTER, qid, qid, getattr(visible, f"check_{qid}"), getattr(hidden, f"hidden_{qid}"),
+                    f"{qid}_solution", f"test_{qid}")
+
+
+Q_SYMMETRIC, Q_OFFICIAL_FORM, Q_DIAGONAL, Q_COST = (_question(q) for q in
+                                                   ("q_symmetric", "q_official_form", "q_diagonal", "q_cost_ratio"))
+EXERCISES += [Q_SYMMETRIC, Q_OFFICIAL_FORM, Q_DIAGONAL, Q_COST]
+
+IMPLS += [
+    Impl(Q_SYMMETRIC, "the column softmax is the same map", "q_symmetric = 'b'", "symmetric"),
+    Impl(Q_SYMMETRIC, "only the transpose statement", "q_symmetric = {'a'}", "symmetric"),
+    Impl(Q_SYMMETRIC, "the official input symmetric too", "q_symmetric = 'acd'", "symmetric"),
+    Impl(Q_SYMMETRIC, "two letters in one string with a comma", "q_symmetric = 'a, z'", "answer_form"),
+    Impl(Q_SYMMETRIC, "valid: a set", "q_symmetric = {'c', 'a'}"),
+    Impl(Q_SYMMETRIC, "valid: upper case with a comma", "q_symmetric = 'A, C'"),
+    Impl(Q_OFFICIAL_FORM, "the paper's map, stabilised", "q_official_form = 'a'", "official_form"),
+    Impl(Q_OFFICIAL_FORM, "the e - m form", "q_official_form = 'c'", "official_form"),
+    Impl(Q_OFFICIAL_FORM, "rows no longer sum to 1", "q_official_form = 'd'", "official_form"),
+    Impl(Q_OFFICIAL_FORM, "two letters where one is asked", "q_official_form = 'bc'", "answer_form"),
+    Impl(Q_OFFICIAL_FORM, "valid: upper case", "q_official_form = 'B'"),
+    Impl(Q_OFFICIAL_FORM, "valid: with spaces", "q_official_form = ' b '"),
+    Impl(Q_DIAGONAL, "a rule for any features", "q_diagonal = 'a'", "diagonal"),
+    Impl(Q_DIAGONAL, "the rule and its consequence for the official map", "q_diagonal = 'ad'", "diagonal"),
+    Impl(Q_DIAGONAL, "only the counterexample", "q_diagonal = ['c']", "diagonal"),
+    Impl(Q_DIAGONAL, "valid: a list", "q_diagonal = ['c', 'b']"),
+    Impl(Q_DIAGONAL, "valid: a string", "q_diagonal = 'BC'"),
+    Impl(Q_COST, "the energies only", "q_cost_ratio = (96**2) ** 2 * 64 / (512**2 * 96**2)", "cost_ratio"),
+    Impl(Q_COST, "CAM counted with one product", "q_cost_ratio = 96**4 * (512 + 64) / (512**2 * 96**2)",
+         "cost_ratio"),
+    Impl(Q_COST, "the ratio of the maps' sizes", "q_cost_ratio = (96**2 / 512) ** 2", "cost_ratio"),
+    Impl(Q_COST, "inverted", "q_cost_ratio = 2 * 512**2 * 96**2 / (96**4 * (512 + 64))", "cost_ratio"),
+    Impl(Q_COST, "a string", "q_cost_ratio = 'about ten'", "answer_form"),
+    Impl(Q_COST, "valid: rounded by hand", "q_cost_ratio = 10.1"),
+    Impl(Q_COST, "valid: the formula N (C + C') / (2 C^2)", "q_cost_ratio = 9216 * (512 + 64) / (2 * 512 ** 2)"),
 ]

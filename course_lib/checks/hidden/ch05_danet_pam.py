@@ -24,8 +24,17 @@ from course_lib.checks._core import (
     seeded_picker,
     seeded_randn,
 )
+from course_lib.checks._questions import expect_plain
 from course_lib.checks.ch05_danet_pam import _call, _check_structure, _close, _rows_sum_to_one, load_pam_weights
 from course_lib.danet import PositionAttention as Reference
+
+#: the plain answers of the chapter's questions (kind, answer, options/digits); the visible keys hash these
+ANSWERS = {
+    "q_pam_params": ("int", 2 * (512 * 64 + 64) + 512 * 512 + 512 + 1, {}),
+    "q_zero_gamma_grads": ("choices", "d", {"options": "abcd"}),
+    "q_map_mib": ("float", (768 // 8) ** 4 * 4 / 2**20, {"digits": 3}),
+    "q_equivariance": ("choices", "ab", {"options": "abcd"}),
+}
 
 def reference(channels: int, reduction: int, seed: int, gamma: float = 1.0) -> Reference:
     module = Reference(channels, reduction).double()
@@ -225,3 +234,28 @@ def hidden_pam_einops(fn: Callable) -> None:
                 out = _call(fn, *args, doing=doing)
                 expect_follows(out, dtype=dtype, device=args[0].device, doing=doing)
                 _close(out.cpu(), target, what=doing, diagnoses=diagnoses if dtype == torch.float64 else {})
+
+
+def _hidden_question(qid: str, answer) -> None:
+    kind, right, kw = ANSWERS[qid]
+    expect_plain(qid, answer, right, kind=kind, **kw)
+
+
+@exercise("q_pam_params (hidden)", budget_s=2)
+def hidden_q_pam_params(answer) -> None:
+    _hidden_question("q_pam_params", answer)
+
+
+@exercise("q_zero_gamma_grads (hidden)", budget_s=2)
+def hidden_q_zero_gamma_grads(answer) -> None:
+    _hidden_question("q_zero_gamma_grads", answer)
+
+
+@exercise("q_map_mib (hidden)", budget_s=2)
+def hidden_q_map_mib(answer) -> None:
+    _hidden_question("q_map_mib", answer)
+
+
+@exercise("q_equivariance (hidden)", budget_s=2)
+def hidden_q_equivariance(answer) -> None:
+    _hidden_question("q_equivariance", answer)

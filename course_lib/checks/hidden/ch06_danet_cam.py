@@ -29,6 +29,17 @@ from course_lib.checks.ch06_danet_cam import _close, _gamma_one, _rows_sum_to_on
 from course_lib.checks.hidden import ch05_danet_pam as pam_hidden
 from course_lib.danet import ChannelAttention as Reference
 from course_lib.danet import DualAttention
+from course_lib.checks._questions import expect_plain
+
+#: the plain answers of the chapter's questions (kind, answer, options/digits); the visible keys hash these
+_N, _C, _CQ = (768 // 8) ** 2, 512, 512 // 8  # the DANet head at a 768 px crop, output stride 8
+ANSWERS = {
+    "q_official_form": ("choice", "b", {"options": "abcd"}),
+    "q_diagonal": ("choices", "bc", {"options": "abcd"}),
+    "q_symmetric": ("choices", "ac", {"options": "abcd"}),
+    # PAM: energy N^2 C' + weighted sum N^2 C; CAM: energy C^2 N + weighted sum C^2 N
+    "q_cost_ratio": ("float", (_N * _N * _CQ + _N * _N * _C) / (2 * _C * _C * _N), {"digits": 3}),
+}
 
 def _energy(x: torch.Tensor) -> torch.Tensor:
     a = rearrange(x, "b c h w -> b c (h w)")
@@ -278,3 +289,28 @@ def hidden_blog_cam(cls: type) -> None:
                 expect_follows(y, dtype=dtype, device=x.device, doing=doing)
                 _close(y.detach().cpu(), target, what=doing,
                        diagnoses=out_mistakes(x64, "official", gamma) if dtype == torch.float64 else {})
+
+
+def _hidden_question(qid: str, answer) -> None:
+    kind, right, kw = ANSWERS[qid]
+    expect_plain(qid, answer, right, kind=kind, **kw)
+
+
+@exercise("q_official_form (hidden)", budget_s=2)
+def hidden_q_official_form(answer) -> None:
+    _hidden_question("q_official_form", answer)
+
+
+@exercise("q_diagonal (hidden)", budget_s=2)
+def hidden_q_diagonal(answer) -> None:
+    _hidden_question("q_diagonal", answer)
+
+
+@exercise("q_symmetric (hidden)", budget_s=2)
+def hidden_q_symmetric(answer) -> None:
+    _hidden_question("q_symmetric", answer)
+
+
+@exercise("q_cost_ratio (hidden)", budget_s=2)
+def hidden_q_cost_ratio(answer) -> None:
+    _hidden_question("q_cost_ratio", answer)
