@@ -34,7 +34,7 @@ def solution_namespace() -> dict:
     exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
     cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"]
     assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {
-        "sam", "parameter_count", "swap_pool_order", "q_stacked_shape_solution", "q_forward_window_solution",
+        "sam", "parameter_count", "swap_pool_order", "q_stacked_shape_solution", "q_wide_window_solution",
         "q_kernel_flip_solution"}
     for cell in cells:
         exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
@@ -227,7 +227,7 @@ def test_registry_sam_keeps_the_channel_count():
 # ------------------------------------------------------------------------------------------------
 # the conceptual questions: keys, plain answers, and the answers derived from their ingredients
 # ------------------------------------------------------------------------------------------------
-QUESTIONS = {"q_stacked_shape": visible.STACKED_SHAPE, "q_forward_window": visible.FORWARD_WINDOW,
+QUESTIONS = {"q_stacked_shape": visible.STACKED_SHAPE, "q_wide_window": visible.WIDE_WINDOW,
              "q_kernel_flip": visible.KERNEL_FLIP}
 
 
@@ -249,8 +249,10 @@ def test_question_answers_follow_from_the_module():
     x = torch.randn(2, 128, 44, 44)
     stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
     assert tuple(stacked.shape) == hidden.ANSWERS["q_stacked_shape"]
-    fp = figures.footprint(SpatialAttentionModule(4, 2).double().eval(), (1, 4, 15, 15))
-    assert int((fp > 0).any(0).sum()) == int((fp > 0).any(1).sum()) == hidden.ANSWERS["q_forward_window"]
+    wide = SpatialAttentionModule(4, 2).double().eval()
+    wide.conv_atten = torch.nn.Conv2d(2, 1, 7, padding=3, bias=False).double()  # CBAM's 7x7 gate, the 3x3 projection
+    fp = figures.footprint(wide, (1, 4, 21, 21))
+    assert int((fp > 0).any(0).sum()) == int((fp > 0).any(1).sum()) == hidden.ANSWERS["q_wide_window"]
     del module
 
 

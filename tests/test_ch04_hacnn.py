@@ -320,3 +320,26 @@ def test_question_answers_follow_from_the_reference():
     fixed = "".join(letters[k] for k in range(6) if torch.equal(a[..., k], b[..., k])
                     and bool((a[..., k] == a[0, 0, k]).all()))
     assert fixed == hidden.ANSWERS["q_fixed_entries"]
+
+
+def test_soft_demo_is_what_the_text_says(solution_namespace):
+    """Section 8's text: nothing below 0.5, 60 % of the values at exactly 0.5 (40 % pass the threshold); section 10's:
+    11 % of the rows uncovered and 11 % overlapped by the initial stripes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    person = figures.person_crop()
+    features = figures.edge_features(person)
+    soft = solution_namespace["SoftAttention"](16)
+    weights = figures.set_demo_weights(soft, features)
+    assert set(weights) == {"gain", "threshold"} and weights["gain"] > 0
+    data = figures.soft_panels(person, features, soft)
+    plt.close("all")
+    values = data["soft_values"]
+    assert values.min() >= 0.5 and round(float((values == 0.5).mean()), 2) == 0.60
+    hard = solution_namespace["HardAttention"](3, 4)
+    boxes = figures.region_boxes(hard.affine(person)[0].detach(), *person.shape[2:])
+    rows = figures.row_coverage(boxes, person.shape[2])
+    assert round(rows["uncovered"], 2) == round(rows["overlapped"], 2) == 0.11

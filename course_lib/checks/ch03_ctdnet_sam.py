@@ -7,7 +7,7 @@ The notebook's test cells call:
     check_sam_parameter_count(sam_parameter_count)
     check_swap_pool_order(swap_pool_order)
     check_q_stacked_shape(q_stacked_shape)        # the conceptual questions (answers stored as salted hashes)
-    check_q_forward_window(q_forward_window)
+    check_q_wide_window(q_wide_window)
     check_q_kernel_flip(q_kernel_flip)
 
 How the checks treat BatchNorm. In training mode BatchNorm normalises with the statistics of the batch
@@ -423,7 +423,7 @@ define_mistake("pooled_features", "the features themselves are stacked where the
 define_mistake("pooled_spatially", "pooling over H and W (a channel descriptor) where the SAM pools over the channels")
 define_mistake("one_pooled_map", "the two pooled maps are merged into one where they are stacked as two channels")
 define_mistake("window_one_conv", "the receptive field of one convolution where two 3x3 convolutions follow each other")
-define_mistake("window_added", "receptive fields of stacked convolutions added (3 + 3) where they overlap by one pixel")
+define_mistake("window_added", "receptive fields of stacked convolutions added (7 + 3) where they grow by k - 1")
 define_mistake("window_multiplied", "receptive fields of stacked convolutions multiplied where they grow by k - 1")
 define_mistake("flip_is_swap", "a spatial flip of the kernels taken for a swap of its input maps")
 
@@ -443,24 +443,23 @@ STACKED_SHAPE = Question(
     advice="Each pooled map of (S1) keeps the batch and every pixel and has one channel; (S2) concatenates the "
            "two along the channel axis.")
 
-FORWARD_WINDOW = Question(
-    "q_forward_window", "int", key="d9ba5cef1a1c15fe100f",
+WIDE_WINDOW = Question(
+    "q_wide_window", "int", key="d119e1469c608c25ad8f",
     wrong={
-        answer_key("q_forward_window", 3, kind="int"): (
-            "window_one_conv", "3 is the window of attention(x), one 3x3 conv on per-pixel maps. forward(x) "
-                               "applies a second 3x3 conv to x * M_sa, and each of its 3x3 inputs has its own "
-                               "3x3 window."),
-        answer_key("q_forward_window", 6, kind="int"): (
-            "window_added", "two 3x3 windows side by side share their middle column: the second conv's "
-                            "neighbours are one pixel apart, and each adds one pixel on each side."),
-        answer_key("q_forward_window", 9, kind="int"): (
-            "window_multiplied", "windows of stacked convolutions grow, they do not multiply: each 3x3 conv "
-                                 "(stride 1) adds k - 1 = 2 pixels to the side."),
-        answer_key("q_forward_window", 7, kind="int"): (
-            "kernel_size", "7 is the window of CBAM's 7x7 gate. The SAM stacks two 3x3 convolutions."),
+        answer_key("q_wide_window", 7, kind="int"): (
+            "window_one_conv", "7 is the window of the 7x7 gate alone. forward(x) applies the 3x3 projection to "
+                               "x * M_sa, and each of its 3x3 inputs has its own 7x7 window."),
+        answer_key("q_wide_window", 10, kind="int"): (
+            "window_added", "two windows side by side share pixels: the projection's neighbours are one pixel "
+                            "apart, and it adds one pixel on each side of the gate's 7x7 window."),
+        answer_key("q_wide_window", 21, kind="int"): (
+            "window_multiplied", "windows of stacked convolutions grow, they do not multiply: each conv (stride 1) "
+                                 "adds k - 1 pixels to the side."),
+        answer_key("q_wide_window", 5, kind="int"): (
+            "kernel_size", "5 is the window of the SAM with its 3x3 gate; this variant's gate is 7x7."),
     },
     advice="Start from one output pixel: the projection conv reads a 3x3 window of x * M_sa, and each of those "
-           "pixels needs M_sa there, which reads a 3x3 window of the pooled maps. How wide is the union?")
+           "pixels needs M_sa there, which now reads a 7x7 window of the pooled maps. How wide is the union?")
 
 KERNEL_FLIP = Question(
     "q_kernel_flip", "choices", key="934b1a4bc867fb98d4f4", options="abcd",
@@ -486,10 +485,10 @@ def check_q_stacked_shape(answer: Any) -> None:
     STACKED_SHAPE.check(answer)
 
 
-@exercise("q_forward_window", budget_s=2)
-def check_q_forward_window(answer: Any) -> None:
-    """The side of the window of x that one pixel of forward(x) depends on."""
-    FORWARD_WINDOW.check(answer)
+@exercise("q_wide_window", budget_s=2)
+def check_q_wide_window(answer: Any) -> None:
+    """The side of the window of x that one pixel of forward(x) depends on, with a 7x7 gate and a 3x3 projection."""
+    WIDE_WINDOW.check(answer)
 
 
 @exercise("q_kernel_flip", budget_s=2)
@@ -499,12 +498,12 @@ def check_q_kernel_flip(answer: Any) -> None:
 
 
 __all__ = [
-    "FORWARD_WINDOW",
     "KERNEL_FLIP",
     "STACKED_SHAPE",
-    "check_q_forward_window",
+    "WIDE_WINDOW",
     "check_q_kernel_flip",
     "check_q_stacked_shape",
+    "check_q_wide_window",
     "check_sam_attention",
     "check_sam_forward",
     "check_sam_parameter_count",

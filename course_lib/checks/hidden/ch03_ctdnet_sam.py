@@ -281,10 +281,10 @@ def hidden_swap_pool_order(fn: Callable) -> None:
 # --------------------------------------------------------------------------------------------
 ANSWERS = {
     "q_stacked_shape": (2, 2, 44, 44),  # [S_avg; S_max]: two one-channel maps, every pixel kept
-    "q_forward_window": 5,              # two stacked 3x3 convolutions (stride 1): 3 + 3 - 1
+    "q_wide_window": 9,                 # a 7x7 gate, then the 3x3 projection (stride 1): 7 + 3 - 1
     "q_kernel_flip": "a",               # a mirrored kernel = mirror, convolve, mirror back; nothing else holds
 }
-KINDS = {"q_stacked_shape": ("shape", None), "q_forward_window": ("int", None), "q_kernel_flip": ("choices", "abcd")}
+KINDS = {"q_stacked_shape": ("shape", None), "q_wide_window": ("int", None), "q_kernel_flip": ("choices", "abcd")}
 
 
 def _hidden_question(qid: str, answer) -> None:
@@ -297,9 +297,9 @@ def hidden_q_stacked_shape(answer) -> None:
     _hidden_question("q_stacked_shape", answer)
 
 
-@exercise("q_forward_window (hidden tests)", budget_s=2)
-def hidden_q_forward_window(answer) -> None:
-    _hidden_question("q_forward_window", answer)
+@exercise("q_wide_window (hidden tests)", budget_s=2)
+def hidden_q_wide_window(answer) -> None:
+    _hidden_question("q_wide_window", answer)
 
 
 @exercise("q_kernel_flip (hidden tests)", budget_s=2)
