@@ -32,8 +32,10 @@ def solution_namespace() -> dict:
     nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
     namespace: dict = {}
     exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
-    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {"sam", "parameter_count", "swap_pool_order"}
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"]
+    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {
+        "sam", "parameter_count", "swap_pool_order", "q_stacked_shape_solution", "q_wide_window_solution",
+        "q_kernel_flip_solution"}
     for cell in cells:
         exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
     return namespace
@@ -220,3 +222,83 @@ def test_registry_sam_keeps_the_channel_count():
     module = ATTENTION["ctdnet_sam"](16).eval()
     assert module(torch.randn(2, 16, 5, 3)).shape == (2, 16, 5, 3)
     copy.deepcopy(module)
+
+
+# ------------------------------------------------------------------------------------------------
+# the conceptual questions: keys, plain answers, and the answers derived from their ingredients
+# ------------------------------------------------------------------------------------------------
+QUESTIONS = {"q_stacked_shape": visible.STACKED_SHAPE, "q_wide_window": visible.WIDE_WINDOW,
+             "q_kernel_flip": visible.KERNEL_FLIP}
+
+
+@pytest.mark.parametrize("qid", sorted(QUESTIONS))
+def test_question_key_is_the_hash_of_the_hidden_answer(qid, solution_namespace, capsys):
+    from course_lib.checks._questions import answer_key
+
+    q = QUESTIONS[qid]
+    assert q.key == answer_key(qid, hidden.ANSWERS[qid], kind=q.kind, options=q.options, digits=q.digits)
+    getattr(visible, f"check_{qid}")(solution_namespace[qid])  # the solution cell's answer passes both
+    getattr(hidden, f"hidden_{qid}")(solution_namespace[qid])
+    assert capsys.readouterr().out.count("[ok]") == 2
+    for wrong in q.wrong:  # no known wrong answer is the right one
+        assert wrong != q.key
+
+
+def test_question_answers_follow_from_the_module():
+    module = SpatialAttentionModule(128, 64)
+    x = torch.randn(2, 128, 44, 44)
+    stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
+    assert tuple(stacked.shape) == hidden.ANSWERS["q_stacked_shape"]
+    wide = SpatialAttentionModule(4, 2).double().eval()
+    wide.conv_atten = torch.nn.Conv2d(2, 1, 7, padding=3, bias=False).double()  # CBAM's 7x7 gate, the 3x3 projection
+    fp = figures.footprint(wide, (1, 4, 21, 21))
+    assert int((fp > 0).any(0).sum()) == int((fp > 0).any(1).sum()) == hidden.ANSWERS["q_wide_window"]
+    del module
+
+
+def test_kernel_flip_statements():
+    """Question 3: (a) holds for every weight and input; (b), (c) and (d) fail on a random example."""
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(1, 2, 3, 3, generator=g, dtype=torch.float64)
+    p = torch.randn(2, 2, 9, 7, generator=g, dtype=torch.float64)
+    conv = lambda inp, weight: torch.nn.functional.conv2d(inp, weight, padding=1)  # noqa: E731
+    w_lr, mirror = w.flip(-1), (lambda t: t.flip(-1))  # noqa: E731
+    statements = {
+        "a": torch.allclose(conv(p, w_lr), mirror(conv(mirror(p), w))),
+        "b": torch.allclose(conv(p, w_lr), conv(p, w)),
+        "c": torch.allclose(conv(p, w_lr), mirror(conv(p, w))),
+        "d": torch.allclose(conv(p.flip(1), w_lr), conv(p, w)),
+    }
+    assert "".join(k for k, v in statements.items() if v) == hidden.ANSWERS["q_kernel_flip"]
+
+
+def test_cbam_style_gate_sees_7x7():
+    fp = figures.footprint(figures.cbam_style_gate(kernel_size=7), (1, 4, 15, 15))
+    assert (int((fp > 0).any(1).sum()), int((fp > 0).any(0).sum())) == (7, 7)
+    with pytest.raises(ValueError, match="cbam_style_gate"):
+        figures.cbam_style_gate(kernel_size=4)
+
+
+def test_hand_set_gate_on_the_photo_is_what_the_text_says():
+    """Section 6's text: the flower at about 1, the background patchy (not near 0), median above 0.8, less than a
+    fifth of the map below 0.3, the minimum near 0.05."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.figures.common import sample_image
+
+    photo = sample_image("flower.jpg", size=(88, 132))
+    module = SpatialAttentionModule(3, 8).eval()
+    with torch.no_grad():
+        module.conv_atten.weight.copy_(figures.hand_set_kernel())
+    data = figures.sam_panels(photo, module)
+    plt.close("all")
+    amap = data["map"]
+    h, w = amap.shape
+    assert amap[h // 3: 2 * h // 3, 2 * w // 5: 3 * w // 5].min() > 0.95  # the flower's centre: open
+    assert np.median(amap) > 0.8
+    assert 0.1 < (amap < 0.3).mean() < 0.2
+    assert 0.03 < amap.min() < 0.08
+    assert (amap > 0.9).mean() > 0.4  # much of the background is open too

@@ -36,10 +36,11 @@ def solution_namespace() -> dict:
     ids = []
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution") or meta.get("grade_id") == "convblock":
+        if cell.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") == "convblock"):
             ids.append(meta["grade_id"])
             exec(compile(cell.source, f"<cell {meta['grade_id']}>", "exec"), namespace)
-    assert ids == ["convblock", "spatial_attention", "channel_attention", "soft_attention", "soft_map_interval",
+    assert ids == ["convblock", "q_fixed_entries_solution", "spatial_attention", "q_spatial_params_solution",
+                   "channel_attention", "soft_attention", "soft_map_interval", "q_initial_centre_solution",
                    "hard_attention"]
     return namespace
 
@@ -75,7 +76,9 @@ def test_checks_fail_on_stubs(solution_namespace):
     exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution") or meta.get("grade_id") == "convblock":
+        if cell.cell_type == "code" and meta.get("grade_id", "").startswith("q_"):
+            continue  # a question's answer cell: its stub raises NotImplementedError when run
+        if cell.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") == "convblock"):
             exec(compile(cell.source, "<stub>", "exec"), namespace)
     pairs = [
         (visible.check_spatial_attention, "SpatialAttention"), (visible.check_channel_attention, "ChannelAttention"),
@@ -282,3 +285,61 @@ def test_figure_helpers_reject_bad_input():
         figures.edge_features(torch.zeros(2, 3, 8, 8))
     with pytest.raises(ValueError, match=r"\(\.\.\., R, 2, 3\)"):
         figures.region_boxes(torch.zeros(4, 3, 3), 10, 10)
+
+
+# ------------------------------------------------------------------------------------------------
+# the conceptual questions: keys, plain answers, and the answers derived from the reference modules
+# ------------------------------------------------------------------------------------------------
+QUESTIONS = {"q_fixed_entries": visible.FIXED_ENTRIES, "q_spatial_params": visible.SPATIAL_PARAMS,
+             "q_initial_centre": visible.INITIAL_CENTRE}
+
+
+@pytest.mark.parametrize("qid", sorted(QUESTIONS))
+def test_question_key_is_the_hash_of_the_hidden_answer(qid, solution_namespace, capsys):
+    from course_lib.checks._questions import answer_key
+
+    q = QUESTIONS[qid]
+    assert q.key == answer_key(qid, hidden.ANSWERS[qid], kind=q.kind, options=q.options, digits=q.digits)
+    getattr(visible, f"check_{qid}")(solution_namespace[qid])
+    getattr(hidden, f"hidden_{qid}")(solution_namespace[qid])
+    assert capsys.readouterr().out.count("[ok]") == 2
+    assert q.key not in q.wrong
+
+
+def test_question_answers_follow_from_the_reference():
+    assert sum(p.numel() for p in hacnn.SpatialAttention().parameters()) == hidden.ANSWERS["q_spatial_params"]
+    module = hacnn.HardAttention(8, 4)
+    theta = module.attention(torch.randn(3, 8, 6, 5)).detach()
+    assert theta[:, 0, 1].tolist() == pytest.approx([hidden.ANSWERS["q_initial_centre"]] * 3)
+    # the fixed entries: a, b, d, e are the same for every image and region; c and f are the translations
+    a = module.affine(torch.randn(3, 8, 6, 5)).detach().reshape(3, 4, 6)
+    letters = "abcdef"
+    with torch.no_grad():
+        module.fc.weight.normal_()
+    b = module.affine(torch.randn(3, 8, 6, 5)).detach().reshape(3, 4, 6)
+    fixed = "".join(letters[k] for k in range(6) if torch.equal(a[..., k], b[..., k])
+                    and bool((a[..., k] == a[0, 0, k]).all()))
+    assert fixed == hidden.ANSWERS["q_fixed_entries"]
+
+
+def test_soft_demo_is_what_the_text_says(solution_namespace):
+    """Section 8's text: nothing below 0.5, 60 % of the values at exactly 0.5 (40 % pass the threshold); section 10's:
+    11 % of the rows uncovered and 11 % overlapped by the initial stripes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    person = figures.person_crop()
+    features = figures.edge_features(person)
+    soft = solution_namespace["SoftAttention"](16)
+    weights = figures.set_demo_weights(soft, features)
+    assert set(weights) == {"gain", "threshold"} and weights["gain"] > 0
+    data = figures.soft_panels(person, features, soft)
+    plt.close("all")
+    values = data["soft_values"]
+    assert values.min() >= 0.5 and round(float((values == 0.5).mean()), 2) == 0.60
+    hard = solution_namespace["HardAttention"](3, 4)
+    boxes = figures.region_boxes(hard.affine(person)[0].detach(), *person.shape[2:])
+    rows = figures.row_coverage(boxes, person.shape[2])
+    assert round(rows["uncovered"], 2) == round(rows["overlapped"], 2) == 0.11

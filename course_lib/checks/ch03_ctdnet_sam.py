@@ -6,6 +6,9 @@ The notebook's test cells call:
     check_sam_forward(SpatialAttentionModule)     # forward(x): gate, then 3x3 conv + BN + ReLU
     check_sam_parameter_count(sam_parameter_count)
     check_swap_pool_order(swap_pool_order)
+    check_q_stacked_shape(q_stacked_shape)        # the conceptual questions (answers stored as salted hashes)
+    check_q_wide_window(q_wide_window)
+    check_q_kernel_flip(q_kernel_flip)
 
 How the checks treat BatchNorm. In training mode BatchNorm normalises with the statistics of the batch
 it is given (and updates its running averages); in eval mode it uses the stored running mean and
@@ -28,6 +31,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ._questions import Question, answer_key
 from ._core import (
     CheckFailure,
     build,
@@ -412,7 +416,94 @@ def check_swap_pool_order(fn: Callable) -> None:
                "conv2d([max; avg], w) should equal conv2d([avg; max], swap_pool_order(w))", mistake="values")
 
 
+# --------------------------------------------------------------------------------------------
+# conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch03_ctdnet_sam.py)
+# --------------------------------------------------------------------------------------------
+define_mistake("pooled_features", "the features themselves are stacked where the two pooled maps are")
+define_mistake("pooled_spatially", "pooling over H and W (a channel descriptor) where the SAM pools over the channels")
+define_mistake("one_pooled_map", "the two pooled maps are merged into one where they are stacked as two channels")
+define_mistake("window_one_conv", "the receptive field of one convolution where two 3x3 convolutions follow each other")
+define_mistake("window_added", "receptive fields of stacked convolutions added (7 + 3) where they grow by k - 1")
+define_mistake("window_multiplied", "receptive fields of stacked convolutions multiplied where they grow by k - 1")
+define_mistake("flip_is_swap", "a spatial flip of the kernels taken for a swap of its input maps")
+
+STACKED_SHAPE = Question(
+    "q_stacked_shape", "shape", key="1b095223b695ad81d3e0",
+    wrong={
+        answer_key("q_stacked_shape", (2, 256, 44, 44), kind="shape"): (
+            "pooled_features", "256 channels would be two copies of the 128-channel features. (S1) pools over the "
+                               "channel axis first: each pooled map has a single channel."),
+        answer_key("q_stacked_shape", (2, 2, 1, 1), kind="shape"): (
+            "pooled_spatially", "(B, 2, 1, 1) is what pooling over H and W gives, a descriptor per channel as in "
+                                "SE. The SAM pools over the channels and keeps every pixel."),
+        answer_key("q_stacked_shape", (2, 1, 44, 44), kind="shape"): (
+            "one_pooled_map", "that is the shape of one pooled map (and of the map M_sa). [S_avg; S_max] "
+                              "concatenates the two along the channel axis."),
+    },
+    advice="Each pooled map of (S1) keeps the batch and every pixel and has one channel; (S2) concatenates the "
+           "two along the channel axis.")
+
+WIDE_WINDOW = Question(
+    "q_wide_window", "int", key="d119e1469c608c25ad8f",
+    wrong={
+        answer_key("q_wide_window", 7, kind="int"): (
+            "window_one_conv", "7 is the window of the 7x7 gate alone. forward(x) applies the 3x3 projection to "
+                               "x * M_sa, and each of its 3x3 inputs has its own 7x7 window."),
+        answer_key("q_wide_window", 10, kind="int"): (
+            "window_added", "two windows side by side share pixels: the projection's neighbours are one pixel "
+                            "apart, and it adds one pixel on each side of the gate's 7x7 window."),
+        answer_key("q_wide_window", 21, kind="int"): (
+            "window_multiplied", "windows of stacked convolutions grow, they do not multiply: each conv (stride 1) "
+                                 "adds k - 1 pixels to the side."),
+        answer_key("q_wide_window", 5, kind="int"): (
+            "kernel_size", "5 is the window of the SAM with its 3x3 gate; this variant's gate is 7x7."),
+    },
+    advice="Start from one output pixel: the projection conv reads a 3x3 window of x * M_sa, and each of those "
+           "pixels needs M_sa there, which now reads a 7x7 window of the pooled maps. How wide is the union?")
+
+KERNEL_FLIP = Question(
+    "q_kernel_flip", "choices", key="934b1a4bc867fb98d4f4", options="abcd",
+    wrong={
+        answer_key("q_kernel_flip", "d", kind="choices", options="abcd"): (
+            "flip_is_swap", "a flip along a spatial axis reverses each 3x3 kernel; it does not touch which input "
+                            "map each kernel reads. Swapping the maps is a change along the weight's dim 1."),
+        answer_key("q_kernel_flip", "ad", kind="choices", options="abcd"): (
+            "flip_is_swap", "(a) is right, (d) is not: a flip along a spatial axis reverses each 3x3 kernel and "
+                            "leaves each kernel on the map it reads."),
+        answer_key("q_kernel_flip", "ac", kind="choices", options="abcd"): (
+            "wrong_answer", "(a) is right. For (c), try an image that is not symmetric: a single bright pixel "
+                            "left of the centre. Where does conv(P, W_lr) put its response, and where would the "
+                            "mirrored conv(P, W) put it?"),
+    },
+    advice="Try a kernel that is not symmetric and an image with one bright pixel, and write the cross-"
+           "correlation sum for one output pixel with the mirrored kernel: which input pixel meets which weight?")
+
+
+@exercise("q_stacked_shape", budget_s=2)
+def check_q_stacked_shape(answer: Any) -> None:
+    """The shape of [S_avg; S_max] for features of shape (2, 128, 44, 44)."""
+    STACKED_SHAPE.check(answer)
+
+
+@exercise("q_wide_window", budget_s=2)
+def check_q_wide_window(answer: Any) -> None:
+    """The side of the window of x that one pixel of forward(x) depends on, with a 7x7 gate and a 3x3 projection."""
+    WIDE_WINDOW.check(answer)
+
+
+@exercise("q_kernel_flip", budget_s=2)
+def check_q_kernel_flip(answer: Any) -> None:
+    """Which statements about a left-right mirrored kernel hold for every weight and input."""
+    KERNEL_FLIP.check(answer)
+
+
 __all__ = [
+    "KERNEL_FLIP",
+    "STACKED_SHAPE",
+    "WIDE_WINDOW",
+    "check_q_kernel_flip",
+    "check_q_stacked_shape",
+    "check_q_wide_window",
     "check_sam_attention",
     "check_sam_forward",
     "check_sam_parameter_count",

@@ -8,6 +8,9 @@ The notebook's test cells call:
     check_soft_map_interval(soft_map_interval)    the interval the soft map lives in
     check_hard_attention_theta(HardAttention)     the zero-weight / stripe-bias init and theta = tanh(fc(GAP(x)))
     check_hard_attention_crops(HardAttention)     the affine matrices and the affine_grid / grid_sample crops
+    check_q_fixed_entries(q_fixed_entries)        conceptual questions (answers stored as salted hashes; the plain
+    check_q_spatial_params(q_spatial_params)      answers live in hidden/ch04_hacnn.py)
+    check_q_initial_centre(q_initial_centre)
 
 These modules hold many parameters of the same shape (every ConvBlock on one channel has four of shape (1,)),
 so weights cannot be matched by shape: the notebook gives each ``__init__`` and the checks load weights by the
@@ -25,6 +28,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ._questions import Question, answer_key
 from ._core import (
     CheckFailure,
     build,
@@ -462,7 +466,104 @@ def check_hard_attention_crops(cls: type) -> None:
     expect_device_free(module, x, what=cls.__name__)
 
 
+# --------------------------------------------------------------------------------------------
+# conceptual questions
+# --------------------------------------------------------------------------------------------
+define_mistake("learnt_entries", "the learnt entries of an affine matrix named where the fixed ones are asked")
+define_mistake("shear_entries", "the zero (rotation/shear) entries of a fixed-shape affine matrix forgotten")
+define_mistake("scale_entries", "the fixed scale entries of a stripe's affine matrix forgotten")
+define_mistake("convblock_bias", "a ConvBlock's convolution counted without its bias")
+define_mistake("convblock_bn", "a ConvBlock's BatchNorm left out of a parameter count")
+define_mistake("bn_buffers", "BatchNorm's running statistics counted as parameters")
+define_mistake("one_convblock", "one of the two ConvBlocks of the spatial branch left out")
+define_mistake("bias_after_tanh", "the stripe bias read as the value after the tanh, where it is added before it")
+define_mistake("region_order", "the centre of another region, or the wrong sign")
+
+_ABCDEF = "abcdef"
+FIXED_ENTRIES = Question(
+    "q_fixed_entries", "choices", key="076209811935380a5abd", options=_ABCDEF,
+    wrong={
+        answer_key("q_fixed_entries", "cf", kind="choices", options=_ABCDEF): (
+            "learnt_entries", "c and f are the translation, the two numbers the hard attention learns per region; "
+                              "the question asks for the entries that never change."),
+        answer_key("q_fixed_entries", "ae", kind="choices", options=_ABCDEF): (
+            "shear_entries", "a and e are the scales, fixed indeed; but no rotation and no shear also fix b and d "
+                             "(to 0)."),
+        answer_key("q_fixed_entries", "bd", kind="choices", options=_ABCDEF): (
+            "scale_entries", "b and d (zero: no rotation, no shear) are fixed; the stripe's size fixes a and e as "
+                             "well (the full width, 1/R of the height)."),
+        answer_key("q_fixed_entries", "abcdef", kind="choices", options=_ABCDEF): (
+            "learnt_entries", "if every entry were fixed the stripes could not move; HA-CNN learns their "
+                              "position."),
+    },
+    advice="Write the sampling point (a x + b y + c, d x + e y + f) for a stripe that keeps its width, its height "
+           "and its orientation: which entries set its size and orientation, and which its position?")
+
+SPATIAL_PARAMS = Question(
+    "q_spatial_params", "int", key="9b2a5b938e93e93514a5",
+    wrong={
+        answer_key("q_spatial_params", 14, kind="int"): (
+            "convblock_bias", "the convolutions in ConvBlock are built with their default bias=True: one bias "
+                              "each."),
+        answer_key("q_spatial_params", 11, kind="int"): (
+            "convblock_bn", "each ConvBlock also has a BatchNorm2d(1), with a weight and a bias."),
+        answer_key("q_spatial_params", 10, kind="int"): (
+            "convblock_bn", "each ConvBlock has a BatchNorm2d(1) (a weight and a bias) after its conv, and the "
+                            "convs have biases."),
+        answer_key("q_spatial_params", 20, kind="int"): (
+            "bn_buffers", "running mean and variance are buffers, updated but not trained: not parameters."),
+        answer_key("q_spatial_params", 22, kind="int"): (
+            "bn_buffers", "running mean, running variance and num_batches_tracked are buffers, not parameters."),
+        answer_key("q_spatial_params", 12, kind="int"): (
+            "one_convblock", "that is conv1 alone; conv2, the 1x1 'scaling' ConvBlock, has parameters too."),
+    },
+    advice="Count each ConvBlock as conv weights (out x in x k x k) + conv bias (out) + BatchNorm weight and bias "
+           "(2 x out), for conv1 = ConvBlock(1, 1, 3) and conv2 = ConvBlock(1, 1, 1).")
+
+INITIAL_CENTRE = Question(
+    "q_initial_centre", "float", key="58cb452a88161926a6a9", digits=3,
+    wrong={
+        answer_key("q_initial_centre", -0.75, kind="float"): (
+            "bias_after_tanh", "-0.75 is the bias itself. With a zero weight theta = tanh(bias): the bias sits "
+                               "inside the tanh of (H5)."),
+        answer_key("q_initial_centre", 0.635, kind="float"): (
+            "region_order", "that is region 3 (the bottom stripe): region 0's bias is (2 * 0 + 1) / 4 - 1, "
+                            "negative, the top of the map."),
+        answer_key("q_initial_centre", -0.245, kind="float"): (
+            "region_order", "that is region 1: region 0's bias is (2 * 0 + 1) / 4 - 1."),
+        answer_key("q_initial_centre", -0.25, kind="float"): (
+            "region_order", "-0.25 is region 1's bias; region 0's is (2 * 0 + 1) / 4 - 1, and then the tanh "
+                            "applies."),
+    },
+    advice="With a zero weight, fc(GAP(x)) is the bias for every input; find region 0's t_y entry of the bias and "
+           "follow (H5).")
+
+
+@exercise("q_fixed_entries", budget_s=2)
+def check_q_fixed_entries(answer: Any) -> None:
+    """The fixed entries of a stripe's affine matrix (full width, 1/R of the height, no rotation or shear)."""
+    FIXED_ENTRIES.check(answer)
+
+
+@exercise("q_spatial_params", budget_s=2)
+def check_q_spatial_params(answer: Any) -> None:
+    """The trainable parameters of SpatialAttention()."""
+    SPATIAL_PARAMS.check(answer)
+
+
+@exercise("q_initial_centre", budget_s=2)
+def check_q_initial_centre(answer: Any) -> None:
+    """t_y of region 0 right after reset_parameters, for R = 4."""
+    INITIAL_CENTRE.check(answer)
+
+
 __all__ = [
+    "FIXED_ENTRIES",
+    "INITIAL_CENTRE",
+    "SPATIAL_PARAMS",
+    "check_q_fixed_entries",
+    "check_q_initial_centre",
+    "check_q_spatial_params",
     "check_channel_attention",
     "check_hard_attention_crops",
     "check_hard_attention_theta",

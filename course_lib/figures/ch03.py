@@ -104,3 +104,23 @@ def footprints(fns: dict[str, Callable[[torch.Tensor], torch.Tensor]], shape=(1,
         ax.set_xticks([])
         ax.set_yticks([])
     return data
+
+
+def cbam_style_gate(kernel_size: int = 7, *, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A CBAM-style spatial gate as in CBAM's official code, with random weights, for :func:`footprints`.
+
+    ``gate(x) = sigmoid(BN(conv_kxk([max_c(x); mean_c(x)])))``: (B, C, H, W) -> (B, 1, H, W), in float64, the
+    BatchNorm in eval mode. Only its receptive field is meant to be looked at; the weights are not trained.
+    """
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"cbam_style_gate: kernel_size must be odd and positive; got {kernel_size}")
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(1, 2, kernel_size, kernel_size, generator=generator, dtype=torch.float64)
+    norm = torch.nn.BatchNorm2d(1).double().eval()
+
+    def gate(x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.amax(1, keepdim=True), x.mean(1, keepdim=True)], dim=1)  # [max; mean]
+        logits = torch.nn.functional.conv2d(pooled, weight.to(x), padding=kernel_size // 2)
+        return torch.sigmoid(norm.to(x)(logits))
+
+    return gate

@@ -17,7 +17,13 @@ COUNT = Exercise(CHAPTER, "sam_parameter_count", "sam_parameter_count",
                  "parameter_count", "test_parameter_count")
 SWAP = Exercise(CHAPTER, "swap_pool_order", "swap_pool_order",
                 visible.check_swap_pool_order, hidden.hidden_swap_pool_order, "swap_pool_order", "test_swap_pool_order")
-EXERCISES = [ATTENTION, FORWARD, COUNT, SWAP]
+Q_STACKED = Exercise(CHAPTER, "q_stacked_shape", "q_stacked_shape", visible.check_q_stacked_shape,
+                     hidden.hidden_q_stacked_shape, "q_stacked_shape_solution", "test_q_stacked_shape")
+Q_WINDOW = Exercise(CHAPTER, "q_wide_window", "q_wide_window", visible.check_q_wide_window,
+                    hidden.hidden_q_wide_window, "q_wide_window_solution", "test_q_wide_window")
+Q_FLIP = Exercise(CHAPTER, "q_kernel_flip", "q_kernel_flip", visible.check_q_kernel_flip,
+                  hidden.hidden_q_kernel_flip, "q_kernel_flip_solution", "test_q_kernel_flip")
+EXERCISES = [ATTENTION, FORWARD, COUNT, SWAP, Q_STACKED, Q_WINDOW, Q_FLIP]
 
 # ------------------------------------------------------------------------------------------------
 # SpatialAttentionModule: a template whose parts the variants replace
@@ -274,4 +280,39 @@ def swap_pool_order(weight):
 def swap_pool_order(weight):
     return rearrange(weight.flip(1), 'o c h w -> o c h w').contiguous()
 """),
+]
+
+# ------------------------------------------------------------------------------------------------
+# the conceptual questions
+# ------------------------------------------------------------------------------------------------
+IMPLS += [
+    # question 1: the shape of [S_avg; S_max]
+    Impl(Q_STACKED, "the features stacked twice", "q_stacked_shape = (2, 256, 44, 44)", "pooled_features"),
+    Impl(Q_STACKED, "pooled over H and W", "q_stacked_shape = (2, 2, 1, 1)", "pooled_spatially"),
+    Impl(Q_STACKED, "one pooled map", "q_stacked_shape = (2, 1, 44, 44)", "one_pooled_map"),
+    Impl(Q_STACKED, "channels last", "q_stacked_shape = (2, 44, 44, 2)", "wrong_answer"),
+    Impl(Q_STACKED, "a string", "q_stacked_shape = '(2, 2, 44, 44)'", "answer_form"),
+    Impl(Q_STACKED, "left as None", "q_stacked_shape = None", "unanswered"),
+    Impl(Q_STACKED, "valid: a tuple", "q_stacked_shape = (2, 2, 44, 44)"),
+    Impl(Q_STACKED, "valid: a list", "q_stacked_shape = [2, 2, 44, 44]"),
+    Impl(Q_STACKED, "valid: a torch.Size", "q_stacked_shape = torch.cat([torch.zeros(2, 1, 44, 44)] * 2, 1).shape"),
+    # question 2: the window of forward(x) with a 7x7 gate
+    Impl(Q_WINDOW, "the 7x7 gate alone", "q_wide_window = 7", "window_one_conv"),
+    Impl(Q_WINDOW, "7 + 3", "q_wide_window = 10", "window_added"),
+    Impl(Q_WINDOW, "7 * 3", "q_wide_window = 21", "window_multiplied"),
+    Impl(Q_WINDOW, "the SAM's 5", "q_wide_window = 5", "kernel_size"),
+    Impl(Q_WINDOW, "81 pixels (the area)", "q_wide_window = 81", "wrong_answer"),
+    Impl(Q_WINDOW, "a float that is not whole", "q_wide_window = 9.5", "answer_form"),
+    Impl(Q_WINDOW, "valid: an int", "q_wide_window = 9"),
+    Impl(Q_WINDOW, "valid: the sum of growths", "q_wide_window = 1 + (7 - 1) + (3 - 1)"),
+    Impl(Q_WINDOW, "valid: a whole float", "q_wide_window = 9.0"),
+    # question 3: what a mirrored kernel does
+    Impl(Q_FLIP, "the flip taken for a swap", "q_kernel_flip = 'd'", "flip_is_swap"),
+    Impl(Q_FLIP, "(a) and the swap", "q_kernel_flip = {'a', 'd'}", "flip_is_swap"),
+    Impl(Q_FLIP, "(a) and the mirrored map", "q_kernel_flip = 'ac'", "wrong_answer"),
+    Impl(Q_FLIP, "nothing changes", "q_kernel_flip = 'b'", "wrong_answer"),
+    Impl(Q_FLIP, "an option that does not exist", "q_kernel_flip = 'ae'", "answer_form"),
+    Impl(Q_FLIP, "valid: a set", "q_kernel_flip = {'a'}"),
+    Impl(Q_FLIP, "valid: an upper-case string", "q_kernel_flip = 'A'"),
+    Impl(Q_FLIP, "valid: a list", "q_kernel_flip = ['a']"),
 ]

@@ -22,7 +22,13 @@ THETA = Exercise(CHAPTER, "HardAttention.attention", "HardAttention", visible.ch
                  hidden.hidden_hard_attention_theta, "hard_attention", "test_hard_attention_theta")
 CROPS = Exercise(CHAPTER, "HardAttention.forward", "HardAttention", visible.check_hard_attention_crops,
                  hidden.hidden_hard_attention_crops, "hard_attention", "test_hard_attention_crops")
-EXERCISES = [SPATIAL, CHANNEL, SOFT, INTERVAL, THETA, CROPS]
+Q_FIXED = Exercise(CHAPTER, "q_fixed_entries", "q_fixed_entries", visible.check_q_fixed_entries,
+                   hidden.hidden_q_fixed_entries, "q_fixed_entries_solution", "test_q_fixed_entries")
+Q_PARAMS = Exercise(CHAPTER, "q_spatial_params", "q_spatial_params", visible.check_q_spatial_params,
+                    hidden.hidden_q_spatial_params, "q_spatial_params_solution", "test_q_spatial_params")
+Q_CENTRE = Exercise(CHAPTER, "q_initial_centre", "q_initial_centre", visible.check_q_initial_centre,
+                    hidden.hidden_q_initial_centre, "q_initial_centre_solution", "test_q_initial_centre")
+EXERCISES = [SPATIAL, CHANNEL, SOFT, INTERVAL, THETA, CROPS, Q_FIXED, Q_PARAMS, Q_CENTRE]
 
 CONVBLOCK = """
 class ConvBlock(nn.Module):
@@ -408,4 +414,40 @@ IMPLS += [
             grid = F.affine_grid(affine[:, i], [b, c, crop_h, crop_w], align_corners=False)
             crops.append(F.grid_sample(x, grid, align_corners=False))
         return torch.stack(crops, dim=1)""")),
+]
+
+# ------------------------------------------------------------------------------------------------
+# the conceptual questions
+# ------------------------------------------------------------------------------------------------
+IMPLS += [
+    # question 1: the fixed entries of a stripe's affine matrix
+    Impl(Q_FIXED, "the learnt entries", "q_fixed_entries = {'c', 'f'}", "learnt_entries"),
+    Impl(Q_FIXED, "the scales only", "q_fixed_entries = 'ae'", "shear_entries"),
+    Impl(Q_FIXED, "the zeros only", "q_fixed_entries = 'bd'", "scale_entries"),
+    Impl(Q_FIXED, "everything", "q_fixed_entries = 'abcdef'", "learnt_entries"),
+    Impl(Q_FIXED, "one row", "q_fixed_entries = 'abc'", "wrong_answer"),
+    Impl(Q_FIXED, "a letter that is not an entry", "q_fixed_entries = 'abdg'", "answer_form"),
+    Impl(Q_FIXED, "valid: a set", "q_fixed_entries = {'a', 'b', 'd', 'e'}"),
+    Impl(Q_FIXED, "valid: a string in another order", "q_fixed_entries = 'edba'"),
+    Impl(Q_FIXED, "valid: upper case with commas", "q_fixed_entries = 'A, B, D, E'"),
+    # question 2: the parameters of SpatialAttention()
+    Impl(Q_PARAMS, "conv biases left out", "q_spatial_params = 14", "convblock_bias"),
+    Impl(Q_PARAMS, "BatchNorms left out", "q_spatial_params = 10", "convblock_bn"),
+    Impl(Q_PARAMS, "running statistics counted", "q_spatial_params = 20", "bn_buffers"),
+    Impl(Q_PARAMS, "conv1 only", "q_spatial_params = 12", "one_convblock"),
+    Impl(Q_PARAMS, "the 3x3 kernel only", "q_spatial_params = 9", "wrong_answer"),
+    Impl(Q_PARAMS, "a float", "q_spatial_params = 16.5", "answer_form"),
+    Impl(Q_PARAMS, "valid: an int", "q_spatial_params = 16"),
+    Impl(Q_PARAMS, "valid: the sum per layer", "q_spatial_params = (9 + 1 + 2) + (1 + 1 + 2)"),
+    Impl(Q_PARAMS, "valid: a 0-d integer tensor", "q_spatial_params = torch.tensor(16)"),
+    # question 3: region 0's initial centre
+    Impl(Q_CENTRE, "the bias itself", "q_initial_centre = -0.75", "bias_after_tanh"),
+    Impl(Q_CENTRE, "the bottom stripe", "q_initial_centre = 0.635", "region_order"),
+    Impl(Q_CENTRE, "region 1", "q_initial_centre = math.tanh(-0.25)", "region_order"),
+    Impl(Q_CENTRE, "region 1's bias", "q_initial_centre = -0.25", "region_order"),
+    Impl(Q_CENTRE, "zero", "q_initial_centre = 0.0", "wrong_answer"),
+    Impl(Q_CENTRE, "a word", "q_initial_centre = 'top'", "answer_form"),
+    Impl(Q_CENTRE, "valid: tanh", "q_initial_centre = math.tanh(-0.75)"),
+    Impl(Q_CENTRE, "valid: three digits", "q_initial_centre = -0.635"),
+    Impl(Q_CENTRE, "valid: a 0-d tensor", "q_initial_centre = torch.tanh(torch.tensor(-0.75))"),
 ]

@@ -28,6 +28,7 @@ from course_lib.checks._core import (
     seeded_picker,
     seeded_randn,
 )
+from course_lib.checks._questions import expect_plain
 from course_lib.checks.ch03_ctdnet_sam import _call, _close, _unchanged, load_sam, sam_count_by_hand, sam_layers
 from course_lib.ctdnet import SpatialAttentionModule as Reference
 
@@ -273,3 +274,34 @@ def hidden_swap_pool_order(fn: Callable) -> None:
                    diagnoses={"unchanged": w, "flip_w": w.flip(3), "flip_h": w.flip(2), "flip_hw": w.flip((2, 3))}
                    if k > 1 else {"unchanged": w})
     passed()
+
+
+# --------------------------------------------------------------------------------------------
+# conceptual questions: the plain answers (the visible checks hold only their salted hashes)
+# --------------------------------------------------------------------------------------------
+ANSWERS = {
+    "q_stacked_shape": (2, 2, 44, 44),  # [S_avg; S_max]: two one-channel maps, every pixel kept
+    "q_wide_window": 9,                 # a 7x7 gate, then the 3x3 projection (stride 1): 7 + 3 - 1
+    "q_kernel_flip": "a",               # a mirrored kernel = mirror, convolve, mirror back; nothing else holds
+}
+KINDS = {"q_stacked_shape": ("shape", None), "q_wide_window": ("int", None), "q_kernel_flip": ("choices", "abcd")}
+
+
+def _hidden_question(qid: str, answer) -> None:
+    kind, options = KINDS[qid]
+    expect_plain(qid, answer, ANSWERS[qid], kind=kind, options=options)
+
+
+@exercise("q_stacked_shape (hidden tests)", budget_s=2)
+def hidden_q_stacked_shape(answer) -> None:
+    _hidden_question("q_stacked_shape", answer)
+
+
+@exercise("q_wide_window (hidden tests)", budget_s=2)
+def hidden_q_wide_window(answer) -> None:
+    _hidden_question("q_wide_window", answer)
+
+
+@exercise("q_kernel_flip (hidden tests)", budget_s=2)
+def hidden_q_kernel_flip(answer) -> None:
+    _hidden_question("q_kernel_flip", answer)

@@ -27,6 +27,7 @@ from course_lib.checks._core import (
     seeded_picker,
     seeded_randn,
 )
+from course_lib.checks._questions import expect_plain
 from course_lib.checks.ch04_hacnn import _call, _close, _unchanged, call_recording, load_weights
 
 def _randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -467,3 +468,35 @@ def hidden_hard_attention_crops(cls: type) -> None:
         module = _student(cls, (channels, regions), ref, dtype=torch.float64, device="cpu")
         _gradients(module, copy.deepcopy(ref), x64, method="forward", names=["fc.weight", "fc.bias"], **kwargs)
     passed()
+
+
+# --------------------------------------------------------------------------------------------
+# conceptual questions: the plain answers (the visible checks hold only their salted hashes)
+# --------------------------------------------------------------------------------------------
+ANSWERS = {
+    "q_fixed_entries": "abde",            # scales (1, 1/R) and the zero rotation/shear entries; c, f are learnt
+    "q_spatial_params": 16,               # ConvBlock(1, 1, 3): 9 + 1 + 2; ConvBlock(1, 1, 1): 1 + 1 + 2
+    "q_initial_centre": -0.6351489523872873,  # tanh(-0.75): the bias sits inside the tanh
+}
+KINDS = {"q_fixed_entries": ("choices", "abcdef", 3), "q_spatial_params": ("int", None, 3),
+         "q_initial_centre": ("float", None, 3)}
+
+
+def _hidden_question(qid: str, answer) -> None:
+    kind, options, digits = KINDS[qid]
+    expect_plain(qid, answer, ANSWERS[qid], kind=kind, options=options, digits=digits)
+
+
+@exercise("q_fixed_entries (hidden tests)", budget_s=2)
+def hidden_q_fixed_entries(answer) -> None:
+    _hidden_question("q_fixed_entries", answer)
+
+
+@exercise("q_spatial_params (hidden tests)", budget_s=2)
+def hidden_q_spatial_params(answer) -> None:
+    _hidden_question("q_spatial_params", answer)
+
+
+@exercise("q_initial_centre (hidden tests)", budget_s=2)
+def hidden_q_initial_centre(answer) -> None:
+    _hidden_question("q_initial_centre", answer)
