@@ -318,7 +318,9 @@ def train(name: str, cls: Any = None, *, seed: int | None = None, budget: cap.Bu
         net = net.cpu().eval()
         record = {"accuracy": cap.evaluate(net, test), "numbers": measure(name, net, test),
                   "train_seconds": seconds, "seed": seed, "device": device.type, "budget": asdict(budget),
-                  "torch": str(torch.__version__)}
+                  "torch": str(torch.__version__),
+                  # the CPU kernels used (AVX2, AVX512, ...): float rounding, and so the trained weights, depend on it
+                  "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     finally:
         torch.set_num_threads(before)
     return net, record
