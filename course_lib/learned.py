@@ -66,7 +66,7 @@ from course_lib.data import ClutteredDigits, make_cluttered_digits, split_source
 
 __all__ = ["RECIPES", "BUDGET", "CHECKPOINT_DIR", "Recipe", "NotWrittenYet", "DepthNet", "test_split",
            "StripeNet", "build_net", "spatial_maps", "stripe_boxes", "train", "load_trained", "try_load", "measure", "save_checkpoint", "read_checkpoint",
-           "build_checkpoints", "remeasure", "mean_cosine_distance", "main"]
+           "build_checkpoints", "remeasure", "mean_cosine_distance", "pam_as_non_local", "main"]
 
 CHECKPOINT_DIR = Path(__file__).with_name("checkpoints")
 #: The capstone's full data and schedule, one seed: 2 000 train / 2 000 test images, 4 epochs.
@@ -373,6 +373,39 @@ def try_load(name: str, cls: Any) -> cap.CapstoneNet | None:
             f"{getattr(cls, '__name__', cls)} is not finished yet (it raised NotImplementedError on an image): "
             "finish the exercise above, run its cell, then this one.")
         print(f"{reason} This section runs the trained weights in your own module.")
+        return None
+
+
+def pam_as_non_local(cls: Any, name: str = "danet_pam", *, directory: Path = CHECKPOINT_DIR) -> cap.CapstoneNet | None:
+    """The trained DANet PAM network with its position map computed by ``cls``, a non-local block class
+    ``cls(channels, reduction)`` with 1x1 convolutions ``theta`` and ``phi`` (chapter 07's exercise).
+
+    PAM's map softmax_j(q_i . k_j) is the embedded Gaussian of the non-local block, Eq. (3), with
+    theta = PAM's ``query_conv`` and phi = its ``key_conv`` (C' = C / 8). Those two are loaded into the
+    block's theta and phi; the trunk is the PAM network's. Only ``attention(x)`` and the trunk's features
+    are PAM's: the block's g, W_z and BN keep their initial values, so its forward is the identity (the
+    network's predictions are not PAM's). Returns None, saying why, while ``cls`` is not written yet.
+    """
+    state = read_checkpoint(name, directory)
+    weights = state["modules"]["attention"]
+    channels = int(weights["query_conv.weight"].shape[1])
+    hidden = int(weights["query_conv.weight"].shape[0])
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = cap.CapstoneNet(_factory(_recipe("non_local"), lambda c: cls(c, c // hidden)))
+        net.load_state_dict(state["trunk"], strict=False)
+        renamed = {f"{new}.{kind}": weights[f"{old}.{kind}"] for old, new in (("query_conv", "theta"),
+                                                                              ("key_conv", "phi"))
+                   for kind in ("weight", "bias")}
+        _loaders()["by_name"](net.attention, renamed, what=f"{getattr(cls, '__name__', cls)} (PAM's map)")
+        net.eval()
+        with torch.inference_mode():
+            net.attention.attention(net.features(torch.zeros(1, 1, BUDGET.canvas_size, BUDGET.canvas_size)))
+        return net
+    except (NotWrittenYet, NotImplementedError):
+        print(f"{getattr(cls, '__name__', cls)} is not finished yet: finish the exercise above, run its cell, then "
+              "this one. This section computes PAM's map with your own module.")
         return None
 
 
