@@ -69,6 +69,8 @@ VECTOR_AXIS = define_mistake("vector_axis", "the cosine is taken along the wrong
                                             "vector's entries)")
 DOT_PRODUCT_FORM = define_mistake("dot_product_form", "the dot-product form f / N (Eq. (4)) where the embedded "
                                                       "Gaussian's softmax (Eq. (3)) is asked")
+QK_SWAPPED = define_mistake(
+    "qk_swapped", "the roles of query and key are swapped (energy[j, i] = k_j . q_i instead of q_j . k_i)")
 MODIFIES_INPUT = "modifies_input"
 
 # label -> (mistake id, advice); the tensors are stored in checks/expected/ch07_nonlocal_gcnet.pt
@@ -85,7 +87,7 @@ ADVICE: dict[str, tuple[str, str]] = {
     "scaled_c": ("scaled",
                  "theta^T phi is divided by sqrt(C) (timm's NonLocalAttn scales by in_channels ** -0.5). The "
                  "paper's Eq. (3) has no scaling."),
-    "qk_swapped": ("qk_swapped",
+    "qk_swapped": (QK_SWAPPED,
                    "row i holds phi(x_i) . theta(x_j): theta and phi play each other's role. f(x_i, x_j) = "
                    "theta(x_i)^T phi(x_j): the query side is theta."),
     "dot_product": (DOT_PRODUCT_FORM,
@@ -283,6 +285,15 @@ def realistic_input(channels: int = 32, size: int = 24, *, seed: int = 75) -> to
     return (3 * torch.relu(seeded_randn(1, channels, size, size, seed=seed))).float()
 
 
+NL_IDENTITY_ADVICE = (
+    "Sec. 3.3-4.1: the block enters a network without changing it because its branch BN(W_z y) starts at 0: the BN's "
+    "scale (bn.weight) is initialised to 0, and its shift is 0. A scale of 1 (BatchNorm's default) makes the branch "
+    "a normalised copy of W_z y (AlexHex7/Non-local_pytorch #12, #18).")
+GC_IDENTITY_ADVICE = (
+    "the block is added to a network as x + transform(context); it leaves the network unchanged at first when the "
+    "transform's LAST layer, W_v2, starts at zero (its weight and its bias).")
+
+
 def _expect_identity(module: nn.Module, x: torch.Tensor, *, what: str, advice: str, half: bool = False) -> None:
     for mode in ("train", "eval"):
         module.train(mode == "train")
@@ -291,6 +302,9 @@ def _expect_identity(module: nn.Module, x: torch.Tensor, *, what: str, advice: s
         expect_shape(y, x.shape, what=f"a new {what}(x)")
         if torch.allclose(y, x, rtol=0, atol=1e-6):
             continue
+        if torch.allclose(y, torch.zeros_like(y), rtol=0, atol=1e-6):
+            raise CheckFailure(f"a new {what}(x) returns zeros ({mode} mode): the branch is zero at first, as it "
+                               "should be, but the residual + x is missing.", mistake="missing_residual")
         if half and torch.allclose(y, x / 2, rtol=1e-5, atol=1e-6):
             raise CheckFailure(f"a new {what}(x) returns x / 2 ({mode} mode): x * sigmoid(0) is the multiplicative "
                                "fusion starting from a zero transform.\n  Likely mistake: "
@@ -352,13 +366,6 @@ def realistic_weights(channels: int, reduction: int = 2, *, seed: int = 76) -> d
 def check_nl_forward(cls: type) -> None:
     E = expected(CHAPTER)["nl_forward"]
     channels = E["channels"]
-    fresh = build(cls, channels)
-    check_nl_structure(fresh, channels, 2, what=f"{cls.__name__}({channels})")
-    _expect_identity(fresh, E["x"], what=f"{cls.__name__}({channels})",
-                     advice="Sec. 3.3-4.1: the block enters a network without changing it because its branch "
-                            "BN(W_z y) starts at 0: the BN's scale (bn.weight) is initialised to 0, and its shift is "
-                            "0. A scale of 1 (BatchNorm's default) makes the branch a normalised copy of W_z y "
-                            "(AlexHex7/Non-local_pytorch #12, #18).")
     module, what = _nl(cls, E)  # BN scale, shift and running statistics nonzero; eval mode
     x = E["x"]
     x_in = x.clone()
@@ -374,6 +381,8 @@ def check_nl_forward(cls: type) -> None:
                             hints=HINTS)
     module.float()
     expect_device_free(module, x, what=what)
+    fresh = build(cls, channels)
+    _expect_identity(fresh, E["x"], what=f"{cls.__name__}({channels})", advice=NL_IDENTITY_ADVICE)
     expect_defaults(cls, (channels,), {"reduction": 2}, x, what=cls.__name__)
 
 
@@ -406,7 +415,7 @@ def check_gc_context(cls: type) -> None:
     big = realistic_input(E["channels"], 16)
     module.float()
     with torch.no_grad():
-        module.conv_mask.weight.mul_(20.0)  # logits in the hundreds
+        module.conv_mask.weight.mul_(100.0)  # logits in the hundreds
     a_big = _call(module.attention, big, doing=f"{what}.attention(x) on ReLU features with large logits")
     expect_finite(a_big, what=f"{what}.attention(x) on features whose logits reach the hundreds (float32)")
     module2, what2 = _gc(cls, E["second"], reduction=E["second"]["reduction"])
@@ -420,12 +429,6 @@ def check_gc_context(cls: type) -> None:
 def check_gc_forward(cls: type) -> None:
     E = expected(CHAPTER)["gc_forward"]
     channels, reduction = E["channels"], E["reduction"]
-    fresh = build(cls, channels, reduction)
-    check_gc_structure(fresh, channels, reduction, what=f"{cls.__name__}({channels}, reduction={reduction})")
-    _expect_identity(fresh, E["x"], what=f"{cls.__name__}({channels}, reduction={reduction})", half=True,
-                     advice="the block is added to a network as x + transform(context); it leaves the network "
-                            "unchanged at first when the transform's LAST layer, W_v2, starts at zero (its weight and "
-                            "its bias).")
     module, what = _gc(cls, E, reduction=reduction)
     x = E["x"]
     x_in = x.clone()
@@ -443,6 +446,9 @@ def check_gc_forward(cls: type) -> None:
                             hints=HINTS)
     module.float()
     expect_device_free(module, x, what=what)
+    fresh = build(cls, channels, reduction)
+    _expect_identity(fresh, E["x"], what=f"{cls.__name__}({channels}, reduction={reduction})", half=True,
+                     advice=GC_IDENTITY_ADVICE)
     expect_defaults(cls, (channels,), {"reduction": 16}, seeded_randn(2, 32, 3, 5, seed=777).float(),
                     what=cls.__name__)
 

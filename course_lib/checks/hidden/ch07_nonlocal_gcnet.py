@@ -30,7 +30,8 @@ from course_lib.checks._core import (
 )
 from course_lib.checks._questions import expect_plain
 from course_lib.checks.ch07_nonlocal_gcnet import (
-    ADVICE,
+    GC_IDENTITY_ADVICE,
+    NL_IDENTITY_ADVICE,
     MAP_ADVICE,
     _call,
     _close,
@@ -279,7 +280,7 @@ def hidden_nl_forward(cls: type) -> None:
         check_nl_structure(fresh, c, r, what=f"{cls.__name__}({c}, reduction={r})")
         _expect_identity(fresh.double(), seeded_randn(max(b, 2), c, h, w, seed=7300 + trial),
                          what=f"{cls.__name__}({c}, reduction={r})",
-                         advice="the branch BN(W_z y) must start at 0: zero BN scale (and shift).")
+                         advice=NL_IDENTITY_ADVICE)
         ref = reference_nl(c, r, seed=7400 + 10 * trial)
         x64 = seeded_randn(b, c, h, w, seed=7500 + trial)
         probe = seeded_randn(b, c, h, w, seed=7600 + trial)
@@ -364,7 +365,7 @@ def hidden_gc_forward(cls: type) -> None:
         check_gc_structure(fresh, c, r, what=f"{cls.__name__}({c}, reduction={r})")
         _expect_identity(fresh.double(), seeded_randn(b, c, h, w, seed=7900 + trial), half=True,
                          what=f"{cls.__name__}({c}, reduction={r})",
-                         advice="the transform's last layer W_v2 must start at zero (weight and bias).")
+                         advice=GC_IDENTITY_ADVICE)
         ref = reference_gc(c, r, seed=8000 + 10 * trial)
         x64 = seeded_randn(b, c, h, w, seed=8100 + trial)
         probe = seeded_randn(b, c, h, w, seed=8200 + trial)
