@@ -135,6 +135,15 @@ def calls_in_text(text: str) -> list[Call]:
     return out
 
 
+def _code_calls(source: str) -> list[Call]:
+    """Calls in a whole cell's code (comments and docstrings are not code); fragments if it does not parse."""
+    tree = _parse(source)
+    if tree is None:
+        code, _ = _stub_text(source)
+        return calls_in_text(code)
+    return calls_in(tree)
+
+
 def solution_region(source: str) -> str | None:
     if BEGIN not in source:
         return None
@@ -230,9 +239,10 @@ def measure(solution: dict, student: dict, chapter: str = "") -> Report:
         if region is None:
             continue
         # what the student writes: the region less the code the stub provides (a repair exercise's broken code)
-        provided_code, _ = _stub_text(stubs.get(_grade_id(cell), ""))
+        stub = stubs.get(_grade_id(cell), "")
+        provided_code, _ = _stub_text(stub)
         provided_lines = {_squash(ln) for ln in provided_code.splitlines()}
-        provided_calls = set(calls_in_text(provided_code))
+        provided_calls = set(_code_calls(stub))
         lines = {_squash(ln) for ln in region.splitlines()} - provided_lines
         lines = {ln for ln in lines if len(ln) >= MIN_LINE and not ln.startswith(("#", "def ", "class ", "@"))
                  and ln not in BOILERPLATE_LINES}
@@ -257,7 +267,7 @@ def measure(solution: dict, student: dict, chapter: str = "") -> Report:
             prose_calls = [c for p in prose for c in calls_in_text(p)]
             shown.append((_grade_id(cell), where + " [its comments and docstrings]", _squash("\n".join(prose)),
                           prose_calls))
-            shown.append(("other than " + str(_grade_id(cell)), where, _squash(code), calls_in_text(code)))
+            shown.append(("other than " + str(_grade_id(cell)), where, _squash(code), _code_calls(source)))
         elif cell["cell_type"] == "code":
             shown.append((None, where, _squash(source), calls_in_text(source)))
 

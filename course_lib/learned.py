@@ -1,4 +1,4 @@
-"""What a trained module learns: small trained checkpoints for chapters 01-07, and how to load them.
+"""What a trained module learns: small trained checkpoints for chapters 01-08, and how to load them.
 
 Each chapter's module is trained in the capstone's network (:class:`course_lib.capstone.CapstoneNet`)
 on the capstone's cluttered digits, with the capstone's training loop (:func:`course_lib.capstone.fit`):
@@ -44,6 +44,9 @@ name           chapter     module(s) in the network
 "danet_cam_official" 06    ``ChannelAttention(variant="official")`` in the slot
 "non_local"    07          ``NonLocalBlock(48)`` in the slot (embedded Gaussian, C' = 24, BN after
                            W_z with zero scale and shift: the identity at the start)
+"eca"          08          ``EfficientChannelAttention(C)`` (k = psi(C) = 3 at C = 16, 32, 48)
+                           after stage 1, after stage 2 and in the slot: one gate per depth
+"coord_attention" 08       ``CoordinateAttention(48)`` in the slot (M = max(8, 48 // 32) = 8)
 =============  ==========  =====================================================================
 """
 from __future__ import annotations
@@ -66,7 +69,8 @@ from course_lib.data import ClutteredDigits, make_cluttered_digits, split_source
 
 __all__ = ["RECIPES", "BUDGET", "CHECKPOINT_DIR", "Recipe", "NotWrittenYet", "DepthNet", "test_split",
            "StripeNet", "build_net", "spatial_maps", "stripe_boxes", "train", "load_trained", "try_load", "measure", "save_checkpoint", "read_checkpoint",
-           "build_checkpoints", "remeasure", "mean_cosine_distance", "pam_as_non_local", "main"]
+           "build_checkpoints", "remeasure", "mean_cosine_distance", "pam_as_non_local", "coord_profiles",
+           "coord_stats", "main"]
 
 CHECKPOINT_DIR = Path(__file__).with_name("checkpoints")
 #: The capstone's full data and schedule, one seed: 2 000 train / 2 000 test images, 4 epochs.
@@ -178,11 +182,21 @@ def _load_sam(module: nn.Module, weights: Mapping[str, torch.Tensor], *, what: s
     ch03.load_sam(module, ch03.sam_layers(module, int(c_in), int(c_out), what=what), dict(weights))
 
 
+def _eca_roles(m: nn.Module) -> dict[str, torch.Tensor]:
+    return {"kernel": m.conv.weight.reshape(-1)}
+
+
+def _load_eca(module: nn.Module, weights: Mapping[str, torch.Tensor], *, what: str) -> None:
+    from course_lib.checks import ch08_eca_coordatt as ch08
+
+    ch08.load_eca_kernel(module, weights["kernel"], what=what)
+
+
 def _loaders() -> dict[str, Callable[..., None]]:
     """How the chapters' checks copy stored weights into a student's module (imported, never copied)."""
     from course_lib.checks import _core
 
-    return {"by_shape": _core.load_by_shape, "by_name": _core.load_by_name, "sam": _load_sam}
+    return {"by_shape": _core.load_by_shape, "by_name": _core.load_by_name, "sam": _load_sam, "eca": _load_eca}
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,6 +242,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            _named_roles, "by_name", "channel_affinity"),
     Recipe("non_local", "07_nonlocal_gcnet", "nonlocal_block:NonLocalBlock", lambda cls, c: cls(c), _named_roles,
            "by_name", "position"),
+    Recipe("eca", "08_eca_coordatt", "eca:EfficientChannelAttention", lambda cls, c: cls(c), _eca_roles, "eca",
+           "depth_gates", depths=True),
+    Recipe("coord_attention", "08_eca_coordatt", "coord_attention:CoordinateAttention", lambda cls, c: cls(c),
+           _named_roles, "by_name", "coord"),
 )}
 
 
@@ -577,6 +595,50 @@ def stripe_stats(net: StripeNet, data: ClutteredDigits) -> dict[str, float]:
     return out
 
 
+@torch.inference_mode()
+def coord_profiles(net: cap.CapstoneNet, images: torch.Tensor, *, batch_size: int = 500
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinate Attention's two gates averaged over the channels: the row profile (N, h) of g^h and
+    the column profile (N, w) of g^w, on the slot's (h, w) feature grid."""
+    net.eval()
+    rows, cols = [], []
+    for i in range(0, len(images), batch_size):
+        g_h, g_w = net.attention.gates(net.features(images[i:i + batch_size]))
+        rows.append(g_h.mean(1)[..., 0].float())  # (B, C, h, 1) -> (B, h)
+        cols.append(g_w.mean(1)[:, 0].float())  # (B, C, 1, w) -> (B, w)
+    return torch.cat(rows), torch.cat(cols)
+
+
+def _profile_stats(profile: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, stride: int) -> dict[str, float]:
+    """Does a (N, n) profile over feature cells find the interval [lo, hi) (image pixels)? The share of
+    its mass (minus its minimum) inside, that share over the interval's share of the cells (lift), and
+    how often its peak cell's centre lies inside."""
+    n = profile.shape[1]
+    centres = (torch.arange(n, dtype=torch.float64) + 0.5) * stride  # (n,) in image pixels
+    inside = (centres[None] >= lo[:, None]) & (centres[None] < hi[:, None])  # (N, n)
+    p = (profile - profile.min(1, keepdim=True).values).double()
+    total = p.sum(1)
+    share = inside.double().mean(1)
+    mass = torch.where(total > 0, (p * inside).sum(1) / total.clamp_min(1e-300), share)
+    hit = inside.gather(1, profile.argmax(1, keepdim=True))[:, 0]
+    return {"mass": float(mass.mean()), "share": float(share.mean()),
+            "lift": float((mass / share.clamp_min(1e-12)).mean()), "peak_hit": float(hit.double().mean())}
+
+
+def coord_stats(net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str, float]:
+    """Where the trained Coordinate Attention's row gate and column gate peak, against the digit's rows
+    and columns; and how much the gates move along the rows / columns (std over positions, averaged)."""
+    rows, cols = coord_profiles(net, data.images)
+    stride = data.images.shape[-1] // rows.shape[1]
+    boxes = data.boxes.double()
+    out = {f"row_{k}": v for k, v in _profile_stats(rows, boxes[:, 0], boxes[:, 2], stride).items()}
+    out.update({f"col_{k}": v for k, v in _profile_stats(cols, boxes[:, 1], boxes[:, 3], stride).items()})
+    out.update({"row_gate_mean": float(rows.mean()), "col_gate_mean": float(cols.mean()),
+                "row_gate_range": float((rows.amax(1) - rows.amin(1)).mean()),
+                "col_gate_range": float((cols.amax(1) - cols.amin(1)).mean())})
+    return out
+
+
 def measure(name: str, net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str, float]:
     """Every number the chapter's text quotes about recipe ``name``'s figure, on the first PROBE images."""
     recipe = _recipe(name)
@@ -600,6 +662,11 @@ def measure(name: str, net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str,
         return affinity_stats(net, probe)
     if recipe.kind == "stripes":
         return stripe_stats(net, probe)
+    if recipe.kind == "coord":
+        att = cap.localisation(spatial_maps(net, probe.images), probe.boxes)
+        ctrl = cap.localisation(spatial_maps(net, probe.images, control=True), probe.boxes)
+        return {**{f"att_{k}": v for k, v in att.items()}, **{f"ctrl_{k}": v for k, v in ctrl.items()},
+                **coord_stats(net, probe)}
     raise AssertionError(recipe.kind)
 
 
@@ -633,7 +700,7 @@ def remeasure(names: Sequence[str] | None = None, *, directory: Path = CHECKPOIN
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m course_lib.learned",
-                                description="Rebuild the trained checkpoints of chapters 01-07 from their seeds.")
+                                description="Rebuild the trained checkpoints of chapters 01-08 from their seeds.")
     p.add_argument("names", nargs="*", help=f"recipes to rebuild (default: all: {' '.join(RECIPES)})")
     p.add_argument("--out", type=Path, default=CHECKPOINT_DIR, help="folder (default: the package's checkpoints/)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -206,8 +206,8 @@ def test_released_visible_checks_pass_from_the_bundle_without_the_reference_modu
     stale = {}
     for chapter, answers in plan["chapters"].items():
         released = nbformat.read(bundle.out / nbs.RELEASE / chapter / f"{chapter}.ipynb", as_version=4)
-        asked = {c.metadata["nbgrader"]["grade_id"] for c in released.cells
-                 if c.metadata.get("nbgrader", {}).get("solution")}
+        asked = {c.metadata["nbgrader"]["grade_id"] for c in released.cells  # written answers (markdown) are not run
+                 if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
         if asked - set(answers):
             stale[chapter] = sorted(asked - set(answers))
     assert not stale, f"released exercises with no solution in solutions/ (run `make release`): {stale}"
@@ -247,3 +247,12 @@ def test_the_repository_course_lib_would_be_found_without_the_isolation(bundle, 
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.split()
     assert Path(first).is_relative_to(bundle.out) and Path(second).is_relative_to(nbs.REPO)
+
+
+def test_links_in_the_bundle_reach_what_the_bundle_holds(bundle):
+    """A student who opens the glossary or the policy from a chapter finds it in the bundle, not a dead link."""
+    from links import broken_links
+
+    files = sorted(bundle.out.glob("notebooks/*/*.ipynb")) + [bundle.out / "README.md"]
+    bad = broken_links(files, bundle.out)
+    assert not bad, "links that do not resolve inside the student bundle:\n  " + "\n  ".join(bad)

@@ -10,7 +10,7 @@ from course_lib import giveaways
 
 # Chapters whose student notebook gives nothing away. A chapter joins when its rewrite is done; at the end of
 # issue 15 this is every chapter.
-DONE: set[str] = {"07_nonlocal_gcnet"}
+DONE: set[str] = {"07_nonlocal_gcnet", "08_eca_coordatt"}
 
 
 def pair(answer: str, *, stub: str = "    # YOUR CODE HERE\n    raise NotImplementedError()", others=()):
@@ -67,3 +67,12 @@ def test_student_notebook_gives_no_answer_away(chapter):
     report = giveaways.chapter_report(chapter)
     shown = [f"[{f.answer_cell}] {f.kind} {f.answer!r} shown in {f.where}" for f in report.findings]
     assert not shown, f"{chapter} gives away:\n" + "\n".join(shown)
+
+
+def test_repair_stub_chained_calls_are_given_material():
+    # a repair stub with nested blocks: without its class/def lines it does not parse as one piece
+    stub = ("\n    class Broken:\n        def go(self, x):\n            y = x.view(2, -1).permute(0, 2, 1)\n"
+            "            if y.dim():\n                return y.softmax(dim=0)\n    return Broken()")
+    answer = stub.replace("softmax(dim=0)", "softmax(dim=1)")
+    r = giveaways.measure(*pair(answer, stub=stub))
+    assert r.calls == 1 and r.findings == []

@@ -1,4 +1,4 @@
-"""The numbers the "What a trained module learns" sections of chapters 01-07 state are the shipped
+"""The numbers the "What a trained module learns" sections of chapters 01-08 state are the shipped
 checkpoints' numbers: each quoted value, formatted as the text writes it, must appear in its section.
 
 A checkpoint rebuilt with other numbers (or a text edited by hand) fails here until the text is
@@ -56,6 +56,19 @@ QUOTED: dict[str, list[tuple[str, str, str]]] = {
                           ("non_local", "branch_ratio", "f2"), ("non_local", "input_distance", "f3"),
                           ("non_local", "row_distance", "f3"), ("danet_pam", "input_distance", "f3"),
                           ("danet_pam", "row_distance", "f3"), ("danet_pam", "same_top_key", "pct0")],
+    "08_eca_coordatt": [("eca", "accuracy", "pct1"), ("eca", "image_std_1", "f3"), ("eca", "class_share_1", "pct0"),
+                        ("eca", "image_std_2", "f3"), ("eca", "class_share_2", "pct0"), ("eca", "image_std_3", "f3"),
+                        ("eca", "gate_mean_3", "f2"), ("eca", "class_share_3", "pct0"),
+                        ("se", "accuracy", "pct1"), ("se", "image_std_1", "f3"), ("se", "class_share_1", "pct0"),
+                        ("se", "image_std_2", "f3"), ("se", "class_share_2", "pct0"), ("se", "image_std_3", "f3"),
+                        ("se", "gate_mean_3", "f2"), ("se", "class_share_3", "pct0"),
+                        ("coord_attention", "accuracy", "pct1"), ("coord_attention", "row_peak_hit", "pct0"),
+                        ("coord_attention", "col_peak_hit", "pct0"), ("coord_attention", "row_share", "pct0"),
+                        ("coord_attention", "row_lift", "f2"), ("coord_attention", "col_lift", "f2"),
+                        ("coord_attention", "row_gate_range", "f3"), ("coord_attention", "row_gate_mean", "f2"),
+                        ("coord_attention", "att_mass_in_box", "pct0"), ("coord_attention", "att_box_area", "pct0"),
+                        ("coord_attention", "att_lift", "f2"), ("coord_attention", "att_pointing_hit", "pct0"),
+                        ("coord_attention", "ctrl_lift", "f2"), ("cbam", "att_lift", "f2")],
     # the capstone interprets its own PAM's collapse against chapter 05's checkpoint
     "09_capstone": [("danet_pam", "row_max_median", "f3"), ("danet_pam", "same_top_key", "pct0"),
                     ("danet_pam", "top_key_in_box", "pct1")],

@@ -1,4 +1,4 @@
-"""Figures of trained modules (chapters 01-07, section "What a trained module learns").
+"""Figures of trained modules (chapters 01-08, section "What a trained module learns").
 
 Each function takes a trained network from :func:`course_lib.learned.load_trained` (the student's
 module inside) and test data, draws, and returns the arrays it drew. With ``path`` the figure is
@@ -17,7 +17,7 @@ from course_lib import capstone_figures as cfigs
 from course_lib import learned
 
 __all__ = ["plot_se_by_depth", "plot_learned_spatial", "plot_pam_queries", "plot_cam_affinity", "plot_stripes",
-           "plot_query_independence"]
+           "plot_query_independence", "plot_coord_gates"]
 
 
 def _plt():
@@ -36,7 +36,7 @@ def _probe(data, n: int = learned.PROBE):
     return data.images[:n], data.labels[:n]
 
 
-def plot_se_by_depth(net: learned.DepthNet, data, path: str | Path | None = None) -> dict[str, Any]:
+def plot_se_by_depth(net: learned.DepthNet, data, path: str | Path | None = None, *, name: str = "SE") -> dict[str, Any]:
     """The SE gate per class at each depth, after the paper's figure of excitations across classes:
     one line per class (the gate averaged over that class's test images) against the channel index,
     the mean over all images in black. Lines on top of each other: the gate is the same for every
@@ -63,7 +63,7 @@ def plot_se_by_depth(net: learned.DepthNet, data, path: str | Path | None = None
         out[f"class_share_{d}"] = share
     axes[0, 0].set_ylabel("mean gate s (per class)")
     axes[0, -1].legend(fontsize=6, ncol=2, loc="lower right", title="class", title_fontsize=7)
-    fig.suptitle("Trained SE gates on cluttered digits, per class and per depth (1 = after stage 1, 3 = the slot)",
+    fig.suptitle(f"Trained {name} gates on cluttered digits, per class and per depth (1 = after stage 1, 3 = the slot)",
                  fontsize=10)
     fig.tight_layout()
     _finish(fig, path)
@@ -221,5 +221,56 @@ def plot_query_independence(nets: dict[str, cap.CapstoneNet], data, distance=Non
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title("Query-independence of trained position attention\n(one point per test image)", fontsize=9)
     fig.tight_layout()
+    _finish(fig, path)
+    return out
+
+
+def plot_coord_gates(net: cap.CapstoneNet, data, path: str | Path | None = None, num_images: int = 6) -> dict[str, Any]:
+    """Trained Coordinate Attention on test images. Top row: the image with the channel mean of the map
+    g^h * g^w over it (upsampled, scaled per image) and the digit's box. Below: the channel means of the
+    two gates, g^h along the rows and g^w along the columns, with the digit's rows / columns shaded.
+    The numbers beside a profile: the share of its mass (minus its minimum) on the digit's rows/columns."""
+    plt = _plt()
+    images, boxes = data.images[:num_images], data.boxes[:num_images]
+    maps = learned.spatial_maps(net, images).numpy()  # (n, H, W) channel mean of g^h * g^w, upsampled
+    rows, cols = learned.coord_profiles(net, images)  # (n, h), (n, w)
+    stride = images.shape[-1] // rows.shape[1]
+    centres = (np.arange(rows.shape[1]) + 0.5) * stride
+    fig, axes = plt.subplots(3, num_images, figsize=(1.9 * num_images, 5.6),
+                             gridspec_kw={"height_ratios": [2.2, 1, 1]})
+    out: dict[str, Any] = {"maps": maps, "rows": rows.numpy(), "cols": cols.numpy(), "row_mass": [], "col_mass": []}
+    lo_all = float(min(rows.min(), cols.min()))
+    hi_all = float(max(rows.max(), cols.max()))
+    pad = 0.05 * max(hi_all - lo_all, 1e-3)
+    for j in range(num_images):
+        top, left, bottom, right = (int(v) for v in boxes[j])
+        ax = axes[0, j]
+        m = maps[j]
+        scaled = (m - m.min()) / max(float(m.max() - m.min()), 1e-12)
+        ax.imshow(images[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.imshow(scaled, cmap="inferno", alpha=0.6, vmin=0, vmax=1)
+        cfigs._draw_box(ax, boxes[j])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for k, (profile, lo, hi, label) in enumerate(((rows[j], top, bottom, "g^h by row"),
+                                                      (cols[j], left, right, "g^w by column"))):
+            a = axes[1 + k, j]
+            inside = (centres >= lo) & (centres < hi)
+            p = profile.numpy() - float(profile.min())
+            mass = float(p[inside].sum() / p.sum()) if p.sum() > 0 else float(inside.mean())
+            out["row_mass" if k == 0 else "col_mass"].append(mass)
+            a.axvspan(lo - 0.5, hi - 0.5, color="tab:cyan", alpha=0.25, linewidth=0)
+            a.plot(centres, profile.numpy(), marker="o", markersize=2.5, linewidth=1.2, color="black")
+            a.set_xlim(-0.5, images.shape[-1] - 0.5)
+            a.set_ylim(lo_all - pad, hi_all + pad)
+            a.set_title(f"{label}: {mass:.0%} on digit", fontsize=7)
+            a.tick_params(labelsize=6)
+            if j:
+                a.set_yticklabels([])
+    axes[1, 0].set_ylabel("mean g^h", fontsize=7)
+    axes[2, 0].set_ylabel("mean g^w", fontsize=7)
+    fig.suptitle("Trained Coordinate Attention on cluttered digits: the map g^h g^w (top; cyan box = the digit) and "
+                 "its two gates, averaged over channels (shaded: the digit's rows / columns)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     _finish(fig, path)
     return out
