@@ -67,6 +67,8 @@ DIAGONAL_PAIRS = define_mistake("diagonal_pairs", "the pairs i = j (a vector wit
 SIMILARITY = define_mistake("similarity", "the cosine similarity where the cosine distance (1 - cos) / 2 is asked")
 VECTOR_AXIS = define_mistake("vector_axis", "the cosine is taken along the wrong axis (positions instead of the "
                                             "vector's entries)")
+DEAD_BRANCH = define_mistake(
+    "dead_branch", "every layer of the branch starts at zero, so no gradient ever reaches the attention")
 DOT_PRODUCT_FORM = define_mistake("dot_product_form", "the dot-product form f / N (Eq. (4)) where the embedded "
                                                       "Gaussian's softmax (Eq. (3)) is asked")
 QK_SWAPPED = define_mistake(
@@ -315,6 +317,27 @@ def _expect_identity(module: nn.Module, x: torch.Tensor, *, what: str, advice: s
     module.train()
 
 
+def _expect_learns(module: nn.Module, x: torch.Tensor, probe: torch.Tensor, *, inner: str, what: str,
+                   advice: str) -> None:
+    """Two plain gradient steps from a new block: by the second, a gradient reaches the ``inner`` layer (W_z,
+    W_v1). A block that zeroes every layer of its branch is the identity too, but it never learns."""
+    module = module.double().train()
+    params = dict(module.named_parameters())
+    for step in (1, 2):
+        module.zero_grad(set_to_none=True)
+        y = _call(module, x.double().clone(), doing=f"a new {what}(x), training step {step}")
+        _call(lambda: (y * probe.double()).sum().backward(), doing=f"backward through a new {what}(x)")
+        if step == 1:
+            with torch.no_grad():
+                for p in params.values():
+                    if p.grad is not None:
+                        p -= 0.1 * p.grad
+    grad = getattr(params.get(f"{inner}.weight"), "grad", None)
+    expect(grad is not None and bool(grad.abs().max() > 0),
+           f"a new {what}: after one gradient step, the second backward pass still gives {inner}.weight no gradient, "
+           f"so the attention can never learn.\n  Likely mistake: {advice}", mistake=DEAD_BRANCH)
+
+
 # --------------------------------------------------------------------------------------------
 # the non-local block
 # --------------------------------------------------------------------------------------------
@@ -383,6 +406,10 @@ def check_nl_forward(cls: type) -> None:
     expect_device_free(module, x, what=what)
     fresh = build(cls, channels)
     _expect_identity(fresh, E["x"], what=f"{cls.__name__}({channels})", advice=NL_IDENTITY_ADVICE)
+    _expect_learns(fresh, E["x"], E["probe"], inner="w_z", what=f"{cls.__name__}({channels})",
+                   advice="zero ONE layer at the end of the branch (the BN's scale, as the paper does, or W_z), not "
+                          "both: with the BN scale and W_z both zero, W_z's gradient is multiplied by the BN scale and "
+                          "the BN scale's by the normalised W_z y, and both stay 0 forever.")
     expect_defaults(cls, (channels,), {"reduction": 2}, x, what=cls.__name__)
 
 
@@ -449,6 +476,9 @@ def check_gc_forward(cls: type) -> None:
     fresh = build(cls, channels, reduction)
     _expect_identity(fresh, E["x"], what=f"{cls.__name__}({channels}, reduction={reduction})", half=True,
                      advice=GC_IDENTITY_ADVICE)
+    _expect_learns(fresh, E["x"], E["probe"], inner="w_v1", what=f"{cls.__name__}({channels}, reduction={reduction})",
+                   advice="zero only the LAST layer, W_v2. With W_v1 zero as well, W_v2's gradient is multiplied by "
+                          "ReLU(LN(W_v1 c)) = 0 and W_v1's by W_v2 = 0: only W_v2's bias ever moves.")
     expect_defaults(cls, (channels,), {"reduction": 16}, seeded_randn(2, 32, 3, 5, seed=777).float(),
                     what=cls.__name__)
 

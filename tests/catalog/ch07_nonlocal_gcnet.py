@@ -130,6 +130,8 @@ WRONG_NL_FORWARD = [
     ("forward returns the map", "returns_map", dict(fwd="        return self.attention(x)")),
     ("map detached in forward", "no_grad", dict(fwd=NL_FWD.replace("self.attention(x)", "self.attention(x).detach()"))),
     ("reduction defaults to 8 (timm-like)", "default_args", dict(signature="channels, reduction=8")),
+    ("BN scale and W_z both zero-initialised: the identity, but it never learns", "dead_branch", dict(
+        init=NL_INIT + "\n        nn.init.zeros_(self.w_z.weight)\n        nn.init.zeros_(self.w_z.bias)")),
     ("hard-coded .cuda() in forward", "device", dict(fwd=NL_FWD.replace("+ x", "+ x.cuda()"))),
 ]
 
@@ -265,6 +267,8 @@ WRONG_GC_FORWARD = [
         x += self.w_v2(F.relu(self.norm(self.w_v1(self.context(x)))))
         return x""")),
     ("reduction defaults to 8 (timm's rd_ratio)", "default_args", dict(signature="channels, reduction=8")),
+    ("W_v1 and W_v2 both zero-initialised: the identity, but it never learns", "dead_branch", dict(
+        init=GC_INIT + "\n        nn.init.zeros_(self.w_v1.weight)\n        nn.init.zeros_(self.w_v1.bias)")),
     ("official ratio as a multiplier, passed r (planes = int(C * r))", "parameters", dict(init=GC_INIT.replace(
         "hidden = channels // reduction", "hidden = int(channels * reduction)"))),
 ]
