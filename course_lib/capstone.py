@@ -31,9 +31,11 @@ brings such a layer with it (gate, then conv-BN-ReLU), so this row separates its
 extra capacity.
 
 Budgets. The full run (``FULL``: 2 000 training images with 10 fragments each, 4 epochs, 3 seeds,
-9 variants) is sized to finish in about 15 minutes on a 2-core CPU (the four variants added later,
-non_local, gcnet, eca and coord_attention, took 869 s more for their 3 seeds on a busy 2-core machine,
-load average 10-15; non_local is the slowest, about twice the others); at that budget the plain CNN is
+13 variants) takes about 15-17 minutes on a quiet 2-core CPU and about twice that on a loaded one:
+one training takes 15-32 s at load 2-3 (non_local the slowest) and 40-52 s at load 5-8, as measured with
+one-seed runs of none, se and non_local, then none, danet_pam, gcnet, eca and coord_attention (the README
+gives the trade-off: ``--seeds 1`` takes a third of the time, and the paired interval then covers the test
+images only); at that budget the plain CNN is
 near 90 %, not saturated, so variants can differ (with 3 500 images x 5 epochs it reaches 98.5 % and
 every variant ties). ``--quick`` (``QUICK``) trains 4 variants, one seed, 4 epochs on 1 000 images of a
 32x32 canvas with 3 fragments: a smoke test that still clearly beats chance. Training uses one CPU
@@ -85,7 +87,7 @@ __all__ = [
     "VARIANTS", "QUICK_VARIANTS", "Budget", "FULL", "QUICK", "CapstoneNet", "predict", "build_attention", "pick_device", "seed_everything",
     "fit", "evaluate", "count_parameters", "count_macs", "cpu_latency_ms", "attention_outputs",
     "spatial_maps", "localisation", "channel_weights_per_class", "pam_query_maps", "RunResult",
-    "run_experiment", "summarise", "diagnose", "write_results", "main",
+    "run_experiment", "summarise", "diagnose", "write_results", "load_my_class", "main",
 ]
 
 #: Every variant the capstone compares, in table order: "none" is the plain CNN, "conv_control" the
@@ -686,6 +688,106 @@ _MAP_KIND = {
     "non_local": "attention received (mean over queries)", "gcnet": "context pooling weights (B,1,H,W)",
     "coord_attention": "channel mean of g^h g^w (B,C,H,W)",
 }
+
+
+# --------------------------------------------------------------------------------------------
+# Your own modules from earlier chapters
+# --------------------------------------------------------------------------------------------
+def _notebook_candidates(chapter: str, start: Path) -> list[Path]:
+    """Where a chapter's notebook may be, seen from a notebook's working folder ``start``."""
+    name = f"{chapter}.ipynb"
+    places = [start.parent / chapter / name, start / chapter / name, start / name, start / "notebooks" / chapter / name]
+    return list(dict.fromkeys(p.resolve() for p in places))
+
+
+def _raises_not_implemented(node: Any) -> bool:
+    import ast
+
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Raise) and sub.exc is not None:
+            exc = sub.exc.func if isinstance(sub.exc, ast.Call) else sub.exc
+            if isinstance(exc, ast.Name) and exc.id == "NotImplementedError":
+                return True
+    return False
+
+
+def load_my_class(chapter: str, name: str, *, path: str | Path | None = None) -> Any:
+    """Your class ``name`` from your own notebook of ``chapter`` (e.g. ``load_my_class("01_se",
+    "SqueezeExcitation")``), ready for ``CapstoneNet``'s slot.
+
+    The notebook is looked for beside this one's folder (``../01_se/01_se.ipynb``, the course's layout), then
+    in this folder; ``path`` names it directly. In a fresh namespace, the notebook's import statements and its
+    definitions (classes, functions, constants) run in notebook order, so the class sees ``torch``, ``nn``,
+    ``F``, einops and its helper classes as it did there; nothing else of that notebook runs (no training, no
+    checks). Save the other notebook first: the file on disk is what is read.
+
+    Raises FileNotFoundError (with the places searched) when the notebook is not there, LookupError when no
+    cell defines the class, NotImplementedError when the class still raises NotImplementedError (the
+    untouched stub; also when a class of that notebook that it uses does), and ImportError when one of that
+    notebook's imports fails here.
+    """
+    import ast
+    import json
+
+    if not isinstance(chapter, str) or not isinstance(name, str) or not name.isidentifier():
+        raise TypeError(f"load_my_class(chapter, name): expected two strings such as ('01_se', 'SqueezeExcitation'), "
+                        f"got ({chapter!r}, {name!r})")
+    places = [Path(path).expanduser().resolve()] if path is not None else _notebook_candidates(chapter, Path.cwd())
+    found = next((p for p in places if p.is_file()), None)
+    if found is None:
+        colab = "google.colab" in sys.modules
+        raise FileNotFoundError(
+            f"load_my_class: no notebook {chapter}.ipynb; looked at " + ", ".join(str(p) for p in places) + ". "
+            + ("On Colab only the notebook you opened is on the runtime: upload your "
+               f"{chapter}.ipynb (Files panel, left) and pass path='/content/{chapter}.ipynb', or paste the class "
+               "into a cell here." if colab else
+               f"Open this notebook from the course's notebooks/ folder (beside {chapter}/), or pass "
+               f"path='.../{chapter}.ipynb'."))
+    try:
+        cells = [c for c in json.loads(found.read_text(encoding="utf-8"))["cells"] if c.get("cell_type") == "code"]
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"load_my_class: {found} is not a notebook that can be read ({error})") from None
+
+    def parsed(cell: Mapping) -> Any:
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        try:
+            return ast.parse(source)
+        except SyntaxError:
+            return None  # a cell with a syntax error (or IPython magics) cannot be the one we want
+
+    trees = [t for t in (parsed(c) for c in cells) if t is not None]
+    # the notebook's imports and definitions (classes, functions, constants), in notebook order; no other code
+    kept = [stmt for tree in trees for stmt in tree.body
+            if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef))
+            or (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant))]
+    defs = {}
+    for stmt in kept:
+        if isinstance(stmt, (ast.ClassDef, ast.FunctionDef)):
+            defs[stmt.name] = stmt  # the last definition wins, as when the notebook runs top to bottom
+    if not isinstance(defs.get(name), ast.ClassDef):
+        raise LookupError(f"load_my_class: no code cell of {found} defines `class {name}`. Check the class name "
+                          "(it is case-sensitive) and that the notebook was saved.")
+    # the class and the notebook's own classes and functions it uses (CBAM uses ChannelAttention, ...)
+    needed, todo = [], [name]
+    while todo:
+        current = todo.pop()
+        if current in needed:
+            continue
+        needed.append(current)
+        todo += [n.id for n in ast.walk(defs[current]) if isinstance(n, ast.Name) and n.id in defs]
+    for current in needed:
+        if _raises_not_implemented(defs[current]):
+            which = name if current == name else f"{current} (which {name} uses)"
+            raise NotImplementedError(f"load_my_class: {which} in {found} still raises NotImplementedError: "
+                                      f"finish chapter {chapter}'s exercise (and save the notebook), then load it "
+                                      "again.")
+    namespace: dict[str, Any] = {"__name__": f"my_{chapter}"}
+    for stmt in kept:
+        try:
+            exec(compile(ast.Module(body=[stmt], type_ignores=[]), str(found), "exec"), namespace)
+        except ImportError as error:
+            raise ImportError(f"load_my_class: {found} runs `{ast.unparse(stmt)}`, which fails here: {error}") from None
+    return namespace[name]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Figures of the chapter 07 capstone (see :mod:`course_lib.capstone`).
+"""Figures of the chapter 09 capstone (see :mod:`course_lib.capstone`).
 
 Every ``plot_*`` function draws one figure and returns the arrays it drew, so tests can check the
 data rather than the pixels. With ``path`` the figure is saved as PNG and closed; without it the

@@ -366,3 +366,114 @@ def test_pam_query_map_is_the_query_row(small):
     for m in q["maps"]:
         r, c = np.unravel_index(m.argmax(), m.shape)
         assert 0 <= r < 4 and 20 <= c < 24, (r, c)
+
+
+# ------------------------------------------------------------------------------------------------
+# load_my_class: a student's class from the student's own notebook of an earlier chapter
+# ------------------------------------------------------------------------------------------------
+def _write_notebook(path, *sources):
+    import nbformat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nbformat.write(nb, path)
+    return path
+
+
+GATE_CELL = '''
+class MyGate(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.inner = Helper(channels)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.inner(x)) * SCALE
+'''
+HELPER_CELL = '''
+class Helper(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+'''
+
+
+def test_load_my_class_finds_the_class_beside_this_notebook(tmp_path, monkeypatch):
+    """From notebooks/09_capstone/ it reads ../01_x/01_x.ipynb, with that notebook's imports, helper classes
+    and constants, and runs nothing else of it."""
+    _write_notebook(tmp_path / "01_x" / "01_x.ipynb", "import torch\nimport torch.nn as nn\nSCALE = 2.0",
+                    HELPER_CELL, GATE_CELL, "raise RuntimeError('training must not run')\nprint('side effect')")
+    (tmp_path / "09_capstone").mkdir()
+    monkeypatch.chdir(tmp_path / "09_capstone")
+    cls = cap.load_my_class("01_x", "MyGate")
+    net = cap.CapstoneNet(cls)
+    assert net(torch.rand(2, 1, 32, 32)).shape == (2, 10)
+    assert cap.load_my_class("01_x", "MyGate") is not cls  # a fresh namespace each time
+    assert "Helper" not in vars(cap) and "SCALE" not in vars(cap)  # nothing leaks into the library
+
+
+def test_load_my_class_takes_the_last_definition(tmp_path):
+    path = _write_notebook(tmp_path / "n.ipynb", "import torch.nn as nn",
+                           "class A(nn.Module):\n    kind = 'first'", "class A(nn.Module):\n    kind = 'second'")
+    assert cap.load_my_class("any", "A", path=path).kind == "second"
+
+
+def test_load_my_class_names_the_places_it_searched(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as info:
+        cap.load_my_class("01_se", "SqueezeExcitation")
+    message = str(info.value)
+    assert "01_se.ipynb" in message and str(tmp_path.parent / "01_se" / "01_se.ipynb") in message
+
+
+def test_load_my_class_on_colab_says_the_other_notebook_is_absent(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    with pytest.raises(FileNotFoundError, match="On Colab only the notebook you opened"):
+        cap.load_my_class("05_danet_pam", "PositionAttention")
+
+
+def test_load_my_class_without_the_class_names_file_and_class(tmp_path):
+    path = _write_notebook(tmp_path / "n.ipynb", "import torch.nn as nn", "class Other(nn.Module):\n    pass")
+    with pytest.raises(LookupError, match=r"defines `class SqueezeExcitation`") as info:
+        cap.load_my_class("01_se", "SqueezeExcitation", path=path)
+    assert str(path) in str(info.value)
+
+
+def test_load_my_class_refuses_an_untouched_stub_and_a_stub_it_uses(tmp_path):
+    stub = "class Helper(nn.Module):\n    def forward(self, x):\n        # YOUR CODE HERE\n        raise NotImplementedError()"
+    path = _write_notebook(tmp_path / "n.ipynb", "import torch\nimport torch.nn as nn\nSCALE = 1.0", stub, GATE_CELL)
+    with pytest.raises(NotImplementedError, match=r"Helper \(which MyGate uses\)"):
+        cap.load_my_class("01_x", "MyGate", path=path)
+    with pytest.raises(NotImplementedError, match="still raises NotImplementedError"):
+        cap.load_my_class("01_x", "Helper", path=path)
+
+
+def test_load_my_class_reports_a_failing_import(tmp_path):
+    path = _write_notebook(tmp_path / "n.ipynb", "import no_such_module_here", "class A:\n    pass")
+    with pytest.raises(ImportError, match="import no_such_module_here"):
+        cap.load_my_class("x", "A", path=path)
+
+
+def test_load_my_class_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="two strings"):
+        cap.load_my_class("01_se", 3)
+
+
+@pytest.mark.parametrize("tree, works", [("solutions", True), ("notebooks", False)])
+def test_load_my_class_on_the_course_notebooks(monkeypatch, tree, works):
+    """The instructor's chapter 01 gives a working class; the student release gives the stub's clear error."""
+    from course_lib import notebooks as nbs
+
+    monkeypatch.chdir(nbs.REPO / tree / "09_capstone")
+    if works:
+        cls = cap.load_my_class("01_se", "SqueezeExcitation")
+        assert cap.CapstoneNet(cls)(torch.rand(2, 1, 32, 32)).shape == (2, 10)
+    else:
+        with pytest.raises(NotImplementedError, match="01_se.ipynb still raises NotImplementedError"):
+            cap.load_my_class("01_se", "SqueezeExcitation")

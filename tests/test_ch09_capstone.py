@@ -22,7 +22,9 @@ from course_lib.data import make_cluttered_digits
 
 CHAPTER = "09_capstone"
 Reference = hidden.ChannelSpatialGate
-SOLUTION_IDS = {"gate", "parameter_count", "gain_and_noise", "judge_localisation"}
+QUESTION_IDS = ("q_split", "q_concordant", "q_paired_statements", "q_pam_rank")
+SOLUTION_IDS = {"gate", "parameter_count", "paired_difference", "judge_localisation",
+                *(f"{q}_solution" for q in QUESTION_IDS)}
 
 
 def judge_by_hand(model, images, boxes) -> dict:
@@ -42,7 +44,7 @@ def solution_namespace() -> dict:
     namespace: dict = {}
     exec(compile(PRELUDE + "from course_lib.capstone import CapstoneNet, localisation, spatial_maps\n", "<prelude>",
                  "exec"), namespace)
-    cells = [c for c in _notebook().cells if c.metadata.get("nbgrader", {}).get("solution")]
+    cells = [c for c in _notebook().cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"]
     assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == SOLUTION_IDS
     for cell in cells:
         exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
@@ -54,11 +56,11 @@ def solution_namespace() -> dict:
 # ------------------------------------------------------------------------------------------------
 VISIBLE = [(visible.check_gate, Reference), (visible.check_gate_in_network, Reference),
            (visible.check_gate_parameter_count, visible.gate_count_by_hand),
-           (visible.check_gain_and_noise, visible.gain_and_noise_by_hand),
+           (visible.check_paired_difference, visible.paired_by_hand),
            (visible.check_judge_localisation, judge_by_hand)]
 HIDDEN = [(hidden.hidden_gate, Reference), (hidden.hidden_gate_in_network, Reference),
           (hidden.hidden_gate_parameter_count, visible.gate_count_by_hand),
-          (hidden.hidden_gain_and_noise, visible.gain_and_noise_by_hand),
+          (hidden.hidden_paired_difference, visible.paired_by_hand),
           (hidden.hidden_judge_localisation, judge_by_hand)]
 
 
@@ -135,15 +137,69 @@ def test_judge_maps_give_every_kind_of_verdict():
     assert {(True, True), (False, False), (True, False)} <= verdicts
 
 
-def test_table_cases_defeat_reading_by_position():
-    """No fixed pair of row positions gives the right gain in every case."""
-    cases = visible._table_cases()
-    for i in range(3):
-        for j in range(3):
-            if i != j:
-                assert any(not math.isclose(visible.gain_and_noise_by_hand(rows, v, n, b or "none")[0],
-                                            100 * (rows[i]["acc_mean"] - rows[j]["acc_mean"]))
-                           for rows, v, n, b in cases), (i, j)
+def test_paired_cases_tell_every_slip_from_the_right_answer():
+    """On at least one case each known slip gives another p-value than McNemar's, so none passes the check."""
+    caught = set()
+    for baseline, variant in visible._pair_cases():
+        right = visible.paired_by_hand(baseline, variant)["p_value"]
+        for mistake, _, p in visible.paired_slips(baseline, variant):
+            if not math.isclose(p, right, rel_tol=1e-3, abs_tol=1e-9):
+                caught.add(mistake)
+    assert caught == {visible.ONE_SIDED, visible.TAIL, visible.CONCORDANT, visible.NORMAL, visible.UNPAIRED,
+                      visible.NOT_CAPPED}
+
+
+def test_paired_by_hand_equals_course_stats():
+    from course_lib import stats
+
+    for baseline, variant in visible._pair_cases():
+        mine, theirs = visible.paired_by_hand(baseline, variant), stats.mcnemar_exact(baseline, variant)
+        assert mine["p_value"] == pytest.approx(theirs["p_value"], rel=1e-12)
+        assert (mine["variant_wins"], mine["baseline_wins"]) == (theirs["variant_wins"], theirs["baseline_wins"])
+
+
+def test_paired_cases_cover_a_loss_an_even_split_and_no_disagreement():
+    splits = [(visible.paired_by_hand(a, b)["variant_wins"], visible.paired_by_hand(a, b)["baseline_wins"])
+              for a, b in visible._pair_cases()]
+    assert any(w < l for w, l in splits) and any(w == l > 0 for w, l in splits) and (0, 0) in splits
+
+
+@pytest.mark.parametrize("qid", QUESTION_IDS)
+def test_question_key_is_the_hash_of_the_hidden_answer(qid):
+    from course_lib.checks._questions import answer_key
+
+    question = visible.QUESTIONS[qid]
+    assert question.key == answer_key(qid, hidden.ANSWERS[qid], kind=question.kind, options=question.options,
+                                      digits=question.digits)
+    for wrong_key in question.wrong:
+        assert wrong_key != question.key
+
+
+def test_split_question_answer_is_the_smallest_significant_split():
+    """q_split's answer from the formula: the smallest number of wins out of 16 with two-sided p < 0.05."""
+    smallest = min(w for w in range(17) if visible._binomial_p(16 - w, w) < 0.05 and w > 8)
+    assert smallest == hidden.ANSWERS["q_split"]
+    assert visible._binomial_p(16 - (smallest - 1), smallest - 1) >= 0.05
+
+
+def test_rank_question_answer():
+    a = torch.zeros(144, 144)
+    a[:, 37] = 1.0
+    assert int(torch.linalg.matrix_rank(a)) == hidden.ANSWERS["q_pam_rank"]
+
+
+def test_notebook_questions_have_their_cells():
+    nb = _notebook()
+    ids = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    for qid in QUESTION_IDS:
+        assert ids[f"test_{qid}"].source.splitlines()[0] == f"check_{qid}({qid})"
+        assert ids[f"test_{qid}"].metadata["nbgrader"]["points"] == 1
+    written = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("written_")]
+    assert len(written) == 2
+    for cell in written:
+        meta = cell.metadata["nbgrader"]
+        assert cell.cell_type == "markdown" and meta["grade"] and meta["solution"] and meta["points"] == 2
+        assert cell.source.startswith("### BEGIN SOLUTION") and "**Rubric (2 points):**" in cell.source
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,7 +212,10 @@ def test_solution_cells_pass_the_checks(solution_namespace):
                                        "ChannelSpatialGate"),
                                       (visible.check_gate_parameter_count, hidden.hidden_gate_parameter_count,
                                        "gate_parameter_count"),
-                                      (visible.check_gain_and_noise, hidden.hidden_gain_and_noise, "gain_and_noise"),
+                                      (visible.check_paired_difference, hidden.hidden_paired_difference,
+                                       "paired_difference"),
+                                      *((getattr(visible, f"check_{q}"), getattr(hidden, f"hidden_{q}"), q)
+                                        for q in QUESTION_IDS),
                                       (visible.check_judge_localisation, hidden.hidden_judge_localisation,
                                        "judge_localisation")):
         check(ns[name])
@@ -178,8 +237,8 @@ def test_solution_count_gain_and_judge_match_the_references(solution_namespace):
     ns = solution_namespace
     for c, r in ((48, 4), (17, 3), (128, 16)):
         assert ns["gate_parameter_count"](c, r) == sum(p.numel() for p in Reference(c, r).parameters())
-    rows, variant, n, _ = visible._table_cases()[0]
-    assert ns["gain_and_noise"](rows, variant, n) == pytest.approx(visible.gain_and_noise_by_hand(rows, variant, n))
+    for baseline, variant in visible._pair_cases():
+        assert ns["paired_difference"](baseline, variant) == pytest.approx(visible.paired_by_hand(baseline, variant))
     data = make_cluttered_digits(10, seed=3)
     torch.manual_seed(1)
     net = cap.CapstoneNet(Reference).eval()
@@ -235,3 +294,24 @@ def test_given_map_module_reports_its_map():
     found = cap.attention_outputs(net, images)
     torch.testing.assert_close(found["spatial"], maps[:, 0])
     assert net(images).shape == (3, 10)
+
+
+# ------------------------------------------------------------------------------------------------
+# nbgrader: full auto-graded marks for the solution, 0 for the stub, the written answers left to a person
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_autograde_counts_auto_graded_points_and_leaves_written_answers(tmp_path):
+    """tests/test_chapters.py asks for the full score, written answers included, until the grading helper
+    teaches it to count auto-graded points only; this is the capstone's own version of that test."""
+    from pathlib import Path
+
+    grader = nbs.new_course(tmp_path, [CHAPTER])
+    solution = nbs.autograde(grader, tmp_path, CHAPTER, "solution", nbs.notebook_path(CHAPTER))
+    stub = nbs.autograde(grader, tmp_path, CHAPTER, "stub", Path(tmp_path) / nbs.RELEASE / CHAPTER / f"{CHAPTER}.ipynb")
+    written = {k for k in solution["cells"] if k.startswith("written_")}
+    assert written == {"written_paired", "written_claim"}
+    auto = {k: v for k, v in solution["cells"].items() if k not in written}
+    assert all(got == full for got, full in auto.values()), auto
+    assert sum(full for _, full in auto.values()) == 9 + 4  # the exercises' 9 points, the 4 questions'
+    assert all(solution["cells"][k] == (0.0, 2.0) for k in written)  # for the instructor to grade
+    assert stub["score"] == 0 and not any(got for got, _ in stub["cells"].values())

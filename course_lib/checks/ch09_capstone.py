@@ -1,4 +1,4 @@
-"""Visible checks of chapter 07, the capstone: your module in a trained network, measured.
+"""Visible checks of chapter 09, the capstone: your module in a trained network, measured.
 
 The notebook's test cells call:
 
@@ -6,7 +6,7 @@ The notebook's test cells call:
     check_gate_in_network(ChannelSpatialGate)             it fills CapstoneNet's slot and trains there
     check_gate_parameter_count(gate_parameter_count)      2 C C' + C' + C (channel gate) + C + 1 (spatial gate)
     check_judge_localisation(judge_localisation)          lift of the map, lift of the control, two verdicts
-    check_gain_and_noise(gain_and_noise)                  reading the results table by name, in points
+    check_paired_difference(paired_difference)            two networks on the same images: delta, wins, McNemar p
 
 ``ChannelSpatialGate(channels, reduction=4)`` is a channel gate (SE's squeeze and excitation) and a spatial
 gate (a 1x1 convolution to one map, then a sigmoid), both computed from the same input and both applied:
@@ -52,7 +52,7 @@ __all__ = [
     "check_gate_in_network",
     "check_gate_parameter_count",
     "check_judge_localisation",
-    "check_gain_and_noise",
+    "check_paired_difference",
     "gate_count_by_hand",
     "GivenMap",
 ]
@@ -67,8 +67,15 @@ MAX_SQUEEZE = define_mistake("max_squeeze", "the squeeze takes the maximum over 
 NO_CONTROL = define_mistake("no_control", "the control map is the attention map again (control=True forgotten)")
 WRONG_METRIC = define_mistake("wrong_metric", "another column of localisation() where the lift is asked")
 WRONG_BASELINE = define_mistake("wrong_baseline", "a verdict compared against the wrong baseline")
-ROW_BY_POSITION = define_mistake("row_by_position", "table rows picked by position instead of by variant name")
 UNITS = define_mistake("units", "a fraction where percentage points are asked (or the reverse)")
+PAIRED_SIGN = define_mistake("paired_sign", "the difference taken as baseline minus variant")
+WINS_SWAPPED = define_mistake("wins_swapped", "the images won by the variant and by the baseline are swapped")
+ONE_SIDED = define_mistake("one_sided", "a one-sided p-value where the two-sided one is asked")
+TAIL = define_mistake("tail_off_by_one", "the binomial tail leaves out the observed split, P(X < k)")
+CONCORDANT = define_mistake("concordant_counted", "the images both networks agree on are counted as coin flips")
+NORMAL = define_mistake("normal_approximation", "a normal approximation where the exact binomial tail is asked")
+UNPAIRED = define_mistake("unpaired", "an unpaired test for two networks tested on the same images")
+NOT_CAPPED = define_mistake("p_not_capped", "a two-sided p-value above 1 (2 P(X <= k) not capped at 1)")
 
 #: What each stored wrong result means: label -> (mistake id, advice). The tensors are stored in
 #: checks/expected/ch09_capstone.pt under the same labels (built by the hidden module).
@@ -437,70 +444,211 @@ def check_judge_localisation(fn: Callable[..., Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Exercise 3: reading the table
+# Exercise 3: a paired comparison of two networks on the same test images
 # --------------------------------------------------------------------------------------------
-def gain_and_noise_by_hand(rows: Sequence[Mapping[str, Any]], variant: str, num_test: int,
-                           baseline: str = "none") -> tuple[float, float]:
-    """(100 * (acc[variant] - acc[baseline]), 100 * sqrt(p (1 - p) / n)) with p = acc[baseline]."""
-    acc = {r["variant"]: float(r["acc_mean"]) for r in rows}
-    p = acc[baseline]
-    return 100.0 * (acc[variant] - p), 100.0 * math.sqrt(p * (1.0 - p) / num_test)
+def paired_by_hand(baseline: torch.Tensor, variant: torch.Tensor) -> dict[str, Any]:
+    """delta_pt, variant_wins n_b, baseline_wins n_a and McNemar's exact two-sided p, in plain Python."""
+    a, b = [bool(v) for v in baseline.tolist()], [bool(v) for v in variant.tolist()]
+    n_b = sum(1 for x, y in zip(a, b) if y and not x)
+    n_a = sum(1 for x, y in zip(a, b) if x and not y)
+    return {"delta_pt": 100.0 * (n_b - n_a) / len(a), "variant_wins": n_b, "baseline_wins": n_a,
+            "p_value": _binomial_p(n_a, n_b)}
 
 
-def _table_cases() -> list[tuple[list[dict], str, int, str | None]]:
-    """Synthetic tables (rows as summarise() writes them), in an order where position gives wrong answers."""
-    def row(variant: str, acc: float, params: int) -> dict:
-        return {"variant": variant, "seeds": 1, "acc_mean": acc, "acc_std": 0.0, "acc_per_seed": f"{acc:.4f}",
-                "params": params, "macs": 2_000_000 + params, "latency_ms": 0.5, "train_s_mean": 10.0}
-
-    first = [row("se", 0.912, 40_665), row("gate", 0.9275, 41_587), row("none", 0.8975, 40_326),
-             row("cbam", 0.884, 40_763)]
-    second = [row("gate", 0.861, 41_587), row("danet_pam", 0.7875, 42_190), row("none", 0.845, 40_326)]
-    return [(first, "gate", 400, None), (first, "se", 2000, None), (second, "danet_pam", 1000, "gate"),
-            (second, "gate", 1000, None)]
+def _binomial_p(n_a: int, n_b: int, *, sided: int = 2, strict: bool = False, total: int | None = None) -> float:
+    m = n_a + n_b if total is None else total
+    k = min(n_a, n_b)
+    tail = sum(math.comb(m, i) for i in range(k if strict else k + 1)) / 2 ** m
+    return min(1.0, sided * tail) if sided == 2 else tail
 
 
-@exercise("gain_and_noise", budget_s=5)
-def check_gain_and_noise(fn: Callable[..., Any]) -> None:
-    """gain_and_noise(rows, variant, num_test, baseline="none") -> (gain in points, standard error in points)."""
-    for rows, variant, n, baseline in _table_cases():
-        args: tuple = (rows, variant, n) if baseline is None else (rows, variant, n, baseline)
-        base = "none" if baseline is None else baseline
-        shown = f"gain_and_noise(rows, {variant!r}, {n}" + ("" if baseline is None else f", {baseline!r}") + ")"
-        given = [dict(r) for r in rows]
-        result = _call(fn, given, *args[1:], doing=shown)
-        expect(given == rows, f"{shown} changed the rows it was given; read them, do not modify them.",
-               mistake="values")
-        if not isinstance(result, (tuple, list)) or len(result) != 2:
-            raise CheckFailure(f"{shown} returned {result!r}; it should return a pair (gain_pt, noise_pt).",
+def paired_slips(baseline: torch.Tensor, variant: torch.Tensor) -> list[tuple[str, str, float]]:
+    """p-values that known slips give on this pair: (mistake id, what was done, p)."""
+    right = paired_by_hand(baseline, variant)
+    n_a, n_b, n = right["baseline_wins"], right["variant_wins"], len(baseline)
+    m = n_a + n_b
+    slips = [
+        (ONE_SIDED, "a one-sided p, P(X <= k) without the factor 2", _binomial_p(n_a, n_b, sided=1)),
+        (TAIL, "the tail P(X < k) instead of P(X <= k): the observed split itself must count",
+         _binomial_p(n_a, n_b, strict=True)),
+        (CONCORDANT, f"a Binomial over all n = {n} images: the concordant images (right for both or wrong for both) "
+                     "carry no information on which network is better; the coin is flipped only for the "
+                     f"m = n_a + n_b = {m} disagreements", _binomial_p(n_a, n_b, total=n)),
+    ]
+    if m:
+        z = abs(n_b - n_a) / math.sqrt(m)
+        slips.append((NORMAL, "the normal (chi-square) approximation; the exercise asks for the exact binomial tail",
+                      math.erfc(z / math.sqrt(2))))
+        zc = max(abs(n_b - n_a) - 1, 0) / math.sqrt(m)
+        slips.append((NORMAL, "the normal approximation with a continuity correction; the exercise asks for the exact "
+                              "binomial tail", math.erfc(zc / math.sqrt(2))))
+    acc_a = sum(bool(v) for v in baseline.tolist()) / n
+    acc_b = sum(bool(v) for v in variant.tolist()) / n
+    se = math.sqrt(acc_a * (1 - acc_a) / n + acc_b * (1 - acc_b) / n)
+    if se > 0:
+        slips.append((UNPAIRED, "an unpaired z-test, as if the two accuracies came from different test images "
+                                "(sqrt(pa(1-pa)/n + pb(1-pb)/n)): it ignores that most images are right for both",
+                      math.erfc(abs(acc_b - acc_a) / se / math.sqrt(2))))
+    uncapped = 2 * _binomial_p(n_a, n_b, sided=1)
+    if uncapped > 1:
+        slips.append((NOT_CAPPED, "2 P(X <= k) is above 1 here (an even split): a probability is capped at 1, "
+                                  "p = min(1, 2 P(X <= k))", uncapped))
+    return slips
+
+
+def _pair_cases() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(baseline, variant) correctness, bool (n,), chosen so that every slip gives another answer."""
+    def pair(n: int, both: int, b_only: int, a_only: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        a = torch.zeros(n, dtype=torch.bool)
+        b = torch.zeros(n, dtype=torch.bool)
+        a[:both] = b[:both] = True
+        b[both:both + b_only] = True
+        a[both + b_only:both + b_only + a_only] = True
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        return a[order], b[order]
+
+    return [pair(400, 340, 14, 5, 1), pair(250, 200, 3, 11, 2), pair(120, 90, 6, 6, 3), pair(50, 44, 0, 0, 4)]
+
+
+def grade_paired(answer: Any, baseline: torch.Tensor, variant: torch.Tensor, *, what: str) -> None:
+    """Compare paired_difference's answer with the truth, naming the mistake a wrong answer matches."""
+    right = paired_by_hand(baseline, variant)
+    keys = ("delta_pt", "variant_wins", "baseline_wins", "p_value")
+    if not isinstance(answer, Mapping):
+        raise CheckFailure(f"{what} returned {type(answer).__name__}; it should return a dict with the keys "
+                           f"{', '.join(keys)}.", mistake="values")
+    missing = [k for k in keys if k not in answer]
+    expect(not missing, f"{what} returned a dict without {', '.join(missing)}; expected the keys {', '.join(keys)}.",
+           mistake="values")
+    n_a, n_b = right["baseline_wins"], right["variant_wins"]
+    wins = expect_int(answer["variant_wins"], what=f"{what}['variant_wins']")
+    losses = expect_int(answer["baseline_wins"], what=f"{what}['baseline_wins']")
+    if (wins, losses) != (n_b, n_a):
+        if (wins, losses) == (n_a, n_b) and n_a != n_b:
+            raise CheckFailure(f"{what}: variant_wins = {wins} and baseline_wins = {losses} are swapped. variant_wins "
+                               f"counts the images the variant gets right and the baseline wrong ({n_b} here).",
+                               mistake=WINS_SWAPPED)
+        raise CheckFailure(f"{what}: variant_wins = {wins}, baseline_wins = {losses}; expected {n_b} and {n_a}: the "
+                           "images right for the variant and wrong for the baseline, and the reverse (of "
+                           f"{len(baseline)} images, {int((baseline & variant).sum())} are right for both).",
+                           mistake="values")
+    passed()
+    delta = _as_float(answer["delta_pt"], what=f"{what}['delta_pt']")
+    want = right["delta_pt"]
+    if not math.isclose(delta, want, rel_tol=1e-5, abs_tol=1e-4):  # float32 means are fine
+        if _same(delta, want / 100):
+            raise CheckFailure(f"{what}['delta_pt'] = {delta:.4g} is a fraction; give it in percentage points "
+                               f"(x 100): {want:+.2f}.", mistake=UNITS)
+        if _same(delta, -want):
+            raise CheckFailure(f"{what}['delta_pt'] = {delta:+.2f} has the wrong sign: the variant's accuracy minus "
+                               f"the baseline's is {want:+.2f} points.", mistake=PAIRED_SIGN)
+        m = n_a + n_b
+        if m and _same(delta, 100 * (n_b - n_a) / m):
+            raise CheckFailure(f"{what}['delta_pt'] = {delta:+.2f} divides by the {m} disagreements; the difference "
+                               f"in accuracy divides by all n = {len(baseline)} test images: {want:+.2f} points.",
                                mistake="values")
-        gain = _as_float(result[0], what=f"{shown}[0], the gain")
-        noise = _as_float(result[1], what=f"{shown}[1], the noise")
-        want_gain, want_noise = gain_and_noise_by_hand(rows, variant, n, base)
-        if not _same(gain, want_gain):
-            positional = {100 * (rows[i]["acc_mean"] - rows[j]["acc_mean"])
-                          for i in range(len(rows)) for j in range(len(rows)) if i != j}
-            if _same(gain, want_gain / 100):
-                raise CheckFailure(f"{shown}[0] = {gain:.4g} is a fraction; the gain is asked in percentage points "
-                                   f"(x 100): {want_gain:.2f}.", mistake=UNITS)
-            if _same(gain, -want_gain):
-                raise CheckFailure(f"{shown}[0] = {gain:.2f} has the wrong sign: the gain is the variant's accuracy "
-                                   f"minus the baseline's, {want_gain:+.2f} points.", mistake="values")
-            if any(_same(gain, v) for v in positional):
-                raise CheckFailure(f"{shown}[0] = {gain:.2f}: the rows were picked by position. Find each row by its "
-                                   "'variant' name (the table's order is not fixed); expected "
-                                   f"{want_gain:+.2f} points.", mistake=ROW_BY_POSITION)
-            raise CheckFailure(f"{shown}[0] = {gain:.4g}; expected {want_gain:.4f} = 100 * (acc_mean of {variant!r} "
-                               f"- acc_mean of {base!r}).", mistake="values")
-        passed()
-        if not _same(noise, want_noise):
-            if _same(noise, want_noise / 100):
-                raise CheckFailure(f"{shown}[1] = {noise:.4g} is a fraction; give it in percentage points (x 100): "
-                                   f"{want_noise:.3f}.", mistake=UNITS)
-            p = {r["variant"]: r["acc_mean"] for r in rows}[variant]
-            if _same(noise, 100 * math.sqrt(p * (1 - p) / n)):
-                raise CheckFailure(f"{shown}[1] uses the variant's accuracy; the yardstick is the baseline's: "
-                                   f"p = acc_mean of {base!r}.", mistake="values")
-            raise CheckFailure(f"{shown}[1] = {noise:.4g}; expected 100 * sqrt(p * (1 - p) / n) = {want_noise:.4f} "
-                               f"with p = acc_mean of {base!r} and n = {n}.", mistake="values")
-        passed()
+        raise CheckFailure(f"{what}['delta_pt'] = {delta:.4g}; expected {want:+.4f} points, 100 (n_b - n_a) / n.",
+                           mistake="values")
+    passed()
+    p = _as_float(answer["p_value"], what=f"{what}['p_value']")
+    if not math.isclose(p, right["p_value"], rel_tol=1e-6, abs_tol=1e-12):
+        for mistake, done, value in paired_slips(baseline, variant):
+            if math.isclose(p, value, rel_tol=1e-4, abs_tol=1e-12):  # a slip computed in float32 is still it
+                raise CheckFailure(f"{what}['p_value'] = {p:.4g} (n_b = {n_b}, n_a = {n_a}): {done}. Expected "
+                                   f"{right['p_value']:.4g}.", mistake=mistake)
+        raise CheckFailure(f"{what}['p_value'] = {p:.4g}; expected {right['p_value']:.4g} for n_b = {n_b}, "
+                           f"n_a = {n_a}: McNemar's exact two-sided p, min(1, 2 P(X <= min(n_a, n_b))) with X ~ "
+                           "Binomial(n_a + n_b, 1/2).", mistake="values")
+    passed()
+
+
+@exercise("paired_difference", budget_s=5)
+def check_paired_difference(fn: Callable[..., Any]) -> None:
+    """paired_difference(baseline_correct, variant_correct) -> delta_pt, the wins of each, McNemar's exact p."""
+    for baseline, variant in _pair_cases():
+        n_b = int((variant & ~baseline).sum())
+        n_a = int((baseline & ~variant).sum())
+        what = f"paired_difference(baseline, variant) on {len(baseline)} images ({n_b} won, {n_a} lost by the variant)"
+        a, b = baseline.clone(), variant.clone()
+        answer = _call(fn, a, b, doing=what)
+        expect(torch.equal(a, baseline) and torch.equal(b, variant),
+               f"{what} changed the tensors it was given; read them, do not modify them.", mistake="inplace")
+        grade_paired(answer, baseline, variant, what=what)
+
+
+# --------------------------------------------------------------------------------------------
+# Conceptual questions (answers stored as salted hashes; the plain answers are in the hidden module)
+# --------------------------------------------------------------------------------------------
+from ._questions import Question  # noqa: E402
+
+SPLIT_ONE_SIDED = define_mistake("split_one_sided", "the smallest split found with a one-sided test or P(X < k)")
+SPLIT_MAJORITY = define_mistake("split_majority", "a simple majority of the disagreements taken as significant")
+MORE_DATA = define_mistake("more_data_smaller_p", "images both networks get right taken as evidence")
+SMALLER_DELTA = define_mistake("smaller_delta_larger_p", "McNemar's p taken to follow the difference in accuracy")
+PAIRED_FALSE = define_mistake("paired_statement", "a statement about paired tests judged the wrong way")
+PAM_LOCAL = define_mistake("pam_rank", "the rank of a matrix whose rows are all the same vector, miscounted")
+PAM_IDENTITY = define_mistake("pam_identity", "a map with one-hot rows taken for the identity (each query its own key)")
+
+QUESTIONS: dict[str, Question] = {q.qid: q for q in (
+    Question("q_split", "int", key="e27724118a4e527a2694", advice=(
+        "Try each split w : 16 - w with your paired_difference (two bool tensors that disagree on 16 images), "
+        "or with the formula: p = min(1, 2 P(X <= k)), k = 16 - w, X ~ Binomial(16, 1/2). The answer is the "
+        "smallest w with p < 0.05."),
+        wrong={"b8cc40413e5e768446a4": (SPLIT_ONE_SIDED, (
+            "With 12 wins the two-sided p is still above 0.05. 12 looks enough with a one-sided p (P(X <= k) "
+            "without the factor 2) or with the tail P(X < k), which leaves out the observed split itself.")),
+               "777720f87906185d013f": (SPLIT_MAJORITY, (
+            "Winning more than half of the disagreements is what a better network does on average, but a fair coin "
+            "also gives 9 or more heads out of 16 about 40 % of the time. Compute the p-value of each split.")),
+               "b5f24ae202aebe71a2b3": (SPLIT_MAJORITY, (
+            "8 : 8 is an even split, exactly what two equally good networks give: p = 1."))}),
+    Question("q_concordant", "choice", key="d71f81239323dcefa202", options="abc", advice=(
+        "Which images enter McNemar's statistic at all?"),
+        wrong={"3c4b37bbf391f12e774e": (MORE_DATA, (
+            "More images help only when they can tell the networks apart. An image both get right is not a coin "
+            "flip between them: n_a and n_b do not change, and neither does the Binomial(n_a + n_b, 1/2) tail.")),
+               "0b5637512a9db7ec10d0": (SMALLER_DELTA, (
+            "The difference in accuracy (n_b - n_a) / n does shrink as n grows, but McNemar's test never looks at "
+            "n: only at the split n_b : n_a of the disagreements, which stays as it was."))}),
+    Question("q_paired_statements", "choices", key="b73e222e375e796a0f56", options="abcde", advice=(
+        "Take the statements one at a time: which images does each test use, what does an interval containing 0 "
+        "say (and not say), and what happens when many comparisons are made?"),
+        wrong={"89e8354d037622803138": (PAIRED_FALSE, (
+            "(d) is false: sqrt(p (1 - p) / n) is the noise of one accuracy. Two networks tested on the same images "
+            "agree on most of them, and the noise of their difference depends on how often they disagree.")),
+               "714cd37e81608dce184e": (PAIRED_FALSE, (
+            "(b) is false: an interval that contains 0 says the data cannot tell the two apart, not that they are "
+            "equal; a larger test set might.")),
+               "78e80dc252b26d5a3852": (PAIRED_FALSE, (
+            "(e) is true as well: with seed k of one network paired with seed k of the other and the seeds "
+            "resampled, the interval covers the run-to-run noise of training too."))}),
+    Question("q_pam_rank", "int", key="2e0268bebe810c958736", advice=(
+        "Write the map as A = 1 e^T with 1 the column of N ones and e the one-hot row: how many independent rows "
+        "(or columns) does that matrix have?"),
+        wrong={"07903182d7a370d6e8bb": (PAM_IDENTITY, (
+            "One 1 per row is what the identity has too, but the identity puts it in a different column for every "
+            "query. Here every row is the same vector: one independent row.")),
+               "5dc80a4559cf3b2044fc": (PAM_LOCAL, (
+            "Rank 0 is the zero matrix only; these rows each sum to 1.")),
+               "55bc76265623f28cfa66": (PAM_LOCAL, (
+            "The rows are not independent at all: subtract row 1 from every other row and all of them vanish."))}),
+)}
+
+
+def _question_check(qid: str) -> Callable[[Any], None]:
+    question = QUESTIONS[qid]
+
+    @exercise(qid, budget_s=2)
+    def check(answer: Any) -> None:
+        question.check(answer)
+
+    check.__name__ = f"check_{qid}"
+    check.__doc__ = f"The conceptual question {qid} ({question.kind})."
+    return check
+
+
+check_q_split = _question_check("q_split")
+check_q_concordant = _question_check("q_concordant")
+check_q_paired_statements = _question_check("q_paired_statements")
+check_q_pam_rank = _question_check("q_pam_rank")
+__all__ += ["check_q_split", "check_q_concordant", "check_q_paired_statements", "check_q_pam_rank", "QUESTIONS"]

@@ -189,6 +189,28 @@ Chapters: {chapters}
 """
 
 
+#: Sections of the repository's README that the chapters link to, copied into the bundle's README.
+STUDENT_README_SECTIONS = ("Course map", "Paper or official code?")
+#: Files outside course_lib/ that the chapters link to.
+STUDENT_DOCS = ("docs/glossary.md",)
+
+
+def _readme_sections(root: Path, titles: tuple[str, ...]) -> str:
+    """The named ``## `` sections of ``root``'s README.md, verbatim (one source for both READMEs)."""
+    readme = root / "README.md"
+    if not readme.exists():
+        return ""
+    text, out = readme.read_text(encoding="utf-8"), []
+    for title in titles:
+        head = f"\n## {title}\n"
+        start = text.find(head)
+        if start < 0:
+            continue
+        end = text.find("\n## ", start + len(head))
+        out.append(text[start:end if end >= 0 else len(text)].rstrip() + "\n")
+    return "".join(out)
+
+
 def check_notebooks(folder: Path) -> list[str]:
     """Released notebooks that still contain something a student must not see."""
     found = []
@@ -223,7 +245,12 @@ def build(out: Path, *, root: Path = nbs.REPO, chapters: list[str] | None = None
         shutil.copytree(root / nbs.RELEASE / chapter, out / nbs.RELEASE / chapter, ignore=shutil.ignore_patterns(*_JUNK))
     (out / "pyproject.toml").write_text(_pyproject(root), encoding="utf-8")
     (out / MARKER).write_text("built by `python -m course_lib student-bundle`; rebuilt in place\n", encoding="utf-8")
-    (out / "README.md").write_text(README.format(chapters=", ".join(chapters) or "none yet"), encoding="utf-8")
+    (out / "README.md").write_text(README.format(chapters=", ".join(chapters) or "none yet")
+                                   + _readme_sections(root, STUDENT_README_SECTIONS), encoding="utf-8")
+    for doc in STUDENT_DOCS:  # the glossary the chapters link to
+        if (root / doc).exists():
+            (out / doc).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / doc, out / doc)
 
     excluded = _excluded_modules()
     broken, lazy = [], []

@@ -14,11 +14,19 @@ IN_NETWORK = Exercise(CHAPTER, "ChannelSpatialGate in CapstoneNet", "ChannelSpat
                       visible.check_gate_in_network, hidden.hidden_gate_in_network, "gate", "test_gate_in_network")
 COUNT = Exercise(CHAPTER, "gate_parameter_count", "gate_parameter_count", visible.check_gate_parameter_count,
                  hidden.hidden_gate_parameter_count, "parameter_count", "test_parameter_count")
-TABLE = Exercise(CHAPTER, "gain_and_noise", "gain_and_noise", visible.check_gain_and_noise,
-                 hidden.hidden_gain_and_noise, "gain_and_noise", "test_gain_and_noise")
+PAIRED = Exercise(CHAPTER, "paired_difference", "paired_difference", visible.check_paired_difference,
+                  hidden.hidden_paired_difference, "paired_difference", "test_paired_difference")
+
+
+def question(qid: str) -> Exercise:
+    return Exercise(CHAPTER, qid, qid, getattr(visible, f"check_{qid}"), getattr(hidden, f"hidden_{qid}"),
+                    f"{qid}_solution", f"test_{qid}")
+
+
+QUESTIONS = {qid: question(qid) for qid in ("q_split", "q_concordant", "q_paired_statements", "q_pam_rank")}
 JUDGE = Exercise(CHAPTER, "judge_localisation", "judge_localisation", visible.check_judge_localisation,
                  hidden.hidden_judge_localisation, "judge_localisation", "test_judge_localisation")
-EXERCISES = [GATE, IN_NETWORK, COUNT, TABLE, JUDGE]
+EXERCISES = [GATE, IN_NETWORK, COUNT, PAIRED, JUDGE, *QUESTIONS.values()]
 
 # ------------------------------------------------------------------------------------------------
 # ChannelSpatialGate: a template whose parts the variants replace
@@ -229,55 +237,111 @@ VALID_COUNT = [
 ]
 
 # ------------------------------------------------------------------------------------------------
-# gain_and_noise
+# paired_difference
 # ------------------------------------------------------------------------------------------------
-def table(body: str) -> str:
+def paired(body: str) -> str:
     return f"""
-def gain_and_noise(rows, variant, num_test, baseline="none"):
+def paired_difference(baseline_correct, variant_correct):
 {body}
 """
 
 
-WRONG_TABLE = [
-    ("rows picked by position (second minus first)", "row_by_position", table("""\
-    a, p = rows[1]["acc_mean"], rows[0]["acc_mean"]
-    return 100 * (a - p), 100 * math.sqrt(p * (1 - p) / num_test)""")),
-    ("a fraction where percentage points are asked", "units", table("""\
-    acc = {r["variant"]: r["acc_mean"] for r in rows}
-    p = acc[baseline]
-    return acc[variant] - p, math.sqrt(p * (1 - p) / num_test)""")),
-    ("the noise from the variant's accuracy", "values", table("""\
-    acc = {r["variant"]: r["acc_mean"] for r in rows}
-    q = acc[variant]
-    return 100 * (q - acc[baseline]), 100 * math.sqrt(q * (1 - q) / num_test)""")),
-    ("baseline minus variant (sign reversed)", "values", table("""\
-    acc = {r["variant"]: r["acc_mean"] for r in rows}
-    p = acc[baseline]
-    return 100 * (p - acc[variant]), 100 * math.sqrt(p * (1 - p) / num_test)""")),
-    ("a relative gain in percent instead of points", "values", table("""\
-    acc = {r["variant"]: r["acc_mean"] for r in rows}
-    p = acc[baseline]
-    return 100 * (acc[variant] - p) / p, 100 * math.sqrt(p * (1 - p) / num_test)""")),
-    ("the variance where the standard error is asked (no square root)", "values", table("""\
-    acc = {r["variant"]: r["acc_mean"] for r in rows}
-    p = acc[baseline]
-    return 100 * (acc[variant] - p), 100 * p * (1 - p) / num_test""")),
+COUNTS = """\
+    n = len(baseline_correct)
+    n_b = int((variant_correct & ~baseline_correct).sum())
+    n_a = int((baseline_correct & ~variant_correct).sum())
+    m, k = n_a + n_b, min(n_a, n_b)
+"""
+
+
+def _ret(delta: str = "100 * (n_b - n_a) / n", p: str = "min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m)",
+         wins: str = "n_b", losses: str = "n_a") -> str:
+    return COUNTS + f"""\
+    return {{"delta_pt": {delta}, "variant_wins": {wins}, "baseline_wins": {losses}, "p_value": {p}}}"""
+
+
+WRONG_PAIRED = [
+    ("a fraction where points are asked", "units", paired(_ret(delta="(n_b - n_a) / n"))),
+    ("baseline minus variant", "paired_sign", paired(_ret(delta="100 * (n_a - n_b) / n"))),
+    ("wins and losses swapped", "wins_swapped", paired(_ret(wins="n_a", losses="n_b"))),
+    ("a one-sided p-value", "one_sided", paired(_ret(p="sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m"))),
+    ("the tail P(X < k)", "tail_off_by_one", paired(_ret(p="min(1.0, 2 * sum(math.comb(m, i) for i in range(k)) / 2 ** m)"))),
+    ("a Binomial over all n images", "concordant_counted",
+     paired(_ret(p="min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)"))),
+    ("the chi-square (normal) approximation", "normal_approximation",
+     paired(_ret(p="math.erfc(abs(n_b - n_a) / math.sqrt(m) / math.sqrt(2)) if m else 1.0"))),
+    ("an unpaired z-test on the two accuracies", "unpaired", paired(COUNTS + """\
+    pa, pb = baseline_correct.float().mean().item(), variant_correct.float().mean().item()
+    se = math.sqrt(pa * (1 - pa) / n + pb * (1 - pb) / n)
+    p = math.erfc(abs(pb - pa) / se / math.sqrt(2)) if se > 0 else 1.0
+    return {"delta_pt": 100 * (n_b - n_a) / n, "variant_wins": n_b, "baseline_wins": n_a, "p_value": p}""")),
+    ("2 P(X <= k) not capped at 1", "p_not_capped",
+     paired(_ret(p="2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m if m else 1.0"))),
+    ("delta divided by the disagreements", "values", paired(_ret(delta="100 * (n_b - n_a) / m if m else 0.0"))),
+    ("modifies its input (a &= ...)", "inplace", paired("""\
+    n = len(baseline_correct)
+    both = baseline_correct & variant_correct
+    n_b = int((variant_correct ^ both).sum())
+    baseline_correct ^= both
+    n_a = int(baseline_correct.sum())
+    m, k = n_a + n_b, min(n_a, n_b)
+    return {"delta_pt": 100 * (n_b - n_a) / n, "variant_wins": n_b, "baseline_wins": n_a,
+            "p_value": min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m)}""")),
 ]
 
-VALID_TABLE = [
-    ("next() over the rows, numpy's sqrt", table("""\
+VALID_PAIRED = [
+    ("the notebook's solution", paired(_ret())),
+    ("scipy's binomtest, tensors as ints", paired("""\
+    from scipy.stats import binomtest
+    a, b = baseline_correct.long(), variant_correct.long()
+    n_b, n_a = int(((b - a) == 1).sum()), int(((a - b) == 1).sum())
+    p = binomtest(n_b, n_a + n_b, 0.5).pvalue if n_a + n_b else 1.0
+    return {"delta_pt": (b.float().mean() - a.float().mean()).item() * 100, "variant_wins": n_b,
+            "baseline_wins": n_a, "p_value": float(p)}""")),
+    ("torch's Binomial distribution, numpy ints, extra keys", paired("""\
     import numpy as np
-    a = next(r["acc_mean"] for r in rows if r["variant"] == variant)
-    p = next(r["acc_mean"] for r in rows if r["variant"] == baseline)
-    return float(100 * (a - p)), float(100 * np.sqrt(p * (1 - p) / num_test))""")),
-    ("a loop, returning a list", table("""\
-    for r in rows:
-        if r["variant"] == variant:
-            a = r["acc_mean"]
-        if r["variant"] == baseline:
-            p = r["acc_mean"]
-    return [100 * a - 100 * p, math.sqrt(1e4 * p * (1 - p) / num_test)]""")),
+    a, b = baseline_correct.numpy(), variant_correct.numpy()
+    n_b, n_a = np.sum(b & ~a), np.sum(a & ~b)
+    m = int(n_a + n_b)
+    k = torch.arange(int(min(n_a, n_b)) + 1, dtype=torch.float64)
+    tail = torch.distributions.Binomial(m, probs=torch.tensor(0.5, dtype=torch.float64)).log_prob(k).exp().sum()
+    p = min(1.0, 2 * tail.item()) if m else 1.0
+    return {"delta_pt": 100.0 * float(n_b - n_a) / len(a), "variant_wins": n_b, "baseline_wins": n_a,
+            "p_value": p, "disagreements": m}""")),
 ]
+
+# ------------------------------------------------------------------------------------------------
+# the conceptual questions: wrong answers with their own hint, and right answers in another form
+# ------------------------------------------------------------------------------------------------
+WRONG_ANSWERS = [
+    ("q_split", "12 (one-sided)", "q_split = 12", "split_one_sided"),
+    ("q_split", "9 (a majority)", "q_split = 9", "split_majority"),
+    ("q_split", "8 (an even split)", "q_split = 8", "split_majority"),
+    ("q_split", "an unlisted wrong number", "q_split = 15", "wrong_answer"),
+    ("q_split", "a float that is not whole", "q_split = 12.5", "answer_form"),
+    ("q_split", "left unanswered", "q_split = None", "unanswered"),
+    ("q_concordant", "more data, smaller p", "q_concordant = 'a'", "more_data_smaller_p"),
+    ("q_concordant", "smaller delta, larger p", "q_concordant = 'c'", "smaller_delta_larger_p"),
+    ("q_concordant", "not an option", "q_concordant = 'd'", "answer_form"),
+    ("q_paired_statements", "(d) taken as true", "q_paired_statements = 'acde'", "paired_statement"),
+    ("q_paired_statements", "(b) taken as true", "q_paired_statements = {'a', 'b', 'c', 'e'}", "paired_statement"),
+    ("q_paired_statements", "(e) left out", "q_paired_statements = 'ac'", "paired_statement"),
+    ("q_paired_statements", "all of them", "q_paired_statements = 'abcde'", "wrong_answer"),
+    ("q_pam_rank", "full rank (the identity)", "q_pam_rank = 144", "pam_identity"),
+    ("q_pam_rank", "rank 0", "q_pam_rank = 0", "pam_rank"),
+    ("q_pam_rank", "N - 1", "q_pam_rank = 143", "pam_rank"),
+    ("q_pam_rank", "the shape instead of the rank", "q_pam_rank = (144, 144)", "answer_form"),
+]
+
+RIGHT_ANSWERS = [
+    ("q_split", "a numpy integer", "import numpy as np\nq_split = np.int64(13)"),
+    ("q_split", "a whole float", "q_split = 13.0"),
+    ("q_concordant", "upper case", "q_concordant = 'B'"),
+    ("q_paired_statements", "a list in another order", "q_paired_statements = ['e', 'a', 'c']"),
+    ("q_paired_statements", "a string with commas and spaces", "q_paired_statements = 'A, C, E'"),
+    ("q_pam_rank", "a 0-d integer tensor", "q_pam_rank = torch.tensor(1)"),
+]
+
 
 # ------------------------------------------------------------------------------------------------
 # judge_localisation
@@ -360,8 +424,10 @@ def _impls() -> list[Impl]:
               if label in in_network]
     impls += [Impl(COUNT, label, source, mistake) for label, mistake, source in WRONG_COUNT]
     impls += [Impl(COUNT, label, source) for label, source in VALID_COUNT]
-    impls += [Impl(TABLE, label, source, mistake) for label, mistake, source in WRONG_TABLE]
-    impls += [Impl(TABLE, label, source) for label, source in VALID_TABLE]
+    impls += [Impl(PAIRED, label, source, mistake) for label, mistake, source in WRONG_PAIRED]
+    impls += [Impl(PAIRED, label, source) for label, source in VALID_PAIRED]
+    impls += [Impl(QUESTIONS[qid], label, source, mistake) for qid, label, source, mistake in WRONG_ANSWERS]
+    impls += [Impl(QUESTIONS[qid], label, source) for qid, label, source in RIGHT_ANSWERS]
     impls += [Impl(JUDGE, label, source, mistake) for label, mistake, source in WRONG_JUDGE]
     impls += [Impl(JUDGE, label, source) for label, source in VALID_JUDGE]
     return impls

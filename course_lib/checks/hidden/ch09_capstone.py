@@ -37,7 +37,6 @@ from course_lib.checks.ch09_capstone import (
     _two_gates,
     _unchanged,
     check_gate_layers,
-    gain_and_noise_by_hand,
     gate_count_by_hand,
     gate_roles,
     grade_judgement,
@@ -309,22 +308,59 @@ def hidden_judge_localisation(fn: Callable) -> None:
         grade_judgement(_call(fn, net, sample.images, sample.boxes, doing=what), truth, what=what)
 
 
-@exercise("gain_and_noise (hidden)", budget_s=5)
-def hidden_gain_and_noise(fn: Callable) -> None:
-    g = torch.Generator().manual_seed(7700)
-    names = ["none", "se", "cbam", "gate", "danet_pam", "mine"]
-    for _ in range(6):
-        order = torch.randperm(len(names), generator=g).tolist()
-        rows = [{"variant": names[i], "seeds": 3, "acc_mean": 0.5 + 0.45 * float(torch.rand(1, generator=g)),
-                 "acc_std": 0.01, "params": 40_000 + i} for i in order]
-        variant = names[int(torch.randint(1, len(names), (1,), generator=g))]
-        baseline = "none" if variant != "none" else "se"
-        n = int(torch.randint(100, 5000, (1,), generator=g))
-        want = gain_and_noise_by_hand(rows, variant, n, baseline)
-        got = _call(fn, [dict(r) for r in rows], variant, n, baseline,
-                    doing=f"gain_and_noise(rows, {variant!r}, {n}, {baseline!r})")
-        ok = isinstance(got, (tuple, list)) and len(got) == 2 and all(
-            abs(float(a) - b) <= 1e-6 * max(1.0, abs(b)) for a, b in zip(got, want))
-        expect(ok, f"gain_and_noise(rows, {variant!r}, {n}, {baseline!r}) returned {got!r}; expected "
-                   f"({want[0]:.4f}, {want[1]:.4f})", mistake="values")
+@exercise("paired_difference (hidden)", budget_s=5)
+def hidden_paired_difference(fn: Callable) -> None:
+    """Random pairs of networks (correlated correctness) against course_lib.stats' McNemar test."""
+    from course_lib import stats
+
+    g = torch.Generator().manual_seed(7701)
+    for trial in range(8):
+        n = int(torch.randint(20, 3000, (1,), generator=g))
+        baseline = torch.rand(n, generator=g) < 0.5 + 0.45 * float(torch.rand(1, generator=g))
+        flip = torch.rand(n, generator=g) < 0.02 + 0.2 * float(torch.rand(1, generator=g))
+        variant = baseline ^ flip
+        if trial == 0:
+            variant = baseline.clone()  # they never disagree: p = 1
+        test = stats.mcnemar_exact(baseline, variant)
+        n_b, n_a = int(test["variant_wins"]), int(test["baseline_wins"])
+        want = {"delta_pt": 100 * (n_b - n_a) / n, "variant_wins": n_b, "baseline_wins": n_a,
+                "p_value": test["p_value"]}
+        what = f"paired_difference(baseline, variant) on {n} random images"
+        got = _call(fn, baseline.clone(), variant.clone(), doing=what)
+        ok = isinstance(got, dict) and all(k in got for k in want)
+        if ok:
+            try:
+                ok = (int(got["variant_wins"]) == want["variant_wins"] and int(got["baseline_wins"]) ==
+                      want["baseline_wins"] and abs(float(got["delta_pt"]) - want["delta_pt"]) <= 1e-4 and
+                      abs(float(got["p_value"]) - want["p_value"]) <= 1e-6 * max(want["p_value"], 1e-12))
+            except (TypeError, ValueError):
+                ok = False
+        expect(ok, f"{what} returned {got!r}; expected {want!r}", mistake="values")
     passed()
+
+
+# --------------------------------------------------------------------------------------------
+# the conceptual questions: the plain answers (this file never reaches students)
+# --------------------------------------------------------------------------------------------
+from course_lib.checks._questions import expect_plain  # noqa: E402
+from course_lib.checks.ch09_capstone import QUESTIONS  # noqa: E402
+
+#: qid -> the right answer, in a form the question accepts.
+ANSWERS = {"q_split": 13, "q_concordant": "b", "q_paired_statements": "ace", "q_pam_rank": 1}
+
+
+def _hidden_question(qid: str) -> Callable:
+    question = QUESTIONS[qid]
+
+    @exercise(f"{qid} (hidden)", budget_s=2)
+    def check(answer) -> None:
+        expect_plain(qid, answer, ANSWERS[qid], kind=question.kind, options=question.options, digits=question.digits)
+
+    check.__name__ = f"hidden_{qid}"
+    return check
+
+
+hidden_q_split = _hidden_question("q_split")
+hidden_q_concordant = _hidden_question("q_concordant")
+hidden_q_paired_statements = _hidden_question("q_paired_statements")
+hidden_q_pam_rank = _hidden_question("q_pam_rank")
