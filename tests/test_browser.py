@@ -484,6 +484,10 @@ def _validate_fails_then_passes(page: Notebook, chapter: str) -> None:
     for i, cell in enumerate(page.nb.cells):
         if cell.cell_type == "code" and _meta(cell).get("solution"):
             page.type_into(i, answers[_meta(cell)["grade_id"]])
+        elif cell.cell_type == "markdown" and _meta(cell).get("solution"):  # a written answer, graded by hand
+            page.select(i)
+            page.page.keyboard.press("Enter")  # a rendered markdown cell opens its editor on Enter
+            page.type_into(i, "A written answer, typed by the test; an instructor grades it by hand.")
     text = _validate(page)
     page.shot("validate-success")
     assert "Success! Your notebook passes all the tests." in text, text[:2000]

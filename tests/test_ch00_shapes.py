@@ -11,6 +11,7 @@ from course_lib import notebooks as nbs
 from course_lib.checks import CheckFailure, _core
 from course_lib.checks import ch00_shapes as visible
 from course_lib.checks.hidden import ch00_shapes as hidden
+from course_lib.checks._questions import answer_key
 
 NAMES = list(hidden.REFERENCES)
 
@@ -20,7 +21,7 @@ def _solution_namespace() -> dict:
     namespace: dict = {}
     exec("import torch\nfrom einops import rearrange, reduce\nimport torch.nn.functional as F", namespace)
     for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("solution"):
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
             exec(cell.source, namespace)
     return namespace
 
@@ -51,3 +52,56 @@ def test_solution_cells_match_the_reference(name):
     getattr(visible, f"check_{name}")(fn)
     for inputs in hidden.visible.inputs()[name], hidden._random_inputs(name, 7, torch.float64):
         torch.testing.assert_close(fn(*inputs), hidden.REFERENCES[name](*inputs))
+
+
+QUESTIONS = {"q_broadcast": visible.BROADCAST, "q_softmax_dim": visible.SOFTMAX_DIM, "q_bmm_shape": visible.BMM_SHAPE,
+             "q_conv_params": visible.CONV_PARAMS}
+
+
+@pytest.mark.parametrize("qid", sorted(QUESTIONS))
+def test_question_key_is_the_hash_of_the_hidden_answer(qid):
+    q = QUESTIONS[qid]
+    assert q.qid == qid and (q.kind, q.options) == hidden.KINDS[qid]
+    assert q.key == answer_key(qid, hidden.ANSWERS[qid], kind=q.kind, options=q.options, digits=q.digits)
+
+
+def _runs(x_shape, gate_shape):
+    try:
+        return torch.ones(x_shape) * torch.arange(1.0, 1 + torch.Size(gate_shape).numel()).reshape(gate_shape)
+    except RuntimeError:
+        return None
+
+
+def test_question_answers_follow_from_torch():
+    """The plain answers are what PyTorch does, not what someone remembered."""
+    gate = torch.arange(1.0, 7.0).reshape(2, 3)
+    truths = {
+        "a": _runs((2, 3, 5, 7), (2, 3)) is None,
+        "b": False,  # it raises (a), so it scales nothing
+        "c": torch.equal(_runs((2, 3, 2, 3), (2, 3)), torch.ones(2, 3, 2, 3) * gate),  # pixel (i, j) by gate[i, j]
+        "d": torch.equal(_runs((2, 3, 5, 7), (2, 3, 1, 1)), gate[:, :, None, None].expand(2, 3, 5, 7)),
+        "e": _runs((2, 3, 5, 7), (2, 3, 1)) is not None,
+    }
+    assert "".join(k for k, v in sorted(truths.items()) if v) == hidden.ANSWERS["q_broadcast"]
+    s = torch.randn(2, 4, 6).softmax(dim=hidden.ANSWERS["q_softmax_dim"])
+    torch.testing.assert_close(s.sum(-1), torch.ones(2, 4))
+    q = torch.randn(2, 35, 8)
+    assert tuple(torch.bmm(q.transpose(1, 2), q).shape) == hidden.ANSWERS["q_bmm_shape"]
+    assert sum(p.numel() for p in torch.nn.Conv2d(64, 4, 3).parameters()) == hidden.ANSWERS["q_conv_params"]
+
+
+def test_solution_answers_pass_visible_and_hidden(capsys):
+    namespace = _solution_namespace()
+    for qid in QUESTIONS:
+        getattr(visible, f"check_{qid}")(namespace[qid])
+        getattr(hidden, f"hidden_{qid}")(namespace[qid])
+    assert capsys.readouterr().out.count("[ok]") == 2 * len(QUESTIONS)
+
+
+def test_written_question_has_a_model_answer_and_rubric():
+    nb = nbformat.read(nbs.notebook_path("00_shapes"), as_version=4)
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "written_sizes"]
+    assert len(cells) == 1 and cells[0].cell_type == "markdown"
+    meta = cells[0].metadata["nbgrader"]
+    assert meta["grade"] and meta["solution"] and meta["points"] == 2
+    assert "### BEGIN SOLUTION" in cells[0].source and "**Rubric (2 points):**" in cells[0].source

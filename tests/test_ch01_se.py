@@ -14,6 +14,7 @@ from stored_values import assert_same_values
 from course_lib import notebooks as nbs
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch01_se as visible
+from course_lib.checks._questions import answer_key
 from course_lib.checks._core import expected, is_close
 from course_lib.checks.hidden import ch01_se as hidden
 from course_lib.figures import ch01 as figures
@@ -43,10 +44,13 @@ def solution_namespace() -> dict:
         grade = cell.metadata.get("nbgrader", {})
         if grade.get("solution"):
             ids.append(grade["grade_id"])
+            if cell.cell_type == "markdown":  # a written answer, graded by hand
+                continue
             exec(compile(cell.source, f"<solution {grade['grade_id']}>", "exec"), namespace)
         elif cell.cell_type == "code" and cell.source.startswith("RESNET50_STAGES"):
             exec(compile(cell.source, "<stages>", "exec"), namespace)
-    assert ids == ["se_solution", "se_parameter_count_solution", "seresnet50_solution"]
+    assert ids == ["q_gate_shape_solution", "se_solution", "q_softmax_scale_solution", "written_sigmoid",
+                   "se_parameter_count_solution", "q_stage_params_solution", "seresnet50_solution"]
     return namespace
 
 
@@ -188,6 +192,47 @@ def test_linear_and_1x1_conv_are_the_same_map():
         conv.bias.copy_(fc.bias)
     z = torch.randn(3, 16, 1, 1, dtype=torch.float64)
     torch.testing.assert_close(fc(z.flatten(1)).reshape(3, 4, 1, 1), conv(z))
+
+
+# ------------------------------------------------------------------------------------------------
+# conceptual questions
+# ------------------------------------------------------------------------------------------------
+QUESTIONS = {"q_gate_shape": visible.GATE_SHAPE, "q_softmax_scale": visible.SOFTMAX_SCALE,
+             "q_stage_params": visible.STAGE_PARAMS}
+
+
+@pytest.mark.parametrize("qid", sorted(QUESTIONS))
+def test_question_key_is_the_hash_of_the_hidden_answer(qid):
+    q = QUESTIONS[qid]
+    assert q.qid == qid
+    assert q.key == answer_key(qid, hidden.ANSWERS[qid], kind=q.kind, options=q.options, digits=q.digits)
+    assert (q.kind, q.digits) == hidden.KINDS[qid]
+
+
+def test_question_answers_follow_from_the_reference():
+    """The plain answers are computed, not remembered: from the reference module and the stages."""
+    x = torch.randn(8, 512, 28, 14)
+    assert tuple(SqueezeExcitation(512, 16).attention(x).shape) == hidden.ANSWERS["q_gate_shape"]
+    assert torch.softmax(torch.zeros(512), dim=0)[0].item() == pytest.approx(hidden.ANSWERS["q_softmax_scale"])
+    blocks, channels = STAGES[2]
+    assert blocks * _by_hand(channels) == hidden.ANSWERS["q_stage_params"] == 792_960
+    assert blocks * sum(p.numel() for p in SqueezeExcitation(channels).parameters()) == 792_960
+
+
+def test_solution_answers_pass_visible_and_hidden(solution_namespace, capsys):
+    for qid in QUESTIONS:
+        getattr(visible, f"check_{qid}")(solution_namespace[qid])
+        getattr(hidden, f"hidden_{qid}")(solution_namespace[qid])
+    assert capsys.readouterr().out.count("[ok]") == 2 * len(QUESTIONS)
+
+
+def test_written_question_has_a_model_answer_and_rubric():
+    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "written_sigmoid"]
+    assert len(cells) == 1
+    meta = cells[0].metadata["nbgrader"]
+    assert cells[0].cell_type == "markdown" and meta["grade"] and meta["solution"] and meta["points"] == 2
+    assert "### BEGIN SOLUTION" in cells[0].source and "**Rubric (2 points):**" in cells[0].source
 
 
 # ------------------------------------------------------------------------------------------------

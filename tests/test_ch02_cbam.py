@@ -19,6 +19,7 @@ from course_lib.checks import CheckFailure
 from course_lib.checks import ch02_cbam as visible
 from course_lib.checks._core import expected, is_close
 from course_lib.checks.hidden import ch02_cbam as hidden
+from course_lib.checks._questions import answer_key
 from course_lib.figures import ch02 as figures
 
 CHAPTER = "02_cbam"
@@ -34,8 +35,11 @@ def solution_namespace() -> dict:
         grade = cell.metadata.get("nbgrader", {})
         if grade.get("solution"):
             ids.append(grade["grade_id"])
+            if cell.cell_type == "markdown":  # a written answer, graded by hand
+                continue
             exec(compile(cell.source, f"<solution {grade['grade_id']}>", "exec"), namespace)
-    assert ids == ["channel_attention", "spatial_attention", "cbam"]
+    assert ids == ["channel_attention", "spatial_attention", "q_spatial_params_solution", "q_gate_order_solution",
+                   "cbam", "written_order", "q_cbam_params_solution"]
     return namespace
 
 
@@ -173,3 +177,64 @@ def test_spatial_panels_returns_the_map_it_draws():
     np.testing.assert_allclose(data["map"], gate.attention(figures.centred(photo)).detach()[0, 0].numpy(), rtol=1e-6)
     h, w = data["map"].shape
     assert data["map"][h // 3: 2 * h // 3, w // 3: 2 * w // 3].mean() > data["map"][:, :8].mean() + 0.3
+
+
+# ------------------------------------------------------------------------------------------------
+# conceptual questions
+# ------------------------------------------------------------------------------------------------
+QUESTIONS = {"q_spatial_params": visible.SPATIAL_PARAMS, "q_gate_order": visible.GATE_ORDER,
+             "q_cbam_params": visible.CBAM_PARAMS}
+
+
+@pytest.mark.parametrize("qid", sorted(QUESTIONS))
+def test_question_key_is_the_hash_of_the_hidden_answer(qid):
+    q = QUESTIONS[qid]
+    assert q.qid == qid and (q.kind, q.options) == hidden.KINDS[qid]
+    assert q.key == answer_key(qid, hidden.ANSWERS[qid], kind=q.kind, options=q.options, digits=q.digits)
+
+
+def test_question_answers_follow_from_the_reference():
+    assert sum(p.numel() for p in SpatialAttention(7).parameters()) == hidden.ANSWERS["q_spatial_params"]
+    assert sum(p.numel() for p in CBAM(256, 16, 7).parameters()) == hidden.ANSWERS["q_cbam_params"]
+    # (a), (d) and (e) hold and (b), (c) do not, on an input where the channel gate is far from uniform
+    torch.manual_seed(0)
+    block = CBAM(8, 2, 3).double().eval()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(3 * torch.randn_like(p))
+    x = torch.randn(2, 8, 6, 9, dtype=torch.float64) * torch.linspace(0.2, 3.0, 8, dtype=torch.float64).reshape(1, 8, 1, 1)
+    with torch.no_grad():
+        mc = block.channel_gate.attention(x)
+        refined = x * mc
+        parallel = x * mc * block.spatial_gate.attention(x)
+        spatial_first = block.channel_gate(block.spatial_gate(x))
+        out = block(x)
+    assert torch.allclose(block.spatial_gate.attention(refined), torch.sigmoid(block.spatial_gate.conv(
+        torch.cat([refined.mean(1, keepdim=True), refined.amax(1, keepdim=True)], 1))))  # (a): pooled from F'
+    assert not torch.allclose(out, parallel)  # not (b), not (c)
+    assert not torch.allclose(out, spatial_first)  # (d)
+    assert (refined.argmax(1) != x.argmax(1)).any()  # (e)
+    assert hidden.ANSWERS["q_gate_order"] == "ade"
+
+
+def test_solution_answers_pass_visible_and_hidden(solution_namespace, capsys):
+    for qid in QUESTIONS:
+        getattr(visible, f"check_{qid}")(solution_namespace[qid])
+        getattr(hidden, f"hidden_{qid}")(solution_namespace[qid])
+    assert capsys.readouterr().out.count("[ok]") == 2 * len(QUESTIONS)
+
+
+def test_written_question_has_a_model_answer_and_rubric():
+    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "written_order"]
+    assert len(cells) == 1 and cells[0].cell_type == "markdown"
+    meta = cells[0].metadata["nbgrader"]
+    assert meta["grade"] and meta["solution"] and meta["points"] == 2
+    assert "### BEGIN SOLUTION" in cells[0].source and "**Rubric (2 points):**" in cells[0].source
+
+
+def test_chapter_states_one_bias_policy():
+    """The paper's form (no MLP bias) is the default; the official biases are the option mlp_bias=True."""
+    text = "\n".join(c.source for c in nbformat.read(nbs.notebook_path(CHAPTER), as_version=4).cells)
+    assert "mlp_bias=True" in text and "as in the paper" not in text
+    assert "w.flip(1)" not in text  # chapter 03's exercise

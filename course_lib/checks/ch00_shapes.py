@@ -1,12 +1,15 @@
 """Visible checks of chapter 00, the shapes primer.
 
 The notebook's test cells call ``check_channel_descriptor(channel_descriptor)``, ``check_apply_gate(...)``,
-``check_row_softmax(...)``, ``check_pairwise_scores(...)`` and ``check_flatten_pixels(...)``. Inputs are
+``check_row_softmax(...)``, ``check_pairwise_scores(...)`` and ``check_flatten_pixels(...)``, and for the
+conceptual questions ``check_q_broadcast``, ``check_q_softmax_dim``, ``check_q_bmm_shape`` and
+``check_q_conv_params``. Inputs are
 chosen so that B, C, H, W (and N, M, D) all differ, except in the one case built to show how broadcasting
 can silently go wrong. Expected results are stored in ``checks/expected/ch00_shapes.pt``.
 """
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable
 
 import torch
@@ -27,6 +30,7 @@ from ._core import (
     is_close,
     seeded_randn,
 )
+from ._questions import Question, answer_key
 
 CHAPTER = "ch00_shapes"
 KEEPDIM = "keepdim"
@@ -40,6 +44,12 @@ DIVISOR = "divisor"
 GATE_LAYOUT = "gate_layout"
 EINOPS_AXES = define_mistake("einops_axes", "the einops pattern names the input's axes in another order than (b c h w)")
 BATCH_MEAN = "batch_mean"
+LEFT_ALIGNED = define_mistake("left_aligned", "broadcasting taken to line shapes up from the left")
+SILENT_BROADCAST = define_mistake("silent_broadcast", "the case where broadcasting runs without error but is wrong, missed")
+SIZE_ONE_MIDDLE = define_mistake("size_one_middle", "a gate with one trailing size-1 dim taken to broadcast like (B, C, 1, 1)")
+TRANSPOSE_SIDE = define_mistake("transpose_side", "the transpose put on the wrong operand: Q K^T where Q^T K is asked")
+BATCH_DROPPED = define_mistake("batch_dropped", "the batch dimension left out of a batched product's shape")
+KERNEL_IGNORED = define_mistake("kernel_ignored", "a k x k convolution counted as if it were 1 x 1")
 
 
 def inputs() -> dict[str, tuple[torch.Tensor, ...]]:
@@ -193,3 +203,95 @@ def check_flatten_pixels(fn: Callable) -> None:
                       "(i, j) becomes n = i * W + j."),
     })
     gradients(fn, "flatten_pixels(x)", (x,), ("x",))
+
+
+# --------------------------------------------------------------------------------------------
+# conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch00_shapes.py)
+# --------------------------------------------------------------------------------------------
+def _wrong(qid: str, kind: str, **answers: Any) -> dict:
+    return {answer_key(qid, value, kind=kind, options="abcde" if kind == "choices" else None): pair
+            for value, pair in answers.values()}
+
+
+BROADCAST = Question(
+    "q_broadcast", "choices", key="4bb3a642d241561f45ea", options="abcde",
+    wrong=_wrong("q_broadcast", "choices",
+                 left=("bd", (LEFT_ALIGNED, "Broadcasting lines shapes up from the RIGHT: a (2, 3) gate meets x's "
+                                            "last two dims (5, 7), not (B, C).")),
+                 left2=("bcd", (LEFT_ALIGNED, "Broadcasting lines shapes up from the RIGHT: a (2, 3) gate meets x's "
+                                              "last two dims (5, 7), not (B, C).")),
+                 silent=("ad", (SILENT_BROADCAST, "Look at (c) again: when x's last two dims happen to be (2, 3), the "
+                                                  "(2, 3) gate fits them, so the product runs, and scales the wrong "
+                                                  "entries.")),
+                 middle=("acde", (SIZE_ONE_MIDDLE, "A (2, 3, 1) gate is lined up from the right as (1, 2, 3, 1): its "
+                                                   "3 meets x's H = 5, which is an error."))),
+    advice="Line the two shapes up from the right, dim by dim: two sizes fit when they are equal or one of them is "
+           "1, and a missing leading dim counts as 1. Then ask which entry of the gate each entry of x meets.")
+
+SOFTMAX_DIM = Question(
+    "q_softmax_dim", "int", key="b11f752bb256434edcfd",
+    wrong=_wrong("q_softmax_dim", "int",
+                 cols=(1, ("softmax_dim", "Along dim 1 the entries that sum to 1 share a key and differ in the "
+                                          "query: each COLUMN sums to 1. A query's row runs along the keys.")),
+                 batch=(0, ("softmax_dim", "Along dim 0 the entries that sum to 1 are the same (query, key) pair "
+                                           "in different images of the batch."))),
+    advice="A softmax along dim d makes the entries that differ only in their index along d sum to 1. The entries "
+           "of one query's row differ only in the key index.")
+
+BMM_SHAPE = Question(
+    "q_bmm_shape", "shape", key="d344e00d8d7adea8a50f",
+    wrong=_wrong("q_bmm_shape", "shape",
+                 pos=((2, 35, 35), (TRANSPOSE_SIDE, "(2, 35, 35) is Q K^T, one entry per pair of pixels. Here the "
+                                                    "transpose is on Q, the left operand: (8, 35) @ (35, 8) for each "
+                                                    "image.")),
+                 nobatch=((8, 8), (BATCH_DROPPED, "bmm keeps the batch: one product per image, stacked.")),
+                 half=((2, 8, 35), ("missing_transpose", "(2, 8, 35) is Q^T alone; the product with K (35, 8) "
+                                                         "contracts the 35 pixels."))),
+    advice="Write the shapes of the two per-image operands, (8, 35) and (35, 8): the inner sizes meet and vanish, "
+           "the outer ones stay, and the batch size comes along in front.")
+
+CONV_PARAMS = Question(
+    "q_conv_params", "int", key="63c93c5ab4f335e8fe60",
+    wrong=_wrong("q_conv_params", "int",
+                 onebyone=(4 * 64 + 4, (KERNEL_IGNORED, "That is a 1 x 1 convolution's count. A 3 x 3 kernel has "
+                                                        "3 * 3 weights for every (output, input) channel pair.")),
+                 nobias=(4 * 64 * 9, ("missing_bias", "The bias is missing: one per output channel.")),
+                 perout=(64 * 9 + 4, ("param_count", "Every one of the 4 output channels has its own 64 x 3 x 3 "
+                                                     "kernel."))),
+    advice="The weight of a convolution has shape (out channels, in channels, k, k), and the bias one entry per "
+           "output channel.")
+
+
+def _softmax_dim_canonical(answer: Any) -> Any:
+    """-1 and 2 name the same dim of a 3-D tensor (so do -2 and 1, -3 and 0)."""
+    if isinstance(answer, bool):
+        return answer
+    try:
+        value = operator.index(answer)
+    except TypeError:
+        return answer
+    return value + 3 if -3 <= value < 0 else answer
+
+
+@exercise("q_broadcast", budget_s=2)
+def check_q_broadcast(answer: Any) -> None:
+    """Which of the statements (a)-(e) about broadcasting a gate are true."""
+    BROADCAST.check(answer)
+
+
+@exercise("q_softmax_dim", budget_s=2)
+def check_q_softmax_dim(answer: Any) -> None:
+    """The dim of (B, N, M) scores a softmax runs over so that each query's row sums to 1 (2, or -1)."""
+    SOFTMAX_DIM.check(_softmax_dim_canonical(answer))
+
+
+@exercise("q_bmm_shape", budget_s=2)
+def check_q_bmm_shape(answer: Any) -> None:
+    """The shape of the batched products Q_b^T K_b for Q, K of shape (2, 35, 8)."""
+    BMM_SHAPE.check(answer)
+
+
+@exercise("q_conv_params", budget_s=2)
+def check_q_conv_params(answer: Any) -> None:
+    """Parameters of a 3 x 3 convolution from 64 to 4 channels with bias."""
+    CONV_PARAMS.check(answer)

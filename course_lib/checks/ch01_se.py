@@ -3,6 +3,9 @@
     check_se(SqueezeExcitation)                       the block: parameters, gate, output, gradients
     check_se_parameter_count(se_parameter_count)      2 C C' + C' + C with C' = C // r
     check_seresnet50_extra_parameters(fn)             the 2.53 M parameters SE adds to ResNet-50
+    check_q_gate_shape(q_gate_shape)                  question: the gate's shape for one input
+    check_q_softmax_scale(q_softmax_scale)            question: what a softmax gate does to the features
+    check_q_stage_params(q_stage_params)              question: SE's parameters in one ResNet-50 stage
 
 They compare with values stored in ``checks/expected/ch01_se.pt`` (built from the reference module by
 ``hidden/ch01_se.py``) and never import the reference module. Known mistakes are named from the outputs
@@ -34,8 +37,10 @@ from ._core import (
     load_by_shape,
     passed,
 )
+from ._questions import Question, answer_key
 
-__all__ = ["check_se", "check_se_parameter_count", "check_seresnet50_extra_parameters"]
+__all__ = ["check_se", "check_se_parameter_count", "check_seresnet50_extra_parameters",
+           "check_q_gate_shape", "check_q_softmax_scale", "check_q_stage_params"]
 
 CHAPTER = "ch01_se"
 
@@ -43,6 +48,10 @@ define_mistake("max_squeeze", "the squeeze takes the maximum over H and W where 
 define_mistake("gate_added", "the gate is added to x where it should multiply it")
 define_mistake("se_per_stage", "one SE block per stage where SE-ResNet has one in every bottleneck block")
 define_mistake("bottleneck_width", "the bottleneck's inner width (64, 128, ...) where SE sees 4x that")
+define_mistake("hidden_width_shape", "the hidden layer's shape (C // r channels) given for the gate's")
+define_mistake("sigmoid_value", "the sigmoid's value at equal logits given where a softmax's is asked")
+define_mistake("softmax_size_one", "a softmax over an axis of size 1, which returns 1 everywhere")
+define_mistake("softmax_inverse", "the number of channels given where the weight each one gets is asked")
 
 #: Advice for each mistake the stored diagnoses can name (shared with the hidden checks).
 ADVICE = {
@@ -101,7 +110,7 @@ def check_se_parameters(module: torch.nn.Module, channels: int, reduction: int, 
         passed()
         return
     shapes = ", ".join(f"{n} {fmt_shape(p.shape)}" for n, p in module.named_parameters()) or "none"
-    intro = (f"{what} has {got} parameters; expected 2*C*C' + C' + C = {want} "
+    intro = (f"{what} has {got} parameters; expected {want} "
              f"(C = {channels}, C' = C // r = {hidden}).\n  yours: {shapes}")
     if channels // 16 != hidden and got in {se_count(channels, channels // 16, biases=b)
                                             for b in ((True, True), (False, False))}:
@@ -194,7 +203,7 @@ def check_se_parameter_count(fn: Callable[..., Any]) -> None:
             passed()
             continue
         h = c // r
-        message = f"{shown} returned {got}; expected {want} (2*C*C' + C' + C with C' = C // r = {h})."
+        message = f"{shown} returned {got}; expected {want} (C' = C // r = {h})."
         if got in {se_count(c, h, biases=bb) for bb in ((False, False), (True, False), (False, True))}:
             raise CheckFailure(message + "\n  Likely mistake: a bias is left out. W1 has C' biases and W2 has C "
                                          "(the official model's 1x1 convolutions have biases).",
@@ -221,7 +230,7 @@ def check_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
         index = data["reductions"].tolist().index(r)
         message = f"{shown} returned {got:,}; expected {want:,}."
         advice = {
-            "missing_bias": "biases are left out: each SE block has 2 C C' + C' + C parameters.",
+            "missing_bias": "biases are left out: each of an SE block's two layers has one bias per output unit.",
             "se_per_stage": "one SE block per stage; SE-ResNet-50 puts one in every bottleneck block "
                             "(3 + 4 + 6 + 3 = 16 blocks).",
             "bottleneck_width": "the bottleneck's inner width was used (64, 128, 256, 512); SE recalibrates the "
@@ -234,3 +243,71 @@ def check_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
                 raise CheckFailure(message + f"\n  Likely mistake: {advice[mistake_id]}", mistake=mistake_id)
         raise CheckFailure(message + "\n  Likely mistake: sum se_parameter_count(C, reduction) over every block "
                                      "of RESNET50_STAGES (blocks, C).", mistake="param_count")
+
+
+# --------------------------------------------------------------------------------------------
+# conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch01_se.py)
+# --------------------------------------------------------------------------------------------
+GATE_SHAPE = Question(
+    "q_gate_shape", "shape", key="f02d42005e037bb483be",
+    wrong={
+        answer_key("q_gate_shape", (8, 512), kind="shape"): (
+            "keepdim", "A (B, C) gate lines up with the LAST axes of x, (H, W) = (28, 14), when it is "
+                       "broadcast: the gate keeps two axes of size 1 so that it is spread over the pixels."),
+        answer_key("q_gate_shape", (8, 32, 1, 1), kind="shape"): (
+            "hidden_width_shape", "32 = C // r is the width of the hidden layer, between W1 and W2; W2 maps "
+                                  "back to C so that every channel gets its own gate."),
+        answer_key("q_gate_shape", (8, 512, 28, 14), kind="shape"): (
+            "returns_map", "that is the shape of forward(x), the features after scaling; attention(x) is "
+                           "the gate, one number per channel of each image."),
+    },
+    advice="The gate has one entry per image and channel, and the shape it needs to be multiplied with "
+           "a (B, C, H, W) tensor by broadcasting.")
+
+SOFTMAX_SCALE = Question(
+    "q_softmax_scale", "float", key="b4a5db842d0c0739b574", digits=3,
+    wrong={
+        answer_key("q_softmax_scale", 0.5, kind="float"): (
+            "sigmoid_value", "0.5 is the sigmoid of equal (zero) logits, SE's gate; a softmax makes the "
+                             "C weights share a total of 1."),
+        answer_key("q_softmax_scale", 1, kind="float"): (
+            "softmax_size_one", "1 is what a softmax over an axis of size 1 gives; this one runs over the "
+                                "C = 512 channels."),
+        answer_key("q_softmax_scale", 512, kind="float"): (
+            "softmax_inverse", "512 is the number of channels; the question asks for the factor each "
+                               "channel is multiplied by."),
+    },
+    advice="Equal logits give equal weights, and a softmax's weights add up to 1 (give the number to 3 "
+           "significant digits, or as a fraction such as 1 / 7).")
+
+STAGE_PARAMS = Question(
+    "q_stage_params", "int", key="0d9e5bd55a224fbec29f",
+    wrong={
+        answer_key("q_stage_params", 6 * 2 * 1024 * 64, kind="int"): (
+            "missing_bias", "The biases are left out: each of the two layers has one bias per output unit."),
+        answer_key("q_stage_params", 2 * 1024 * 64 + 64 + 1024, kind="int"): (
+            "se_per_stage", "That is one SE block; SE-ResNet-50 puts one in each of the stage's 6 blocks."),
+        answer_key("q_stage_params", 6 * (2 * 256 * 16 + 16 + 256), kind="int"): (
+            "bottleneck_width", "256 is the bottleneck's inner width; SE recalibrates the block's output, "
+                                "which has 1024 channels."),
+    },
+    advice="Count one block from the shapes of W1 (C' x C, plus C' biases) and W2 (C x C', plus C biases) "
+           "with C' = C // r, then multiply by the number of blocks in the stage.")
+
+
+@exercise("q_gate_shape", budget_s=2)
+def check_q_gate_shape(answer: Any) -> None:
+    """The shape of SqueezeExcitation(512, 16).attention(x) for x of shape (8, 512, 28, 14)."""
+    GATE_SHAPE.check(answer)
+
+
+@exercise("q_softmax_scale", budget_s=2)
+def check_q_softmax_scale(answer: Any) -> None:
+    """The weight a softmax over C = 512 channels gives each channel when all the logits are equal."""
+    SOFTMAX_SCALE.check(answer)
+
+
+@exercise("q_stage_params", budget_s=2)
+def check_q_stage_params(answer: Any) -> None:
+    """The parameters SE adds to ResNet-50's third stage (6 blocks of C = 1024, r = 16)."""
+    STAGE_PARAMS.check(answer)

@@ -3,6 +3,9 @@
     check_channel_attention(ChannelAttention)    M_c: one shared MLP on the average- and max-pooled descriptors
     check_spatial_attention(SpatialAttention)    M_s: a k x k conv on [mean; max] over the channels
     check_cbam(CBAM)                             channel gate, then spatial gate on the refined features
+    check_q_spatial_params(q_spatial_params)     question: the spatial gate's parameters (paper form, k = 7)
+    check_q_gate_order(q_gate_order)             question: what the spatial gate sees when the channel gate is first
+    check_q_cbam_params(q_cbam_params)           question: one CBAM block's parameters (paper form)
 
 They compare with values stored in ``checks/expected/ch02_cbam.pt`` (built from the reference module by
 ``hidden/ch02_cbam.py``) and never import the reference module. Known mistakes are named from the outputs they
@@ -31,8 +34,10 @@ from ._core import (
     forward_keeps_input,
     load_by_shape,
 )
+from ._questions import Question, answer_key
 
-__all__ = ["check_cbam", "check_channel_attention", "check_spatial_attention"]
+__all__ = ["check_cbam", "check_channel_attention", "check_spatial_attention", "check_q_spatial_params",
+           "check_q_gate_order", "check_q_cbam_params"]
 
 CHAPTER = "ch02_cbam"
 
@@ -40,6 +45,10 @@ define_mistake("cbam_order", "CBAM applies the spatial gate before the channel g
 define_mistake("spatial_on_input", "CBAM computes the spatial map on x instead of on F' = M_c(x) * x")
 define_mistake("cbam_residual", "CBAM adds a residual (+ x or + F') that Eq. (1) does not have")
 define_mistake("spatial_applied_to_input", "CBAM multiplies the spatial map with x instead of with F'")
+define_mistake("official_batch_norm", "the official gate's BatchNorm counted in the paper's spatial gate")
+define_mistake("official_mlp_bias", "the official code's MLP biases counted in the paper's block")
+define_mistake("gates_commute", "the two gates taken to commute (order does not matter)")
+define_mistake("kernel_ignored", "a k x k convolution counted as if it were 1 x 1")
 
 ADVICE = {
     "single_pool:avg": "only the average-pooled descriptor goes through the MLP; Eq. (2) adds "
@@ -210,3 +219,76 @@ def check_cbam(cls: type) -> None:
     _gradients(module, data["x"], data["upstream"], data["grad_x"], what=what)
     expect_device_free(module, x, what=what)
     expect_defaults(cls, (c,), {"reduction": 16, "kernel_size": 7}, data["x"], what="CBAM")
+
+
+# --------------------------------------------------------------------------------------------
+# conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch02_cbam.py)
+# --------------------------------------------------------------------------------------------
+def _key(qid: str, value: Any, kind: str) -> str:
+    return answer_key(qid, value, kind=kind, options="abcde" if kind == "choices" else None)
+
+
+SPATIAL_PARAMS = Question(
+    "q_spatial_params", "int", key="75d401fc85fc5f72cdbc",
+    wrong={
+        _key("q_spatial_params", 7 * 7, "int"): (
+            "single_pool", "That is a 7 x 7 kernel on ONE map; Eq. (3) convolves two stacked maps, [mean; max]."),
+        _key("q_spatial_params", 2 * 7 * 7 + 1, "int"): (
+            "extra_parameter", "The paper's f^{7x7} has no bias: count the kernel's weights only."),
+        _key("q_spatial_params", 2 * 7 * 7 + 2, "int"): (
+            "official_batch_norm", "100 is the official gate, whose BatchNorm2d(1) adds a weight and a bias; "
+                                   "the question asks for Eq. (3)."),
+        _key("q_spatial_params", 2 * 7, "int"): (
+            "kernel_ignored", "A 7 x 7 kernel has 7 * 7 weights per input map."),
+    },
+    advice="The convolution's weight has shape (out maps, in maps, k, k); count how many maps go in and come out.")
+
+GATE_ORDER = Question(
+    "q_gate_order", "choices", key="405b54b2acccf06c216f", options="abcde",
+    wrong={
+        _key("q_gate_order", "bc", "choices"): (
+            "spatial_on_input", "(b) and (c) describe the PARALLEL arrangement. In Eq. (1) the spatial gate is "
+                                "computed from F' = M_c(F) * F, so it sees the channel-refined features."),
+        _key("q_gate_order", "ae", "choices"): (
+            "gates_commute", "Look at (d) again: if the spatial map is computed from F', changing M_c changes "
+                             "what the spatial gate sees, so the order matters."),
+        _key("q_gate_order", "ace", "choices"): (
+            "spatial_on_input", "(c) is the parallel form x * M_c(x) * M_s(x). It equals CBAM's output only "
+                                "when M_s(F') happens to equal M_s(F)."),
+    },
+    advice="Write F' and F'' of Eq. (1) out, and ask from which tensor the spatial gate's two pooled maps are "
+           "computed.")
+
+CBAM_PARAMS = Question(
+    "q_cbam_params", "int", key="75b05f66068331687b63",
+    wrong={
+        _key("q_cbam_params", 2 * 256 * 16 + 16 + 256 + 98, "int"): (
+            "official_mlp_bias", "That counts the official code's MLP biases; the paper's Eq. (2) has none."),
+        _key("q_cbam_params", 2 * (2 * 256 * 16) + 98, "int"): (
+            "separate_mlps", "The MLP is SHARED by the two descriptors: its weights count once."),
+        _key("q_cbam_params", 2 * 256 * 16, "int"): (
+            "param_count", "The spatial gate's convolution has parameters too."),
+        _key("q_cbam_params", 2 * 256 * 16 + 16 + 256 + 98 + 2, "int"): (
+            "official_mlp_bias", "That is the official block (MLP biases and the spatial BatchNorm); the "
+                                 "question asks for the paper's form."),
+    },
+    advice="Add the shared MLP (W_0: C' x C, W_1: C x C', no biases, C' = C // r) and the spatial convolution "
+           "(2 maps in, 1 out, k x k, no bias).")
+
+
+@exercise("q_spatial_params", budget_s=2)
+def check_q_spatial_params(answer: Any) -> None:
+    """Parameters of SpatialAttention(kernel_size=7) as Eq. (3) defines it."""
+    SPATIAL_PARAMS.check(answer)
+
+
+@exercise("q_gate_order", budget_s=2)
+def check_q_gate_order(answer: Any) -> None:
+    """Which statements (a)-(e) about the order of CBAM's two gates are true."""
+    GATE_ORDER.check(answer)
+
+
+@exercise("q_cbam_params", budget_s=2)
+def check_q_cbam_params(answer: Any) -> None:
+    """Parameters of CBAM(256, reduction=16, kernel_size=7) as the paper defines it."""
+    CBAM_PARAMS.check(answer)

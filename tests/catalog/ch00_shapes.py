@@ -17,7 +17,11 @@ GATE = _ex("apply_gate", "apply_gate", "test_apply_gate")
 SOFT = _ex("row_softmax", "row_softmax", "test_row_softmax")
 SCORES = _ex("pairwise_scores", "pairwise_scores", "test_pairwise_scores")
 FLAT = _ex("flatten_pixels", "flatten_pixels", "test_flatten_pixels")
-EXERCISES = [DESC, GATE, SOFT, SCORES, FLAT]
+Q_BROADCAST = _ex("q_broadcast", "q_broadcast_solution", "test_q_broadcast")
+Q_SOFTMAX_DIM = _ex("q_softmax_dim", "q_softmax_dim_solution", "test_q_softmax_dim")
+Q_BMM = _ex("q_bmm_shape", "q_bmm_shape_solution", "test_q_bmm_shape")
+Q_CONV = _ex("q_conv_params", "q_conv_params_solution", "test_q_conv_params")
+EXERCISES = [DESC, GATE, SOFT, SCORES, FLAT, Q_BROADCAST, Q_SOFTMAX_DIM, Q_BMM, Q_CONV]
 
 IMPLS = [
     # channel_descriptor
@@ -106,4 +110,47 @@ IMPLS = [
     Impl(FLAT, "valid: permute + reshape", "def flatten_pixels(x):\n    b, c, h, w = x.shape\n"
          "    return x.permute(0, 2, 3, 1).reshape(b, h * w, c)\n"),
     Impl(FLAT, "valid: flatten + transpose", "def flatten_pixels(x):\n    return x.flatten(2).transpose(1, 2)\n"),
+
+    # question 1: which broadcasting statements are true
+    Impl(Q_BROADCAST, "broadcasting from the left", "q_broadcast = 'bd'", "left_aligned"),
+    Impl(Q_BROADCAST, "from the left, and (c) as well", "q_broadcast = {'b', 'c', 'd'}", "left_aligned"),
+    Impl(Q_BROADCAST, "the silent case missed", "q_broadcast = 'ad'", "silent_broadcast"),
+    Impl(Q_BROADCAST, "a (B, C, 1) gate taken for (B, C, 1, 1)", "q_broadcast = 'acde'", "size_one_middle"),
+    Impl(Q_BROADCAST, "only the right way", "q_broadcast = 'd'", "wrong_answer"),
+    Impl(Q_BROADCAST, "a letter that is not an option", "q_broadcast = 'acdf'", "answer_form"),
+    Impl(Q_BROADCAST, "valid: a set", "q_broadcast = {'a', 'c', 'd'}"),
+    Impl(Q_BROADCAST, "valid: a string in another order and case", "q_broadcast = 'D, A, C'"),
+    Impl(Q_BROADCAST, "valid: a list", "q_broadcast = ['c', 'a', 'd']"),
+
+    # question 2: the softmax's dim
+    Impl(Q_SOFTMAX_DIM, "the columns", "q_softmax_dim = 1", "softmax_dim"),
+    Impl(Q_SOFTMAX_DIM, "the batch", "q_softmax_dim = 0", "softmax_dim"),
+    Impl(Q_SOFTMAX_DIM, "the columns, counted from the end", "q_softmax_dim = -2", "softmax_dim"),
+    Impl(Q_SOFTMAX_DIM, "a word", "q_softmax_dim = 'keys'", "answer_form"),
+    Impl(Q_SOFTMAX_DIM, "left as None", "q_softmax_dim = None", "unanswered"),
+    Impl(Q_SOFTMAX_DIM, "valid: 2", "q_softmax_dim = 2"),
+    Impl(Q_SOFTMAX_DIM, "valid: -1", "q_softmax_dim = -1"),
+    Impl(Q_SOFTMAX_DIM, "valid: a 0-d integer tensor", "q_softmax_dim = torch.tensor(-1)"),
+
+    # question 3: the shape of Q^T K
+    Impl(Q_BMM, "the position form Q K^T", "q_bmm_shape = (2, 35, 35)", "transpose_side"),
+    Impl(Q_BMM, "the batch dropped", "q_bmm_shape = (8, 8)", "batch_dropped"),
+    Impl(Q_BMM, "Q^T alone", "q_bmm_shape = (2, 8, 35)", "missing_transpose"),
+    Impl(Q_BMM, "the input's shape", "q_bmm_shape = (2, 35, 8)", "wrong_answer"),
+    Impl(Q_BMM, "a number", "q_bmm_shape = 128", "answer_form"),
+    Impl(Q_BMM, "valid: a tuple", "q_bmm_shape = (2, 8, 8)"),
+    Impl(Q_BMM, "valid: computed", "q_bmm_shape = tuple(torch.bmm(torch.zeros(2, 35, 8).transpose(1, 2), "
+         "torch.zeros(2, 35, 8)).shape)"),
+    Impl(Q_BMM, "valid: a list", "q_bmm_shape = [2, 8, 8]"),
+
+    # question 4: a 3 x 3 convolution's parameters
+    Impl(Q_CONV, "counted as 1 x 1", "q_conv_params = 4 * 64 + 4", "kernel_ignored"),
+    Impl(Q_CONV, "without the bias", "q_conv_params = 4 * 64 * 3 * 3", "missing_bias"),
+    Impl(Q_CONV, "one kernel for all outputs", "q_conv_params = 64 * 3 * 3 + 4", "param_count"),
+    Impl(Q_CONV, "3 instead of 3 x 3", "q_conv_params = 4 * 64 * 3 + 4", "wrong_answer"),
+    Impl(Q_CONV, "a float with a fraction", "q_conv_params = 2308.5", "answer_form"),
+    Impl(Q_CONV, "valid: the number", "q_conv_params = 2308"),
+    Impl(Q_CONV, "valid: counted from the layer", "q_conv_params = sum(p.numel() for p in "
+         "torch.nn.Conv2d(64, 4, 3).parameters())"),
+    Impl(Q_CONV, "valid: a float with no fraction", "q_conv_params = 2308.0"),
 ]

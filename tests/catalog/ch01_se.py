@@ -6,8 +6,18 @@ self-contained, so the same text can be pasted into the notebook's solution cell
 from __future__ import annotations
 
 from catalog import Exercise, Impl
-from course_lib.checks.ch01_se import check_se, check_se_parameter_count, check_seresnet50_extra_parameters
+from course_lib.checks.ch01_se import (
+    check_q_gate_shape,
+    check_q_softmax_scale,
+    check_q_stage_params,
+    check_se,
+    check_se_parameter_count,
+    check_seresnet50_extra_parameters,
+)
 from course_lib.checks.hidden.ch01_se import (
+    hidden_q_gate_shape,
+    hidden_q_softmax_scale,
+    hidden_q_stage_params,
     hidden_se,
     hidden_se_parameter_count,
     hidden_seresnet50_extra_parameters,
@@ -20,7 +30,13 @@ COUNT = Exercise("01_se", "se_parameter_count", "se_parameter_count", check_se_p
 RESNET = Exercise("01_se", "seresnet50_extra_parameters", "seresnet50_extra_parameters",
                   check_seresnet50_extra_parameters, hidden_seresnet50_extra_parameters,
                   "seresnet50_solution", "test_seresnet50")
-EXERCISES = [SE, COUNT, RESNET]
+Q_GATE = Exercise("01_se", "q_gate_shape", "q_gate_shape", check_q_gate_shape, hidden_q_gate_shape,
+                  "q_gate_shape_solution", "test_q_gate_shape")
+Q_SOFTMAX = Exercise("01_se", "q_softmax_scale", "q_softmax_scale", check_q_softmax_scale, hidden_q_softmax_scale,
+                     "q_softmax_scale_solution", "test_q_softmax_scale")
+Q_STAGE = Exercise("01_se", "q_stage_params", "q_stage_params", check_q_stage_params, hidden_q_stage_params,
+                   "q_stage_params_solution", "test_q_stage_params")
+EXERCISES = [SE, COUNT, RESNET, Q_GATE, Q_SOFTMAX, Q_STAGE]
 
 
 def se(body: str, init: str | None = None) -> str:
@@ -394,5 +410,41 @@ def seresnet50_extra_parameters(reduction=16):
     def block(c):
         return nn.Sequential(nn.Linear(c, c // reduction), nn.Linear(c // reduction, c))
     return sum(n * sum(p.numel() for p in block(c).parameters()) for n, c in [(3, 256), (4, 512), (6, 1024), (3, 2048)])
+"""),
+
+    # ---------------------------------------------------------------- question 1: the gate's shape
+    Impl(Q_GATE, "a (B, C) gate", "q_gate_shape = (8, 512)", "keepdim"),
+    Impl(Q_GATE, "the hidden layer's shape", "q_gate_shape = (8, 32, 1, 1)", "hidden_width_shape"),
+    Impl(Q_GATE, "forward's shape", "q_gate_shape = (8, 512, 28, 14)", "returns_map"),
+    Impl(Q_GATE, "channels last", "q_gate_shape = (8, 1, 1, 512)", "wrong_answer"),
+    Impl(Q_GATE, "a string", "q_gate_shape = '(8, 512, 1, 1)'", "answer_form"),
+    Impl(Q_GATE, "left as None", "q_gate_shape = None", "unanswered"),
+    Impl(Q_GATE, "valid: a tuple", "q_gate_shape = (8, 512, 1, 1)"),
+    Impl(Q_GATE, "valid: a list", "q_gate_shape = [8, 512, 1, 1]"),
+    Impl(Q_GATE, "valid: a torch.Size from a tensor", "q_gate_shape = torch.zeros(8, 512, 1, 1).shape"),
+
+    # ---------------------------------------------------------------- question 2: a softmax gate's scale
+    Impl(Q_SOFTMAX, "the sigmoid's 0.5", "q_softmax_scale = 0.5", "sigmoid_value"),
+    Impl(Q_SOFTMAX, "a softmax over a size-1 axis", "q_softmax_scale = 1", "softmax_size_one"),
+    Impl(Q_SOFTMAX, "the number of channels", "q_softmax_scale = 512", "softmax_inverse"),
+    Impl(Q_SOFTMAX, "the demo's C = 256", "q_softmax_scale = 1 / 256", "wrong_answer"),
+    Impl(Q_SOFTMAX, "a word", "q_softmax_scale = 'small'", "answer_form"),
+    Impl(Q_SOFTMAX, "valid: a fraction", "q_softmax_scale = 1 / 512"),
+    Impl(Q_SOFTMAX, "valid: three significant digits", "q_softmax_scale = 0.00195"),
+    Impl(Q_SOFTMAX, "valid: a power of two", "q_softmax_scale = 2 ** -9"),
+    Impl(Q_SOFTMAX, "valid: a 0-d tensor", "q_softmax_scale = torch.softmax(torch.zeros(512), dim=0)[0]"),
+
+    # ---------------------------------------------------------------- question 3: one stage's parameters
+    Impl(Q_STAGE, "without biases", "q_stage_params = 6 * 2 * 1024 * 64", "missing_bias"),
+    Impl(Q_STAGE, "one block only", "q_stage_params = 2 * 1024 * 64 + 64 + 1024", "se_per_stage"),
+    Impl(Q_STAGE, "the bottleneck's inner width", "q_stage_params = 6 * (2 * 256 * 16 + 16 + 256)",
+         "bottleneck_width"),
+    Impl(Q_STAGE, "one layer per block", "q_stage_params = 6 * (1024 * 64 + 64)", "wrong_answer"),
+    Impl(Q_STAGE, "in millions", "q_stage_params = 0.79296", "answer_form"),
+    Impl(Q_STAGE, "valid: the number", "q_stage_params = 792_960"),
+    Impl(Q_STAGE, "valid: a float with no fraction", "q_stage_params = 792960.0"),
+    Impl(Q_STAGE, "valid: counted from real layers", """
+layer = nn.Sequential(nn.Conv2d(1024, 64, 1), nn.Conv2d(64, 1024, 1))
+q_stage_params = 6 * sum(p.numel() for p in layer.parameters())
 """),
 ]

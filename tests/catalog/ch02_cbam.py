@@ -5,15 +5,35 @@ Every source defines the exercise's symbol given catalog.PRELUDE; the CBAM entri
 from __future__ import annotations
 
 from catalog import Exercise, Impl
-from course_lib.checks.ch02_cbam import check_cbam, check_channel_attention, check_spatial_attention
-from course_lib.checks.hidden.ch02_cbam import hidden_cbam, hidden_channel_attention, hidden_spatial_attention
+from course_lib.checks.ch02_cbam import (
+    check_cbam,
+    check_channel_attention,
+    check_q_cbam_params,
+    check_q_gate_order,
+    check_q_spatial_params,
+    check_spatial_attention,
+)
+from course_lib.checks.hidden.ch02_cbam import (
+    hidden_cbam,
+    hidden_channel_attention,
+    hidden_q_cbam_params,
+    hidden_q_gate_order,
+    hidden_q_spatial_params,
+    hidden_spatial_attention,
+)
 
 CH = Exercise("02_cbam", "ChannelAttention", "ChannelAttention", check_channel_attention, hidden_channel_attention,
               "channel_attention", "test_channel_attention")
 SP = Exercise("02_cbam", "SpatialAttention", "SpatialAttention", check_spatial_attention, hidden_spatial_attention,
               "spatial_attention", "test_spatial_attention")
 CB = Exercise("02_cbam", "CBAM", "CBAM", check_cbam, hidden_cbam, "cbam", "test_cbam")
-EXERCISES = [CH, SP, CB]
+Q_SPATIAL = Exercise("02_cbam", "q_spatial_params", "q_spatial_params", check_q_spatial_params,
+                     hidden_q_spatial_params, "q_spatial_params_solution", "test_q_spatial_params")
+Q_ORDER = Exercise("02_cbam", "q_gate_order", "q_gate_order", check_q_gate_order, hidden_q_gate_order,
+                   "q_gate_order_solution", "test_q_gate_order")
+Q_PARAMS = Exercise("02_cbam", "q_cbam_params", "q_cbam_params", check_q_cbam_params, hidden_q_cbam_params,
+                    "q_cbam_params_solution", "test_q_cbam_params")
+EXERCISES = [CH, SP, CB, Q_SPATIAL, Q_ORDER, Q_PARAMS]
 
 
 def channel(gate: str, *, hidden: str = "channels // reduction", bias: str = "False", extra: str = "") -> str:
@@ -205,4 +225,38 @@ class SpatialAttention(nn.Module):
     Impl(CB, "channel then spatial, maps written out", cbam("""
         refined = x * self.channel_gate.attention(x)
         return refined * self.spatial_gate.attention(refined)""")),
+
+    # ---------------------------------------------------------------- question 1: the spatial gate's parameters
+    Impl(Q_SPATIAL, "one input map", "q_spatial_params = 7 * 7", "single_pool"),
+    Impl(Q_SPATIAL, "a bias added", "q_spatial_params = 2 * 7 * 7 + 1", "extra_parameter"),
+    Impl(Q_SPATIAL, "the official gate with its BatchNorm", "q_spatial_params = 100", "official_batch_norm"),
+    Impl(Q_SPATIAL, "7 weights per map", "q_spatial_params = 14", "kernel_ignored"),
+    Impl(Q_SPATIAL, "the CBAM block's count", "q_spatial_params = 8290", "wrong_answer"),
+    Impl(Q_SPATIAL, "a shape instead of a count", "q_spatial_params = (1, 2, 7, 7)", "answer_form"),
+    Impl(Q_SPATIAL, "valid: the number", "q_spatial_params = 98"),
+    Impl(Q_SPATIAL, "valid: counted from a layer", "q_spatial_params = nn.Conv2d(2, 1, 7, bias=False).weight.numel()"),
+    Impl(Q_SPATIAL, "valid: a float with no fraction", "q_spatial_params = 98.0"),
+
+    # ---------------------------------------------------------------- question 2: the order of the gates
+    Impl(Q_ORDER, "the parallel picture", "q_gate_order = 'bc'", "spatial_on_input"),
+    Impl(Q_ORDER, "the order taken not to matter", "q_gate_order = {'a', 'e'}", "gates_commute"),
+    Impl(Q_ORDER, "sequential taken to equal parallel", "q_gate_order = 'ace'", "spatial_on_input"),
+    Impl(Q_ORDER, "only (d)", "q_gate_order = 'd'", "wrong_answer"),
+    Impl(Q_ORDER, "an option that does not exist", "q_gate_order = 'adf'", "answer_form"),
+    Impl(Q_ORDER, "valid: a set", "q_gate_order = {'a', 'd', 'e'}"),
+    Impl(Q_ORDER, "valid: upper case with commas", "q_gate_order = 'E, D, A'"),
+    Impl(Q_ORDER, "valid: a tuple", "q_gate_order = ('a', 'd', 'e')"),
+
+    # ---------------------------------------------------------------- question 3: one block's parameters
+    Impl(Q_PARAMS, "the official MLP biases", "q_cbam_params = 2 * 256 * 16 + 16 + 256 + 98", "official_mlp_bias"),
+    Impl(Q_PARAMS, "the whole official block", "q_cbam_params = 2 * 256 * 16 + 16 + 256 + 100", "official_mlp_bias"),
+    Impl(Q_PARAMS, "two MLPs", "q_cbam_params = 2 * (2 * 256 * 16) + 98", "separate_mlps"),
+    Impl(Q_PARAMS, "the spatial gate forgotten", "q_cbam_params = 2 * 256 * 16", "param_count"),
+    Impl(Q_PARAMS, "true division with a remainder", "q_cbam_params = 2 * 256 * 256 / 16 + 98.5", "answer_form"),
+    Impl(Q_PARAMS, "valid: the number", "q_cbam_params = 8290"),
+    Impl(Q_PARAMS, "valid: counted from the reference's layers", """
+mlp = nn.Sequential(nn.Conv2d(256, 16, 1, bias=False), nn.ReLU(), nn.Conv2d(16, 256, 1, bias=False))
+q_cbam_params = sum(p.numel() for p in mlp.parameters()) + nn.Conv2d(2, 1, 7, padding=3, bias=False).weight.numel()
+"""),
+    Impl(Q_PARAMS, "valid: a float with no fraction", "q_cbam_params = 8290.0"),
 ]

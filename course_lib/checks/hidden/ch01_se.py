@@ -27,13 +27,25 @@ from course_lib.checks._core import (
     seeded_randn,
     tolerances,
 )
+from course_lib.checks._questions import expect_plain
 from course_lib.checks.ch01_se import ADVICE, SE_ERROR_HINTS, call_se, check_se_parameters, role_weights
 from course_lib.se import SqueezeExcitation
 
-__all__ = ["build_expected", "hidden_se", "hidden_se_parameter_count", "hidden_seresnet50_extra_parameters"]
+__all__ = ["ANSWERS", "build_expected", "hidden_se", "hidden_se_parameter_count",
+           "hidden_seresnet50_extra_parameters", "hidden_q_gate_shape", "hidden_q_softmax_scale",
+           "hidden_q_stage_params"]
 
 #: (blocks, output channels of each bottleneck block) for ResNet-50's four stages.
 RESNET50_STAGES = ((3, 256), (4, 512), (6, 1024), (3, 2048))
+
+#: The plain answers of the chapter's conceptual questions (their salted keys are in the visible checks).
+ANSWERS = {
+    "q_gate_shape": (8, 512, 1, 1),           # one gate per image and channel, kept 4-D to broadcast
+    "q_softmax_scale": 1 / 512,              # equal logits: each of the C = 512 weights is 1 / C
+    "q_stage_params": 6 * (2 * 1024 * 64 + 64 + 1024),  # 6 blocks of C = 1024, C' = 64: 792,960
+}
+#: (kind, digits) of each question, as the visible Question objects define them.
+KINDS = {"q_gate_shape": ("shape", 3), "q_softmax_scale": ("float", 3), "q_stage_params": ("int", 3)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,3 +254,23 @@ def hidden_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
                          what=f"seresnet50_extra_parameters({r})")
         expect(got == want, f"seresnet50_extra_parameters({r}) returned {got:,}; expected {want:,}.",
                mistake="param_count")
+
+
+def _hidden_question(qid: str, answer: Any) -> None:
+    kind, digits = KINDS[qid]
+    expect_plain(qid, answer, ANSWERS[qid], kind=kind, digits=digits)
+
+
+@exercise("q_gate_shape (hidden tests)", budget_s=2)
+def hidden_q_gate_shape(answer: Any) -> None:
+    _hidden_question("q_gate_shape", answer)
+
+
+@exercise("q_softmax_scale (hidden tests)", budget_s=2)
+def hidden_q_softmax_scale(answer: Any) -> None:
+    _hidden_question("q_softmax_scale", answer)
+
+
+@exercise("q_stage_params (hidden tests)", budget_s=2)
+def hidden_q_stage_params(answer: Any) -> None:
+    _hidden_question("q_stage_params", answer)
