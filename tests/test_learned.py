@@ -1,4 +1,4 @@
-"""The shipped checkpoints of chapters 01-06 (course_lib/learned.py, course_lib/checkpoints/*.pt).
+"""The shipped checkpoints of chapters 01-07 (course_lib/learned.py, course_lib/checkpoints/*.pt).
 
 * every checkpoint is small, loads into the reference module by the chapter checks' loader, and
   reproduces its recorded test accuracy and every recorded figure number;
