@@ -1,4 +1,4 @@
-"""What a trained module learns: small trained checkpoints for chapters 01-06 and 08, and how to load them.
+"""What a trained module learns: small trained checkpoints for chapters 01-08, and how to load them.
 
 Each chapter's module is trained in the capstone's network (:class:`course_lib.capstone.CapstoneNet`)
 on the capstone's cluttered digits, with the capstone's training loop (:func:`course_lib.capstone.fit`):
@@ -42,6 +42,8 @@ name           chapter     module(s) in the network
 "danet_pam"    05          ``PositionAttention(48)`` in the slot
 "danet_cam"    06          ``ChannelAttention(variant="paper")`` in the slot
 "danet_cam_official" 06    ``ChannelAttention(variant="official")`` in the slot
+"non_local"    07          ``NonLocalBlock(48)`` in the slot (embedded Gaussian, C' = 24, BN after
+                           W_z with zero scale and shift: the identity at the start)
 "eca"          08          ``EfficientChannelAttention(C)`` (k = psi(C) = 3 at C = 16, 32, 48)
                            after stage 1, after stage 2 and in the slot: one gate per depth
 "coord_attention" 08       ``CoordinateAttention(48)`` in the slot (M = max(8, 48 // 32) = 8)
@@ -67,7 +69,8 @@ from course_lib.data import ClutteredDigits, make_cluttered_digits, split_source
 
 __all__ = ["RECIPES", "BUDGET", "CHECKPOINT_DIR", "Recipe", "NotWrittenYet", "DepthNet", "test_split",
            "StripeNet", "build_net", "spatial_maps", "stripe_boxes", "train", "load_trained", "try_load", "measure", "save_checkpoint", "read_checkpoint",
-           "build_checkpoints", "remeasure", "coord_profiles", "coord_stats", "main"]
+           "build_checkpoints", "remeasure", "mean_cosine_distance", "pam_as_non_local", "coord_profiles",
+           "coord_stats", "main"]
 
 CHECKPOINT_DIR = Path(__file__).with_name("checkpoints")
 #: The capstone's full data and schedule, one seed: 2 000 train / 2 000 test images, 4 epochs.
@@ -237,6 +240,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            _named_roles, "by_name", "channel_affinity"),
     Recipe("danet_cam_official", "06_danet_cam", "danet:ChannelAttention", lambda cls, c: cls(variant="official"),
            _named_roles, "by_name", "channel_affinity"),
+    Recipe("non_local", "07_nonlocal_gcnet", "nonlocal_block:NonLocalBlock", lambda cls, c: cls(c), _named_roles,
+           "by_name", "position"),
     Recipe("eca", "08_eca_coordatt", "eca:EfficientChannelAttention", lambda cls, c: cls(c), _eca_roles, "eca",
            "depth_gates", depths=True),
     Recipe("coord_attention", "08_eca_coordatt", "coord_attention:CoordinateAttention", lambda cls, c: cls(c),
@@ -318,7 +323,9 @@ def train(name: str, cls: Any = None, *, seed: int | None = None, budget: cap.Bu
         net = net.cpu().eval()
         record = {"accuracy": cap.evaluate(net, test), "numbers": measure(name, net, test),
                   "train_seconds": seconds, "seed": seed, "device": device.type, "budget": asdict(budget),
-                  "torch": str(torch.__version__)}
+                  "torch": str(torch.__version__),
+                  # the CPU kernels used (AVX2, AVX512, ...): float rounding, and so the trained weights, depend on it
+                  "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     finally:
         torch.set_num_threads(before)
     return net, record
@@ -389,6 +396,39 @@ def try_load(name: str, cls: Any) -> cap.CapstoneNet | None:
         return None
 
 
+def pam_as_non_local(cls: Any, name: str = "danet_pam", *, directory: Path = CHECKPOINT_DIR) -> cap.CapstoneNet | None:
+    """The trained DANet PAM network with its position map computed by ``cls``, a non-local block class
+    ``cls(channels, reduction)`` with 1x1 convolutions ``theta`` and ``phi`` (chapter 07's exercise).
+
+    PAM's map softmax_j(q_i . k_j) is the embedded Gaussian of the non-local block, Eq. (3), with
+    theta = PAM's ``query_conv`` and phi = its ``key_conv`` (C' = C / 8). Those two are loaded into the
+    block's theta and phi; the trunk is the PAM network's. Only ``attention(x)`` and the trunk's features
+    are PAM's: the block's g, W_z and BN keep their initial values, so its forward is the identity (the
+    network's predictions are not PAM's). Returns None, saying why, while ``cls`` is not written yet.
+    """
+    state = read_checkpoint(name, directory)
+    weights = state["modules"]["attention"]
+    channels = int(weights["query_conv.weight"].shape[1])
+    hidden = int(weights["query_conv.weight"].shape[0])
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = cap.CapstoneNet(_factory(_recipe("non_local"), lambda c: cls(c, c // hidden)))
+        net.load_state_dict(state["trunk"], strict=False)
+        renamed = {f"{new}.{kind}": weights[f"{old}.{kind}"] for old, new in (("query_conv", "theta"),
+                                                                              ("key_conv", "phi"))
+                   for kind in ("weight", "bias")}
+        _loaders()["by_name"](net.attention, renamed, what=f"{getattr(cls, '__name__', cls)} (PAM's map)")
+        net.eval()
+        with torch.inference_mode():
+            net.attention.attention(net.features(torch.zeros(1, 1, BUDGET.canvas_size, BUDGET.canvas_size)))
+        return net
+    except (NotWrittenYet, NotImplementedError):
+        print(f"{getattr(cls, '__name__', cls)} is not finished yet: finish the exercise above, run its cell, then "
+              "this one. This section computes PAM's map with your own module.")
+        return None
+
+
 # --------------------------------------------------------------------------------------------
 # What the text quotes: every number, measured on the first PROBE test images
 # --------------------------------------------------------------------------------------------
@@ -415,30 +455,53 @@ def class_share(gates: torch.Tensor, labels: torch.Tensor, num_classes: int = 10
     return float(between / total) if total > 0 else 0.0
 
 
+def mean_cosine_distance(v: torch.Tensor) -> torch.Tensor:
+    """GCNet's measure of how alike the vectors of different positions are: ``v`` (B, N, D) -> (B,), the
+    mean over the N (N - 1) ordered pairs i != j of (1 - cos(v_i, v_j)) / 2 (0: all the same direction)."""
+    n = v.shape[1]
+    unit = F.normalize(v.double(), dim=-1)
+    gram = unit @ unit.transpose(1, 2)  # (B, N, N) cosines
+    off_diag = (gram.sum((1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(1)) / (n * (n - 1))
+    return (1 - off_diag) / 2
+
+
 @torch.inference_mode()
 def position_stats(net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str, float]:
-    """How query-independent the trained PAM is, on ``data``'s images.
+    """How query-independent a trained (B, N, N) position map is (DANet PAM, the non-local block), on
+    ``data``'s images.
 
     ``row_max_median``: median over queries of a row's largest weight (1 = one-hot);
     ``same_top_key``: share of queries whose top key is the image's most common top key;
     ``top_key_in_box``: share of images whose most common top key lies in the digit's box;
     ``row_cosine``: mean cosine similarity between the rows of two different queries of one image
-    (1 = every query attends the same way: GCNet's query-independent attention).
+    (1 = every query attends the same way: GCNet's query-independent attention);
+    ``row_distance``: GCNet's mean cosine distance (1 - cos) / 2 between those rows (0 = identical);
+    ``input_distance``: the same distance between the module's input features at two positions (the
+    control: are the maps alike because the inputs are?);
+    ``branch_ratio``: mean over images of ||module(x) - x|| / ||x||, how much the attention branch adds;
+    ``gamma``: the module's scalar gamma, for modules that have one (DANet).
     """
-    position = cap.attention_outputs(net, data.images)["position"].double()  # (B, N, N)
+    net.eval()
+    f = net.features(data.images)  # (B, C, h, w): the module's input
+    position = net.attention.attention(f).double()  # (B, N, N)
     b, n, _ = position.shape
     h = w = int(math.isqrt(n))
     top = position.argmax(-1)  # (B, N): each query's top key
     mode = top.mode(1).values  # (B,)
     inside = data.box_masks((h, w)).flatten(1)  # (B, N)
-    rows = F.normalize(position, dim=-1)
-    gram = rows @ rows.transpose(1, 2)  # (B, N, N) cosine between queries
-    off_diag = (gram.sum((1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(1)) / (n * (n - 1))
-    return {"row_max_median": float(position.amax(-1).median()),
-            "same_top_key": float((top == mode[:, None]).double().mean()),
-            "top_key_in_box": float(inside.gather(1, mode[:, None]).double().mean()),
-            "row_cosine": float(off_diag.mean()),
-            "gamma": _gamma(net.attention)}
+    row_distance = mean_cosine_distance(position)
+    inputs = f.double().flatten(2).transpose(1, 2)  # (B, N, C)
+    branch = (net.attention(f).double() - f.double()).flatten(1).norm(dim=1) / f.double().flatten(1).norm(dim=1)
+    out = {"row_max_median": float(position.amax(-1).median()),
+           "same_top_key": float((top == mode[:, None]).double().mean()),
+           "top_key_in_box": float(inside.gather(1, mode[:, None]).double().mean()),
+           "row_cosine": float(1 - 2 * row_distance.mean()),
+           "row_distance": float(row_distance.mean()),
+           "input_distance": float(mean_cosine_distance(inputs).mean()),
+           "branch_ratio": float(branch.mean())}
+    if isinstance(getattr(net.attention, "gamma", None), torch.Tensor):
+        out["gamma"] = _gamma(net.attention)
+    return out
 
 
 def _gamma(module: nn.Module) -> float:
@@ -639,7 +702,7 @@ def remeasure(names: Sequence[str] | None = None, *, directory: Path = CHECKPOIN
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m course_lib.learned",
-                                description="Rebuild the trained checkpoints of chapters 01-06 from their seeds.")
+                                description="Rebuild the trained checkpoints of chapters 01-08 from their seeds.")
     p.add_argument("names", nargs="*", help=f"recipes to rebuild (default: all: {' '.join(RECIPES)})")
     p.add_argument("--out", type=Path, default=CHECKPOINT_DIR, help="folder (default: the package's checkpoints/)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

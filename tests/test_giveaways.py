@@ -15,10 +15,15 @@ DONE: set[str] = {
     "00_shapes",
     "01_se",
     "02_cbam",
+DONE: set[str] = {
+    "00_shapes",
+    "01_se",
+    "02_cbam",
     "03_ctdnet_sam",
     "04_hacnn",
     "05_danet_pam",
     "06_danet_cam",
+    "07_nonlocal_gcnet",
     "08_eca_coordatt",
     "09_capstone",
 }

@@ -1,4 +1,4 @@
-"""The shipped checkpoints of chapters 01-06 (course_lib/learned.py, course_lib/checkpoints/*.pt).
+"""The shipped checkpoints of chapters 01-07 (course_lib/learned.py, course_lib/checkpoints/*.pt).
 
 * every checkpoint is small, loads into the reference module by the chapter checks' loader, and
   reproduces its recorded test accuracy and every recorded figure number;
@@ -197,14 +197,32 @@ def test_figures_draw_and_return_what_they_show(tmp_path, loaded, test_data):
 
 
 def test_make_checkpoints_rebuilds_a_shipped_checkpoint_from_its_seed(tmp_path):
-    """The cheapest recipe (CAM, no weights but gamma; ~10 s on one core), retrained in full on the CPU,
-    gives the shipped weights and numbers."""
+    """The cheapest recipe (CAM, no weights but gamma; ~10-20 s on one core), retrained in full on the CPU.
+
+    On the kind of CPU the checkpoint was built on (same torch, same kernel set: AVX2, AVX512, ...) the retrain
+    gives the shipped weights and numbers exactly. Another kernel set rounds differently, and 4 epochs of SGD
+    carry that into other weights: measured 0.907 and 0.910-0.914 (AVX512, AVX2 kernels on one Xeon) against
+    the shipped 0.923. There the retrain must still reach the shipped accuracy within 3 points."""
     learned.build_checkpoints(["danet_cam_official"], directory=tmp_path, device="cpu", progress=False)
     fresh, shipped = learned.read_checkpoint("danet_cam_official", tmp_path), learned.read_checkpoint("danet_cam_official")
+    assert fresh["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    same_kind = (shipped.get("cpu_capability"), shipped["torch"]) == (fresh["cpu_capability"], fresh["torch"])
+    if not same_kind:
+        assert fresh["accuracy"] == pytest.approx(shipped["accuracy"], abs=0.03)
+        return
     for key, tensor in shipped["trunk"].items():
         torch.testing.assert_close(fresh["trunk"][key], tensor, rtol=1e-5, atol=1e-6, msg=key)
     torch.testing.assert_close(fresh["modules"], shipped["modules"], rtol=1e-5, atol=1e-6)
     assert fresh["accuracy"] == pytest.approx(shipped["accuracy"], abs=1e-3)
+
+
+def test_training_is_deterministic_on_one_machine():
+    """The same recipe and seed twice on this machine give the same weights, bit for bit (what makes a
+    checkpoint reproducible where it was built)."""
+    budget = dataclasses.replace(learned.BUDGET, num_train=120, num_test=60, epochs=1)
+    nets = [learned.train("danet_cam_official", budget=budget, device="cpu", progress=False)[0] for _ in range(2)]
+    for (name, a), (_, b) in zip(nets[0].state_dict().items(), nets[1].state_dict().items()):
+        assert torch.equal(a, b), name
 
 
 @pytest.mark.cuda

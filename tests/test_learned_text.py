@@ -1,4 +1,4 @@
-"""The numbers the "What a trained module learns" sections of chapters 01-06 and 08 state are the shipped
+"""The numbers the "What a trained module learns" sections of chapters 01-08 state are the shipped
 checkpoints' numbers: each quoted value, formatted as the text writes it, must appear in its section.
 
 A checkpoint rebuilt with other numbers (or a text edited by hand) fails here until the text is
@@ -50,6 +50,12 @@ QUOTED: dict[str, list[tuple[str, str, str]]] = {
                      ("danet_cam", "row_max_mean", "f2"), ("danet_cam", "diagonal_mean", "f2"),
                      ("danet_cam", "gamma", "sf2"), ("danet_cam_official", "diagonal_mean", "f3"),
                      ("danet_cam_official", "row_max_mean", "f2"), ("danet_cam_official", "gamma", "sf2")],
+    # chapter 07 measures GCNet's query-independence on its own non-local network and on chapter 05's PAM
+    "07_nonlocal_gcnet": [("non_local", "accuracy", "pct1"), ("non_local", "row_max_median", "f3"),
+                          ("non_local", "same_top_key", "pct0"), ("non_local", "top_key_in_box", "pct1"),
+                          ("non_local", "branch_ratio", "f2"), ("non_local", "input_distance", "f3"),
+                          ("non_local", "row_distance", "f3"), ("danet_pam", "input_distance", "f3"),
+                          ("danet_pam", "row_distance", "f3"), ("danet_pam", "same_top_key", "pct0")],
     "08_eca_coordatt": [("eca", "accuracy", "pct1"), ("eca", "image_std_1", "f3"), ("eca", "class_share_1", "pct0"),
                         ("eca", "image_std_2", "f3"), ("eca", "class_share_2", "pct0"), ("eca", "image_std_3", "f3"),
                         ("eca", "gate_mean_3", "f2"), ("eca", "class_share_3", "pct0"),

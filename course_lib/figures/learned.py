@@ -1,4 +1,4 @@
-"""Figures of trained modules (chapters 01-06 and 08, section "What a trained module learns").
+"""Figures of trained modules (chapters 01-08, section "What a trained module learns").
 
 Each function takes a trained network from :func:`course_lib.learned.load_trained` (the student's
 module inside) and test data, draws, and returns the arrays it drew. With ``path`` the figure is
@@ -17,7 +17,7 @@ from course_lib import capstone_figures as cfigs
 from course_lib import learned
 
 __all__ = ["plot_se_by_depth", "plot_learned_spatial", "plot_pam_queries", "plot_cam_affinity", "plot_stripes",
-           "plot_coord_gates"]
+           "plot_query_independence", "plot_coord_gates"]
 
 
 def _plt():
@@ -90,9 +90,11 @@ def _cell_of(row: float, col: float, stride: int, h: int, w: int) -> int:
     return r * w + c
 
 
-def plot_pam_queries(net: cap.CapstoneNet, data, index: int = 0, path: str | Path | None = None) -> dict[str, Any]:
+def plot_pam_queries(net: cap.CapstoneNet, data, index: int = 0, path: str | Path | None = None, *,
+                     title: str = "Trained DANet PAM") -> dict[str, Any]:
     """Four queries of one test image (on the digit, on a clutter fragment, in two empty corners) and
-    the row of the trained position attention of each, upsampled to the image."""
+    the row of the trained position attention of each, upsampled to the image. Any module whose
+    ``attention(x)`` is a (B, N, N) map with one row per query works (PAM, the non-local block)."""
     plt = _plt()
     image, box = data.images[index:index + 1], data.boxes[index]
     position = cap.attention_outputs(net, image)["position"][0]  # (N, N)
@@ -122,7 +124,7 @@ def plot_pam_queries(net: cap.CapstoneNet, data, index: int = 0, path: str | Pat
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Trained DANet PAM: where four different queries (x) look (each row scaled to its maximum)",
+    fig.suptitle(f"{title}: where four different queries (x) look (each row scaled to its maximum)",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     _finish(fig, path)
@@ -179,6 +181,48 @@ def plot_stripes(net: learned.StripeNet, data, path: str | Path | None = None, n
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     _finish(fig, path)
     return {"learnt": learnt, "initial": initial}
+
+
+@torch.inference_mode()
+def plot_query_independence(nets: dict[str, cap.CapstoneNet], data, distance=None, path: str | Path | None = None,
+                            num_images: int = learned.PROBE) -> dict[str, Any]:
+    """GCNet's measurement on trained (B, N, N) position maps: for each test image, the mean cosine distance
+    between the attention rows of two different queries (y) against the same distance between the module's
+    input features at two positions (x). Points far below the diagonal: the maps are much more alike than
+    the features they are computed from, i.e. attention that hardly depends on the query.
+
+    ``distance`` maps (B, N, D) to (B,) (the notebook passes the student's ``mean_cosine_distance``;
+    default :func:`course_lib.learned.mean_cosine_distance`)."""
+    plt = _plt()
+    distance = learned.mean_cosine_distance if distance is None else distance
+    images = data.images[:num_images]
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    colours = plt.get_cmap("tab10")
+    out: dict[str, Any] = {}
+    top = 0.0
+    for k, (label, net) in enumerate(nets.items()):
+        net.eval()
+        rows, inputs = [], []
+        for i in range(0, len(images), 250):
+            f = net.features(images[i:i + 250])  # (b, C, h, w), the module's input
+            maps = net.attention.attention(f).double()  # (b, N, N)
+            rows.append(torch.as_tensor(distance(maps)).double().reshape(-1))
+            inputs.append(torch.as_tensor(distance(f.double().flatten(2).transpose(1, 2))).double().reshape(-1))
+        r, x = torch.cat(rows).numpy(), torch.cat(inputs).numpy()
+        ax.scatter(x, r, s=5, alpha=0.4, color=colours(k),
+                   label=f"{label}: maps {r.mean():.3f}, inputs {x.mean():.3f} (means)")
+        top = max(top, float(x.max()), float(r.max()))
+        out[label] = {"rows": r, "inputs": x, "row_mean": float(r.mean()), "input_mean": float(x.mean())}
+    ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="maps as different as the inputs")
+    ax.set_xlabel("inputs: mean cosine distance between positions")
+    ax.set_ylabel("attention rows: mean cosine distance between queries")
+    ax.set_xlim(0, top * 1.05)
+    ax.set_ylim(0, top * 1.05)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("Query-independence of trained position attention\n(one point per test image)", fontsize=9)
+    fig.tight_layout()
+    _finish(fig, path)
+    return out
 
 
 def plot_coord_gates(net: cap.CapstoneNet, data, path: str | Path | None = None, num_images: int = 6) -> dict[str, Any]:

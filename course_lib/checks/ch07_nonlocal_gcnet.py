@@ -1,0 +1,620 @@
+"""Visible checks of chapter 07: the non-local block (Wang et al., CVPR 2018) and GCNet's global context block.
+
+The notebook's test cells call:
+
+    check_nl_attention(NonLocalBlock)        # attention(x): the (B, N, N) map of Eqs. (1) and (3), rows sum to 1
+    check_nl_forward(NonLocalBlock)          # forward(x): BN(W_z y) + x, Eq. (6), the identity at initialisation
+    check_gc_context(GlobalContextBlock)     # attention(x) (B, 1, H, W) pooling weights, context(x) (B, C, 1, 1)
+    check_gc_forward(GlobalContextBlock)     # forward(x): x + W_v2 ReLU(LN(W_v1 context)), the identity at init
+    check_cosine_distance(mean_cosine_distance)   # GCNet's measure of query-independence
+    check_q_nl_params(q_nl_params) ... check_q_logit_std(q_logit_std)   # conceptual questions
+
+Weights are loaded BY NAME: the notebook asks for the non-local block's ``theta``, ``phi``, ``g``, ``w_z`` and
+``bn`` (the names of the paper and of the course's trained network) and for the GC block's ``conv_mask`` (W_k),
+``w_v1``, ``norm`` and ``w_v2`` (the paper's W_v1, LN, W_v2). A Linear layer may stand in for a 1x1 convolution
+(same weight up to trailing 1s), and a LayerNorm or GroupNorm(1, C') for the norm (same numbers of weights).
+
+Both blocks start as the identity, so their values are compared with nonzero stored weights (and a nonzero BN
+scale); a fresh module is checked separately to be the identity. Inputs have B, C and N all different and
+H != W. Nothing here imports the reference modules ``course_lib.nonlocal_block`` / ``course_lib.gcnet``:
+expected values come from ``checks/expected/ch07_nonlocal_gcnet.pt`` (built by
+``checks/hidden/ch07_nonlocal_gcnet.py``).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+
+from ._core import (
+    CheckFailure,
+    build,
+    call_with_hints,
+    close_named,
+    define_mistake,
+    exercise,
+    expect,
+    expect_close,
+    expect_defaults,
+    expect_device_free,
+    expect_finite,
+    expect_gradients,
+    expect_method_gradients,
+    expect_module_gradients,
+    expect_rows_sum_to_one,
+    expect_shape,
+    expected,
+    fmt_shape,
+    load_by_name,
+    seeded_randn,
+)
+from ._questions import Question, answer_key
+
+CHAPTER = "ch07_nonlocal_gcnet"
+
+NOT_IDENTITY = define_mistake(
+    "not_identity", "a new block is not the identity (W_z / the BN scale / the last conv not zero-initialised)")
+MISSING_BOTTLENECK = define_mistake(
+    "missing_bottleneck", "the embeddings or the transform keep all C channels: the C / r bottleneck is missing")
+FUSION_MUL = define_mistake(
+    "fusion_mul", "a multiplicative (SE-like, sigmoid) fusion where GCNet's paper block adds the context")
+MISSING_NORM = define_mistake("missing_norm", "the normalisation layer (BatchNorm after W_z, LayerNorm in GC's "
+                                              "transform) is missing or sits in the wrong place")
+AVG_POOLING = define_mistake("avg_pooling", "a plain average over positions where the attention pooling is asked")
+DIAGONAL_PAIRS = define_mistake("diagonal_pairs", "the pairs i = j (a vector with itself) are counted in the mean")
+SIMILARITY = define_mistake("similarity", "the cosine similarity where the cosine distance (1 - cos) / 2 is asked")
+VECTOR_AXIS = define_mistake("vector_axis", "the cosine is taken along the wrong axis (positions instead of the "
+                                            "vector's entries)")
+DEAD_BRANCH = define_mistake(
+    "dead_branch", "every layer of the branch starts at zero, so no gradient ever reaches the attention")
+DOT_PRODUCT_FORM = define_mistake("dot_product_form", "the dot-product form f / N (Eq. (4)) where the embedded "
+                                                      "Gaussian's softmax (Eq. (3)) is asked")
+QK_SWAPPED = define_mistake(
+    "qk_swapped", "the roles of query and key are swapped (energy[j, i] = k_j . q_i instead of q_j . k_i)")
+MODIFIES_INPUT = "modifies_input"
+
+# label -> (mistake id, advice); the tensors are stored in checks/expected/ch07_nonlocal_gcnet.pt
+ADVICE: dict[str, tuple[str, str]] = {
+    "softmax_dim1": ("softmax_dim",
+                     "the map is normalised over dim 1, the queries i, so each COLUMN sums to 1. Eq. (3) divides by "
+                     "C(x) = sum over the keys j: each query's row (the last dim) sums to 1."),
+    "softmax_all": ("softmax_dim",
+                    "one softmax over all N*N pairs of the image: each query i needs its own distribution over the "
+                    "keys j."),
+    "scaled": ("scaled",
+               "theta^T phi is divided by sqrt(C'), the Transformer's (and the official Caffe2 code's) scaling. "
+               "The paper's Eq. (3) has no scaling; this exercise asks for the paper's block."),
+    "scaled_c": ("scaled",
+                 "theta^T phi is divided by sqrt(C) (timm's NonLocalAttn scales by in_channels ** -0.5). The "
+                 "paper's Eq. (3) has no scaling."),
+    "qk_swapped": (QK_SWAPPED,
+                   "row i holds phi(x_i) . theta(x_j): theta and phi play each other's role. f(x_i, x_j) = "
+                   "theta(x_i)^T phi(x_j): the query side is theta."),
+    "dot_product": (DOT_PRODUCT_FORM,
+                    "the map is theta^T phi / N, the dot-product form of Eq. (4). The embedded Gaussian of Eq. (3) "
+                    "exponentiates and normalises by the sum over j: a softmax."),
+    "no_softmax": ("values", "the map is theta^T phi without any normalisation: Eq. (3) divides e^{f} by its sum "
+                             "over the keys."),
+    "map_transposed": ("missing_transpose",
+                       "y_i is built from column i of the map (sum_j a[j, i] g_j), not from row i. With the values "
+                       "as (B, N, C') the product is map @ values; with them as (B, C', N) it is values @ map^T."),
+    "missing_residual": ("missing_residual", "forward returns BN(W_z y) without + x. Eq. (6): z = W_z y + x."),
+    "no_bn": (MISSING_NORM, "there is no BatchNorm after W_z (Sec. 4.1: one BN right after the last 1x1 "
+                            "convolution, the one that is W_z)."),
+    "no_wz": ("parameters", "y goes to the BN (or the output) without W_z: Eq. (6) maps y back to C channels first."),
+    # GCNet
+    "alpha_softmax_w": ("softmax_dim", "the pooling weights are normalised along W only (each row of the image sums "
+                                       "to 1). GCNet normalises over all N = H W positions of an image."),
+    "alpha_softmax_h": ("softmax_dim", "the pooling weights are normalised along H only (each column sums to 1). "
+                                       "GCNet normalises over all N = H W positions of an image."),
+    "alpha_softmax_batch": ("softmax_dim", "the pooling weights are normalised across the batch (each position "
+                                           "against the same position of the other images)."),
+    "context_avg": (AVG_POOLING, "the context is the plain mean of x over the positions (SE's squeeze). GCNet weights "
+                                 "each position j by alpha_j = softmax_j(W_k x_j)."),
+    "context_unnormalised": ("softmax_dim", "the positions are weighted by exp(W_k x_j) or W_k x_j without "
+                                           "dividing by the sum over positions: the weights must sum to 1."),
+    "fuse_mul": (FUSION_MUL, "x * sigmoid(transform): the SE-like multiplicative fusion (timm's GlobalContext "
+                             "default). The paper's GC block ADDS the transformed context to every position."),
+    "fuse_mul_add": (FUSION_MUL, "both a sigmoid gate and the addition (the official code with both fusion types). "
+                                 "The paper's GC block only adds."),
+    "gc_missing_residual": ("missing_residual", "forward returns the transformed context broadcast to every "
+                                                "position, without + x."),
+    "gc_no_norm": (MISSING_NORM, "no LayerNorm between W_v1 and the ReLU: the paper's transform is W_v2 ReLU(LN(W_v1 "
+                                 "c))."),
+    "gc_relu_before_norm": (MISSING_NORM, "the ReLU comes before the LayerNorm; GCNet normalises W_v1 c first, then "
+                                          "applies the ReLU."),
+    "gc_no_relu": ("missing_relu", "no ReLU between the LayerNorm and W_v2."),
+    "gc_context_avg": (AVG_POOLING, "forward pools x with a plain mean. The GC block pools with the attention weights "
+                                    "alpha (and forward must use the same context as context(x))."),
+    # the cosine distance
+    "cos_diagonal": (DIAGONAL_PAIRS, "the mean includes the N pairs (i, i), whose distance is 0. GCNet averages over "
+                                     "pairs of DIFFERENT positions, N (N - 1) ordered pairs."),
+    "cos_similarity": (SIMILARITY, "that is the mean cosine similarity. The distance is (1 - cos) / 2: 0 for "
+                                   "identical directions, 1 for opposite ones."),
+    "cos_no_half": (SIMILARITY, "1 - cos without the division by 2. GCNet's distance is (1 - cos) / 2, in [0, 1]."),
+    "cos_axis": (VECTOR_AXIS, "the vectors were normalised along dim 1 (the N positions) instead of the last dim "
+                              "(the D entries of each vector v_i)."),
+    "cos_batch": ("batch_mean", "the mean also runs over the images: each image gets its own number, (B,)."),
+}
+
+_close = functools.partial(close_named, advice=ADVICE)
+MAP_ADVICE = {"columns": ADVICE["softmax_dim1"][1], "all": ADVICE["softmax_all"][1]}
+NL_NAMES = ("theta", "phi", "g", "w_z")
+GC_NAMES = ("w_v1", "w_v2")
+#: errors that the generic hints can only call a crash
+HINTS = (
+    ("running_mean should contain", MISSING_NORM,
+     "the BatchNorm has a different number of channels than the tensor it normalises: the paper's BN sits right "
+     "after W_z, on its C output channels."),
+    ("normalized_shape", MISSING_NORM,
+     "the LayerNorm's shape does not fit the tensor it normalises: it normalises the C' numbers of W_v1 c."),
+)
+_call = functools.partial(call_with_hints, hints=HINTS)
+
+
+# --------------------------------------------------------------------------------------------
+# structure and weights
+# --------------------------------------------------------------------------------------------
+def _weight(module: nn.Module, name: str, what: str, names_hint: str) -> torch.Tensor:
+    layer = getattr(module, name, None)
+    weight = getattr(layer, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise CheckFailure(f"{what} has no {name} with a weight. Keep the names the notebook asks for: {names_hint}.",
+                           mistake="parameters")
+    return weight
+
+
+def _in_out(weight: torch.Tensor) -> tuple[int, int]:
+    return int(weight.shape[1]) if weight.dim() > 1 else 1, int(weight.shape[0])
+
+
+def check_nl_structure(module: nn.Module, channels: int, reduction: int, *, what: str) -> None:
+    """theta, phi, g: C -> C // r with bias; w_z: C // r -> C with bias; bn: BatchNorm2d(C)."""
+    names = "theta, phi, g (C -> C // reduction), w_z (C // reduction -> C) and bn (the BatchNorm after W_z)"
+    hidden = channels // reduction
+    for name in NL_NAMES:
+        weight = _weight(module, name, what, names)
+        c_in, c_out = _in_out(weight)
+        want = (hidden, channels) if name == "w_z" else (channels, hidden)
+        if (c_in, c_out) != want:
+            no_bottleneck = (c_in, c_out) == (channels, channels)
+            other = name != "w_z" and c_in == channels and c_out in {channels // 2, channels // 8} - {hidden}
+            raise CheckFailure(
+                f"{what}.{name} maps {c_in} -> {c_out} channels; expected {want[0]} -> {want[1]} "
+                f"(C' = channels // reduction = {channels} // {reduction} = {hidden})."
+                + (" All C channels are kept: the paper's theta, phi and g halve them (Sec. 3.3), and W_z maps "
+                   "back to C." if no_bottleneck else "")
+                + (" The reduction argument seems to be ignored (a hard-coded // 2 or // 8?)." if other else ""),
+                mistake=MISSING_BOTTLENECK if no_bottleneck else "reduction_ignored" if other else "parameters")
+        if getattr(getattr(module, name), "bias", None) is None:
+            raise CheckFailure(f"{what}.{name} has no bias; the paper's 1x1 convolutions keep theirs "
+                               "(nn.Conv2d's default bias=True).", mistake="missing_bias")
+    bn = getattr(module, "bn", None)
+    if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
+        raise CheckFailure(f"{what}.bn should be a BatchNorm (nn.BatchNorm2d), got {type(bn).__name__}: Sec. 4.1 puts "
+                           "one BN right after W_z.", mistake=MISSING_NORM)
+    if bn.num_features != channels:
+        raise CheckFailure(f"{what}.bn normalises {bn.num_features} channels; the BN sits right after W_z, on its "
+                           f"{channels} output channels (not before it, on C' = {hidden}).", mistake=MISSING_NORM)
+    if not bn.affine or bn.running_mean is None:
+        raise CheckFailure(f"{what}.bn should have its scale and shift (affine=True) and running statistics "
+                           "(track_running_stats=True), BatchNorm2d's defaults.", mistake=MISSING_NORM)
+
+
+def load_nl_weights(module: nn.Module, weights: Mapping[str, torch.Tensor], *, what: str) -> None:
+    load_by_name(module, weights, what=what)
+
+
+def gc_names(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The stored GC weights (the reference's official names) under the names the notebook asks for."""
+    rename = {"conv_mask.weight": "conv_mask.weight", "conv_mask.bias": "conv_mask.bias",
+              "channel_add_conv.0.weight": "w_v1.weight", "channel_add_conv.0.bias": "w_v1.bias",
+              "channel_add_conv.1.weight": "norm.weight", "channel_add_conv.1.bias": "norm.bias",
+              "channel_add_conv.3.weight": "w_v2.weight", "channel_add_conv.3.bias": "w_v2.bias"}
+    return {rename[k]: v for k, v in weights.items()}
+
+
+def check_gc_structure(module: nn.Module, channels: int, reduction: int, *, what: str) -> None:
+    names = "conv_mask (W_k: C -> 1), w_v1 (C -> C // reduction), norm (the LayerNorm) and w_v2 (C // reduction -> C)"
+    hidden = channels // reduction
+    mask = _weight(module, "conv_mask", what, names)
+    if _in_out(mask) != (channels, 1):
+        raise CheckFailure(f"{what}.conv_mask maps {_in_out(mask)[0]} -> {_in_out(mask)[1]} channels; W_k gives one "
+                           f"logit per position: {channels} -> 1.", mistake="parameters")
+    for name, want in (("w_v1", (channels, hidden)), ("w_v2", (hidden, channels))):
+        c_in, c_out = _in_out(_weight(module, name, what, names))
+        if (c_in, c_out) != want:
+            no_bottleneck = c_in == c_out == channels
+            other = name == "w_v1" and c_in == channels and c_out in {channels // 16, channels // 8, channels // 4} - {hidden}
+            raise CheckFailure(
+                f"{what}.{name} maps {c_in} -> {c_out} channels; expected {want[0]} -> {want[1]} "
+                f"(C' = {channels} // {reduction} = {hidden})."
+                + (" The transform is a bottleneck: W_v1 reduces to C' channels, W_v2 restores C." if no_bottleneck
+                   else "") + (" The reduction argument seems to be ignored (hard-coded?)." if other else ""),
+                mistake=MISSING_BOTTLENECK if no_bottleneck else "reduction_ignored" if other else "parameters")
+        if getattr(getattr(module, name), "bias", None) is None:
+            raise CheckFailure(f"{what}.{name} has no bias; the official transform's convolutions keep theirs.",
+                               mistake="missing_bias")
+    norm = getattr(module, "norm", None)
+    weight = getattr(norm, "weight", None)
+    if not isinstance(norm, (nn.LayerNorm, nn.GroupNorm)) or not isinstance(weight, torch.Tensor):
+        raise CheckFailure(f"{what}.norm should be the transform's LayerNorm (with its scale and shift), got "
+                           f"{type(norm).__name__}.", mistake=MISSING_NORM)
+    if weight.numel() != hidden:
+        raise CheckFailure(f"{what}.norm has {weight.numel()} scale weights; it normalises the C' = {hidden} numbers "
+                           "of W_v1 c (one scale and one shift per channel).", mistake=MISSING_NORM)
+
+
+def load_gc_weights(module: nn.Module, weights: Mapping[str, torch.Tensor], *, what: str) -> None:
+    """By the notebook's names; the norm's weights by number (LayerNorm([C', 1, 1]) or (C')), and a bias-free
+    conv_mask is accepted (a constant added to every logit does not change a softmax)."""
+    weights = dict(weights)
+    if getattr(module.conv_mask, "bias", None) is None:
+        weights.pop("conv_mask.bias")
+    norm = {k: weights.pop(k) for k in ("norm.weight", "norm.bias")}
+    load_by_name(module, weights, what=what)
+    with torch.no_grad():
+        for key, tensor in norm.items():
+            target = getattr(module.norm, key.split(".")[1], None)
+            if not isinstance(target, torch.Tensor):
+                raise CheckFailure(f"{what}.norm has no {key.split('.')[1]}: keep the LayerNorm's scale and shift "
+                                   "(elementwise_affine=True, the default).", mistake=MISSING_NORM)
+            target.copy_(tensor.reshape(target.shape).to(target.dtype))
+
+
+def _nl(cls: type, data: dict, *, reduction: int = 2) -> tuple[nn.Module, str]:
+    channels = data["channels"]
+    what = f"{cls.__name__}({channels}" + (f", reduction={reduction})" if reduction != 2 else ")")
+    module = build(cls, channels, reduction)
+    check_nl_structure(module, channels, reduction, what=what)
+    load_nl_weights(module, data["weights"], what=what)
+    return module.eval(), what
+
+
+def _gc(cls: type, data: dict, *, reduction: int) -> tuple[nn.Module, str]:
+    channels = data["channels"]
+    what = f"{cls.__name__}({channels}, reduction={reduction})"
+    module = build(cls, channels, reduction)
+    check_gc_structure(module, channels, reduction, what=what)
+    load_gc_weights(module, gc_names(data["weights"]), what=what)
+    return module.eval(), what
+
+
+def realistic_input(channels: int = 32, size: int = 24, *, seed: int = 75) -> torch.Tensor:
+    """ReLU features of realistic size: their embedded dot products reach the hundreds."""
+    return (3 * torch.relu(seeded_randn(1, channels, size, size, seed=seed))).float()
+
+
+NL_IDENTITY_ADVICE = (
+    "Sec. 3.3-4.1: the block enters a network without changing it because its branch BN(W_z y) starts at 0: the BN's "
+    "scale (bn.weight) is initialised to 0, and its shift is 0. A scale of 1 (BatchNorm's default) makes the branch "
+    "a normalised copy of W_z y (AlexHex7/Non-local_pytorch #12, #18).")
+GC_IDENTITY_ADVICE = (
+    "the block is added to a network as x + transform(context); it leaves the network unchanged at first when the "
+    "transform's LAST layer, W_v2, starts at zero (its weight and its bias).")
+
+
+def _expect_identity(module: nn.Module, x: torch.Tensor, *, what: str, advice: str, half: bool = False) -> None:
+    for mode in ("train", "eval"):
+        module.train(mode == "train")
+        with torch.no_grad():
+            y = _call(module, x.clone(), doing=f"a new {what}(x) in {mode} mode")
+        expect_shape(y, x.shape, what=f"a new {what}(x)")
+        if torch.allclose(y, x, rtol=0, atol=1e-6):
+            continue
+        if torch.allclose(y, torch.zeros_like(y), rtol=0, atol=1e-6):
+            raise CheckFailure(f"a new {what}(x) returns zeros ({mode} mode): the branch is zero at first, as it "
+                               "should be, but the residual + x is missing.", mistake="missing_residual")
+        if half and torch.allclose(y, x / 2, rtol=1e-5, atol=1e-6):
+            raise CheckFailure(f"a new {what}(x) returns x / 2 ({mode} mode): x * sigmoid(0) is the multiplicative "
+                               "fusion starting from a zero transform.\n  Likely mistake: "
+                               + ADVICE["fuse_mul"][1], mistake=FUSION_MUL)
+        largest = float((y - x).abs().max())
+        raise CheckFailure(f"a new {what}(x) differs from x by up to {largest:.3g} ({mode} mode): the block should "
+                           f"start as the identity.\n  Likely mistake: {advice}", mistake=NOT_IDENTITY)
+    module.train()
+
+
+def _expect_learns(module: nn.Module, x: torch.Tensor, probe: torch.Tensor, *, inner: str, what: str,
+                   advice: str) -> None:
+    """Two plain gradient steps from a new block: by the second, a gradient reaches the ``inner`` layer (W_z,
+    W_v1). A block that zeroes every layer of its branch is the identity too, but it never learns."""
+    module = module.double().train()
+    params = dict(module.named_parameters())
+    for step in (1, 2):
+        module.zero_grad(set_to_none=True)
+        y = _call(module, x.double().clone(), doing=f"a new {what}(x), training step {step}")
+        _call(lambda: (y * probe.double()).sum().backward(), doing=f"backward through a new {what}(x)")
+        if step == 1:
+            with torch.no_grad():
+                for p in params.values():
+                    if p.grad is not None:
+                        p -= 0.1 * p.grad
+    grad = getattr(params.get(f"{inner}.weight"), "grad", None)
+    expect(grad is not None and bool(grad.abs().max() > 0),
+           f"a new {what}: after one gradient step, the second backward pass still gives {inner}.weight no gradient, "
+           f"so the attention can never learn.\n  Likely mistake: {advice}", mistake=DEAD_BRANCH)
+
+
+# --------------------------------------------------------------------------------------------
+# the non-local block
+# --------------------------------------------------------------------------------------------
+@exercise("NonLocalBlock.attention", budget_s=10)
+def check_nl_attention(cls: type) -> None:
+    E = expected(CHAPTER)["nl_attention"]
+    module, what = _nl(cls, E)
+    x = E["x"]
+    b, c, h, w = x.shape
+    a = _call(module.attention, x.clone(), doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}")
+    if isinstance(a, torch.Tensor) and a.shape == x.shape:
+        raise CheckFailure(f"attention(x) returned a tensor of the input's shape {fmt_shape(x.shape)}: the block's "
+                           "output. attention(x) returns the map f(x_i, x_j) / C(x), (B, N, N); forward(x) uses it.",
+                           mistake="returns_features")
+    expect_shape(a, (b, h * w, h * w), what=f"attention(x) for x of shape {fmt_shape(x.shape)}",
+                 hint="one row per query position i and one column per key position j: (B, N, N), N = H * W.")
+    if isinstance(a, torch.Tensor) and torch.allclose(a.detach().double(), E["diagnoses"]["dot_product"], atol=1e-5):
+        raise CheckFailure("attention(x) has the wrong values.\n  Likely mistake: " + ADVICE["dot_product"][1],
+                           mistake=DOT_PRODUCT_FORM)
+    expect_rows_sum_to_one(a, what="attention(x)", advice=MAP_ADVICE)
+    _close(a, E["a"], what="attention(x)", diagnoses=E["diagnoses"])
+    module3, what3 = _nl(cls, E["r3"], reduction=3)
+    a3 = _call(module3.attention, x.clone(), doing=f"{what3}.attention(x)")
+    _close(a3, E["r3"]["a"], what=f"{what3}.attention(x)", diagnoses={})
+    # realistic features: e^{f} written by hand overflows here
+    big = realistic_input()
+    module32 = build(cls, big.shape[1])
+    what32 = f"{cls.__name__}({big.shape[1]})"
+    load_nl_weights(module32, realistic_weights(big.shape[1]), what=what32)
+    a32 = _call(module32.float().eval().attention, big, doing=f"{what32}.attention(x) on ReLU features of shape "
+                                                               f"{fmt_shape(big.shape)}")
+    expect_finite(a32, what=f"{what32}.attention(x) on ReLU features of shape {fmt_shape(big.shape)} (float32)")
+    expect_rows_sum_to_one(a32, what=f"{what32}.attention(x) on ReLU features", advice=MAP_ADVICE)
+    expect_device_free(module, x, what=what, method="attention")
+    expect_method_gradients(module, "attention", x, what=what)
+
+
+def realistic_weights(channels: int, reduction: int = 2, *, seed: int = 76) -> dict[str, torch.Tensor]:
+    hidden = channels // reduction
+    out = {}
+    for i, name in enumerate(NL_NAMES):
+        shape = (channels, hidden) if name == "w_z" else (hidden, channels)
+        out[f"{name}.weight"] = 0.5 * seeded_randn(*shape, 1, 1, seed=seed + i)
+        out[f"{name}.bias"] = torch.zeros(shape[0], dtype=torch.float64)
+    return out
+
+
+@exercise("NonLocalBlock.forward", budget_s=15)
+def check_nl_forward(cls: type) -> None:
+    E = expected(CHAPTER)["nl_forward"]
+    channels = E["channels"]
+    module, what = _nl(cls, E)  # BN scale, shift and running statistics nonzero; eval mode
+    x = E["x"]
+    x_in = x.clone()
+    y = _call(module, x_in, doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
+    if isinstance(y, torch.Tensor) and y.dim() == 3 and y.shape[-1] == y.shape[-2]:
+        raise CheckFailure(f"forward(x) returned a tensor of shape {fmt_shape(y.shape)}: the attention map. forward "
+                           "returns z = BN(W_z y) + x, of the input's shape.", mistake="returns_map")
+    expect_shape(y, x.shape, what="forward(x)")
+    expect(torch.equal(x_in, x), "forward(x) changed its input x in place (x += ...); return BN(W_z y) + x as a new "
+                                 "tensor.", mistake="inplace")
+    _close(y, E["y"], what="forward(x) with trained-like BN statistics (eval mode)", diagnoses=E["diagnoses"])
+    expect_module_gradients(module.double(), x.double(), what=what, upstream=E["probe"], grad_x=E["grad_x"],
+                            hints=HINTS)
+    module.float()
+    expect_device_free(module, x, what=what)
+    fresh = build(cls, channels)
+    _expect_identity(fresh, E["x"], what=f"{cls.__name__}({channels})", advice=NL_IDENTITY_ADVICE)
+    _expect_learns(fresh, E["x"], E["probe"], inner="w_z", what=f"{cls.__name__}({channels})",
+                   advice="zero ONE layer at the end of the branch (the BN's scale, as the paper does, or W_z), not "
+                          "both: with the BN scale and W_z both zero, W_z's gradient is multiplied by the BN scale and "
+                          "the BN scale's by the normalised W_z y, and both stay 0 forever.")
+    expect_defaults(cls, (channels,), {"reduction": 2}, x, what=cls.__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# the global context block
+# --------------------------------------------------------------------------------------------
+@exercise("GlobalContextBlock.attention and .context", budget_s=10)
+def check_gc_context(cls: type) -> None:
+    E = expected(CHAPTER)["gc_context"]
+    module, what = _gc(cls, E, reduction=E["reduction"])
+    x = E["x"]
+    b, c, h, w = x.shape
+    alpha = _call(module.attention, x.clone(), doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}")
+    expect_shape(alpha, (b, 1, h, w), what=f"attention(x) for x of shape {fmt_shape(x.shape)}",
+                 hint="one weight per position of each image, (B, 1, H, W), as W_k's output.")
+    expect_finite(alpha, what="attention(x)")
+    sums = alpha.detach().double().sum((1, 2, 3))
+    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-5):
+        for label in ("alpha_softmax_w", "alpha_softmax_h", "alpha_softmax_batch"):
+            if torch.allclose(alpha.detach().double(), E["alpha_diagnoses"][label], atol=1e-6):
+                raise CheckFailure(f"attention(x): each image's weights sum to {sums.min():.4g} .. {sums.max():.4g}, "
+                                   f"not 1.\n  Likely mistake: {ADVICE[label][1]}", mistake=ADVICE[label][0])
+        raise CheckFailure(f"attention(x): the weights of each image should sum to 1 over its N = H W positions; "
+                           f"they sum to {sums.min():.4g} .. {sums.max():.4g}.", mistake="softmax_dim")
+    _close(alpha, E["alpha"], what="attention(x)", diagnoses={})
+    ctx = _call(module.context, x.clone(), doing=f"{what}.context(x)")
+    expect_shape(ctx, (b, c, 1, 1), what=f"context(x) for x of shape {fmt_shape(x.shape)}",
+                 hint="one C-vector per image, (B, C, 1, 1): sum_j alpha_j x_j.")
+    _close(ctx, E["context"], what="context(x)", diagnoses=E["context_diagnoses"])
+    big = realistic_input(E["channels"], 16)
+    module.float()
+    with torch.no_grad():
+        module.conv_mask.weight.mul_(100.0)  # logits in the hundreds
+    a_big = _call(module.attention, big, doing=f"{what}.attention(x) on ReLU features with large logits")
+    expect_finite(a_big, what=f"{what}.attention(x) on features whose logits reach the hundreds (float32)")
+    module2, what2 = _gc(cls, E["second"], reduction=E["second"]["reduction"])
+    _close(_call(module2.context, E["second"]["x"].clone(), doing=f"{what2}.context(x)"), E["second"]["context"],
+           what=f"{what2}.context(x) on a second input", diagnoses={})
+    expect_device_free(module2, E["second"]["x"], what=what2, method="context")
+    expect_method_gradients(module2, "context", E["second"]["x"], what=what2)
+
+
+@exercise("GlobalContextBlock.forward", budget_s=10)
+def check_gc_forward(cls: type) -> None:
+    E = expected(CHAPTER)["gc_forward"]
+    channels, reduction = E["channels"], E["reduction"]
+    module, what = _gc(cls, E, reduction=reduction)
+    x = E["x"]
+    x_in = x.clone()
+    y = _call(module, x_in, doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
+    b, c = x.shape[:2]
+    if isinstance(y, torch.Tensor) and tuple(y.shape) == (b, c, 1, 1):
+        raise CheckFailure(f"forward(x) returned {fmt_shape(y.shape)}: the transformed context alone.\n  Likely "
+                           "mistake: the fusion adds it to every position of x: x + transform(context), "
+                           "(B, C, H, W).", mistake="missing_residual")
+    expect_shape(y, x.shape, what="forward(x)")
+    expect(torch.equal(x_in, x), "forward(x) changed its input x in place (x += ...); return a new tensor.",
+           mistake="inplace")
+    _close(y, E["y"], what="forward(x) with nonzero weights", diagnoses=E["diagnoses"])
+    expect_module_gradients(module.double(), x.double(), what=what, upstream=E["probe"], grad_x=E["grad_x"],
+                            hints=HINTS)
+    module.float()
+    expect_device_free(module, x, what=what)
+    fresh = build(cls, channels, reduction)
+    _expect_identity(fresh, E["x"], what=f"{cls.__name__}({channels}, reduction={reduction})", half=True,
+                     advice=GC_IDENTITY_ADVICE)
+    _expect_learns(fresh, E["x"], E["probe"], inner="w_v1", what=f"{cls.__name__}({channels}, reduction={reduction})",
+                   advice="zero only the LAST layer, W_v2. With W_v1 zero as well, W_v2's gradient is multiplied by "
+                          "ReLU(LN(W_v1 c)) = 0 and W_v1's by W_v2 = 0: only W_v2's bias ever moves.")
+    expect_defaults(cls, (channels,), {"reduction": 16}, seeded_randn(2, 32, 3, 5, seed=777).float(),
+                    what=cls.__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# GCNet's measure
+# --------------------------------------------------------------------------------------------
+@exercise("mean_cosine_distance", budget_s=10)
+def check_cosine_distance(fn: Callable) -> None:
+    E = expected(CHAPTER)["cosine"]
+    v = E["v"]
+    v_in = v.clone()
+    d = _call(fn, v_in, doing=f"mean_cosine_distance(v) with v of shape {fmt_shape(v.shape)}")
+    expect(torch.equal(v_in, v), "mean_cosine_distance changed its input in place (v /= ...); compute new tensors.",
+           mistake=MODIFIES_INPUT)
+    if isinstance(d, torch.Tensor) and d.dim() == 0:
+        raise CheckFailure(f"mean_cosine_distance returned one number for {v.shape[0]} images.\n  Likely mistake: "
+                           + ADVICE["cos_batch"][1], mistake="batch_mean")
+    expect_shape(d, (v.shape[0],), what="mean_cosine_distance(v)", hint="one number per image: (B,).")
+    _close(d, E["d"], what="mean_cosine_distance(v)", diagnoses=E["diagnoses"])
+    # identical vectors: distance 0; two opposite vectors: distance 1
+    same = E["v"][:, :1].expand(-1, 6, -1).clone()
+    expect_close(_call(fn, same, doing="mean_cosine_distance of copies of one vector"),
+                 torch.zeros(v.shape[0], dtype=same.dtype), what="mean_cosine_distance of N copies of one vector",
+                 hint="copies of one vector all point the same way: their distance is 0.")
+    pair = torch.stack((E["v"][:, 0], -E["v"][:, 0]), 1)
+    expect_close(_call(fn, pair, doing="mean_cosine_distance of a vector and its negative"),
+                 torch.ones(v.shape[0], dtype=pair.dtype), what="mean_cosine_distance of v_1 and -v_1",
+                 hint="opposite vectors have cos = -1, so (1 - cos) / 2 = 1.")
+    big = (1e3 * E["v2"]).float()
+    expect_finite(_call(fn, big, doing="mean_cosine_distance on large float32 vectors"),
+                  what="mean_cosine_distance on vectors with entries in the thousands (float32)")
+    _close(_call(fn, E["v2"].clone(), doing="mean_cosine_distance on a second input"), E["d2"],
+           what=f"mean_cosine_distance(v) for v of shape {fmt_shape(E['v2'].shape)}", diagnoses={})
+    expect_gradients(fn, (E["v2"],), doing="mean_cosine_distance(v)", names=("v",))
+
+
+# --------------------------------------------------------------------------------------------
+# conceptual questions: the right answers are stored only as salted hashes (plain in the hidden module)
+# --------------------------------------------------------------------------------------------
+def _wrong(qid: str, kind: str, cases: dict, **kw) -> dict[str, tuple[str, str]]:
+    return {answer_key(qid, value, kind=kind, **kw): hint for value, hint in cases.items()}
+
+
+COST_RATIO = define_mistake("cost_ratio", "the ratio of the two blocks' costs counts the wrong products")
+ZERO_INIT_GRADIENT = define_mistake(
+    "zero_init_gradient", "a parameter is said to get (or not get) a gradient through a BN whose scale is 0")
+MEMORY_UNITS = define_mistake("memory_units", "a memory figure in MB (10**6 bytes) where MiB (2**20 bytes) is asked")
+MAP_SIZE = define_mistake("map_size", "the attention map's size counted with the wrong numbers of positions")
+LOGIT_SCALE = define_mistake("logit_scale", "the spread of a dot product confused with its variance, or taken as 1")
+
+Q_NL_PARAMS = Question(
+    "q_nl_params", "int", key="c1c2ac75f457ccdcb5b6",
+    wrong=_wrong("q_nl_params", "int", {
+        131712: (MISSING_NORM, "That leaves out the BatchNorm after W_z: it learns a scale and a shift per channel "
+                               "(its running mean and variance are buffers, not parameters)."),
+        132736: ("param_count", "The BatchNorm's running mean and variance are buffers, not parameters: count only "
+                                "its scale and shift."),
+        263680: (MISSING_BOTTLENECK, "theta, phi and g map C = 256 to C' = C / 2 = 128 channels, not to 256."),
+        131072: ("missing_bias", "Each 1x1 convolution also has one bias per output channel, and the BN a scale and "
+                                 "a shift per channel."),
+    }),
+    advice="Count theta, phi and g (each C -> C' with a bias), W_z (C' -> C with a bias) and the BatchNorm's scale "
+           "and shift, with C = 256 and C' = C / 2.")
+
+Q_COST_RATIO = Question(
+    "q_cost_ratio", "int", key="df94a721cb7836b788cf",
+    wrong=_wrong("q_cost_ratio", "int", {
+        9834496: (COST_RATIO, "That is N^2, the number of entries of the map. Count multiply-adds: each of the N^2 "
+                              "entries costs C' of them in theta^T phi, and again C' in the product with g."),
+        1568: (COST_RATIO, "That counts one of the non-local block's two N x N products; both the map and the "
+                           "weighted sum of g cost N^2 C' multiply-adds."),
+        6272: (COST_RATIO, "That takes C' = C. The bottleneck halves the channels: C' = 128."),
+    }),
+    advice="Non-local: theta^T phi is (N x C') @ (C' x N), the weighted sum of g is (N x N) @ (N x C'). GCNet: "
+           "x (C x N) @ alpha (N x 1). A matrix product (a x b) @ (b x c) costs a b c multiply-adds.")
+
+Q_MAP_MIB = Question(
+    "q_map_mib", "float", digits=3, key="74aea2244256be3be4ee",
+    wrong=_wrong("q_map_mib", "float", {
+        37.515625: (MAP_SIZE, "That is the full N x N map. With subsampling, the keys are max-pooled 2 x 2 (N' = N / 4) "
+                              "while every query position stays: the map is N x N'."),
+        2.3447265625: (MAP_SIZE, "That pools the queries too. Only phi and g are pooled; theta keeps all N positions, "
+                                 "so the output keeps one row per position (video-nonlocal-net #79)."),
+        9.834496: (MEMORY_UNITS, "That is in MB (10**6 bytes); the question asks MiB (2**20 bytes)."),
+        0.01171875: (MAP_SIZE, "That counts N numbers; the map holds one number per (query, key) pair."),
+    }),
+    advice="N = 56 x 56 queries, N' = 28 x 28 keys after the 2 x 2 max pool, 4 bytes per float32 entry, "
+           "1 MiB = 2**20 bytes.")
+
+Q_ZERO_INIT_GRADS = Question(
+    "q_zero_init_grads", "choices", options="abcde", key="f0b0356ea1e824845c71",
+    wrong=_wrong("q_zero_init_grads", "choices", {
+        "e": (ZERO_INIT_GRADIENT, "The shift gets a gradient, yes. The scale multiplies the normalised W_z y, which "
+                                  "is not zero: what is dz / d(scale)?"),
+        "cde": (ZERO_INIT_GRADIENT, "W_z reaches the loss only through BN's scale: its gradient carries that factor, "
+                                    "0 at initialisation."),
+        "abcde": (ZERO_INIT_GRADIENT, "theta, phi, g and W_z all sit before the BN; every path from them to z is "
+                                      "multiplied by the BN scale, which is 0."),
+    }, options="abcde"),
+    advice="Write the branch as scale * normalise(W_z y) + shift and differentiate with respect to each parameter "
+           "at scale = 0, shift = 0.")
+
+Q_LOGIT_STD = Question(
+    "q_logit_std", "float", digits=3, key="2e7e060057e5a329013f",
+    wrong=_wrong("q_logit_std", "float", {
+        512: (LOGIT_SCALE, "512 is the VARIANCE of the dot product (a sum of 512 independent terms of variance 1). "
+                           "The question asks its standard deviation."),
+        1: (LOGIT_SCALE, "Each term has variance 1, but the dot product sums 512 of them: variances add."),
+        0.0441941738: (LOGIT_SCALE, "That is the Transformer's factor 1 / sqrt(d) itself. The question asks the spread "
+                                    "of the unscaled dot product."),
+    }),
+    advice="A dot product of two d-vectors is a sum of d products q_k k_k; each has mean 0 and variance 1 when the "
+           "entries are independent N(0, 1). Variances of independent terms add.")
+
+
+@exercise("q_nl_params", budget_s=2)
+def check_q_nl_params(answer) -> None:
+    Q_NL_PARAMS.check(answer)
+
+
+@exercise("q_cost_ratio", budget_s=2)
+def check_q_cost_ratio(answer) -> None:
+    Q_COST_RATIO.check(answer)
+
+
+@exercise("q_map_mib", budget_s=2)
+def check_q_map_mib(answer) -> None:
+    Q_MAP_MIB.check(answer)
+
+
+@exercise("q_zero_init_grads", budget_s=2)
+def check_q_zero_init_grads(answer) -> None:
+    Q_ZERO_INIT_GRADS.check(answer)
+
+
+@exercise("q_logit_std", budget_s=2)
+def check_q_logit_std(answer) -> None:
+    Q_LOGIT_STD.check(answer)

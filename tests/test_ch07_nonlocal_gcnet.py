@@ -1,0 +1,272 @@
+"""Chapter 07 (non-local block, GCNet): the checks against the reference modules, the stored values against a fresh
+build, the notebook's solution cells against the references, the questions' keys against their plain answers,
+and the trained-network helpers the chapter uses."""
+from __future__ import annotations
+
+import math
+import time
+
+import nbformat
+import pytest
+import torch
+
+from catalog import PRELUDE
+from stored_values import assert_same_values
+from course_lib import learned
+from course_lib import notebooks as nbs
+from course_lib.checks import CheckFailure
+from course_lib.checks import ch07_nonlocal_gcnet as visible
+from course_lib.checks._core import expected, is_close
+from course_lib.checks._questions import answer_key
+from course_lib.checks.hidden import ch07_nonlocal_gcnet as hidden
+from course_lib.gcnet import GlobalContextBlock
+from course_lib.nonlocal_block import NonLocalBlock
+
+CHAPTER = "07_nonlocal_gcnet"
+QUESTIONS = ("q_nl_params", "q_zero_init_grads", "q_cost_ratio", "q_map_mib", "q_logit_std")
+
+
+@pytest.fixture(scope="module")
+def solution_namespace() -> dict:
+    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
+    namespace: dict = {}
+    exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
+    cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {
+        "nonlocal_block", "global_context_block", "cosine_distance", *(f"{q}_solution" for q in QUESTIONS)}
+    for cell in cells:
+        exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
+    return namespace
+
+
+def test_visible_and_hidden_checks_pass_on_the_reference_non_local_block(capsys):
+    visible.check_nl_attention(NonLocalBlock)
+    visible.check_nl_forward(NonLocalBlock)
+    hidden.hidden_nl_attention(NonLocalBlock)
+    hidden.hidden_nl_forward(NonLocalBlock)
+    assert capsys.readouterr().out.count("[ok]") == 4
+
+
+def test_fused_reference_passes_too():
+    class Fused(NonLocalBlock):
+        def __init__(self, channels, reduction=2):
+            super().__init__(channels, reduction, fused=True)
+
+    visible.check_nl_forward(Fused)
+    hidden.hidden_nl_forward(Fused)
+
+
+def test_gc_reference_agrees_with_the_stored_values_under_the_notebook_names():
+    """The reference GC block (official names) computes what the checks store under the paper's names."""
+    E = expected("ch07_nonlocal_gcnet")
+    for key in ("gc_context", "gc_forward"):
+        data = E[key]
+        ref = GlobalContextBlock(data["channels"], data["reduction"]).double().eval()
+        ref.load_state_dict(data["weights"])
+        x = data["x"].double()
+        if key == "gc_context":
+            torch.testing.assert_close(ref.attention(x), data["alpha"])
+            torch.testing.assert_close(ref.context(x), data["context"])
+        else:
+            torch.testing.assert_close(ref(x), data["y"])
+        assert set(visible.gc_names(data["weights"])) == {
+            "conv_mask.weight", "conv_mask.bias", "w_v1.weight", "w_v1.bias", "norm.weight", "norm.bias",
+            "w_v2.weight", "w_v2.bias"}
+
+
+def test_checks_fail_on_stubs():
+    class Stub(torch.nn.Module):
+        def __init__(self, channels, reduction=2):
+            super().__init__()
+            raise NotImplementedError()
+
+    def stub_fn(v):
+        raise NotImplementedError()
+
+    for check, arg in ((visible.check_nl_attention, Stub), (visible.check_nl_forward, Stub),
+                       (visible.check_gc_context, Stub), (visible.check_gc_forward, Stub),
+                       (hidden.hidden_nl_attention, Stub), (hidden.hidden_nl_forward, Stub),
+                       (hidden.hidden_gc_context, Stub), (hidden.hidden_gc_forward, Stub),
+                       (visible.check_cosine_distance, stub_fn), (hidden.hidden_cosine_distance, stub_fn)):
+        with pytest.raises(CheckFailure) as info:
+            check(arg)
+        assert info.value.mistake == "not_implemented"
+
+
+def test_identity_at_init_cannot_mask_a_wrong_branch():
+    """A block that is the identity at initialisation but whose branch is wrong must fail: the value checks load
+    nonzero BN statistics and a nonzero last layer."""
+    class WrongBranch(NonLocalBlock):
+        def __init__(self, channels, reduction=2):
+            super().__init__(channels, reduction)
+
+        def forward(self, x):
+            return self.bn(self.w_z(self.g(x))) + x  # no attention at all
+
+    with pytest.raises(CheckFailure):
+        visible.check_nl_forward(WrongBranch)
+
+
+def test_visible_checks_run_under_one_second_each(solution_namespace):
+    ns = solution_namespace
+    for check, arg in ((visible.check_nl_attention, ns["NonLocalBlock"]), (visible.check_nl_forward, ns["NonLocalBlock"]),
+                       (visible.check_gc_context, ns["GlobalContextBlock"]),
+                       (visible.check_gc_forward, ns["GlobalContextBlock"]),
+                       (visible.check_cosine_distance, ns["mean_cosine_distance"])):
+        check(arg)
+        started = time.perf_counter()
+        check(arg)
+        assert time.perf_counter() - started < 1.0, check.__name__
+
+
+def test_stored_expected_values_equal_a_fresh_build():
+    assert_same_values(expected("ch07_nonlocal_gcnet"), hidden.build_expected())
+
+
+def test_stored_inputs_have_distinct_b_c_n():
+    E = expected("ch07_nonlocal_gcnet")
+    for key in ("nl_attention", "nl_forward", "gc_context", "gc_forward"):
+        b, c, h, w = E[key]["x"].shape
+        assert len({b, c, h * w}) == 3 and h != w, key
+
+
+def test_stored_diagnoses_differ_from_the_right_answer_and_are_named():
+    E = expected("ch07_nonlocal_gcnet")
+    for right, diagnoses in ((E["nl_attention"]["a"], E["nl_attention"]["diagnoses"]),
+                             (E["nl_forward"]["y"], E["nl_forward"]["diagnoses"]),
+                             (E["gc_context"]["alpha"], E["gc_context"]["alpha_diagnoses"]),
+                             (E["gc_context"]["context"], E["gc_context"]["context_diagnoses"]),
+                             (E["gc_forward"]["y"], E["gc_forward"]["diagnoses"]),
+                             (E["cosine"]["d"], E["cosine"]["diagnoses"])):
+        for label, wrong in diagnoses.items():
+            assert label in visible.ADVICE, label
+            assert not is_close(wrong, right), label
+
+
+def test_solution_cells_pass_every_check(solution_namespace):
+    ns = solution_namespace
+    visible.check_nl_attention(ns["NonLocalBlock"])
+    visible.check_nl_forward(ns["NonLocalBlock"])
+    hidden.hidden_nl_attention(ns["NonLocalBlock"])
+    hidden.hidden_nl_forward(ns["NonLocalBlock"])
+    visible.check_gc_context(ns["GlobalContextBlock"])
+    visible.check_gc_forward(ns["GlobalContextBlock"])
+    hidden.hidden_gc_context(ns["GlobalContextBlock"])
+    hidden.hidden_gc_forward(ns["GlobalContextBlock"])
+    visible.check_cosine_distance(ns["mean_cosine_distance"])
+    hidden.hidden_cosine_distance(ns["mean_cosine_distance"])
+    for q in QUESTIONS:
+        getattr(visible, f"check_{q}")(ns[q])
+        getattr(hidden, f"hidden_{q}")(ns[q])
+
+
+def test_solution_modules_match_the_references(solution_namespace):
+    ns = solution_namespace
+    ref = hidden.reference_nl(16, 4, seed=7).float()
+    mine = ns["NonLocalBlock"](16, 4)
+    mine.load_state_dict(ref.state_dict())  # the reference's names load 1:1
+    mine.eval()
+    x = torch.randn(2, 16, 5, 9)
+    torch.testing.assert_close(mine.attention(x), ref.attention(x))
+    torch.testing.assert_close(mine(x), ref(x))
+    assert sum(p.numel() for p in mine.parameters()) == sum(p.numel() for p in ref.parameters())
+    gref = hidden.reference_gc(32, 8, seed=9).float()
+    gc = ns["GlobalContextBlock"](32, 8)
+    gc.load_state_dict(visible.gc_names(gref.state_dict()))
+    torch.testing.assert_close(gc(x.repeat(1, 2, 1, 1)), gref(x.repeat(1, 2, 1, 1)))
+    assert sum(p.numel() for p in gc.parameters()) == sum(p.numel() for p in gref.parameters())
+
+
+def test_new_solution_blocks_are_the_identity(solution_namespace):
+    x = torch.randn(2, 32, 6, 5)
+    assert torch.equal(solution_namespace["NonLocalBlock"](32)(x), x)
+    assert torch.equal(solution_namespace["GlobalContextBlock"](32)(x), x)
+    assert torch.equal(NonLocalBlock(32)(x), x) and torch.equal(GlobalContextBlock(32)(x), x)
+
+
+def test_solution_modules_follow_device_and_dtype(solution_namespace, device):
+    for cls, args in ((solution_namespace["NonLocalBlock"], (8, 2)), (solution_namespace["GlobalContextBlock"], (16, 4))):
+        module = cls(*args).to(device=device, dtype=torch.float64)
+        x = torch.randn(2, args[0], 5, 3, device=device, dtype=torch.float64)
+        y = module(x)
+        assert y.device == x.device and y.dtype == torch.float64 and y.shape == x.shape
+
+
+def test_question_keys_hash_the_hidden_answers():
+    for qid, (kind, right, extra) in hidden.ANSWERS.items():
+        question = getattr(visible, "Q_" + qid.removeprefix("q_").upper())
+        assert question.kind == kind
+        assert question.key == answer_key(qid, right, kind=kind, **extra), qid
+        for wrong_key in question.wrong:
+            assert wrong_key != question.key, qid
+
+
+def test_question_answers_follow_from_their_ingredients():
+    """The plain answers are what the reference modules and the definitions give."""
+    assert hidden.ANSWERS["q_nl_params"][1] == sum(p.numel() for p in NonLocalBlock(256).parameters())
+    n, c, inter = 56 * 56, 256, 128
+    macs_nl = n * inter * n + n * n * inter  # (N x C') @ (C' x N) and (N x N) @ (N x C')
+    assert hidden.ANSWERS["q_cost_ratio"][1] == macs_nl // (c * n)
+    block = NonLocalBlock(8, sub_sample=True)
+    a = block.attention(torch.randn(1, 8, 56, 56))
+    assert a.numel() * 4 / 2**20 == pytest.approx(hidden.ANSWERS["q_map_mib"][1])
+    g = torch.Generator().manual_seed(0)
+    dots = (torch.randn(20000, 512, generator=g) * torch.randn(20000, 512, generator=g)).sum(-1)
+    assert float(dots.std()) == pytest.approx(hidden.ANSWERS["q_logit_std"][1], rel=0.03)
+
+
+def test_zero_init_gradients_reach_only_the_batch_norm():
+    """Question 2's answer, by autograd on the reference block in training mode."""
+    block = NonLocalBlock(16).train()
+    x = torch.randn(2, 16, 5, 6)
+    (block(x) * torch.randn_like(x)).sum().backward()
+    nonzero = {name for name, p in block.named_parameters() if p.grad is not None and p.grad.abs().max() > 0}
+    assert nonzero == {"bn.weight", "bn.bias"}
+    assert set(hidden.ANSWERS["q_zero_init_grads"][1]) == {"d", "e"}
+
+
+def test_mean_cosine_distance_matches_learned_helper():
+    v = torch.randn(3, 7, 5, dtype=torch.float64)
+    torch.testing.assert_close(hidden.cosine_distance(v), learned.mean_cosine_distance(v))
+    pairs = [(1 - torch.cosine_similarity(v[:, i], v[:, j], dim=-1)) / 2 for i in range(7) for j in range(7) if i != j]
+    torch.testing.assert_close(hidden.cosine_distance(v), torch.stack(pairs).mean(0))
+
+
+def test_pam_as_non_local_computes_pams_map(solution_namespace):
+    data = learned.test_split()
+    images = data.images[:40]
+    net = learned.pam_as_non_local(solution_namespace["NonLocalBlock"])
+    pam = learned.load_trained("danet_pam")
+    with torch.inference_mode():
+        torch.testing.assert_close(net.attention.attention(net.features(images)),
+                                   pam.attention.attention(pam.features(images)), atol=1e-6, rtol=1e-5)
+
+
+def test_pam_as_non_local_reports_an_unfinished_class(capsys):
+    class Stub(torch.nn.Module):
+        def __init__(self, channels, reduction=2):
+            super().__init__()
+            raise NotImplementedError()
+
+    assert learned.pam_as_non_local(Stub) is None
+    assert "not finished yet" in capsys.readouterr().out
+
+
+def test_query_independence_figure_shows_the_stored_numbers(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from course_lib.figures.learned import plot_query_independence
+
+    data = learned.test_split()
+    nets = {"non-local": learned.load_trained("non_local"), "DANet PAM": learned.load_trained("danet_pam")}
+    out = plot_query_independence(nets, data, path=tmp_path / "qi.png")
+    assert (tmp_path / "qi.png").stat().st_size > 10_000
+    for label, recipe in (("non-local", "non_local"), ("DANet PAM", "danet_pam")):
+        stored = learned.read_checkpoint(recipe)["numbers"]
+        assert out[label]["row_mean"] == pytest.approx(stored["row_distance"], rel=1e-6)
+        assert out[label]["input_mean"] == pytest.approx(stored["input_distance"], rel=1e-6)
+        # the chapter's claim: the attention rows are far more alike than the inputs
+        assert out[label]["row_mean"] < out[label]["input_mean"] / 5
+    assert math.isclose(learned.read_checkpoint("danet_pam")["numbers"]["row_cosine"],
+                        1 - 2 * learned.read_checkpoint("danet_pam")["numbers"]["row_distance"], rel_tol=1e-9)
