@@ -65,6 +65,23 @@ def test_question_key_is_the_hash_of_the_hidden_answer(qid):
     assert q.key == answer_key(qid, hidden.ANSWERS[qid], kind=q.kind, options=q.options, digits=q.digits)
 
 
+#: The named wrong answers of each question in plain text (the check file holds only their salted hashes).
+WRONG = {
+    "q_broadcast": {"bd": "left_aligned", "bcd": "left_aligned", "ad": "silent_broadcast", "acde": "size_one_middle"},
+    "q_softmax_dim": {1: "softmax_dim", 0: "softmax_dim"},
+    "q_bmm_shape": {(2, 35, 35): "transpose_side", (8, 8): "batch_dropped", (2, 8, 35): "missing_transpose"},
+    "q_conv_params": {4 * 64 + 4: "kernel_ignored", 4 * 64 * 9: "missing_bias", 64 * 9 + 4: "param_count"},
+}
+
+
+@pytest.mark.parametrize("qid", sorted(QUESTIONS))
+def test_question_wrong_keys_are_the_hashes_of_the_named_wrong_answers(qid):
+    q = QUESTIONS[qid]
+    want = {answer_key(qid, value, kind=q.kind, options=q.options, digits=q.digits): mistake
+            for value, mistake in WRONG[qid].items()}
+    assert {key: mistake for key, (mistake, _) in q.wrong.items()} == want
+
+
 def _runs(x_shape, gate_shape):
     try:
         return torch.ones(x_shape) * torch.arange(1.0, 1 + torch.Size(gate_shape).numel()).reshape(gate_shape)

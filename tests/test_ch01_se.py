@@ -49,7 +49,7 @@ def solution_namespace() -> dict:
             exec(compile(cell.source, f"<solution {grade['grade_id']}>", "exec"), namespace)
         elif cell.cell_type == "code" and cell.source.startswith("RESNET50_STAGES"):
             exec(compile(cell.source, "<stages>", "exec"), namespace)
-    assert ids == ["q_gate_shape_solution", "se_solution", "q_softmax_scale_solution", "written_sigmoid",
+    assert ids == ["q_w1_shape_solution", "se_solution", "q_softmax_scale_solution", "written_sigmoid",
                    "se_parameter_count_solution", "q_stage_params_solution", "seresnet50_solution"]
     return namespace
 
@@ -106,6 +106,26 @@ def test_softmax_gate_is_named():
             visible.check_se(cls)
         assert info.value.mistake == "softmax_gate"
         assert "sigmoid" in str(info.value)
+
+
+def test_named_mistakes_are_caught_by_the_visible_check():
+    """The catalog entries marked visible (the width rule, the float64 contract, the batch squeeze, a (B, C) gate in
+    forward, the softmax gate, question 1's wrong shapes) fail the VISIBLE check, with their mistake id: a student
+    sees the message before an instructor grades."""
+    from catalog import ch01_se as cat
+
+    marked = [impl for impl in cat.IMPLS if impl.extra.get("visible")]
+    assert len(marked) >= 14
+    for impl in marked:
+        with pytest.raises(CheckFailure) as info:
+            impl.exercise.visible(impl.load())
+        assert info.value.mistake == impl.mistake, (impl.label, str(info.value))
+
+
+def test_no_check_message_gives_away_question_2():
+    """The softmax_gate advice names the mistake without question 2's quantity (1/C) or the written answer."""
+    for text in (visible.ADVICE["softmax_gate"], visible.ADVICE["softmax_one"]):
+        assert "1/C" not in text and "1 / C" not in text and "emphasised" not in text
 
 
 def test_visible_checks_run_under_one_second_each():
@@ -197,7 +217,7 @@ def test_linear_and_1x1_conv_are_the_same_map():
 # ------------------------------------------------------------------------------------------------
 # conceptual questions
 # ------------------------------------------------------------------------------------------------
-QUESTIONS = {"q_gate_shape": visible.GATE_SHAPE, "q_softmax_scale": visible.SOFTMAX_SCALE,
+QUESTIONS = {"q_w1_shape": visible.W1_SHAPE, "q_softmax_scale": visible.SOFTMAX_SCALE,
              "q_stage_params": visible.STAGE_PARAMS}
 
 
@@ -209,10 +229,26 @@ def test_question_key_is_the_hash_of_the_hidden_answer(qid):
     assert (q.kind, q.digits) == hidden.KINDS[qid]
 
 
+#: The wrong answers whose messages the visible questions name, in plain text (the check file holds their hashes).
+WRONG = {
+    "q_w1_shape": {(512, 32, 1, 1): "weight_transposed", (32, 512): "linear_weight_shape",
+                   (8, 32, 1, 1): "activation_shape", (32, 512, 28, 14): "kernel_size"},
+    "q_softmax_scale": {0.5: "sigmoid_value", 1: "softmax_size_one", 512: "softmax_inverse"},
+    "q_stage_params": {6 * 2 * 1024 * 64: "missing_bias", 2 * 1024 * 64 + 64 + 1024: "se_per_stage",
+                       6 * (2 * 256 * 16 + 16 + 256): "bottleneck_width"},
+}
+
+
+@pytest.mark.parametrize("qid", sorted(QUESTIONS))
+def test_question_wrong_keys_are_the_hashes_of_the_named_wrong_answers(qid):
+    q = QUESTIONS[qid]
+    want = {answer_key(qid, value, kind=q.kind, digits=q.digits): mistake for value, mistake in WRONG[qid].items()}
+    assert {key: mistake for key, (mistake, _) in q.wrong.items()} == want
+
+
 def test_question_answers_follow_from_the_reference():
     """The plain answers are computed, not remembered: from the reference module and the stages."""
-    x = torch.randn(8, 512, 28, 14)
-    assert tuple(SqueezeExcitation(512, 16).attention(x).shape) == hidden.ANSWERS["q_gate_shape"]
+    assert tuple(SqueezeExcitation(512, 16).fc1.weight.shape) == hidden.ANSWERS["q_w1_shape"]  # a 1x1 conv
     assert torch.softmax(torch.zeros(512), dim=0)[0].item() == pytest.approx(hidden.ANSWERS["q_softmax_scale"])
     blocks, channels = STAGES[2]
     assert blocks * _by_hand(channels) == hidden.ANSWERS["q_stage_params"] == 792_960

@@ -193,6 +193,24 @@ def test_question_key_is_the_hash_of_the_hidden_answer(qid):
     assert q.key == answer_key(qid, hidden.ANSWERS[qid], kind=q.kind, options=q.options, digits=q.digits)
 
 
+#: The named wrong answers of each question in plain text (the check file holds only their salted hashes).
+WRONG = {
+    "q_spatial_params": {7 * 7: "single_pool", 2 * 7 * 7 + 1: "extra_parameter", 2 * 7 * 7 + 2: "official_batch_norm",
+                         2 * 7: "kernel_ignored"},
+    "q_gate_order": {"bc": "spatial_on_input", "ae": "gates_commute", "ace": "spatial_on_input"},
+    "q_cbam_params": {2 * 256 * 16 + 16 + 256 + 98: "official_mlp_bias", 2 * (2 * 256 * 16) + 98: "separate_mlps",
+                      2 * 256 * 16: "param_count", 2 * 256 * 16 + 16 + 256 + 98 + 2: "official_mlp_bias"},
+}
+
+
+@pytest.mark.parametrize("qid", sorted(QUESTIONS))
+def test_question_wrong_keys_are_the_hashes_of_the_named_wrong_answers(qid):
+    q = QUESTIONS[qid]
+    want = {answer_key(qid, value, kind=q.kind, options=q.options, digits=q.digits): mistake
+            for value, mistake in WRONG[qid].items()}
+    assert {key: mistake for key, (mistake, _) in q.wrong.items()} == want
+
+
 def test_question_answers_follow_from_the_reference():
     assert sum(p.numel() for p in SpatialAttention(7).parameters()) == hidden.ANSWERS["q_spatial_params"]
     assert sum(p.numel() for p in CBAM(256, 16, 7).parameters()) == hidden.ANSWERS["q_cbam_params"]

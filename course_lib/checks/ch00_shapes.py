@@ -153,13 +153,14 @@ def check_row_softmax(fn: Callable) -> None:
     if sums is not None and not torch.allclose(sums, torch.ones_like(sums), atol=1e-6):
         other = [d for d in (0, 1) if torch.allclose(got.sum(d), torch.ones_like(got.sum(d)), atol=1e-6)]
         hint = (f"your result sums to 1 along dim {other[0]}: that normalises over "
-                f"{'the batch' if other[0] == 0 else 'the queries (each column)'}; each row, along dim -1, should."
-                if other else "softmax turns each row into weights that sum to 1 along dim -1.")
+                f"{'the batch' if other[0] == 0 else 'the queries (each column)'}; each row (one query, all "
+                "of its keys) should." if other else "softmax turns each row (one query, all of its keys) into "
+                "weights that sum to 1.")
         raise CheckFailure(f"the rows of row_softmax(scores) do not sum to 1. Likely mistake: {hint}",
                            mistake="softmax_dim")
     expect_close(got, want, what="row_softmax(scores)",
-                 hint="each row becomes positive weights that sum to 1 along the last dim (torch.softmax does it "
-                      "stably).")
+                 hint="each row (one query, all of its keys) becomes positive weights that sum to 1 "
+                      "(torch.softmax does it stably).")
     # realistic magnitudes: attention scores of real features reach the hundreds
     big = 150 * scores.float()
     large = call_safely(fn, "row_softmax", (big,))
@@ -208,55 +209,56 @@ def check_flatten_pixels(fn: Callable) -> None:
 # --------------------------------------------------------------------------------------------
 # conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch00_shapes.py)
 # --------------------------------------------------------------------------------------------
-def _wrong(qid: str, kind: str, **answers: Any) -> dict:
-    return {answer_key(qid, value, kind=kind, options="abcde" if kind == "choices" else None): pair
-            for value, pair in answers.values()}
+def _wrong(qid: str, **pairs: Any) -> dict:
+    """The named wrong answers of a question, keyed by their salted hashes (``answer_key``; the plain wrong answers
+    are in tests/test_ch00_shapes.py: in plain text here they would point to the right answers)."""
+    return dict(pairs.values())
 
 
 BROADCAST = Question(
     "q_broadcast", "choices", key="4bb3a642d241561f45ea", options="abcde",
-    wrong=_wrong("q_broadcast", "choices",
-                 left=("bd", (LEFT_ALIGNED, "Broadcasting lines shapes up from the RIGHT: a (2, 3) gate meets x's "
+    wrong=_wrong("q_broadcast",
+                 left=("a6ab1369b2bbd7a494dc", (LEFT_ALIGNED, "Broadcasting lines shapes up from the RIGHT: a (2, 3) gate meets x's "
                                             "last two dims (5, 7), not (B, C).")),
-                 left2=("bcd", (LEFT_ALIGNED, "Broadcasting lines shapes up from the RIGHT: a (2, 3) gate meets x's "
+                 left2=("ccb1a30f98144cfdd223", (LEFT_ALIGNED, "Broadcasting lines shapes up from the RIGHT: a (2, 3) gate meets x's "
                                               "last two dims (5, 7), not (B, C).")),
-                 silent=("ad", (SILENT_BROADCAST, "Look at (c) again: when x's last two dims happen to be (2, 3), the "
+                 silent=("3b4df6b090a39bd2ac94", (SILENT_BROADCAST, "Look at (c) again: when x's last two dims happen to be (2, 3), the "
                                                   "(2, 3) gate fits them, so the product runs, and scales the wrong "
                                                   "entries.")),
-                 middle=("acde", (SIZE_ONE_MIDDLE, "A (2, 3, 1) gate is lined up from the right as (1, 2, 3, 1): its "
+                 middle=("324d39d451d5b9be3dfa", (SIZE_ONE_MIDDLE, "A (2, 3, 1) gate is lined up from the right as (1, 2, 3, 1): its "
                                                    "3 meets x's H = 5, which is an error."))),
     advice="Line the two shapes up from the right, dim by dim: two sizes fit when they are equal or one of them is "
            "1, and a missing leading dim counts as 1. Then ask which entry of the gate each entry of x meets.")
 
 SOFTMAX_DIM = Question(
     "q_softmax_dim", "int", key="b11f752bb256434edcfd",
-    wrong=_wrong("q_softmax_dim", "int",
-                 cols=(1, ("softmax_dim", "Along dim 1 the entries that sum to 1 share a key and differ in the "
+    wrong=_wrong("q_softmax_dim",
+                 cols=("de8e5b353626c1aca7dd", ("softmax_dim", "Along dim 1 the entries that sum to 1 share a key and differ in the "
                                           "query: each COLUMN sums to 1. A query's row runs along the keys.")),
-                 batch=(0, ("softmax_dim", "Along dim 0 the entries that sum to 1 are the same (query, key) pair "
+                 batch=("2aa1c19b8225a5a4e5d3", ("softmax_dim", "Along dim 0 the entries that sum to 1 are the same (query, key) pair "
                                            "in different images of the batch."))),
     advice="A softmax along dim d makes the entries that differ only in their index along d sum to 1. The entries "
            "of one query's row differ only in the key index.")
 
 BMM_SHAPE = Question(
     "q_bmm_shape", "shape", key="d344e00d8d7adea8a50f",
-    wrong=_wrong("q_bmm_shape", "shape",
-                 pos=((2, 35, 35), (TRANSPOSE_SIDE, "(2, 35, 35) is Q K^T, one entry per pair of pixels. Here the "
+    wrong=_wrong("q_bmm_shape",
+                 pos=("0828373510e5ed6d8146", (TRANSPOSE_SIDE, "(2, 35, 35) is Q K^T, one entry per pair of pixels. Here the "
                                                     "transpose is on Q, the left operand: (8, 35) @ (35, 8) for each "
                                                     "image.")),
-                 nobatch=((8, 8), (BATCH_DROPPED, "bmm keeps the batch: one product per image, stacked.")),
-                 half=((2, 8, 35), ("missing_transpose", "(2, 8, 35) is Q^T alone; the product with K (35, 8) "
+                 nobatch=("98f185f0d4dde749a7e5", (BATCH_DROPPED, "bmm keeps the batch: one product per image, stacked.")),
+                 half=("f8be99541924abe09269", ("missing_transpose", "(2, 8, 35) is Q^T alone; the product with K (35, 8) "
                                                          "contracts the 35 pixels."))),
     advice="Write the shapes of the two per-image operands, (8, 35) and (35, 8): the inner sizes meet and vanish, "
            "the outer ones stay, and the batch size comes along in front.")
 
 CONV_PARAMS = Question(
     "q_conv_params", "int", key="63c93c5ab4f335e8fe60",
-    wrong=_wrong("q_conv_params", "int",
-                 onebyone=(4 * 64 + 4, (KERNEL_IGNORED, "That is a 1 x 1 convolution's count. A 3 x 3 kernel has "
+    wrong=_wrong("q_conv_params",
+                 onebyone=("082ffc0b61f22beb3e38", (KERNEL_IGNORED, "That is a 1 x 1 convolution's count. A 3 x 3 kernel has "
                                                         "3 * 3 weights for every (output, input) channel pair.")),
-                 nobias=(4 * 64 * 9, ("missing_bias", "The bias is missing: one per output channel.")),
-                 perout=(64 * 9 + 4, ("param_count", "Every one of the 4 output channels has its own 64 x 3 x 3 "
+                 nobias=("e73dfe8fd6fb6343232d", ("missing_bias", "The bias is missing: one per output channel.")),
+                 perout=("ddaef7ff3ab8093d1b2a", ("param_count", "Every one of the 4 output channels has its own 64 x 3 x 3 "
                                                      "kernel."))),
     advice="The weight of a convolution has shape (out channels, in channels, k, k), and the bias one entry per "
            "output channel.")
@@ -281,7 +283,7 @@ def check_q_broadcast(answer: Any) -> None:
 
 @exercise("q_softmax_dim", budget_s=2)
 def check_q_softmax_dim(answer: Any) -> None:
-    """The dim of (B, N, M) scores a softmax runs over so that each query's row sums to 1 (2, or -1)."""
+    """The dim of (B, N, M) scores a softmax runs over so that each query's row sums to 1."""
     SOFTMAX_DIM.check(_softmax_dim_canonical(answer))
 
 

@@ -1,19 +1,25 @@
 """Visible checks of chapter 01, Squeeze-and-Excitation.
 
-    check_se(SqueezeExcitation)                       the block: parameters, gate, output, gradients
-    check_se_parameter_count(se_parameter_count)      2 C C' + C' + C with C' = C // r
-    check_seresnet50_extra_parameters(fn)             the 2.53 M parameters SE adds to ResNet-50
-    check_q_gate_shape(q_gate_shape)                  question: the gate's shape for one input
+    check_se(SqueezeExcitation)                       the block: parameters, gate, output (float32 and
+                                                      float64), gradients
+    check_se_parameter_count(se_parameter_count)      one block's parameters, for several C and r
+    check_seresnet50_extra_parameters(fn)             the parameters SE adds to ResNet-50, for several r
+    check_q_w1_shape(q_w1_shape)                      question: the shape of W1's weight as a 1x1 conv
     check_q_softmax_scale(q_softmax_scale)            question: what a softmax gate does to the features
     check_q_stage_params(q_stage_params)              question: SE's parameters in one ResNet-50 stage
 
 They compare with values stored in ``checks/expected/ch01_se.pt`` (built from the reference module by
 ``hidden/ch01_se.py``) and never import the reference module. Known mistakes are named from the outputs
-they produce, which were computed when the expected values were built.
+they produce, which were computed when the expected values were built. ``check_se`` runs the block twice, as
+the notebook states: in float32, and on float64 copies of the same numbers, where the result must be float64
+(a ``.float()`` is named ``dtype``) and agree to float64 precision (a float32 step inside is named).
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
+
+import copy
+import math
 
 import torch
 
@@ -28,6 +34,7 @@ from ._core import (
     expect,
     expect_close_or_name,
     expect_device_free,
+    expect_follows,
     expect_int,
     expect_module_gradients,
     expect_shape,
@@ -37,10 +44,10 @@ from ._core import (
     load_by_shape,
     passed,
 )
-from ._questions import Question, answer_key
+from ._questions import Question
 
 __all__ = ["check_se", "check_se_parameter_count", "check_seresnet50_extra_parameters",
-           "check_q_gate_shape", "check_q_softmax_scale", "check_q_stage_params"]
+           "check_q_w1_shape", "check_q_softmax_scale", "check_q_stage_params"]
 
 CHAPTER = "ch01_se"
 
@@ -48,7 +55,10 @@ define_mistake("max_squeeze", "the squeeze takes the maximum over H and W where 
 define_mistake("gate_added", "the gate is added to x where it should multiply it")
 define_mistake("se_per_stage", "one SE block per stage where SE-ResNet has one in every bottleneck block")
 define_mistake("bottleneck_width", "the bottleneck's inner width (64, 128, ...) where SE sees 4x that")
-define_mistake("hidden_width_shape", "the hidden layer's shape (C // r channels) given for the gate's")
+define_mistake("hidden_width", "the hidden width rounded up (ceil(C / r)) where the paper's C' is C // r")
+define_mistake("weight_transposed", "a weight shape given as (in, out) where PyTorch stores (out, in, ...)")
+define_mistake("linear_weight_shape", "an nn.Linear's 2-D weight shape given where a 1x1 convolution's is asked")
+define_mistake("activation_shape", "the shape of the hidden activation given where the weight's is asked")
 define_mistake("sigmoid_value", "the sigmoid's value at equal logits given where a softmax's is asked")
 define_mistake("softmax_size_one", "a softmax over an axis of size 1, which returns 1 everywhere")
 define_mistake("softmax_inverse", "the number of channels given where the weight each one gets is asked")
@@ -56,9 +66,8 @@ define_mistake("softmax_inverse", "the number of channels given where the weight
 #: Advice for each mistake the stored diagnoses can name (shared with the hidden checks).
 ADVICE = {
     "missing_sigmoid": "the gate has no sigmoid: s = sigmoid(W2 relu(W1 z)) must lie in (0, 1).",
-    "softmax_gate": "a softmax where the paper uses a sigmoid. A softmax makes the C weights compete for "
-                    "a total of 1 (each is about 1/C); SE wants several channels emphasised at once, "
-                    "each weight in (0, 1) on its own.",
+    "softmax_gate": "a softmax where the paper uses a sigmoid: Eq. (3) ends with sigma, applied to each of "
+                    "the C entries separately.",
     "softmax_one": "every gate value is 1: a softmax over a dimension of size 1 (dim=-1 on a (B, C, 1, 1) "
                    "tensor) returns 1 everywhere. SE's gate is a sigmoid, one value per channel.",
     "relu_after_last": "a ReLU after the second layer: the ReLU belongs between W1 and W2 only; after W2 "
@@ -87,6 +96,10 @@ SE_ERROR_HINTS: Sequence[tuple[str, str, str]] = (
     ("channels, but got 1 channels instead", "pool_axis",
      "the squeeze averaged over the channel axis (dim 1), leaving one channel; Eq. (2) averages over "
      "H and W (dims 2 and 3), one value per channel."),
+    ("must match the size of tensor b", "shape",
+     "a tensor of the wrong shape is multiplied with x. A (B, C) gate does not broadcast against a (B, C, H, W) "
+     "tensor: broadcasting lines axes up from the right, so the C gates would meet the W axis. Give the gate "
+     "two axes of size 1 for H and W, (B, C, 1, 1), before multiplying."),
 )
 
 
@@ -112,6 +125,14 @@ def check_se_parameters(module: torch.nn.Module, channels: int, reduction: int, 
     shapes = ", ".join(f"{n} {fmt_shape(p.shape)}" for n, p in module.named_parameters()) or "none"
     intro = (f"{what} has {got} parameters; expected {want} "
              f"(C = {channels}, C' = C // r = {hidden}).\n  yours: {shapes}")
+    rounded_up = math.ceil(channels / reduction)
+    if rounded_up != hidden and got in {se_count(channels, rounded_up, biases=b)
+                                        for b in ((True, True), (False, False))}:
+        raise CheckFailure(
+            intro + f"\n  Likely mistake: the hidden width is rounded up, ceil(C / r) = {rounded_up}. The hidden "
+            f"width is C' = floor(C / r): channels // reduction = {hidden}.",
+            mistake="hidden_width",
+        )
     if channels // 16 != hidden and got in {se_count(channels, channels // 16, biases=b)
                                             for b in ((True, True), (False, False))}:
         raise CheckFailure(
@@ -128,6 +149,24 @@ def check_se_parameters(module: torch.nn.Module, channels: int, reduction: int, 
         )
     raise CheckFailure(intro + "\n  Likely mistake: the layers should be W1: C -> C // r and W2: C // r -> C, "
                                "each with a bias, and nothing else with parameters.", mistake="param_count")
+
+
+def build_se(cls: type, channels: int, reduction: int | None = None) -> torch.nn.Module:
+    """``build`` that names a float hidden width (C / r instead of C // r) where PyTorch's error does not."""
+    args, kwargs = (channels,), ({} if reduction is None else {"reduction": reduction})
+    try:
+        return build(cls, *args, **kwargs)
+    except CheckFailure as failure:
+        text = str(failure)
+        if "type float" in text or ("float" in text and "int" in text):
+            shown = f"{getattr(cls, '__name__', cls)}({channels}" + ("" if reduction is None
+                                                                     else f", reduction={reduction}") + ")"
+            raise CheckFailure(
+                f"{shown} raised a TypeError: a layer was given a float where a number of channels (an int) is "
+                f"expected.\n  Likely mistake: the hidden width computed as C / r, a float ({channels} / "
+                f"{reduction or 16} = {channels / (reduction or 16)}); the width is an int, C // r.",
+                mistake="float_count") from None
+        raise
 
 
 def role_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -150,10 +189,13 @@ def check_se(cls: type) -> None:
     c, r = int(data["channels"]), int(data["reduction"])
     name = f"SqueezeExcitation({c}, reduction={r})"
 
-    module = build(cls, c, reduction=r)
+    module = build_se(cls, c, r)
     check_se_parameters(module, c, r, what=name)
-    default = build(cls, c)
+    default = build_se(cls, c)
     check_se_parameters(default, c, 16, what=f"SqueezeExcitation({c}) (default reduction=16)")
+    c_odd, r_odd = int(data["odd_channels"]), int(data["odd_reduction"])  # C / r is not an integer here
+    check_se_parameters(build_se(cls, c_odd, r_odd), c_odd, r_odd,
+                        what=f"SqueezeExcitation({c_odd}, reduction={r_odd})")
     load_by_shape(module, role_weights(data["weights"]), what=name)
     module.eval()
 
@@ -162,6 +204,9 @@ def check_se(cls: type) -> None:
     gate = call_se(module.attention, x, doing=f"{name}.attention(x) with x of shape {fmt_shape(x.shape)}")
     expect(torch.equal(x, data["x"]), f"{name}.attention(x) changed x in place; compute a new tensor.",
            mistake="inplace")
+    if isinstance(gate, torch.Tensor) and b > 1 and tuple(gate.shape) == (1, c, 1, 1):
+        raise CheckFailure(f"{name}.attention(x) returned shape (1, {c}, 1, 1) for a batch of {b} images.\n  "
+                           f"Likely mistake: {ADVICE['batch_mean']}", mistake="batch_mean")
     expect_shape(gate, (b, c, 1, 1), what=f"{name}.attention(x)",
                  hint="the gate keeps a (B, C, 1, 1) shape so that x * s broadcasts over H and W: "
                       "use keepdim=True / 1x1 convolutions, or reshape the Linear output back "
@@ -176,6 +221,13 @@ def check_se(cls: type) -> None:
         if outside else ("values", "compare each step with Eq. (2)-(3): mean over H and W, W1, ReLU, W2, sigmoid."),
     )
 
+    # float64 copies of the same numbers: the gate must come back in float64, at float64 precision
+    twin = copy.deepcopy(module).double()
+    gate64 = call_se(twin.attention, x.double(), doing=f"{name}.double().attention(x) in float64")
+    expect_follows(gate64, dtype=torch.float64, doing=f"{name}.double().attention(x) in float64")
+    expect_close_or_name(gate64, data["gate64"], what=f"{name}.double().attention(x) in float64",
+                         diagnoses=diagnoses)
+
     out = forward_keeps_input(module, x, doing=f"{name}(x)", hints=SE_ERROR_HINTS)
     expect_device_free(module, x, what=name)
     expect_shape(out, x.shape, what=f"{name}(x)",
@@ -185,6 +237,10 @@ def check_se(cls: type) -> None:
     expect_close_or_name(out, data["out"], what=f"{name}(x)",
                          diagnoses=[("gate_added", data["out_gate_added"], ADVICE["gate_added"])],
                          fallback=("values", "forward should return x * self.attention(x), Eq. (4)."))
+    out64 = call_se(twin, x.double(), doing=f"{name}.double()(x) in float64")
+    expect_follows(out64, dtype=torch.float64, doing=f"{name}.double()(x) in float64")
+    expect_close_or_name(out64, data["out64"], what=f"{name}.double()(x) in float64",
+                         diagnoses=[("gate_added", data["out_gate_added"], ADVICE["gate_added"])])
 
     # gradients reach the input and every parameter, and equal the reference's
     expect_module_gradients(module, data["x"], what=name, upstream=data["upstream"], grad_x=data["grad_x"])
@@ -192,7 +248,7 @@ def check_se(cls: type) -> None:
 
 @exercise("se_parameter_count", budget_s=5)
 def check_se_parameter_count(fn: Callable[..., Any]) -> None:
-    """se_parameter_count(channels, reduction=16) = 2 C (C // r) + C // r + C."""
+    """se_parameter_count(channels, reduction=16) against the reference module's counts."""
     cases = expected(CHAPTER)["parameter_count"]
     for case in cases:
         c, r, want = int(case["channels"]), int(case["reduction"]), int(case["count"])
@@ -204,6 +260,10 @@ def check_se_parameter_count(fn: Callable[..., Any]) -> None:
             continue
         h = c // r
         message = f"{shown} returned {got}; expected {want} (C' = C // r = {h})."
+        up = math.ceil(c / r)
+        if up != h and got in {se_count(c, up, biases=bb) for bb in ((True, True), (False, False))}:
+            raise CheckFailure(message + f"\n  Likely mistake: the hidden width is rounded up (ceil(C / r) = {up}); "
+                                         "C' is rounded down, C // r.", mistake="hidden_width")
         if got in {se_count(c, h, biases=bb) for bb in ((False, False), (True, False), (False, True))}:
             raise CheckFailure(message + "\n  Likely mistake: a bias is left out. W1 has C' biases and W2 has C "
                                          "(the official model's 1x1 convolutions have biases).",
@@ -217,7 +277,7 @@ def check_se_parameter_count(fn: Callable[..., Any]) -> None:
 
 @exercise("seresnet50_extra_parameters", budget_s=5)
 def check_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
-    """The parameters SE blocks add to ResNet-50: 2,530,992 for r = 16 (28.09 M in all)."""
+    """The parameters SE blocks add to ResNet-50, for r = 16 and two other reductions."""
     data = expected(CHAPTER)["seresnet50"]
     for r, want in zip(data["reductions"].tolist(), data["extra"].tolist()):
         shown = "seresnet50_extra_parameters()" if r == 16 else f"seresnet50_extra_parameters({r})"
@@ -246,34 +306,38 @@ def check_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch01_se.py)
+# conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch01_se.py;
+# the plain wrong answers each key stands for are in tests/test_ch01_se.py)
 # --------------------------------------------------------------------------------------------
-GATE_SHAPE = Question(
-    "q_gate_shape", "shape", key="f02d42005e037bb483be",
-    wrong={
-        answer_key("q_gate_shape", (8, 512), kind="shape"): (
-            "keepdim", "A (B, C) gate lines up with the LAST axes of x, (H, W) = (28, 14), when it is "
-                       "broadcast: the gate keeps two axes of size 1 so that it is spread over the pixels."),
-        answer_key("q_gate_shape", (8, 32, 1, 1), kind="shape"): (
-            "hidden_width_shape", "32 = C // r is the width of the hidden layer, between W1 and W2; W2 maps "
-                                  "back to C so that every channel gets its own gate."),
-        answer_key("q_gate_shape", (8, 512, 28, 14), kind="shape"): (
-            "returns_map", "that is the shape of forward(x), the features after scaling; attention(x) is "
-                           "the gate, one number per channel of each image."),
+W1_SHAPE = Question(
+    "q_w1_shape", "shape", key="4c9f116c1359c076e120",
+    wrong={  # salted hashes of the wrong answers (in plain text they would point to the right one)
+        "5f525fb01c2a5940619d": (
+            "weight_transposed", "That is (in, out); a layer's weight is stored with the OUTPUT channels first: "
+                                 "row k of the matrix holds the weights of output channel k."),
+        "5b821ee95203f611311b": (
+            "linear_weight_shape", "That is the weight of an nn.Linear; a convolution's weight also has the "
+                                   "two axes of its kernel window."),
+        "caf78eef869bd9cfc1d6": (
+            "activation_shape", "That is the shape of what W1 computes, one hidden vector per image; the "
+                                "weight is shared by the whole batch, so B is not part of it."),
+        "71ee41a9152c4fe0c4d1": (
+            "kernel_size", "The layer is a 1x1 convolution applied to the squeezed (B, C, 1, 1) tensor; its "
+                           "kernel does not span the image."),
     },
-    advice="The gate has one entry per image and channel, and the shape it needs to be multiplied with "
-           "a (B, C, H, W) tensor by broadcasting.")
+    advice="W1 maps C inputs to C' = C // r outputs; a convolution's weight has the shape (out channels, in "
+           "channels, kernel height, kernel width).")
 
 SOFTMAX_SCALE = Question(
     "q_softmax_scale", "float", key="b4a5db842d0c0739b574", digits=3,
-    wrong={
-        answer_key("q_softmax_scale", 0.5, kind="float"): (
+    wrong={  # salted hashes of the wrong answers (in plain text they would point to the right one)
+        "c430997671f00d316c57": (
             "sigmoid_value", "0.5 is the sigmoid of equal (zero) logits, SE's gate; a softmax makes the "
                              "C weights share a total of 1."),
-        answer_key("q_softmax_scale", 1, kind="float"): (
+        "e5777fc53352393129d1": (
             "softmax_size_one", "1 is what a softmax over an axis of size 1 gives; this one runs over the "
                                 "C = 512 channels."),
-        answer_key("q_softmax_scale", 512, kind="float"): (
+        "fbeefba6d87678d5bdb8": (
             "softmax_inverse", "512 is the number of channels; the question asks for the factor each "
                                "channel is multiplied by."),
     },
@@ -282,12 +346,12 @@ SOFTMAX_SCALE = Question(
 
 STAGE_PARAMS = Question(
     "q_stage_params", "int", key="0d9e5bd55a224fbec29f",
-    wrong={
-        answer_key("q_stage_params", 6 * 2 * 1024 * 64, kind="int"): (
+    wrong={  # salted hashes of the wrong answers (in plain text they would point to the right one)
+        "6d0941ee2b470acf6855": (
             "missing_bias", "The biases are left out: each of the two layers has one bias per output unit."),
-        answer_key("q_stage_params", 2 * 1024 * 64 + 64 + 1024, kind="int"): (
+        "e759edb945d12c727663": (
             "se_per_stage", "That is one SE block; SE-ResNet-50 puts one in each of the stage's 6 blocks."),
-        answer_key("q_stage_params", 6 * (2 * 256 * 16 + 16 + 256), kind="int"): (
+        "68ca49f0d9f45c5a2616": (
             "bottleneck_width", "256 is the bottleneck's inner width; SE recalibrates the block's output, "
                                 "which has 1024 channels."),
     },
@@ -295,10 +359,10 @@ STAGE_PARAMS = Question(
            "with C' = C // r, then multiply by the number of blocks in the stage.")
 
 
-@exercise("q_gate_shape", budget_s=2)
-def check_q_gate_shape(answer: Any) -> None:
-    """The shape of SqueezeExcitation(512, 16).attention(x) for x of shape (8, 512, 28, 14)."""
-    GATE_SHAPE.check(answer)
+@exercise("q_w1_shape", budget_s=2)
+def check_q_w1_shape(answer: Any) -> None:
+    """The shape of W1's weight in SqueezeExcitation(512, 16) built from 1x1 convolutions."""
+    W1_SHAPE.check(answer)
 
 
 @exercise("q_softmax_scale", budget_s=2)

@@ -34,7 +34,7 @@ from ._core import (
     forward_keeps_input,
     load_by_shape,
 )
-from ._questions import Question, answer_key
+from ._questions import Question
 
 __all__ = ["check_cbam", "check_channel_attention", "check_spatial_attention", "check_q_spatial_params",
            "check_q_gate_order", "check_q_cbam_params"]
@@ -118,7 +118,7 @@ def load_spatial_weights(module: torch.nn.Module, weight: torch.Tensor, *, what:
     for name, p in module.named_parameters():
         if p.dim() == 4 and tuple(p.shape) == (1, 1, k, k):
             raise CheckFailure(f"{what}: the conv {name} has one input map {fmt_shape(p.shape)}; Eq. (3) "
-                               "convolves two stacked maps, [mean; max] over the channels: (1, 2, k, k).",
+                               "convolves two stacked maps, [mean; max] over the channels: the convolution takes 2 input maps.",
                                mistake="single_pool")
         if p.dim() == 4 and p.shape[:2] == (1, 2) and tuple(p.shape[2:]) != (k, k):
             raise CheckFailure(f"{what}: the conv {name} has kernel {tuple(p.shape[2:])}; expected "
@@ -222,23 +222,21 @@ def check_cbam(cls: type) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch02_cbam.py)
+# conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch02_cbam.py). The
+# named wrong answers are keyed by their salted hashes too (answer_key; the plain values are in
+# tests/test_ch02_cbam.py): in plain text they would point to the right answers.
 # --------------------------------------------------------------------------------------------
-def _key(qid: str, value: Any, kind: str) -> str:
-    return answer_key(qid, value, kind=kind, options="abcde" if kind == "choices" else None)
-
-
 SPATIAL_PARAMS = Question(
     "q_spatial_params", "int", key="75d401fc85fc5f72cdbc",
     wrong={
-        _key("q_spatial_params", 7 * 7, "int"): (
+        "1011afb0775d857e2806": (
             "single_pool", "That is a 7 x 7 kernel on ONE map; Eq. (3) convolves two stacked maps, [mean; max]."),
-        _key("q_spatial_params", 2 * 7 * 7 + 1, "int"): (
+        "b34f1a4612787558559a": (
             "extra_parameter", "The paper's f^{7x7} has no bias: count the kernel's weights only."),
-        _key("q_spatial_params", 2 * 7 * 7 + 2, "int"): (
+        "8fca5b21665002d41da9": (
             "official_batch_norm", "100 is the official gate, whose BatchNorm2d(1) adds a weight and a bias; "
                                    "the question asks for Eq. (3)."),
-        _key("q_spatial_params", 2 * 7, "int"): (
+        "9b5c575595c30d5adcb4": (
             "kernel_ignored", "A 7 x 7 kernel has 7 * 7 weights per input map."),
     },
     advice="The convolution's weight has shape (out maps, in maps, k, k); count how many maps go in and come out.")
@@ -246,13 +244,13 @@ SPATIAL_PARAMS = Question(
 GATE_ORDER = Question(
     "q_gate_order", "choices", key="405b54b2acccf06c216f", options="abcde",
     wrong={
-        _key("q_gate_order", "bc", "choices"): (
+        "59455a38963ad04aaff9": (
             "spatial_on_input", "(b) and (c) describe the PARALLEL arrangement. In Eq. (1) the spatial gate is "
                                 "computed from F' = M_c(F) * F, so it sees the channel-refined features."),
-        _key("q_gate_order", "ae", "choices"): (
+        "f78732ebb6a10f6fa296": (
             "gates_commute", "Look at (d) again: if the spatial map is computed from F', changing M_c changes "
                              "what the spatial gate sees, so the order matters."),
-        _key("q_gate_order", "ace", "choices"): (
+        "091997df3921b26909f6": (
             "spatial_on_input", "(c) is the parallel form x * M_c(x) * M_s(x). It equals CBAM's output only "
                                 "when M_s(F') happens to equal M_s(F)."),
     },
@@ -262,13 +260,13 @@ GATE_ORDER = Question(
 CBAM_PARAMS = Question(
     "q_cbam_params", "int", key="75b05f66068331687b63",
     wrong={
-        _key("q_cbam_params", 2 * 256 * 16 + 16 + 256 + 98, "int"): (
+        "778f7408f1470495c2d4": (
             "official_mlp_bias", "That counts the official code's MLP biases; the paper's Eq. (2) has none."),
-        _key("q_cbam_params", 2 * (2 * 256 * 16) + 98, "int"): (
+        "bb4a78c17538416e8556": (
             "separate_mlps", "The MLP is SHARED by the two descriptors: its weights count once."),
-        _key("q_cbam_params", 2 * 256 * 16, "int"): (
+        "ae5756eab5cb192c0dd1": (
             "param_count", "The spatial gate's convolution has parameters too."),
-        _key("q_cbam_params", 2 * 256 * 16 + 16 + 256 + 98 + 2, "int"): (
+        "11458e395a9b8c24032d": (
             "official_mlp_bias", "That is the official block (MLP biases and the spatial BatchNorm); the "
                                  "question asks for the paper's form."),
     },

@@ -63,8 +63,8 @@ def plot_se_by_depth(net: learned.DepthNet, data, path: str | Path | None = None
         out[f"class_share_{d}"] = share
     axes[0, 0].set_ylabel("mean gate s (per class)")
     axes[0, -1].legend(fontsize=6, ncol=2, loc="lower right", title="class", title_fontsize=7)
-    fig.suptitle(f"Trained {name} gates on cluttered digits, per class and per depth (1 = after stage 1, 3 = the slot)",
-                 fontsize=10)
+    fig.suptitle(f"Trained {name} gates on cluttered digits, per class and per depth "
+                 "(1 = after stage 1, 3 = after stage 3)", fontsize=10)
     fig.tight_layout()
     _finish(fig, path)
     return out

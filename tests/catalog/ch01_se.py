@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from catalog import Exercise, Impl
 from course_lib.checks.ch01_se import (
-    check_q_gate_shape,
+    check_q_w1_shape,
     check_q_softmax_scale,
     check_q_stage_params,
     check_se,
@@ -15,7 +15,7 @@ from course_lib.checks.ch01_se import (
     check_seresnet50_extra_parameters,
 )
 from course_lib.checks.hidden.ch01_se import (
-    hidden_q_gate_shape,
+    hidden_q_w1_shape,
     hidden_q_softmax_scale,
     hidden_q_stage_params,
     hidden_se,
@@ -30,13 +30,13 @@ COUNT = Exercise("01_se", "se_parameter_count", "se_parameter_count", check_se_p
 RESNET = Exercise("01_se", "seresnet50_extra_parameters", "seresnet50_extra_parameters",
                   check_seresnet50_extra_parameters, hidden_seresnet50_extra_parameters,
                   "seresnet50_solution", "test_seresnet50")
-Q_GATE = Exercise("01_se", "q_gate_shape", "q_gate_shape", check_q_gate_shape, hidden_q_gate_shape,
-                  "q_gate_shape_solution", "test_q_gate_shape")
+Q_W1 = Exercise("01_se", "q_w1_shape", "q_w1_shape", check_q_w1_shape, hidden_q_w1_shape,
+                "q_w1_shape_solution", "test_q_w1_shape")
 Q_SOFTMAX = Exercise("01_se", "q_softmax_scale", "q_softmax_scale", check_q_softmax_scale, hidden_q_softmax_scale,
                      "q_softmax_scale_solution", "test_q_softmax_scale")
 Q_STAGE = Exercise("01_se", "q_stage_params", "q_stage_params", check_q_stage_params, hidden_q_stage_params,
                    "q_stage_params_solution", "test_q_stage_params")
-EXERCISES = [SE, COUNT, RESNET, Q_GATE, Q_SOFTMAX, Q_STAGE]
+EXERCISES = [SE, COUNT, RESNET, Q_W1, Q_SOFTMAX, Q_STAGE]
 
 
 def se(body: str, init: str | None = None) -> str:
@@ -105,8 +105,27 @@ class SqueezeExcitation(nn.Module):
         self.fc1 = nn.Conv2d(channels, channels // 16, 1)
         self.fc2 = nn.Conv2d(channels // 16, channels, 1)
 """), "reduction_ignored"),
+    Impl(SE, "hidden width C / r, a float", se(CONV_GATE + FORWARD, init="""
+        self.fc1 = nn.Conv2d(channels, channels / reduction, 1)
+        self.fc2 = nn.Conv2d(channels / reduction, channels, 1)
+"""), "float_count", extra={"visible": True}),
+    Impl(SE, "hidden width rounded up with math.ceil", se(CONV_GATE + FORWARD, init="""
+        self.fc1 = nn.Conv2d(channels, math.ceil(channels / reduction), 1)
+        self.fc2 = nn.Conv2d(math.ceil(channels / reduction), channels, 1)
+"""), "hidden_width", extra={"visible": True}),
+    Impl(SE, "squeeze over the batch: one (1, C, 1, 1) gate for all images", se("""
+    def attention(self, x):
+        z = x.mean((0, 2, 3), keepdim=True)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
+""" + FORWARD), "batch_mean", extra={"visible": True}),
+    Impl(SE, "forward multiplies x by a (B, C) gate", se(CONV_GATE + """
+    def forward(self, x):
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+        return x * s.flatten(1)
+"""), "shape", extra={"visible": True}),
     Impl(SE, "softmax over channels instead of sigmoid",
-         se(gate("torch.softmax(self.fc2(F.relu(self.fc1(z))), dim=1)") + FORWARD), "softmax_gate"),
+         se(gate("torch.softmax(self.fc2(F.relu(self.fc1(z))), dim=1)") + FORWARD), "softmax_gate",
+         extra={"visible": True}),
     Impl(SE, "softmax over a size-1 axis (all ones)",
          se(gate("F.softmax(self.fc2(F.relu(self.fc1(z))), dim=-1)") + FORWARD), "softmax_gate"),
     Impl(SE, "no sigmoid", se(gate("self.fc2(F.relu(self.fc1(z)))") + FORWARD), "missing_sigmoid"),
@@ -161,7 +180,10 @@ class SqueezeExcitation(nn.Module):
         self.scale = torch.ones(channels, 1, 1)
 """), "tensor_attribute"),
     Impl(SE, "a float32 constant inside", se(gate("torch.sigmoid(self.fc2(F.relu(self.fc1(z))) * torch.tensor(1 / 3) * 3)")
-                                             + FORWARD), "float32_inside"),
+                                             + FORWARD), "float32_inside", extra={"visible": True}),
+    Impl(SE, "the excitation computed in float32, cast back", se(gate(
+        "torch.sigmoid(self.fc2.float()(F.relu(self.fc1.float()(z.float())))).to(x.dtype)") + FORWARD),
+         "float32_inside", extra={"visible": True}),
     Impl(SE, "valid: a scale registered as a buffer, a CPU scalar", se(CONV_GATE + """
     def forward(self, x):
         return x * self.attention(x) * self.scale * torch.tensor(1.0)
@@ -218,7 +240,7 @@ class SqueezeExcitation(nn.Module):
     def attention(self, x):
         z = x.mean((2, 3), keepdim=True)
         return torch.sigmoid(self.fc2(F.relu(self.fc1(z)))).to(torch.float32)
-""" + FORWARD), "dtype"),
+""" + FORWARD), "dtype", extra={"visible": True}),
     Impl(SE, "hard-coded float32 squeeze", se("""
     def attention(self, x):
         z = x.mean((2, 3), keepdim=True).float()
@@ -330,6 +352,11 @@ def se_parameter_count(channels, reduction=16):
     hidden = channels // 16
     return 2 * channels * hidden + hidden + channels
 """, "reduction_ignored"),
+    Impl(COUNT, "hidden width rounded up", """
+def se_parameter_count(channels, reduction=16):
+    hidden = math.ceil(channels / reduction)
+    return 2 * channels * hidden + hidden + channels
+""", "hidden_width", extra={"visible": True}),
     Impl(COUNT, "one layer counted", """
 def se_parameter_count(channels, reduction=16):
     hidden = channels // reduction
@@ -412,19 +439,21 @@ def seresnet50_extra_parameters(reduction=16):
     return sum(n * sum(p.numel() for p in block(c).parameters()) for n, c in [(3, 256), (4, 512), (6, 1024), (3, 2048)])
 """),
 
-    # ---------------------------------------------------------------- question 1: the gate's shape
-    Impl(Q_GATE, "a (B, C) gate", "q_gate_shape = (8, 512)", "keepdim"),
-    Impl(Q_GATE, "the hidden layer's shape", "q_gate_shape = (8, 32, 1, 1)", "hidden_width_shape"),
-    Impl(Q_GATE, "forward's shape", "q_gate_shape = (8, 512, 28, 14)", "returns_map"),
-    Impl(Q_GATE, "channels last", "q_gate_shape = (8, 1, 1, 512)", "wrong_answer"),
-    Impl(Q_GATE, "a string", "q_gate_shape = '(8, 512, 1, 1)'", "answer_form"),
-    Impl(Q_GATE, "left as None", "q_gate_shape = None", "unanswered"),
-    Impl(Q_GATE, "valid: a tuple", "q_gate_shape = (8, 512, 1, 1)"),
-    Impl(Q_GATE, "valid: a list", "q_gate_shape = [8, 512, 1, 1]"),
-    Impl(Q_GATE, "valid: a torch.Size from a tensor", "q_gate_shape = torch.zeros(8, 512, 1, 1).shape"),
+    # ---------------------------------------------------------------- question 1: W1's weight shape
+    Impl(Q_W1, "(in, out)", "q_w1_shape = (512, 32, 1, 1)", "weight_transposed", extra={"visible": True}),
+    Impl(Q_W1, "an nn.Linear's weight", "q_w1_shape = (32, 512)", "linear_weight_shape", extra={"visible": True}),
+    Impl(Q_W1, "the hidden activation", "q_w1_shape = (8, 32, 1, 1)", "activation_shape", extra={"visible": True}),
+    Impl(Q_W1, "a kernel the size of the image", "q_w1_shape = (32, 512, 28, 14)", "kernel_size",
+         extra={"visible": True}),
+    Impl(Q_W1, "the gate's shape", "q_w1_shape = (8, 512, 1, 1)", "wrong_answer"),
+    Impl(Q_W1, "a string", "q_w1_shape = '(32, 512, 1, 1)'", "answer_form"),
+    Impl(Q_W1, "left as None", "q_w1_shape = None", "unanswered"),
+    Impl(Q_W1, "valid: a tuple", "q_w1_shape = (32, 512, 1, 1)"),
+    Impl(Q_W1, "valid: a list", "q_w1_shape = [32, 512, 1, 1]"),
+    Impl(Q_W1, "valid: a real layer's weight shape", "q_w1_shape = nn.Conv2d(512, 512 // 16, 1).weight.shape"),
 
     # ---------------------------------------------------------------- question 2: a softmax gate's scale
-    Impl(Q_SOFTMAX, "the sigmoid's 0.5", "q_softmax_scale = 0.5", "sigmoid_value"),
+    Impl(Q_SOFTMAX, "the sigmoid's 0.5", "q_softmax_scale = 0.5", "sigmoid_value", extra={"visible": True}),
     Impl(Q_SOFTMAX, "a softmax over a size-1 axis", "q_softmax_scale = 1", "softmax_size_one"),
     Impl(Q_SOFTMAX, "the number of channels", "q_softmax_scale = 512", "softmax_inverse"),
     Impl(Q_SOFTMAX, "the demo's C = 256", "q_softmax_scale = 1 / 256", "wrong_answer"),

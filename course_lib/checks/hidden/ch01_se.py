@@ -32,7 +32,7 @@ from course_lib.checks.ch01_se import ADVICE, SE_ERROR_HINTS, call_se, check_se_
 from course_lib.se import SqueezeExcitation
 
 __all__ = ["ANSWERS", "build_expected", "hidden_se", "hidden_se_parameter_count",
-           "hidden_seresnet50_extra_parameters", "hidden_q_gate_shape", "hidden_q_softmax_scale",
+           "hidden_seresnet50_extra_parameters", "hidden_q_w1_shape", "hidden_q_softmax_scale",
            "hidden_q_stage_params"]
 
 #: (blocks, output channels of each bottleneck block) for ResNet-50's four stages.
@@ -40,12 +40,12 @@ RESNET50_STAGES = ((3, 256), (4, 512), (6, 1024), (3, 2048))
 
 #: The plain answers of the chapter's conceptual questions (their salted keys are in the visible checks).
 ANSWERS = {
-    "q_gate_shape": (8, 512, 1, 1),           # one gate per image and channel, kept 4-D to broadcast
+    "q_w1_shape": (32, 512, 1, 1),           # (out, in, kH, kW) with out = C // r = 512 // 16
     "q_softmax_scale": 1 / 512,              # equal logits: each of the C = 512 weights is 1 / C
     "q_stage_params": 6 * (2 * 1024 * 64 + 64 + 1024),  # 6 blocks of C = 1024, C' = 64: 792,960
 }
 #: (kind, digits) of each question, as the visible Question objects define them.
-KINDS = {"q_gate_shape": ("shape", 3), "q_softmax_scale": ("float", 3), "q_stage_params": ("int", 3)}
+KINDS = {"q_w1_shape": ("shape", 3), "q_softmax_scale": ("float", 3), "q_stage_params": ("int", 3)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,6 +120,10 @@ def build_expected() -> dict[str, Any]:
             "upstream": upstream,
             "gate": gate.float(),
             "out": out.detach().float(),
+            "gate64": gate.clone(),  # float64, for the visible check's float64 copies
+            "out64": out.detach().clone(),
+            "odd_channels": 36,  # with odd_reduction: C / r = 4.5, so C // r and ceil(C / r) differ
+            "odd_reduction": 8,
             "grad_x": grad_x.float(),
             "gate_diagnoses": {k: v.float() for k, v in variants.items()},
             "out_gate_added": (xd + gate).detach().float(),
@@ -261,9 +265,9 @@ def _hidden_question(qid: str, answer: Any) -> None:
     expect_plain(qid, answer, ANSWERS[qid], kind=kind, digits=digits)
 
 
-@exercise("q_gate_shape (hidden tests)", budget_s=2)
-def hidden_q_gate_shape(answer: Any) -> None:
-    _hidden_question("q_gate_shape", answer)
+@exercise("q_w1_shape (hidden tests)", budget_s=2)
+def hidden_q_w1_shape(answer: Any) -> None:
+    _hidden_question("q_w1_shape", answer)
 
 
 @exercise("q_softmax_scale (hidden tests)", budget_s=2)
