@@ -180,3 +180,34 @@ def test_course_grader_never_takes_an_automatic_score_for_a_written_cell(written
         grade = gb.find_grade(WRITTEN_ID, CHAPTER, CHAPTER, "alice")
         assert grade.auto_score is None and grade.needs_manual_grade
     assert (row["score"], row["pending"]) == (3.0, {WRITTEN_ID: 2.0}), row
+
+
+def test_feedback_after_manual_grading_has_the_final_score_and_still_no_hidden_tests(written):
+    """The instructor grades alice's written answer by hand (as formgrader does: a manual score and a
+    comment in the gradebook); ``feedback.regenerate`` renders her page again with it; dan's answer is
+    still waiting and keeps its note."""
+    from nbgrader.api import Gradebook
+
+    from course_lib.grading import feedback
+
+    run = written["run"]
+    before = run.feedback("alice").read_text(encoding="utf-8")
+    with batch._quiet_sqlalchemy(), Gradebook(run.gradebook, "cnn-attention") as gb:
+        grade = gb.find_grade(WRITTEN_ID, CHAPTER, CHAPTER, "alice")
+        grade.manual_score = 1.5
+        comment = gb.find_comment(WRITTEN_ID, CHAPTER, CHAPTER, "alice")
+        comment.manual_comment = "Right idea; say what + does to two strings."
+        gb.db.commit()
+    with batch._quiet_sqlalchemy():
+        done = feedback.regenerate(run.out, CHAPTER)
+    assert done == {student: "written" for student in SUBMISSIONS}, done
+    alice = run.feedback("alice").read_text(encoding="utf-8")
+    assert alice != before
+    assert "Score: 4.5 / 5.0" in alice and "say what + does to two strings" in alice
+    assert "graded by hand" not in alice
+    assert "alice&#39;s own words" in alice or "alice's own words" in alice
+    dan = run.feedback("dan").read_text(encoding="utf-8")
+    assert "graded by hand" in dan and "Score: 3.0 / 5.0" in dan
+    for page in (alice, dan, run.feedback("bob").read_text(encoding="utf-8")):
+        assert HIDDEN_1 not in page and HIDDEN_2 not in page and "_secret_value" not in page
+        assert WRITTEN_MODEL not in page and "Rubric" not in page and "hidden tests ran here" in page

@@ -56,6 +56,7 @@ import statistics
 import sys
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -238,9 +239,12 @@ def grade_submissions(
             rows = _grade_all(client, collection, out, chapter, db_url, info, static, progress)
             grading_seconds = time.perf_counter() - grading_started
             lap("grading")
-        finally:
+        except BaseException:
             engine.close()
-        lap("close")
+            raise
+        # the cluster shuts down (workers, templates) while this process writes the reports
+        closing = threading.Thread(target=engine.close, name="course-grading-close", daemon=True)
+        closing.start()
 
     run = GradeRun(
         chapter=chapter,
@@ -258,10 +262,14 @@ def grade_submissions(
         skipped=collection.skipped,
         profile=profile,
     )
-    write_csv(run, [name for name, _ in info["grade_cells"]])
-    write_histogram(run)
-    run.summary_path.write_text(summary_table(run) + "\n", encoding="utf-8")
-    lap("reports")
+    try:
+        write_csv(run, [name for name, _ in info["grade_cells"]])
+        write_histogram(run)
+        run.summary_path.write_text(summary_table(run) + "\n", encoding="utf-8")
+        lap("reports")
+    finally:
+        closing.join()
+    lap("close")
     run.seconds = time.perf_counter() - started
     (report_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=1), encoding="utf-8")
     return run

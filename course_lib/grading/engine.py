@@ -151,8 +151,9 @@ def warm(env: dict[str, str | None]) -> str:
 
     lean_imports()
     with _PROCESS_LOCK, _environment(env):
-        template_for(_scratch() / "template.log")
-        # and this process's own imports: nbgrader's autograde and the feedback exporter
+        template = template_for(_scratch() / "template.log", wait=False)
+        # while the template imports torch and the checks: this process's own imports (nbgrader's
+        # autograde, the feedback exporter) and a first feedback page (compiles its templates)
         import nbconvert.exporters  # noqa: F401
         import nbgrader.apps  # noqa: F401
         import nbgrader.converters  # noqa: F401
@@ -160,6 +161,10 @@ def warm(env: dict[str, str | None]) -> str:
         import sqlalchemy  # noqa: F401
 
         from course_lib.grading import batch, feedback  # noqa: F401
+
+        with contextlib.suppress(Exception):
+            feedback.warm_exporter()
+        template.ready()
     return f"{os.uname().nodename}:{os.getpid()}"
 
 

@@ -436,8 +436,12 @@ def _child_main(fd: int) -> None:  # noqa: C901 - one function: its state stays 
 class Template:
     """A template process: imports done, forks a child per :meth:`spawn`."""
 
-    def __init__(self, env: dict[str, str], log: Path | None = None, python: str = sys.executable):
+    def __init__(self, env: dict[str, str], log: Path | None = None, python: str = sys.executable,
+                 wait: bool = True):
+        """Start the template; ``wait=False`` returns at once (its imports run meanwhile) and the first
+        :meth:`ready` or :meth:`spawn` waits for it."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._ready = False
         self._lock = threading.Lock()
         sink = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
         try:
@@ -451,6 +455,18 @@ class Template:
                 sink.close()
         self.sock = ours
         self.sock.settimeout(300)
+        if wait:
+            self.ready()
+
+    def ready(self) -> "Template":
+        """Wait until the template has done its imports (once); raise RuntimeError if it did not start."""
+        with self._lock:
+            if not self._ready:
+                self._handshake()
+                self._ready = True
+        return self
+
+    def _handshake(self) -> None:
         try:
             ready = _read_exact(self.sock.fileno(), 6, time.monotonic() + 300)
             hello = recv_frame(self.sock.fileno(), time.monotonic() + 60)
@@ -470,6 +486,7 @@ class Template:
         return self.proc.poll() is None
 
     def spawn(self) -> "Child":
+        self.ready()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with self._lock:
@@ -547,15 +564,24 @@ def _template_env() -> dict[str, str]:
     return env
 
 
-def template_for(log: Path | None = None) -> Template:
-    """This process's template for its present environment (started on first use, restarted if it died)."""
+def template_for(log: Path | None = None, wait: bool = True) -> Template:
+    """This process's template for its present environment (started on first use, restarted if it died).
+    ``wait=False``: return as soon as it is started (its imports go on while the caller does its own)."""
     env = _template_env()
     key = tuple(sorted(env.items()))
     with _TEMPLATES_LOCK:
         found = _TEMPLATES.get(key)
         if found is None or not found.alive():
-            found = _TEMPLATES[key] = Template(env, log)
-        return found
+            found = _TEMPLATES[key] = Template(env, log, wait=False)
+    if wait:
+        try:
+            found.ready()
+        except RuntimeError:
+            with _TEMPLATES_LOCK:
+                if _TEMPLATES.get(key) is found:
+                    del _TEMPLATES[key]
+            raise
+    return found
 
 
 def close_templates() -> None:
