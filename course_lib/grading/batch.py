@@ -32,6 +32,12 @@ one notebook (cell timeout, the ``student_timeout`` of a whole submission, memor
 ``warm.ForkExecute`` enforces on the child, and one task at a time per worker process (a lock in
 ``engine.grade_task``), since each notebook is given a whole core.
 
+Written answers (markdown cells with ``grade`` and ``solution``, graded by hand) are treated as nbgrader
+treats them: 0 when left as released, otherwise no automatic score and ``needs_manual_grade`` in the
+gradebook; a row's ``score`` then holds the auto-graded points and ``pending`` the points left to grade
+by hand, which the summary, the CSV (``pending_manual``) and the feedback page say.
+``python -m course_lib.grading.feedback`` renders the pages again once they are graded.
+
 A submission that cannot be graded (malformed JSON, an empty notebook, another chapter's notebook, a
 kernel that died, a grading process that ran past its time limit) gets a row with score 0 and a status
 saying why, a flagged entry in the gradebook and a feedback page with the reason; the batch goes on.
@@ -88,8 +94,9 @@ SHARED_GRADE_IDS = {"setup"}  # cells every chapter has (the setup cell): they s
 class GradeRun:
     """What a batch produced. ``rows``: one dict per student, sorted by student::
 
-        {"student", "score", "max_score", "status" ("graded" or "error: ..."), "note",
-         "cells": {grade_id: (score, max_score)}, "source", "seconds"}
+        {"student", "score", "max_score", "pending" ({grade_id: points} left for manual grading),
+         "status" ("graded" or "error: ..."), "note", "cells": {grade_id: (score, max_score)}, "source",
+         "seconds", "phases" (seconds of each step in the worker)}
     """
 
     chapter: str
