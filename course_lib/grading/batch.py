@@ -813,8 +813,9 @@ def bench(chapter: str | None = None, n: int = 12, workers: int | None = None, *
     the figures.
 
     Every mode is a whole command in a process of its own, timed from outside (start-up, imports and
-    exit included). Each repeat runs the three modes one after the other and gives its own ratios (on a
-    shared machine the others' load comes and goes, so ratios are only compared within one repeat);
+    exit included). Each repeat runs the three modes one after the other, in an order that turns with
+    each repeat, and gives its own ratios (on a shared machine the others' load comes and goes, so ratios
+    are only compared within one repeat);
     the summary gives the median and the spread over the repeats. Every run's grades must equal plain
     nbgrader's, cell by cell.
     """
@@ -850,10 +851,18 @@ def bench(chapter: str | None = None, n: int = 12, workers: int | None = None, *
             whole: dict[str, float] = {}
             grading: dict[str, float] = {}
             runs: dict[str, GradeRun] = {}
-            whole["plain"], reference = _plain_nbgrader(chapter, subs, tmp / f"plain-{r}", source_root)
-            grading["plain"] = whole["plain"]
-            for label, count in modes[1:]:
-                whole[label], run = _course_command(chapter, subs, tmp / f"{label}-{r}", count, source_root)
+            # the order turns with each repeat: a load that rises or falls during a repeat must not
+            # always favour the same mode
+            order = modes[r % len(modes):] + modes[:r % len(modes)]
+            results = {}
+            for label, count in order:
+                if label == "plain":
+                    whole["plain"], reference = _plain_nbgrader(chapter, subs, tmp / f"plain-{r}", source_root)
+                    grading["plain"] = whole["plain"]
+                else:
+                    whole[label], results[label] = _course_command(chapter, subs, tmp / f"{label}-{r}", count,
+                                                                   source_root)
+            for label, run in results.items():
                 grading[label] = run.grading_seconds
                 runs[label] = run
                 got = {row["student"]: row["cells"] for row in run.rows}
@@ -862,7 +871,8 @@ def bench(chapter: str | None = None, n: int = 12, workers: int | None = None, *
             repeats_out.append({"whole": whole, "grading": grading, "load": (load_before, load_after),
                                 "profile": {k: v.profile for k, v in runs.items()},
                                 "phases": {k: _mean_phases(v) for k, v in runs.items()}})
-            print_(f"repeat {r + 1}: load average {load_before:.1f} before, {load_after:.1f} after")
+            print_(f"repeat {r + 1}: load average {load_before:.1f} before, {load_after:.1f} after; "
+                   f"order: {', '.join(label for label, _ in order)}")
             print_(f"  {'mode':<46} {'s/notebook':>10} {'vs plain':>9}   {'grading only':>12} {'vs plain':>9}")
             for label, _ in modes:
                 print_(f"  {names[label]:<46} {whole[label] / n:>10.2f} {whole['plain'] / whole[label]:>8.2f}x   "
