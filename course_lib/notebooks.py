@@ -365,7 +365,17 @@ def stale_releases() -> list[str]:
 
 
 def autograde(grader, root: Path, chapter: str, student: str, notebook: Path) -> dict:
-    """Submit ``notebook`` as ``student`` and autograde it; return score, max score and per-cell grades."""
+    """Submit ``notebook`` as ``student`` and autograde it; return its grades::
+
+        {"score", "max_score", "cells": {grade_id: (score, max_score)},
+         "auto_scores": {grade_id: auto score, None where nbgrader gave none},
+         "pending": {grade_id: points} (cells left for manual grading: written answers),
+         "auto_max_score": max_score minus the pending points}
+
+    nbgrader never scores a manually graded cell (``grade`` and ``solution``: the course's WRITTEN
+    questions) that the student answered: it leaves it ``needs_manual_grade`` with no score, so a perfect
+    submission scores ``auto_max_score`` with the written points pending (:func:`full_marks_problems`).
+    """
     from nbgrader.api import Gradebook
 
     target = Path(root) / "submitted" / student / chapter / f"{chapter}.ipynb"
@@ -375,8 +385,47 @@ def autograde(grader, root: Path, chapter: str, student: str, notebook: Path) ->
         _require(grader.autograde(chapter, student, force=True, create=True), f"autograde {chapter}/{student}")
     with Gradebook(f"sqlite:///{Path(root) / 'gradebook.db'}") as gb:
         submission = gb.find_submission_notebook(chapter, chapter, student)
-        cells = {g.name: (g.score, g.max_score) for g in submission.grades}
-        return {"score": submission.score, "max_score": submission.max_score, "cells": cells}
+        return grades_of(submission)
+
+
+def grades_of(submission) -> dict:
+    """:func:`autograde`'s dict for an nbgrader ``SubmittedNotebook`` (read from a gradebook)."""
+    cells = {g.name: (g.score, g.max_score) for g in submission.grades}
+    pending = {g.name: g.max_score for g in submission.grades
+               if g.needs_manual_grade and g.auto_score is None and g.manual_score is None}
+    return {"score": submission.score, "max_score": submission.max_score, "cells": cells,
+            "auto_scores": {g.name: g.auto_score for g in submission.grades}, "pending": pending,
+            "auto_max_score": submission.max_score - sum(pending.values())}
+
+
+def manual_cells(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """grade_id -> cell type of the cells nbgrader leaves for manual grading (``grade`` and ``solution``):
+    the WRITTEN questions (markdown) and any manually graded code answer."""
+    found = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and meta.get("solution") and meta.get("grade_id"):
+            found[meta["grade_id"]] = cell.cell_type
+    return found
+
+
+def full_marks_problems(result: dict, nb: nbformat.NotebookNode) -> list[str]:
+    """Why ``result`` (:func:`autograde` of the solution notebook ``nb``) is not "full marks": every
+    auto-graded cell must have all its points, and every manually graded cell (a WRITTEN question) must
+    be left for manual grading, with no automatic score. Empty when it is full marks."""
+    manual = manual_cells(nb)
+    problems = []
+    for name, (score, out_of) in result["cells"].items():
+        if name in manual:
+            auto = result.get("auto_scores", {}).get(name)
+            if auto is not None or name not in result.get("pending", {}):
+                problems.append(f"{name} (a written answer, graded by hand) was scored automatically: "
+                                f"auto score {auto}, not left for manual grading")
+        elif score != out_of:
+            problems.append(f"{name} lost points: {score:g} of {out_of:g}")
+    for name in set(result.get("pending", {})) - set(manual):
+        problems.append(f"{name} was left for manual grading but is an auto-graded cell")
+    return problems
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,7 +466,8 @@ def _times(selected: list[str]) -> int:
             t1 = time.perf_counter()
             stub = autograde(grader, Path(tmp), chapter, "stub", Path(tmp) / RELEASE / chapter / f"{chapter}.ipynb")
             t2 = time.perf_counter()
-        score = f"{sol['score']:g}/{sol['max_score']:g}, {stub['score']:g}"
+        pending = sum(sol["pending"].values())
+        score = f"{sol['score']:g}/{sol['auto_max_score']:g}{f' +{pending:g} by hand' if pending else ''}, {stub['score']:g}"
         print(f"{chapter:<16}{exec_s:>12.1f}{t1 - t0:>24.1f}{t2 - t1:>20.1f}{score:>12}")
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_grading_batch import CHAPTER, HIDDEN_1, HIDDEN_2, _chapter
+from test_grading_batch import CHAPTER, HIDDEN_1, HIDDEN_2, WRITTEN_ID, WRITTEN_MODEL, _chapter
 
 from course_lib import notebooks as nbs
 from course_lib.grading import batch
@@ -24,10 +24,12 @@ from course_lib.grading import batch
 pytestmark = pytest.mark.slow
 
 COURSE = "cnn-attention"
-#: student -> (the answer they write, the score it must get, a line only their page may show)
+#: student -> (the answer they write, the score it must get, a line only their page may show, their
+#: written answer (graded by hand; None: left as released))
 STUDENTS = {
-    "alice": ("def double(x):\n    return x + x  # alice's own way", 3.0, "alice's own way"),
-    "bob": ("def double(x):\n    return abs(x) * 2  # bob forgets the sign", 0.0, "bob forgets the sign"),
+    "alice": ("def double(x):\n    return x + x  # alice's own way", 3.0, "alice's own way",
+              "Adding x to itself doubles it: alice writes this"),
+    "bob": ("def double(x):\n    return abs(x) * 2  # bob forgets the sign", 0.0, "bob forgets the sign", None),
 }
 
 
@@ -76,7 +78,7 @@ def _require(result: dict, what: str) -> None:
 
 def test_release_fetch_submit_collect_grade_feedback_fetch(tmp_path):
     src, root, exchange = tmp_path / "src", tmp_path / "course", tmp_path / "exchange"
-    nbs.write_atomic(nbs.notebook_path(CHAPTER, src), nbs.dumps(_chapter()))
+    nbs.write_atomic(nbs.notebook_path(CHAPTER, src), nbs.dumps(_chapter(written=True)))  # with a written question
     exchange.mkdir()
     exchange.chmod(0o777)
     with batch._fast_alembic():
@@ -84,7 +86,7 @@ def test_release_fetch_submit_collect_grade_feedback_fetch(tmp_path):
     _require(_instructor(root, exchange).release_assignment(CHAPTER), "release_assignment")
 
     homes = {}
-    for student, (answer, _, _) in STUDENTS.items():
+    for student, (answer, _, _, text) in STUDENTS.items():
         home = homes[student] = tmp_path / "home" / student
         home.mkdir(parents=True)
         _student_step("fetch", home, exchange, student)
@@ -94,6 +96,8 @@ def test_release_fetch_submit_collect_grade_feedback_fetch(tmp_path):
         for cell in nb.cells:
             if cell.metadata.get("nbgrader", {}).get("grade_id") == "double":
                 cell.source = answer
+            if text and cell.metadata.get("nbgrader", {}).get("grade_id") == WRITTEN_ID:
+                cell.source = text
         nbformat.write(nb, fetched)
         _student_step("submit", home, exchange, student)
 
@@ -102,8 +106,11 @@ def test_release_fetch_submit_collect_grade_feedback_fetch(tmp_path):
 
     run = batch.grade_submissions(CHAPTER, root, out=root, workers=1, cell_timeout=15, source_root=src,
                                   progress=False)
-    assert run.scores == {s: score for s, (_, score, _) in STUDENTS.items()}, run.rows
+    assert run.scores == {s: score for s, (_, score, _, _) in STUDENTS.items()}, run.rows
     assert run.gradebook_scores() == run.scores
+    # the written answer: left for manual grading when answered, 0 when left as released (as nbgrader does)
+    assert {r["student"]: r["pending"] for r in run.rows} == {
+        s: ({WRITTEN_ID: 2.0} if text else {}) for s, (_, _, _, text) in STUDENTS.items()}
     _require(_instructor(root, exchange).release_feedback(CHAPTER), "release_feedback")
 
     pages = {}
@@ -112,11 +119,14 @@ def test_release_fetch_submit_collect_grade_feedback_fetch(tmp_path):
         found = sorted((home / CHAPTER / "feedback").rglob("*.html"))
         assert len(found) == 1, (student, found)
         pages[student] = found[0].read_text(encoding="utf-8")
-    for student, (_, score, mark) in STUDENTS.items():
+    for student, (_, score, mark, text) in STUDENTS.items():
         page = pages[student]
         assert mark in page, f"{student} did not receive their own feedback"
-        others = [m for s, (_, _, m) in STUDENTS.items() if s != student]
+        others = [m for s, (_, _, m, _) in STUDENTS.items() if s != student]
         assert not any(m in page for m in others), f"{student} received someone else's feedback"
         assert HIDDEN_1 not in page and HIDDEN_2 not in page and "_secret_value" not in page, student
         assert "hidden tests ran here" in page
-        assert f"Score: {score:g}" in page or f"{score:g} / 3" in page or f"{score:g}/3" in page, student
+        assert WRITTEN_MODEL not in page and "Rubric" not in page, f"{student} saw the written answer's model"
+        if text:
+            assert text in page and "graded by hand" in page, f"{student}'s written answer is not on their page"
+        assert f"Score: {score:g}" in page or f"{score:g} / 5" in page or f"{score:g}/5" in page, student

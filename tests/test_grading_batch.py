@@ -28,7 +28,19 @@ HIDDEN_1 = "assert double(-1) == -2, 'double(-1) should be -2'"
 HIDDEN_2 = "_secret_value = double('ab')"
 
 
-def _chapter() -> nbformat.NotebookNode:
+WRITTEN_ID = "written_why"
+WRITTEN_MODEL = "Doubling is adding a number to itself (model answer)."
+WRITTEN_RUBRIC = "**Rubric (2 points):** 1 point for x + x, 1 point for saying it works for strings too."
+
+
+def written_cell(grade_id: str = WRITTEN_ID, points: float = 2) -> nbformat.NotebookNode:
+    """A WRITTEN question as the chapters have them: a markdown answer cell graded by hand."""
+    return nbs._nbgrader(nbs.md(f"### BEGIN SOLUTION\n{WRITTEN_MODEL}\n\n{WRITTEN_RUBRIC}\n### END SOLUTION"),
+                         grade=True, solution=True, points=points, grade_id=grade_id)
+
+
+def _chapter(written: bool = False) -> nbformat.NotebookNode:
+    """The batch demo chapter (3 auto-graded points); ``written``: with a WRITTEN question (2 points by hand)."""
     cells = [
         nbs.md("# Batch demo\nWrite `double`."),
         nbs.solution(SOLUTION, "double"),
@@ -39,6 +51,9 @@ def _chapter() -> nbformat.NotebookNode:
                  f"{HIDDEN_2}\nassert _secret_value == 'abab', 'strings double too'\n### END HIDDEN TESTS",
                  "test_double_str", 1),
     ]
+    if written:
+        cells += [nbs.md("**Written question.** In one sentence: why does `x + x` also double a string?"),
+                  written_cell()]
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["course"] = {"time_budget_s": 30}
     return nbs.normalize(nb)

@@ -29,6 +29,9 @@ def _demo_notebook() -> nbformat.NotebookNode:
                 "test_double_stderr_warning",
                 1,
             ),
+            # a WRITTEN question: nbgrader leaves the answer for manual grading
+            nbs._nbgrader(nbs.md("### BEGIN SOLUTION\nx + x is 2x.\n\n**Rubric (2 points):** says 2x.\n### END SOLUTION"),
+                          grade=True, solution=True, points=2, grade_id="written_double"),
         ],
         budget_s=60,
     )
@@ -51,13 +54,17 @@ def test_release_strips_solution_and_hidden_tests(demo_course):
     assert "raise NotImplementedError()" in released
     assert "return 2 * x" not in released
     assert "double(-1)" not in released
+    assert "YOUR ANSWER HERE" in released and "Rubric" not in released  # the written answer's model and rubric
 
 
 @pytest.mark.slow
 def test_autograde_solution_full_marks_and_stub_zero(demo_course):
     grader, root, source = demo_course
     solved = nbs.autograde(grader, root, DEMO, "alice", source)
-    assert solved["score"] == solved["max_score"] == 3, solved
+    # full marks = every auto-graded point; the written answer waits for the instructor
+    assert solved["score"] == solved["auto_max_score"] == 3 and solved["max_score"] == 5, solved
+    assert solved["pending"] == {"written_double": 2}, solved
+    assert nbs.full_marks_problems(solved, nbformat.read(source, as_version=4)) == []
     stub = nbs.autograde(grader, root, DEMO, "bob", root / nbs.RELEASE / DEMO / f"{DEMO}.ipynb")
     assert stub["score"] == 0, stub
     assert all(score == 0 for score, _ in stub["cells"].values()), stub["cells"]

@@ -32,6 +32,12 @@ one notebook (cell timeout, the ``student_timeout`` of a whole submission, memor
 ``warm.ForkExecute`` enforces on the child, and one task at a time per worker process (a lock in
 ``engine.grade_task``), since each notebook is given a whole core.
 
+Written answers (markdown cells with ``grade`` and ``solution``, graded by hand) are treated as nbgrader
+treats them: 0 when left as released, otherwise no automatic score and ``needs_manual_grade`` in the
+gradebook; a row's ``score`` then holds the auto-graded points and ``pending`` the points left to grade
+by hand, which the summary, the CSV (``pending_manual``) and the feedback page say.
+``python -m course_lib.grading.feedback`` renders the pages again once they are graded.
+
 A submission that cannot be graded (malformed JSON, an empty notebook, another chapter's notebook, a
 kernel that died, a grading process that ran past its time limit) gets a row with score 0 and a status
 saying why, a flagged entry in the gradebook and a feedback page with the reason; the batch goes on.
@@ -56,6 +62,7 @@ import statistics
 import sys
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -87,8 +94,9 @@ SHARED_GRADE_IDS = {"setup"}  # cells every chapter has (the setup cell): they s
 class GradeRun:
     """What a batch produced. ``rows``: one dict per student, sorted by student::
 
-        {"student", "score", "max_score", "status" ("graded" or "error: ..."), "note",
-         "cells": {grade_id: (score, max_score)}, "source", "seconds"}
+        {"student", "score", "max_score", "pending" ({grade_id: points} left for manual grading),
+         "status" ("graded" or "error: ..."), "note", "cells": {grade_id: (score, max_score)}, "source",
+         "seconds", "phases" (seconds of each step in the worker)}
     """
 
     chapter: str
@@ -104,6 +112,9 @@ class GradeRun:
     workers: int
     layout: str = ""
     skipped: list[str] = field(default_factory=list)
+    #: where the command's time went (seconds): "build" (the chapter's template course), "cluster"
+    #: (waiting for the cluster and its warm templates after the build), "grading", "reports", "close"
+    profile: dict = field(default_factory=dict)
 
     @property
     def scores(self) -> dict[str, float]:
@@ -204,6 +215,15 @@ def grade_submissions(
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         work = Path(tmp)
         # the cluster and its warm templates come up while this process builds the chapter
+        profile: dict[str, float] = {}
+        clock = [started]
+
+        def lap(name: str) -> None:
+            now = time.perf_counter()
+            profile[name] = profile.get(name, 0.0) + now - clock[0]
+            clock[0] = now
+
+        lap("start")
         engine = Engine(workers=min(workers, max(1, len(collection.submissions))), scheduler=scheduler,
                         cluster=cluster, env=env, sandbox=sandboxed).start()
         try:
@@ -218,13 +238,20 @@ def grade_submissions(
                 "sandbox": sandboxed,
             }
             _prepare_main(out, template, chapter, db_url)
+            lap("build")
             client = engine.client()
             used_workers = engine.worker_count() if (scheduler or cluster is not None) else engine.workers
+            lap("cluster")
             grading_started = time.perf_counter()
             rows = _grade_all(client, collection, out, chapter, db_url, info, static, progress)
             grading_seconds = time.perf_counter() - grading_started
-        finally:
+            lap("grading")
+        except BaseException:
             engine.close()
+            raise
+        # the cluster shuts down (workers, templates) while this process writes the reports
+        closing = threading.Thread(target=engine.close, name="course-grading-close", daemon=True)
+        closing.start()
 
     run = GradeRun(
         chapter=chapter,
@@ -240,10 +267,17 @@ def grade_submissions(
         workers=used_workers,
         layout=collection.layout,
         skipped=collection.skipped,
+        profile=profile,
     )
-    write_csv(run, [name for name, _ in info["grade_cells"]])
-    write_histogram(run)
-    run.summary_path.write_text(summary_table(run) + "\n", encoding="utf-8")
+    try:
+        write_csv(run, [name for name, _ in info["grade_cells"]])
+        write_histogram(run)
+        run.summary_path.write_text(summary_table(run) + "\n", encoding="utf-8")
+        lap("reports")
+    finally:
+        closing.join()
+    lap("close")
+    run.seconds = time.perf_counter() - started
     (report_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=1), encoding="utf-8")
     return run
 
@@ -316,6 +350,8 @@ def _prepare_template(chapter: str, work: Path, source_root: Path, others: list[
         "ids": sorted(_grade_ids(release)),
         "other_ids": other_ids,
         "secrets": hidden_lines(source, release),
+        # cells nbgrader leaves for manual grading (grade and solution): the WRITTEN questions
+        "manual": sorted(nbs.manual_cells(release)),
     }
     return template, info
 
@@ -338,6 +374,10 @@ def _api(root: Path, *, db_url: str | None = None, cell_timeout: int | None = No
         chain = list(grader.config.Autograde.autograde_preprocessors)
         grader.config.Autograde.autograde_preprocessors = [
             ForkExecute if step is sandbox.SandboxExecute else step for step in chain]
+    if fork:  # a grading worker renders many feedback pages: keep the compiled templates between them
+        from course_lib.grading.feedback import CachedHTMLExporter
+
+        grader.config.GenerateFeedback.exporter_class = CachedHTMLExporter
     return grader
 
 
@@ -468,11 +508,14 @@ def _merge(gb, chapter: str, result: dict, info: dict) -> dict:
     gb.update_or_create_submission(chapter, student, **stamp)
     notebook = gb.find_submission_notebook(chapter, chapter, student)
     points = dict(info["grade_cells"])
+    manual = set(info.get("manual", ()))
     auto = {} if error else {g["name"]: g["auto_score"] for g in result["grades"]}
     for grade in notebook.grades:
         score = auto.get(grade.name, 0.0)
         if score is not None:  # never trust more than the cell is worth, nor less than nothing
             score = min(max(float(score), 0.0), points.get(grade.name, float(grade.max_score)))
+        if grade.name in manual and score:  # nbgrader scores a written answer 0 (left unchanged) or not at all
+            score = None
         grade.auto_score = score
         grade.needs_manual_grade = grade.manual_score is not None or score is None
     comments = {} if error else {c["name"]: c["auto_comment"] for c in result["comments"]}
@@ -482,15 +525,19 @@ def _merge(gb, chapter: str, result: dict, info: dict) -> dict:
     gb.db.commit()
     cells = {g.name: (float(g.score), float(g.max_score)) for g in notebook.grades}
     ordered = {name: cells[name] for name, _ in info["grade_cells"] if name in cells}
+    pending = nbs.grades_of(notebook)["pending"]
     return {
         "student": student,
         "score": float(notebook.score),
         "max_score": float(notebook.max_score),
+        # points of the cells left for manual grading (written answers): the score does not hold them yet
+        "pending": {name: float(pending[name]) for name, _ in info["grade_cells"] if name in pending},
         "status": result["status"],
         "note": result.get("note") or "",
         "cells": ordered,
         "source": result.get("source") or "",
         "seconds": result.get("seconds"),
+        "phases": result.get("phases") or {},
     }
 
 
@@ -518,9 +565,16 @@ def _gather(out: Path, chapter: str, result: dict, row: dict, info: dict) -> Non
     if result.get("feedback"):
         page.write_text(result["feedback"], encoding="utf-8")
     else:
-        cells = [(name, *row["cells"].get(name, (0.0, points)), result.get("messages", {}).get(name, ""))
+        pending = row.get("pending") or {}
+        messages = result.get("messages", {})
+        cells = [(name, *row["cells"].get(name, (0.0, points)),
+                  f"(graded by hand: not scored yet) Your answer:\n{messages.get(name, '')}" if name in pending
+                  else messages.get(name, ""))
                  for name, points in info["grade_cells"]]
         status = "Graded. The scores and each check's message follow."
+        if pending:
+            status += (f" {sum(pending.values()):g} points of written answers are graded by hand; the score "
+                       "counts the auto-graded points only until then.")
         if row["status"] != "graded":
             status = f"Your submission could not be graded: {row['status'].removeprefix('error: ')}."
         page.write_text(score_page(student, chapter, status=status, score=row["score"],
@@ -533,13 +587,16 @@ def _gather(out: Path, chapter: str, result: dict, row: dict, info: dict) -> Non
 def write_csv(run: GradeRun, grade_ids: list[str]) -> None:
     with open(run.csv_path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["student", "score", "max_score", "percent", "status", "note", "source", *grade_ids])
+        writer.writerow(["student", "score", "max_score", "percent", "status", "note", "source",
+                         "pending_manual", *grade_ids])
         for row in run.rows:
             percent = 100 * row["score"] / row["max_score"] if row["max_score"] else 0.0
+            pending = row.get("pending") or {}
             writer.writerow([
                 row["student"], f"{row['score']:g}", f"{row['max_score']:g}", f"{percent:.1f}",
-                row["status"], row["note"], row["source"],
-                *(f"{row['cells'].get(g, (0.0, 0.0))[0]:g}" for g in grade_ids),
+                row["status"], row["note"], row["source"], f"{sum(pending.values()):g}",
+                # a cell left for manual grading has no score yet: its column stays empty
+                *("" if g in pending else f"{row['cells'].get(g, (0.0, 0.0))[0]:g}" for g in grade_ids),
             ])
 
 
@@ -586,6 +643,10 @@ def summary_table(run: GradeRun) -> str:
     for row in run.rows:
         score = f"{row['score']:g}/{row['max_score']:g}"
         note = f" ({row['note']})" if row["note"] else ""
+        pending = row.get("pending") or {}
+        if pending:
+            note += (f"; {sum(pending.values()):g} points to grade by hand ({', '.join(pending)}): "
+                     f"{row['score']:g}/{row['max_score'] - sum(pending.values()):g} of the auto-graded points")
         lines.append(f"{row['student']:<{width}}  {score:>11}  {row['status']}{note}")
     if run.rows:
         scores = [r["score"] for r in run.rows]
@@ -596,6 +657,11 @@ def summary_table(run: GradeRun) -> str:
             f"max {max(scores):g} (out of {run.rows[0]['max_score']:g}); "
             f"{len(scores) - errors} graded, {errors} could not be graded",
         ]
+        waiting = [r for r in run.rows if r.get("pending")]
+        if waiting:
+            lines.append(f"{len(waiting)} submission{'s' if len(waiting) > 1 else ''} with written answers to grade "
+                         "by hand (nbgrader formgrader, 'Manual Grading'); their scores above do not hold those "
+                         "points yet")
     for skipped in run.skipped:
         lines.append(f"left out: {skipped}")
     lines += [
@@ -718,16 +784,49 @@ def _plain_nbgrader(chapter: str, submissions: Path, root: Path, source_root: Pa
     return seconds, grades
 
 
+def _course_command(chapter: str, submissions: Path, out: Path, workers: int, source_root: Path) -> tuple[float, GradeRun]:
+    """The course grader as an instructor runs it: the whole ``python -m course_lib grade`` command in a
+    process of its own (its imports, the cluster, the templates, the grading, the reports, the exit), timed
+    from outside like plain nbgrader's command. Returns its seconds and the run it wrote (run.json)."""
+    bindir = Path(sys.executable).parent
+    command = [str(bindir / "python"), "-m", "course_lib", "grade", chapter, str(submissions), "--out", str(out),
+               "--workers", str(workers), "--no-progress"]
+    if Path(source_root).resolve() != nbs.REPO:
+        command += ["--source-root", str(source_root)]
+    env = {**os.environ, "PATH": str(bindir) + os.pathsep + os.environ.get("PATH", "")}
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=nbs.REPO, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return seconds, GradeRun.from_dict(json.loads((out / chapter / "run.json").read_text(encoding="utf-8")))
+
+
+WORKER_PHASES = ("fork", "cells", "autograde", "feedback", "setup", "cleanup")
+CLIENT_PHASES = ("build", "cluster", "grading", "reports", "close")
+
+
 def bench(chapter: str | None = None, n: int = 12, workers: int | None = None, *, repeats: int = 1,
           print_=print) -> dict:
-    """Plain ``nbgrader autograde`` (serial) against the course grader with 1 and ``workers`` Dask workers, on
-    the same ``n`` submissions (two in three solved, the rest untouched); print and return the figures.
+    """Plain ``nbgrader autograde`` (serial) against the course grader's command with 1 and ``workers``
+    Dask workers, on the same ``n`` submissions (two in three solved, the rest untouched); print and return
+    the figures.
 
-    With ``repeats`` > 1 the modes alternate and each keeps its fastest run (on a shared machine the
-    others' load comes and goes). Every run's grades must equal plain nbgrader's, cell by cell.
+    Every mode is a whole command in a process of its own, timed from outside (start-up, imports and
+    exit included). Each repeat runs the three modes one after the other, in an order that turns with
+    each repeat, and gives its own ratios (on a shared machine the others' load comes and goes, so ratios
+    are only compared within one repeat);
+    the summary gives the median and the spread over the repeats. Every run's grades must equal plain
+    nbgrader's, cell by cell.
     """
     workers = workers or max(2, _cores())
-    load_before = os.getloadavg()[0]
+    many = f"course-{workers}"
+    modes = [("plain", 1), ("course-1", 1), (many, workers)]
+    names = {"plain": "plain nbgrader autograde (serial, no sandbox)",
+             "course-1": "course grader, Dask, 1 worker, sandboxed",
+             many: f"course grader, Dask, {workers} workers, sandboxed"}
+    repeats_out: list[dict] = []
+    same = True
     with tempfile.TemporaryDirectory(prefix="course-bench-") as tmp:
         tmp = Path(tmp)
         if chapter is None:
@@ -744,47 +843,73 @@ def bench(chapter: str | None = None, n: int = 12, workers: int | None = None, *
             subs.mkdir()
             for i in range(n):
                 shutil.copy(solved if i % 3 else stub, subs / f"student{i:02d}_{chapter}.ipynb")
-        best: dict[str, float] = {}
-        best_grading: dict[str, float] = {}
-        same = True
-        modes = [("plain", 1), ("course-1", 1), (f"course-{workers}", workers)]
+        solved_count = sum(1 for i in range(n) if i % 3)
+        print_(f"{chapter}: {n} notebooks ({solved_count} solved, {n - solved_count} untouched) on {_cores()} cores "
+               f"(os.cpu_count() {os.cpu_count()}); {repeats} repeat{'s' if repeats > 1 else ''}")
         for r in range(repeats):
-            plain_s, reference = _plain_nbgrader(chapter, subs, tmp / f"plain-{r}", source_root)
-            best["plain"] = min(best.get("plain", plain_s), plain_s)
-            best_grading["plain"] = best["plain"]
-            for label, count in modes[1:]:
-                run = grade_submissions(chapter, subs, out=tmp / f"{label}-{r}", workers=count, progress=False,
-                                        source_root=source_root)
+            load_before = os.getloadavg()[0]
+            whole: dict[str, float] = {}
+            grading: dict[str, float] = {}
+            runs: dict[str, GradeRun] = {}
+            # the order turns with each repeat: a load that rises or falls during a repeat must not
+            # always favour the same mode
+            order = modes[r % len(modes):] + modes[:r % len(modes)]
+            results = {}
+            for label, count in order:
+                if label == "plain":
+                    whole["plain"], reference = _plain_nbgrader(chapter, subs, tmp / f"plain-{r}", source_root)
+                    grading["plain"] = whole["plain"]
+                else:
+                    whole[label], results[label] = _course_command(chapter, subs, tmp / f"{label}-{r}", count,
+                                                                   source_root)
+            for label, run in results.items():
+                grading[label] = run.grading_seconds
+                runs[label] = run
                 got = {row["student"]: row["cells"] for row in run.rows}
                 same = same and got == reference and all(row["status"] == "graded" for row in run.rows)
-                best[label] = min(best.get(label, run.seconds), run.seconds)
-                best_grading[label] = min(best_grading.get(label, run.grading_seconds), run.grading_seconds)
+            load_after = os.getloadavg()[0]
+            repeats_out.append({"whole": whole, "grading": grading, "load": (load_before, load_after),
+                                "profile": {k: v.profile for k, v in runs.items()},
+                                "phases": {k: _mean_phases(v) for k, v in runs.items()}})
+            print_(f"repeat {r + 1}: load average {load_before:.1f} before, {load_after:.1f} after; "
+                   f"order: {', '.join(label for label, _ in order)}")
+            print_(f"  {'mode':<46} {'s/notebook':>10} {'vs plain':>9}   {'grading only':>12} {'vs plain':>9}")
+            for label, _ in modes:
+                print_(f"  {names[label]:<46} {whole[label] / n:>10.2f} {whole['plain'] / whole[label]:>8.2f}x   "
+                       f"{grading[label] / n:>12.2f} {whole['plain'] / grading[label]:>8.2f}x")
+            for label, _ in modes[1:]:
+                prof = runs[label].profile
+                phases = repeats_out[-1]["phases"][label]
+                print_(f"  {label}: command {whole[label]:.1f} s = client "
+                       + ", ".join(f"{k} {prof.get(k, 0.0):.1f}" for k in CLIENT_PHASES)
+                       + f", start-up and exit {whole[label] - sum(prof.values()):.1f}; per notebook in a worker: "
+                       + ", ".join(f"{k} {phases.get(k, 0.0):.2f}" for k in WORKER_PHASES))
         scores = sorted({sum(s for s, _ in cells.values()) for cells in reference.values()})
-    load_after = os.getloadavg()[0]
-    figures = {"chapter": chapter, "notebooks": n, "workers": workers, "cores": _cores(), "repeats": repeats,
-               "load": (load_before, load_after), "identical": same, "scores": scores,
-               "seconds": best, "grading_seconds": best_grading,
-               "per_notebook": {k: v / n for k, v in best.items()},
-               "speedup": {k: best["plain"] / v for k, v in best.items()},
-               "grading_speedup": {k: best["plain"] / v for k, v in best_grading.items()}}
-    solved_count = sum(1 for i in range(n) if i % 3)
-    print_(f"{chapter}: {n} notebooks ({solved_count} solved, {n - solved_count} untouched) on {figures['cores']} cores; "
-           f"load average {load_before:.1f} before, {load_after:.1f} after; best of {repeats}")
-    print_(f"  {'mode':<46} {'s/notebook':>10} {'vs plain':>9}   {'grading only':>12} {'vs plain':>9}")
-    names = {"plain": "plain nbgrader autograde (serial, no sandbox)",
-             "course-1": "course grader, Dask, 1 worker, sandboxed",
-             f"course-{workers}": f"course grader, Dask, {workers} workers, sandboxed"}
-    for label, _ in modes:
-        whole, grading = best[label] / n, best_grading[label] / n
-        print_(f"  {names[label]:<46} {whole:>10.2f} {figures['speedup'][label]:>8.2f}x   "
-               f"{grading:>12.2f} {figures['grading_speedup'][label]:>8.2f}x")
-    one = n / best_grading["course-1"] * 60
-    many = n / best_grading[f"course-{workers}"] * 60
-    print_(f"  throughput (grading only): 1 worker {one:.1f} notebooks/min; {workers} workers {many:.1f}/min "
-           f"({many / workers:.1f} per worker)")
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f}x (range {min(values):.2f}x-{max(values):.2f}x)"
+
+    ratios = {label: [rep["whole"]["plain"] / rep["whole"][label] for rep in repeats_out] for label, _ in modes}
+    grading_ratios = {label: [rep["whole"]["plain"] / rep["grading"][label] for rep in repeats_out] for label, _ in modes}
+    per_worker = [n / rep["grading"][many] * 60 / workers for rep in repeats_out]
+    one = [n / rep["grading"]["course-1"] * 60 for rep in repeats_out]
+    print_(f"over {repeats} repeat{'s' if repeats > 1 else ''}: whole command vs plain nbgrader: 1 worker "
+           f"{spread(ratios['course-1'])}, {workers} workers {spread(ratios[many])}; grading only: 1 worker "
+           f"{spread(grading_ratios['course-1'])}, {workers} workers {spread(grading_ratios[many])}")
+    print_(f"  throughput (grading only): 1 worker {statistics.median(one):.1f} notebooks/min; {workers} workers "
+           f"{statistics.median(per_worker) * workers:.1f}/min ({statistics.median(per_worker):.1f} per worker, "
+           f"range {min(per_worker):.1f}-{max(per_worker):.1f})")
     print_(f"  grades identical to plain nbgrader, cell by cell, for every notebook in every run: {same} "
            f"(scores seen: {scores})")
-    return figures
+    return {"chapter": chapter, "notebooks": n, "workers": workers, "cores": _cores(), "repeats": repeats_out,
+            "identical": same, "scores": scores, "ratios": ratios, "grading_ratios": grading_ratios,
+            "per_worker_per_min": per_worker}
+
+
+def _mean_phases(run: GradeRun) -> dict[str, float]:
+    rows = [row.get("phases") or {} for row in run.rows]
+    keys = sorted({k for row in rows for k in row})
+    return {k: statistics.fmean(row.get(k, 0.0) for row in rows) for k in keys} if rows else {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -796,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("chapter", nargs="?", help="chapter to bench (default: a small stand-in chapter)")
     parser.add_argument("-n", type=int, default=12, help="number of submissions (default 12)")
     parser.add_argument("--workers", type=int, default=None, help="parallel workers (default: cores, at least 2)")
-    parser.add_argument("--repeats", type=int, default=1, help="alternate the two modes this many times, keep the best")
+    parser.add_argument("--repeats", type=int, default=1, help="run the three modes this many times; ratios per repeat, then median and range")
     args = parser.parse_args(argv)
     if not args.bench:
         parser.error("nothing to do: pass --bench (grading itself is `python -m course_lib grade`)")

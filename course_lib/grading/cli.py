@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from course_lib.grading.collect import SubmissionLayoutError
-from course_lib.grading.engine import EngineError
+from course_lib.grading.engine import EngineError, lean_imports
 
 
 def _positive(text: str) -> int:
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    lean_imports()  # before nbformat is first imported in this process
     from course_lib import notebooks as nbs
     from course_lib.grading.batch import grade_submissions
 

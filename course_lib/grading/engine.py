@@ -97,6 +97,25 @@ def write_tree(files: dict[str, bytes], target: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # the worker's side
 # --------------------------------------------------------------------------------------------
+#: Optional libraries that jsonschema imports if present and grading never uses: ``rfc3987_syntax``
+#: (the "iri" formats of jsonschema's FormatChecker, pulled in by jupyter_events) builds a Lark grammar
+#: when imported, 1.5-2 s of CPU in every process that imports nbformat. nbformat's notebook schema has
+#: no IRI field, so validating a notebook never uses it.
+UNUSED_IMPORTS = ("rfc3987_syntax",)
+
+
+def lean_imports() -> None:
+    """In a grading process (the command, a Dask worker), before nbformat is first imported: make the
+    imports in :data:`UNUSED_IMPORTS` fail fast (jsonschema then leaves those formats unchecked).
+    A process that imported jsonschema already keeps what it has."""
+    import sys
+
+    if "jsonschema" in sys.modules:
+        return
+    for name in UNUSED_IMPORTS:
+        sys.modules.setdefault(name, None)
+
+
 @contextlib.contextmanager
 def _environment(env: dict[str, str | None]):
     saved = dict(os.environ)
@@ -130,9 +149,11 @@ def warm(env: dict[str, str | None]) -> str:
     """Start this worker's warm template for ``env`` (the batch does it on every worker before grading)."""
     from course_lib.grading.warm import template_for
 
+    lean_imports()
     with _PROCESS_LOCK, _environment(env):
-        template_for(_scratch() / "template.log")
-        # and this process's own imports: nbgrader's autograde and the feedback exporter
+        template = template_for(_scratch() / "template.log", wait=False)
+        # while the template imports torch and the checks: this process's own imports (nbgrader's
+        # autograde, the feedback exporter) and a first feedback page (compiles its templates)
         import nbconvert.exporters  # noqa: F401
         import nbgrader.apps  # noqa: F401
         import nbgrader.converters  # noqa: F401
@@ -140,6 +161,10 @@ def warm(env: dict[str, str | None]) -> str:
         import sqlalchemy  # noqa: F401
 
         from course_lib.grading import batch, feedback  # noqa: F401
+
+        with contextlib.suppress(Exception):
+            feedback.warm_exporter()
+        template.ready()
     return f"{os.uname().nodename}:{os.getpid()}"
 
 
@@ -150,6 +175,7 @@ def share(static: dict) -> dict:
 
 def grade_task(task: dict, static: dict) -> dict:
     """Grade one submission (a Dask task). Never raises: a failure is a result with an error status."""
+    lean_imports()
     with _PROCESS_LOCK, _environment(static["env"]):
         try:
             return _grade_one(task, static)
@@ -189,6 +215,13 @@ def _grade_one(task: dict, static: dict) -> dict:
     chapter, student, info = static["chapter"], task["student"], static["info"]
     result = error_result(task, "")
     result.update(worker=f"{os.uname().nodename}:{os.getpid()}", started_at=time.time())
+    phases = result["phases"] = {}  # seconds of each step, for the benchmark's profile
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        phases[name] = phases.get(name, 0.0) + now - clock[0]
+        clock[0] = now
 
     def fail(why: str) -> dict:
         result["status"] = f"error: {why}"
@@ -200,6 +233,8 @@ def _grade_one(task: dict, static: dict) -> dict:
     template = _template_dir(static)
     if static.get("sandbox"):
         template_for(_scratch() / "template.log")  # started before the clock of this student runs
+    _fast_scratch_sqlite()
+    lap("template")
     workdir = Path(tempfile.mkdtemp(prefix=f"{student}-", dir=_scratch()))
     try:
         shutil.copytree(template, workdir, dirs_exist_ok=True)
@@ -218,10 +253,16 @@ def _grade_one(task: dict, static: dict) -> dict:
                             fork=True)
         ForkExecute.template_log = _scratch() / "template.log"
         ForkExecute.deadline = time.monotonic() + static["limit"]
+        ForkExecute.timing = {}
+        lap("setup")
         try:
             outcome = grader.autograde(chapter, student, force=True, create=True)
         finally:
             ForkExecute.deadline = None
+        lap("autograde")
+        for name, seconds in ForkExecute.timing.items():  # inside autograde: the child's start, its cells
+            phases[name] = seconds
+        phases["autograde"] -= sum(ForkExecute.timing.values())
         log_text = (outcome.get("log") or "") + "\n" + (outcome.get("error") or "")
         result["log"] = log_text
         budget = [MAX_RESULT_BYTES]
@@ -233,11 +274,14 @@ def _grade_one(task: dict, static: dict) -> dict:
             return fail(batch._autograde_failure(log_text))
 
         url = f"sqlite:///{workdir / 'gradebook.db'}"
+        lap("collect")
         with batch._quiet_sqlalchemy(), Gradebook(url, batch._course_id()) as gb:
             submission = gb.find_submission(chapter, student)
             nb_row = gb.find_submission_notebook(chapter, chapter, student)
             result["timestamp"] = submission.timestamp.isoformat() if submission.timestamp else None
             result["grades"] = [{"name": g.name, "auto_score": g.auto_score} for g in nb_row.grades]
+            pending = {g.name: float(g.max_score) for g in nb_row.grades
+                       if g.auto_score is None and g.manual_score is None}
             result["comments"] = [{"name": c.name, "auto_comment": c.auto_comment} for c in nb_row.comments]
 
         # feedback: rendered from a copy of the autograded notebook with the hidden tests removed
@@ -245,7 +289,7 @@ def _grade_one(task: dict, static: dict) -> dict:
         graded_nb = graded_dir / f"{chapter}.ipynb"
         result["files"]["autograded"] = read_tree(graded_dir, budget)
         result["messages"] = cell_messages(nbformat.read(graded_nb, as_version=4))
-        prepare(graded_nb)
+        prepare(graded_nb, pending=pending)
         leaks = leaked_lines(nbformat.read(graded_nb, as_version=4), info["secrets"])
         if not leaks:
             rendered = grader.generate_feedback(chapter, student, force=True)
@@ -254,11 +298,44 @@ def _grade_one(task: dict, static: dict) -> dict:
                 text = page.read_text(encoding="utf-8")
                 if not leaked_lines(html_text(text), info["secrets"]):
                     result["feedback"] = text
+        lap("feedback")
         result["status"] = "graded"
         result["seconds"] = time.perf_counter() - started
         return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        lap("cleanup")
+
+
+_SQLITE_TUNED = []
+
+
+def _fast_scratch_sqlite() -> None:
+    """The gradebook of a student's scratch course is thrown away after the task: let SQLite skip the
+    fsync of its ~20 commits (``synchronous=OFF``, journal in memory). Only databases inside this worker's
+    scratch folder are tuned; the main gradebook is never opened on a worker (the client writes it)."""
+    if _SQLITE_TUNED:
+        return
+    _SQLITE_TUNED.append(True)
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine as _SAEngine
+
+    scratch = str(_scratch())
+
+    @event.listens_for(_SAEngine, "connect")
+    def _tune(dbapi_connection, _record):  # noqa: ANN001 - SQLAlchemy's signature
+        import sqlite3
+
+        if not isinstance(dbapi_connection, sqlite3.Connection):
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            files = [row[2] for row in cursor.execute("PRAGMA database_list") if row[1] == "main"]
+            if files and files[0] and os.path.realpath(files[0]).startswith(os.path.realpath(scratch) + os.sep):
+                cursor.execute("PRAGMA synchronous=OFF")
+                cursor.execute("PRAGMA journal_mode=MEMORY")
+        finally:
+            cursor.close()
 
 
 # --------------------------------------------------------------------------------------------

@@ -93,12 +93,45 @@ def drop_proofs(nb: nbformat.NotebookNode) -> int:
     return removed
 
 
-def prepare(path: Path) -> None:
-    """Make the autograded notebook at ``path`` safe to show a student (in place)."""
+PENDING_NOTE = "graded by hand"
+
+
+def _is_written(cell) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.cell_type == "markdown" and bool(meta.get("grade")) and bool(meta.get("solution"))
+
+
+def mark_pending(nb: nbformat.NotebookNode, pending: dict[str, float]) -> int:
+    """Say on the page which answers are still to be graded by hand (in place): a note under each such
+    written answer (the student's own text stays as it is) and one at the top, since nbgrader's page shows
+    such a cell as "Score: 0 / N" until the instructor has graded it. Returns how many were marked."""
+    marked = []
+    for cell in nb.cells:
+        name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if name in pending and cell.cell_type == "markdown":
+            cell.source = (cell.source.rstrip() + "\n\n---\n"
+                           f"*This written answer is {PENDING_NOTE}: your instructor reads it and gives up to "
+                           f"{pending[name]:g} point{'s' if pending[name] != 1 else ''}; its score below is "
+                           "not final.*")
+            marked.append(name)
+    if marked:
+        total = sum(pending[name] for name in marked)
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+            f"**{total:g} point{'s' if total != 1 else ''} of written answers {PENDING_NOTE}** "
+            f"({', '.join(marked)}): the score on this page counts the auto-graded points only, "
+            "until your instructor has read them."))
+    return len(marked)
+
+
+def prepare(path: Path, pending: dict[str, float] | None = None) -> None:
+    """Make the autograded notebook at ``path`` safe to show a student (in place); ``pending``: grade_id ->
+    points of the written answers left for manual grading (see :func:`mark_pending`)."""
     nb = nbformat.read(path, as_version=4)
     hide_hidden_tests(nb)
     short_errors(nb)
     drop_proofs(nb)
+    if pending:
+        mark_pending(nb, pending)
     nbformat.write(nb, path)
 
 
@@ -170,12 +203,175 @@ vertical-align:top;border-bottom:1px solid #ddd}}pre{{margin:0;white-space:pre-w
 
 
 def cell_messages(nb: nbformat.NotebookNode) -> dict[str, str]:
-    """grade_id -> what the graded cell reported (its error line, else its printed output)."""
+    """grade_id -> what the graded cell reported (its error line, else its printed output); for a written
+    answer, the student's text."""
     messages = {}
     for cell in nb.cells:
+        if _is_written(cell):  # a written answer: the student's own text
+            messages[cell.metadata["nbgrader"].get("grade_id", "?")] = cell.source.strip()
+            continue
         if cell.cell_type != "code" or not _is_grade(cell):
             continue
         errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         printed = "".join(str(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
         messages[cell.metadata["nbgrader"].get("grade_id", "?")] = errors[-1] if errors else printed.strip()
     return messages
+
+
+# --------------------------------------------------------------------------------------------
+# nbgrader's feedback exporter, with its compiled templates kept between students
+# --------------------------------------------------------------------------------------------
+_BYTECODE = None
+
+
+def _bytecode_cache():
+    """One in-memory Jinja bytecode cache per process: a template is compiled once, and used again only
+    while its file's source is unchanged (Jinja checks the checksum of the source on every load)."""
+    global _BYTECODE
+    if _BYTECODE is None:
+        import jinja2
+
+        class MemoryBytecodeCache(jinja2.BytecodeCache):
+            def __init__(self):
+                self._store: dict[str, bytes] = {}
+
+            def load_bytecode(self, bucket):
+                data = self._store.get(bucket.key)
+                if data is not None:
+                    bucket.bytecode_from_string(data)
+
+            def dump_bytecode(self, bucket):
+                self._store[bucket.key] = bucket.bytecode_to_string()
+
+        _BYTECODE = MemoryBytecodeCache()
+    return _BYTECODE
+
+
+def _cached_html_exporter():
+    from nbconvert.exporters import HTMLExporter
+
+    class CachedHTMLExporter(HTMLExporter):
+        """nbconvert's HTMLExporter (configured as ``HTMLExporter``, so nbgrader's ``feedback`` template and
+        paths apply unchanged) whose Jinja environment reuses the templates compiled for an earlier
+        student: the same page, about a third of a second less per notebook."""
+
+        def _create_environment(self):
+            environment = super()._create_environment()
+            environment.bytecode_cache = _bytecode_cache()
+            return environment
+
+    return CachedHTMLExporter
+
+
+def warm_exporter() -> None:
+    """Render a small notebook with nbgrader's feedback template once (a grading worker does it while its
+    warm template starts): the templates are compiled into the cache, the highlighter and the markdown
+    renderer are loaded, before the first student's page."""
+    import os
+
+    import nbgrader
+    from traitlets.config import Config
+
+    formgrader = os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader")
+    config = Config()  # as nbgrader's GenerateFeedback sets it up
+    config.HTMLExporter.template_name = "feedback"
+    config.HTMLExporter.extra_template_basedirs = [os.path.join(formgrader, "templates")]
+    config.HTMLExporter.extra_template_paths = [
+        os.path.join(formgrader, "static", "node_modules", "bootstrap", "dist", "css")]
+    exporter = _cached_html_exporter()(config=config)
+    cell = nbformat.v4.new_code_cell("print('x')", outputs=[nbformat.v4.new_output("stream", name="stdout", text="x")])
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": "warm",
+                                 "points": 1, "score": 1, "schema_version": 3}
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# warm\n*text* `code`"), cell])
+    nb.metadata["language_info"] = {"name": "python", "pygments_lexer": "ipython3"}
+    cell.metadata["nbgrader"]["comment"] = "*ok*"
+    exporter.from_notebook_node(nb, resources={"nbgrader": {"notebook": "warm", "score": 1, "max_score": 1,
+                                                           "late_penalty": 0}})
+
+
+def __getattr__(name: str):
+    if name == "CachedHTMLExporter":  # made on first use: nbconvert is imported only by who renders pages
+        globals()[name] = _cached_html_exporter()
+        return globals()[name]
+    raise AttributeError(name)
+
+
+# --------------------------------------------------------------------------------------------
+# after manual grading: the pages again, from the main gradebook
+# --------------------------------------------------------------------------------------------
+def regenerate(out: Path, chapter: str, *, db_url: str | None = None, students: list[str] | None = None) -> dict:
+    """Render the feedback pages of ``chapter`` again from the grading folder ``out`` (what ``python -m
+    course_lib grade`` wrote) and its gradebook, once written answers were graded by hand (nbgrader
+    formgrader): the scores, manual ones and graders' comments included, with the hidden tests removed
+    as at grading time, and the note "graded by hand" left only under answers that are still waiting.
+
+    nbgrader's own ``generate_feedback`` would show the hidden tests (nbgrader #917). Returns
+    student -> "written" or the reason the page was left as it was.
+    """
+    import shutil
+    import tempfile
+
+    from nbgrader.api import Gradebook
+
+    from course_lib import notebooks as nbs
+
+    out = Path(out).resolve()
+    db_url = db_url or f"sqlite:///{out / 'gradebook.db'}"
+    source, release = (nbs.notebook_path(chapter, out, folder) for folder in (nbs.SOURCE, nbs.RELEASE))
+    secrets = hidden_lines(nbformat.read(source, as_version=4), nbformat.read(release, as_version=4))
+    graded = sorted(p.parent.parent.name for p in (out / "autograded").glob(f"*/{chapter}/{chapter}.ipynb"))
+    done: dict[str, str] = {}
+    course_id = str(nbs.nbgrader_config(out).CourseDirectory.course_id)
+    for student in students or graded:
+        if student not in graded:
+            done[student] = "no autograded notebook"
+            continue
+        with Gradebook(db_url, course_id) as gb:
+            pending = nbs.grades_of(gb.find_submission_notebook(chapter, chapter, student))["pending"]
+        with tempfile.TemporaryDirectory(prefix="course-feedback-") as tmp:
+            root = Path(tmp)
+            shutil.copytree(out / "autograded" / student / chapter, root / "autograded" / student / chapter)
+            notebook = root / "autograded" / student / chapter / f"{chapter}.ipynb"
+            prepare(notebook, pending=pending)
+            if leaked_lines(nbformat.read(notebook, as_version=4), secrets):
+                done[student] = "a line of the hidden tests is in the notebook: page left as it was"
+                continue
+            grader = nbs.api(root)
+            grader.coursedir.db_url = db_url
+            with nbs._venv_on_path():
+                result = grader.generate_feedback(chapter, student, force=True)
+            page = root / "feedback" / student / chapter / f"{chapter}.html"
+            if not result.get("success") or not page.is_file():
+                done[student] = f"nbgrader could not render it: {(result.get('error') or result.get('log') or '')[-300:]}"
+                continue
+            text = page.read_text(encoding="utf-8")
+            if leaked_lines(html_text(text), secrets):
+                done[student] = "a line of the hidden tests is in the page: page left as it was"
+                continue
+            target = out / "feedback" / student / chapter / f"{chapter}.html"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            done[student] = "written"
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.grading.feedback",
+        description="Render the feedback pages of CHAPTER in the grading folder OUT again, from its gradebook "
+                    "(after written answers were graded by hand in formgrader), hidden tests removed.")
+    parser.add_argument("chapter")
+    parser.add_argument("out", type=Path, help="the --out folder of `python -m course_lib grade`")
+    parser.add_argument("--db-url", default=None, help="the gradebook (default: sqlite:///OUT/gradebook.db)")
+    parser.add_argument("--student", action="append", help="only this student (repeatable)")
+    args = parser.parse_args(argv)
+    done = regenerate(args.out, args.chapter, db_url=args.db_url, students=args.student)
+    for student, what in done.items():
+        print(f"{student}: {what}")
+    return 0 if all(what == "written" for what in done.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -111,6 +111,22 @@ def _check_index() -> dict:
     return _CHECK_INDEX
 
 
+def check_index_data() -> dict:
+    """:func:`_check_index` as JSON data (the warm template sends it to its grading worker)."""
+    index = _check_index()
+    return {"by_module": [[m, a, n] for (m, a), n in sorted(index["by_module"].items())],
+            "by_name": {a: sorted(names) for a, names in sorted(index["by_name"].items())}}
+
+
+def use_check_index(data: dict) -> None:
+    """Take the check index from :func:`check_index_data` (made by the warm template, which has imported
+    the checks anyway), so that a grading worker need not import torch and every check module itself."""
+    global _CHECK_INDEX
+    if _CHECK_INDEX is None:
+        _CHECK_INDEX = {"by_module": {(m, a): n for m, a, n in data["by_module"]},
+                        "by_name": {a: set(names) for a, names in data["by_name"].items()}}
+
+
 def expected_checks(source: str) -> list[set[str]]:
     """The checks a test cell's source calls: one set of acceptable exercise names per distinct call.
 

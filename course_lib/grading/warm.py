@@ -128,7 +128,55 @@ def preload() -> list[str]:
 
     from course_lib.grading import sandbox_guard
 
-    return sandbox_guard.preload()
+    failed = sandbox_guard.preload()
+    failed += _preload_course_helpers()
+    failed += _fill_data_caches()
+    return failed
+
+
+#: What the chapters' figure and demo cells import besides torch and the checks (modules only: no data is
+#: computed here). ``sklearn.datasets`` alone is about 2 s of scipy and scikit-learn imports, which every
+#: notebook that shows a sample photo or the cluttered digits would otherwise pay in its own child.
+HELPER_MODULES = ("sklearn.datasets", "PIL.Image", "course_lib.data", "course_lib.capstone",
+                  "course_lib.capstone_figures", "course_lib.learned", "course_lib.figures")
+
+
+def _preload_course_helpers() -> list[str]:
+    import importlib
+    import pkgutil
+
+    failed = []
+    for name in HELPER_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except Exception as err:  # noqa: BLE001 - a missing optional library: the notebook imports it itself
+            failed.append(f"{name}: {type(err).__name__}: {err}")
+            continue
+        if name == "course_lib.figures":  # every chapter's figure module
+            for info in pkgutil.iter_modules(module.__path__, name + "."):
+                try:
+                    importlib.import_module(info.name)
+                except Exception as err:  # noqa: BLE001
+                    failed.append(f"{info.name}: {type(err).__name__}: {err}")
+    return failed
+
+
+def _fill_data_caches() -> list[str]:
+    """Fill the course's read-only data caches (``functools.lru_cache`` of constants only: scikit-learn's
+    8x8 digits, their upscaled copies and fragment windows, the two sample photos), which the demo cells
+    otherwise fill in every child. The caches hold course data computed from fixed seeds and files, never
+    anything of a submission; a child that changes them changes its own copy (fork is copy-on-write)."""
+    failed = []
+    try:
+        from course_lib import learned
+        from course_lib.figures import common
+
+        learned.test_split()  # fills course_lib.data's caches; the split itself is dropped
+        for photo in ("china.jpg", "flower.jpg"):
+            common._photo(photo)
+    except Exception as err:  # noqa: BLE001 - the notebook fills them itself then
+        failed.append(f"data caches: {type(err).__name__}: {err}")
+    return failed
 
 
 def _template_main(control_fd: int) -> int:
@@ -139,7 +187,15 @@ def _template_main(control_fd: int) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel; the worker watches them
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker, which stops the children itself
     control = socket.socket(fileno=control_fd)
+    from course_lib.grading.sandbox import check_index_data
+
+    try:
+        index = check_index_data()
+    except Exception as err:  # noqa: BLE001 - the worker builds the index itself then
+        print(f"grading template: no check index ({type(err).__name__}: {err})", file=sys.stderr, flush=True)
+        index = None
     control.sendall(b"ready\n")
+    send_frame(control.fileno(), {"check_index": index})
     while True:
         try:
             _, fds, _, _ = socket.recv_fds(control, 16, 1)
@@ -380,8 +436,12 @@ def _child_main(fd: int) -> None:  # noqa: C901 - one function: its state stays 
 class Template:
     """A template process: imports done, forks a child per :meth:`spawn`."""
 
-    def __init__(self, env: dict[str, str], log: Path | None = None, python: str = sys.executable):
+    def __init__(self, env: dict[str, str], log: Path | None = None, python: str = sys.executable,
+                 wait: bool = True):
+        """Start the template; ``wait=False`` returns at once (its imports run meanwhile) and the first
+        :meth:`ready` or :meth:`spawn` waits for it."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._ready = False
         self._lock = threading.Lock()
         sink = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
         try:
@@ -395,19 +455,38 @@ class Template:
                 sink.close()
         self.sock = ours
         self.sock.settimeout(300)
+        if wait:
+            self.ready()
+
+    def ready(self) -> "Template":
+        """Wait until the template has done its imports (once); raise RuntimeError if it did not start."""
+        with self._lock:
+            if not self._ready:
+                self._handshake()
+                self._ready = True
+        return self
+
+    def _handshake(self) -> None:
         try:
-            ready = self.sock.recv(16)
-        except OSError as err:
+            ready = _read_exact(self.sock.fileno(), 6, time.monotonic() + 300)
+            hello = recv_frame(self.sock.fileno(), time.monotonic() + 60)
+        except (OSError, ChildGone, struct.error) as err:
             self.close()
-            raise RuntimeError(f"the grading template did not start: {err}") from None
+            raise RuntimeError(f"the grading template did not start: {err or type(err).__name__} "
+                               f"(exit code {self.proc.poll()})") from None
         if ready != b"ready\n":
             self.close()
             raise RuntimeError(f"the grading template did not start (exit code {self.proc.poll()})")
+        if isinstance(hello.get("check_index"), dict):  # the worker need not import the checks itself
+            from course_lib.grading.sandbox import use_check_index
+
+            use_check_index(hello["check_index"])
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def spawn(self) -> "Child":
+        self.ready()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with self._lock:
@@ -485,15 +564,24 @@ def _template_env() -> dict[str, str]:
     return env
 
 
-def template_for(log: Path | None = None) -> Template:
-    """This process's template for its present environment (started on first use, restarted if it died)."""
+def template_for(log: Path | None = None, wait: bool = True) -> Template:
+    """This process's template for its present environment (started on first use, restarted if it died).
+    ``wait=False``: return as soon as it is started (its imports go on while the caller does its own)."""
     env = _template_env()
     key = tuple(sorted(env.items()))
     with _TEMPLATES_LOCK:
         found = _TEMPLATES.get(key)
         if found is None or not found.alive():
-            found = _TEMPLATES[key] = Template(env, log)
-        return found
+            found = _TEMPLATES[key] = Template(env, log, wait=False)
+    if wait:
+        try:
+            found.ready()
+        except RuntimeError:
+            with _TEMPLATES_LOCK:
+                if _TEMPLATES.get(key) is found:
+                    del _TEMPLATES[key]
+            raise
+    return found
 
 
 def close_templates() -> None:
@@ -527,6 +615,8 @@ class ForkExecute(SandboxExecute):
     timed_out = False
     #: where the template process logs (set by the batch)
     template_log: Path | None = None
+    #: when a dict (set by the batch): seconds of the child's start ("fork") and of its cells ("cells")
+    timing: dict | None = None
 
     def preprocess(self, nb: NotebookNode, resources: dict | None = None, km=None):
         resources = resources if resources is not None else {}
@@ -547,14 +637,18 @@ class ForkExecute(SandboxExecute):
             settings = self._settings(cwd, resources)
             volatile = {k: os.environ[k] for k in VOLATILE_ENV if k in os.environ}
             settings.update(cwd=str(cwd), env={**volatile, **spec_env})
+            began = time.perf_counter()
             child = template_for(self.template_log).spawn()
             self._start(child, settings)
+            ready = time.perf_counter()
             count = 0
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code" or not cell.source.strip():
                     continue
                 count += 1
                 self._run_cell(child, cell, index, count)
+            if isinstance(ForkExecute.timing, dict):
+                ForkExecute.timing.update(fork=ready - began, cells=time.perf_counter() - ready)
         finally:
             if child is not None:
                 child.kill()
