@@ -69,6 +69,12 @@ def batch(course, tmp_path_factory, worker_id):
     return GradeRun.from_dict(data["run"]), every, data["escaped"]
 
 
+def exercise_cells(row: dict) -> dict:
+    """The scores of the three exercises' grade cells the cases are written for (hostile.POINTS); the
+    chapter's other graded cells (its questions, its written answer) are not part of the attacks."""
+    return {cell: score for cell, (score, _) in row["cells"].items() if cell in hostile.POINTS}
+
+
 def _outputs(run, student: str, cell_id: str) -> str:
     path = run.out / "autograded" / student / CHAPTER / f"{CHAPTER}.ipynb"
     nb = nbformat.read(path, as_version=4)
@@ -90,7 +96,10 @@ def test_each_case_gets_its_grade(batch, name):
     assert row["status"].startswith(case.status), (name, case.why, row["status"])
     assert row["score"] == case.score, (name, case.why, row)
     if case.status == "graded":
-        assert {cell: score for cell, (score, _) in row["cells"].items()} == case.cells, (name, case.why, row)
+        assert exercise_cells(row) == case.cells, (name, case.why, row)
+        # the chapter's questions and written answers are left as released (unanswered): no points there
+        assert {cell: score for cell, (score, _) in row["cells"].items() if cell not in hostile.POINTS} \
+            == dict.fromkeys(set(row["cells"]) - set(hostile.POINTS), 0.0), (name, row)
     for cell_id, needle in case.expect.items():
         assert needle in _outputs(run, case.student, cell_id), (name, cell_id, needle)
 
@@ -131,8 +140,9 @@ def test_without_the_sandbox_these_attacks_work(course, tmp_path):
                             kernel_env={**KERNEL_ENV, "COURSE_SANDBOX": "off"}, progress=False)
     got = {r["student"]: r for r in run.rows}
     full = sum(hostile.FULL.values())
-    assert got["patch-core"]["score"] == full  # a wrong answer plus patched comparisons: full marks
-    assert got["noop-tests"]["score"] == full  # nothing right, every test made a no-op: full marks
+    # a wrong answer plus patched comparisons: full marks on the exercises (and on the questions after the patch)
+    assert sum(exercise_cells(got["patch-core"]).values()) == full
+    assert sum(exercise_cells(got["noop-tests"]).values()) == full  # nothing right, every test a no-op: full marks
     assert got["cell-surgery-b"]["status"].startswith("error")  # nbgrader fails on the edited flags
     assert got["cell-surgery-d"]["status"].startswith("error")  # and on an answer deleted with its test
     for name in chosen:
