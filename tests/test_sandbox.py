@@ -36,9 +36,10 @@ ARMED = {
     "torch_function": "__torch_function__", "delegate": "reference solution", "reload_reference": "reading",
     "global_hook": "a global hook was registered",
 }
-# ... and without it: every attack works (frame_peek gets the values right by reading the check's locals,
-# then fails at the gradients, which it cannot read)
-UNGUARDED = {name: "ok:" for name in ARMED} | {"frame_peek": "backward through", "audit_hook": "ok: 'called'"}
+# ... and without it: every attack works (frame_peek gets the float32 values right by reading the check's
+# locals, then fails at the float64 copy the visible check runs next, whose values it returns in float32)
+UNGUARDED = {name: "ok:" for name in ARMED} | {"frame_peek": "in float64 returned torch.float32",
+                                               "audit_hook": "ok: 'called'"}
 
 
 def _probe(mode: str) -> subprocess.Popen:
