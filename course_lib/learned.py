@@ -52,6 +52,7 @@ name           chapter     module(s) in the network
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -287,10 +288,21 @@ def _common(budget: cap.Budget) -> dict[str, int]:
     return dict(canvas_size=budget.canvas_size, num_clutter=budget.num_clutter, fragment_size=budget.fragment_size)
 
 
+_TEST_SPLITS: dict[tuple, ClutteredDigits] = {}
+
+
 def test_split(budget: cap.Budget = BUDGET) -> ClutteredDigits:
-    """The test split of ``load_cluttered_digits`` for this budget, without drawing the training split."""
-    _, sources = split_sources(seed=budget.data_seed)
-    return make_cluttered_digits(budget.num_test, sources, seed=2 * budget.data_seed + 1, **_common(budget))
+    """The test split of ``load_cluttered_digits`` for this budget, without drawing the training split.
+
+    Drawn once per process and budget (about 1.3 s for the 2 000 images); every call returns a copy of
+    its own, so that a caller who changes the tensors changes nothing for the next one."""
+    key = (budget.data_seed, budget.num_test, *_common(budget).values())
+    split = _TEST_SPLITS.get(key)
+    if split is None:
+        _, sources = split_sources(seed=budget.data_seed)
+        split = _TEST_SPLITS[key] = make_cluttered_digits(budget.num_test, sources, seed=2 * budget.data_seed + 1,
+                                                          **_common(budget))
+    return dataclasses.replace(split, **{f.name: getattr(split, f.name).clone() for f in dataclasses.fields(split)})
 
 
 # --------------------------------------------------------------------------------------------

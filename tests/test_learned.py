@@ -25,6 +25,23 @@ def test_data():
     return learned.test_split()
 
 
+def test_test_split_is_drawn_once_and_every_call_gets_its_own_copy(test_data):
+    """test_split is cached per process (the warm grading template draws it once for every child); a
+    caller who changes its tensors in place must change nothing for the next caller, and the cached split
+    must be the one a fresh draw gives."""
+    small = dataclasses.replace(learned.BUDGET, num_test=30)
+    first = learned.test_split(small)
+    fresh = learned.make_cluttered_digits(30, learned.split_sources(seed=small.data_seed)[1],
+                                          seed=2 * small.data_seed + 1, **learned._common(small))
+    for field in dataclasses.fields(first):
+        assert torch.equal(getattr(first, field.name), getattr(fresh, field.name)), field.name
+        getattr(first, field.name).zero_()  # a student's in-place change
+    second = learned.test_split(small)
+    for field in dataclasses.fields(second):
+        assert torch.equal(getattr(second, field.name), getattr(fresh, field.name)), field.name
+    assert len(learned.test_split()) == len(test_data) == learned.BUDGET.num_test
+
+
 @pytest.fixture(scope="module")
 def loaded():
     return {name: learned.load_trained(name) for name in learned.RECIPES}
@@ -48,7 +65,11 @@ def test_checkpoint_reproduces_its_accuracy_and_figure_numbers(name, loaded, tes
     numbers = learned.measure(name, net, test_data)
     assert numbers.keys() == state["numbers"].keys()
     for key, value in state["numbers"].items():
-        assert numbers[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+        # a pointing hit is an argmax over the map's pixels: where two pixels tie or nearly tie (a saturated
+        # gate, a bilinear plateau), another CPU's rounding (AVX2 against AVX-512) moves the maximum to the
+        # other pixel. Measured: 2 of 1000 images for ctdnet_sam's control, 5 for hacnn_soft's map.
+        tolerance = dict(abs=0.01) if key.endswith("pointing_hit") else dict(rel=1e-4, abs=1e-5)
+        assert numbers[key] == pytest.approx(value, **tolerance), key
 
 
 class LinearSE(nn.Module):
@@ -165,7 +186,11 @@ def test_a_forward_only_cbam_gives_the_recorded_numbers(test_data):
     state = learned.read_checkpoint("cbam")
     numbers = learned.measure("cbam", net, test_data)
     for key, value in state["numbers"].items():
-        assert numbers[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+        # a pointing hit is an argmax over the map's pixels: where two pixels tie or nearly tie (a saturated
+        # gate, a bilinear plateau), another CPU's rounding (AVX2 against AVX-512) moves the maximum to the
+        # other pixel. Measured: 2 of 1000 images for ctdnet_sam's control, 5 for hacnn_soft's map.
+        tolerance = dict(abs=0.01) if key.endswith("pointing_hit") else dict(rel=1e-4, abs=1e-5)
+        assert numbers[key] == pytest.approx(value, **tolerance), key
 
 
 def test_try_load_reports_a_module_that_raises_when_run(capsys):

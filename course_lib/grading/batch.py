@@ -29,7 +29,7 @@ fixed hash seed, the Agg backend), so that floating-point results cannot depend 
 What is left of the hand-written pool that this module had before Dask: nothing of the processes,
 selectors, kill-and-replace logic. What remains the course's own is what Dask does not do: the limits of
 one notebook (cell timeout, the ``student_timeout`` of a whole submission, memory and file size), which
-``warm.ForkExecute`` enforces on the child, and one task at a time per worker process (a lock in
+``fork_execute.ForkExecute`` enforces on the child, and one task at a time per worker process (a lock in
 ``engine.grade_task``), since each notebook is given a whole core.
 
 Written answers (markdown cells with ``grade`` and ``solution``, graded by hand) are treated as nbgrader
@@ -359,9 +359,9 @@ def _prepare_template(chapter: str, work: Path, source_root: Path, others: list[
 def _api(root: Path, *, db_url: str | None = None, cell_timeout: int | None = None, kernel_name: str | None = None,
          fork: bool = False):
     """``notebooks.api`` with the batch's overrides (gradebook URL, cell timeout, kernel). ``fork``: the
-    sandbox runs notebooks in children of the warm template (``warm.ForkExecute``) instead of kernels."""
+    sandbox runs notebooks in children of the warm template (``fork_execute.ForkExecute``) instead of kernels."""
     from course_lib.grading import sandbox
-    from course_lib.grading.warm import ForkExecute
+    from course_lib.grading.fork_execute import ForkExecute
 
     grader = nbs.api(root)
     if db_url:

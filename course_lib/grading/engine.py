@@ -16,7 +16,7 @@ row says the grading process died); reports progress as tasks complete.
 
 What a worker does with a task (:func:`grade_task`), one at a time per worker process: a fresh folder
 with the chapter's template course and the submission, nbgrader's own ``autograde`` with the kernel
-execution replaced by :class:`~course_lib.grading.warm.ForkExecute` (the notebook runs in a child forked
+execution replaced by :class:`~course_lib.grading.fork_execute.ForkExecute` (the notebook runs in a child forked
 from this worker's warm template, inside the sandbox), the feedback page, then everything the client
 needs as plain data (grades, comments, the notebooks as bytes). It never opens the main gradebook.
 """
@@ -209,7 +209,8 @@ def _grade_one(task: dict, static: dict) -> dict:
 
     from course_lib.grading import batch
     from course_lib.grading.feedback import cell_messages, html_text, leaked_lines, prepare
-    from course_lib.grading.warm import ForkExecute, template_for
+    from course_lib.grading.fork_execute import ForkExecute
+    from course_lib.grading.warm import template_for
 
     started = time.perf_counter()
     chapter, student, info = static["chapter"], task["student"], static["info"]

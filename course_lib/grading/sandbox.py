@@ -47,6 +47,8 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import DeduplicateIds, Execute, OverwriteCells
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
+from course_lib.grading.check_index import check_index as _check_index
+from course_lib.grading.check_index import check_index_data, use_check_index  # noqa: F401 - re-exported
 from course_lib.grading.sandbox_guard import MISTAKE_REFERENCE, MISTAKE_TAMPERING, PROOF_PATTERN, proof_message
 
 __all__ = [
@@ -74,59 +76,6 @@ def _env(name: str, fallback: Any, kind: type = int) -> Any:
 # --------------------------------------------------------------------------------------------
 # which checks a test cell calls
 # --------------------------------------------------------------------------------------------
-_CHECK_INDEX: dict | None = None
-
-
-def _check_index() -> dict:
-    """(module, function) -> exercise name, and function name -> {exercise names}, of every course check."""
-    global _CHECK_INDEX
-    if _CHECK_INDEX is None:
-        import importlib
-        import pkgutil
-
-        import course_lib.checks as visible
-
-        by_module: dict[tuple[str, str], str] = {}
-        by_name: dict[str, set[str]] = {}
-        packages = [visible]
-        try:
-            packages.append(importlib.import_module("course_lib.checks.hidden"))
-        except ImportError:  # pragma: no cover - the student bundle has no hidden checks
-            pass
-        for package in packages:
-            for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
-                leaf = info.name.rsplit(".", 1)[-1]
-                if leaf.startswith("_") or leaf == "build_expected":
-                    continue
-                try:
-                    module = importlib.import_module(info.name)
-                except Exception:  # noqa: BLE001 - a broken chapter module has no checks to expect
-                    continue
-                for attr, value in vars(module).items():
-                    name = getattr(value, "exercise_name", None)
-                    if isinstance(name, str) and getattr(value, "__module__", None) == module.__name__:
-                        by_module[(module.__name__, attr)] = name
-                        by_name.setdefault(attr, set()).add(name)
-        _CHECK_INDEX = {"by_module": by_module, "by_name": by_name}
-    return _CHECK_INDEX
-
-
-def check_index_data() -> dict:
-    """:func:`_check_index` as JSON data (the warm template sends it to its grading worker)."""
-    index = _check_index()
-    return {"by_module": [[m, a, n] for (m, a), n in sorted(index["by_module"].items())],
-            "by_name": {a: sorted(names) for a, names in sorted(index["by_name"].items())}}
-
-
-def use_check_index(data: dict) -> None:
-    """Take the check index from :func:`check_index_data` (made by the warm template, which has imported
-    the checks anyway), so that a grading worker need not import torch and every check module itself."""
-    global _CHECK_INDEX
-    if _CHECK_INDEX is None:
-        _CHECK_INDEX = {"by_module": {(m, a): n for m, a, n in data["by_module"]},
-                        "by_name": {a: set(names) for a, names in data["by_name"].items()}}
-
-
 def expected_checks(source: str) -> list[set[str]]:
     """The checks a test cell's source calls: one set of acceptable exercise names per distinct call.
 
