@@ -456,6 +456,17 @@ def depth_gates(net: DepthNet, images: torch.Tensor, *, batch_size: int = 500) -
     return [torch.cat(g) for g in out]
 
 
+def depth_gate_numbers(gates: list[torch.Tensor], labels: torch.Tensor) -> dict[str, float]:
+    """What the text quotes about the gates of each depth (``depth_gates``' output on images with ``labels``)."""
+    out = {}
+    for d, g in enumerate(gates, start=1):
+        out[f"class_share_{d}"] = class_share(g, labels)
+        out[f"gate_mean_{d}"] = float(g.mean())
+        out[f"gate_std_{d}"] = float(g.std())  # over images and channels
+        out[f"image_std_{d}"] = float(g.std(0).mean())  # how much one channel's gate moves between images
+    return out
+
+
 def class_share(gates: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> float:
     """Share of the gate's variance (summed over channels) that lies between the class means: 0 when
     every class gets the same mean gate, 1 when the gate depends on the class alone."""
@@ -658,14 +669,7 @@ def measure(name: str, net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str,
     recipe = _recipe(name)
     probe = ClutteredDigits(*(getattr(data, f)[:PROBE] for f in ClutteredDigits.__dataclass_fields__))
     if recipe.kind == "depth_gates":
-        gates = depth_gates(net, probe.images)
-        out = {}
-        for d, g in enumerate(gates, start=1):
-            out[f"class_share_{d}"] = class_share(g, probe.labels)
-            out[f"gate_mean_{d}"] = float(g.mean())
-            out[f"gate_std_{d}"] = float(g.std())  # over images and channels
-            out[f"image_std_{d}"] = float(g.std(0).mean())  # how much one channel's gate moves between images
-        return out
+        return depth_gate_numbers(depth_gates(net, probe.images), probe.labels)
     if recipe.kind == "spatial":
         att = cap.localisation(spatial_maps(net, probe.images), probe.boxes)
         ctrl = cap.localisation(spatial_maps(net, probe.images, control=True), probe.boxes)

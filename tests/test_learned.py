@@ -208,6 +208,8 @@ def test_figures_draw_and_return_what_they_show(tmp_path, loaded, test_data):
     se = figs.plot_se_by_depth(loaded["se"], test_data, tmp_path / "se.png")
     assert [se[f"depth_{d}"].shape for d in (1, 2, 3)] == [(10, 16), (10, 32), (10, 48)]
     assert se["class_share_3"] == pytest.approx(learned.read_checkpoint("se")["numbers"]["class_share_3"])
+    # the notebook prints the plot's numbers instead of measuring again: they must be measure's, every one
+    assert {k: v for k, v in se.items() if not k.startswith("depth_")} == learned.measure("se", loaded["se"], test_data)
     sp = figs.plot_learned_spatial(loaded["ctdnet_sam"], test_data, "ctdnet_sam", tmp_path / "sam.png")
     assert len(sp["scores"]) == 2 and sp["images"].shape == (6, 48, 48)
     pam = figs.plot_pam_queries(loaded["danet_pam"], test_data, 0, tmp_path / "pam.png")

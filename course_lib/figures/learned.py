@@ -40,7 +40,11 @@ def plot_se_by_depth(net: learned.DepthNet, data, path: str | Path | None = None
     """The SE gate per class at each depth, after the paper's figure of excitations across classes:
     one line per class (the gate averaged over that class's test images) against the channel index,
     the mean over all images in black. Lines on top of each other: the gate is the same for every
-    class; lines apart: it depends on the class."""
+    class; lines apart: it depends on the class.
+
+    Returns the per-class gates (``depth_d``, (10, C)) and the numbers ``learned.measure`` gives for a
+    depth-gate recipe (``gate_mean_d``, ``gate_std_d``, ``image_std_d``, ``class_share_d``), from the same
+    gates, so that a cell need not compute them twice."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _plt()
@@ -48,10 +52,10 @@ def plot_se_by_depth(net: learned.DepthNet, data, path: str | Path | None = None
     gates = learned.depth_gates(net, images)
     fig, axes = plt.subplots(1, len(gates), figsize=(4.2 * len(gates), 3.2), squeeze=False)
     colours = plt.get_cmap("tab10")
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = learned.depth_gate_numbers(gates, labels)
     for d, (ax, g) in enumerate(zip(axes[0], gates), start=1):
         per_class = np.stack([g[labels == k].mean(0).numpy() for k in range(10)])  # (10, C)
-        share = learned.class_share(g, labels)
+        share = out[f"class_share_{d}"]
         for k in range(10):
             ax.plot(per_class[k], color=colours(k), linewidth=1, label=str(k))
         ax.plot(g.mean(0).numpy(), color="black", linewidth=2, linestyle="--", label="all")
@@ -60,7 +64,6 @@ def plot_se_by_depth(net: learned.DepthNet, data, path: str | Path | None = None
         ax.set_xlabel("channel")
         ax.set_title(f"depth {d}: C = {g.shape[1]}\nclass share of the gate's variance {share:.0%}", fontsize=9)
         out[f"depth_{d}"] = per_class
-        out[f"class_share_{d}"] = share
     axes[0, 0].set_ylabel("mean gate s (per class)")
     axes[0, -1].legend(fontsize=6, ncol=2, loc="lower right", title="class", title_fontsize=7)
     fig.suptitle(f"Trained {name} gates on cluttered digits, per class and per depth "
