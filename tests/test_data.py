@@ -271,3 +271,30 @@ def test_bad_test_fraction(fraction, error):
 def test_zero_canvas_room_is_fine_without_clutter():
     d = make_cluttered_digits(3, canvas_size=16, num_clutter=0, seed=0)
     assert (d.boxes == torch.tensor([0, 0, 16, 16])).all()
+
+
+def test_source_digits_and_photos_are_scikit_learns_read_without_importing_it():
+    """The digits and the two photos are read from scikit-learn's own files (its import costs every kernel
+    about 1.6 s): they must be exactly what load_digits and load_sample_image give, and reading them must
+    not import scikit-learn."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits, load_sample_image
+
+    from course_lib.data import _raw_digits
+    from course_lib.figures.common import _photo
+
+    images, labels = _raw_digits.__wrapped__()
+    bunch = load_digits()
+    np.testing.assert_array_equal(images, (bunch.images / 16.0).astype(np.float32))
+    np.testing.assert_array_equal(labels, bunch.target)
+    assert labels.dtype == np.int64 and images.shape == (1797, 8, 8)
+    for name in ("china.jpg", "flower.jpg"):
+        photo = _photo.__wrapped__(name)
+        np.testing.assert_array_equal(photo, load_sample_image(name))
+        assert photo.dtype == np.uint8 and photo.shape == (427, 640, 3)
+    probe = ("import sys; from course_lib.data import _raw_digits; from course_lib.figures.common import _photo; "
+             "_raw_digits(); _photo('china.jpg'); print(sorted(m for m in sys.modules if m.startswith('sklearn')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

@@ -9,9 +9,19 @@ import torch
 
 @functools.lru_cache(maxsize=4)
 def _photo(name: str) -> np.ndarray:
-    from sklearn.datasets import load_sample_image  # ships with scikit-learn: no download
+    """One of the two photos that ship with scikit-learn (no download), as ``load_sample_image`` gives it,
+    read without importing scikit-learn."""
+    from course_lib.data import sklearn_data_file
 
-    return load_sample_image(name)
+    path = sklearn_data_file("datasets", "images", name)
+    if path is None:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(name)
+    from PIL import Image
+
+    with open(path, "rb") as fh:
+        return np.asarray(Image.open(fh))
 
 
 def sample_image(name: str = "china.jpg", size: tuple[int, int] = (96, 144)) -> torch.Tensor:
