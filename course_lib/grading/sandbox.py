@@ -47,8 +47,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import DeduplicateIds, Execute, OverwriteCells
 from traitlets import Bool, Float, Integer, List, Unicode, default
 
-from course_lib.grading.check_index import check_index as _check_index
-from course_lib.grading.check_index import check_index_data, use_check_index  # noqa: F401 - re-exported
+from course_lib.grading.check_index import check_index
 from course_lib.grading.sandbox_guard import MISTAKE_REFERENCE, MISTAKE_TAMPERING, PROOF_PATTERN, proof_message
 
 __all__ = [
@@ -86,7 +85,7 @@ def expected_checks(source: str) -> list[set[str]]:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    index = _check_index()
+    index = check_index()
     imported: dict[str, tuple[str, str]] = {}   # local name -> (module, attribute)
     modules: dict[str, str] = {}                # local name -> module
     for node in ast.walk(tree):
