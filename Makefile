@@ -95,7 +95,7 @@ capstone: setup
 	$(RUN) $(BIN)/python -m course_lib capstone --out out/capstone
 
 checkpoints: setup
-	$(RUN) $(BIN)/python -m course_lib.learned --no-progress
+	$(RUN) $(BIN)/python -m course_lib checkpoints --no-progress
 
 grade: setup
 	@test -n "$(CHAPTER)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade CHAPTER=01_se SUBMISSIONS=path/to/submissions"; exit 2; }

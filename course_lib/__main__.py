@@ -1,27 +1,40 @@
-"""Command line: ``python -m course_lib <command> [options]``.
+"""Command line: ``python -m course_lib <command> [options]``, the one entry point of every course command.
 
-Each command lives in its own module and exposes ``main(argv) -> int``; this file only dispatches,
-so that ``python -m course_lib --help`` stays fast and imports nothing heavy.
+Each command is a ``main(argv) -> int`` function in its own module; this file only dispatches, so that
+``python -m course_lib --help`` stays fast and imports nothing heavy. ``python -m course_lib <command> --help``
+describes a command's options.
 """
 from __future__ import annotations
 
 import importlib
 import sys
 
+#: command -> ("module:function", one line of help), grouped by who runs it
 COMMANDS = {
-    "bench": ("course_lib.bench", "time and peak memory of every reference module (make bench)"),
-    "capstone": ("course_lib.capstone", "train and compare every attention variant (make capstone)"),
-    "grade": ("course_lib.grading.cli", "autograde a folder of submissions (make grade)"),
-    "giveaways": ("course_lib.giveaways", "how much of each answer the student notebooks show (issue 15)"),
-    "grader-report": ("course_lib.grading.report", "catalog of wrong/valid implementations vs the checks"),
-    "student-bundle": ("course_lib.grading.bundle", "build what students receive (make student-bundle)"),
-    "release": ("course_lib.notebooks", "regenerate notebooks/ from solutions/ with nbgrader"),
+    # lecturers: grading a class
+    "grade": ("course_lib.grading.cli:main", "autograde a folder of submissions (make grade)"),
+    "feedback": ("course_lib.grading.feedback:main",
+                 "render a graded chapter's feedback pages again, after hand grading (no hidden tests)"),
+    "grade-bench": ("course_lib.grading.batch:main", "time plain nbgrader against the course grader (--bench)"),
+    # maintainers: building and checking the course
+    "release": ("course_lib.tools.notebooks:main", "regenerate notebooks/ from solutions/ with nbgrader (make release)"),
+    "notebooks": ("course_lib.tools.notebooks:cli",
+                  "notebook pipeline: `normalize [paths]` (stable JSON, no outputs), `times` (seconds per chapter)"),
+    "student-bundle": ("course_lib.tools.bundle:main", "build what students receive (make student-bundle)"),
+    "grader-report": ("course_lib.tools.grader_report:main", "catalog of wrong/valid implementations vs the checks"),
+    "giveaways": ("course_lib.tools.giveaways:main", "how much of each answer the student notebooks show"),
+    "build-expected": ("course_lib.tools.build_expected:main",
+                       "rebuild the visible checks' stored expected values from the reference modules"),
+    "question-key": ("course_lib.checks.questions:main", "the stored key (hash) of a question's answer"),
+    "checkpoints": ("course_lib.tools.checkpoints:main", "retrain the shipped checkpoints of chapters 01-08 (make checkpoints)"),
+    "capstone": ("course_lib.tools.capstone_run:main", "train and compare every attention variant (make capstone)"),
+    "bench": ("course_lib.tools.bench:main", "time and peak memory of every reference module (make bench)"),
 }
 
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: python -m course_lib <command> [options]", "", "commands:"]
+    lines = ["usage: python -m course_lib <command> [options]   (<command> --help: its options)", "", "commands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -36,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown command {name!r}; expected one of: {', '.join(COMMANDS)}\n", file=sys.stderr)
         print(_usage(), file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    module, function = COMMANDS[name][0].split(":")
+    return int(getattr(importlib.import_module(module), function)(rest) or 0)
 
 
 if __name__ == "__main__":

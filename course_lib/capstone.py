@@ -1,12 +1,8 @@
 """Chapter 09 capstone: every attention module in the same small CNN, trained on cluttered digits.
 
-``python -m course_lib capstone [--quick] [--out DIR] [--seeds N] [--variants ...] [--epochs N]``
-trains one network per variant and seed, then writes to DIR (default ``out/capstone``):
-
-* ``results.csv`` and ``results.md``: test accuracy (mean and std over seeds), parameters,
-  multiply-adds per image, CPU latency per image, and how well each spatial map finds the digit;
-* ``accuracy.png``, ``spatial_attention.png``, ``channel_weights.png``, ``pam_query.png``
-  (drawn by :mod:`course_lib.capstone_figures`).
+The network, the training loop and the measurements. ``python -m course_lib capstone`` (``make capstone``,
+:mod:`course_lib.tools.capstone_run`) trains every reference variant with them and writes the results
+table and figures.
 
 The network (:class:`CapstoneNet`, about 40 k parameters without attention)::
 
@@ -22,9 +18,10 @@ The slot sits before global average pooling on purpose: pooling adds up evidence
 position, the clutter's included, so a map that finds the digit has something to gain there.
 A stage-3 cell sees a 26x26 pixel window, enough for a 16x16 digit and its surroundings.
 
-The slot is filled by name from ``course_lib.ATTENTION`` ("se", "cbam", ...), with ``None`` or
-"none" for no attention, or with your own module: a class or factory called as ``factory(channels)``
-or a ready module instance, e.g. ``CapstoneNet(MySqueezeExcitation)``.
+The slot is filled with your own module: a class or factory called as ``factory(channels)`` or a ready
+module instance, e.g. ``CapstoneNet(MySqueezeExcitation)``; with ``None`` or "none" for no attention; or by
+name from a ``registry`` (a dict name -> factory, e.g. ``{"my_se": MySqueezeExcitation}``; in the full
+repository ``course_lib.ATTENTION`` is one, with the course's reference modules).
 
 Besides "none", the table has "conv_control": one more conv3x3-BN-ReLU in the slot. CTDNet's SAM
 brings such a layer with it (gate, then conv-BN-ReLU), so this row separates its attention from its
@@ -62,7 +59,6 @@ Metric definitions (also written into ``results.md``):
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import math
@@ -72,7 +68,7 @@ import statistics
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -128,25 +124,22 @@ QUICK = Budget(num_train=1000, num_test=400, epochs=4, seeds=1, canvas_size=32, 
 # --------------------------------------------------------------------------------------------
 # The network
 # --------------------------------------------------------------------------------------------
-def _registry() -> Mapping[str, Callable[[int], nn.Module]]:
-    import course_lib
-
-    return course_lib.ATTENTION
-
-
 def build_attention(spec: Any, channels: int, *, registry: Mapping[str, Callable] | None = None) -> nn.Module:
     """The module for the attention slot.
 
-    ``spec`` may be ``None`` or "none" (identity), a name in ``course_lib.ATTENTION`` (or in
-    ``registry``), an ``nn.Module`` instance (used as is), or a class/factory called as
-    ``spec(channels)`` that must return an ``nn.Module``.
+    ``spec`` may be ``None`` or "none" (identity), "conv_control", a name in ``registry``, an ``nn.Module``
+    instance (used as is), or a class/factory called as ``spec(channels)`` that must return an ``nn.Module``.
     """
     if spec is None or (isinstance(spec, str) and spec == "none"):
         return nn.Identity()
     if isinstance(spec, str) and spec == "conv_control":
         return _conv_bn_relu(channels, channels)
     if isinstance(spec, str):
-        table = _registry() if registry is None else registry
+        if registry is None:
+            raise ValueError(f"attention {spec!r} is a name, and no registry was given: pass registry= (a dict "
+                             "name -> class or factory of channels; in the full repository, course_lib.ATTENTION "
+                             "holds the course's reference modules), or pass your module or class itself")
+        table = registry
         if spec not in table:
             names = ", ".join(["none", "conv_control", *table])
             raise ValueError(f"attention must be one of: {names}; got {spec!r}")
@@ -156,7 +149,7 @@ def build_attention(spec: Any, channels: int, *, registry: Mapping[str, Callable
     elif callable(spec):
         module = spec(channels)
     else:
-        raise TypeError("attention must be None, a name from course_lib.ATTENTION, an nn.Module, or a "
+        raise TypeError("attention must be None, a name from the registry, an nn.Module, or a "
                         f"class/factory taking channels; got {type(spec).__name__} {spec!r}")
     if not isinstance(module, nn.Module):
         raise TypeError(f"attention factory {spec!r} must return an nn.Module when called with "
@@ -175,7 +168,7 @@ class CapstoneNet(nn.Module):
         attention: what fills the slot; see :func:`build_attention`.
         widths: channels of the three stages; the slot gets ``widths[-1]`` channels.
         num_classes: outputs of the classifier.
-        registry: name -> factory table to use instead of ``course_lib.ATTENTION``.
+        registry: name -> factory table for an ``attention`` given by name.
 
     ``features(x)`` returns the map that enters the slot, (B, C, H/4, W/4), as a contiguous tensor
     (the backbone runs channels_last for CPU speed; the slot gets the ordinary layout, so a module
@@ -788,74 +781,3 @@ def load_my_class(chapter: str, name: str, *, path: str | Path | None = None) ->
         except ImportError as error:
             raise ImportError(f"load_my_class: {found} runs `{ast.unparse(stmt)}`, which fails here: {error}") from None
     return namespace[name]
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m course_lib capstone",
-                                description="Train and compare every attention variant on cluttered digits.")
-    p.add_argument("--quick", action="store_true", help="small data, one seed, short training (< 1 min on 2 cores)")
-    p.add_argument("--out", type=Path, default=Path("out/capstone"), help="output folder (default: out/capstone)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3, or 1 with --quick)")
-    p.add_argument("--variants", nargs="+", default=None, metavar="NAME",
-                   help=f"variants to compare (default: all: {' '.join(VARIANTS)}; with --quick: "
-                        f"{' '.join(QUICK_VARIANTS)})")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: from the budget)")
-    p.add_argument("--num-train", type=int, default=None, help="training images (default: from the budget)")
-    p.add_argument("--num-test", type=int, default=None, help="test images (default: from the budget)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train (default: auto)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (default: 1; small convolutions gain little from more, and on a "
-                        "shared machine extra threads spin and wait)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    budget = QUICK if args.quick else FULL
-    overrides = {k: v for k, v in (("seeds", args.seeds), ("epochs", args.epochs), ("num_train", args.num_train),
-                                   ("num_test", args.num_test), ("threads", args.threads)) if v is not None}
-    for name, value in overrides.items():
-        if value < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1; got {value}")
-    threads = overrides.pop("threads")
-    budget = Budget(**{**asdict(budget), **overrides})
-    variants = list(args.variants or (QUICK_VARIANTS if args.quick else VARIANTS))
-    known = ["none", "conv_control", *_registry()]
-    unknown = [v for v in variants if v not in known]
-    if unknown:
-        raise SystemExit(f"unknown variant(s) {unknown}; expected names from: {' '.join(known)}")
-    device = pick_device(args.device)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return _run(variants, budget, device, args.out, progress=not args.no_progress)
-    finally:
-        torch.set_num_threads(before)
-
-
-def _run(variants: Sequence[str], budget: Budget, device: torch.device, out: Path, *, progress: bool) -> int:
-    from course_lib import capstone_figures as figs
-
-    threads = torch.get_num_threads()
-    start = time.perf_counter()
-    print(f"capstone: {len(variants)} variants x {budget.seeds} seeds, {budget.num_train} train images, "
-          f"{budget.epochs} epochs, on {device} ({threads} CPU thread(s))")
-    results, models, (_, test) = run_experiment(variants, budget, device=device, progress=progress)
-    rows = summarise(results, models, (1, budget.canvas_size, budget.canvas_size))
-    out.mkdir(parents=True, exist_ok=True)
-    figures = figs.draw_all(rows, models, test, out)
-    notes = diagnose(models, test)
-    wall = time.perf_counter() - start
-    csv_path, md_path = write_results(rows, out, budget=budget, wall_s=wall, device=device, figures=figures,
-                                      notes=notes)
-    print(md_path.read_text())
-    print(f"wrote {csv_path}, {md_path} and {len(figures)} figures in {wall:.0f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,7 +5,8 @@ on the capstone's cluttered digits, with the capstone's training loop (:func:`co
 2 000 training images, 4 epochs, one seed: 9 s (CAM) to 81 s (PAM) on one thread of a busy 2-core CPU. The
 trained weights ship with the package (``course_lib/checkpoints/<name>.pt``, about 0.2 MB each), so
 a chapter draws its "what a trained module learns" figures without training; ``make checkpoints``
-(``python -m course_lib.learned``) rebuilds all of them from their fixed seeds.
+(``python -m course_lib checkpoints``, :mod:`course_lib.tools.checkpoints`) rebuilds all of them from their fixed
+seeds with the reference modules.
 
 A checkpoint holds
 
@@ -195,9 +196,9 @@ def _load_eca(module: nn.Module, weights: Mapping[str, torch.Tensor], *, what: s
 
 def _loaders() -> dict[str, Callable[..., None]]:
     """How the chapters' checks copy stored weights into a student's module (imported, never copied)."""
-    from course_lib.checks import _core
+    from course_lib.checks import toolkit
 
-    return {"by_shape": _core.load_by_shape, "by_name": _core.load_by_name, "sam": _load_sam, "eca": _load_eca}
+    return {"by_shape": toolkit.load_by_shape, "by_name": toolkit.load_by_name, "sam": _load_sam, "eca": _load_eca}
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,7 +210,7 @@ class Recipe:
 
     name: str
     chapter: str
-    reference: str  # "module:Class" in course_lib
+    reference: str  # "module:Class" in course_lib.reference (resolved by course_lib.tools.checkpoints)
     make: Callable[[Any, int], nn.Module]  # (class, channels) -> module
     roles: Callable[[nn.Module], dict[str, torch.Tensor]]
     loader: str  # key of _loaders()
@@ -218,11 +219,6 @@ class Recipe:
     depths: bool = False  # DepthNet (three modules) instead of CapstoneNet (one)
     stripes: bool = False  # StripeNet (hard attention beside the pooling)
 
-    def reference_class(self) -> type:
-        import importlib
-
-        module, cls = self.reference.split(":")
-        return getattr(importlib.import_module(f"course_lib.{module}"), cls)
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
@@ -250,13 +246,17 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 )}
 
 
-def _recipe(name: str) -> Recipe:
+def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"no trained checkpoint named {name!r}; expected one of: {', '.join(RECIPES)}")
     return RECIPES[name]
 
 
 def _factory(recipe: Recipe, cls: Any) -> Callable[[int], nn.Module]:
+    if cls is None:
+        raise TypeError(f"learned: recipe {recipe.name!r} needs the class to build its module(s): your own (the "
+                        f"chapter's exercise), e.g. {recipe.reference.split(':')[1]}; in the full repository "
+                        f"course_lib.tools.checkpoints.reference_class({recipe.name!r}) gives the course's")
     owner = getattr(cls, "__name__", repr(cls))
 
     def make(channels: int) -> nn.Module:
@@ -272,10 +272,10 @@ def _factory(recipe: Recipe, cls: Any) -> Callable[[int], nn.Module]:
     return make
 
 
-def build_net(name: str, cls: Any = None) -> cap.CapstoneNet:
-    """The untrained network of recipe ``name`` with ``cls`` (default: the course's reference class)."""
-    recipe = _recipe(name)
-    factory = _factory(recipe, recipe.reference_class() if cls is None else cls)
+def build_net(name: str, cls: Any) -> cap.CapstoneNet:
+    """The untrained network of recipe ``name`` with its attention module(s) built from ``cls``."""
+    recipe = get_recipe(name)
+    factory = _factory(recipe, cls)
     if recipe.stripes:
         return StripeNet(factory)
     return DepthNet(factory) if recipe.depths else cap.CapstoneNet(factory)
@@ -308,16 +308,16 @@ def test_split(budget: cap.Budget = BUDGET) -> ClutteredDigits:
 # --------------------------------------------------------------------------------------------
 # Training, saving, loading
 # --------------------------------------------------------------------------------------------
-def train(name: str, cls: Any = None, *, seed: int | None = None, budget: cap.Budget = BUDGET,
+def train(name: str, cls: Any, *, seed: int | None = None, budget: cap.Budget = BUDGET,
           device: str | torch.device = "auto", threads: int | None = 1,
           progress: bool = True) -> tuple[cap.CapstoneNet, dict[str, Any]]:
-    """Train recipe ``name`` with ``cls`` (default: the reference class) from its seed.
+    """Train recipe ``name`` with ``cls`` (your class) from its seed.
 
     Returns the trained network (eval mode, on the CPU) and its record: accuracy, numbers,
     train_seconds, seed, device. ``threads=1`` (the default) trains on one CPU thread, as the
     capstone does; ``None`` leaves torch's setting alone.
     """
-    recipe = _recipe(name)
+    recipe = get_recipe(name)
     seed = recipe.seed if seed is None else seed
     device = cap.pick_device(device) if isinstance(device, str) else device
     before = torch.get_num_threads()
@@ -345,7 +345,7 @@ def train(name: str, cls: Any = None, *, seed: int | None = None, budget: cap.Bu
 
 def save_checkpoint(name: str, net: cap.CapstoneNet, record: Mapping[str, Any], directory: Path = CHECKPOINT_DIR) -> Path:
     """Write ``<directory>/<name>.pt``: trunk state dict, module weights by role, and the record."""
-    recipe = _recipe(name)
+    recipe = get_recipe(name)
     slots = _slots(net)
     trunk = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()
              if not any(k.startswith(f"{s}.") for s in slots)}
@@ -359,22 +359,22 @@ def save_checkpoint(name: str, net: cap.CapstoneNet, record: Mapping[str, Any], 
 
 def read_checkpoint(name: str, directory: Path = CHECKPOINT_DIR) -> dict[str, Any]:
     """The stored checkpoint of recipe ``name`` (weights and record), on the CPU."""
-    _recipe(name)
+    get_recipe(name)
     path = directory / f"{name}.pt"
     if not path.exists():
         raise FileNotFoundError(f"the trained checkpoint {path} is missing; run `make checkpoints` "
-                                f"(python -m course_lib.learned) to rebuild it")
+                                f"(python -m course_lib checkpoints) to rebuild it")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_trained(name: str, cls: Any = None, *, directory: Path = CHECKPOINT_DIR) -> cap.CapstoneNet:
-    """The trained network of recipe ``name``, its attention module(s) built from ``cls`` (your class;
-    default: the reference) and loaded by role with the chapter's checks' loader. Eval mode, CPU.
+def load_trained(name: str, cls: Any, *, directory: Path = CHECKPOINT_DIR) -> cap.CapstoneNet:
+    """The trained network of recipe ``name``, its attention module(s) built from ``cls`` (your class) and
+    loaded by role with the chapter's checks' loader. Eval mode, CPU.
 
     Raises :class:`NotWrittenYet` when ``cls`` still raises NotImplementedError, and the checks'
     CheckFailure (naming what was expected and what came) when its parameters do not fit the roles.
     """
-    recipe = _recipe(name)
+    recipe = get_recipe(name)
     state = read_checkpoint(name, directory)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # building draws random weights; leave the caller's RNG alone
@@ -386,7 +386,7 @@ def load_trained(name: str, cls: Any = None, *, directory: Path = CHECKPOINT_DIR
         raise RuntimeError(f"checkpoint {name}: trunk keys do not match the network (missing {missing}, "
                            f"unexpected {unexpected})")
     loader = _loaders()[recipe.loader]
-    owner = getattr(cls, "__name__", "the reference module") if cls is not None else recipe.reference
+    owner = getattr(cls, "__name__", repr(cls))
     for slot, module in slots.items():
         loader(module, state["modules"][slot], what=f"{owner} ({slot} of the trained network)")  # the one call site
     return net.eval()
@@ -425,7 +425,7 @@ def pam_as_non_local(cls: Any, name: str = "danet_pam", *, directory: Path = CHE
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            net = cap.CapstoneNet(_factory(_recipe("non_local"), lambda c: cls(c, c // hidden)))
+            net = cap.CapstoneNet(_factory(get_recipe("non_local"), lambda c: cls(c, c // hidden)))
         net.load_state_dict(state["trunk"], strict=False)
         renamed = {f"{new}.{kind}": weights[f"{old}.{kind}"] for old, new in (("query_conv", "theta"),
                                                                               ("key_conv", "phi"))
@@ -666,7 +666,7 @@ def coord_stats(net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str, float]
 
 def measure(name: str, net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str, float]:
     """Every number the chapter's text quotes about recipe ``name``'s figure, on the first PROBE images."""
-    recipe = _recipe(name)
+    recipe = get_recipe(name)
     probe = ClutteredDigits(*(getattr(data, f)[:PROBE] for f in ClutteredDigits.__dataclass_fields__))
     if recipe.kind == "depth_gates":
         return depth_gate_numbers(depth_gates(net, probe.images), probe.labels)
@@ -686,54 +686,3 @@ def measure(name: str, net: cap.CapstoneNet, data: ClutteredDigits) -> dict[str,
         return {**{f"att_{k}": v for k, v in att.items()}, **{f"ctrl_{k}": v for k, v in ctrl.items()},
                 **coord_stats(net, probe)}
     raise AssertionError(recipe.kind)
-
-
-# --------------------------------------------------------------------------------------------
-# make checkpoints
-# --------------------------------------------------------------------------------------------
-def build_checkpoints(names: Sequence[str] | None = None, *, directory: Path = CHECKPOINT_DIR,
-                      device: str = "auto", progress: bool = True) -> list[dict[str, Any]]:
-    """Train and save every recipe (or ``names``) from its seed; returns one summary row each."""
-    rows = []
-    for name in names or list(RECIPES):
-        net, record = train(name, device=device, progress=progress)
-        path = save_checkpoint(name, net, record, directory)
-        rows.append({"name": name, "accuracy": record["accuracy"], "train_seconds": record["train_seconds"],
-                     "bytes": path.stat().st_size, "device": record["device"]})
-        print(f"{name:>20}: test accuracy {record['accuracy']:.4f}, trained in {record['train_seconds']:.1f} s "
-              f"on {record['device']} (1 thread), {path.stat().st_size / 1024:.0f} KiB -> {path}", flush=True)
-    return rows
-
-
-def remeasure(names: Sequence[str] | None = None, *, directory: Path = CHECKPOINT_DIR) -> None:
-    """Recompute the recorded numbers of stored checkpoints (after :func:`measure` changed), no training."""
-    test = test_split()
-    for name in names or list(RECIPES):
-        state = read_checkpoint(name, directory)
-        net = load_trained(name, directory=directory)
-        state["numbers"] = measure(name, net, test)
-        torch.save(state, directory / f"{name}.pt")
-        print(f"{name:>20}: numbers re-measured")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m course_lib.learned",
-                                description="Rebuild the trained checkpoints of chapters 01-08 from their seeds.")
-    p.add_argument("names", nargs="*", help=f"recipes to rebuild (default: all: {' '.join(RECIPES)})")
-    p.add_argument("--out", type=Path, default=CHECKPOINT_DIR, help="folder (default: the package's checkpoints/)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--remeasure", action="store_true",
-                   help="keep the stored weights, recompute only the recorded figure numbers")
-    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
-    for n in args.names:
-        _recipe(n)
-    if args.remeasure:
-        remeasure(args.names or None, directory=args.out)
-        return 0
-    build_checkpoints(args.names or None, directory=args.out, device=args.device, progress=not args.no_progress)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

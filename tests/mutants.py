@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from course_lib import cbam, ctdnet, danet, hacnn, se
-from course_lib._validate import check_feature_map
+from course_lib.reference import cbam, ctdnet, danet, hacnn, se
+from course_lib.reference._validate import check_feature_map
 
 # --------------------------------------------------------------------------------------------------
 # SE

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from course_lib import coord_attention, eca, gcnet, nonlocal_block
+from course_lib.reference import coord_attention, eca, gcnet, nonlocal_block
 
 # --------------------------------------------------------------------------------------------------
 # Non-local

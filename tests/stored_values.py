@@ -6,7 +6,7 @@ convolutions and bmm sum in an order that depends on the kernel the CPU picks (s
 differences on an AMD EPYC, bit-exact on the machine that built the files) and on the thread count.
 So floating-point tensors are compared within a small relative tolerance per dtype, everything else
 exactly.
-The tolerances sit orders of magnitude below the checks' own (``_core.is_close``: rtol 1e-4,
+The tolerances sit orders of magnitude below the checks' own (``toolkit.is_close``: rtol 1e-4,
 atol 1e-5), so a stored value within them grades exactly like the fresh one, and any real change to
 a reference module or to the inputs moves values far beyond them.
 """

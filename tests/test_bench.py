@@ -11,7 +11,7 @@ import csv
 
 import pytest
 
-from course_lib import bench
+from course_lib.tools import bench
 
 SMALL = {"threads": 1, "batch": 2, "channels": 32, "height": 5, "width": 7}
 

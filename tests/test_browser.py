@@ -40,7 +40,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 
 CHAPTERS = nbs.chapters(nbs.REPO, nbs.RELEASE)
 CHROMIUM = Path(os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium"))

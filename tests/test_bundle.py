@@ -1,4 +1,4 @@
-"""The student bundle (course_lib/grading/bundle.py): no reference solutions, no hidden checks, and every
+"""The student bundle (course_lib/tools/bundle.py): no reference solutions, no hidden checks, and every
 released chapter's visible checks pass from it, with the repository's course_lib out of reach."""
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import notebooks as nbs
-from course_lib.grading import bundle as bundle_mod
+from course_lib.tools import notebooks as nbs
+from course_lib.tools import bundle as bundle_mod
 
 CHAPTERS = nbs.chapters(nbs.REPO, nbs.RELEASE)
-LEFT_OUT_MODULES = [f"course_lib.{name}" for name in bundle_mod.REFERENCE_MODULES] + [
-    "course_lib.checks.hidden", "course_lib.grading", "course_lib.bench", "course_lib.notebooks",
+#: one module of each left-out folder, and every reference module (found in the folder, not listed by hand)
+REFERENCE_MODULES = sorted(p.stem for p in (nbs.REPO / "course_lib" / "reference").glob("[!_]*.py"))
+LEFT_OUT_MODULES = [f"course_lib.reference.{name}" for name in REFERENCE_MODULES] + [
+    "course_lib.reference", "course_lib.hidden", "course_lib.grading", "course_lib.tools.bench",
+    "course_lib.tools.notebooks",
 ]
 
 
@@ -31,11 +34,11 @@ def bundle(tmp_path_factory):
 
 def test_bundle_leaves_out_the_reference_solutions_hidden_checks_and_tools(bundle):
     package = bundle.out / "course_lib"
-    for name in bundle_mod.REFERENCE_MODULES:
-        assert not (package / f"{name}.py").exists(), name
-        assert (nbs.REPO / "course_lib" / f"{name}.py").exists(), f"{name}.py is not in the repository any more"
-    for left_out in ("checks/hidden", "checks/build_expected.py", "grading", "bench.py", "notebooks.py"):
+    assert len(REFERENCE_MODULES) == 9 and set(bundle_mod.EXCLUDED) == {"reference", "hidden", "grading", "tools"}
+    for left_out in bundle_mod.EXCLUDED:
+        assert (nbs.REPO / "course_lib" / left_out).is_dir(), f"{left_out}/ is not in the repository any more"
         assert not (package / left_out).exists(), left_out
+    assert not [p for p in package.rglob("*.py") if "import course_lib.reference" in p.read_text(encoding="utf-8")]
     assert not (bundle.out / "tests").exists() and not (bundle.out / nbs.SOURCE).exists()
     assert not list(bundle.out.rglob("__pycache__"))
 
@@ -72,10 +75,8 @@ def test_bundle_builds_a_wheel_that_students_can_pip_install(bundle, tmp_path):
     data = {str(p.relative_to(nbs.REPO)) for p in [*package.glob("checks/expected/*.pt"), *package.glob("checkpoints/*.pt")]}
     assert any("checkpoints/" in d for d in data) and any("expected/" in d for d in data)
     assert {n for n in names if n.endswith(".pt")} == data
-    assert "course_lib/checks/_core.py" in names
-    for name in bundle_mod.REFERENCE_MODULES:
-        assert f"course_lib/{name}.py" not in names
-    assert not [n for n in names if "/hidden/" in n or "/grading/" in n]
+    assert "course_lib/checks/toolkit.py" in names
+    assert not [n for n in names if n.startswith(tuple(f"course_lib/{d}/" for d in bundle_mod.EXCLUDED))]
     assert not (bundle.out / "build").exists() and not list(bundle.out.glob("*.egg-info"))
 
 
@@ -87,7 +88,9 @@ def _fake_repo(root: Path, *, notebook_source: str = "check()", module: str = ""
     shutil.copy(nbs.REPO / "pyproject.toml", root / "pyproject.toml")
     (root / "course_lib").mkdir()
     (root / "course_lib" / "__init__.py").write_text("", encoding="utf-8")
-    (root / "course_lib" / "se.py").write_text("ANSWER = 42\n", encoding="utf-8")
+    (root / "course_lib" / "reference").mkdir()
+    (root / "course_lib" / "reference" / "__init__.py").write_text("", encoding="utf-8")
+    (root / "course_lib" / "reference" / "se.py").write_text("ANSWER = 42\n", encoding="utf-8")
     (root / "course_lib" / "helpers.py").write_text(module, encoding="utf-8")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(notebook_source)])
     nbs.write_atomic(root / nbs.RELEASE / "01_x" / "01_x.ipynb", nbformat.writes(nb))
@@ -103,14 +106,14 @@ def test_build_refuses_notebooks_that_still_hold_hidden_tests_or_solutions(tmp_p
 
 
 def test_build_refuses_a_kept_module_that_imports_a_reference_module_at_import_time(tmp_path):
-    root = _fake_repo(tmp_path / "bad", module="from course_lib.se import ANSWER\n")
-    with pytest.raises(ValueError, match="course_lib.helpers imports course_lib.se"):
+    root = _fake_repo(tmp_path / "bad", module="from course_lib.reference.se import ANSWER\n")
+    with pytest.raises(ValueError, match="course_lib.helpers imports course_lib.reference"):
         bundle_mod.build(tmp_path / "out", root=root)
     # the same import inside a function only fails when called: it is listed, not refused
-    root = _fake_repo(tmp_path / "lazy", module="def answer():\n    from . import se\n    return se.ANSWER\n")
+    root = _fake_repo(tmp_path / "lazy", module="def answer():\n    from .reference import se\n    return se.ANSWER\n")
     built = bundle_mod.build(tmp_path / "out", root=root)
-    assert built.lazy_needs == ["course_lib.helpers.answer needs course_lib.se"]
-    assert not (built.out / "course_lib" / "se.py").exists() and (built.out / "course_lib" / "helpers.py").exists()
+    assert built.lazy_needs == ["course_lib.helpers.answer needs course_lib.reference"]
+    assert not (built.out / "course_lib" / "reference").exists() and (built.out / "course_lib" / "helpers.py").exists()
 
 
 def test_build_never_deletes_a_folder_it_did_not_make(tmp_path):
@@ -135,7 +138,7 @@ def test_build_never_deletes_a_folder_it_did_not_make(tmp_path):
 # its checks' "[ok]"; plain cells (demos, plots, the capstone's training) get DEMO_BUDGET_S seconds each and
 # may fail or be stopped: tests/test_chapters.py runs them in full, and a check that needed one fails here.
 # Runs in a fresh interpreter started with -S: no site-packages .pth files, so the editable install of the
-# repository's course_lib (a meta-path finder that would serve course_lib.se from the repository) is not
+# repository's course_lib (a meta-path finder that would serve course_lib.reference.se from the repository) is not
 # there; the packages the course needs are reached through PYTHONPATH, after the bundle.
 RUNNER = r"""
 import contextlib, io, json, os, signal, sys
@@ -236,10 +239,10 @@ def test_released_visible_checks_pass_from_the_bundle_without_the_reference_modu
 
 @pytest.mark.slow
 def test_the_repository_course_lib_would_be_found_without_the_isolation(bundle, tmp_path):
-    # the counter-test: run normally (site-packages processed), the editable install serves course_lib.se
+    # the counter-test: run normally (site-packages processed), the editable install serves course_lib.reference.se
     # from the repository even with the bundle first on PYTHONPATH; the test above must not run like this
     env = {**os.environ, "PYTHONPATH": str(bundle.out)}
-    probe = "import course_lib, course_lib.se; print(course_lib.__file__); print(course_lib.se.__file__)"
+    probe = "import course_lib, course_lib.reference.se; print(course_lib.__file__); print(course_lib.reference.se.__file__)"
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     editable = any("__editable__" in p for p in os.listdir(sysconfig.get_paths()["purelib"]))
     if not editable:

@@ -1,4 +1,4 @@
-"""course_lib.capstone and course_lib.capstone_figures: the network, training, metrics, figures, CLI.
+"""course_lib.capstone and course_lib.figures.capstone: the network, training, metrics, figures, CLI.
 
 Training tests use tiny data on a 32x32 canvas and one CPU thread, so the file stays fast; each
 check has beside it the wrong input it must reject.
@@ -14,8 +14,10 @@ import torch
 from torch import nn
 
 from course_lib import capstone as cap
-from course_lib import capstone_figures as figs
+from course_lib.figures import capstone as figs
 from course_lib.data import load_cluttered_digits
+from course_lib.reference import ATTENTION
+from course_lib.tools import capstone_run
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +53,7 @@ class CentreGate(nn.Module):
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("variant", cap.VARIANTS)
 def test_every_variant_runs_forward_and_backward(variant):
-    model = cap.CapstoneNet(variant)
+    model = cap.CapstoneNet(variant, registry=ATTENTION)
     x = torch.rand(3, 1, 40, 56)  # H != W; the slot sees (3, 48, 10, 14)
     logits = model(x)
     assert logits.shape == (3, 10)
@@ -79,7 +81,7 @@ def test_same_seed_gives_the_same_backbone_for_every_variant():
     torch.manual_seed(5)
     a = cap.CapstoneNet("none")
     torch.manual_seed(5)
-    b = cap.CapstoneNet("danet_pam")
+    b = cap.CapstoneNet("danet_pam", registry=ATTENTION)
     torch.testing.assert_close(a.backbone.state_dict(), b.backbone.state_dict())
     torch.testing.assert_close(a.classifier.state_dict(), b.classifier.state_dict())
 
@@ -92,7 +94,10 @@ def test_slot_that_changes_the_shape_is_rejected():
 
 def test_bad_attention_specs():
     with pytest.raises(ValueError, match="attention must be one of: none, conv_control, se, .*; got 'sse'"):
-        cap.CapstoneNet("sse")
+        cap.CapstoneNet("sse", registry=ATTENTION)
+    # the student side has no registry of its own: a name without one says what to pass
+    with pytest.raises(ValueError, match="attention 'se' is a name, and no registry was given: pass registry="):
+        cap.CapstoneNet("se")
     with pytest.raises(TypeError, match="attention must be None, a name .*; got int 42"):
         cap.CapstoneNet(42)
     with pytest.raises(TypeError, match="must return an nn.Module .* got str"):
@@ -113,7 +118,7 @@ def test_bad_attention_specs():
     ("danet_dual", {"position", "spatial", "channel_affinity"}),
 ])
 def test_attention_outputs_are_sorted_by_shape(variant, keys):
-    model = cap.CapstoneNet(variant)
+    model = cap.CapstoneNet(variant, registry=ATTENTION)
     out = cap.attention_outputs(model, torch.rand(2, 1, 48, 44))
     assert set(out) == keys
     shapes = {"channel": (2, 48), "spatial": (2, 12, 11), "position": (2, 132, 132),
@@ -165,7 +170,7 @@ def test_macs_of_the_plain_cnn_match_a_hand_count():
 
 def test_macs_grow_with_the_attention_module():
     base = cap.count_macs(cap.CapstoneNet(), (1, 48, 48))
-    pam = cap.count_macs(cap.CapstoneNet("danet_pam"), (1, 48, 48))
+    pam = cap.count_macs(cap.CapstoneNet("danet_pam", registry=ATTENTION), (1, 48, 48))
     n, c, cq = 144, 48, 6  # positions, channels, query/key width C/8
     # query and key 1x1 convs (C -> C/8), value (C -> C), energy (N x C/8 @ C/8 x N), out (C x N @ N x N)
     assert pam - base == n * c * (2 * cq + c) + n * n * cq + c * n * n
@@ -190,7 +195,7 @@ def test_training_is_deterministic_for_a_seed(small):
     runs = []
     for seed in (1, 1, 2):
         cap.seed_everything(seed)
-        model = cap.CapstoneNet("cbam")
+        model = cap.CapstoneNet("cbam", registry=ATTENTION)
         losses = cap.fit(model, train, epochs=1, seed=seed, batch_size=32, device="cpu", progress=False)
         runs.append((_weights(model), losses))
     assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
@@ -242,29 +247,29 @@ def test_localisation_scores_a_map_on_the_box_above_one_and_a_blind_map_at_one()
 
 
 def test_spatial_maps_are_upsampled_to_the_image():
-    model = cap.CapstoneNet("ctdnet_sam")
+    model = cap.CapstoneNet("ctdnet_sam", registry=ATTENTION)
     images = torch.rand(3, 1, 48, 40)
     maps = cap.spatial_maps(model, images)
     assert maps.shape == (3, 48, 40)
-    assert cap.spatial_maps(cap.CapstoneNet("se"), images) is None
+    assert cap.spatial_maps(cap.CapstoneNet("se", registry=ATTENTION), images) is None
     assert cap.spatial_maps(cap.CapstoneNet("none"), images, control=True).shape == (3, 48, 40)
 
 
 def test_pam_query_sits_on_the_digit(small):
     _, test = small
-    model = cap.CapstoneNet("danet_pam")
+    model = cap.CapstoneNet("danet_pam", registry=ATTENTION)
     q = cap.pam_query_maps(model, test, range(5))
     assert q["maps"].shape == (5, 32, 32) and q["queries"].shape == (5, 2)
     for (r, c), (top, left, bottom, right) in zip(q["queries"], q["boxes"]):
         assert top <= r < bottom and left <= c < right
-    assert cap.pam_query_maps(cap.CapstoneNet("se"), test, range(5)) is None
+    assert cap.pam_query_maps(cap.CapstoneNet("se", registry=ATTENTION), test, range(5)) is None
 
 
 def test_channel_weights_per_class(small):
     _, test = small
-    w = cap.channel_weights_per_class(cap.CapstoneNet("se"), test)
+    w = cap.channel_weights_per_class(cap.CapstoneNet("se", registry=ATTENTION), test)
     assert w.shape == (10, 48) and ((w > 0) & (w < 1)).all()
-    assert cap.channel_weights_per_class(cap.CapstoneNet("ctdnet_sam"), test) is None
+    assert cap.channel_weights_per_class(cap.CapstoneNet("ctdnet_sam", registry=ATTENTION), test) is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +295,7 @@ def test_figures_return_their_arrays(tmp_path):
 # ---------------------------------------------------------------------------------------------
 def test_cli_quick_writes_tables_and_figures(tmp_path, capsys):
     out = tmp_path / "capstone"
-    rc = cap.main(["--quick", "--out", str(out), "--epochs", "1", "--num-train", "200", "--num-test", "100",
+    rc = capstone_run.main(["--quick", "--out", str(out), "--epochs", "1", "--num-train", "200", "--num-test", "100",
                    "--no-progress"])
     assert rc == 0
     with (out / "results.csv").open() as fh:
@@ -314,21 +319,21 @@ def test_cli_quick_writes_tables_and_figures(tmp_path, capsys):
 ])
 def test_cli_rejects_bad_arguments(tmp_path, argv, words):
     with pytest.raises(SystemExit) as info:
-        cap.main(["--out", str(tmp_path), *argv])
+        capstone_run.main(["--out", str(tmp_path), *argv])
     assert words in str(info.value.code)
 
 
 def test_dispatcher_knows_the_capstone():
     from course_lib.__main__ import COMMANDS
 
-    assert COMMANDS["capstone"][0] == "course_lib.capstone"
+    assert COMMANDS["capstone"][0] == "course_lib.tools.capstone_run:main"
 
 
 def test_diagnose_flags_a_collapsed_channel_gate(small):
     _, test = small
-    healthy = cap.CapstoneNet("cbam")
+    healthy = cap.CapstoneNet("cbam", registry=ATTENTION)
     assert cap.diagnose({"cbam": healthy}, test) == []
-    dead = cap.CapstoneNet("cbam")
+    dead = cap.CapstoneNet("cbam", registry=ATTENTION)
     with torch.no_grad():  # every hidden unit of W_0 gets a negative input from non-negative features
         dead.attention.channel_gate.mlp[0].weight.fill_(-1.0)
     notes = cap.diagnose({"cbam": dead}, test)
@@ -468,7 +473,7 @@ def test_load_my_class_rejects_bad_arguments():
 @pytest.mark.parametrize("tree, works", [("solutions", True), ("notebooks", False)])
 def test_load_my_class_on_the_course_notebooks(monkeypatch, tree, works):
     """The instructor's chapter 01 gives a working class; the student release gives the stub's clear error."""
-    from course_lib import notebooks as nbs
+    from course_lib.tools import notebooks as nbs
 
     monkeypatch.chdir(nbs.REPO / tree / "09_capstone")
     if works:

@@ -8,6 +8,7 @@ import torch
 
 from course_lib import capstone as cap
 from course_lib.data import load_cluttered_digits
+from course_lib.reference import ATTENTION
 
 NEW = ("non_local", "gcnet", "eca", "coord_attention")
 
@@ -23,7 +24,7 @@ def test_new_variants_are_in_the_capstone_table():
     ("coord_attention", {"spatial"}),  # the (B, C, h, w) product of the two gates, averaged over C
 ])
 def test_new_variants_maps_are_sorted_by_shape(variant, keys):
-    model = cap.CapstoneNet(variant)
+    model = cap.CapstoneNet(variant, registry=ATTENTION)
     out = cap.attention_outputs(model, torch.rand(2, 1, 48, 44))
     assert set(out) == keys
     if "position" in out:
@@ -39,7 +40,7 @@ def test_new_residual_variants_start_as_the_plain_network(variant):
     torch.manual_seed(3)
     plain = cap.CapstoneNet("none").eval()
     torch.manual_seed(3)
-    model = cap.CapstoneNet(variant).eval()
+    model = cap.CapstoneNet(variant, registry=ATTENTION).eval()
     x = torch.rand(2, 1, 48, 48)
     features = model.features(x)
     assert torch.equal(features, plain.features(x))
@@ -58,7 +59,7 @@ def small():
 def test_a_short_training_run_of_each_new_variant_beats_chance_clearly(small, variant):
     train, test = small
     cap.seed_everything(0)
-    model = cap.CapstoneNet(variant)
+    model = cap.CapstoneNet(variant, registry=ATTENTION)
     losses = cap.fit(model, train, epochs=4, seed=0, device="cpu", progress=False)
     assert losses[-1] < losses[0]
     # chance is 0.1. The plain CNN passes 0.5 here (test_capstone.py); Coordinate Attention, which has no

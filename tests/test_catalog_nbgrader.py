@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from catalog import load_all
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 
 _, IMPLS = load_all()
 

@@ -1,6 +1,6 @@
 """The check toolkit's mistake classes (issue 13), tested on the toolkit itself and through the catalog.
 
-Each class is closed once in course_lib/checks/_core.py; the catalog must hold, for each, wrong answers named
+Each class is closed once in course_lib/checks/toolkit.py; the catalog must hold, for each, wrong answers named
 with its mistake id (tests/test_catalog.py proves they are caught with that id, and that the valid variants
 written in the same style get full marks).
 """
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from catalog import load_all
-from course_lib.checks import _core as core
-from course_lib.checks._core import CheckFailure
+from course_lib.checks import toolkit as core
+from course_lib.checks.toolkit import CheckFailure
 
 _, IMPLS = load_all()
 

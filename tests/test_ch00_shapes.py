@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from stored_values import assert_same_values
-from course_lib import notebooks as nbs
-from course_lib.checks import CheckFailure, _core
+from course_lib.tools import notebooks as nbs
+from course_lib.checks import CheckFailure, toolkit
 from course_lib.checks import ch00_shapes as visible
-from course_lib.checks.hidden import ch00_shapes as hidden
-from course_lib.checks._questions import answer_key
+from course_lib.hidden import ch00_shapes as hidden
+from course_lib.checks.questions import answer_key
 
 NAMES = list(hidden.REFERENCES)
 
@@ -43,7 +43,7 @@ def test_checks_fail_on_a_stub(name):
 
 
 def test_stored_expected_values_are_current():
-    assert_same_values(_core.expected("ch00_shapes"), hidden.build_expected())
+    assert_same_values(toolkit.expected("ch00_shapes"), hidden.build_expected())
 
 
 @pytest.mark.parametrize("name", NAMES)

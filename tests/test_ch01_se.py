@@ -11,14 +11,14 @@ import torch
 
 from catalog import PRELUDE
 from stored_values import assert_same_values
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch01_se as visible
-from course_lib.checks._questions import answer_key
-from course_lib.checks._core import expected, is_close
-from course_lib.checks.hidden import ch01_se as hidden
+from course_lib.checks.questions import answer_key
+from course_lib.checks.toolkit import expected, is_close
+from course_lib.hidden import ch01_se as hidden
 from course_lib.figures import ch01 as figures
-from course_lib.se import SqueezeExcitation
+from course_lib.reference.se import SqueezeExcitation
 
 CHAPTER = "01_se"
 STAGES = ((3, 256), (4, 512), (6, 1024), (3, 2048))

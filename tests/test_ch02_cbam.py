@@ -13,13 +13,13 @@ import torch
 
 from catalog import PRELUDE
 from stored_values import assert_same_values
-from course_lib import notebooks as nbs
-from course_lib.cbam import CBAM, ChannelAttention, SpatialAttention
+from course_lib.tools import notebooks as nbs
+from course_lib.reference.cbam import CBAM, ChannelAttention, SpatialAttention
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch02_cbam as visible
-from course_lib.checks._core import expected, is_close
-from course_lib.checks.hidden import ch02_cbam as hidden
-from course_lib.checks._questions import answer_key
+from course_lib.checks.toolkit import expected, is_close
+from course_lib.hidden import ch02_cbam as hidden
+from course_lib.checks.questions import answer_key
 from course_lib.figures import ch02 as figures
 
 CHAPTER = "02_cbam"

@@ -11,12 +11,12 @@ import torch
 
 from catalog import PRELUDE
 from stored_values import assert_same_values
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch03_ctdnet_sam as visible
-from course_lib.checks._core import expected
-from course_lib.checks.hidden import ch03_ctdnet_sam as hidden
-from course_lib.ctdnet import SpatialAttentionModule
+from course_lib.checks.toolkit import expected
+from course_lib.hidden import ch03_ctdnet_sam as hidden
+from course_lib.reference.ctdnet import SpatialAttentionModule
 from course_lib.figures import ch03 as figures
 
 CHAPTER = "03_ctdnet_sam"
@@ -98,7 +98,7 @@ def test_stored_expected_values_equal_a_fresh_build():
 def test_stored_diagnoses_differ_from_the_right_answer():
     """A diagnosis equal to the expected value would name a mistake for a right answer."""
     E = expected("ch03_ctdnet_sam")
-    from course_lib.checks._core import is_close
+    from course_lib.checks.toolkit import is_close
 
     for right, diagnoses in ((E["attention"]["a"], E["attention"]["diagnoses"]),
                              (E["attention"]["a2"], E["attention"]["diagnoses2"]),
@@ -217,7 +217,7 @@ def test_footprints_are_3_5_and_7_pixels_wide():
 
 
 def test_registry_sam_keeps_the_channel_count():
-    from course_lib import ATTENTION
+    from course_lib.reference import ATTENTION
 
     module = ATTENTION["ctdnet_sam"](16).eval()
     assert module(torch.randn(2, 16, 5, 3)).shape == (2, 16, 5, 3)
@@ -233,7 +233,7 @@ QUESTIONS = {"q_stacked_shape": visible.STACKED_SHAPE, "q_wide_window": visible.
 
 @pytest.mark.parametrize("qid", sorted(QUESTIONS))
 def test_question_key_is_the_hash_of_the_hidden_answer(qid, solution_namespace, capsys):
-    from course_lib.checks._questions import answer_key
+    from course_lib.checks.questions import answer_key
 
     q = QUESTIONS[qid]
     assert q.key == answer_key(qid, hidden.ANSWERS[qid], kind=q.kind, options=q.options, digits=q.digits)

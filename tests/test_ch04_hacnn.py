@@ -11,12 +11,12 @@ import torch
 
 from catalog import PRELUDE
 from stored_values import assert_same_values
-from course_lib import hacnn
-from course_lib import notebooks as nbs
+from course_lib.reference import hacnn
+from course_lib.tools import notebooks as nbs
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch04_hacnn as visible
-from course_lib.checks._core import expected, is_close
-from course_lib.checks.hidden import ch04_hacnn as hidden
+from course_lib.checks.toolkit import expected, is_close
+from course_lib.hidden import ch04_hacnn as hidden
 from course_lib.figures import ch04 as figures
 
 CHAPTER = "04_hacnn"
@@ -296,7 +296,7 @@ QUESTIONS = {"q_fixed_entries": visible.FIXED_ENTRIES, "q_spatial_params": visib
 
 @pytest.mark.parametrize("qid", sorted(QUESTIONS))
 def test_question_key_is_the_hash_of_the_hidden_answer(qid, solution_namespace, capsys):
-    from course_lib.checks._questions import answer_key
+    from course_lib.checks.questions import answer_key
 
     q = QUESTIONS[qid]
     assert q.key == answer_key(qid, hidden.ANSWERS[qid], kind=q.kind, options=q.options, digits=q.digits)

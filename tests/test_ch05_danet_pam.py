@@ -12,12 +12,12 @@ from einops import rearrange
 
 from catalog import PRELUDE
 from stored_values import assert_same_values
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch05_danet_pam as visible
-from course_lib.checks._core import expected, is_close
-from course_lib.checks.hidden import ch05_danet_pam as hidden
-from course_lib.danet import PositionAttention
+from course_lib.checks.toolkit import expected, is_close
+from course_lib.hidden import ch05_danet_pam as hidden
+from course_lib.reference.danet import PositionAttention
 from course_lib.figures import ch05 as figures
 
 CHAPTER = "05_danet_pam"
@@ -185,7 +185,7 @@ def test_query_maps_show_rows_of_the_map():
 
 
 def test_question_keys_are_the_hashes_of_the_hidden_answers():
-    from course_lib.checks._questions import answer_key
+    from course_lib.checks.questions import answer_key
 
     for qid, (kind, right, kw) in hidden.ANSWERS.items():
         question = getattr(visible, qid.upper())

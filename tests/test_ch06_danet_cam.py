@@ -11,12 +11,12 @@ import torch
 
 from catalog import PRELUDE
 from stored_values import assert_same_values
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch06_danet_cam as visible
-from course_lib.checks._core import expected, is_close
-from course_lib.checks.hidden import ch06_danet_cam as hidden
-from course_lib.danet import ChannelAttention, DualAttentionHead, PositionAttention
+from course_lib.checks.toolkit import expected, is_close
+from course_lib.hidden import ch06_danet_cam as hidden
+from course_lib.reference.danet import ChannelAttention, DualAttentionHead, PositionAttention
 from course_lib.figures import ch06 as figures
 
 CHAPTER = "06_danet_cam"
@@ -230,7 +230,7 @@ def test_the_unrepaired_blog_code_fails_with_a_name_error(solution_namespace, ca
 
 
 def test_question_keys_are_the_hashes_of_the_hidden_answers():
-    from course_lib.checks._questions import answer_key
+    from course_lib.checks.questions import answer_key
 
     for qid, (kind, right, kw) in hidden.ANSWERS.items():
         assert getattr(visible, qid.upper()).key == answer_key(qid, right, kind=kind, **kw), qid

@@ -13,14 +13,15 @@ import torch
 from catalog import PRELUDE
 from stored_values import assert_same_values
 from course_lib import learned
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch07_nonlocal_gcnet as visible
-from course_lib.checks._core import expected, is_close
-from course_lib.checks._questions import answer_key
-from course_lib.checks.hidden import ch07_nonlocal_gcnet as hidden
-from course_lib.gcnet import GlobalContextBlock
-from course_lib.nonlocal_block import NonLocalBlock
+from course_lib.checks.toolkit import expected, is_close
+from course_lib.checks.questions import answer_key
+from course_lib.hidden import ch07_nonlocal_gcnet as hidden
+from course_lib.reference.gcnet import GlobalContextBlock
+from course_lib.reference.nonlocal_block import NonLocalBlock
+from course_lib.tools import checkpoints
 
 CHAPTER = "07_nonlocal_gcnet"
 QUESTIONS = ("q_nl_params", "q_zero_init_grads", "q_cost_ratio", "q_map_mib", "q_logit_std")
@@ -236,7 +237,7 @@ def test_pam_as_non_local_computes_pams_map(solution_namespace):
     data = learned.test_split()
     images = data.images[:40]
     net = learned.pam_as_non_local(solution_namespace["NonLocalBlock"])
-    pam = learned.load_trained("danet_pam")
+    pam = checkpoints.load_reference("danet_pam")
     with torch.inference_mode():
         torch.testing.assert_close(net.attention.attention(net.features(images)),
                                    pam.attention.attention(pam.features(images)), atol=1e-6, rtol=1e-5)
@@ -259,7 +260,7 @@ def test_query_independence_figure_shows_the_stored_numbers(tmp_path):
     from course_lib.figures.learned import plot_query_independence
 
     data = learned.test_split()
-    nets = {"non-local": learned.load_trained("non_local"), "DANet PAM": learned.load_trained("danet_pam")}
+    nets = {"non-local": checkpoints.load_reference("non_local"), "DANet PAM": checkpoints.load_reference("danet_pam")}
     out = plot_query_independence(nets, data, path=tmp_path / "qi.png")
     assert (tmp_path / "qi.png").stat().st_size > 10_000
     for label, recipe in (("non-local", "non_local"), ("DANet PAM", "danet_pam")):

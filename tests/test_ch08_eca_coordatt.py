@@ -13,14 +13,15 @@ import torch
 
 from catalog import PRELUDE
 from stored_values import assert_same_values
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch08_eca_coordatt as visible
-from course_lib.checks._core import expected, is_close
-from course_lib.checks._questions import answer_key
-from course_lib.checks.hidden import ch08_eca_coordatt as hidden
-from course_lib.coord_attention import CoordinateAttention
-from course_lib.eca import EfficientChannelAttention, adaptive_kernel_size
+from course_lib.checks.toolkit import expected, is_close
+from course_lib.checks.questions import answer_key
+from course_lib.hidden import ch08_eca_coordatt as hidden
+from course_lib.reference.coord_attention import CoordinateAttention
+from course_lib.reference.eca import EfficientChannelAttention, adaptive_kernel_size
+from course_lib.tools import checkpoints
 
 CHAPTER = "08_eca_coordatt"
 SOLUTIONS = ["q_why_no_reduction_solution", "adaptive_kernel_size_solution", "eca_solution",
@@ -259,7 +260,7 @@ def test_trained_modules_load_into_the_solution_classes_and_draw(solution_namesp
 
     data = learned.test_split()
     eca_net = learned.load_trained("eca", solution_namespace["EfficientChannelAttention"])
-    ref_net = learned.load_trained("eca")
+    ref_net = checkpoints.load_reference("eca")
     images = data.images[:50]
     torch.testing.assert_close(eca_net(images), ref_net(images), rtol=1e-5, atol=1e-5)
     drawn = figs.plot_se_by_depth(eca_net, data, tmp_path / "eca.png", name="ECA")
@@ -269,7 +270,7 @@ def test_trained_modules_load_into_the_solution_classes_and_draw(solution_namesp
     inner = sorted(mean_2[1:-1])
     assert min(mean_2[0], mean_2[-1]) > inner[len(inner) // 2] + 0.05
     ca_net = learned.load_trained("coord_attention", solution_namespace["CoordinateAttention"])
-    torch.testing.assert_close(ca_net(images), learned.load_trained("coord_attention")(images), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ca_net(images), checkpoints.load_reference("coord_attention")(images), rtol=1e-5, atol=1e-5)
     out = figs.plot_coord_gates(ca_net, data, tmp_path / "ca.png")
     assert out["maps"].shape == (6, 48, 48) and out["rows"].shape == (6, 12) and out["cols"].shape == (6, 12)
     assert (tmp_path / "ca.png").read_bytes()[:4] == b"\x89PNG"

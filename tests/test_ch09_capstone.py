@@ -13,11 +13,11 @@ import torch
 from catalog import PRELUDE
 from stored_values import assert_same_values
 from course_lib import capstone as cap
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch09_capstone as visible
-from course_lib.checks._core import expected, is_close
-from course_lib.checks.hidden import ch09_capstone as hidden
+from course_lib.checks.toolkit import expected, is_close
+from course_lib.hidden import ch09_capstone as hidden
 from course_lib.data import make_cluttered_digits
 
 CHAPTER = "09_capstone"
@@ -166,7 +166,7 @@ def test_paired_cases_cover_a_loss_an_even_split_and_no_disagreement():
 
 @pytest.mark.parametrize("qid", QUESTION_IDS)
 def test_question_key_is_the_hash_of_the_hidden_answer(qid):
-    from course_lib.checks._questions import answer_key
+    from course_lib.checks.questions import answer_key
 
     question = visible.QUESTIONS[qid]
     assert question.key == answer_key(qid, hidden.ANSWERS[qid], kind=question.kind, options=question.options,

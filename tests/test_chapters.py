@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 
 CHAPTERS = nbs.chapters()
 pytestmark = pytest.mark.skipif(not CHAPTERS, reason="no chapters in solutions/ yet")
@@ -31,7 +31,7 @@ def test_release_is_up_to_date():
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_release_hides_solutions_and_hidden_tests(chapter):
     released = nbs.notebook_path(chapter, folder=nbs.RELEASE).read_text(encoding="utf-8")
-    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "course_lib.checks.hidden"):
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "course_lib.hidden"):
         assert marker not in released, f"released {chapter} still contains {marker!r}"
     assert "raise NotImplementedError()" in released
 

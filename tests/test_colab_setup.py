@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,12 +23,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import notebooks as nbs
-from course_lib.grading import bundle as bundle_mod
+from course_lib.tools import notebooks as nbs
+from course_lib.tools import bundle as bundle_mod
 
 CHAPTER = "01_se" if "01_se" in nbs.chapters(nbs.REPO, nbs.RELEASE) else None
-LEFT_OUT = [f"course_lib.{name}" for name in bundle_mod.REFERENCE_MODULES] + [
-    "course_lib.checks.hidden", "course_lib.grading", "course_lib.notebooks", "course_lib.bench"]
+REFERENCE_MODULES = sorted(p.stem for p in (nbs.REPO / "course_lib" / "reference").glob("[!_]*.py"))
+LEFT_OUT = [f"course_lib.reference.{name}" for name in REFERENCE_MODULES] + [
+    "course_lib.reference", "course_lib.hidden", "course_lib.grading", "course_lib.tools.notebooks",
+    "course_lib.tools.bench"]
 
 RUNNER = r"""
 import contextlib, importlib, io, json, os, sys
@@ -102,10 +105,8 @@ def wheel(tmp_path_factory) -> Path:
 def test_the_wheel_is_the_student_bundle_under_the_published_name(wheel):
     assert wheel.name == nbs.publishing().wheel_name
     names = zipfile.ZipFile(wheel).namelist()
-    assert "course_lib/checks/_core.py" in names and any(n.startswith("course_lib/checks/expected/") for n in names)
-    for name in bundle_mod.REFERENCE_MODULES:
-        assert f"course_lib/{name}.py" not in names
-    assert not [n for n in names if "/hidden/" in n or n.startswith("course_lib/grading/")]
+    assert "course_lib/checks/toolkit.py" in names and any(n.startswith("course_lib/checks/expected/") for n in names)
+    assert not [n for n in names if n.startswith(tuple(f"course_lib/{d}/" for d in bundle_mod.EXCLUDED))]
     assert nbs.publishing().wheel_url in nbs.SETUP_CELL
 
 
@@ -166,8 +167,8 @@ def test_setup_cell_on_colab_installs_the_student_package_and_the_checks_pass(wh
 def test_a_wheel_with_a_reference_solution_in_it_is_caught(tmp_path_factory, tmp_path):
     # the counter-test: had the published package carried a reference module, the test above would see it
     built = bundle_mod.build(tmp_path_factory.mktemp("leaky") / "student")
-    (built.out / "course_lib" / "se.py").write_text((nbs.REPO / "course_lib" / "se.py").read_text(encoding="utf-8"),
-                                                    encoding="utf-8")
+    shutil.copytree(nbs.REPO / "course_lib" / "reference", built.out / "course_lib" / "reference",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     leaky = bundle_mod.build_wheel(built.out, tmp_path_factory.mktemp("leaky-dist"))
     report = _run_as_colab(leaky, tmp_path, only_setup=True)
-    assert report["cells"][0]["ok"] and report["left_out"]["course_lib.se"] == "imported"
+    assert report["cells"][0]["ok"] and report["left_out"]["course_lib.reference.se"] == "imported"

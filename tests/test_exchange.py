@@ -18,7 +18,7 @@ import nbformat
 import pytest
 from test_grading_batch import CHAPTER, HIDDEN_1, HIDDEN_2, WRITTEN_ID, WRITTEN_MODEL, _chapter
 
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 from course_lib.grading import batch
 
 pytestmark = pytest.mark.slow

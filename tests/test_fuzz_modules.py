@@ -22,7 +22,7 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from course_lib import cbam, coord_attention, ctdnet, danet, eca, gcnet, hacnn, nonlocal_block, se
+from course_lib.reference import cbam, coord_attention, ctdnet, danet, eca, gcnet, hacnn, nonlocal_block, se
 
 settings.register_profile("ci", max_examples=1500, derandomize=True, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

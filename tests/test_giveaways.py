@@ -1,12 +1,12 @@
 """Issue 15: no answer line and no call an answer needs is shown in the student notebook outside its answer cell
-(course_lib/giveaways.py; `python -m course_lib giveaways` prints the figures). The measure itself is tested on
+(course_lib/tools/giveaways.py; `python -m course_lib giveaways` prints the figures). The measure itself is tested on
 small notebooks where a giveaway is planted, so the chapter gate cannot pass by measuring nothing."""
 from __future__ import annotations
 
 import nbformat
 import pytest
 
-from course_lib import giveaways
+from course_lib.tools import giveaways
 
 def pair(answer: str, *, stub: str = "    # YOUR CODE HERE\n    raise NotImplementedError()", others=()):
     """A solution notebook with one answer cell and its student release with the given other cells."""

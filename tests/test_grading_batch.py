@@ -18,7 +18,7 @@ import nbformat
 import pytest
 from conftest import once_per_session
 
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 from course_lib.grading import batch, feedback
 from course_lib.grading.collect import SubmissionLayoutError, find_submissions, student_id
 

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 from conftest import once_per_session
 from course_lib.grading import grade_submissions, sandbox
 from course_lib.grading.batch import GradeRun

@@ -17,7 +17,8 @@ from torch import nn
 
 from course_lib import capstone as cap
 from course_lib import learned
-from course_lib.checks._core import CheckFailure
+from course_lib.checks.toolkit import CheckFailure
+from course_lib.tools import checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_test_split_is_drawn_once_and_every_call_gets_its_own_copy(test_data):
 
 @pytest.fixture(scope="module")
 def loaded():
-    return {name: learned.load_trained(name) for name in learned.RECIPES}
+    return {name: checkpoints.load_reference(name) for name in learned.RECIPES}
 
 
 @pytest.mark.parametrize("name", list(learned.RECIPES))
@@ -96,17 +97,17 @@ def test_a_module_with_other_names_loads_the_same_network(loaded, test_data):
 
 def test_loading_goes_through_the_checks_loaders(monkeypatch):
     """Every slot is loaded by the checks' own functions (the same mapping as the graded checks)."""
-    from course_lib.checks import _core
+    from course_lib.checks import toolkit
 
     calls = []
-    real = _core.load_by_shape
+    real = toolkit.load_by_shape
 
     def spy(module, weights, **kw):
         calls.append(sorted(weights))
         return real(module, weights, **kw)
 
-    monkeypatch.setattr(_core, "load_by_shape", spy)
-    learned.load_trained("se")
+    monkeypatch.setattr(toolkit, "load_by_shape", spy)
+    checkpoints.load_reference("se")
     assert len(calls) == 3 and all(c == sorted(["W1 weight (C' x C)", "W1 bias", "W2 weight (C x C')", "W2 bias"])
                                    for c in calls)
 
@@ -119,7 +120,7 @@ def test_swapped_roles_would_be_caught(tmp_path, loaded, test_data):
     for part in ("weight", "bias"):
         roles[f"query_conv.{part}"], roles[f"key_conv.{part}"] = roles[f"key_conv.{part}"], roles[f"query_conv.{part}"]
     torch.save(state, tmp_path / "danet_pam.pt")
-    wrong = learned.measure("danet_pam", learned.load_trained("danet_pam", directory=tmp_path), test_data)
+    wrong = learned.measure("danet_pam", checkpoints.load_reference("danet_pam", directory=tmp_path), test_data)
     right = state["numbers"]
     assert any(abs(wrong[k] - right[k]) > 1e-3 for k in right)
 
@@ -149,20 +150,20 @@ def test_a_stub_that_is_not_written_yet_gets_a_clear_message(capsys):
 
 def test_unknown_recipe_and_missing_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="expected one of: se, cbam"):
-        learned.load_trained("sse")
+        checkpoints.load_reference("sse")
     with pytest.raises(FileNotFoundError, match="make checkpoints"):
-        learned.load_trained("se", directory=tmp_path)
+        checkpoints.load_reference("se", directory=tmp_path)
 
 
 def test_training_is_deterministic_for_a_seed(tmp_path):
     budget = dataclasses.replace(learned.BUDGET, num_train=120, num_test=60, epochs=1)
-    first, rec1 = learned.train("cbam", budget=budget, progress=False)
-    second, rec2 = learned.train("cbam", budget=budget, progress=False)
+    first, rec1 = checkpoints.train_reference("cbam", budget=budget, progress=False)
+    second, rec2 = checkpoints.train_reference("cbam", budget=budget, progress=False)
     for (k, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
         assert torch.equal(a, b), k
     assert rec1["numbers"] == rec2["numbers"]
     learned.save_checkpoint("cbam", first, rec1, tmp_path)
-    again = learned.load_trained("cbam", directory=tmp_path)
+    again = checkpoints.load_reference("cbam", directory=tmp_path)
     test = learned.test_split(budget)
     assert cap.evaluate(again, test) == rec1["accuracy"]
 
@@ -172,7 +173,7 @@ class ForwardOnlyCBAM(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7) -> None:
         super().__init__()
-        from course_lib.cbam import ChannelAttention, SpatialAttention
+        from course_lib.reference.cbam import ChannelAttention, SpatialAttention
 
         self.channel_gate = ChannelAttention(channels, reduction)
         self.spatial_gate = SpatialAttention(kernel_size)
@@ -230,7 +231,7 @@ def test_make_checkpoints_rebuilds_a_shipped_checkpoint_from_its_seed(tmp_path):
     gives the shipped weights and numbers exactly. Another kernel set rounds differently, and 4 epochs of SGD
     carry that into other weights: measured 0.907 and 0.910-0.914 (AVX512, AVX2 kernels on one Xeon) against
     the shipped 0.923. There the retrain must still reach the shipped accuracy within 3 points."""
-    learned.build_checkpoints(["danet_cam_official"], directory=tmp_path, device="cpu", progress=False)
+    checkpoints.build_checkpoints(["danet_cam_official"], directory=tmp_path, device="cpu", progress=False)
     fresh, shipped = learned.read_checkpoint("danet_cam_official", tmp_path), learned.read_checkpoint("danet_cam_official")
     assert fresh["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     same_kind = (shipped.get("cpu_capability"), shipped["torch"]) == (fresh["cpu_capability"], fresh["torch"])
@@ -247,7 +248,7 @@ def test_training_is_deterministic_on_one_machine():
     """The same recipe and seed twice on this machine give the same weights, bit for bit (what makes a
     checkpoint reproducible where it was built)."""
     budget = dataclasses.replace(learned.BUDGET, num_train=120, num_test=60, epochs=1)
-    nets = [learned.train("danet_cam_official", budget=budget, device="cpu", progress=False)[0] for _ in range(2)]
+    nets = [checkpoints.train_reference("danet_cam_official", budget=budget, device="cpu", progress=False)[0] for _ in range(2)]
     for (name, a), (_, b) in zip(nets[0].state_dict().items(), nets[1].state_dict().items()):
         assert torch.equal(a, b), name
 
@@ -256,16 +257,16 @@ def test_training_is_deterministic_on_one_machine():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none found")
 def test_training_on_cuda_gives_a_cpu_network_that_saves_and_loads(tmp_path):
     budget = dataclasses.replace(learned.BUDGET, num_train=120, num_test=60, epochs=1)
-    net, record = learned.train("danet_pam", budget=budget, device="cuda", progress=False)
+    net, record = checkpoints.train_reference("danet_pam", budget=budget, device="cuda", progress=False)
     assert record["device"] == "cuda" and next(net.parameters()).device.type == "cpu"
     learned.save_checkpoint("danet_pam", net, record, tmp_path)
-    again = learned.load_trained("danet_pam", directory=tmp_path)
+    again = checkpoints.load_reference("danet_pam", directory=tmp_path)
     assert cap.evaluate(again, learned.test_split(budget)) == pytest.approx(record["accuracy"], abs=1 / 60)
 
 
 def test_stripes_start_where_the_initialisation_puts_them():
     """An untrained StripeNet (fc weight zero) has its learnt stripes exactly at the initial ones."""
-    net = learned.build_net("hacnn_hard").eval()
+    net = learned.build_net("hacnn_hard", checkpoints.reference_class("hacnn_hard")).eval()
     images = learned.test_split(dataclasses.replace(learned.BUDGET, num_test=20)).images
     torch.testing.assert_close(learned.stripe_boxes(net, images), learned.stripe_boxes(net, images, initial=True))
     rows = learned.stripe_boxes(net, images)[0, :, 0].tolist()  # tops: centres tanh(+-0.75), tanh(+-0.25) - 6 rows

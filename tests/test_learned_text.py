@@ -11,7 +11,7 @@ import json
 import pytest
 
 from course_lib import learned
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 
 FORMATS = {
     "pct0": lambda v: f"{100 * v:.0f} %",

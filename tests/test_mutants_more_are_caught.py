@@ -12,7 +12,7 @@ import torch
 import mutants_more as M
 import test_reference_eca_coordatt as TE
 import test_reference_nonlocal_gcnet as TN
-from course_lib.nonlocal_block import NonLocalBlock
+from course_lib.reference.nonlocal_block import NonLocalBlock
 
 X = TN.make_input()  # (2, 32, 7, 5)
 X_ODD = TN.make_input(TE.ODD_SHAPE)  # (3, 24, 5, 9)

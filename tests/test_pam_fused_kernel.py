@@ -12,7 +12,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from course_lib import danet
+from course_lib.reference import danet
 
 
 class LargestTensor(TorchDispatchMode):

@@ -22,7 +22,7 @@ import torch
 from torch.testing import assert_close
 
 import mutants as M
-from course_lib import cbam, se
+from course_lib.reference import cbam, se
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "parity" / "timm_reference.py"
@@ -139,7 +139,7 @@ def test_cbam_matches_timm_cbammodule(timm_reference):
 
 
 def test_timm_cbammodule_is_the_paper_variant_with_batchnorm(timm_reference):
-    """The docstring of course_lib.cbam.CBAM says so: variant="paper", batch_norm=True."""
+    """The docstring of course_lib.reference.cbam.CBAM says so: variant="paper", batch_norm=True."""
     for case in cases(timm_reference, "cbam"):
         check_parity(cbam.CBAM(case["channels"], variant="paper", batch_norm=True), case, CBAM_KEYS)
 

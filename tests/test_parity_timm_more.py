@@ -23,7 +23,7 @@ from torch.testing import assert_close
 
 import mutants_more as MM
 from test_parity_timm import timm_python, unavailable
-from course_lib import coord_attention, eca, gcnet, nonlocal_block
+from course_lib.reference import coord_attention, eca, gcnet, nonlocal_block
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "parity" / "timm_reference_more.py"

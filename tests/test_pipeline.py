@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 
 DEMO = "99_demo"
 
@@ -146,7 +146,7 @@ def test_release_writes_a_moved_repository_into_setup_cells_and_readme(tmp_path)
 @pytest.mark.parametrize("repository", ["git@github.com:someone/fork.git", "https://gitlab.com/someone/fork"])
 def test_publishing_refuses_an_address_colab_cannot_open(tmp_path, repository):
     _copy_publishing_files(tmp_path, repository)
-    with pytest.raises(ValueError, match=r"course_lib.notebooks: \[publish\] repository .* https://github.com/OWNER/NAME"):
+    with pytest.raises(ValueError, match=r"course_lib.tools.notebooks: \[publish\] repository .* https://github.com/OWNER/NAME"):
         nbs.publishing(tmp_path)
 
 

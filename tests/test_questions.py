@@ -1,4 +1,4 @@
-"""The question toolkit (course_lib/checks/_questions.py): right answers in any reasonable form pass, wrong ones
+"""The question toolkit (course_lib/checks/questions.py): right answers in any reasonable form pass, wrong ones
 never do, known wrong answers get their own hint, and the key does not contain the answer."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from course_lib.checks import CheckFailure
-from course_lib.checks._questions import Question, answer_key, canonical, expect_plain
+from course_lib.checks.questions import Question, answer_key, canonical, expect_plain
 
 
 def question(kind, right, wrong=(), **kw):
@@ -84,7 +84,7 @@ def test_plain_hidden_comparison():
 
 
 def test_key_command_prints_the_key():
-    out = subprocess.run([sys.executable, "-m", "course_lib.checks._questions", "key", "q_demo", "shape",
+    out = subprocess.run([sys.executable, "-m", "course_lib.checks.questions", "key", "q_demo", "shape",
                           "(2, 3)"], capture_output=True, text=True, check=True).stdout.strip()
     assert out == answer_key("q_demo", (2, 3), kind="shape")
     assert canonical([2, 3], "shape") == "(2, 3)"

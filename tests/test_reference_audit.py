@@ -21,7 +21,7 @@ from torch.testing import assert_close
 
 import course_lib
 import reference_formulas as R
-from course_lib import ATTENTION, cbam, ctdnet, danet, hacnn, nonlocal_block, se
+from course_lib.reference import ATTENTION, cbam, ctdnet, danet, hacnn, nonlocal_block, se
 from test_reference_bad_input import check_rejects
 
 # --------------------------------------------------------------------------------------------------

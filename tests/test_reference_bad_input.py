@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib import cbam, ctdnet, danet, hacnn, se
+from course_lib.reference import cbam, ctdnet, danet, hacnn, se
 
 C = 32
 

@@ -17,9 +17,9 @@ import torch
 from torch.testing import assert_close
 
 import reference_formulas_more as R
-from course_lib import ATTENTION
-from course_lib.coord_attention import CoordinateAttention
-from course_lib.eca import EfficientChannelAttention, adaptive_kernel_size
+from course_lib.reference import ATTENTION
+from course_lib.reference.coord_attention import CoordinateAttention
+from course_lib.reference.eca import EfficientChannelAttention, adaptive_kernel_size
 from test_reference_nonlocal_gcnet import (
     SHAPE,
     bn_params,

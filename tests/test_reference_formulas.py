@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 import reference_formulas as R
-from course_lib import cbam, ctdnet, danet, hacnn, se
+from course_lib.reference import cbam, ctdnet, danet, hacnn, se
 
 SHAPES = [(2, 32, 7, 5), (3, 32, 5, 9)]
 BN_MODES = ["eval", "train"]

@@ -12,7 +12,7 @@ from torch.autograd.gradcheck import GradcheckError
 from torch.func import functional_call
 
 import reference_formulas as R
-from course_lib import cbam, ctdnet, danet, hacnn, se
+from course_lib.reference import cbam, ctdnet, danet, hacnn, se
 
 #: name -> (factory, input shape). Tiny, so that the full numerical Jacobian stays cheap; B > 1, H != W.
 MODULES = {

@@ -12,7 +12,7 @@ import torch
 from torch.testing import assert_close
 
 import reference_formulas as R
-from course_lib import ATTENTION, cbam, ctdnet, danet, hacnn, se
+from course_lib.reference import ATTENTION, cbam, ctdnet, danet, hacnn, se
 
 B, C, H, W = 2, 32, 7, 5  # B > 1, H != W, both odd, C not in {H, W}
 N = H * W

@@ -21,9 +21,9 @@ from torch.profiler import ProfilerActivity, profile
 from torch.testing import assert_close
 
 import reference_formulas_more as R
-from course_lib import ATTENTION
-from course_lib.gcnet import GlobalContextBlock
-from course_lib.nonlocal_block import NonLocalBlock
+from course_lib.reference import ATTENTION
+from course_lib.reference.gcnet import GlobalContextBlock
+from course_lib.reference.nonlocal_block import NonLocalBlock
 
 SHAPE = (2, 32, 7, 5)
 ODD_SHAPE = (3, 24, 5, 9)

@@ -16,7 +16,7 @@ import torch
 from torch.testing import assert_close
 
 import reference_formulas as R
-from course_lib import danet
+from course_lib.reference import danet
 
 sys.path.insert(0, str(Path(__file__).parent / "parity"))
 from official_danet import OfficialDANetHead  # noqa: E402

@@ -122,7 +122,7 @@ def test_the_counter_test_of_the_global_check_sees_globals():
 # the grader's side: proofs, expected checks, limits, config, cell repair
 # --------------------------------------------------------------------------------------------
 TEST_SE = ("from course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExcitation)\n"
-           "from course_lib.checks.hidden.ch01_se import hidden_se\nhidden_se(SqueezeExcitation)")
+           "from course_lib.hidden.ch01_se import hidden_se\nhidden_se(SqueezeExcitation)")
 
 
 def test_expected_checks_reads_the_calls_of_a_test_cell():

@@ -234,9 +234,10 @@ def test_capstone_rows_and_table_carry_the_paired_comparison(tmp_path):
     import torch
 
     from course_lib import capstone as cap
+    from course_lib.reference import ATTENTION
 
     budget = cap.Budget(num_train=200, num_test=100, epochs=1, seeds=2, canvas_size=32, num_clutter=3)
-    results, models, (_, test) = cap.run_experiment(["none", "se"], budget, device="cpu", progress=False,
+    results, models, (_, test) = cap.run_experiment(["none", "se"], budget, device="cpu", progress=False, registry=ATTENTION,
                                                     log=lambda _: None)
     for r in results:
         assert r.correct.shape == (100,) and r.accuracy == pytest.approx(r.correct.mean())

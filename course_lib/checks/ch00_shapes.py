@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from einops import rearrange
 
-from ._core import (
+from .toolkit import (
     CheckFailure,
     call_on_copies,
     define_mistake,
@@ -30,7 +30,7 @@ from ._core import (
     is_close,
     seeded_randn,
 )
-from ._questions import Question, answer_key
+from .questions import Question, answer_key
 
 CHAPTER = "ch00_shapes"
 KEEPDIM = "keepdim"

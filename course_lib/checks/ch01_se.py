@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from ._core import (
+from .toolkit import (
     CheckFailure,
     build,
     call,
@@ -44,7 +44,7 @@ from ._core import (
     load_by_shape,
     passed,
 )
-from ._questions import Question
+from .questions import Question
 
 __all__ = ["check_se", "check_se_parameter_count", "check_seresnet50_extra_parameters",
            "check_q_w1_shape", "check_q_softmax_scale", "check_q_stage_params"]

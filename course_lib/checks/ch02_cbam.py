@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ._core import (
+from .toolkit import (
     CheckFailure,
     build,
     call_with_hints,
@@ -34,7 +34,7 @@ from ._core import (
     forward_keeps_input,
     load_by_shape,
 )
-from ._questions import Question
+from .questions import Question
 
 __all__ = ["check_cbam", "check_channel_attention", "check_spatial_attention", "check_q_spatial_params",
            "check_q_gate_order", "check_q_cbam_params"]

@@ -20,7 +20,7 @@ are deterministic too, so it can be compared as well.
 Weights are loaded by role, not by name: the attention convolution is the (1, 2, 3, 3) weight, the
 projection the (C_out, C_in, 3, 3) weight, the BatchNorm the one ``nn.BatchNorm2d`` with C_out features.
 
-Nothing here imports the reference module ``course_lib.ctdnet``: expected values are stored in
+Nothing here imports the reference module ``course_lib.reference.ctdnet``: expected values are stored in
 ``checks/expected/ch03_ctdnet_sam.pt`` (built by ``checks/hidden/ch03_ctdnet_sam.py``).
 """
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ._questions import Question, answer_key
-from ._core import (
+from .questions import Question, answer_key
+from .toolkit import (
     CheckFailure,
     build,
     call_with_hints,

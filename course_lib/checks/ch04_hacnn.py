@@ -16,7 +16,7 @@ These modules hold many parameters of the same shape (every ConvBlock on one cha
 so weights cannot be matched by shape: the notebook gives each ``__init__`` and the checks load weights by the
 attribute names it uses (those of torchreid's ``hacnn.py``). BatchNorm: the checks call ``module.eval()`` and
 write stored running statistics into every BatchNorm, so the expected values depend only on the input and the
-weights. Values come from ``checks/expected/ch04_hacnn.pt``; nothing here imports ``course_lib.hacnn``.
+weights. Values come from ``checks/expected/ch04_hacnn.pt``; nothing here imports ``course_lib.reference.hacnn``.
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ._questions import Question, answer_key
-from ._core import (
+from .questions import Question, answer_key
+from .toolkit import (
     CheckFailure,
     build,
     call_with_hints,

@@ -5,7 +5,7 @@ The notebook's test cells call:
     check_pam_attention(PositionAttention)   # attention(x): the (B, N, N) map, rows sum to 1
     check_pam_forward(PositionAttention)     # forward(x): gamma * out + x, gamma starting at 0
     check_pam_einops(pam_einops)             # the contraction as a function of q, k, v
-    check_q_pam_params(q_pam_params)         # conceptual questions (course_lib.checks._questions)
+    check_q_pam_params(q_pam_params)         # conceptual questions (course_lib.checks.questions)
     check_q_zero_gamma_grads(q_zero_gamma_grads)
     check_q_map_mib(q_map_mib)
     check_q_equivariance(q_equivariance)
@@ -18,7 +18,7 @@ asserts that a fresh module's gamma is 0.
 Inputs have B, C and N all different (3, 16, 35) and H != W, so a swapped axis cannot hide. Each value check
 runs twice, as the notebook states: in float32, and in float64 on the same numbers, where the result must be
 float64 (a ``.float()`` anywhere is named) and agree to float64 precision (a float32 step inside is named). Nothing here
-imports the reference module ``course_lib.danet``: expected values come from
+imports the reference module ``course_lib.reference.danet``: expected values come from
 ``checks/expected/ch05_danet_pam.pt`` (built by ``checks/hidden/ch05_danet_pam.py``).
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ._questions import Question, answer_key
-from ._core import (
+from .questions import Question, answer_key
+from .toolkit import (
     CheckFailure,
     build,
     call_with_hints,

@@ -8,7 +8,7 @@ The notebook's test cells call:
     check_blog_pam(PAM_Module)             # the seed post's PAM_Module, made to run
     check_blog_cam(CAM_Module)             # the seed post's CAM_Module, made to run
     check_dual_attention(dual_attention)   # PAM and CAM side by side, the residual counted once
-    check_q_official_form(q_official_form) # conceptual questions (course_lib.checks._questions)
+    check_q_official_form(q_official_form) # conceptual questions (course_lib.checks.questions)
     check_q_diagonal(q_diagonal)
     check_q_symmetric(q_symmetric)
     check_q_cost_ratio(q_cost_ratio)
@@ -17,7 +17,7 @@ CAM's energy a a^T is symmetric, so a softmax over the wrong dim gives exactly t
 map: the checks test the rows of the map AND the output. gamma is forced to 1 before any value check (with
 its zero initialisation every forward equals x), and a separate check asserts it starts at 0.
 
-Nothing here imports ``course_lib.danet``: expected values come from ``checks/expected/ch06_danet_cam.pt``.
+Nothing here imports ``course_lib.reference.danet``: expected values come from ``checks/expected/ch06_danet_cam.pt``.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ._core import (
+from .toolkit import (
     CheckFailure,
     build,
     call,
@@ -48,7 +48,7 @@ from ._core import (
     is_close,
     passed,
 )
-from ._questions import Question, answer_key
+from .questions import Question, answer_key
 from .ch05_danet_pam import _check_structure, load_pam_weights, realistic_input
 from .ch05_danet_pam import _close as _pam_close
 

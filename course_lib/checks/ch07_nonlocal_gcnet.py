@@ -16,7 +16,7 @@ Weights are loaded BY NAME: the notebook asks for the non-local block's ``theta`
 
 Both blocks start as the identity, so their values are compared with nonzero stored weights (and a nonzero BN
 scale); a fresh module is checked separately to be the identity. Inputs have B, C and N all different and
-H != W. Nothing here imports the reference modules ``course_lib.nonlocal_block`` / ``course_lib.gcnet``:
+H != W. Nothing here imports the reference modules ``course_lib.reference.nonlocal_block`` / ``course_lib.reference.gcnet``:
 expected values come from ``checks/expected/ch07_nonlocal_gcnet.pt`` (built by
 ``checks/hidden/ch07_nonlocal_gcnet.py``).
 """
@@ -28,7 +28,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from ._core import (
+from .toolkit import (
     CheckFailure,
     build,
     call_with_hints,
@@ -50,7 +50,7 @@ from ._core import (
     load_by_name,
     seeded_randn,
 )
-from ._questions import Question, answer_key
+from .questions import Question, answer_key
 
 CHAPTER = "ch07_nonlocal_gcnet"
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ._core import (
+from .toolkit import (
     CheckFailure,
     build,
     call,
@@ -36,7 +36,7 @@ from ._core import (
     load_by_name,
     passed,
 )
-from ._questions import Question
+from .questions import Question
 
 __all__ = ["check_adaptive_kernel_size", "check_eca", "check_directional_pool", "check_coordinate_attention",
            "check_attention_parameters"]

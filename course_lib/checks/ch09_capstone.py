@@ -15,7 +15,7 @@ both pass. The expected values are stored in ``checks/expected/ch09_capstone.pt`
 ``checks/hidden/ch09_capstone.py``); the two measuring exercises are checked against
 :mod:`course_lib.capstone`'s own helpers, recomputed on the spot, on cases whose answers differ.
 
-Nothing here imports a reference module (``course_lib.se``, ``cbam``, ...): this file ships to students.
+Nothing here imports a reference module (``course_lib.reference.se``, ``cbam``, ...): this file ships to students.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ._core import (
+from .toolkit import (
     CheckFailure,
     build,
     call_with_hints,
@@ -579,7 +579,7 @@ def check_paired_difference(fn: Callable[..., Any]) -> None:
 # --------------------------------------------------------------------------------------------
 # Conceptual questions (answers stored as salted hashes; the plain answers are in the hidden module)
 # --------------------------------------------------------------------------------------------
-from ._questions import Question  # noqa: E402
+from .questions import Question  # noqa: E402
 
 SPLIT_ONE_SIDED = define_mistake("split_one_sided", "the smallest split found with a one-sided test or P(X < k)")
 SPLIT_MAJORITY = define_mistake("split_majority", "a simple majority of the disagreements taken as significant")

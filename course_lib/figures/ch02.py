@@ -7,16 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .common import to_numpy
+from .common import centred, to_numpy
 
 __all__ = ["centred", "hand_set_spatial_kernel", "spatial_panels"]
 
-
-def centred(image: torch.Tensor) -> torch.Tensor:
-    """Subtract each channel's mean over the image, as a BatchNorm would: (1, C, H, W) -> (1, C, H, W)."""
-    if not isinstance(image, torch.Tensor) or image.dim() != 4:
-        raise ValueError(f"centred expects a (B, C, H, W) tensor; got {getattr(image, 'shape', type(image).__name__)}")
-    return image - image.mean((2, 3), keepdim=True)
 
 
 def hand_set_spatial_kernel(kernel_size: int = 7, strength: float = 10.0, mean_weight: float = 2.0) -> torch.Tensor:

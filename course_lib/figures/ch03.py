@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .common import to_numpy
+from .common import centred, to_numpy
 
 
 def hand_set_kernel(strength: float = 30.0, mean_share: float = 0.5) -> torch.Tensor:
@@ -28,10 +28,6 @@ def hand_set_kernel(strength: float = 30.0, mean_share: float = 0.5) -> torch.Te
     weight[0, 1] = strength / 9  # input channel 1: the max over channels
     return weight
 
-
-def centred(image: torch.Tensor) -> torch.Tensor:
-    """Subtract each channel's mean over the image: (B, C, H, W) -> (B, C, H, W), zero mean per channel."""
-    return image - image.mean((2, 3), keepdim=True)
 
 
 def sam_panels(image: torch.Tensor, module, *, axes=None) -> dict[str, np.ndarray]:

@@ -11,10 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .common import centred
 
-def centred(image: torch.Tensor) -> torch.Tensor:
-    """Subtract each channel's mean over the image: (1, 3, H, W) -> (1, 3, H, W)."""
-    return image - image.mean(dim=(2, 3), keepdim=True)
 
 
 def set_colour_projections(module: nn.Module, scale: float = 12.0) -> nn.Module:

@@ -1,7 +1,9 @@
-"""Figures every chapter uses: a sample photo, a map over an image, a heatmap, a bar chart."""
+"""Figures every chapter uses: a sample photo, a map over an image, a heatmap, a bar chart, and the helpers
+every figure module shares (pyplot on demand, saving a figure, centring an image)."""
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +32,27 @@ def sample_image(name: str = "china.jpg", size: tuple[int, int] = (96, 144)) -> 
         raise ValueError(f"sample_image: name must be 'china.jpg' or 'flower.jpg', got {name!r}")
     image = torch.from_numpy(_photo(name).copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
     return torch.nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def pyplot():
+    """matplotlib.pyplot, imported on first use (headless machines fall back to Agg by themselves)."""
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def finish(fig, path: str | Path | None) -> None:
+    """With ``path``: save ``fig`` as PNG and close it. Without: leave it open for a notebook to show."""
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        pyplot().close(fig)
+
+
+def centred(image: torch.Tensor) -> torch.Tensor:
+    """Subtract each channel's mean over the image, as a BatchNorm would: (B, C, H, W) -> (B, C, H, W)."""
+    if not isinstance(image, torch.Tensor) or image.dim() != 4:
+        raise ValueError(f"centred expects a (B, C, H, W) tensor; got {getattr(image, 'shape', type(image).__name__)}")
+    return image - image.mean((2, 3), keepdim=True)
 
 
 def to_numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -13,23 +13,14 @@ import numpy as np
 import torch
 
 from course_lib import capstone as cap
-from course_lib import capstone_figures as cfigs
+from course_lib.figures import capstone as cfigs
+from course_lib.figures.common import finish, pyplot
 from course_lib import learned
 
 __all__ = ["plot_se_by_depth", "plot_learned_spatial", "plot_pam_queries", "plot_cam_affinity", "plot_stripes",
            "plot_query_independence", "plot_coord_gates"]
 
 
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _finish(fig, path: str | Path | None) -> None:
-    if path is not None:
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        _plt().close(fig)
 
 
 def _probe(data, n: int = learned.PROBE):
@@ -47,7 +38,7 @@ def plot_se_by_depth(net: learned.DepthNet, data, path: str | Path | None = None
     gates, so that a cell need not compute them twice."""
     from matplotlib.ticker import MaxNLocator
 
-    plt = _plt()
+    plt = pyplot()
     images, labels = _probe(data)
     gates = learned.depth_gates(net, images)
     fig, axes = plt.subplots(1, len(gates), figsize=(4.2 * len(gates), 3.2), squeeze=False)
@@ -69,7 +60,7 @@ def plot_se_by_depth(net: learned.DepthNet, data, path: str | Path | None = None
     fig.suptitle(f"Trained {name} gates on cluttered digits, per class and per depth "
                  "(1 = after stage 1, 3 = after stage 3)", fontsize=10)
     fig.tight_layout()
-    _finish(fig, path)
+    finish(fig, path)
     return out
 
 
@@ -98,7 +89,7 @@ def plot_pam_queries(net: cap.CapstoneNet, data, index: int = 0, path: str | Pat
     """Four queries of one test image (on the digit, on a clutter fragment, in two empty corners) and
     the row of the trained position attention of each, upsampled to the image. Any module whose
     ``attention(x)`` is a (B, N, N) map with one row per query works (PAM, the non-local block)."""
-    plt = _plt()
+    plt = pyplot()
     image, box = data.images[index:index + 1], data.boxes[index]
     position = cap.attention_outputs(net, image)["position"][0]  # (N, N)
     n = position.shape[0]
@@ -130,7 +121,7 @@ def plot_pam_queries(net: cap.CapstoneNet, data, index: int = 0, path: str | Pat
     fig.suptitle(f"{title}: where four different queries (x) look (each row scaled to its maximum)",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
-    _finish(fig, path)
+    finish(fig, path)
     return {"rows": rows[:, 0].numpy(), "queries": cells, "top_keys": {k: int(position[q].argmax())
                                                                        for k, q in cells.items()}}
 
@@ -138,7 +129,7 @@ def plot_pam_queries(net: cap.CapstoneNet, data, index: int = 0, path: str | Pat
 def plot_cam_affinity(nets: dict[str, cap.CapstoneNet], data, path: str | Path | None = None) -> dict[str, Any]:
     """The trained CAM's (C, C) channel affinity averaged over test images, one panel per form.
     Row j: how much channel j's output borrows from each channel i."""
-    plt = _plt()
+    plt = pyplot()
     images, _ = _probe(data)
     fig, axes = plt.subplots(1, len(nets), figsize=(4.4 * len(nets), 4.0), squeeze=False)
     out: dict[str, Any] = {}
@@ -153,7 +144,7 @@ def plot_cam_affinity(nets: dict[str, cap.CapstoneNet], data, path: str | Path |
         out[label] = a
     fig.suptitle("Trained DANet CAM on cluttered digits: channel affinity (rows sum to 1)", fontsize=10)
     fig.tight_layout()
-    _finish(fig, path)
+    finish(fig, path)
     return out
 
 
@@ -162,7 +153,7 @@ def plot_stripes(net: learned.StripeNet, data, path: str | Path | None = None, n
     and where the trained module puts them (solid, one colour per region)."""
     from matplotlib.patches import Rectangle
 
-    plt = _plt()
+    plt = pyplot()
     images, boxes = data.images[:num_images], data.boxes[:num_images]
     learnt = learned.stripe_boxes(net, images).numpy()
     initial = learned.stripe_boxes(net, images, initial=True).numpy()
@@ -182,7 +173,7 @@ def plot_stripes(net: learned.StripeNet, data, path: str | Path | None = None, n
     fig.suptitle("Trained HA-CNN hard attention: the 4 stripes, initial (dashed) and learnt (solid); cyan box = the digit",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
-    _finish(fig, path)
+    finish(fig, path)
     return {"learnt": learnt, "initial": initial}
 
 
@@ -196,7 +187,7 @@ def plot_query_independence(nets: dict[str, cap.CapstoneNet], data, distance=Non
 
     ``distance`` maps (B, N, D) to (B,) (the notebook passes the student's ``mean_cosine_distance``;
     default :func:`course_lib.learned.mean_cosine_distance`)."""
-    plt = _plt()
+    plt = pyplot()
     distance = learned.mean_cosine_distance if distance is None else distance
     images = data.images[:num_images]
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
@@ -224,7 +215,7 @@ def plot_query_independence(nets: dict[str, cap.CapstoneNet], data, distance=Non
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title("Query-independence of trained position attention\n(one point per test image)", fontsize=9)
     fig.tight_layout()
-    _finish(fig, path)
+    finish(fig, path)
     return out
 
 
@@ -233,7 +224,7 @@ def plot_coord_gates(net: cap.CapstoneNet, data, path: str | Path | None = None,
     g^h * g^w over it (upsampled, scaled per image) and the digit's box. Below: the channel means of the
     two gates, g^h along the rows and g^w along the columns, with the digit's rows / columns shaded.
     The numbers beside a profile: the share of its mass (minus its minimum) on the digit's rows/columns."""
-    plt = _plt()
+    plt = pyplot()
     images, boxes = data.images[:num_images], data.boxes[:num_images]
     maps = learned.spatial_maps(net, images).numpy()  # (n, H, W) channel mean of g^h * g^w, upsampled
     rows, cols = learned.coord_profiles(net, images)  # (n, h), (n, w)
@@ -275,5 +266,5 @@ def plot_coord_gates(net: cap.CapstoneNet, data, path: str | Path | None = None,
     fig.suptitle("Trained Coordinate Attention on cluttered digits: the map g^h g^w (top; cyan box = the digit) and "
                  "its two gates, averaged over channels (shaded: the digit's rows / columns)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
-    _finish(fig, path)
+    finish(fig, path)
     return out

@@ -1,7 +1,7 @@
 """Autograde a class: many submissions of one chapter, on Dask, with nbgrader's exact grades.
 
     python -m course_lib grade 01_se path/to/submissions [--out DIR] [--workers N | --scheduler ADDRESS]
-    python -m course_lib.grading.batch --bench [CHAPTER] [-n 12] [--workers 2]   # against plain nbgrader
+    python -m course_lib grade-bench --bench [CHAPTER] [-n 12] [--workers 2]   # against plain nbgrader
 
 How it works
 ------------
@@ -36,7 +36,7 @@ Written answers (markdown cells with ``grade`` and ``solution``, graded by hand)
 treats them: 0 when left as released, otherwise no automatic score and ``needs_manual_grade`` in the
 gradebook; a row's ``score`` then holds the auto-graded points and ``pending`` the points left to grade
 by hand, which the summary, the CSV (``pending_manual``) and the feedback page say.
-``python -m course_lib.grading.feedback`` renders the pages again once they are graded.
+``python -m course_lib feedback`` renders the pages again once they are graded.
 
 A submission that cannot be graded (malformed JSON, an empty notebook, another chapter's notebook, a
 kernel that died, a grading process that ran past its time limit) gets a row with score 0 and a status
@@ -68,7 +68,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 from course_lib.grading.collect import Collection, Submission, find_submissions
 
 __all__ = ["GradeRun", "grade_submissions", "bench", "DEFAULT_KERNEL_ENV"]
@@ -914,7 +914,7 @@ def _mean_phases(run: GradeRun) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m course_lib.grading.batch", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m course_lib grade-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bench", action="store_true",
                         help="time plain nbgrader against the course grader (1 and N workers) on the same notebooks")
@@ -927,7 +927,3 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("nothing to do: pass --bench (grading itself is `python -m course_lib grade`)")
     figures = bench(args.chapter, args.n, args.workers, repeats=args.repeats)
     return 0 if figures["identical"] else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

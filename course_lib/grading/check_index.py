@@ -25,7 +25,7 @@ def check_index() -> dict:
         by_name: dict[str, set[str]] = {}
         packages = [visible]
         try:
-            packages.append(importlib.import_module("course_lib.checks.hidden"))
+            packages.append(importlib.import_module("course_lib.hidden"))
         except ImportError:  # pragma: no cover - the student bundle has no hidden checks
             pass
         for package in packages:

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     lean_imports()  # before nbformat is first imported in this process
-    from course_lib import notebooks as nbs
+    from course_lib.tools import notebooks as nbs
     from course_lib.grading.batch import grade_submissions
 
     parser = build_parser()
@@ -91,7 +91,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(run.summary())
     return 0 if all(row["status"] == "graded" for row in run.rows) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -313,7 +313,7 @@ def regenerate(out: Path, chapter: str, *, db_url: str | None = None, students: 
 
     from nbgrader.api import Gradebook
 
-    from course_lib import notebooks as nbs
+    from course_lib.tools import notebooks as nbs
 
     out = Path(out).resolve()
     db_url = db_url or f"sqlite:///{out / 'gradebook.db'}"
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m course_lib.grading.feedback",
+        prog="python -m course_lib feedback",
         description="Render the feedback pages of CHAPTER in the grading folder OUT again, from its gradebook "
                     "(after written answers were graded by hand in formgrader), hidden tests removed.")
     parser.add_argument("chapter")
@@ -371,7 +371,3 @@ def main(argv: list[str] | None = None) -> int:
     for student, what in done.items():
         print(f"{student}: {what}")
     return 0 if all(what == "written" for what in done.values()) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

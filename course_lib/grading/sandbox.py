@@ -1,7 +1,7 @@
 """Crash- and tamper-proof autograding: nbgrader's autograde, run in a sandbox.
 
 :func:`harden` turns a traitlets config (nbgrader's) into the sandboxed one; nbgrader_config.py calls
-it, so ``nbgrader autograde``, ``course_lib.notebooks.autograde`` and the batch grader all grade this
+it, so ``nbgrader autograde``, ``course_lib.tools.notebooks.autograde`` and the batch grader all grade this
 way. What changes (docs/grading-security.md has the threat model and what is not defended):
 
 Sanitising (before anything runs)
@@ -79,7 +79,7 @@ def expected_checks(source: str) -> list[set[str]]:
     """The checks a test cell's source calls: one set of acceptable exercise names per distinct call.
 
     Names are resolved through the cell's own imports (``from course_lib.checks.ch01_se import
-    check_se``, ``import course_lib.checks.hidden.ch01_se as h``) and otherwise by function name.
+    check_se``, ``import course_lib.hidden.ch01_se as h``) and otherwise by function name.
     """
     try:
         tree = ast.parse(source)

@@ -12,7 +12,7 @@ function it returns (``arm``) once the kernel is ready, before the first cell. F
   no ``gc`` object walks, no raising of resource limits, no native extensions from outside the installed
   libraries, no code objects that claim to come from a library file, no loading of the reference
   solutions or of checks once the notebook runs (they are loaded before).
-- **the checks** (``checks/_core.py`` raises the ``course_lib.check`` audit event when a check starts and
+- **the checks** (``checks/toolkit.py`` raises the ``course_lib.check`` audit event when a check starts and
   when it ends): at the start and at the end the guard compares torch, builtins, the checks and their
   helpers with a snapshot taken before the first cell (the identity of every function, class and module
   they hold) and refuses the check when something was replaced ("tampering detected", for the rest of
@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import sys
 
-#: The reference solutions (``course_lib/<name>.py``), left out of the student bundle.
-REFERENCE_MODULES = ("se", "cbam", "ctdnet", "hacnn", "danet", "nonlocal_block", "gcnet", "eca", "coord_attention")
-#: The audit event checks/_core.py raises around every check.
+#: The reference solutions: every module of this package (``course_lib/reference/``) is protected.
+REFERENCE_PACKAGE = "course_lib.reference"
+#: The checks (visible and hidden): loaded by the grader before the notebook runs, never by the notebook.
+CHECK_PACKAGES = ("course_lib.checks", "course_lib.hidden")
+#: The audit event checks/toolkit.py raises around every check.
 CHECK_EVENT = "course_lib.check"
 #: The audit event of the guard's trace function (a bound ``sys.audit``, which nobody can alter).
 TRACE_EVENT = "course_lib.sandbox.trace"
@@ -74,7 +76,12 @@ def preload() -> list:
     import course_lib.checks as checks_package
 
     failed = []
-    for package in (checks_package, importlib.import_module("course_lib.checks.hidden")):
+    packages = [checks_package]
+    try:
+        packages.append(importlib.import_module("course_lib.hidden"))
+    except ImportError:
+        pass  # the student bundle has no hidden checks
+    for package in packages:
         for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
             leaf = info.name.rsplit(".", 1)[-1]
             if leaf.startswith("_") or leaf == "build_expected":
@@ -83,11 +90,15 @@ def preload() -> list:
                 importlib.import_module(info.name)
             except Exception as err:  # noqa: BLE001
                 failed.append(f"{info.name}: {type(err).__name__}: {err}")
-    for name in REFERENCE_MODULES:
+    try:
+        reference = importlib.import_module(REFERENCE_PACKAGE)
+    except ImportError:
+        reference = None  # the student bundle has no reference solutions
+    for info in pkgutil.iter_modules(reference.__path__ if reference else [], REFERENCE_PACKAGE + "."):
         try:
-            importlib.import_module(f"course_lib.{name}")
-        except ImportError:
-            pass  # the student bundle has no reference solutions
+            importlib.import_module(info.name)
+        except Exception as err:  # noqa: BLE001
+            failed.append(f"{info.name}: {type(err).__name__}: {err}")
     # CUDA reserves its address space on first use: before the memory limit is set, not in the notebook
     if torch.cuda.is_available():
         torch.zeros(1, device="cuda")
@@ -152,7 +163,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
     _PLAIN = (int, float, bool, str, bytes, complex, type(None))
     _S_IFMT, _S_IFLNK = 0o170000, 0o120000
     _O_WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    _REFERENCES = REFERENCE_MODULES
+    _REFERENCE_PACKAGE, _CHECK_PACKAGES = REFERENCE_PACKAGE, CHECK_PACKAGES
     _TRACE_EVENT, _CHECK_EVENT, _INTERNAL = TRACE_EVENT, CHECK_EVENT, INTERNAL_EVENT
     _TAMPERING, _REFERENCE = MISTAKE_TAMPERING, MISTAKE_REFERENCE
     _message = proof_message
@@ -219,19 +230,24 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     course_lib_dir = as_dir(package_dir)
     guard_files = _frozenset({os.path.abspath(__file__), resolve(os.path.abspath(__file__))})
-    hidden_dir = course_lib_dir + "checks/hidden/"
-    checks_dir = course_lib_dir + "checks/"
-    raw_checks_dir = package_dir.rstrip("/") + "/checks/"
-    protected_files = _frozenset({course_lib_dir + f"{n}.py" for n in _REFERENCES}
-                                 | {package_dir.rstrip("/") + f"/{n}.py" for n in _REFERENCES})
-    protected_names = _frozenset(f"course_lib.{n}" for n in _REFERENCES)
+    raw_package_dir = package_dir.rstrip("/") + "/"
+    # the checks (visible and hidden) and the protected folders (reference solutions, hidden checks),
+    # each as the resolved and as the raw path
+    checks_dirs = _tuple(root + sub for root in (course_lib_dir, raw_package_dir) for sub in ("checks/", "hidden/"))
+    protected_dirs = _tuple(root + sub for root in (course_lib_dir, raw_package_dir) for sub in ("reference/", "hidden/"))
+
+    # the reference solutions' source files (their code is traced: a student's call into it is named)
+    reference_dir = course_lib_dir + "reference/"
+    reference_sources = [f for f in (os.listdir(reference_dir) if os.path.isdir(reference_dir) else ())
+                         if f.endswith(".py") and not f.startswith("_")]
+    protected_files = _frozenset(root + "reference/" + f for root in (course_lib_dir, raw_package_dir)
+                                 for f in reference_sources)
 
     def is_protected(path):
-        if path in protected_files or path.startswith(hidden_dir) or path + "/" == hidden_dir:
-            return True
-        if path.startswith(course_lib_dir + "__pycache__/"):
-            return path[_len(course_lib_dir) + 12:].split(".")[0] in _REFERENCES
-        return False
+        return path.startswith(protected_dirs) or path + "/" in protected_dirs
+
+    def is_reference_name(name):
+        return name == _REFERENCE_PACKAGE or name.startswith(_REFERENCE_PACKAGE + ".")
 
     paths = sysconfig.get_paths()
     roots = set()
@@ -271,7 +287,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
     tampered: list = []         # the first tampering found (it stays)
     windows: list = []          # running checks: [run frame, name, problems]
     counter = [0]
-    anchors: dict = {}          # code objects and modules of _core, filled in by arm()
+    anchors: dict = {}          # code objects and modules of toolkit, filled in by arm()
     snapshot: list = []         # (label, mapping, keys, values); mapping None: (label, None, cls, mro)
     sizes: list = []            # (label, container, length): global hook registries that must stay empty
     course_modules: list = []   # (name, module): must stay in sys.modules
@@ -484,7 +500,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
         return run
 
     def genuine_check(fn):
-        return (_type(fn) is _FunctionType and fn.__code__.co_filename.startswith((checks_dir, raw_checks_dir))
+        return (_type(fn) is _FunctionType and fn.__code__.co_filename.startswith(checks_dirs)
                 and _id(fn.__globals__) in genuine_dicts)
 
     def on_check(args, requester):
@@ -684,7 +700,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
             filename = args[1] if _len(args) > 1 else None
             if _type(name) is not _str:
                 return deny("an import by a name that is not a string")
-            if name in protected_names or name.startswith("course_lib.checks"):
+            if is_reference_name(name) or name.startswith(_CHECK_PACKAGES):
                 return deny(f"importing {name}: the reference solutions and the checks are loaded by the "
                             "grader before the notebook runs")
             if _type(filename) is _str and filename.endswith((".so", ".pyd", ".dylib")) and \
@@ -704,7 +720,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
                 filename = filename.decode("utf-8", "surrogateescape")
             if _type(filename) is not _str:
                 return None
-            if filename in protected_files or filename.startswith(hidden_dir):
+            if is_protected(filename):
                 return deny(f"compiling code as {filename}")
             if lib_file(filename) and untrusted_on_stack(requester) and (
                     filename.startswith("<") or not same_as_file(source, filename)):
@@ -884,14 +900,14 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
         import torch.nn.modules.module as module_module
         import torch.testing
 
-        from course_lib.checks import _core
+        from course_lib.checks import toolkit
 
-        _core.define_mistake(MISTAKE_TAMPERING, "the code changed the grading environment (torch, builtins, "
+        toolkit.define_mistake(MISTAKE_TAMPERING, "the code changed the grading environment (torch, builtins, "
                                                 "the checks) or reached into a running check")
-        _core.define_mistake(MISTAKE_REFERENCE, "the code uses the course's reference solution")
-        check_failure[0] = _core.CheckFailure
-        anchors["run"] = _core.exercise("probe")(lambda: None).__code__
-        anchors["sandbox"] = _core._sandbox.__wrapped__.__code__
+        toolkit.define_mistake(MISTAKE_REFERENCE, "the code uses the course's reference solution")
+        check_failure[0] = toolkit.CheckFailure
+        anchors["run"] = toolkit.exercise("probe")(lambda: None).__code__
+        anchors["sandbox"] = toolkit._sandbox.__wrapped__.__code__
         anchors["enter"] = contextlib._GeneratorContextManager.__enter__.__code__
         anchors["exit"] = contextlib._GeneratorContextManager.__exit__.__code__
         if hasattr(torch, "_disable_dynamo"):  # a wrapper torch._dynamo puts on torch.manual_seed when imported
@@ -910,7 +926,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
                 values.append(v)
             snapshot.append((label, mapping, tuple(keys), tuple(values)))
 
-        # _core's own context managers swap these while a check runs
+        # toolkit's own context managers swap these while a check runs
         WARNINGS_STATE = {"filters", "showwarning", "_showwarnmsg_impl", "_showwarnmsg", "_filters_mutated",
                           "_filters_version", "defaultaction", "onceregistry"}
         ignored = {"_", "__", "___", "exit", "quit", "get_ipython", "display", "__IPYTHON__", "copyright", "input",
@@ -937,19 +953,20 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
             if type(value) is type and issubclass(value, torch.nn.Module) and value not in classes:
                 classes.append(value)
         ours = sorted((name, m) for name, m in sys.modules.items()
-                      if m is not None and (name.startswith("course_lib.checks") or name in protected_names))
+                      if m is not None and (name.startswith(CHECK_PACKAGES) or name == REFERENCE_PACKAGE
+                                            or name.startswith(REFERENCE_PACKAGE + ".")))
         for name, module in ours:
             course_modules.append((name, module))
             kinds.append((name, module, type(module)))
             take(name, module.__dict__, everything=True)
-            if name.startswith("course_lib.checks"):
+            if name.startswith(CHECK_PACKAGES):
                 genuine_dicts.add(id(module.__dict__))
             else:
                 reference_ids.add(id(module))
             for value in list(module.__dict__.values()):
                 if isinstance(value, type) and value.__module__ == name and value not in classes:
                     classes.append(value)
-                if name in protected_names and getattr(value, "__module__", None) == name:
+                if not name.startswith(CHECK_PACKAGES) and getattr(value, "__module__", None) == name:
                     reference_ids.add(id(value))
                     if isinstance(value, type):
                         reference_classes.add(id(value))
@@ -962,7 +979,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
         armed[0] = True
         # the namespaces of the library modules loaded by now (kept alive, so that their ids stay theirs)
         library = tuple(m.__dict__ for name, m in list(sys.modules.items())
-                        if m is not None and name not in protected_names
+                        if m is not None and not name.startswith(REFERENCE_PACKAGE)
                         and isinstance(getattr(m, "__file__", None), str) and lib_file(m.__file__))
         keep.append(library)
         ids = frozenset(id(d) for d in library)

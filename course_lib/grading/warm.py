@@ -132,7 +132,7 @@ def preload() -> list[str]:
 #: computed here). Not scikit-learn: the course reads its digits and photos from scikit-learn's files
 #: without importing it (``course_lib.data.sklearn_data_file``), which saves the template about 1.6 s.
 HELPER_MODULES = ("PIL.Image", "course_lib.data", "course_lib.capstone",
-                  "course_lib.capstone_figures", "course_lib.learned", "course_lib.figures")
+                  "course_lib.figures.capstone", "course_lib.learned", "course_lib.figures")
 
 
 def _preload_course_helpers() -> list[str]:

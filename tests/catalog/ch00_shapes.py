@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from course_lib.checks import ch00_shapes as visible
-from course_lib.checks.hidden import ch00_shapes as hidden
+from course_lib.hidden import ch00_shapes as hidden
 
 from . import Exercise, Impl
 

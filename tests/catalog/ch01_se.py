@@ -14,7 +14,7 @@ from course_lib.checks.ch01_se import (
     check_se_parameter_count,
     check_seresnet50_extra_parameters,
 )
-from course_lib.checks.hidden.ch01_se import (
+from course_lib.hidden.ch01_se import (
     hidden_q_w1_shape,
     hidden_q_softmax_scale,
     hidden_q_stage_params,

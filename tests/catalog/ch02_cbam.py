@@ -13,7 +13,7 @@ from course_lib.checks.ch02_cbam import (
     check_q_spatial_params,
     check_spatial_attention,
 )
-from course_lib.checks.hidden.ch02_cbam import (
+from course_lib.hidden.ch02_cbam import (
     hidden_cbam,
     hidden_channel_attention,
     hidden_q_cbam_params,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from catalog import Exercise, Impl
 from course_lib.checks import ch03_ctdnet_sam as visible
-from course_lib.checks.hidden import ch03_ctdnet_sam as hidden
+from course_lib.hidden import ch03_ctdnet_sam as hidden
 
 CHAPTER = "03_ctdnet_sam"
 

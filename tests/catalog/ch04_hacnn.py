@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from catalog import Exercise, Impl
 from course_lib.checks import ch04_hacnn as visible
-from course_lib.checks.hidden import ch04_hacnn as hidden
+from course_lib.hidden import ch04_hacnn as hidden
 
 CHAPTER = "04_hacnn"
 

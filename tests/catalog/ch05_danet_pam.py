@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from catalog import Exercise, Impl
 from course_lib.checks import ch05_danet_pam as visible
-from course_lib.checks.hidden import ch05_danet_pam as hidden
+from course_lib.hidden import ch05_danet_pam as hidden
 
 CHAPTER = "05_danet_pam"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from catalog import Exercise, Impl
 from course_lib.checks import ch06_danet_cam as visible
-from course_lib.checks.hidden import ch06_danet_cam as hidden
+from course_lib.hidden import ch06_danet_cam as hidden
 
 CHAPTER = "06_danet_cam"
 

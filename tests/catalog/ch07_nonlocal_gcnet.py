@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from catalog import Exercise, Impl
 from course_lib.checks import ch07_nonlocal_gcnet as visible
-from course_lib.checks.hidden import ch07_nonlocal_gcnet as hidden
+from course_lib.hidden import ch07_nonlocal_gcnet as hidden
 
 CHAPTER = "07_nonlocal_gcnet"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from catalog import Exercise, Impl
 from course_lib.checks import ch08_eca_coordatt as visible
-from course_lib.checks.hidden import ch08_eca_coordatt as hidden
+from course_lib.hidden import ch08_eca_coordatt as hidden
 
 CH = "08_eca_coordatt"
 KERNEL = Exercise(CH, "adaptive_kernel_size", "adaptive_kernel_size", visible.check_adaptive_kernel_size,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from catalog import Exercise, Impl
 from course_lib.checks import ch09_capstone as visible
-from course_lib.checks.hidden import ch09_capstone as hidden
+from course_lib.hidden import ch09_capstone as hidden
 
 CHAPTER = "09_capstone"
 

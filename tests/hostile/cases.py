@@ -223,9 +223,9 @@ builtins.round = lambda *a, **k: 0
 """)
 
 PATCH_CORE = _patch("""
-import course_lib.checks._core as core
+import course_lib.checks.toolkit as core
 import course_lib.checks.ch01_se as visible
-import course_lib.checks.hidden.ch01_se as hidden
+import course_lib.hidden.ch01_se as hidden
 
 def agree(*args, **kwargs):
     return True
@@ -241,14 +241,14 @@ for module in (visible, hidden):  # the names the chapter's checks imported
 """)
 
 PATCH_CHECKFAILURE = _patch("""
-import course_lib.checks._core as core
+import course_lib.checks.toolkit as core
 core.CheckFailure.__init__ = lambda self, *a, **k: None
 core.CheckFailure = type("CheckFailure", (Exception,), {})
 """)
 
 REPLACE_CHECKS = _patch("""
 import course_lib.checks.ch01_se as visible
-import course_lib.checks.hidden.ch01_se as hidden
+import course_lib.hidden.ch01_se as hidden
 
 def check_se(cls):  # the name the test cell calls
     print("[ok] SqueezeExcitation: 16 checks passed (0.10 s)")
@@ -269,13 +269,13 @@ get_ipython().input_transformers_cleanup.append(_forge)
 """
 
 SE_IS_REFERENCE = """
-from course_lib.se import SqueezeExcitation  # the reference solution itself
+from course_lib.reference.se import SqueezeExcitation  # the reference solution itself
 """
 
 SE_SUBCLASSES_REFERENCE = """
 import sys
 
-class SqueezeExcitation(sys.modules["course_lib.se"].SqueezeExcitation):
+class SqueezeExcitation(sys.modules["course_lib.reference.se"].SqueezeExcitation):
     pass
 """
 
@@ -303,9 +303,9 @@ import course_lib
 package = pathlib.Path(course_lib.__file__).parent
 found = []
 attempts = {
-    "se.py": lambda: (package / "se.py").read_text(),
-    "the hidden checks": lambda: (package / "checks" / "hidden" / "ch01_se.py").read_text(),
-    "the reference's bytecode": lambda: open(importlib.util.cache_from_source(str(package / "se.py")), "rb").read(),
+    "se.py": lambda: (package / "reference" / "se.py").read_text(),
+    "the hidden checks": lambda: (package / "hidden" / "ch01_se.py").read_text(),
+    "the reference's bytecode": lambda: open(importlib.util.cache_from_source(str(package / "reference" / "se.py")), "rb").read(),
     "the instructor's notebook": lambda: open("../../../solutions/CHAPTER/CHAPTER.ipynb").read(),
     "the gradebook": lambda: sqlite3.connect("file:../../../gradebook.db?mode=ro", uri=True).execute(
         "select * from grade").fetchall(),

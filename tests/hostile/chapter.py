@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import nbformat
 
-from course_lib import notebooks as nbs
+from course_lib.tools import notebooks as nbs
 
 CHAPTER = "01_se"
 #: grade cell -> points

@@ -26,10 +26,10 @@ from hostile.cases import OWN_SE, SE_DELEGATES, SE_FRAMES, SE_TORCH_FUNCTION  # 
 ESCAPE = Path(tempfile.gettempdir()) / f"guard-probe-escape-{os.getpid()}.txt"
 
 ATTACKS = {
-    "read_reference": "import course_lib, pathlib\nresult = (pathlib.Path(course_lib.__file__).parent / 'se.py').read_text()[:30]",
+    "read_reference": "import course_lib, pathlib\nresult = (pathlib.Path(course_lib.__file__).parent / 'reference' / 'se.py').read_text()[:30]",
     "read_hidden": "import course_lib, pathlib\n"
-                   "result = (pathlib.Path(course_lib.__file__).parent / 'checks/hidden/ch01_se.py').read_text()[:30]",
-    "reference_code": "import course_lib.se\nresult = course_lib.se.SqueezeExcitation.forward.__code__.co_name",
+                   "result = (pathlib.Path(course_lib.__file__).parent / 'hidden/ch01_se.py').read_text()[:30]",
+    "reference_code": "import course_lib.reference.se\nresult = course_lib.reference.se.SqueezeExcitation.forward.__code__.co_name",
     "write_outside": f"open({str(ESCAPE)!r}, 'w').write('escaped')\nresult = 'written'",
     "write_inside": "open('inside.txt', 'w').write('fine')\nresult = 'written'",
     "ctypes": "import ctypes\nresult = ctypes.string_at(id(1), 1)",
@@ -63,7 +63,7 @@ ATTACKS = {
                               "result = 'passed'",
     "torch_function": SE_TORCH_FUNCTION + "\nfrom course_lib.checks.ch01_se import check_se\n"
                                           "check_se(SqueezeExcitation)\nresult = 'passed'",
-    "delegate": "import course_lib.se\n" + SE_DELEGATES +
+    "delegate": "import course_lib.reference.se\n" + SE_DELEGATES +
                 "\nfrom course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExcitation)\nresult = 'passed'",
     # these two count as tampering, which sticks for the rest of the process: they come last
     "global_hook": OWN_SE + """
@@ -73,7 +73,7 @@ from course_lib.checks.ch01_se import check_se
 check_se(SqueezeExcitation)
 result = 'passed'
 """,
-    "reload_reference": "import importlib, sys\nresult = importlib.reload(sys.modules['course_lib.se']).__name__",
+    "reload_reference": "import importlib, sys\nresult = importlib.reload(sys.modules['course_lib.reference.se']).__name__",
 }
 
 def main() -> None:

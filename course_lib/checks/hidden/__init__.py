@@ -1,5 +1,0 @@
-"""Hidden checks: run at grading time, may use the reference modules.
-
-Each chapter module may define ``build_expected() -> dict``, the values its visible twin compares
-against; ``python -m course_lib.checks.build_expected`` stores them under ``checks/expected/``.
-"""

@@ -1,0 +1,195 @@
+"""Auto-graded conceptual questions: a number, a shape, a letter or a set of letters, checked like an exercise.
+
+A chapter defines each question once, in its visible check file::
+
+    SOFTMAX_DIM = Question("q_softmax_dim", "int", key="3f0c...", advice="Rows are indexed by ...",
+                           wrong={"9ab1...": ("softmax_dim", "dim 1 normalises the columns: ...")})
+
+    @exercise("q_softmax_dim", budget_s=2)
+    def check_q_softmax_dim(answer):
+        SOFTMAX_DIM.check(answer)
+
+The right answer is not stored in plain text in the student package: ``key`` is a salted hash of its
+canonical form (``answer_key``), and so are the known wrong answers in ``wrong``, each with the mistake id
+and the message it earns. The plain answer lives only in the chapter's hidden module, whose check compares
+plainly; a test proves that the key is the hash of that answer.
+
+A hash of a four-way multiple choice can be found by trying the four letters; so can the answer itself, by
+running the check four times. Questions that matter for a grade should therefore ask for a number or a set
+of letters (2**n combinations), and the written questions carry the reasoning.
+
+Compute a key with ``python -m course_lib question-key QID KIND VALUE [--digits N]``.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import math
+import operator
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .toolkit import CheckFailure, define_mistake, passed
+
+KINDS = ("int", "float", "choice", "choices", "shape", "bool")
+_SALT = "cnn-attention-course/questions/v1"
+
+define_mistake("answer_form", "the answer is not in the form the question asks for (a number, a shape, a letter)")
+define_mistake("wrong_answer", "the answer to a conceptual question is wrong")
+define_mistake("unanswered", "the question's answer is still the placeholder (None or ...)")
+
+
+def _form(message: str) -> CheckFailure:
+    return CheckFailure(message, mistake="answer_form")
+
+
+def _as_int(value: Any, what: str) -> int:
+    if hasattr(value, "dim") and hasattr(value, "item") and value.dim() == 0 and not value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool):
+        raise _form(f"{what} should be a whole number, got {value!r} (a bool).")
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise _form(f"{what} should be a whole number, got {value!r} ({type(value).__name__}).")
+
+
+def canonical(value: Any, kind: str, *, options: str | None = None, digits: int = 3, what: str = "the answer") -> str:
+    """The answer in one canonical text form (raises CheckFailure on a wrong form)."""
+    if kind not in KINDS:
+        raise ValueError(f"Question kind must be one of {KINDS}, got {kind!r}")
+    if value is None or value is Ellipsis:
+        raise CheckFailure(f"{what} is still the placeholder {value!r}: replace it with your answer.",
+                           mistake="unanswered")
+    if kind == "int":
+        return str(_as_int(value, what))
+    if kind == "float":
+        if hasattr(value, "item") and getattr(value, "numel", lambda: 1)() == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise _form(f"{what} should be a number, got {value!r} ({type(value).__name__}).") from None
+        if not math.isfinite(value):
+            raise _form(f"{what} should be a finite number, got {value!r}.")
+        return f"{float(value):.{digits}g}"
+    if kind == "bool":
+        if isinstance(value, str) and value.strip().lower() in {"true", "false", "yes", "no"}:
+            return str(value.strip().lower() in {"true", "yes"})
+        if not isinstance(value, bool):
+            raise _form(f"{what} should be True or False, got {value!r}.")
+        return str(value)
+    if kind == "shape":
+        if hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
+            return "(" + ", ".join(str(_as_int(v, f"each entry of {what}")) for v in value) + ")"
+        raise _form(f"{what} should be a shape: a tuple of ints such as (2, 64, 1, 1), got {value!r}.")
+    # choice / choices
+    letters = options or "abcdefghijklmnopqrstuvwxyz"
+    if kind == "choice":
+        if not isinstance(value, str) or len(value.strip()) != 1 or value.strip().lower() not in letters:
+            raise _form(f"{what} should be one letter among {', '.join(repr(c) for c in letters)}, got {value!r}.")
+        return value.strip().lower()
+    if isinstance(value, str):
+        picked = [c for c in value.lower() if not c.isspace() and c not in ",;"]
+    elif hasattr(value, "__iter__"):
+        picked = []
+        for v in value:
+            if not isinstance(v, str) or len(v.strip()) != 1:
+                raise _form(f"{what} should be letters such as {{'a', 'c'}} or 'ac', got {value!r}.")
+            picked.append(v.strip().lower())
+    else:
+        raise _form(f"{what} should be letters such as {{'a', 'c'}} or 'ac', got {value!r}.")
+    bad = sorted(set(picked) - set(letters))
+    if bad:
+        raise _form(f"{what}: {', '.join(map(repr, bad))} is not an option; the options are "
+                    f"{', '.join(repr(c) for c in letters)}.")
+    return "".join(sorted(set(picked)))
+
+
+def _hash(qid: str, text: str) -> str:
+    return hashlib.sha256(f"{_SALT}|{qid}|{text}".encode()).hexdigest()[:20]
+
+
+def answer_key(qid: str, value: Any, *, kind: str, options: str | None = None, digits: int = 3) -> str:
+    """The salted hash stored as a question's key (or as the key of a known wrong answer)."""
+    return _hash(qid, canonical(value, kind, options=options, digits=digits))
+
+
+@dataclass(frozen=True)
+class Question:
+    """One auto-graded question. ``wrong`` maps the key of a known wrong answer to (mistake id, message)."""
+
+    qid: str
+    kind: str
+    key: str
+    wrong: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    options: str | None = None
+    digits: int = 3
+    advice: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Question {self.qid!r}: kind must be one of {KINDS}, got {self.kind!r}")
+
+    def _candidates(self, value: Any) -> list[str]:
+        text = canonical(value, self.kind, options=self.options, digits=self.digits, what=self.qid)
+        if self.kind != "float":
+            return [text]
+        # a float answer may sit on a rounding boundary: its neighbours within half a unit of the last digit
+        x = float(text)
+        step = 10 ** (math.floor(math.log10(abs(x))) - self.digits + 1) if x else 10 ** -self.digits
+        return [text, f"{x - step:.{self.digits}g}", f"{x + step:.{self.digits}g}"]
+
+    def check(self, value: Any) -> None:
+        candidates = self._candidates(value)
+        hashes = [_hash(self.qid, c) for c in candidates]
+        if hashes[0] == self.key or (self.kind == "float" and self.key in hashes):
+            passed()
+            return
+        for h in hashes[:1]:
+            if h in self.wrong:
+                mistake, message = self.wrong[h]
+                raise CheckFailure(f"{candidates[0]} is not right. {message}", mistake=mistake)
+        raise CheckFailure(f"{candidates[0]} is not right." + (f" {self.advice}" if self.advice else ""),
+                           mistake="wrong_answer")
+
+
+def expect_plain(qid: str, value: Any, right: Any, *, kind: str, options: str | None = None,
+                 digits: int = 3) -> None:
+    """The hidden check: compare with the plain answer (kept out of the student package)."""
+    got = canonical(value, kind, options=options, digits=digits, what=qid)
+    want = canonical(right, kind, options=options, digits=digits, what=qid)
+    if kind == "float":
+        if not math.isclose(float(got), float(want), rel_tol=2 * 10 ** (1 - digits)):
+            raise CheckFailure(f"{qid}: {got} is not right.", mistake="wrong_answer")
+    elif got != want:
+        raise CheckFailure(f"{qid}: {got} is not right.", mistake="wrong_answer")
+    passed()
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib question-key",
+                                     description="Compute the key of a question's answer.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    k = sub.add_parser("key", help="print the key of VALUE for question QID")
+    k.add_argument("qid")
+    k.add_argument("kind", choices=KINDS)
+    k.add_argument("value", help="a Python literal (2, (2, 3), 'b', {'a', 'c'}, 0.125) or a bare word")
+    k.add_argument("--digits", type=int, default=3)
+    k.add_argument("--options", default=None)
+    args = parser.parse_args(argv)
+    print(answer_key(args.qid, _parse_value(args.value), kind=args.kind, options=args.options, digits=args.digits))
+    return 0

@@ -1,0 +1,1001 @@
+"""The machinery every graded check uses.
+
+A check is a function decorated with :func:`exercise`. It calls the student's code through the
+helpers below, which turn every way that code can go wrong into a :class:`CheckFailure` whose message
+teaches: what was expected, what came instead, and the likely mistake (a stable id from
+:data:`MISTAKES`, which the grader catalog uses to prove that the hint is the right one).
+
+While a check runs it
+
+- seeds torch's RNG inside ``torch.random.fork_rng`` (the student's RNG state is left alone),
+- turns TF32 off on CUDA (a float32 check must not fail because of TF32 rounding),
+- sends warnings and stderr to stdout (nbgrader gives 0 points to a test cell that writes to stderr),
+- stops the student's code after a time budget (an infinite loop costs one check, not the kernel).
+
+Nothing here imports the reference solutions: visible checks compare against stored expected values.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import io
+import math
+import operator
+import signal
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+EXPECTED_DIR = Path(__file__).with_name("expected")
+
+# Stable ids of the mistakes the checks can name. Chapter modules may add their own with
+# define_mistake(); the grader catalog asserts that a wrong implementation is caught with its id.
+MISTAKES: dict[str, str] = {
+    "not_implemented": "the stub still raises NotImplementedError",
+    "signature": "the class or method does not accept the arguments of the stub",
+    "crash": "the code raised an exception",
+    "timeout": "the code ran past its time budget (an endless loop?)",
+    "not_module": "the object is not an nn.Module subclass",
+    "shape": "the result has the wrong shape",
+    "dtype": "the result's dtype differs from the input's (a hard-coded dtype?)",
+    "device": "the code moves tensors to a fixed device (.cuda(), .cpu(), device='cuda')",
+    "no_grad": "gradients do not flow back to the input or the parameters",
+    "inplace": "an in-place operation breaks autograd",
+    "param_count": "the module has the wrong number of parameters",
+    "parameters": "the module's parameters do not match the layers the exercise asks for",
+    "values": "the values differ from the expected ones",
+    "softmax_dim": "softmax over the wrong dimension",
+    "missing_transpose": "a bmm/matmul without the transpose it needs",
+    "single_pool": "only one of average and max pooling is used",
+    "separate_mlps": "two separate MLPs where one shared MLP is asked for",
+    "missing_sigmoid": "the gate has no sigmoid",
+    "softmax_gate": "a softmax where a sigmoid gate is asked for",
+    "relu_after_last": "a ReLU after the last layer of the MLP",
+    "missing_relu": "no ReLU between the two layers",
+    "reduction_ignored": "the reduction argument is ignored (a hard-coded // 16)",
+    "missing_bias": "the layers have no bias where the exercise asks for one",
+    "gamma_init": "gamma is not initialised to 0",
+    "missing_residual": "the residual connection (+ x) is missing",
+    "no_scale_param": "gamma is not a learnable parameter",
+    "pool_axis": "pooling over the wrong axis",
+    "pool_order": "the pooled maps are concatenated in the wrong order",
+    "odd_size": "fails or misaligns on odd spatial sizes (a fixed x2 upsample?)",
+    "cam_variant": "the official max - energy form where the paper's form is asked, or the reverse",
+    "returns_map": "the attention map is returned instead of the reweighted features",
+    "returns_features": "the reweighted features are returned where the map is asked for",
+    "kernel_size": "the convolution has the wrong kernel size or padding",
+    "scaled": "the energy is scaled by 1/sqrt(d), which this paper does not do",
+    # the mistake classes the toolkit names for every exercise
+    "float32_inside": "a float64 result is only float32-accurate: something inside computes in float32",
+    "overflow": "exp overflows on inputs of realistic size (a softmax without subtracting the max)",
+    "extra_parameter": "a parameter the exercise does not ask for (a bias left on where the stub says bias=False)",
+    "default_args": "a constructor default differs from the stub's",
+    "tensor_attribute": "a tensor kept in a plain attribute, which .to(device) and .double() do not move",
+    "cpu_constant": "a tensor created inside forward without device=x.device (breaks on a GPU)",
+    "float_count": "a float where a count (an int) is asked, e.g. C / r instead of C // r",
+    "modifies_input": "the function changes the tensor it was given",
+    "keepdim": "a reduction without keepdim=True drops a dimension the next step needs",
+    "gate_layout": "the gate is transposed before it is reshaped, so channels and images mix",
+    "divisor": "a mean taken as a sum divided by H*H or W*W instead of H*W",
+    "batch_mean": "the mean also runs over the batch (dim 0): every image gets the same values",
+    "pool_kernel": "a pooling kernel that does not fit the input (H and W swapped?)",
+    "name_error": "a NameError: a variable is used under a name it was never given (a typo?)",
+}
+
+
+def define_mistake(mistake_id: str, description: str) -> str:
+    """Register a chapter-specific mistake id (idempotent) and return it."""
+    MISTAKES.setdefault(mistake_id, description)
+    return mistake_id
+
+
+class CheckFailure(AssertionError):
+    """A check failed. ``str(err)`` teaches; ``err.mistake`` names the likely mistake."""
+
+    def __init__(self, message: str, *, mistake: str = "values"):
+        if mistake not in MISTAKES:
+            raise KeyError(f"unknown mistake id {mistake!r}; register it with define_mistake()")
+        super().__init__(message)
+        self.mistake = mistake
+
+    # IPython renders this instead of a long traceback through course_lib's internals.
+    def _render_traceback_(self) -> list[str]:
+        red, reset = "\x1b[31m", "\x1b[0m"
+        return [f"{red}CheckFailure{reset}: " + str(self).replace("\n", "\n  ")]
+
+
+class _Timeout(BaseException):
+    """Raised by the watchdog; a BaseException so `except Exception` in student code cannot eat it."""
+
+
+# --------------------------------------------------------------------------------------------
+# the grading context
+# --------------------------------------------------------------------------------------------
+class _Context:
+    def __init__(self, name: str):
+        self.name = name
+        self.passed = 0
+
+
+_stack: list[_Context] = []
+
+
+def passed(n: int = 1) -> None:
+    """Count ``n`` passed checks in the running exercise."""
+    if _stack:
+        _stack[-1].passed += n
+
+
+@contextlib.contextmanager
+def _watchdog(seconds: float | None) -> Iterator[None]:
+    usable = (
+        seconds is not None
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum, frame):  # noqa: ARG001
+        raise _Timeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _no_tf32() -> Iterator[None]:
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Checks run on tiny tensors: one thread is ~10x faster than several on a busy 2-core machine."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+@contextlib.contextmanager
+def _warnings_to_stdout() -> Iterator[None]:
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        print(f"note: your code raised {category.__name__}: {message}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        with contextlib.redirect_stderr(sys.stdout):
+            yield
+
+
+SANDBOX_EVENT = "course_lib.check"
+
+
+@contextlib.contextmanager
+def _sandbox(name: str, fn: Callable, args: tuple, kwargs: dict) -> Iterator[list]:
+    """The grading sandbox's hook (course_lib/grading/sandbox_guard.py); outside grading it does nothing.
+
+    It raises two audit events that the sandbox's audit hook answers: "start" (it may refuse the check
+    with a CheckFailure when it finds tampering) and "end" (after a pass it appends a proof, which it
+    signs, to the list that the [ok] line prints).
+    """
+    proof: list[str] = []
+    sys.audit(SANDBOX_EVENT, "start", name, fn, args, kwargs)
+    passed = False
+    try:
+        yield proof
+        passed = True
+    finally:
+        sys.audit(SANDBOX_EVENT, "end", name, proof, passed)
+
+
+def exercise(name: str, *, budget_s: float = 10.0, seed: int = 0) -> Callable:
+    """Decorate a check function: run it in the grading context and report one line on success."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> None:
+            context = _Context(name)
+            _stack.append(context)
+            started = time.perf_counter()
+            try:
+                with _sandbox(name, fn, args, kwargs) as proof, _warnings_to_stdout(), _no_tf32(), _one_thread(), \
+                        torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    with _watchdog(budget_s):
+                        fn(*args, **kwargs)
+            except CheckFailure as failure:
+                failure.args = (f"{name}: {failure.args[0]}",)
+                raise failure.with_traceback(None) from None
+            except _Timeout:
+                raise CheckFailure(
+                    f"{name}: your code ran for more than {budget_s:g} s on small inputs and was stopped. "
+                    "Look for a loop that never ends, or a loop over pixels where a tensor operation would do.",
+                    mistake="timeout",
+                ) from None
+            except NotImplementedError:
+                raise _not_implemented(name) from None
+            finally:
+                _stack.pop()
+            seconds = time.perf_counter() - started
+            print(f"[ok] {name}: {context.passed} checks passed ({seconds:.2f} s)" + "".join(proof))
+
+        run.exercise_name = name  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+def _not_implemented(what: str) -> CheckFailure:
+    return CheckFailure(
+        f"{what} still raises NotImplementedError: replace the `raise NotImplementedError()` line "
+        "in the stub with your code, run that cell again, then this one.",
+        mistake="not_implemented",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# calling student code
+# --------------------------------------------------------------------------------------------
+_ERROR_HINTS: Sequence[tuple[str, str, str]] = (
+    ("Torch not compiled with CUDA", "device",
+     "your code moves a tensor to CUDA (.cuda() or device='cuda'). Create tensors on x.device, "
+     "or use ops that follow their input, so the module runs wherever its input lives."),
+    ("Expected all tensors to be on the same device", "device",
+     "tensors on different devices meet: create new tensors on x.device instead of a fixed device."),
+    ("modified by an inplace operation", "inplace",
+     "an in-place operation (x *= ..., relu_(), inplace=True, out[...] = ...) overwrote a tensor "
+     "that autograd needs; use the out-of-place form."),
+    ("mat1 and mat2 shapes cannot be multiplied", "shape",
+     "a Linear layer or matmul got a tensor of the wrong shape: check what you flatten, and that the "
+     "layer sizes use channels and reduction."),
+    ("batch1 dim 2 must match batch2 dim 1", "missing_transpose",
+     "the inner dimensions of a bmm do not match: (B, n, k) @ (B, k, m). One operand needs a transpose "
+     "(permute(0, 2, 1) or rearrange)."),
+    ("Expected size for first two dimensions of batch2 tensor", "missing_transpose",
+     "the shapes given to bmm do not line up: (B, n, k) @ (B, k, m). One operand needs a transpose."),
+    ("view size is not compatible with input tensor's size and stride", "shape",
+     ".view() cannot reshape this (non-contiguous, e.g. channels_last) tensor; use .reshape() or "
+     "einops.rearrange."),
+    ("expected scalar type", "dtype",
+     "tensors of different dtypes meet: a tensor created with a fixed dtype? Use x.dtype."),
+    ("must have the same dtype", "dtype",
+     "tensors of different dtypes meet: a tensor created with a fixed dtype? Use x.dtype."),
+    ("Input type (float) and", "dtype",
+     "tensors of different dtypes meet (float32 and float64): a hard-coded dtype (.float(), torch.float32)? "
+     "Let every tensor follow x.dtype."),
+    ("Input type (double) and", "dtype",
+     "tensors of different dtypes meet (float64 and float32): a hard-coded dtype? Let every tensor follow x.dtype."),
+    ("a leaf Variable that requires grad is being used in an in-place operation", "inplace",
+     "an in-place operation (x *= ..., x.mul_(...), x += ...) overwrites the input; compute a new tensor instead."),
+    ("Output size is too small", "pool_kernel",
+     "a pooling kernel larger than the input: kernel_size=(W, H) with H and W swapped? x.shape[2:] is (H, W), in "
+     "that order (or reduce with x.mean((2, 3), keepdim=True), which needs no kernel)."),
+    ("NameError", "name_error",
+     "Python met a name that was never assigned. Compare, letter by letter, the line where the variable is "
+     "created with the line that uses it."),
+)
+
+
+def describe_error(err: BaseException, doing: str) -> CheckFailure:
+    """Turn an exception raised by student code into a teaching CheckFailure."""
+    if isinstance(err, CheckFailure):
+        return err
+    if isinstance(err, NotImplementedError):
+        return _not_implemented(doing)
+    text = f"{type(err).__name__}: {err}".strip()
+    for needle, mistake, hint in _ERROR_HINTS:
+        if needle in text:
+            return CheckFailure(f"{doing} raised {_first_line(text)}\n  Likely mistake: {hint}", mistake=mistake)
+    return CheckFailure(f"{doing} raised {_first_line(text)}", mistake="crash")
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = text.splitlines()[0] if text else text
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def call(fn: Callable, *args: Any, doing: str, **kwargs: Any) -> Any:
+    """Call student code; any exception becomes a CheckFailure that says what was being done."""
+    try:
+        return fn(*args, **kwargs)
+    except (CheckFailure, _Timeout, KeyboardInterrupt):
+        raise
+    except Exception as err:  # noqa: BLE001 - every student error is reported, none crashes the check
+        raise describe_error(err, doing) from None
+
+
+#: (text in the error, mistake id, advice): what a chapter adds to the generic error hints.
+Hints = Sequence[tuple[str, str, str]]
+
+
+def call_with_hints(fn: Callable, *args: Any, doing: str, hints: Hints = (), **kwargs: Any) -> Any:
+    """:func:`call`, with a chapter's ``hints`` for errors the generic ones can only call a crash."""
+    try:
+        return call(fn, *args, doing=doing, **kwargs)
+    except CheckFailure as failure:
+        if failure.mistake == "crash":
+            text = str(failure)
+            for needle, mistake, advice in hints:
+                if needle in text:
+                    raise CheckFailure(f"{text}\n  Likely mistake: {advice}", mistake=mistake) from None
+        raise
+
+
+def expect_unchanged(before: torch.Tensor, after: torch.Tensor, *, what: str, mistake: str = "inplace",
+                     advice: str = "x *= ..., x.mul_(...), x += ...") -> None:
+    """The student's code left its input alone (``before`` is a copy taken before the call)."""
+    expect(torch.equal(before, after.detach()),
+           f"{what} changed its input in place ({advice}). Leave the input alone: the caller (a residual "
+           "connection, autograd) still needs it. Compute a new tensor instead.", mistake=mistake)
+
+
+def forward_keeps_input(module: Callable, x: torch.Tensor, *, doing: str, hints: Hints = ()) -> Any:
+    """Call ``module(x)`` and fail with mistake "inplace" if that changed ``x``."""
+    before = x.clone()
+    out = call_with_hints(module, x, doing=doing, hints=hints)
+    expect_unchanged(before, x, what=doing)
+    return out
+
+
+def call_on_copies(fn: Callable, args: Sequence[Any], *, doing: str, hints: Hints = (),
+                   mistake: str = "modifies_input") -> Any:
+    """Call ``fn`` on copies of its tensor arguments; fail (``mistake``) if it changed one of them."""
+    copies = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+    result = call_with_hints(fn, *copies, doing=doing, hints=hints)
+    for original, copy in zip(args, copies):
+        if isinstance(original, torch.Tensor) and not torch.equal(original, copy):
+            raise CheckFailure(f"{doing} changed its input in place; return a new tensor instead.", mistake=mistake)
+    return result
+
+
+def build(cls: Any, *args: Any, **kwargs: Any) -> torch.nn.Module:
+    """Instantiate the student's class with the stub's arguments, checking it is an nn.Module."""
+    shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
+    doing = f"{getattr(cls, '__name__', cls)}({shown})"
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise CheckFailure(f"expected an nn.Module subclass, got {cls!r}", mistake="not_module")
+    try:
+        module = cls(*args, **kwargs)
+    except TypeError as err:
+        if "argument" in str(err):
+            raise CheckFailure(
+                f"{doing} raised TypeError: {err}. Keep the constructor's signature from the stub.",
+                mistake="signature",
+            ) from None
+        raise describe_error(err, doing) from None
+    except (_Timeout, KeyboardInterrupt):
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise describe_error(err, doing) from None
+    passed()
+    return module
+
+
+# --------------------------------------------------------------------------------------------
+# comparing results
+# --------------------------------------------------------------------------------------------
+def fmt_shape(shape: Sequence[int] | torch.Size) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+
+
+def expect_tensor(value: Any, *, what: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailure(f"{what} should be a tensor, got {type(value).__name__}", mistake="shape")
+    return value
+
+
+def expect_shape(value: Any, shape: Sequence[int], *, what: str, hint: str = "", mistake: str = "shape") -> None:
+    tensor = expect_tensor(value, what=what)
+    if tuple(tensor.shape) != tuple(shape):
+        message = f"{what} should have shape {fmt_shape(shape)}, got {fmt_shape(tensor.shape)}."
+        raise CheckFailure(message + (f"\n  Likely mistake: {hint}" if hint else ""), mistake=mistake)
+    passed()
+
+
+#: The one tolerance policy of every check: float64 against float64 is compared strictly (an answer that
+#: computes in float32 inside fails), anything else at float32 precision.
+STRICT = (1e-9, 1e-11)
+LOOSE = (1e-4, 1e-5)
+
+
+def tolerances(dtype: torch.dtype, other: torch.dtype | None = None) -> tuple[float, float]:
+    """(rtol, atol) for a result of ``dtype`` compared with an expected value of ``other`` (default: the same)."""
+    other = dtype if other is None else other
+    return STRICT if dtype == torch.float64 and other == torch.float64 else LOOSE
+
+
+def _within(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float) -> bool:
+    actual = actual.detach().to("cpu", torch.float64)
+    expected = expected.detach().to("cpu", torch.float64)
+    return bool(torch.all(torch.abs(actual - expected) <= atol + rtol * torch.abs(expected)))
+
+
+def is_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float | None = None,
+             atol: float | None = None) -> bool:
+    """Same shape and equal within the policy's tolerances (explicit ``rtol``/``atol`` may only tighten them)."""
+    if not isinstance(actual, torch.Tensor) or not isinstance(expected, torch.Tensor) or actual.shape != expected.shape:
+        return False
+    policy_rtol, policy_atol = tolerances(actual.dtype, expected.dtype)
+    rtol = policy_rtol if rtol is None else min(rtol, policy_rtol)
+    atol = policy_atol if atol is None else min(atol, policy_atol)
+    return _within(actual, expected, rtol, atol)
+
+
+Diagnoses = Mapping[str, tuple[torch.Tensor, str]] | Sequence[tuple[str, torch.Tensor, str]]
+
+
+def _diagnosis_list(diagnoses: Diagnoses | None) -> list[tuple[str, torch.Tensor, str]]:
+    if not diagnoses:
+        return []
+    if isinstance(diagnoses, Mapping):
+        return [(mistake, wrong, advice) for mistake, (wrong, advice) in diagnoses.items()]
+    return list(diagnoses)
+
+
+def named(results: Mapping[str, torch.Tensor], advice: Mapping[str, tuple[str, str]]
+          ) -> list[tuple[str, torch.Tensor, str]]:
+    """Stored wrong results (label -> tensor) with a chapter's advice (label -> (mistake id, text))."""
+    return [(advice[label][0], wrong, advice[label][1]) for label, wrong in results.items()]
+
+
+def expect_close(
+    actual: Any,
+    expected: torch.Tensor,
+    *,
+    what: str,
+    diagnoses: Diagnoses | None = None,
+    hint: str = "",
+    mistake: str = "values",
+    fallback: tuple[str, str] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> None:
+    """Compare with an expected tensor; on mismatch name a known mistake whose result matches.
+
+    ``diagnoses``: mistake id -> (the result that mistake produces, advice), or a sequence of
+    (mistake id, result, advice) when one id has several results; tried in order.
+    ``fallback``: (mistake id, advice) for a mismatch that no diagnosis explains (else ``mistake``, ``hint``).
+    A float64 result that agrees only to float32 precision is named as computing in float32 inside.
+    """
+    tensor = expect_tensor(actual, what=what)
+    expect_shape(tensor, expected.shape, what=what)
+    if is_close(tensor, expected, rtol=rtol, atol=atol):
+        passed()
+        return
+    for mistake_id, wrong, advice in _diagnosis_list(diagnoses):
+        if is_close(tensor, wrong, rtol=rtol, atol=atol):
+            raise CheckFailure(f"{what} has the wrong values.\n  Likely mistake: {advice}", mistake=mistake_id)
+    if not bool(torch.isfinite(tensor.detach()).all()) and bool(torch.isfinite(expected).all()):
+        bad = int((~torch.isfinite(tensor.detach())).sum())
+        raise CheckFailure(f"{what} holds {bad} NaN or inf value(s) where the expected values are finite.\n  "
+                           f"Likely mistake: {OVERFLOW_ADVICE} (A division by zero gives NaN or inf too.)",
+                           mistake="overflow")
+    if tensor.dtype == torch.float64 and _within(tensor, expected, *LOOSE):
+        raise CheckFailure(
+            f"{what} agrees with the expected float64 values only to float32 precision.\n  Likely mistake: "
+            "something inside computes in float32: a constant made with torch.tensor(...) or torch.ones(...) without "
+            "dtype=x.dtype, a .float(), or a float32 buffer. Let every tensor follow x.dtype.",
+            mistake="float32_inside")
+    got = tensor.detach().to("cpu", torch.float64)
+    diff = (got - expected.detach().to("cpu", torch.float64)).abs()
+    flat = int(torch.nan_to_num(diff, nan=float("inf")).argmax())
+    where = _unravel(flat, diff.shape)
+    message = (
+        f"{what} has the wrong values: the largest difference is {diff.reshape(-1)[flat].item():.3g} at index "
+        f"{where} (expected {expected.reshape(-1)[flat].item():.5g}, got {got.reshape(-1)[flat].item():.5g})."
+    )
+    if fallback is not None:
+        mistake, hint = fallback
+    raise CheckFailure(message + (f"\n  Likely mistake: {hint}" if hint else ""), mistake=mistake)
+
+
+def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
+    """The index of entry ``flat`` of a tensor of ``shape`` (torch.unravel_index takes a second to import)."""
+    where = []
+    for size in reversed(tuple(shape)):
+        flat, rest = divmod(flat, int(size))
+        where.append(rest)
+    return tuple(reversed(where))
+
+
+def close_named(actual: Any, target: torch.Tensor, *, what: str, diagnoses: Mapping[str, torch.Tensor],
+                advice: Mapping[str, tuple[str, str]], hint: str = "", fallback: tuple[str, str] | None = None) -> None:
+    """:func:`expect_close` with stored wrong results under a chapter's labels (label -> (mistake id, advice))."""
+    expect_close(actual, target, what=what, diagnoses=named(diagnoses, advice), hint=hint, fallback=fallback)
+
+
+#: The name the chapter files used before this lived here.
+expect_close_or_name = expect_close
+
+
+def expect(condition: bool, message: str, *, mistake: str = "values") -> None:
+    if not condition:
+        raise CheckFailure(message, mistake=mistake)
+    passed()
+
+
+# --------------------------------------------------------------------------------------------
+# loading weights by role
+# --------------------------------------------------------------------------------------------
+def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
+    """(o, i, 1, 1) and (o, i) are the same map (1x1 conv vs Linear)."""
+    shape = tuple(int(s) for s in shape)
+    while len(shape) > 2 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def load_by_shape(
+    module: torch.nn.Module,
+    weights: Mapping[str, torch.Tensor],
+    *,
+    what: str,
+    duplicate_mistake: str = "parameters",
+    duplicate_hint: str = "",
+    accept_extra_biases: bool = False,
+    extra_hint: str = "",
+) -> None:
+    """Copy ``weights`` (role -> tensor, all of distinct shapes) into the student's parameters.
+
+    Parameters are matched by shape, treating a Linear weight (o, i) and a 1x1 conv weight (o, i, 1, 1)
+    as the same. A student parameter that no role claims fails (mistake "extra_parameter" for a bias the
+    stub leaves out), unless the exercise explicitly accepts extra biases (``accept_extra_biases``): they are
+    then set to zero, which leaves the map unchanged.
+    """
+    own = list(module.named_parameters())
+    by_shape: dict[tuple[int, ...], list[tuple[str, torch.nn.Parameter]]] = {}
+    for name, param in own:
+        by_shape.setdefault(_squeezed(param.shape), []).append((name, param))
+    expected_list = ", ".join(f"{role} {fmt_shape(t.shape)}" for role, t in weights.items())
+    got_list = ", ".join(f"{n} {fmt_shape(p.shape)}" for n, p in own) or "none"
+    claimed: set[str] = set()
+    with torch.no_grad():
+        for role, tensor in weights.items():
+            matches = by_shape.get(_squeezed(tensor.shape), [])
+            if not matches:
+                raise CheckFailure(
+                    f"{what} should have a parameter for {role} of shape {fmt_shape(tensor.shape)}; "
+                    f"none of yours has that shape.\n  expected: {expected_list}\n  yours:    {got_list}",
+                    mistake="missing_bias" if role.endswith("bias") else "parameters",
+                )
+            if len(matches) > 1:
+                names = ", ".join(n for n, _ in matches)
+                raise CheckFailure(
+                    f"{what} has {len(matches)} parameters of shape {fmt_shape(tensor.shape)} ({names}) "
+                    f"where the exercise has one ({role})."
+                    + (f"\n  Likely mistake: {duplicate_hint}" if duplicate_hint else ""),
+                    mistake=duplicate_mistake,
+                )
+            name, param = matches[0]
+            param.copy_(tensor.reshape(param.shape).to(param.dtype))
+            claimed.add(name)
+        for name, param in own:
+            if name in claimed:
+                continue
+            if param.dim() == 1 and name.endswith("bias"):
+                if accept_extra_biases:
+                    param.zero_()
+                    continue
+                raise CheckFailure(
+                    f"{what} has a bias {name} of shape {fmt_shape(param.shape)} that the exercise does not ask "
+                    f"for.\n  expected: {expected_list}\n  yours:    {got_list}\n  Likely mistake: "
+                    + (extra_hint or "the stub's layers have no bias: pass bias=False to nn.Conv2d / nn.Linear "
+                       "(their default is bias=True). An extra bias changes the module's output and its "
+                       "parameter count."),
+                    mistake="extra_parameter")
+            raise CheckFailure(
+                f"{what} has a parameter {name} of shape {fmt_shape(param.shape)} that the exercise does not "
+                f"use.\n  expected: {expected_list}\n  yours:    {got_list}",
+                mistake=duplicate_mistake if _squeezed(param.shape) in {_squeezed(t.shape) for t in weights.values()}
+                else "parameters",
+            )
+    passed()
+
+
+def load_by_name(module: torch.nn.Module, weights: Mapping[str, torch.Tensor], *, what: str) -> None:
+    """Copy ``weights`` into parameters/buffers the notebook told the student to name."""
+    state = dict(module.named_parameters()) | dict(module.named_buffers())
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            if name not in state:
+                raise CheckFailure(
+                    f"{what} should have a parameter or buffer named {name!r} (the notebook asks you to keep "
+                    f"this name); yours has: {', '.join(state) or 'none'}",
+                    mistake="parameters",
+                )
+            target = state[name]
+            if _squeezed(target.shape) != _squeezed(tensor.shape):
+                raise CheckFailure(
+                    f"{what}.{name} should have shape {fmt_shape(tensor.shape)}, got {fmt_shape(target.shape)}",
+                    mistake="parameters",
+                )
+            target.copy_(tensor.reshape(target.shape).to(target.dtype))
+    passed()
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# --------------------------------------------------------------------------------------------
+# stored expected values
+# --------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _load_expected_file(name: str) -> dict:
+    path = EXPECTED_DIR / f"{name}.pt"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"stored expected values {path} are missing; run `python -m course_lib build-expected`"
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def expected(name: str) -> dict:
+    """The stored expected values of one chapter (a fresh copy each call: checks may modify it)."""
+    return _clone(_load_expected_file(name))
+
+
+def _clone(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_clone(v) for v in obj)
+    return obj
+
+
+def save_expected(name: str, data: dict) -> Path:
+    EXPECTED_DIR.mkdir(parents=True, exist_ok=True)
+    path = EXPECTED_DIR / f"{name}.pt"
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    tmp = path.with_suffix(".pt.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)  # never leave a half-written file behind
+    _load_expected_file.cache_clear()
+    return path
+
+
+#: The devices the hidden checks run on: the CPU, and CUDA where there is one.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def float32_exact(t: torch.Tensor) -> torch.Tensor:
+    """Round to float32 and back, so float32 and float64 trials start from the very same numbers."""
+    return t.float().double()
+
+
+def seeded_picker(seed: int) -> Callable[[int, int], int]:
+    """``pick(lo, hi)``: reproducible random ints in [lo, hi] (both ends included) for the hidden trials."""
+    generator = torch.Generator().manual_seed(seed)
+    return lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=generator))
+
+
+def seeded_randn(*shape: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A reproducible random tensor that does not touch the global RNG."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=generator, dtype=dtype)
+
+
+def isfinite(t: torch.Tensor) -> bool:
+    return bool(torch.isfinite(t).all()) if isinstance(t, torch.Tensor) else math.isfinite(float(t))
+
+
+# --------------------------------------------------------------------------------------------
+# the mistake classes every exercise is checked for
+# --------------------------------------------------------------------------------------------
+def expect_int(value: Any, *, what: str, advice: str = "") -> int:
+    """An integral number: int, numpy integer or an integral 0-d tensor. A float (even 12.0) is a mistake."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point() \
+            and value.dtype != torch.bool and not value.is_complex():
+        value = int(value)
+    if not isinstance(value, bool) and not isinstance(value, torch.Tensor):
+        try:
+            value = operator.index(value)  # int and numpy integers; never floats
+        except TypeError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int):
+        is_float = isinstance(value, float) or (isinstance(value, torch.Tensor) and value.is_floating_point()) \
+            or type(value).__name__.startswith("float")
+        message = f"{what} should be an int, got {value!r} ({type(value).__name__})."
+        if is_float:
+            message += ("\n  Likely mistake: a float where a count is asked. A count is a whole number: keep "
+                        "to integer arithmetic (// for floor division, no /, no math.ceil of a float, no "
+                        "millions) and return the exact count." + (f" {advice}" if advice else ""))
+        raise CheckFailure(message, mistake="float_count")
+    passed()
+    return value
+
+
+def _float64_copies(inputs: Sequence[Any], grad_inputs: Sequence[int]) -> list[Any]:
+    out = []
+    for i, t in enumerate(inputs):
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            t = t.detach().to(torch.float64).clone()
+            if i in grad_inputs:
+                t.requires_grad_(True)
+        out.append(t)
+    return out
+
+
+def expect_gradients(fn: Callable, inputs: Sequence[Any], *, doing: str, names: Sequence[str],
+                     grad_inputs: Sequence[int] | None = None, hints: Hints = ()) -> None:
+    """The result carries correct gradients to every input that has one (``names`` label the inputs).
+
+    Runs in float64: the result must be in the autograd graph (no .detach(), .data, torch.no_grad()), every
+    listed input must get a gradient, and autograd's gradient must equal the finite-difference one (a term
+    cut from the graph leaves a gradient that is wrong, not missing). ``fn`` returns one tensor.
+    """
+    grad_inputs = list(range(len(inputs))) if grad_inputs is None else list(grad_inputs)
+    cut = ("your result does not carry gradients: is it computed under torch.no_grad(), through .data, "
+           ".detach(), .item() or numpy? A network built on it could not train.")
+    copies = _float64_copies(inputs, grad_inputs)
+    out = call_with_hints(fn, *copies, doing=f"{doing} in float64 with requires_grad=True", hints=hints)
+    out = expect_tensor(out, what=doing)
+    if out.is_floating_point() and out.dtype != torch.float64:
+        raise CheckFailure(f"{doing} returned {out.dtype} for float64 inputs: a hard-coded dtype (.float(), "
+                           "torch.float32)? Let the result follow the input's dtype.", mistake="dtype")
+    if not out.requires_grad:
+        raise CheckFailure(f"{doing}: {cut}", mistake="no_grad")
+    upstream = seeded_randn(*out.shape, seed=17, dtype=out.dtype) if out.is_floating_point() else None
+    if upstream is None:
+        raise CheckFailure(f"{doing} returned a {out.dtype} tensor; a float result is expected.", mistake="dtype")
+    wanted = [copies[i] for i in grad_inputs]
+    grads = call(lambda: torch.autograd.grad((out * upstream).sum(), wanted, allow_unused=True),
+                 doing=f"backward through {doing}")
+    missing = [names[i] for i, g in zip(grad_inputs, grads) if g is None]
+    if missing:
+        raise CheckFailure(f"{doing}: no gradient reaches {', '.join(missing)}. {cut}", mistake="no_grad")
+    # one directional derivative, by central differences, against autograd's
+    g = torch.Generator().manual_seed(23)
+    directions = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in wanted]
+    analytic = sum((gr * d).sum() for gr, d in zip(grads, directions)).item()
+    eps = 1e-6
+
+    def shifted(sign: float) -> float:
+        moved = list(copies)
+        for i, d in zip(grad_inputs, directions):
+            moved[i] = (copies[i].detach() + sign * eps * d)
+        with torch.no_grad():
+            value = call_with_hints(fn, *moved, doing=f"{doing} in float64", hints=hints)
+        return float((expect_tensor(value, what=doing).detach().to(torch.float64) * upstream).sum())
+
+    numeric = (shifted(1.0) - shifted(-1.0)) / (2 * eps)
+    if not math.isclose(analytic, numeric, rel_tol=1e-4, abs_tol=1e-6 * (1 + abs(numeric))):
+        raise CheckFailure(
+            f"{doing}: autograd's gradient ({analytic:.6g} along a random direction) differs from the true one "
+            f"({numeric:.6g}).\n  Likely mistake: part of the result is cut from the graph (.detach(), .data, "
+            "torch.no_grad() around one term), so gradients miss that path.", mistake="no_grad")
+    passed()
+
+
+OVERFLOW_ADVICE = ("exp(s) overflows once the scores reach about 89 (float32) or 710 (float64), and real "
+                   "features give scores in the hundreds: inf / inf is NaN. torch.softmax(s, dim=-1) "
+                   "subtracts each row's max first, which leaves the result unchanged and keeps exp finite.")
+
+
+def expect_finite(value: Any, *, what: str, mistake: str = "overflow", advice: str = OVERFLOW_ADVICE) -> None:
+    """No NaN or inf in the result (run on inputs of realistic magnitude)."""
+    tensor = expect_tensor(value, what=what)
+    if not bool(torch.isfinite(tensor.detach()).all()):
+        bad = int((~torch.isfinite(tensor.detach())).sum())
+        raise CheckFailure(f"{what} holds {bad} NaN or inf value(s).\n  Likely mistake: {advice}", mistake=mistake)
+    passed()
+
+
+def plain_tensor_attributes(module: torch.nn.Module) -> list[str]:
+    """Tensors held in plain attributes (not parameters or buffers): .to(), .double() and state_dict miss them."""
+    found = []
+    for prefix, sub in module.named_modules():
+        for key, value in vars(sub).items():
+            if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter) and not key.startswith("_"):
+                found.append(f"{prefix + '.' if prefix else ''}{key}")
+    return found
+
+
+_FACTORIES = frozenset({
+    torch.tensor, torch.as_tensor, torch.from_numpy, torch.ones, torch.zeros, torch.full, torch.empty, torch.arange,
+    torch.linspace, torch.logspace, torch.eye, torch.rand, torch.randn, torch.randint, torch.randperm,
+})
+
+
+class _CpuConstantWatch(TorchFunctionMode):
+    """Follows tensors made by factory functions without ``device=``: they stay on the CPU whatever the
+    input's device. One of them (not 0-d: CPU scalars may meet GPU tensors) meeting a tensor that follows the
+    input is the bug a GPU would raise; ``.to(device)`` clears it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stray: set[int] = set()
+        self.keep: list[torch.Tensor] = []  # the ids in `stray` must stay unique while the forward runs
+        self.found: list[str] = []
+
+    def _mark(self, value: Any) -> None:
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            self.stray.add(id(value))
+            self.keep.append(value)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in _FACTORIES:
+            source = args[0] if args else kwargs.get("data")
+            if kwargs.get("device") is None and not (func is torch.as_tensor and isinstance(source, torch.Tensor)):
+                self._mark(out)
+            return out
+        operands = [*args, *kwargs.values()]
+        tensors = [t for a in operands for t in (a if isinstance(a, (list, tuple)) else (a,))
+                   if isinstance(t, torch.Tensor)]
+        if _moves_to_a_device(getattr(func, "__name__", ""), args[1:], kwargs):
+            # on a GPU this gives a new tensor on the named device (on the CPU it may be the same object)
+            self.stray.discard(id(out))
+            return out
+        stray = [id(t) in self.stray for t in tensors if t.dim() > 0]
+        if any(stray) and not all(stray):
+            self.found.append(getattr(func, "__name__", str(func)))
+        elif any(stray):  # made from CPU constants only: still one
+            for value in out if isinstance(out, (list, tuple)) else (out,):
+                self._mark(value)
+        return out
+
+
+def _moves_to_a_device(name: str, rest: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """t.cuda(), t.type_as(x), t.to(x.device), t.to(x), t.to(device=...): a tensor placed where it is used."""
+    if name in ("cuda", "type_as"):
+        return True
+    return name == "to" and ("device" in kwargs or any(isinstance(a, (torch.device, str, torch.Tensor)) for a in rest))
+
+
+def expect_device_free(module: torch.nn.Module, x: torch.Tensor, *, what: str, method: str = "forward") -> None:
+    """Catch, without a GPU, what breaks on one: plain tensor attributes, and tensors made on the CPU in forward.
+
+    ``module.<method>(x)`` runs once more while factory functions (torch.tensor, torch.ones, torch.arange, ...)
+    called without ``device=`` are followed: on a GPU such a tensor stays on the CPU and meets x's GPU tensors.
+    """
+    attributes = plain_tensor_attributes(module)
+    if attributes:
+        raise CheckFailure(
+            f"{what} keeps tensors in plain attributes ({', '.join(attributes)}): module.to('cuda'), .double() and "
+            "state_dict() do not see them, so they stay behind on the CPU in float32.\n  Likely mistake: register "
+            "a constant with self.register_buffer(name, tensor), or make it a nn.Parameter if it is learned.",
+            mistake="tensor_attribute")
+    watch = _CpuConstantWatch()
+    with torch.no_grad(), watch:
+        call(getattr(module, method), x.clone(), doing=f"{what}.{method}(x)")
+    if watch.found:
+        raise CheckFailure(
+            f"{what}.{method}(x) creates a tensor on the CPU (a torch.tensor(...), torch.ones(...), torch.arange(...) "
+            f"without device=) and combines it with x ({watch.found[0]}). On a GPU that raises 'Expected all tensors "
+            "to be on the same device'.\n  Likely mistake: create it with device=x.device, dtype=x.dtype (or "
+            "x.new_ones(...), torch.ones_like(x)), or register it once as a buffer in __init__.",
+            mistake="cpu_constant")
+    passed()
+
+
+def expect_defaults(cls: type, args: Sequence[Any], defaults: Mapping[str, Any], x: torch.Tensor, *,
+                    what: str, method: str = "forward") -> torch.nn.Module:
+    """Build ``cls(*args)`` with the stub's defaults left out; it must equal ``cls(*args, **defaults)``.
+
+    Same parameters and buffers (names and shapes), and with the same weights the same output on ``x``.
+    """
+    shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in defaults.items()])
+    plain = build(cls, *args)
+    explicit = build(cls, *args, **defaults)
+    short = f"{getattr(cls, '__name__', cls)}({', '.join(repr(a) for a in args)})"
+    intro = (f"{short} (the defaults) and {getattr(cls, '__name__', cls)}({shown}) should be the same module: "
+             f"the stub's defaults are {', '.join(f'{k}={v!r}' for k, v in defaults.items())}.")
+    mine = {k: tuple(v.shape) for k, v in plain.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in explicit.state_dict().items()}
+    if mine != theirs:
+        diff = sorted(set(mine.items()) ^ set(theirs.items()))
+        raise CheckFailure(f"{intro}\n  They differ in {', '.join(f'{k} {fmt_shape(s)}' for k, s in diff[:4])}."
+                           "\n  Likely mistake: a default argument in __init__ differs from the stub's signature.",
+                           mistake="default_args")
+    with torch.no_grad():
+        plain.load_state_dict(explicit.state_dict())
+    plain.eval()
+    explicit.eval()
+    with torch.no_grad():
+        a = call(getattr(plain, method), x.clone(), doing=f"{short}.{method}(x)")
+        b = call(getattr(explicit, method), x.clone(), doing=f"{getattr(cls, '__name__', cls)}({shown}).{method}(x)")
+    same = (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+            and _within(a, b, *STRICT)) or (not isinstance(a, torch.Tensor) and type(a) is type(b))
+    expect(same, f"{intro}\n  With the same weights they give different outputs.\n  Likely mistake: a default "
+                 "argument in __init__ differs from the stub's signature.", mistake="default_args")
+    return plain
+
+
+def expect_module_gradients(module: torch.nn.Module, x: torch.Tensor, *, what: str,
+                            upstream: torch.Tensor | None = None, grad_x: torch.Tensor | None = None,
+                            hints: Hints = (), weights_only: bool = False) -> torch.Tensor:
+    """Backward through ``module(x)``: a gradient reaches x and every parameter (every weight with
+    ``weights_only``), and equals ``grad_x`` where it is given. Returns the gradient of x."""
+    module.zero_grad(set_to_none=True)
+    xg = x.detach().clone().requires_grad_(True)
+    out = expect_tensor(call_with_hints(module, xg, doing=f"{what}(x) with x.requires_grad=True", hints=hints),
+                        what=f"{what}(x)")
+    if upstream is None:
+        upstream = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    if not out.requires_grad:
+        raise CheckFailure(f"backward through {what}(x) is impossible: the result does not carry gradients. Is it "
+                           "computed under torch.no_grad(), through .data, .detach() or numpy? A network built on it "
+                           "could not train.", mistake="no_grad")
+    call(lambda: (out * upstream.to(out.dtype)).sum().backward(), doing=f"backward through {what}(x)")
+    missing = [n for n, p in module.named_parameters() if p.grad is None and (p.dim() > 1 or not weights_only)]
+    expect(xg.grad is not None and not missing,
+           f"no gradient reached {'x' if xg.grad is None else ', '.join(missing)} through {what}(x): keep every "
+           "step in the autograd graph (no .detach(), .data or torch.no_grad()).", mistake="no_grad")
+    if grad_x is not None:
+        expect_close(xg.grad, grad_x, what=f"the gradient of {what}(x) with respect to x",
+                     fallback=("no_grad", "part of the computation is cut from the graph (.detach(), .data, "
+                                          "torch.no_grad() around one term), so the gradient misses that path."))
+    else:
+        expect(bool(xg.grad.abs().sum() > 0), f"the gradient of {what}(x) with respect to x is zero: is "
+               "something detached (.detach(), .data, torch.no_grad())?", mistake="no_grad")
+    return xg.grad
+
+
+def expect_rows_sum_to_one(a: torch.Tensor, *, what: str, advice: Mapping[str, str]) -> None:
+    """An attention map (..., N, M) whose rows sum to 1; name the softmax that normalised something else.
+
+    ``advice`` may hold texts for "columns" (dim -2 sums to 1), "batch" (dim 0) and "all" (the whole map).
+    """
+    expect_finite(a, what=what)
+    a = a.detach().to("cpu", torch.float64)
+    rows = a.sum(-1)
+    if torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
+        passed()
+        return
+    found = (("columns", a.sum(-2), "its columns sum to 1, not its rows"),
+             ("batch", a.sum(0) if a.dim() > 2 and a.shape[0] > 1 else None, "it sums to 1 across the batch, not "
+                                                                             "along its rows"),
+             ("all", a.sum((-2, -1)), "the whole map sums to 1"))
+    for key, sums, what_happened in found:
+        if key in advice and sums is not None and torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+            raise CheckFailure(f"{what}: {what_happened}.\n  Likely mistake: {advice[key]}", mistake="softmax_dim")
+    raise CheckFailure(f"{what}: each row should sum to 1 (a softmax over the last dim); row sums range "
+                       f"{rows.min().item():.4g} .. {rows.max().item():.4g}.",
+                       mistake=advice.get("mistake", "values"))  # type: ignore[arg-type]
+
+
+def expect_method_gradients(module: torch.nn.Module, method: str, x: torch.Tensor, *, what: str,
+                            hints: Hints = ()) -> None:
+    """:func:`expect_gradients` for ``module.<method>(x)`` on a float64 copy of the module."""
+    twin = copy.deepcopy(module).double()
+    expect_gradients(getattr(twin, method), (x,), doing=f"{what}.{method}(x)", names=("x",), hints=hints)
+
+
+def expect_follows(value: Any, *, dtype: torch.dtype, device: torch.device | str | None = None, doing: str) -> None:
+    """The result is a tensor of the input's dtype (and on its device): nothing hard-codes either."""
+    got_dtype = getattr(value, "dtype", type(value).__name__)
+    expect(isinstance(value, torch.Tensor) and value.dtype == dtype,
+           f"{doing} returned {got_dtype} for a {dtype} input: results must follow the input's dtype (no hard-coded "
+           "torch.float32, .float(), or torch.tensor(...) without dtype=).", mistake="dtype")
+    if device is not None:
+        expect(value.device.type == torch.device(device).type,
+               f"{doing} returned a tensor on {value.device} for an input on {device}: results must stay on the "
+               "input's device (no .cuda(), .cpu() or device='cuda').", mistake="device")

@@ -1,0 +1,307 @@
+"""Hidden checks of chapter 03 (CTDNet SAM) and the builder of its stored expected values.
+
+Run at grading time: the student's module gets the reference module's weights (found by role, see
+``ch03_ctdnet_sam.sam_layers``) and must match it on random shapes, in float32 and float64, with a
+channels_last input, in eval and in training mode, with the same gradients. ``build_expected()`` makes
+the values the visible checks compare against, and the results that known mistakes give.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from course_lib.checks.toolkit import (
+    DEVICES,
+    CheckFailure,
+    build,
+    exercise,
+    expect,
+    expect_close,
+    expect_follows,
+    expect_int,
+    float32_exact,
+    fmt_shape,
+    passed,
+    seeded_picker,
+    seeded_randn,
+)
+from course_lib.checks.questions import expect_plain
+from course_lib.checks.ch03_ctdnet_sam import _call, _close, _unchanged, load_sam, sam_count_by_hand, sam_layers
+from course_lib.reference.ctdnet import SpatialAttentionModule as Reference
+
+# --------------------------------------------------------------------------------------------
+# reference modules with non-trivial weights
+# --------------------------------------------------------------------------------------------
+def reference(c_in: int, c_out: int, seed: int) -> Reference:
+    """A float64 reference SAM with random weights and running statistics (seeded)."""
+    module = Reference(c_in, c_out).double()
+    with torch.no_grad():
+        module.conv_atten.weight.copy_(float32_exact(seeded_randn(1, 2, 3, 3, seed=seed) * 0.6))
+        module.conv.weight.copy_(float32_exact(seeded_randn(c_out, c_in, 3, 3, seed=seed + 1) / (3 * c_in ** 0.5)))
+        module.bn.weight.copy_(float32_exact(1 + 0.3 * seeded_randn(c_out, seed=seed + 2)))
+        module.bn.bias.copy_(float32_exact(0.2 * seeded_randn(c_out, seed=seed + 3)))
+        module.bn.running_mean.copy_(float32_exact(0.1 * seeded_randn(c_out, seed=seed + 4)))
+        module.bn.running_var.copy_(float32_exact(0.5 + seeded_randn(c_out, seed=seed + 5).abs()))
+    return module
+
+
+def weights_of(module: Reference) -> dict[str, torch.Tensor]:
+    return {
+        "att": module.conv_atten.weight.detach().clone(),
+        "conv": module.conv.weight.detach().clone(),
+        "bn_weight": module.bn.weight.detach().clone(),
+        "bn_bias": module.bn.bias.detach().clone(),
+        "bn_mean": module.bn.running_mean.detach().clone(),
+        "bn_var": module.bn.running_var.detach().clone(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# what known mistakes compute (for the diagnoses)
+# --------------------------------------------------------------------------------------------
+def _pre_activation(x: torch.Tensor, weight: torch.Tensor, *, order: str = "avg_max", first: str = "mean"):
+    avg = x.sum(1, keepdim=True) if first == "sum" else x.mean(1, keepdim=True)
+    mx = x.amax(1, keepdim=True)
+    stacked = torch.cat((avg, mx) if order == "avg_max" else (mx, avg), dim=1)
+    return F.conv2d(stacked, weight, padding=1)
+
+
+def attention_mistakes(x: torch.Tensor, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    x = x.double()
+    z = _pre_activation(x, weight)
+    b, _, h, w = z.shape
+    return {
+        "pool_order": torch.sigmoid(_pre_activation(x, weight, order="max_avg")),
+        "missing_sigmoid": z,
+        "softmax_gate": torch.softmax(z.reshape(b, 1, h * w), dim=-1).reshape(b, 1, h, w),
+        "channel_sum": torch.sigmoid(_pre_activation(x, weight, first="sum")),
+    }
+
+
+def forward_mistakes(x: torch.Tensor, module: Reference) -> dict[str, torch.Tensor]:
+    module = copy.deepcopy(module).eval()
+    x = x.double()
+    with torch.no_grad():
+        weight = module.conv_atten.weight
+        a = module.attention(x)
+        a_swapped = torch.sigmoid(_pre_activation(x, weight, order="max_avg"))
+        z = _pre_activation(x, weight)
+        project = lambda t: F.relu(module.bn(module.conv(t)))  # noqa: E731
+        return {
+            "missing_relu": module.bn(module.conv(x * a)),
+            "projection_order": module.bn(F.relu(module.conv(x * a))),
+            "gate_not_applied": project(x),
+            "pool_order": project(x * a_swapped),
+            "missing_sigmoid": project(x * z),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# stored expected values
+# --------------------------------------------------------------------------------------------
+def build_expected() -> dict:
+    att_ref = reference(12, 6, seed=303)
+    x = seeded_randn(3, 12, 9, 7, seed=301).float()
+    x2 = seeded_randn(2, 12, 4, 11, seed=302).float()
+    with torch.no_grad():
+        attention = {
+            "in_channels": 12,
+            "out_channels": 6,
+            "weight": att_ref.conv_atten.weight.detach().clone(),
+            "x": x,
+            "a": att_ref.attention(x.double()),
+            "diagnoses": attention_mistakes(x, att_ref.conv_atten.weight),
+            "x2": x2,
+            "a2": att_ref.attention(x2.double()),
+            "diagnoses2": attention_mistakes(x2, att_ref.conv_atten.weight),
+        }
+
+    fwd_ref = reference(12, 6, seed=313)
+    xf = seeded_randn(3, 12, 9, 7, seed=311).float()
+    with torch.no_grad():
+        forward = {
+            "in_channels": 12,
+            "out_channels": 6,
+            "weights": weights_of(fwd_ref),
+            "x": xf,
+            "eval": copy.deepcopy(fwd_ref).eval()(xf.double()),
+            "train": copy.deepcopy(fwd_ref).train()(xf.double()),
+            "diagnoses": forward_mistakes(xf, fwd_ref),
+            "x_small": seeded_randn(2, 12, 5, 4, seed=312).float(),
+        }
+
+    weights = [seeded_randn(1, 2, 3, 3, seed=321), seeded_randn(1, 2, 7, 7, seed=322)]
+    swap = {
+        "weights": weights,
+        "swapped": [w.flip(1) for w in weights],
+        "diagnoses": [
+            {"unchanged": w.clone(), "flip_w": w.flip(3), "flip_h": w.flip(2), "flip_hw": w.flip((2, 3))}
+            for w in weights
+        ],
+        "pooled": seeded_randn(2, 2, 6, 5, seed=323),
+    }
+    return {"attention": attention, "forward": forward, "swap": swap}
+
+
+# --------------------------------------------------------------------------------------------
+# hidden checks
+# --------------------------------------------------------------------------------------------
+def _trials(seed: int, n: int = 3):
+    pick = seeded_picker(seed)
+    for trial in range(n):
+        c_in, c_out = pick(3, 20), pick(3, 9)
+        while c_out == c_in:
+            c_out = pick(3, 9)
+        yield trial, pick(2, 4), c_in, c_out, pick(1, 12), pick(1, 12)
+
+
+def _student(cls: type, ref: Reference, *, dtype: torch.dtype, device: str) -> torch.nn.Module:
+    c_in, c_out = ref.in_channels, ref.out_channels
+    module = build(cls, c_in, c_out)
+    layers = sam_layers(module, c_in, c_out, what=f"{cls.__name__}({c_in}, {c_out})")
+    load_sam(module, layers, weights_of(ref))
+    return module.to(device=device, dtype=dtype)
+
+
+@exercise("SpatialAttentionModule.attention (hidden)", budget_s=30)
+def hidden_sam_attention(cls: type) -> None:
+    for trial, b, c_in, c_out, h, w in _trials(3030):
+        ref = reference(c_in, c_out, seed=3100 + trial)
+        x64 = seeded_randn(b, c_in, h, w, seed=3200 + trial)
+        target = ref.attention(x64).detach()
+        for device in DEVICES:
+            for dtype in (torch.float64, torch.float32):
+                module = _student(cls, ref, dtype=dtype, device=device).eval()
+                x = x64.to(device=device, dtype=dtype)
+                for layout in ("contiguous", "channels_last"):
+                    xin = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x.clone()
+                    doing = f"attention(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
+                    a = _call(module.attention, xin, doing=doing)
+                    expect_follows(a, dtype=dtype, device=device, doing=doing)
+                    _close(a.cpu(), target, what=doing, diagnoses=attention_mistakes(x64, ref.conv_atten.weight),
+                           hint="A = sigmoid(conv3x3([mean_c(x); max_c(x)])).")
+                    _unchanged(x, xin, what=doing)
+        # gradient with respect to the input equals the reference's
+        module = _student(cls, ref, dtype=torch.float64, device="cpu").eval()
+        xs = x64.clone().requires_grad_(True)
+        xr = x64.clone().requires_grad_(True)
+        a = _call(module.attention, xs, doing="attention(x) with x.requires_grad=True")
+        probe = seeded_randn(*a.shape, seed=3300 + trial)
+        _call(lambda: (a * probe).sum().backward(), doing="backward through attention(x)")
+        (ref.attention(xr) * probe).sum().backward()
+        expect(xs.grad is not None, "no gradient reached x through attention(x)", mistake="no_grad")
+        expect_close(xs.grad, xr.grad, what="the gradient of attention(x) with respect to x", mistake="no_grad")
+
+
+@exercise("SpatialAttentionModule.forward (hidden)", budget_s=30)
+def hidden_sam_forward(cls: type) -> None:
+    for trial, b, c_in, c_out, h, w in _trials(3031):
+        ref = reference(c_in, c_out, seed=3400 + trial)
+        x64 = seeded_randn(b, c_in, h, w, seed=3500 + trial)
+        for mode in ("eval", "train"):
+            ref_m = copy.deepcopy(ref).train(mode == "train")
+            target = ref_m(x64).detach()
+            for device in DEVICES:
+                for dtype in (torch.float64, torch.float32):
+                    module = _student(cls, ref, dtype=dtype, device=device).train(mode == "train")
+                    x = x64.to(device=device, dtype=dtype)
+                    for layout in ("contiguous", "channels_last"):
+                        if mode == "train" and layout == "channels_last":
+                            continue  # one training-mode call per module: running statistics move
+                        xin = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x.clone()
+                        doing = (f"forward(x) in {mode} mode with x of shape {fmt_shape(x.shape)}, {dtype}, "
+                                 f"{layout}, on {device}")
+                        y = _call(module, xin, doing=doing)
+                        expect_follows(y, dtype=dtype, device=device, doing=doing)
+                        _close(y.detach().cpu(), target, what=doing,
+                               diagnoses=forward_mistakes(x64, ref) if mode == "eval" else {},
+                               hint="forward(x) = relu(bn(conv3x3(x * attention(x)))).")
+                        _unchanged(x, xin, what=doing)
+                    if mode == "train":
+                        bn = sam_layers(module, c_in, c_out, what="the module")["bn"]
+                        expect_close(bn.running_mean.detach().cpu(), ref_m.bn.running_mean.detach(),
+                                     what="the BatchNorm's running mean after one training-mode forward",
+                                     hint="use nn.BatchNorm2d with its default momentum (0.1).")
+        # gradients with respect to the input and the weights equal the reference's
+        module = _student(cls, ref, dtype=torch.float64, device="cpu").train()
+        ref_m = copy.deepcopy(ref).train()
+        layers = sam_layers(module, c_in, c_out, what="the module")
+        xs = x64.clone().requires_grad_(True)
+        xr = x64.clone().requires_grad_(True)
+        y = _call(module, xs, doing="forward(x) with x.requires_grad=True")
+        probe = seeded_randn(*y.shape, seed=3600 + trial)
+        _call(lambda: (y * probe).sum().backward(), doing="backward through forward(x)")
+        (ref_m(xr) * probe).sum().backward()
+        expect(xs.grad is not None, "no gradient reached x through forward(x)", mistake="no_grad")
+        expect_close(xs.grad, xr.grad, what="the gradient of forward(x) with respect to x", mistake="no_grad")
+        for role, theirs in (("att", ref_m.conv_atten.weight), ("conv", ref_m.conv.weight)):
+            mine = layers[role].grad
+            expect(mine is not None, f"no gradient reached the {role} weight", mistake="no_grad")
+            expect_close(mine, theirs.grad, what=f"the gradient of the {role} weight", mistake="no_grad")
+        expect_close(layers["bn"].weight.grad, ref_m.bn.weight.grad, what="the gradient of the BatchNorm weight",
+                     mistake="no_grad")
+
+
+@exercise("sam_parameter_count (hidden)", budget_s=5)
+def hidden_sam_parameter_count(fn: Callable) -> None:
+    g = torch.Generator().manual_seed(3032)
+    for _ in range(6):
+        c_in, c_out = (int(v) for v in torch.randint(1, 300, (2,), generator=g))
+        got = expect_int(_call(fn, c_in, c_out, doing=f"sam_parameter_count({c_in}, {c_out})"),
+                         what=f"sam_parameter_count({c_in}, {c_out})")
+        right = sam_count_by_hand(c_in, c_out)
+        expect(got == right, f"sam_parameter_count({c_in}, {c_out}) returned {got!r}; expected {right}",
+               mistake="param_count")
+    module = Reference(128, 64)
+    expect(sum(p.numel() for p in module.parameters()) == sam_count_by_hand(128, 64),
+           "internal: the by-hand count disagrees with the reference module", mistake="param_count")
+
+
+@exercise("swap_pool_order (hidden)", budget_s=5)
+def hidden_swap_pool_order(fn: Callable) -> None:
+    for trial, k in enumerate((1, 3, 5, 7)):
+        for dtype in (torch.float32, torch.float64):
+            w = seeded_randn(1, 2, k, k, seed=3700 + trial).to(dtype)
+            given = w.clone()
+            got = _call(fn, given, doing=f"swap_pool_order(w) with w of shape {fmt_shape(w.shape)}, {dtype}")
+            if not torch.equal(given, w):
+                raise CheckFailure("swap_pool_order(w) changed w itself; return a new tensor.", mistake="modifies_input")
+            expect_follows(got, dtype=dtype, doing=f"swap_pool_order(w) with w of shape {fmt_shape(w.shape)}")
+            _close(got, w.flip(1), what=f"swap_pool_order(w) for a {k}x{k} kernel",
+                   diagnoses={"unchanged": w, "flip_w": w.flip(3), "flip_h": w.flip(2), "flip_hw": w.flip((2, 3))}
+                   if k > 1 else {"unchanged": w})
+    passed()
+
+
+# --------------------------------------------------------------------------------------------
+# conceptual questions: the plain answers (the visible checks hold only their salted hashes)
+# --------------------------------------------------------------------------------------------
+ANSWERS = {
+    "q_stacked_shape": (2, 2, 44, 44),  # [S_avg; S_max]: two one-channel maps, every pixel kept
+    "q_wide_window": 9,                 # a 7x7 gate, then the 3x3 projection (stride 1): 7 + 3 - 1
+    "q_kernel_flip": "a",               # a mirrored kernel = mirror, convolve, mirror back; nothing else holds
+}
+KINDS = {"q_stacked_shape": ("shape", None), "q_wide_window": ("int", None), "q_kernel_flip": ("choices", "abcd")}
+
+
+def _hidden_question(qid: str, answer) -> None:
+    kind, options = KINDS[qid]
+    expect_plain(qid, answer, ANSWERS[qid], kind=kind, options=options)
+
+
+@exercise("q_stacked_shape (hidden tests)", budget_s=2)
+def hidden_q_stacked_shape(answer) -> None:
+    _hidden_question("q_stacked_shape", answer)
+
+
+@exercise("q_wide_window (hidden tests)", budget_s=2)
+def hidden_q_wide_window(answer) -> None:
+    _hidden_question("q_wide_window", answer)
+
+
+@exercise("q_kernel_flip (hidden tests)", budget_s=2)
+def hidden_q_kernel_flip(answer) -> None:
+    _hidden_question("q_kernel_flip", answer)

@@ -1,0 +1,440 @@
+"""Hidden checks of chapter 07 (non-local block, GCNet) and the builder of its stored expected values.
+
+At grading time the student's modules get the reference modules' weights (by the notebook's names; for the
+non-local block they are the reference's own names, for the GC block the reference's official names are
+renamed to the paper's) with the zero-initialised layers made nonzero, and must match the references on random
+shapes, in float32 and float64, with channels_last inputs, with the same gradients; results follow the input's
+dtype and device. ``build_expected()`` makes the values the visible checks compare against, and the results
+that known mistakes give. ``ANSWERS`` holds the plain answers of the chapter's questions.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from course_lib.checks.toolkit import (
+    DEVICES,
+    build,
+    exercise,
+    expect,
+    expect_close,
+    expect_follows,
+    float32_exact,
+    fmt_shape,
+    seeded_picker,
+    seeded_randn,
+)
+from course_lib.checks.questions import expect_plain
+from course_lib.checks.ch07_nonlocal_gcnet import (
+    GC_IDENTITY_ADVICE,
+    NL_IDENTITY_ADVICE,
+    MAP_ADVICE,
+    _call,
+    _close,
+    _expect_identity,
+    check_gc_structure,
+    check_nl_structure,
+    gc_names,
+    load_gc_weights,
+    load_nl_weights,
+)
+from course_lib.checks.toolkit import expect_rows_sum_to_one
+from course_lib.reference.gcnet import GlobalContextBlock as ReferenceGC
+from course_lib.reference.nonlocal_block import NonLocalBlock as ReferenceNL
+
+#: the plain answers of the chapter's questions (kind, answer, options/digits); the visible keys hash these
+ANSWERS = {
+    # theta, phi, g: 3 (C C' + C'); W_z: C' C + C; BN: scale and shift, 2 C  (C = 256, C' = 128)
+    "q_nl_params": ("int", 3 * (256 * 128 + 128) + (128 * 256 + 256) + 2 * 256, {}),
+    # (2 N^2 C') / (N C) with N = 56 * 56, C' = 128, C = 256
+    "q_cost_ratio": ("int", 2 * (56 * 56) ** 2 * 128 // (56 * 56 * 256), {}),
+    # N x N' float32 entries, N = 56^2, N' = 28^2, in MiB
+    "q_map_mib": ("float", 56 * 56 * 28 * 28 * 4 / 2**20, {"digits": 3}),
+    # only the BN's scale (d) and shift (e) get a gradient while the scale is 0
+    "q_zero_init_grads": ("choices", "de", {"options": "abcde"}),
+    # the standard deviation of a dot product of two 512-vectors with iid N(0, 1) entries
+    "q_logit_std": ("float", math.sqrt(512), {"digits": 3}),
+}
+
+
+def _randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Float32-exact random weights of a useful size (weights ~ 1 / sqrt(fan-in)); BN statistics positive."""
+    with torch.no_grad():
+        for i, (name, p) in enumerate(module.named_parameters()):
+            scale = 1.0 / math.sqrt(p[0].numel()) if p.dim() > 1 else 0.3
+            value = seeded_randn(*p.shape, seed=seed + i) * scale
+            if name.endswith("norm.weight") or name.endswith("1.weight") or name == "bn.weight":
+                value = 1.0 + 0.3 * seeded_randn(*p.shape, seed=seed + i)  # a norm's scale, around 1
+            p.copy_(float32_exact(value))
+        bn = getattr(module, "bn", None)
+        if bn is not None:
+            c = bn.num_features
+            bn.running_mean.copy_(float32_exact(0.2 * seeded_randn(c, seed=seed + 90)))
+            bn.running_var.copy_(float32_exact(0.5 + seeded_randn(c, seed=seed + 91).abs()))
+    return module.eval()
+
+
+def reference_nl(channels: int, reduction: int, seed: int) -> ReferenceNL:
+    return _randomise(ReferenceNL(channels, reduction).double(), seed)
+
+
+def reference_gc(channels: int, reduction: int, seed: int) -> ReferenceGC:
+    return _randomise(ReferenceGC(channels, reduction).double(), seed)
+
+
+def state_of(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+# --------------------------------------------------------------------------------------------
+# what the known mistakes compute
+# --------------------------------------------------------------------------------------------
+def _nl_qkv(ref: ReferenceNL, x: torch.Tensor):
+    t = lambda z: rearrange(z, "b c h w -> b (h w) c")  # noqa: E731
+    return t(ref.theta(x)), t(ref.phi(x)), t(ref.g(x))
+
+
+def nl_map_mistakes(q: torch.Tensor, k: torch.Tensor, channels: int) -> dict[str, torch.Tensor]:
+    """q, k (B, N, C') -> the (B, N, N) maps of the known mistakes."""
+    f = q @ k.transpose(1, 2)
+    b, n, _ = f.shape
+    return {"softmax_dim1": f.softmax(dim=1),
+            "softmax_all": f.reshape(b, n * n).softmax(-1).reshape(b, n, n),
+            "scaled": (f / math.sqrt(q.shape[-1])).softmax(-1),
+            "scaled_c": (f / math.sqrt(channels)).softmax(-1),
+            "qk_swapped": f.transpose(1, 2).softmax(-1),
+            "dot_product": f / n,
+            "no_softmax": f}
+
+
+def nl_forward_mistakes(ref: ReferenceNL, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    h, w = x.shape[-2:]
+    q, k, v = _nl_qkv(ref, x)
+    right = (q @ k.transpose(1, 2)).softmax(-1)
+    back = lambda y: rearrange(y, "b (h w) c -> b c h w", h=h, w=w)  # noqa: E731
+
+    def tail(y):
+        return ref.bn(ref.w_z(back(y))) + x
+
+    found = {label: tail(a @ v) for label, a in nl_map_mistakes(q, k, x.shape[1]).items()
+             if label in ("softmax_dim1", "scaled", "scaled_c", "dot_product")}
+    found["map_transposed"] = tail(right.transpose(1, 2) @ v)
+    found["missing_residual"] = ref(x) - x
+    found["no_bn"] = ref.w_z(back(right @ v)) + x
+    return found
+
+
+def _gc_logits(ref: ReferenceGC, x: torch.Tensor) -> torch.Tensor:
+    return ref.conv_mask(x)  # (B, 1, H, W)
+
+
+def gc_alpha_mistakes(ref: ReferenceGC, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    logits = _gc_logits(ref, x)
+    return {"alpha_softmax_w": logits.softmax(-1), "alpha_softmax_h": logits.softmax(-2),
+            "alpha_softmax_batch": logits.softmax(0)}
+
+
+def gc_context_mistakes(ref: ReferenceGC, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    weights = _gc_logits(ref, x).exp()
+    return {"context_avg": x.mean((2, 3), keepdim=True),
+            "context_unnormalised": (x * weights).sum((2, 3), keepdim=True)}
+
+
+def gc_forward_mistakes(ref: ReferenceGC, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    conv1, norm, _, conv2 = ref.channel_add_conv
+    c = ref.context(x)
+    t = ref.channel_add_conv(c)
+    return {"fuse_mul": x * torch.sigmoid(t),
+            "fuse_mul_add": x * torch.sigmoid(t) + t,
+            "gc_missing_residual": t.expand_as(x),
+            "gc_no_norm": x + conv2(torch.relu(conv1(c))),
+            "gc_relu_before_norm": x + conv2(norm(torch.relu(conv1(c)))),
+            "gc_no_relu": x + conv2(norm(conv1(c))),
+            "gc_context_avg": x + ref.channel_add_conv(x.mean((2, 3), keepdim=True))}
+
+
+def cosine_distance(v: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) -> (B,): the mean over pairs i != j of (1 - cos(v_i, v_j)) / 2."""
+    n = v.shape[1]
+    unit = F.normalize(v, dim=-1)
+    gram = unit @ unit.transpose(1, 2)
+    off = (gram.sum((1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(-1)) / (n * (n - 1))
+    return (1 - off) / 2
+
+
+def cosine_mistakes(v: torch.Tensor) -> dict[str, torch.Tensor]:
+    n = v.shape[1]
+    unit = F.normalize(v, dim=-1)
+    gram = unit @ unit.transpose(1, 2)
+    off = (gram.sum((1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(-1)) / (n * (n - 1))
+    wrong_axis = F.normalize(v, dim=1)
+    g2 = wrong_axis @ wrong_axis.transpose(1, 2)
+    off2 = (g2.sum((1, 2)) - g2.diagonal(dim1=1, dim2=2).sum(-1)) / (n * (n - 1))
+    return {"cos_diagonal": (1 - gram.mean((1, 2))) / 2, "cos_similarity": off, "cos_no_half": 1 - off,
+            "cos_axis": (1 - off2) / 2}
+
+
+def build_expected() -> dict:
+    # non-local attention: B, C, N = 3, 12, 35
+    x = seeded_randn(3, 12, 5, 7, seed=701).float()
+    ref = reference_nl(12, 2, seed=710)
+    ref3 = reference_nl(12, 3, seed=720)
+    with torch.no_grad():
+        q, k, _ = _nl_qkv(ref, x.double())
+        nl_attention = {"channels": 12, "x": x, "weights": state_of(ref), "a": ref.attention(x.double()),
+                        "diagnoses": nl_map_mistakes(q, k, 12),
+                        "r3": {"channels": 12, "weights": state_of(ref3), "a": ref3.attention(x.double())}}
+    # non-local forward: B, C, N = 2, 12, 21
+    xf = seeded_randn(2, 12, 7, 3, seed=731).float()
+    fref = reference_nl(12, 2, seed=740)
+    probe = seeded_randn(*xf.shape, seed=732)
+    xg = xf.double().clone().requires_grad_(True)
+    y = fref(xg)
+    (y * probe).sum().backward()
+    with torch.no_grad():
+        nl_forward = {"channels": 12, "x": xf, "weights": state_of(fref), "y": y.detach(),
+                      "diagnoses": nl_forward_mistakes(fref, xf.double()), "probe": probe,
+                      "grad_x": xg.grad.detach().clone()}
+    # GC context: B, C, N = 3, 24, 35, reduction 4
+    xc = seeded_randn(3, 24, 5, 7, seed=751).float()
+    cref = reference_gc(24, 4, seed=760)
+    xs = seeded_randn(2, 16, 4, 6, seed=771).float()
+    sref = reference_gc(16, 2, seed=780)
+    with torch.no_grad():
+        gc_context = {"channels": 24, "reduction": 4, "x": xc, "weights": state_of(cref),
+                      "alpha": cref.attention(xc.double()), "context": cref.context(xc.double()),
+                      "alpha_diagnoses": gc_alpha_mistakes(cref, xc.double()),
+                      "context_diagnoses": gc_context_mistakes(cref, xc.double()),
+                      "second": {"channels": 16, "reduction": 2, "x": xs, "weights": state_of(sref),
+                                 "context": sref.context(xs.double())}}
+    # GC forward: B, C, N = 2, 32, 21, reduction 8
+    xgc = seeded_randn(2, 32, 7, 3, seed=791).float()
+    gref = reference_gc(32, 8, seed=800)
+    gprobe = seeded_randn(*xgc.shape, seed=792)
+    xg = xgc.double().clone().requires_grad_(True)
+    yg = gref(xg)
+    (yg * gprobe).sum().backward()
+    with torch.no_grad():
+        gc_forward = {"channels": 32, "reduction": 8, "x": xgc, "weights": state_of(gref), "y": yg.detach(),
+                      "diagnoses": gc_forward_mistakes(gref, xgc.double()), "probe": gprobe,
+                      "grad_x": xg.grad.detach().clone()}
+    v = seeded_randn(3, 7, 5, seed=811)
+    v2 = seeded_randn(2, 5, 9, seed=812)
+    cosine = {"v": v, "d": cosine_distance(v), "diagnoses": cosine_mistakes(v), "v2": v2, "d2": cosine_distance(v2)}
+    return {"nl_attention": nl_attention, "nl_forward": nl_forward, "gc_context": gc_context,
+            "gc_forward": gc_forward, "cosine": cosine}
+
+
+# --------------------------------------------------------------------------------------------
+# hidden checks
+# --------------------------------------------------------------------------------------------
+def _inputs(x: torch.Tensor):
+    yield "contiguous", x.clone()
+    yield "channels_last", x.contiguous(memory_format=torch.channels_last)
+
+
+def _nl_trials(seed: int, n: int = 3):
+    pick = seeded_picker(seed)
+    for trial in range(n):
+        reduction = (2, 4, 3)[trial % 3]
+        yield trial, pick(1, 3), reduction * pick(1, 3), reduction, pick(1, 6), pick(1, 7)
+
+
+def _student_nl(cls: type, ref: ReferenceNL, *, dtype: torch.dtype, device: str) -> torch.nn.Module:
+    what = f"{cls.__name__}({ref.channels}, reduction={ref.reduction})"
+    module = build(cls, ref.channels, ref.reduction)
+    check_nl_structure(module, ref.channels, ref.reduction, what=what)
+    load_nl_weights(module, state_of(ref), what=what)
+    return module.to(device=device, dtype=dtype).eval()
+
+
+@exercise("NonLocalBlock.attention (hidden)", budget_s=30)
+def hidden_nl_attention(cls: type) -> None:
+    for trial, b, c, r, h, w in _nl_trials(7050):
+        ref = reference_nl(c, r, seed=7100 + 10 * trial)
+        x64 = seeded_randn(b, c, h, w, seed=7200 + trial)
+        with torch.no_grad():
+            target = ref.attention(x64)
+            q, k, _ = _nl_qkv(ref, x64)
+            diagnoses = nl_map_mistakes(q, k, c)
+        for device in DEVICES:
+            for dtype in (torch.float64, torch.float32):
+                module = _student_nl(cls, ref, dtype=dtype, device=device)
+                for layout, x in _inputs(x64.to(device=device, dtype=dtype)):
+                    doing = f"attention(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
+                    a = _call(module.attention, x, doing=doing)
+                    expect_follows(a, dtype=dtype, device=x.device, doing=doing)
+                    if isinstance(a, torch.Tensor) and a.shape == target.shape and h * w > 1:
+                        expect_rows_sum_to_one(a.cpu(), what=doing, advice=MAP_ADVICE)
+                    _close(a.detach().cpu(), target, what=doing, diagnoses=diagnoses if dtype == torch.float64 else {})
+
+
+@exercise("NonLocalBlock.forward (hidden)", budget_s=30)
+def hidden_nl_forward(cls: type) -> None:
+    for trial, b, c, r, h, w in _nl_trials(7060):
+        fresh = build(cls, c, r)
+        check_nl_structure(fresh, c, r, what=f"{cls.__name__}({c}, reduction={r})")
+        _expect_identity(fresh.double(), seeded_randn(max(b, 2), c, h, w, seed=7300 + trial),
+                         what=f"{cls.__name__}({c}, reduction={r})",
+                         advice=NL_IDENTITY_ADVICE)
+        ref = reference_nl(c, r, seed=7400 + 10 * trial)
+        x64 = seeded_randn(b, c, h, w, seed=7500 + trial)
+        probe = seeded_randn(b, c, h, w, seed=7600 + trial)
+        xr = x64.clone().requires_grad_(True)
+        target = ref(xr)
+        (target * probe).sum().backward()
+        grads = {name: p.grad.clone() for name, p in ref.named_parameters()}
+        with torch.no_grad():
+            diagnoses = nl_forward_mistakes(ref, x64)
+        for device in DEVICES:
+            for dtype in (torch.float64, torch.float32):
+                module = _student_nl(cls, ref, dtype=dtype, device=device)
+                for layout, x in _inputs(x64.to(device=device, dtype=dtype)):
+                    doing = f"forward(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
+                    xg = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+                    y = _call(module, xg, doing=doing)
+                    expect_follows(y, dtype=dtype, device=x.device, doing=doing)
+                    _close(y.detach().cpu(), target.detach(), what=doing,
+                           diagnoses=diagnoses if dtype == torch.float64 else {})
+                    if dtype != torch.float64:
+                        continue
+                    module.zero_grad()
+                    _call(lambda: (y * probe.to(device)).sum().backward(), doing=f"backward through {doing}")
+                    expect(xg.grad is not None, f"{doing}: no gradient reached x.", mistake="no_grad")
+                    expect_close(xg.grad.cpu(), xr.grad, what=f"the gradient with respect to x ({layout})",
+                                 mistake="no_grad")
+                    own = dict(module.named_parameters())
+                    for name, g in grads.items():
+                        p = own[name]
+                        expect(p.grad is not None, f"{doing}: no gradient reached {name}.", mistake="no_grad")
+                        expect_close(p.grad.cpu().reshape(g.shape), g, what=f"the gradient of {name}",
+                                     mistake="no_grad")
+
+
+def _student_gc(cls: type, ref: ReferenceGC, *, dtype: torch.dtype, device: str) -> torch.nn.Module:
+    what = f"{cls.__name__}({ref.channels}, reduction={ref.reduction})"
+    module = build(cls, ref.channels, ref.reduction)
+    check_gc_structure(module, ref.channels, ref.reduction, what=what)
+    load_gc_weights(module, gc_names(state_of(ref)), what=what)
+    return module.to(device=device, dtype=dtype).eval()
+
+
+def _gc_trials(seed: int, n: int = 3):
+    pick = seeded_picker(seed)
+    for trial in range(n):
+        reduction = (16, 4, 2)[trial % 3]
+        yield trial, pick(1, 3), reduction * pick(1, 3), reduction, pick(1, 6), pick(1, 7)
+
+
+@exercise("GlobalContextBlock.attention and .context (hidden)", budget_s=30)
+def hidden_gc_context(cls: type) -> None:
+    for trial, b, c, r, h, w in _gc_trials(7070):
+        ref = reference_gc(c, r, seed=7700 + 10 * trial)
+        x64 = seeded_randn(b, c, h, w, seed=7800 + trial)
+        with torch.no_grad():
+            alpha, context = ref.attention(x64), ref.context(x64)
+            diagnoses = gc_context_mistakes(ref, x64)
+        for device in DEVICES:
+            for dtype in (torch.float64, torch.float32):
+                module = _student_gc(cls, ref, dtype=dtype, device=device)
+                for layout, x in _inputs(x64.to(device=device, dtype=dtype)):
+                    doing = f"attention(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
+                    a = _call(module.attention, x, doing=doing)
+                    expect_follows(a, dtype=dtype, device=x.device, doing=doing)
+                    _close(a.detach().cpu(), alpha, what=doing, diagnoses={})
+                    doing = doing.replace("attention(x)", "context(x)")
+                    ctx = _call(module.context, x, doing=doing)
+                    expect_follows(ctx, dtype=dtype, device=x.device, doing=doing)
+                    _close(ctx.detach().cpu(), context, what=doing,
+                           diagnoses=diagnoses if dtype == torch.float64 else {})
+
+
+@exercise("GlobalContextBlock.forward (hidden)", budget_s=30)
+def hidden_gc_forward(cls: type) -> None:
+    names = {v: k for k, v in {"conv_mask.weight": "conv_mask.weight", "conv_mask.bias": "conv_mask.bias",
+                               "channel_add_conv.0.weight": "w_v1.weight", "channel_add_conv.0.bias": "w_v1.bias",
+                               "channel_add_conv.1.weight": "norm.weight", "channel_add_conv.1.bias": "norm.bias",
+                               "channel_add_conv.3.weight": "w_v2.weight",
+                               "channel_add_conv.3.bias": "w_v2.bias"}.items()}
+    for trial, b, c, r, h, w in _gc_trials(7080):
+        fresh = build(cls, c, r)
+        check_gc_structure(fresh, c, r, what=f"{cls.__name__}({c}, reduction={r})")
+        _expect_identity(fresh.double(), seeded_randn(b, c, h, w, seed=7900 + trial), half=True,
+                         what=f"{cls.__name__}({c}, reduction={r})",
+                         advice=GC_IDENTITY_ADVICE)
+        ref = reference_gc(c, r, seed=8000 + 10 * trial)
+        x64 = seeded_randn(b, c, h, w, seed=8100 + trial)
+        probe = seeded_randn(b, c, h, w, seed=8200 + trial)
+        xr = x64.clone().requires_grad_(True)
+        target = ref(xr)
+        (target * probe).sum().backward()
+        grads = {name: p.grad.clone() for name, p in ref.named_parameters()}
+        with torch.no_grad():
+            diagnoses = gc_forward_mistakes(ref, x64)
+        for device in DEVICES:
+            for dtype in (torch.float64, torch.float32):
+                module = _student_gc(cls, ref, dtype=dtype, device=device)
+                for layout, x in _inputs(x64.to(device=device, dtype=dtype)):
+                    doing = f"forward(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
+                    xg = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+                    y = _call(module, xg, doing=doing)
+                    expect_follows(y, dtype=dtype, device=x.device, doing=doing)
+                    _close(y.detach().cpu(), target.detach(), what=doing,
+                           diagnoses=diagnoses if dtype == torch.float64 else {})
+                    if dtype != torch.float64:
+                        continue
+                    module.zero_grad()
+                    _call(lambda: (y * probe.to(device)).sum().backward(), doing=f"backward through {doing}")
+                    expect(xg.grad is not None, f"{doing}: no gradient reached x.", mistake="no_grad")
+                    expect_close(xg.grad.cpu(), xr.grad, what=f"the gradient with respect to x ({layout})",
+                                 mistake="no_grad")
+                    for name, p in module.named_parameters():
+                        ref_name = names.get(name)
+                        if ref_name is None:
+                            continue
+                        expect(p.grad is not None, f"{doing}: no gradient reached {name}.", mistake="no_grad")
+                        expect_close(p.grad.cpu().reshape(grads[ref_name].shape), grads[ref_name],
+                                     what=f"the gradient of {name}", mistake="no_grad")
+
+
+@exercise("mean_cosine_distance (hidden)", budget_s=30)
+def hidden_cosine_distance(fn: Callable) -> None:
+    pick = seeded_picker(7090)
+    for trial in range(4):
+        b, n, d = pick(1, 4), pick(2, 9), pick(1, 12)
+        v = seeded_randn(b, n, d, seed=8300 + trial)
+        if trial == 3:
+            v = v.abs()  # softmax rows are nonnegative
+        target = cosine_distance(v)
+        diagnoses = cosine_mistakes(v)
+        for device in DEVICES:
+            for dtype in (torch.float64, torch.float32):
+                arg = v.to(device=device, dtype=dtype)
+                if trial == 1:
+                    arg = arg.transpose(1, 2).contiguous().transpose(1, 2)  # a non-contiguous view
+                doing = f"mean_cosine_distance(v) with v of shape {fmt_shape(v.shape)}, {dtype}, on {device}"
+                out = _call(fn, arg, doing=doing)
+                expect_follows(out, dtype=dtype, device=arg.device, doing=doing)
+                _close(out.detach().cpu(), target, what=doing, diagnoses=diagnoses if dtype == torch.float64 else {})
+
+
+def _hidden_question(qid: str) -> Callable:
+    kind, right, extra = ANSWERS[qid]
+
+    @exercise(f"{qid} (hidden)", budget_s=2)
+    def check(answer) -> None:
+        expect_plain(qid, answer, right, kind=kind, **extra)
+
+    check.__name__ = f"hidden_{qid}"
+    return check
+
+
+hidden_q_nl_params = _hidden_question("q_nl_params")
+hidden_q_cost_ratio = _hidden_question("q_cost_ratio")
+hidden_q_map_mib = _hidden_question("q_map_mib")
+hidden_q_zero_init_grads = _hidden_question("q_zero_init_grads")
+hidden_q_logit_std = _hidden_question("q_logit_std")
