@@ -1,13 +1,16 @@
 """Auto-graded conceptual questions: a number, a shape, a letter or a set of letters, checked like an exercise.
 
-A chapter defines each question once, in its visible check file::
+A chapter declares each question once, as data, in its visible check file, and has its check generated::
 
     SOFTMAX_DIM = Question("q_softmax_dim", "int", key="3f0c...", advice="Rows are indexed by ...",
-                           wrong={"9ab1...": ("softmax_dim", "dim 1 normalises the columns: ...")})
+                           wrong={"9ab1...": ("softmax_dim", "dim 1 normalises the columns: ...")},
+                           doc="The dim the softmax of the map runs over.")
+    __all__ += define_question_checks(globals(), SOFTMAX_DIM)    # defines check_q_softmax_dim
 
-    @exercise("q_softmax_dim", budget_s=2)
-    def check_q_softmax_dim(answer):
-        SOFTMAX_DIM.check(answer)
+and its hidden module declares the plain answers and has the hidden checks generated::
+
+    ANSWERS = {"q_softmax_dim": ("int", 2, {})}
+    define_hidden_question_checks(globals(), ANSWERS)         # defines hidden_q_softmax_dim
 
 The right answer is not stored in plain text in the student package: ``key`` is a salted hash of its
 canonical form (``answer_key``), and so are the known wrong answers in ``wrong``, each with the mistake id
@@ -29,9 +32,9 @@ import math
 import operator
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from .toolkit import CheckFailure, define_mistake, passed
+from .toolkit import CheckFailure, define_mistake, exercise, passed
 
 KINDS = ("int", "float", "choice", "choices", "shape", "bool")
 _SALT = "cnn-attention-course/questions/v1"
@@ -132,6 +135,7 @@ class Question:
     options: str | None = None
     digits: int = 3
     advice: str = ""
+    doc: str = ""  # what the question asks, in a line (the generated check's docstring)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -171,6 +175,47 @@ def expect_plain(qid: str, value: Any, right: Any, *, kind: str, options: str | 
     elif got != want:
         raise CheckFailure(f"{qid}: {got} is not right.", mistake="wrong_answer")
     passed()
+
+
+#: every question check runs in well under a second; the budget only stops a runaway answer object
+QUESTION_BUDGET_S = 2
+
+
+def _generated(namespace: dict, name: str, exercise_name: str, body, doc: str) -> str:
+    body.__name__ = body.__qualname__ = name
+    body.__doc__ = doc
+    body.__module__ = namespace["__name__"]  # the check index finds a check in the module that defines it
+    namespace[name] = exercise(exercise_name, budget_s=QUESTION_BUDGET_S)(body)
+    return name
+
+
+def define_question_checks(namespace: dict, *questions: Question) -> list[str]:
+    """Define ``check_<qid>`` (exercise ``<qid>``) in ``namespace`` (a chapter module's ``globals()``) for each
+    question: the visible check a notebook's test cell calls. Returns the names defined (for ``__all__``)."""
+    names = []
+    for question in questions:
+        def check(answer: Any, _question: Question = question) -> None:
+            _question.check(answer)
+
+        names.append(_generated(namespace, f"check_{question.qid}", question.qid, check,
+                                question.doc or f"Question {question.qid}."))
+    return names
+
+
+def define_hidden_question_checks(namespace: dict, answers: Mapping[str, tuple[str, Any, Mapping[str, Any]]]
+                                  ) -> list[str]:
+    """Define ``hidden_<qid>`` (exercise ``<qid> (hidden)``) in ``namespace`` (a hidden module's ``globals()``)
+    for each ``qid -> (kind, plain answer, options of canonical())`` of ``answers``: the hidden check, which
+    compares with the plain answer. Returns the names defined."""
+    names = []
+    for qid, (kind, right, options) in answers.items():
+        def check(answer: Any, _qid: str = qid, _kind: str = kind, _right: Any = right,
+                  _options: Mapping[str, Any] = options) -> None:
+            expect_plain(_qid, answer, _right, kind=_kind, **_options)
+
+        names.append(_generated(namespace, f"hidden_{qid}", f"{qid} (hidden)", check,
+                                f"Question {qid}, compared with its plain answer."))
+    return names
 
 
 def _parse_value(text: str) -> Any:
