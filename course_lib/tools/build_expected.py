@@ -8,6 +8,7 @@ Each ``course_lib.hidden.<chapter>`` module that defines ``build_expected()`` co
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import pkgutil
 import sys
@@ -27,13 +28,17 @@ def builders() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m course_lib build-expected",
+                                     description="Rebuild the visible checks' stored expected values (checks/expected/"
+                                                 "<chapter>.pt) from the hidden modules' build_expected().")
+    parser.add_argument("chapters", nargs="*", help="chapter modules to rebuild, e.g. ch01_se (default: all)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     available = builders()
-    unknown = [name for name in argv if name not in available]
+    unknown = [name for name in args.chapters if name not in available]
     if unknown:
         print(f"unknown chapter(s) {unknown}; expected some of {sorted(available)}", file=sys.stderr)
         return 2
-    for name in argv or sorted(available):
+    for name in args.chapters or sorted(available):
         path = save_expected(name, available[name]())
         print(f"wrote {path}")
     return 0
