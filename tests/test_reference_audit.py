@@ -160,7 +160,7 @@ TABLE_ROW = re.compile(r'^\s*"(?P<name>\w+)"\s+``[^`]+``(?:\s+\((?P<limit>[^)]*)
 
 def documented_limits() -> dict[str, str | None]:
     rows = {}
-    for line in course_lib.__doc__.splitlines():
+    for line in course_lib.reference.__doc__.splitlines():  # the table moved there with the layout of issue 24
         match = TABLE_ROW.match(line)
         if match:
             rows[match["name"]] = match["limit"]

@@ -391,6 +391,8 @@ def test_nonlocal_subsampling_needs_two_pixels_each_way():
         NonLocalBlock(8, sub_sample=True)(torch.randn(2, 8, 1, 5))
 
 
+EPS_MESSAGE = r"GlobalContextBlock: eps \(the LayerNorm's epsilon\) must be a positive finite number; "
+
 BAD_OPTIONS = [
     (lambda: NonLocalBlock(1), ValueError, r"NonLocalBlock: theta, phi and g would have channels // reduction = 1 // 2 = 0"),
     (lambda: NonLocalBlock(32, pairwise="concatenation"), ValueError, r"NonLocalBlock: pairwise must be one of 'embedded_gaussian'.*got 'concatenation'"),
@@ -402,8 +404,14 @@ BAD_OPTIONS = [
     (lambda: GlobalContextBlock(8), ValueError, r"GlobalContextBlock: the bottleneck transform would have channels // reduction = 8 // 16 = 0"),
     (lambda: GlobalContextBlock(32, fusion="concat"), ValueError, r"GlobalContextBlock: fusion must be one of 'add', 'mul', 'mul_add'; got 'concat'"),
     (lambda: GlobalContextBlock(32, pooling="max"), ValueError, r"GlobalContextBlock: pooling must be one of 'att', 'avg'; got 'max'"),
-    (lambda: GlobalContextBlock(32, eps=-1.0), ValueError, r"GlobalContextBlock: eps must be a positive number; got -1.0"),
-    (lambda: GlobalContextBlock(32, eps="1e-5"), TypeError, r"GlobalContextBlock: eps must be a positive number; got '1e-5' of type str"),
+    (lambda: GlobalContextBlock(32, eps=-1.0), ValueError, EPS_MESSAGE + r"got -1.0"),
+    (lambda: GlobalContextBlock(32, eps="1e-5"), TypeError, EPS_MESSAGE + r"got '1e-5' of type str"),
+    # issue 29: the check was `not eps > 0`, which let infinity through (a LayerNorm that outputs its bias)
+    (lambda: GlobalContextBlock(32, eps=float("inf")), ValueError, EPS_MESSAGE + r"got inf"),
+    (lambda: GlobalContextBlock(32, eps=float("nan")), ValueError, EPS_MESSAGE + r"got nan"),
+    (lambda: GlobalContextBlock(32, eps=10**400), ValueError, EPS_MESSAGE + r"got 1000"),
+    (lambda: GlobalContextBlock(32, hidden_channels=0), ValueError, r"GlobalContextBlock: hidden_channels must be a positive int"),
+    (lambda: GlobalContextBlock(32, hidden_channels=2.5), TypeError, r"GlobalContextBlock: hidden_channels must be a positive int"),
 ]
 
 

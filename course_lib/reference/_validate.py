@@ -15,6 +15,40 @@ Conventions:
 * ``ValueError`` for a value of the right type but a wrong value or shape (rank, channel count,
   empty spatial size, a reduction too large for the channel count, an unknown option).
 
+Mixed precision (``torch.autocast``). Inside an autocast region a module placed after a convolution
+receives a float16 or bfloat16 tensor while its own weights stay float32; autocast casts both sides of
+each convolution and matrix product itself. So the dtype check lets float16, bfloat16 and float32 meet
+whenever autocast is enabled for the input's device type (:func:`autocast_covers`), and keeps its
+error everywhere else: outside autocast, and for float64 (which autocast never casts).
+
+Tolerance under autocast (tests/test_autocast.py measures and enforces it): the largest deviation of
+the output from the float32 output, relative to the float32 output's largest magnitude,
+``max |y - y32| / max |y32|``, eval mode, random non-trivial weights, worst of 12 seeds on inputs of
+(B, 32, H, W) with (B, H, W) = (2, 9, 7), (3, 12, 10) and (1, 5, 16), both for a half-precision input
+(what an autocast convolution hands on) and a float32 one. Measured on the CPU with torch 2.13 (CPU
+autocast, bfloat16 and float16):
+
+    module (options)                                        bfloat16         float16          bound bf16 / f16
+    ------------------------------------------------------  ---------------  ---------------  ----------------
+    SE; ECA (psi(C) or k = 5); CBAM's channel gate          <= 0.0061        <= 0.0007        0.02 / 0.005
+    CBAM (paper, official); CBAM's spatial gate             <= 0.0090        <= 0.0013        0.02 / 0.005
+    CTDNet SAM; HA-CNN spatial, channel and soft            <= 0.0099        <= 0.0014        0.02 / 0.005
+    DANet CAM (paper, official); DualAttentionHead          <= 0.0114        <= 0.0012        0.02 / 0.005
+    Non-local dot product (literal, fused)                  <= 0.0105        <= 0.0017        0.02 / 0.005
+    Non-local Gaussian, fused                               0.0066           0.0011           0.02 / 0.005
+    GC ("add"; "avg" pooling with "mul"); Coord. Attention  <= 0.0085        <= 0.0011        0.02 / 0.005
+    HA-CNN hard attention (the crops)                       0.0175           0.0036           0.1 / 0.02
+    DANet PAM (literal, fused); DualAttention               <= 0.0452        <= 0.0048        0.1 / 0.02
+    Non-local embedded Gaussian (literal; fused)            0.0556; 0.0350   0.0069; 0.0046   0.1 / 0.02
+    Non-local Gaussian with sub_sample (literal)            0.0273           0.0027           0.1 / 0.02
+    GC "mul_add" with r = 8                                 0.0360           0.0016           0.1 / 0.02
+
+The second group holds the softmax over positions (PAM, Non-local), the sampling grid (HA-CNN's hard
+attention) and GC's combined fusion; the bounds are two to three times the worst measured value. DANet's CAM
+computes its energy (a sum over all N positions, which overflows float16 on large maps) in float32
+under autocast. On CUDA (float16 and bfloat16) the tests assert the same bounds; they have not run on
+a GPU yet.
+
 Nothing here uses ``assert``: asserts vanish under ``python -O`` and give no message.
 """
 from __future__ import annotations
@@ -25,6 +59,8 @@ from typing import Any
 import torch
 
 __all__ = [
+    "AUTOCAST_DTYPES",
+    "autocast_covers",
     "check_batch_norm_values",
     "check_bool",
     "check_choice",
@@ -173,20 +209,42 @@ def check_feature_map(
     return b, c, h, w
 
 
+#: the dtypes ``torch.autocast`` casts between (it never casts float64)
+AUTOCAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def autocast_covers(device_type: str, *dtypes: torch.dtype) -> bool:
+    """True if autocast is enabled for ``device_type`` and every dtype is one it casts between.
+
+    Inside ``torch.autocast(device_type)`` a float32 module may receive a float16 or bfloat16 input
+    (the output of an autocast convolution) and vice versa: autocast casts both sides of each
+    convolution and matrix product. float64 is never cast, so it still has to match.
+    ``torch.is_autocast_enabled(device_type)`` takes the device type since torch 2.4; a device type
+    autocast does not know (``"meta"``) counts as not enabled.
+    """
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # e.g. "unknown device type for autocast" for meta tensors
+        return False
+    return enabled and all(dtype in AUTOCAST_DTYPES for dtype in dtypes)
+
+
 def check_weights_match(x: torch.Tensor, module: torch.nn.Module, owner: str) -> None:
     """Raise TypeError (dtype) or ValueError (device) if x and the module's first weight disagree.
 
     Convolutions and linear layers refuse an input whose dtype or device differs from their weights,
     with a message that names neither the module nor the fix; this check says both. A module
-    without parameters accepts anything.
+    without parameters accepts anything. Under ``torch.autocast`` for x's device type, float16,
+    bfloat16 and float32 inputs are accepted with float32 (or half) weights (:func:`autocast_covers`).
     """
     weight = next(module.parameters(), None)
     if weight is None:
         return
-    if x.dtype != weight.dtype:
+    if x.dtype != weight.dtype and not autocast_covers(x.device.type, x.dtype, weight.dtype):
         raise TypeError(
             f"{owner} has {weight.dtype} weights but got an input of dtype {x.dtype}; make them match, "
-            f"e.g. module.to({x.dtype}) or x.to({weight.dtype})"
+            f"e.g. module.to({x.dtype}) or x.to({weight.dtype}) (for mixed precision run it inside "
+            f"torch.autocast, which accepts float16 and bfloat16 inputs, never float64)"
         )
     if x.device != weight.device:
         raise ValueError(

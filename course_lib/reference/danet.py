@@ -48,6 +48,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from course_lib.reference._validate import (
+    autocast_covers,
     check_batch_norm_values,
     check_bool,
     check_choice,
@@ -309,6 +310,13 @@ class ChannelAttention(nn.Module):
         ``variant="official"`` reproduces the code (use it with the official weights and numbers);
         the default ``"paper"`` follows Eq. (3). mmsegmentation's ``da_head.py`` keeps the official
         line too.
+
+    Mixed precision:
+        Under ``torch.autocast`` the energy ``a a^T`` is computed in float32 (outside autocast nothing
+        changes). It sums over all N positions: 3 * N(0, 1) features on a 96 x 96 map give diagonal
+        entries near 9 * 9216 = 82 944, beyond float16's 65 504, and the output was NaN; in bfloat16 the
+        rounded energies moved the official variant's output by up to 0.17 of its largest magnitude
+        (0.006 with the float32 energy; tests/test_autocast.py).
     """
 
     def __init__(self, channels: int | None = None, *, variant: str = "paper") -> None:
@@ -328,7 +336,14 @@ class ChannelAttention(nn.Module):
     def _map(self, x: torch.Tensor) -> torch.Tensor:
         """The attention map of a validated x: (B, C, H, W) -> (B, C, C)."""
         a = rearrange(x, "b c h w -> b c (h w)")  # (B, C, H, W) -> (B, C, N)
-        energy = a @ rearrange(a, "b c n -> b n c")  # (B, C, N) @ (B, N, C) -> (B, C, C)
+        if autocast_covers(x.device.type, x.dtype):
+            # a sum over all N positions: in float16 it overflows (65504) and in bfloat16 it is rounded
+            # too coarsely for the softmax (see "Mixed precision" in the class docstring)
+            with torch.autocast(x.device.type, enabled=False):
+                a32 = a.float()
+                energy = a32 @ rearrange(a32, "b c n -> b n c")  # (B, C, N) @ (B, N, C) -> (B, C, C)
+        else:
+            energy = a @ rearrange(a, "b c n -> b n c")  # (B, C, N) @ (B, N, C) -> (B, C, C)
         if self.variant == "official":
             # exactly the official line; equals softmax(-energy) row by row
             energy = energy.amax(dim=-1, keepdim=True) - energy  # (B, C, 1) - (B, C, C) -> (B, C, C)

@@ -29,7 +29,7 @@ the abstract, secondary summaries and the official code give it)
 
 Shape glossary
     B  batch size      C  channels      H, W  height and width      N = H * W
-    r  ``reduction``   C' = C // r, the bottleneck width (official: r = 16)
+    r  ``reduction``   C' = C // r, the bottleneck width (official: r = 16), or ``hidden_channels``
 
     x                                       (B, C, H, W)
     logits = conv_mask(x)                   (B, 1, H, W)
@@ -45,6 +45,8 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 from torch import nn
+
+import math
 
 from course_lib.reference._validate import check_choice, check_feature_map, check_hidden_channels, check_positive_int, describe
 
@@ -79,7 +81,15 @@ class GlobalContextBlock(nn.Module):
             when given both fusion types.
         pooling: ``"att"`` (the paper's attention pooling, default) or ``"avg"`` (global average
             pooling, the official ``pooling_type='avg'``, i.e. an SE squeeze).
-        eps: the LayerNorm's epsilon (official: 1e-5; timm's ``LayerNorm2d``: 1e-6).
+        eps: the LayerNorm's epsilon, a positive finite number (official: 1e-5; timm's
+            ``LayerNorm2d``: 1e-6).
+        hidden_channels: set the bottleneck width C' directly (overrides ``reduction``), as
+            ``CoordinateAttention(hidden_channels=...)`` and ``NonLocalBlock(inter_channels=...)`` do.
+            timm's ``GlobalContext(C)`` rounds C / 8 to the nearest integer, halves up
+            (``make_divisible(C / 8, 1, round_limit=0.)`` in ``timm/layers/global_context.py``,
+            which is ``max(1, int(C / 8 + 0.5))``), where ``reduction=8`` floors: C = 12, 20, 36, 100
+            give 2, 3, 5, 13 there and 1, 2, 4, 12 here. Pass ``hidden_channels=max(1, int(C / 8 + 0.5))``
+            to load timm's weights at any C.
 
     Submodules keep the official names so weights copy 1:1: ``conv_mask`` (``Conv2d(C, 1, 1)`` with
     bias; absent with ``pooling="avg"``), ``channel_add_conv`` and/or ``channel_mul_conv`` (each
@@ -96,9 +106,10 @@ class GlobalContextBlock(nn.Module):
     Deviations:
         * None from the official block in ``"add"`` mode. The LayerNorm's place (inside the
           bottleneck, before the ReLU) follows the official code.
-        * timm's ``GlobalContext``: default multiplicative (above); bottleneck C / 8, not C / 16; LN eps
-          1e-6; and only ``mlp_add.fc2.weight`` is zeroed, not its bias, so timm's additive block is
-          not exactly the identity at initialisation (its ``init_last_zero`` argument is never read).
+        * timm's ``GlobalContext``: default multiplicative (above); bottleneck C / 8 rounded to the
+          nearest integer, not C // 16 (``hidden_channels`` above); LN eps 1e-6; and only
+          ``mlp_add.fc2.weight`` is zeroed, not its bias, so timm's additive block is not exactly the
+          identity at initialisation (its ``init_last_zero`` argument is never read).
         * In the official repository, ResNet's ``init_weights`` (without a pretrained checkpoint)
           re-initialises every conv, the zero-initialised ones included: its GC blocks do not start
           as the identity. This module keeps the zero initialisation.
@@ -112,6 +123,7 @@ class GlobalContextBlock(nn.Module):
         fusion: str = "add",
         pooling: str = "att",
         eps: float = 1e-5,
+        hidden_channels: int | None = None,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -120,14 +132,21 @@ class GlobalContextBlock(nn.Module):
         self.fusion = check_choice("fusion", fusion, FUSIONS, owner)
         self.pooling = check_choice("pooling", pooling, POOLINGS, owner)
         if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-            raise TypeError(f"{owner}: eps must be a positive number; got {describe(eps)}")
-        if not eps > 0:
-            raise ValueError(f"{owner}: eps must be a positive number; got {eps}")
-        hidden = check_hidden_channels(channels, reduction, owner, what="the bottleneck transform")
+            raise TypeError(f"{owner}: eps (the LayerNorm's epsilon) must be a positive finite number; got {describe(eps)}")
+        try:
+            eps_value = float(eps)
+        except OverflowError:  # an int beyond the range of a float
+            eps_value = math.inf
+        if not (math.isfinite(eps_value) and eps_value > 0):  # refuses 0, negatives, NaN and infinity
+            raise ValueError(f"{owner}: eps (the LayerNorm's epsilon) must be a positive finite number; got {eps!r}")
+        if hidden_channels is None:
+            hidden = check_hidden_channels(channels, reduction, owner, what="the bottleneck transform")
+        else:
+            hidden = check_positive_int("hidden_channels", hidden_channels, owner)
         self.hidden_channels = hidden
         self.conv_mask = nn.Conv2d(channels, 1, kernel_size=1) if pooling == "att" else None
-        self.channel_add_conv = _transform(channels, hidden, float(eps)) if "add" in fusion else None
-        self.channel_mul_conv = _transform(channels, hidden, float(eps)) if "mul" in fusion else None
+        self.channel_add_conv = _transform(channels, hidden, eps_value) if "add" in fusion else None
+        self.channel_mul_conv = _transform(channels, hidden, eps_value) if "mul" in fusion else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -40,12 +40,15 @@ Shape glossary
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
 from course_lib.reference._validate import (
+    autocast_covers,
     check_batch_norm_values,
     check_choice,
     check_feature_map,
@@ -55,6 +58,13 @@ from course_lib.reference._validate import (
 )
 
 __all__ = ["ChannelAttention", "ConvBlock", "HardAttention", "SoftAttention", "SpatialAttention"]
+
+
+def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """A context that disables autocast for ``device_type`` where it is enabled (else it does nothing)."""
+    if autocast_covers(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 RESAMPLE_MODES = ("direct", "torchreid")
 
@@ -267,7 +277,8 @@ class HardAttention(nn.Module):
     block 1 computes theta on the 128-channel 40 x 16 map and crops the 32-channel 80 x 32 map
     before it. ``forward(out, source=inp)`` does that: ``source`` may have any channel count and
     spatial size (the affine matrices are in normalised coordinates), but the same batch size,
-    dtype and device as x. Without ``source`` the crops come from x (a self-contained module).
+    dtype and device as x (under ``torch.autocast`` float16, bfloat16 and float32 may meet: the
+    sampling runs in float32 there). Without ``source`` the crops come from x (a self-contained module).
 
     Default crop height: ``round(H_s / R)`` is Python's round, which rounds halves to even: H = 10,
     R = 4 gives 2 (not 3), H = 18 gives 4; a stripe is 1/R of the height, so such a crop holds a
@@ -331,7 +342,8 @@ class HardAttention(nn.Module):
         """Validate the crop source against x; return its (C_s, H_s, W_s)."""
         owner = self._owner()
         b, c_s, h_s, w_s = check_feature_map(source, f"{owner}.forward(x, source=...)")
-        if b != x.shape[0] or source.dtype != x.dtype or source.device != x.device:
+        dtypes_differ = source.dtype != x.dtype and not autocast_covers(x.device.type, source.dtype, x.dtype)
+        if b != x.shape[0] or dtypes_differ or source.device != x.device:
             raise ValueError(
                 f"{owner}.forward(x, source=...) crops source with the theta of x, so both need the same batch "
                 f"size, dtype and device; got x of shape {tuple(x.shape)} ({x.dtype}, {x.device}) and source of "
@@ -361,10 +373,17 @@ class HardAttention(nn.Module):
         sample_h, sample_w = (h_s, w_s) if self.resample == "torchreid" else (crop_h, crop_w)
         matrices = rearrange(self.affine(x), "b r i j -> (b r) i j")  # (B, R, 2, 3) -> (B*R, 2, 3)
         images = repeat(source, "b c h w -> (b r) c h w", r=r)  # (B, C_s, H_s, W_s) -> (B*R, C_s, H_s, W_s)
+        # The grid in float32 at least, and outside autocast (which would make it bfloat16 on the CPU):
+        # sampling positions keep their precision, and affine_grid's bfloat16 CPU kernel fails on a side
+        # of length 1 (forward and backward).
+        matrices = matrices.to(torch.promote_types(matrices.dtype, torch.float32))
         if b == 0:  # affine_grid refuses an empty batch; an empty grid samples nothing
             grid = matrices.new_zeros((0, sample_h, sample_w, 2))
         else:
-            grid = F.affine_grid(matrices, [b * r, c_s, sample_h, sample_w], align_corners=False)  # (B*R, h, w, 2)
+            with _autocast_off(images.device.type):
+                grid = F.affine_grid(matrices, [b * r, c_s, sample_h, sample_w], align_corners=False)  # (B*R, h, w, 2)
+        if not autocast_covers(images.device.type, images.dtype, grid.dtype):
+            grid = grid.to(images.dtype)  # grid_sample needs one dtype; autocast samples in float32 itself
         crops = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         if self.resample == "torchreid":  # (B*R, C_s, H_s, W_s) -> (B*R, C_s, h, w)
             crops = F.interpolate(crops, size=(crop_h, crop_w), mode="bilinear", align_corners=True)
