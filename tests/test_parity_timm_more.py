@@ -8,7 +8,9 @@ compared. Interpreter, skipping and ``COURSE_REQUIRE_TIMM=1``: as in ``test_pari
 
 What the options say about timm (the course modules' docstrings give the reasons):
   * ``NonLocalAttn(C)`` = ``NonLocalBlock(C, inter_channels=C', scale=C ** -0.5)``;
-  * ``GlobalContext(C, fuse_add, fuse_scale)`` = ``GlobalContextBlock(C, reduction=8, fusion=..., eps=1e-6)``;
+  * ``GlobalContext(C, fuse_add, fuse_scale)`` = ``GlobalContextBlock(C, fusion=..., eps=1e-6,
+    hidden_channels=max(1, int(C / 8 + 0.5)))``: timm rounds C / 8, halves up (``reduction=8`` alone floors
+    it, which differs at C = 12, 20, 36, 100, the widths tested besides 32 and 48);
   * ``EcaModule(channels=C)`` = ``EfficientChannelAttention(C)`` for C >= 8 (timm clamps k >= 3);
   * ``CoordAttn(C)`` = ``CoordinateAttention(C, hidden_channels=M, bias=False)``.
 """
@@ -99,10 +101,15 @@ def course_nonlocal(case: dict, cls=nonlocal_block.NonLocalBlock) -> nonlocal_bl
     return cls(c, inter_channels=case["options"]["rd_channels"], scale=c ** -0.5)
 
 
+def timm_gc_width(channels: int) -> int:
+    """timm's ``make_divisible(channels / 8, 1, round_limit=0.)``: C / 8 rounded, halves up, at least 1."""
+    return max(1, int(channels / 8 + 0.5))
+
+
 def course_gcnet(case: dict, cls=gcnet.GlobalContextBlock) -> gcnet.GlobalContextBlock:
     o = case["options"]
     fusion = {(True, False): "add", (False, True): "mul", (True, True): "mul_add"}[(o["fuse_add"], o["fuse_scale"])]
-    return cls(o["channels"], reduction=8, fusion=fusion, eps=1e-6)
+    return cls(o["channels"], reduction=8, fusion=fusion, eps=1e-6, hidden_channels=timm_gc_width(o["channels"]))
 
 
 def course_eca(case: dict, cls=eca.EfficientChannelAttention) -> eca.EfficientChannelAttention:
@@ -144,6 +151,19 @@ def test_gcnet_matches_timm_globalcontext_add_mul_and_both(timm_reference):
         (True, False), (False, True), (True, True)}
     for case in found:
         check_parity(course_gcnet(case), case, gc_keys(case["state_dict"]))
+
+
+def test_gcnet_matches_timm_where_its_rounding_differs_from_the_floor(timm_reference):
+    """C = 12, 20, 36, 100: timm's width (from its state dict) is the documented rounding, not C // 8; with
+    ``hidden_channels`` the weights load and the outputs agree."""
+    found = {c["channels"]: c for c in cases(timm_reference, "gcnet")}
+    assert {12, 20, 36, 100} <= set(found), sorted(found)
+    for channels in (12, 20, 36, 100):
+        for case in (c for c in cases(timm_reference, "gcnet") if c["channels"] == channels):
+            fc1 = next(v for k, v in case["state_dict"].items() if k.endswith("fc1.weight"))
+            assert fc1.shape[0] == timm_gc_width(channels) != channels // 8, (channels, tuple(fc1.shape))
+            assert gcnet.GlobalContextBlock(channels, 8).hidden_channels == channels // 8  # the default floors
+            check_parity(course_gcnet(case), case, gc_keys(case["state_dict"]))
 
 
 def test_timm_globalcontext_default_is_multiplicative():

@@ -53,6 +53,14 @@ CASES = [
     # CoordAttn (timm >= 1.0.23): its own width rule, no conv biases
     ("coord_attention", {"channels": 32}, (2, 32, 7, 5)),
     ("coord_attention", {"channels": 48}, (3, 48, 5, 6)),
+    # GlobalContext at widths where timm's rounding of C / 8 (halves up) differs from the floor C // 8
+    # (issue 29): 12 -> 2 (floor 1), 20 -> 3 (2), 36 -> 5 (4), 100 -> 13 (12). Appended, so that the cases
+    # above keep their seeds.
+    ("gcnet", {"channels": 12, "fuse_add": True, "fuse_scale": True}, (2, 12, 7, 5)),
+    ("gcnet", {"channels": 20, "fuse_add": True, "fuse_scale": False}, (3, 20, 5, 6)),
+    ("gcnet", {"channels": 36, "fuse_add": False, "fuse_scale": True}, (2, 36, 6, 7)),
+    ("gcnet", {"channels": 100, "fuse_add": True, "fuse_scale": False}, (2, 100, 5, 4)),
+    ("gcnet", {"channels": 100, "fuse_add": False, "fuse_scale": True}, (2, 100, 4, 5)),
 ]
 
 
