@@ -90,7 +90,8 @@ NL_OPTIONS = [
                  id=f"{p}-sub{int(s)}{'-first' if f else ''}{'' if bn else '-nobn'}{'-scaled' if sc != 1 else ''}")
     for p in ("embedded_gaussian", "dot_product", "gaussian")
     for s, f in ((False, False), (True, False), (True, True))
-    for bn, sc in ((True, 1.0), (False, 0.25))
+    # the dot product takes no scale (issue 29: the official code scales only its softmax forms)
+    for bn, sc in ((True, 1.0), (False, 1.0 if p == "dot_product" else 0.25))
 ]
 
 

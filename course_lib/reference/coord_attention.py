@@ -5,8 +5,9 @@ Paper
     IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR), 2021, pp. 13713-13722.
     arXiv:2103.02907.
 Official code
-    houqb/CoordAttention, ``coordatt.py`` (``CoordAtt(inp, oup, reduction=32)``, ``h_swish``) and
-    ``mbv2_ca.py`` (the block inside MobileNetV2).
+    houqb/CoordAttention (formerly Andrew-Qibin/CoordAttention, the address its README links),
+    ``coordatt.py`` (``CoordAtt(inp, oup, reduction=32)``, ``h_swish``) and ``mbv2_ca.py`` (the block
+    inside MobileNetV2, the model file of the released checkpoint ``mbv2_ca.pth``).
 
 Equations (the course could not read the paper's full text: the numbers (3)-(8) are the commonly
 cited ones, unverified; the structure is checked against the official code)
@@ -43,7 +44,10 @@ from torch import nn
 
 from course_lib.reference._validate import check_bool, check_feature_map, check_positive_int
 
-__all__ = ["CoordinateAttention"]
+__all__ = ["MBV2_CA_KEYS", "CoordinateAttention"]
+
+#: the official ``mbv2_ca.py``'s submodule names (released checkpoint) -> this module's
+MBV2_CA_KEYS = {"conv2": "conv_h", "conv3": "conv_w"}
 
 
 class CoordinateAttention(nn.Module):
@@ -58,9 +62,14 @@ class CoordinateAttention(nn.Module):
             to copy a timm ``CoordAttn``, whose width rule differs (see Deviations).
         bias: whether the three 1x1 convolutions have biases (official: yes; timm: no).
 
-    Submodules keep the official names so weights copy 1:1: ``conv1`` (C -> M), ``bn1``
-    (``BatchNorm2d(M)``), ``act`` (``nn.Hardswish``, the official ``h_swish``), ``conv_h`` and
-    ``conv_w`` (M -> C).
+    Submodules keep the names of the official ``coordatt.py`` (``CoordAtt``, lines 30-35), so its
+    weights copy 1:1: ``conv1`` (C -> M), ``bn1`` (``BatchNorm2d(M)``), ``act`` (``nn.Hardswish``, the
+    official ``h_swish``), ``conv_h`` and ``conv_w`` (M -> C). The released ImageNet checkpoint
+    (``mbv2_ca.pth``) belongs to ``mbv2_ca.py``, whose ``CoordAtt`` (lines 37-49) names the two gate
+    convolutions ``conv2`` and ``conv3`` and the h_swish ``relu`` (which has no weights): its keys do
+    not copy 1:1. Rename ``conv2`` to ``conv_h`` and ``conv3`` to ``conv_w`` (:data:`MBV2_CA_KEYS`);
+    ``conv1`` and ``bn1`` keep their names, and the result loads with ``strict=True`` (and computes the
+    same function: tests/test_reference_official_details.py).
 
     ``gates(x)`` returns (g^h (B, C, H, 1), g^w (B, C, 1, W)); ``attention(x)`` returns their
     product (B, C, H, W), each entry in (0, 1); ``forward(x)`` returns ``x * g^w * g^h``, Eq. (8).
@@ -69,8 +78,8 @@ class CoordinateAttention(nn.Module):
     Deviations:
         * None from the official ``CoordAtt`` except the signature: it takes ``(inp, oup)``, and any
           ``oup != inp`` fails at the final product, so here there is one ``channels``. The official
-          ``mbv2_ca.py`` calls the reduction ``groups`` and adds ``.expand`` calls that broadcasting
-          makes unnecessary (issue #35).
+          ``mbv2_ca.py`` calls the reduction ``groups``, names the gate convolutions ``conv2``/``conv3``
+          (above) and adds ``.expand`` calls that broadcasting makes unnecessary (issue #35).
         * timm's ``CoordAttn`` (timm >= 1.0.23) has no conv biases and a different width rule,
           ``make_divisible(C / 16 * 2 / 3, 8)``: the same M = 8 up to C = 287, but 16 instead of 9 at
           C = 288 and 40 instead of 32 at C = 1024. Build ``CoordinateAttention(C, hidden_channels=M, bias=False)`` to match it.

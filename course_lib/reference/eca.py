@@ -94,8 +94,11 @@ class EfficientChannelAttention(nn.Module):
           (here k = 1 there). timm pools with ``x.mean((2, 3))``, as here; the official code uses
           ``AdaptiveAvgPool2d(1)``, the same average.
         * The official ``eca_layer`` never computes psi(C): pass ``kernel_size=3`` (or the per-stage
-          values of a released checkpoint) to reproduce it. An even k would shift the output by one
-          channel (zero padding (k - 1) // 2 no longer centres the window), so it is refused.
+          values of a released checkpoint) to reproduce it. An even k is refused: with the official
+          padding (k - 1) // 2 the convolution returns C + 2 ((k - 1) // 2) - k + 1 = C - 1 values, one
+          fewer than the channels, so the official ``eca_layer`` would fail at ``y.expand_as(x)``
+          (``models/eca_module.py`` lines 15 and 28); padding k // 2 gives C + 1, and no symmetric
+          zero padding centres an even window.
     """
 
     def __init__(self, channels: int, kernel_size: int | None = None, *, gamma: float = 2, b: float = 1) -> None:

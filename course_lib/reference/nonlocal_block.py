@@ -64,6 +64,9 @@ from course_lib.reference._validate import (
 __all__ = ["NonLocalBlock"]
 
 PAIRWISE = ("embedded_gaussian", "dot_product", "gaussian")
+INITS = ("msra", "official")
+#: the official code's ``NONLOCAL.CONV_INIT_STD`` (video-nonlocal-net, ``lib/core/config.py``)
+OFFICIAL_INIT_STD = 0.01
 
 
 class NonLocalBlock(nn.Module):
@@ -82,9 +85,23 @@ class NonLocalBlock(nn.Module):
             convolutions. ``True`` (official Caffe2 code): on the block's input, before them
             (cheaper; not the same function, a 1x1 conv and a max-pool do not commute).
         batch_norm: BatchNorm2d after W_z with zero scale and shift (Sec. 4.1), the default. Without
-            it, W_z's weight and bias are zero instead. Either way the block starts as the identity.
-        scale: a factor on theta^T phi before normalisation. The paper has none (1.0); the official
-            code multiplies by C'**-0.5 (``USE_SCALE``), timm's ``NonLocalAttn`` by C**-0.5.
+            it, W_z's weight and bias are zero instead (with ``init="msra"``). Either way the block
+            starts as the identity.
+        scale: a factor on theta^T phi before the softmax of the two Gaussian forms. The paper has none
+            (1.0); the official code multiplies by C'**-0.5 (``USE_SCALE``), timm's ``NonLocalAttn`` by
+            C**-0.5. The dot-product form refuses any other value than 1: the official code applies
+            its scale only inside its softmax branch (video-nonlocal-net, ``lib/models/nonlocal_helper.py``
+            lines 84-91) and divides the dot product by N' alone (lines 92-101); AlexHex7's port scales
+            neither form (``lib/non_local_embedded_gaussian.py`` lines 85-86,
+            ``lib/non_local_dot_product.py`` lines 78-80).
+        init: ``"msra"`` (default, Sec. 4.1's "the method in [20]"): theta, phi, g He-normal (fan_in)
+            with zero bias, W_z PyTorch's default with BN, zero without. ``"official"``: the Caffe2
+            code's initialisation, every convolution (theta, phi, g and W_z) Gaussian with std 0.01 and
+            zero bias (``nonlocal_helper.py`` lines 32-33, 54-55, 64-65 and 122-125,
+            ``NONLOCAL.CONV_INIT_STD = 0.01`` in ``lib/core/config.py`` line 198). The BN scale and
+            shift are zero in both (``BN_INIT_GAMMA = 0.0``, config line 209), so with BN the block
+            starts as the identity; without BN the official W_z is not zero
+            (``USE_ZERO_INIT_CONV = False``) and the block does not.
         fused: compute ``forward`` without storing the (B, N, N') map (see Deviations); same result.
             ``forward(x, fused=...)`` overrides it for one call.
 
@@ -98,8 +115,8 @@ class NonLocalBlock(nn.Module):
 
     Deviations:
         * Paper-faithful by default: no scaling, pool after phi and g, embedded Gaussian. The official
-          code's choices (``scale=C' ** -0.5``, ``pool_first=True``, ``sub_sample=True``) are options.
-          The official code also initialises with Gaussian std 0.01 rather than MSRA.
+          code's choices (``scale=C' ** -0.5``, ``pool_first=True``, ``sub_sample=True``,
+          ``init="official"``: Gaussian std 0.01 rather than MSRA) are options.
         * The concatenation form, Eq. (5), is left out: it builds a (B, 2C', N, N') tensor.
         * The official code's dot-product form stops the gradient through its 1 / N'; here N' is a
           constant anyway, so nothing differs.
@@ -125,6 +142,7 @@ class NonLocalBlock(nn.Module):
         batch_norm: bool = True,
         scale: float = 1.0,
         fused: bool = False,
+        init: str = "msra",
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -137,7 +155,14 @@ class NonLocalBlock(nn.Module):
         self.fused = check_bool("fused", fused, owner)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"{owner}: scale must be a positive finite number; got {describe(scale)}")
+        if pairwise == "dot_product" and scale != 1:
+            raise ValueError(
+                f"{owner}: scale multiplies theta^T phi before the softmax of the Gaussian forms; the dot-product "
+                f"form has none (the official code divides it by N' only), so scale must be 1 with "
+                f"pairwise='dot_product'; got scale={scale!r}"
+            )
         self.scale = float(scale)
+        self.init = check_choice("init", init, INITS, owner)
         if inter_channels is None:
             inter = check_hidden_channels(channels, reduction, owner, what="theta, phi and g")
         else:
@@ -153,7 +178,18 @@ class NonLocalBlock(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """He-normal theta, phi, g (zero bias); zero BN scale and shift (or a zero W_z without BN)."""
+        """``init="msra"``: He-normal theta, phi, g (zero bias); zero BN scale and shift (or a zero W_z
+        without BN). ``init="official"``: theta, phi, g and W_z Gaussian std 0.01, zero biases; zero BN
+        scale and shift."""
+        if self.init == "official":
+            for conv in (self.theta, self.phi, self.g, self.w_z):
+                if conv is not None:
+                    nn.init.normal_(conv.weight, std=OFFICIAL_INIT_STD)
+                    nn.init.zeros_(conv.bias)
+            if self.bn is not None:
+                nn.init.zeros_(self.bn.weight)
+                nn.init.zeros_(self.bn.bias)
+            return
         for conv in (self.theta, self.phi, self.g):
             if conv is not None:
                 nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
@@ -168,7 +204,7 @@ class NonLocalBlock(nn.Module):
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, inter_channels={self.inter_channels}, pairwise={self.pairwise!r}, "
                 f"sub_sample={self.sub_sample}, pool_first={self.pool_first}, scale={self.scale:g}, "
-                f"fused={self.fused}")
+                f"fused={self.fused}, init={self.init!r}")
 
     def _owner(self) -> str:
         return f"{type(self).__name__}(channels={self.channels})"
@@ -200,10 +236,10 @@ class NonLocalBlock(nn.Module):
         return query, key, value
 
     def _map(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        f = self.scale * (query @ rearrange(key, "b n c -> b c n"))  # (B, N, Cq) @ (B, Cq, N') -> (B, N, N')
+        f = query @ rearrange(key, "b n c -> b c n")  # (B, N, Cq) @ (B, Cq, N') -> (B, N, N')
         if self.pairwise == "dot_product":
-            return f / key.shape[1]  # Eq. (4): C(x) = N'
-        return f.softmax(dim=-1)  # Eqs. (2)-(3): normalise over the keys j
+            return f / key.shape[1]  # Eq. (4): C(x) = N' (no scale, as in the official code)
+        return (self.scale * f).softmax(dim=-1)  # Eqs. (2)-(3): normalise over the keys j
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """f(x_i, x_j) / C(x) of Eq. (1): (B, C, H, W) -> (B, N, N')."""
@@ -221,7 +257,7 @@ class NonLocalBlock(nn.Module):
         elif self.pairwise == "dot_product":
             # (theta phi^T) g / N' regrouped as theta (phi^T g) / N': no (N, N') map is formed
             kv = rearrange(key, "b n c -> b c n") @ value  # (B, Cq, N') @ (B, N', C') -> (B, Cq, C')
-            y = self.scale * (query @ kv) / key.shape[1]  # (B, N, Cq) @ (B, Cq, C') -> (B, N, C')
+            y = (query @ kv) / key.shape[1]  # (B, N, Cq) @ (B, Cq, C') -> (B, N, C')
         else:
             y = self._fused_softmax(query, key, value)
         y = rearrange(y, "b (h w) c -> b c h w", h=h, w=w)  # (B, N, C') -> (B, C', H, W)
