@@ -101,3 +101,15 @@ def once_per_session(tmp_path_factory, worker_id: str, name: str, build) -> dict
             folder.mkdir()
             done.write_text(json.dumps(build(folder)), encoding="utf-8")
     return json.loads(done.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no window opens); every figure the test draws is closed after it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield plt
+    plt.close("all")

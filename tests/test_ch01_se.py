@@ -1,17 +1,15 @@
-"""Chapter 01 (Squeeze-and-Excitation): the checks against the reference module, the stored values against a fresh
-build, the notebook's solution cells against the reference, and the figure helpers' data."""
+"""Chapter 01 (Squeeze-and-Excitation): the named mistakes, the stored values' meaning, the notebook's solution cells
+against the reference, the questions, and the figure helpers' data. The contracts every chapter keeps are in
+tests/test_chapter_contracts.py."""
 from __future__ import annotations
 
-import time
-
-import nbformat
 import numpy as np
 import pytest
 import torch
 
-from catalog import PRELUDE
-from stored_values import assert_same_values
-from course_lib.tools import notebooks as nbs
+from chapter_cases import RESNET50_STAGES as STAGES
+from chapter_cases import assert_follows_device_and_dtype, run_solution
+from chapter_cases import se_count_by_hand as _by_hand
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch01_se as visible
 from course_lib.checks.questions import answer_key
@@ -20,75 +18,20 @@ from course_lib.hidden import ch01_se as hidden
 from course_lib.figures import ch01 as figures
 from course_lib.reference.se import SqueezeExcitation
 
-CHAPTER = "01_se"
-STAGES = ((3, 256), (4, 512), (6, 1024), (3, 2048))
-
-
-def _by_hand(channels: int, reduction: int = 16) -> int:
-    hidden_width = channels // reduction
-    return 2 * channels * hidden_width + hidden_width + channels
-
-
-def _resnet(reduction: int = 16) -> int:
-    return sum(b * _by_hand(c, reduction) for b, c in STAGES)
 
 
 @pytest.fixture(scope="module")
 def solution_namespace() -> dict:
     """The notebook's solution cells (and the plain cell defining RESNET50_STAGES), executed in order."""
-    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
-    namespace: dict = {}
-    exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
-    ids = []
-    for cell in nb.cells:
-        grade = cell.metadata.get("nbgrader", {})
-        if grade.get("solution"):
-            ids.append(grade["grade_id"])
-            if cell.cell_type == "markdown":  # a written answer, graded by hand
-                continue
-            exec(compile(cell.source, f"<solution {grade['grade_id']}>", "exec"), namespace)
-        elif cell.cell_type == "code" and cell.source.startswith("RESNET50_STAGES"):
-            exec(compile(cell.source, "<stages>", "exec"), namespace)
-    assert ids == ["q_w1_shape_solution", "se_solution", "q_softmax_scale_solution", "written_sigmoid",
-                   "se_parameter_count_solution", "q_stage_params_solution", "seresnet50_solution"]
-    return namespace
+    solution = run_solution("01_se")
+    assert solution.ids == ["q_w1_shape_solution", "se_solution", "q_softmax_scale_solution", "written_sigmoid",
+                            "se_parameter_count_solution", "q_stage_params_solution", "seresnet50_solution"]
+    return solution.namespace
 
 
 # ------------------------------------------------------------------------------------------------
-# the checks pass on the reference
+# the named mistakes
 # ------------------------------------------------------------------------------------------------
-def test_visible_checks_pass_on_the_reference(capsys):
-    visible.check_se(SqueezeExcitation)
-    visible.check_se_parameter_count(_by_hand)
-    visible.check_seresnet50_extra_parameters(_resnet)
-    assert capsys.readouterr().out.count("[ok]") == 3
-
-
-def test_hidden_checks_pass_on_the_reference(capsys):
-    hidden.hidden_se(SqueezeExcitation)
-    hidden.hidden_se_parameter_count(_by_hand)
-    hidden.hidden_seresnet50_extra_parameters(_resnet)
-    assert capsys.readouterr().out.count("[ok]") == 3
-
-
-def test_checks_fail_on_a_stub():
-    class Stub(torch.nn.Module):
-        def __init__(self, channels, reduction=16):
-            super().__init__()
-            raise NotImplementedError()
-
-    def stub_fn(*args):
-        raise NotImplementedError()
-
-    for check, arg in ((visible.check_se, Stub), (hidden.hidden_se, Stub),
-                       (visible.check_se_parameter_count, stub_fn), (hidden.hidden_se_parameter_count, stub_fn),
-                       (visible.check_seresnet50_extra_parameters, stub_fn),
-                       (hidden.hidden_seresnet50_extra_parameters, stub_fn)):
-        with pytest.raises(CheckFailure) as info:
-            check(arg)
-        assert info.value.mistake == "not_implemented", check.__name__
-
-
 def test_softmax_gate_is_named():
     """The mistake the chapter's section 3 is about: both softmax variants are named."""
     class Softmax(SqueezeExcitation):
@@ -128,24 +71,9 @@ def test_no_check_message_gives_away_question_2():
         assert "1/C" not in text and "1 / C" not in text and "emphasised" not in text
 
 
-def test_visible_checks_run_under_one_second_each():
-    for check, arg in ((visible.check_se, SqueezeExcitation), (visible.check_se_parameter_count, _by_hand),
-                       (visible.check_seresnet50_extra_parameters, _resnet)):
-        check(arg)  # warm-up
-        started = time.perf_counter()
-        check(arg)
-        assert time.perf_counter() - started < 1.0, check.__name__
-
-
 # ------------------------------------------------------------------------------------------------
 # stored expected values
 # ------------------------------------------------------------------------------------------------
-
-
-def test_stored_expected_values_equal_a_fresh_build():
-    assert_same_values(expected("ch01_se"), hidden.build_expected())
-
-
 def test_stored_diagnoses_differ_from_the_right_answer():
     E = expected("ch01_se")
     for label, wrong in E["se"]["gate_diagnoses"].items():
@@ -169,16 +97,6 @@ def test_stored_headline_numbers():
 # ------------------------------------------------------------------------------------------------
 # the notebook's solution equals the reference
 # ------------------------------------------------------------------------------------------------
-def test_solution_cells_pass_the_checks(solution_namespace):
-    se = solution_namespace["SqueezeExcitation"]
-    visible.check_se(se)
-    hidden.hidden_se(se)
-    visible.check_se_parameter_count(solution_namespace["se_parameter_count"])
-    hidden.hidden_se_parameter_count(solution_namespace["se_parameter_count"])
-    visible.check_seresnet50_extra_parameters(solution_namespace["seresnet50_extra_parameters"])
-    hidden.hidden_seresnet50_extra_parameters(solution_namespace["seresnet50_extra_parameters"])
-
-
 @pytest.mark.parametrize("channels,reduction", [(32, 4), (48, 16), (7, 3)])
 def test_solution_module_matches_the_reference(solution_namespace, channels, reduction):
     ref = SqueezeExcitation(channels, reduction)
@@ -198,10 +116,8 @@ def test_solution_counts_match_the_reference(solution_namespace):
 
 
 def test_solution_module_follows_device_and_dtype(solution_namespace, device):
-    module = solution_namespace["SqueezeExcitation"](24, 4).to(device=device, dtype=torch.float64)
-    x = torch.randn(2, 24, 5, 7, device=device, dtype=torch.float64)
-    y = module(x)
-    assert y.device == x.device and y.dtype == torch.float64 and y.shape == x.shape
+    assert_follows_device_and_dtype(solution_namespace["SqueezeExcitation"](24, 4),
+                                    torch.randn(2, 24, 5, 7, device=device, dtype=torch.float64))
 
 
 def test_linear_and_1x1_conv_are_the_same_map():
@@ -255,22 +171,6 @@ def test_question_answers_follow_from_the_reference():
     assert blocks * sum(p.numel() for p in SqueezeExcitation(channels).parameters()) == 792_960
 
 
-def test_solution_answers_pass_visible_and_hidden(solution_namespace, capsys):
-    for qid in QUESTIONS:
-        getattr(visible, f"check_{qid}")(solution_namespace[qid])
-        getattr(hidden, f"hidden_{qid}")(solution_namespace[qid])
-    assert capsys.readouterr().out.count("[ok]") == 2 * len(QUESTIONS)
-
-
-def test_written_question_has_a_model_answer_and_rubric():
-    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
-    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "written_sigmoid"]
-    assert len(cells) == 1
-    meta = cells[0].metadata["nbgrader"]
-    assert cells[0].cell_type == "markdown" and meta["grade"] and meta["solution"] and meta["points"] == 2
-    assert "### BEGIN SOLUTION" in cells[0].source and "**Rubric (2 points):**" in cells[0].source
-
-
 # ------------------------------------------------------------------------------------------------
 # figures
 # ------------------------------------------------------------------------------------------------
@@ -284,17 +184,11 @@ def test_handmade_channels_shape_and_range():
         figures.handmade_channels(torch.zeros(2, 3, 8, 8))
 
 
-def test_plot_channel_weights_returns_what_it_draws():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def test_plot_channel_weights_returns_what_it_draws(pyplot):
     from course_lib.figures.common import sample_image
 
     se = SqueezeExcitation(16, 4).eval()
     feats = {"a": figures.handmade_channels(sample_image("china.jpg", size=(30, 40)))}
     data = figures.plot_channel_weights(se, feats)
-    plt.close("all")
     np.testing.assert_allclose(data["a"]["s"], se.attention(feats["a"]).detach().reshape(-1).numpy(), rtol=1e-6)
     np.testing.assert_allclose(data["a"]["z"], feats["a"].mean((2, 3)).reshape(-1).numpy(), rtol=1e-6)

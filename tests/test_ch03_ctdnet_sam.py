@@ -1,17 +1,16 @@
-"""Chapter 03 (CTDNet SAM): the checks against the reference module, the stored values against a fresh build, the
-notebook's solution cells against the reference, and the figure helpers' data."""
+"""Chapter 03 (CTDNet SAM): the stored values' meaning, the notebook's solution cells against the reference, the
+layer finder, the questions, and the figure helpers' data. The contracts every chapter keeps are in
+tests/test_chapter_contracts.py."""
 from __future__ import annotations
 
 import copy
 
-import nbformat
 import numpy as np
 import pytest
 import torch
 
-from catalog import PRELUDE
-from stored_values import assert_same_values
-from course_lib.tools import notebooks as nbs
+from chapter_cases import assert_diagnoses_differ, assert_follows_device_and_dtype, run_solution
+from chapter_cases import sam_count_by_hand as _by_hand
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch03_ctdnet_sam as visible
 from course_lib.checks.toolkit import expected
@@ -19,108 +18,30 @@ from course_lib.hidden import ch03_ctdnet_sam as hidden
 from course_lib.reference.ctdnet import SpatialAttentionModule
 from course_lib.figures import ch03 as figures
 
-CHAPTER = "03_ctdnet_sam"
-
-
-def _by_hand(c_in: int, c_out: int) -> int:
-    return 2 * 9 + c_in * c_out * 9 + 2 * c_out
 
 
 @pytest.fixture(scope="module")
 def solution_namespace() -> dict:
     """The notebook's solution cells, executed the way the notebook runs them (after the imports)."""
-    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
-    namespace: dict = {}
-    exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
-    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"]
-    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == {
-        "sam", "parameter_count", "swap_pool_order", "q_stacked_shape_solution", "q_wide_window_solution",
-        "q_kernel_flip_solution"}
-    for cell in cells:
-        exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
-    return namespace
-
-
-# ------------------------------------------------------------------------------------------------
-# the checks pass on the reference module
-# ------------------------------------------------------------------------------------------------
-def test_visible_checks_pass_on_the_reference(capsys):
-    visible.check_sam_attention(SpatialAttentionModule)
-    visible.check_sam_forward(SpatialAttentionModule)
-    visible.check_sam_parameter_count(_by_hand)
-    visible.check_swap_pool_order(lambda w: w.flip(1))
-    assert capsys.readouterr().out.count("[ok]") == 4
-
-
-def test_hidden_checks_pass_on_the_reference(capsys):
-    hidden.hidden_sam_attention(SpatialAttentionModule)
-    hidden.hidden_sam_forward(SpatialAttentionModule)
-    hidden.hidden_sam_parameter_count(_by_hand)
-    hidden.hidden_swap_pool_order(lambda w: w[:, [1, 0]])
-    assert capsys.readouterr().out.count("[ok]") == 4
-
-
-def test_checks_fail_on_a_stub():
-    class Stub(torch.nn.Module):
-        def __init__(self, in_channels, out_channels=64):
-            super().__init__()
-            raise NotImplementedError()
-
-    for check in (visible.check_sam_attention, visible.check_sam_forward,
-                  hidden.hidden_sam_attention, hidden.hidden_sam_forward):
-        with pytest.raises(CheckFailure) as info:
-            check(Stub)
-        assert info.value.mistake == "not_implemented"
-
-
-def test_visible_checks_run_under_one_second_each():
-    import time
-
-    for check, arg in ((visible.check_sam_attention, SpatialAttentionModule),
-                       (visible.check_sam_forward, SpatialAttentionModule),
-                       (visible.check_sam_parameter_count, _by_hand),
-                       (visible.check_swap_pool_order, lambda w: w.flip(1))):
-        check(arg)  # warm-up (first conv call, expected-file load)
-        started = time.perf_counter()
-        check(arg)
-        assert time.perf_counter() - started < 1.0, check.__name__
+    solution = run_solution("03_ctdnet_sam")
+    assert solution.code_ids() == {"sam", "parameter_count", "swap_pool_order", "q_stacked_shape_solution",
+                                   "q_wide_window_solution", "q_kernel_flip_solution"}
+    return solution.namespace
 
 
 # ------------------------------------------------------------------------------------------------
 # stored expected values
 # ------------------------------------------------------------------------------------------------
-
-
-def test_stored_expected_values_equal_a_fresh_build():
-    assert_same_values(expected("ch03_ctdnet_sam"), hidden.build_expected())
-
-
 def test_stored_diagnoses_differ_from_the_right_answer():
-    """A diagnosis equal to the expected value would name a mistake for a right answer."""
     E = expected("ch03_ctdnet_sam")
-    from course_lib.checks.toolkit import is_close
-
-    for right, diagnoses in ((E["attention"]["a"], E["attention"]["diagnoses"]),
+    assert_diagnoses_differ(((E["attention"]["a"], E["attention"]["diagnoses"]),
                              (E["attention"]["a2"], E["attention"]["diagnoses2"]),
-                             (E["forward"]["eval"], E["forward"]["diagnoses"])):
-        for label, wrong in diagnoses.items():
-            assert label in visible.ADVICE
-            assert not is_close(wrong, right), label
+                             (E["forward"]["eval"], E["forward"]["diagnoses"])), visible.ADVICE)
 
 
 # ------------------------------------------------------------------------------------------------
 # the notebook's solution equals the reference
 # ------------------------------------------------------------------------------------------------
-def test_solution_cells_pass_the_checks(solution_namespace):
-    sam = solution_namespace["SpatialAttentionModule"]
-    visible.check_sam_attention(sam)
-    visible.check_sam_forward(sam)
-    hidden.hidden_sam_attention(sam)
-    hidden.hidden_sam_forward(sam)
-    visible.check_sam_parameter_count(solution_namespace["sam_parameter_count"])
-    visible.check_swap_pool_order(solution_namespace["swap_pool_order"])
-
-
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_solution_module_matches_the_reference(solution_namespace, mode):
     ref = hidden.reference(7, 5, seed=11).float().train(mode == "train")
@@ -149,10 +70,8 @@ def test_swap_pool_order_gives_the_same_gate(solution_namespace):
 
 
 def test_solution_module_follows_device_and_dtype(solution_namespace, device):
-    module = solution_namespace["SpatialAttentionModule"](6, 4).to(device=device, dtype=torch.float64).eval()
-    x = torch.randn(2, 6, 5, 7, device=device, dtype=torch.float64)
-    y = module(x)
-    assert y.device == x.device and y.dtype == torch.float64 and y.shape == (2, 4, 5, 7)
+    assert_follows_device_and_dtype(solution_namespace["SpatialAttentionModule"](6, 4).eval(),
+                                    torch.randn(2, 6, 5, 7, device=device, dtype=torch.float64), shape=(2, 4, 5, 7))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -183,12 +102,7 @@ def test_hand_set_kernel_weights_max_up_and_mean_down():
         figures.hand_set_kernel(-1.0)
 
 
-def test_sam_panels_returns_the_map_it_draws():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def test_sam_panels_returns_the_map_it_draws(pyplot):
     from course_lib.figures.common import sample_image
 
     photo = sample_image("flower.jpg", size=(44, 66))
@@ -196,7 +110,6 @@ def test_sam_panels_returns_the_map_it_draws():
     with torch.no_grad():
         module.conv_atten.weight.copy_(figures.hand_set_kernel())
     data = figures.sam_panels(photo, module)
-    plt.close("all")
     expected_map = module.attention(figures.centred(photo)).detach()[0, 0].numpy()
     np.testing.assert_allclose(data["map"], expected_map, rtol=1e-6)
     assert data["map"].min() > 0 and data["map"].max() <= 1
@@ -232,14 +145,11 @@ QUESTIONS = {"q_stacked_shape": visible.STACKED_SHAPE, "q_wide_window": visible.
 
 
 @pytest.mark.parametrize("qid", sorted(QUESTIONS))
-def test_question_key_is_the_hash_of_the_hidden_answer(qid, solution_namespace, capsys):
+def test_question_key_is_the_hash_of_the_hidden_answer(qid):
     from course_lib.checks.questions import answer_key
 
     q = QUESTIONS[qid]
     assert q.key == answer_key(qid, hidden.ANSWERS[qid], kind=q.kind, options=q.options, digits=q.digits)
-    getattr(visible, f"check_{qid}")(solution_namespace[qid])  # the solution cell's answer passes both
-    getattr(hidden, f"hidden_{qid}")(solution_namespace[qid])
-    assert capsys.readouterr().out.count("[ok]") == 2
     for wrong in q.wrong:  # no known wrong answer is the right one
         assert wrong != q.key
 
@@ -279,14 +189,9 @@ def test_cbam_style_gate_sees_7x7():
         figures.cbam_style_gate(kernel_size=4)
 
 
-def test_hand_set_gate_on_the_photo_is_what_the_text_says():
+def test_hand_set_gate_on_the_photo_is_what_the_text_says(pyplot):
     """Section 6's text: the flower at about 1, the background patchy (not near 0), median above 0.8, less than a
     fifth of the map below 0.3, the minimum near 0.05."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from course_lib.figures.common import sample_image
 
     photo = sample_image("flower.jpg", size=(88, 132))
@@ -294,7 +199,6 @@ def test_hand_set_gate_on_the_photo_is_what_the_text_says():
     with torch.no_grad():
         module.conv_atten.weight.copy_(figures.hand_set_kernel())
     data = figures.sam_panels(photo, module)
-    plt.close("all")
     amap = data["map"]
     h, w = amap.shape
     assert amap[h // 3: 2 * h // 3, 2 * w // 5: 3 * w // 5].min() > 0.95  # the flower's centre: open

@@ -1,20 +1,16 @@
-"""Chapter 08 (ECA and Coordinate Attention): the checks against the reference modules, the stored values
-against a fresh build, the questions' keys against their plain answers, the notebook's solution cells
-against the reference, the trained modules' figure, and the chapter's claims (the ties of "nearest odd",
-ECA's locality, CA's row equivariance)."""
+"""Chapter 08 (ECA and Coordinate Attention): the stored values' meaning, the questions' keys against their plain
+answers, the notebook's solution cells against the reference, the trained modules' figure, and the chapter's claims
+(the ties of "nearest odd", ECA's locality, CA's row equivariance). The contracts every chapter keeps are in
+tests/test_chapter_contracts.py."""
 from __future__ import annotations
 
 import math
-import time
 
-import nbformat
 import pytest
 import torch
 
-from catalog import PRELUDE
-from stored_values import assert_same_values
+from chapter_cases import assert_follows_device_and_dtype, run_solution
 from course_lib.tools import notebooks as nbs
-from course_lib.checks import CheckFailure
 from course_lib.checks import ch08_eca_coordatt as visible
 from course_lib.checks.toolkit import expected, is_close
 from course_lib.checks.questions import answer_key
@@ -29,77 +25,17 @@ SOLUTIONS = ["q_why_no_reduction_solution", "adaptive_kernel_size_solution", "ec
              "coordinate_attention_solution", "attention_parameters_solution"]
 
 
-def _pool(x):
-    return x.mean(3, keepdim=True), x.mean(2, keepdim=True).transpose(2, 3)
-
-
 @pytest.fixture(scope="module")
 def solution_namespace() -> dict:
     """The notebook's solution cells, executed in order."""
-    nb = nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
-    namespace: dict = {}
-    exec(compile(PRELUDE, "<prelude>", "exec"), namespace)
-    ids = []
-    for cell in nb.cells:
-        grade = cell.metadata.get("nbgrader", {})
-        if grade.get("solution") and cell.cell_type == "code":
-            ids.append(grade["grade_id"])
-            exec(compile(cell.source, f"<solution {grade['grade_id']}>", "exec"), namespace)
-    assert ids == SOLUTIONS
-    return namespace
-
-
-CHECKS = [
-    (visible.check_adaptive_kernel_size, hidden.hidden_adaptive_kernel_size, adaptive_kernel_size),
-    (visible.check_eca, hidden.hidden_eca, EfficientChannelAttention),
-    (visible.check_directional_pool, hidden.hidden_directional_pool, _pool),
-    (visible.check_coordinate_attention, hidden.hidden_coordinate_attention, CoordinateAttention),
-    (visible.check_attention_parameters, hidden.hidden_attention_parameters, hidden.reference_counts),
-]
-
-
-# ------------------------------------------------------------------------------------------------
-# the checks pass on the reference, fail on a stub, and are quick
-# ------------------------------------------------------------------------------------------------
-def test_visible_and_hidden_checks_pass_on_the_reference(capsys):
-    for check, hidden_check, ref in CHECKS:
-        check(ref)
-        hidden_check(ref)
-    assert capsys.readouterr().out.count("[ok]") == 2 * len(CHECKS)
-
-
-def test_checks_fail_on_a_stub():
-    class Stub(torch.nn.Module):
-        def __init__(self, *args, **kwargs):
-            super().__init__()
-            raise NotImplementedError()
-
-    def stub_fn(*args, **kwargs):
-        raise NotImplementedError()
-
-    for check, hidden_check, ref in CHECKS:
-        arg = Stub if isinstance(ref, type) else stub_fn
-        for c in (check, hidden_check):
-            with pytest.raises(CheckFailure) as info:
-                c(arg)
-            assert info.value.mistake == "not_implemented", c.__name__
-
-
-def test_visible_checks_run_under_one_second_each():
-    for check, _, ref in CHECKS:
-        check(ref)  # warm-up
-        started = time.perf_counter()
-        check(ref)
-        assert time.perf_counter() - started < 1.0, check.__name__
+    solution = run_solution(CHAPTER)
+    assert [i for c, i in zip(solution.cells, solution.ids) if c.cell_type == "code"] == SOLUTIONS
+    return solution.namespace
 
 
 # ------------------------------------------------------------------------------------------------
 # stored expected values and question keys
 # ------------------------------------------------------------------------------------------------
-def test_stored_expected_values_equal_a_fresh_build():
-    assert_same_values(expected("ch08_eca_coordatt"), hidden.build_expected())
-
-
 def test_stored_diagnoses_differ_from_the_right_answer():
     E = expected("ch08_eca_coordatt")
     right = E["kernel"]["k"]
@@ -155,18 +91,6 @@ def test_table_2_supports_exactly_the_keyed_statements():
 # ------------------------------------------------------------------------------------------------
 # the notebook's solution equals the reference
 # ------------------------------------------------------------------------------------------------
-def test_solution_cells_pass_the_checks(solution_namespace):
-    ns = solution_namespace
-    for (check, hidden_check, _), name in zip(CHECKS, ("adaptive_kernel_size", "EfficientChannelAttention",
-                                                       "directional_pool", "CoordinateAttention",
-                                                       "attention_parameters")):
-        check(ns[name])
-        hidden_check(ns[name])
-    for qid in visible.QUESTIONS:
-        getattr(visible, f"check_q_{qid}")(ns[f"q_{qid}"])
-        getattr(hidden, f"hidden_q_{qid}")(ns[f"q_{qid}"])
-
-
 @pytest.mark.parametrize("channels", [1, 6, 64, 128, 300, 2048])
 def test_solution_kernel_size_matches_the_reference(solution_namespace, channels):
     for gamma, b in ((2, 1), (1, 0), (3, 2)):
@@ -191,9 +115,7 @@ def test_solution_modules_match_the_reference(solution_namespace, channels, redu
 def test_solution_modules_follow_device_and_dtype(solution_namespace, device):
     x = torch.randn(2, 24, 5, 7, device=device, dtype=torch.float64)
     for name in ("EfficientChannelAttention", "CoordinateAttention"):
-        module = solution_namespace[name](24).to(device=device, dtype=torch.float64).eval()
-        y = module(x)
-        assert y.device == x.device and y.dtype == torch.float64 and y.shape == x.shape, name
+        assert_follows_device_and_dtype(solution_namespace[name](24).eval(), x)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -251,10 +173,7 @@ def test_parameter_counts_quoted_in_the_text():
 # ------------------------------------------------------------------------------------------------
 # the trained modules
 # ------------------------------------------------------------------------------------------------
-def test_trained_modules_load_into_the_solution_classes_and_draw(solution_namespace, tmp_path):
-    import matplotlib
-
-    matplotlib.use("Agg")
+def test_trained_modules_load_into_the_solution_classes_and_draw(solution_namespace, tmp_path, pyplot):
     from course_lib import learned
     from course_lib.figures import learned as figs
 

@@ -1,22 +1,19 @@
-"""Chapter 09 (capstone): the checks against the chapter's reference gate and course_lib.capstone's helpers, the
-stored values against a fresh build, the notebook's solution cells against the references, and the notebook's
-running modes (quick while nbgrader grades)."""
+"""Chapter 09 (capstone): the stored values' meaning, the paired cases, the questions, the notebook's solution cells
+against the references, and the notebook's running modes (quick while nbgrader grades). The contracts every chapter
+keeps are in tests/test_chapter_contracts.py."""
 from __future__ import annotations
 
 import math
-import time
 
-import nbformat
 import pytest
 import torch
 
-from catalog import PRELUDE
-from stored_values import assert_same_values
+from chapter_cases import (assert_diagnoses_differ, assert_follows_device_and_dtype, judge_by_hand, notebook,
+                           run_solution)
 from course_lib import capstone as cap
 from course_lib.tools import notebooks as nbs
-from course_lib.checks import CheckFailure
 from course_lib.checks import ch09_capstone as visible
-from course_lib.checks.toolkit import expected, is_close
+from course_lib.checks.toolkit import expected
 from course_lib.hidden import ch09_capstone as hidden
 from course_lib.data import make_cluttered_digits
 
@@ -27,95 +24,21 @@ SOLUTION_IDS = {"gate", "parameter_count", "paired_difference", "judge_localisat
                 *(f"{q}_solution" for q in QUESTION_IDS)}
 
 
-def judge_by_hand(model, images, boxes) -> dict:
-    att = cap.localisation(cap.spatial_maps(model, images), boxes)
-    ctrl = cap.localisation(cap.spatial_maps(model, images, control=True), boxes)
-    return {"lift": att["lift"], "control_lift": ctrl["lift"], "finds_digit": att["lift"] > 1,
-            "beats_control": att["lift"] > ctrl["lift"]}
-
-
-def _notebook() -> nbformat.NotebookNode:
-    return nbformat.read(nbs.notebook_path(CHAPTER), as_version=4)
-
-
 @pytest.fixture(scope="module")
 def solution_namespace() -> dict:
     """The notebook's solution cells, executed after the imports they rely on."""
-    namespace: dict = {}
-    exec(compile(PRELUDE + "from course_lib.capstone import CapstoneNet, localisation, spatial_maps\n", "<prelude>",
-                 "exec"), namespace)
-    cells = [c for c in _notebook().cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"]
-    assert {c.metadata["nbgrader"]["grade_id"] for c in cells} == SOLUTION_IDS
-    for cell in cells:
-        exec(compile(cell.source, f"<solution {cell.metadata['nbgrader']['grade_id']}>", "exec"), namespace)
-    return namespace
-
-
-# ------------------------------------------------------------------------------------------------
-# the checks pass on the references
-# ------------------------------------------------------------------------------------------------
-VISIBLE = [(visible.check_gate, Reference), (visible.check_gate_in_network, Reference),
-           (visible.check_gate_parameter_count, visible.gate_count_by_hand),
-           (visible.check_paired_difference, visible.paired_by_hand),
-           (visible.check_judge_localisation, judge_by_hand)]
-HIDDEN = [(hidden.hidden_gate, Reference), (hidden.hidden_gate_in_network, Reference),
-          (hidden.hidden_gate_parameter_count, visible.gate_count_by_hand),
-          (hidden.hidden_paired_difference, visible.paired_by_hand),
-          (hidden.hidden_judge_localisation, judge_by_hand)]
-
-
-def test_visible_checks_pass_on_the_references(capsys):
-    for check, arg in VISIBLE:
-        check(arg)
-    assert capsys.readouterr().out.count("[ok]") == len(VISIBLE)
-
-
-def test_hidden_checks_pass_on_the_references(capsys):
-    for check, arg in HIDDEN:
-        check(arg)
-    assert capsys.readouterr().out.count("[ok]") == len(HIDDEN)
-
-
-def test_checks_fail_on_the_untouched_stubs():
-    class Stub(torch.nn.Module):
-        def __init__(self, channels, reduction=4):
-            super().__init__()
-            raise NotImplementedError()
-
-    def stub(*args, **kwargs):
-        raise NotImplementedError()
-
-    for check, arg in [*VISIBLE, *HIDDEN]:
-        with pytest.raises(CheckFailure) as info:
-            check(Stub if isinstance(arg, type) else stub)
-        assert info.value.mistake == "not_implemented", check.__name__
-
-
-def test_visible_checks_run_under_one_second_each():
-    for check, arg in VISIBLE:
-        check(arg)  # warm-up: expected-file load, first conv call
-        started = time.perf_counter()
-        check(arg)
-        assert time.perf_counter() - started < 1.0, check.__name__
+    solution = run_solution(CHAPTER)
+    assert solution.code_ids() == SOLUTION_IDS
+    return solution.namespace
 
 
 # ------------------------------------------------------------------------------------------------
 # stored expected values
 # ------------------------------------------------------------------------------------------------
-
-
-def test_stored_expected_values_equal_a_fresh_build():
-    assert_same_values(expected("ch09_capstone"), hidden.build_expected())
-
-
 def test_stored_diagnoses_differ_from_the_right_answer():
-    """A diagnosis equal to the expected value would name a mistake for a right answer."""
     E = expected("ch09_capstone")["gate"]
-    for right, diagnoses in ((E["channel"], E["channel_diagnoses"]), (E["spatial"], E["spatial_diagnoses"]),
-                             (E["out"], E["out_diagnoses"])):
-        for label, wrong in diagnoses.items():
-            assert label in visible.ADVICE
-            assert not is_close(wrong, right), label
+    assert_diagnoses_differ(((E["channel"], E["channel_diagnoses"]), (E["spatial"], E["spatial_diagnoses"]),
+                             (E["out"], E["out_diagnoses"])), visible.ADVICE)
 
 
 def test_stored_counts_equal_the_formula():
@@ -189,7 +112,7 @@ def test_rank_question_answer():
 
 
 def test_notebook_questions_have_their_cells():
-    nb = _notebook()
+    nb = notebook(CHAPTER)
     ids = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
     for qid in QUESTION_IDS:
         assert ids[f"test_{qid}"].source.splitlines()[0] == f"check_{qid}({qid})"
@@ -205,23 +128,6 @@ def test_notebook_questions_have_their_cells():
 # ------------------------------------------------------------------------------------------------
 # the notebook's solutions equal the references
 # ------------------------------------------------------------------------------------------------
-def test_solution_cells_pass_the_checks(solution_namespace):
-    ns = solution_namespace
-    for check, hidden_check, name in ((visible.check_gate, hidden.hidden_gate, "ChannelSpatialGate"),
-                                      (visible.check_gate_in_network, hidden.hidden_gate_in_network,
-                                       "ChannelSpatialGate"),
-                                      (visible.check_gate_parameter_count, hidden.hidden_gate_parameter_count,
-                                       "gate_parameter_count"),
-                                      (visible.check_paired_difference, hidden.hidden_paired_difference,
-                                       "paired_difference"),
-                                      *((getattr(visible, f"check_{q}"), getattr(hidden, f"hidden_{q}"), q)
-                                        for q in QUESTION_IDS),
-                                      (visible.check_judge_localisation, hidden.hidden_judge_localisation,
-                                       "judge_localisation")):
-        check(ns[name])
-        hidden_check(ns[name])
-
-
 def test_solution_gate_matches_the_reference(solution_namespace):
     ref = hidden.reference(24, 6, seed=11).float()
     mine = solution_namespace["ChannelSpatialGate"](24, 6)
@@ -246,19 +152,18 @@ def test_solution_count_gain_and_judge_match_the_references(solution_namespace):
 
 
 def test_solution_gate_follows_device_and_dtype(solution_namespace, device):
-    module = solution_namespace["ChannelSpatialGate"](12).to(device=device, dtype=torch.float64)
+    module = solution_namespace["ChannelSpatialGate"](12)
     x = torch.randn(2, 12, 5, 7, device=device, dtype=torch.float64)
+    assert_follows_device_and_dtype(module, x)
     c, s = module.attention(x)
-    y = module(x)
     assert c.shape == (2, 12, 1, 1) and s.shape == (2, 1, 5, 7)
-    assert y.device == x.device and y.dtype == torch.float64 and y.shape == x.shape
 
 
 # ------------------------------------------------------------------------------------------------
 # the notebook's running modes
 # ------------------------------------------------------------------------------------------------
 def _mode_cell() -> str:
-    cells = [c.source for c in _notebook().cells if c.cell_type == "code" and "AUTOGRADING =" in c.source]
+    cells = [c.source for c in notebook(CHAPTER).cells if c.cell_type == "code" and "AUTOGRADING =" in c.source]
     assert len(cells) == 1
     return cells[0]
 
@@ -282,7 +187,7 @@ def test_training_uses_the_quick_budget_while_nbgrader_grades(monkeypatch, env, 
 
 
 def test_the_notebook_trains_only_the_plain_cnn_and_the_gate_while_grading():
-    source = next(c.source for c in _notebook().cells if c.cell_type == "code" and "run_experiment(" in c.source)
+    source = next(c.source for c in notebook(CHAPTER).cells if c.cell_type == "code" and "run_experiment(" in c.source)
     assert 'variants = {"gate": ChannelSpatialGate}\nif not AUTOGRADING:' in source
     assert "progress=not AUTOGRADING" in source
 

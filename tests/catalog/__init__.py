@@ -92,6 +92,14 @@ def grade(impl: Impl) -> Outcome:
     return Outcome(impl, True, None, "", *timings)
 
 
+def question(chapter: str, visible: Any, hidden: Any, qid: str) -> Exercise:
+    """The exercise of a conceptual question ``qid``: the notebook's answer ``qid``, set in the cell
+    ``<qid>_solution`` and graded in ``test_<qid>`` by the checks ``check_<qid>`` and ``hidden_<qid>`` of the
+    chapter's ``visible`` and ``hidden`` modules."""
+    return Exercise(chapter, qid, qid, getattr(visible, f"check_{qid}"), getattr(hidden, f"hidden_{qid}"),
+                    f"{qid}_solution", f"test_{qid}")
+
+
 def load_all() -> tuple[list[Exercise], list[Impl]]:
     exercises: list[Exercise] = []
     impls: list[Impl] = []

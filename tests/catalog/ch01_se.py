@@ -5,23 +5,11 @@ self-contained, so the same text can be pasted into the notebook's solution cell
 """
 from __future__ import annotations
 
-from catalog import Exercise, Impl
-from course_lib.checks.ch01_se import (
-    check_q_w1_shape,
-    check_q_softmax_scale,
-    check_q_stage_params,
-    check_se,
-    check_se_parameter_count,
-    check_seresnet50_extra_parameters,
-)
-from course_lib.hidden.ch01_se import (
-    hidden_q_w1_shape,
-    hidden_q_softmax_scale,
-    hidden_q_stage_params,
-    hidden_se,
-    hidden_se_parameter_count,
-    hidden_seresnet50_extra_parameters,
-)
+from catalog import Exercise, Impl, question
+from course_lib.checks import ch01_se as visible
+from course_lib.checks.ch01_se import check_se, check_se_parameter_count, check_seresnet50_extra_parameters
+from course_lib.hidden import ch01_se as hidden
+from course_lib.hidden.ch01_se import hidden_se, hidden_se_parameter_count, hidden_seresnet50_extra_parameters
 
 SE = Exercise("01_se", "SqueezeExcitation", "SqueezeExcitation", check_se, hidden_se,
               "se_solution", "test_se")
@@ -30,12 +18,8 @@ COUNT = Exercise("01_se", "se_parameter_count", "se_parameter_count", check_se_p
 RESNET = Exercise("01_se", "seresnet50_extra_parameters", "seresnet50_extra_parameters",
                   check_seresnet50_extra_parameters, hidden_seresnet50_extra_parameters,
                   "seresnet50_solution", "test_seresnet50")
-Q_W1 = Exercise("01_se", "q_w1_shape", "q_w1_shape", check_q_w1_shape, hidden_q_w1_shape,
-                "q_w1_shape_solution", "test_q_w1_shape")
-Q_SOFTMAX = Exercise("01_se", "q_softmax_scale", "q_softmax_scale", check_q_softmax_scale, hidden_q_softmax_scale,
-                     "q_softmax_scale_solution", "test_q_softmax_scale")
-Q_STAGE = Exercise("01_se", "q_stage_params", "q_stage_params", check_q_stage_params, hidden_q_stage_params,
-                   "q_stage_params_solution", "test_q_stage_params")
+Q_W1, Q_SOFTMAX, Q_STAGE = (question("01_se", visible, hidden, q) for q in
+                            ("q_w1_shape", "q_softmax_scale", "q_stage_params"))
 EXERCISES = [SE, COUNT, RESNET, Q_W1, Q_SOFTMAX, Q_STAGE]
 
 

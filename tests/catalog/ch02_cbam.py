@@ -4,35 +4,19 @@ Every source defines the exercise's symbol given catalog.PRELUDE; the CBAM entri
 """
 from __future__ import annotations
 
-from catalog import Exercise, Impl
-from course_lib.checks.ch02_cbam import (
-    check_cbam,
-    check_channel_attention,
-    check_q_cbam_params,
-    check_q_gate_order,
-    check_q_spatial_params,
-    check_spatial_attention,
-)
-from course_lib.hidden.ch02_cbam import (
-    hidden_cbam,
-    hidden_channel_attention,
-    hidden_q_cbam_params,
-    hidden_q_gate_order,
-    hidden_q_spatial_params,
-    hidden_spatial_attention,
-)
+from catalog import Exercise, Impl, question
+from course_lib.checks import ch02_cbam as visible
+from course_lib.checks.ch02_cbam import check_cbam, check_channel_attention, check_spatial_attention
+from course_lib.hidden import ch02_cbam as hidden
+from course_lib.hidden.ch02_cbam import hidden_cbam, hidden_channel_attention, hidden_spatial_attention
 
 CH = Exercise("02_cbam", "ChannelAttention", "ChannelAttention", check_channel_attention, hidden_channel_attention,
               "channel_attention", "test_channel_attention")
 SP = Exercise("02_cbam", "SpatialAttention", "SpatialAttention", check_spatial_attention, hidden_spatial_attention,
               "spatial_attention", "test_spatial_attention")
 CB = Exercise("02_cbam", "CBAM", "CBAM", check_cbam, hidden_cbam, "cbam", "test_cbam")
-Q_SPATIAL = Exercise("02_cbam", "q_spatial_params", "q_spatial_params", check_q_spatial_params,
-                     hidden_q_spatial_params, "q_spatial_params_solution", "test_q_spatial_params")
-Q_ORDER = Exercise("02_cbam", "q_gate_order", "q_gate_order", check_q_gate_order, hidden_q_gate_order,
-                   "q_gate_order_solution", "test_q_gate_order")
-Q_PARAMS = Exercise("02_cbam", "q_cbam_params", "q_cbam_params", check_q_cbam_params, hidden_q_cbam_params,
-                    "q_cbam_params_solution", "test_q_cbam_params")
+Q_SPATIAL, Q_ORDER, Q_PARAMS = (question("02_cbam", visible, hidden, q) for q in
+                                ("q_spatial_params", "q_gate_order", "q_cbam_params"))
 EXERCISES = [CH, SP, CB, Q_SPATIAL, Q_ORDER, Q_PARAMS]
 
 

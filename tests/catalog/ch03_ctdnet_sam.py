@@ -2,7 +2,7 @@
 each with the mistake id the checks must name, and valid alternatives that must get full marks."""
 from __future__ import annotations
 
-from catalog import Exercise, Impl
+from catalog import Exercise, Impl, question
 from course_lib.checks import ch03_ctdnet_sam as visible
 from course_lib.hidden import ch03_ctdnet_sam as hidden
 
@@ -17,12 +17,8 @@ COUNT = Exercise(CHAPTER, "sam_parameter_count", "sam_parameter_count",
                  "parameter_count", "test_parameter_count")
 SWAP = Exercise(CHAPTER, "swap_pool_order", "swap_pool_order",
                 visible.check_swap_pool_order, hidden.hidden_swap_pool_order, "swap_pool_order", "test_swap_pool_order")
-Q_STACKED = Exercise(CHAPTER, "q_stacked_shape", "q_stacked_shape", visible.check_q_stacked_shape,
-                     hidden.hidden_q_stacked_shape, "q_stacked_shape_solution", "test_q_stacked_shape")
-Q_WINDOW = Exercise(CHAPTER, "q_wide_window", "q_wide_window", visible.check_q_wide_window,
-                    hidden.hidden_q_wide_window, "q_wide_window_solution", "test_q_wide_window")
-Q_FLIP = Exercise(CHAPTER, "q_kernel_flip", "q_kernel_flip", visible.check_q_kernel_flip,
-                  hidden.hidden_q_kernel_flip, "q_kernel_flip_solution", "test_q_kernel_flip")
+Q_STACKED, Q_WINDOW, Q_FLIP = (question(CHAPTER, visible, hidden, q) for q in
+                               ("q_stacked_shape", "q_wide_window", "q_kernel_flip"))
 EXERCISES = [ATTENTION, FORWARD, COUNT, SWAP, Q_STACKED, Q_WINDOW, Q_FLIP]
 
 # ------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ alternatives that must get full marks. Every source is self-contained given cata
 notebook's provided ConvBlock and whatever modules the exercise builds on."""
 from __future__ import annotations
 
-from catalog import Exercise, Impl
+from catalog import Exercise, Impl, question
 from course_lib.checks import ch04_hacnn as visible
 from course_lib.hidden import ch04_hacnn as hidden
 
@@ -22,12 +22,8 @@ THETA = Exercise(CHAPTER, "HardAttention.attention", "HardAttention", visible.ch
                  hidden.hidden_hard_attention_theta, "hard_attention", "test_hard_attention_theta")
 CROPS = Exercise(CHAPTER, "HardAttention.forward", "HardAttention", visible.check_hard_attention_crops,
                  hidden.hidden_hard_attention_crops, "hard_attention", "test_hard_attention_crops")
-Q_FIXED = Exercise(CHAPTER, "q_fixed_entries", "q_fixed_entries", visible.check_q_fixed_entries,
-                   hidden.hidden_q_fixed_entries, "q_fixed_entries_solution", "test_q_fixed_entries")
-Q_PARAMS = Exercise(CHAPTER, "q_spatial_params", "q_spatial_params", visible.check_q_spatial_params,
-                    hidden.hidden_q_spatial_params, "q_spatial_params_solution", "test_q_spatial_params")
-Q_CENTRE = Exercise(CHAPTER, "q_initial_centre", "q_initial_centre", visible.check_q_initial_centre,
-                    hidden.hidden_q_initial_centre, "q_initial_centre_solution", "test_q_initial_centre")
+Q_FIXED, Q_PARAMS, Q_CENTRE = (question(CHAPTER, visible, hidden, q) for q in
+                               ("q_fixed_entries", "q_spatial_params", "q_initial_centre"))
 EXERCISES = [SPATIAL, CHANNEL, SOFT, INTERVAL, THETA, CROPS, Q_FIXED, Q_PARAMS, Q_CENTRE]
 
 CONVBLOCK = """

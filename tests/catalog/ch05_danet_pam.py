@@ -2,7 +2,7 @@
 each with the mistake id the checks must name, and valid alternatives that must get full marks."""
 from __future__ import annotations
 
-from catalog import Exercise, Impl
+from catalog import Exercise, Impl, question
 from course_lib.checks import ch05_danet_pam as visible
 from course_lib.hidden import ch05_danet_pam as hidden
 
@@ -241,12 +241,7 @@ def pam_einops(q, k, v):
 # --------------------------------------------------------------------------------------------
 # conceptual questions: a wrong answer names its mistake; the right one passes in another form
 # --------------------------------------------------------------------------------------------
-def _question(qid: str) -> Exercise:
-    return Exercise(CHAPTER, qid, qid, getattr(visible, f"check_{qid}"), getattr(hidden, f"hidden_{qid}"),
-                    f"{qid}_solution", f"test_{qid}")
-
-
-Q_PARAMS, Q_GRADS, Q_MIB, Q_EQUIV = (_question(q) for q in
+Q_PARAMS, Q_GRADS, Q_MIB, Q_EQUIV = (question(CHAPTER, visible, hidden, q) for q in
                                      ("q_pam_params", "q_zero_gamma_grads", "q_map_mib", "q_equivariance"))
 EXERCISES += [Q_PARAMS, Q_GRADS, Q_MIB, Q_EQUIV]
 

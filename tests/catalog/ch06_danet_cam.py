@@ -2,7 +2,7 @@
 each with the mistake id the checks must name, and valid alternatives that must get full marks."""
 from __future__ import annotations
 
-from catalog import Exercise, Impl
+from catalog import Exercise, Impl, question
 from course_lib.checks import ch06_danet_cam as visible
 from course_lib.hidden import ch06_danet_cam as hidden
 
@@ -255,12 +255,7 @@ IMPLS += [
 # --------------------------------------------------------------------------------------------
 # conceptual questions: a wrong answer names its mistake; the right one passes in another form
 # --------------------------------------------------------------------------------------------
-def _question(qid: str) -> Exercise:
-    return Exercise(CHAPTER, qid, qid, getattr(visible, f"check_{qid}"), getattr(hidden, f"hidden_{qid}"),
-                    f"{qid}_solution", f"test_{qid}")
-
-
-Q_SYMMETRIC, Q_OFFICIAL_FORM, Q_DIAGONAL, Q_COST = (_question(q) for q in
+Q_SYMMETRIC, Q_OFFICIAL_FORM, Q_DIAGONAL, Q_COST = (question(CHAPTER, visible, hidden, q) for q in
                                                    ("q_symmetric", "q_official_form", "q_diagonal", "q_cost_ratio"))
 EXERCISES += [Q_SYMMETRIC, Q_OFFICIAL_FORM, Q_DIAGONAL, Q_COST]
 

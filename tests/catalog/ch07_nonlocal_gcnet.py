@@ -2,7 +2,7 @@
 write, each with the mistake id the checks must name, and valid alternatives that must get full marks."""
 from __future__ import annotations
 
-from catalog import Exercise, Impl
+from catalog import Exercise, Impl, question
 from course_lib.checks import ch07_nonlocal_gcnet as visible
 from course_lib.hidden import ch07_nonlocal_gcnet as hidden
 
@@ -20,13 +20,7 @@ COSINE = Exercise(CHAPTER, "mean_cosine_distance", "mean_cosine_distance", visib
                   hidden.hidden_cosine_distance, "cosine_distance", "test_cosine_distance")
 
 
-def question(name: str) -> Exercise:
-    qid = f"q_{name}"
-    return Exercise(CHAPTER, qid, qid, getattr(visible, f"check_{qid}"), getattr(hidden, f"hidden_{qid}"),
-                    f"{qid}_solution", f"test_{qid}")
-
-
-QUESTIONS = {name: question(name) for name in ("nl_params", "zero_init_grads", "cost_ratio", "map_mib", "logit_std")}
+QUESTIONS = {name: question(CHAPTER, visible, hidden, f"q_{name}") for name in ("nl_params", "zero_init_grads", "cost_ratio", "map_mib", "logit_std")}
 EXERCISES = [NL_ATTENTION, NL_FORWARD, GC_CONTEXT, GC_FORWARD, COSINE, *QUESTIONS.values()]
 
 # --------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ solution cell.
 """
 from __future__ import annotations
 
-from catalog import Exercise, Impl
+from catalog import Exercise, Impl, question
 from course_lib.checks import ch08_eca_coordatt as visible
 from course_lib.hidden import ch08_eca_coordatt as hidden
 
@@ -21,13 +21,8 @@ CA = Exercise(CH, "CoordinateAttention", "CoordinateAttention", visible.check_co
               hidden.hidden_coordinate_attention, "coordinate_attention_solution", "test_coordinate_attention")
 COUNTS = Exercise(CH, "attention_parameters", "attention_parameters", visible.check_attention_parameters,
                   hidden.hidden_attention_parameters, "attention_parameters_solution", "test_attention_parameters")
-Q_R50 = Exercise(CH, "q_eca_resnet50_parameters", "q_eca_resnet50_parameters",
-                 visible.check_q_eca_resnet50_parameters, hidden.hidden_q_eca_resnet50_parameters,
-                 "q_eca_resnet50_parameters_solution", "test_q_eca_resnet50_parameters")
-Q_WHY = Exercise(CH, "q_why_no_reduction", "q_why_no_reduction", visible.check_q_why_no_reduction,
-                 hidden.hidden_q_why_no_reduction, "q_why_no_reduction_solution", "test_q_why_no_reduction")
-Q_SHAPE = Exercise(CH, "q_shared_shape", "q_shared_shape", visible.check_q_shared_shape,
-                   hidden.hidden_q_shared_shape, "q_shared_shape_solution", "test_q_shared_shape")
+Q_R50, Q_WHY, Q_SHAPE = (question(CH, visible, hidden, q) for q in
+                         ("q_eca_resnet50_parameters", "q_why_no_reduction", "q_shared_shape"))
 EXERCISES = [KERNEL, ECA, POOL, CA, COUNTS, Q_R50, Q_WHY, Q_SHAPE]
 
 # ------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 mistake id the checks must name, and valid alternatives that must get full marks."""
 from __future__ import annotations
 
-from catalog import Exercise, Impl
+from catalog import Exercise, Impl, question
 from course_lib.checks import ch09_capstone as visible
 from course_lib.hidden import ch09_capstone as hidden
 
@@ -18,12 +18,7 @@ PAIRED = Exercise(CHAPTER, "paired_difference", "paired_difference", visible.che
                   hidden.hidden_paired_difference, "paired_difference", "test_paired_difference")
 
 
-def question(qid: str) -> Exercise:
-    return Exercise(CHAPTER, qid, qid, getattr(visible, f"check_{qid}"), getattr(hidden, f"hidden_{qid}"),
-                    f"{qid}_solution", f"test_{qid}")
-
-
-QUESTIONS = {qid: question(qid) for qid in ("q_split", "q_concordant", "q_paired_statements", "q_pam_rank")}
+QUESTIONS = {qid: question(CHAPTER, visible, hidden, qid) for qid in ("q_split", "q_concordant", "q_paired_statements", "q_pam_rank")}
 JUDGE = Exercise(CHAPTER, "judge_localisation", "judge_localisation", visible.check_judge_localisation,
                  hidden.hidden_judge_localisation, "judge_localisation", "test_judge_localisation")
 EXERCISES = [GATE, IN_NETWORK, COUNT, PAIRED, JUDGE, *QUESTIONS.values()]
