@@ -126,7 +126,7 @@ TEST_SE = ("from course_lib.checks.ch01_se import check_se\ncheck_se(SqueezeExci
 
 
 def test_expected_checks_reads_the_calls_of_a_test_cell():
-    assert sandbox.expected_checks(TEST_SE) == [{"SqueezeExcitation"}, {"SqueezeExcitation (hidden tests)"}]
+    assert sandbox.expected_checks(TEST_SE) == [{"SqueezeExcitation"}, {"SqueezeExcitation (hidden)"}]
     aliased = "import course_lib.checks.ch01_se as c\nc.check_se_parameter_count(f)"
     assert sandbox.expected_checks(aliased) == [{"se_parameter_count"}]
     assert sandbox.expected_checks("assert double(3) == 6") == []
@@ -161,7 +161,7 @@ def _errors(cell) -> list[str]:
 def test_valid_proofs_give_the_points_and_are_removed():
     key = "ab" * 32
     nb = _checked(_graded(TEST_SE, _proof(key, 1, "SqueezeExcitation"),
-                          _proof(key, 2, "SqueezeExcitation (hidden tests)")))
+                          _proof(key, 2, "SqueezeExcitation (hidden)")))
     assert _errors(nb.cells[0]) == []
     assert "[proof" not in "".join(o["text"] for o in nb.cells[0].outputs)
     assert "[ok] SqueezeExcitation" in nb.cells[0].outputs[0]["text"]
@@ -170,11 +170,11 @@ def test_valid_proofs_give_the_points_and_are_removed():
 @pytest.mark.parametrize("trouble", ["missing", "forged", "replayed", "other_check"])
 def test_a_cell_without_its_proofs_scores_zero(trouble):
     key = "ab" * 32
-    first = _graded(TEST_SE, _proof(key, 1, "SqueezeExcitation"), _proof(key, 2, "SqueezeExcitation (hidden tests)"))
+    first = _graded(TEST_SE, _proof(key, 1, "SqueezeExcitation"), _proof(key, 2, "SqueezeExcitation (hidden)"))
     texts = {
         "missing": [_proof(key, 3, "SqueezeExcitation")],
-        "forged": [_proof(key, 3, "SqueezeExcitation"), _proof(key, 4, "SqueezeExcitation (hidden tests)", forged=True)],
-        "replayed": [_proof(key, 1, "SqueezeExcitation"), _proof(key, 2, "SqueezeExcitation (hidden tests)")],
+        "forged": [_proof(key, 3, "SqueezeExcitation"), _proof(key, 4, "SqueezeExcitation (hidden)", forged=True)],
+        "replayed": [_proof(key, 1, "SqueezeExcitation"), _proof(key, 2, "SqueezeExcitation (hidden)")],
         "other_check": [_proof(key, 3, "SqueezeExcitation"), _proof(key, 4, "se_parameter_count")],
     }[trouble]
     nb = _checked(first, _graded(TEST_SE, *texts))

@@ -10,7 +10,7 @@ from einops import rearrange
 from typing import Any
 
 from course_lib.checks.toolkit import CheckFailure, exercise, expect_close
-from course_lib.checks.questions import expect_plain
+from course_lib.checks.questions import define_hidden_question_checks, expect_plain
 from course_lib.checks import ch00_shapes as visible
 
 CHAPTER = "ch00_shapes"
@@ -88,33 +88,19 @@ hidden_pairwise_scores = _hidden("pairwise_scores")
 hidden_flatten_pixels = _hidden("flatten_pixels")
 
 
-#: The plain answers of the chapter's conceptual questions (their salted keys are in the visible checks).
+#: the plain answers of the chapter's questions (kind, answer, options/digits); the visible keys hash these
 ANSWERS = {
-    "q_broadcast": "acd",    # (a) error: (2, 3) meets (5, 7); (c) runs, scales pixel (i, j); (d) right; (e) error
-    "q_softmax_dim": 2,      # the keys' dim of (B, N, M); -1 names the same dim
-    "q_bmm_shape": (2, 8, 8),  # (8, 35) @ (35, 8) per image
-    "q_conv_params": 4 * 64 * 3 * 3 + 4,  # 2308
+    # (a) error: (2, 3) meets (5, 7); (c) runs, scales pixel (i, j); (d) right; (e) error
+    "q_broadcast": ("choices", "acd", {"options": "abcde"}),
+    "q_softmax_dim": ("int", 2, {}),  # the keys' dim of (B, N, M); -1 names the same dim
+    "q_bmm_shape": ("shape", (2, 8, 8), {}),  # (8, 35) @ (35, 8) per image
+    "q_conv_params": ("int", 4 * 64 * 3 * 3 + 4, {}),  # 2308
 }
-#: (kind, options) of each question, as the visible Question objects define them.
-KINDS = {"q_broadcast": ("choices", "abcde"), "q_softmax_dim": ("int", None), "q_bmm_shape": ("shape", None),
-         "q_conv_params": ("int", None)}
+define_hidden_question_checks(globals(), {qid: a for qid, a in ANSWERS.items() if qid != "q_softmax_dim"})
 
 
-def _hidden_question(qid: str, answer: Any) -> None:
-    kind, options = KINDS[qid]
-    if qid == "q_softmax_dim":
-        answer = visible._softmax_dim_canonical(answer)
-    expect_plain(qid, answer, ANSWERS[qid], kind=kind, options=options)
-
-
-def _hidden_q(qid: str):
-    @exercise(f"{qid} (hidden tests)", budget_s=2)
-    def run(answer: Any) -> None:
-        _hidden_question(qid, answer)
-    return run
-
-
-hidden_q_broadcast = _hidden_q("q_broadcast")
-hidden_q_softmax_dim = _hidden_q("q_softmax_dim")
-hidden_q_bmm_shape = _hidden_q("q_bmm_shape")
-hidden_q_conv_params = _hidden_q("q_conv_params")
+@exercise("q_softmax_dim (hidden)", budget_s=2)
+def hidden_q_softmax_dim(answer: Any) -> None:
+    """Question q_softmax_dim, compared with its plain answer (-1 names the same dim as 2)."""
+    kind, right, options = ANSWERS["q_softmax_dim"]
+    expect_plain("q_softmax_dim", visible._softmax_dim_canonical(answer), right, kind=kind, **options)

@@ -11,23 +11,10 @@ from typing import Any, Callable
 
 import torch
 
-from course_lib.checks.toolkit import (
-    CheckFailure,
-    build,
-    call,
-    count_parameters,
-    exercise,
-    expect,
-    expect_close_or_name,
-    expect_int,
-    expect_shape,
-    forward_keeps_input,
-    load_by_shape,
-    passed,
-    seeded_randn,
-    tolerances,
-)
-from course_lib.checks.questions import expect_plain
+from course_lib.checks.toolkit import CheckFailure, build, call, count_parameters, exercise, expect, \
+    expect_close_or_name, expect_int, expect_shape, forward_keeps_input, load_by_shape, passed, seeded_randn, \
+    tolerances
+from course_lib.checks.questions import define_hidden_question_checks
 from course_lib.checks.ch01_se import ADVICE, SE_ERROR_HINTS, call_se, check_se_parameters, role_weights
 from course_lib.reference.se import SqueezeExcitation
 
@@ -38,14 +25,13 @@ __all__ = ["ANSWERS", "build_expected", "hidden_se", "hidden_se_parameter_count"
 #: (blocks, output channels of each bottleneck block) for ResNet-50's four stages.
 RESNET50_STAGES = ((3, 256), (4, 512), (6, 1024), (3, 2048))
 
-#: The plain answers of the chapter's conceptual questions (their salted keys are in the visible checks).
+#: the plain answers of the chapter's questions (kind, answer, options/digits); the visible keys hash these
 ANSWERS = {
-    "q_w1_shape": (32, 512, 1, 1),           # (out, in, kH, kW) with out = C // r = 512 // 16
-    "q_softmax_scale": 1 / 512,              # equal logits: each of the C = 512 weights is 1 / C
-    "q_stage_params": 6 * (2 * 1024 * 64 + 64 + 1024),  # 6 blocks of C = 1024, C' = 64: 792,960
+    "q_w1_shape": ("shape", (32, 512, 1, 1), {}),  # (out, in, kH, kW) with out = C // r = 512 // 16
+    "q_softmax_scale": ("float", 1 / 512, {"digits": 3}),  # equal logits: each of the C = 512 weights is 1 / C
+    "q_stage_params": ("int", 6 * (2 * 1024 * 64 + 64 + 1024), {}),  # 6 blocks of C = 1024, C' = 64: 792,960
 }
-#: (kind, digits) of each question, as the visible Question objects define them.
-KINDS = {"q_w1_shape": ("shape", 3), "q_softmax_scale": ("float", 3), "q_stage_params": ("int", 3)}
+define_hidden_question_checks(globals(), ANSWERS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,7 +168,7 @@ def _compare(module, reference, x: torch.Tensor, *, label: str) -> None:
                          diagnoses=[("gate_added", x + want_gate, ADVICE["gate_added"])])
 
 
-@exercise("SqueezeExcitation (hidden tests)", budget_s=20)
+@exercise("SqueezeExcitation (hidden)", budget_s=20)
 def hidden_se(cls: type) -> None:
     """Random shapes vs the reference with its weights copied; float64, channels_last, gradients, device."""
     for trial, (b, c, h, w, r) in enumerate(_trial_shapes(seed=11, n=4)):
@@ -234,7 +220,7 @@ def hidden_se(cls: type) -> None:
     passed()
 
 
-@exercise("se_parameter_count (hidden tests)", budget_s=5)
+@exercise("se_parameter_count (hidden)", budget_s=5)
 def hidden_se_parameter_count(fn: Callable[..., Any]) -> None:
     """Random (C, r) against the reference module's parameter count."""
     rng = random.Random(7)
@@ -249,7 +235,7 @@ def hidden_se_parameter_count(fn: Callable[..., Any]) -> None:
         passed()
 
 
-@exercise("seresnet50_extra_parameters (hidden tests)", budget_s=5)
+@exercise("seresnet50_extra_parameters (hidden)", budget_s=5)
 def hidden_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
     """Other reductions, against the reference module's counts."""
     for r in (4, 64, 128):
@@ -258,23 +244,3 @@ def hidden_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
                          what=f"seresnet50_extra_parameters({r})")
         expect(got == want, f"seresnet50_extra_parameters({r}) returned {got:,}; expected {want:,}.",
                mistake="param_count")
-
-
-def _hidden_question(qid: str, answer: Any) -> None:
-    kind, digits = KINDS[qid]
-    expect_plain(qid, answer, ANSWERS[qid], kind=kind, digits=digits)
-
-
-@exercise("q_w1_shape (hidden tests)", budget_s=2)
-def hidden_q_w1_shape(answer: Any) -> None:
-    _hidden_question("q_w1_shape", answer)
-
-
-@exercise("q_softmax_scale (hidden tests)", budget_s=2)
-def hidden_q_softmax_scale(answer: Any) -> None:
-    _hidden_question("q_softmax_scale", answer)
-
-
-@exercise("q_stage_params (hidden tests)", budget_s=2)
-def hidden_q_stage_params(answer: Any) -> None:
-    _hidden_question("q_stage_params", answer)

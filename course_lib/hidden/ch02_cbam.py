@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from course_lib.reference.cbam import CBAM, ChannelAttention, SpatialAttention
-from course_lib.checks.questions import expect_plain
+from course_lib.checks.questions import define_hidden_question_checks
 from course_lib.checks.toolkit import (
     build,
     call,
@@ -37,14 +37,14 @@ from course_lib.checks.ch02_cbam import (
 __all__ = ["ANSWERS", "build_expected", "hidden_cbam", "hidden_channel_attention", "hidden_spatial_attention",
            "hidden_q_spatial_params", "hidden_q_gate_order", "hidden_q_cbam_params"]
 
-#: The plain answers of the chapter's conceptual questions (their salted keys are in the visible checks).
+#: the plain answers of the chapter's questions (kind, answer, options/digits); the visible keys hash these
 ANSWERS = {
-    "q_spatial_params": 2 * 7 * 7,                # one 7 x 7 kernel per input map, 2 maps in, no bias: 98
-    "q_gate_order": "ade",                        # the spatial gate sees F'; order matters; its max may move
-    "q_cbam_params": 2 * 256 * 16 + 2 * 7 * 7,    # shared MLP 2 C C' + spatial conv 2 k^2: 8,290
+    "q_spatial_params": ("int", 2 * 7 * 7, {}),  # one 7 x 7 kernel per input map, 2 maps in, no bias: 98
+    # the spatial gate sees F'; order matters; its max may move
+    "q_gate_order": ("choices", "ade", {"options": "abcde"}),
+    "q_cbam_params": ("int", 2 * 256 * 16 + 2 * 7 * 7, {}),  # shared MLP 2 C C' + spatial conv 2 k^2: 8,290
 }
-#: (kind, options) of each question, as the visible Question objects define them.
-KINDS = {"q_spatial_params": ("int", None), "q_gate_order": ("choices", "abcde"), "q_cbam_params": ("int", None)}
+define_hidden_question_checks(globals(), ANSWERS)
 
 
 def _channel_ref(c: int, r: int, seed: int) -> ChannelAttention:
@@ -188,7 +188,7 @@ def _run_trials(make, *, seed: int, attention: bool = True) -> None:
     passed()
 
 
-@exercise("ChannelAttention (hidden tests)", budget_s=20)
+@exercise("ChannelAttention (hidden)", budget_s=20)
 def hidden_channel_attention(cls: type) -> None:
     def make(c, rng):
         r = rng.choice([4, 8, 2])
@@ -200,7 +200,7 @@ def hidden_channel_attention(cls: type) -> None:
     _run_trials(make, seed=601)
 
 
-@exercise("SpatialAttention (hidden tests)", budget_s=20)
+@exercise("SpatialAttention (hidden)", budget_s=20)
 def hidden_spatial_attention(cls: type) -> None:
     def make(c, rng):
         k = rng.choice([7, 3, 5])
@@ -212,7 +212,7 @@ def hidden_spatial_attention(cls: type) -> None:
     _run_trials(make, seed=701)
 
 
-@exercise("CBAM (hidden tests)", budget_s=20)
+@exercise("CBAM (hidden)", budget_s=20)
 def hidden_cbam(cls: type) -> None:
     def make(c, rng):
         r, k = rng.choice([4, 8]), rng.choice([7, 3])
@@ -228,16 +228,3 @@ def hidden_cbam(cls: type) -> None:
                       what=what, duplicate_mistake="separate_mlps")
         return module, reference, what
     _run_trials(make, seed=801, attention=False)
-
-
-def _hidden_q(qid: str):
-    @exercise(f"{qid} (hidden tests)", budget_s=2)
-    def run(answer: Any) -> None:
-        kind, options = KINDS[qid]
-        expect_plain(qid, answer, ANSWERS[qid], kind=kind, options=options)
-    return run
-
-
-hidden_q_spatial_params = _hidden_q("q_spatial_params")
-hidden_q_gate_order = _hidden_q("q_gate_order")
-hidden_q_cbam_params = _hidden_q("q_cbam_params")

@@ -13,24 +13,22 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks.toolkit import (
-    DEVICES,
-    CheckFailure,
-    build,
-    exercise,
-    expect,
-    expect_close,
-    expect_follows,
-    expect_int,
-    float32_exact,
-    fmt_shape,
-    passed,
-    seeded_picker,
-    seeded_randn,
-)
-from course_lib.checks.questions import expect_plain
-from course_lib.checks.ch03_ctdnet_sam import _call, _close, _unchanged, load_sam, sam_count_by_hand, sam_layers
+from course_lib.checks.toolkit import CheckFailure, build, exercise, expect, expect_close, expect_follows, \
+    expect_int, float32_exact, fmt_shape, passed, seeded_picker, seeded_randn
+from course_lib.checks.questions import define_hidden_question_checks
+from course_lib.checks.ch03_ctdnet_sam import ADVICE, _call, _close, _unchanged, load_sam, sam_count_by_hand, \
+    sam_layers
+from course_lib.hidden.toolkit import LAYOUTS, Result, expect_same_gradients, sweep
 from course_lib.reference.ctdnet import SpatialAttentionModule as Reference
+
+#: the plain answers of the chapter's questions (kind, answer, options/digits); the visible keys hash these
+ANSWERS = {
+    "q_stacked_shape": ("shape", (2, 2, 44, 44), {}),  # [S_avg; S_max]: two one-channel maps, every pixel kept
+    "q_wide_window": ("int", 9, {}),  # a 7x7 gate, then the 3x3 projection (stride 1): 7 + 3 - 1
+    # a mirrored kernel = mirror, convolve, mirror back; nothing else holds
+    "q_kernel_flip": ("choices", "a", {"options": "abcd"}),
+}
+define_hidden_question_checks(globals(), ANSWERS)
 
 # --------------------------------------------------------------------------------------------
 # reference modules with non-trivial weights
@@ -158,12 +156,15 @@ def _trials(seed: int, n: int = 3):
         yield trial, pick(2, 4), c_in, c_out, pick(1, 12), pick(1, 12)
 
 
-def _student(cls: type, ref: Reference, *, dtype: torch.dtype, device: str) -> torch.nn.Module:
+def _student(cls: type, ref: Reference, mode: str = "eval") -> Callable:
+    """The sweep's builder: the student's SAM with the reference's weights (found by role), in ``mode``."""
     c_in, c_out = ref.in_channels, ref.out_channels
-    module = build(cls, c_in, c_out)
-    layers = sam_layers(module, c_in, c_out, what=f"{cls.__name__}({c_in}, {c_out})")
-    load_sam(module, layers, weights_of(ref))
-    return module.to(device=device, dtype=dtype)
+
+    def student(dtype: torch.dtype, device: str) -> torch.nn.Module:
+        module = build(cls, c_in, c_out)
+        load_sam(module, sam_layers(module, c_in, c_out, what=f"{cls.__name__}({c_in}, {c_out})"), weights_of(ref))
+        return module.to(device=device, dtype=dtype).train(mode == "train")
+    return student
 
 
 @exercise("SpatialAttentionModule.attention (hidden)", budget_s=30)
@@ -171,29 +172,13 @@ def hidden_sam_attention(cls: type) -> None:
     for trial, b, c_in, c_out, h, w in _trials(3030):
         ref = reference(c_in, c_out, seed=3100 + trial)
         x64 = seeded_randn(b, c_in, h, w, seed=3200 + trial)
-        target = ref.attention(x64).detach()
-        for device in DEVICES:
-            for dtype in (torch.float64, torch.float32):
-                module = _student(cls, ref, dtype=dtype, device=device).eval()
-                x = x64.to(device=device, dtype=dtype)
-                for layout in ("contiguous", "channels_last"):
-                    xin = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x.clone()
-                    doing = f"attention(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
-                    a = _call(module.attention, xin, doing=doing)
-                    expect_follows(a, dtype=dtype, device=device, doing=doing)
-                    _close(a.cpu(), target, what=doing, diagnoses=attention_mistakes(x64, ref.conv_atten.weight),
-                           hint="A = sigmoid(conv3x3([mean_c(x); max_c(x)])).")
-                    _unchanged(x, xin, what=doing)
+        with torch.no_grad():
+            target = Result("attention", ref.attention(x64), attention_mistakes(x64, ref.conv_atten.weight),
+                            always=True, hint="A = sigmoid(conv3x3([mean_c(x); max_c(x)])).")
+        sweep(_student(cls, ref), x64, [target], advice=ADVICE, call=_call, unchanged=_unchanged)
         # gradient with respect to the input equals the reference's
-        module = _student(cls, ref, dtype=torch.float64, device="cpu").eval()
-        xs = x64.clone().requires_grad_(True)
-        xr = x64.clone().requires_grad_(True)
-        a = _call(module.attention, xs, doing="attention(x) with x.requires_grad=True")
-        probe = seeded_randn(*a.shape, seed=3300 + trial)
-        _call(lambda: (a * probe).sum().backward(), doing="backward through attention(x)")
-        (ref.attention(xr) * probe).sum().backward()
-        expect(xs.grad is not None, "no gradient reached x through attention(x)", mistake="no_grad")
-        expect_close(xs.grad, xr.grad, what="the gradient of attention(x) with respect to x", mistake="no_grad")
+        expect_same_gradients(_student(cls, ref)(torch.float64, "cpu"), ref, x64,
+                              lambda shape: seeded_randn(*shape, seed=3300 + trial), method="attention", call=_call)
 
 
 @exercise("SpatialAttentionModule.forward (hidden)", budget_s=30)
@@ -203,46 +188,26 @@ def hidden_sam_forward(cls: type) -> None:
         x64 = seeded_randn(b, c_in, h, w, seed=3500 + trial)
         for mode in ("eval", "train"):
             ref_m = copy.deepcopy(ref).train(mode == "train")
-            target = ref_m(x64).detach()
-            for device in DEVICES:
-                for dtype in (torch.float64, torch.float32):
-                    module = _student(cls, ref, dtype=dtype, device=device).train(mode == "train")
-                    x = x64.to(device=device, dtype=dtype)
-                    for layout in ("contiguous", "channels_last"):
-                        if mode == "train" and layout == "channels_last":
-                            continue  # one training-mode call per module: running statistics move
-                        xin = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x.clone()
-                        doing = (f"forward(x) in {mode} mode with x of shape {fmt_shape(x.shape)}, {dtype}, "
-                                 f"{layout}, on {device}")
-                        y = _call(module, xin, doing=doing)
-                        expect_follows(y, dtype=dtype, device=device, doing=doing)
-                        _close(y.detach().cpu(), target, what=doing,
-                               diagnoses=forward_mistakes(x64, ref) if mode == "eval" else {},
-                               hint="forward(x) = relu(bn(conv3x3(x * attention(x)))).")
-                        _unchanged(x, xin, what=doing)
-                    if mode == "train":
-                        bn = sam_layers(module, c_in, c_out, what="the module")["bn"]
-                        expect_close(bn.running_mean.detach().cpu(), ref_m.bn.running_mean.detach(),
-                                     what="the BatchNorm's running mean after one training-mode forward",
-                                     hint="use nn.BatchNorm2d with its default momentum (0.1).")
+            target = Result("forward", ref_m(x64).detach(), forward_mistakes(x64, ref) if mode == "eval" else {},
+                            always=True, hint="forward(x) = relu(bn(conv3x3(x * attention(x)))).")
+
+            def running_mean(module: torch.nn.Module, device: str, dtype: torch.dtype) -> None:
+                bn = sam_layers(module, c_in, c_out, what="the module")["bn"]
+                expect_close(bn.running_mean.detach().cpu(), ref_m.bn.running_mean.detach(),
+                             what="the BatchNorm's running mean after one training-mode forward",
+                             hint="use nn.BatchNorm2d with its default momentum (0.1).")
+
+            # one training-mode call per module: running statistics move
+            sweep(_student(cls, ref, mode), x64, [target], advice=ADVICE, call=_call, unchanged=_unchanged,
+                  layouts=LAYOUTS if mode == "eval" else LAYOUTS[:1], after=running_mean if mode == "train" else None,
+                  doing=f"{{call}} in {mode} mode with x of shape {{shape}}, {{dtype}}, {{layout}}, on {{device}}")
         # gradients with respect to the input and the weights equal the reference's
-        module = _student(cls, ref, dtype=torch.float64, device="cpu").train()
-        ref_m = copy.deepcopy(ref).train()
+        module, ref_m = _student(cls, ref, "train")(torch.float64, "cpu"), copy.deepcopy(ref).train()
         layers = sam_layers(module, c_in, c_out, what="the module")
-        xs = x64.clone().requires_grad_(True)
-        xr = x64.clone().requires_grad_(True)
-        y = _call(module, xs, doing="forward(x) with x.requires_grad=True")
-        probe = seeded_randn(*y.shape, seed=3600 + trial)
-        _call(lambda: (y * probe).sum().backward(), doing="backward through forward(x)")
-        (ref_m(xr) * probe).sum().backward()
-        expect(xs.grad is not None, "no gradient reached x through forward(x)", mistake="no_grad")
-        expect_close(xs.grad, xr.grad, what="the gradient of forward(x) with respect to x", mistake="no_grad")
-        for role, theirs in (("att", ref_m.conv_atten.weight), ("conv", ref_m.conv.weight)):
-            mine = layers[role].grad
-            expect(mine is not None, f"no gradient reached the {role} weight", mistake="no_grad")
-            expect_close(mine, theirs.grad, what=f"the gradient of the {role} weight", mistake="no_grad")
-        expect_close(layers["bn"].weight.grad, ref_m.bn.weight.grad, what="the gradient of the BatchNorm weight",
-                     mistake="no_grad")
+        expect_same_gradients(module, ref_m, x64, lambda shape: seeded_randn(*shape, seed=3600 + trial), call=_call,
+                              params=[("the att weight", layers["att"], ref_m.conv_atten.weight),
+                                      ("the conv weight", layers["conv"], ref_m.conv.weight),
+                                      ("the BatchNorm weight", layers["bn"].weight, ref_m.bn.weight)])
 
 
 @exercise("sam_parameter_count (hidden)", budget_s=5)
@@ -274,34 +239,3 @@ def hidden_swap_pool_order(fn: Callable) -> None:
                    diagnoses={"unchanged": w, "flip_w": w.flip(3), "flip_h": w.flip(2), "flip_hw": w.flip((2, 3))}
                    if k > 1 else {"unchanged": w})
     passed()
-
-
-# --------------------------------------------------------------------------------------------
-# conceptual questions: the plain answers (the visible checks hold only their salted hashes)
-# --------------------------------------------------------------------------------------------
-ANSWERS = {
-    "q_stacked_shape": (2, 2, 44, 44),  # [S_avg; S_max]: two one-channel maps, every pixel kept
-    "q_wide_window": 9,                 # a 7x7 gate, then the 3x3 projection (stride 1): 7 + 3 - 1
-    "q_kernel_flip": "a",               # a mirrored kernel = mirror, convolve, mirror back; nothing else holds
-}
-KINDS = {"q_stacked_shape": ("shape", None), "q_wide_window": ("int", None), "q_kernel_flip": ("choices", "abcd")}
-
-
-def _hidden_question(qid: str, answer) -> None:
-    kind, options = KINDS[qid]
-    expect_plain(qid, answer, ANSWERS[qid], kind=kind, options=options)
-
-
-@exercise("q_stacked_shape (hidden tests)", budget_s=2)
-def hidden_q_stacked_shape(answer) -> None:
-    _hidden_question("q_stacked_shape", answer)
-
-
-@exercise("q_wide_window (hidden tests)", budget_s=2)
-def hidden_q_wide_window(answer) -> None:
-    _hidden_question("q_wide_window", answer)
-
-
-@exercise("q_kernel_flip (hidden tests)", budget_s=2)
-def hidden_q_kernel_flip(answer) -> None:
-    _hidden_question("q_kernel_flip", answer)

@@ -14,21 +14,20 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.reference import hacnn
-from course_lib.checks.toolkit import (
-    DEVICES,
-    build,
-    exercise,
-    expect,
-    expect_close,
-    expect_follows,
-    float32_exact,
-    fmt_shape,
-    passed,
-    seeded_picker,
-    seeded_randn,
-)
-from course_lib.checks.questions import expect_plain
-from course_lib.checks.ch04_hacnn import _call, _close, _unchanged, call_recording, load_weights
+from course_lib.checks.toolkit import build, exercise, expect, float32_exact, passed, seeded_picker, seeded_randn
+from course_lib.checks.questions import define_hidden_question_checks
+from course_lib.checks.ch04_hacnn import ADVICE, _call, _close, _unchanged, call_recording, load_weights
+from course_lib.hidden.toolkit import Result, expect_same_gradients, sweep
+
+#: the plain answers of the chapter's questions (kind, answer, options/digits); the visible keys hash these
+ANSWERS = {
+    # scales (1, 1/R) and the zero rotation/shear entries; c, f are learnt
+    "q_fixed_entries": ("choices", "abde", {"options": "abcdef"}),
+    "q_spatial_params": ("int", 16, {}),  # ConvBlock(1, 1, 3): 9 + 1 + 2; ConvBlock(1, 1, 1): 1 + 1 + 2
+    "q_initial_centre": ("float", -0.6351489523872873, {"digits": 3}),  # tanh(-0.75): the bias sits inside the tanh
+}
+define_hidden_question_checks(globals(), ANSWERS)
+
 
 def _randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Random weights and BatchNorm statistics (seeded), biased so that ReLUs pass some values and stop others."""
@@ -297,55 +296,46 @@ def build_expected() -> dict:
 # --------------------------------------------------------------------------------------------
 # hidden checks
 # --------------------------------------------------------------------------------------------
-def _student(cls: type, args: tuple, ref: torch.nn.Module, *, dtype, device) -> torch.nn.Module:
-    module = build(cls, *args).to(dtype=dtype)  # weights copied at the trial's precision, not rounded to float32
-    load_weights(module, weights(ref), what=f"{cls.__name__}{args}")
-    return module.to(device=device)
+def _student(cls: type, args: tuple, ref: torch.nn.Module, mode: str | None = None) -> Callable:
+    """The sweep's builder: the student's module with the reference's weights by name (in ``mode``, if given)."""
+    def student(dtype: torch.dtype, device: str) -> torch.nn.Module:
+        module = build(cls, *args).to(dtype=dtype)  # weights copied at the trial's precision, not rounded to float32
+        load_weights(module, weights(ref), what=f"{cls.__name__}{args}")
+        return module.to(device=device) if mode is None else module.to(device=device).train(mode == "train")
+    return student
 
 
-def _compare(module, ref, x64, *, method: str, diagnoses: dict, hint: str, dtype, device, layout, mode,
-             **kwargs) -> None:
-    x = x64.to(device=device, dtype=dtype)
-    xin = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x.clone()
-    doing = (f"{method}(x) in {mode} mode with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
-             + (f", {kwargs}" if kwargs else ""))
-    fn = module if method == "forward" else getattr(module, method)
-    ref_fn = ref if method == "forward" else getattr(ref, method)
-    out, notes = call_recording(fn, xin, doing=doing, **kwargs)
+def _noted_call(fn: Callable, *args, doing: str, **kwargs):
+    """Call the student's code; a deprecation warning or a missing align_corners is a mistake of its own."""
+    out, notes = call_recording(fn, *args, doing=doing, **kwargs)
     expect(not any("upsample" in n and "deprecated" in n for n in notes),
            f"{doing}: F.upsample is deprecated; use F.interpolate.", mistake="deprecated_upsample")
     expect(not any("align_corners" in n for n in notes),
            f"{doing}: pass align_corners explicitly.", mistake="align_corners")
-    expect_follows(out, dtype=dtype, device=device, doing=doing)
-    with torch.no_grad():
-        target = ref_fn(x64, **kwargs)
-    _close(out.detach().cpu(), target, what=doing, diagnoses=diagnoses, hint=hint)
-    _unchanged(x, xin, what=doing)
+    return out
 
 
-def _gradients(module, ref, x64, *, method: str, names: list[str], **kwargs) -> None:
-    fn = module if method == "forward" else getattr(module, method)
-    ref_fn = ref if method == "forward" else getattr(ref, method)
-    xs = x64.clone().requires_grad_(True)
-    xr = x64.clone().requires_grad_(True)
-    out = _call(fn, xs, doing=f"{method}(x) with x.requires_grad=True", **kwargs)
-    probe = seeded_randn(*out.shape, seed=4999)
-    _call(lambda: (out * probe).sum().backward(), doing=f"backward through {method}(x)")
-    (ref_fn(xr, **kwargs) * probe).sum().backward()
-    expect(xs.grad is not None, f"no gradient reached x through {method}(x)", mistake="no_grad")
-    expect_close(xs.grad, xr.grad, what=f"the gradient of {method}(x) with respect to x", mistake="no_grad")
+def _sweep(cls: type, args: tuple, ref: torch.nn.Module, x64: torch.Tensor, results: Callable, *,
+           modes: tuple[str, ...] = ("eval", "train")) -> None:
+    """The sweep in each mode; ``results(ref in that mode, mode)`` gives the results to compare."""
+    for mode in modes:
+        ref_m = copy.deepcopy(ref).train(mode == "train")
+        with torch.no_grad():
+            wanted = results(ref_m, mode)
+        # a check in one mode leaves the module in the mode it was built in
+        sweep(_student(cls, args, ref, mode if len(modes) > 1 else None), x64, wanted, advice=ADVICE,
+              call=_noted_call, unchanged=_unchanged,
+              doing=f"{{call}} in {mode} mode with x of shape {{shape}}, {{dtype}}, {{layout}}, on {{device}}"
+                    "{kwargs}")
+
+
+def _gradients(cls: type, args: tuple, ref: torch.nn.Module, x64: torch.Tensor, *, method: str, names: list[str],
+               mode: str | None = "train", **kwargs) -> None:
+    """Float64 gradients (of x and of the named parameters) equal the reference's."""
+    module, ref = _student(cls, args, ref, mode)(torch.float64, "cpu"), copy.deepcopy(ref).train(mode != "eval")
     mine, theirs = dict(module.named_parameters()), dict(ref.named_parameters())
-    for name in names:
-        expect(mine[name].grad is not None, f"no gradient reached {name}", mistake="no_grad")
-        expect_close(mine[name].grad, theirs[name].grad, what=f"the gradient of {name}", mistake="no_grad")
-
-
-def _modes_and_layouts():
-    for mode in ("eval", "train"):
-        for device in DEVICES:
-            for dtype in (torch.float64, torch.float32):
-                for layout in ("contiguous", "channels_last"):
-                    yield mode, device, dtype, layout
+    expect_same_gradients(module, ref, x64, lambda shape: seeded_randn(*shape, seed=4999), method=method, call=_call,
+                          params=[(name, mine[name], theirs[name]) for name in names], **kwargs)
 
 
 @exercise("SpatialAttention (hidden)", budget_s=30)
@@ -357,15 +347,12 @@ def hidden_spatial_attention(cls: type) -> None:
             h, w = 11, 5  # odd on both axes
         ref = spatial_reference(seed=4100 + trial)
         x64 = seeded_randn(b, c, h, w, seed=4200 + trial)
-        for mode, device, dtype, layout in _modes_and_layouts():
-            module = _student(cls, (), ref, dtype=dtype, device=device).train(mode == "train")
-            ref_m = copy.deepcopy(ref).train(mode == "train")
-            _compare(module, ref_m, x64, method="attention", dtype=dtype, device=device, layout=layout, mode=mode,
-                     diagnoses=spatial_mistakes(ref, x64) if mode == "eval" else {},
-                     hint="S = conv2(F.interpolate(conv1(x.mean(1, keepdim=True)), size=(H, W), mode='bilinear', "
-                          "align_corners=True)).")
-        module = _student(cls, (), ref, dtype=torch.float64, device="cpu").train()
-        _gradients(module, copy.deepcopy(ref).train(), x64, method="attention",
+        hint = ("S = conv2(F.interpolate(conv1(x.mean(1, keepdim=True)), size=(H, W), mode='bilinear', "
+                "align_corners=True)).")
+        _sweep(cls, (), ref, x64, lambda ref_m, mode: [Result(
+            "attention", ref_m.attention(x64), spatial_mistakes(ref, x64) if mode == "eval" else {}, always=True,
+            hint=hint)])
+        _gradients(cls, (), ref, x64, method="attention",
                    names=["conv1.conv.weight", "conv2.conv.weight", "conv1.bn.weight"])
 
 
@@ -378,14 +365,10 @@ def hidden_channel_attention(cls: type) -> None:
         b, h, w = pick(2, 4), pick(1, 9), pick(1, 9)
         ref = _randomise(hacnn.ChannelAttention(channels, reduction).double(), seed=4300 + trial)
         x64 = seeded_randn(b, channels, h, w, seed=4400 + trial)
-        for mode, device, dtype, layout in _modes_and_layouts():
-            module = _student(cls, (channels, reduction), ref, dtype=dtype, device=device).train(mode == "train")
-            _compare(module, copy.deepcopy(ref).train(mode == "train"), x64, method="attention", dtype=dtype,
-                     device=device, layout=layout, mode=mode,
-                     diagnoses=channel_mistakes(ref, x64) if mode == "eval" else {},
-                     hint="C = conv2(conv1(x.mean((2, 3), keepdim=True))).")
-        module = _student(cls, (channels, reduction), ref, dtype=torch.float64, device="cpu").train()
-        _gradients(module, copy.deepcopy(ref).train(), x64, method="attention",
+        _sweep(cls, (channels, reduction), ref, x64, lambda ref_m, mode: [Result(
+            "attention", ref_m.attention(x64), channel_mistakes(ref, x64) if mode == "eval" else {}, always=True,
+            hint="C = conv2(conv1(x.mean((2, 3), keepdim=True))).")])
+        _gradients(cls, (channels, reduction), ref, x64, method="attention",
                    names=["conv1.conv.weight", "conv2.conv.weight"])
 
 
@@ -397,17 +380,13 @@ def hidden_soft_attention(cls: type) -> None:
         b, h, w = pick(2, 4), pick(1, 11), pick(1, 11)
         ref = _randomise(hacnn.SoftAttention(channels).double(), seed=4500 + trial)
         x64 = seeded_randn(b, channels, h, w, seed=4600 + trial)
-        for mode, device, dtype, layout in _modes_and_layouts():
-            for method in ("attention", "forward"):
-                module = _student(cls, (channels,), ref, dtype=dtype, device=device).train(mode == "train")
-                _compare(module, copy.deepcopy(ref).train(mode == "train"), x64, method=method, dtype=dtype,
-                         device=device, layout=layout, mode=mode, diagnoses={},
-                         hint="M = sigmoid(conv(S * C)); forward = x * M.")
-        module = _student(cls, (channels,), ref, dtype=torch.float64, device="cpu").train()
-        _gradients(module, copy.deepcopy(ref).train(), x64, method="forward",
+        hint = "M = sigmoid(conv(S * C)); forward = x * M."
+        _sweep(cls, (channels,), ref, x64, lambda ref_m, mode: [Result("attention", ref_m.attention(x64), hint=hint),
+                                                                 Result("forward", ref_m(x64), hint=hint)])
+        _gradients(cls, (channels,), ref, x64, method="forward",
                    names=["conv.conv.weight", "spatial_attn.conv1.conv.weight", "channel_attn.conv1.conv.weight"])
         with torch.no_grad():
-            m = _call(_student(cls, (channels,), ref, dtype=torch.float64, device="cpu").eval().attention, x64,
+            m = _call(_student(cls, (channels,), ref, "eval")(torch.float64, "cpu").attention, x64,
                       doing="attention(x)")
         expect(bool((m >= 0.5).all() and (m < 1).all()), "the soft map should lie in [0.5, 1)")
 
@@ -438,12 +417,10 @@ def hidden_hard_attention_theta(cls: type) -> None:
         _close(theta, init_ref.attention(x64).detach(), what=f"theta at initialisation for num_regions={regions}",
                diagnoses={}, hint="fc.weight = 0, fc.bias = (0, (2i + 1) / R - 1) per region, before the tanh.")
         ref = hard_reference(channels, regions, seed=4900 + 2 * trial)
-        for mode, device, dtype, layout in _modes_and_layouts():
-            if mode == "train":
-                continue  # no BatchNorm here: one mode is enough
-            module = _student(cls, (channels, regions), ref, dtype=dtype, device=device)
-            _compare(module, ref, x64, method="attention", dtype=dtype, device=device, layout=layout, mode=mode,
-                     diagnoses=theta_mistakes(ref, x64), hint="theta = tanh(fc(x.mean((2, 3)))).reshape(B, R, 2).")
+        # no BatchNorm here: one mode is enough
+        _sweep(cls, (channels, regions), ref, x64, lambda ref_m, mode: [Result(
+            "attention", ref.attention(x64), theta_mistakes(ref, x64), always=True,
+            hint="theta = tanh(fc(x.mean((2, 3)))).reshape(B, R, 2).")], modes=("eval",))
 
 
 @exercise("HardAttention.forward (hidden)", budget_s=30)
@@ -456,47 +433,12 @@ def hidden_hard_attention_crops(cls: type) -> None:
         ref = hard_reference(channels, regions, seed=5000 + 2 * trial)
         x64 = seeded_randn(b, channels, h, w, seed=5100 + trial)
         kwargs = {} if crop is None else {"crop_size": crop}
-        for mode, device, dtype, layout in _modes_and_layouts():
-            if mode == "train":
-                continue
-            module = _student(cls, (channels, regions), ref, dtype=dtype, device=device)
-            _compare(module, ref, x64, method="affine", dtype=dtype, device=device, layout=layout, mode=mode,
-                     diagnoses=affine_mistakes(ref, x64), hint="[[1, 0, t_x], [0, 1/R, t_y]] per region.")
-            _compare(module, ref, x64, method="forward", dtype=dtype, device=device, layout=layout, mode=mode,
-                     diagnoses=crops_mistakes(ref, x64) if crop is None else {},
-                     hint="affine_grid + grid_sample (bilinear, zeros, align_corners=False) on x.", **kwargs)
-        module = _student(cls, (channels, regions), ref, dtype=torch.float64, device="cpu")
-        _gradients(module, copy.deepcopy(ref), x64, method="forward", names=["fc.weight", "fc.bias"], **kwargs)
+        _sweep(cls, (channels, regions), ref, x64, lambda ref_m, mode: [
+            Result("affine", ref.affine(x64), affine_mistakes(ref, x64), always=True,
+                   hint="[[1, 0, t_x], [0, 1/R, t_y]] per region."),
+            Result("forward", ref(x64, **kwargs), crops_mistakes(ref, x64) if crop is None else {}, always=True,
+                   hint="affine_grid + grid_sample (bilinear, zeros, align_corners=False) on x.", kwargs=kwargs)],
+               modes=("eval",))
+        _gradients(cls, (channels, regions), ref, x64, method="forward", names=["fc.weight", "fc.bias"], mode=None,
+                   **kwargs)
     passed()
-
-
-# --------------------------------------------------------------------------------------------
-# conceptual questions: the plain answers (the visible checks hold only their salted hashes)
-# --------------------------------------------------------------------------------------------
-ANSWERS = {
-    "q_fixed_entries": "abde",            # scales (1, 1/R) and the zero rotation/shear entries; c, f are learnt
-    "q_spatial_params": 16,               # ConvBlock(1, 1, 3): 9 + 1 + 2; ConvBlock(1, 1, 1): 1 + 1 + 2
-    "q_initial_centre": -0.6351489523872873,  # tanh(-0.75): the bias sits inside the tanh
-}
-KINDS = {"q_fixed_entries": ("choices", "abcdef", 3), "q_spatial_params": ("int", None, 3),
-         "q_initial_centre": ("float", None, 3)}
-
-
-def _hidden_question(qid: str, answer) -> None:
-    kind, options, digits = KINDS[qid]
-    expect_plain(qid, answer, ANSWERS[qid], kind=kind, options=options, digits=digits)
-
-
-@exercise("q_fixed_entries (hidden tests)", budget_s=2)
-def hidden_q_fixed_entries(answer) -> None:
-    _hidden_question("q_fixed_entries", answer)
-
-
-@exercise("q_spatial_params (hidden tests)", budget_s=2)
-def hidden_q_spatial_params(answer) -> None:
-    _hidden_question("q_spatial_params", answer)
-
-
-@exercise("q_initial_centre (hidden tests)", budget_s=2)
-def hidden_q_initial_centre(answer) -> None:
-    _hidden_question("q_initial_centre", answer)

@@ -11,25 +11,15 @@ from typing import Callable
 import torch
 from einops import rearrange
 
-from course_lib.checks.toolkit import (
-    DEVICES,
-    CheckFailure,
-    build,
-    exercise,
-    expect,
-    expect_follows,
-    fmt_shape,
-    is_close,
-    seeded_randn,
-)
-from course_lib.checks.toolkit import call
-from course_lib.checks.ch05_danet_pam import _check_structure, load_pam_weights
-from course_lib.checks.ch05_danet_pam import _close as _pam_close
-from course_lib.checks.ch06_danet_cam import _close, _gamma_one, _rows_sum_to_one, dual_cases
-from course_lib.hidden import ch05_danet_pam as pam_hidden
+from course_lib.checks.toolkit import CheckFailure, build, call, exercise, expect, expect_follows, fmt_shape, \
+    is_close, seeded_randn
+from course_lib.checks.ch05_danet_pam import ADVICE as PAM_ADVICE
+from course_lib.checks.ch06_danet_cam import ADVICE, _close, _gamma_one, _rows_sum_to_one, dual_cases
+from course_lib.checks.questions import define_hidden_question_checks
+from course_lib.hidden.toolkit import Result, pam_forward_mistakes, pam_reference, pam_student, pam_weights, \
+    reference_backward, sweep
 from course_lib.reference.danet import ChannelAttention as Reference
 from course_lib.reference.danet import DualAttention
-from course_lib.checks.questions import expect_plain
 
 #: the plain answers of the chapter's questions (kind, answer, options/digits); the visible keys hash these
 _N, _C, _CQ = (768 // 8) ** 2, 512, 512 // 8  # the DANet head at a 768 px crop, output stride 8
@@ -40,6 +30,8 @@ ANSWERS = {
     # PAM: energy N^2 C' + weighted sum N^2 C; CAM: energy C^2 N + weighted sum C^2 N
     "q_cost_ratio": ("float", (_N * _N * _CQ + _N * _N * _C) / (2 * _C * _C * _N), {"digits": 3}),
 }
+define_hidden_question_checks(globals(), ANSWERS)
+
 
 def _energy(x: torch.Tensor) -> torch.Tensor:
     a = rearrange(x, "b c h w -> b c (h w)")
@@ -108,16 +100,10 @@ def build_expected() -> dict:
 
 def _blog_pam_case(x: torch.Tensor, *, seed: int, gamma: float = 1.0) -> dict:
     """The reference PAM (reduction 8, the blog's fixed C // 8) on x: weights, output, known mistakes."""
-    ref = pam_hidden.reference(x.shape[1], 8, seed=seed, gamma=gamma)
-    x64 = x.double()
+    ref = pam_reference(x.shape[1], 8, seed=seed, gamma=gamma)
     with torch.no_grad():
-        q, k, v = pam_hidden._qkv(ref, x64)
-        h = x.shape[2]
-        diagnoses = {label: gamma * rearrange(o, "b c (h w) -> b c h w", h=h) + x64
-                     for label, o in pam_hidden.out_mistakes(q, k, v).items()}
-        y = ref(x64)
-        diagnoses["missing_residual"] = y - x64
-    return {"x": x, "weights": pam_hidden.weights_of(ref), "y": y, "diagnoses": diagnoses}
+        y = ref(x.double())
+    return {"x": x, "weights": pam_weights(ref), "y": y, "diagnoses": pam_forward_mistakes(ref, x.double(), y)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,56 +116,38 @@ def _trials(seed: int, n: int = 3):
         yield trial, b, c, h, w
 
 
-def _check_module(make: Callable[[], torch.nn.Module], variant: str, *, what: str, with_attention: bool) -> None:
-    for trial, b, c, h, w in _trials(6000 + len(variant) + 7 * with_attention):
+def _student(make: Callable[[], torch.nn.Module], what: str, gamma: float) -> Callable:
+    """The sweep's builder: the student's CAM, its one parameter checked, with gamma set."""
+    def student(dtype: torch.dtype, device: str) -> torch.nn.Module:
+        module = make()
+        _gamma_one(module, what=what)
+        with torch.no_grad():
+            module.gamma.fill_(gamma)
+        return module.to(device=device, dtype=dtype)
+    return student
+
+
+def _check_module(make: Callable[[], torch.nn.Module], variant: str, *, what: str) -> None:
+    for trial, b, c, h, w in _trials(6007 + len(variant)):
         gamma = 1.0 - 0.25 * trial
         ref = _ref(variant, gamma)
         x64 = 0.5 * seeded_randn(b, c, h, w, seed=6100 + trial)
-        xr = x64.clone().requires_grad_(True)
-        target = ref(xr)
-        target.square().sum().backward()
-        diagnoses = out_mistakes(x64, variant, gamma)
-        for device in DEVICES:
-            for dtype in (torch.float64, torch.float32):
-                module = make()
-                _gamma_one(module, what=what)
-                with torch.no_grad():
-                    module.gamma.fill_(gamma)
-                module = module.to(device=device, dtype=dtype)
-                for layout in ("contiguous", "channels_last"):
-                    x = x64.to(device=device, dtype=dtype)
-                    x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x.clone()
-                    doing = f"{what}(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
-                    if with_attention:
-                        a = call(module.attention, x, doing=doing.replace("(x)", ".attention(x)", 1))
-                        if isinstance(a, torch.Tensor) and a.shape == (b, c, c):
-                            _rows_sum_to_one(a.cpu(), what=doing)
-                        _close(a.cpu() if isinstance(a, torch.Tensor) else a, ref.attention(x64), what=doing,
-                               diagnoses=map_mistakes(x64, variant) if dtype == torch.float64 else {})
-                    xg = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
-                    y = call(module, xg, doing=doing)
-                    expect_follows(y, dtype=dtype, device=x.device, doing=doing)
-                    _close(y.detach().cpu(), target.detach(), what=doing,
-                           diagnoses=diagnoses if dtype == torch.float64 else {})
-                    if dtype == torch.float64:
-                        expect(is_close(y.detach().cpu(), target.detach(), rtol=1e-9, atol=1e-11),
-                               f"{doing}: the values match only to float32 precision; a hard-coded .float() or "
-                               "torch.float32?", mistake="dtype")
-                        call(lambda: y.square().sum().backward(), doing=f"backward through {doing}")
-                        expect(xg.grad is not None and is_close(xg.grad.cpu(), xr.grad),
-                               f"{doing}: the gradient with respect to x differs from the reference.",
-                               mistake="no_grad")
+        y, gradients = reference_backward(ref, x64, lambda t: t.square().sum(), names={})
+        with torch.no_grad():
+            attention = Result("attention", ref.attention(x64), map_mistakes(x64, variant), check=_rows_sum_to_one,
+                               follows=False, call=f"{what}.attention(x)", what=f"{what}(x)")
+        forward = Result("forward", y, out_mistakes(x64, variant, gamma), call=f"{what}(x)")
+        sweep(_student(make, what, gamma), x64, [attention, forward], advice=ADVICE, call=call, gradients=gradients)
 
 
 @exercise("ChannelAttention (paper, hidden)", budget_s=30)
 def hidden_cam(cls: type) -> None:
-    _check_module(lambda: build(cls), "paper", what=f"{cls.__name__}()", with_attention=True)
+    _check_module(lambda: build(cls), "paper", what=f"{cls.__name__}()")
 
 
 @exercise("ChannelAttention (official, hidden)", budget_s=30)
 def hidden_cam_official(cls: type) -> None:
-    _check_module(lambda: build(cls, variant="official"), "official",
-                  what=f"{cls.__name__}(variant='official')", with_attention=True)
+    _check_module(lambda: build(cls, variant="official"), "official", what=f"{cls.__name__}(variant='official')")
 
 
 @exercise("most_attended (hidden)", budget_s=30)
@@ -197,24 +165,20 @@ def hidden_most_attended(fn: Callable) -> None:
                            got.long(), energy.argmin(-1) if variant == "paper" else energy.argmax(-1)) else "values")
 
 
+#: how the blog modules' checks (no memory layouts) show a case
+_BLOG_DOING = "{call} with x of shape {shape}, {dtype}, on {device}"
+
+
 @exercise("PAM_Module (the blog's, repaired; hidden)", budget_s=30)
 def hidden_blog_pam(cls: type) -> None:
     for trial, b, c, h, w in _trials(6600):
         c = 8 * (1 + c % 3)  # the blog's C // 8 needs C >= 8
         case = _blog_pam_case(seeded_randn(b, c, h, w, seed=6700 + trial), seed=6800 + 10 * trial, gamma=0.75)
-        for device in DEVICES:
-            for dtype in (torch.float64, torch.float32):
-                what = f"{cls.__name__}({c})"
-                module = build(cls, c)
-                _check_structure(module, c, 8, what=what)
-                load_pam_weights(module, case["weights"], what=what)
-                module = module.to(device=device, dtype=dtype)
-                x = case["x"].to(device=device, dtype=dtype)
-                doing = f"{what}(x) with x of shape {fmt_shape(x.shape)}, {dtype}, on {device}"
-                y = call(module, x, doing=doing)
-                expect_follows(y, dtype=dtype, device=x.device, doing=doing)
-                _pam_close(y.detach().cpu(), case["y"], what=doing,
-                           diagnoses=case["diagnoses"] if dtype == torch.float64 else {})
+        what = f"{cls.__name__}({c})"
+        sweep(lambda dtype, device: pam_student(cls, (c,), 8, case["weights"], what=what).to(device=device,
+                                                                                             dtype=dtype),
+              case["x"], [Result("forward", case["y"], case["diagnoses"], call=f"{what}(x)")], advice=PAM_ADVICE,
+              call=call, layouts=["given"], doing=_BLOG_DOING)
 
 
 class Replayed(torch.nn.Module):
@@ -243,7 +207,7 @@ def hidden_dual_attention(fn: Callable) -> None:
         c = 8 * (1 + c % 3)
         variant = ("paper", "official")[trial % 2]
         ref = DualAttention(c, cam_variant=variant).double()
-        pam = pam_hidden.reference(c, 8, seed=7000 + 10 * trial, gamma=0.5 + 0.25 * trial)
+        pam = pam_reference(c, 8, seed=7000 + 10 * trial, gamma=0.5 + 0.25 * trial)
         with torch.no_grad():
             ref.pam.load_state_dict(pam.state_dict())
             ref.cam.gamma.fill_(1.25 - 0.5 * trial)
@@ -272,45 +236,9 @@ def hidden_dual_attention(fn: Callable) -> None:
 def hidden_blog_cam(cls: type) -> None:
     # CAM_Module takes in_dim: build it with the channels of each trial
     for trial, b, c, h, w in _trials(6400):
-        gamma = 0.75
-        ref = _ref("official", gamma)
+        ref = _ref("official", 0.75)
         x64 = 0.5 * seeded_randn(b, c, h, w, seed=6500 + trial)
-        target = ref(x64)
-        for device in DEVICES:
-            for dtype in (torch.float64, torch.float32):
-                module = build(cls, c)
-                _gamma_one(module, what=f"{cls.__name__}({c})")
-                with torch.no_grad():
-                    module.gamma.fill_(gamma)
-                module = module.to(device=device, dtype=dtype)
-                x = x64.to(device=device, dtype=dtype)
-                doing = f"{cls.__name__}({c})(x) with x of shape {fmt_shape(x.shape)}, {dtype}, on {device}"
-                y = call(module, x, doing=doing)
-                expect_follows(y, dtype=dtype, device=x.device, doing=doing)
-                _close(y.detach().cpu(), target, what=doing,
-                       diagnoses=out_mistakes(x64, "official", gamma) if dtype == torch.float64 else {})
-
-
-def _hidden_question(qid: str, answer) -> None:
-    kind, right, kw = ANSWERS[qid]
-    expect_plain(qid, answer, right, kind=kind, **kw)
-
-
-@exercise("q_official_form (hidden)", budget_s=2)
-def hidden_q_official_form(answer) -> None:
-    _hidden_question("q_official_form", answer)
-
-
-@exercise("q_diagonal (hidden)", budget_s=2)
-def hidden_q_diagonal(answer) -> None:
-    _hidden_question("q_diagonal", answer)
-
-
-@exercise("q_symmetric (hidden)", budget_s=2)
-def hidden_q_symmetric(answer) -> None:
-    _hidden_question("q_symmetric", answer)
-
-
-@exercise("q_cost_ratio (hidden)", budget_s=2)
-def hidden_q_cost_ratio(answer) -> None:
-    _hidden_question("q_cost_ratio", answer)
+        with torch.no_grad():
+            target = Result("forward", ref(x64), out_mistakes(x64, "official", 0.75), call=f"{cls.__name__}({c})(x)")
+        sweep(_student(lambda: build(cls, c), f"{cls.__name__}({c})", 0.75), x64, [target], advice=ADVICE, call=call,
+              layouts=["given"], doing=_BLOG_DOING)

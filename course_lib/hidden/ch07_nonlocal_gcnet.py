@@ -9,6 +9,7 @@ that known mistakes give. ``ANSWERS`` holds the plain answers of the chapter's q
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -16,25 +17,15 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from course_lib.checks.toolkit import (
-    DEVICES,
-    build,
-    exercise,
-    expect,
-    expect_close,
-    expect_follows,
-    float32_exact,
-    fmt_shape,
-    seeded_picker,
-    seeded_randn,
-)
-from course_lib.checks.questions import expect_plain
+from course_lib.checks.toolkit import build, exercise, expect_rows_sum_to_one, float32_exact, seeded_picker, \
+    seeded_randn
+from course_lib.checks.questions import define_hidden_question_checks
 from course_lib.checks.ch07_nonlocal_gcnet import (
+    ADVICE,
     GC_IDENTITY_ADVICE,
     NL_IDENTITY_ADVICE,
     MAP_ADVICE,
     _call,
-    _close,
     _expect_identity,
     check_gc_structure,
     check_nl_structure,
@@ -42,7 +33,7 @@ from course_lib.checks.ch07_nonlocal_gcnet import (
     load_gc_weights,
     load_nl_weights,
 )
-from course_lib.checks.toolkit import expect_rows_sum_to_one
+from course_lib.hidden.toolkit import Result, probe_loss, reference_backward, sweep
 from course_lib.reference.gcnet import GlobalContextBlock as ReferenceGC
 from course_lib.reference.nonlocal_block import NonLocalBlock as ReferenceNL
 
@@ -59,6 +50,7 @@ ANSWERS = {
     # the standard deviation of a dot product of two 512-vectors with iid N(0, 1) entries
     "q_logit_std": ("float", math.sqrt(512), {"digits": 3}),
 }
+define_hidden_question_checks(globals(), ANSWERS)
 
 
 def _randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -232,173 +224,93 @@ def build_expected() -> dict:
 # --------------------------------------------------------------------------------------------
 # hidden checks
 # --------------------------------------------------------------------------------------------
-def _inputs(x: torch.Tensor):
-    yield "contiguous", x.clone()
-    yield "channels_last", x.contiguous(memory_format=torch.channels_last)
-
-
-def _nl_trials(seed: int, n: int = 3):
+def _trials(seed: int, reductions: tuple[int, int, int], n: int = 3):
     pick = seeded_picker(seed)
     for trial in range(n):
-        reduction = (2, 4, 3)[trial % 3]
+        reduction = reductions[trial % 3]
         yield trial, pick(1, 3), reduction * pick(1, 3), reduction, pick(1, 6), pick(1, 7)
 
 
-def _student_nl(cls: type, ref: ReferenceNL, *, dtype: torch.dtype, device: str) -> torch.nn.Module:
+def _student(cls: type, ref: torch.nn.Module, check: Callable, load: Callable) -> Callable:
+    """The sweep's builder: the student's block, its structure checked, with the reference's weights, in eval mode."""
     what = f"{cls.__name__}({ref.channels}, reduction={ref.reduction})"
-    module = build(cls, ref.channels, ref.reduction)
-    check_nl_structure(module, ref.channels, ref.reduction, what=what)
-    load_nl_weights(module, state_of(ref), what=what)
-    return module.to(device=device, dtype=dtype).eval()
+
+    def student(dtype: torch.dtype, device: str) -> torch.nn.Module:
+        module = build(cls, ref.channels, ref.reduction)
+        check(module, ref.channels, ref.reduction, what=what)
+        load(module, state_of(ref), what=what)
+        return module.to(device=device, dtype=dtype).eval()
+    return student
+
+
+def _nl_student(cls: type, ref: ReferenceNL) -> Callable:
+    return _student(cls, ref, check_nl_structure, load_nl_weights)
+
+
+def _gc_student(cls: type, ref: ReferenceGC) -> Callable:
+    return _student(cls, ref, check_gc_structure, lambda module, state, what: load_gc_weights(module, gc_names(state),
+                                                                                              what=what))
 
 
 @exercise("NonLocalBlock.attention (hidden)", budget_s=30)
 def hidden_nl_attention(cls: type) -> None:
-    for trial, b, c, r, h, w in _nl_trials(7050):
+    for trial, b, c, r, h, w in _trials(7050, (2, 4, 3)):
         ref = reference_nl(c, r, seed=7100 + 10 * trial)
         x64 = seeded_randn(b, c, h, w, seed=7200 + trial)
         with torch.no_grad():
-            target = ref.attention(x64)
             q, k, _ = _nl_qkv(ref, x64)
-            diagnoses = nl_map_mistakes(q, k, c)
-        for device in DEVICES:
-            for dtype in (torch.float64, torch.float32):
-                module = _student_nl(cls, ref, dtype=dtype, device=device)
-                for layout, x in _inputs(x64.to(device=device, dtype=dtype)):
-                    doing = f"attention(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
-                    a = _call(module.attention, x, doing=doing)
-                    expect_follows(a, dtype=dtype, device=x.device, doing=doing)
-                    if isinstance(a, torch.Tensor) and a.shape == target.shape and h * w > 1:
-                        expect_rows_sum_to_one(a.cpu(), what=doing, advice=MAP_ADVICE)
-                    _close(a.detach().cpu(), target, what=doing, diagnoses=diagnoses if dtype == torch.float64 else {})
+            rows = functools.partial(expect_rows_sum_to_one, advice=MAP_ADVICE) if h * w > 1 else None
+            target = Result("attention", ref.attention(x64), nl_map_mistakes(q, k, c), check=rows)
+        sweep(_nl_student(cls, ref), x64, [target], advice=ADVICE, call=_call)
 
 
 @exercise("NonLocalBlock.forward (hidden)", budget_s=30)
 def hidden_nl_forward(cls: type) -> None:
-    for trial, b, c, r, h, w in _nl_trials(7060):
+    for trial, b, c, r, h, w in _trials(7060, (2, 4, 3)):
         fresh = build(cls, c, r)
         check_nl_structure(fresh, c, r, what=f"{cls.__name__}({c}, reduction={r})")
         _expect_identity(fresh.double(), seeded_randn(max(b, 2), c, h, w, seed=7300 + trial),
-                         what=f"{cls.__name__}({c}, reduction={r})",
-                         advice=NL_IDENTITY_ADVICE)
+                         what=f"{cls.__name__}({c}, reduction={r})", advice=NL_IDENTITY_ADVICE)
         ref = reference_nl(c, r, seed=7400 + 10 * trial)
         x64 = seeded_randn(b, c, h, w, seed=7500 + trial)
-        probe = seeded_randn(b, c, h, w, seed=7600 + trial)
-        xr = x64.clone().requires_grad_(True)
-        target = ref(xr)
-        (target * probe).sum().backward()
-        grads = {name: p.grad.clone() for name, p in ref.named_parameters()}
+        y, gradients = reference_backward(ref, x64, probe_loss(seeded_randn(b, c, h, w, seed=7600 + trial)))
         with torch.no_grad():
-            diagnoses = nl_forward_mistakes(ref, x64)
-        for device in DEVICES:
-            for dtype in (torch.float64, torch.float32):
-                module = _student_nl(cls, ref, dtype=dtype, device=device)
-                for layout, x in _inputs(x64.to(device=device, dtype=dtype)):
-                    doing = f"forward(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
-                    xg = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
-                    y = _call(module, xg, doing=doing)
-                    expect_follows(y, dtype=dtype, device=x.device, doing=doing)
-                    _close(y.detach().cpu(), target.detach(), what=doing,
-                           diagnoses=diagnoses if dtype == torch.float64 else {})
-                    if dtype != torch.float64:
-                        continue
-                    module.zero_grad()
-                    _call(lambda: (y * probe.to(device)).sum().backward(), doing=f"backward through {doing}")
-                    expect(xg.grad is not None, f"{doing}: no gradient reached x.", mistake="no_grad")
-                    expect_close(xg.grad.cpu(), xr.grad, what=f"the gradient with respect to x ({layout})",
-                                 mistake="no_grad")
-                    own = dict(module.named_parameters())
-                    for name, g in grads.items():
-                        p = own[name]
-                        expect(p.grad is not None, f"{doing}: no gradient reached {name}.", mistake="no_grad")
-                        expect_close(p.grad.cpu().reshape(g.shape), g, what=f"the gradient of {name}",
-                                     mistake="no_grad")
-
-
-def _student_gc(cls: type, ref: ReferenceGC, *, dtype: torch.dtype, device: str) -> torch.nn.Module:
-    what = f"{cls.__name__}({ref.channels}, reduction={ref.reduction})"
-    module = build(cls, ref.channels, ref.reduction)
-    check_gc_structure(module, ref.channels, ref.reduction, what=what)
-    load_gc_weights(module, gc_names(state_of(ref)), what=what)
-    return module.to(device=device, dtype=dtype).eval()
-
-
-def _gc_trials(seed: int, n: int = 3):
-    pick = seeded_picker(seed)
-    for trial in range(n):
-        reduction = (16, 4, 2)[trial % 3]
-        yield trial, pick(1, 3), reduction * pick(1, 3), reduction, pick(1, 6), pick(1, 7)
+            target = Result("forward", y, nl_forward_mistakes(ref, x64))
+        sweep(_nl_student(cls, ref), x64, [target], advice=ADVICE, call=_call, gradients=gradients)
 
 
 @exercise("GlobalContextBlock.attention and .context (hidden)", budget_s=30)
 def hidden_gc_context(cls: type) -> None:
-    for trial, b, c, r, h, w in _gc_trials(7070):
+    for trial, b, c, r, h, w in _trials(7070, (16, 4, 2)):
         ref = reference_gc(c, r, seed=7700 + 10 * trial)
         x64 = seeded_randn(b, c, h, w, seed=7800 + trial)
         with torch.no_grad():
-            alpha, context = ref.attention(x64), ref.context(x64)
-            diagnoses = gc_context_mistakes(ref, x64)
-        for device in DEVICES:
-            for dtype in (torch.float64, torch.float32):
-                module = _student_gc(cls, ref, dtype=dtype, device=device)
-                for layout, x in _inputs(x64.to(device=device, dtype=dtype)):
-                    doing = f"attention(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
-                    a = _call(module.attention, x, doing=doing)
-                    expect_follows(a, dtype=dtype, device=x.device, doing=doing)
-                    _close(a.detach().cpu(), alpha, what=doing, diagnoses={})
-                    doing = doing.replace("attention(x)", "context(x)")
-                    ctx = _call(module.context, x, doing=doing)
-                    expect_follows(ctx, dtype=dtype, device=x.device, doing=doing)
-                    _close(ctx.detach().cpu(), context, what=doing,
-                           diagnoses=diagnoses if dtype == torch.float64 else {})
+            results = [Result("attention", ref.attention(x64)),
+                       Result("context", ref.context(x64), gc_context_mistakes(ref, x64))]
+        sweep(_gc_student(cls, ref), x64, results, advice=ADVICE, call=_call)
+
+
+#: the GC block's parameters: the notebook's (the paper's) names -> the reference's (the official code's)
+GC_PARAMETERS = {"conv_mask.weight": "conv_mask.weight", "conv_mask.bias": "conv_mask.bias",
+                 "w_v1.weight": "channel_add_conv.0.weight", "w_v1.bias": "channel_add_conv.0.bias",
+                 "norm.weight": "channel_add_conv.1.weight", "norm.bias": "channel_add_conv.1.bias",
+                 "w_v2.weight": "channel_add_conv.3.weight", "w_v2.bias": "channel_add_conv.3.bias"}
 
 
 @exercise("GlobalContextBlock.forward (hidden)", budget_s=30)
 def hidden_gc_forward(cls: type) -> None:
-    names = {v: k for k, v in {"conv_mask.weight": "conv_mask.weight", "conv_mask.bias": "conv_mask.bias",
-                               "channel_add_conv.0.weight": "w_v1.weight", "channel_add_conv.0.bias": "w_v1.bias",
-                               "channel_add_conv.1.weight": "norm.weight", "channel_add_conv.1.bias": "norm.bias",
-                               "channel_add_conv.3.weight": "w_v2.weight",
-                               "channel_add_conv.3.bias": "w_v2.bias"}.items()}
-    for trial, b, c, r, h, w in _gc_trials(7080):
+    for trial, b, c, r, h, w in _trials(7080, (16, 4, 2)):
         fresh = build(cls, c, r)
         check_gc_structure(fresh, c, r, what=f"{cls.__name__}({c}, reduction={r})")
         _expect_identity(fresh.double(), seeded_randn(b, c, h, w, seed=7900 + trial), half=True,
-                         what=f"{cls.__name__}({c}, reduction={r})",
-                         advice=GC_IDENTITY_ADVICE)
+                         what=f"{cls.__name__}({c}, reduction={r})", advice=GC_IDENTITY_ADVICE)
         ref = reference_gc(c, r, seed=8000 + 10 * trial)
         x64 = seeded_randn(b, c, h, w, seed=8100 + trial)
-        probe = seeded_randn(b, c, h, w, seed=8200 + trial)
-        xr = x64.clone().requires_grad_(True)
-        target = ref(xr)
-        (target * probe).sum().backward()
-        grads = {name: p.grad.clone() for name, p in ref.named_parameters()}
+        y, gradients = reference_backward(ref, x64, probe_loss(seeded_randn(b, c, h, w, seed=8200 + trial)),
+                                          names=GC_PARAMETERS)
         with torch.no_grad():
-            diagnoses = gc_forward_mistakes(ref, x64)
-        for device in DEVICES:
-            for dtype in (torch.float64, torch.float32):
-                module = _student_gc(cls, ref, dtype=dtype, device=device)
-                for layout, x in _inputs(x64.to(device=device, dtype=dtype)):
-                    doing = f"forward(x) with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
-                    xg = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
-                    y = _call(module, xg, doing=doing)
-                    expect_follows(y, dtype=dtype, device=x.device, doing=doing)
-                    _close(y.detach().cpu(), target.detach(), what=doing,
-                           diagnoses=diagnoses if dtype == torch.float64 else {})
-                    if dtype != torch.float64:
-                        continue
-                    module.zero_grad()
-                    _call(lambda: (y * probe.to(device)).sum().backward(), doing=f"backward through {doing}")
-                    expect(xg.grad is not None, f"{doing}: no gradient reached x.", mistake="no_grad")
-                    expect_close(xg.grad.cpu(), xr.grad, what=f"the gradient with respect to x ({layout})",
-                                 mistake="no_grad")
-                    for name, p in module.named_parameters():
-                        ref_name = names.get(name)
-                        if ref_name is None:
-                            continue
-                        expect(p.grad is not None, f"{doing}: no gradient reached {name}.", mistake="no_grad")
-                        expect_close(p.grad.cpu().reshape(grads[ref_name].shape), grads[ref_name],
-                                     what=f"the gradient of {name}", mistake="no_grad")
+            target = Result("forward", y, gc_forward_mistakes(ref, x64))
+        sweep(_gc_student(cls, ref), x64, [target], advice=ADVICE, call=_call, gradients=gradients)
 
 
 @exercise("mean_cosine_distance (hidden)", budget_s=30)
@@ -409,32 +321,6 @@ def hidden_cosine_distance(fn: Callable) -> None:
         v = seeded_randn(b, n, d, seed=8300 + trial)
         if trial == 3:
             v = v.abs()  # softmax rows are nonnegative
-        target = cosine_distance(v)
-        diagnoses = cosine_mistakes(v)
-        for device in DEVICES:
-            for dtype in (torch.float64, torch.float32):
-                arg = v.to(device=device, dtype=dtype)
-                if trial == 1:
-                    arg = arg.transpose(1, 2).contiguous().transpose(1, 2)  # a non-contiguous view
-                doing = f"mean_cosine_distance(v) with v of shape {fmt_shape(v.shape)}, {dtype}, on {device}"
-                out = _call(fn, arg, doing=doing)
-                expect_follows(out, dtype=dtype, device=arg.device, doing=doing)
-                _close(out.detach().cpu(), target, what=doing, diagnoses=diagnoses if dtype == torch.float64 else {})
-
-
-def _hidden_question(qid: str) -> Callable:
-    kind, right, extra = ANSWERS[qid]
-
-    @exercise(f"{qid} (hidden)", budget_s=2)
-    def check(answer) -> None:
-        expect_plain(qid, answer, right, kind=kind, **extra)
-
-    check.__name__ = f"hidden_{qid}"
-    return check
-
-
-hidden_q_nl_params = _hidden_question("q_nl_params")
-hidden_q_cost_ratio = _hidden_question("q_cost_ratio")
-hidden_q_map_mib = _hidden_question("q_map_mib")
-hidden_q_zero_init_grads = _hidden_question("q_zero_init_grads")
-hidden_q_logit_std = _hidden_question("q_logit_std")
+        sweep(lambda dtype, device: fn, v, [Result("forward", cosine_distance(v), cosine_mistakes(v))], advice=ADVICE,
+              call=_call, layouts=["strided" if trial == 1 else "given"],  # trial 1: a non-contiguous view
+              doing="mean_cosine_distance(v) with v of shape {shape}, {dtype}, on {device}")

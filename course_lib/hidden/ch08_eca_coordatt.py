@@ -16,21 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.checks import ch08_eca_coordatt as visible
-from course_lib.checks.toolkit import (
-    CheckFailure,
-    build,
-    call,
-    count_parameters,
-    exercise,
-    expect,
-    expect_close,
-    expect_follows,
-    expect_int,
-    passed,
-    seeded_randn,
-    tolerances,
-)
-from course_lib.checks.questions import expect_plain
+from course_lib.checks.toolkit import CheckFailure, build, call, count_parameters, exercise, expect, expect_close, \
+    expect_follows, expect_int, passed, seeded_randn, tolerances
+from course_lib.checks.questions import define_hidden_question_checks
 from course_lib.reference.coord_attention import CoordinateAttention
 from course_lib.reference.eca import EfficientChannelAttention, adaptive_kernel_size
 
@@ -38,12 +26,13 @@ __all__ = ["build_expected", "hidden_adaptive_kernel_size", "hidden_eca", "hidde
            "hidden_coordinate_attention", "hidden_attention_parameters", "ANSWERS",
            "hidden_q_eca_resnet50_parameters", "hidden_q_why_no_reduction", "hidden_q_shared_shape"]
 
-#: The plain answers of the chapter's auto-graded questions (the notebook only holds their salted keys).
+#: the plain answers of the chapter's questions (kind, answer, options/digits); the notebook only holds their keys
 ANSWERS = {
-    "eca_resnet50_parameters": 86,  # psi on the widths ECA sees: 3*5 + 4*5 + 6*5 + 3*7
-    "why_no_reduction": "ac",
-    "shared_shape": (2, 8, 32, 1),
+    "q_eca_resnet50_parameters": ("int", 86, {}),  # psi on the widths ECA sees: 3*5 + 4*5 + 6*5 + 3*7
+    "q_why_no_reduction": ("choices", "ac", {"options": "abcde"}),
+    "q_shared_shape": ("shape", (2, 8, 32, 1), {}),
 }
+define_hidden_question_checks(globals(), ANSWERS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,7 +243,7 @@ def build_expected() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # hidden checks
 # --------------------------------------------------------------------------------------------
-@exercise("adaptive_kernel_size (hidden tests)", budget_s=5)
+@exercise("adaptive_kernel_size (hidden)", budget_s=5)
 def hidden_adaptive_kernel_size(fn: Callable[..., Any]) -> None:
     """Random channel counts and constants against the reference rule."""
     rng = random.Random(8)
@@ -277,7 +266,7 @@ def _copy_eca(module, reference, *, what: str) -> None:
     visible.load_eca_kernel(module, reference.conv.weight.detach().reshape(-1), what=what)
 
 
-@exercise("EfficientChannelAttention (hidden tests)", budget_s=20)
+@exercise("EfficientChannelAttention (hidden)", budget_s=20)
 def hidden_eca(cls: type) -> None:
     """Random C (adaptive and fixed k) vs the reference with its kernel copied; float64, channels_last,
     gradients, CUDA."""
@@ -341,7 +330,7 @@ def hidden_eca(cls: type) -> None:
     passed()
 
 
-@exercise("directional_pool (hidden tests)", budget_s=5)
+@exercise("directional_pool (hidden)", budget_s=5)
 def hidden_directional_pool(fn: Callable[..., Any]) -> None:
     """Random shapes, float64, channels_last."""
     rng = random.Random(82)
@@ -356,7 +345,7 @@ def hidden_directional_pool(fn: Callable[..., Any]) -> None:
     passed()
 
 
-@exercise("CoordinateAttention (hidden tests)", budget_s=20)
+@exercise("CoordinateAttention (hidden)", budget_s=20)
 def hidden_coordinate_attention(cls: type) -> None:
     """Random C, r, H, W vs the reference with its weights and BN statistics copied; float64,
     channels_last, gradients, CUDA."""
@@ -419,28 +408,10 @@ def hidden_coordinate_attention(cls: type) -> None:
     passed()
 
 
-@exercise("attention_parameters (hidden tests)", budget_s=5)
+@exercise("attention_parameters (hidden)", budget_s=5)
 def hidden_attention_parameters(fn: Callable[..., Any]) -> None:
     """Other channel counts against the reference modules' parameter counts."""
     rng = random.Random(84)
     for c in [rng.randint(16, 4000) for _ in range(5)] + [288, 512]:
         visible.expect_counts(fn, c, reference_counts(c), count_variants(c))
     passed()
-
-
-# --------------------------------------------------------------------------------------------
-# the questions, against their plain answers
-# --------------------------------------------------------------------------------------------
-@exercise("q_eca_resnet50_parameters (hidden tests)", budget_s=2)
-def hidden_q_eca_resnet50_parameters(answer: Any) -> None:
-    expect_plain("q_eca_resnet50_parameters", answer, ANSWERS["eca_resnet50_parameters"], kind="int")
-
-
-@exercise("q_why_no_reduction (hidden tests)", budget_s=2)
-def hidden_q_why_no_reduction(answer: Any) -> None:
-    expect_plain("q_why_no_reduction", answer, ANSWERS["why_no_reduction"], kind="choices", options="abcde")
-
-
-@exercise("q_shared_shape (hidden tests)", budget_s=2)
-def hidden_q_shared_shape(answer: Any) -> None:
-    expect_plain("q_shared_shape", answer, ANSWERS["shared_shape"], kind="shape")

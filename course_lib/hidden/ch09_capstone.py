@@ -15,21 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.checks.toolkit import (
-    DEVICES,
-    _squeezed,
-    build,
-    exercise,
-    expect,
-    expect_follows,
-    expect_int,
-    float32_exact,
-    fmt_shape,
-    load_by_shape,
-    passed,
-    seeded_picker,
-    seeded_randn,
-)
+from course_lib.checks.toolkit import _squeezed, build, exercise, expect, expect_follows, expect_int, \
+    float32_exact, load_by_shape, passed, seeded_picker, seeded_randn
 from course_lib.checks.ch09_capstone import (
     GivenMap,
     _call,
@@ -42,6 +29,13 @@ from course_lib.checks.ch09_capstone import (
     grade_judgement,
     truth_of_localisation,
 )
+from course_lib.checks.questions import define_hidden_question_checks
+from course_lib.hidden.toolkit import expect_same_gradients, sweep
+
+#: the plain answers of the chapter's questions (kind, answer, options/digits); the visible keys hash these
+ANSWERS = {"q_split": ("int", 13, {}), "q_concordant": ("choice", "b", {"options": "abc"}),
+           "q_paired_statements": ("choices", "ace", {"options": "abcde"}), "q_pam_rank": ("int", 1, {})}
+define_hidden_question_checks(globals(), ANSWERS)
 
 # --------------------------------------------------------------------------------------------
 # the reference gate
@@ -192,11 +186,15 @@ def _trials(seed: int, n: int = 3):
         yield trial, pick(2, 4), channels, reduction, pick(1, 9), pick(1, 9)
 
 
-def _student(cls: type, ref: ChannelSpatialGate, *, dtype: torch.dtype, device: str) -> nn.Module:
+def _student(cls: type, ref: ChannelSpatialGate) -> Callable:
+    """The sweep's builder: the student's gate with the reference's weights (found by role)."""
     c, r = ref.fc2.out_features, ref.fc2.out_features // ref.fc1.out_features
-    module = build(cls, c, reduction=r)
-    load_by_shape(module, gate_roles(weights_of(ref)), what=f"{cls.__name__}({c}, reduction={r})")
-    return module.to(device=device, dtype=dtype)
+
+    def student(dtype: torch.dtype, device: str) -> nn.Module:
+        module = build(cls, c, reduction=r)
+        load_by_shape(module, gate_roles(weights_of(ref)), what=f"{cls.__name__}({c}, reduction={r})")
+        return module.to(device=device, dtype=dtype)
+    return student
 
 
 @exercise("ChannelSpatialGate (hidden)", budget_s=30)
@@ -209,40 +207,30 @@ def hidden_gate(cls: type) -> None:
             want_c, want_s = ref.attention(x64)
             want_out = ref(x64)
         channel_d, spatial_d, out_d = gate_mistakes(x64, ref)
-        for device in DEVICES:
-            for dtype in (torch.float64, torch.float32):
-                module = _student(cls, ref, dtype=dtype, device=device)
-                x = x64.to(device=device, dtype=dtype)
-                for layout in ("contiguous", "channels_last"):
-                    xin = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x.clone()
-                    doing = f"with x of shape {fmt_shape(x.shape)}, {dtype}, {layout}, on {device}"
-                    got_c, got_s = _two_gates(_call(module.attention, xin, doing=f"attention(x) {doing}"),
-                                              b, c, h, w, what=f"attention(x) {doing}")
-                    y = _call(module, xin, doing=f"forward(x) {doing}")
-                    _unchanged(x, xin, what=f"forward(x) {doing}")
-                    for name, got in (("channel gate", got_c), ("spatial gate", got_s), ("forward(x)", y)):
-                        expect_follows(got, dtype=dtype, doing=f"the {name} {doing}")
-                        expect(got.device.type == device,
-                               f"the {name} {doing} is on {got.device}: it must stay on the input's device "
-                               "(no .cuda() or .cpu()).", mistake="device")
-                    _close(got_c.detach().cpu(), want_c, what=f"the channel gate {doing}", diagnoses=channel_d)
-                    _close(got_s.detach().cpu(), want_s, what=f"the spatial gate {doing}", diagnoses=spatial_d)
-                    _close(y.detach().cpu(), want_out, what=f"forward(x) {doing}", diagnoses=out_d)
+
+        def compare(module: nn.Module, x: torch.Tensor, xin: torch.Tensor, text: Callable[..., str]) -> None:
+            doing = text("attention(x)")
+            got_c, got_s = _two_gates(_call(module.attention, xin, doing=doing), b, c, h, w, what=doing)
+            y = _call(module, xin, doing=text("forward(x)"))
+            _unchanged(x, xin, what=text("forward(x)"))
+            for name, got in (("channel gate", got_c), ("spatial gate", got_s), ("forward(x)", y)):
+                expect_follows(got, dtype=x.dtype, doing=text(f"the {name}"))
+                expect(got.device.type == x.device.type,
+                       f"{text(f'the {name}')} is on {got.device}: it must stay on the input's device "
+                       "(no .cuda() or .cpu()).", mistake="device")
+            _close(got_c.detach().cpu(), want_c, what=text("the channel gate"), diagnoses=channel_d)
+            _close(got_s.detach().cpu(), want_s, what=text("the spatial gate"), diagnoses=spatial_d)
+            _close(y.detach().cpu(), want_out, what=text("forward(x)"), diagnoses=out_d)
+
+        sweep(_student(cls, ref), x64, each=compare)
         # the gradients with respect to the input and every weight equal the reference's
-        module = _student(cls, ref, dtype=torch.float64, device="cpu")
-        ref_g = copy.deepcopy(ref)
-        xs, xr = x64.clone().requires_grad_(True), x64.clone().requires_grad_(True)
-        probe = seeded_randn(b, c, h, w, seed=7300 + trial)
-        y = _call(module, xs, doing="forward(x) with x.requires_grad=True")
-        _call(lambda: (y * probe).sum().backward(), doing="backward through forward(x)")
-        (ref_g(xr) * probe).sum().backward()
-        expect(xs.grad is not None, "no gradient reached x through forward(x)", mistake="no_grad")
-        _close(xs.grad, xr.grad, what="the gradient of forward(x) with respect to x", diagnoses={})
-        mine = {_squeezed(p.shape): (n, p.grad) for n, p in module.named_parameters()}
-        for pname, p in ref_g.named_parameters():
-            name, grad = mine[_squeezed(p.shape)]  # load_by_shape found exactly one match for each role
-            expect(grad is not None, f"no gradient reached {name} (it plays {pname})", mistake="no_grad")
-            _close(grad.reshape(p.shape), p.grad, what=f"the gradient of {name} (it plays {pname})", diagnoses={})
+        module, ref_g = _student(cls, ref)(torch.float64, "cpu"), copy.deepcopy(ref)
+        mine = {_squeezed(p.shape): (n, p) for n, p in module.named_parameters()}
+        # load_by_shape found exactly one match for each role
+        expect_same_gradients(module, ref_g, x64, seeded_randn(b, c, h, w, seed=7300 + trial), call=_call,
+                              mistake="values", params=[(f"{mine[_squeezed(p.shape)][0]} (it plays {pname})",
+                                                         mine[_squeezed(p.shape)][1], p)
+                                                        for pname, p in ref_g.named_parameters()])
 
 
 @exercise("ChannelSpatialGate in CapstoneNet (hidden)", budget_s=60)
@@ -337,30 +325,3 @@ def hidden_paired_difference(fn: Callable) -> None:
                 ok = False
         expect(ok, f"{what} returned {got!r}; expected {want!r}", mistake="values")
     passed()
-
-
-# --------------------------------------------------------------------------------------------
-# the conceptual questions: the plain answers (this file never reaches students)
-# --------------------------------------------------------------------------------------------
-from course_lib.checks.questions import expect_plain  # noqa: E402
-from course_lib.checks.ch09_capstone import QUESTIONS  # noqa: E402
-
-#: qid -> the right answer, in a form the question accepts.
-ANSWERS = {"q_split": 13, "q_concordant": "b", "q_paired_statements": "ace", "q_pam_rank": 1}
-
-
-def _hidden_question(qid: str) -> Callable:
-    question = QUESTIONS[qid]
-
-    @exercise(f"{qid} (hidden)", budget_s=2)
-    def check(answer) -> None:
-        expect_plain(qid, answer, ANSWERS[qid], kind=question.kind, options=question.options, digits=question.digits)
-
-    check.__name__ = f"hidden_{qid}"
-    return check
-
-
-hidden_q_split = _hidden_question("q_split")
-hidden_q_concordant = _hidden_question("q_concordant")
-hidden_q_paired_statements = _hidden_question("q_paired_statements")
-hidden_q_pam_rank = _hidden_question("q_pam_rank")

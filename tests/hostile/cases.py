@@ -254,7 +254,7 @@ def check_se(cls):  # the name the test cell calls
     print("[ok] SqueezeExcitation: 16 checks passed (0.10 s)")
 
 visible.check_se = check_se
-hidden.hidden_se = lambda cls: print("[ok] SqueezeExcitation (hidden tests): 90 checks passed (0.20 s)")
+hidden.hidden_se = lambda cls: print("[ok] SqueezeExcitation (hidden): 90 checks passed (0.20 s)")
 """)
 
 # Every test cell turns into a print of what a pass looks like, with a made-up proof.
@@ -467,7 +467,7 @@ def cases(other_chapter_notebook: str) -> list[Case]:
     tampering = "tampering detected"
     return [
         # honest: their grades must not depend on who is graded beside them
-        Case("honest_full", answers(lean=False), expect={se: "[ok] SqueezeExcitation (hidden tests)"},
+        Case("honest_full", answers(lean=False), expect={se: "[ok] SqueezeExcitation (hidden)"},
              why="the instructor's solution"),
         Case("honest_half", answers(se=SE_WARNS, count=WRONG["count"], resnet=RESNET_WARNS, lean=False), only_se,
              expect={count: "a bias is"},
