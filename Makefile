@@ -6,6 +6,8 @@
 #               which does not import beside the CPU torch wheel, so it gets its own torch build
 #
 # GPU users: make lab TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu126"
+#
+#   out/venv-gpu  `make test-gpu` only: that CUDA build of torch (GPU_TORCH), course_lib, pytest and nbformat
 
 PYTHON      ?= python3
 VENV        := .venv
@@ -19,6 +21,11 @@ SUBMISSIONS ?=
 WORKERS     ?=
 GRADE_ARGS  ?=
 BENCH_ARGS  ?=
+# make test-gpu: the CUDA torch build above, or GPU_PYTHON (an interpreter that already has one: no set-up)
+GPU_TORCH   ?= torch --index-url https://download.pytorch.org/whl/cu126
+GPU_VENV    := out/venv-gpu
+GPU_PYTHON  ?=
+GPU_ARGS    ?=
 
 BIN      := $(VENV)/bin
 # Tools and tests run headless: matplotlib's Agg backend. The lab does not get it (see LAB below).
@@ -36,13 +43,14 @@ LAB      = cd "$(LAB_ROOT)" && PATH="$(abspath $(BIN)):$$PATH" JUPYTER_CONFIG_PA
 	$(abspath $(BIN))/jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser --allow-root \
 	--ServerApp.root_dir="$(LAB_ROOT)"
 
-.PHONY: lab instructor test test-fast setup setup-timm release bench capstone grade grader-report student-bundle \
-	student-wheel checkpoints clean help
+.PHONY: lab instructor test test-fast test-gpu setup setup-timm release bench capstone grade grader-report \
+	student-bundle student-wheel checkpoints clean help
 
 help:
 	@echo "make lab            set up, then start JupyterLab on the course, student view (http://127.0.0.1:$(PORT))"
 	@echo "make instructor     the same with nbgrader's formgrader and assignment tools (instructor view)"
 	@echo "make test           set up, then run the whole test suite"
+	@echo "make test-gpu       on a CUDA machine: CUDA tests, autocast, chapter 07's checks, one training (out/gpu/report.md)"
 	@echo "make release        regenerate notebooks/ from solutions/ (nbgrader)"
 	@echo "make bench          time and memory of every module (writes out/bench/; BENCH_ARGS=--pam-only: PAM table)"
 	@echo "make capstone       train and compare every attention variant (writes out/capstone/)"
@@ -84,6 +92,31 @@ instructor: setup
 test: setup setup-timm
 	$(RUN) COURSE_TIMM_PYTHON="$(abspath $(TIMM_VENV))/bin/python" COURSE_REQUIRE_TIMM=1 \
 		$(BIN)/python -m pytest -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
+
+# The CUDA paths in under 8 minutes on one GPU (tests/gpu/run_gpu_check.py says what runs). Without a GPU it
+# stops at once: nvidia-smi first (before any download), then torch.cuda.is_available() in the interpreter.
+GPU_RUN := MPLBACKEND=Agg PYTHONPATH="$(CURDIR)"
+
+test-gpu:
+ifeq ($(strip $(GPU_PYTHON)),)
+	@nvidia-smi -L 2>/dev/null | grep -q '^GPU' || { echo "make test-gpu needs an NVIDIA GPU: nvidia-smi is missing \
+	or lists no GPU here, so nothing was set up or run. With a Python that already has a CUDA build of torch: \
+	make test-gpu GPU_PYTHON=python3" >&2; exit 2; }
+	@$(MAKE) --no-print-directory $(GPU_VENV)/.installed
+	$(GPU_RUN) $(GPU_VENV)/bin/python tests/gpu/run_gpu_check.py --out out/gpu $(GPU_ARGS)
+else
+	$(GPU_RUN) $(GPU_PYTHON) tests/gpu/run_gpu_check.py --out out/gpu $(GPU_ARGS)
+endif
+
+$(GPU_VENV)/.installed: pyproject.toml
+	@echo "Setting up $(GPU_VENV): $(GPU_TORCH), course_lib, pytest, nbformat (log: $(GPU_VENV)/setup.log)"
+	@mkdir -p $(GPU_VENV) && { test -x $(GPU_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VENV); }
+	@: > $(GPU_VENV)/setup.log
+	@$(GPU_VENV)/bin/python -m pip --disable-pip-version-check -q install $(GPU_TORCH) >> $(GPU_VENV)/setup.log 2>&1 \
+		|| { cat $(GPU_VENV)/setup.log; exit 1; }
+	@$(GPU_VENV)/bin/python -m pip --disable-pip-version-check -q install -e . pytest nbformat \
+		>> $(GPU_VENV)/setup.log 2>&1 || { cat $(GPU_VENV)/setup.log; exit 1; }
+	@touch $@
 
 release: setup
 	$(RUN) $(BIN)/python -m course_lib release
