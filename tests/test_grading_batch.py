@@ -21,6 +21,8 @@ from conftest import once_per_session
 from course_lib.tools import notebooks as nbs
 from course_lib.grading import batch, feedback
 from course_lib.grading.collect import SubmissionLayoutError, find_submissions, student_id
+from course_lib.grading.common import quiet_sqlalchemy
+from course_lib.grading.worker import precheck
 
 CHAPTER, OTHER = "98_batch", "97_other"
 SOLUTION = "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"
@@ -113,7 +115,7 @@ def _build_and_grade(folder: Path) -> dict:
     serial = batch.grade_submissions(CHAPTER, subs, out=folder / "serial", workers=1, **common)
     with batch._fast_alembic():
         grader = nbs.new_course(folder / "plain", [CHAPTER], source_root=src)
-    with batch._quiet_sqlalchemy():
+    with quiet_sqlalchemy():
         plain = {s: nbs.autograde(grader, folder / "plain", CHAPTER, s, subs / f"{s}_{CHAPTER}.ipynb") for s in PLAIN}
     plain = {s: {**r, "cells": {k: list(v) for k, v in r["cells"].items()}} for s, r in plain.items()}
     return {"src": str(src), "rel": str(rel), "submissions": str(subs), "plain": plain,
@@ -386,14 +388,14 @@ INFO = {"ids": ["setup", "double", "test_double"], "other_ids": {OTHER: ["setup"
 def test_precheck_names_why_a_notebook_cannot_be_graded(tmp_path, content, why):
     path = tmp_path / "nb.ipynb"
     path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-    assert why in batch.precheck(path, INFO, CHAPTER)
+    assert why in precheck(path, INFO, CHAPTER)
 
 
 def test_precheck_accepts_a_notebook_with_some_of_the_chapter_cells(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbs.test("t()", "test_double", 1)])  # others deleted: nbgrader adds them
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, path)
-    assert batch.precheck(path, INFO, CHAPTER) is None
+    assert precheck(path, INFO, CHAPTER) is None
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from test_grading_batch import CHAPTER, HIDDEN_1, HIDDEN_2, WRITTEN_ID, WRITTEN_
 
 from course_lib.tools import notebooks as nbs
 from course_lib.grading import batch
+from course_lib.grading.common import quiet_sqlalchemy
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +76,7 @@ def test_plain_nbgrader_autograde_leaves_written_answers_for_manual_grading(writ
     from nbgrader.api import Gradebook
 
     _, grades = batch._plain_nbgrader(CHAPTER, written["subs"], tmp_path / "plain", written["src"])
-    with batch._quiet_sqlalchemy(), Gradebook(f"sqlite:///{tmp_path / 'plain' / 'gradebook.db'}") as gb:
+    with quiet_sqlalchemy(), Gradebook(f"sqlite:///{tmp_path / 'plain' / 'gradebook.db'}") as gb:
         for student, (_, text, auto, pending) in SUBMISSIONS.items():
             result = nbs.grades_of(gb.find_submission_notebook(CHAPTER, CHAPTER, student))
             grade = gb.find_grade(WRITTEN_ID, CHAPTER, CHAPTER, student)
@@ -97,7 +98,7 @@ def test_course_grader_scores_auto_graded_points_and_leaves_written_pending(writ
         assert row["status"] == "graded", row
         assert (row["score"], row["max_score"]) == (auto, 5.0), row
         assert row["pending"] == ({WRITTEN_ID: 2.0} if pending else {}), row
-    with batch._quiet_sqlalchemy(), Gradebook(run.gradebook, "cnn-attention") as gb:
+    with quiet_sqlalchemy(), Gradebook(run.gradebook, "cnn-attention") as gb:
         for student, (_, text, _, _) in SUBMISSIONS.items():
             grade = gb.find_grade(WRITTEN_ID, CHAPTER, CHAPTER, student)
             assert grade.needs_manual_grade == bool(text), student
@@ -140,7 +141,7 @@ def test_full_marks_helper_counts_auto_graded_points_and_wants_written_pending(w
     source = nbs.notebook_path(CHAPTER, written["src"])
     with batch._fast_alembic():
         grader = nbs.new_course(tmp_path, [CHAPTER], source_root=written["src"])
-    with batch._quiet_sqlalchemy():
+    with quiet_sqlalchemy():
         solved = nbs.autograde(grader, tmp_path, CHAPTER, "solution", source)
     nb = nbformat.read(source, as_version=4)
     assert nbs.manual_cells(nb) == {WRITTEN_ID: "markdown"}
@@ -150,7 +151,7 @@ def test_full_marks_helper_counts_auto_graded_points_and_wants_written_pending(w
     assert solved["score"] != solved["max_score"], "the old check (score == max_score) cannot hold with a written cell"
 
     # counter-test: a grader that scored the written answer automatically (as a code cell would be)
-    with batch._quiet_sqlalchemy(), Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+    with quiet_sqlalchemy(), Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
         grade = gb.find_grade(WRITTEN_ID, CHAPTER, CHAPTER, "solution")
         grade.auto_score, grade.needs_manual_grade = 2.0, False
         gb.db.commit()
@@ -175,7 +176,7 @@ def test_course_grader_never_takes_an_automatic_score_for_a_written_cell(written
     result = {"student": "alice", "status": "graded", "timestamp": None, "comments": [],
               "grades": [{"name": "test_double", "auto_score": 2.0}, {"name": "test_double_str", "auto_score": 1.0},
                          {"name": WRITTEN_ID, "auto_score": 2.0}]}
-    with batch._quiet_sqlalchemy(), Gradebook(run.gradebook, "cnn-attention") as gb:
+    with quiet_sqlalchemy(), Gradebook(run.gradebook, "cnn-attention") as gb:
         row = batch._merge(gb, CHAPTER, result, info)
         grade = gb.find_grade(WRITTEN_ID, CHAPTER, CHAPTER, "alice")
         assert grade.auto_score is None and grade.needs_manual_grade
@@ -192,13 +193,13 @@ def test_feedback_after_manual_grading_has_the_final_score_and_still_no_hidden_t
 
     run = written["run"]
     before = run.feedback("alice").read_text(encoding="utf-8")
-    with batch._quiet_sqlalchemy(), Gradebook(run.gradebook, "cnn-attention") as gb:
+    with quiet_sqlalchemy(), Gradebook(run.gradebook, "cnn-attention") as gb:
         grade = gb.find_grade(WRITTEN_ID, CHAPTER, CHAPTER, "alice")
         grade.manual_score = 1.5
         comment = gb.find_comment(WRITTEN_ID, CHAPTER, CHAPTER, "alice")
         comment.manual_comment = "Right idea; say what + does to two strings."
         gb.db.commit()
-    with batch._quiet_sqlalchemy():
+    with quiet_sqlalchemy():
         done = feedback.regenerate(run.out, CHAPTER)
     assert done == {student: "written" for student in SUBMISSIONS}, done
     alice = run.feedback("alice").read_text(encoding="utf-8")

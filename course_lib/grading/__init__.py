@@ -1,13 +1,23 @@
-"""Tools for instructors: autograde a class, and build what students receive.
+"""The class grader: nbgrader's autograde of a folder of submissions, sandboxed, in parallel on Dask.
 
 - :func:`grade_submissions` (``python -m course_lib grade CHAPTER SUBMISSIONS``, ``make grade``): nbgrader's
-  autograde over a folder of submissions, in parallel, with a gradebook, CSV, histogram and feedback
-  pages that never show the hidden tests (``batch.py``, ``collect.py``, ``feedback.py``, ``cli.py``).
-- ``python -m course_lib student-bundle`` (``make student-bundle``): the released notebooks and
-  course_lib without the reference solutions or hidden checks (``bundle.py``).
-- ``python -m course_lib grader-report``: how well the checks grade the catalog of implementations
-  (``report.py``).
+  autograde over a folder of submissions, with a gradebook, CSV, histogram and feedback pages that never
+  show the hidden tests;
+- ``python -m course_lib feedback``: the feedback pages again, after written answers were graded by hand.
 
+The modules, by the side they run on:
+
+- the client, the process that runs the command: ``cli`` (the command), ``batch`` (``grade_submissions``:
+  the chapter's template course, the main gradebook, the CSV, histogram and summary; ``grade-bench``),
+  ``collect`` (finding the submissions), ``engine`` (the Dask cluster);
+- the worker, a Dask worker and the processes it starts: ``worker`` (``grade_task`` and ``warm``, which
+  the client hands to Dask: the only module of this side that the client imports), ``fork_execute``,
+  ``warm``, ``sandbox``, ``sandbox_guard``, ``sandbox_launcher``, ``check_index``, ``feedback`` (the
+  pages; its command renders them again in the instructor's process);
+- both: ``common`` (what tasks and results carry, nbgrader helpers, ``lean_imports``), which imports
+  nothing else of the grader.
+
+The worker's side never imports the client's, and no two modules import each other, even inside functions.
 Nothing is imported here until it is used, so ``import course_lib.grading`` stays cheap.
 """
 from __future__ import annotations

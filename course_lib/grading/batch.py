@@ -10,12 +10,12 @@ So every submission is graded on its own:
 
 1. this process (the client) builds the chapter once in a template course (``generate_assignment``:
    source, release and a gradebook that knows the chapter's cells) and packs it;
-2. Dask runs one task per submission (``engine.py``) on a LocalCluster of ``N`` worker processes or on
-   any Dask cluster; a worker unpacks the template into a fresh folder, puts the submission under
-   ``submitted/<student>/<chapter>/`` and runs nbgrader's own ``autograde`` there, the notebook running
-   in a child forked from the worker's warm template (``warm.py``: sandboxed, one fresh process per
-   submission), then renders the feedback from a copy of the autograded notebook with the hidden tests
-   removed (``feedback.py``), and returns all of it as data;
+2. Dask runs one task per submission (``worker.py``; ``engine.py`` holds the cluster) on a LocalCluster
+   of ``N`` worker processes or on any Dask cluster; a worker unpacks the template into a fresh folder,
+   puts the submission under ``submitted/<student>/<chapter>/`` and runs nbgrader's own ``autograde``
+   there, the notebook running in a child forked from the worker's warm template (``warm.py``: sandboxed,
+   one fresh process per submission), then renders the feedback from a copy of the autograded notebook
+   with the hidden tests removed (``feedback.py``), and returns all of it as data;
 3. the client alone writes the main gradebook (SQLite by default, or any SQLAlchemy URL such as
    PostgreSQL): it copies each student's grades and comments into it through ``nbgrader.api.Gradebook``
    and writes the submitted and autograded notebooks and the feedback into the output folder.
@@ -30,7 +30,7 @@ What is left of the hand-written pool that this module had before Dask: nothing 
 selectors, kill-and-replace logic. What remains the course's own is what Dask does not do: the limits of
 one notebook (cell timeout, the ``student_timeout`` of a whole submission, memory and file size), which
 ``fork_execute.ForkExecute`` enforces on the child, and one task at a time per worker process (a lock in
-``engine.grade_task``), since each notebook is given a whole core.
+``worker.grade_task``), since each notebook is given a whole core.
 
 Written answers (markdown cells with ``grade`` and ``solution``, graded by hand) are treated as nbgrader
 treats them: 0 when left as released, otherwise no automatic score and ``needs_manual_grade`` in the
@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import html
 import json
 import os
 import secrets
@@ -64,12 +65,13 @@ import subprocess
 import tempfile
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from course_lib.tools import notebooks as nbs
 from course_lib.grading.collect import Collection, Submission, find_submissions
+from course_lib.grading.common import (MAX_NOTEBOOK_BYTES, MAX_RESULT_BYTES, api, course_id, digest, error_result,
+                                       grade_ids, hidden_lines, pack_folder, quiet_sqlalchemy, share, write_tree)
 
 __all__ = ["GradeRun", "grade_submissions", "bench", "DEFAULT_KERNEL_ENV"]
 
@@ -82,9 +84,7 @@ DEFAULT_KERNEL_ENV = {
     "PYTHONHASHSEED": "0",
     "MPLBACKEND": "Agg",
 }
-MAX_NOTEBOOK_BYTES = 64 * 2**20
 STARTUP_S = 120  # nbgrader_config.py: Execute.startup_timeout
-SHARED_GRADE_IDS = {"setup"}  # cells every chapter has (the setup cell): they say nothing about which chapter
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ class GradeRun:
         """student -> score of this chapter, read back from the main gradebook."""
         from nbgrader.api import Gradebook
 
-        with _quiet_sqlalchemy(), Gradebook(self.gradebook, _course_id()) as gb:
+        with quiet_sqlalchemy(), Gradebook(self.gradebook, course_id()) as gb:
             return {s.student.id: s.score for s in gb.find_assignment(self.chapter).submissions}
 
     def summary(self) -> str:
@@ -182,7 +182,7 @@ def grade_submissions(
     :func:`course_lib.grading.collect.find_submissions`. ``source_root``: the folder holding
     ``solutions/<chapter>/`` (the repository by default).
     """
-    from course_lib.grading.engine import Engine, digest, pack_folder
+    from course_lib.grading.engine import Engine
 
     started = time.perf_counter()
     source_root = Path(source_root).resolve()
@@ -289,10 +289,6 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _course_id() -> str:
-    return str(nbs.nbgrader_config(Path(".")).CourseDirectory.course_id)
-
-
 def _configured_timeout() -> int:
     return int(nbs.nbgrader_config(Path(".")).Execute.timeout)
 
@@ -300,29 +296,11 @@ def _configured_timeout() -> int:
 _fast_alembic = nbs.fast_alembic  # the name the grader and its tests use
 
 
-@contextlib.contextmanager
-def _quiet_sqlalchemy():
-    # nbgrader's update_or_create_submission trips SQLAlchemy's autoflush warnings (harmless, noisy)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not in session.*")
-        yield
-
-
 # --------------------------------------------------------------------------------------------
 # the template course and the main gradebook (parent)
 # --------------------------------------------------------------------------------------------
-def _grade_ids(nb) -> set[str]:
-    return {
-        c.metadata["nbgrader"]["grade_id"]
-        for c in nb.cells
-        if "nbgrader" in c.get("metadata", {}) and c.metadata["nbgrader"].get("grade_id")
-    }
-
-
 def _prepare_template(chapter: str, work: Path, source_root: Path, others: list[str]) -> tuple[Path, dict]:
     import nbformat
-
-    from course_lib.grading.feedback import hidden_lines
 
     template = work / "template"
     with contextlib.redirect_stdout(sys.stderr), _fast_alembic():
@@ -341,44 +319,19 @@ def _prepare_template(chapter: str, work: Path, source_root: Path, others: list[
         for folder in (nbs.RELEASE, nbs.SOURCE):
             path = nbs.notebook_path(other, source_root, folder)
             if path.is_file():
-                other_ids[other] = sorted(_grade_ids(nbformat.read(path, as_version=4)))
+                other_ids[other] = sorted(grade_ids(nbformat.read(path, as_version=4)))
                 break
     info = {
         "grade_cells": grade_cells,
         "max_score": sum(points for _, points in grade_cells),
         "code_cells": sum(c.cell_type == "code" for c in release.cells),
-        "ids": sorted(_grade_ids(release)),
+        "ids": sorted(grade_ids(release)),
         "other_ids": other_ids,
         "secrets": hidden_lines(source, release),
         # cells nbgrader leaves for manual grading (grade and solution): the WRITTEN questions
         "manual": sorted(nbs.manual_cells(release)),
     }
     return template, info
-
-
-def _api(root: Path, *, db_url: str | None = None, cell_timeout: int | None = None, kernel_name: str | None = None,
-         fork: bool = False):
-    """``notebooks.api`` with the batch's overrides (gradebook URL, cell timeout, kernel). ``fork``: the
-    sandbox runs notebooks in children of the warm template (``fork_execute.ForkExecute``) instead of kernels."""
-    from course_lib.grading import sandbox
-    from course_lib.grading.fork_execute import ForkExecute
-
-    grader = nbs.api(root)
-    if db_url:
-        grader.coursedir.db_url = db_url
-    if cell_timeout:
-        grader.config.Execute.timeout = cell_timeout
-    if kernel_name:
-        grader.config.Execute.kernel_name = kernel_name
-    if fork and sandbox.is_hardened(grader.config):
-        chain = list(grader.config.Autograde.autograde_preprocessors)
-        grader.config.Autograde.autograde_preprocessors = [
-            ForkExecute if step is sandbox.SandboxExecute else step for step in chain]
-    if fork:  # a grading worker renders many feedback pages: keep the compiled templates between them
-        from course_lib.grading.feedback import CachedHTMLExporter
-
-        grader.config.GenerateFeedback.exporter_class = CachedHTMLExporter
-    return grader
 
 
 def _source_cells(gb, chapter: str) -> dict[str, str | None]:
@@ -399,10 +352,10 @@ def _prepare_main(out: Path, template: Path, chapter: str, db_url: str) -> None:
     if db_url == f"sqlite:///{fresh_sqlite}" and not fresh_sqlite.exists():
         shutil.copy(template / "gradebook.db", fresh_sqlite)
         return
-    with _quiet_sqlalchemy(), nbs._venv_on_path(), _fast_alembic():
-        with Gradebook(f"sqlite:///{template / 'gradebook.db'}", _course_id()) as gb:
+    with quiet_sqlalchemy(), nbs._venv_on_path(), _fast_alembic():
+        with Gradebook(f"sqlite:///{template / 'gradebook.db'}", course_id()) as gb:
             wanted = _source_cells(gb, chapter)
-        with Gradebook(db_url, _course_id()) as gb:
+        with Gradebook(db_url, course_id()) as gb:
             try:
                 present = _source_cells(gb, chapter)
             except MissingEntry:
@@ -410,7 +363,7 @@ def _prepare_main(out: Path, template: Path, chapter: str, db_url: str) -> None:
         if present == wanted:
             return
         with contextlib.redirect_stdout(sys.stderr):
-            result = _api(out, db_url=db_url).generate_assignment(chapter, force=True, create=True)
+            result = api(out, db_url=db_url).generate_assignment(chapter, force=True, create=True)
         if not result.get("success"):
             raise RuntimeError(
                 f"could not record {chapter} in the gradebook {db_url}: {result.get('error') or result.get('log')}"
@@ -428,7 +381,7 @@ def _grade_all(client, collection: Collection, out: Path, chapter: str, db_url: 
     from nbgrader.api import Gradebook
     from tqdm import tqdm
 
-    from course_lib.grading.engine import error_result, grade_task, share
+    from course_lib.grading.worker import grade_task
 
     # the chapter as a task of its own (not scattered data): if the worker holding it dies, Dask computes
     # it again from the task, which the scheduler keeps; scattered data would be lost with its worker
@@ -443,7 +396,7 @@ def _grade_all(client, collection: Collection, out: Path, chapter: str, db_url: 
     bar = tqdm(total=len(futures), desc=f"grading {chapter}", unit="nb", disable=not progress, file=sys.stderr)
     logs = out / chapter / "logs"
     try:
-        with _quiet_sqlalchemy(), Gradebook(db_url, _course_id()) as gb:
+        with quiet_sqlalchemy(), Gradebook(db_url, course_id()) as gb:
             for future in as_completed(list(futures), loop=client.loop):
                 task = futures.pop(future)
                 if future.status == "finished":
@@ -468,8 +421,6 @@ def _grade_all(client, collection: Collection, out: Path, chapter: str, db_url: 
 
 def _task(sub: Submission) -> dict:
     """What a worker needs of one submission, as data (workers need not see this machine's files)."""
-    from course_lib.grading.engine import MAX_RESULT_BYTES, pack_folder
-
     problem = sub.problem
     data = b""
     extras = None
@@ -543,9 +494,6 @@ def _merge(gb, chapter: str, result: dict, info: dict) -> dict:
 
 def _gather(out: Path, chapter: str, result: dict, row: dict, info: dict) -> None:
     """Write the student's notebooks and feedback, as the worker sent them, into the output folder."""
-    from course_lib.grading.engine import write_tree
-    from course_lib.grading.feedback import score_page
-
     student = row["student"]
     files = result.get("files") or {}
     if not files.get("submitted") and result.get("notebook"):  # nothing came back: keep what was handed in
@@ -579,6 +527,26 @@ def _gather(out: Path, chapter: str, result: dict, row: dict, info: dict) -> Non
             status = f"Your submission could not be graded: {row['status'].removeprefix('error: ')}."
         page.write_text(score_page(student, chapter, status=status, score=row["score"],
                                    max_score=row["max_score"], cells=cells), encoding="utf-8")
+
+
+def score_page(student: str, chapter: str, *, status: str, score: float, max_score: float,
+               cells: list[tuple[str, float, float, str]]) -> str:
+    """A plain feedback page: the status, the total and, per graded cell, its score and check message."""
+    rows = "\n".join(
+        f"<tr><td>{html.escape(name)}</td><td>{got:g} / {out_of:g}</td><td><pre>{html.escape(message)}</pre></td></tr>"
+        for name, got, out_of, message in cells
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(chapter)}: feedback for {html.escape(student)}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.3em .8em;text-align:left;
+vertical-align:top;border-bottom:1px solid #ddd}}pre{{margin:0;white-space:pre-wrap}}</style></head>
+<body><h1>{html.escape(chapter)}: feedback for {html.escape(student)}</h1>
+<p><strong>Score: {score:g} / {max_score:g}</strong></p>
+<p>{html.escape(status)}</p>
+<table><tr><th>graded cell</th><th>score</th><th>message</th></tr>
+{rows}
+</table></body></html>
+"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -675,57 +643,6 @@ def summary_table(run: GradeRun) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# checks made before grading (on the worker)
-# --------------------------------------------------------------------------------------------
-def precheck(path: Path, info: dict, chapter: str) -> str | None:
-    """Why the notebook at ``path`` cannot be graded as ``chapter`` (None when it can)."""
-    import nbformat
-
-    size = path.stat().st_size
-    if size > MAX_NOTEBOOK_BYTES:
-        return f"the notebook is {size / 2**20:.0f} MiB, above the {MAX_NOTEBOOK_BYTES / 2**20:.0f} MiB limit"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        return "malformed notebook (not UTF-8 text)"
-    if not text.strip():
-        return "empty notebook (the file is empty)"
-    try:
-        nb = nbformat.reads(text, as_version=4)
-    except Exception as err:  # noqa: BLE001 - nbformat raises many kinds
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return f"malformed notebook (not notebook JSON: {first[:200]})"
-    try:
-        cells = nb.get("cells") or []
-        if not any(str(c.get("source", "")).strip() for c in cells):
-            return "empty notebook (no cells with content)"
-        ids = _grade_ids(nb)
-    except (AttributeError, KeyError, TypeError):
-        return "malformed notebook (cells or their metadata are not what a notebook holds)"
-    ours = set(info["ids"]) - SHARED_GRADE_IDS
-    if ids & ours:
-        return None
-    for other, other_ids in info["other_ids"].items():
-        if ids & (set(other_ids) - SHARED_GRADE_IDS):
-            return f"a notebook of {other}, not {chapter}"
-    if ids - set(info["ids"]):
-        return f"a notebook of another assignment: none of its graded cells belongs to {chapter}"
-    return f"none of the cells of {chapter} are in it (its cells lost their nbgrader metadata: was it rebuilt in a new notebook?)"
-
-
-def _autograde_failure(log: str) -> str:
-    lowered = log.lower()
-    if "deadkernel" in lowered or "kernel died" in lowered or "kernel has died" in lowered:
-        return "the kernel died while running the notebook (a crash, os._exit, or the memory limit)"
-    if "timeout waiting for kernel" in lowered or "kernel didn't respond" in lowered:
-        return "the kernel did not start"
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    errors = [line for line in lines if "Error" in line or "error" in line]
-    last = (errors or lines or ["no log"])[-1]
-    return f"nbgrader could not autograde it ({last[:300]})"
-
-
-# --------------------------------------------------------------------------------------------
 # benchmark: serial vs parallel on the same submissions
 # --------------------------------------------------------------------------------------------
 def _bench_chapter(root: Path) -> str:
@@ -776,7 +693,7 @@ def _plain_nbgrader(chapter: str, submissions: Path, root: Path, source_root: Pa
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"nbgrader autograde failed:\n{done.stderr[-3000:]}")
-    with _quiet_sqlalchemy(), Gradebook(f"sqlite:///{root / 'gradebook.db'}", _course_id()) as gb:
+    with quiet_sqlalchemy(), Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id()) as gb:
         grades = {}
         for student in students:
             notebook = gb.find_submission_notebook(chapter, chapter, student)

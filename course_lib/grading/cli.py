@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 
 from course_lib.grading.collect import SubmissionLayoutError
-from course_lib.grading.engine import EngineError, lean_imports
+from course_lib.grading.common import lean_imports
+from course_lib.grading.engine import EngineError
 
 
 def _positive(text: str) -> int:

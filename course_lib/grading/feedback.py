@@ -25,12 +25,12 @@ from typing import Iterable
 
 import nbformat
 
-BEGIN_HIDDEN = "BEGIN HIDDEN TESTS"
-END_HIDDEN = "END HIDDEN TESTS"
+from course_lib.grading.common import BEGIN_HIDDEN, END_HIDDEN, hidden_lines
+
 PLACEHOLDER = "# hidden tests ran here (not shown)"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-__all__ = ["hide_hidden_tests", "short_errors", "drop_proofs", "prepare", "hidden_lines", "leaked_lines", "html_text", "score_page"]
+__all__ = ["hide_hidden_tests", "short_errors", "drop_proofs", "prepare", "leaked_lines", "html_text"]
 
 
 def _is_grade(cell) -> bool:
@@ -135,27 +135,6 @@ def prepare(path: Path, pending: dict[str, float] | None = None) -> None:
     nbformat.write(nb, path)
 
 
-def hidden_lines(source_nb: nbformat.NotebookNode, released_nb: nbformat.NotebookNode | None = None) -> list[str]:
-    """The lines of the hidden tests worth guarding (stripped, not comments, not also in the release)."""
-    public: set[str] = set()
-    if released_nb is not None:
-        for cell in released_nb.cells:
-            public.update(line.strip() for line in cell.source.split("\n"))
-    secrets = []
-    for cell in source_nb.cells:
-        inside = False
-        for line in cell.source.split("\n"):
-            if BEGIN_HIDDEN in line:
-                inside = True
-            elif END_HIDDEN in line:
-                inside = False
-            elif inside:
-                text = line.strip()
-                if len(text) >= 8 and not text.startswith("#") and text not in public and text not in secrets:
-                    secrets.append(text)
-    return secrets
-
-
 def _notebook_text(nb: nbformat.NotebookNode) -> str:
     parts = []
     for cell in nb.cells:
@@ -180,26 +159,6 @@ def leaked_lines(text_or_nb, secrets: Iterable[str]) -> list[str]:
     text = _notebook_text(text_or_nb) if isinstance(text_or_nb, nbformat.NotebookNode) else str(text_or_nb)
     squeezed = re.sub(r"\s+", "", text)
     return [s for s in secrets if re.sub(r"\s+", "", s) in squeezed]
-
-
-def score_page(student: str, chapter: str, *, status: str, score: float, max_score: float,
-               cells: list[tuple[str, float, float, str]]) -> str:
-    """A plain feedback page: the status, the total and, per graded cell, its score and check message."""
-    rows = "\n".join(
-        f"<tr><td>{html.escape(name)}</td><td>{got:g} / {out_of:g}</td><td><pre>{html.escape(message)}</pre></td></tr>"
-        for name, got, out_of, message in cells
-    )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(chapter)}: feedback for {html.escape(student)}</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}td,th{{padding:.3em .8em;text-align:left;
-vertical-align:top;border-bottom:1px solid #ddd}}pre{{margin:0;white-space:pre-wrap}}</style></head>
-<body><h1>{html.escape(chapter)}: feedback for {html.escape(student)}</h1>
-<p><strong>Score: {score:g} / {max_score:g}</strong></p>
-<p>{html.escape(status)}</p>
-<table><tr><th>graded cell</th><th>score</th><th>message</th></tr>
-{rows}
-</table></body></html>
-"""
 
 
 def cell_messages(nb: nbformat.NotebookNode) -> dict[str, str]:

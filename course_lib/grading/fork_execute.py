@@ -17,7 +17,7 @@ from pathlib import Path
 
 from nbformat import NotebookNode
 
-from course_lib.grading.sandbox import SandboxExecute, _error_output, _kernel_python_and_env
+from course_lib.grading.sandbox import SandboxExecute, error_output, kernel_python_and_env
 from course_lib.grading.warm import VOLATILE_ENV, Child, ChildGone, template_for
 
 __all__ = ["ForkExecute", "StudentTimeout"]
@@ -96,7 +96,7 @@ class ForkExecute(SandboxExecute):
             spec = KernelSpecManager().get_kernel_spec(name)
         except NoSuchKernel:
             spec = None
-        return _kernel_python_and_env(_Spec(spec))
+        return kernel_python_and_env(_Spec(spec))
 
     def _limit(self, deadline: float | None) -> float | None:
         student = ForkExecute.deadline
@@ -125,7 +125,7 @@ class ForkExecute(SandboxExecute):
 
     def _run_cell(self, child: Child, cell: NotebookNode, index: int, count: int) -> None:
         if self._stopped:
-            cell.outputs = [_error_output("NotRun", f"this cell did not run: {self._stopped}")]
+            cell.outputs = [error_output("NotRun", f"this cell did not run: {self._stopped}")]
             return
         cell.outputs = []
         self._cell_bytes[index] = 0
@@ -169,7 +169,7 @@ class ForkExecute(SandboxExecute):
                 "the kernel died while running this cell (sys.exit, os._exit, a crash, or the memory limit)")
             self._stopped = f"the kernel was stopped in an earlier cell ({why})"
             self.log.error("Kernel stopped at cell %d: %s (%s)", index, why, err)
-            cell.outputs = list(cell.get("outputs", [])) + [_error_output("KernelStopped", why)]
+            cell.outputs = list(cell.get("outputs", [])) + [error_output("KernelStopped", why)]
 
     def _output(self, cell: NotebookNode, index: int, message: dict) -> None:
         from nbformat.v4 import output_from_msg

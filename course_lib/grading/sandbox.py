@@ -353,7 +353,7 @@ class SandboxExecute(Execute):
         if not self._settings_file.exists():  # a second kernel for the same notebook: new settings
             self._write_settings(Path(self.resources.get("metadata", {}).get("path") or os.getcwd()).resolve(),
                                  self.resources)
-        python, env = _kernel_python_and_env(km)
+        python, env = kernel_python_and_env(km)
         km._kernel_spec = KernelSpec(
             argv=[python, "-m", "course_lib.grading.sandbox_launcher", str(self._settings_file),
                   "-f", "{connection_file}"],
@@ -369,7 +369,7 @@ class SandboxExecute(Execute):
         if cell.cell_type != "code" or not cell.source.strip():
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         if self._stopped:
-            cell.outputs = [_error_output("NotRun", f"this cell did not run: {self._stopped}")]
+            cell.outputs = [error_output("NotRun", f"this cell did not run: {self._stopped}")]
             return cell
         self._cell_bytes[cell_index] = 0
         try:
@@ -379,7 +379,7 @@ class SandboxExecute(Execute):
                 "the kernel died while running this cell (sys.exit, os._exit, a crash, or the memory limit)")
             self._stopped = f"the kernel was stopped in an earlier cell ({why})"
             self.log.error("Kernel stopped at cell %d: %s (%s)", cell_index, why, type(err).__name__)
-            cell.outputs = list(cell.get("outputs", [])) + [_error_output("KernelStopped", why)]
+            cell.outputs = list(cell.get("outputs", [])) + [error_output("KernelStopped", why)]
             return cell
 
     execute_cell = run_sync(async_execute_cell)  # nbclient binds the coroutine, not the method
@@ -465,7 +465,7 @@ class SandboxExecute(Execute):
                     last = max(valid)
             errors = [o for o in cell.outputs if o.get("output_type") == "error"]
             if missing and not errors:
-                cell.outputs.insert(0, _error_output(
+                cell.outputs.insert(0, error_output(
                     ERROR_NAME, f"the check{'s' if len(missing) > 1 else ''} {', '.join(missing)} did not report a "
                                 "verified pass (the cell was changed, did not run, or its output was forged)"))
             elif errors and cell.outputs[0] is not errors[0]:
@@ -473,7 +473,7 @@ class SandboxExecute(Execute):
                 cell.outputs.insert(0, errors[0])
 
 
-def _kernel_python_and_env(km) -> tuple[str, dict]:
+def kernel_python_and_env(km) -> tuple[str, dict]:
     """The Python and the environment of the kernelspec nbgrader would start (the notebook's, or --kernel's).
 
     The sandbox starts that Python through its launcher, with the spec's environment variables. A spec
@@ -496,7 +496,7 @@ def _kernel_python_and_env(km) -> tuple[str, dict]:
     return python, env
 
 
-def _error_output(name: str, message: str) -> NotebookNode:
+def error_output(name: str, message: str) -> NotebookNode:
     return NotebookNode(output_type="error", ename=name, evalue=message,
                         traceback=[f"\x1b[0;31m{name}\x1b[0m: {message}"])
 

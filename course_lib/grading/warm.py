@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1 or not argv[0].isdigit():
         raise SystemExit("usage: python -m course_lib.grading.warm CONTROL_FD (started by the grader)")
-    from course_lib.grading.engine import lean_imports
+    from course_lib.grading.common import lean_imports
 
     lean_imports()  # before anything imports jsonschema (IPython, matplotlib and the checks may)
     return _template_main(int(argv[0]))
