@@ -133,7 +133,7 @@ def build_attention(spec: Any, channels: int, *, registry: Mapping[str, Callable
     if spec is None or (isinstance(spec, str) and spec == "none"):
         return nn.Identity()
     if isinstance(spec, str) and spec == "conv_control":
-        return _conv_bn_relu(channels, channels)
+        return conv_bn_relu(channels, channels)
     if isinstance(spec, str):
         if registry is None:
             raise ValueError(f"attention {spec!r} is a name, and no registry was given: pass registry= (a dict "
@@ -157,7 +157,8 @@ def build_attention(spec: Any, channels: int, *, registry: Mapping[str, Callable
     return module
 
 
-def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
+def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
+    """A 3x3 convolution (no bias), BatchNorm and ReLU: the backbone's layer, and the conv control's."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
 
 
@@ -182,9 +183,9 @@ class CapstoneNet(nn.Module):
             raise ValueError(f"widths must be three positive ints; got {widths!r}")
         c1, c2, c3 = widths
         self.backbone = nn.Sequential(
-            _conv_bn_relu(1, c1), nn.MaxPool2d(2),  # (B, c1, H/2, W/2)
-            _conv_bn_relu(c1, c2), nn.MaxPool2d(2),  # (B, c2, H/4, W/4)
-            _conv_bn_relu(c2, c3), _conv_bn_relu(c3, c3),  # (B, c3, H/4, W/4)
+            conv_bn_relu(1, c1), nn.MaxPool2d(2),  # (B, c1, H/2, W/2)
+            conv_bn_relu(c1, c2), nn.MaxPool2d(2),  # (B, c2, H/4, W/4)
+            conv_bn_relu(c2, c3), conv_bn_relu(c3, c3),  # (B, c3, H/4, W/4)
         ).to(memory_format=torch.channels_last)
         self.classifier = nn.Linear(c3, num_classes)
         self.channels = c3

@@ -127,7 +127,7 @@ class StripeNet(cap.CapstoneNet):
 
     def __init__(self, attention: Any) -> None:
         super().__init__(None)
-        self.local = cap._conv_bn_relu(self.channels, self.channels)
+        self.local = cap.conv_bn_relu(self.channels, self.channels)
         self.hard = cap.build_attention(attention, self.channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

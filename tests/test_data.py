@@ -283,7 +283,7 @@ def test_source_digits_and_photos_are_scikit_learns_read_without_importing_it():
     from sklearn.datasets import load_digits, load_sample_image
 
     from course_lib.data import _raw_digits
-    from course_lib.figures.common import _photo
+    from course_lib.figures.common import photo
 
     images, labels = _raw_digits.__wrapped__()
     bunch = load_digits()
@@ -291,10 +291,10 @@ def test_source_digits_and_photos_are_scikit_learns_read_without_importing_it():
     np.testing.assert_array_equal(labels, bunch.target)
     assert labels.dtype == np.int64 and images.shape == (1797, 8, 8)
     for name in ("china.jpg", "flower.jpg"):
-        photo = _photo.__wrapped__(name)
+        photo = photo.__wrapped__(name)
         np.testing.assert_array_equal(photo, load_sample_image(name))
         assert photo.dtype == np.uint8 and photo.shape == (427, 640, 3)
-    probe = ("import sys; from course_lib.data import _raw_digits; from course_lib.figures.common import _photo; "
-             "_raw_digits(); _photo('china.jpg'); print(sorted(m for m in sys.modules if m.startswith('sklearn')))")
+    probe = ("import sys; from course_lib.data import _raw_digits; from course_lib.figures.common import photo; "
+             "_raw_digits(); photo('china.jpg'); print(sorted(m for m in sys.modules if m.startswith('sklearn')))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

@@ -242,7 +242,7 @@ def test_stock_nbgrader_feedback_would_leak_the_hidden_tests(runs, tmp_path):
     root = tmp_path / "course"
     shutil.copytree(run.out, root)
     grader = nbs.api(root)
-    with nbs._venv_on_path():
+    with nbs.venv_on_path():
         assert grader.generate_feedback(CHAPTER, "carol", force=True)["success"]
     stock = feedback.html_text((root / "feedback" / "carol" / CHAPTER / f"{CHAPTER}.html").read_text(encoding="utf-8"))
     assert "_secret_value" in stock and "BEGIN HIDDEN TESTS" in stock

@@ -11,21 +11,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from course_lib.figures.common import finish, pyplot
+from course_lib.figures.common import draw_box, finish, pyplot
 
 __all__ = ["plot_accuracy", "plot_spatial_attention", "plot_channel_weights", "plot_pam_query", "draw_all"]
-
-_BOX_COLOUR = "#00e5ff"
-
-
-
-
-def _draw_box(ax, box: Sequence[int], **kwargs) -> None:
-    from matplotlib.patches import Rectangle
-
-    top, left, bottom, right = (int(v) for v in box)
-    ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
-                           edgecolor=_BOX_COLOUR, linewidth=1.5, **kwargs))
 
 
 def _normalise(maps: np.ndarray) -> np.ndarray:
@@ -81,11 +69,11 @@ def plot_spatial_attention(images: np.ndarray, boxes: np.ndarray, maps: Mapping[
     fig, axes = plt.subplots(len(shown) + 1, n, figsize=(1.6 * n + 1.2, 1.6 * (len(shown) + 1)), squeeze=False)
     for j in range(n):
         axes[0, j].imshow(images[j], cmap="gray", vmin=0, vmax=1)
-        _draw_box(axes[0, j], boxes[j])
+        draw_box(axes[0, j], boxes[j])
         for i, m in enumerate(shown.values(), start=1):
             axes[i, j].imshow(images[j], cmap="gray", vmin=0, vmax=1)
             axes[i, j].imshow(m[j], cmap="inferno", alpha=0.6, vmin=0, vmax=1)
-            _draw_box(axes[i, j], boxes[j])
+            draw_box(axes[i, j], boxes[j])
     labels = ["input"] + [f"{k}\n{scores[k]:.2f}" if scores and k in scores else k for k in shown]
     for i, label in enumerate(labels):
         axes[i, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
@@ -136,7 +124,7 @@ def plot_pam_query(images: np.ndarray, boxes: np.ndarray, maps: np.ndarray, quer
         axes[1, j].imshow(images[j], cmap="gray", vmin=0, vmax=1)
         axes[1, j].imshow(shown[j], cmap="inferno", alpha=0.6, vmin=0, vmax=1)
         for ax in axes[:, j]:
-            _draw_box(ax, boxes[j])
+            draw_box(ax, boxes[j])
             ax.plot(queries[j, 1] - 0.5, queries[j, 0] - 0.5, "x", color="white", markersize=8, mew=2)
             ax.set_xticks([])
             ax.set_yticks([])

@@ -10,7 +10,7 @@ import torch
 
 
 @functools.lru_cache(maxsize=4)
-def _photo(name: str) -> np.ndarray:
+def photo(name: str) -> np.ndarray:
     """One of the two photos that ship with scikit-learn (no download), as ``load_sample_image`` gives it,
     read without importing scikit-learn."""
     from course_lib.data import sklearn_data_file
@@ -30,7 +30,7 @@ def sample_image(name: str = "china.jpg", size: tuple[int, int] = (96, 144)) -> 
     """A real photo as a (1, 3, H, W) float tensor in [0, 1]; ``name`` is "china.jpg" or "flower.jpg"."""
     if name not in {"china.jpg", "flower.jpg"}:
         raise ValueError(f"sample_image: name must be 'china.jpg' or 'flower.jpg', got {name!r}")
-    image = torch.from_numpy(_photo(name).copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    image = torch.from_numpy(photo(name).copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
     return torch.nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
 
 
@@ -46,6 +46,19 @@ def finish(fig, path: str | Path | None) -> None:
     if path is not None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
         pyplot().close(fig)
+
+
+#: the colour of a digit's box over a map (cyan: visible on gray images and on the jet colour map)
+BOX_COLOUR = "#00e5ff"
+
+
+def draw_box(ax, box, **kwargs) -> None:
+    """Outline ``box`` = (top, left, bottom, right) in pixels on the axes ``ax``."""
+    from matplotlib.patches import Rectangle
+
+    top, left, bottom, right = (int(v) for v in box)
+    ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
+                           edgecolor=BOX_COLOUR, linewidth=1.5, **kwargs))
 
 
 def centred(image: torch.Tensor) -> torch.Tensor:

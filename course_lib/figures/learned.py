@@ -14,7 +14,7 @@ import torch
 
 from course_lib import capstone as cap
 from course_lib.figures import capstone as cfigs
-from course_lib.figures.common import finish, pyplot
+from course_lib.figures.common import draw_box, finish, pyplot
 from course_lib import learned
 
 __all__ = ["plot_se_by_depth", "plot_learned_spatial", "plot_pam_queries", "plot_cam_affinity", "plot_stripes",
@@ -106,12 +106,12 @@ def plot_pam_queries(net: cap.CapstoneNet, data, index: int = 0, path: str | Pat
     up = torch.nn.functional.interpolate(rows, size=image.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     fig, axes = plt.subplots(1, len(queries) + 1, figsize=(2.2 * (len(queries) + 1), 2.7))
     axes[0].imshow(image[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-    cfigs._draw_box(axes[0], box)
+    draw_box(axes[0], box)
     axes[0].set_title("input", fontsize=8)
     for ax, (label, (r, c)), m, q in zip(axes[1:], queries.items(), up, cells.values()):
         ax.imshow(image[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
         ax.imshow((m / m.max()).numpy(), cmap="inferno", alpha=0.65, vmin=0, vmax=1)
-        cfigs._draw_box(ax, box)
+        draw_box(ax, box)
         qr, qc = (q // w + 0.5) * stride, (q % w + 0.5) * stride
         ax.plot(qc - 0.5, qr - 0.5, "x", color="white", markersize=9, mew=2)
         ax.set_title(f"query {label}\nlargest weight {float(position[q].max()):.2f}", fontsize=8)
@@ -161,7 +161,7 @@ def plot_stripes(net: learned.StripeNet, data, path: str | Path | None = None, n
     fig, axes = plt.subplots(1, num_images, figsize=(1.9 * num_images, 2.5))
     for j, ax in enumerate(axes):
         ax.imshow(images[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-        cfigs._draw_box(ax, boxes[j])
+        draw_box(ax, boxes[j])
         for i, (ini, lea) in enumerate(zip(initial[j], learnt[j])):
             for (top, left, bottom, right), style in ((ini, "--"), (lea, "-")):
                 ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False,
@@ -243,7 +243,7 @@ def plot_coord_gates(net: cap.CapstoneNet, data, path: str | Path | None = None,
         scaled = (m - m.min()) / max(float(m.max() - m.min()), 1e-12)
         ax.imshow(images[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
         ax.imshow(scaled, cmap="inferno", alpha=0.6, vmin=0, vmax=1)
-        cfigs._draw_box(ax, boxes[j])
+        draw_box(ax, boxes[j])
         ax.set_xticks([])
         ax.set_yticks([])
         for k, (profile, lo, hi, label) in enumerate(((rows[j], top, bottom, "g^h by row"),

@@ -352,7 +352,7 @@ def _prepare_main(out: Path, template: Path, chapter: str, db_url: str) -> None:
     if db_url == f"sqlite:///{fresh_sqlite}" and not fresh_sqlite.exists():
         shutil.copy(template / "gradebook.db", fresh_sqlite)
         return
-    with quiet_sqlalchemy(), nbs._venv_on_path(), _fast_alembic():
+    with quiet_sqlalchemy(), nbs.venv_on_path(), _fast_alembic():
         with Gradebook(f"sqlite:///{template / 'gradebook.db'}", course_id()) as gb:
             wanted = _source_cells(gb, chapter)
         with Gradebook(db_url, course_id()) as gb:

@@ -297,7 +297,7 @@ def regenerate(out: Path, chapter: str, *, db_url: str | None = None, students: 
                 continue
             grader = nbs.api(root)
             grader.coursedir.db_url = db_url
-            with nbs._venv_on_path():
+            with nbs.venv_on_path():
                 result = grader.generate_feedback(chapter, student, force=True)
             page = root / "feedback" / student / chapter / f"{chapter}.html"
             if not result.get("success") or not page.is_file():

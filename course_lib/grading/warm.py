@@ -167,7 +167,7 @@ def _fill_data_caches() -> list[str]:
 
         learned.test_split()  # draws the test split once; every child gets its own copy of it
         for photo in ("china.jpg", "flower.jpg"):
-            common._photo(photo)
+            common.photo(photo)
     except Exception as err:  # noqa: BLE001 - the notebook fills them itself then
         failed.append(f"data caches: {type(err).__name__}: {err}")
     return failed

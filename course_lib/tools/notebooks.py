@@ -269,7 +269,7 @@ def nbgrader_config(root: Path):
 
 
 @contextlib.contextmanager
-def _venv_on_path() -> Iterator[None]:
+def venv_on_path() -> Iterator[None]:
     """nbgrader shells out to `alembic`: the interpreter's bin folder must be on PATH."""
     bindir = str(Path(sys.executable).parent)
     old = os.environ.get("PATH", "")
@@ -328,7 +328,7 @@ def new_course(root: Path, chapters_: list[str], *, source_root: Path = REPO) ->
             raise FileNotFoundError(f"no chapter {chapter!r}: {src} does not exist")
         shutil.copytree(src, root / SOURCE / chapter, dirs_exist_ok=True)
     grader = api(root)
-    with _venv_on_path(), fast_alembic():
+    with venv_on_path(), fast_alembic():
         for chapter in chapters_:
             _require(grader.generate_assignment(chapter, force=True, create=True), f"generate_assignment {chapter}")
     return grader
@@ -381,7 +381,7 @@ def autograde(grader, root: Path, chapter: str, student: str, notebook: Path) ->
     target = Path(root) / "submitted" / student / chapter / f"{chapter}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(notebook, target)
-    with _venv_on_path():
+    with venv_on_path():
         _require(grader.autograde(chapter, student, force=True, create=True), f"autograde {chapter}/{student}")
     with Gradebook(f"sqlite:///{Path(root) / 'gradebook.db'}") as gb:
         submission = gb.find_submission_notebook(chapter, chapter, student)
@@ -444,7 +444,7 @@ def execute(path: Path, *, timeout: int = 300, env: dict | None = None) -> tuple
     os.environ["MPLBACKEND"] = "Agg"
     started = time.perf_counter()
     try:
-        with _venv_on_path():
+        with venv_on_path():
             client.execute()
     finally:
         os.environ.clear()
