@@ -200,6 +200,23 @@ def test_autocast_covers_names_only_an_enabled_device_and_the_dtypes_it_casts():
         assert not autocast_covers("cpu", torch.bfloat16)
 
 
+def test_autocast_covers_an_older_torch_without_the_device_type_argument(monkeypatch):
+    """Before ``torch.is_autocast_enabled(device_type)``, the CPU had ``is_autocast_cpu_enabled()`` and the
+    argument-free ``is_autocast_enabled()`` meant CUDA."""
+    def old_is_autocast_enabled(*args):
+        if args:
+            raise TypeError("is_autocast_enabled() takes 0 positional arguments but 1 was given")
+        return False  # CUDA autocast off
+
+    monkeypatch.setattr(torch, "is_autocast_enabled", old_is_autocast_enabled)
+    monkeypatch.setattr(torch, "is_autocast_cpu_enabled", lambda: True)
+    assert autocast_covers("cpu", torch.bfloat16, torch.float32)
+    assert not autocast_covers("cuda", torch.float16)
+    assert not autocast_covers("mps", torch.float16)
+    monkeypatch.setattr(torch, "is_autocast_cpu_enabled", lambda: False)
+    assert not autocast_covers("cpu", torch.bfloat16)
+
+
 def test_hard_attention_takes_a_source_of_another_half_dtype_under_autocast_only():
     module = build("hacnn_hard", 0).eval()
     x, source = torch.randn(2, C, 6, 4), torch.randn(2, 5, 12, 8).to(torch.bfloat16)

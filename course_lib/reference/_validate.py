@@ -219,11 +219,17 @@ def autocast_covers(device_type: str, *dtypes: torch.dtype) -> bool:
     Inside ``torch.autocast(device_type)`` a float32 module may receive a float16 or bfloat16 input
     (the output of an autocast convolution) and vice versa: autocast casts both sides of each
     convolution and matrix product. float64 is never cast, so it still has to match.
-    ``torch.is_autocast_enabled(device_type)`` takes the device type since torch 2.4; a device type
-    autocast does not know (``"meta"``) counts as not enabled.
+    Asks ``torch.is_autocast_enabled(device_type)``; an older torch whose ``is_autocast_enabled`` takes no
+    device type (it then means CUDA) is asked through ``is_autocast_cpu_enabled()`` for the CPU. A device
+    type autocast does not know (``"meta"``) counts as not enabled.
     """
     try:
         enabled = torch.is_autocast_enabled(device_type)
+    except TypeError:  # an older torch: no device_type argument
+        if device_type == "cpu":
+            enabled = torch.is_autocast_cpu_enabled()
+        else:
+            enabled = device_type == "cuda" and torch.is_autocast_enabled()
     except RuntimeError:  # e.g. "unknown device type for autocast" for meta tensors
         return False
     return enabled and all(dtype in AUTOCAST_DTYPES for dtype in dtypes)
