@@ -30,7 +30,7 @@ from .toolkit import (
     is_close,
     seeded_randn,
 )
-from .questions import Question, answer_key
+from .questions import Question, define_question_checks
 
 CHAPTER = "ch00_shapes"
 KEEPDIM = "keepdim"
@@ -207,63 +207,9 @@ def check_flatten_pixels(fn: Callable) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch00_shapes.py)
+# conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
+# live in hidden/ch00_shapes.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
-def _wrong(qid: str, **pairs: Any) -> dict:
-    """The named wrong answers of a question, keyed by their salted hashes (``answer_key``; the plain wrong answers
-    are in tests/test_ch00_shapes.py: in plain text here they would point to the right answers)."""
-    return dict(pairs.values())
-
-
-BROADCAST = Question(
-    "q_broadcast", "choices", key="4bb3a642d241561f45ea", options="abcde",
-    wrong=_wrong("q_broadcast",
-                 left=("a6ab1369b2bbd7a494dc", (LEFT_ALIGNED, "Broadcasting lines shapes up from the RIGHT: a (2, 3) gate meets x's "
-                                            "last two dims (5, 7), not (B, C).")),
-                 left2=("ccb1a30f98144cfdd223", (LEFT_ALIGNED, "Broadcasting lines shapes up from the RIGHT: a (2, 3) gate meets x's "
-                                              "last two dims (5, 7), not (B, C).")),
-                 silent=("3b4df6b090a39bd2ac94", (SILENT_BROADCAST, "Look at (c) again: when x's last two dims happen to be (2, 3), the "
-                                                  "(2, 3) gate fits them, so the product runs, and scales the wrong "
-                                                  "entries.")),
-                 middle=("324d39d451d5b9be3dfa", (SIZE_ONE_MIDDLE, "A (2, 3, 1) gate is lined up from the right as (1, 2, 3, 1): its "
-                                                   "3 meets x's H = 5, which is an error."))),
-    advice="Line the two shapes up from the right, dim by dim: two sizes fit when they are equal or one of them is "
-           "1, and a missing leading dim counts as 1. Then ask which entry of the gate each entry of x meets.")
-
-SOFTMAX_DIM = Question(
-    "q_softmax_dim", "int", key="b11f752bb256434edcfd",
-    wrong=_wrong("q_softmax_dim",
-                 cols=("de8e5b353626c1aca7dd", ("softmax_dim", "Along dim 1 the entries that sum to 1 share a key and differ in the "
-                                          "query: each COLUMN sums to 1. A query's row runs along the keys.")),
-                 batch=("2aa1c19b8225a5a4e5d3", ("softmax_dim", "Along dim 0 the entries that sum to 1 are the same (query, key) pair "
-                                           "in different images of the batch."))),
-    advice="A softmax along dim d makes the entries that differ only in their index along d sum to 1. The entries "
-           "of one query's row differ only in the key index.")
-
-BMM_SHAPE = Question(
-    "q_bmm_shape", "shape", key="d344e00d8d7adea8a50f",
-    wrong=_wrong("q_bmm_shape",
-                 pos=("0828373510e5ed6d8146", (TRANSPOSE_SIDE, "(2, 35, 35) is Q K^T, one entry per pair of pixels. Here the "
-                                                    "transpose is on Q, the left operand: (8, 35) @ (35, 8) for each "
-                                                    "image.")),
-                 nobatch=("98f185f0d4dde749a7e5", (BATCH_DROPPED, "bmm keeps the batch: one product per image, stacked.")),
-                 half=("f8be99541924abe09269", ("missing_transpose", "(2, 8, 35) is Q^T alone; the product with K (35, 8) "
-                                                         "contracts the 35 pixels."))),
-    advice="Write the shapes of the two per-image operands, (8, 35) and (35, 8): the inner sizes meet and vanish, "
-           "the outer ones stay, and the batch size comes along in front.")
-
-CONV_PARAMS = Question(
-    "q_conv_params", "int", key="63c93c5ab4f335e8fe60",
-    wrong=_wrong("q_conv_params",
-                 onebyone=("082ffc0b61f22beb3e38", (KERNEL_IGNORED, "That is a 1 x 1 convolution's count. A 3 x 3 kernel has "
-                                                        "3 * 3 weights for every (output, input) channel pair.")),
-                 nobias=("e73dfe8fd6fb6343232d", ("missing_bias", "The bias is missing: one per output channel.")),
-                 perout=("ddaef7ff3ab8093d1b2a", ("param_count", "Every one of the 4 output channels has its own 64 x 3 x 3 "
-                                                     "kernel."))),
-    advice="The weight of a convolution has shape (out channels, in channels, k, k), and the bias one entry per "
-           "output channel.")
-
-
 def _softmax_dim_canonical(answer: Any) -> Any:
     """-1 and 2 name the same dim of a 3-D tensor (so do -2 and 1, -3 and 0)."""
     if isinstance(answer, bool):
@@ -275,25 +221,58 @@ def _softmax_dim_canonical(answer: Any) -> Any:
     return value + 3 if -3 <= value < 0 else answer
 
 
-@exercise("q_broadcast", budget_s=2)
-def check_q_broadcast(answer: Any) -> None:
-    """Which of the statements (a)-(e) about broadcasting a gate are true."""
-    BROADCAST.check(answer)
+_LEFT = "Broadcasting lines shapes up from the RIGHT: a (2, 3) gate meets x's last two dims (5, 7), not (B, C)."
+BROADCAST = Question(
+    "q_broadcast", "choices", key="4bb3a642d241561f45ea", options="abcde",
+    doc="Which of the statements (a)-(e) about broadcasting a gate are true.",
+    wrong={
+        "a6ab1369b2bbd7a494dc": (LEFT_ALIGNED, _LEFT),
+        "ccb1a30f98144cfdd223": (LEFT_ALIGNED, _LEFT),
+        "3b4df6b090a39bd2ac94": (SILENT_BROADCAST, "Look at (c) again: when x's last two dims happen to be (2, 3), the "
+                                                   "(2, 3) gate fits them, so the product runs, and scales the wrong "
+                                                   "entries."),
+        "324d39d451d5b9be3dfa": (SIZE_ONE_MIDDLE, "A (2, 3, 1) gate is lined up from the right as (1, 2, 3, 1): its "
+                                                  "3 meets x's H = 5, which is an error."),
+    },
+    advice="Line the two shapes up from the right, dim by dim: two sizes fit when they are equal or one of them is "
+           "1, and a missing leading dim counts as 1. Then ask which entry of the gate each entry of x meets.")
 
+SOFTMAX_DIM = Question(
+    "q_softmax_dim", "int", key="b11f752bb256434edcfd", prepare=_softmax_dim_canonical,
+    doc="The dim of (B, N, M) scores a softmax runs over so that each query's row sums to 1.",
+    wrong={
+        "de8e5b353626c1aca7dd": ("softmax_dim", "Along dim 1 the entries that sum to 1 share a key and differ in the "
+                                                "query: each COLUMN sums to 1. A query's row runs along the keys."),
+        "2aa1c19b8225a5a4e5d3": ("softmax_dim", "Along dim 0 the entries that sum to 1 are the same (query, key) pair "
+                                                "in different images of the batch."),
+    },
+    advice="A softmax along dim d makes the entries that differ only in their index along d sum to 1. The entries "
+           "of one query's row differ only in the key index.")
 
-@exercise("q_softmax_dim", budget_s=2)
-def check_q_softmax_dim(answer: Any) -> None:
-    """The dim of (B, N, M) scores a softmax runs over so that each query's row sums to 1."""
-    SOFTMAX_DIM.check(_softmax_dim_canonical(answer))
+BMM_SHAPE = Question(
+    "q_bmm_shape", "shape", key="d344e00d8d7adea8a50f",
+    doc="The shape of the batched products Q_b^T K_b for Q, K of shape (2, 35, 8).",
+    wrong={
+        "0828373510e5ed6d8146": (TRANSPOSE_SIDE, "(2, 35, 35) is Q K^T, one entry per pair of pixels. Here the "
+                                                 "transpose is on Q, the left operand: (8, 35) @ (35, 8) for each "
+                                                 "image."),
+        "98f185f0d4dde749a7e5": (BATCH_DROPPED, "bmm keeps the batch: one product per image, stacked."),
+        "f8be99541924abe09269": ("missing_transpose", "(2, 8, 35) is Q^T alone; the product with K (35, 8) "
+                                                      "contracts the 35 pixels."),
+    },
+    advice="Write the shapes of the two per-image operands, (8, 35) and (35, 8): the inner sizes meet and vanish, "
+           "the outer ones stay, and the batch size comes along in front.")
 
+CONV_PARAMS = Question(
+    "q_conv_params", "int", key="63c93c5ab4f335e8fe60",
+    doc="Parameters of a 3 x 3 convolution from 64 to 4 channels with bias.",
+    wrong={
+        "082ffc0b61f22beb3e38": (KERNEL_IGNORED, "That is a 1 x 1 convolution's count. A 3 x 3 kernel has "
+                                                 "3 * 3 weights for every (output, input) channel pair."),
+        "e73dfe8fd6fb6343232d": ("missing_bias", "The bias is missing: one per output channel."),
+        "ddaef7ff3ab8093d1b2a": ("param_count", "Every one of the 4 output channels has its own 64 x 3 x 3 kernel."),
+    },
+    advice="The weight of a convolution has shape (out channels, in channels, k, k), and the bias one entry per "
+           "output channel.")
 
-@exercise("q_bmm_shape", budget_s=2)
-def check_q_bmm_shape(answer: Any) -> None:
-    """The shape of the batched products Q_b^T K_b for Q, K of shape (2, 35, 8)."""
-    BMM_SHAPE.check(answer)
-
-
-@exercise("q_conv_params", budget_s=2)
-def check_q_conv_params(answer: Any) -> None:
-    """Parameters of a 3 x 3 convolution from 64 to 4 channels with bias."""
-    CONV_PARAMS.check(answer)
+define_question_checks(globals(), BROADCAST, SOFTMAX_DIM, BMM_SHAPE, CONV_PARAMS)

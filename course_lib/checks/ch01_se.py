@@ -44,7 +44,7 @@ from .toolkit import (
     load_by_shape,
     passed,
 )
-from .questions import Question
+from .questions import Question, define_question_checks
 
 __all__ = ["check_se", "check_se_parameter_count", "check_seresnet50_extra_parameters",
            "check_q_w1_shape", "check_q_softmax_scale", "check_q_stage_params"]
@@ -306,12 +306,13 @@ def check_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch01_se.py;
-# the plain wrong answers each key stands for are in tests/test_ch01_se.py)
+# conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
+# live in hidden/ch01_se.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
 W1_SHAPE = Question(
     "q_w1_shape", "shape", key="4c9f116c1359c076e120",
-    wrong={  # salted hashes of the wrong answers (in plain text they would point to the right one)
+    doc="The shape of W1's weight in SqueezeExcitation(512, 16) built from 1x1 convolutions.",
+    wrong={
         "5f525fb01c2a5940619d": (
             "weight_transposed", "That is (in, out); a layer's weight is stored with the OUTPUT channels first: "
                                  "row k of the matrix holds the weights of output channel k."),
@@ -330,7 +331,8 @@ W1_SHAPE = Question(
 
 SOFTMAX_SCALE = Question(
     "q_softmax_scale", "float", key="b4a5db842d0c0739b574", digits=3,
-    wrong={  # salted hashes of the wrong answers (in plain text they would point to the right one)
+    doc="The weight a softmax over C = 512 channels gives each channel when all the logits are equal.",
+    wrong={
         "c430997671f00d316c57": (
             "sigmoid_value", "0.5 is the sigmoid of equal (zero) logits, SE's gate; a softmax makes the "
                              "C weights share a total of 1."),
@@ -346,7 +348,8 @@ SOFTMAX_SCALE = Question(
 
 STAGE_PARAMS = Question(
     "q_stage_params", "int", key="0d9e5bd55a224fbec29f",
-    wrong={  # salted hashes of the wrong answers (in plain text they would point to the right one)
+    doc="The parameters SE adds to ResNet-50's third stage (6 blocks of C = 1024, r = 16).",
+    wrong={
         "6d0941ee2b470acf6855": (
             "missing_bias", "The biases are left out: each of the two layers has one bias per output unit."),
         "e759edb945d12c727663": (
@@ -359,19 +362,4 @@ STAGE_PARAMS = Question(
            "with C' = C // r, then multiply by the number of blocks in the stage.")
 
 
-@exercise("q_w1_shape", budget_s=2)
-def check_q_w1_shape(answer: Any) -> None:
-    """The shape of W1's weight in SqueezeExcitation(512, 16) built from 1x1 convolutions."""
-    W1_SHAPE.check(answer)
-
-
-@exercise("q_softmax_scale", budget_s=2)
-def check_q_softmax_scale(answer: Any) -> None:
-    """The weight a softmax over C = 512 channels gives each channel when all the logits are equal."""
-    SOFTMAX_SCALE.check(answer)
-
-
-@exercise("q_stage_params", budget_s=2)
-def check_q_stage_params(answer: Any) -> None:
-    """The parameters SE adds to ResNet-50's third stage (6 blocks of C = 1024, r = 16)."""
-    STAGE_PARAMS.check(answer)
+define_question_checks(globals(), W1_SHAPE, SOFTMAX_SCALE, STAGE_PARAMS)

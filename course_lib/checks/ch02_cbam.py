@@ -34,7 +34,7 @@ from .toolkit import (
     forward_keeps_input,
     load_by_shape,
 )
-from .questions import Question
+from .questions import Question, define_question_checks
 
 __all__ = ["check_cbam", "check_channel_attention", "check_spatial_attention", "check_q_spatial_params",
            "check_q_gate_order", "check_q_cbam_params"]
@@ -222,19 +222,19 @@ def check_cbam(cls: type) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch02_cbam.py). The
-# named wrong answers are keyed by their salted hashes too (answer_key; the plain values are in
-# tests/test_ch02_cbam.py): in plain text they would point to the right answers.
+# conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
+# live in hidden/ch02_cbam.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
 SPATIAL_PARAMS = Question(
     "q_spatial_params", "int", key="75d401fc85fc5f72cdbc",
+    doc="Parameters of SpatialAttention(kernel_size=7) as Eq. (3) defines it.",
     wrong={
         "1011afb0775d857e2806": (
             "single_pool", "That is a 7 x 7 kernel on ONE map; Eq. (3) convolves two stacked maps, [mean; max]."),
         "b34f1a4612787558559a": (
             "extra_parameter", "The paper's f^{7x7} has no bias: count the kernel's weights only."),
         "8fca5b21665002d41da9": (
-            "official_batch_norm", "100 is the official gate, whose BatchNorm2d(1) adds a weight and a bias; "
+            "official_batch_norm", "That is the official gate, whose BatchNorm2d(1) adds a weight and a bias; "
                                    "the question asks for Eq. (3)."),
         "9b5c575595c30d5adcb4": (
             "kernel_ignored", "A 7 x 7 kernel has 7 * 7 weights per input map."),
@@ -243,6 +243,7 @@ SPATIAL_PARAMS = Question(
 
 GATE_ORDER = Question(
     "q_gate_order", "choices", key="405b54b2acccf06c216f", options="abcde",
+    doc="Which statements (a)-(e) about the order of CBAM's two gates are true.",
     wrong={
         "59455a38963ad04aaff9": (
             "spatial_on_input", "(b) and (c) describe the PARALLEL arrangement. In Eq. (1) the spatial gate is "
@@ -259,6 +260,7 @@ GATE_ORDER = Question(
 
 CBAM_PARAMS = Question(
     "q_cbam_params", "int", key="75b05f66068331687b63",
+    doc="Parameters of CBAM(256, reduction=16, kernel_size=7) as the paper defines it.",
     wrong={
         "778f7408f1470495c2d4": (
             "official_mlp_bias", "That counts the official code's MLP biases; the paper's Eq. (2) has none."),
@@ -274,19 +276,4 @@ CBAM_PARAMS = Question(
            "(2 maps in, 1 out, k x k, no bias).")
 
 
-@exercise("q_spatial_params", budget_s=2)
-def check_q_spatial_params(answer: Any) -> None:
-    """Parameters of SpatialAttention(kernel_size=7) as Eq. (3) defines it."""
-    SPATIAL_PARAMS.check(answer)
-
-
-@exercise("q_gate_order", budget_s=2)
-def check_q_gate_order(answer: Any) -> None:
-    """Which statements (a)-(e) about the order of CBAM's two gates are true."""
-    GATE_ORDER.check(answer)
-
-
-@exercise("q_cbam_params", budget_s=2)
-def check_q_cbam_params(answer: Any) -> None:
-    """Parameters of CBAM(256, reduction=16, kernel_size=7) as the paper defines it."""
-    CBAM_PARAMS.check(answer)
+define_question_checks(globals(), SPATIAL_PARAMS, GATE_ORDER, CBAM_PARAMS)

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .questions import Question, answer_key
+from .questions import Question, define_question_checks
 from .toolkit import (
     CheckFailure,
     build,
@@ -417,7 +417,8 @@ def check_swap_pool_order(fn: Callable) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# conceptual questions (the right answers are salted hashes; the plain ones live in hidden/ch03_ctdnet_sam.py)
+# conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
+# live in hidden/ch03_ctdnet_sam.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
 define_mistake("pooled_features", "the features themselves are stacked where the two pooled maps are")
 define_mistake("pooled_spatially", "pooling over H and W (a channel descriptor) where the SAM pools over the channels")
@@ -429,14 +430,15 @@ define_mistake("flip_is_swap", "a spatial flip of the kernels taken for a swap o
 
 STACKED_SHAPE = Question(
     "q_stacked_shape", "shape", key="1b095223b695ad81d3e0",
+    doc="The shape of [S_avg; S_max] for features of shape (2, 128, 44, 44).",
     wrong={
-        answer_key("q_stacked_shape", (2, 256, 44, 44), kind="shape"): (
+        "9c8aa7a3381dc5f9b383": (
             "pooled_features", "256 channels would be two copies of the 128-channel features. (S1) pools over the "
                                "channel axis first: each pooled map has a single channel."),
-        answer_key("q_stacked_shape", (2, 2, 1, 1), kind="shape"): (
+        "d9d5a2927b7fe22f16ff": (
             "pooled_spatially", "(B, 2, 1, 1) is what pooling over H and W gives, a descriptor per channel as in "
                                 "SE. The SAM pools over the channels and keeps every pixel."),
-        answer_key("q_stacked_shape", (2, 1, 44, 44), kind="shape"): (
+        "16e87831a3c6a227b7f2": (
             "one_pooled_map", "that is the shape of one pooled map (and of the map M_sa). [S_avg; S_max] "
                               "concatenates the two along the channel axis."),
     },
@@ -445,57 +447,43 @@ STACKED_SHAPE = Question(
 
 WIDE_WINDOW = Question(
     "q_wide_window", "int", key="d119e1469c608c25ad8f",
+    doc="The side of the window of x that one pixel of forward(x) depends on, with a 7x7 gate and a 3x3 "
+        "projection.",
     wrong={
-        answer_key("q_wide_window", 7, kind="int"): (
+        "f5149daec859741090c2": (
             "window_one_conv", "7 is the window of the 7x7 gate alone. forward(x) applies the 3x3 projection to "
                                "x * M_sa, and each of its 3x3 inputs has its own 7x7 window."),
-        answer_key("q_wide_window", 10, kind="int"): (
+        "6c1a9dbc2f229653b165": (
             "window_added", "two windows side by side share pixels: the projection's neighbours are one pixel "
-                            "apart, and it adds one pixel on each side of the gate's 7x7 window."),
-        answer_key("q_wide_window", 21, kind="int"): (
+                            "apart, so their 7x7 windows overlap."),
+        "6c93ddffe1d4ad6cfbf2": (
             "window_multiplied", "windows of stacked convolutions grow, they do not multiply: each conv (stride 1) "
                                  "adds k - 1 pixels to the side."),
-        answer_key("q_wide_window", 5, kind="int"): (
-            "kernel_size", "5 is the window of the SAM with its 3x3 gate; this variant's gate is 7x7."),
+        "9c0feb53f409ed134c7e": (
+            "kernel_size", "that is the window of the SAM with its 3x3 gate; this variant's gate is 7x7."),
     },
     advice="Start from one output pixel: the projection conv reads a 3x3 window of x * M_sa, and each of those "
            "pixels needs M_sa there, which now reads a 7x7 window of the pooled maps. How wide is the union?")
 
 KERNEL_FLIP = Question(
     "q_kernel_flip", "choices", key="934b1a4bc867fb98d4f4", options="abcd",
+    doc="Which statements about a left-right mirrored kernel hold for every weight and input.",
     wrong={
-        answer_key("q_kernel_flip", "d", kind="choices", options="abcd"): (
+        "84245409632236141bd8": (
             "flip_is_swap", "a flip along a spatial axis reverses each 3x3 kernel; it does not touch which input "
                             "map each kernel reads. Swapping the maps is a change along the weight's dim 1."),
-        answer_key("q_kernel_flip", "ad", kind="choices", options="abcd"): (
-            "flip_is_swap", "(a) is right, (d) is not: a flip along a spatial axis reverses each 3x3 kernel and "
-                            "leaves each kernel on the map it reads."),
-        answer_key("q_kernel_flip", "ac", kind="choices", options="abcd"): (
-            "wrong_answer", "(a) is right. For (c), try an image that is not symmetric: a single bright pixel "
-                            "left of the centre. Where does conv(P, W_lr) put its response, and where would the "
-                            "mirrored conv(P, W) put it?"),
+        "28eacdf1b76c3b187948": (
+            "flip_is_swap", "look at (d) again: a flip along a spatial axis reverses each 3x3 kernel and leaves "
+                            "each kernel on the map it reads."),
+        "e875110410969af68e08": (
+            "wrong_answer", "for (c), try an image that is not symmetric: a single bright pixel left of the "
+                            "centre. Where does conv(P, W_lr) put its response, and where would the mirrored "
+                            "conv(P, W) put it?"),
     },
     advice="Try a kernel that is not symmetric and an image with one bright pixel, and write the cross-"
            "correlation sum for one output pixel with the mirrored kernel: which input pixel meets which weight?")
 
-
-@exercise("q_stacked_shape", budget_s=2)
-def check_q_stacked_shape(answer: Any) -> None:
-    """The shape of [S_avg; S_max] for features of shape (2, 128, 44, 44)."""
-    STACKED_SHAPE.check(answer)
-
-
-@exercise("q_wide_window", budget_s=2)
-def check_q_wide_window(answer: Any) -> None:
-    """The side of the window of x that one pixel of forward(x) depends on, with a 7x7 gate and a 3x3 projection."""
-    WIDE_WINDOW.check(answer)
-
-
-@exercise("q_kernel_flip", budget_s=2)
-def check_q_kernel_flip(answer: Any) -> None:
-    """Which statements about a left-right mirrored kernel hold for every weight and input."""
-    KERNEL_FLIP.check(answer)
-
+define_question_checks(globals(), STACKED_SHAPE, WIDE_WINDOW, KERNEL_FLIP)
 
 __all__ = [
     "KERNEL_FLIP",

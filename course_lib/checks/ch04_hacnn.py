@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .questions import Question, answer_key
+from .questions import Question, define_question_checks
 from .toolkit import (
     CheckFailure,
     build,
@@ -116,7 +116,7 @@ ADVICE: dict[str, tuple[str, str]] = {
     "theta_raw": (TANH_PLACEMENT,
                   "the initial centres are exactly +-0.25 and +-0.75: the tanh is missing, or the bias is added "
                   "after it. HA-CNN computes tanh(fc(z)): the bias goes in before the tanh, so the centres start "
-                  "at +-tanh(0.25) = +-0.245 and +-tanh(0.75) = +-0.635."),
+                  "at +-tanh(0.25) and +-tanh(0.75)."),
     "theta_no_tanh": (TANH_PLACEMENT, "theta has no tanh: theta = tanh(fc(GAP(x)))."),
     "theta_bias_after": (TANH_PLACEMENT, "the bias is added after the tanh: theta = tanh(fc(z)) with the fc's own bias."),
     "theta_swapped": (THETA_ORDER,
@@ -467,11 +467,12 @@ def check_hard_attention_crops(cls: type) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# conceptual questions
+# conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
+# live in hidden/ch04_hacnn.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
 define_mistake("learnt_entries", "the learnt entries of an affine matrix named where the fixed ones are asked")
-define_mistake("shear_entries", "the zero (rotation/shear) entries of a fixed-shape affine matrix forgotten")
-define_mistake("scale_entries", "the fixed scale entries of a stripe's affine matrix forgotten")
+define_mistake("shear_entries", "the rotation/shear entries of a stripe's affine matrix judged the wrong way")
+define_mistake("scale_entries", "the scale entries of a stripe's affine matrix judged the wrong way")
 define_mistake("convblock_bias", "a ConvBlock's convolution counted without its bias")
 define_mistake("convblock_bn", "a ConvBlock's BatchNorm left out of a parameter count")
 define_mistake("bn_buffers", "BatchNorm's running statistics counted as parameters")
@@ -482,17 +483,17 @@ define_mistake("region_order", "the centre of another region, or the wrong sign"
 _ABCDEF = "abcdef"
 FIXED_ENTRIES = Question(
     "q_fixed_entries", "choices", key="076209811935380a5abd", options=_ABCDEF,
+    doc="The fixed entries of a stripe's affine matrix (full width, 1/R of the height, no rotation or shear).",
     wrong={
-        answer_key("q_fixed_entries", "cf", kind="choices", options=_ABCDEF): (
+        "32de4c73a9437f6fb8c2": (
             "learnt_entries", "c and f are the translation, the two numbers the hard attention learns per region; "
                               "the question asks for the entries that never change."),
-        answer_key("q_fixed_entries", "ae", kind="choices", options=_ABCDEF): (
-            "shear_entries", "a and e are the scales, fixed indeed; but no rotation and no shear also fix b and d "
-                             "(to 0)."),
-        answer_key("q_fixed_entries", "bd", kind="choices", options=_ABCDEF): (
-            "scale_entries", "b and d (zero: no rotation, no shear) are fixed; the stripe's size fixes a and e as "
-                             "well (the full width, 1/R of the height)."),
-        answer_key("q_fixed_entries", "abcdef", kind="choices", options=_ABCDEF): (
+        "86d699e1fec982751646": (
+            "shear_entries", "a and e are the scales. What do 'no rotation' and 'no shear' say about b and d?"),
+        "7ff48faf177a980423c5": (
+            "scale_entries", "b and d are the rotation and shear entries. What does the stripe's size (the full "
+                             "width, 1/R of the height) say about a and e?"),
+        "831b33302ca1800afa6a": (
             "learnt_entries", "if every entry were fixed the stripes could not move; HA-CNN learns their "
                               "position."),
     },
@@ -501,20 +502,21 @@ FIXED_ENTRIES = Question(
 
 SPATIAL_PARAMS = Question(
     "q_spatial_params", "int", key="9b2a5b938e93e93514a5",
+    doc="The trainable parameters of SpatialAttention().",
     wrong={
-        answer_key("q_spatial_params", 14, kind="int"): (
+        "9b5c575595c30d5adcb4": (
             "convblock_bias", "the convolutions in ConvBlock are built with their default bias=True: one bias "
                               "each."),
-        answer_key("q_spatial_params", 11, kind="int"): (
-            "convblock_bn", "each ConvBlock also has a BatchNorm2d(1), with a weight and a bias."),
-        answer_key("q_spatial_params", 10, kind="int"): (
+        "f6e55b227c0b9a120276": ("convblock_bn", "each ConvBlock also has a BatchNorm2d(1), with a weight "
+                                                          "and a bias."),
+        "ab212e2f6938e7fc019d": (
             "convblock_bn", "each ConvBlock has a BatchNorm2d(1) (a weight and a bias) after its conv, and the "
                             "convs have biases."),
-        answer_key("q_spatial_params", 20, kind="int"): (
+        "7691109bb23eb7c3d0f4": (
             "bn_buffers", "running mean and variance are buffers, updated but not trained: not parameters."),
-        answer_key("q_spatial_params", 22, kind="int"): (
+        "dd522e19a71116e46396": (
             "bn_buffers", "running mean, running variance and num_batches_tracked are buffers, not parameters."),
-        answer_key("q_spatial_params", 12, kind="int"): (
+        "1a511b53a1c6d5fb631a": (
             "one_convblock", "that is conv1 alone; conv2, the 1x1 'scaling' ConvBlock, has parameters too."),
     },
     advice="Count each ConvBlock as conv weights (out x in x k x k) + conv bias (out) + BatchNorm weight and bias "
@@ -522,40 +524,22 @@ SPATIAL_PARAMS = Question(
 
 INITIAL_CENTRE = Question(
     "q_initial_centre", "float", key="58cb452a88161926a6a9", digits=3,
+    doc="t_y of region 0 right after reset_parameters, for R = 4.",
     wrong={
-        answer_key("q_initial_centre", -0.75, kind="float"): (
-            "bias_after_tanh", "-0.75 is the bias itself. With a zero weight theta = tanh(bias): the bias sits "
+        "27c533f7bb37fa37e959": (
+            "bias_after_tanh", "that is the bias itself. With a zero weight theta = tanh(bias): the bias sits "
                                "inside the tanh of (H5)."),
-        answer_key("q_initial_centre", 0.635, kind="float"): (
-            "region_order", "that is region 3 (the bottom stripe): region 0's bias is (2 * 0 + 1) / 4 - 1, "
-                            "negative, the top of the map."),
-        answer_key("q_initial_centre", -0.245, kind="float"): (
-            "region_order", "that is region 1: region 0's bias is (2 * 0 + 1) / 4 - 1."),
-        answer_key("q_initial_centre", -0.25, kind="float"): (
-            "region_order", "-0.25 is region 1's bias; region 0's is (2 * 0 + 1) / 4 - 1, and then the tanh "
-                            "applies."),
+        "69487d7c5f76e07c1d47": (
+            "region_order", "that is region 3 (the bottom stripe): region 0's bias is negative, the top of the "
+                            "map."),
+        "6862f2a77f100f395df2": ("region_order", "that is region 1; the question asks for region 0."),
+        "d6bb72fc322cd55fb972": (
+            "region_order", "that is region 1's bias; the question asks for region 0's centre, after the tanh."),
     },
     advice="With a zero weight, fc(GAP(x)) is the bias for every input; find region 0's t_y entry of the bias and "
            "follow (H5).")
 
-
-@exercise("q_fixed_entries", budget_s=2)
-def check_q_fixed_entries(answer: Any) -> None:
-    """The fixed entries of a stripe's affine matrix (full width, 1/R of the height, no rotation or shear)."""
-    FIXED_ENTRIES.check(answer)
-
-
-@exercise("q_spatial_params", budget_s=2)
-def check_q_spatial_params(answer: Any) -> None:
-    """The trainable parameters of SpatialAttention()."""
-    SPATIAL_PARAMS.check(answer)
-
-
-@exercise("q_initial_centre", budget_s=2)
-def check_q_initial_centre(answer: Any) -> None:
-    """t_y of region 0 right after reset_parameters, for R = 4."""
-    INITIAL_CENTRE.check(answer)
-
+define_question_checks(globals(), FIXED_ENTRIES, SPATIAL_PARAMS, INITIAL_CENTRE)
 
 __all__ = [
     "FIXED_ENTRIES",

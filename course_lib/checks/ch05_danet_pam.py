@@ -24,19 +24,18 @@ imports the reference module ``course_lib.reference.danet``: expected values com
 from __future__ import annotations
 
 import copy
-import functools
 from typing import Callable
 
 import torch
 from torch import nn
 
-from .questions import Question, answer_key
+from .questions import Question, define_question_checks
 from .toolkit import (
     CheckFailure,
+    PAM_ADVICE,
     build,
     call_with_hints,
-    close_named,
-    count_parameters,
+    check_pam_structure,
     define_mistake,
     exercise,
     expect,
@@ -51,14 +50,15 @@ from .toolkit import (
     expect_shape,
     expected,
     fmt_shape,
-    load_by_name,
+    load_pam_weights,
+    pam_close,
+    pam_parameter_count,
+    realistic_input,
     seeded_randn,
 )
 
 CHAPTER = "ch05_danet_pam"
 
-QK_SWAPPED = define_mistake(
-    "qk_swapped", "the roles of query and key are swapped (energy[j, i] = k_j . q_i instead of q_j . k_i)")
 MODIFIES_INPUT = "modifies_input"
 ZERO_GAMMA_GRADIENT = define_mistake(
     "zero_gamma_gradient", "a parameter is said to get a gradient through gamma * out while gamma = 0")
@@ -69,34 +69,13 @@ EQUIVARIANCE = define_mistake("equivariance", "a wrong statement about how PAM t
 INVARIANCE = define_mistake(
     "invariance", "PAM's output said not to change when the pixels are shuffled (invariance taken for equivariance)")
 
-# label -> (mistake id, advice); the tensors are stored in checks/expected/ch05_danet_pam.pt
-ADVICE: dict[str, tuple[str, str]] = {
-    "softmax_dim1": ("softmax_dim",
-                     "the softmax runs over dim 1 (the queries), so each COLUMN sums to 1. Eq. (1) normalises each "
-                     "query's row over all keys: softmax(energy, dim=-1)."),
-    "softmax_dim0": ("softmax_dim",
-                     "the softmax runs over dim 0, the batch: each entry is normalised against the same entry of "
-                     "the other images. nn.Softmax() without dim picks dim 0 for a 3-D tensor (with a deprecation "
-                     "warning); write nn.Softmax(dim=-1)."),
-    "softmax_all": ("softmax_dim",
-                    "the softmax runs over all N*N pairs of the image at once (energy flattened to (B, N*N)). "
-                    "Each query j gets its own distribution over the N keys: softmax(energy, dim=-1)."),
-    "scaled": ("scaled",
-               "the energy is divided by sqrt(C'). That is the Transformer's scaled dot product; DANet's "
-               "paper and official code use the plain dot product q_j . k_i."),
-    "qk_swapped": (QK_SWAPPED,
-                   "query and key play each other's role: energy = key^T @ query. Row j must hold q_j . k_i: "
-                   "query (B, N, C') @ key (B, C', N). In forward the same output also comes from two mistakes that "
-                   "combine: a softmax over dim 1 AND value @ attention without the transpose."),
-    "missing_transpose": ("missing_transpose",
-                          "value (B, C, N) @ attention without the transpose. out[:, :, j] = sum_i s[j, i] v[:, :, i] "
-                          "needs value @ attention^T (attention.permute(0, 2, 1)); DANet issue #64 asks the same."),
-    "missing_residual": ("missing_residual",
-                         "forward returns gamma * out without + x. Eq. (2): E = gamma * out + A."),
-}
-
 _call = call_with_hints  # PAM's crashes are named by the generic hints (in-place input, NameError)
-_close = functools.partial(close_named, advice=ADVICE)
+# PAM's advice, layout check and loaders are shared with chapter 06 through the toolkit (PAM_ADVICE, pam_close,
+# check_pam_structure, load_pam_weights, pam_parameter_count, realistic_input); this module's names for them
+# (the hidden checks import these):
+ADVICE = PAM_ADVICE  # label -> (mistake id, advice); the tensors are stored in checks/expected/ch05_danet_pam.pt
+_close = pam_close
+_check_structure = check_pam_structure
 MAP_ADVICE = {"columns": ADVICE["softmax_dim1"][1], "batch": ADVICE["softmax_dim0"][1], "all": ADVICE["softmax_all"][1]}
 
 
@@ -112,11 +91,6 @@ def _in_float64(fn: Callable, *args: torch.Tensor, doing: str) -> torch.Tensor:
     return result
 
 
-def realistic_input(channels: int = 64, size: int = 32, *, seed: int = 55) -> torch.Tensor:
-    """Features of realistic size: ReLU outputs, C = 64, N = 32 x 32; their energies reach the hundreds."""
-    return (3 * torch.relu(seeded_randn(1, channels, size, size, seed=seed))).float()
-
-
 def realistic_weights(channels: int = 64, reduction: int = 8, *, seed: int = 56) -> dict[str, torch.Tensor]:
     hidden = channels // reduction
     return {"query_conv.weight": 0.5 * seeded_randn(hidden, channels, 1, 1, seed=seed),
@@ -128,47 +102,6 @@ def realistic_weights(channels: int = 64, reduction: int = 8, *, seed: int = 56)
             "gamma": torch.ones(1, dtype=torch.float64)}
 
 
-def pam_parameter_count(channels: int, reduction: int = 8) -> int:
-    """2 (C C' + C') for query and key, C C + C for value, 1 for gamma."""
-    hidden = channels // reduction
-    return 2 * (channels * hidden + hidden) + channels * channels + channels + 1
-
-
-def _check_structure(module: nn.Module, channels: int, reduction: int, *, what: str) -> None:
-    hidden = channels // reduction
-    for name, shape in (("query_conv", (hidden, channels)), ("key_conv", (hidden, channels)),
-                        ("value_conv", (channels, channels))):
-        layer = getattr(module, name, None)
-        weight = getattr(layer, "weight", None)
-        if not isinstance(weight, torch.Tensor):
-            raise CheckFailure(
-                f"{what} has no {name} with a weight. Keep the official names: query_conv, key_conv "
-                f"(Conv2d({channels}, {channels} // reduction, 1)), value_conv (Conv2d({channels}, {channels}, 1)) "
-                "and gamma.", mistake="parameters")
-        got = tuple(weight.shape[:2])
-        if got != shape:
-            reduction_hint = name != "value_conv" and got[0] in (channels // 8, channels // 16) and got[0] != hidden
-            raise CheckFailure(
-                f"{what}.{name} maps {got[1]} -> {got[0]} channels; expected {shape[1]} -> {shape[0]}"
-                + (f" (channels // reduction = {channels} // {reduction}). The reduction argument seems to be "
-                   "ignored (a hard-coded // 8?)." if reduction_hint else "."),
-                mistake="reduction_ignored" if reduction_hint else "parameters")
-        if getattr(layer, "bias", None) is None:
-            raise CheckFailure(f"{what}.{name} has no bias; the official 1x1 convolutions keep theirs "
-                               "(nn.Conv2d's default bias=True).", mistake="missing_bias")
-    gamma = getattr(module, "gamma", None)
-    if not isinstance(gamma, nn.Parameter):
-        raise CheckFailure(
-            f"{what}.gamma should be a learnable nn.Parameter (the paper's alpha), got {type(gamma).__name__}.",
-            mistake="no_scale_param")
-    expect(gamma.numel() == 1, f"{what}.gamma should hold one number, got shape {fmt_shape(gamma.shape)}.",
-           mistake="parameters")
-    count = count_parameters(module)
-    expect(count == pam_parameter_count(channels, reduction),
-           f"{what} has {count} parameters; expected {pam_parameter_count(channels, reduction)} "
-           "= 2 (C C' + C') + (C C + C) + 1.", mistake="param_count")
-
-
 def _loaded(cls: type, data: dict, *, reduction: int = 8) -> tuple[nn.Module, str]:
     channels = data["channels"]
     what = f"{cls.__name__}({channels}" + (f", reduction={reduction})" if reduction != 8 else ")")
@@ -176,13 +109,6 @@ def _loaded(cls: type, data: dict, *, reduction: int = 8) -> tuple[nn.Module, st
     _check_structure(module, channels, reduction, what=what)
     load_pam_weights(module, data["weights"], what=what)
     return module, what
-
-
-def load_pam_weights(module: nn.Module, weights: dict[str, torch.Tensor], *, what: str) -> None:
-    """Copy weights by the official names; gamma may be stored as (1,) or as a 0-d scalar."""
-    load_by_name(module, {k: v for k, v in weights.items() if k != "gamma"}, what=what)
-    with torch.no_grad():
-        module.gamma.fill_(float(weights["gamma"].reshape(())))
 
 
 @exercise("PositionAttention.attention", budget_s=10)
@@ -283,89 +209,87 @@ def check_pam_einops(fn: Callable) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# conceptual questions: the right answers are stored only as salted hashes (plain in the hidden module)
+# conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
+# live in hidden/ch05_danet_pam.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
-def _wrong(qid: str, kind: str, cases: dict, **kw) -> dict[str, tuple[str, str]]:
-    return {answer_key(qid, value, kind=kind, **kw): hint for value, hint in cases.items()}
-
-
 Q_PAM_PARAMS = Question(
     "q_pam_params", "int", key="baee9d85ae380b0f8457",
-    wrong=_wrong("q_pam_params", "int", {
-        327681: ("missing_bias", "That is the count without the biases: each 1x1 convolution also has one bias per "
-                                 "output channel (nn.Conv2d keeps bias=True, as the official code does)."),
-        328320: ("param_count", "Close: gamma is a parameter too (one number)."),
-        327680: ("param_count", "That leaves out the three convolutions' biases and gamma."),
-        98497: ("param_count", "value_conv maps C to C channels (the values keep the input's width); only the query "
-                               "and key convolutions reduce to C' = C / 8."),
-    }),
+    doc="The parameters of a PAM with C = 512 and reduction 8 (biases and gamma included).",
+    wrong={
+        "7919b174b04d0ff57cca": (
+            "missing_bias", "That is the count without the biases: each 1x1 convolution also has one bias per "
+                            "output channel (nn.Conv2d keeps bias=True, as the official code does)."),
+        "d9b14f7e19682ed41a4a": ("param_count", "Close: gamma is a parameter too (one number)."),
+        "d3b57f9f779ffbfca7d4": ("param_count", "That leaves out the three convolutions' biases and gamma."),
+        "54a385fec452d2286ef4": (
+            "param_count", "value_conv maps C to C channels (the values keep the input's width); only the query and "
+                           "key convolutions reduce to C' = C / 8."),
+    },
     advice="Count each 1x1 convolution as (input channels x output channels) weights plus one bias per output "
            "channel: query_conv and key_conv map C = 512 to C' = 512 // 8 channels, value_conv maps 512 to 512, "
            "and gamma is one number.")
 
+_GAMMA_FACTOR = "value_conv's output is multiplied by gamma too, like the map's."
 Q_ZERO_GAMMA_GRADS = Question(
     "q_zero_gamma_grads", "choices", options="abcd", key="a6e952661a005e108ed6",
-    wrong=_wrong("q_zero_gamma_grads", "choices", {
-        "abcd": (ZERO_GAMMA_GRADIENT, "The convolutions reach the loss only through gamma * out, so their gradient is "
-                                      "gamma times d out / d theta: zero while gamma = 0. Which factor is not multiplied "
-                                      "by gamma?"),
-        "abc": (ZERO_GAMMA_GRADIENT, "Each convolution's gradient carries the factor gamma = 0. What is dE/d gamma?"),
-        "c": (ZERO_GAMMA_GRADIENT, "value_conv's output is multiplied by gamma too, like the map's."),
-        "cd": (ZERO_GAMMA_GRADIENT, "value_conv's output is multiplied by gamma too, like the map's."),
-    }, options="abcd"),
+    doc="Which of a new PAM's parameters (a)-(d) get a non-zero gradient while gamma = 0.",
+    wrong={
+        "cd27401d6f7403b10d88": (
+            ZERO_GAMMA_GRADIENT, "The convolutions reach the loss only through gamma * out, so their gradient is "
+                                 "gamma times d out / d theta: zero while gamma = 0. Which factor is not multiplied "
+                                 "by gamma?"),
+        "2c83eab113f93655206f": (
+            ZERO_GAMMA_GRADIENT, "Each convolution's gradient carries the factor gamma = 0. What is dE/d gamma?"),
+        "f6c878b5ed1ab6fe4d95": (ZERO_GAMMA_GRADIENT, _GAMMA_FACTOR),
+        "e697855c5c3cf99812f2": (ZERO_GAMMA_GRADIENT, _GAMMA_FACTOR),
+    },
     advice="Write E = gamma * out(theta) + x and differentiate with respect to each parameter at gamma = 0.")
 
 Q_MAP_MIB = Question(
     "q_map_mib", "float", digits=3, key="7fc10430feb623ccf1c4",
-    wrong=_wrong("q_map_mib", "float", {
-        339.738624: (MEMORY_UNITS, "That is in MB (10**6 bytes); the question asks MiB (2**20 bytes)."),
-        0.03515625: (MAP_SIZE, "That is N numbers; the map holds one number per (query, key) pair: N x N."),
-        1327104.0: (OUTPUT_STRIDE, "That uses the crop's 768 x 768 pixels; PAM runs on the feature map, 8 times "
-                                   "smaller on each side."),
-    }),
+    doc="The MiB of one image's N x N float32 map (a 768 x 768 crop at output stride 8).",
+    wrong={
+        "b2724549885bb18e173d": (
+            MEMORY_UNITS, "That is in MB (10**6 bytes); the question asks MiB (2**20 bytes)."),
+        "95f2a1db7407d0161e35": (
+            MAP_SIZE, "That is N numbers; the map holds one number per (query, key) pair: N x N."),
+        "e9221f0da60a6916e10d": (
+            OUTPUT_STRIDE, "That uses the crop's 768 x 768 pixels; PAM runs on the feature map, 8 times smaller on "
+                           "each side."),
+    },
     advice="Feature side = crop side / output stride; N = side x side; the map has N x N entries of 4 bytes; "
            "1 MiB = 2**20 bytes.")
 
+_POSITIONS_ALIKE = ("(d): every step of PAM treats positions alike (1x1 convolutions, dot products, a softmax over "
+                    "all keys); nothing in it knows where a pixel sits.")
 Q_EQUIVARIANCE = Question(
     "q_equivariance", "choices", options="abcd", key="4969222017600858e230",
-    wrong=_wrong("q_equivariance", "choices", {
-        "b": (EQUIVARIANCE, "(b) is right, and so is one more: what happens to row j and column i of the map when "
-                            "query j and key i both move?"),
-        "a": (EQUIVARIANCE, "(a) is right; what does it imply for out = V s^T, and for the residual x?"),
-        "c": (INVARIANCE, "The output moves with the input: E_j depends on A_j, and A_j has moved."),
-        "bc": (INVARIANCE, "(b) and (c) cannot both hold unless the output is constant over positions."),
-        "abc": (INVARIANCE, "(a) and (b) are right; (c) is not. Follow the residual: after the shuffle, position j "
-                            "of forward(Px) adds the feature of the pixel that moved to j, not its old A_j. By (b), "
-                            "forward(Px) = forward(x) would mean that shuffling forward(x) leaves it unchanged, "
-                            "which only an output with the same value at every position does."),
-        "ac": (INVARIANCE, "(a) is right. What does it imply for out = V s^T and for the residual x: does the "
-                           "output stay where it was (c), or move with the pixels?"),
-        "abcd": (INVARIANCE, "(a) and (b) are right. (c): the output moves with the input, since E_j adds A_j and "
-                             "A_j has moved. (d): nothing in PAM knows where a pixel sits."),
-        "abd": (EQUIVARIANCE, "(d): every step of PAM treats positions alike (1x1 convolutions, dot products, a "
-                              "softmax over all keys); nothing in it knows where a pixel sits."),
-        "bd": (EQUIVARIANCE, "(d): every step of PAM treats positions alike (1x1 convolutions, dot products, a "
-                             "softmax over all keys); nothing in it knows where a pixel sits."),
-    }, options="abcd"),
+    doc="Which statements (a)-(d) about PAM and a permutation of the pixels hold.",
+    wrong={
+        "a470e3962bb8dd0aa55a": (
+            EQUIVARIANCE, "A statement is missing: what happens to row j and column i of the map when query j and "
+                          "key i both move?"),
+        "f5358ac4366453f89cbf": (
+            EQUIVARIANCE, "What does (a) imply for out = V s^T, and for the residual x?"),
+        "90c1a4149ac004b8dc3e": (
+            INVARIANCE, "The output moves with the input: E_j depends on A_j, and A_j has moved."),
+        "bf6d84745eb81509c821": (
+            INVARIANCE, "(b) and (c) cannot both hold unless the output is constant over positions."),
+        "29064d0e3b0855e9239a": (
+            INVARIANCE, "Of these, (c) is not true. Follow the residual: after the shuffle, position j of forward(Px) "
+                        "adds the feature of the pixel that moved to j, not its old A_j. By (b), forward(Px) = "
+                        "forward(x) would mean that shuffling forward(x) leaves it unchanged, which only an output "
+                        "with the same value at every position does."),
+        "22b0af4b84fb6ffbe129": (
+            INVARIANCE, "What does (a) imply for out = V s^T and for the residual x: does the output stay where it "
+                        "was (c), or move with the pixels?"),
+        "06bab55b0484a6278893": (
+            INVARIANCE, "(c): the output moves with the input, since E_j adds A_j and A_j has moved. (d): nothing in "
+                        "PAM knows where a pixel sits."),
+        "cc8e6e89e1285a9fbfcd": (EQUIVARIANCE, _POSITIONS_ALIKE),
+        "7465de0ab51a1fbab845": (EQUIVARIANCE, _POSITIONS_ALIKE),
+    },
     advice="Follow a permutation through each step: 1x1 convolutions act on each position alone, the energy pairs "
            "every query with every key, the softmax runs over all keys.")
 
-
-@exercise("q_pam_params", budget_s=2)
-def check_q_pam_params(answer) -> None:
-    Q_PAM_PARAMS.check(answer)
-
-
-@exercise("q_zero_gamma_grads", budget_s=2)
-def check_q_zero_gamma_grads(answer) -> None:
-    Q_ZERO_GAMMA_GRADS.check(answer)
-
-
-@exercise("q_map_mib", budget_s=2)
-def check_q_map_mib(answer) -> None:
-    Q_MAP_MIB.check(answer)
-
-
-@exercise("q_equivariance", budget_s=2)
-def check_q_equivariance(answer) -> None:
-    Q_EQUIVARIANCE.check(answer)
+define_question_checks(globals(), Q_PAM_PARAMS, Q_ZERO_GAMMA_GRADS, Q_MAP_MIB, Q_EQUIVARIANCE)

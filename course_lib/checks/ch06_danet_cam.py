@@ -32,6 +32,7 @@ from .toolkit import (
     CheckFailure,
     build,
     call,
+    check_pam_structure,
     close_named,
     count_parameters,
     define_mistake,
@@ -46,11 +47,12 @@ from .toolkit import (
     expected,
     fmt_shape,
     is_close,
+    load_pam_weights,
+    pam_close,
     passed,
+    realistic_input,
 )
-from .questions import Question, answer_key
-from .ch05_danet_pam import _check_structure, load_pam_weights, realistic_input
-from .ch05_danet_pam import _close as _pam_close
+from .questions import Question, define_question_checks
 
 CHAPTER = "ch06_danet_cam"
 
@@ -223,12 +225,12 @@ def check_blog_pam(cls: type) -> None:
     c = E["x"].shape[1]
     what = f"{getattr(cls, '__name__', cls)}({c})"
     module = build(cls, c)
-    _check_structure(module, c, 8, what=what)
+    check_pam_structure(module, c, 8, what=what)
     load_pam_weights(module, E["weights"], what=what)  # gamma = 1
     x = E["x"]
     y = call(module, x.clone(), doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
     expect_shape(y, x.shape, what=f"{what}(x)")
-    _pam_close(y, E["y"], what=f"{what}(x) with gamma = 1", diagnoses=E["diagnoses"])
+    pam_close(y, E["y"], what=f"{what}(x) with gamma = 1", diagnoses=E["diagnoses"])
 
 
 @exercise("CAM_Module (the blog's, repaired)", budget_s=10)
@@ -299,79 +301,76 @@ def check_dual_attention(fn: Callable) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# conceptual questions: the right answers are stored only as salted hashes (plain in the hidden module)
+# conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
+# live in hidden/ch06_danet_cam.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
-def _wrong(qid: str, kind: str, cases: dict, **kw) -> dict[str, tuple[str, str]]:
-    return {answer_key(qid, value, kind=kind, **kw): hint for value, hint in cases.items()}
-
-
 _SAME_ROW = "Adding the same number to every entry of a row never changes its softmax: write it out for m_j - e_ji."
 Q_OFFICIAL_FORM = Question(
     "q_official_form", "choice", options="abcd", key="18ba803ba1846c0c124e",
-    wrong=_wrong("q_official_form", "choice", {
-        "a": (OFFICIAL_FORM, "The sign of e flips in m - e. " + _SAME_ROW),
-        "c": (OFFICIAL_FORM, "e - m is the stabilising shift, and it gives softmax(e); the official line is m - e. "
-                             + _SAME_ROW),
-        "d": (OFFICIAL_FORM, "Any softmax's rows sum to 1, whatever its input. " + _SAME_ROW),
-    }, options="abcd"),
+    doc="What the official softmax(m_j - e_j.) equals, row by row (one letter).",
+    wrong={
+        "1d6a5f59b8d7791bae4f": (OFFICIAL_FORM, "The sign of e flips in m - e. " + _SAME_ROW),
+        "b283518af397b8f38b82": (
+            OFFICIAL_FORM, "e - m is the stabilising shift, and it gives softmax(e); the official line is m - e. "
+                           + _SAME_ROW),
+        "716e80004cf04423c8e6": (
+            OFFICIAL_FORM, "Any softmax's rows sum to 1, whatever its input. " + _SAME_ROW),
+    },
     advice=_SAME_ROW)
 
+_DOUBLED = "try channel i = 2 x channel j"
 Q_DIAGONAL = Question(
     "q_diagonal", "choices", options="abcd", key="85b642c7c7f44916b7db",
-    wrong=_wrong("q_diagonal", "choices", {
-        "a": (DIAGONAL, "(a) fails for some features: try channel i = 2 x channel j. Cauchy-Schwarz bounds "
-                        "e_ji by |A_j| |A_i|, not by |A_j|^2."),
-        "ab": (DIAGONAL, "(a) fails for some features: try channel i = 2 x channel j."),
-        "abc": (DIAGONAL, "(a) and (c) contradict each other."),
-        "b": (DIAGONAL, "(b) is right; compute e_ji and e_jj for channel i = 2 x channel j."),
-        "c": (DIAGONAL, "(c) is right; Cauchy-Schwarz gives one more: e_ji <= |A_j| |A_i|."),
-        "bcd": (DIAGONAL, "(d) would need |A_j|^2 to be the largest entry of every row j, for any features: "
-                          "(c) is a counterexample."),
-        "ad": (DIAGONAL, "(c) is a counterexample to (a), and then to (d)."),
-    }, options="abcd"),
+    doc="Which statements (a)-(d) about a channel's energy with itself are true.",
+    wrong={
+        "12bf5679aa102cd1e310": (
+            DIAGONAL, f"(a) fails for some features: {_DOUBLED}. Cauchy-Schwarz bounds e_ji by |A_j| |A_i|, not by "
+                      "|A_j|^2."),
+        "666d1b3907496d55c8a5": (DIAGONAL, f"(a) fails for some features: {_DOUBLED}."),
+        "05b86428738de7b92ec0": (DIAGONAL, "(a) and (c) contradict each other."),
+        "fd01ceea9bd5802e7ea6": (DIAGONAL, f"Compute e_ji and e_jj when you {_DOUBLED}."),
+        "b4d554237f1b85c2820b": (
+            DIAGONAL, "Cauchy-Schwarz gives one more: e_ji <= |A_j| |A_i|."),
+        "a45849ba8953077933c2": (
+            DIAGONAL, "(d) would need |A_j|^2 to be the largest entry of every row j, for any features: (c) is a "
+                      "counterexample."),
+        "da0a3558bd5c57a78574": (DIAGONAL, "(c) is a counterexample to (a), and then to (d)."),
+    },
     advice="Compare e_jj = |A_j|^2 with e_ji = A_j . A_i, which Cauchy-Schwarz bounds by |A_j| |A_i|.")
 
+_ROW_MAXIMUM = "(d): m_j is the maximum of row j; it differs from row to row"
 Q_SYMMETRIC = Question(
     "q_symmetric", "choices", options="abcd", key="a66bf338752ed8fdc143",
-    wrong=_wrong("q_symmetric", "choices", {
-        "a": (SYMMETRIC, "(a) is right. Then what does the extra transpose of (c) do to the column softmax?"),
-        "c": (SYMMETRIC, "(c) is right because of another statement in the list: which one?"),
-        "b": (SYMMETRIC, "A softmax over the columns makes columns sum to 1, a softmax over the rows makes rows "
-                         "sum to 1: the two maps differ unless the map is symmetric, and a softmax's is not."),
-        "abc": (SYMMETRIC, "(b): the column softmax is the transpose of the row softmax, not the same map."),
-        "acd": (SYMMETRIC, "(d): m_j is the maximum of row j; it differs from row to row, so m_j - e_ji and "
-                           "m_i - e_ij differ."),
-        "ad": (SYMMETRIC, "(d): m_j is the maximum of row j; it differs from row to row."),
-    }, options="abcd"),
+    doc="Which statements (a)-(d) about CAM's symmetric energy are true.",
+    wrong={
+        "aad0ff8b09b14e9885f4": (
+            SYMMETRIC, "What does the extra transpose of (c) do to the column softmax of (a)?"),
+        "25b7fe193a0ebe7cc769": (
+            SYMMETRIC, "Look at (c) again: which other statement in the list decides it?"),
+        "acb31df8e9148d8be284": (
+            SYMMETRIC, "A softmax over the columns makes columns sum to 1, a softmax over the rows makes rows sum to "
+                       "1: the two maps differ unless the map is symmetric, and a softmax's is not."),
+        "e885c5764e00ce3586ae": (
+            SYMMETRIC, "(b): the column softmax is the transpose of the row softmax, not the same map."),
+        "4f716b60e3196c5bb32f": (
+            SYMMETRIC, f"{_ROW_MAXIMUM}, so m_j - e_ji and m_i - e_ij differ."),
+        "81c2430aeb9b9a45bf20": (SYMMETRIC, f"{_ROW_MAXIMUM}."),
+    },
     advice="Write the column softmax of e as a row softmax of e^T, and use e = e^T.")
 
 Q_COST_RATIO = Question(
     "q_cost_ratio", "float", digits=3, key="e742fdd1dd45037d92ad",
-    wrong=_wrong("q_cost_ratio", "float", {
-        2.25: (COST_RATIO, "That is the energies alone; each module also has its weighted sum (a second product)."),
-        20.25: (COST_RATIO, "CAM has two products too: its energy a a^T and its weighted sum s a, C^2 N each."),
-        324: (COST_RATIO, "That is N^2 / C^2, the ratio of the maps' sizes (memory), not of the multiply-adds."),
-        1 / 10.125: (COST_RATIO, "The ratio is inverted: PAM's cost over CAM's."),
-    }),
+    doc="How many times more multiply-adds PAM's two products take than CAM's (the DANet head).",
+    wrong={
+        "8aec925f1386ad1ca943": (
+            COST_RATIO, "That is the energies alone; each module also has its weighted sum (a second product)."),
+        "85d6d0557d503297ea78": (
+            COST_RATIO, "CAM has two products too: its energy a a^T and its weighted sum s a, C^2 N each."),
+        "fced2407d7138881be23": (
+            COST_RATIO, "That is N^2 / C^2, the ratio of the maps' sizes (memory), not of the multiply-adds."),
+        "cb08c45d1bb1263ca141": (COST_RATIO, "The ratio is inverted: PAM's cost over CAM's."),
+    },
     advice="An (a x b) @ (b x c) product costs a b c multiply-adds. PAM: energy (N x C')(C' x N) and weighted sum "
            "(C x N)(N x N); CAM: energy (C x N)(N x C) and weighted sum (C x C)(C x N).")
 
-
-@exercise("q_official_form", budget_s=2)
-def check_q_official_form(answer) -> None:
-    Q_OFFICIAL_FORM.check(answer)
-
-
-@exercise("q_diagonal", budget_s=2)
-def check_q_diagonal(answer) -> None:
-    Q_DIAGONAL.check(answer)
-
-
-@exercise("q_symmetric", budget_s=2)
-def check_q_symmetric(answer) -> None:
-    Q_SYMMETRIC.check(answer)
-
-
-@exercise("q_cost_ratio", budget_s=2)
-def check_q_cost_ratio(answer) -> None:
-    Q_COST_RATIO.check(answer)
+define_question_checks(globals(), Q_OFFICIAL_FORM, Q_DIAGONAL, Q_SYMMETRIC, Q_COST_RATIO)

@@ -30,6 +30,7 @@ from torch import nn
 
 from .toolkit import (
     CheckFailure,
+    QK_SWAPPED,
     build,
     call_with_hints,
     close_named,
@@ -50,7 +51,7 @@ from .toolkit import (
     load_by_name,
     seeded_randn,
 )
-from .questions import Question, answer_key
+from .questions import Question, define_question_checks
 
 CHAPTER = "ch07_nonlocal_gcnet"
 
@@ -71,8 +72,6 @@ DEAD_BRANCH = define_mistake(
     "dead_branch", "every layer of the branch starts at zero, so no gradient ever reaches the attention")
 DOT_PRODUCT_FORM = define_mistake("dot_product_form", "the dot-product form f / N (Eq. (4)) where the embedded "
                                                       "Gaussian's softmax (Eq. (3)) is asked")
-QK_SWAPPED = define_mistake(
-    "qk_swapped", "the roles of query and key are swapped (energy[j, i] = k_j . q_i instead of q_j . k_i)")
 MODIFIES_INPUT = "modifies_input"
 
 # label -> (mistake id, advice); the tensors are stored in checks/expected/ch07_nonlocal_gcnet.pt
@@ -517,12 +516,9 @@ def check_cosine_distance(fn: Callable) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# conceptual questions: the right answers are stored only as salted hashes (plain in the hidden module)
+# conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
+# live in hidden/ch07_nonlocal_gcnet.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
-def _wrong(qid: str, kind: str, cases: dict, **kw) -> dict[str, tuple[str, str]]:
-    return {answer_key(qid, value, kind=kind, **kw): hint for value, hint in cases.items()}
-
-
 COST_RATIO = define_mistake("cost_ratio", "the ratio of the two blocks' costs counts the wrong products")
 ZERO_INIT_GRADIENT = define_mistake(
     "zero_init_gradient", "a parameter is said to get (or not get) a gradient through a BN whose scale is 0")
@@ -532,89 +528,87 @@ LOGIT_SCALE = define_mistake("logit_scale", "the spread of a dot product confuse
 
 Q_NL_PARAMS = Question(
     "q_nl_params", "int", key="c1c2ac75f457ccdcb5b6",
-    wrong=_wrong("q_nl_params", "int", {
-        131712: (MISSING_NORM, "That leaves out the BatchNorm after W_z: it learns a scale and a shift per channel "
-                               "(its running mean and variance are buffers, not parameters)."),
-        132736: ("param_count", "The BatchNorm's running mean and variance are buffers, not parameters: count only "
-                                "its scale and shift."),
-        263680: (MISSING_BOTTLENECK, "theta, phi and g map C = 256 to C' = C / 2 = 128 channels, not to 256."),
-        131072: ("missing_bias", "Each 1x1 convolution also has one bias per output channel, and the BN a scale and "
-                                 "a shift per channel."),
-    }),
+    doc="The learnable parameters of NonLocalBlock(256) (C' = 128, with its BatchNorm).",
+    wrong={
+        "7737da6760494c980f9f": (
+            MISSING_NORM, "That leaves out the BatchNorm after W_z: it learns a scale and a shift per channel (its "
+                          "running mean and variance are buffers, not parameters)."),
+        "ccac443dc9269ecdaa40": (
+            "param_count", "The BatchNorm's running mean and variance are buffers, not parameters: count only its "
+                           "scale and shift."),
+        "0af86511ec80891a28ba": (
+            MISSING_BOTTLENECK, "theta, phi and g map C = 256 to C' = C / 2 = 128 channels, not to 256."),
+        "38169020dc6eb424a699": (
+            "missing_bias", "Each 1x1 convolution also has one bias per output channel, and the BN a scale and a "
+                            "shift per channel."),
+    },
     advice="Count theta, phi and g (each C -> C' with a bias), W_z (C' -> C with a bias) and the BatchNorm's scale "
            "and shift, with C = 256 and C' = C / 2.")
 
 Q_COST_RATIO = Question(
     "q_cost_ratio", "int", key="df94a721cb7836b788cf",
-    wrong=_wrong("q_cost_ratio", "int", {
-        9834496: (COST_RATIO, "That is N^2, the number of entries of the map. Count multiply-adds: each of the N^2 "
-                              "entries costs C' of them in theta^T phi, and again C' in the product with g."),
-        1568: (COST_RATIO, "That counts one of the non-local block's two N x N products; both the map and the "
-                           "weighted sum of g cost N^2 C' multiply-adds."),
-        6272: (COST_RATIO, "That takes C' = C. The bottleneck halves the channels: C' = 128."),
-    }),
+    doc="How many times more multiply-adds the non-local block's two N x N products cost than GCNet's pooling "
+        "product (56 x 56, C = 256).",
+    wrong={
+        "e99d2460dba899b92d8d": (
+            COST_RATIO, "That is N^2, the number of entries of the map. Count multiply-adds: each of the N^2 entries "
+                        "costs C' of them in theta^T phi, and again C' in the product with g."),
+        "593c8d493715ad67cd6f": (
+            COST_RATIO, "That counts one of the non-local block's two N x N products; both the map and the weighted "
+                        "sum of g cost N^2 C' multiply-adds."),
+        "f021497b1a688df17560": (COST_RATIO, "That takes C' = C. The bottleneck halves the channels: C' = 128."),
+    },
     advice="Non-local: theta^T phi is (N x C') @ (C' x N), the weighted sum of g is (N x N) @ (N x C'). GCNet: "
            "x (C x N) @ alpha (N x 1). A matrix product (a x b) @ (b x c) costs a b c multiply-adds.")
 
 Q_MAP_MIB = Question(
     "q_map_mib", "float", digits=3, key="74aea2244256be3be4ee",
-    wrong=_wrong("q_map_mib", "float", {
-        37.515625: (MAP_SIZE, "That is the full N x N map. With subsampling, the keys are max-pooled 2 x 2 (N' = N / 4) "
-                              "while every query position stays: the map is N x N'."),
-        2.3447265625: (MAP_SIZE, "That pools the queries too. Only phi and g are pooled; theta keeps all N positions, "
-                                 "so the output keeps one row per position (video-nonlocal-net #79)."),
-        9.834496: (MEMORY_UNITS, "That is in MB (10**6 bytes); the question asks MiB (2**20 bytes)."),
-        0.01171875: (MAP_SIZE, "That counts N numbers; the map holds one number per (query, key) pair."),
-    }),
+    doc="The MiB of one image's float32 attention map at 56 x 56 with the paper's 2 x 2 subsampling.",
+    wrong={
+        "9db2c46e797f2d7665bf": (
+            MAP_SIZE, "That is the full N x N map. With subsampling, the keys are max-pooled 2 x 2 (N' = N / 4) while "
+                      "every query position stays: the map is N x N'."),
+        "13e8c50981038218e215": (
+            MAP_SIZE, "That pools the queries too. Only phi and g are pooled; theta keeps all N positions, so the "
+                      "output keeps one row per position (video-nonlocal-net #79)."),
+        "78da3e9cc9facd6d9b57": (
+            MEMORY_UNITS, "That is in MB (10**6 bytes); the question asks MiB (2**20 bytes)."),
+        "3b4bbf2163e10e4b6f7e": (
+            MAP_SIZE, "That counts N numbers; the map holds one number per (query, key) pair."),
+    },
     advice="N = 56 x 56 queries, N' = 28 x 28 keys after the 2 x 2 max pool, 4 bytes per float32 entry, "
            "1 MiB = 2**20 bytes.")
 
 Q_ZERO_INIT_GRADS = Question(
     "q_zero_init_grads", "choices", options="abcde", key="f0b0356ea1e824845c71",
-    wrong=_wrong("q_zero_init_grads", "choices", {
-        "e": (ZERO_INIT_GRADIENT, "The shift gets a gradient, yes. The scale multiplies the normalised W_z y, which "
-                                  "is not zero: what is dz / d(scale)?"),
-        "cde": (ZERO_INIT_GRADIENT, "W_z reaches the loss only through BN's scale: its gradient carries that factor, "
-                                    "0 at initialisation."),
-        "abcde": (ZERO_INIT_GRADIENT, "theta, phi, g and W_z all sit before the BN; every path from them to z is "
-                                      "multiplied by the BN scale, which is 0."),
-    }, options="abcde"),
+    doc="Which parameters (a)-(e) of a new non-local block (BN scale 0) get a nonzero gradient.",
+    wrong={
+        "ec6b48ba5e2054217114": (
+            ZERO_INIT_GRADIENT, "The scale multiplies the normalised W_z y, which is not zero: what is "
+                                "dz / d(scale)?"),
+        "dc0241e639857f04753a": (
+            ZERO_INIT_GRADIENT, "W_z reaches the loss only through BN's scale: its gradient carries that factor, 0 at "
+                                "initialisation."),
+        "e8906ed3be71d80f091d": (
+            ZERO_INIT_GRADIENT, "theta, phi, g and W_z all sit before the BN; every path from them to z is multiplied "
+                                "by the BN scale, which is 0."),
+    },
     advice="Write the branch as scale * normalise(W_z y) + shift and differentiate with respect to each parameter "
            "at scale = 0, shift = 0.")
 
 Q_LOGIT_STD = Question(
     "q_logit_std", "float", digits=3, key="2e7e060057e5a329013f",
-    wrong=_wrong("q_logit_std", "float", {
-        512: (LOGIT_SCALE, "512 is the VARIANCE of the dot product (a sum of 512 independent terms of variance 1). "
-                           "The question asks its standard deviation."),
-        1: (LOGIT_SCALE, "Each term has variance 1, but the dot product sums 512 of them: variances add."),
-        0.0441941738: (LOGIT_SCALE, "That is the Transformer's factor 1 / sqrt(d) itself. The question asks the spread "
-                                    "of the unscaled dot product."),
-    }),
+    doc="The standard deviation of q . k for 512-vectors with independent entries of mean 0 and variance 1.",
+    wrong={
+        "c9218234fdc017a7f3cc": (
+            LOGIT_SCALE, "That is the VARIANCE of the dot product; the question asks its standard deviation."),
+        "7de23a03d0b028b6b1f4": (
+            LOGIT_SCALE, "Each term has variance 1, but the dot product sums 512 of them: variances add."),
+        "54a0dc8e46364bf3f492": (
+            LOGIT_SCALE, "That is the Transformer's factor 1 / sqrt(d) itself. The question asks the spread of the "
+                         "unscaled dot product."),
+    },
     advice="A dot product of two d-vectors is a sum of d products q_k k_k; each has mean 0 and variance 1 when the "
            "entries are independent N(0, 1). Variances of independent terms add.")
 
-
-@exercise("q_nl_params", budget_s=2)
-def check_q_nl_params(answer) -> None:
-    Q_NL_PARAMS.check(answer)
-
-
-@exercise("q_cost_ratio", budget_s=2)
-def check_q_cost_ratio(answer) -> None:
-    Q_COST_RATIO.check(answer)
-
-
-@exercise("q_map_mib", budget_s=2)
-def check_q_map_mib(answer) -> None:
-    Q_MAP_MIB.check(answer)
-
-
-@exercise("q_zero_init_grads", budget_s=2)
-def check_q_zero_init_grads(answer) -> None:
-    Q_ZERO_INIT_GRADS.check(answer)
-
-
-@exercise("q_logit_std", budget_s=2)
-def check_q_logit_std(answer) -> None:
-    Q_LOGIT_STD.check(answer)
+define_question_checks(globals(), Q_NL_PARAMS, Q_COST_RATIO, Q_MAP_MIB, Q_ZERO_INIT_GRADS, Q_LOGIT_STD)

@@ -36,7 +36,7 @@ from .toolkit import (
     load_by_name,
     passed,
 )
-from .questions import Question
+from .questions import Question, define_question_checks
 
 __all__ = ["check_adaptive_kernel_size", "check_eca", "check_directional_pool", "check_coordinate_attention",
            "check_attention_parameters"]
@@ -488,7 +488,8 @@ def check_attention_parameters(fn: Callable[..., Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# auto-graded questions (keys are salted hashes; the plain answers live in the hidden module)
+# auto-graded questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
+# live in hidden/ch08_eca_coordatt.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
 for _id, _text in (
     ("release_kernels", "the released checkpoint's per-stage kernels (the abstract's 80) where psi(C) is asked"),
@@ -501,6 +502,7 @@ for _id, _text in (
 
 Q_ECA_RESNET50 = Question(
     "q_eca_resnet50_parameters", "int", key="dfad1a519016f7b59de9",
+    doc="The parameters all the ECA modules of ECA-ResNet-50 add together (the adaptive k of Eq. (12)).",
     advice="Apply psi to the output width of each stage (256, 512, 1024, 2048), then multiply by the number of "
            "blocks (3, 4, 6, 3): each module has k weights and no bias.",
     wrong={
@@ -516,13 +518,14 @@ Q_ECA_RESNET50 = Question(
 
 Q_WHY_NO_REDUCTION = Question(
     "q_why_no_reduction", "choices", key="225a6f4429f8391a9425", options="abcde",
+    doc="Which statements (a)-(e) Table 2 supports.",
     advice="Read each statement against two rows of Table 2: which rows does it compare, and which way do their "
            "top-1 numbers go?",
     wrong={
-        "2d498f9c5092b923e507": ("partial_choice", "Statement a holds, but it is not the only one: compare "
-                                 "SE-Var3 with SE."),
-        "00876fc99174f53840bb": ("partial_choice", "Statement c holds, but it is not the only one: compare "
-                                 "SE-Var2 with SE."),
+        "2d498f9c5092b923e507": ("partial_choice", "The table supports one more statement: compare SE-Var3 "
+                                 "with SE."),
+        "00876fc99174f53840bb": ("partial_choice", "The table supports one more statement: compare SE-Var2 "
+                                 "with SE."),
         "c4be8d314cf7269f15d6": ("wrong_answer", "compare ECA-NS with ECA: 77.35 against 77.43."),
         "b2d51f1187477a3173d3": ("parameters_claim", "the parameter column contradicts b: ECA has k weights, SE "
                                  "thousands."),
@@ -531,6 +534,7 @@ Q_WHY_NO_REDUCTION = Question(
 
 Q_SHARED_SHAPE = Question(
     "q_shared_shape", "shape", key="296045b9fbfad9837c60",
+    doc="The shape of f, the shared transform's output, for x of shape (2, 64, 12, 20) in CoordinateAttention(64).",
     advice="f keeps the batch, has M channels, and one position for each row and each column, in a single column.",
     wrong={
         "a2a6501149da7babd1ab": ("min_hidden", "64 // 32 = 2, but the official width never falls below 8: "
@@ -544,22 +548,6 @@ Q_SHARED_SHAPE = Question(
     })
 
 
-@exercise("q_eca_resnet50_parameters", budget_s=2)
-def check_q_eca_resnet50_parameters(answer: Any) -> None:
-    Q_ECA_RESNET50.check(answer)
-
-
-@exercise("q_why_no_reduction", budget_s=2)
-def check_q_why_no_reduction(answer: Any) -> None:
-    Q_WHY_NO_REDUCTION.check(answer)
-
-
-@exercise("q_shared_shape", budget_s=2)
-def check_q_shared_shape(answer: Any) -> None:
-    Q_SHARED_SHAPE.check(answer)
-
-
-__all__ += ["check_q_eca_resnet50_parameters", "check_q_why_no_reduction", "check_q_shared_shape",
-            "QUESTIONS"]
 QUESTIONS = {"eca_resnet50_parameters": Q_ECA_RESNET50, "why_no_reduction": Q_WHY_NO_REDUCTION,
              "shared_shape": Q_SHARED_SHAPE}
+__all__ += define_question_checks(globals(), *QUESTIONS.values()) + ["QUESTIONS"]

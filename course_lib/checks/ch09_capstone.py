@@ -577,9 +577,10 @@ def check_paired_difference(fn: Callable[..., Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Conceptual questions (answers stored as salted hashes; the plain answers are in the hidden module)
+# Conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
+# live in hidden/ch09_capstone.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
-from .questions import Question  # noqa: E402
+from .questions import Question, define_question_checks  # noqa: E402
 
 SPLIT_ONE_SIDED = define_mistake("split_one_sided", "the smallest split found with a one-sided test or P(X < k)")
 SPLIT_MAJORITY = define_mistake("split_majority", "a simple majority of the disagreements taken as significant")
@@ -590,19 +591,22 @@ PAM_LOCAL = define_mistake("pam_rank", "the rank of a matrix whose rows are all 
 PAM_IDENTITY = define_mistake("pam_identity", "a map with one-hot rows taken for the identity (each query its own key)")
 
 QUESTIONS: dict[str, Question] = {q.qid: q for q in (
-    Question("q_split", "int", key="e27724118a4e527a2694", advice=(
+    Question("q_split", "int", key="e27724118a4e527a2694",
+             doc="The fewest wins out of 16 disagreements that give McNemar's exact two-sided p < 0.05.", advice=(
         "Try each split w : 16 - w with your paired_difference (two bool tensors that disagree on 16 images), "
         "or with the formula: p = min(1, 2 P(X <= k)), k = 16 - w, X ~ Binomial(16, 1/2). The answer is the "
         "smallest w with p < 0.05."),
         wrong={"b8cc40413e5e768446a4": (SPLIT_ONE_SIDED, (
-            "With 12 wins the two-sided p is still above 0.05. 12 looks enough with a one-sided p (P(X <= k) "
-            "without the factor 2) or with the tail P(X < k), which leaves out the observed split itself.")),
+            "With that many wins the two-sided p is still above 0.05. The split looks enough with a one-sided p "
+            "(P(X <= k) without the factor 2) or with the tail P(X < k), which leaves out the observed split "
+            "itself.")),
                "777720f87906185d013f": (SPLIT_MAJORITY, (
             "Winning more than half of the disagreements is what a better network does on average, but a fair coin "
             "also gives 9 or more heads out of 16 about 40 % of the time. Compute the p-value of each split.")),
                "b5f24ae202aebe71a2b3": (SPLIT_MAJORITY, (
             "8 : 8 is an even split, exactly what two equally good networks give: p = 1."))}),
-    Question("q_concordant", "choice", key="d71f81239323dcefa202", options="abc", advice=(
+    Question("q_concordant", "choice", key="d71f81239323dcefa202", options="abc",
+             doc="What 1 000 more images that both networks get right do to McNemar's p (one letter).", advice=(
         "Which images enter McNemar's statistic at all?"),
         wrong={"3c4b37bbf391f12e774e": (MORE_DATA, (
             "More images help only when they can tell the networks apart. An image both get right is not a coin "
@@ -610,24 +614,26 @@ QUESTIONS: dict[str, Question] = {q.qid: q for q in (
                "0b5637512a9db7ec10d0": (SMALLER_DELTA, (
             "The difference in accuracy (n_b - n_a) / n does shrink as n grows, but McNemar's test never looks at "
             "n: only at the split n_b : n_a of the disagreements, which stays as it was."))}),
-    Question("q_paired_statements", "choices", key="b73e222e375e796a0f56", options="abcde", advice=(
+    Question("q_paired_statements", "choices", key="b73e222e375e796a0f56", options="abcde",
+             doc="Which statements (a)-(e) about paired comparisons are true.", advice=(
         "Take the statements one at a time: which images does each test use, what does an interval containing 0 "
         "say (and not say), and what happens when many comparisons are made?"),
         wrong={"89e8354d037622803138": (PAIRED_FALSE, (
-            "(d) is false: sqrt(p (1 - p) / n) is the noise of one accuracy. Two networks tested on the same images "
-            "agree on most of them, and the noise of their difference depends on how often they disagree.")),
+            "Look at (d) again: sqrt(p (1 - p) / n) is the noise of one accuracy. Two networks tested on the same "
+            "images agree on most of them, and the noise of their difference depends on how often they disagree.")),
                "714cd37e81608dce184e": (PAIRED_FALSE, (
-            "(b) is false: an interval that contains 0 says the data cannot tell the two apart, not that they are "
+            "Look at (b) again: an interval that contains 0 says the data cannot tell the two apart, not that they are "
             "equal; a larger test set might.")),
                "78e80dc252b26d5a3852": (PAIRED_FALSE, (
-            "(e) is true as well: with seed k of one network paired with seed k of the other and the seeds "
+            "Look at (e) again: with seed k of one network paired with seed k of the other and the seeds "
             "resampled, the interval covers the run-to-run noise of training too."))}),
-    Question("q_pam_rank", "int", key="2e0268bebe810c958736", advice=(
+    Question("q_pam_rank", "int", key="2e0268bebe810c958736",
+             doc="The rank of a (144, 144) map whose rows are all the same one-hot vector.", advice=(
         "Write the map as A = 1 e^T with 1 the column of N ones and e the one-hot row: how many independent rows "
         "(or columns) does that matrix have?"),
         wrong={"07903182d7a370d6e8bb": (PAM_IDENTITY, (
             "One 1 per row is what the identity has too, but the identity puts it in a different column for every "
-            "query. Here every row is the same vector: one independent row.")),
+            "query. Here every row is the same vector: how many independent rows does that leave?")),
                "5dc80a4559cf3b2044fc": (PAM_LOCAL, (
             "Rank 0 is the zero matrix only; these rows each sum to 1.")),
                "55bc76265623f28cfa66": (PAM_LOCAL, (
@@ -635,20 +641,4 @@ QUESTIONS: dict[str, Question] = {q.qid: q for q in (
 )}
 
 
-def _question_check(qid: str) -> Callable[[Any], None]:
-    question = QUESTIONS[qid]
-
-    @exercise(qid, budget_s=2)
-    def check(answer: Any) -> None:
-        question.check(answer)
-
-    check.__name__ = f"check_{qid}"
-    check.__doc__ = f"The conceptual question {qid} ({question.kind})."
-    return check
-
-
-check_q_split = _question_check("q_split")
-check_q_concordant = _question_check("q_concordant")
-check_q_paired_statements = _question_check("q_paired_statements")
-check_q_pam_rank = _question_check("q_pam_rank")
-__all__ += ["check_q_split", "check_q_concordant", "check_q_paired_statements", "check_q_pam_rank", "QUESTIONS"]
+__all__ += define_question_checks(globals(), *QUESTIONS.values()) + ["QUESTIONS"]

@@ -2,15 +2,15 @@
 
 A chapter declares each question once, as data, in its visible check file, and has its check generated::
 
-    SOFTMAX_DIM = Question("q_softmax_dim", "int", key="3f0c...", advice="Rows are indexed by ...",
-                           wrong={"9ab1...": ("softmax_dim", "dim 1 normalises the columns: ...")},
-                           doc="The dim the softmax of the map runs over.")
-    __all__ += define_question_checks(globals(), SOFTMAX_DIM)    # defines check_q_softmax_dim
+    ROW_DIM = Question("q_row_dim", "int", key="3f0c...", advice="Rows are indexed by ...",
+                       wrong={"9ab1...": ("softmax_dim", "dim 1 normalises the columns: ...")},
+                       doc="The dim the softmax of the map runs over.")
+    __all__ += define_question_checks(globals(), ROW_DIM)    # defines check_q_row_dim
 
 and its hidden module declares the plain answers and has the hidden checks generated::
 
-    ANSWERS = {"q_softmax_dim": ("int", 2, {})}
-    define_hidden_question_checks(globals(), ANSWERS)         # defines hidden_q_softmax_dim
+    ANSWERS = {"q_row_dim": ("int", <the answer>, {})}
+    define_hidden_question_checks(globals(), ANSWERS)     # defines hidden_q_row_dim
 
 The right answer is not stored in plain text in the student package: ``key`` is a salted hash of its
 canonical form (``answer_key``), and so are the known wrong answers in ``wrong``, each with the mistake id
@@ -21,7 +21,10 @@ A hash of a four-way multiple choice can be found by trying the four letters; so
 running the check four times. Questions that matter for a grade should therefore ask for a number or a set
 of letters (2**n combinations), and the written questions carry the reasoning.
 
-Compute a key with ``python -m course_lib question-key QID KIND VALUE [--digits N]``.
+Compute a key with ``python -m course_lib question-key QID KIND VALUE [--digits N] [--options S]``. A known
+wrong answer is stored the same way, by its key only: in plain text beside its hint it would point to the right
+answer. tests/test_question_secrecy.py proves that no shipped file holds an answer, and tests/test_questions.py
+lists the plain wrong answer each stored key stands for.
 """
 from __future__ import annotations
 
@@ -30,9 +33,8 @@ import ast
 import hashlib
 import math
 import operator
-import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from .toolkit import CheckFailure, define_mistake, exercise, passed
 
@@ -126,7 +128,12 @@ def answer_key(qid: str, value: Any, *, kind: str, options: str | None = None, d
 
 @dataclass(frozen=True)
 class Question:
-    """One auto-graded question. ``wrong`` maps the key of a known wrong answer to (mistake id, message)."""
+    """One auto-graded question. ``wrong`` maps the key of a known wrong answer to (mistake id, message).
+
+    ``key`` and the keys of ``wrong`` are hashes (``answer_key``), never plain values: a plain wrong answer
+    beside its message would point to the right one. ``prepare``, when given, maps an answer to the form the
+    key was made from before it is checked (e.g. a negative dim to the positive dim it names).
+    """
 
     qid: str
     kind: str
@@ -136,12 +143,15 @@ class Question:
     digits: int = 3
     advice: str = ""
     doc: str = ""  # what the question asks, in a line (the generated check's docstring)
+    prepare: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"Question {self.qid!r}: kind must be one of {KINDS}, got {self.kind!r}")
 
     def _candidates(self, value: Any) -> list[str]:
+        if self.prepare is not None:
+            value = self.prepare(value)
         text = canonical(value, self.kind, options=self.options, digits=self.digits, what=self.qid)
         if self.kind != "float":
             return [text]
@@ -181,11 +191,15 @@ def expect_plain(qid: str, value: Any, right: Any, *, kind: str, options: str | 
 QUESTION_BUDGET_S = 2
 
 
-def _generated(namespace: dict, name: str, exercise_name: str, body, doc: str) -> str:
+def _generated(namespace: dict, name: str, exercise_name: str, body, doc: str, question: Question | None = None
+               ) -> str:
     body.__name__ = body.__qualname__ = name
     body.__doc__ = doc
     body.__module__ = namespace["__name__"]  # the check index finds a check in the module that defines it
-    namespace[name] = exercise(exercise_name, budget_s=QUESTION_BUDGET_S)(body)
+    check = exercise(exercise_name, budget_s=QUESTION_BUDGET_S)(body)
+    if question is not None:
+        check.question = question  # what tests/test_question_secrecy.py inspects
+    namespace[name] = check
     return name
 
 
@@ -194,11 +208,13 @@ def define_question_checks(namespace: dict, *questions: Question) -> list[str]:
     question: the visible check a notebook's test cell calls. Returns the names defined (for ``__all__``)."""
     names = []
     for question in questions:
+        if not isinstance(question, Question):
+            raise TypeError(f"define_question_checks takes Question objects, got {question!r}")
         def check(answer: Any, _question: Question = question) -> None:
             _question.check(answer)
 
         names.append(_generated(namespace, f"check_{question.qid}", question.qid, check,
-                                question.doc or f"Question {question.qid}."))
+                                question.doc or f"Question {question.qid}.", question))
     return names
 
 
@@ -227,14 +243,21 @@ def _parse_value(text: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib question-key",
-                                     description="Compute the key of a question's answer.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    k = sub.add_parser("key", help="print the key of VALUE for question QID")
-    k.add_argument("qid")
-    k.add_argument("kind", choices=KINDS)
-    k.add_argument("value", help="a Python literal (2, (2, 3), 'b', {'a', 'c'}, 0.125) or a bare word")
-    k.add_argument("--digits", type=int, default=3)
-    k.add_argument("--options", default=None)
+                                     description="Print the key (salted hash) of VALUE as an answer to question QID: "
+                                                 "the key of a right answer or of a known wrong one.")
+    parser.add_argument("qid")
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("value", help="a Python literal (2, (2, 3), 'b', {'a', 'c'}, 0.125) or a bare word")
+    parser.add_argument("--digits", type=int, default=3, help="significant digits of a float answer (default 3)")
+    parser.add_argument("--options", default=None, help="the letters of a choice question, e.g. abcd")
     args = parser.parse_args(argv)
-    print(answer_key(args.qid, _parse_value(args.value), kind=args.kind, options=args.options, digits=args.digits))
+    try:
+        key = answer_key(args.qid, _parse_value(args.value), kind=args.kind, options=args.options, digits=args.digits)
+    except CheckFailure as err:  # VALUE is not of the kind's form
+        parser.error(str(err))
+    print(key)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

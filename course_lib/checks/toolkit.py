@@ -999,3 +999,94 @@ def expect_follows(value: Any, *, dtype: torch.dtype, device: torch.device | str
         expect(value.device.type == torch.device(device).type,
                f"{doing} returned a tensor on {value.device} for an input on {device}: results must stay on the "
                "input's device (no .cuda(), .cpu() or device='cuda').", mistake="device")
+
+
+# --------------------------------------------------------------------------------------------
+# DANet's position attention module (PAM), shared by chapter 05 (the exercise) and chapter 06 (the seed blog's
+# PAM_Module): its named mistakes, its layout with the official names, realistic features
+# --------------------------------------------------------------------------------------------
+QK_SWAPPED = define_mistake(
+    "qk_swapped", "the roles of query and key are swapped (energy[j, i] = k_j . q_i instead of q_j . k_i)")
+
+# label -> (mistake id, advice); the tensors are stored in checks/expected/ch05_danet_pam.pt and ch06_danet_cam.pt
+PAM_ADVICE: dict[str, tuple[str, str]] = {
+    "softmax_dim1": ("softmax_dim",
+                     "the softmax runs over dim 1 (the queries), so each COLUMN sums to 1. Eq. (1) normalises each "
+                     "query's row over all keys: softmax(energy, dim=-1)."),
+    "softmax_dim0": ("softmax_dim",
+                     "the softmax runs over dim 0, the batch: each entry is normalised against the same entry of "
+                     "the other images. nn.Softmax() without dim picks dim 0 for a 3-D tensor (with a deprecation "
+                     "warning); write nn.Softmax(dim=-1)."),
+    "softmax_all": ("softmax_dim",
+                    "the softmax runs over all N*N pairs of the image at once (energy flattened to (B, N*N)). "
+                    "Each query j gets its own distribution over the N keys: softmax(energy, dim=-1)."),
+    "scaled": ("scaled",
+               "the energy is divided by sqrt(C'). That is the Transformer's scaled dot product; DANet's "
+               "paper and official code use the plain dot product q_j . k_i."),
+    "qk_swapped": (QK_SWAPPED,
+                   "query and key play each other's role: energy = key^T @ query. Row j must hold q_j . k_i: "
+                   "query (B, N, C') @ key (B, C', N). In forward the same output also comes from two mistakes that "
+                   "combine: a softmax over dim 1 AND value @ attention without the transpose."),
+    "missing_transpose": ("missing_transpose",
+                          "value (B, C, N) @ attention without the transpose. out[:, :, j] = sum_i s[j, i] v[:, :, i] "
+                          "needs value @ attention^T (attention.permute(0, 2, 1)); DANet issue #64 asks the same."),
+    "missing_residual": ("missing_residual",
+                         "forward returns gamma * out without + x. Eq. (2): E = gamma * out + A."),
+}
+
+pam_close = functools.partial(close_named, advice=PAM_ADVICE)
+
+
+def realistic_input(channels: int = 64, size: int = 32, *, seed: int = 55) -> torch.Tensor:
+    """Features of realistic size: ReLU outputs, C = 64, N = 32 x 32; their energies reach the hundreds."""
+    return (3 * torch.relu(seeded_randn(1, channels, size, size, seed=seed))).float()
+
+
+def pam_parameter_count(channels: int, reduction: int = 8) -> int:
+    """2 (C C' + C') for query and key, C C + C for value, 1 for gamma."""
+    hidden = channels // reduction
+    return 2 * (channels * hidden + hidden) + channels * channels + channels + 1
+
+
+def check_pam_structure(module: torch.nn.Module, channels: int, reduction: int, *, what: str) -> None:
+    """The official PAM layout: query_conv, key_conv (C -> C // reduction), value_conv (C -> C), each with a bias,
+    and gamma, one learnable number; then the parameter count."""
+    hidden = channels // reduction
+    for name, shape in (("query_conv", (hidden, channels)), ("key_conv", (hidden, channels)),
+                        ("value_conv", (channels, channels))):
+        layer = getattr(module, name, None)
+        weight = getattr(layer, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            raise CheckFailure(
+                f"{what} has no {name} with a weight. Keep the official names: query_conv, key_conv "
+                f"(Conv2d({channels}, {channels} // reduction, 1)), value_conv (Conv2d({channels}, {channels}, 1)) "
+                "and gamma.", mistake="parameters")
+        got = tuple(weight.shape[:2])
+        if got != shape:
+            reduction_hint = name != "value_conv" and got[0] in (channels // 8, channels // 16) and got[0] != hidden
+            raise CheckFailure(
+                f"{what}.{name} maps {got[1]} -> {got[0]} channels; expected {shape[1]} -> {shape[0]}"
+                + (f" (channels // reduction = {channels} // {reduction}). The reduction argument seems to be "
+                   "ignored (a hard-coded // 8?)." if reduction_hint else "."),
+                mistake="reduction_ignored" if reduction_hint else "parameters")
+        if getattr(layer, "bias", None) is None:
+            raise CheckFailure(f"{what}.{name} has no bias; the official 1x1 convolutions keep theirs "
+                               "(nn.Conv2d's default bias=True).", mistake="missing_bias")
+    gamma = getattr(module, "gamma", None)
+    if not isinstance(gamma, torch.nn.Parameter):
+        raise CheckFailure(
+            f"{what}.gamma should be a learnable nn.Parameter (the paper's alpha), got {type(gamma).__name__}.",
+            mistake="no_scale_param")
+    expect(gamma.numel() == 1, f"{what}.gamma should hold one number, got shape {fmt_shape(gamma.shape)}.",
+           mistake="parameters")
+    count = count_parameters(module)
+    expect(count == pam_parameter_count(channels, reduction),
+           f"{what} has {count} parameters; expected {pam_parameter_count(channels, reduction)} "
+           "= 2 (C C' + C') + (C C + C) + 1.", mistake="param_count")
+
+
+def load_pam_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], *, what: str) -> None:
+    """Copy weights by the official names; gamma may be stored as (1,) or as a 0-d scalar."""
+    load_by_name(module, {k: v for k, v in weights.items() if k != "gamma"}, what=what)
+    with torch.no_grad():
+        module.gamma.fill_(float(weights["gamma"].reshape(())))
