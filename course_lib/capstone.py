@@ -83,7 +83,7 @@ __all__ = [
     "VARIANTS", "QUICK_VARIANTS", "Budget", "FULL", "QUICK", "CapstoneNet", "predict", "build_attention", "pick_device", "seed_everything",
     "fit", "evaluate", "count_parameters", "count_macs", "cpu_latency_ms", "attention_outputs",
     "spatial_maps", "localisation", "channel_weights_per_class", "pam_query_maps", "RunResult",
-    "run_experiment", "summarise", "diagnose", "write_results", "load_my_class", "main",
+    "run_experiment", "summarise", "diagnose", "write_results", "load_my_class",
 ]
 
 #: Every variant the capstone compares, in table order: "none" is the plain CNN, "conv_control" the

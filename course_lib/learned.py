@@ -52,10 +52,8 @@ name           chapter     module(s) in the network
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -71,8 +69,7 @@ from course_lib.data import ClutteredDigits, make_cluttered_digits, split_source
 
 __all__ = ["RECIPES", "BUDGET", "CHECKPOINT_DIR", "Recipe", "NotWrittenYet", "DepthNet", "test_split",
            "StripeNet", "build_net", "spatial_maps", "stripe_boxes", "train", "load_trained", "try_load", "measure", "save_checkpoint", "read_checkpoint",
-           "build_checkpoints", "remeasure", "mean_cosine_distance", "pam_as_non_local", "coord_profiles",
-           "coord_stats", "main"]
+           "mean_cosine_distance", "pam_as_non_local", "coord_profiles", "coord_stats", "get_recipe"]
 
 CHECKPOINT_DIR = Path(__file__).with_name("checkpoints")
 #: The capstone's full data and schedule, one seed: 2 000 train / 2 000 test images, 4 epochs.

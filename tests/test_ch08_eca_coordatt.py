@@ -13,7 +13,6 @@ from chapter_cases import assert_follows_device_and_dtype, run_solution
 from course_lib.tools import notebooks as nbs
 from course_lib.checks import ch08_eca_coordatt as visible
 from course_lib.checks.toolkit import expected, is_close
-from course_lib.checks.questions import answer_key
 from course_lib.hidden import ch08_eca_coordatt as hidden
 from course_lib.reference.coord_attention import CoordinateAttention
 from course_lib.reference.eca import EfficientChannelAttention, adaptive_kernel_size
@@ -52,16 +51,10 @@ def test_stored_diagnoses_differ_from_the_right_answer():
                 assert (key, label) in visible.COUNT_ADVICE
 
 
-def test_question_keys_are_the_hidden_answers():
-    for qid, question in visible.QUESTIONS.items():
-        plain = hidden.ANSWERS[qid]
-        assert question.key == answer_key(question.qid, plain, kind=question.kind, options=question.options)
-        assert question.key not in question.wrong  # a known wrong answer is never the right one
-
 
 def test_eca_resnet50_answer_is_the_sum_of_psi_over_the_blocks():
     stages = ((3, 256), (4, 512), (6, 1024), (3, 2048))
-    assert hidden.ANSWERS["eca_resnet50_parameters"] == sum(
+    assert hidden.ANSWERS["q_eca_resnet50_parameters"][1] == sum(
         n * sum(p.numel() for p in EfficientChannelAttention(c).parameters()) for n, c in stages)
     # the known wrong answers of the question are what the named mistakes compute
     assert sum(n * k for (n, _), k in zip(stages, (3, 5, 5, 7))) == 80  # the released kernels
@@ -78,14 +71,14 @@ def test_shared_shape_answer_is_what_the_reference_computes():
 
     m.act.register_forward_hook(record)
     m(torch.randn(2, 64, 12, 20))
-    assert seen["f"] == hidden.ANSWERS["shared_shape"]
+    assert seen["f"] == hidden.ANSWERS["q_shared_shape"][1]
 
 
 def test_table_2_supports_exactly_the_keyed_statements():
     top1 = {"none": 75.20, "se": 76.71, "var1": 76.00, "var2": 77.07, "var3": 77.42, "ns": 77.35, "eca": 77.43}
     statements = {"a": top1["var2"] > top1["se"], "b": False,  # ECA has k weights, SE thousands
                   "c": top1["var3"] > top1["se"], "d": top1["ns"] > top1["eca"], "e": top1["var1"] < top1["none"]}
-    assert "".join(sorted(k for k, v in statements.items() if v)) == hidden.ANSWERS["why_no_reduction"]
+    assert "".join(sorted(k for k, v in statements.items() if v)) == hidden.ANSWERS["q_why_no_reduction"][1]
 
 
 # ------------------------------------------------------------------------------------------------

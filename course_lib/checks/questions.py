@@ -257,7 +257,3 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     print(key)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
