@@ -10,6 +10,7 @@ import torch
 from chapter_cases import assert_diagnoses_differ, assert_follows_device_and_dtype, run_solution
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch05_danet_pam as visible
+from course_lib.checks import toolkit
 from course_lib.checks.toolkit import expected
 from course_lib.hidden import ch05_danet_pam as hidden
 from course_lib.reference.danet import PositionAttention
@@ -66,7 +67,7 @@ def test_solution_module_matches_the_reference(solution_namespace):
     torch.testing.assert_close(mine(x), ref(x))
     q, k, v = ref.query_conv(x), ref.key_conv(x), ref.value_conv(x)
     torch.testing.assert_close(0.5 * solution_namespace["pam_einops"](q, k, v) + x, ref(x))
-    assert sum(p.numel() for p in mine.parameters()) == visible.pam_parameter_count(16, 4)
+    assert sum(p.numel() for p in mine.parameters()) == toolkit.pam_parameter_count(16, 4)
 
 
 def test_solution_module_follows_device_and_dtype(solution_namespace, device):
@@ -76,7 +77,7 @@ def test_solution_module_follows_device_and_dtype(solution_namespace, device):
 
 def test_parameter_count_formula_matches_the_reference():
     for c, r in ((512, 8), (16, 4), (9, 3)):
-        assert visible.pam_parameter_count(c, r) == sum(p.numel() for p in PositionAttention(c, r).parameters())
+        assert toolkit.pam_parameter_count(c, r) == sum(p.numel() for p in PositionAttention(c, r).parameters())
 
 
 def test_query_maps_show_rows_of_the_map(pyplot):

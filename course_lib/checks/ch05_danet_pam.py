@@ -52,7 +52,6 @@ from .toolkit import (
     fmt_shape,
     load_pam_weights,
     pam_close,
-    pam_parameter_count,
     realistic_input,
     seeded_randn,
 )
@@ -71,12 +70,10 @@ INVARIANCE = define_mistake(
 
 _call = call_with_hints  # PAM's crashes are named by the generic hints (in-place input, NameError)
 # PAM's advice, layout check and loaders are shared with chapter 06 through the toolkit (PAM_ADVICE, pam_close,
-# check_pam_structure, load_pam_weights, pam_parameter_count, realistic_input); this module's names for them
-# (the hidden checks import these):
-ADVICE = PAM_ADVICE  # label -> (mistake id, advice); the tensors are stored in checks/expected/ch05_danet_pam.pt
-_close = pam_close
-_check_structure = check_pam_structure
-MAP_ADVICE = {"columns": ADVICE["softmax_dim1"][1], "batch": ADVICE["softmax_dim0"][1], "all": ADVICE["softmax_all"][1]}
+# check_pam_structure, load_pam_weights, pam_parameter_count, realistic_input).
+ADVICE = PAM_ADVICE  # label -> (mistake id, advice), as every chapter names it; the tensors are in checks/expected/
+MAP_ADVICE = {"columns": PAM_ADVICE["softmax_dim1"][1], "batch": PAM_ADVICE["softmax_dim0"][1],
+              "all": PAM_ADVICE["softmax_all"][1]}
 
 
 def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
@@ -106,7 +103,7 @@ def _loaded(cls: type, data: dict, *, reduction: int = 8) -> tuple[nn.Module, st
     channels = data["channels"]
     what = f"{cls.__name__}({channels}" + (f", reduction={reduction})" if reduction != 8 else ")")
     module = build(cls, channels, reduction)  # the defaults are checked on their own (expect_defaults)
-    _check_structure(module, channels, reduction, what=what)
+    check_pam_structure(module, channels, reduction, what=what)
     load_pam_weights(module, data["weights"], what=what)
     return module, what
 
@@ -125,15 +122,15 @@ def check_pam_attention(cls: type) -> None:
     expect_shape(a, (b, h * w, h * w), what=f"attention(x) for x of shape {fmt_shape(x.shape)}",
                  hint="the map is (B, N, N) with N = H * W: query (B, N, C') @ key (B, C', N).")
     _rows_sum_to_one(a, what="attention(x)")
-    _close(a, E["a"], what="attention(x)", diagnoses=E["diagnoses"])
+    pam_close(a, E["a"], what="attention(x)", diagnoses=E["diagnoses"])
     # float64 in, float64 out, at float64 precision
     twin = copy.deepcopy(module).double()
     a64 = _in_float64(twin.attention, x, doing=f"{what}.double().attention(x)")
-    _close(a64, E["a"], what="attention(x) in float64", diagnoses=E["diagnoses"])
+    pam_close(a64, E["a"], what="attention(x) in float64", diagnoses=E["diagnoses"])
     # the reduction argument is used
     module4, what4 = _loaded(cls, E["r4"], reduction=4)
     a4 = _call(module4.attention, E["x"].clone(), doing=f"{what4}.attention(x)")
-    _close(a4, E["r4"]["a"], what=f"{what4}.attention(x)", diagnoses={})
+    pam_close(a4, E["r4"]["a"], what=f"{what4}.attention(x)", diagnoses={})
     # realistic features: a softmax written as exp / sum overflows here
     big = realistic_input()
     module64, what64 = build(cls, big.shape[1]), f"{cls.__name__}({big.shape[1]})"
@@ -167,11 +164,11 @@ def check_pam_forward(cls: type) -> None:
     expect_shape(y, x.shape, what="forward(x)")
     expect(torch.equal(x_in, x), "forward(x) changed its input x in place (x += ... or x.add_()); "
            "return gamma * out + x as a new tensor.", mistake="inplace")
-    _close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=E["diagnoses"])
+    pam_close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=E["diagnoses"])
     # float64 in, float64 out, at float64 precision
     twin = copy.deepcopy(module).double()
     y64 = _in_float64(twin, x, doing=f"{what}.double()(x)")
-    _close(y64, E["y"], what="forward(x) with gamma = 1 in float64", diagnoses=E["diagnoses"])
+    pam_close(y64, E["y"], what="forward(x) with gamma = 1 in float64", diagnoses=E["diagnoses"])
     # autograd reaches the input and every parameter
     xg = x.clone().requires_grad_(True)
     y = _call(module, xg, doing=f"{what}(x) with x.requires_grad")
@@ -196,11 +193,11 @@ def check_pam_einops(fn: Callable) -> None:
            "pam_einops changed one of its inputs in place; compute new tensors.", mistake=MODIFIES_INPUT)
     expect_shape(out, v.shape, what="pam_einops(q, k, v)",
                  hint="the output has the value's shape (B, C, H, W): for each position j, sum_i s[j, i] v[:, i].")
-    _close(out, E["out"], what="pam_einops(q, k, v)", diagnoses=E["diagnoses"])
+    pam_close(out, E["out"], what="pam_einops(q, k, v)", diagnoses=E["diagnoses"])
     out64 = _in_float64(fn, q, k, v, doing="pam_einops(q, k, v)")
-    _close(out64, E["out"], what="pam_einops(q, k, v) in float64", diagnoses=E["diagnoses"])
+    pam_close(out64, E["out"], what="pam_einops(q, k, v) in float64", diagnoses=E["diagnoses"])
     out2 = _call(fn, E["q2"].clone(), E["k2"].clone(), E["v2"].clone(), doing="pam_einops on a second input")
-    _close(out2, E["out2"], what="pam_einops on a second input (other sizes)", diagnoses={})
+    pam_close(out2, E["out2"], what="pam_einops on a second input (other sizes)", diagnoses={})
     # realistic magnitudes (energies in the hundreds), then gradients to q, k and v
     big = [100 * t.float() for t in (E["q2"], E["k2"])] + [E["v2"].float()]
     large = _call(fn, *big, doing="pam_einops on queries and keys of realistic size (float32)")

@@ -14,7 +14,8 @@ from einops import rearrange
 
 from course_lib.checks.toolkit import build, exercise, expect, seeded_picker, seeded_randn
 from course_lib.checks.questions import define_hidden_question_checks
-from course_lib.checks.ch05_danet_pam import ADVICE, _rows_sum_to_one
+from course_lib.checks.ch05_danet_pam import _rows_sum_to_one
+from course_lib.checks.toolkit import PAM_ADVICE as ADVICE
 from course_lib.hidden.toolkit import (
     Result,
     pam_forward_mistakes,

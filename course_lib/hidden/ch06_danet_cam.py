@@ -13,7 +13,7 @@ from einops import rearrange
 
 from course_lib.checks.toolkit import CheckFailure, build, call, exercise, expect, expect_follows, fmt_shape, \
     is_close, seeded_randn
-from course_lib.checks.ch05_danet_pam import ADVICE as PAM_ADVICE
+from course_lib.checks.toolkit import PAM_ADVICE
 from course_lib.checks.ch06_danet_cam import ADVICE, _close, _gamma_one, _rows_sum_to_one, dual_cases
 from course_lib.checks.questions import define_hidden_question_checks
 from course_lib.hidden.toolkit import Result, pam_forward_mistakes, pam_reference, pam_student, pam_weights, \

@@ -233,9 +233,9 @@ def pam_forward_mistakes(ref: PositionAttention, x64: torch.Tensor, y: torch.Ten
 def pam_student(cls: type, args: tuple, reduction: int, weights: Mapping[str, torch.Tensor], *,
                 what: str) -> torch.nn.Module:
     """``cls(*args)`` (the channels first), its structure checked, with the reference's weights by their names."""
-    from course_lib.checks.ch05_danet_pam import _check_structure, load_pam_weights  # only the PAM checks need it
+    from course_lib.checks.toolkit import check_pam_structure, load_pam_weights
 
     module = build(cls, *args)
-    _check_structure(module, args[0], reduction, what=what)
+    check_pam_structure(module, args[0], reduction, what=what)
     load_pam_weights(module, weights, what=what)
     return module
