@@ -44,7 +44,7 @@ LAB      = cd "$(LAB_ROOT)" && PATH="$(abspath $(BIN)):$$PATH" JUPYTER_CONFIG_PA
 	--ServerApp.root_dir="$(LAB_ROOT)"
 
 .PHONY: lab instructor test test-fast test-gpu setup setup-timm release bench capstone grade grader-report \
-	student-bundle student-wheel checkpoints clean help
+	student-bundle student-wheel checkpoints book clean help
 
 help:
 	@echo "make lab            set up, then start JupyterLab on the course, student view (http://127.0.0.1:$(PORT))"
@@ -59,6 +59,7 @@ help:
 	@echo "make grader-report  how well the checks catch wrong implementations"
 	@echo "make student-bundle build what students receive (out/student-bundle/)"
 	@echo "make student-wheel  the bundle's course_lib as a wheel for Colab (out/dist/), to publish with a release"
+	@echo "make book           the course as a static HTML book, every chapter executed, no answer shown (out/book/)"
 
 setup: $(VENV)/.installed
 
@@ -142,6 +143,10 @@ student-bundle: setup
 
 student-wheel: setup
 	$(RUN) $(BIN)/python -m course_lib student-bundle --out out/student-bundle --wheel out/dist
+
+# The book runs each solution once (its kernels draw figures inline: the tool takes MPLBACKEND out of their environment)
+book: setup
+	$(RUN) $(BIN)/python -m course_lib book --out out/book
 
 clean:
 	rm -rf out build .pytest_cache gradebook.db

@@ -21,6 +21,7 @@ COMMANDS = {
     "notebooks": ("course_lib.tools.notebooks:cli",
                   "notebook pipeline: `normalize [paths]` (stable JSON, no outputs), `times` (seconds per chapter)"),
     "student-bundle": ("course_lib.tools.bundle:main", "build what students receive (make student-bundle)"),
+    "book": ("course_lib.tools.book:main", "the course as a static HTML book, executed, no answer shown (make book)"),
     "grader-report": ("course_lib.tools.grader_report:main", "catalog of wrong/valid implementations vs the checks"),
     "giveaways": ("course_lib.tools.giveaways:main", "how much of each answer the student notebooks show"),
     "build-expected": ("course_lib.tools.build_expected:main",

@@ -16,6 +16,11 @@ student notebook (``notebooks/``) outside the answer cells:
 Ignored: Python's builtins (``max``, ``int``, ``super``), calls on ``self`` (the student's own layer names),
 the setup cell, imports, and a stub's signature lines. The figure printed per chapter is what
 tests/test_giveaways.py gates.
+
+The book (``python -m course_lib book``, issue 28) shows each chapter with a correct solution's outputs, so the
+measure also reads outputs and HTML pages (the second half of this file): the answers' lines and calls, the hidden
+tests' lines, and the auto-graded questions' answers in the forms that name them. ``python -m course_lib giveaways
+--book out/book`` measures a built book; tests/test_book.py holds it at 0.
 """
 from __future__ import annotations
 
@@ -23,9 +28,12 @@ import argparse
 import ast
 import builtins
 import json
+import math
 import re
 import textwrap
 from dataclasses import dataclass, field
+from fractions import Fraction
+from html.parser import HTMLParser
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -227,11 +235,11 @@ def _cell_name(i: int, cell: dict) -> str:
     return f"cell {i} ({_grade_id(cell) or cell.get('cell_type')}: {head!r})"
 
 
-def measure(solution: dict, student: dict, chapter: str = "") -> Report:
-    """Compare a solution notebook's answers with a student notebook (both as nbformat dicts)."""
-    report = Report(chapter)
+def answers_of(solution: dict, student: dict) -> list[tuple[str | None, set[str], set[Call]]]:
+    """(grade id, lines, calls) of each answer of a solution notebook: what the student writes, that is the
+    solution region less the code its stub in ``student`` provides (a repair exercise's broken code)."""
     stubs = {_grade_id(c): "".join(c.get("source", "")) for c in student["cells"] if _is_solution(c)}
-    answers = []  # (grade_id, lines, calls)
+    answers = []
     for cell in solution["cells"]:
         if not _is_solution(cell):
             continue
@@ -248,6 +256,14 @@ def measure(solution: dict, student: dict, chapter: str = "") -> Report:
                  and ln not in BOILERPLATE_LINES}
         calls = set(calls_in_text(region)) - provided_calls if cell["cell_type"] == "code" else set()
         answers.append((_grade_id(cell), lines, calls))
+    return answers
+
+
+def measure(solution: dict, student: dict, chapter: str = "") -> Report:
+    """Compare a solution notebook's answers with a student notebook (both as nbformat dicts)."""
+    report = Report(chapter)
+    answers = answers_of(solution, student)
+    for _, lines, calls in answers:
         report.lines += len(lines)
         report.calls += len(calls)
 
@@ -306,7 +322,15 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chapters", nargs="*", help="chapters (default: all)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only the table, not each finding")
+    parser.add_argument("--book", type=Path, metavar="DIR",
+                        help="measure the built book in DIR (make book: out/book) instead of the student notebooks")
     args = parser.parse_args(argv)
+    if args.book is not None:
+        findings = html_report(args.book, REPO, args.chapters or None)
+        for f in findings:
+            print(f"  [{f.answer_cell}] {f.kind} {f.answer!r} shown on {f.where}")
+        print(f"giveaways on the pages of {args.book}: {len(findings)}")
+        return 1 if findings else 0
     chapters = args.chapters or all_chapters()
     unknown = sorted(set(chapters) - set(all_chapters()))
     if unknown:
@@ -322,3 +346,281 @@ def main(argv: list[str] | None = None) -> int:
             for f in r.findings:
                 print(f"  {r.chapter} [{f.answer_cell}] {f.kind} {f.answer!r}\n      shown in {f.where}")
     return 1 if total[0] or total[2] else 0
+
+
+# --------------------------------------------------------------------------------------------
+# the book (issue 28): what a published page must not show
+# --------------------------------------------------------------------------------------------
+# A page of the book (course_lib/tools/book.py) shows a chapter's released cells with a correct solution's
+# outputs. Besides the answers' lines and calls above, it must not show
+#
+# * **hidden**: a line of a hidden test (``### BEGIN HIDDEN TESTS`` regions of the solution's test cells);
+# * **answer**: a conceptual question's answer (course_lib/hidden/chNN_*.py ``ANSWERS``) in a form that names it:
+#   a whole number of 3 digits or more (also written 792,960, 792_960, 792 960 or 792960.0), a decimal number at
+#   the question's digits or more (also in e-notation), a fraction p / q equal to it, sqrt(n) for the root of a
+#   whole number, a shape as a tuple, a list or "2 x 8 x 8"; and any answer, letters and short numbers too,
+#   assigned to the question's name (``q_split = 13``, ``"q_split": 13``).
+#
+# ``output_findings`` measures one output's text (what it prints, its figure texts), ``html_report`` the built
+# pages: their text, code blocks, alt texts and titles.
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+# a number stands alone: not part of a longer one (8,290 is not 290), nor a format spec (f"{share:>10.1%}")
+_BEFORE = r"(?<![\w.<>^:])(?<!\d,)(?<!\d_)"
+_AFTER = r"(?![\w]|\.\d|[,_]\d)"
+
+
+def _number_form(text: str) -> str:
+    return _BEFORE + re.escape(text) + _AFTER
+
+
+@dataclass(frozen=True)
+class QuestionAnswer:
+    """A conceptual question's plain answer (from the chapter's hidden module)."""
+
+    chapter: str
+    qid: str
+    kind: str
+    value: object
+    options: str | None = None
+    digits: int = 3
+
+    def forms(self, *, short: bool = False) -> list[re.Pattern[str]]:
+        """Regexes for the forms of the answer that name it wherever they stand (see above); none for letters,
+        booleans and whole numbers under 100, which name their answer only where assigned to the question.
+        ``short``: whole numbers from 10 to 99 too (for a chapter's own outputs, where a printed count is a
+        demo's value; in prose they stand for too many other things)."""
+        found: set[str] = set()
+        if short and self.kind == "int" and 10 <= abs(int(self.value)) < 100:
+            found.add(_number_form(str(abs(int(self.value)))))
+        if self.kind in ("int", "float"):
+            x = abs(float(self.value))
+            if x.is_integer() and x >= 100:
+                n = int(x)
+                groups = f"{n:,}".split(",")
+                found |= {_number_form(str(n)), _BEFORE + re.escape(str(n)) + r"\.0+" + _AFTER}
+                found |= {_number_form(sep.join(groups)) for sep in (",", "_", " ")}
+            if self.kind == "float" and not x.is_integer():
+                for digits in range(self.digits, 18):
+                    found.add(_number_form(f"{x:.{digits}g}"))
+                    found.add(_number_form(f"{x:.{digits - 1}e}"))
+                fraction = Fraction(x).limit_denominator(10_000)
+                if fraction.denominator > 1 and math.isclose(float(fraction), x, rel_tol=1e-12):
+                    found.add(rf"{_BEFORE}{fraction.numerator}\s*/\s*{fraction.denominator}{_AFTER}")
+                square = round(x * x)
+                if square > 1 and math.isclose(x * x, square, rel_tol=1e-12):
+                    found.add(rf"(?:sqrt\(\s*|√\s*){square}{_AFTER}|{_BEFORE}{square}\s*\*\*\s*0?\.5{_AFTER}")
+        elif self.kind == "shape":
+            values = [str(int(v)) for v in self.value]
+            found.add(r"[(\[]\s*" + r"\s*,\s*".join(values) + r"\s*,?\s*[)\]]")
+            found.add(_BEFORE + r"\s*[x×]\s*".join(values) + _AFTER)
+        return [re.compile(form) for form in sorted(found)]
+
+    def assignments(self, text: str) -> list[str]:
+        """Where ``text`` gives the question's name its right answer, in any form."""
+        from course_lib.checks.questions import canonical
+
+        want = canonical(self.value, self.kind, options=self.options, digits=self.digits)
+        found = []
+        for match in re.finditer(rf"""\b{re.escape(self.qid)}\b(?:\s*=|["']\s*:)\s*""", text):
+            literal = _LITERAL.match(text, match.end())
+            if literal is None:
+                continue
+            token = literal.group(0)
+            try:
+                value = ast.literal_eval(token if token[0] in "\"'" else token.replace("_", ""))
+                got = canonical(value, self.kind, options=self.options, digits=self.digits)
+            except Exception:  # noqa: BLE001 - not a literal of the question's kind: not its answer
+                continue
+            if got == want or (self.kind == "float" and math.isclose(float(got), float(want), rel_tol=1e-2)):
+                found.append(text[match.start():literal.end()])
+        return found
+
+    def shown_in(self, text: str, *, short: bool = False) -> list[str]:
+        """Every place in ``text`` that names the answer (``short``: see :meth:`forms`). A TeX command ends where a
+        number starts: ``\\pm0.635`` shows 0.635."""
+        text = _TEX_COMMAND.sub(r"\1 ", text)
+        return [m.group(0) for form in self.forms(short=short) for m in form.finditer(text)] + self.assignments(text)
+
+
+_TEX_COMMAND = re.compile(r"(\\[A-Za-z]+)(?=[\d.])")
+
+
+# a literal that ends its statement: "[ok] q_split: 1 checks passed" assigns nothing
+_LITERAL = re.compile(r"""(?:"[^"\n]*"|'[^'\n]*'|\{[^}\n]*\}|\[[^\]\n]*\]|\([^)\n]*\)|[-+]?[\d_.]+(?:e[-+]?\d+)?"""
+                      r"""|True|False)(?=[ \t]*(?:$|[,;})\]#\n]))""", re.M)
+
+
+def question_answers(chapter: str) -> list[QuestionAnswer]:
+    """The plain answers of a chapter's questions (``course_lib.hidden.chNN_name.ANSWERS``)."""
+    import importlib
+
+    module = importlib.import_module(f"course_lib.hidden.ch{chapter}")
+    found = []
+    for qid, entry in sorted(getattr(module, "ANSWERS", {}).items()):
+        kind, value, options = entry
+        found.append(QuestionAnswer(chapter, qid, kind, value, options.get("options"), options.get("digits", 3)))
+    return found
+
+
+def hidden_lines(solution: dict) -> set[str]:
+    """The lines of a solution notebook's hidden tests (12 characters or more, whitespace collapsed)."""
+    found = set()
+    for cell in solution["cells"]:
+        inside = False
+        for line in "".join(cell.get("source", "")).splitlines():
+            if line.strip() == HIDDEN_BEGIN:
+                inside = True
+            elif line.strip() == HIDDEN_END:
+                inside = False
+            elif inside and len(_squash(line)) >= MIN_LINE:
+                found.add(_squash(line))
+    return found
+
+
+@dataclass
+class Secrets:
+    """What a chapter's page must not show: its answers (lines and calls), its hidden tests, its questions' answers."""
+
+    chapter: str
+    answers: list[tuple[str | None, set[str], set[Call]]]
+    stubs: dict[str, str]  # grade id -> the released stub (its code is the exercise's material, not an answer)
+    hidden: set[str]
+    questions: list[QuestionAnswer]
+
+
+def chapter_secrets(chapter: str, root: Path = REPO) -> Secrets:
+    def load(folder: str) -> dict:
+        return json.loads((root / folder / chapter / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+
+    solution, student = load("solutions"), load("notebooks")
+    stubs = {_grade_id(c): "".join(c.get("source", "")) for c in student["cells"] if _is_solution(c)}
+    return Secrets(chapter, answers_of(solution, student), stubs, hidden_lines(solution), question_answers(chapter))
+
+
+def text_findings(secrets: Secrets, text: str, code: list[str], where: str, *,
+                  questions: list[QuestionAnswer] | None = None) -> list[Finding]:
+    """What ``text`` (a page's or an output's text, whitespace free to vary) and ``code`` (its code blocks) show
+    of ``secrets``; ``questions``: the answers to look for (default: the chapter's own)."""
+    flat = _squash(text)
+    found = []
+    for grade_id, lines, calls in secrets.answers:
+        own = _squash(_stub_text(secrets.stubs.get(grade_id, ""))[0])
+        visible = flat.replace(own, " ") if own else flat  # the stub's provided code is not its answer
+        found += [Finding("line", line, grade_id, where) for line in sorted(lines) if line in visible]
+        shown = [c for block in code if not (own and _squash(block) == own) for c in calls_in_text(block)]
+        found += [Finding("call", call.text(), grade_id, where) for call in sorted(calls, key=Call.text)
+                  if any(call.given_away_by(c) for c in shown)]
+    found += [Finding("hidden", line, "hidden tests", where) for line in sorted(secrets.hidden) if line in flat]
+    for answer in secrets.questions if questions is None else questions:
+        found += [Finding("answer", shown, answer.qid, where) for shown in answer.shown_in(text)]
+    return found
+
+
+def output_text(output: dict) -> str:
+    """What a notebook output shows as text: its stream, its text/plain, markdown, HTML (tags aside) and LaTeX,
+    and the texts of its figures (recorded by the book's kernel preamble in the output's metadata)."""
+    if output.get("output_type") == "stream":
+        return "".join(output.get("text", ""))
+    if output.get("output_type") == "error":
+        return "\n".join([output.get("ename", ""), output.get("evalue", ""), *output.get("traceback", [])])
+    data = output.get("data", {})
+    parts = ["".join(data.get(kind, "")) for kind in ("text/plain", "text/markdown", "text/latex")]
+    if "text/html" in data:
+        parts.append(PageText.of("".join(data["text/html"])).text)
+    meta = output.get("metadata", {})
+    for key in ("image/png", "image/jpeg", "image/svg+xml"):
+        parts += meta.get(key, {}).get(FIGURE_TEXT, []) if isinstance(meta.get(key), dict) else []
+    return "\n".join(p for p in parts if p)
+
+
+FIGURE_TEXT = "course_figure_text"  # the output metadata key the book's kernel preamble writes (book.FIGURE_TEXT)
+
+
+def output_findings(secrets: Secrets, output: dict, where: str, *,
+                    questions: list[QuestionAnswer] | None = None) -> list[Finding]:
+    """What one output of the chapter's page would show of ``secrets`` (its whole text is read as code too)."""
+    text = output_text(output)
+    return text_findings(secrets, text, [text], where, questions=questions)
+
+
+_SKIPPED_TAGS = {"script", "style", "template"}
+_BLOCK_TAGS = {"p", "div", "br", "li", "td", "th", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "section",
+               "dt", "dd", "figure", "figcaption", "blockquote", "details", "summary", "nav", "header", "footer"}
+_LABELS = {"alt", "title", "aria-label"}
+
+
+class PageText:
+    """The text of an HTML page as a reader meets it: ``text``, its visible text (scripts and styles aside, a
+    line break between blocks) followed by its labels; ``code``, the text of each code block (``<pre>``, and
+    ``<code>`` outside one); ``labels``, its alt texts, titles and aria labels."""
+
+    def __init__(self, text: str, code: list[str], labels: list[str]) -> None:
+        self.text, self.code, self.labels = text, code, labels
+
+    @classmethod
+    def of(cls, html: str) -> "PageText":
+        reader = _PageReader()
+        reader.feed(html)
+        reader.close()
+        return cls("".join(reader.parts) + "\n" + "\n".join(reader.labels), reader.code, reader.labels)
+
+
+class _PageReader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.code: list[str] = []
+        self.labels: list[str] = []
+        self._skip = 0
+        self._block: list[str] | None = None  # the open code block's text
+        self._block_tag, self._depth = "", 0
+
+    def handle_starttag(self, tag, attrs):
+        self.labels += [value for name, value in attrs if name in _LABELS and value]
+        if tag in _SKIPPED_TAGS:
+            self._skip += 1
+        elif self._block is None and tag in ("pre", "code"):
+            self._block, self._block_tag, self._depth = [], tag, 1
+        elif self._block is not None and tag == self._block_tag:
+            self._depth += 1
+        if tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in _SKIPPED_TAGS:
+            self._skip = max(0, self._skip - 1)
+        elif self._block is not None and tag == self._block_tag:
+            self._depth -= 1
+            if self._depth == 0:
+                self.code.append("".join(self._block))
+                self._block = None
+        if tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if self._skip:
+            return
+        self.parts.append(data)
+        if self._block is not None:
+            self._block.append(data)
+
+
+def html_report(book: Path, root: Path = REPO, chapters: list[str] | None = None) -> list[Finding]:
+    """Every giveaway on the built book's HTML pages: on a chapter's page (``notebooks/NN_name/NN_name.html``) its
+    answers' lines and calls; on every page every hidden test's lines and every question's answer in the forms
+    that name it (text, code blocks, alt texts and titles; figure titles are in their images' alt texts)."""
+    chapters = chapters if chapters is not None else all_chapters(root)
+    secrets = {chapter: chapter_secrets(chapter, root) for chapter in chapters}
+    questions = [q for chapter in all_chapters(root) for q in question_answers(chapter)]
+    hidden = set().union(*(s.hidden for s in secrets.values())) if secrets else set()
+    everywhere = Secrets("", [], {}, hidden, questions)
+    found: list[Finding] = []
+    for path in sorted(Path(book).rglob("*.html")):
+        rel = path.relative_to(book).as_posix()
+        page = PageText.of(path.read_text(encoding="utf-8"))
+        chapter = rel.split("/")[1] if rel.startswith("notebooks/") and rel.count("/") == 2 else None
+        if chapter in secrets:
+            own = Secrets(chapter, secrets[chapter].answers, secrets[chapter].stubs, set(), [])
+            found += text_findings(own, page.text, page.code, rel)
+        found += text_findings(everywhere, page.text, page.code, rel)
+    return found
