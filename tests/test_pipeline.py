@@ -156,3 +156,23 @@ def test_every_chapter_starts_with_the_setup_cell(chapter):
         nb = nbformat.read(nbs.notebook_path(chapter, folder=folder), as_version=4)
         first_code = next(c for c in nb.cells if c.cell_type == "code")
         assert first_code.source == nbs.SETUP_CELL, f"{folder}/{chapter}: first code cell is not the setup cell"
+
+
+def test_book_address_follows_course_toml_and_the_readme_links_it():
+    # the book (make book) is published on the repository's GitHub Pages (.github/workflows/release.yml)
+    from course_lib.tools import book
+
+    address = book.book_url()
+    assert address == book.pages_url(nbs.publishing()), (
+        f"course.toml: book = {address!r} is not where GitHub Pages serves {nbs.publishing().repository}")
+    readme = (nbs.REPO / "README.md").read_text(encoding="utf-8")
+    assert f"]({address})" in readme, "README.md: no link to the book's address in course.toml"
+
+
+def test_book_address_check_fails_when_the_repository_moves_alone(tmp_path):
+    from course_lib.tools import book
+
+    _copy_publishing_files(tmp_path, "https://github.com/a-lecturer/attention-fork")
+    assert book.book_url(tmp_path) == book.book_url()  # only `repository` moved
+    assert book.pages_url(nbs.publishing(tmp_path)) == "https://a-lecturer.github.io/attention-fork/"
+    assert book.book_url(tmp_path) != book.pages_url(nbs.publishing(tmp_path))
