@@ -214,13 +214,18 @@ def test_counter_an_output_naming_an_answer_is_left_out(built):
     outputs = next(c for c in page.cells if c["id"] == cell_id).outputs
     text = "".join(giveaways.output_text(o) for o in outputs)
     assert "a demo line" in text and "792" not in text and "Output left out of the book" in text
-    # a chapter's own short answer (chapter 02, question 1: two digits) is caught in its outputs
+    # a chapter's own two-digit answer (chapter 02's q_spatial_params) beside its subject is caught in its outputs;
+    # the same number on another subject is not
     page02 = nbformat.from_dict(json.loads(json.dumps(built.executed["02_cbam"])))
     demo = next(c for c in page02.cells if c.cell_type == "code" and not c.metadata.get("nbgrader"))
-    short = next(q for q in giveaways.question_answers("02_cbam") if q.kind == "int" and 10 <= q.value < 100)
-    demo.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"spatial gate: {short.value} weights\n")]
+    short = next(q for q in giveaways.question_answers("02_cbam") if q.qid == "q_spatial_params")
+    assert 10 <= short.value < 100
+    printed = f"spatial gate: {short.value} weights\nthe batch holds {short.value} images\n"
+    demo.outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)]
     left = book.clean_outputs(page02, giveaways.chapter_secrets("02_cbam"), questions)
-    assert [e.names for e in left if e.cell == demo["id"]] == [[short.qid]]
+    assert [(e.names, e.whole) for e in left if e.cell == demo["id"]] == [([short.qid], False)]
+    text = giveaways.output_text(demo.outputs[0])
+    assert f"the batch holds {short.value} images" in text and "spatial gate" not in text
 
 
 def test_counter_without_leaving_out_the_pages_show_the_answer(built, tmp_path, monkeypatch):

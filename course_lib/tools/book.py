@@ -224,18 +224,16 @@ def _note(names: list[str]) -> nbformat.NotebookNode:
 def clean_outputs(page: nbformat.NotebookNode, secrets: giveaways.Secrets,
                   questions: list[giveaways.QuestionAnswer]) -> list[LeftOut]:
     """Leave out of ``page`` (in place) what would show an answer: each output is measured
-    (``giveaways.output_findings``; the chapter's own short whole-number answers too). A printed text loses
+    (``giveaways.output_findings``; the chapter's own two-digit answers beside their subject too). A printed text loses
     only the lines that name an answer, each replaced by a note, when the rest then shows none; any other
     output (a figure, a table) is replaced by a note as a whole. Returns what was left out."""
     left: list[LeftOut] = []
-    own = {q.qid for q in secrets.questions}
 
     def findings(output: dict) -> list[giveaways.Finding]:
         found = giveaways.output_findings(secrets, output, "", questions=questions)
         text = giveaways.output_text(output)
         for answer in secrets.questions:
-            found += [giveaways.Finding("answer", shown, answer.qid, "")
-                      for shown in answer.shown_in(text, short=True) if answer.qid in own]
+            found += [giveaways.Finding("answer", shown, answer.qid, "") for shown in answer.short_shown_in(text)]
         return found
 
     for cell in page.cells:

@@ -384,14 +384,11 @@ class QuestionAnswer:
     options: str | None = None
     digits: int = 3
 
-    def forms(self, *, short: bool = False) -> list[re.Pattern[str]]:
+    def forms(self) -> list[re.Pattern[str]]:
         """Regexes for the forms of the answer that name it wherever they stand (see above); none for letters,
-        booleans and whole numbers under 100, which name their answer only where assigned to the question.
-        ``short``: whole numbers from 10 to 99 too (for a chapter's own outputs, where a printed count is a
-        demo's value; in prose they stand for too many other things)."""
+        booleans and whole numbers under 100, which name their answer only where assigned to the question (or,
+        in a chapter's own outputs, see :meth:`short_shown_in`)."""
         found: set[str] = set()
-        if short and self.kind == "int" and 10 <= abs(int(self.value)) < 100:
-            found.add(_number_form(str(abs(int(self.value)))))
         if self.kind in ("int", "float"):
             x = abs(float(self.value))
             if x.is_integer() and x >= 100:
@@ -435,11 +432,22 @@ class QuestionAnswer:
                 found.append(text[match.start():literal.end()])
         return found
 
-    def shown_in(self, text: str, *, short: bool = False) -> list[str]:
-        """Every place in ``text`` that names the answer (``short``: see :meth:`forms`). A TeX command ends where a
-        number starts: ``\\pm0.635`` shows 0.635."""
+    def shown_in(self, text: str) -> list[str]:
+        """Every place in ``text`` that names the answer. A TeX command ends where a number starts: ``\\pm0.635``
+        shows 0.635."""
         text = _TEX_COMMAND.sub(r"\1 ", text)
-        return [m.group(0) for form in self.forms(short=short) for m in form.finditer(text)] + self.assignments(text)
+        return [m.group(0) for form in self.forms() for m in form.finditer(text)] + self.assignments(text)
+
+    def short_shown_in(self, text: str) -> list[str]:
+        """The lines of ``text`` (a chapter's own output) that show a whole-number answer from 10 to 99 beside a
+        word of the question's subject: "spatial gate: 98 parameters" for q_spatial_params. A two-digit number
+        alone stands for too many other things (a latency, a count of images) to name an answer."""
+        if self.kind != "int" or not 10 <= abs(int(self.value)) < 100:
+            return []
+        stems = {word[:5].lower() for word in self.qid.removeprefix("q_").split("_") if len(word) >= 4 and word.isalpha()}
+        number = re.compile(_number_form(str(abs(int(self.value)))))
+        return [line.strip() for line in text.splitlines() if number.search(line)
+                and stems & {word[:5].lower() for word in re.findall(r"[A-Za-z]{4,}", line)}]
 
 
 _TEX_COMMAND = re.compile(r"(\\[A-Za-z]+)(?=[\d.])")
