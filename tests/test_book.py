@@ -13,7 +13,8 @@ On the built HTML (no browser):
 In Debian's chromium, driven by Playwright (never `playwright install`), from a server on 127.0.0.1, with every
 other address refused: on every chapter page every figure is an image that loaded, the math is typeset by the
 MathJax the book serves (no raw $$ left), every internal link and #anchor resolves, the navigation reaches every
-chapter, the Colab badge points to the chapter; at phone width (390 x 844) no page is wider than the screen.
+chapter, the Colab badge points to the chapter, markdown outputs (the capstone's tables) are rendered and not
+shown as text; at phone width (390 x 844) no page is wider than the screen.
 Screenshots for a person to look at: out/book-screens/ (git-ignored). Without chromium or Playwright the browser
 tests skip, except under CI (CI=true), where they fail.
 """
@@ -399,6 +400,7 @@ def test_page_reads_in_the_browser(built, site, reader, page):
         tab.context.close()
     assert all(i["width"] > 0 for i in seen["images"]), [i for i in seen["images"] if not i["width"]]
     assert "$$" not in seen["text"] and "\\(" not in seen["text"] and "\\begin{" not in seen["text"]
+    assert not re.search(r"\|\s*(?:-{3,}|—)", seen["text"]), f"{page}: a markdown table shown as text"
     assert seen["typeset"] == seen["math"], f"{page}: {seen['math'] - seen['typeset']} formulas not typeset"
     assert not _broken(built, reader.site, seen["hrefs"]), _broken(built, reader.site, seen["hrefs"])
     reached = {unquote(urlsplit(h).path).removeprefix(urlsplit(reader.site).path) for h in seen["nav"]}

@@ -437,6 +437,7 @@ root_doc = "index"
 exclude_patterns = ["_build", "_extra", "_static", "**.ipynb_checkpoints"]
 nb_execution_mode = "off"  # the notebooks come executed (course_lib/tools/book.py runs each chapter once)
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # markdown outputs (the capstone's results) with their tables, as JupyterLab shows them
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_dmath_double_inline = True  # $$...$$ right under a line of text is display math, as in JupyterLab and on GitHub
 myst_heading_anchors = 6  # the course's links name headings as GitHub does (#paper-or-official-code)
