@@ -375,6 +375,14 @@ def _broken(built: book.BookReport, site: str, hrefs: list[str]) -> list[str]:
     return bad
 
 
+def test_counter_the_link_check_finds_a_missing_page_or_anchor(built):
+    site = "http://127.0.0.1:1/"
+    hrefs = [site + "docs/glossary.html#miou", site, site + "docs/glossary.html#no-such-entry",
+             site + "notebooks/99_none/99_none.html", "https://colab.research.google.com/x"]
+    assert _broken(built, site, hrefs) == [f"{site}docs/glossary.html#no-such-entry (no #no-such-entry in "
+                                           "docs/glossary.html)", f"{site}notebooks/99_none/99_none.html (no such file)"]
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("page", PAGES)
 def test_page_reads_in_the_browser(built, site, reader, page):
