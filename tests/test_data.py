@@ -291,9 +291,9 @@ def test_source_digits_and_photos_are_scikit_learns_read_without_importing_it():
     np.testing.assert_array_equal(labels, bunch.target)
     assert labels.dtype == np.int64 and images.shape == (1797, 8, 8)
     for name in ("china.jpg", "flower.jpg"):
-        photo = photo.__wrapped__(name)
-        np.testing.assert_array_equal(photo, load_sample_image(name))
-        assert photo.dtype == np.uint8 and photo.shape == (427, 640, 3)
+        image = photo.__wrapped__(name)
+        np.testing.assert_array_equal(image, load_sample_image(name))
+        assert image.dtype == np.uint8 and image.shape == (427, 640, 3)
     probe = ("import sys; from course_lib.data import _raw_digits; from course_lib.figures.common import photo; "
              "_raw_digits(); photo('china.jpg'); print(sorted(m for m in sys.modules if m.startswith('sklearn')))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
