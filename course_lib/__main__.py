@@ -7,6 +7,7 @@ describes a command's options.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 #: command -> ("module:function", one line of help), grouped by who runs it
@@ -33,10 +34,19 @@ COMMANDS = {
 }
 
 
+def _installed(name: str) -> bool:
+    """Is the module of command ``name`` here? The student bundle leaves out the grader and the tools."""
+    module = COMMANDS[name][0].split(":")[0]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: python -m course_lib <command> [options]   (<command> --help: its options)", "", "commands:"]
-    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items() if _installed(name)]
     return "\n".join(lines)
 
 
@@ -47,8 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"unknown command {name!r}; expected one of: {', '.join(COMMANDS)}\n", file=sys.stderr)
+        print(f"unknown command {name!r}; expected one of: {', '.join(n for n in COMMANDS if _installed(n))}\n",
+              file=sys.stderr)
         print(_usage(), file=sys.stderr)
+        return 2
+    if not _installed(name):
+        print(f"python -m course_lib {name} needs the full course repository: this installation (the student "
+              "package) leaves out the grader and the maintainers' tools.", file=sys.stderr)
         return 2
     module, function = COMMANDS[name][0].split(":")
     return int(getattr(importlib.import_module(module), function)(rest) or 0)

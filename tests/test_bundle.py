@@ -259,3 +259,24 @@ def test_links_in_the_bundle_reach_what_the_bundle_holds(bundle):
     files = sorted(bundle.out.glob("notebooks/*/*.ipynb")) + [bundle.out / "README.md"]
     bad = broken_links(files, bundle.out)
     assert not bad, "links that do not resolve inside the student bundle:\n  " + "\n  ".join(bad)
+
+
+def test_the_bundles_command_line_offers_only_what_it_holds(bundle, tmp_path):
+    # the student's `python -m course_lib` (isolated as above: the bundle, then the packages it needs)
+    site_packages = sysconfig.get_paths()["purelib"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(bundle.out), site_packages]), "PYTHONNOUSERSITE": "1"}
+
+    def run(*argv):
+        return subprocess.run([sys.executable, "-S", "-m", "course_lib", *argv], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    usage = run("--help")
+    assert usage.returncode == 0, usage.stderr
+    from course_lib.__main__ import COMMANDS
+
+    listed = {line.split()[0] for line in usage.stdout.splitlines()[3:] if line.strip()}
+    assert listed == {n for n, (target, _) in COMMANDS.items() if target.split(".")[1] not in bundle_mod.EXCLUDED}
+    assert "grade" not in listed and "release" not in listed
+    refused = run("grade", "01_se", "submissions")
+    assert refused.returncode == 2 and "needs the full course repository" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr

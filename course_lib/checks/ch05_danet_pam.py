@@ -31,14 +31,14 @@ from torch import nn
 
 from .questions import Question, define_question_checks
 from .toolkit import (
-    CheckFailure,
-    PAM_ADVICE,
     build,
     call_with_hints,
     check_pam_structure,
+    CheckFailure,
     define_mistake,
     exercise,
     expect,
+    expect_block_forward,
     expect_close,
     expect_defaults,
     expect_device_free,
@@ -51,6 +51,7 @@ from .toolkit import (
     expected,
     fmt_shape,
     load_pam_weights,
+    PAM_ADVICE,
     pam_close,
     realistic_input,
     seeded_randn,
@@ -156,14 +157,7 @@ def check_pam_forward(cls: type) -> None:
                mistake="gamma_init")
     module, what = _loaded(cls, E)  # gamma = 1 in the stored weights
     x = E["x"]
-    x_in = x.clone()
-    y = _call(module, x_in, doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
-    if isinstance(y, torch.Tensor) and y.dim() == 3 and y.shape[-1] == y.shape[-2]:
-        raise CheckFailure(f"forward(x) returned a tensor of shape {fmt_shape(y.shape)}: the attention map. "
-                           "forward returns gamma * out + x, of the input's shape.", mistake="returns_map")
-    expect_shape(y, x.shape, what="forward(x)")
-    expect(torch.equal(x_in, x), "forward(x) changed its input x in place (x += ... or x.add_()); "
-           "return gamma * out + x as a new tensor.", mistake="inplace")
+    y = expect_block_forward(module, x, what=what, returns="gamma * out + x", call=_call)
     pam_close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=E["diagnoses"])
     # float64 in, float64 out, at float64 precision
     twin = copy.deepcopy(module).double()

@@ -29,15 +29,16 @@ import torch
 from torch import nn
 
 from .toolkit import (
-    CheckFailure,
     build,
     call,
     check_pam_structure,
+    CheckFailure,
     close_named,
     count_parameters,
     define_mistake,
     exercise,
     expect,
+    expect_block_forward,
     expect_close,
     expect_device_free,
     expect_follows,
@@ -51,6 +52,7 @@ from .toolkit import (
     pam_close,
     passed,
     realistic_input,
+    returned_the_map,
 )
 from .questions import Question, define_question_checks
 
@@ -137,14 +139,8 @@ def _run_cam(module: nn.Module, E: dict, *, what: str) -> None:
     expect_shape(a, (b, c, c), what="attention(x)", hint="CAM's map is (B, C, C): a @ a^T with a = x as (B, C, N).")
     _rows_sum_to_one(a, what="attention(x)")
     _close(a, E["a"], what="attention(x)", diagnoses=E["a_diagnoses"])
-    x_in = x.clone()
-    y = call(module, x_in, doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
-    if isinstance(y, torch.Tensor) and y.dim() == 3:
-        raise CheckFailure(f"forward(x) returned shape {fmt_shape(y.shape)}, the map; it should return "
-                           "gamma * out + x of the input's shape.", mistake="returns_map")
-    expect_shape(y, x.shape, what="forward(x)")
-    expect(torch.equal(x_in, x), "forward(x) changed x in place; return gamma * out + x as a new tensor.",
-           mistake="inplace")
+    y = expect_block_forward(module, x, what=what, returns="gamma * out + x", call=call,
+                             misread=lambda out, returns: returned_the_map(out, returns, square=False))
     _close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=E["y_diagnoses"])
     # float64 in, float64 out, at float64 precision (the stored values are float64)
     twin = copy.deepcopy(module).double()

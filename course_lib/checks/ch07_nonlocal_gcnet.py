@@ -29,14 +29,14 @@ import torch
 from torch import nn
 
 from .toolkit import (
-    CheckFailure,
-    QK_SWAPPED,
     build,
     call_with_hints,
+    CheckFailure,
     close_named,
     define_mistake,
     exercise,
     expect,
+    expect_block_forward,
     expect_close,
     expect_defaults,
     expect_device_free,
@@ -49,6 +49,7 @@ from .toolkit import (
     expected,
     fmt_shape,
     load_by_name,
+    QK_SWAPPED,
     seeded_randn,
 )
 from .questions import Question, define_question_checks
@@ -390,14 +391,7 @@ def check_nl_forward(cls: type) -> None:
     channels = E["channels"]
     module, what = _nl(cls, E)  # BN scale, shift and running statistics nonzero; eval mode
     x = E["x"]
-    x_in = x.clone()
-    y = _call(module, x_in, doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
-    if isinstance(y, torch.Tensor) and y.dim() == 3 and y.shape[-1] == y.shape[-2]:
-        raise CheckFailure(f"forward(x) returned a tensor of shape {fmt_shape(y.shape)}: the attention map. forward "
-                           "returns z = BN(W_z y) + x, of the input's shape.", mistake="returns_map")
-    expect_shape(y, x.shape, what="forward(x)")
-    expect(torch.equal(x_in, x), "forward(x) changed its input x in place (x += ...); return BN(W_z y) + x as a new "
-                                 "tensor.", mistake="inplace")
+    y = expect_block_forward(module, x, what=what, returns="z = BN(W_z y) + x", call=_call)
     _close(y, E["y"], what="forward(x) with trained-like BN statistics (eval mode)", diagnoses=E["diagnoses"])
     expect_module_gradients(module.double(), x.double(), what=what, upstream=E["probe"], grad_x=E["grad_x"],
                             hints=HINTS)

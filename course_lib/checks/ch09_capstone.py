@@ -373,14 +373,19 @@ def _same(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
 
 
-def grade_judgement(answer: Any, truth: Mapping[str, Any], *, what: str) -> None:
-    """Compare judge_localisation's answer with the truth, naming the mistake a wrong answer matches."""
+def _expect_keys(answer: Any, keys: Sequence[str], *, what: str) -> None:
+    """A function's answer is a dict with these keys (more are allowed)."""
     if not isinstance(answer, Mapping):
         raise CheckFailure(f"{what} returned {type(answer).__name__}; it should return a dict with the keys "
-                           f"{', '.join(_KEYS)}.", mistake="values")
-    missing = [k for k in _KEYS if k not in answer]
-    expect(not missing, f"{what} returned a dict without {', '.join(missing)}; expected the keys {', '.join(_KEYS)}.",
+                           f"{', '.join(keys)}.", mistake="values")
+    missing = [k for k in keys if k not in answer]
+    expect(not missing, f"{what} returned a dict without {', '.join(missing)}; expected the keys {', '.join(keys)}.",
            mistake="values")
+
+
+def grade_judgement(answer: Any, truth: Mapping[str, Any], *, what: str) -> None:
+    """Compare judge_localisation's answer with the truth, naming the mistake a wrong answer matches."""
+    _expect_keys(answer, _KEYS, what=what)
     att, ctrl = truth["att"], truth["ctrl"]
     lift = _as_float(answer["lift"], what=f"{what}: 'lift'")
     control = _as_float(answer["control_lift"], what=f"{what}: 'control_lift'")
@@ -513,13 +518,7 @@ def _pair_cases() -> list[tuple[torch.Tensor, torch.Tensor]]:
 def grade_paired(answer: Any, baseline: torch.Tensor, variant: torch.Tensor, *, what: str) -> None:
     """Compare paired_difference's answer with the truth, naming the mistake a wrong answer matches."""
     right = paired_by_hand(baseline, variant)
-    keys = ("delta_pt", "variant_wins", "baseline_wins", "p_value")
-    if not isinstance(answer, Mapping):
-        raise CheckFailure(f"{what} returned {type(answer).__name__}; it should return a dict with the keys "
-                           f"{', '.join(keys)}.", mistake="values")
-    missing = [k for k in keys if k not in answer]
-    expect(not missing, f"{what} returned a dict without {', '.join(missing)}; expected the keys {', '.join(keys)}.",
-           mistake="values")
+    _expect_keys(answer, ("delta_pt", "variant_wins", "baseline_wins", "p_value"), what=what)
     n_a, n_b = right["baseline_wins"], right["variant_wins"]
     wins = expect_int(answer["variant_wins"], what=f"{what}['variant_wins']")
     losses = expect_int(answer["baseline_wins"], what=f"{what}['baseline_wins']")

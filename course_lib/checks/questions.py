@@ -152,7 +152,7 @@ class Question:
     def _candidates(self, value: Any) -> list[str]:
         if self.prepare is not None:
             value = self.prepare(value)
-        text = canonical(value, self.kind, options=self.options, digits=self.digits, what=self.qid)
+        text = canonical(value, self.kind, options=self.options, digits=self.digits, what="your answer")
         if self.kind != "float":
             return [text]
         # a float answer may sit on a rounding boundary: its neighbours within half a unit of the last digit

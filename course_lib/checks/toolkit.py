@@ -415,6 +415,34 @@ def expect_shape(value: Any, shape: Sequence[int], *, what: str, hint: str = "",
     passed()
 
 
+def expect_block_forward(module: Any, x: torch.Tensor, *, what: str, returns: str,
+                         call: Callable[..., Any] | None = None,
+                         misread: Callable[[Any], tuple[str, str] | None] | None = None) -> torch.Tensor:
+    """``forward(x)`` of a block that keeps its input's shape (a residual or gating block), called on a copy of
+    ``x``: it must return a tensor of ``x``'s shape and leave ``x`` unchanged. ``returns`` says what forward
+    returns, in the chapter's words (it goes into the messages). ``misread(y, returns)`` names a known wrong output
+    before the shape check, as (message, mistake id), or None; by default a square 3-D output, (B, N, N) or
+    (B, C, C), is the attention map (:func:`returned_the_map`)."""
+    call = call_with_hints if call is None else call
+    x_in = x.clone()
+    y = call(module, x_in, doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
+    named = (misread or returned_the_map)(y, returns)
+    if named is not None:
+        raise CheckFailure(named[0], mistake=named[1])
+    expect_shape(y, x.shape, what="forward(x)")
+    expect(torch.equal(x_in, x), f"forward(x) changed its input x in place (x += ... or x.add_()); return {returns} as "
+           "a new tensor.", mistake="inplace")
+    return y
+
+
+def returned_the_map(y: Any, returns: str, *, square: bool = True) -> tuple[str, str] | None:
+    """A 3-D output (square unless ``square=False``) where forward should return its input's shape: the map."""
+    if isinstance(y, torch.Tensor) and y.dim() == 3 and (not square or y.shape[-1] == y.shape[-2]):
+        return (f"forward(x) returned a tensor of shape {fmt_shape(y.shape)}: the attention map. forward returns "
+                f"{returns}, of the input's shape.", "returns_map")
+    return None
+
+
 #: The one tolerance policy of every check: float64 against float64 is compared strictly (an answer that
 #: computes in float32 inside fails), anything else at float32 precision.
 STRICT = (1e-9, 1e-11)

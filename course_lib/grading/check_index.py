@@ -7,9 +7,25 @@ torch and every check module itself.
 """
 from __future__ import annotations
 
-__all__ = ["check_index", "check_index_data", "use_check_index"]
+__all__ = ["check_index", "check_index_data", "check_modules", "use_check_index"]
 
 _CHECK_INDEX: dict | None = None
+
+
+def check_modules() -> list[str]:
+    """The modules of the visible checks (``course_lib.checks``) and, where installed, of the hidden checks
+    (``course_lib.hidden``), private ones left out. Importing the two packages imports the check toolkit."""
+    import importlib
+    import pkgutil
+
+    packages = [importlib.import_module("course_lib.checks")]
+    try:
+        packages.append(importlib.import_module("course_lib.hidden"))
+    except ImportError:  # the student bundle has no hidden checks
+        pass
+    return [info.name for package in packages
+            for info in pkgutil.iter_modules(package.__path__, package.__name__ + ".")
+            if not info.name.rsplit(".", 1)[-1].startswith("_")]
 
 
 def check_index() -> dict:
@@ -17,31 +33,19 @@ def check_index() -> dict:
     global _CHECK_INDEX
     if _CHECK_INDEX is None:
         import importlib
-        import pkgutil
-
-        import course_lib.checks as visible
 
         by_module: dict[tuple[str, str], str] = {}
         by_name: dict[str, set[str]] = {}
-        packages = [visible]
-        try:
-            packages.append(importlib.import_module("course_lib.hidden"))
-        except ImportError:  # pragma: no cover - the student bundle has no hidden checks
-            pass
-        for package in packages:
-            for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
-                leaf = info.name.rsplit(".", 1)[-1]
-                if leaf.startswith("_") or leaf == "build_expected":
-                    continue
-                try:
-                    module = importlib.import_module(info.name)
-                except Exception:  # noqa: BLE001 - a broken chapter module has no checks to expect
-                    continue
-                for attr, value in vars(module).items():
-                    name = getattr(value, "exercise_name", None)
-                    if isinstance(name, str) and getattr(value, "__module__", None) == module.__name__:
-                        by_module[(module.__name__, attr)] = name
-                        by_name.setdefault(attr, set()).add(name)
+        for module_name in check_modules():
+            try:
+                module = importlib.import_module(module_name)
+            except Exception:  # noqa: BLE001 - a broken chapter module has no checks to expect
+                continue
+            for attr, value in vars(module).items():
+                name = getattr(value, "exercise_name", None)
+                if isinstance(name, str) and getattr(value, "__module__", None) == module.__name__:
+                    by_module[(module.__name__, attr)] = name
+                    by_name.setdefault(attr, set()).add(name)
         _CHECK_INDEX = {"by_module": by_module, "by_name": by_name}
     return _CHECK_INDEX
 

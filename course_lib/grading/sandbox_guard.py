@@ -73,23 +73,14 @@ def preload() -> list:
 
     import torch
 
-    import course_lib.checks as checks_package
+    from course_lib.grading.check_index import check_modules
 
     failed = []
-    packages = [checks_package]
-    try:
-        packages.append(importlib.import_module("course_lib.hidden"))
-    except ImportError:
-        pass  # the student bundle has no hidden checks
-    for package in packages:
-        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
-            leaf = info.name.rsplit(".", 1)[-1]
-            if leaf.startswith("_") or leaf == "build_expected":
-                continue
-            try:
-                importlib.import_module(info.name)
-            except Exception as err:  # noqa: BLE001
-                failed.append(f"{info.name}: {type(err).__name__}: {err}")
+    for name in check_modules():
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # noqa: BLE001
+            failed.append(f"{name}: {type(err).__name__}: {err}")
     try:
         reference = importlib.import_module(REFERENCE_PACKAGE)
     except ImportError:
