@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
 import re
 import threading
 import tomllib
@@ -34,13 +33,12 @@ import nbformat
 import pytest
 import yaml
 
+from browser import CHROMIUM, chromium
 from course_lib.tools import book, giveaways
 from course_lib.tools import notebooks as nbs
 
 REPO = nbs.REPO
 CHAPTERS = nbs.chapters(REPO, nbs.RELEASE)
-CHROMIUM = Path(os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium"))
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 SHOTS = REPO / "out" / "book-screens"
 PAGES = ["index.html", "docs/glossary.html", "docs/grading.html", *(f"notebooks/{c}/{c}.html" for c in CHAPTERS)]
 PHONE = {"width": 390, "height": 844}
@@ -333,20 +331,8 @@ class Reader:
 
 @pytest.fixture(scope="module")
 def reader(site):
-    reason = _unavailable()
-    if reason:
-        if IN_CI:
-            pytest.fail(f"the book's browser tests must run in CI, but {reason}", pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        args = ["--no-sandbox"] if os.geteuid() == 0 else []  # chromium's sandbox refuses root
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        try:
-            yield Reader(browser, site)
-        finally:
-            browser.close()
+    with chromium(_unavailable, "the book's browser tests") as browser:
+        yield Reader(browser, site)
 
 
 def _ids(path: Path) -> set[str]:

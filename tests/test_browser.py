@@ -40,12 +40,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from browser import CHROMIUM, chromium
 from course_lib.tools import notebooks as nbs
 
 CHAPTERS = nbs.chapters(nbs.REPO, nbs.RELEASE)
-CHROMIUM = Path(os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = nbs.REPO / "out" / "browser"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 VALIDATE_CHAPTER = "01_se" if "01_se" in CHAPTERS else (CHAPTERS[0] if CHAPTERS else None)
 RUN_TIMEOUT_S = 420  # one notebook's Run All; the capstone's quick mode is the longest
 
@@ -69,23 +68,13 @@ def _unavailable() -> str | None:
 
 @pytest.fixture(scope="module")
 def playwright_browser():
-    reason = _unavailable()
-    if reason:
-        if IN_CI:
-            pytest.fail(f"the browser test must run in CI, but {reason}", pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        args = ["--no-sandbox"] if os.geteuid() == 0 else []  # chromium's sandbox refuses root
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    with chromium(_unavailable, "the browser test") as browser:
         # one context for every page: JupyterLab's scripts are fetched once and then come from its cache
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         try:
             yield context
         finally:
             context.close()
-            browser.close()
 
 
 def _free_port() -> int:

@@ -34,7 +34,6 @@ from .toolkit import (
     build,
     call_with_hints,
     check_pam_structure,
-    CheckFailure,
     define_mistake,
     exercise,
     expect,
@@ -46,6 +45,7 @@ from .toolkit import (
     expect_follows,
     expect_gradients,
     expect_method_gradients,
+    expect_position_map,
     expect_rows_sum_to_one,
     expect_shape,
     expected,
@@ -114,14 +114,10 @@ def check_pam_attention(cls: type) -> None:
     E = expected(CHAPTER)["attention"]
     module, what = _loaded(cls, E)
     x = E["x"]
-    b, c, h, w = x.shape
-    a = _call(module.attention, x.clone(), doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}")
-    if isinstance(a, torch.Tensor) and a.shape == x.shape:
-        raise CheckFailure(f"attention(x) returned a tensor of the input's shape {fmt_shape(x.shape)}: the "
-                           "reweighted features. attention(x) returns the map s of Eq. (1), (B, N, N); forward(x) "
-                           "applies it.", mistake="returns_features")
-    expect_shape(a, (b, h * w, h * w), what=f"attention(x) for x of shape {fmt_shape(x.shape)}",
-                 hint="the map is (B, N, N) with N = H * W: query (B, N, C') @ key (B, C', N).")
+    a = expect_position_map(module, x, what=what, call=_call,
+                            returns="the reweighted features. attention(x) returns the map s of Eq. (1), (B, N, N); "
+                                    "forward(x) applies it.",
+                            hint="the map is (B, N, N) with N = H * W: query (B, N, C') @ key (B, C', N).")
     _rows_sum_to_one(a, what="attention(x)")
     pam_close(a, E["a"], what="attention(x)", diagnoses=E["diagnoses"])
     # float64 in, float64 out, at float64 precision

@@ -44,6 +44,7 @@ from .toolkit import (
     expect_gradients,
     expect_method_gradients,
     expect_module_gradients,
+    expect_position_map,
     expect_rows_sum_to_one,
     expect_shape,
     expected,
@@ -346,14 +347,10 @@ def check_nl_attention(cls: type) -> None:
     E = expected(CHAPTER)["nl_attention"]
     module, what = _nl(cls, E)
     x = E["x"]
-    b, c, h, w = x.shape
-    a = _call(module.attention, x.clone(), doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}")
-    if isinstance(a, torch.Tensor) and a.shape == x.shape:
-        raise CheckFailure(f"attention(x) returned a tensor of the input's shape {fmt_shape(x.shape)}: the block's "
-                           "output. attention(x) returns the map f(x_i, x_j) / C(x), (B, N, N); forward(x) uses it.",
-                           mistake="returns_features")
-    expect_shape(a, (b, h * w, h * w), what=f"attention(x) for x of shape {fmt_shape(x.shape)}",
-                 hint="one row per query position i and one column per key position j: (B, N, N), N = H * W.")
+    a = expect_position_map(module, x, what=what, call=_call,
+                            returns="the block's output. attention(x) returns the map f(x_i, x_j) / C(x), (B, N, N); "
+                                    "forward(x) uses it.",
+                            hint="one row per query position i and one column per key position j: (B, N, N), N = H * W.")
     if isinstance(a, torch.Tensor) and torch.allclose(a.detach().double(), E["diagnoses"]["dot_product"], atol=1e-5):
         raise CheckFailure("attention(x) has the wrong values.\n  Likely mistake: " + ADVICE["dot_product"][1],
                            mistake=DOT_PRODUCT_FORM)

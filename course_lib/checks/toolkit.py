@@ -435,6 +435,21 @@ def expect_block_forward(module: Any, x: torch.Tensor, *, what: str, returns: st
     return y
 
 
+def expect_position_map(module: Any, x: torch.Tensor, *, what: str, returns: str, hint: str,
+                        call: Callable[..., Any] | None = None) -> torch.Tensor:
+    """``attention(x)`` of a block whose map relates every position to every other, called on a copy of ``x``:
+    (B, N, N) with N = H * W. An output of the input's shape is named ``returns_features`` (``returns`` says,
+    in the chapter's words, what attention returns instead); a wrong shape gets ``hint``. Returns the map."""
+    call = call_with_hints if call is None else call
+    b, _, h, w = x.shape
+    a = call(module.attention, x.clone(), doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}")
+    if isinstance(a, torch.Tensor) and a.shape == x.shape:
+        raise CheckFailure(f"attention(x) returned a tensor of the input's shape {fmt_shape(x.shape)}: {returns}",
+                           mistake="returns_features")
+    expect_shape(a, (b, h * w, h * w), what=f"attention(x) for x of shape {fmt_shape(x.shape)}", hint=hint)
+    return a
+
+
 def returned_the_map(y: Any, returns: str, *, square: bool = True) -> tuple[str, str] | None:
     """A 3-D output (square unless ``square=False``) where forward should return its input's shape: the map."""
     if isinstance(y, torch.Tensor) and y.dim() == 3 and (not square or y.shape[-1] == y.shape[-2]):
