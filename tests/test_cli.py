@@ -63,3 +63,10 @@ def test_only_the_entry_point_and_internal_processes_have_a_main_block():
                     if 'if __name__ == "__main__":' in p.read_text(encoding="utf-8"))
     allowed = {"course_lib/__main__.py"} | {m.replace(".", "/") + ".py" for m in INTERNAL}
     assert set(blocks) <= allowed, set(blocks) - allowed
+
+
+def test_feedback_on_a_folder_that_graded_nothing_says_so(tmp_path):
+    # a lecturer's typo (a chapter not graded, a wrong folder) gets a sentence, not a traceback
+    result = _run("feedback", "02_cbam", str(tmp_path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "holds no graded chapter '02_cbam'" in result.stderr and "Traceback" not in result.stderr

@@ -326,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-url", default=None, help="the gradebook (default: sqlite:///OUT/gradebook.db)")
     parser.add_argument("--student", action="append", help="only this student (repeatable)")
     args = parser.parse_args(argv)
+    from course_lib.tools import notebooks as nbs
+
+    if not nbs.notebook_path(args.chapter, Path(args.out).resolve(), nbs.SOURCE).is_file():
+        parser.error(f"{args.out} holds no graded chapter {args.chapter!r}: pass a chapter and the --out folder "
+                     "that `python -m course_lib grade` graded it into")
     done = regenerate(args.out, args.chapter, db_url=args.db_url, students=args.student)
     for student, what in done.items():
         print(f"{student}: {what}")
