@@ -33,7 +33,7 @@ import nbformat
 import pytest
 import yaml
 
-from browser import CHROMIUM, chromium
+from browser import chromium
 from course_lib.tools import book, giveaways
 from course_lib.tools import notebooks as nbs
 
@@ -265,16 +265,6 @@ def test_the_book_extra_is_installed_by_the_test_extra_and_the_conda_environment
 # --------------------------------------------------------------------------------------------
 # in the browser
 # --------------------------------------------------------------------------------------------
-def _unavailable() -> str | None:
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: F401
-    except ImportError:
-        return "Playwright is not installed (pip install -e '.[test]')"
-    if not CHROMIUM.is_file():
-        return f"no browser at {CHROMIUM} (apt-get install chromium; .ci/run does it)"
-    return None
-
-
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
@@ -331,7 +321,7 @@ class Reader:
 
 @pytest.fixture(scope="module")
 def reader(site):
-    with chromium(_unavailable, "the book's browser tests") as browser:
+    with chromium("the book's browser tests") as browser:
         yield Reader(browser, site)
 
 

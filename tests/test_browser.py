@@ -40,7 +40,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from browser import CHROMIUM, chromium
+from browser import chromium
 from course_lib.tools import notebooks as nbs
 
 CHAPTERS = nbs.chapters(nbs.REPO, nbs.RELEASE)
@@ -52,13 +52,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser,
               pytest.mark.skipif(not CHAPTERS, reason="no released chapters in notebooks/")]
 
 
-def _unavailable() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "Playwright is not installed (pip install -e '.[test]')"
-    if not CHROMIUM.is_file():
-        return f"no browser at {CHROMIUM} (apt-get install chromium; .ci/run does it)"
+def _lab_unavailable() -> str | None:
     if not (Path(sys.executable).parent / "jupyter").is_file():
         return f"no jupyter beside {sys.executable} (make setup)"
     if not shutil.which("make"):
@@ -68,7 +62,7 @@ def _unavailable() -> str | None:
 
 @pytest.fixture(scope="module")
 def playwright_browser():
-    with chromium(_unavailable, "the browser test") as browser:
+    with chromium("the browser test", also_needs=_lab_unavailable) as browser:
         # one context for every page: JupyterLab's scripts are fetched once and then come from its cache
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         try:

@@ -944,8 +944,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
             if type(value) is type and issubclass(value, torch.nn.Module) and value not in classes:
                 classes.append(value)
         ours = sorted((name, m) for name, m in sys.modules.items()
-                      if m is not None and (name.startswith(CHECK_PACKAGES) or name == REFERENCE_PACKAGE
-                                            or name.startswith(REFERENCE_PACKAGE + ".")))
+                      if m is not None and (name.startswith(CHECK_PACKAGES) or is_reference_name(name)))
         for name, module in ours:
             course_modules.append((name, module))
             kinds.append((name, module, type(module)))
@@ -970,7 +969,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
         armed[0] = True
         # the namespaces of the library modules loaded by now (kept alive, so that their ids stay theirs)
         library = tuple(m.__dict__ for name, m in list(sys.modules.items())
-                        if m is not None and not name.startswith(REFERENCE_PACKAGE)
+                        if m is not None and not is_reference_name(name)
                         and isinstance(getattr(m, "__file__", None), str) and lib_file(m.__file__))
         keep.append(library)
         ids = frozenset(id(d) for d in library)

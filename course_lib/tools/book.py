@@ -34,7 +34,6 @@ import copy
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -145,18 +144,7 @@ def kernel_env() -> dict[str, str]:
     (two chapters run side by side on a small machine)."""
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env.update(NBGRADER_EXECUTION="autograde", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
-
-
-def execute(nb: nbformat.NotebookNode, workdir: Path, *, timeout: int = CELL_TIMEOUT_S) -> nbformat.NotebookNode:
-    """Run ``nb`` top to bottom in a fresh kernel started in ``workdir``; a cell that raises stops the build."""
-    from nbclient import NotebookClient
-
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
-                            resources={"metadata": {"path": str(workdir)}})
-    client.execute(env=kernel_env())
-    return nb
 
 
 def with_outputs(released: nbformat.NotebookNode, executed: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -178,7 +166,7 @@ def run_chapter(chapter: str, root: Path = REPO) -> tuple[nbformat.NotebookNode,
     solution = nbformat.read(nbs.notebook_path(chapter, root, nbs.SOURCE), as_version=4)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"course-book-{chapter}-") as tmp:
-        executed = execute(runnable(released, solution), Path(tmp))
+        executed = nbs.run(runnable(released, solution), Path(tmp), timeout=CELL_TIMEOUT_S, env=kernel_env())
     return with_outputs(released, executed), time.perf_counter() - started
 
 

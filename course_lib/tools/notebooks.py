@@ -431,24 +431,25 @@ def full_marks_problems(result: dict, nb: nbformat.NotebookNode) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # executing
 # --------------------------------------------------------------------------------------------
-def execute(path: Path, *, timeout: int = 300, env: dict | None = None) -> tuple[nbformat.NotebookNode, float]:
-    """Run a notebook top to bottom in a fresh kernel (in its own folder); return it and the seconds."""
+def run(nb: nbformat.NotebookNode, workdir: Path, *, timeout: int = 300,
+        env: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """Run ``nb`` top to bottom in a fresh kernel started in ``workdir`` whose environment is ``env`` (default:
+    this process's) with this interpreter's bin folder first on PATH; a cell that raises stops the run."""
     from nbclient import NotebookClient
 
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+    client.execute(env=env)
+    return nb
+
+
+def execute(path: Path, *, timeout: int = 300, env: dict | None = None) -> tuple[nbformat.NotebookNode, float]:
+    """Run a notebook file top to bottom in a fresh kernel (in its own folder), figures headless (Agg); return it
+    and the seconds."""
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(Path(path).parent)}}
-    )
-    saved = dict(os.environ)
-    os.environ.update(env or {})
-    os.environ["MPLBACKEND"] = "Agg"
     started = time.perf_counter()
-    try:
-        with venv_on_path():
-            client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    run(nb, Path(path).parent, timeout=timeout, env={**os.environ, **(env or {}), "MPLBACKEND": "Agg"})
     return nb, time.perf_counter() - started
 
 

@@ -96,6 +96,16 @@ def junit_counts(path: Path) -> dict[str, int | float]:
             "failed_tests": failed[:20]}
 
 
+def run_logged(cmd: list[str], log: Path, limit: float) -> subprocess.CompletedProcess | dict:
+    """``cmd`` in the repository, its output in ``log``; the step's failed result if it runs past ``limit``."""
+    with log.open("w") as handle:
+        try:
+            return subprocess.run(cmd, cwd=REPO, env=child_env(), stdout=handle, stderr=subprocess.STDOUT,
+                                  timeout=limit)
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "note": f"timed out after {limit:.0f} s (log: {log.name})"}
+
+
 def run_pytest(name: str, files: list[str], out: Path, limit: float, *, allow_cpu: bool = False) -> dict:
     xml = out / f"{name}-tests.xml"
     log = out / f"{name}-tests.log"
@@ -103,12 +113,9 @@ def run_pytest(name: str, files: list[str], out: Path, limit: float, *, allow_cp
     # and the other files still run
     cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors",
            f"--junitxml={xml}", *files]
-    with log.open("w") as handle:
-        try:
-            proc = subprocess.run(cmd, cwd=REPO, env=child_env(), stdout=handle, stderr=subprocess.STDOUT,
-                                  timeout=limit)
-        except subprocess.TimeoutExpired:
-            return {"ok": False, "note": f"timed out after {limit:.0f} s (log: {log.name})"}
+    proc = run_logged(cmd, log, limit)
+    if isinstance(proc, dict):
+        return proc
     result = {"returncode": proc.returncode, "files": len(files)}
     if xml.exists():
         result.update(junit_counts(xml))
@@ -125,12 +132,9 @@ def run_step_process(step: str, out: Path, limit: float, extra: list[str]) -> di
     result_file.unlink(missing_ok=True)
     log = out / f"{step}.log"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--step", step, "--out", str(out), *extra]
-    with log.open("w") as handle:
-        try:
-            proc = subprocess.run(cmd, cwd=REPO, env=child_env(), stdout=handle, stderr=subprocess.STDOUT,
-                                  timeout=limit)
-        except subprocess.TimeoutExpired:
-            return {"ok": False, "note": f"timed out after {limit:.0f} s (log: {log.name})"}
+    proc = run_logged(cmd, log, limit)
+    if isinstance(proc, dict):
+        return proc
     if not result_file.exists():
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         return {"ok": False, "note": f"exit code {proc.returncode}, no result: {' / '.join(tail)}"}
