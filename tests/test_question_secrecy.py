@@ -33,6 +33,7 @@ from typing import Any, Iterator, Mapping
 
 import pytest
 
+from course_lib.checks import CheckFailure
 from course_lib.checks.questions import KINDS, Question, answer_key, canonical
 from course_lib.tools.bundle import EXCLUDED
 
@@ -358,3 +359,35 @@ def test_counter_a_hint_that_states_a_short_answer_is_found():
         planted = Question(question.qid, question.kind, question.key, options=question.options,
                            wrong={**question.wrong, "0" * 20: ("wrong_answer", hint)}, prepare=question.prepare)
         assert own_text_leaks(planted, plain), qid
+
+
+def _form_message(chapter: str, question: Question) -> str:
+    """What the question's check says to an answer of the wrong form (a word for a number, a number for letters)."""
+    check = getattr(importlib.import_module(f"course_lib.checks.{chapter}"), f"check_{question.qid}")
+    wrong_form = 3 if question.kind in {"choice", "choices", "bool"} else "some words"
+    with pytest.raises(CheckFailure) as failure:
+        check(wrong_form)
+    assert failure.value.mistake == "answer_form"
+    return str(failure.value)
+
+
+def _letter_forms(letters: str) -> list[str]:
+    return [f"'{letters}'", "{" + ", ".join(f"'{c}'" for c in letters) + "}"]
+
+
+FORMED = [(i, q) for i, q in zip(IDS, QUESTIONS) if q[1].kind in {"choices", "shape"}]
+
+
+@pytest.mark.parametrize("chapter, question, plain", [q for _, q in FORMED], ids=[i for i, _ in FORMED])
+def test_a_form_message_does_not_show_the_answer_as_its_example(chapter, question, plain):
+    # the form messages are shared by every question; their example must not be some question's answer
+    message = _form_message(chapter, question)
+    answer = canonical(plain, question.kind, options=question.options)
+    forms = _letter_forms(answer) if question.kind == "choices" else [answer]
+    assert not [form for form in forms if form in message], message
+
+
+def test_counter_an_example_that_is_an_answer_is_found():
+    # chapter 06's q_symmetric ("ac") met the old example "{'a', 'c'} or 'ac'" in every form message
+    old = "your answer should be letters such as {'a', 'c'} or 'ac', got 3."
+    assert [form for form in _letter_forms("ac") if form in old] == ["'ac'", "{'a', 'c'}"]

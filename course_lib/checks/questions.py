@@ -46,6 +46,10 @@ define_mistake("wrong_answer", "the answer to a conceptual question is wrong")
 define_mistake("unanswered", "the question's answer is still the placeholder (None or ...)")
 
 
+#: the form a set of letters takes; its example is no question's answer (tests/test_question_secrecy.py)
+_LETTERS = "letters of the options: a set such as {'x', 'y'}, a list, or one string such as 'xy'"
+
+
 def _form(message: str) -> CheckFailure:
     return CheckFailure(message, mistake="answer_form")
 
@@ -106,10 +110,10 @@ def canonical(value: Any, kind: str, *, options: str | None = None, digits: int 
         picked = []
         for v in value:
             if not isinstance(v, str) or len(v.strip()) != 1:
-                raise _form(f"{what} should be letters such as {{'a', 'c'}} or 'ac', got {value!r}.")
+                raise _form(f"{what} should be {_LETTERS}; got {value!r}.")
             picked.append(v.strip().lower())
     else:
-        raise _form(f"{what} should be letters such as {{'a', 'c'}} or 'ac', got {value!r}.")
+        raise _form(f"{what} should be {_LETTERS}; got {value!r}.")
     bad = sorted(set(picked) - set(letters))
     if bad:
         raise _form(f"{what}: {', '.join(map(repr, bad))} is not an option; the options are "
