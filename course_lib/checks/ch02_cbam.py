@@ -169,6 +169,7 @@ def check_channel_attention(cls: type) -> None:
     _gate_check(gate, data["gate"], data["gate_diagnoses"], what=f"{what}.attention(x)")
     _forward_check(module, x, data["out"], gate.shape, what=what)
     _gradients(module, data["x"], data["upstream"], data["grad_x"], what=what)
+    expect_device_free(module, x, what=what)
 
 
 @exercise("SpatialAttention", budget_s=10)
@@ -197,6 +198,7 @@ def check_spatial_attention(cls: type) -> None:
     _gate_check(gate3, data["gate3"], {}, what="SpatialAttention(kernel_size=3).attention(x)")
     _forward_check(module, x, data["out"], gate.shape, what=what)
     _gradients(module, data["x"], data["upstream"], data["grad_x"], what=what)
+    expect_device_free(module, x, what=what)
 
 
 @exercise("CBAM", budget_s=10)

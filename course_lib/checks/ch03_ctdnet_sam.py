@@ -263,6 +263,7 @@ def check_sam_attention(cls: type) -> None:
         )
         _unchanged(x, x_in, what="attention(x)")
     expect_method_gradients(module, "attention", E["x"], what=what, hints=HINTS)
+    expect_device_free(module, E["x"], what=what, method="attention")
 
 
 @exercise("SpatialAttentionModule.forward", budget_s=10)

@@ -403,6 +403,7 @@ def check_hard_attention_theta(cls: type) -> None:
     _close(theta, E["theta"], what="attention(x) with the stored fc weights", diagnoses=E["theta_diagnoses"],
            hint="theta = tanh(fc(x.mean((2, 3)))).reshape(B, R, 2).")
     expect_method_gradients(module, "attention", x, what=cls.__name__, hints=HINTS)
+    expect_device_free(module, x, what=cls.__name__, method="attention")
 
 
 @exercise("HardAttention.forward", budget_s=10)

@@ -227,6 +227,7 @@ def check_blog_pam(cls: type) -> None:
     y = call(module, x.clone(), doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
     expect_shape(y, x.shape, what=f"{what}(x)")
     pam_close(y, E["y"], what=f"{what}(x) with gamma = 1", diagnoses=E["diagnoses"])
+    expect_device_free(module, x, what=what)
 
 
 @exercise("CAM_Module (the blog's, repaired)", budget_s=10)
@@ -239,6 +240,7 @@ def check_blog_cam(cls: type) -> None:
     y = call(module, x.clone(), doing=f"{cls.__name__}({c})(x) with x of shape {fmt_shape(x.shape)}")
     expect_shape(y, x.shape, what=f"{cls.__name__}({c})(x)")
     _close(y, E["y"], what=f"{cls.__name__}({c})(x) with gamma = 1", diagnoses=E["y_diagnoses"])
+    expect_device_free(module, x, what=f"{cls.__name__}({c})")
 
 
 class ResidualBranch(nn.Module):

@@ -87,6 +87,8 @@ MISTAKES: dict[str, str] = {
     "batch_mean": "the mean also runs over the batch (dim 0): every image gets the same values",
     "pool_kernel": "a pooling kernel that does not fit the input (H and W swapped?)",
     "name_error": "a NameError: a variable is used under a name it was never given (a typo?)",
+    "autocast": "the module fails under torch.autocast (mixed precision: a bfloat16 input, float32 weights)",
+    "autocast_precision": "under torch.autocast the result drifts far from the float32 one",
 }
 
 
@@ -936,6 +938,64 @@ def expect_device_free(module: torch.nn.Module, x: torch.Tensor, *, what: str, m
             "to be on the same device'.\n  Likely mistake: create it with device=x.device, dtype=x.dtype (or "
             "x.new_ones(...), torch.ones_like(x)), or register it once as a buffer in __init__.",
             mistake="cpu_constant")
+    passed()
+    expect_autocast(module, x, what=what, method=method)
+
+
+#: bound on max |y_autocast - y_float32| / max |y_float32| for a student's module under CPU bfloat16 autocast.
+#: The reference modules stay within 0.05 (the worst: sampling grids and softmaxes over positions; the table is
+#: in tests/test_autocast.py); this bound leaves room for any reasonable way of writing a module.
+AUTOCAST_BOUND = 0.15
+
+
+def _float_tensors(value: Any) -> list[torch.Tensor]:
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    return [t for t in items if isinstance(t, torch.Tensor) and t.is_floating_point()]
+
+
+def expect_autocast(module: torch.nn.Module, x: torch.Tensor, *, what: str, method: str = "forward",
+                    bound: float = AUTOCAST_BOUND) -> None:
+    """Mixed precision: ``module.<method>`` runs inside ``torch.autocast('cpu', dtype=torch.bfloat16)``.
+
+    There a module placed after a convolution receives a bfloat16 tensor while its own weights stay float32
+    (CUDA training does the same with float16). The module must run, and its result stay within ``bound`` of
+    the float32 one (relative to the float32 result's largest magnitude), on a copy in eval mode (so no
+    running statistic of the student's module changes). Checked only for float32 inputs: autocast never
+    touches float64.
+    """
+    if x.dtype != torch.float32:
+        return
+    twin = copy.deepcopy(module).eval()
+    low = x.detach().to(torch.bfloat16)
+    with torch.no_grad():
+        reference = _float_tensors(call(getattr(twin, method), low.float(), doing=f"{what}.{method}(x)"))
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                result = getattr(twin, method)(low.clone())
+        except Exception as err:  # noqa: BLE001 - the student's error, reported with what was being done
+            raise CheckFailure(
+                f"{what}.{method}(x) raised under torch.autocast('cpu', dtype=torch.bfloat16): "
+                f"{type(err).__name__}: {_first_line(str(err))}\n  In mixed-precision training a module placed "
+                "after a convolution receives a bfloat16 (on a GPU: float16) tensor while its weights stay "
+                "float32, and autocast casts both sides of each matrix product and convolution itself.\n"
+                "  Likely mistake: a dtype test that refuses the input, or an operation autocast does not cover "
+                "given two dtypes.", mistake="autocast") from None
+    result = _float_tensors(result)
+    if len(result) != len(reference) or any(r.shape != e.shape for r, e in zip(result, reference)):
+        raise CheckFailure(
+            f"{what}.{method}(x) under torch.autocast returns shapes {[fmt_shape(r.shape) for r in result]}, "
+            f"in float32 {[fmt_shape(e.shape) for e in reference]}: the result must not depend on the precision.",
+            mistake="autocast")
+    for got, want in zip(result, reference):
+        scale = want.abs().max().item()
+        drift = (got.float() - want).abs().max().item()
+        if not math.isfinite(drift) or drift > bound * max(scale, 1e-12):
+            raise CheckFailure(
+                f"{what}.{method}(x) under torch.autocast (bfloat16) differs from the float32 result by "
+                f"{drift:.3g} where the float32 result's largest magnitude is {scale:.3g} (allowed: "
+                f"{bound:g} of it).\n  Likely mistake: a step that loses precision in bfloat16, such as a variance "
+                "taken as E[x^2] - E[x]^2 (the two terms cancel), or a long sum or an exp written out by hand.",
+                mistake="autocast_precision")
     passed()
 
 

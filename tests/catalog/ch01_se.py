@@ -461,3 +461,14 @@ layer = nn.Sequential(nn.Conv2d(1024, 64, 1), nn.Conv2d(64, 1024, 1))
 q_stage_params = 6 * sum(p.numel() for p in layer.parameters())
 """),
 ]
+
+# Mixed precision (issue 29): a dtype test that refuses a bfloat16 input meeting float32 weights, which every
+# torch.autocast region hands a module placed after a convolution (toolkit.expect_autocast).
+IMPLS += [
+    Impl(SE, "a dtype guard that refuses mixed precision", se(CONV_GATE + """
+    def forward(self, x):
+        if x.dtype != self.fc1.weight.dtype:
+            raise TypeError(f"SqueezeExcitation: expected a {self.fc1.weight.dtype} input, got {x.dtype}")
+        return x * self.attention(x)
+"""), "autocast"),
+]

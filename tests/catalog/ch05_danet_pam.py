@@ -274,3 +274,9 @@ IMPLS += [
     Impl(Q_EQUIV, "valid: another order and case", "q_equivariance = 'BA'"),
     Impl(Q_EQUIV, "valid: a tuple", "q_equivariance = ('a', 'b')"),
 ]
+
+# Mixed precision (issue 29): attention() refuses a bfloat16 input meeting float32 weights (torch.autocast)
+IMPLS += [Impl(ATTENTION, "a dtype guard that refuses mixed precision", pam(att="""\
+        if x.dtype != self.query_conv.weight.dtype:
+            raise TypeError(f"PositionAttention: input is {x.dtype}, weights are {self.query_conv.weight.dtype}")
+""" + ATT), "autocast")]

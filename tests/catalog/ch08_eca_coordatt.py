@@ -626,3 +626,9 @@ def directional_pool(x):
     Impl(Q_SHAPE, "C channels", "q_shared_shape = (2, 64, 32, 1)\n", "shape"),
     Impl(Q_SHAPE, "a number", "q_shared_shape = 512\n", "answer_form"),
 ]
+
+# Mixed precision (issue 29): gates() refuses a bfloat16 input meeting float32 weights (torch.autocast)
+IMPLS += [Impl(CA, "a dtype guard that refuses mixed precision", ca(gates=RIGHT_GATES.replace(
+    "        h, w = x.shape[2:]\n",
+    "        h, w = x.shape[2:]\n        assert x.dtype == self.conv1.weight.dtype, 'input and weights differ in dtype'\n")),
+    "autocast")]
