@@ -128,3 +128,22 @@ def test_there_are_module_exercises_in_every_chapter_that_has_modules():
 @pytest.mark.parametrize("ex", MODULE_EXERCISES, ids=lambda ex: f"{ex.chapter}:{ex.name}")
 def test_every_module_exercise_checks_mixed_precision(ex):
     assert _autocast_probes(ex), f"{ex.chapter} {ex.name}: its visible check never ran toolkit.expect_autocast"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none found")
+def test_on_cuda_the_probe_is_float16_autocast():
+    seen = []
+
+    class Spy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            seen.append((x.dtype, y.dtype, torch.is_autocast_enabled("cuda")))
+            return y
+
+    toolkit.expect_autocast(Spy().cuda(), torch.randn(2, 4, 3, 3, device="cuda"), what="Spy")
+    assert (torch.float16, torch.float16, True) in seen

@@ -955,7 +955,8 @@ def _float_tensors(value: Any) -> list[torch.Tensor]:
 
 def expect_autocast(module: torch.nn.Module, x: torch.Tensor, *, what: str, method: str = "forward",
                     bound: float = AUTOCAST_BOUND) -> None:
-    """Mixed precision: ``module.<method>`` runs inside ``torch.autocast('cpu', dtype=torch.bfloat16)``.
+    """Mixed precision: ``module.<method>`` runs inside ``torch.autocast('cpu', dtype=torch.bfloat16)``
+    (on a CUDA input: ``torch.autocast('cuda', dtype=torch.float16)``).
 
     There a module placed after a convolution receives a bfloat16 tensor while its own weights stay float32
     (CUDA training does the same with float16). The module must run, and its result stay within ``bound`` of
@@ -966,15 +967,17 @@ def expect_autocast(module: torch.nn.Module, x: torch.Tensor, *, what: str, meth
     if x.dtype != torch.float32:
         return
     twin = copy.deepcopy(module).eval()
-    low = x.detach().to(torch.bfloat16)
+    device = x.device.type
+    low_dtype = torch.float16 if device == "cuda" else torch.bfloat16  # what GPU training loops use
+    low = x.detach().to(low_dtype)
     with torch.no_grad():
         reference = _float_tensors(call(getattr(twin, method), low.float(), doing=f"{what}.{method}(x)"))
         try:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(device, dtype=low_dtype):
                 result = getattr(twin, method)(low.clone())
         except Exception as err:  # noqa: BLE001 - the student's error, reported with what was being done
             raise CheckFailure(
-                f"{what}.{method}(x) raised under torch.autocast('cpu', dtype=torch.bfloat16): "
+                f"{what}.{method}(x) raised under torch.autocast({device!r}, dtype={low_dtype}): "
                 f"{type(err).__name__}: {_first_line(str(err))}\n  In mixed-precision training a module placed "
                 "after a convolution receives a bfloat16 (on a GPU: float16) tensor while its weights stay "
                 "float32, and autocast casts both sides of each matrix product and convolution itself.\n"
@@ -991,7 +994,7 @@ def expect_autocast(module: torch.nn.Module, x: torch.Tensor, *, what: str, meth
         drift = (got.float() - want).abs().max().item()
         if not math.isfinite(drift) or drift > bound * max(scale, 1e-12):
             raise CheckFailure(
-                f"{what}.{method}(x) under torch.autocast (bfloat16) differs from the float32 result by "
+                f"{what}.{method}(x) under torch.autocast ({low_dtype}) differs from the float32 result by "
                 f"{drift:.3g} where the float32 result's largest magnitude is {scale:.3g} (allowed: "
                 f"{bound:g} of it).\n  Likely mistake: a step that loses precision in bfloat16, such as a variance "
                 "taken as E[x^2] - E[x]^2 (the two terms cancel), or a long sum or an exp written out by hand.",
