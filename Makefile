@@ -126,7 +126,7 @@ bench: setup-timm
 	$(RUN) $(TIMM_VENV)/bin/python -m course_lib bench --out out/bench $(BENCH_ARGS)
 
 capstone: setup
-	$(RUN) $(BIN)/python -m course_lib capstone --out out/capstone
+	$(RUN) $(BIN)/python -m course_lib capstone --out out/capstone --publish
 
 checkpoints: setup
 	$(RUN) $(BIN)/python -m course_lib checkpoints --no-progress

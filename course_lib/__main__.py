@@ -20,7 +20,8 @@ COMMANDS = {
     # maintainers: building and checking the course
     "release": ("course_lib.tools.notebooks:main", "regenerate notebooks/ from solutions/ with nbgrader (make release)"),
     "notebooks": ("course_lib.tools.notebooks:cli",
-                  "notebook pipeline: `normalize [paths]` (stable JSON, no outputs), `times` (seconds per chapter)"),
+                  "notebook pipeline: `normalize [paths]` (stable JSON, no outputs), `times` (seconds per chapter), "
+                  "`study-times` (each chapter's total time from its section times)"),
     "student-bundle": ("course_lib.tools.bundle:main", "build what students receive (make student-bundle)"),
     "book": ("course_lib.tools.book:main", "the course as a static HTML book, executed, no answer shown (make book)"),
     "grader-report": ("course_lib.tools.grader_report:main", "catalog of wrong/valid implementations vs the checks"),

@@ -83,7 +83,8 @@ __all__ = [
     "VARIANTS", "QUICK_VARIANTS", "Budget", "FULL", "QUICK", "CapstoneNet", "predict", "build_attention", "pick_device", "seed_everything",
     "fit", "evaluate", "count_parameters", "count_macs", "cpu_latency_ms", "attention_outputs",
     "spatial_maps", "localisation", "channel_weights_per_class", "pam_query_maps", "RunResult",
-    "run_experiment", "summarise", "diagnose", "write_results", "load_my_class",
+    "run_experiment", "summarise", "diagnose", "write_results", "results_markdown", "published_results",
+    "load_my_class",
 ]
 
 #: Every variant the capstone compares, in table order: "none" is the plain CNN, "conv_control" the
@@ -615,7 +616,19 @@ def write_results(rows: Sequence[Mapping[str, Any]], out: Path, *, budget: Budge
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    md_path.write_text(results_markdown(rows, budget=budget, wall_s=wall_s, device=device.type, figures=figures,
+                                        notes=notes))
+    return csv_path, md_path
+
+
+def results_markdown(rows: Sequence[Mapping[str, Any]], *, budget: Budget, wall_s: float, device: str,
+                     figures: Sequence[str] = (), notes: Sequence[str] = (), torch_version: str | None = None,
+                     threads: int | None = None) -> str:
+    """The text of ``results.md``: the accuracy and cost table, the paired comparison, the localisation table
+    and how to read them (``torch_version`` and ``threads`` default to this process's)."""
     base = next((r for r in rows if r["variant"] == "none"), None)
+    torch_version = torch_version or torch.__version__
+    threads = torch.get_num_threads() if threads is None else threads
     lines = [
         "# Capstone: attention modules in a small CNN on cluttered digits",
         "",
@@ -624,8 +637,8 @@ def write_results(rows: Sequence[Mapping[str, Any]], out: Path, *, budget: Budge
         f"pieces of other digits), train and test "
         f"drawn from disjoint source images (`course_lib.data`, data seed {budget.data_seed}). Training: "
         f"{budget.epochs} epochs, batch {budget.batch_size}, AdamW lr {budget.lr} (linear warm-up over 25 % of the steps, then cosine), weight decay "
-        f"{budget.weight_decay}, on {device.type}; seeds {', '.join(str(s) for s in range(rows[0]['seeds']))}. "
-        f"Wall time of the whole run: {wall_s:.0f} s. torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s).",
+        f"{budget.weight_decay}, on {device}; seeds {', '.join(str(s) for s in range(rows[0]['seeds']))}. "
+        f"Wall time of the whole run: {wall_s:.0f} s. torch {torch_version}, {threads} CPU thread(s).",
         "",
         "| variant | test accuracy (mean ± std) | Δ vs none | params | MACs / image | CPU latency (ms, batch 1) |",
         "|---|---|---|---|---|---|",
@@ -671,8 +684,64 @@ def write_results(rows: Sequence[Mapping[str, Any]], out: Path, *, budget: Budge
                      f"{r['ctrl_lift']:.2f} | {r['ctrl_pointing_hit']:.2f} |")
     if figures:
         lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
-    md_path.write_text("\n".join(lines) + "\n")
-    return csv_path, md_path
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# The published run: `make capstone`'s results, shipped with the student package
+# --------------------------------------------------------------------------------------------
+#: Where `make capstone` (``python -m course_lib capstone --publish``) stores its full run, inside the package:
+#: every row of the table and every network's per-image correctness on the test images, so that chapter 09's
+#: section 11 can show the table, and recompute any paired comparison, without training 39 networks.
+PUBLISHED = Path(__file__).resolve().parent / "results" / "capstone.json"
+
+
+def _pack(correct: Any) -> str:
+    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
+
+
+def _unpack(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
+
+
+def published_record(results: Sequence[RunResult], rows: Sequence[Mapping[str, Any]], *, budget: Budget,
+                     wall_s: float, device: str, notes: Sequence[str] = ()) -> dict[str, Any]:
+    """What :data:`PUBLISHED` holds for one run (see :func:`published_results`)."""
+    from dataclasses import asdict
+
+    return {
+        "budget": asdict(budget), "variants": [r["variant"] for r in rows], "device": device,
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "wall_s": round(float(wall_s), 1),
+        "rows": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows],
+        "notes": list(notes),
+        "correct": {f"{r.variant}/{r.seed}": _pack(r.correct) for r in results if r.correct is not None},
+    }
+
+
+def published_results(path: str | Path | None = None) -> dict[str, Any]:
+    """The full run that ships with the course (made by `make capstone`): a dict with
+
+    * ``budget`` (a :class:`Budget`), ``variants``, ``device``, ``torch``, ``threads``, ``wall_s``, ``notes``;
+    * ``rows``: the table's rows, as :func:`summarise` made them (missing values as nan);
+    * ``correct``: variant -> bool array (seeds, num_test), which test images each seed's network got right;
+    * ``markdown``: the text of its ``results.md`` (no figures).
+    """
+    import json
+
+    path = Path(path) if path is not None else PUBLISHED
+    if not path.is_file():
+        raise FileNotFoundError(f"course_lib.capstone.published_results: no published run at {path.name}; "
+                                "`make capstone` in the course repository writes it")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    budget = Budget(**record["budget"])
+    rows = [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in record["rows"]]
+    correct: dict[str, list[np.ndarray]] = {}
+    for key in sorted(record["correct"], key=lambda k: (k.rsplit("/", 1)[0], int(k.rsplit("/", 1)[1]))):
+        correct.setdefault(key.rsplit("/", 1)[0], []).append(_unpack(record["correct"][key], budget.num_test))
+    markdown = results_markdown(rows, budget=budget, wall_s=record["wall_s"], device=record["device"],
+                                notes=record["notes"], torch_version=record["torch"], threads=record["threads"])
+    return {**record, "budget": budget, "rows": rows, "correct": {k: np.stack(v) for k, v in correct.items()},
+            "markdown": markdown}
 
 
 _MAP_KIND = {

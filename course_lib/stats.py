@@ -20,7 +20,12 @@ Notation, for a baseline A and a variant B on n images (one seed):
 * :func:`paired_bootstrap`: a percentile interval for Δ, resampling *images* (the same resampled
   images for A and B, which keeps the pairing) and, given several seeds, also resampling *seeds*
   (seed k of B paired with seed k of A: they share initialisation and batch order). The interval
-  then covers both the test set's sampling noise and the training run's.
+  then covers both the test set's sampling noise and the training run's, *if* there are enough seeds.
+* :func:`seed_interval`: a t-interval over the per-seed differences Δ_1 .. Δ_s. With few seeds this is the
+  honest one: a bootstrap over s seeds can only redraw those s values, so its interval stays within about the
+  range of the Δ_k (the images' resampling widens it a little), however few there are. With s = 3 the t-interval's half-width is
+  t_{2, 0.975} = 4.30 standard errors, where a normal yardstick would use 1.96: three values say little
+  about how much a fourth training run would differ.
 
 All inputs are boolean "was image i right" arrays: (n,) for one seed, (seeds, n) for several.
 """
@@ -31,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["mcnemar_exact", "paired_bootstrap", "compare", "paired_rows", "paired_columns", "paired_table", "NO_PAIR"]
+__all__ = ["mcnemar_exact", "paired_bootstrap", "seed_interval", "compare", "paired_rows", "paired_columns", "paired_table", "NO_PAIR"]
 
 
 def _as_correct(x: Any, what: str) -> np.ndarray:
@@ -106,13 +111,37 @@ def paired_bootstrap(baseline: Any, variant: Any, *, resamples: int = 2000, leve
     return {"delta": float(diff.mean()), "low": float(low), "high": float(high), "level": level}
 
 
+def seed_interval(deltas: Sequence[float], *, level: float = 0.95) -> dict[str, float]:
+    """t-interval for the mean of per-seed differences ``deltas`` (one Δ per seed, each on the same test images).
+
+    mean ± t_{s-1, (1+level)/2} · sd / √s with s = len(deltas) and sd the sample standard deviation. It
+    treats the seeds as a sample of training runs; with s = 1 there is no spread to estimate, and the
+    interval is (nan, nan). Returns ``{"delta", "low", "high", "seeds", "level"}``.
+    """
+    from scipy import stats as scipy_stats  # scikit-learn's dependency; imported here to keep the module light
+
+    d = np.asarray(deltas, dtype=np.float64).ravel()
+    if d.size == 0 or not np.isfinite(d).all():
+        raise ValueError(f"seed_interval needs one finite difference per seed; got {d.tolist()}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    mean, s = float(d.mean()), d.size
+    if s == 1:
+        return {"delta": mean, "low": float("nan"), "high": float("nan"), "seeds": 1, "level": level}
+    half = float(scipy_stats.t.ppf((1.0 + level) / 2, s - 1)) * float(d.std(ddof=1)) / math.sqrt(s)
+    return {"delta": mean, "low": mean - half, "high": mean + half, "seeds": s, "level": level}
+
+
 def compare(baseline: Any, variant: Any, *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Both answers for (seeds, n) correctness: the bootstrap interval over images and seeds, and
-    McNemar's p-value per seed."""
+    """Every answer for (seeds, n) correctness: the per-seed differences, their t-interval over seeds, the
+    bootstrap interval over images and seeds, and McNemar's p-value per seed."""
     a, b = _pair(baseline, variant)
     boot = paired_bootstrap(a, b, resamples=resamples, seed=seed)
+    per_seed = (b.astype(np.float64) - a.astype(np.float64)).mean(1)  # (seeds,)
+    over_seeds = seed_interval(per_seed)
     tests = [mcnemar_exact(a[k], b[k]) for k in range(a.shape[0])]
-    return {**boot, "p_values": [t["p_value"] for t in tests],
+    return {**boot, "per_seed": per_seed.tolist(), "seed_low": over_seeds["low"], "seed_high": over_seeds["high"],
+            "p_values": [t["p_value"] for t in tests],
             "variant_wins": [int(t["variant_wins"]) for t in tests],
             "baseline_wins": [int(t["baseline_wins"]) for t in tests]}
 
@@ -141,45 +170,68 @@ def paired_rows(results: Sequence[Any], baseline: str = "none", *, resamples: in
 
 #: The paired columns of a row that has no comparison (the baseline itself, or no per-image results).
 NO_PAIR: dict[str, Any] = {"paired_delta": float("nan"), "paired_low": float("nan"), "paired_high": float("nan"),
+                           "paired_per_seed": "", "seed_low": float("nan"), "seed_high": float("nan"),
                            "paired_wins": "", "paired_p": ""}
 
 
 def paired_columns(results: Sequence[Any], baseline: str = "none") -> dict[str, dict[str, Any]]:
-    """Variant -> the columns the capstone's rows get: ``paired_delta``, ``paired_low``, ``paired_high``
-    (fractions), ``paired_wins`` ("won/lost" per seed) and ``paired_p`` (McNemar p per seed)."""
+    """Variant -> the columns the capstone's rows get: ``paired_delta``, ``paired_low``, ``paired_high`` (the
+    bootstrap over images and seeds), ``paired_per_seed`` (each seed's Δ, space-separated), ``seed_low``,
+    ``seed_high`` (the t-interval over seeds; nan with one seed), all fractions; ``paired_wins`` ("won/lost"
+    per seed) and ``paired_p`` (McNemar p per seed)."""
     return {v: {"paired_delta": c["delta"], "paired_low": c["low"], "paired_high": c["high"],
+                "paired_per_seed": " ".join(f"{d:.4f}" for d in c["per_seed"]),
+                "seed_low": c["seed_low"], "seed_high": c["seed_high"],
                 "paired_wins": " ".join(f"{w}/{l}" for w, l in zip(c["variant_wins"], c["baseline_wins"])),
                 "paired_p": " ".join(f"{p:.2g}" for p in c["p_values"])}
             for v, c in paired_rows(results, baseline).items()}
 
 
+def per_seed_points(row: Mapping[str, Any]) -> list[float]:
+    """A row's per-seed differences, in percentage points."""
+    return [100 * float(d) for d in str(row.get("paired_per_seed", "")).split()]
+
+
 def paired_table(rows: Sequence[Mapping[str, Any]], baseline: str = "none") -> list[str]:
-    """Markdown lines for the rows that carry :func:`paired_columns`: Δ with its 95 % interval, images
-    won and lost, McNemar p per seed."""
+    """Markdown lines for the rows that carry :func:`paired_columns`: Δ, each seed's Δ, the t-interval over
+    seeds, the bootstrap interval, images won and lost and McNemar's p per seed, and how to read them."""
     rows = [r for r in rows if r.get("paired_wins")]
     if not rows:
         return []
+    seeds = max(len(str(r["paired_p"]).split()) for r in rows)
+
+    def span(low: float, high: float) -> str:
+        return "n/a (one seed)" if math.isnan(low) else f"{100 * low:+.1f} .. {100 * high:+.1f} pt"
+
     lines = [
         f"## Paired comparison with `{baseline}` (same test images, same seeds)",
         "",
-        f"| variant | Δ accuracy | 95 % interval (images and seeds) | images won / lost vs {baseline} "
-        "(per seed) | McNemar p (per seed) |",
-        "|---|---|---|---|---|",
+        f"| variant | Δ accuracy (mean) | Δ per seed | 95 % t-interval over seeds | 95 % bootstrap (images and seeds) "
+        f"| images won / lost vs {baseline} (per seed) | McNemar p (per seed) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['variant']} | {100 * r['paired_delta']:+.1f} pt | {100 * r['paired_low']:+.1f} .. "
-                     f"{100 * r['paired_high']:+.1f} pt | {r['paired_wins']} | {r['paired_p']} |")
-    seeds = max(len(str(r["paired_p"]).split()) for r in rows)
-    over_seeds = ("with one seed it covers the test images only" if seeds == 1 else
-                  f"so it counts both the test set's noise and the training run's; with {seeds} seeds the seed part "
-                  "is coarse")
+        per_seed = " ".join(f"{d:+.1f}" for d in per_seed_points(r))
+        lines.append(f"| {r['variant']} | {100 * r['paired_delta']:+.1f} pt | {per_seed} | "
+                     f"{span(r['seed_low'], r['seed_high'])} | {span(r['paired_low'], r['paired_high'])} | "
+                     f"{r['paired_wins']} | {r['paired_p']} |")
+    if seeds == 1:
+        reading = ("With one seed there is one training run per variant: the bootstrap redraws the test images only, "
+                   "so an interval that excludes 0 says that *this* run of the variant and *this* run of the "
+                   "baseline differ beyond test-set noise. It says nothing about how another training run would "
+                   "come out, and there is no spread over seeds to build a t-interval from.")
+    else:
+        reading = (f"Each seed gives one Δ; the t-interval is mean ± t_({seeds - 1}, 0.975) × sd / √{seeds} over "
+                   f"those {seeds} values and speaks about training runs in general. The bootstrap redraws the "
+                   f"test images and the seeds, but it can only redraw the {seeds} seeds there are, so its interval "
+                   "stays within about the range of the Δ per seed: with few seeds it is too narrow "
+                   "for the noise of training, and the t-interval is the one to report (an interval whose ends "
+                   "disagree in sign between the two methods is not settled by these seeds).")
     lines += [
         "",
-        "Δ is the variant's accuracy minus the baseline's, averaged over seeds. The interval is a paired "
-        "percentile bootstrap (2 000 resamples): it redraws the test images (the same ones for both models) and "
-        f"the seeds (seed k of one model with seed k of the other); {over_seeds}. An interval that contains 0 is "
-        "no evidence of a difference. *Won / lost*: images only the variant gets right / only the baseline gets right; "
-        "McNemar's exact test asks whether that split could come from a fair coin. With many variants, some p "
-        "below 0.05 turn up by chance alone.",
+        "Δ is the variant's accuracy minus the baseline's. " + reading + " An interval that contains 0 is no "
+        "evidence of a difference, in either direction. *Won / lost*: images only the variant gets right / only "
+        "the baseline gets right; McNemar's exact test asks, per seed, whether that split could come from a fair "
+        "coin (test-set noise only). With many variants, some p below 0.05 turn up by chance alone.",
     ]
     return lines

@@ -9,11 +9,18 @@ filled from ``course_lib.reference.ATTENTION``), then writes to DIR (default ``o
 * ``accuracy.png``, ``spatial_attention.png``, ``channel_weights.png``, ``pam_query.png``
   (drawn by :mod:`course_lib.figures.capstone`).
 
+With ``--publish`` (what ``make capstone`` passes) a full run (the ``FULL`` budget, every variant) also
+writes ``course_lib/results/capstone.json`` (:data:`course_lib.capstone.PUBLISHED`): the table's rows and every
+network's per-image correctness, which ships with the student package so that chapter 09's section 11 can show
+the table without training. ``tests/test_capstone_published.py`` holds that file to the code: its budget and
+variants, its table recomputed from its per-image results, and one network retrained.
+
 Budgets, fairness and the metrics are described in :mod:`course_lib.capstone`.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import asdict
@@ -22,8 +29,8 @@ from typing import Sequence
 
 import torch
 
-from course_lib.capstone import (FULL, QUICK, QUICK_VARIANTS, VARIANTS, Budget, diagnose, pick_device, run_experiment,
-                                 summarise, write_results)
+from course_lib.capstone import (FULL, PUBLISHED, QUICK, QUICK_VARIANTS, VARIANTS, Budget, diagnose, pick_device,
+                                 published_record, run_experiment, summarise, write_results)
 from course_lib.reference import ATTENTION
 
 
@@ -44,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="CPU threads for torch (default: 1; small convolutions gain little from more, and on a "
                         "shared machine extra threads spin and wait)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--publish", action="store_true",
+                   help="also write the run to course_lib/results/capstone.json, which ships to students (only a "
+                        "full run: the default budget, every variant)")
     return p
 
 
@@ -62,16 +72,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [v for v in variants if v not in known]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; expected names from: {' '.join(known)}")
+    if args.publish and (budget != FULL or variants != list(VARIANTS)):
+        raise SystemExit("--publish writes the run that ships with the course: only the full run (no --quick, no "
+                         "budget options, every variant)")
     device = pick_device(args.device)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run(variants, budget, device, args.out, progress=not args.no_progress)
+        return _run(variants, budget, device, args.out, progress=not args.no_progress,
+                    publish=PUBLISHED if args.publish else None)
     finally:
         torch.set_num_threads(before)
 
 
-def _run(variants: Sequence[str], budget: Budget, device: torch.device, out: Path, *, progress: bool) -> int:
+def _run(variants: Sequence[str], budget: Budget, device: torch.device, out: Path, *, progress: bool,
+         publish: Path | None = None) -> int:
     from course_lib.figures import capstone as figs
 
     threads = torch.get_num_threads()
@@ -89,4 +104,14 @@ def _run(variants: Sequence[str], budget: Budget, device: torch.device, out: Pat
                                       notes=notes)
     print(md_path.read_text())
     print(f"wrote {csv_path}, {md_path} and {len(figures)} figures in {wall:.0f} s")
+    if publish is not None:
+        write_published(published_record(results, rows, budget=budget, wall_s=wall, device=device.type, notes=notes),
+                        publish)
+        print(f"wrote {publish} (ships with the student package)")
     return 0
+
+
+def write_published(record: dict, path: Path = PUBLISHED) -> None:
+    """Write a :func:`course_lib.capstone.published_record` as stable JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

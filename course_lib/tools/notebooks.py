@@ -4,6 +4,7 @@
     python -m course_lib release --check    # exit 1 if notebooks/ is out of date
     python -m course_lib notebooks normalize solutions   # strip outputs, stable metadata
     python -m course_lib notebooks times                 # seconds per chapter: execute and autograde
+    python -m course_lib notebooks study-times [--check] # derive each chapter's total time and the README's
 
 Everything nbgrader does here happens in a temporary course directory, so the repository never
 collects a gradebook or half-written files; results are copied back only when complete.
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Iterator
 
 import nbformat
+
+from course_lib.tools import study_time
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = "solutions"
@@ -153,6 +156,34 @@ def sync_publishing(root: Path = REPO, *, write: bool = True) -> list[str]:
             changed.append("README.md: Colab links")
             if write:
                 write_atomic(readme, fresh)
+    return changed
+
+
+def sync_study_times(selected: list[str] | None = None, root: Path = REPO, *, write: bool = True) -> list[str]:
+    """Derive the stated total time of the ``selected`` chapters (default: all) from their parts, and the
+    README's chapter-table times from every chapter's parts (``course_lib.tools.study_time``).
+
+    Returns what was (with ``write=False``: what would be) changed. Each notebook is read right before it is
+    written, and only its **Time.** paragraph changes.
+    """
+    root = Path(root)
+    changed = []
+    for chapter in selected or chapters(root):
+        path = notebook_path(chapter, root)
+        fresh = study_time.fixed_notebook(path.read_text(encoding="utf-8"), chapter)
+        if fresh is not None:
+            changed.append(f"{path.relative_to(root)}: total time {study_time.of_notebook(fresh, chapter).total}")
+            if write:
+                write_atomic(path, fresh)
+    readme = root / "README.md"
+    if readme.is_file():
+        minutes = {c[:2]: study_time.of_notebook(notebook_path(c, root).read_text(encoding="utf-8"), c).minutes
+                   for c in chapters(root)}
+        text = readme.read_text(encoding="utf-8")
+        fresh, what = study_time.fixed_readme(text, minutes)
+        changed += what
+        if write and fresh != text:
+            write_atomic(readme, fresh)
     return changed
 
 
@@ -473,6 +504,29 @@ def _times(selected: list[str]) -> int:
     return 0
 
 
+def _study_times(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib notebooks study-times",
+                                     description=study_time.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("chapters", nargs="*", help="chapters whose stated total to derive (default: all)")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a stated time disagrees")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.chapters) - set(chapters()))
+    if unknown:
+        parser.error(f"unknown chapter(s) {unknown}; expected some of {chapters()}")
+    try:
+        changed = sync_study_times(args.chapters or None, write=not args.check)
+    except study_time.StudyTimeError as error:
+        print(error, file=sys.stderr)
+        return 1
+    for chapter in chapters():
+        times = study_time.of_notebook(notebook_path(chapter).read_text(encoding="utf-8"), chapter)
+        print(f"{chapter:<20}{times.total:>12}  ({len(times.parts)} parts)")
+    for what in changed:
+        print(("out of step: " if args.check else "wrote ") + what)
+    return 1 if args.check and changed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib release", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -487,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
         for what in sync_publishing(write=False):
             print(f"out of step with {PUBLISH_FILE}: {what}")
             stale.append(what)
+        for what in sync_study_times(write=False):
+            print(f"out of step with the chapters' section times: {what}")
+            stale.append(what)
         if stale:
             print(f"notebooks/ is out of date for: {', '.join(stale)}; run `make release`")
             return 1
@@ -494,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for what in sync_publishing():
         print(f"wrote {PUBLISH_FILE}'s address into {what}")
+    for what in sync_study_times(args.chapters or None):
+        print(f"derived from the chapters' section times: {what}")
     for chapter in args.chapters or chapters():
         normalize_file(notebook_path(chapter))
     release(args.chapters or None)
@@ -501,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``python -m course_lib notebooks normalize [paths] | times [chapters] | <release options>``."""
+    """``python -m course_lib notebooks normalize [paths] | times [chapters] | study-times [--check] [chapters] |
+    <release options>``."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["normalize"]:
         paths = [Path(p) for p in argv[1:]] or [REPO / SOURCE, REPO / RELEASE]
@@ -512,4 +572,6 @@ def cli(argv: list[str] | None = None) -> int:
         return 0
     if argv[:1] == ["times"]:
         return _times(argv[1:] or chapters())
+    if argv[:1] == ["study-times"]:
+        return _study_times(argv[1:])
     return main(argv)
