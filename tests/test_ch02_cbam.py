@@ -4,6 +4,7 @@ tests/test_chapter_contracts.py."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import nbformat
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from catalog import PRELUDE
 from chapter_cases import assert_diagnoses_differ, assert_follows_device_and_dtype, run_solution
 from course_lib.tools import notebooks as nbs
 from course_lib.reference.cbam import CBAM, ChannelAttention, SpatialAttention
@@ -32,20 +34,27 @@ def solution_namespace() -> dict:
     return solution.namespace
 
 
-def test_official_variant_bias_and_official_pool_order_are_named():
-    """The stub says no bias: the official code's MLP bias is named (not silently zeroed); so is the official
-    [max; mean] order when weights are given."""
+def test_official_bias_is_accepted_and_official_pool_order_is_named():
+    """Exercise 1 says a layer that keeps its bias is accepted (the checks zero it): the reference with the official
+    code's MLP biases passes the visible and the hidden checks, alone and inside CBAM. The official [max; mean]
+    order, with given weights, is named."""
     class Biased(ChannelAttention):
         def __init__(self, channels, reduction=16):
             super().__init__(channels, reduction, mlp_bias=True)
+
+    class BiasedCBAM(CBAM):
+        def __init__(self, channels, reduction=16, kernel_size=7):
+            super().__init__(channels, reduction, kernel_size, mlp_bias=True)
 
     class MaxMean(SpatialAttention):
         def __init__(self, kernel_size=7):
             super().__init__(kernel_size, pool_order="max_avg")
 
-    with pytest.raises(CheckFailure) as info:
-        visible.check_channel_attention(Biased)
-    assert info.value.mistake == "extra_parameter"
+    assert any(n.endswith("bias") for n, _ in Biased(40, 8).named_parameters())
+    visible.check_channel_attention(Biased)
+    hidden.hidden_channel_attention(Biased)
+    visible.check_cbam(BiasedCBAM)
+    hidden.hidden_cbam(BiasedCBAM)
     with pytest.raises(CheckFailure) as info:
         visible.check_spatial_attention(MaxMean)
     assert info.value.mistake == "pool_order"
@@ -163,3 +172,160 @@ def test_chapter_states_one_bias_policy():
     text = "\n".join(c.source for c in nbformat.read(nbs.notebook_path(CHAPTER), as_version=4).cells)
     assert "mlp_bias=True" in text and "as in the paper" not in text
     assert "w.flip(1)" not in text  # chapter 03's exercise
+
+
+# ------------------------------------------------------------------------------------------------
+# every sentence of the chapter that says what is graded or accepted, held to the checks
+# ------------------------------------------------------------------------------------------------
+def _gate_source(*, default_r: int = 16, body: str = "torch.sigmoid(self.mlp(avg) + self.mlp(mx))",
+                 bias: bool = False, pooled: str = "x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)") -> type:
+    namespace: dict = {}
+    exec(PRELUDE + f"""
+class ChannelAttention(nn.Module):
+    def __init__(self, channels, reduction={default_r}):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv2d(channels, channels // reduction, 1, bias={bias}), nn.ReLU(),
+                                 nn.Conv2d(channels // reduction, channels, 1, bias={bias}))
+
+    def attention(self, x):
+        avg, mx = {pooled}
+        return {body}
+
+    def forward(self, x):
+        return x * self.attention(x)
+""", namespace)
+    return namespace["ChannelAttention"]
+
+
+def _spatial_source(*, bias: bool) -> type:
+    namespace: dict = {}
+    exec(PRELUDE + f"""
+class SpatialAttention(nn.Module):
+    def __init__(self, kernel_size=7):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias={bias})
+
+    def attention(self, x):
+        return torch.sigmoid(self.conv(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)))
+
+    def forward(self, x):
+        return x * self.attention(x)
+""", namespace)
+    return namespace["SpatialAttention"]
+
+
+def _fails(check, cls, mistake: str | None = None) -> None:
+    with pytest.raises(CheckFailure) as info:
+        check(cls)
+    assert mistake is None or info.value.mistake == mistake, info.value
+
+
+def _channel_graded_as_well():
+    """default reduction=16, float64 inputs, any device, channels_last, gradients to x and both weights."""
+    checks = (visible.check_channel_attention, hidden.hidden_channel_attention)
+    for check in checks:
+        check(_gate_source())
+    _fails(visible.check_channel_attention, _gate_source(default_r=8), "param_count")
+    _fails(hidden.hidden_channel_attention,  # computes in float32 whatever the input
+           _gate_source(body="torch.sigmoid(self.mlp.float()(avg.float()) + self.mlp.float()(mx.float())).to(x.dtype)"))
+    _fails(visible.check_channel_attention,  # a gradient cut from x
+           _gate_source(body="torch.sigmoid(self.mlp(avg.detach()) + self.mlp(mx.detach()))"))
+    _fails(hidden.hidden_channel_attention,  # flattens with view: breaks on a channels_last input
+           _gate_source(pooled="x.view(x.shape[0], -1).reshape(x.shape).mean((2, 3), keepdim=True), "
+                               "x.amax((2, 3), keepdim=True)"))
+
+
+def _biases_accepted_channel():
+    for check in (visible.check_channel_attention, hidden.hidden_channel_attention):
+        check(_gate_source(bias=True))
+
+
+def _biases_accepted_spatial():
+    for check in (visible.check_spatial_attention, hidden.hidden_spatial_attention):
+        check(_spatial_source(bias=True))
+
+
+def _biases_accepted_cbam(solution_namespace):
+    gates = {"ChannelAttention": _gate_source(bias=True), "SpatialAttention": _spatial_source(bias=True)}
+    namespace = dict(gates)
+    exec(PRELUDE + """
+class CBAM(nn.Module):
+    def __init__(self, channels, reduction=16, kernel_size=7):
+        super().__init__()
+        self.channel_gate = ChannelAttention(channels, reduction)
+        self.spatial_gate = SpatialAttention(kernel_size)
+
+    def forward(self, x):
+        return self.spatial_gate(self.channel_gate(x))
+""", namespace)
+    cls = namespace["CBAM"]
+    visible.check_cbam(cls)
+    hidden.hidden_cbam(cls)
+
+
+def _spatial_kernel_sizes():
+    """builds 3 and 7 (visible), 5, float64 and channels_last (hidden)."""
+    for check in (visible.check_spatial_attention, hidden.hidden_spatial_attention):
+        check(_spatial_source(bias=False))
+
+
+def _cbam_defaults_and_device(solution_namespace):
+    good = solution_namespace["CBAM"]
+    visible.check_cbam(good)
+
+    class Defaults(good):
+        def __init__(self, channels, reduction=8, kernel_size=3):
+            super().__init__(channels, reduction, kernel_size)
+
+    _fails(visible.check_cbam, Defaults, "default_args")
+
+    class OnTheCpu(good):
+        def forward(self, x):
+            return super().forward(x) * torch.ones(x.shape[-2:], dtype=x.dtype)
+
+    _fails(visible.check_cbam, OnTheCpu, "cpu_constant")
+
+
+#: sentence fragment -> the test that holds it to the checks (each fragment names one promise of the notebook)
+PROMISES = {
+    "A layer left with its bias (as in the official code) is accepted as well": _biases_accepted_channel,
+    "Graded as well, by the visible check or by the hidden tests": _channel_graded_as_well,
+    "a bias left on\n    is accepted, the checks set it to zero": _biases_accepted_channel,
+    "as in exercise 1, a bias left\n  on is accepted": _biases_accepted_spatial,
+    "the hidden tests add 5, float64 and\n`channels_last` inputs": _spatial_kernel_sizes,
+    "Graded too: the defaults `reduction=16` and `kernel_size=7`, and any device": _cbam_defaults_and_device,
+    "A block whose layers kept their biases is a valid answer to\nexercise 3 too": _biases_accepted_cbam,
+    "The checks accept a layer that keeps its bias": _biases_accepted_cbam,
+}
+_PROMISE_WORDS = re.compile(r"\b(graded|accept\w*|valid answer|hidden tests)\b", re.IGNORECASE)
+
+
+def _promise_sentences() -> list[str]:
+    """Every sentence of the source notebook's prose and stubs that says what is graded or accepted."""
+    found = []
+    for cell in nbformat.read(nbs.notebook_path(CHAPTER), as_version=4).cells:
+        if "BEGIN HIDDEN TESTS" in cell.source:
+            continue  # a test cell: the calls themselves
+        text = cell.source.split("### BEGIN SOLUTION")[0]
+        for sentence in re.split(r"(?<=[.;:])\s+(?=[A-Z*(`])", text):
+            if _PROMISE_WORDS.search(sentence) and "(not graded)" not in sentence:
+                found.append(sentence)
+    return found
+
+
+def test_every_graded_or_accepted_sentence_has_a_test():
+    sentences = _promise_sentences()
+    assert sentences, "the chapter says nothing about what is graded?"
+    unheld = [s for s in sentences if not any(fragment in s for fragment in PROMISES)]
+    assert not unheld, f"sentences that promise something no test holds: {unheld}"
+    stale = [f for f in PROMISES if not any(f in s for s in sentences)]
+    assert not stale, f"promises no longer in the notebook: {stale}"
+
+
+@pytest.mark.parametrize("fragment", sorted(PROMISES))
+def test_promise_is_kept_by_the_checks(fragment, solution_namespace):
+    promise = PROMISES[fragment]
+    if "solution_namespace" in promise.__code__.co_varnames[:promise.__code__.co_argcount]:
+        promise(solution_namespace)
+    else:
+        promise()

@@ -26,6 +26,7 @@ from .toolkit import (
     expect,
     expect_close_or_name,
     expect_defaults,
+    expect_informative_defaults,
     expect_device_free,
     expect_module_gradients,
     expect_shape,
@@ -77,14 +78,19 @@ ADVICE = {
 
 HINTS = (
     ("to have 2 channels, but got", "pool_axis",
-     "the spatial gate's input does not have 2 channels: pool over the channel axis, dim 1 "
-     "(x.mean(1, keepdim=True), x.amax(1, keepdim=True)), which leaves one map each, then cat on dim 1."),
+     "the spatial gate's convolution did not receive two stacked maps. Eq. (3) pools over the channels, which "
+     "leaves one map per pooling at every pixel; here a pooling kept more than one channel, or ran over "
+     "another axis."),
     ("channels, but got 1 channels instead", "pool_axis",
-     "the channel gate pooled over the channel axis (dim 1); Eq. (2) pools over H and W (dims 2 and 3), "
-     "one value per channel."),
+     "the channel gate pooled over the channel axis; Eq. (2) pools over H and W, one value per channel."),
     ("input to conv2d, but got input of size", "pool_axis",
-     "a pooled tensor lost a dimension (keepdim=True missing?) or was pooled over the wrong axes."),
+     "a pooled tensor lost a dimension (the reduction dropped its axes) or was pooled over the wrong axes."),
 )
+
+#: Chapter 02 accepts a layer that keeps its bias (the official code's nn.Linear layers have one): the checks set
+#: every bias to zero, which gives the paper's bias-free function. The notebook says so in exercise 1 and in §6 and
+#: §8; tests/test_ch02_cbam.py holds the text and these checks to the same policy.
+ACCEPT_BIASES = True
 
 
 def _two_dims(p: torch.Tensor) -> tuple[int, ...]:
@@ -109,8 +115,8 @@ def load_channel_weights(module: torch.nn.Module, channels: int, reduction: int,
             mistake="reduction_ignored")
     load_by_shape(module, mlp_roles(weights), what=what, duplicate_mistake="separate_mlps",
                   duplicate_hint="two MLPs, one for each pooled descriptor. Eq. (2) sends both through "
-                                 "the SAME MLP (shared weights W_0, W_1): define the layers once and call "
-                                 "them twice.")
+                                 "the SAME MLP (shared weights W_0, W_1).",
+                  accept_extra_biases=ACCEPT_BIASES)
 
 
 def load_spatial_weights(module: torch.nn.Module, weight: torch.Tensor, *, what: str) -> None:
@@ -123,7 +129,7 @@ def load_spatial_weights(module: torch.nn.Module, weight: torch.Tensor, *, what:
         if p.dim() == 4 and p.shape[:2] == (1, 2) and tuple(p.shape[2:]) != (k, k):
             raise CheckFailure(f"{what}: the conv {name} has kernel {tuple(p.shape[2:])}; expected "
                                f"kernel_size = {k}.", mistake="kernel_size")
-    load_by_shape(module, {"conv weight (1, 2, k, k)": weight}, what=what)
+    load_by_shape(module, {"conv weight (1, 2, k, k)": weight}, what=what, accept_extra_biases=ACCEPT_BIASES)
 
 
 def _gate_check(gate: Any, want: torch.Tensor, diagnoses: dict[str, torch.Tensor], *, what: str) -> None:
@@ -209,7 +215,7 @@ def check_cbam(cls: type) -> None:
     what = f"CBAM({c}, reduction={r}, kernel_size={k})"
     module = build(cls, c, reduction=r, kernel_size=k)
     load_by_shape(module, mlp_roles(data["weights"]) | {"conv weight (1, 2, k, k)": data["weights"]["conv"]},
-                  what=what, duplicate_mistake="separate_mlps")
+                  what=what, duplicate_mistake="separate_mlps", accept_extra_biases=ACCEPT_BIASES)
     module.eval()
     x = data["x"].clone()
     diagnoses = [(key.split(":")[0], value, ADVICE[key]) for key, value in data["diagnoses"].items()]
@@ -220,7 +226,8 @@ def check_cbam(cls: type) -> None:
                                              "F' = M_c(x) * x, F'' = M_s(F') * F'."))
     _gradients(module, data["x"], data["upstream"], data["grad_x"], what=what)
     expect_device_free(module, x, what=what)
-    expect_defaults(cls, (c,), {"reduction": 16, "kernel_size": 7}, data["x"], what="CBAM")
+    expect_informative_defaults(cls, (c,), {"reduction": 16, "kernel_size": 7}, data["x"], what="CBAM",
+                                layout=lambda channels, reduction, kernel_size: (channels // reduction, kernel_size))
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,14 +255,14 @@ GATE_ORDER = Question(
     doc="Which statements (a)-(e) about the order of CBAM's two gates are true.",
     wrong={
         "59455a38963ad04aaff9": (
-            "spatial_on_input", "(b) and (c) describe the PARALLEL arrangement. In Eq. (1) the spatial gate is "
-                                "computed from F' = M_c(F) * F, so it sees the channel-refined features."),
+            "spatial_on_input", "Your set describes the parallel arrangement, where both maps are computed "
+                                "from F. Read Eq. (1) again: from which tensor does the spatial gate pool?"),
         "f78732ebb6a10f6fa296": (
-            "gates_commute", "Look at (d) again: if the spatial map is computed from F', changing M_c changes "
-                             "what the spatial gate sees, so the order matters."),
+            "gates_commute", "Your set treats the two gates as if they commuted. Write both orders out: does "
+                             "the second gate pool over the same tensor in each?"),
         "091997df3921b26909f6": (
-            "spatial_on_input", "(c) is the parallel form x * M_c(x) * M_s(x). It equals CBAM's output only "
-                                "when M_s(F') happens to equal M_s(F)."),
+            "spatial_on_input", "One statement of your set holds only if the spatial gate pooled over F itself. "
+                                "Which tensor does Eq. (1) give it?"),
     },
     advice="Write F' and F'' of Eq. (1) out, and ask from which tensor the spatial gate's two pooled maps are "
            "computed.")

@@ -38,6 +38,8 @@ from .toolkit import (
     exercise,
     expect,
     expect_defaults,
+    expect_informative_defaults,
+    expect_normalisation_modes,
     expect_device_free,
     expect_method_gradients,
     expect_module_gradients,
@@ -254,7 +256,8 @@ def check_channel_attention(cls: type) -> None:
     expect(bool((c >= 0).all()), "C should be >= 0 (it ends in a ConvBlock's ReLU)", mistake="values")
     expect_device_free(module, x, what=f"{cls.__name__}({channels}, {reduction})")
     expect_method_gradients(module, "attention", x, what=f"{cls.__name__}({channels}, {reduction})", hints=HINTS)
-    expect_defaults(cls, (channels,), {"reduction": 16}, x, what=cls.__name__, method="attention")
+    expect_informative_defaults(cls, (channels,), {"reduction": 16}, x, what=cls.__name__, method="attention",
+                                layout=lambda channels, reduction: channels // reduction)
 
 
 class _Fixed(nn.Module):
@@ -322,7 +325,8 @@ def check_soft_attention(cls: type) -> None:
             mistake=SUBMODULE,
         )
     passed()
-    # 3. gradients reach the input and every parameter; nothing stays behind on the CPU
+    # 3. gradients reach the input and every parameter; nothing stays behind on the CPU; each BatchNorm runs once
+    expect_normalisation_modes(module, x, what=what, hints=HINTS)
     expect_device_free(module, x, what=what)
     module.train()
     expect_module_gradients(module, x, what=what, hints=HINTS)

@@ -1108,6 +1108,269 @@ def expect_follows(value: Any, *, dtype: torch.dtype, device: torch.device | str
 
 
 # --------------------------------------------------------------------------------------------
+# issue 27: training-mode normalisation, defaults that matter, every function's protections, real overflow,
+# each exercise's own layouts, named layout and statistics mistakes
+# --------------------------------------------------------------------------------------------
+BN_FORCED_EVAL = define_mistake(
+    "bn_forced_eval", "in training mode the BatchNorm normalises with its running statistics, not the batch's")
+BN_FORCED_TRAIN = define_mistake(
+    "bn_forced_train", "in eval mode the normalisation still uses the batch's statistics (forced to batch statistics)")
+BN_PER_BRANCH = define_mistake(
+    "bn_per_branch", "the BatchNorm runs once per branch (statistics per part) where one pass over the "
+                     "concatenation shares them")
+BN_TWICE = define_mistake("bn_twice", "the BatchNorm runs twice in one forward: its running statistics are updated "
+                                      "twice")
+BN_STATISTICS = define_mistake(
+    "bn_statistics", "in training mode the output or the BatchNorm's running statistics differ from the paper's block")
+HW_SWAPPED = define_mistake("hw_swapped", "H and W swapped where a flattened (H W) axis is unflattened (or flattened)")
+MEMORY_LAYOUT = define_mistake("memory_layout", "the function fails or changes its result on a channels_last or "
+                                                "non-contiguous input (a .view() that needs contiguous memory?)")
+
+
+def _batch_norms(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    return [(n, m) for n, m in module.named_modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+            and m.running_mean is not None]
+
+
+def expect_normalisation_modes(module: torch.nn.Module, x: torch.Tensor, *, what: str, method: str = "forward",
+                               hints: Hints = ()) -> None:
+    """The module's BatchNorms in training and in eval mode, without a reference (on copies of the module).
+
+    Training mode: one forward runs each BatchNorm once (a second run on the same tensor updates the running
+    statistics twice; runs on parts of different shapes normalise each part with its own statistics where the
+    paper normalises them together), and the output does not depend on the running statistics (else they are
+    used in training). Eval mode: each image's output does not depend on the other images of the batch (else
+    the normalisation uses the batch's statistics). ``x`` has at least two images. Modules without a BatchNorm
+    pass at once.
+    """
+    norms = _batch_norms(module)
+    if not norms:
+        return
+    shown = f"{what}.{method}(x)"
+    twin = copy.deepcopy(module).train()
+    calls: dict[str, list[tuple[int, ...]]] = {n: [] for n, _ in norms}
+    handles = [m.register_forward_pre_hook(lambda mod, args, n=n: calls[n].append(tuple(args[0].shape)))
+               for n, m in _batch_norms(twin)]
+    try:
+        with torch.no_grad():
+            first = call_with_hints(getattr(twin, method), x.clone(), doing=f"{shown} in training mode", hints=hints)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name, shapes in calls.items():
+        if len(shapes) > 1 and len(set(shapes)) > 1:
+            raise CheckFailure(
+                f"in training mode one {shown} runs the BatchNorm {name} {len(shapes)} times, on tensors of shapes "
+                f"{', '.join(fmt_shape(s) for s in shapes)}: each part is normalised with its own mean and variance, "
+                "and the running statistics move once per part.\n  Likely mistake: the paper normalises the parts "
+                "together, in one pass over their concatenation, so that they share one mean and one variance per "
+                "channel.", mistake=BN_PER_BRANCH)
+        if len(shapes) > 1:
+            raise CheckFailure(
+                f"in training mode one {shown} runs the BatchNorm {name} {len(shapes)} times on tensors of shape "
+                f"{fmt_shape(shapes[0])}: its running statistics (and num_batches_tracked) move {len(shapes)} times "
+                "per forward, so after training they are not the statistics of the data.\n  Likely mistake: a "
+                "submodule (or a method that calls it) is run a second time in the same forward; compute the result "
+                "once and reuse it.", mistake=BN_TWICE)
+    moved = copy.deepcopy(module).train()
+    with torch.no_grad():
+        for _, m in _batch_norms(moved):
+            m.running_mean.add_(1.5)
+            m.running_var.mul_(4.0).add_(0.5)
+        second = call_with_hints(getattr(moved, method), x.clone(), doing=f"{shown} in training mode", hints=hints)
+    if isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape \
+            and not _within(first, second, *tolerances(first.dtype)):
+        raise CheckFailure(
+            f"in training mode {shown} changes when only the BatchNorm's running statistics change: it normalises "
+            "with them instead of the batch's own mean and variance, so the block would train on frozen "
+            "statistics.\n  Likely mistake: BatchNorm forced into eval mode (training=False, a .eval() inside the "
+            "module, or the running buffers passed as the statistics). Let module.train() and module.eval() decide.",
+            mistake=BN_FORCED_EVAL)
+    passed()
+    if x.shape[0] < 2:
+        return
+    frozen = copy.deepcopy(module).eval()
+    with torch.no_grad():
+        whole = call_with_hints(getattr(frozen, method), x.clone(), doing=f"{shown} in eval mode", hints=hints)
+        alone = call_with_hints(getattr(frozen, method), x[:1].clone(), doing=f"{shown} in eval mode, one image",
+                                hints=hints)
+    if isinstance(whole, torch.Tensor) and isinstance(alone, torch.Tensor) and whole.shape[1:] == alone.shape[1:] \
+            and not _within(whole[:1], alone, *tolerances(whole.dtype)):
+        raise CheckFailure(
+            f"in eval mode the output of {shown} for the first image changes when the other images of the batch are "
+            "left out: the normalisation uses the statistics of the batch even in eval mode, so a trained network "
+            "would give one image different answers depending on its batch.\n  Likely mistake: normalisation forced "
+            "to batch statistics (training=True, or statistics computed from the batch by hand); in eval mode a "
+            "BatchNorm uses its running statistics.", mistake=BN_FORCED_TRAIN)
+    passed()
+
+
+_NORMALISATION_MISTAKES = (BN_FORCED_EVAL, BN_FORCED_TRAIN, BN_PER_BRANCH, BN_TWICE)
+
+
+@contextlib.contextmanager
+def normalisation_explains(module: torch.nn.Module, x: torch.Tensor, *, what: str, method: str = "forward",
+                           hints: Hints = ()) -> Iterator[None]:
+    """Run a comparison; when it finds wrong values that a misused BatchNorm explains (see
+    :func:`expect_normalisation_modes`), the failure names that misuse instead."""
+    try:
+        yield
+    except CheckFailure as failure:
+        if failure.mistake == "values":
+            try:
+                expect_normalisation_modes(module, x, what=what, method=method, hints=hints)
+            except CheckFailure as named_failure:
+                if named_failure.mistake in _NORMALISATION_MISTAKES:
+                    raise named_failure from None
+        raise
+
+
+def uninformative_defaults(args: Sequence[Any], defaults: Mapping[str, Any],
+                           layout: Callable[..., Any]) -> list[str]:
+    """The defaults that the probe ``args`` cannot tell from a neighbouring value.
+
+    ``layout(*args, **kwargs)`` returns what the exercise's module looks like for those arguments (its layer
+    widths, its kernel sizes: whatever the arguments change). For each integer default v, the values v // 2
+    and 2 v (those the layout accepts) must each give another layout than v; else a wrong default
+    builds the same module at this probe, and the probe tests nothing. Small defaults (kernel sizes and the
+    like, up to 9) are also probed against v - 2 .. v + 2.
+    """
+    weak = []
+    for key, value in defaults.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        right = layout(*args, **defaults)
+        near = {value - 2, value - 1, value + 1, value + 2} if value <= 9 else set()
+        for other in ({value // 2, 2 * value} | near) - {value}:
+            if other < 1:
+                continue
+            try:
+                wrong = layout(*args, **{**defaults, key: other})
+            except (ValueError, ZeroDivisionError):
+                continue
+            if wrong == right:
+                weak.append(f"{key}={other}")
+    return weak
+
+
+def expect_informative_defaults(cls: type, args: Sequence[Any], defaults: Mapping[str, Any], x: torch.Tensor, *,
+                                layout: Callable[..., Any], what: str, method: str = "forward") -> torch.nn.Module:
+    """:func:`expect_defaults` at a probe where each default matters (see :func:`uninformative_defaults`); a
+    probe where a wrong default gives the same module is the course's error, raised as a RuntimeError."""
+    weak = uninformative_defaults(args, defaults, layout)
+    if weak:
+        raise RuntimeError(f"the probe {tuple(args)} of {what} cannot tell {', '.join(weak)} from the stub's defaults "
+                           f"{dict(defaults)}: choose a size where each default changes the module")
+    return expect_defaults(cls, args, defaults, x, what=what, method=method)
+
+
+def _copies(args: Sequence[Any]) -> tuple:
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def expect_function_contract(fn: Callable, args: Sequence[Any], *, what: str, hints: Hints = (),
+                             target64: torch.Tensor | None = None, unchanged: bool = True) -> Any:
+    """The protections of a plain function exercise, the same as a module's: it leaves its inputs alone (mistake
+    "modifies_input"), makes no tensor on the CPU that meets its inputs (the device watch, "cpu_constant"), and
+    for float64 inputs returns float64 ("dtype") equal to ``target64`` at float64 precision ("float32_inside").
+    ``args`` are float64 tensors (and other arguments); returns the result on them."""
+    given = _copies(args)
+    watch = _CpuConstantWatch()
+    with watch:
+        out = call_with_hints(fn, *given, doing=what, hints=hints)
+    if unchanged:
+        for before, after in zip(args, given):
+            if isinstance(before, torch.Tensor) and not torch.equal(before, after):
+                raise CheckFailure(f"{what} changed its input in place (x *= ..., x.div_(...), x[...] = ...). The "
+                                   "caller still needs it: compute a new tensor instead.", mistake="modifies_input")
+    if watch.found:
+        raise CheckFailure(
+            f"{what} creates a tensor on the CPU (a torch.tensor(...), torch.eye(...), torch.arange(...) without "
+            f"device=) and combines it with its input ({watch.found[0]}). On a GPU that raises 'Expected all "
+            "tensors to be on the same device'.\n  Likely mistake: a constant made without the input's device; "
+            "make it on the input's device and in its dtype.", mistake="cpu_constant")
+    floats = [a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()]
+    outputs = _float_results(out)
+    if floats and outputs:
+        dtype = floats[0].dtype
+        wrong = [t.dtype for t in outputs if t.dtype != dtype]
+        expect(not wrong, f"{what} returned {wrong[0] if wrong else ''} for {dtype} inputs: results follow the "
+                          "input's dtype (no .float(), torch.float32 or a constant that forces one).", mistake="dtype")
+        if target64 is not None and dtype == torch.float64:
+            expect_close(outputs[0], target64, what=what)
+    passed()
+    return out
+
+
+def _float_results(value: Any) -> list[torch.Tensor]:
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    return [t for t in items if isinstance(t, torch.Tensor) and t.is_floating_point()]
+
+
+def expect_layouts(fn: Callable, args: Sequence[Any], *, what: str, hints: Hints = ()) -> None:
+    """The function gives the same result for its 4-D tensor inputs laid out channels_last and as a
+    non-contiguous view as for contiguous ones: the exercise's own check tests its own layouts, so a helper that
+    only works on contiguous memory loses its own points, not a later exercise's."""
+    base = _float_results(call_with_hints(fn, *_copies(args), doing=what, hints=hints))
+    layouts = (("channels_last", lambda t: t.contiguous(memory_format=torch.channels_last)),
+               ("a non-contiguous view", lambda t: t.transpose(1, 2).contiguous().transpose(1, 2)))
+    for label, lay in layouts:
+        laid = tuple(lay(a.clone()) if isinstance(a, torch.Tensor) and a.dim() == 4 else a for a in args)
+        doing = f"{what} with its 4-D input laid out {label}"
+        try:
+            got = _float_results(call_with_hints(fn, *laid, doing=doing, hints=hints))
+        except CheckFailure as failure:
+            if failure.mistake in ("crash", "shape", "memory_layout"):
+                raise CheckFailure(f"{failure.args[0]}\n  The same call works on a contiguous input: the code "
+                                   "relies on the memory order, which a channels_last tensor (what a network "
+                                   "trained with channels_last hands over) does not have.", mistake=MEMORY_LAYOUT
+                                   ) from None
+            raise
+        same = len(got) == len(base) and all(a.shape == b.shape and _within(a, b, *tolerances(b.dtype))
+                                             for a, b in zip(got, base))
+        expect(same, f"{doing} gives other values than with a contiguous input: the code reads the numbers in memory "
+                     "order, which is not the (B, C, H, W) order here.", mistake=MEMORY_LAYOUT)
+
+
+def swapped_unflatten(t: torch.Tensor, *, base: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """What a (B, C, H, W) result becomes when H and W are swapped where a flattened (H W) axis is unflattened
+    or flattened: the positions of ``t - base`` (``base``: a residual added after the branch, or None) read in
+    the other order. Empty for a square or non 4-D ``t``."""
+    if t.dim() != 4 or t.shape[2] == t.shape[3]:
+        return []
+    b, c, h, w = t.shape
+    branch = t if base is None else t - base
+    rest = 0 if base is None else base
+    return [branch.transpose(2, 3).reshape(b, c, h, w) + rest, branch.reshape(b, c, w, h).transpose(2, 3) + rest]
+
+
+HW_ADVICE = ("the right numbers in the wrong places: the positions were flattened in one order and unflattened in "
+             "the other (H and W swapped). A (B, C, H, W) tensor flattened to (B, C, H W) numbers its pixels row by "
+             "row; unflatten with the same H and W, in the same order.")
+
+
+def hw_diagnoses(target: torch.Tensor, *, base: torch.Tensor | None = None) -> list[tuple[str, torch.Tensor, str]]:
+    """The H-and-W-swapped results of :func:`swapped_unflatten` as diagnoses for :func:`expect_close`."""
+    return [(HW_SWAPPED, wrong, HW_ADVICE) for wrong in swapped_unflatten(target, base=base)]
+
+
+SQUARES_OVERFLOW = ("the squares of entries near 1e20 overflow float32 (its largest number is about 3.4e38), so a "
+                    "norm or a dot product computed directly is inf, and inf / inf is NaN. The cosine does not "
+                    "change when a vector is scaled, so the vectors can be brought to a safe size first.")
+
+
+def expect_finite_at_scale(fn: Callable, x: torch.Tensor, *, what: str, scale: float = 1e20,
+                           advice: str = SQUARES_OVERFLOW, hints: Hints = ()) -> None:
+    """A function the text promises stays finite for large inputs, tested where the naive form breaks: float32
+    entries near ``scale`` (1e20: every square overflows float32)."""
+    big = (x.detach().double() * scale).float()
+    out = call_with_hints(fn, big, doing=f"{what} on float32 entries near {scale:.0e}", hints=hints)
+    for t in _float_results(out):
+        expect_finite(t, what=f"{what} on float32 entries near {scale:.0e}", advice=advice)
+
+
+# --------------------------------------------------------------------------------------------
 # DANet's position attention module (PAM), shared by chapter 05 (the exercise) and chapter 06 (the seed blog's
 # PAM_Module): its named mistakes, its layout with the official names, realistic features
 # --------------------------------------------------------------------------------------------

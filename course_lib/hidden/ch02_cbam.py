@@ -27,6 +27,7 @@ from course_lib.checks.toolkit import (
     tolerances,
 )
 from course_lib.checks.ch02_cbam import (
+    ACCEPT_BIASES,
     HINTS,
     load_by_shape,
     load_channel_weights,
@@ -225,6 +226,6 @@ def hidden_cbam(cls: type) -> None:
         roles = mlp_roles({k_[len("channel_gate."):]: v for k_, v in reference.state_dict().items()
                            if k_.startswith("channel_gate.")})
         load_by_shape(module, roles | {"conv weight (1, 2, k, k)": reference.spatial_gate.conv.weight},
-                      what=what, duplicate_mistake="separate_mlps")
+                      what=what, duplicate_mistake="separate_mlps", accept_extra_biases=ACCEPT_BIASES)
         return module, reference, what
     _run_trials(make, seed=801, attention=False)

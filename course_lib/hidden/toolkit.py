@@ -7,6 +7,7 @@ layout; :func:`expect_same_gradients` compares the float64 gradients of one call
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -14,6 +15,8 @@ import torch
 from einops import rearrange
 
 from course_lib.checks.toolkit import (
+    BN_STATISTICS,
+    BN_TWICE,
     DEVICES,
     build,
     call_with_hints,
@@ -21,6 +24,7 @@ from course_lib.checks.toolkit import (
     expect,
     expect_close,
     expect_follows,
+    expect_normalisation_modes,
     float32_exact,
     fmt_shape,
     seeded_randn,
@@ -239,3 +243,43 @@ def pam_student(cls: type, args: tuple, reduction: int, weights: Mapping[str, to
     check_pam_structure(module, args[0], reduction, what=what)
     load_pam_weights(module, weights, what=what)
     return module
+
+
+# --------------------------------------------------------------------------------------------
+# training mode on loaded weights (issue 27): the output and the BatchNorms' running statistics after one forward
+# --------------------------------------------------------------------------------------------
+def expect_training_step(module: torch.nn.Module, ref: torch.nn.Module, x64: torch.Tensor, *, what: str,
+                         call: Callable[..., Any] = call_with_hints, method: str = "forward",
+                         diagnoses: Mapping[str, torch.Tensor] = {}, advice: Mapping[str, tuple[str, str]] = {}
+                         ) -> None:
+    """The student's module (its weights loaded from ``ref``) and the reference, both in training mode in float64
+    on copies: :func:`expect_normalisation_modes` names the known ways of misusing a BatchNorm; then one forward of
+    ``x64`` must give the reference's output (``diagnoses``: label -> what a known mistake gives in training mode,
+    named by ``advice``), and each BatchNorm's running mean, running variance and num_batches_tracked must then
+    equal the reference's (BatchNorms paired in the order they are registered)."""
+    mine = copy.deepcopy(module).to(torch.float64)
+    theirs = copy.deepcopy(ref).to(torch.float64).train()
+    expect_normalisation_modes(mine, x64, what=what, method=method)
+    mine.train()
+    with torch.no_grad():
+        got = call(_bound(mine, method), x64.clone(), doing=f"{what}.{method}(x) in training mode, float64")
+        want = _bound(theirs, method)(x64.clone())
+    close_named(got.cpu() if isinstance(got, torch.Tensor) else got, want, advice=advice, diagnoses=diagnoses,
+                what=f"{what}.{method}(x) in training mode (BatchNorm on the batch's statistics)",
+                fallback=(BN_STATISTICS, "in training mode a BatchNorm normalises with the batch's own mean and "
+                                         "(biased) variance over every dimension but the channels; compare where your "
+                                         "block normalises, and over which tensor, with the paper's."))
+    ours = [m for _, m in theirs.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    yours = [m for _, m in mine.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    expect(len(ours) == len(yours), f"{what} has {len(yours)} BatchNorm(s); the paper's block has {len(ours)}.",
+           mistake=BN_STATISTICS)
+    for i, (a, b) in enumerate(zip(yours, ours)):
+        label = f"{what}: BatchNorm {i + 1} of {len(ours)} after one training-mode forward"
+        for buffer in ("running_mean", "running_var"):
+            expect_close(getattr(a, buffer).cpu(), getattr(b, buffer), what=f"{label}: its {buffer}",
+                         fallback=(BN_STATISTICS, "the running statistics follow the batch statistics the BatchNorm "
+                                                  "sees in training: each BatchNorm runs once per forward, on the "
+                                                  "tensor the paper normalises."))
+        expect(int(a.num_batches_tracked) == int(b.num_batches_tracked),
+               f"{label}: num_batches_tracked is {int(a.num_batches_tracked)}, the paper's block "
+               f"{int(b.num_batches_tracked)}: the BatchNorm should run once per forward.", mistake=BN_TWICE)

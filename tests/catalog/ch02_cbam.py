@@ -98,7 +98,7 @@ class ChannelAttention(nn.Module):
          channel("torch.sigmoid(F.relu(self.mlp(avg)) + F.relu(self.mlp(mx)))"), "relu_after_last"),
     Impl(CH, "forward returns the map", GOOD_CHANNEL.replace("return x * self.attention(x)", "return self.attention(x)"),
          "returns_map"),
-    Impl(CH, "official code's Linear layers with their default bias, where the stub says no bias", """
+    Impl(CH, "valid: the official code's Linear layers with their default bias (the checks zero it, as §3 says)", """
 class ChannelAttention(nn.Module):
     def __init__(self, channels, reduction=16):
         super().__init__()
@@ -111,7 +111,7 @@ class ChannelAttention(nn.Module):
 
     def forward(self, x):
         return x * self.attention(x)
-""", "extra_parameter"),
+"""),
     Impl(CH, "official style: Linear layers, bias=False", """
 class ChannelAttention(nn.Module):
     def __init__(self, channels, reduction=16):
@@ -156,9 +156,23 @@ class ChannelAttention(nn.Module):
          spatial("torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)",
                  conv="nn.Conv2d(2, 1, kernel_size, padding=3, bias=False)"), "kernel_size"),
     Impl(SP, "the paper's gate", GOOD_SPATIAL),
-    Impl(SP, "a conv with nn.Conv2d's default bias, where the stub says bias=False",
+    Impl(SP, "valid: a conv with nn.Conv2d's default bias (the checks zero it, as §4 says)",
          spatial("torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)",
-                 conv="nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)"), "extra_parameter"),
+                 conv="nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)")),
+    Impl(SP, "the official gate: conv, BatchNorm2d(1), sigmoid", """
+class SpatialAttention(nn.Module):
+    def __init__(self, kernel_size=7):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        self.bn = nn.BatchNorm2d(1)
+
+    def attention(self, x):
+        pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+        return torch.sigmoid(self.bn(self.conv(pooled)))
+
+    def forward(self, x):
+        return x * self.attention(x)
+""", "parameters"),
     Impl(SP, "torch.max(...)[0], einops reduce and a bias-free conv", """
 class SpatialAttention(nn.Module):
     def __init__(self, kernel_size=7):
@@ -201,6 +215,8 @@ class SpatialAttention(nn.Module):
         ones = torch.ones(x.shape[-2:], dtype=x.dtype)
         return self.spatial_gate(self.channel_gate(x)) * ones"""), "cpu_constant"),
     Impl(CB, "channel then spatial", cbam("        return self.spatial_gate(self.channel_gate(x))")),
+    Impl(CB, "valid: every layer keeps its bias (the checks zero them, as §6 says)",
+         cbam("        return self.spatial_gate(self.channel_gate(x))").replace("bias=False", "bias=True")),
     Impl(CB, "a constant made on x's device, and a buffer", cbam("""
         ones = torch.ones(x.shape[-2:], dtype=x.dtype, device=x.device)
         return self.spatial_gate(self.channel_gate(x)) * ones * self.one""").replace(
