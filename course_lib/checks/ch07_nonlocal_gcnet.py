@@ -39,9 +39,16 @@ from .toolkit import (
     expect_block_forward,
     expect_close,
     expect_defaults,
+    expect_informative_defaults,
     expect_device_free,
     expect_finite,
+    expect_finite_at_scale,
+    expect_function_contract,
     expect_gradients,
+    expect_layouts,
+    expect_normalisation_modes,
+    hw_diagnoses,
+    named,
     expect_method_gradients,
     expect_module_gradients,
     expect_position_map,
@@ -389,7 +396,9 @@ def check_nl_forward(cls: type) -> None:
     module, what = _nl(cls, E)  # BN scale, shift and running statistics nonzero; eval mode
     x = E["x"]
     y = expect_block_forward(module, x, what=what, returns="z = BN(W_z y) + x", call=_call)
-    _close(y, E["y"], what="forward(x) with trained-like BN statistics (eval mode)", diagnoses=E["diagnoses"])
+    expect_normalisation_modes(module, x, what=what, hints=HINTS)
+    expect_close(y, E["y"], what="forward(x) with trained-like BN statistics (eval mode)",
+                 diagnoses=named(E["diagnoses"], ADVICE) + hw_diagnoses(E["y"], base=x.double()))
     expect_module_gradients(module.double(), x.double(), what=what, upstream=E["probe"], grad_x=E["grad_x"],
                             hints=HINTS)
     module.float()
@@ -400,7 +409,8 @@ def check_nl_forward(cls: type) -> None:
                    advice="zero ONE layer at the end of the branch (the BN's scale, as the paper does, or W_z), not "
                           "both: with the BN scale and W_z both zero, W_z's gradient is multiplied by the BN scale and "
                           "the BN scale's by the normalised W_z y, and both stay 0 forever.")
-    expect_defaults(cls, (channels,), {"reduction": 2}, x, what=cls.__name__)
+    expect_informative_defaults(cls, (channels,), {"reduction": 2}, x, what=cls.__name__,
+                                layout=lambda channels, reduction: channels // reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,7 +479,8 @@ def check_gc_forward(cls: type) -> None:
     _expect_learns(fresh, E["x"], E["probe"], inner="w_v1", what=f"{cls.__name__}({channels}, reduction={reduction})",
                    advice="zero only the LAST layer, W_v2. With W_v1 zero as well, W_v2's gradient is multiplied by "
                           "ReLU(LN(W_v1 c)) = 0 and W_v1's by W_v2 = 0: only W_v2's bias ever moves.")
-    expect_defaults(cls, (channels,), {"reduction": 16}, seeded_randn(2, 32, 3, 5, seed=777).float(),
+    expect_informative_defaults(cls, (channels,), {"reduction": 16}, seeded_randn(2, 32, 3, 5, seed=777).float(),
+                                layout=lambda channels, reduction: channels // reduction,
                     what=cls.__name__)
 
 

@@ -27,13 +27,18 @@ from .toolkit import (
     expect,
     expect_close,
     expect_device_free,
+    expect_function_contract,
+    expect_informative_defaults,
     expect_int,
+    expect_layouts,
+    expect_normalisation_modes,
     expect_module_gradients,
     expect_shape,
     expected,
     fmt_shape,
     forward_keeps_input,
     load_by_name,
+    normalisation_explains,
     passed,
 )
 from .questions import Question, define_question_checks
@@ -345,6 +350,11 @@ def ca_hidden(channels: int, reduction: int) -> int:
     return max(8, channels // reduction)
 
 
+#: the channels at which the default reduction=32 is probed: C // r is above the floor of 8 for r near 32
+#: (at C = 64 a default of 16 would give the same width, max(8, 4) = max(8, 2) = 8)
+DEFAULT_PROBE = 512
+
+
 def expect_ca_parameters(module: torch.nn.Module, channels: int, reduction: int, *, what: str) -> None:
     """3 C M + 3 M + 2 C parameters (three biased 1x1 convs and BN's weight and bias), under the official names."""
     m = ca_hidden(channels, reduction)
@@ -429,8 +439,10 @@ def check_coordinate_attention(cls: type) -> None:
     load_ca(module, data["weights"], what=name)
     module.eval()
     x = data["x"].clone()
-    expect_gates(module, x, data["g_h"], data["g_w"], what=name, diagnoses=data["diagnoses"])
+    with normalisation_explains(module, x, what=name, hints=CA_HINTS):
+        expect_gates(module, x, data["g_h"], data["g_w"], what=name, diagnoses=data["diagnoses"])
     expect(torch.equal(x, data["x"]), f"{name}.gates(x) changed x in place.", mistake="inplace")
+    expect_normalisation_modes(module, x, what=name, hints=CA_HINTS)
     out = forward_keeps_input(module, x, doing=f"{name}(x)", hints=CA_HINTS)
     expect_device_free(module, x, what=name)
     expect_close(out, data["out"], what=f"{name}(x)",
@@ -442,6 +454,8 @@ def check_coordinate_attention(cls: type) -> None:
                  fallback=("values", "forward(x) returns x * g^h * g^w, Eq. (8)."))
     expect_module_gradients(module, data["x"], what=name, upstream=data["upstream"], grad_x=data["grad_x"],
                             hints=CA_HINTS)
+    expect_informative_defaults(cls, (DEFAULT_PROBE,), {"reduction": 32}, torch.randn(2, DEFAULT_PROBE, 3, 2),
+                                layout=ca_hidden, what="CoordinateAttention")
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from .toolkit import (
     exercise,
     expect,
     expect_defaults,
+    expect_informative_defaults,
     expect_device_free,
     expect_int,
     expect_module_gradients,
@@ -214,7 +215,8 @@ def check_gate(cls: type) -> None:
     name = f"{getattr(cls, '__name__', cls)}({c}, reduction={r})"
     module = build(cls, c, reduction=r)
     check_gate_layers(module, c, r, what=name)
-    expect_defaults(cls, (c,), {"reduction": 4}, E["x"], what=getattr(cls, "__name__", "the gate"))
+    expect_informative_defaults(cls, (c,), {"reduction": 4}, E["x"], what=getattr(cls, "__name__", "the gate"),
+                                layout=lambda channels, reduction: channels // reduction)
     load_by_shape(module, gate_roles(E["weights"]), what=name)
     module.eval()
 

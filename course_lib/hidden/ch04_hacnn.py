@@ -17,7 +17,7 @@ from course_lib.reference import hacnn
 from course_lib.checks.toolkit import build, exercise, expect, float32_exact, passed, seeded_picker, seeded_randn
 from course_lib.checks.questions import define_hidden_question_checks
 from course_lib.checks.ch04_hacnn import ADVICE, _call, _close, _unchanged, call_recording, load_weights
-from course_lib.hidden.toolkit import Result, expect_same_gradients, sweep
+from course_lib.hidden.toolkit import Result, expect_same_gradients, expect_training_step, sweep
 
 #: the plain answers of the chapter's questions (kind, answer, options/digits); the visible keys hash these
 ANSWERS = {
@@ -327,6 +327,9 @@ def _sweep(cls: type, args: tuple, ref: torch.nn.Module, x64: torch.Tensor, resu
               call=_noted_call, unchanged=_unchanged,
               doing=f"{{call}} in {mode} mode with x of shape {{shape}}, {{dtype}}, {{layout}}, on {{device}}"
                     "{kwargs}")
+    if "train" in modes:  # the BatchNorms' running statistics after one training-mode forward, too
+        expect_training_step(_student(cls, args, ref)(torch.float64, "cpu"), ref, x64, what=f"{cls.__name__}{args}",
+                             call=_call)
 
 
 def _gradients(cls: type, args: tuple, ref: torch.nn.Module, x64: torch.Tensor, *, method: str, names: list[str],

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from course_lib.checks.toolkit import build, exercise, expect_rows_sum_to_one, float32_exact, seeded_picker, \
-    seeded_randn
+from course_lib.checks.toolkit import CheckFailure, build, exercise, expect_rows_sum_to_one, float32_exact, \
+    passed, seeded_picker, seeded_randn
 from course_lib.checks.questions import define_hidden_question_checks
 from course_lib.checks.ch07_nonlocal_gcnet import (
     ADVICE,
@@ -33,7 +33,7 @@ from course_lib.checks.ch07_nonlocal_gcnet import (
     load_gc_weights,
     load_nl_weights,
 )
-from course_lib.hidden.toolkit import Result, probe_loss, reference_backward, sweep
+from course_lib.hidden.toolkit import Result, expect_training_step, probe_loss, reference_backward, sweep
 from course_lib.reference.gcnet import GlobalContextBlock as ReferenceGC
 from course_lib.reference.nonlocal_block import NonLocalBlock as ReferenceNL
 

@@ -19,6 +19,7 @@ from course_lib.checks import ch08_eca_coordatt as visible
 from course_lib.checks.toolkit import CheckFailure, build, call, count_parameters, exercise, expect, expect_close, \
     expect_follows, expect_int, passed, seeded_randn, tolerances
 from course_lib.checks.questions import define_hidden_question_checks
+from course_lib.hidden.toolkit import expect_training_step
 from course_lib.reference.coord_attention import CoordinateAttention
 from course_lib.reference.eca import EfficientChannelAttention, adaptive_kernel_size
 
@@ -375,6 +376,14 @@ def hidden_coordinate_attention(cls: type) -> None:
                 expect_close(got, rf(xi), what=f"{what}: forward(x)", rtol=tolerances(dtype)[0],
                              atol=tolerances(dtype)[1])
             module.float(), ref.float()
+
+    # training mode on the loaded weights: the output and bn1's running statistics after one forward
+    ref = _ca_reference(24, 2, seed=985).float().double()  # float32-exact weights
+    module = build(cls, 24, reduction=2)
+    visible.load_ca(module, {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")},
+                    what="CoordinateAttention(24, reduction=2)")
+    expect_training_step(module, ref, seeded_randn(3, 24, 6, 4, seed=986), what="CoordinateAttention(24, reduction=2)",
+                         call=visible.call_ca)
 
     # gradients (float64, eval mode) reach x and every parameter, and equal the reference's for x
     ref = _ca_reference(32, 8, seed=990)

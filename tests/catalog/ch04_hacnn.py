@@ -447,3 +447,12 @@ IMPLS += [
     Impl(Q_CENTRE, "valid: three digits", "q_initial_centre = -0.635"),
     Impl(Q_CENTRE, "valid: a 0-d tensor", "q_initial_centre = torch.tanh(torch.tensor(-0.75))"),
 ]
+
+# issue 27: the BatchNorms in training mode on loaded weights
+IMPLS += [
+    Impl(SOFT, "forward runs attention twice (once to keep the map for a plot): running statistics move twice", soft(
+        fwd="        self.last_map = self.attention(x).detach()\n        return x * self.attention(x)"), "bn_twice"),
+    Impl(SOFT, "the spatial branch computed twice (for S and for a sanity check): its BatchNorms run twice", soft(
+        att="        s = self.spatial_attn(x)\n        assert self.spatial_attn(x).shape[1] == 1\n"
+            "        return torch.sigmoid(self.conv(s * self.channel_attn(x)))"), "bn_twice"),
+]

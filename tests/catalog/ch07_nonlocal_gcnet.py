@@ -127,6 +127,25 @@ WRONG_NL_FORWARD = [
     ("BN scale and W_z both zero-initialised: the identity, but it never learns", "dead_branch", dict(
         init=NL_INIT + "\n        nn.init.zeros_(self.w_z.weight)\n        nn.init.zeros_(self.w_z.bias)")),
     ("hard-coded .cuda() in forward", "device", dict(fwd=NL_FWD.replace("+ x", "+ x.cuda()"))),
+    # issue 27: training mode on loaded weights, and named layout mistakes
+    ("BatchNorm pinned to its running statistics (F.batch_norm with training=False)", "bn_forced_eval", dict(
+        fwd=NL_FWD.replace("self.bn(self.w_z(y))", "F.batch_norm(self.w_z(y), self.bn.running_mean, "
+                                                   "self.bn.running_var, self.bn.weight, self.bn.bias, training=False)"))),
+    ("BatchNorm forced to batch statistics (F.batch_norm with training=True, eval mode too)", "bn_forced_train", dict(
+        fwd=NL_FWD.replace("self.bn(self.w_z(y))", "F.batch_norm(self.w_z(y), self.bn.running_mean, "
+                                                   "self.bn.running_var, self.bn.weight, self.bn.bias, training=True)"))),
+    ("the branch run twice (once to keep it for a plot): running statistics updated twice", "bn_twice", dict(
+        fwd=NL_FWD.replace("        return self.bn(self.w_z(y)) + x",
+                           "        self.last_branch = self.bn(self.w_z(y)).detach()\n"
+                           "        return self.bn(self.w_z(y)) + x"))),
+    ("BatchNorm with Keras's momentum=0.99 (the weight of the old statistics)", "bn_statistics", dict(
+        init=NL_INIT.replace("nn.BatchNorm2d(channels)", "nn.BatchNorm2d(channels, momentum=0.99)"))),
+    ("H and W swapped when unflattening y", "hw_swapped", dict(fwd="""\
+        b, c, h, w = x.shape
+        v = self.g(x).reshape(b, -1, h * w).permute(0, 2, 1)
+        y = torch.bmm(self.attention(x), v)
+        y = y.permute(0, 2, 1).reshape(b, -1, w, h).transpose(2, 3)
+        return self.bn(self.w_z(y)) + x""")),
 ]
 
 VALID_NL = [

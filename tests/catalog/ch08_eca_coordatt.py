@@ -632,3 +632,27 @@ IMPLS += [Impl(CA, "a dtype guard that refuses mixed precision", ca(gates=RIGHT_
     "        h, w = x.shape[2:]\n",
     "        h, w = x.shape[2:]\n        assert x.dtype == self.conv1.weight.dtype, 'input and weights differ in dtype'\n")),
     "autocast")]
+
+# issue 27: the BatchNorm in training mode on loaded weights, and a default probed where it matters
+IMPLS += [
+    Impl(CA, "bn1 run per direction: the rows and the columns normalised with their own statistics", ca(
+        gates=ca_gates('''
+        f_h = self.act(self.bn1(self.conv1(z_h)))
+        f_w = self.act(self.bn1(self.conv1(z_w)))
+        return torch.sigmoid(self.conv_h(f_h)), torch.sigmoid(self.conv_w(f_w.transpose(2, 3)))
+''')), "bn_per_branch"),
+    Impl(CA, "attention calls gates twice: bn1's running statistics move twice per forward", ca(rest='''
+    def attention(self, x):
+        return self.gates(x)[0] * self.gates(x)[1]
+''' + CA_FORWARD), "bn_twice"),
+    Impl(CA, "bn1 forced to batch statistics (F.batch_norm with training=True)", ca(gates=ca_gates('''
+        f = self.conv1(torch.cat([z_h, z_w], dim=2))
+        f = self.act(F.batch_norm(f, None, None, self.bn1.weight, self.bn1.bias, training=True))
+        f_h, f_w = torch.split(f, [h, w], dim=2)
+        return torch.sigmoid(self.conv_h(f_h)), torch.sigmoid(self.conv_w(f_w.transpose(2, 3)))
+''')), "bn_forced_train"),
+    Impl(CA, "default reduction=16 (hidden at C = 64 by the floor of 8)", ca(signature="channels, reduction=16"),
+         "default_args"),
+    Impl(CA, "bn1 with Keras's momentum=0.9 (the weight of the old statistics): running statistics off",
+         ca(init=CA_INIT.replace("nn.BatchNorm2d(m)", "nn.BatchNorm2d(m, momentum=0.9)")), "bn_statistics"),
+]
