@@ -30,7 +30,8 @@ WIDTH = 118
 _TIME = re.compile(r"^\*\*Time\.\*\* About (?P<total>[^:]+?): (?P<parts>.*?\d+ min)\.(?P<rest>.*)$", re.S)
 _PART = re.compile(r"^(?P<what>\S.*?), (?P<minutes>\d+) min$", re.S)
 _README_ROW = re.compile(r"^\| (?P<chapter>\d\d) (?P<title>[^|]+?) \| (?P<needs>[^|]*?) \| (?P<time>[^|]+?) \|$")
-_README_PATH = re.compile(r"(?P<path>\d\d(?: → \d\d)+) is the shortest line(?P<middle>[^()]*)\(about (?P<time>[^)]+)\)")
+_README_PATH = re.compile(r"(?P<path>\d\d(?: → \d\d)+) is the shortest(?P<sep>\s+)line(?P<middle>[^()]*)\(about "
+                          r"(?P<time>[^)]+)\)")
 
 
 class StudyTimeError(ValueError):
@@ -150,7 +151,7 @@ def fixed_readme(text: str, minutes: dict[str, int]) -> tuple[str, list[str]]:
         want = format_minutes(sum(minutes[s] for s in steps if s in minutes))
         if m.group("time") != want:
             changed.append(f"README.md: the shortest path {m.group('time')} -> {want}")
-        return f"{m.group('path')} is the shortest line{m.group('middle')}(about {want})"
+        return f"{m.group('path')} is the shortest{m.group('sep')}line{m.group('middle')}(about {want})"
 
     return _README_PATH.sub(path_time, "\n".join(out)), changed
 
