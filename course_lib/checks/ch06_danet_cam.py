@@ -22,6 +22,7 @@ Nothing here imports ``course_lib.reference.danet``: expected values come from `
 from __future__ import annotations
 
 import copy
+import dis
 import functools
 from typing import Callable
 
@@ -29,8 +30,10 @@ import torch
 from torch import nn
 
 from .toolkit import (
+    HW_SWAPPED,
     build,
     call,
+    call_with_hints,
     check_pam_structure,
     CheckFailure,
     close_named,
@@ -42,9 +45,11 @@ from .toolkit import (
     expect_close,
     expect_device_free,
     expect_follows,
+    expect_function_contract,
     expect_gradients,
     expect_rows_sum_to_one,
     expect_shape,
+    expect_unchanged,
     expected,
     fmt_shape,
     is_close,
@@ -70,13 +75,19 @@ SYMMETRIC = define_mistake("symmetric", "a wrong claim about what the symmetry o
 COST_RATIO = define_mistake("cost_ratio", "a multiply-add count of PAM or CAM that leaves out a product or inverts "
                                           "the ratio")
 SEQUENTIAL = define_mistake("sequential", "the branches run one after the other where they should run side by side")
+GAMMA_UNUSED = define_mistake("gamma_unused", "forward never multiplies by gamma (Eq. (4)'s beta), so it cannot learn")
+BRANCHES_AVERAGED = define_mistake("branches_averaged", "the two branches are averaged where DANet sums them")
+LEFTOVER_GLOBAL = define_mistake(
+    "leftover_global", "forward reads a global variable of the notebook where a local name was misspelt")
+BAD_VARIANT_MESSAGE = define_mistake(
+    "bad_variant_message", "the ValueError for an unknown variant does not name the allowed values and the received one")
 
 ADVICE: dict[str, tuple[str, str]] = {
     "softmax_dim1": ("softmax_dim",
                      "the softmax runs over dim 1, so each COLUMN sums to 1. The energy a a^T is symmetric, so this "
-                     "is exactly the transpose of the right map. Eq. (3) normalises row j over i: dim=-1."),
-    "softmax_all": ("softmax_dim", "the softmax runs over all C*C entries at once; each row j gets its own "
-                                   "softmax over i: softmax(energy, dim=-1)."),
+                     "is exactly the transpose of the right map. Eq. (3) normalises each row j over i."),
+    "softmax_all": ("softmax_dim", "the softmax runs over all C*C entries at once; Eq. (3) gives each row j its "
+                                   "own softmax over i."),
     "official": ("cam_variant",
                  "this is the official code's softmax(max - energy) = softmax(-energy), which favours DISSIMILAR "
                  "channels; the paper's Eq. (3) is softmax(energy)."),
@@ -85,28 +96,54 @@ ADVICE: dict[str, tuple[str, str]] = {
               "softmax(max_i(energy) - energy): keep the max - energy line."),
     "scaled": ("scaled", "the energy is divided by sqrt(N); neither the paper nor the official code scales it."),
     "extra_transpose": (EXTRA_TRANSPOSE,
-                        "out = attention^T @ a. Unlike PAM, CAM's bmm needs no transpose: out = attention @ a, "
-                        "(B, C, C) @ (B, C, N) -> (B, C, N): row j mixes the channel maps with row j's weights. "
-                        "(A softmax over dim 1 gives the same transposed map: the energy is symmetric.)"),
+                        "the map is transposed before it weights the channel maps (PAM's habit). In CAM the map "
+                        "and a are both indexed by channels (§1): row j of the output mixes the rows of a with "
+                        "the weights of row j of the map. (A softmax over dim 1 gives the same transposed map: the "
+                        "energy is symmetric.)"),
     "missing_residual": ("missing_residual", "forward returns gamma * out without + x. Eq. (4): E = beta * out + A."),
     "residual_twice": (RESIDUAL_TWICE,
-                       "pam(x) + cam(x) counts the input twice: each module already returns gamma * out + x. "
-                       "The block should add each branch's contribution to x once: "
-                       "x + alpha * PAM_out + beta * CAM_out."),
+                       "the sum counts the input twice: each module already returns gamma * out + x, and the "
+                       "block adds each branch's contribution to x only once."),
     "sequential": (SEQUENTIAL,
                    "one module is applied to the other's output (cam(pam(x)) or pam(cam(x))). DANet runs the two "
                    "branches in parallel on the same features and sums them (Sec. 3.4)."),
+    "averaged": (BRANCHES_AVERAGED, "the two branches are averaged. DANet sums them (Sec. 3.4), and halving "
+                                    "also halves the residual x."),
     "pam_only": ("values", "only the position branch reaches the output; add the channel branch."),
     "cam_only": ("values", "only the channel branch reaches the output; add the position branch."),
-    "argmax_axis": (ARGMAX_AXIS, "the argmax (or argmin) runs over dim 1, down each column. Row j of the energy "
-                                 "holds channel j's affinities to every channel i: reduce over the last dim, "
-                                 "energy.argmax(-1) (or argmin for the official variant)."),
+    "argmax_axis": (ARGMAX_AXIS, "the argmax (or argmin) runs down each column. Row j of the energy holds "
+                                 "channel j's affinities to every channel i, and the question is about rows."),
     "swapped": ("cam_variant", "you returned the other variant's choice: the paper's map favours the most SIMILAR "
                                "channel (largest energy), the official one the most DISSIMILAR (smallest energy)."),
 }
 
 
+HINTS = (
+    ("must match the size of tensor", HW_SWAPPED,
+     "gamma * out could not be added to x: out does not have x's shape. The (B, C, N) product goes back to the "
+     "input's (B, C, H, W) with H before W; a (B, C, W, H) reshape swaps the two sizes."),
+)
+
 _close = functools.partial(close_named, advice=ADVICE)
+_call = functools.partial(call_with_hints, hints=HINTS)
+
+
+def expect_no_leftover_global(fn: Callable, *, what: str) -> None:
+    """``fn`` reads no global tensor or number of the notebook: a misspelt local name falls back to a global of
+    the same name (the blog's ``attetion`` / ``attention``, ``heigh`` / ``height``) and silently uses it."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return
+    names = {ins.argval for ins in dis.get_instructions(code) if ins.opname == "LOAD_GLOBAL"}
+    for name in sorted(names):
+        value = getattr(fn, "__globals__", {}).get(name)
+        if isinstance(value, (torch.Tensor, int, float)) and not isinstance(value, bool):
+            raise CheckFailure(
+                f"{what} reads the global variable {name!r} of your notebook (a {type(value).__name__}): the name is "
+                "never assigned inside the method, so Python looks it up among the notebook's globals.\n  Likely "
+                "mistake: a local name is spelt one way where it is assigned and another where it is used (the "
+                "blog's typos), and a global of the same name hides the error.", mistake=LEFTOVER_GLOBAL)
+    passed()
 
 
 def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
@@ -139,7 +176,7 @@ def _run_cam(module: nn.Module, E: dict, *, what: str) -> None:
     expect_shape(a, (b, c, c), what="attention(x)", hint="CAM's map is (B, C, C): a @ a^T with a = x as (B, C, N).")
     _rows_sum_to_one(a, what="attention(x)")
     _close(a, E["a"], what="attention(x)", diagnoses=E["a_diagnoses"])
-    y = expect_block_forward(module, x, what=what, returns="gamma * out + x", call=call,
+    y = expect_block_forward(module, x, what=what, returns="gamma * out + x", call=_call,
                              misread=lambda out, returns: returned_the_map(out, returns, square=False))
     _close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=E["y_diagnoses"])
     # float64 in, float64 out, at float64 precision (the stored values are float64)
@@ -153,8 +190,11 @@ def _run_cam(module: nn.Module, E: dict, *, what: str) -> None:
     xg = x.clone().requires_grad_(True)
     y = call(module, xg, doing=f"{what}(x) with x.requires_grad")
     call(lambda: y.square().sum().backward(), doing="backward through forward(x)")
-    expect(xg.grad is not None and module.gamma.grad is not None,
-           "after backward no gradient reached x or gamma.", mistake="no_grad")
+    expect(module.gamma.grad is not None,
+           "after backward no gradient reached gamma: forward does not use it. Eq. (4) scales the attended "
+           "features by beta (gamma) before adding A; with gamma set to 1 the values looked right, but a gamma "
+           "that never enters the output can never learn.", mistake=GAMMA_UNUSED)
+    expect(xg.grad is not None, "after backward no gradient reached x.", mistake="no_grad")
     expect_close(xg.grad, E["x_grad"], what="the gradient with respect to x", mistake="no_grad")
     expect_device_free(module, x, what=what)
     # realistic features: energies a a^T in the thousands; a softmax written as exp / sum overflows
@@ -180,7 +220,15 @@ def check_cam_official(cls: type) -> None:
     _run_cam(module, E, what=f"{cls.__name__}(variant='official')")
     try:
         cls(variant="Official ")
-    except ValueError:
+    except ValueError as err:
+        text = str(err)
+        named = ["'paper'" if "paper" in text else None, "'official'" if "official" in text else None,
+                 "the received 'Official '" if "Official " in text else None]
+        if None in named:
+            raise CheckFailure(
+                f"{cls.__name__}(variant='Official ') raised ValueError({text!r}). The error is right, but the "
+                "message should let its reader fix the call: name the allowed values ('paper', 'official') and "
+                "the value received (repr() shows its trailing space).", mistake=BAD_VARIANT_MESSAGE) from None
         passed()
     except Exception as err:  # noqa: BLE001
         raise CheckFailure(f"{cls.__name__}(variant='Official ') raised {type(err).__name__}: {err}; it should "
@@ -213,6 +261,7 @@ def check_most_attended(fn: Callable) -> None:
             raise CheckFailure(f"most_attended(energy, {variant!r}) should be {E[variant].tolist()}, got "
                                f"{got.tolist()}.", mistake="values")
         passed()
+        expect_function_contract(fn, (energy, variant), what=f"most_attended(energy, {variant!r})")
 
 
 @exercise("PAM_Module (the blog's, repaired)", budget_s=10)
@@ -223,8 +272,11 @@ def check_blog_pam(cls: type) -> None:
     module = build(cls, c)
     check_pam_structure(module, c, 8, what=what)
     load_pam_weights(module, E["weights"], what=what)  # gamma = 1
+    expect_no_leftover_global(getattr(cls, "forward", None), what=f"{what}.forward")
     x = E["x"]
-    y = call(module, x.clone(), doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
+    x_in = x.clone()
+    y = call(module, x_in, doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
+    expect_unchanged(x, x_in, what=f"{what}(x)")
     expect_shape(y, x.shape, what=f"{what}(x)")
     pam_close(y, E["y"], what=f"{what}(x) with gamma = 1", diagnoses=E["diagnoses"])
     expect_device_free(module, x, what=what)
@@ -236,8 +288,11 @@ def check_blog_cam(cls: type) -> None:
     c = E["x"].shape[1]
     module = build(cls, c)
     _gamma_one(module, what=f"{cls.__name__}({c})")
+    expect_no_leftover_global(getattr(cls, "forward", None), what=f"{cls.__name__}.forward")
     x = E["x"]
-    y = call(module, x.clone(), doing=f"{cls.__name__}({c})(x) with x of shape {fmt_shape(x.shape)}")
+    x_in = x.clone()
+    y = _call(module, x_in, doing=f"{cls.__name__}({c})(x) with x of shape {fmt_shape(x.shape)}")
+    expect_unchanged(x, x_in, what=f"{cls.__name__}({c})(x)")
     expect_shape(y, x.shape, what=f"{cls.__name__}({c})(x)")
     _close(y, E["y"], what=f"{cls.__name__}({c})(x) with gamma = 1", diagnoses=E["y_diagnoses"])
     expect_device_free(module, x, what=f"{cls.__name__}({c})")
@@ -267,7 +322,7 @@ def dual_cases(x: torch.Tensor, alpha: float = 0.6, beta: float = 1.3):
     with torch.no_grad():
         p, c = pam(x), cam(x)
         wrong = {"residual_twice": p + c, "sequential": cam(pam(x)), "sequential_2": pam(cam(x)),
-                 "pam_only": p, "cam_only": c}
+                 "averaged": (p + c) / 2, "pam_only": p, "cam_only": c}
     return ResidualBranch(alpha, "position"), ResidualBranch(beta, "channel"), (p + c - x), wrong
 
 
@@ -296,6 +351,9 @@ def check_dual_attention(fn: Callable) -> None:
     pam, cam, _, _ = dual_cases(x)
     expect_gradients(fn, (x, pam, cam), doing="dual_attention(x, pam, cam)", names=("x", "pam", "cam"),
                      grad_inputs=(0,))
+    # a plain function's protections, as a module's: the device watch, float64 throughout
+    pam, cam, right, _ = dual_cases(x)
+    expect_function_contract(fn, (x, pam, cam), what="dual_attention(x, pam, cam)", target64=right)
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,9 +400,10 @@ Q_SYMMETRIC = Question(
     doc="Which statements (a)-(d) about CAM's symmetric energy are true.",
     wrong={
         "aad0ff8b09b14e9885f4": (
-            SYMMETRIC, "What does the extra transpose of (c) do to the column softmax of (a)?"),
+            SYMMETRIC, "Your set stops at the column softmax: follow that map one step further, into the "
+                       "product with a."),
         "25b7fe193a0ebe7cc769": (
-            SYMMETRIC, "Look at (c) again: which other statement in the list decides it?"),
+            SYMMETRIC, "Your set states a consequence without the property of the column softmax it rests on."),
         "acb31df8e9148d8be284": (
             SYMMETRIC, "A softmax over the columns makes columns sum to 1, a softmax over the rows makes rows sum to "
                        "1: the two maps differ unless the map is symmetric, and a softmax's is not."),
@@ -367,8 +426,12 @@ Q_COST_RATIO = Question(
         "fced2407d7138881be23": (
             COST_RATIO, "That is N^2 / C^2, the ratio of the maps' sizes (memory), not of the multiply-adds."),
         "cb08c45d1bb1263ca141": (COST_RATIO, "The ratio is inverted: PAM's cost over CAM's."),
+        "d073d8f315b76bdde22a": (COST_RATIO, "PAM's energy is missing from its count: the map (N x N) is itself a product of the "
+                             "queries and keys, and its cost grows with N^2 too."),
+        "4f3b15ec768ed7331427": (COST_RATIO, "That compares one product of each module (the weighted sums, or PAM's weighted sum "
+                              "with one of CAM's): each module has two products, and all four count."),
     },
-    advice="An (a x b) @ (b x c) product costs a b c multiply-adds. PAM: energy (N x C')(C' x N) and weighted sum "
-           "(C x N)(N x N); CAM: energy (C x N)(N x C) and weighted sum (C x C)(C x N).")
+    advice="An (a x b) @ (b x c) product costs a b c multiply-adds; count both products of each module, as §5 "
+           "lists them.")
 
 define_question_checks(globals(), Q_OFFICIAL_FORM, Q_DIAGONAL, Q_SYMMETRIC, Q_COST_RATIO)

@@ -86,6 +86,9 @@ WRONG_PAPER = [
     ("in-place residual on x", "inplace", dict(fwd=FWD.replace(
         "        return self.gamma * out + x", "        x += self.gamma * out\n        return x"))),
     ("forward returns the map", "returns_map", dict(fwd="        return self.attention(x)")),
+    ("gamma left out of forward (out + x)", "gamma_unused", dict(fwd=FWD.replace("self.gamma * out + x", "out + x"))),
+    ("output reshaped as (B, C, W, H)", "hw_swapped", dict(fwd=FWD.replace(".reshape(b, c, h, w)",
+                                                                           ".reshape(b, c, w, h)"))),
 ]
 
 WRONG_OFFICIAL = [
@@ -100,6 +103,8 @@ WRONG_OFFICIAL = [
     ("unknown variant silently treated as 'paper'", "bad_variant", dict(init="""\
         self.variant = variant
         self.gamma = nn.Parameter(torch.zeros(1))""")),
+    ("a ValueError that names nothing", "bad_variant_message", dict(init=INIT.replace(
+        "f\"variant must be 'paper' or 'official', got {variant!r}\"", "\"invalid variant\""))),
 ]
 
 VALID_CAM = [
@@ -187,7 +192,10 @@ IMPLS += [
          .replace("C, height, width)\n        out = self", "C, heigh, width)\n        out = self"), "name_error"),
     Impl(BLOG, "`heigh` defined as a global instead of fixed at the use", "heigh = 5\n" + BLOG_TEMPLATE.replace(
         "ENERGY_LINE", OFFICIAL_LINE).replace("C, height, width)\n        out = self", "C, heigh, width)\n        out = self"),
-         "crash"),
+         "leftover_global"),
+    Impl(BLOG, "repaired, then the residual added to x in place", BLOG_TEMPLATE.replace("ENERGY_LINE", OFFICIAL_LINE)
+         .replace("        out = self.gamma * out + x\n        return out", "        x += self.gamma * out\n        return x"),
+         "inplace"),
     Impl(BLOG, "the blog's code with heigh -> height", BLOG_TEMPLATE.replace("ENERGY_LINE", OFFICIAL_LINE)),
     Impl(BLOG, "reshape instead of view, amax", BLOG_TEMPLATE.replace("ENERGY_LINE",
          "energy_new = energy.amax(-1, keepdim=True) - energy").replace(".view(", ".reshape(")),
@@ -219,6 +227,9 @@ class PAM_Module(nn.Module):
 IMPLS += [
     Impl(BLOG_PAM, "untouched: `attetion` assigned, `attention` used (a NameError)",
          BLOG_PAM_TEMPLATE.replace("attention = self.softmax", "attetion = self.softmax"), "name_error"),
+    Impl(BLOG_PAM, "`attetion` left, a global `attention` from an earlier cell used instead",
+         "attention = torch.eye(35).expand(2, 35, 35)\n"
+         + BLOG_PAM_TEMPLATE.replace("attention = self.softmax", "attetion = self.softmax"), "leftover_global"),
     Impl(BLOG_PAM, "made to run by dropping the permute", BLOG_PAM_TEMPLATE.replace(
         "attention.permute(0, 2, 1)", "attention"), "missing_transpose"),
     Impl(BLOG_PAM, "made to run, softmax over dim 1", BLOG_PAM_TEMPLATE.replace(
@@ -237,7 +248,9 @@ IMPLS += [
     Impl(DUAL, "sequential: cam(pam(x))", DUAL_TEMPLATE.replace("BODY", "return cam(pam(x))"), "sequential"),
     Impl(DUAL, "sequential: pam(cam(x))", DUAL_TEMPLATE.replace("BODY", "return pam(cam(x))"), "sequential"),
     Impl(DUAL, "only the position branch", DUAL_TEMPLATE.replace("BODY", "return pam(x)"), "values"),
-    Impl(DUAL, "averaged branches", DUAL_TEMPLATE.replace("BODY", "return (pam(x) + cam(x)) / 2"), "values"),
+    Impl(DUAL, "averaged branches", DUAL_TEMPLATE.replace("BODY", "return (pam(x) + cam(x)) / 2"), "branches_averaged"),
+    Impl(DUAL, "x plus the branches' contributions averaged", DUAL_TEMPLATE.replace(
+        "BODY", "return x + ((pam(x) - x) + (cam(x) - x)) / 2"), "branches_averaged"),
     Impl(DUAL, "x updated in place", DUAL_TEMPLATE.replace(
         "BODY", "p, c = pam(x), cam(x)\n    x += (p - x) + (c - x)\n    return x"), "inplace"),
     Impl(DUAL, "one branch's contribution detached", DUAL_TEMPLATE.replace(
@@ -282,7 +295,22 @@ IMPLS += [
          "cost_ratio"),
     Impl(Q_COST, "the ratio of the maps' sizes", "q_cost_ratio = (96**2 / 512) ** 2", "cost_ratio"),
     Impl(Q_COST, "inverted", "q_cost_ratio = 2 * 512**2 * 96**2 / (96**4 * (512 + 64))", "cost_ratio"),
+    Impl(Q_COST, "PAM's energy left out", "q_cost_ratio = 512 * 96**4 / (2 * 512**2 * 96**2)", "cost_ratio"),
+    Impl(Q_COST, "the weighted sums only", "q_cost_ratio = 512 * 96**4 / (512**2 * 96**2)", "cost_ratio"),
     Impl(Q_COST, "a string", "q_cost_ratio = 'about ten'", "answer_form"),
     Impl(Q_COST, "valid: rounded by hand", "q_cost_ratio = 10.1"),
     Impl(Q_COST, "valid: the formula N (C + C') / (2 C^2)", "q_cost_ratio = 9216 * (512 + 64) / (2 * 512 ** 2)"),
+]
+
+# issue 27: a plain function's own protections (the device watch, float64 throughout)
+IMPLS += [
+    Impl(DUAL, "the two branches stacked and weighted by a tensor made on the CPU", DUAL_TEMPLATE.replace(
+        "BODY", "weights = torch.tensor([1.0, 1.0], dtype=x.dtype).view(2, 1, 1, 1, 1)\n"
+                "    return (torch.stack([pam(x), cam(x)]) * weights).sum(0) - x"), "cpu_constant"),
+    Impl(MOST, "argmax over an index map built on the CPU", '''
+def most_attended(energy, variant):
+    a = energy if variant == "paper" else energy.amax(-1, keepdim=True) - energy
+    order = torch.arange(energy.shape[-1])
+    return (a.softmax(-1).argmax(-1, keepdim=True) == order).long().argmax(-1)
+''', "cpu_constant"),
 ]
