@@ -181,7 +181,8 @@ WRONG = {
                        "bcd": "diagonal", "ad": "diagonal"},
         "q_symmetric": {"a": "symmetric", "c": "symmetric", "b": "symmetric", "abc": "symmetric",
                         "acd": "symmetric", "ad": "symmetric"},
-        "q_cost_ratio": {2.25: "cost_ratio", 20.25: "cost_ratio", 324: "cost_ratio", 1 / 10.125: "cost_ratio"},
+        "q_cost_ratio": {2.25: "cost_ratio", 20.25: "cost_ratio", 324: "cost_ratio", 1 / 10.125: "cost_ratio",
+                         9: "cost_ratio", 18: "cost_ratio"},
     },
     "ch07_nonlocal_gcnet": {
         "q_nl_params": {131712: "missing_norm", 132736: "param_count", 263680: "missing_bottleneck",
