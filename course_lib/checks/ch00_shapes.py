@@ -23,7 +23,9 @@ from .toolkit import (
     expect,
     expect_close,
     expect_finite,
+    expect_function_contract,
     expect_gradients,
+    expect_layouts,
     expect_shape,
     expected,
     fmt_shape,
@@ -70,6 +72,16 @@ def call_safely(fn: Callable, name: str, args: tuple) -> Any:
     return call_on_copies(fn, args, doing=f"{name}({shapes})")
 
 
+def protections(fn: Callable, name: str, args: tuple, want: torch.Tensor) -> None:
+    """What every exercise's contract states, a plain function's too: no CPU constant meets the input (the device
+    watch), float64 in and out at float64 accuracy, the input left alone, and the same result for a 4-D input
+    laid out channels_last or as a non-contiguous view."""
+    shapes = ", ".join(f"a tensor of shape {fmt_shape(a.shape)}" for a in args)
+    expect_function_contract(fn, args, what=f"{name}({shapes})", target64=want)
+    if any(a.dim() == 4 for a in args):
+        expect_layouts(fn, args, what=f"{name}({shapes})")
+
+
 def gradients(fn: Callable, name: str, args: tuple, names: tuple[str, ...]) -> None:
     """The result carries gradients to every input (small float64 copies of the check's inputs)."""
     expect_gradients(fn, args, doing=name, names=names)
@@ -106,6 +118,7 @@ def check_channel_descriptor(fn: Callable) -> None:
                                    f"{h} x {w} pixels divides by H * W = {h * w}."),
     ])
     gradients(fn, "channel_descriptor(x)", (x,), ("x",))
+    protections(fn, "channel_descriptor", (x,), want)
 
 
 @exercise("apply_gate", budget_s=5)
@@ -129,6 +142,7 @@ def check_apply_gate(fn: Callable) -> None:
         "values": (x + gate[:, :, None, None], "the gate is added to x; a gate multiplies: x * gate."),
     })
     gradients(fn, "apply_gate(x, gate)", (x, gate), ("x", "gate"))
+    protections(fn, "apply_gate", (x, gate), want)
     # The trap: B == H and C == W, so `x * gate` runs without an error and scales the wrong entries.
     x2, gate2 = seeded_randn(3, 4, 3, 4, seed=8), torch.rand(3, 4, generator=torch.Generator().manual_seed(9),
                                                               dtype=torch.float64)
@@ -166,6 +180,7 @@ def check_row_softmax(fn: Callable) -> None:
     large = call_safely(fn, "row_softmax", (big,))
     expect_finite(large, what=f"row_softmax(scores) for float32 scores up to {big.abs().max().item():.0f} in size")
     gradients(fn, "row_softmax(scores)", (scores,), ("scores",))
+    protections(fn, "row_softmax", (scores,), want)
 
 
 @exercise("pairwise_scores", budget_s=5)
@@ -181,6 +196,7 @@ def check_pairwise_scores(fn: Callable) -> None:
                  hint="entry [b, i, j] is the plain dot product q[b, i] . k[b, j]: (B, N, D) @ (B, D, M), "
                       "no scaling, no other operand order.")
     gradients(fn, "pairwise_scores(q, k)", (q, k), ("q", "k"))
+    protections(fn, "pairwise_scores", (q, k), want)
 
 
 @exercise("flatten_pixels", budget_s=5)
@@ -204,6 +220,7 @@ def check_flatten_pixels(fn: Callable) -> None:
                       "(i, j) becomes n = i * W + j."),
     })
     gradients(fn, "flatten_pixels(x)", (x,), ("x",))
+    protections(fn, "flatten_pixels", (x,), want)
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,7 +40,9 @@ from .toolkit import (
     expect_block_forward,
     expect_close,
     expect_defaults,
+    expect_function_contract,
     expect_informative_defaults,
+    expect_layouts,
     expect_device_free,
     expect_finite,
     expect_follows,
@@ -195,6 +197,10 @@ def check_pam_einops(fn: Callable) -> None:
     large = _call(fn, *big, doing="pam_einops on queries and keys of realistic size (float32)")
     expect_finite(large, what=f"pam_einops(q, k, v) for float32 q and k up to {big[0].abs().max().item():.0f} in size")
     expect_gradients(fn, (E["q2"], E["k2"], E["v2"]), doing="pam_einops(q, k, v)", names=("q", "k", "v"))
+    # a plain function's protections, as a module's: the device watch, float64 throughout, its inputs' layouts
+    args64 = tuple(t.double() for t in (q, k, v))
+    expect_function_contract(fn, args64, what="pam_einops(q, k, v)", target64=E["out"])
+    expect_layouts(fn, args64, what="pam_einops(q, k, v)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -312,6 +312,11 @@ def check_directional_pool(fn: Callable[..., Any]) -> None:
     z_h, z_w = fn(x)
     expect_close(z_h, data["z_h"], what="z_h")
     expect_close(z_w, data["z_w"], what="z_w")
+    # the protections of every exercise, this helper's own: the device watch, float64, its input's memory layouts
+    x64 = data["x"].double()
+    shown = f"directional_pool(x) with x of shape {fmt_shape(x.shape)}"
+    expect_function_contract(fn, (x64,), what=shown, target64=x64.mean(3, keepdim=True))
+    expect_layouts(fn, (x64,), what=shown)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1233,15 +1233,15 @@ def uninformative_defaults(args: Sequence[Any], defaults: Mapping[str, Any],
     ``layout(*args, **kwargs)`` returns what the exercise's module looks like for those arguments (its layer
     widths, its kernel sizes: whatever the arguments change). For each integer default v, the values v // 2
     and 2 v (those the layout accepts) must each give another layout than v; else a wrong default
-    builds the same module at this probe, and the probe tests nothing. Small defaults (kernel sizes and the
-    like, up to 9) are also probed against v - 2 .. v + 2.
+    builds the same module at this probe, and the probe tests nothing. A kernel size is also probed against
+    v - 2 .. v + 2.
     """
     weak = []
     for key, value in defaults.items():
         if not isinstance(value, int) or isinstance(value, bool):
             continue
         right = layout(*args, **defaults)
-        near = {value - 2, value - 1, value + 1, value + 2} if value <= 9 else set()
+        near = {value - 2, value - 1, value + 1, value + 2} if "kernel" in key else set()
         for other in ({value // 2, 2 * value} | near) - {value}:
             if other < 1:
                 continue

@@ -154,3 +154,18 @@ IMPLS = [
          "torch.nn.Conv2d(64, 4, 3).parameters())"),
     Impl(Q_CONV, "valid: a float with no fraction", "q_conv_params = 2308.0"),
 ]
+
+# issue 27: a plain function's own protections (device watch, memory layouts), like a module's
+IMPLS += [
+    Impl(DESC, "divided by a count made on the CPU (torch.tensor([h * w]))",
+         "def channel_descriptor(x):\n    h, w = x.shape[-2:]\n"
+         "    return x.sum((2, 3), keepdim=True) / torch.tensor([h * w], dtype=x.dtype)\n", "cpu_constant"),
+    Impl(DESC, "x.view(B, C, H * W): breaks on a non-contiguous input",
+         "def channel_descriptor(x):\n    b, c = x.shape[:2]\n    return x.view(b, c, -1).mean(-1)[:, :, None, None]\n",
+         "memory_layout"),
+    Impl(FLAT, "x.view(B, C, H * W), then transposed: breaks on a non-contiguous input",
+         "def flatten_pixels(x):\n    b, c, h, w = x.shape\n    return x.view(b, c, h * w).transpose(1, 2)\n",
+         "memory_layout"),
+    Impl(DESC, "valid: x.reshape(B, C, H * W).mean(-1)",
+         "def channel_descriptor(x):\n    b, c = x.shape[:2]\n    return x.reshape(b, c, -1).mean(-1)[:, :, None, None]\n"),
+]

@@ -280,3 +280,16 @@ IMPLS += [Impl(ATTENTION, "a dtype guard that refuses mixed precision", pam(att=
         if x.dtype != self.query_conv.weight.dtype:
             raise TypeError(f"PositionAttention: input is {x.dtype}, weights are {self.query_conv.weight.dtype}")
 """ + ATT), "autocast")]
+
+# issue 27: a plain function's own protections (device watch, memory layouts)
+IMPLS += [
+    Impl(EINOPS, "the map's mask of ones made on the CPU (torch.ones without device=)", einops_fn(
+        "e = einsum(q3, k3, 'b c n, b c m -> b n m')\n"
+        "    a = (e * torch.ones(e.shape[-1], dtype=e.dtype)).softmax(-1)"), "cpu_constant"),
+    Impl(EINOPS, "views on the inputs: breaks on a channels_last input", """
+def pam_einops(q, k, v):
+    b, c, h, w = v.shape
+    a = torch.bmm(q.view(b, -1, h * w).transpose(1, 2), k.view(b, -1, h * w)).softmax(-1)
+    return torch.bmm(v.view(b, c, h * w), a.transpose(1, 2)).view(b, c, h, w)
+""", "memory_layout"),
+]

@@ -355,6 +355,19 @@ WRONG_COSINE = [
     n = a.shape[1]
     off = (cos.sum((1, 2)) - np.trace(cos, axis1=1, axis2=2)) / (n * (n - 1))
     return torch.as_tensor((1 - off) / 2, dtype=v.dtype, device=v.device)""")),
+    # issue 27: "finite for large entries" at the scale where the direct form breaks; a plain function's device watch
+    ("dot products divided by the product of the norms: inf / inf at float32 entries near 1e20", "overflow", cos("""\
+    n = v.shape[1]
+    norms = v.norm(dim=-1)
+    dots = torch.einsum("bid,bjd->bij", v, v) / (norms[:, :, None] * norms[:, None, :])
+    total = dots.sum((1, 2)) - torch.einsum("bii->b", dots)
+    return 0.5 - 0.5 * total / (n * (n - 1))""")),
+    ("the mask of pairs i != j made on the CPU (torch.eye without device=)", "cpu_constant", cos("""\
+    n = v.shape[1]
+    u = F.normalize(v, dim=-1)
+    cos = u @ u.transpose(1, 2)
+    mask = ~torch.eye(n, dtype=torch.bool)
+    return ((1 - cos) / 2)[:, mask].mean(-1)""")),
 ]
 
 VALID_COSINE = [
@@ -364,8 +377,9 @@ VALID_COSINE = [
     c = F.cosine_similarity(v[:, :, None, :], v[:, None, :, :], dim=-1)
     mask = ~torch.eye(n, dtype=torch.bool, device=v.device)
     return ((1 - c) / 2)[:, mask].mean(-1)""")),
-    ("einsum with norms", cos("""\
+    ("einsum with norms, the vectors first brought to a safe size", cos("""\
     n = v.shape[1]
+    v = v / v.abs().amax(-1, keepdim=True).clamp_min(1e-30)
     norms = v.norm(dim=-1)
     dots = torch.einsum("bid,bjd->bij", v, v) / (norms[:, :, None] * norms[:, None, :])
     total = dots.sum((1, 2)) - torch.einsum("bii->b", dots)

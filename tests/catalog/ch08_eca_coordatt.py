@@ -656,3 +656,28 @@ IMPLS += [
     Impl(CA, "bn1 with Keras's momentum=0.9 (the weight of the old statistics): running statistics off",
          ca(init=CA_INIT.replace("nn.BatchNorm2d(m)", "nn.BatchNorm2d(m, momentum=0.9)")), "bn_statistics"),
 ]
+
+# issue 27: the pooling helper's own protections (device watch, memory layouts), so that its own points are lost
+IMPLS += [
+    Impl(POOL, "means as products with a ones vector made on the CPU", '''
+def directional_pool(x):
+    h, w = x.shape[2:]
+    z_h = x @ (torch.ones(w, 1, dtype=x.dtype) / w)
+    z_w = x.transpose(2, 3) @ (torch.ones(h, 1, dtype=x.dtype) / h)
+    return z_h, z_w
+''', "cpu_constant"),
+    Impl(POOL, "rows flattened with view: breaks on a channels_last input", '''
+def directional_pool(x):
+    b, c, h, w = x.shape
+    z_h = x.view(b * c * h, w).mean(1).view(b, c, h, 1)
+    z_w = x.transpose(2, 3).reshape(b * c * w, h).mean(1).view(b, c, w, 1)
+    return z_h, z_w
+''', "memory_layout"),
+    Impl(POOL, "means as products with ones vectors on x's device", '''
+def directional_pool(x):
+    h, w = x.shape[2:]
+    z_h = x @ x.new_full((w, 1), 1 / w)
+    z_w = x.transpose(2, 3) @ x.new_full((h, 1), 1 / h)
+    return z_h, z_w
+'''),
+]
