@@ -46,10 +46,12 @@ from .toolkit import (
     expect_int,
     expect_method_gradients,
     expect_module_gradients,
+    expect_normalisation_modes,
     expect_shape,
     expect_unchanged,
     expected,
     fmt_shape,
+    normalisation_explains,
     passed,
 )
 
@@ -302,12 +304,14 @@ def check_sam_forward(cls: type) -> None:
             mistake=MISSING_PROJECTION,
         )
     expect_shape(y, (b, c_out, h, w), what="forward(x)")
-    _close(
-        y, E["eval"], what="forward(x) in eval mode (BatchNorm with the stored running statistics)",
-        diagnoses=E["diagnoses"],
-        hint="forward(x) = relu(bn(conv(x * attention(x)))): gate first, then the 3x3 conv (padding 1, no "
-             "bias), the BatchNorm, and the ReLU last.",
-    )
+    with normalisation_explains(module, x, what=what, hints=HINTS):
+        _close(
+            y, E["eval"], what="forward(x) in eval mode (BatchNorm with the stored running statistics)",
+            diagnoses=E["diagnoses"],
+            hint="forward(x) = relu(bn(conv(x * attention(x)))): gate first, then the 3x3 conv (padding 1, no "
+                 "bias), the BatchNorm, and the ReLU last.",
+        )
+    expect_normalisation_modes(module, x, what=what, hints=HINTS)
     expect_device_free(module, x, what=what)
     module.train()
     y_train = _call(module, x.clone(), doing=f"{what}(x) in training mode")

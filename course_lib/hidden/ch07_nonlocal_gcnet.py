@@ -277,6 +277,8 @@ def hidden_nl_forward(cls: type) -> None:
         with torch.no_grad():
             target = Result("forward", y, nl_forward_mistakes(ref, x64))
         sweep(_nl_student(cls, ref), x64, [target], advice=ADVICE, call=_call, gradients=gradients)
+        expect_training_step(_nl_student(cls, ref)(torch.float64, "cpu"), ref, seeded_randn(max(b, 2), c, h, w,
+                             seed=7650 + trial), what=f"{cls.__name__}({c}, reduction={r})", call=_call)
 
 
 @exercise("GlobalContextBlock.attention and .context (hidden)", budget_s=30)

@@ -312,3 +312,16 @@ IMPLS += [
     Impl(Q_FLIP, "valid: an upper-case string", "q_kernel_flip = 'A'"),
     Impl(Q_FLIP, "valid: a list", "q_kernel_flip = ['a']"),
 ]
+
+# issue 27: the BatchNorm in eval and training mode on loaded weights
+IMPLS += [
+    Impl(FORWARD, "BatchNorm forced to batch statistics (F.batch_norm with training=True)", sam(fwd="""\
+        y = self.conv(x * self.attention(x))
+        return F.relu(F.batch_norm(y, self.bn.running_mean, self.bn.running_var, self.bn.weight, self.bn.bias,
+                                   training=True))"""), "bn_forced_train"),
+    Impl(FORWARD, "the projection run twice (the second time for a printout): running statistics move twice",
+         sam(fwd="""\
+        g = x * self.attention(x)
+        self.stats = float(self.bn(self.conv(g)).mean())
+        return F.relu(self.bn(self.conv(g)))"""), "bn_twice"),
+]

@@ -673,6 +673,12 @@ def directional_pool(x):
     z_w = x.transpose(2, 3).reshape(b * c * w, h).mean(1).view(b, c, w, 1)
     return z_h, z_w
 ''', "memory_layout"),
+    Impl(POOL, "means computed in float32, cast back to x's dtype", '''
+def directional_pool(x):
+    z_h = x.float().mean(3, keepdim=True).to(x.dtype)
+    z_w = x.float().mean(2, keepdim=True).transpose(2, 3).to(x.dtype)
+    return z_h, z_w
+''', "float32_inside"),
     Impl(POOL, "means as products with ones vectors on x's device", '''
 def directional_pool(x):
     h, w = x.shape[2:]
