@@ -37,7 +37,7 @@ QUOTED: dict[str, list[tuple[str, str, str]]] = {
                       ("ctdnet_sam", "ctrl_mass_in_box", "pct0"), ("ctdnet_sam", "ctrl_lift", "f2"),
                       ("cbam", "att_lift", "f2")],
     "04_hacnn": [("hacnn_soft", "accuracy", "pct1"), ("hacnn_soft", "att_mass_in_box", "pct0"),
-                 ("hacnn_soft", "att_lift", "f2"), ("hacnn_soft", "att_pointing_hit", "pct0"),
+                 ("hacnn_soft", "att_lift", "f2"),  # att_pointing_hit: argmax on a plateau, not quoted
                  ("hacnn_soft", "ctrl_lift", "f2"), ("hacnn_soft", "ctrl_pointing_hit", "pct0"),
                  ("hacnn_hard", "accuracy", "pct1"), ("hacnn_hard", "centre_1", "f0"), ("hacnn_hard", "centre_2", "f0"),
                  ("hacnn_hard", "centre_3", "f0"), ("hacnn_hard", "centre_4", "f0"),

@@ -21,6 +21,7 @@ weights. Values come from ``checks/expected/ch04_hacnn.pt``; nothing here import
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import warnings
 from typing import Any, Callable
@@ -59,6 +60,8 @@ ALIGN_CORNERS = define_mistake(
     "align_corners", "align_corners is missing or has the wrong value (bilinear resize: True; affine_grid/grid_sample: False)")
 UPSAMPLE_MODE = define_mistake("upsample_mode", "the resize or sampling uses another mode than bilinear")
 MISSING_SCALING_CONV = define_mistake("missing_scaling_conv", "the 1x1 'scaling' ConvBlock after the resize is missing")
+SCALING_BEFORE_RESIZE = define_mistake(
+    "scaling_before_resize", "the 1x1 'scaling' ConvBlock runs on the small map, before the resize instead of after it")
 EXTRA_SIGMOID = define_mistake("extra_sigmoid", "a sigmoid where this step has none (HA-CNN's sigmoid comes once, at the end)")
 CHANNEL_POOL = define_mistake("channel_pool", "the channels are pooled with max or sum where HA-CNN averages them")
 MAX_SQUEEZE = define_mistake("max_squeeze", "the squeeze takes the maximum over H and W where the paper averages")
@@ -88,39 +91,43 @@ ADVICE: dict[str, tuple[str, str]] = {
     "nearest": (UPSAMPLE_MODE, "the resize uses mode='nearest'; HA-CNN resizes bilinearly (mode='bilinear')."),
     "no_scaling_conv": (MISSING_SCALING_CONV,
                         "the map skips conv2, the 1x1 'scaling' ConvBlock after the resize."),
+    "scaling_before_resize": (SCALING_BEFORE_RESIZE,
+                              "conv2 runs on the stride-2 map and its result is resized. (H2) resizes first and "
+                              "applies the 1x1 'scaling' ConvBlock to the full-size map; its ReLU does not commute "
+                              "with the bilinear resize, so the order changes the values."),
     "spatial_sigmoid": (EXTRA_SIGMOID,
                         "the spatial map ends with a sigmoid. S is the output of conv2 (a ConvBlock, ending in "
                         "ReLU); the sigmoid comes later, once, in SoftAttention."),
-    "channel_max": (CHANNEL_POOL, "the channels are pooled with max; HA-CNN averages them: x.mean(1, keepdim=True)."),
-    "channel_sum": (CHANNEL_POOL, "the channels are summed; HA-CNN averages them: x.mean(1, keepdim=True)."),
+    "channel_max": (CHANNEL_POOL, "the channels are pooled with max; (H2) averages them."),
+    "channel_sum": (CHANNEL_POOL, "the channels are summed; (H2) averages them (divide by C)."),
     "upsample_crop": ("odd_size",
                       "you upsample by 2 and crop back to (H, W). On odd sizes the x2 grid does not line up with "
-                      "the input's: the map shifts by up to half a pixel. Resize straight to the input's own size: "
-                      "F.interpolate(s, size=(h, w), mode='bilinear', align_corners=True)."),
+                      "the input's: the map shifts by up to half a pixel. (H2) resizes to the input's own size in "
+                      "one step."),
     # ChannelAttention
-    "squeeze_max": (MAX_SQUEEZE, "the squeeze takes the max over H and W; HA-CNN averages: x.mean((2, 3), keepdim=True)."),
-    "squeeze_sum": (SUM_SQUEEZE, "the squeeze sums over H and W; HA-CNN averages: x.mean((2, 3), keepdim=True)."),
+    "squeeze_max": (MAX_SQUEEZE, "the squeeze takes the max over H and W; (H3) averages."),
+    "squeeze_sum": (SUM_SQUEEZE, "the squeeze sums over H and W; (H3) averages."),
     "squeeze_hh": ("divisor", "the sum over H and W is divided by H * H; the mean over the H x W pixels divides "
-                              "by H * W: x.mean((2, 3), keepdim=True)."),
+                              "by H * W."),
     "squeeze_ww": ("divisor", "the sum over H and W is divided by W * W; the mean over the H x W pixels divides "
-                              "by H * W: x.mean((2, 3), keepdim=True)."),
+                              "by H * W."),
     "channel_sigmoid": (EXTRA_SIGMOID,
                         "the channel map ends with a sigmoid. C is the output of conv2 (a ConvBlock); the sigmoid "
                         "comes once, in SoftAttention."),
     # SoftAttention
-    "soft_no_sigmoid": ("missing_sigmoid", "M has no sigmoid: M = torch.sigmoid(self.conv(S * C))."),
+    "soft_no_sigmoid": ("missing_sigmoid", "M has no sigmoid; (H4) ends with one."),
     "soft_sum": (SUM_NOT_PRODUCT, "S and C are added; HA-CNN multiplies them (S * C broadcasts to (B, C, H, W))."),
-    "soft_no_conv": (MISSING_CONV, "the 1x1 ConvBlock self.conv is skipped: M = sigmoid(self.conv(S * C))."),
-    "soft_sigmoid_first": (SIGMOID_ORDER, "the sigmoid is applied before the ConvBlock: M = sigmoid(conv(S * C))."),
+    "soft_no_conv": (MISSING_CONV, "the 1x1 ConvBlock self.conv is skipped; (H4) mixes S x C through it before "
+                                   "the sigmoid."),
+    "soft_sigmoid_first": (SIGMOID_ORDER, "the sigmoid is applied before the ConvBlock; (H4) applies it last."),
     "soft_returns_map": ("returns_map", "forward returns the map M; it should return x * M."),
-    "soft_added": (GATE_ADDED, "forward adds the map (x + M); it multiplies: x * M."),
+    "soft_added": (GATE_ADDED, "forward adds the map (x + M); (H4) re-weights the features with it."),
     # HardAttention
     "theta_raw": (TANH_PLACEMENT,
-                  "the initial centres are exactly +-0.25 and +-0.75: the tanh is missing, or the bias is added "
-                  "after it. HA-CNN computes tanh(fc(z)): the bias goes in before the tanh, so the centres start "
-                  "at +-tanh(0.25) and +-tanh(0.75)."),
-    "theta_no_tanh": (TANH_PLACEMENT, "theta has no tanh: theta = tanh(fc(GAP(x)))."),
-    "theta_bias_after": (TANH_PLACEMENT, "the bias is added after the tanh: theta = tanh(fc(z)) with the fc's own bias."),
+                  "the initial centres are exactly the bias values: the tanh is missing, or the bias is added "
+                  "after it. Look at where the bias sits in (H5)."),
+    "theta_no_tanh": (TANH_PLACEMENT, "theta has no tanh; (H5) has one."),
+    "theta_bias_after": (TANH_PLACEMENT, "the bias is added after the tanh; in (H5) the fc's own bias is inside it."),
     "theta_swapped": (THETA_ORDER,
                       "t_x and t_y are swapped: per region the fc gives (t_x, t_y), x first; the stripes move "
                       "vertically, so the nonzero initial values belong in t_y, entry 1 of each pair."),
@@ -129,8 +136,7 @@ ADVICE: dict[str, tuple[str, str]] = {
                      "[0, -0.75, 0, -0.25, 0, 0.25, 0, 0.75] for R = 4."),
     "theta_reshape": (THETA_RESHAPE,
                       "the fc output is reshaped as (B, 2, R) and transposed; its 2R entries are R consecutive "
-                      "pairs (t_x, t_y), so reshape straight to (B, R, 2) (rearrange 'b (r two) -> b r two'). "
-                      "Your bias values are right; the reshape mixes the regions."),
+                      "pairs (t_x, t_y). Your bias values are right; the reshape mixes the regions."),
     "theta_zero": (FC_INIT,
                    "every region starts at the centre (theta = 0): the fc bias must start at t_y = (2i+1)/R - 1 "
                    "for region i."),
@@ -138,11 +144,12 @@ ADVICE: dict[str, tuple[str, str]] = {
     "affine_vertical": (STRIPE_SCALE,
                         "the scale is [[1/R, 0], [0, 1]]: vertical stripes. HA-CNN's regions are horizontal "
                         "stripes: full width (scale 1 on x), 1/R of the height (scale 1/R on y)."),
-    "affine_identity": (STRIPE_SCALE, "the scale is the identity: each 'region' is the whole map shifted. Use "
-                                      "[[1, 0], [0, 1/R]]."),
+    "affine_identity": (STRIPE_SCALE, "the scale is the identity: each 'region' is the whole map shifted, where "
+                                      "(H6) takes 1/R of the height."),
     "affine_big": (STRIPE_SCALE, "the scale is R where it should be 1/R: the sampling grid spans 1/R of the input."),
     "affine_swapped": (THETA_ORDER, "the translation column is (t_y, t_x); it is (t_x, t_y): x first."),
-    "affine_quarter": (NUM_REGIONS, "the scale is a fixed 0.25 (torchreid's, for 4 regions); use 1 / num_regions."),
+    "affine_quarter": (NUM_REGIONS, "the scale is a fixed 0.25 (torchreid's, for 4 regions): num_regions is "
+                                    "ignored."),
     "crops_align_true": (ALIGN_CORNERS,
                          "affine_grid/grid_sample use align_corners=True; HA-CNN's crops use False (pass it "
                          "explicitly to both)."),
@@ -151,11 +158,10 @@ ADVICE: dict[str, tuple[str, str]] = {
 
 HINTS = (
     ("Expected 3D (unbatched) or 4D (batched) input to conv2d", KEEPDIM,
-     "a reduction dropped dimensions: the ConvBlocks need a 4-D (B, C, H, W) tensor. Use keepdim=True "
-     "(x.mean((2, 3), keepdim=True) for the squeeze, x.mean(1, keepdim=True) for the channel mean)."),
+     "a reduction dropped the dimensions it reduced: the ConvBlocks need a 4-D (B, C, H, W) tensor."),
     ("expected input", "pool_axis",
-     "a ConvBlock got the wrong number of channels: check which axis you average over (channels: dim 1; "
-     "space: dims 2 and 3), and keep it with keepdim=True."),
+     "a ConvBlock got the wrong number of channels: the average ran over another axis than the equation's, or "
+     "dropped it."),
 )
 
 _call = functools.partial(call_with_hints, hints=HINTS)
@@ -208,8 +214,7 @@ def check_spatial_attention(cls: type) -> None:
             f"attention(x) for x of size {h}x{w} returned shape {fmt_shape(s.shape)}: the stride-2 conv gives "
             f"{math.ceil(h / 2)}x{math.ceil(w / 2)}, and a fixed x2 upsample gives {2 * math.ceil(h / 2)}x"
             f"{2 * math.ceil(w / 2)}, not {h}x{w}. torchreid's F.upsample(x, (2h, 2w)) only works for even sizes "
-            "(its 160x64 inputs). Resize to the input's own size: "
-            "F.interpolate(s, size=(h, w), mode='bilinear', align_corners=True).",
+            "(its 160x64 inputs): resize to the input's own size, not by a fixed factor.",
             mistake="odd_size",
         )
     expect_shape(s, (b, 1, h, w), what=f"attention(x) for x of size {h}x{w}",
@@ -222,11 +227,10 @@ def check_spatial_attention(cls: type) -> None:
     if any("upsample" in n and "deprecated" in n for n in notes):
         raise CheckFailure(
             "your code calls F.upsample (or upsample_bilinear), deprecated in favour of F.interpolate and kept only "
-            "as an alias that warns. Use F.interpolate(s, size=(h, w), mode='bilinear', align_corners=True).",
+            "as an alias that warns.",
             mistake=DEPRECATED_UPSAMPLE,
         )
-    hint = ("S = conv2(F.interpolate(conv1(x.mean(1, keepdim=True)), size=(H, W), mode='bilinear', "
-            "align_corners=True)); no sigmoid here.")
+    hint = "compare each step with (H2) and the shape table of §2; S has no sigmoid."
     _close(s_even, E["s_even"], what=f"attention(x) for x of shape {fmt_shape(x_even.shape)}",
            diagnoses=E["diagnoses_even"], hint=hint)
     _close(s, E["s_odd"], what=f"attention(x) for x of odd size {fmt_shape(x.shape)}",
@@ -249,9 +253,9 @@ def check_channel_attention(cls: type) -> None:
     x_in = x.clone()
     c = _call(module.attention, x_in, doing=f"attention(x) with x of shape {fmt_shape(x.shape)}")
     expect_shape(c, (x.shape[0], channels, 1, 1), what="attention(x)",
-                 hint="squeeze with x.mean((2, 3), keepdim=True), then conv1 and conv2.")
+                 hint="(B, C, 1, 1): the squeeze keeps the dimensions it averages over.")
     _close(c, E["c"], what="attention(x)", diagnoses=E["diagnoses"],
-           hint="C = conv2(conv1(x.mean((2, 3), keepdim=True))); no sigmoid here.")
+           hint="compare each step with (H3); C has no sigmoid.")
     _unchanged(x, x_in, what="attention(x)")
     expect(bool((c >= 0).all()), "C should be >= 0 (it ends in a ConvBlock's ReLU)", mistake="values")
     expect_device_free(module, x, what=f"{cls.__name__}({channels}, {reduction})")
@@ -295,16 +299,14 @@ def check_soft_attention(cls: type) -> None:
     expect_shape(m, tuple(x.shape), what="attention(x)",
                  hint="S (B, 1, H, W) * C (B, C, 1, 1) broadcasts to (B, C, H, W); the 1x1 ConvBlock keeps it.")
     _close(m, E["m"], what="attention(x) (with fixed S and C maps)", diagnoses=E["diagnoses"],
-           hint="M = torch.sigmoid(self.conv(self.spatial_attn(x) * self.channel_attn(x))).")
-    expect(bool((m >= 0.5).all() and (m < 1).all()),
-           f"M should lie in [0.5, 1); got values from {m.min().item():.4f} to {m.max().item():.4f}")
+           hint="compare each step with (H4).")
     _unchanged(x, x_in, what="attention(x)")
     x_in = x.clone()
     y = _call(module, x_in, doing=f"forward(x) with x of shape {fmt_shape(x.shape)}")
     _unchanged(x, x_in, what="forward(x)")
     expect_shape(y, tuple(x.shape), what="forward(x)")
     _close(y, E["y"], what="forward(x)", diagnoses={"soft_returns_map": E["m"], "soft_added": E["x_plus_m"]},
-           hint="forward(x) = x * self.attention(x).")
+           hint="forward returns the features re-weighted by the map, X (.) M of (H4).")
     # 2. the whole module, with your SpatialAttention and ChannelAttention inside
     module = build(cls, channels)
     load_weights(module, E["all_weights"], what=what)
@@ -332,24 +334,43 @@ def check_soft_attention(cls: type) -> None:
     expect_module_gradients(module, x, what=what, hints=HINTS)
 
 
+#: the two ends of the interval, as salted hashes (checks/questions.py); the plain values live in hidden/ch04_hacnn.py
+INTERVAL_LOW = Question("soft_map_interval_low", "float", key="282113df381b2429ea5b", digits=3,
+                        doc="The lower end of the soft map's interval.")
+INTERVAL_HIGH = Question("soft_map_interval_high", "float", key="80c36fbe52526e1da431", digits=3,
+                         doc="The upper end of the soft map's interval.")
+#: the likely wrong pair (the sigmoid's own range), hashed as a pair (_pair_key)
+_SIGMOID_RANGE_KEY = "51889ddf87d5d75827a5"
+
+
+def _pair_key(low: float, high: float) -> str:
+    return hashlib.sha256(f"cnn-attention-course/ch04/soft_map_interval|{low:g}|{high:g}".encode()).hexdigest()[:20]
+
+
+def _end_is(question: Question, value: float) -> bool:
+    try:
+        question.check(value)
+    except CheckFailure:
+        return False
+    return True
+
+
 @exercise("soft_map_interval", budget_s=5)
 def check_soft_map_interval(fn: Callable) -> None:
-    """soft_map_interval() == (0.5, 1.0): the soft map lies in [0.5, 1)."""
+    """soft_map_interval() returns (low, high), the interval every value of the soft mask lies in."""
     got = _call(fn, doing="soft_map_interval()")
     ok_type = isinstance(got, (tuple, list)) and len(got) == 2 and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in got)
     expect(ok_type, f"soft_map_interval() should return a pair (low, high) of numbers, got {got!r}", mistake="values")
     low, high = float(got[0]), float(got[1])
-    if (low, high) == (0.0, 1.0):
+    if _pair_key(low, high) == _SIGMOID_RANGE_KEY:
         raise CheckFailure(
-            "soft_map_interval() returned (0, 1), the range of a sigmoid on any input. Here the sigmoid's input "
-            "is the output of a ConvBlock, which ends in ReLU: it is >= 0. What is sigmoid(0)?",
-            mistake=SIGMOID_RANGE,
-        )
-    expect(low == 0.5, f"soft_map_interval() returned low = {low}; what does the sigmoid give for the smallest "
-                       "input it can get here (the ReLU's 0)?", mistake=SIGMOID_RANGE)
-    expect(high == 1.0, f"soft_map_interval() returned high = {high}; the sigmoid approaches which value for "
-                        "large inputs?", mistake=SIGMOID_RANGE)
+            "soft_map_interval() returned (0, 1), the range of a sigmoid on any real input. Look at what the sigmoid "
+            "in (H4) receives: can its input be any real number here?", mistake=SIGMOID_RANGE)
+    expect(_end_is(INTERVAL_LOW, low), f"soft_map_interval() returned low = {low}: not the smallest value the mask "
+                                       "can take. Which inputs can the sigmoid receive here?", mistake=SIGMOID_RANGE)
+    expect(_end_is(INTERVAL_HIGH, high), f"soft_map_interval() returned high = {high}: not the value the mask "
+                                         "approaches for large inputs.", mistake=SIGMOID_RANGE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,7 +379,7 @@ def check_soft_map_interval(fn: Callable) -> None:
 def _theta(module: nn.Module, x: torch.Tensor, regions: int, *, doing: str) -> torch.Tensor:
     theta = _call(module.attention, x, doing=doing)
     expect_shape(theta, (x.shape[0], regions, 2), what=doing,
-                 hint="theta = tanh(fc(x.mean((2, 3)))) reshaped to (B, R, 2): one (t_x, t_y) per region.")
+                 hint="(B, R, 2): one (t_x, t_y) per region, (H5).")
     return theta
 
 
@@ -383,18 +404,18 @@ def check_hard_attention_theta(cls: type) -> None:
             raise CheckFailure(f"{what}.attention(x) returned shape {fmt_shape(theta.shape)}; expected "
                                f"{fmt_shape((x.shape[0], 3, 2))}: is num_regions ignored somewhere?", mistake=NUM_REGIONS)
         expect_shape(theta, (x.shape[0], regions, 2), what=f"{what}.attention(x)",
-                     hint="theta = tanh(fc(x.mean((2, 3)))) reshaped to (B, R, 2): one (t_x, t_y) per region.")
+                     hint="(B, R, 2): one (t_x, t_y) per region, (H5).")
         if not torch.allclose(theta.detach().double(), theta.detach()[:1].double().expand_as(theta), atol=1e-7):
             raise CheckFailure(
                 f"{what}.attention(x) at initialisation depends on x. The fc weight starts at zero, so every input "
-                "gets the same initial regions (the bias): nn.init.zeros_(self.fc.weight).",
+                "gets the same initial regions (the bias).",
                 mistake=FC_INIT,
             )
         target = init.unsqueeze(0).expand(x.shape[0], -1, -1)
         diagnoses = {k: v.unsqueeze(0).expand(x.shape[0], -1, -1) for k, v in E[f"init{regions}_diagnoses"].items()}
         try:
             _close(theta, target, what=f"{what}.attention(x) at initialisation", diagnoses=diagnoses,
-                   hint="fc.weight = 0 and fc.bias = (t_x, t_y) = (0, (2i + 1) / R - 1) for region i, before the tanh.")
+                   hint="compare with what §9 asks of reset_parameters, and with (H5).")
         except CheckFailure as failure:
             if regions == 3 and failure.mistake == "values":
                 raise CheckFailure(f"{failure.args[0]}\n  Likely mistake: the bias must follow num_regions: "
@@ -405,7 +426,7 @@ def check_hard_attention_theta(cls: type) -> None:
     load_weights(module, E["fc"], what=cls.__name__)
     theta = _theta(module, x, 4, doing="attention(x) with the stored fc weights")
     _close(theta, E["theta"], what="attention(x) with the stored fc weights", diagnoses=E["theta_diagnoses"],
-           hint="theta = tanh(fc(x.mean((2, 3)))).reshape(B, R, 2).")
+           hint="compare each step with (H5).")
     expect_method_gradients(module, "attention", x, what=cls.__name__, hints=HINTS)
     expect_device_free(module, x, what=cls.__name__, method="attention")
 
@@ -431,9 +452,9 @@ def check_hard_attention_crops(cls: type) -> None:
         what = f"{cls.__name__}({channels}, num_regions={regions}).affine(x)"
         affine = _call(module.affine, x.clone(), doing=what)
         expect_shape(affine, (b, regions, 2, 3), what=what,
-                     hint="one 2x3 matrix [[1, 0, t_x], [0, 1/R, t_y]] per image and region.")
+                     hint="one 2x3 matrix of (H6) per image and region.")
         _close(affine, E[f"affine{regions}"], what=what, diagnoses=E[f"affine{regions}_diagnoses"],
-               hint="[[1, 0, t_x], [0, 1/R, t_y]]: full width, 1/R of the height, shifted by theta.")
+               hint="compare with (H6): full width, 1/R of the height, shifted by theta.")
     module = build(cls, channels)
     load_weights(module, E["fc"], what=cls.__name__)
     regions = 4
@@ -442,17 +463,16 @@ def check_hard_attention_crops(cls: type) -> None:
     _unchanged(x, x_in, what="forward(x)")
     crop_h = max(1, round(h / regions))
     expect_shape(crops, (b, regions, c, crop_h, w), what="forward(x)",
-                 hint=f"(B, R, C, h, w) with (h, w) = (round(H / R), W) = ({crop_h}, {w}) by default; sample "
-                      "(B*R, C, h, w) crops and rearrange to (B, R, C, h, w).")
+                 hint=f"(B, R, C, h, w) with (h, w) = (round(H / R), W) = ({crop_h}, {w}) by default.")
     if any("align_corners" in n for n in notes):
         raise CheckFailure(
             "affine_grid or grid_sample was called without align_corners, and PyTorch warned that the default "
-            "changed in 1.3. Pass align_corners=False to both explicitly.",
+            "changed in 1.3; §9 says which value both calls take.",
             mistake=ALIGN_CORNERS,
         )
     _close(crops, E["crops"], what="forward(x)", diagnoses=E["crops_diagnoses"],
-           hint="F.affine_grid(affine, [B*R, C, h, w], align_corners=False), then F.grid_sample(x repeated R "
-                "times, grid, mode='bilinear', padding_mode='zeros', align_corners=False).")
+           hint="compare with §9: one item of the sampling batch per (image, region), bilinear, zeros outside "
+                "the map.")
     small = _call(module, x.clone(), crop_size=(3, 5), doing="forward(x, crop_size=(3, 5))")
     expect_shape(small, (b, regions, c, 3, 5), what="forward(x, crop_size=(3, 5))")
     _close(small, E["crops_small"], what="forward(x, crop_size=(3, 5))", diagnoses={})
@@ -486,6 +506,9 @@ define_mistake("bias_after_tanh", "the stripe bias read as the value after the t
 define_mistake("region_order", "the centre of another region, or the wrong sign")
 
 _ABCDEF = "abcdef"
+_PART_OF_SHAPE = ("Your set treats part of the stripe's shape as something the network learns. A stripe keeps its "
+                  "width, its height and its orientation for every image: write its sampling point and mark every "
+                  "entry that is the same constant for all images and regions.")
 FIXED_ENTRIES = Question(
     "q_fixed_entries", "choices", key="076209811935380a5abd", options=_ABCDEF,
     doc="The fixed entries of a stripe's affine matrix (full width, 1/R of the height, no rotation or shear).",
@@ -493,11 +516,8 @@ FIXED_ENTRIES = Question(
         "32de4c73a9437f6fb8c2": (
             "learnt_entries", "c and f are the translation, the two numbers the hard attention learns per region; "
                               "the question asks for the entries that never change."),
-        "86d699e1fec982751646": (
-            "shear_entries", "a and e are the scales. What do 'no rotation' and 'no shear' say about b and d?"),
-        "7ff48faf177a980423c5": (
-            "scale_entries", "b and d are the rotation and shear entries. What does the stripe's size (the full "
-                             "width, 1/R of the height) say about a and e?"),
+        "86d699e1fec982751646": ("shear_entries", _PART_OF_SHAPE),
+        "7ff48faf177a980423c5": ("scale_entries", _PART_OF_SHAPE),
         "831b33302ca1800afa6a": (
             "learnt_entries", "if every entry were fixed the stripes could not move; HA-CNN learns their "
                               "position."),

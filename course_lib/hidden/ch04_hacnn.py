@@ -61,10 +61,10 @@ def weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def spatial_reference(seed: int) -> hacnn.SpatialAttention:
     module = _randomise(hacnn.SpatialAttention().double(), seed)
-    with torch.no_grad():  # keep the map alive: positive shifts before each ReLU
-        module.conv1.bn.bias.fill_(0.3)
-        module.conv2.conv.weight.fill_(1.5)
-        module.conv2.bn.bias.fill_(0.05)
+    with torch.no_grad():  # keep the map alive (a positive shift before conv1's ReLU), and let conv2's ReLU stop
+        module.conv1.bn.bias.fill_(0.3)  # the weakest pixels: then conv2 does not commute with the resize, and
+        module.conv2.conv.weight.fill_(1.5)  # conv2 applied before the resize gives other values
+        module.conv2.bn.bias.fill_(-0.3)
     return module
 
 
@@ -76,9 +76,12 @@ def spatial_mistakes(ref: hacnn.SpatialAttention, x: torch.Tensor) -> dict[str, 
     x = x.double()
     h, w = x.shape[2:]
 
-    def variant(*, pool="mean", mode="bilinear", align=True, scaling=True, sigmoid=False, crop=False):
+    def variant(*, pool="mean", mode="bilinear", align=True, scaling=True, sigmoid=False, crop=False,
+                scaling_first=False):
         s = {"mean": x.mean(1, keepdim=True), "max": x.amax(1, keepdim=True), "sum": x.sum(1, keepdim=True)}[pool]
         s = ref.conv1(s)
+        if scaling_first:
+            s, scaling = ref.conv2(s), False
         if crop:
             s = F.interpolate(s, size=(2 * s.shape[2], 2 * s.shape[3]), mode="bilinear", align_corners=True)[..., :h, :w]
         elif mode == "nearest":
@@ -94,6 +97,7 @@ def spatial_mistakes(ref: hacnn.SpatialAttention, x: torch.Tensor) -> dict[str, 
             "align_corners_false": variant(align=False),
             "nearest": variant(mode="nearest"),
             "no_scaling_conv": variant(scaling=False),
+            "scaling_before_resize": variant(scaling_first=True),
             "spatial_sigmoid": variant(sigmoid=True),
             "channel_max": variant(pool="max"),
             "channel_sum": variant(pool="sum"),
@@ -350,8 +354,7 @@ def hidden_spatial_attention(cls: type) -> None:
             h, w = 11, 5  # odd on both axes
         ref = spatial_reference(seed=4100 + trial)
         x64 = seeded_randn(b, c, h, w, seed=4200 + trial)
-        hint = ("S = conv2(F.interpolate(conv1(x.mean(1, keepdim=True)), size=(H, W), mode='bilinear', "
-                "align_corners=True)).")
+        hint = "compare each step with (H2) and the shape table of §2; S has no sigmoid."
         _sweep(cls, (), ref, x64, lambda ref_m, mode: [Result(
             "attention", ref_m.attention(x64), spatial_mistakes(ref, x64) if mode == "eval" else {}, always=True,
             hint=hint)])

@@ -64,6 +64,10 @@ class SpatialAttention(nn.Module):
 
 
 IMPLS = [
+    Impl(SPATIAL, "conv2 applied to the small map, before the resize", spatial("""\
+        h, w = x.shape[2:]
+        s = self.conv2(self.conv1(x.mean(1, keepdim=True)))
+        return F.interpolate(s, size=(h, w), mode="bilinear", align_corners=True)"""), "scaling_before_resize"),
     Impl(SPATIAL, "the seed / torchreid: F.upsample(x, (2h, 2w)) after the stride-2 conv", spatial("""\
         x = x.mean(1, keepdim=True)
         x = self.conv1(x)
