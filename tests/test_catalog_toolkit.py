@@ -145,3 +145,127 @@ def test_defaults_are_compared_with_the_explicit_arguments():
     x = torch.randn(2, 8)
     core.expect_defaults(Good, (8,), {"r": 4}, x, what="Good")
     assert _fails(core.expect_defaults, Bad, (8,), {"r": 4}, x, what="Bad") == "default_args"
+
+
+# --------------------------------------------------------------------------------------------
+# issue 27: training-mode normalisation, defaults that matter, every function's protections, real overflow,
+# points on the right exercise, named mistakes
+# --------------------------------------------------------------------------------------------
+#: class of issue 27 -> the mistake ids that prove it in the catalog
+CLASSES_27 = {
+    "1 training-mode normalisation on loaded weights": {"bn_forced_eval", "bn_per_branch", "bn_twice",
+                                                         "bn_statistics"},
+    "2 defaults probed where they matter": {"default_args"},
+    "3 protections per exercise": {"cpu_constant", "float32_inside", "modifies_input"},
+    "4 finite for large inputs at real scale": {"overflow"},
+    "5 points on the right exercise": {"memory_layout"},
+    "6 named where the mistake is knowable": {"hw_swapped", "bn_forced_train", "missing_choice", "extra_choice"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLASSES_27))
+def test_every_issue_27_class_has_catalogued_wrong_answers(name):
+    caught = {i.mistake for i in IMPLS if not i.valid}
+    missing = CLASSES_27[name] - caught
+    assert not missing, f"class {name}: no catalog entry names {sorted(missing)}"
+
+
+class _Normed(nn.Module):
+    """conv -> BatchNorm, with the BatchNorm misused in one of the known ways."""
+
+    def __init__(self, how="right"):
+        super().__init__()
+        self.conv, self.bn, self.how = nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), how
+
+    def forward(self, x):
+        t = self.conv(x)
+        if self.how == "twice":
+            self.bn(t)
+        if self.how == "per_branch":
+            a, b = t.split([2, t.shape[2] - 2], dim=2)
+            return torch.cat([self.bn(a), self.bn(b)], dim=2)
+        if self.how == "pinned":
+            return torch.nn.functional.batch_norm(t, self.bn.running_mean, self.bn.running_var, self.bn.weight,
+                                                  self.bn.bias, training=False)
+        if self.how == "batch_only":
+            return torch.nn.functional.batch_norm(t, None, None, self.bn.weight, self.bn.bias, training=True)
+        return self.bn(t)
+
+
+@pytest.mark.parametrize("how,mistake", [("twice", "bn_twice"), ("per_branch", "bn_per_branch"),
+                                         ("pinned", "bn_forced_eval"), ("batch_only", "bn_forced_train")])
+def test_misused_batch_norms_are_named(how, mistake):
+    x = torch.randn(3, 3, 5, 4)
+    assert _fails(core.expect_normalisation_modes, _Normed(how), x, what="m") == mistake
+
+
+def test_a_batch_norm_used_once_passes_and_the_module_is_left_alone():
+    module = _Normed().eval()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    core.expect_normalisation_modes(module, torch.randn(3, 3, 5, 4), what="m")
+    assert not module.training and all(torch.equal(v, before[k]) for k, v in module.state_dict().items())
+
+
+def test_the_training_step_compares_running_statistics_with_the_reference():
+    from course_lib.hidden.toolkit import expect_training_step
+
+    ref = _Normed().double()
+    same = _Normed().double()
+    same.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 3, 5, 4, dtype=torch.float64)
+    expect_training_step(same, ref, x, what="m")
+    keras = _Normed().double()
+    keras.bn.momentum = 0.9
+    keras.load_state_dict(ref.state_dict())
+    assert _fails(expect_training_step, keras, ref, x, what="m") == "bn_statistics"
+
+
+def test_a_probe_where_a_wrong_default_gives_the_same_module_is_refused():
+    width = lambda channels, reduction: max(8, channels // reduction)  # noqa: E731 - Coordinate Attention's
+    assert set(core.uninformative_defaults((64,), {"reduction": 32}, width)) == {"reduction=16", "reduction=64"}
+    assert core.uninformative_defaults((512,), {"reduction": 32}, width) == []
+    with pytest.raises(RuntimeError):
+        core.expect_informative_defaults(nn.Identity, (64,), {"reduction": 32}, torch.zeros(1), layout=width,
+                                         what="m")
+
+
+def test_a_plain_function_gets_a_modules_protections():
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    want = x.mean((2, 3), keepdim=True)
+    core.expect_function_contract(lambda t: t.mean((2, 3), keepdim=True), (x,), what="f", target64=want)
+    assert _fails(core.expect_function_contract, lambda t: t.float().mean((2, 3), keepdim=True).double(), (x,),
+                  what="f", target64=want) == "float32_inside"
+    assert _fails(core.expect_function_contract, lambda t: t.sum((2, 3), keepdim=True) / torch.tensor([20.0],
+                  dtype=t.dtype), (x,), what="f", target64=want) == "cpu_constant"
+    assert _fails(core.expect_function_contract, lambda t: t.mul_(1).mean((2, 3), keepdim=True) + 0 * t.add_(1).sum(),
+                  (x,), what="f", target64=want) == "modifies_input"
+
+
+def test_a_function_that_needs_contiguous_memory_loses_its_own_points():
+    x = torch.randn(2, 3, 4, 5)
+    core.expect_layouts(lambda t: t.reshape(2, 3, -1).mean(-1), (x,), what="f")
+    assert _fails(core.expect_layouts, lambda t: t.view(2, 3, -1).mean(-1), (x,), what="f") == "memory_layout"
+
+
+def test_large_entries_break_the_direct_cosine_and_not_the_rescaled_one():
+    v = torch.randn(2, 5, 9, dtype=torch.float64)
+
+    def direct(t):
+        n = t.norm(dim=-1)
+        return (t @ t.transpose(1, 2) / (n[:, :, None] * n[:, None, :])).mean((1, 2))
+
+    def rescaled(t):
+        return direct(t / t.abs().amax(-1, keepdim=True))
+
+    core.expect_finite_at_scale(rescaled, v, what="f")
+    core.expect_finite(direct((1e3 * v).float()), what="f")  # the old probe's scale: nothing overflows there
+    assert _fails(core.expect_finite_at_scale, direct, v, what="f") == "overflow"
+
+
+def test_h_and_w_swapped_when_unflattening_is_named():
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    branch = 2 * x
+    wrong = branch.flatten(2).reshape(2, 3, 5, 4).transpose(2, 3) + x  # unflattened as (W, H), then transposed
+    assert _fails(core.expect_close, wrong, branch + x, what="y",
+                  diagnoses=core.hw_diagnoses(branch + x, base=x)) == "hw_swapped"
+    assert core.swapped_unflatten(torch.zeros(1, 1, 3, 3)) == []

@@ -44,6 +44,9 @@ _SALT = "cnn-attention-course/questions/v1"
 define_mistake("answer_form", "the answer is not in the form the question asks for (a number, a shape, a letter)")
 define_mistake("wrong_answer", "the answer to a conceptual question is wrong")
 define_mistake("unanswered", "the question's answer is still the placeholder (None or ...)")
+define_mistake("missing_choice", "a set of statements that leaves out one that holds (every one it names holds)")
+define_mistake("extra_choice", "a set of statements with one too many (it holds every right one, and one that does "
+                               "not hold)")
 
 
 #: the form a set of letters takes; its example is no question's answer (tests/test_question_secrecy.py)
@@ -170,12 +173,32 @@ class Question:
         if hashes[0] == self.key or (self.kind == "float" and self.key in hashes):
             passed()
             return
+        near = self._near_set(candidates[0]) if self.kind == "choices" else None
         for h in hashes[:1]:
             if h in self.wrong:
                 mistake, message = self.wrong[h]
+                if mistake == "wrong_answer" and near is not None:  # a known wrong set with no id of its own
+                    mistake = near[0]
                 raise CheckFailure(f"{candidates[0]} is not right. {message}", mistake=mistake)
+        if near is not None:
+            raise CheckFailure(f"{candidates[0]!r} is not right. {near[1]}", mistake=near[0])
         raise CheckFailure(f"{candidates[0]} is not right." + (f" {self.advice}" if self.advice else ""),
                            mistake="wrong_answer")
+
+
+    def _near_set(self, picked: str) -> tuple[str, str] | None:
+        """(mistake id, message) for a plausible wrong set one statement away from the answer, without saying
+        which statement: the sets with one more option, then with one fewer, are compared with the key."""
+        letters = self.options or ""
+        more = ["".join(sorted(picked + c)) for c in letters if c not in picked]
+        if any(_hash(self.qid, t) == self.key for t in more):
+            return ("missing_choice", "Every statement you chose holds, but one that you left out holds too: read "
+                                      "each statement you did not choose against the evidence once more.")
+        fewer = [picked.replace(c, "") for c in picked]
+        if any(t and _hash(self.qid, t) == self.key for t in fewer):
+            return ("extra_choice", "It holds every statement that is true, and one that is not: test each "
+                                    "statement you chose against the evidence once more.")
+        return None
 
 
 def expect_plain(qid: str, value: Any, right: Any, *, kind: str, options: str | None = None,

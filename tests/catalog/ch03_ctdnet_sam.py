@@ -305,7 +305,7 @@ IMPLS += [
     # question 3: what a mirrored kernel does
     Impl(Q_FLIP, "the flip taken for a swap", "q_kernel_flip = 'd'", "flip_is_swap"),
     Impl(Q_FLIP, "(a) and the swap", "q_kernel_flip = {'a', 'd'}", "flip_is_swap"),
-    Impl(Q_FLIP, "(a) and the mirrored map", "q_kernel_flip = 'ac'", "wrong_answer"),
+    Impl(Q_FLIP, "(a) and the mirrored map", "q_kernel_flip = 'ac'", "extra_choice"),
     Impl(Q_FLIP, "nothing changes", "q_kernel_flip = 'b'", "wrong_answer"),
     Impl(Q_FLIP, "an option that does not exist", "q_kernel_flip = 'ae'", "answer_form"),
     Impl(Q_FLIP, "valid: a set", "q_kernel_flip = {'a'}"),

@@ -134,9 +134,9 @@ WRONG_NL_FORWARD = [
     ("BatchNorm forced to batch statistics (F.batch_norm with training=True, eval mode too)", "bn_forced_train", dict(
         fwd=NL_FWD.replace("self.bn(self.w_z(y))", "F.batch_norm(self.w_z(y), self.bn.running_mean, "
                                                    "self.bn.running_var, self.bn.weight, self.bn.bias, training=True)"))),
-    ("the branch run twice (once to keep it for a plot): running statistics updated twice", "bn_twice", dict(
+    ("the branch run twice (once to log its size): running statistics updated twice", "bn_twice", dict(
         fwd=NL_FWD.replace("        return self.bn(self.w_z(y)) + x",
-                           "        self.last_branch = self.bn(self.w_z(y)).detach()\n"
+                           "        self.branch_size = float(self.bn(self.w_z(y)).abs().mean())\n"
                            "        return self.bn(self.w_z(y)) + x"))),
     ("BatchNorm with Keras's momentum=0.99 (the weight of the old statistics)", "bn_statistics", dict(
         init=NL_INIT.replace("nn.BatchNorm2d(channels)", "nn.BatchNorm2d(channels, momentum=0.99)"))),
@@ -399,6 +399,7 @@ WRONG_QUESTIONS = [
     ("nl_params", "132224.5", "answer_form"), ("nl_params", "1", "wrong_answer"),
     ("zero_init_grads", '"e"', "zero_init_gradient"), ("zero_init_grads", '"cde"', "zero_init_gradient"),
     ("zero_init_grads", '"abcde"', "zero_init_gradient"), ("zero_init_grads", '"f"', "answer_form"),
+    ("zero_init_grads", '"d"', "missing_choice"), ("zero_init_grads", '"ade"', "extra_choice"),
     ("cost_ratio", "9834496", "cost_ratio"), ("cost_ratio", "1568", "cost_ratio"), ("cost_ratio", "6272", "cost_ratio"),
     ("map_mib", "37.515625", "map_size"), ("map_mib", "2.3447265625", "map_size"),
     ("map_mib", "9.834496", "memory_units"), ("map_mib", "None", "unanswered"),
