@@ -237,7 +237,7 @@ def _references_07() -> dict:
     # reference mean_cosine_distance of the notebook's signature: both come from the solution cells.
     ns = run_solution("07_nonlocal_gcnet").namespace
     return {"NonLocalBlock": NonLocalBlock, "GlobalContextBlock": ns["GlobalContextBlock"],
-            "mean_cosine_distance": ns["mean_cosine_distance"]}
+            "mean_cosine_distance": ns["mean_cosine_distance"], "gc_state_from_se": ns["gc_state_from_se"]}
 
 
 def _references_08() -> dict:

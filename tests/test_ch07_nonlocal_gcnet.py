@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from chapter_cases import assert_diagnoses_differ, assert_follows_device_and_dtype, run_solution
+from chapter_cases import assert_diagnoses_differ, assert_follows_device_and_dtype, notebook, run_solution
 from course_lib import learned
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch07_nonlocal_gcnet as visible
@@ -20,13 +20,13 @@ from course_lib.reference.nonlocal_block import NonLocalBlock
 from course_lib.tools import checkpoints
 
 CHAPTER = "07_nonlocal_gcnet"
-QUESTIONS = ("q_nl_params", "q_zero_init_grads", "q_cost_ratio", "q_map_mib", "q_logit_std")
+QUESTIONS = ("q_nl_params", "q_zero_init_grads", "q_cost_ratio", "q_map_mib", "q_logit_std", "q_wz_trap")
 
 
 @pytest.fixture(scope="module")
 def solution_namespace() -> dict:
     solution = run_solution(CHAPTER)
-    assert solution.code_ids() == {"nonlocal_block", "global_context_block", "cosine_distance",
+    assert solution.code_ids() == {"nonlocal_block", "global_context_block", "cosine_distance", "gc_state_from_se",
                                    *(f"{q}_solution" for q in QUESTIONS)}
     return solution.namespace
 
@@ -151,6 +151,46 @@ def test_zero_init_gradients_reach_only_the_batch_norm():
     assert set(hidden.ANSWERS["q_zero_init_grads"][1]) == {"d", "e"}
 
 
+def test_wz_zero_under_a_default_batch_norm_is_the_identity_with_a_huge_first_gradient():
+    """Question 2b's answer, by autograd on the reference block: W_z zero, BN at its defaults, training mode."""
+    torch.manual_seed(0)
+    block = NonLocalBlock(16).double()
+    with torch.no_grad():
+        block.bn.weight.fill_(1.0)
+        block.w_z.weight.zero_()
+        block.w_z.bias.zero_()
+    x = torch.randn(2, 16, 6, 5, dtype=torch.float64)
+    assert torch.equal(block.train()(x), x) and torch.equal(block.eval()(x), x)  # (a)
+    paper = NonLocalBlock(16).double().train()
+    (paper(x) * torch.randn_like(x)).sum().backward()
+    bn_paper = max(paper.bn.weight.grad.abs().max(), paper.bn.bias.grad.abs().max())
+    block.train()
+    (block(x) * torch.randn_like(x)).sum().backward()
+    assert block.w_z.weight.grad.abs().max() > 100 * bn_paper  # (c), so not (b)
+    assert block.bn.weight.grad.abs().max() == 0  # not (d)
+    assert block.w_z.bias.grad.abs().max() < 1e-9 * block.w_z.weight.grad.abs().max()  # not (e)
+    assert set(hidden.ANSWERS["q_wz_trap"][1]) == {"a", "c"}
+
+
+def test_gc_state_from_se_makes_the_gc_block_se_with_a_layernorm(solution_namespace):
+    """Exercise 4: the solution's parameters in the reference GC block give SE with a LayerNorm, and SE itself
+    differs (the LayerNorm is the one step no parameter removes)."""
+    ref = GlobalContextBlock(32, 8).double()
+    se = hidden.se_weights(32, 4, seed=1)
+    state = solution_namespace["gc_state_from_se"](visible.gc_names(ref.state_dict()), *(se[k] for k in
+                                                                                           ("w1", "b1", "w2", "b2")))
+    with torch.no_grad():
+        for name, official in hidden.GC_PARAMETERS.items():
+            ref.get_parameter(official).copy_(state[name].reshape(ref.get_parameter(official).shape))
+        x = 50 * torch.randn(2, 32, 5, 7, dtype=torch.float64)
+        gc_mul = x * torch.sigmoid(ref(x) - x)
+        torch.testing.assert_close(gc_mul, hidden.se_with_layernorm(x, se, 1e-5))
+        y = x.mean((2, 3))
+        plain = x * torch.sigmoid(torch.nn.functional.linear(torch.relu(torch.nn.functional.linear(
+            y, se["w1"], se["b1"])), se["w2"], se["b2"]))[..., None, None]
+        assert (gc_mul - plain).abs().max() > 1e-3
+
+
 def test_mean_cosine_distance_matches_learned_helper():
     v = torch.randn(3, 7, 5, dtype=torch.float64)
     torch.testing.assert_close(hidden.cosine_distance(v), learned.mean_cosine_distance(v))
@@ -189,7 +229,30 @@ def test_query_independence_figure_shows_the_stored_numbers(tmp_path, pyplot):
         stored = learned.read_checkpoint(recipe)["numbers"]
         assert out[label]["row_mean"] == pytest.approx(stored["row_distance"], rel=1e-6)
         assert out[label]["input_mean"] == pytest.approx(stored["input_distance"], rel=1e-6)
-        # the chapter's claim: the attention rows are far more alike than the inputs
+        # the chapter's claim: on average the attention rows are far more alike than the inputs, and every point
+        # lies below the diagonal
         assert out[label]["row_mean"] < out[label]["input_mean"] / 5
+        assert (out[label]["rows"] < out[label]["inputs"]).all()
     assert math.isclose(learned.read_checkpoint("danet_pam")["numbers"]["row_cosine"],
                         1 - 2 * learned.read_checkpoint("danet_pam")["numbers"]["row_distance"], rel_tol=1e-9)
+
+
+def test_distance_distributions_show_the_numbers_the_chapter_quotes(tmp_path, pyplot):
+    """Section 7's text quotes the spread of the per-image row distances; the figure's summary gives them."""
+    from course_lib.figures.ch07 import plot_distance_distributions
+    from course_lib.figures.learned import plot_query_independence
+
+    data = learned.test_split()
+    nets = {"non-local": checkpoints.load_reference("non_local"), "DANet PAM": checkpoints.load_reference("danet_pam")}
+    shown = plot_query_independence(nets, data, path=tmp_path / "qi.png")
+    spread = plot_distance_distributions(shown, path=tmp_path / "spread.png")
+    assert (tmp_path / "spread.png").stat().st_size > 10_000
+    nl, pam = spread["non-local"], spread["DANet PAM"]
+    assert (f"{nl['share_shared']:.0%}", f"{nl['share_apart']:.1%}", f"{nl['row_max']:.2f}",
+            f"{nl['share_below_half_input']:.1%}", f"{nl['input_min']:.3f}", f"{nl['row_median']:.3f}") == \
+        ("57%", "17.6%", "0.30", "89.0%", "0.300", "0.000")
+    assert (f"{pam['share_shared']:.0%}", f"{pam['share_apart']:.1%}", f"{pam['share_below_half_input']:.1%}",
+            f"{pam['input_min']:.3f}") == ("82%", "1.2%", "99.9%", "0.275")
+    text = next(c.source for c in notebook(CHAPTER).cells if c.get("id") == "learned-qi-after")
+    for quoted in ("17.6 %", "57 %", "82 %", "1.2 %", "89.0 %", "99.9 %", "0.300", "0.275", "0.30,"):
+        assert quoted in text, quoted

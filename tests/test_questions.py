@@ -193,6 +193,8 @@ WRONG = {
         "q_zero_init_grads": {"e": "zero_init_gradient", "cde": "zero_init_gradient",
                               "abcde": "zero_init_gradient"},
         "q_logit_std": {512: "logit_scale", 1: "logit_scale", 1 / 512 ** 0.5: "logit_scale"},
+        "q_wz_trap": {"a": "zero_init_gradient", "ab": "zero_init_gradient", "acd": "zero_init_gradient",
+                      "ace": "zero_init_gradient", "c": "not_identity"},
     },
     "ch08_eca_coordatt": {
         "q_eca_resnet50_parameters": {80: "release_kernels", 48: "fixed_kernel", 74: "bottleneck_width",

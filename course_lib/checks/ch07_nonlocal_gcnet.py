@@ -7,6 +7,7 @@ The notebook's test cells call:
     check_gc_context(GlobalContextBlock)     # attention(x) (B, 1, H, W) pooling weights, context(x) (B, C, 1, 1)
     check_gc_forward(GlobalContextBlock)     # forward(x): x + W_v2 ReLU(LN(W_v1 context)), the identity at init
     check_cosine_distance(mean_cosine_distance)   # GCNet's measure of query-independence
+    check_gc_as_se(gc_state_from_se)         # the GC block's weights that make it SE's block, up to the LayerNorm
     check_q_nl_params(q_nl_params) ... check_q_logit_std(q_logit_std)   # conceptual questions
 
 Weights are loaded BY NAME: the notebook asks for the non-local block's ``theta``, ``phi``, ``g``, ``w_z`` and
@@ -81,6 +82,13 @@ DEAD_BRANCH = define_mistake(
     "dead_branch", "every layer of the branch starts at zero, so no gradient ever reaches the attention")
 DOT_PRODUCT_FORM = define_mistake("dot_product_form", "the dot-product form f / N (Eq. (4)) where the embedded "
                                                       "Gaussian's softmax (Eq. (3)) is asked")
+RESHAPE_NO_TRANSPOSE = define_mistake(
+    "reshape_no_transpose", "y (B, N, C') is reshaped straight to (B, C', H, W) without moving the channels first")
+NOT_UNIFORM = define_mistake("not_uniform", "W_k's weights leave the pooling logits different between positions")
+BIAS_ONLY = define_mistake("bias_only", "W_k's bias is changed where a softmax ignores a shift common to all logits")
+NORM_AFFINE = define_mistake("norm_affine", "the LayerNorm's scale and shift are not the identity map (1 and 0)")
+SE_WEIGHTS_SWAPPED = define_mistake("se_weights_swapped", "SE's two layers go into the GC block's transform in the "
+                                                          "wrong places (swapped or transposed)")
 MODIFIES_INPUT = "modifies_input"
 
 # label -> (mistake id, advice); the tensors are stored in checks/expected/ch07_nonlocal_gcnet.pt
@@ -109,6 +117,11 @@ ADVICE: dict[str, tuple[str, str]] = {
                        "y_i is built from column i of the map (sum_j a[j, i] g_j), not from row i. With the values "
                        "as (B, N, C') the product is map @ values; with them as (B, C', N) it is values @ map^T."),
     "missing_residual": ("missing_residual", "forward returns BN(W_z y) without + x. Eq. (6): z = W_z y + x."),
+    "reshape_no_transpose": (RESHAPE_NO_TRANSPOSE,
+                             "y has one row per position, (B, N, C'). Reshaping it straight to (B, C', H, W) keeps "
+                             "the memory order, so each 'channel map' is filled with numbers of several positions "
+                             "and channels mixed. The positions must become the last axes: the channels have to "
+                             "move in front of the positions before H and W are split off."),
     "no_bn": (MISSING_NORM, "there is no BatchNorm after W_z (Sec. 4.1: one BN right after the last 1x1 "
                             "convolution, the one that is W_z)."),
     "no_wz": ("parameters", "y goes to the BN (or the output) without W_z: Eq. (6) maps y back to C channels first."),
@@ -200,6 +213,9 @@ def check_nl_structure(module: nn.Module, channels: int, reduction: int, *, what
             raise CheckFailure(f"{what}.{name} has no bias; the paper's 1x1 convolutions keep theirs "
                                "(nn.Conv2d's default bias=True).", mistake="missing_bias")
     bn = getattr(module, "bn", None)
+    if bn is None:
+        raise CheckFailure(f"{what} has no layer named 'bn'. Keep the names the notebook asks for: {names}.",
+                           mistake="parameters")
     if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
         raise CheckFailure(f"{what}.bn should be a BatchNorm (nn.BatchNorm2d), got {type(bn).__name__}: Sec. 4.1 puts "
                            "one BN right after W_z.", mistake=MISSING_NORM)
@@ -246,6 +262,9 @@ def check_gc_structure(module: nn.Module, channels: int, reduction: int, *, what
             raise CheckFailure(f"{what}.{name} has no bias; the official transform's convolutions keep theirs.",
                                mistake="missing_bias")
     norm = getattr(module, "norm", None)
+    if norm is None:
+        raise CheckFailure(f"{what} has no layer named 'norm'. Keep the names the notebook asks for: {names}.",
+                           mistake="parameters")
     weight = getattr(norm, "weight", None)
     if not isinstance(norm, (nn.LayerNorm, nn.GroupNorm)) or not isinstance(weight, torch.Tensor):
         raise CheckFailure(f"{what}.norm should be the transform's LayerNorm (with its scale and shift), got "
@@ -519,6 +538,89 @@ def check_cosine_distance(fn: Callable) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# GC and SE
+# --------------------------------------------------------------------------------------------
+GC_STATE_NAMES = ("conv_mask.weight", "conv_mask.bias", "w_v1.weight", "w_v1.bias", "norm.weight", "norm.bias",
+                  "w_v2.weight", "w_v2.bias")
+
+
+def _squeezed_shape(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(n for n in t.shape if n != 1)
+
+
+def _state_entry(state: Mapping, name: str, want: torch.Tensor, *, what: str) -> torch.Tensor:
+    got = state[name]
+    if not isinstance(got, torch.Tensor):
+        raise CheckFailure(f"{what}[{name!r}] should be a tensor, got {type(got).__name__}.", mistake="shape")
+    if _squeezed_shape(got) != _squeezed_shape(want):
+        raise CheckFailure(f"{what}[{name!r}] has shape {fmt_shape(got.shape)}; the GC block's {name} has "
+                           f"{fmt_shape(want.shape)} numbers (trailing 1s of a 1x1 convolution may be left out).",
+                           mistake="shape")
+    return got.detach().reshape(want.shape).to(want.dtype)
+
+
+@exercise("gc_state_from_se", budget_s=10)
+def check_gc_as_se(fn: Callable) -> None:
+    """gc_state_from_se(state, w1, b1, w2, b2): from a GC block's parameters (notebook names), the parameters that
+    make its transform SE's two layers and its attention pooling SE's plain mean, whatever the input."""
+    E = expected(CHAPTER)["gc_as_se"]
+    se, start = E["se"], E["state"]
+    given = {k: v.clone() for k, v in se.items()}
+    given_state = {k: v.clone() for k, v in start.items()}
+    state = _call(fn, given_state, given["w1"], given["b1"], given["w2"], given["b2"],
+                  doing=f"gc_state_from_se(state, w1, b1, w2, b2) with w1 of shape {fmt_shape(se['w1'].shape)}")
+    changed = [k for k in se if not torch.equal(given[k], se[k])]
+    changed += [k for k in start if k not in given_state or not torch.equal(given_state[k], start[k])]
+    expect(not changed, f"gc_state_from_se changed its arguments in place ({', '.join(changed)}); return a new dict "
+           "of new tensors and leave the given ones alone.", mistake=MODIFIES_INPUT)
+    what = "gc_state_from_se(...)"
+    if not isinstance(state, Mapping):
+        raise CheckFailure(f"{what} should return a dict from parameter names to tensors, got "
+                           f"{type(state).__name__}.", mistake="shape")
+    missing = [n for n in GC_STATE_NAMES if n not in state]
+    if missing:
+        raise CheckFailure(f"{what} has no entry for {', '.join(missing)}. Return one tensor for every parameter of "
+                           f"the GC block, under the names of exercise 2: {', '.join(GC_STATE_NAMES)}.",
+                           mistake="parameters")
+    shapes = start
+    got = {n: _state_entry(state, n, shapes[n], what=what) for n in GC_STATE_NAMES}
+    for name, tensor in got.items():
+        expect_finite(tensor, what=f"{what}[{name!r}]")
+    w1, b1, w2, b2 = (se[k].reshape(-1) for k in ("w1", "b1", "w2", "b2"))
+    flat = {n: t.reshape(-1) for n, t in got.items()}
+    if not torch.equal(flat["conv_mask.weight"], torch.zeros_like(flat["conv_mask.weight"])):
+        if not torch.equal(flat["conv_mask.bias"], start["conv_mask.bias"].reshape(-1)) and torch.equal(
+                flat["conv_mask.weight"], start["conv_mask.weight"].reshape(-1)):
+            raise CheckFailure(
+                f"{what}: W_k's weight is still the block's own, only its bias changed. A bias adds the same number "
+                "to every position's logit, and a softmax over the positions does not see a shift shared by all "
+                "its inputs: the pooling weights are exactly what they were.", mistake=BIAS_ONLY)
+        raise CheckFailure(
+            f"{what}: conv_mask.weight is not zero, so the logit W_k x_j still depends on x_j: for most inputs "
+            "the positions get different weights, and the context is not SE's plain mean. For which weights is "
+            "softmax_j(W_k x_j) the same at every position, for every x?", mistake=NOT_UNIFORM)
+    if torch.equal(flat["w_v1.weight"], w2) or torch.equal(flat["w_v2.weight"], w1) or \
+            (_squeezed_shape(shapes["w_v1.weight"]) == _squeezed_shape(se["w2"].mT) and
+             torch.equal(got["w_v1.weight"].reshape(se["w2"].mT.shape), se["w2"].mT)):
+        raise CheckFailure(f"{what}: SE's layers sit in the wrong places of the transform. W_v1 reduces C to C' as "
+                           "SE's first layer does; W_v2 restores C as SE's second.", mistake=SE_WEIGHTS_SWAPPED)
+    for name, want, role in (("w_v1.weight", w1, "SE's first weight"), ("w_v1.bias", b1, "SE's first bias"),
+                             ("w_v2.weight", w2, "SE's second weight"), ("w_v2.bias", b2, "SE's second bias")):
+        if flat[name].shape != want.shape or not torch.allclose(flat[name], want.to(flat[name].dtype), rtol=0,
+                                                                  atol=1e-7):
+            raise CheckFailure(f"{what}[{name!r}] is not {role}: the transform's two convolutions play SE's two "
+                               "layers, each with its own weight and bias, in SE's (out, in) layout.",
+                               mistake=SE_WEIGHTS_SWAPPED)
+    ones, zeros = torch.ones_like(flat["norm.weight"]), torch.zeros_like(flat["norm.bias"])
+    if not (torch.equal(flat["norm.weight"], ones) and torch.equal(flat["norm.bias"], zeros)):
+        raise CheckFailure(f"{what}: the LayerNorm's scale and shift are not 1 and 0. SE has no norm between its "
+                           "layers; the normalisation itself cannot be switched off by any weight, but its affine "
+                           "map can be made to do nothing more.", mistake=NORM_AFFINE)
+    expect(all(t.dtype == se["w1"].dtype for t in (state[n] for n in GC_STATE_NAMES)),
+           f"{what}: every tensor should keep the dtype of SE's weights ({se['w1'].dtype}).", mistake="dtype")
+
+
+# --------------------------------------------------------------------------------------------
 # conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
 # live in hidden/ch07_nonlocal_gcnet.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
@@ -614,4 +716,27 @@ Q_LOGIT_STD = Question(
     advice="A dot product of two d-vectors is a sum of d products q_k k_k; each has mean 0 and variance 1 when the "
            "entries are independent N(0, 1). Variances of independent terms add.")
 
-define_question_checks(globals(), Q_NL_PARAMS, Q_COST_RATIO, Q_MAP_MIB, Q_ZERO_INIT_GRADS, Q_LOGIT_STD)
+Q_WZ_TRAP = Question(
+    "q_wz_trap", "choices", options="abcde", key="ee8b2365234a2be752b3",
+    doc="Which statements (a)-(e) hold for a new non-local block with W_z zero under a BatchNorm at its defaults.",
+    wrong={
+        "ca804fb66d3b54ada0a2": (
+            ZERO_INIT_GRADIENT, "Look at W_z's weight in the first backward pass: what does a training-mode BN's "
+                                "backward do with an input whose batch variance is exactly 0?"),
+        "acf3c255685840f064a6": (
+            ZERO_INIT_GRADIENT, "In the paper's form the zero BN scale multiplies every path to W_z. Here the scale is "
+                                "1: what stands between W_z and the loss now?"),
+        "df671bba67027a9b46d4": (
+            ZERO_INIT_GRADIENT, "The scale's gradient is the sum of the upstream gradient times the BN's normalised "
+                                "input. What is the normalised input when W_z y is 0 everywhere?"),
+        "cb64836a88c82734445b": (
+            ZERO_INIT_GRADIENT, "W_z's bias adds one constant per channel to the BN's input. What does the BN's "
+                                "mean subtraction do to such a constant, and so to its gradient?"),
+        "fb6588ef94fffa74effb": (
+            NOT_IDENTITY, "What does a BN return, in training and in eval mode, for an input that is 0 everywhere, "
+                          "with shift 0 and fresh running statistics?"),
+    },
+    advice="Write the BN in training mode as scale * (u - mean(u)) / sqrt(var(u) + eps) + shift with u = W_z y, set "
+           "u = 0, and differentiate with respect to W_z's weight and bias and the BN's scale.")
+
+define_question_checks(globals(), Q_NL_PARAMS, Q_COST_RATIO, Q_MAP_MIB, Q_ZERO_INIT_GRADS, Q_LOGIT_STD, Q_WZ_TRAP)

@@ -49,6 +49,9 @@ ANSWERS = {
     "q_zero_init_grads": ("choices", "de", {"options": "abcde"}),
     # the standard deviation of a dot product of two 512-vectors with iid N(0, 1) entries
     "q_logit_std": ("float", math.sqrt(512), {"digits": 3}),
+    # W_z zero under a default BN: the identity in both modes (a), and W_z's weight gets a gradient amplified by
+    # 1 / sqrt(eps) (c); the BN scale's gradient is 0 (the normalised input is 0), W_z's bias's too (mean removed)
+    "q_wz_trap": ("choices", "ac", {"options": "abcde"}),
 }
 define_hidden_question_checks(globals(), ANSWERS)
 
@@ -115,6 +118,7 @@ def nl_forward_mistakes(ref: ReferenceNL, x: torch.Tensor) -> dict[str, torch.Te
     found = {label: tail(a @ v) for label, a in nl_map_mistakes(q, k, x.shape[1]).items()
              if label in ("softmax_dim1", "scaled", "scaled_c", "dot_product")}
     found["map_transposed"] = tail(right.transpose(1, 2) @ v)
+    found["reshape_no_transpose"] = ref.bn(ref.w_z((right @ v).reshape(x.shape[0], -1, h, w))) + x
     found["missing_residual"] = ref(x) - x
     found["no_bn"] = ref.w_z(back(right @ v)) + x
     return found
@@ -217,8 +221,26 @@ def build_expected() -> dict:
     v = seeded_randn(3, 7, 5, seed=811)
     v2 = seeded_randn(2, 5, 9, seed=812)
     cosine = {"v": v, "d": cosine_distance(v), "diagnoses": cosine_mistakes(v), "v2": v2, "d2": cosine_distance(v2)}
+    aref = reference_gc(24, 4, seed=820)
+    gc_as_se = {"state": gc_names(state_of(aref)), "se": se_weights(24, 6, seed=821)}
     return {"nl_attention": nl_attention, "nl_forward": nl_forward, "gc_context": gc_context,
-            "gc_forward": gc_forward, "cosine": cosine}
+            "gc_forward": gc_forward, "cosine": cosine, "gc_as_se": gc_as_se}
+
+
+def se_weights(channels: int, hidden: int, *, seed: int) -> dict[str, torch.Tensor]:
+    """Random float32-exact weights of an SE block's two layers (SE's (out, in) layout, biases included)."""
+    return {"w1": float32_exact(seeded_randn(hidden, channels, seed=seed) / math.sqrt(channels)),
+            "b1": float32_exact(0.3 * seeded_randn(hidden, seed=seed + 1)),
+            "w2": float32_exact(seeded_randn(channels, hidden, seed=seed + 2) / math.sqrt(hidden)),
+            "b2": float32_exact(0.3 * seeded_randn(channels, seed=seed + 3))}
+
+
+def se_with_layernorm(x: torch.Tensor, se: dict[str, torch.Tensor], eps: float) -> torch.Tensor:
+    """SE's block with a LayerNorm (no affine) between its layers: x * sigmoid(W2 ReLU(LN(W1 mean(x) + b1)) + b2)."""
+    y = x.mean((2, 3))  # (B, C)
+    u = F.linear(y, se["w1"], se["b1"])  # (B, C')
+    t = F.linear(torch.relu(F.layer_norm(u, u.shape[-1:], eps=eps)), se["w2"], se["b2"])  # (B, C)
+    return x * torch.sigmoid(t)[..., None, None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,6 +335,37 @@ def hidden_gc_forward(cls: type) -> None:
         with torch.no_grad():
             target = Result("forward", y, gc_forward_mistakes(ref, x64))
         sweep(_gc_student(cls, ref), x64, [target], advice=ADVICE, call=_call, gradients=gradients)
+
+
+@exercise("gc_state_from_se (hidden)", budget_s=30)
+def hidden_gc_as_se(fn: Callable) -> None:
+    """The returned state, loaded into the reference GC block: x * sigmoid(block(x) - x) is SE with a LayerNorm, on
+    random shapes and on inputs whose entries reach the thousands (a pooling that is only nearly uniform shows)."""
+    for trial, b, c, r, h, w in _trials(7085, (16, 4, 2)):
+        ref = reference_gc(c, r, seed=8400 + 10 * trial)
+        se = se_weights(c, ref.hidden_channels, seed=8500 + 10 * trial)
+        state = _call(fn, gc_names(state_of(ref)), *(se[k].clone() for k in ("w1", "b1", "w2", "b2")),
+                      doing=f"gc_state_from_se(state, w1, b1, w2, b2) for C = {c}, C' = {ref.hidden_channels}")
+        with torch.no_grad():
+            for name, official in GC_PARAMETERS.items():
+                target = ref.get_parameter(official)
+                value = state[name] if isinstance(state, dict) and name in state else None
+                if not isinstance(value, torch.Tensor) or value.numel() != target.numel():
+                    raise CheckFailure(f"gc_state_from_se: no tensor of {target.numel()} numbers for {name!r}.",
+                                       mistake="parameters")
+                target.copy_(value.detach().reshape(target.shape).double())
+        eps = ref.channel_add_conv[1].eps
+        for scale in (1.0, 1e3):
+            x = scale * seeded_randn(b, c, h, w, seed=8600 + trial)
+            with torch.no_grad():
+                got = x * torch.sigmoid(ref(x) - x)
+                want = se_with_layernorm(x, se, eps)
+            if not torch.allclose(got, want, rtol=1e-9, atol=1e-9 * scale):
+                raise CheckFailure(
+                    f"gc_state_from_se for C = {c}: the GC block with the returned parameters, fused by x * "
+                    f"sigmoid(t), differs from SE with a LayerNorm by up to {float((got - want).abs().max()):.3g} "
+                    f"(entries of x up to {scale:g}).", mistake="values")
+    passed()
 
 
 @exercise("mean_cosine_distance (hidden)", budget_s=30)

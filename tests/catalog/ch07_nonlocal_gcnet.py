@@ -18,10 +18,13 @@ GC_FORWARD = Exercise(CHAPTER, "GlobalContextBlock.forward", "GlobalContextBlock
                       hidden.hidden_gc_forward, "global_context_block", "test_gc_forward")
 COSINE = Exercise(CHAPTER, "mean_cosine_distance", "mean_cosine_distance", visible.check_cosine_distance,
                   hidden.hidden_cosine_distance, "cosine_distance", "test_cosine_distance")
+GC_AS_SE = Exercise(CHAPTER, "gc_state_from_se", "gc_state_from_se", visible.check_gc_as_se, hidden.hidden_gc_as_se,
+                    "gc_state_from_se", "test_gc_as_se")
 
 
-QUESTIONS = {name: question(CHAPTER, visible, hidden, f"q_{name}") for name in ("nl_params", "zero_init_grads", "cost_ratio", "map_mib", "logit_std")}
-EXERCISES = [NL_ATTENTION, NL_FORWARD, GC_CONTEXT, GC_FORWARD, COSINE, *QUESTIONS.values()]
+QUESTIONS = {name: question(CHAPTER, visible, hidden, f"q_{name}")
+             for name in ("nl_params", "zero_init_grads", "cost_ratio", "map_mib", "logit_std", "wz_trap")}
+EXERCISES = [NL_ATTENTION, NL_FORWARD, GC_CONTEXT, GC_FORWARD, COSINE, GC_AS_SE, *QUESTIONS.values()]
 
 # --------------------------------------------------------------------------------------------
 # the non-local block
@@ -108,6 +111,18 @@ WRONG_NL_FORWARD = [
     ("BatchNorm before W_z, on the C' channels", "missing_norm", dict(
         init=NL_INIT.replace("nn.BatchNorm2d(channels)", "nn.BatchNorm2d(inter)"),
         fwd=NL_FWD.replace("self.bn(self.w_z(y))", "self.w_z(self.bn(y))"))),
+    ("y (B, N, C') reshaped to (B, C', H, W) without the transpose", "reshape_no_transpose", dict(fwd="""\
+        b, c, h, w = x.shape
+        v = self.g(x).reshape(b, -1, h * w).permute(0, 2, 1)
+        y = torch.bmm(self.attention(x), v).reshape(b, -1, h, w)
+        return self.bn(self.w_z(y)) + x""")),
+    ("y (B, N, C') viewed as (B, C', H, W) with einops' names but no transpose", "reshape_no_transpose", dict(fwd="""\
+        h, w = x.shape[-2:]
+        v = rearrange(self.g(x), "b c h w -> b (h w) c")
+        y = rearrange(self.attention(x) @ v, "b n c -> b (n c)").reshape(x.shape[0], -1, h, w)
+        return self.bn(self.w_z(y)) + x""")),
+    ("the BatchNorm renamed (self.norm) where the notebook asks for bn", "parameters", dict(
+        init=NL_INIT.replace("self.bn", "self.norm"), fwd=NL_FWD.replace("self.bn", "self.norm"))),
     ("forgetting the residual", "missing_residual", dict(fwd=NL_FWD.replace("self.bn(self.w_z(y)) + x",
                                                                             "self.bn(self.w_z(y))"))),
     ("map transposed in the weighted sum (values channels first, no transpose)", "missing_transpose", dict(fwd="""\
@@ -134,9 +149,9 @@ WRONG_NL_FORWARD = [
     ("BatchNorm forced to batch statistics (F.batch_norm with training=True, eval mode too)", "bn_forced_train", dict(
         fwd=NL_FWD.replace("self.bn(self.w_z(y))", "F.batch_norm(self.w_z(y), self.bn.running_mean, "
                                                    "self.bn.running_var, self.bn.weight, self.bn.bias, training=True)"))),
-    ("the branch run twice (once to log its size): running statistics updated twice", "bn_twice", dict(
+    ("the branch run twice (once to keep it for a plot): running statistics updated twice", "bn_twice", dict(
         fwd=NL_FWD.replace("        return self.bn(self.w_z(y)) + x",
-                           "        self.branch_size = float(self.bn(self.w_z(y)).abs().mean())\n"
+                           "        self.last_branch = self.bn(self.w_z(y)).detach()\n"
                            "        return self.bn(self.w_z(y)) + x"))),
     ("BatchNorm with Keras's momentum=0.99 (the weight of the old statistics)", "bn_statistics", dict(
         init=NL_INIT.replace("nn.BatchNorm2d(channels)", "nn.BatchNorm2d(channels, momentum=0.99)"))),
@@ -267,6 +282,8 @@ WRONG_GC_FORWARD = [
         "        nn.init.zeros_(self.w_v2.bias)", "        nn.init.normal_(self.w_v2.bias)"))),
     ("no LayerNorm", "missing_norm", dict(init=GC_INIT.replace("nn.LayerNorm([hidden, 1, 1])", "nn.Identity()"),
                                           fwd=GC_FWD)),
+    ("the LayerNorm renamed (self.ln) where the notebook asks for norm", "parameters", dict(
+        init=GC_INIT.replace("self.norm", "self.ln"), fwd=GC_FWD.replace("self.norm", "self.ln"))),
     ("BatchNorm in place of the LayerNorm", "missing_norm", dict(init=GC_INIT.replace(
         "nn.LayerNorm([hidden, 1, 1])", "nn.BatchNorm2d(hidden)"))),
     ("ReLU before the LayerNorm", "missing_norm", dict(
@@ -391,6 +408,74 @@ VALID_COSINE = [
 ]
 
 # --------------------------------------------------------------------------------------------
+# GC and SE
+# --------------------------------------------------------------------------------------------
+SE_RIGHT = """\
+    new = {k: t.detach().clone() for k, t in state.items()}
+    new["conv_mask.weight"] = torch.zeros_like(new["conv_mask.weight"])
+    for name, t in (("w_v1.weight", w1), ("w_v1.bias", b1), ("w_v2.weight", w2), ("w_v2.bias", b2)):
+        new[name] = t.detach().clone().reshape(new[name].shape)
+    new["norm.weight"] = torch.ones_like(new["norm.weight"])
+    new["norm.bias"] = torch.zeros_like(new["norm.bias"])
+    return new"""
+
+
+def gc_se(body: str = SE_RIGHT) -> str:
+    return f"\ndef gc_state_from_se(state, w1, b1, w2, b2):\n{body}\n"
+
+
+WRONG_GC_AS_SE = [
+    ("only W_k's bias changed (set to 0), its weight kept", "bias_only", gc_se(SE_RIGHT.replace(
+        'new["conv_mask.weight"] = torch.zeros_like(new["conv_mask.weight"])',
+        'new["conv_mask.bias"] = torch.zeros_like(new["conv_mask.bias"])'))),
+    ("W_k's weight set to ones (a constant weight, not a constant logit)", "not_uniform", gc_se(SE_RIGHT.replace(
+        "torch.zeros_like(new[\"conv_mask.weight\"])", "torch.ones_like(new[\"conv_mask.weight\"])"))),
+    ("W_k left as it is (attention pooling kept)", "not_uniform", gc_se(SE_RIGHT.replace(
+        'new["conv_mask.weight"] = torch.zeros_like(new["conv_mask.weight"])', 'pass'))),
+    ("SE's layers swapped in the transform", "se_weights_swapped", gc_se(SE_RIGHT.replace(
+        '(("w_v1.weight", w1), ("w_v1.bias", b1), ("w_v2.weight", w2), ("w_v2.bias", b2))',
+        '(("w_v1.weight", w2.T), ("w_v1.bias", b1), ("w_v2.weight", w1.T), ("w_v2.bias", b2))'))),
+    ("w2 reshaped into W_v1 without a transpose", "se_weights_swapped", gc_se(SE_RIGHT.replace(
+        '("w_v1.weight", w1)', '("w_v1.weight", w2)'))),
+    ("the LayerNorm's scale set to 0", "norm_affine", gc_se(SE_RIGHT.replace(
+        'torch.ones_like(new["norm.weight"])', 'torch.zeros_like(new["norm.weight"])'))),
+    ("the LayerNorm left with the block's scale and shift", "norm_affine", gc_se(SE_RIGHT.replace(
+        'new["norm.weight"] = torch.ones_like(new["norm.weight"])\n    new["norm.bias"] = torch.zeros_like(new["norm.bias"])',
+        'pass'))),
+    ("the norm's entries left out of the dict", "parameters", gc_se(SE_RIGHT.replace(
+        "    return new", "    del new[\"norm.weight\"], new[\"norm.bias\"]\n    return new"))),
+    ("state modified in place", "modifies_input", gc_se("""\
+    state["conv_mask.weight"].data.zero_()
+    new = {k: t.detach().clone() for k, t in state.items()}
+    for name, t in (("w_v1.weight", w1), ("w_v1.bias", b1), ("w_v2.weight", w2), ("w_v2.bias", b2)):
+        new[name] = t.detach().clone().reshape(new[name].shape)
+    new["norm.weight"] = torch.ones_like(new["norm.weight"])
+    new["norm.bias"] = torch.zeros_like(new["norm.bias"])
+    return new""")),
+    ("returns a list, not a dict", "shape", gc_se("    return [w1, b1, w2, b2]")),
+]
+
+VALID_GC_AS_SE = [
+    ("zeros for W_k's weight and bias, flat shapes for SE's layers", gc_se("""\
+    new = dict(state)
+    new["conv_mask.weight"] = torch.zeros_like(state["conv_mask.weight"])
+    new["conv_mask.bias"] = torch.zeros_like(state["conv_mask.bias"])
+    new.update({"w_v1.weight": w1.clone(), "w_v1.bias": b1.clone(), "w_v2.weight": w2.clone(), "w_v2.bias": b2.clone(),
+                "norm.weight": torch.ones_like(b1), "norm.bias": torch.zeros_like(b1)})
+    return new""")),
+    ("the reference's own answer", gc_se()),
+    ("W_k's weight times 0, built with einops' rearrange for the convolution layout", gc_se("""\
+    new = {k: v.detach().clone() for k, v in state.items()}
+    new["conv_mask.weight"] = 0 * new["conv_mask.weight"]
+    new["w_v1.weight"] = rearrange(w1, "o i -> o i 1 1").clone()
+    new["w_v2.weight"] = rearrange(w2, "o i -> o i 1 1").clone()
+    new["w_v1.bias"], new["w_v2.bias"] = b1.clone(), b2.clone()
+    new["norm.weight"] = new["norm.weight"] * 0 + 1
+    new["norm.bias"] = new["norm.bias"] * 0
+    return new""")),
+]
+
+# --------------------------------------------------------------------------------------------
 # questions
 # --------------------------------------------------------------------------------------------
 WRONG_QUESTIONS = [
@@ -404,6 +489,9 @@ WRONG_QUESTIONS = [
     ("map_mib", "37.515625", "map_size"), ("map_mib", "2.3447265625", "map_size"),
     ("map_mib", "9.834496", "memory_units"), ("map_mib", "None", "unanswered"),
     ("logit_std", "512", "logit_scale"), ("logit_std", "1.0", "logit_scale"), ("logit_std", "1 / math.sqrt(512)", "logit_scale"),
+    ("wz_trap", '"a"', "zero_init_gradient"), ("wz_trap", '"ab"', "zero_init_gradient"),
+    ("wz_trap", '"acd"', "zero_init_gradient"), ("wz_trap", '"ace"', "zero_init_gradient"),
+    ("wz_trap", '"c"', "not_identity"), ("wz_trap", '"abcde"', "wrong_answer"), ("wz_trap", '"acf"', "answer_form"),
 ]
 VALID_QUESTIONS = [
     ("nl_params", "3 * (256 * 128 + 128) + 128 * 256 + 256 + 2 * 256"), ("nl_params", "132224.0"),
@@ -411,6 +499,7 @@ VALID_QUESTIONS = [
     ("cost_ratio", "torch.tensor(3136)"), ("cost_ratio", "2 * (56 * 56) ** 2 * 128 // (56 * 56 * 256)"),
     ("map_mib", "9.38"), ("map_mib", "torch.tensor(9.3789)"),
     ("logit_std", "22.6"), ("logit_std", "math.sqrt(512)"),
+    ("wz_trap", '"CA"'), ("wz_trap", '{"a", "c"}'), ("wz_trap", '["c", "a"]'),
 ]
 
 IMPLS: list[Impl] = []
@@ -423,6 +512,8 @@ IMPLS += [Impl(GC_FORWARD, label, gc(**parts), mistake) for label, mistake, part
 IMPLS += [Impl(ex, f"{label} ({ex.name})", gc(**parts)) for ex in (GC_CONTEXT, GC_FORWARD) for label, parts in VALID_GC]
 IMPLS += [Impl(COSINE, label, source, mistake) for label, mistake, source in WRONG_COSINE]
 IMPLS += [Impl(COSINE, label, source) for label, source in VALID_COSINE]
+IMPLS += [Impl(GC_AS_SE, label, source, mistake) for label, mistake, source in WRONG_GC_AS_SE]
+IMPLS += [Impl(GC_AS_SE, label, source) for label, source in VALID_GC_AS_SE]
 IMPLS += [Impl(QUESTIONS[name], f"q_{name} = {value}", f"q_{name} = {value}\n", mistake)
           for name, value, mistake in WRONG_QUESTIONS]
 IMPLS += [Impl(QUESTIONS[name], f"valid: q_{name} = {value}", f"q_{name} = {value}\n") for name, value in VALID_QUESTIONS]
