@@ -39,6 +39,10 @@ QUIET    = >> $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
 # assignment tools too). LAB_ROOT: the course folder it serves (tests/test_browser.py serves a copy).
 LAB_ROOT ?= $(CURDIR)
 VIEW     ?= student
+# The course folder, one nbgrader course directory for every chapter: `make grade` grades into it,
+# `make instructor` opens formgrader on it (hand grading), `python -m course_lib feedback` refreshes it.
+# Inside LAB_ROOT, so that formgrader can serve it (docs/grading.md).
+COURSE_DIR ?= $(LAB_ROOT)/out/grading
 LAB      = cd "$(LAB_ROOT)" && PATH="$(abspath $(BIN)):$$PATH" JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter/$(VIEW)" \
 	$(abspath $(BIN))/jupyter lab --ip=127.0.0.1 --port=$(PORT) --no-browser --allow-root \
 	--ServerApp.root_dir="$(LAB_ROOT)"
@@ -55,7 +59,7 @@ help:
 	@echo "make bench          time and memory of every module (writes out/bench/; BENCH_ARGS=--pam-only: PAM table)"
 	@echo "make capstone       train and compare every attention variant (writes out/capstone/)"
 	@echo "make checkpoints    retrain the shipped checkpoints of chapters 01-06 from their seeds (course_lib/checkpoints/)"
-	@echo "make grade CHAPTER=01_se SUBMISSIONS=path [WORKERS=n] [GRADE_ARGS=...]   autograde a class"
+	@echo "make grade CHAPTER=01_se SUBMISSIONS=path [WORKERS=n] [GRADE_ARGS=...]   autograde a class into the course folder (COURSE_DIR, default out/grading)"
 	@echo "make grader-report  how well the checks catch wrong implementations"
 	@echo "make student-bundle build what students receive (out/student-bundle/)"
 	@echo "make student-wheel  the bundle's course_lib as a wheel for Colab (out/dist/), to publish with a release"
@@ -87,8 +91,11 @@ lab: setup
 instructor: VIEW = instructor
 instructor: setup
 	@mkdir -p out/exchange
-	@echo "Starting JupyterLab on the course (instructor view: Nbgrader > Formgrader): open the URL printed below."
-	@$(LAB) --LabApp.default_url=/lab/tree/solutions
+	@$(RUN) COURSE_DIR="$(abspath $(COURSE_DIR))" $(BIN)/python -m course_lib course-folder --source-root "$(LAB_ROOT)"
+	@echo "Starting JupyterLab on the course (instructor view): Nbgrader > Formgrader grades the course folder"
+	@echo "$(abspath $(COURSE_DIR)); the written questions' model answers and rubrics are in its rubrics/ folder."
+	@echo "Open the URL printed below."
+	@export COURSE_DIR="$(abspath $(COURSE_DIR))"; $(LAB) --LabApp.default_url=/lab/tree/$(patsubst $(abspath $(LAB_ROOT))/%,%,$(abspath $(COURSE_DIR)))/rubrics
 
 test: setup setup-timm
 	$(RUN) COURSE_TIMM_PYTHON="$(abspath $(TIMM_VENV))/bin/python" COURSE_REQUIRE_TIMM=1 \
@@ -131,9 +138,12 @@ capstone: setup
 checkpoints: setup
 	$(RUN) $(BIN)/python -m course_lib checkpoints --no-progress
 
+# Exit status 3 of the grader (some submissions could not be graded, the rest were; its last lines say
+# which and why) is a finished run: make stops with an error only when nothing could be graded.
 grade: setup
 	@test -n "$(CHAPTER)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade CHAPTER=01_se SUBMISSIONS=path/to/submissions"; exit 2; }
-	$(RUN) $(BIN)/python -m course_lib grade $(CHAPTER) $(SUBMISSIONS) $(if $(WORKERS),--workers $(WORKERS)) $(GRADE_ARGS)
+	@$(RUN) $(BIN)/python -m course_lib grade $(CHAPTER) $(SUBMISSIONS) --out "$(COURSE_DIR)" \
+		$(if $(WORKERS),--workers $(WORKERS)) $(GRADE_ARGS); status=$$?; test $$status -eq 3 || exit $$status
 
 grader-report: setup
 	$(RUN) $(BIN)/python -m course_lib grader-report

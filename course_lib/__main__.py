@@ -14,8 +14,10 @@ import sys
 COMMANDS = {
     # lecturers: grading a class
     "grade": ("course_lib.grading.cli:main", "autograde a folder of submissions (make grade)"),
-    "feedback": ("course_lib.grading.feedback:main",
-                 "render a graded chapter's feedback pages again, after hand grading (no hidden tests)"),
+    "feedback": ("course_lib.grading.cli:feedback_main",
+                 "after hand grading: a graded chapter's feedback pages, grades.csv and summary again"),
+    "course-folder": ("course_lib.grading.cli:course_folder_main",
+                      "set up the course folder make grade and make instructor share (sources, rubrics)"),
     "grade-bench": ("course_lib.grading.batch:main", "time plain nbgrader against the course grader (--bench)"),
     # maintainers: building and checking the course
     "release": ("course_lib.tools.notebooks:main", "regenerate notebooks/ from solutions/ with nbgrader (make release)"),

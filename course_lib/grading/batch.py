@@ -42,12 +42,18 @@ A submission that cannot be graded (malformed JSON, an empty notebook, another c
 kernel that died, a grading process that ran past its time limit) gets a row with score 0 and a status
 saying why, a flagged entry in the gradebook and a feedback page with the reason; the batch goes on.
 
-The output folder is an nbgrader course directory, so ``nbgrader formgrader`` can open it::
+The output folder is the course folder (default ``out/grading``), an nbgrader course directory that
+``make instructor`` opens in formgrader, for hand grading::
 
     OUT/gradebook.db                                   (unless --db-url points elsewhere)
     OUT/submitted|autograded/<student>/<chapter>/      the notebooks as handed in / as graded
     OUT/feedback/<student>/<chapter>/<chapter>.html    what each student receives
-    OUT/<chapter>/grades.csv, histogram.png, summary.txt, logs/<student>.log
+    OUT/<chapter>/grades.csv, histogram.png, summary.txt, run.json, logs/<student>.log
+    OUT/rubrics/<chapter>.md                           the written questions' model answers and rubrics
+
+The reports hold the whole class: a run that grades some students updates their rows and keeps the
+others' (read back from ``run.json`` and the gradebook). ``python -m course_lib feedback CHAPTER``
+(:func:`refresh`) renders the pages and the reports again from the gradebook after hand grading.
 """
 from __future__ import annotations
 
@@ -85,6 +91,11 @@ DEFAULT_KERNEL_ENV = {
     "MPLBACKEND": "Agg",
 }
 STARTUP_S = 120  # nbgrader_config.py: Execute.startup_timeout
+#: a cell's time budget while grading: BUDGET_FACTOR times what the reference solution's cell took on the
+#: grading workers (measured once per chapter version, OUT/<chapter>/reference_times.json), at least
+#: BUDGET_FLOOR_S, at most the configured cell timeout; a cell the reference has not, the largest budget
+BUDGET_FACTOR = 10
+BUDGET_FLOOR_S = 10.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,6 +123,13 @@ class GradeRun:
     workers: int
     layout: str = ""
     skipped: list[str] = field(default_factory=list)
+    #: the students this run graded; ``rows`` hold the whole class (students of earlier runs too)
+    graded_now: list[str] = field(default_factory=list)
+    #: "grade" (a run of the grader) or "refresh" (the reports read again from the gradebook)
+    kind: str = "grade"
+    #: the time budgets of the cells ({"cells": {cell: seconds}, "default": seconds}); empty: the fixed
+    #: cell timeout (--timeout given, no sandbox, or the reference could not be timed; "note" says why)
+    budgets: dict = field(default_factory=dict)
     #: where the command's time went (seconds): "build" (the chapter's template course), "cluster"
     #: (waiting for the cluster and its warm templates after the build), "grading", "reports", "close"
     profile: dict = field(default_factory=dict)
@@ -132,6 +150,12 @@ class GradeRun:
 
     def summary(self) -> str:
         return summary_table(self)
+
+    @property
+    def failed_now(self) -> list[dict]:
+        """The rows of this run's students that could not be graded."""
+        now = set(self.graded_now)
+        return [row for row in self.rows if row["student"] in now and row["status"] != "graded"]
 
     def to_dict(self) -> dict:
         """JSON-ready (written as ``OUT/<chapter>/run.json``); :meth:`from_dict` reads it back."""
@@ -207,6 +231,9 @@ def grade_submissions(
     collection = find_submissions(chapter, Path(submissions), other_chapters=others, student_pattern=student_pattern)
     report_dir = out / chapter
     (report_dir / "logs").mkdir(parents=True, exist_ok=True)
+    # formgrader and nbgrader's commands on this folder then grade in the sandbox and render safe feedback
+    from course_lib.grading.sandbox import write_course_config
+    write_course_config(out)
     db_url = db_url or f"sqlite:///{out / 'gradebook.db'}"
     env = {**DEFAULT_KERNEL_ENV, **(kernel_env or {})}
     sandboxed = str(env.get("COURSE_SANDBOX") or os.environ.get("COURSE_SANDBOX", "")).strip().lower() not in {
@@ -242,6 +269,10 @@ def grade_submissions(
             client = engine.client()
             used_workers = engine.worker_count() if (scheduler or cluster is not None) else engine.workers
             lap("cluster")
+            if cell_timeout is None and sandboxed:
+                static["budgets"] = _budgets(client, out, chapter, nbs.notebook_path(chapter, template),
+                                             static, timeout_cell)
+            lap("budgets")
             grading_started = time.perf_counter()
             rows = _grade_all(client, collection, out, chapter, db_url, info, static, progress)
             grading_seconds = time.perf_counter() - grading_started
@@ -256,7 +287,7 @@ def grade_submissions(
     run = GradeRun(
         chapter=chapter,
         out=out,
-        rows=sorted(rows, key=lambda r: r["student"]),
+        rows=class_rows(out, chapter, db_url, info["grade_cells"], rows),
         csv_path=report_dir / "grades.csv",
         feedback_dir=out / "feedback",
         histogram_path=report_dir / "histogram.png",
@@ -267,12 +298,12 @@ def grade_submissions(
         workers=used_workers,
         layout=collection.layout,
         skipped=collection.skipped,
+        graded_now=sorted(row["student"] for row in rows),
+        budgets=static.get("budgets") or {},
         profile=profile,
     )
     try:
-        write_csv(run, [name for name, _ in info["grade_cells"]])
-        write_histogram(run)
-        run.summary_path.write_text(summary_table(run) + "\n", encoding="utf-8")
+        write_reports(run, [name for name, _ in info["grade_cells"]])
         lap("reports")
     finally:
         closing.join()
@@ -280,6 +311,129 @@ def grade_submissions(
     run.seconds = time.perf_counter() - started
     (report_dir / "run.json").write_text(json.dumps(run.to_dict(), indent=1), encoding="utf-8")
     return run
+
+
+def write_reports(run: GradeRun, grade_ids: list[str]) -> None:
+    """grades.csv, histogram.png, summary.txt and run.json of the class, from ``run.rows``."""
+    write_csv(run, grade_ids)
+    write_histogram(run)
+    run.summary_path.write_text(summary_table(run) + "\n", encoding="utf-8")
+    (run.out / run.chapter / "run.json").write_text(json.dumps(run.to_dict(), indent=1), encoding="utf-8")
+
+
+def grade_cells_of(release) -> list[tuple[str, float]]:
+    """(grade_id, points) of the released notebook's graded cells, in notebook order."""
+    return [(c.metadata["nbgrader"]["grade_id"], float(c.metadata["nbgrader"].get("points", 0)))
+            for c in release.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+
+
+def _scores(notebook, grade_cells: list[tuple[str, float]]) -> dict:
+    """A row's score, max_score, cells and pending, read from a gradebook's SubmittedNotebook."""
+    cells = {g.name: (float(g.score), float(g.max_score)) for g in notebook.grades}
+    pending = nbs.grades_of(notebook)["pending"]
+    return {
+        "score": float(notebook.score),
+        "max_score": float(notebook.max_score),
+        "cells": {name: cells[name] for name, _ in grade_cells if name in cells},
+        # points of the cells left for manual grading (written answers): the score does not hold them yet
+        "pending": {name: float(pending[name]) for name, _ in grade_cells if name in pending},
+    }
+
+
+def class_rows(out: Path, chapter: str, db_url: str, grade_cells: list[tuple[str, float]],
+               fresh: list[dict]) -> list[dict]:
+    """Every student of ``chapter`` in the course folder ``out``, sorted: ``fresh`` rows (this run's) in
+    place of earlier ones (``run.json`` of an earlier run), and every row's scores read back from the
+    gradebook, so that manual grades count. A submission in the gradebook that no run of the grader
+    wrote (formgrader's or ``nbgrader autograde``'s) gets a row too."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    earlier: dict[str, dict] = {}
+    saved = out / chapter / "run.json"
+    if saved.is_file():
+        try:
+            earlier = {row["student"]: row for row in json.loads(saved.read_text(encoding="utf-8"))["rows"]}
+        except (ValueError, KeyError, TypeError):  # unreadable: the gradebook still has every student
+            earlier = {}
+    rows = {**earlier, **{row["student"]: row for row in fresh}}
+    with quiet_sqlalchemy(), Gradebook(db_url, course_id()) as gb:
+        try:
+            known = [s.student.id for s in gb.find_assignment(chapter).submissions]
+        except MissingEntry:
+            known = []
+        for student in sorted(set(rows) | set(known)):
+            try:
+                notebook = gb.find_submission_notebook(chapter, chapter, student)
+            except MissingEntry:
+                rows.pop(student, None)  # no longer in the gradebook (removed by hand): no row
+                continue
+            row = rows.get(student) or {
+                "student": student, "note": "graded outside `python -m course_lib grade`", "source": "",
+                "seconds": None, "phases": {},
+                "status": "graded" if (out / "autograded" / student / chapter).is_dir() else "error: not autograded",
+            }
+            row.update(_scores(notebook, grade_cells))
+            rows[student] = row
+    return [rows[name] for name in sorted(rows)]
+
+
+def refresh(chapter: str, out: Path, *, db_url: str | None = None,
+            students: list[str] | None = None) -> tuple[GradeRun, dict[str, str]]:
+    """After hand grading (formgrader): the feedback pages of ``chapter`` in the course folder ``out``
+    rendered again from its gradebook (:func:`course_lib.grading.feedback.regenerate`: manual scores and
+    comments, hidden tests removed), then grades.csv, the histogram, summary.txt and run.json of the whole
+    class read again from the gradebook. Returns the run and student -> what became of their page."""
+    import nbformat
+
+    from course_lib.grading.feedback import regenerate
+
+    out = Path(out).resolve()
+    saved = out / chapter / "run.json"
+    release = nbs.notebook_path(chapter, out, nbs.RELEASE)
+    if not saved.is_file() or not release.is_file():
+        raise FileNotFoundError(f"{out} holds no graded chapter {chapter!r} (no {chapter}/run.json): give the "
+                                "chapter and the course folder that `python -m course_lib grade` graded it into")
+    run = GradeRun.from_dict(json.loads(saved.read_text(encoding="utf-8")))
+    if db_url is None:
+        db_url = run.gradebook if not run.gradebook.startswith("sqlite:") else f"sqlite:///{out / 'gradebook.db'}"
+    with quiet_sqlalchemy():
+        pages = regenerate(out, chapter, db_url=db_url, students=students)
+    grade_cells = grade_cells_of(nbformat.read(release, as_version=4))
+    report_dir = out / chapter
+    run.rows = class_rows(out, chapter, db_url, grade_cells, [])
+    run.out, run.gradebook, run.kind, run.graded_now, run.skipped = out, db_url, "refresh", [], []
+    run.csv_path, run.histogram_path = report_dir / "grades.csv", report_dir / "histogram.png"
+    run.summary_path, run.feedback_dir = report_dir / "summary.txt", out / "feedback"
+    write_reports(run, [name for name, _ in grade_cells])
+    return run, pages
+
+
+def _budgets(client, out: Path, chapter: str, source: Path, static: dict, cap: float) -> dict:
+    """Each cell's time budget (seconds, by ``fork_execute.cell_key``) from the reference solution's cell
+    times: measured on a grading worker, as a submission runs, once per version of the chapter (cached in
+    OUT/<chapter>/reference_times.json). Empty when the reference could not be timed: the configured
+    cell timeout applies then, and a line on stderr says why."""
+    from course_lib.grading.worker import reference_times
+
+    data = source.read_bytes()
+    cache = out / chapter / "reference_times.json"
+    times = None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved["source"] == digest(data):
+            times = {str(k): float(v) for k, v in saved["times"].items()}
+    if times is None:
+        answer = client.submit(reference_times, data, static, pure=False,
+                               key=f"course-reference-{chapter}-{secrets.token_hex(8)}").result()
+        if "times" not in answer:
+            print(f"note: the reference solution of {chapter} could not be timed ({answer.get('error')}); "
+                  f"every cell may run {cap:g} s", file=sys.stderr)
+            return {}
+        times = answer["times"]
+        cache.write_text(json.dumps({"source": digest(data), "times": times}, indent=1), encoding="utf-8")
+    cells = {key: round(min(float(cap), max(BUDGET_FLOOR_S, BUDGET_FACTOR * seconds)), 1)
+             for key, seconds in times.items()}
+    return {"cells": cells, "default": max(cells.values(), default=float(cap)), "reference": times}
 
 
 def _cores() -> int:
@@ -307,11 +461,7 @@ def _prepare_template(chapter: str, work: Path, source_root: Path, others: list[
         nbs.new_course(template, [chapter], source_root=source_root)
     source = nbformat.read(nbs.notebook_path(chapter, template), as_version=4)
     release = nbformat.read(nbs.notebook_path(chapter, template, nbs.RELEASE), as_version=4)
-    grade_cells = [
-        (c.metadata["nbgrader"]["grade_id"], float(c.metadata["nbgrader"].get("points", 0)))
-        for c in release.cells
-        if c.get("metadata", {}).get("nbgrader", {}).get("grade")
-    ]
+    grade_cells = grade_cells_of(release)
     other_ids = {}
     for other in others:
         if other == chapter:
@@ -348,6 +498,7 @@ def _prepare_main(out: Path, template: Path, chapter: str, db_url: str) -> None:
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(template / folder / chapter, target)
+    write_rubric(out, chapter)
     fresh_sqlite = out / "gradebook.db"
     if db_url == f"sqlite:///{fresh_sqlite}" and not fresh_sqlite.exists():
         shutil.copy(template / "gradebook.db", fresh_sqlite)
@@ -368,6 +519,61 @@ def _prepare_main(out: Path, template: Path, chapter: str, db_url: str) -> None:
             raise RuntimeError(
                 f"could not record {chapter} in the gradebook {db_url}: {result.get('error') or result.get('log')}"
             )
+
+
+# --------------------------------------------------------------------------------------------
+# the course folder: every chapter's source, and the rubrics of the written questions
+# --------------------------------------------------------------------------------------------
+def write_rubric(out: Path, chapter: str) -> Path | None:
+    """``OUT/rubrics/CHAPTER.md``: each written question of the chapter (graded by hand) with its points,
+    the question as the student reads it and the model answer with its rubric, from the source notebook in
+    the course folder, for the grader to keep open beside formgrader. None when the chapter has none."""
+    import nbformat
+
+    from course_lib.grading.common import BEGIN_SOLUTION, END_SOLUTION
+
+    source = nbformat.read(nbs.notebook_path(chapter, out), as_version=4)
+    target = out / "rubrics" / f"{chapter}.md"
+    parts = []
+    for index, cell in enumerate(source.cells):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if not (meta.get("grade") and meta.get("solution")):
+            continue
+        question = next((c.source.strip() for c in reversed(source.cells[:index]) if c.cell_type == "markdown"), "")
+        body = cell.source
+        if BEGIN_SOLUTION in body:
+            body = body.split(BEGIN_SOLUTION, 1)[1].split(END_SOLUTION, 1)[0]
+        parts.append(f"## `{meta.get('grade_id')}` ({float(meta.get('points', 0)):g} points)\n\n"
+                     f"**The question** (the cell above the answer, as the student reads it):\n\n"
+                     + "\n".join(f"> {line}" if line else ">" for line in question.splitlines())
+                     + f"\n\n**Model answer and rubric** (never shown to students):\n\n{body.strip()}\n")
+    if not parts:
+        if target.exists():
+            target.unlink()
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(
+        f"# {chapter}: written answers, graded by hand\n\n"
+        "For the grader: keep this page open beside formgrader's Manual Grading (`make instructor`; drag its "
+        "tab to the side). Students never see it; it is written from the chapter's source notebook each time "
+        "the chapter is graded or the instructor view starts.\n\n" + "\n".join(parts), encoding="utf-8")
+    return target
+
+
+def prepare_course_folder(out: Path, source_root: Path = nbs.REPO) -> list[str]:
+    """The course folder ``out`` as `make instructor` opens it: every chapter's source
+    (``solutions/<chapter>/``, so that formgrader lists, generates and releases every chapter inside the
+    course folder, never into the repository's ``notebooks/``) and the rubrics of the written questions.
+    The gradebook and the graded notebooks are left as they are. Returns the chapters."""
+    out, source_root = Path(out).resolve(), Path(source_root).resolve()
+    if out == source_root or out == nbs.REPO:
+        raise ValueError(f"the course folder must be a folder of its own, not the course repository ({out})")
+    chapters = nbs.chapters(source_root)
+    for chapter in chapters:
+        shutil.copytree(source_root / nbs.SOURCE / chapter, out / nbs.SOURCE / chapter, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        write_rubric(out, chapter)
+    return chapters
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,18 +680,11 @@ def _merge(gb, chapter: str, result: dict, info: dict) -> dict:
         comment.auto_comment = comments.get(comment.name)
     notebook.flagged = error
     gb.db.commit()
-    cells = {g.name: (float(g.score), float(g.max_score)) for g in notebook.grades}
-    ordered = {name: cells[name] for name, _ in info["grade_cells"] if name in cells}
-    pending = nbs.grades_of(notebook)["pending"]
     return {
         "student": student,
-        "score": float(notebook.score),
-        "max_score": float(notebook.max_score),
-        # points of the cells left for manual grading (written answers): the score does not hold them yet
-        "pending": {name: float(pending[name]) for name, _ in info["grade_cells"] if name in pending},
+        **_scores(notebook, info["grade_cells"]),
         "status": result["status"],
         "note": result.get("note") or "",
-        "cells": ordered,
         "source": result.get("source") or "",
         "seconds": result.get("seconds"),
         "phases": result.get("phases") or {},
@@ -599,15 +798,31 @@ def write_histogram(run: GradeRun) -> None:
     plt.close(fig)
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def summary_table(run: GradeRun) -> str:
+    """The table printed at the end of a run and kept as summary.txt: the whole class, then what is left
+    to do (written answers to grade by hand, files that could not be graded)."""
     width = max([len("student")] + [len(r["student"]) for r in run.rows])
-    lines = [
-        f"{run.chapter}: {len(run.rows)} submissions graded in {run.seconds:.1f} s with {run.workers} "
-        f"worker{'s' if run.workers > 1 else ''}"
-        + (f" ({run.seconds / len(run.rows):.2f} s per notebook)" if run.rows else ""),
-        "",
-        f"{'student':<{width}}  {'score':>11}  status",
-    ]
+    now = set(run.graded_now)
+    if run.kind == "refresh":
+        lines = [f"{run.chapter}: {_plural(len(run.rows), 'student')}, scores read again from the gradebook "
+                 f"(hand grading included)"]
+    else:
+        lines = [f"{run.chapter}: {_plural(len(now), 'submission')} graded in {run.seconds:.1f} s with "
+                 f"{_plural(run.workers, 'worker')}"
+                 + (f" ({run.seconds / len(now):.2f} s per notebook)" if now else "")]
+        if len(run.rows) > len(now):
+            lines.append(f"the class: {_plural(len(run.rows), 'student')}, {len(run.rows) - len(now)} of them "
+                         "graded in earlier runs and kept as they were (marked *)")
+        if run.budgets:
+            cells = sorted(run.budgets["cells"].values())
+            lines.append(f"time per cell: {BUDGET_FACTOR}x the reference solution's own time, at least "
+                         f"{BUDGET_FLOOR_S:g} s ({cells[0]:g}-{cells[-1]:g} s here; "
+                         f"{run.out / run.chapter / 'reference_times.json'})")
+    lines += ["", f"{'student':<{width}}  {'score':>11}  status"]
     for row in run.rows:
         score = f"{row['score']:g}/{row['max_score']:g}"
         note = f" ({row['note']})" if row["note"] else ""
@@ -615,7 +830,8 @@ def summary_table(run: GradeRun) -> str:
         if pending:
             note += (f"; {sum(pending.values()):g} points to grade by hand ({', '.join(pending)}): "
                      f"{row['score']:g}/{row['max_score'] - sum(pending.values()):g} of the auto-graded points")
-        lines.append(f"{row['student']:<{width}}  {score:>11}  {row['status']}{note}")
+        mark = "*" if run.kind == "grade" and row["student"] not in now and len(run.rows) > len(now) else ""
+        lines.append(f"{row['student'] + mark:<{width + 1}} {score:>11}  {row['status']}{note}")
     if run.rows:
         scores = [r["score"] for r in run.rows]
         errors = sum(r["status"] != "graded" for r in run.rows)
@@ -627,9 +843,12 @@ def summary_table(run: GradeRun) -> str:
         ]
         waiting = [r for r in run.rows if r.get("pending")]
         if waiting:
-            lines.append(f"{len(waiting)} submission{'s' if len(waiting) > 1 else ''} with written answers to grade "
-                         "by hand (nbgrader formgrader, 'Manual Grading'); their scores above do not hold those "
-                         "points yet")
+            lines.append(
+                f"{_plural(len(waiting), 'submission')} with written answers to grade by hand: their scores "
+                "above do not hold those points yet. Grade them in formgrader (`make instructor`, Manual "
+                f"Grading; model answers and rubrics in {run.out / 'rubrics' / (run.chapter + '.md')}), then "
+                f"run `python -m course_lib feedback {run.chapter}{_out_option(run.out)}` for the pages and "
+                "these reports.")
     for skipped in run.skipped:
         lines.append(f"left out: {skipped}")
     lines += [
@@ -639,7 +858,29 @@ def summary_table(run: GradeRun) -> str:
         f"histogram: {run.histogram_path}",
         f"gradebook: {run.gradebook}",
     ]
+    failed = run.failed_now
+    if failed:
+        graded = len(now) - len(failed)
+        which = "; ".join(f"{row['source'] or row['student']} ({row['student']}): "
+                          f"{row['status'].removeprefix('error: ')}" for row in failed)
+        lines += ["", (
+            f"{_plural(len(failed), 'file')} could not be graded: {which}. "
+            f"{'It has' if len(failed) == 1 else 'Each has'} a row with score 0, a feedback page saying why and "
+            "a flagged entry in the gradebook; formgrader lists it under Manage Students but not under Manual "
+            "Grading, since nbgrader has no notebook of it to show. "
+            f"The other {_plural(graded, 'submission')} {'was' if graded == 1 else 'were'} graded and written. "
+            f"Fix the file and grade it again alone (exit status {_SOME_NOT_GRADED})."
+        )]
     return "\n".join(lines)
+
+
+_SOME_NOT_GRADED = 3  # cli.SOME_NOT_GRADED: the command's exit status after such a run
+
+
+def _out_option(out: Path) -> str:
+    """`` --out DIR`` when ``out`` is not the default course folder, else nothing."""
+    default = Path(os.environ.get("COURSE_DIR") or "out/grading").resolve()
+    return "" if Path(out).resolve() == default else f" --out {out}"
 
 
 # --------------------------------------------------------------------------------------------

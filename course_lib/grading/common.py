@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 __all__ = [
     "UNUSED_IMPORTS", "lean_imports", "MAX_RESULT_BYTES", "MAX_NOTEBOOK_BYTES", "SHARED_GRADE_IDS",
     "pack_folder", "unpack_folder", "read_tree", "write_tree", "digest", "share", "error_result",
-    "course_id", "quiet_sqlalchemy", "api", "grade_ids", "BEGIN_HIDDEN", "END_HIDDEN", "hidden_lines",
+    "course_id", "quiet_sqlalchemy", "api", "grade_ids", "BEGIN_HIDDEN", "END_HIDDEN", "BEGIN_SOLUTION", "END_SOLUTION",
+    "hidden_lines",
 ]
 
 #: what one student's result may carry back (notebooks, files their code wrote); past it, notebooks only
@@ -49,10 +50,23 @@ SHARED_GRADE_IDS = {"setup"}
 UNUSED_IMPORTS = ("rfc3987_syntax",)
 
 
+#: SQLAlchemy's autoflush warning that nbgrader's gradebook trips on every new submission (three per student,
+#: harmless: nbgrader adds the object to the session right after); printed by every grading process, 120
+#: lines for a class of 40, they buried the summary
+SAWARNING_NOT_IN_SESSION = r"Object of type <\w+> not in session, add operation along"
+
+
+def quiet_nbgrader_warnings() -> None:
+    """Ignore :data:`SAWARNING_NOT_IN_SESSION` in this process, whatever raises it (nbgrader's autograde in a
+    worker, the client's gradebook); other warnings are shown as before."""
+    warnings.filterwarnings("ignore", message=SAWARNING_NOT_IN_SESSION)
+
+
 def lean_imports() -> None:
-    """In a grading process (the command, a Dask worker), before nbformat is first imported: make the
-    imports in :data:`UNUSED_IMPORTS` fail fast (jsonschema then leaves those formats unchecked).
-    A process that imported jsonschema already keeps what it has."""
+    """In a grading process (the command, a Dask worker), first thing: :func:`quiet_nbgrader_warnings`; and,
+    before nbformat is first imported, make the imports in :data:`UNUSED_IMPORTS` fail fast (jsonschema then
+    leaves those formats unchecked). A process that imported jsonschema already keeps what it has."""
+    quiet_nbgrader_warnings()
     if "jsonschema" in sys.modules:
         return
     for name in UNUSED_IMPORTS:
@@ -138,7 +152,7 @@ def course_id() -> str:
 def quiet_sqlalchemy():
     # nbgrader's update_or_create_submission trips SQLAlchemy's autoflush warnings (harmless, noisy)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not in session.*")
+        warnings.filterwarnings("ignore", message=SAWARNING_NOT_IN_SESSION)
         yield
 
 
@@ -162,6 +176,8 @@ def api(root: Path, *, db_url: str | None = None, cell_timeout: int | None = Non
 # --------------------------------------------------------------------------------------------
 BEGIN_HIDDEN = "BEGIN HIDDEN TESTS"
 END_HIDDEN = "END HIDDEN TESTS"
+BEGIN_SOLUTION = "### BEGIN SOLUTION"
+END_SOLUTION = "### END SOLUTION"
 
 
 def grade_ids(nb: nbformat.NotebookNode) -> set[str]:

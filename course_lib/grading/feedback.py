@@ -8,7 +8,12 @@ source. So before nbgrader renders the feedback, the autograded copy goes throug
 - every ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` region (in any cell; an unclosed region
   runs to the end of its cell) becomes one comment line, ``# hidden tests ran here (not shown)``;
 - an error output of a graded cell keeps only its last line, ``ExceptionName: message``: the check's
-  message, which is written to teach, without the code around it.
+  message, which is written to teach, without the code around it;
+- an error output of any other cell (the student's own code) keeps the frames of the student's cells
+  (``Cell In[12], line 3``) and the error line, and drops every frame of a file (Python's library,
+  torch, the course, the grading sandbox: :func:`student_frames`);
+- no server path is left in an error or in what went to stderr: every absolute path becomes
+  ``…/<its last part>`` (:func:`hide_paths`).
 
 Outputs are kept, so a student still reads what each check printed and each cell's score. The reference
 solutions never reach the autograded notebook: solution cells hold the student's own code, and nbgrader
@@ -30,7 +35,16 @@ from course_lib.grading.common import BEGIN_HIDDEN, END_HIDDEN, hidden_lines
 PLACEHOLDER = "# hidden tests ran here (not shown)"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-__all__ = ["hide_hidden_tests", "short_errors", "drop_proofs", "prepare", "leaked_lines", "html_text"]
+__all__ = ["hide_hidden_tests", "short_errors", "student_frames", "hide_paths", "drop_proofs", "prepare",
+           "leaked_lines", "html_text"]
+
+#: an absolute path of two parts or more (``/home/x``, ``/srv/course/a.py``), up to a space, quote, colon,
+#: comma, bracket or parenthesis
+_PATH = re.compile(r"(?<![\w.~])(?:/[^\s/:'\"(),\[\]<>]+){2,}/?")
+#: the head of a traceback frame of a file (not of a notebook cell), as IPython writes it
+_FILE_FRAME = re.compile(r"^\s*(File\s+\S|\S+\.py\s+in\s)")
+#: the head of a frame of a notebook cell
+_CELL_FRAME = re.compile(r"^\s*(Cell In\s*\[|Input In\s*\[|<ipython-input-)")
 
 
 def _is_grade(cell) -> bool:
@@ -73,6 +87,50 @@ def short_errors(nb: nbformat.NotebookNode) -> int:
                 output["traceback"] = [f"\x1b[0;31m{name}\x1b[0m: {value}" if value else f"\x1b[0;31m{name}\x1b[0m"]
                 changed += 1
     return changed
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with every absolute path shortened to ``…/<last part>``: no server folder, user name or
+    grader file location reaches a student."""
+    return _PATH.sub(lambda m: "…/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
+
+
+def student_frames(nb: nbformat.NotebookNode) -> int:
+    """In every error output of a code cell that is not graded (a graded cell's is cut by
+    :func:`short_errors`): keep the traceback's heading, the frames of notebook cells (the student's code)
+    and the error line; drop the frames of files (Python's library, torch, the course, the grading sandbox)
+    with one line saying how many; shorten every path (:func:`hide_paths`). Returns how many frames
+    were dropped."""
+    dropped_total = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code" or _is_grade(cell):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") != "error":
+                continue
+            lines = [str(line) for line in output.get("traceback", [])]
+            kept, dropped = [], 0
+            for index, entry in enumerate(lines):
+                plain = _ANSI.sub("", entry)
+                if index < len(lines) - 1 and _FILE_FRAME.match(plain) and not _CELL_FRAME.match(plain):
+                    dropped += 1
+                    continue
+                kept.append(hide_paths(entry))
+            if dropped:
+                note = (f"({dropped} frame{'s' if dropped > 1 else ''} inside Python's libraries, torch or the "
+                        "course's code not shown)")
+                kept.insert(max(len(kept) - 1, 0), note)
+            output["traceback"] = kept
+            output["evalue"] = hide_paths(str(output.get("evalue", "")))
+            dropped_total += dropped
+    for cell in nb.cells:  # graded cells' error lines, and whatever went to stderr
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                output["evalue"] = hide_paths(str(output.get("evalue", "")))
+                output["traceback"] = [hide_paths(str(line)) for line in output.get("traceback", [])]
+            elif output.get("output_type") == "stream" and output.get("name") == "stderr":
+                output["text"] = hide_paths(str(output.get("text", "")))
+    return dropped_total
 
 
 def drop_proofs(nb: nbformat.NotebookNode) -> int:
@@ -129,6 +187,7 @@ def prepare(path: Path, pending: dict[str, float] | None = None) -> None:
     nb = nbformat.read(path, as_version=4)
     hide_hidden_tests(nb)
     short_errors(nb)
+    student_frames(nb)
     drop_proofs(nb)
     if pending:
         mark_pending(nb, pending)
@@ -171,7 +230,8 @@ def cell_messages(nb: nbformat.NotebookNode) -> dict[str, str]:
             continue
         if cell.cell_type != "code" or not _is_grade(cell):
             continue
-        errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        errors = [f"{o.get('ename')}: {hide_paths(str(o.get('evalue')))}" for o in cell.get("outputs", [])
+                  if o.get("output_type") == "error"]
         printed = "".join(str(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
         messages[cell.metadata["nbgrader"].get("grade_id", "?")] = errors[-1] if errors else printed.strip()
     return messages
@@ -259,8 +319,9 @@ def __getattr__(name: str):
 # after manual grading: the pages again, from the main gradebook
 # --------------------------------------------------------------------------------------------
 def regenerate(out: Path, chapter: str, *, db_url: str | None = None, students: list[str] | None = None) -> dict:
-    """Render the feedback pages of ``chapter`` again from the grading folder ``out`` (what ``python -m
-    course_lib grade`` wrote) and its gradebook, once written answers were graded by hand (nbgrader
+    """Render the feedback pages of ``chapter`` again from the course folder ``out`` (what ``python -m
+    course_lib grade`` wrote; ``python -m course_lib feedback`` calls this, then writes the reports) and
+    its gradebook, once written answers were graded by hand (nbgrader
     formgrader): the scores, manual ones and graders' comments included, with the hidden tests removed
     as at grading time, and the note "graded by hand" left only under answers that are still waiting.
 
@@ -312,26 +373,3 @@ def regenerate(out: Path, chapter: str, *, db_url: str | None = None, students: 
             target.write_text(text, encoding="utf-8")
             done[student] = "written"
     return done
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m course_lib feedback",
-        description="Render the feedback pages of CHAPTER in the grading folder OUT again, from its gradebook "
-                    "(after written answers were graded by hand in formgrader), hidden tests removed.")
-    parser.add_argument("chapter")
-    parser.add_argument("out", type=Path, help="the --out folder of `python -m course_lib grade`")
-    parser.add_argument("--db-url", default=None, help="the gradebook (default: sqlite:///OUT/gradebook.db)")
-    parser.add_argument("--student", action="append", help="only this student (repeatable)")
-    args = parser.parse_args(argv)
-    from course_lib.tools import notebooks as nbs
-
-    if not nbs.notebook_path(args.chapter, Path(args.out).resolve(), nbs.SOURCE).is_file():
-        parser.error(f"{args.out} holds no graded chapter {args.chapter!r}: pass a chapter and the --out folder "
-                     "that `python -m course_lib grade` graded it into")
-    done = regenerate(args.out, args.chapter, db_url=args.db_url, students=args.student)
-    for student, what in done.items():
-        print(f"{student}: {what}")
-    return 0 if all(what == "written" for what in done.values()) else 1

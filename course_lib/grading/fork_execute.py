@@ -20,7 +20,14 @@ from nbformat import NotebookNode
 from course_lib.grading.sandbox import SandboxExecute, error_output, kernel_python_and_env
 from course_lib.grading.warm import VOLATILE_ENV, Child, ChildGone, template_for
 
-__all__ = ["ForkExecute", "StudentTimeout"]
+__all__ = ["ForkExecute", "StudentTimeout", "cell_key"]
+
+
+def cell_key(cell: NotebookNode, index: int) -> str:
+    """What names a cell in the reference's cell times and a submission alike: its nbgrader grade_id, else
+    its cell id (kept from the release by JupyterLab), else its position."""
+    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return str(grade_id or cell.get("id") or f"#{index}")
 
 
 class StudentTimeout(RuntimeError):
@@ -43,6 +50,13 @@ class ForkExecute(SandboxExecute):
     template_log: Path | None = None
     #: when a dict (set by the batch): seconds of the child's start ("fork") and of its cells ("cells")
     timing: dict | None = None
+    #: when a dict (set by the batch): seconds each cell may run, by :func:`cell_key` (the budgets derived
+    #: from the reference solution's own cell times); a cell not in it gets ``budget_default``. None: the
+    #: configured ``timeout`` for every cell
+    budgets: dict | None = None
+    budget_default: float | None = None
+    #: when a dict (set by the reference run): cell_key -> seconds the cell ran
+    cell_times: dict | None = None
 
     def preprocess(self, nb: NotebookNode, resources: dict | None = None, km=None):
         resources = resources if resources is not None else {}
@@ -131,6 +145,10 @@ class ForkExecute(SandboxExecute):
         self._cell_bytes[index] = 0
         self._clear_next = False
         timeout = self.timeout if self.timeout and self.timeout > 0 else None
+        if isinstance(ForkExecute.budgets, dict):
+            budget = ForkExecute.budgets.get(cell_key(cell, index), ForkExecute.budget_default)
+            if budget:
+                timeout = budget if timeout is None else min(timeout, budget)
         deadline = None if timeout is None else time.monotonic() + timeout
         interrupted = False
         began = time.monotonic()
@@ -142,12 +160,12 @@ class ForkExecute(SandboxExecute):
                 except TimeoutError:
                     self._past_deadline(child)
                     if not interrupted:
-                        self.log.error("Timeout waiting for execute reply (%is): interrupting the kernel", timeout)
+                        self.log.error("Timeout waiting for execute reply (%.0fs): interrupting the kernel", timeout)
                         child.signal(signal.SIGINT)
                         interrupted = True
                         deadline = time.monotonic() + max(0.0, float(self.kill_grace_s))
                         continue
-                    self._stopping = (f"the cell ran past the {timeout} s time limit and did not stop when "
+                    self._stopping = (f"the cell ran past the {timeout:.0f} s time limit and did not stop when "
                                       "interrupted, so the kernel was killed")
                     self.log.error("The kernel did not answer the interrupt within %.1f s: killing it",
                                    self.kill_grace_s)
@@ -155,6 +173,8 @@ class ForkExecute(SandboxExecute):
                     raise ChildGone(self._stopping)
                 if message.get("done"):
                     self.log.info("cell %d ran in %.2f s", index, time.monotonic() - began)
+                    if isinstance(ForkExecute.cell_times, dict):
+                        ForkExecute.cell_times[cell_key(cell, index)] = time.monotonic() - began
                     number = message.get("execution_count")
                     cell.execution_count = number if isinstance(number, int) else count
                     for output in cell.outputs:

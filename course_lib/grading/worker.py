@@ -28,7 +28,7 @@ from course_lib.grading.common import (MAX_NOTEBOOK_BYTES, MAX_RESULT_BYTES, SHA
                                        error_result, grade_ids, lean_imports, quiet_sqlalchemy, read_tree,
                                        unpack_folder)
 
-__all__ = ["grade_task", "warm", "precheck"]
+__all__ = ["grade_task", "warm", "precheck", "reference_times"]
 
 _PROCESS_LOCK = threading.Lock()  # one submission at a time per worker process, whatever its threads
 _TEMPLATES: dict[str, Path] = {}
@@ -97,6 +97,50 @@ def grade_task(task: dict, static: dict) -> dict:
             result = error_result(task, f"the grader failed: {type(err).__name__}: {err}")
             result["log"] = traceback.format_exc()
             return result
+
+
+def reference_times(source: bytes, static: dict) -> dict:
+    """Run the chapter's reference solution (the source notebook, ``source``) as a submission runs: in a
+    child of this worker's warm template, sandboxed, from a student's folder; return
+    ``{"times": {cell_key: seconds}}`` (every code cell), or ``{"error": why}``. The batch derives each
+    cell's time budget from it."""
+    import nbformat
+
+    from course_lib.grading.fork_execute import ForkExecute
+    from course_lib.grading.warm import template_for
+
+    lean_imports()
+    with _PROCESS_LOCK, _environment(static["env"]):
+        workdir = Path(tempfile.mkdtemp(prefix="reference-", dir=_scratch()))
+        try:
+            template = _template_dir(static)
+            template_for(_scratch() / "template.log")
+            _fast_scratch_sqlite()
+            shutil.copytree(template, workdir, dirs_exist_ok=True)
+            folder = workdir / "submitted" / "reference" / static["chapter"]
+            folder.mkdir(parents=True, exist_ok=True)
+            nb = nbformat.reads(source.decode("utf-8"), as_version=4)
+            grader = _autograder(workdir, static)
+            executor = ForkExecute(config=grader.config)
+            ForkExecute.template_log = _scratch() / "template.log"
+            ForkExecute.deadline = time.monotonic() + static["limit"]
+            ForkExecute.cell_times, ForkExecute.budgets = {}, None
+            try:
+                executor.preprocess(nb, {"metadata": {"path": str(folder)},
+                                         "nbgrader": {"db_url": f"sqlite:///{workdir / 'gradebook.db'}"}})
+                times = dict(ForkExecute.cell_times)
+            finally:
+                ForkExecute.deadline, ForkExecute.cell_times = None, None
+            errors = [o.get("ename") for c in nb.cells if c.cell_type == "code"
+                      for o in c.get("outputs", []) if o.get("output_type") == "error"]
+            if errors or ForkExecute.timed_out:
+                ForkExecute.timed_out = False
+                return {"error": f"the reference solution did not run cleanly ({', '.join(map(str, errors))})"}
+            return {"times": times}
+        except BaseException as err:  # noqa: BLE001 - the batch falls back to the fixed cell timeout
+            return {"error": f"{type(err).__name__}: {err}"}
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _template_dir(static: dict) -> Path:
@@ -178,6 +222,9 @@ def _grade_one(task: dict, static: dict) -> dict:
         ForkExecute.template_log = _scratch() / "template.log"
         ForkExecute.deadline = time.monotonic() + static["limit"]
         ForkExecute.timing = {}
+        budgets = static.get("budgets")
+        ForkExecute.budgets = dict(budgets["cells"]) if budgets else None
+        ForkExecute.budget_default = budgets["default"] if budgets else None
         lap("setup")
         try:
             outcome = grader.autograde(chapter, student, force=True, create=True)
