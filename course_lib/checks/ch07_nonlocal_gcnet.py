@@ -90,6 +90,9 @@ NORM_AFFINE = define_mistake("norm_affine", "the LayerNorm's scale and shift are
 SE_WEIGHTS_SWAPPED = define_mistake("se_weights_swapped", "SE's two layers go into the GC block's transform in the "
                                                           "wrong places (swapped or transposed)")
 MODIFIES_INPUT = "modifies_input"
+LN_UNBIASED = define_mistake("ln_unbiased", "a LayerNorm written with the unbiased variance (over n - 1)")
+NORM_OVER_BATCH = define_mistake("norm_over_batch", "normalisation statistics taken over the wrong dimension (the "
+                                                    "batch) where a LayerNorm takes one image's")
 
 # label -> (mistake id, advice); the tensors are stored in checks/expected/ch07_nonlocal_gcnet.pt
 ADVICE: dict[str, tuple[str, str]] = {
@@ -147,6 +150,13 @@ ADVICE: dict[str, tuple[str, str]] = {
     "gc_relu_before_norm": (MISSING_NORM, "the ReLU comes before the LayerNorm; GCNet normalises W_v1 c first, then "
                                           "applies the ReLU."),
     "gc_no_relu": ("missing_relu", "no ReLU between the LayerNorm and W_v2."),
+    "gc_ln_unbiased": (LN_UNBIASED, "the LayerNorm divides by the unbiased variance (the sum of squared deviations over "
+                                    "n - 1). A LayerNorm uses the biased one, their mean (over n)."),
+    "gc_ln_over_batch": (NORM_OVER_BATCH, "the LayerNorm's mean and variance run over the whole batch as well: each "
+                                          "image's C' numbers are normalised with statistics of its own."),
+    "gc_ln_batch_only": (NORM_OVER_BATCH, "the C' numbers are normalised across the batch (one mean and variance per "
+                                          "channel over the images, a BatchNorm's statistics): a LayerNorm takes them "
+                                          "over the C' numbers of one image."),
     "gc_context_avg": (AVG_POOLING, "forward pools x with a plain mean. The GC block pools with the attention weights "
                                     "alpha (and forward must use the same context as context(x))."),
     # the cosine distance

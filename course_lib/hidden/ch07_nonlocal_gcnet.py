@@ -33,7 +33,8 @@ from course_lib.checks.ch07_nonlocal_gcnet import (
     load_gc_weights,
     load_nl_weights,
 )
-from course_lib.hidden.toolkit import Result, expect_training_step, probe_loss, reference_backward, sweep
+from course_lib.hidden.toolkit import Result, expect_training_step, normalisation_variants, probe_loss, \
+    reference_backward, sweep
 from course_lib.reference.gcnet import GlobalContextBlock as ReferenceGC
 from course_lib.reference.nonlocal_block import NonLocalBlock as ReferenceNL
 
@@ -150,7 +151,9 @@ def gc_forward_mistakes(ref: ReferenceGC, x: torch.Tensor) -> dict[str, torch.Te
             "gc_no_norm": x + conv2(torch.relu(conv1(c))),
             "gc_relu_before_norm": x + conv2(norm(torch.relu(conv1(c)))),
             "gc_no_relu": x + conv2(norm(conv1(c))),
-            "gc_context_avg": x + ref.channel_add_conv(x.mean((2, 3), keepdim=True))}
+            "gc_context_avg": x + ref.channel_add_conv(x.mean((2, 3), keepdim=True)),
+            **{f"gc_ln_{label}": x + conv2(torch.relu(wrong)) for label, wrong in normalisation_variants(
+                conv1(c), (1, 2, 3), norm.weight, norm.bias, norm.eps).items()}}
 
 
 def cosine_distance(v: torch.Tensor) -> torch.Tensor:

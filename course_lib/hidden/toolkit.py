@@ -283,3 +283,19 @@ def expect_training_step(module: torch.nn.Module, ref: torch.nn.Module, x64: tor
         expect(int(a.num_batches_tracked) == int(b.num_batches_tracked),
                f"{label}: num_batches_tracked is {int(a.num_batches_tracked)}, the paper's block "
                f"{int(b.num_batches_tracked)}: the BatchNorm should run once per forward.", mistake=BN_TWICE)
+
+
+def normalisation_variants(t: torch.Tensor, dims: Sequence[int], weight: torch.Tensor, bias: torch.Tensor,
+                           eps: float) -> dict[str, torch.Tensor]:
+    """What a normalisation of ``t`` over ``dims`` (then scaled by ``weight``, shifted by ``bias``, both shaped to
+    broadcast) gives with the statistics taken wrongly: "unbiased" (the variance divided by n - 1), "over_batch"
+    (the batch dim 0 joins ``dims``), "batch_only" (over dim 0 alone, a BatchNorm's per-feature statistics)."""
+    def norm(over: Sequence[int], unbiased: bool = False) -> torch.Tensor:
+        mean = t.mean(tuple(over), keepdim=True)
+        var = t.var(tuple(over), keepdim=True, unbiased=unbiased)
+        return (t - mean) / torch.sqrt(var + eps) * weight + bias
+
+    found = {"unbiased": norm(dims, unbiased=True), "over_batch": norm((0, *dims))}
+    if t.shape[0] > 1:
+        found["batch_only"] = norm((0,))
+    return found

@@ -149,9 +149,9 @@ WRONG_NL_FORWARD = [
     ("BatchNorm forced to batch statistics (F.batch_norm with training=True, eval mode too)", "bn_forced_train", dict(
         fwd=NL_FWD.replace("self.bn(self.w_z(y))", "F.batch_norm(self.w_z(y), self.bn.running_mean, "
                                                    "self.bn.running_var, self.bn.weight, self.bn.bias, training=True)"))),
-    ("the branch run twice (once to keep it for a plot): running statistics updated twice", "bn_twice", dict(
+    ("the branch run twice (once to log its size): running statistics updated twice", "bn_twice", dict(
         fwd=NL_FWD.replace("        return self.bn(self.w_z(y)) + x",
-                           "        self.last_branch = self.bn(self.w_z(y)).detach()\n"
+                           "        self.branch_size = float(self.bn(self.w_z(y)).abs().mean())\n"
                            "        return self.bn(self.w_z(y)) + x"))),
     ("BatchNorm with Keras's momentum=0.99 (the weight of the old statistics)", "bn_statistics", dict(
         init=NL_INIT.replace("nn.BatchNorm2d(channels)", "nn.BatchNorm2d(channels, momentum=0.99)"))),
@@ -267,6 +267,23 @@ WRONG_GC_CONTEXT = [
 ]
 
 WRONG_GC_FORWARD = [
+    # issue 27: the LayerNorm written by hand, with its statistics taken wrongly
+    ("LayerNorm by hand with torch.var's default (unbiased) variance", "ln_unbiased", dict(fwd="""\
+        t = self.w_v1(self.context(x))
+        mean, var = t.mean((1, 2, 3), keepdim=True), t.var((1, 2, 3), keepdim=True)
+        t = (t - mean) / torch.sqrt(var + self.norm.eps) * self.norm.weight + self.norm.bias
+        return x + self.w_v2(F.relu(t))""")),
+    ("LayerNorm by hand over the whole batch", "norm_over_batch", dict(fwd="""\
+        t = self.w_v1(self.context(x))
+        mean, var = t.mean(), t.var(unbiased=False)
+        t = (t - mean) / torch.sqrt(var + self.norm.eps) * self.norm.weight + self.norm.bias
+        return x + self.w_v2(F.relu(t))""")),
+    ("statistics per channel over the batch (a BatchNorm's) where the LayerNorm takes one image's",
+     "norm_over_batch", dict(fwd="""\
+        t = self.w_v1(self.context(x))
+        t = F.batch_norm(t, None, None, self.norm.weight.flatten(), self.norm.bias.flatten(), training=True,
+                         eps=self.norm.eps)
+        return x + self.w_v2(F.relu(t))""")),
     ("multiplicative fusion (timm's default 'gc')", "fusion_mul", dict(
         fwd="        return x * torch.sigmoid(self.w_v2(F.relu(self.norm(self.w_v1(self.context(x))))))")),
     ("multiplicative and additive fusion (official code with both types)", "fusion_mul", dict(fwd="""\
