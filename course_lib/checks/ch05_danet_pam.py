@@ -53,7 +53,9 @@ from .toolkit import (
     expect_shape,
     expected,
     fmt_shape,
+    hw_diagnoses,
     load_pam_weights,
+    named,
     PAM_ADVICE,
     pam_close,
     realistic_input,
@@ -157,7 +159,8 @@ def check_pam_forward(cls: type) -> None:
     module, what = _loaded(cls, E)  # gamma = 1 in the stored weights
     x = E["x"]
     y = expect_block_forward(module, x, what=what, returns="gamma * out + x", call=_call)
-    pam_close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=E["diagnoses"])
+    expect_close(y, E["y"], what="forward(x) with gamma = 1",
+                 diagnoses=named(E["diagnoses"], PAM_ADVICE) + hw_diagnoses(E["y"], base=x.double()))
     # float64 in, float64 out, at float64 precision
     twin = copy.deepcopy(module).double()
     y64 = _in_float64(twin, x, doing=f"{what}.double()(x)")

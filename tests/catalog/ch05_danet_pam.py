@@ -293,3 +293,7 @@ def pam_einops(q, k, v):
     return torch.bmm(v.view(b, c, h * w), a.transpose(1, 2)).view(b, c, h, w)
 """, "memory_layout"),
 ]
+
+# issue 27: a layout mistake named (H and W swapped when the output is unflattened)
+IMPLS += [Impl(FORWARD, "H and W swapped when unflattening the output", pam(fwd=FWD.replace(
+    ".reshape(b, c, h, w)", ".reshape(b, c, w, h).transpose(2, 3)")), "hw_swapped")]
