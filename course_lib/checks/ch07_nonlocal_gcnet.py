@@ -223,9 +223,12 @@ def check_nl_structure(module: nn.Module, channels: int, reduction: int, *, what
             raise CheckFailure(f"{what}.{name} has no bias; the paper's 1x1 convolutions keep theirs "
                                "(nn.Conv2d's default bias=True).", mistake="missing_bias")
     bn = getattr(module, "bn", None)
-    if bn is None:
+    if bn is None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
         raise CheckFailure(f"{what} has no layer named 'bn'. Keep the names the notebook asks for: {names}.",
                            mistake="parameters")
+    if bn is None:
+        raise CheckFailure(f"{what} has no BatchNorm: Sec. 4.1 puts one BN right after W_z (named bn).",
+                           mistake=MISSING_NORM)
     if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
         raise CheckFailure(f"{what}.bn should be a BatchNorm (nn.BatchNorm2d), got {type(bn).__name__}: Sec. 4.1 puts "
                            "one BN right after W_z.", mistake=MISSING_NORM)
