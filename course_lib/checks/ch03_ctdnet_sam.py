@@ -69,28 +69,32 @@ CHANNEL_SUM = define_mistake("channel_sum", "the channels are summed where their
 DEFAULT_OUT = define_mistake("default_out_channels", "out_channels does not default to 64")
 FLIPPED_KERNEL = define_mistake("flipped_kernel", "the kernel is flipped spatially instead of swapping its input channels")
 MODIFIES_INPUT = "modifies_input"
+TUPLE_AS_TENSOR = define_mistake(
+    "tuple_as_tensor", "x.max(dim) used as a tensor: with a dim it returns a named tuple (values, indices)")
 BN_FORCED_EVAL = define_mistake("bn_forced_eval", "BatchNorm is forced into eval mode (running statistics in training)")
 
 # What each stored wrong result means: label -> (mistake id, advice). The tensors themselves are stored in
 # checks/expected/ch03_ctdnet_sam.pt under the same labels (built from the reference module).
 ADVICE: dict[str, tuple[str, str]] = {
     "pool_order": ("pool_order",
-                   "the pooled maps are stacked as [max; avg]. The SAM (like CBAM's paper) stacks [avg; max]: "
-                   "torch.cat([avg, max], dim=1). Official CBAM code uses [max; mean]; with given weights the "
-                   "order matters."),
-    "missing_sigmoid": ("missing_sigmoid", "the map has no sigmoid: A = torch.sigmoid(conv(stacked))."),
+                   "the pooled maps are stacked as [max; avg]. The SAM (like CBAM's paper) stacks the mean first, "
+                   "then the max (S2). Official CBAM code uses [max; mean]; with given weights the order matters."),
+    "missing_sigmoid": ("missing_sigmoid", "the map has no sigmoid: (S2) squashes the convolution's output "
+                                           "into (0, 1), one gate value per pixel."),
     "softmax_gate": ("softmax_gate",
                      "a softmax over the H*W positions makes the map sum to 1 over the image; the SAM gates each "
                      "position independently with a sigmoid."),
-    "channel_sum": (CHANNEL_SUM, "the channels are summed (x.sum(1)); the first pooled map is their mean, x.mean(1)."),
-    "missing_relu": ("missing_relu", "the projection ends without its ReLU: relu(bn(conv(...)))."),
+    "channel_sum": (CHANNEL_SUM, "the channels are summed; the first pooled map of (S1) is their mean "
+                                 "(the sum divided by C)."),
+    "missing_relu": ("missing_relu", "the projection ends without its ReLU: (S4) ends with delta, the "
+                                     "ReLU, after the BatchNorm."),
     "projection_order": (PROJECTION_ORDER,
                          "the ReLU comes before the BatchNorm; the projection is conv -> BN -> ReLU."),
     "gate_not_applied": (GATE_NOT_APPLIED,
                          "the projection convolves x itself; it should convolve the gated features x * A."),
     "flip_w": (FLIPPED_KERNEL,
                "the kernels were mirrored left-right (flip over the last dim). The pooled maps are the conv's "
-               "input channels, dim 1 of the weight: swap those, w[:, [1, 0]] or w.flip(1)."),
+               "input channels, dim 1 of the weight: those are what change places, not the kernels' pixels."),
     "flip_h": (FLIPPED_KERNEL,
                "the kernels were mirrored upside down (flip over dim 2). Swap the input channels (dim 1) instead."),
     "flip_hw": (FLIPPED_KERNEL,
@@ -104,8 +108,11 @@ ADVICE: dict[str, tuple[str, str]] = {
 # Errors of student code that point to a chapter-specific mistake.
 HINTS = (
     ("to have 2 channels", "pool_axis",
-     "the attention conv expects the 2 pooled maps [avg; max] stacked on dim 1, (B, 2, H, W). Pool over the "
-     "channel axis with keepdim=True: x.mean(dim=1, keepdim=True) and x.amax(dim=1, keepdim=True)."),
+     "the attention conv expects the 2 pooled maps [avg; max] stacked on the channel axis, one channel each. "
+     "(S1) pools over the channel axis (dim 1) and keeps every pixel; a pooled map keeps that axis with size 1."),
+    ("torch.return_types.", TUPLE_AS_TENSOR,
+     "x.max(dim=...) (like x.min, x.sort, x.topk with a dim) returns a named tuple (values, indices), not a tensor. "
+     "Take its .values, or use the reduction that returns only the values: x.amax(dim=...)."),
 )
 
 _call = functools.partial(call_with_hints, hints=HINTS)
@@ -251,17 +258,18 @@ def check_sam_attention(cls: type) -> None:
                 mistake="kernel_size",
             )
         expect_shape(a, (b, 1, h, w), what="attention(x)",
-                     hint="pool over the channel axis with keepdim=True, stack [avg; max] on dim 1, conv to 1 map.")
+                     hint="follow the shape column of section 2's table step by step: the axis each pooling "
+                          "removes, the one the concatenation grows, what the attention conv returns.")
         if a.dtype == x.dtype and torch.allclose(a.detach().double(), torch.ones_like(target), atol=1e-6):
             raise CheckFailure(
                 "attention(x) is 1 everywhere. A softmax over the map's single channel (dim=1) always gives 1; "
-                "the SAM's gate is an element-wise sigmoid: torch.sigmoid(conv(stacked)).",
+                "the SAM's gate (S2) is a sigmoid of each pixel's logit on its own.",
                 mistake="softmax_gate",
             )
         _close(
             a, target, what=f"attention(x) for x of shape {fmt_shape(x.shape)}", diagnoses=diagnoses,
-            hint="A = sigmoid(conv3x3(cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1))): "
-                 "the mean first, then the max, a 3x3 conv with padding 1 and no bias, then a sigmoid.",
+            hint="compare each step with (S1)-(S2): the axis each map pools over, which map comes first, "
+                 "the attention conv's padding, and what squashes its output.",
         )
         _unchanged(x, x_in, what="attention(x)")
     expect_method_gradients(module, "attention", E["x"], what=what, hints=HINTS)
@@ -294,7 +302,7 @@ def check_sam_forward(cls: type) -> None:
     if isinstance(y, torch.Tensor) and tuple(y.shape) == (b, 1, h, w):
         raise CheckFailure(
             f"forward(x) returned shape {fmt_shape(y.shape)}: the attention map. forward applies the map and "
-            f"projects: relu(bn(conv(x * A))), of shape {fmt_shape((b, c_out, h, w))}.",
+            f"projects, (S3)-(S4), to shape {fmt_shape((b, c_out, h, w))}.",
             mistake="returns_map",
         )
     if isinstance(y, torch.Tensor) and tuple(y.shape) == (b, c_in, h, w):
@@ -308,8 +316,8 @@ def check_sam_forward(cls: type) -> None:
         _close(
             y, E["eval"], what="forward(x) in eval mode (BatchNorm with the stored running statistics)",
             diagnoses=E["diagnoses"],
-            hint="forward(x) = relu(bn(conv(x * attention(x)))): gate first, then the 3x3 conv (padding 1, no "
-                 "bias), the BatchNorm, and the ReLU last.",
+            hint="compare the order of your steps with (S3)-(S4): what the projection convolves, and where "
+                 "the BatchNorm and the ReLU come.",
         )
     expect_normalisation_modes(module, x, what=what, hints=HINTS)
     expect_device_free(module, x, what=what)
@@ -402,8 +410,8 @@ def check_swap_pool_order(fn: Callable) -> None:
         got = _call(fn, given, doing=f"swap_pool_order(w) with w of shape {fmt_shape(weight.shape)}")
         if isinstance(got, torch.Tensor) and got.shape == weight.shape and not torch.equal(given, weight):
             raise CheckFailure(
-                "swap_pool_order(w) changed w itself (an in-place assignment such as w[:, [0, 1]] = w[:, [1, 0]]). "
-                "Return a new tensor and leave the caller's weight alone: w[:, [1, 0]] or w.flip(1).",
+                "swap_pool_order(w) changed w itself (an in-place assignment into w). Return a new tensor and "
+                "leave the caller's weight alone.",
                 mistake=MODIFIES_INPUT,
             )
         _close(
@@ -475,15 +483,18 @@ KERNEL_FLIP = Question(
     doc="Which statements about a left-right mirrored kernel hold for every weight and input.",
     wrong={
         "84245409632236141bd8": (
-            "flip_is_swap", "a flip along a spatial axis reverses each 3x3 kernel; it does not touch which input "
-                            "map each kernel reads. Swapping the maps is a change along the weight's dim 1."),
+            "flip_is_swap", "a mirror of the kernels along a spatial axis and a swap of the two input maps are "
+                            "different operations: the mirror reverses each 3x3 kernel and leaves it on the map it "
+                            "reads. Test every statement, also those you left out, on a kernel and maps that are "
+                            "not symmetric."),
         "28eacdf1b76c3b187948": (
-            "flip_is_swap", "look at (d) again: a flip along a spatial axis reverses each 3x3 kernel and leaves "
-                            "each kernel on the map it reads."),
+            "flip_is_swap", "a mirror of the kernels along a spatial axis and a swap of the two input maps are "
+                            "different operations: the mirror reverses each 3x3 kernel and leaves it on the map it "
+                            "reads. Test each of your statements on a kernel and maps that are not symmetric."),
         "e875110410969af68e08": (
-            "wrong_answer", "for (c), try an image that is not symmetric: a single bright pixel left of the "
-                            "centre. Where does conv(P, W_lr) put its response, and where would the mirrored "
-                            "conv(P, W) put it?"),
+            "wrong_answer", "mirroring the kernels alone does not mirror the output. Write the cross-correlation "
+                            "sum for one output pixel with the mirrored kernel and follow one bright pixel off the "
+                            "centre: where does its response land, with and without mirroring the input too?"),
     },
     advice="Try a kernel that is not symmetric and an image with one bright pixel, and write the cross-"
            "correlation sum for one output pixel with the mirrored kernel: which input pixel meets which weight?")

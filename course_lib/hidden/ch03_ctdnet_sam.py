@@ -174,7 +174,7 @@ def hidden_sam_attention(cls: type) -> None:
         x64 = seeded_randn(b, c_in, h, w, seed=3200 + trial)
         with torch.no_grad():
             target = Result("attention", ref.attention(x64), attention_mistakes(x64, ref.conv_atten.weight),
-                            always=True, hint="A = sigmoid(conv3x3([mean_c(x); max_c(x)])).")
+                            always=True, hint="compare each step with (S1)-(S2).")
         sweep(_student(cls, ref), x64, [target], advice=ADVICE, call=_call, unchanged=_unchanged)
         # gradient with respect to the input equals the reference's
         expect_same_gradients(_student(cls, ref)(torch.float64, "cpu"), ref, x64,
@@ -189,7 +189,7 @@ def hidden_sam_forward(cls: type) -> None:
         for mode in ("eval", "train"):
             ref_m = copy.deepcopy(ref).train(mode == "train")
             target = Result("forward", ref_m(x64).detach(), forward_mistakes(x64, ref) if mode == "eval" else {},
-                            always=True, hint="forward(x) = relu(bn(conv3x3(x * attention(x)))).")
+                            always=True, hint="compare each step with (S3)-(S4).")
 
             def running_mean(module: torch.nn.Module, device: str, dtype: torch.dtype) -> None:
                 bn = sam_layers(module, c_in, c_out, what="the module")["bn"]

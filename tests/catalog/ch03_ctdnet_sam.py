@@ -52,6 +52,10 @@ class SpatialAttentionModule(nn.Module):
 
 
 WRONG_ATTENTION = [
+    ("x.max(dim=1, keepdim=True) used as a tensor (it returns (values, indices))", "tuple_as_tensor", dict(att="""\
+        avg = x.mean(1, keepdim=True)
+        mx = x.max(dim=1, keepdim=True)
+        return torch.sigmoid(self.conv_atten(torch.cat([avg, mx], dim=1)))""")),
     ("[max, avg] stacked where [avg, max] is asked (official CBAM order)", "pool_order", dict(att="""\
         mx = x.amax(1, keepdim=True)
         avg = x.mean(1, keepdim=True)
