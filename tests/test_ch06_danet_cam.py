@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from catalog import PRELUDE
-from chapter_cases import assert_diagnoses_differ, assert_follows_device_and_dtype, notebook, run_solution
+from chapter_cases import (assert_diagnoses_differ, assert_every_promise_is_held, assert_follows_device_and_dtype,
+                           notebook, run_solution)
 from course_lib.tools import notebooks as nbs
 from course_lib.checks import CheckFailure
 from course_lib.checks import ch06_danet_cam as visible
@@ -200,3 +201,127 @@ def test_float64_mistakes_are_caught_by_the_visible_check(label, mistake):
     with pytest.raises(CheckFailure) as info:
         impl.exercise.visible(impl.load())
     assert info.value.mistake == mistake == impl.mistake and "float64" in str(info.value), str(info.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# every sentence of the chapter that says what is graded, held to the checks (issue 26)
+# ------------------------------------------------------------------------------------------------
+def _load(source: str, symbol: str):
+    namespace: dict = {}
+    exec(PRELUDE + source, namespace)
+    return namespace[symbol]
+
+
+def _fails(check, obj, mistake: str | None = None) -> None:
+    with pytest.raises(CheckFailure) as info:
+        check(obj)
+    assert mistake is None or info.value.mistake == mistake, info.value
+
+
+def _cam(**parts):
+    from catalog.ch06_danet_cam import cam
+    return _load(cam(**parts), "ChannelAttention")
+
+
+def _most_attended_contract():
+    right = "def most_attended(energy, variant):\n    return energy.argmax(-1) if variant == 'paper' else energy.argmin(-1)\n"
+    for check in (visible.check_most_attended, hidden.hidden_most_attended):
+        check(_load(right, "most_attended"))
+    _fails(visible.check_most_attended, _load(
+        "def most_attended(energy, variant):\n    energy -= energy.amax(-1, keepdim=True)\n"
+        "    return energy.argmax(-1) if variant == 'paper' else energy.argmin(-1)\n", "most_attended"), "inplace")
+    _fails(hidden.hidden_most_attended, _load(  # works in float64 only
+        "def most_attended(energy, variant):\n    assert energy.dtype == torch.float64\n"
+        "    return energy.argmax(-1) if variant == 'paper' else energy.argmin(-1)\n", "most_attended"))
+
+
+def _bad_variant_is_named():
+    from catalog.ch06_danet_cam import INIT
+    visible.check_cam_official(_cam())
+    _fails(visible.check_cam_official, _cam(init=INIT.replace(
+        "f\"variant must be 'paper' or 'official', got {variant!r}\"", "\"invalid variant\"")), "bad_variant_message")
+    _fails(visible.check_cam_official, _cam(init=INIT.replace("raise ValueError", "print")), "bad_variant")
+
+
+def _cam_follows_its_input():
+    from catalog.ch06_danet_cam import ATT, FWD
+    for check in (visible.check_cam, hidden.hidden_cam):
+        check(_cam())
+    _fails(visible.check_cam, _cam(fwd=FWD.replace("        return self.gamma * out + x",
+                                                   "        x += self.gamma * out\n        return x")), "inplace")
+    _fails(visible.check_cam, _cam(att=ATT.replace("return torch.softmax(energy, dim=-1)",
+                                                   "return torch.softmax(energy.float(), dim=-1).to(x.dtype)")),
+           "float32_inside")
+    _fails(visible.check_cam, _cam(fwd=FWD.replace("self.gamma * out + x",
+                                                   "self.gamma * out * torch.ones(h, w, dtype=x.dtype) + x")),
+           "cpu_constant")
+    _fails(visible.check_cam, _cam(fwd=FWD.replace("self.gamma * out + x", "out + x")), "gamma_unused")
+    _fails(visible.check_cam, _cam(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out.detach() + x.detach()")),
+           "no_grad")
+
+
+def _hidden_runs_channels_last():
+    from catalog.ch06_danet_cam import FWD
+    hidden.hidden_cam(_cam())
+    # right on contiguous inputs only: the hidden sweep's channels_last inputs expose it
+    _fails(hidden.hidden_cam, _cam(fwd=FWD.replace("        return self.gamma * out + x",
+                                                   "        return self.gamma * out + x if x.is_contiguous() else x")))
+
+
+def _gamma_forced_to_one_and_new_gamma_zero():
+    from catalog.ch06_danet_cam import INIT
+    _fails(visible.check_cam, _cam(init=INIT.replace("torch.zeros(1)", "torch.ones(1)")), "gamma_init")
+
+
+def _q_cost_ratio_digits():
+    for right in (10.125, 10.1, 10.13):
+        visible.check_q_cost_ratio(right)
+    _fails(visible.check_q_cost_ratio, 10.5)
+
+
+def _blog_cam_keeps_the_official_line():
+    from catalog.ch06_danet_cam import BLOG_TEMPLATE, OFFICIAL_LINE
+    visible.check_blog_cam(_load(BLOG_TEMPLATE.replace("ENERGY_LINE", OFFICIAL_LINE), "CAM_Module"))
+    _fails(visible.check_blog_cam, _load(BLOG_TEMPLATE.replace("ENERGY_LINE", "energy_new = energy"), "CAM_Module"),
+           "cam_variant")
+
+
+def _rows_and_output_compared_separately():
+    from catalog.ch06_danet_cam import ATT, FWD
+    # two mistakes that cancel in the output: a column softmax and a transposed map
+    cancel = _cam(att=ATT.replace("dim=-1)", "dim=1)"), fwd=FWD.replace("self.attention(x)",
+                                                                          "self.attention(x).transpose(1, 2)"))
+    x = torch.randn(2, 5, 3, 7)
+    right = _cam()()
+    with torch.no_grad():
+        right.gamma.fill_(1.0)
+        module = cancel()
+        module.gamma.fill_(1.0)
+        torch.testing.assert_close(module(x), right(x))  # the output alone cannot see it
+    _fails(visible.check_cam, cancel, "softmax_dim")
+
+
+#: sentence fragment -> the test that holds it to the checks
+PROMISES = {
+    "Do not\nchange `energy` in place; any float dtype and device.": _most_attended_contract,
+    "anything else raises a `ValueError` that names\n  the allowed values and the one received": _bad_variant_is_named,
+    "do not\n  change `x` in place; any float dtype": _cam_follows_its_input,
+    "The checks set `gamma = 1` before comparing values": _gamma_forced_to_one_and_new_gamma_zero,
+    "The map and the output are compared in float32 and again in\nfloat64": _cam_follows_its_input,
+    "The hidden checks repeat\nthem on random shapes, with `channels_last` inputs": _hidden_runs_channels_last,
+    "Any float dtype, memory layout (channels_last too) and device; x is not modified in place.":
+        _cam_follows_its_input,
+    "it is compared to three significant digits": _q_cost_ratio_digits,
+    "the checks compare it with the official code (so `CAM_Module` keeps its `max - energy` line)":
+        _blog_cam_keeps_the_official_line,
+    "a map whose rows and output the checks compare\n  separately": _rows_and_output_compared_separately,
+}
+
+
+def test_every_graded_sentence_has_a_test():
+    assert_every_promise_is_held(CHAPTER, PROMISES)
+
+
+@pytest.mark.parametrize("fragment", sorted(PROMISES))
+def test_promise_is_kept_by_the_checks(fragment):
+    PROMISES[fragment]()
