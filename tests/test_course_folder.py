@@ -259,6 +259,7 @@ def test_a_runaway_cell_costs_its_budget_not_the_cell_timeout(graded):
 # formgrader's Generate and the instructor view's course folder
 # --------------------------------------------------------------------------------------------
 def _repository_copy(root: Path) -> Path:
+    root.mkdir(parents=True)
     for name in ("Makefile", "nbgrader_config.py", "pyproject.toml", "course.toml"):
         shutil.copy(nbs.REPO / name, root / name)
     shutil.copytree(nbs.REPO / "jupyter", root / "jupyter")
@@ -309,3 +310,93 @@ def test_grading_security_names_chapter_01s_points_as_the_chapter_has_them():
     cells = dict(batch.grade_cells_of(release))
     assert named == cells, f"the doc says {named}, the chapter has {cells}"
     assert float(found.group(1)) == sum(cells.values())
+
+
+# --------------------------------------------------------------------------------------------
+# the instructor's lab: `make grade`, then `make instructor`, read in a real browser
+# --------------------------------------------------------------------------------------------
+SHOTS = nbs.REPO / "out" / "course-folder"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _chapter01_class(folder: Path) -> Path:
+    """A class of chapter 01: a solved notebook with a written answer, the untouched release, a malformed file."""
+    folder.mkdir(parents=True)
+    solution = nbformat.read(nbs.notebook_path("01_se"), as_version=4)
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    solved = nbformat.read(nbs.notebook_path("01_se", nbs.REPO, nbs.RELEASE), as_version=4)
+    for cell in solved.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers and cell.cell_type == "code":
+            cell.source = "\n".join(line for line in answers[grade_id].split("\n") if "### " not in line)
+        elif grade_id in answers:
+            cell.source = "A softmax makes the channels share a total of 1; a sigmoid gates each on its own."
+    nbformat.write(solved, folder / "alice_01_se.ipynb")
+    shutil.copy(nbs.notebook_path("01_se", nbs.REPO, nbs.RELEASE), folder / "bob_01_se.ipynb")
+    (folder / "carol_01_se.ipynb").write_text('{"cells": [', encoding="utf-8")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_make_instructor_lists_what_make_grade_graded(tmp_path):
+    from browser import chromium
+
+    root = _repository_copy(tmp_path / "repo")
+    subs = _chapter01_class(tmp_path / "class")
+    done = _make("grade", "CHAPTER=01_se", f"SUBMISSIONS={subs}", "WORKERS=2", "GRADE_ARGS=--no-progress", cwd=root)
+    assert done.returncode == 0 and "1 file could not be graded" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    course = root / "out" / "grading"
+    assert (course / "01_se" / "grades.csv").is_file(), done.stdout[-2000:]
+    port, log_path = _free_port(), tmp_path / "instructor.log"
+    env = {**ENV, "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
+    env.pop("MPLBACKEND", None)
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(["make", "-s", "-C", str(root), "-o", ".venv/.installed", f"BIN={BIN}", "instructor",
+                                   f"PORT={port}"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, token = time.monotonic() + 180, None
+        while time.monotonic() < deadline and token is None and server.poll() is None:
+            found = re.search(rf"http://127\.0\.0\.1:{port}/\S*\?token=(\w+)", log_path.read_text(errors="replace"))
+            token = found.group(1) if found else None
+            time.sleep(0.5)
+        assert token, f"`make instructor` printed no URL:\n{log_path.read_text(errors='replace')[-3000:]}"
+        base = f"http://127.0.0.1:{port}"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        with chromium("the instructor view's browser test") as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(60_000)
+            page.goto(f"{base}/formgrader/manage_submissions/01_se?token={token}")
+            page.wait_for_selector("text=alice", timeout=120_000)
+            page.screenshot(path=str(SHOTS / "manage-submissions-01_se.png"), full_page=True)
+            listed = page.inner_text("body")
+            page.goto(f"{base}/formgrader/gradebook/01_se/01_se?token={token}")
+            page.wait_for_selector("text=alice", timeout=60_000)
+            page.screenshot(path=str(SHOTS / "manual-grading-01_se.png"), full_page=True)
+            grading = page.inner_text("body")
+            page.goto(f"{base}/lab/tree/out/grading/rubrics/01_se.md?token={token}")
+            page.wait_for_selector("text=written_sigmoid", timeout=120_000)
+            page.screenshot(path=str(SHOTS / "rubric-01_se.png"))
+            page.close()
+        assert "alice" in listed and "bob" in listed and "carol" in listed, listed[:3000]
+        assert re.search(r"alice\s.*\b9(\.0)?\s*/\s*11", listed.replace("\n", " ")), listed[:3000]
+        assert "alice" in grading and "bob" in grading and "carol" not in grading, grading[:3000]
+        assert re.search(r"needs manual grade|Needs manual grade", grading, flags=re.I), grading[:3000]
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, 9)
+                server.wait()

@@ -242,6 +242,11 @@ def test_stock_nbgrader_feedback_would_leak_the_hidden_tests(runs, tmp_path):
     root = tmp_path / "course"
     shutil.copytree(run.out, root)
     grader = nbs.api(root)
+    # stock nbgrader: its own feedback chain (the course's nbgrader_config.py adds SafeFeedback to it)
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+
+    grader.config.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor]
     with nbs.venv_on_path():
         assert grader.generate_feedback(CHAPTER, "carol", force=True)["success"]
     stock = feedback.html_text((root / "feedback" / "carol" / CHAPTER / f"{CHAPTER}.html").read_text(encoding="utf-8"))
