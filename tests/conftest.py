@@ -63,7 +63,7 @@ def generator() -> torch.Generator:
 # Seconds each took on 2 cores (junitxml, November 2026): chapters 239, catalog_nbgrader 169 (before its
 # submissions were cut short), hostile 130, grading_batch 56, bundle 30, catalog 12, capstone 10.
 LONGEST_FIRST = ("test_browser.py", "test_chapters.py", "test_catalog_nbgrader.py", "test_hostile.py",
-                 "test_grading_engine.py", "test_exchange.py", "test_grading_batch.py", "test_bundle.py", "test_catalog.py", "test_capstone.py", "test_pipeline.py", "test_parity_timm.py",
+                 "test_hub.py", "test_hub_commands.py", "test_grading_entry_points.py", "test_grading_engine.py", "test_grading_batch.py", "test_bundle.py", "test_catalog.py", "test_capstone.py", "test_pipeline.py", "test_parity_timm.py",
                  "test_sandbox.py")
 
 

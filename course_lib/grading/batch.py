@@ -232,7 +232,7 @@ def grade_submissions(
     report_dir = out / chapter
     (report_dir / "logs").mkdir(parents=True, exist_ok=True)
     # formgrader and nbgrader's commands on this folder then grade in the sandbox and render safe feedback
-    from course_lib.grading.sandbox import write_course_config
+    from course_lib.grading.course_folder import write_course_config
     write_course_config(out)
     db_url = db_url or f"sqlite:///{out / 'gradebook.db'}"
     env = {**DEFAULT_KERNEL_ENV, **(kernel_env or {})}

@@ -43,6 +43,7 @@ from typing import Any
 
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import ensure_async, run_sync
+from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
 from nbgrader.preprocessors import DeduplicateIds, Execute, OverwriteCells
 from traitlets import Bool, Float, Integer, List, Unicode, default
@@ -51,7 +52,7 @@ from course_lib.grading.check_index import check_index
 from course_lib.grading.sandbox_guard import MISTAKE_REFERENCE, MISTAKE_TAMPERING, PROOF_PATTERN, proof_message
 
 __all__ = [
-    "harden", "is_hardened", "SandboxExecute", "SandboxOverwriteCells", "SandboxDeduplicateIds",
+    "harden", "is_hardened", "safe_feedback", "has_safe_feedback", "SafeFeedback", "SandboxExecute", "SandboxOverwriteCells", "SandboxDeduplicateIds",
     "expected_checks", "ENV_PREFIX", "MISTAKE_TAMPERING", "MISTAKE_REFERENCE",
 ]
 
@@ -532,13 +533,115 @@ def _matplotlib_fontlist() -> str | None:
 # --------------------------------------------------------------------------------------------
 # configuration
 # --------------------------------------------------------------------------------------------
+class SafeFeedback(Preprocessor):
+    """nbgrader's ``generate_feedback`` made safe to hand out (formgrader's "Generate Feedback" button, the
+    ``nbgrader generate_feedback`` command, the course's own pages): before the page is rendered, the
+    autograded notebook goes through :func:`course_lib.grading.feedback.hide_hidden_tests`,
+    ``short_errors`` and ``drop_proofs``; then every line of the chapter's hidden tests (read from the
+    gradebook, which holds the instructor's test cells) is looked for in what is left, and a page that
+    would still show one is refused: nbgrader reports the error and writes no page for that student.
+    """
+
+    # nbconvert runs a registered preprocessor only when it is enabled, and nbgrader registers the
+    # classes of GenerateFeedback.preprocessors as they are: on by default (as nbgrader's own are)
+    enabled = Bool(True).tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        from course_lib.grading import feedback
+
+        feedback.hide_hidden_tests(nb)
+        feedback.short_errors(nb)
+        feedback.drop_proofs(nb)
+        already = bool(nb.cells) and feedback.PENDING_NOTE in str(nb.cells[0].get("source", ""))
+        pending = {} if already else _pending(resources)
+        if pending:  # written answers not graded by hand yet: said on the page, as the batch grader's pages do
+            feedback.mark_pending(nb, pending)
+        leaked = feedback.leaked_lines(nb, _hidden_test_lines(resources))
+        if leaked:
+            raise ValueError(f"the feedback page would show {len(leaked)} line(s) of the hidden tests "
+                             f"(first: {leaked[0]!r}); no page was written")
+        return nb, resources
+
+
+def _hidden_test_lines(resources: dict) -> list[str]:
+    """The lines of the hidden tests of the notebook being rendered, from the gradebook's source cells."""
+    from nbformat.v4 import new_code_cell, new_notebook
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from course_lib.grading.common import hidden_lines
+
+    info = resources.get("nbgrader", {})
+    if not info.get("db_url"):
+        return []
+    try:
+        with Gradebook(info["db_url"]) as gb:
+            cells = gb.find_notebook(info["notebook"], info["assignment"]).source_cells
+            sources = [cell.source or "" for cell in cells]
+    except MissingEntry:
+        return []
+    source = new_notebook(cells=[new_code_cell(text) for text in sources])
+    public = new_notebook(cells=[new_code_cell(_without_hidden(text)) for text in sources])
+    return hidden_lines(source, public)
+
+
+def _pending(resources: dict) -> dict[str, float]:
+    """grade_id -> points of the student's written answers still waiting to be graded by hand."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from course_lib.tools.notebooks import grades_of
+
+    info = resources.get("nbgrader", {})
+    if not (info.get("db_url") and info.get("student")):
+        return {}
+    try:
+        with Gradebook(info["db_url"]) as gb:
+            return grades_of(gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"]))["pending"]
+    except MissingEntry:
+        return {}
+
+
+def _without_hidden(text: str) -> str:
+    from course_lib.grading.common import BEGIN_HIDDEN, END_HIDDEN
+
+    kept, inside = [], False
+    for line in text.split("\n"):
+        if BEGIN_HIDDEN in line:
+            inside = True
+        elif END_HIDDEN in line:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def safe_feedback(config):
+    """Make nbgrader's ``generate_feedback`` in ``config`` render the course's safe pages (:class:`SafeFeedback`,
+    after nbgrader's GetGrades); return ``config``. :func:`harden` calls it, whatever COURSE_SANDBOX says."""
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+
+    config.GenerateFeedback.preprocessors = [GetGrades, SafeFeedback, CSSHTMLHeaderPreprocessor]
+    return config
+
+
+def has_safe_feedback(config) -> bool:
+    """Does nbgrader's ``generate_feedback`` in ``config`` render the course's safe pages?"""
+    try:
+        chain = list(config.GenerateFeedback.preprocessors)
+    except Exception:  # noqa: BLE001 - a config without the key
+        return False
+    return any(p is SafeFeedback or getattr(p, "__name__", "") == "SafeFeedback" for p in chain)
+
+
 def harden(config, **settings: Any):
-    """Make nbgrader's autograde in ``config`` run in the sandbox; return ``config``.
+    """Make nbgrader's autograde in ``config`` run in the sandbox, and its generate_feedback render the
+    course's safe pages (:func:`safe_feedback`); return ``config``.
 
     ``settings`` set traits of :class:`SandboxExecute` (``memory_mb``, ``kill_grace_s``, ...). The
-    environment variable ``COURSE_SANDBOX=off`` leaves ``config`` as it is (to compare with plain
-    nbgrader, or to find out whether the sandbox is what stops a notebook).
+    environment variable ``COURSE_SANDBOX=off`` leaves autograde as nbgrader has it (to compare with plain
+    nbgrader, or to find out whether the sandbox is what stops a notebook); the feedback pages stay safe.
     """
+    safe_feedback(config)
     if os.environ.get("COURSE_SANDBOX", "").strip().lower() in {"off", "0", "no", "false"}:
         return config
     from nbconvert.preprocessors import ClearMetadataPreprocessor
