@@ -166,7 +166,7 @@ def test_wz_zero_under_a_default_batch_norm_is_the_identity_with_a_huge_first_gr
     bn_paper = max(paper.bn.weight.grad.abs().max(), paper.bn.bias.grad.abs().max())
     block.train()
     (block(x) * torch.randn_like(x)).sum().backward()
-    assert block.w_z.weight.grad.abs().max() > 100 * bn_paper  # (c), so not (b)
+    assert block.w_z.weight.grad.abs().max() > 10 * bn_paper  # (c), so not (b)
     assert block.bn.weight.grad.abs().max() == 0  # not (d)
     assert block.w_z.bias.grad.abs().max() < 1e-9 * block.w_z.weight.grad.abs().max()  # not (e)
     assert set(hidden.ANSWERS["q_wz_trap"][1]) == {"a", "c"}

@@ -3,7 +3,7 @@
     check_adaptive_kernel_size(adaptive_kernel_size)      k = psi(C), Eq. (12), odd by adding 1 when even
     check_eca(EfficientChannelAttention)                  the 1-D convolution across channels
     check_directional_pool(directional_pool)              the row means z^h and the column means z^w
-    check_coordinate_attention(CoordinateAttention)       shared transform, split, two gates, Eq. (8)
+    check_coordinate_attention(CoordinateAttention)       shared transform, split, two gates, CA's Eqs. (6)-(9)
     check_attention_parameters(attention_parameters)      SE, ECA and CA parameters from their ingredients
 
 They compare with values stored in ``checks/expected/ch08_eca_coordatt.pt`` (built from the reference
@@ -72,7 +72,7 @@ for _id, _text in (
     ("hard_sigmoid_gate", "the official h_sigmoid where the gates use the sigmoid"),
     ("missing_bn", "the BatchNorm of the shared transform is missing or unused"),
     ("convs_swapped", "conv_h is applied to f^w and conv_w to f^h"),
-    ("residual", "a residual x + x * g where Eq. (8) has none"),
+    ("residual", "a residual x + x * g where CA's Eq. (9) has none"),
     ("one_gate", "forward applies only one of the two gates"),
     ("min_hidden", "the shared transform's width lacks the floor of 8: max(8, C // r)"),
     ("not_shared", "two transforms F_1, one per direction, where one is shared"),
@@ -159,7 +159,14 @@ ECA_ADVICE = {
     "batch_mean": ("batch_mean", "the average also runs over the batch, so every image gets the same gate."),
 }
 
+#: x.max(dim) / x.min(dim) return (values, indices): used as a tensor, PyTorch's error names torch.return_types
+TUPLE_HINT = ("torch.return_types.", "tuple_as_tensor",
+              "x.max(dim=...) (like x.min, x.sort, x.topk with a dim) returns a named tuple (values, indices), not a "
+              "tensor; and the mechanism averages where a maximum is taken here.")
+define_mistake("tuple_as_tensor", "x.max(dim) used as a tensor: with a dim it returns a named tuple (values, indices)")
+
 ECA_HINTS: Sequence[tuple[str, str, str]] = (
+    TUPLE_HINT,
     ("channels, but got", "channel_axis",
      "the 1-D convolution has a single input channel and slides along the channels: lay the pooled (B, C) out as "
      "(B, 1, C) (one signal of length C per image) before it."),
@@ -267,12 +274,15 @@ def expect_pools(fn: Callable[..., Any], x: torch.Tensor, *, what: str) -> None:
     """z^h (B, C, H, 1): the mean of each row; z^w (B, C, W, 1): the mean of each column, as a column."""
     b, c, h, w = x.shape
     before = x.clone()
-    result = call(fn, x, doing=what)
+    result = call_with_hints(fn, x, doing=what, hints=(TUPLE_HINT,))
     expect(torch.equal(before, x), f"{what} changed x in place.", mistake="modifies_input")
     expect(isinstance(result, (tuple, list)) and len(result) == 2,
            f"{what} should return two tensors (z_h, z_w); got {type(result).__name__}", mistake="shape")
     z_h, z_w = result
     for t, label in ((z_h, "z_h"), (z_w, "z_w")):
+        if type(t).__module__ == "torch.return_types":
+            raise CheckFailure(f"{what}: {label} is a torch.return_types.{type(t).__name__}, not a tensor.\n  Likely "
+                               f"mistake: {TUPLE_HINT[2]}", mistake="tuple_as_tensor")
         expect(isinstance(t, torch.Tensor), f"{what}: {label} should be a tensor, got {type(t).__name__}",
                mistake="shape")
     row = x.mean(3, keepdim=True)  # (B, C, H, 1)
@@ -284,7 +294,7 @@ def expect_pools(fn: Callable[..., Any], x: torch.Tensor, *, what: str) -> None:
                 "column, laid out as a column so that it can be concatenated below z_h).")
         if shapes in {((b, c, 1, w), (b, c, h, 1)), ((b, c, w, 1), (b, c, h, 1))} and h != w:
             raise CheckFailure(head + "\n  Likely mistake: the two means are swapped: z^h_c(h) averages row h over "
-                                      "the width W (Eq. (3)), so it has H entries.", mistake="swapped_pool")
+                                      "the width W (Eq. (4)), so it has H entries.", mistake="swapped_pool")
         if shapes[0] == (b, c, h, 1) and shapes[1] == (b, c, 1, w):
             raise CheckFailure(head + "\n  Likely mistake: z_w is the right numbers in the row layout (B, C, 1, W); "
                                       "turn it into a column (B, C, W, 1).", mistake="not_transposed")
@@ -294,18 +304,18 @@ def expect_pools(fn: Callable[..., Any], x: torch.Tensor, *, what: str) -> None:
            f"{what} returned {z_h.dtype} / {z_w.dtype} for a {x.dtype} input.", mistake="dtype")
     maxes = (x.amax(3, keepdim=True), x.amax(2, keepdim=True).transpose(2, 3))
     expect_close(z_h, row, what=f"{what}: z_h", rtol=rtol, atol=atol,
-                 diagnoses=[("max_pool", maxes[0], "z_h takes the maximum of each row; Eq. (3) is the mean."),
+                 diagnoses=[("max_pool", maxes[0], "z_h takes the maximum of each row; Eq. (4) is the mean."),
                             ("divisor", x.sum(3, keepdim=True) / h,
-                             "the row sum is divided by H; a row has W pixels (Eq. (3): 1 / W).")])
+                             "the row sum is divided by H; a row has W pixels (Eq. (4): 1 / W).")])
     expect_close(z_w, col.transpose(2, 3), what=f"{what}: z_w", rtol=rtol, atol=atol,
-                 diagnoses=[("max_pool", maxes[1], "z_w takes the maximum of each column; Eq. (4) is the mean."),
+                 diagnoses=[("max_pool", maxes[1], "z_w takes the maximum of each column; Eq. (5) is the mean."),
                             ("divisor", x.sum(2, keepdim=True).transpose(2, 3) / w,
-                             "the column sum is divided by W; a column has H pixels (Eq. (4): 1 / H).")])
+                             "the column sum is divided by W; a column has H pixels (Eq. (5): 1 / H).")])
 
 
 @exercise("directional_pool", budget_s=5)
 def check_directional_pool(fn: Callable[..., Any]) -> None:
-    """directional_pool(x) -> (z_h (B, C, H, 1), z_w (B, C, W, 1)), Eqs. (3) and (4)."""
+    """directional_pool(x) -> (z_h (B, C, H, 1), z_w (B, C, W, 1)), CA's Eqs. (4) and (5)."""
     data = expected(CHAPTER)["pool"]
     x = data["x"].clone()
     expect_pools(fn, x, what=f"directional_pool(x) with x of shape {fmt_shape(x.shape)}")
@@ -328,15 +338,16 @@ CA_ADVICE = {
                   "x * ReLU6(x + 3) / 6, which PyTorch has as a module.",
     "hard_sigmoid_gate": "the gates use the official code's h_sigmoid; its gates are plain sigmoids (h_sigmoid only "
                          "serves inside h_swish).",
-    "missing_sigmoid": "the gates have no sigmoid: Eqs. (6) and (7) are sigma(F_h(f^h)) and sigma(F_w(f^w)).",
-    "max_pool": "the directional summaries are maxima; Eqs. (3) and (4) average.",
-    "missing_bn": "the BatchNorm bn1 is not applied: f = delta(BN(F_1([z^h, z^w]))).",
+    "missing_sigmoid": "the gates have no sigmoid: Eqs. (7) and (8) are sigma(F_h(f^h)) and sigma(F_w(f^w)).",
+    "max_pool": "the directional summaries are maxima; Eqs. (4) and (5) average.",
+    "missing_bn": "the BatchNorm bn1 is not applied: the shared transform F_1 of Eq. (6) is conv1, then bn1, then delta.",
     "convs_swapped": "conv_h runs on the column part and conv_w on the row part: F_h makes g^h from f^h.",
     "swapped_pool": "the pooled rows and columns are swapped before the concatenation: z^h is the mean over W "
                     "(one value per row, H of them).",
 }
 
 CA_HINTS: Sequence[tuple[str, str, str]] = (
+    TUPLE_HINT,
     ("Sizes of tensors must match except in dimension", "not_transposed",
      "the two summaries cannot be concatenated: z^h is (B, C, H, 1); z^w must be laid out the same way, "
      "(B, C, W, 1), before torch.cat along dim 2."),
@@ -423,9 +434,9 @@ def expect_gates(module: torch.nn.Module, x: torch.Tensor, want_h: torch.Tensor,
     passed()
     advice = [(n, a, CA_ADVICE[n]) for n, (a, _) in diagnoses.items()]
     expect_close(g_h, want_h, what=f"{what}: g_h", diagnoses=advice,
-                 fallback=("values", "g^h = sigmoid(conv_h(f^h)), f = h_swish(bn1(conv1([z^h, z^w]))), Eqs. (5)-(6)."))
+                 fallback=("values", "compare g^h with Eqs. (6)-(7): the shared transform, the split, conv_h and the sigmoid."))
     expect_close(g_w, want_w, what=f"{what}: g_w", diagnoses=[(n, b_, CA_ADVICE[n]) for n, (_, b_) in diagnoses.items()],
-                 fallback=("values", "g^w = sigmoid(conv_w(f^w)) with f^w transposed back to a row, Eq. (7)."))
+                 fallback=("values", "compare g^w with Eqs. (6) and (8): is f^w turned back into a row before conv_w?"))
     att = call_ca(module.attention, x, doing=f"{what}: attention(x)")
     expect_close(att, want_h * want_w, what=f"{what}: attention(x)",
                  fallback=("values", "attention(x) is the product of the two gates, (B, C, H, 1) * (B, C, 1, W)."))
@@ -451,12 +462,12 @@ def check_coordinate_attention(cls: type) -> None:
     out = forward_keeps_input(module, x, doing=f"{name}(x)", hints=CA_HINTS)
     expect_device_free(module, x, what=name)
     expect_close(out, data["out"], what=f"{name}(x)",
-                 diagnoses=[("residual", data["out_residual"], "forward adds x back: Eq. (8) is y = x * g^h * g^w, "
+                 diagnoses=[("residual", data["out_residual"], "forward adds x back: Eq. (9) is y = x * g^h * g^w, "
                                                                 "with no residual."),
                             ("one_gate", data["out_one_gate"], "forward applies g^h only: y = x * g^h * g^w."),
                             ("returns_map", data["g_h"] * data["g_w"],
                              "forward returns the map g^h * g^w; it should return x * g^h * g^w.")],
-                 fallback=("values", "forward(x) returns x * g^h * g^w, Eq. (8)."))
+                 fallback=("values", "forward(x) returns x * g^h * g^w, Eq. (9)."))
     expect_module_gradients(module, data["x"], what=name, upstream=data["upstream"], grad_x=data["grad_x"],
                             hints=CA_HINTS)
     expect_informative_defaults(cls, (DEFAULT_PROBE,), {"reduction": 32}, torch.randn(2, DEFAULT_PROBE, 3, 2),

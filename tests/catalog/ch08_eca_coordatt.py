@@ -688,3 +688,11 @@ def directional_pool(x):
     return z_h, z_w
 '''),
 ]
+
+# issue 26: x.max(dim) used as a tensor (it returns (values, indices)): named, not a raw TypeError
+IMPLS += [
+    Impl(POOL, "z_h = x.max(3, keepdim=True): a (values, indices) tuple returned as a tensor", '''
+def directional_pool(x):
+    return x.max(3, keepdim=True), x.mean(2, keepdim=True).transpose(2, 3)
+''', "tuple_as_tensor"),
+]
