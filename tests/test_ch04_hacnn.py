@@ -342,3 +342,16 @@ def test_promise_is_kept_by_the_checks(fragment, solution_namespace):
         promise(solution_namespace)
     else:
         promise()
+
+
+def test_soft_map_interval_keys_agree_with_the_hidden_answer():
+    """The visible check holds the interval's ends as hashes only; it accepts exactly what the hidden check does."""
+    def right():
+        return (0.5, 1.0)
+    hidden.hidden_soft_map_interval(right)
+    visible.check_soft_map_interval(right)
+    for wrong in ((0.0, 1.0), (0.5, 0.99), (0.25, 1.0), (0.0, 0.5)):
+        for check in (visible.check_soft_map_interval, hidden.hidden_soft_map_interval):
+            with pytest.raises(CheckFailure) as info:
+                check(lambda w=wrong: w)
+            assert info.value.mistake == "sigmoid_range"

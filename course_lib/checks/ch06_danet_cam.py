@@ -360,19 +360,19 @@ def check_dual_attention(fn: Callable) -> None:
 # conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
 # live in hidden/ch06_danet_cam.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
-_SAME_ROW = "Adding the same number to every entry of a row never changes its softmax: write it out for m_j - e_ji."
+_WORK_IT_OUT = "Write softmax(m_j - e_ji) as a fraction of exponentials and simplify."
 Q_OFFICIAL_FORM = Question(
     "q_official_form", "choice", options="abcd", key="18ba803ba1846c0c124e",
     doc="What the official softmax(m_j - e_j.) equals, row by row (one letter).",
     wrong={
-        "1d6a5f59b8d7791bae4f": (OFFICIAL_FORM, "The sign of e flips in m - e. " + _SAME_ROW),
+        "1d6a5f59b8d7791bae4f": (OFFICIAL_FORM, "(a) reads m - e as if it were e - m, the stabilising shift. "
+                                                + _WORK_IT_OUT),
         "b283518af397b8f38b82": (
-            OFFICIAL_FORM, "e - m is the stabilising shift, and it gives softmax(e); the official line is m - e. "
-                           + _SAME_ROW),
+            OFFICIAL_FORM, "e - m is the stabilising shift; the official line is m - e. " + _WORK_IT_OUT),
         "716e80004cf04423c8e6": (
-            OFFICIAL_FORM, "Any softmax's rows sum to 1, whatever its input. " + _SAME_ROW),
+            OFFICIAL_FORM, "Any softmax's rows sum to 1, whatever its input. " + _WORK_IT_OUT),
     },
-    advice=_SAME_ROW)
+    advice=_WORK_IT_OUT)
 
 _DOUBLED = "try channel i = 2 x channel j"
 Q_DIAGONAL = Question(
