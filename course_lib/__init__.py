@@ -5,13 +5,10 @@ contracts keep it so):
 
 - what students run, and what the student bundle ships: ``checks/`` (the visible checks), ``figures/``,
   ``learned``, ``data``, ``capstone``, ``stats`` and the trained ``checkpoints/``;
-- ``reference/``: the reference solutions (one module per paper) and the ``ATTENTION`` registry;
-- ``hidden/``: the hidden checks, which compare a student's module with the reference at grading time;
-- ``grading/``: the class grader (nbgrader in a sandbox, spread over Dask workers);
-- ``tools/``: the maintainers' tools (release, student bundle, grader report, benchmarks, expected values,
-  checkpoints).
+- ``reference/``, ``hidden/``, ``grading/`` and ``tools/``: the instructors' and maintainers' side (the
+  reference solutions, the graded checks, the class grader, the release tools), described in CONTRIBUTING.md.
 
-The last four never ship to students. Importing this package is cheap: it imports neither torch nor
+The folders of the second line never ship to students. Importing this package is cheap: it imports neither torch nor
 anything else, so that ``python -m course_lib --help`` stays fast and the student bundle imports.
 
 ``course_lib.ATTENTION`` is ``course_lib.reference.ATTENTION`` (name -> factory taking ``channels``), looked

@@ -280,3 +280,32 @@ def test_the_bundles_command_line_offers_only_what_it_holds(bundle, tmp_path):
     refused = run("grade", "01_se", "submissions")
     assert refused.returncode == 2 and "needs the full course repository" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+#: Words that describe how the class grader works inside (its sandbox's guard and the audit events it answers):
+#: the student package runs the checks, it has no use for a description of what watches them.
+GRADER_INTERNALS = ("sandbox_guard", "audit hook", "audit event", "tamper", "grading sandbox")
+
+
+def grader_internals_in(folder: Path) -> list[str]:
+    """'file:line: word' for every mention of GRADER_INTERNALS in the text files under ``folder``."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.suffix not in {".py", ".md", ".toml", ".ipynb", ".txt", ".cfg"}:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            found += [f"{path.relative_to(folder)}:{number}: {word}" for word in GRADER_INTERNALS
+                      if word in line.lower()]
+    return found
+
+
+def test_the_bundle_says_nothing_about_the_graders_internals(bundle):
+    found = grader_internals_in(bundle.out)
+    assert not found, "the student bundle describes the grader's internals:\n  " + "\n  ".join(found)
+
+
+def test_the_internals_scan_finds_a_planted_mention(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text('"""Hook of course_lib/grading/sandbox_guard.py."""\n', encoding="utf-8")
+    (tmp_path / "README.md").write_text("It raises two Audit Events.\n", encoding="utf-8")
+    assert grader_internals_in(tmp_path) == ["README.md:1: audit event", "pkg/mod.py:1: sandbox_guard"]

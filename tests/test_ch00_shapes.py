@@ -75,3 +75,36 @@ def test_question_answers_follow_from_torch():
     assert tuple(torch.bmm(q.transpose(1, 2), q).shape) == hidden.ANSWERS["q_bmm_shape"][1]
     assert sum(p.numel() for p in torch.nn.Conv2d(64, 4, 3).parameters()) == hidden.ANSWERS["q_conv_params"][1]
 
+
+
+# issue 26 (student trial): hints that answered the question
+@pytest.mark.parametrize("answer", ["bd", "bcd", "ad", "acde", "d", "abcde", "a", "cd"])
+def test_broadcast_hints_name_no_option(answer):
+    """A wrong set's hint names the misconception, never a statement by its letter."""
+    with pytest.raises(visible.CheckFailure) as info:
+        visible.check_q_broadcast(answer)
+    hint = str(info.value).split("is not right.", 1)[1]
+    assert not any(f"({letter})" in hint for letter in "abcde"), hint
+
+
+@pytest.mark.parametrize("qid, answer", [("q_conv_params", 2304), ("q_conv_params", 260), ("q_conv_params", 580),
+                                         ("q_bmm_shape", (2, 35, 35)), ("q_bmm_shape", (2, 8, 35)),
+                                         ("q_bmm_shape", (2, 35, 8))])
+def test_question_hints_do_not_complete_the_answer(qid, answer):
+    """No hint holds the numbers that finish the sum (the bias count) or the operands' shapes of the product."""
+    with pytest.raises(visible.CheckFailure) as info:
+        getattr(visible, f"check_{qid}")(answer)
+    hint = str(info.value).split("is not right.", 1)[1]
+    for piece in ("one per output channel", "3 * 3", "64 x 3 x 3", "(8, 35)", "(35, 8)", "35 pixels"):
+        assert piece not in hint, hint
+
+
+def test_a_wrong_dim_is_echoed_as_typed():
+    with pytest.raises(visible.CheckFailure) as info:
+        visible.check_q_softmax_dim(-2)
+    assert str(info.value).split(": ", 1)[1].startswith("-2 is not right.") and info.value.mistake == "softmax_dim"
+
+
+def test_a_whole_float_is_accepted_where_an_int_is_asked_as_the_text_says():
+    visible.check_q_softmax_dim(2.0)
+    visible.check_q_conv_params(2308.0)

@@ -185,3 +185,35 @@ def test_plot_channel_weights_returns_what_it_draws(pyplot):
     data = figures.plot_channel_weights(se, feats)
     np.testing.assert_allclose(data["a"]["s"], se.attention(feats["a"]).detach().reshape(-1).numpy(), rtol=1e-6)
     np.testing.assert_allclose(data["a"]["z"], feats["a"].mean((2, 3)).reshape(-1).numpy(), rtol=1e-6)
+
+
+# issue 26 (student trial): what passed or was printed
+def test_rounding_the_hidden_width_to_the_nearest_int_is_named():
+    """round(C / r) passed every check while the only fractional case was 36 / 8 = 4.5 (round gives 4)."""
+    def rounded(channels, reduction=16):
+        hidden_width = round(channels / reduction)
+        return 2 * channels * hidden_width + hidden_width + channels
+
+    with pytest.raises(CheckFailure) as info:
+        visible.check_se_parameter_count(rounded)
+    assert info.value.mistake == "hidden_width"
+
+
+def test_a_table_of_the_checked_counts_is_caught_and_no_message_prints_a_count():
+    table = {16: 2530992, 8: 5046880, 32: 1273048}
+    with pytest.raises(CheckFailure) as info:
+        visible.check_seresnet50_extra_parameters(lambda reduction=16: table[reduction])
+    assert info.value.mistake == "lookup_table"
+
+    def wrong(channels, reduction=16):
+        return 2 * channels * (channels // reduction)  # no biases
+
+    with pytest.raises(CheckFailure) as info:
+        visible.check_se_parameter_count(wrong)
+    right = _by_hand(32, 4)
+    assert str(right) not in str(info.value) and "expected" not in str(info.value)
+
+
+def test_numpy_and_tensor_integers_are_accepted_as_the_text_says():
+    visible.check_se_parameter_count(lambda c, r=16: np.int64(_by_hand(c, r)))
+    visible.check_se_parameter_count(lambda c, r=16: torch.tensor(_by_hand(c, r)))

@@ -161,4 +161,14 @@ def test_equivariance_and_invariance_together_gets_its_own_hint():
     with pytest.raises(CheckFailure) as info:
         visible.check_q_equivariance("abc")
     assert info.value.mistake == "invariance"
-    assert "(c) is not" in str(info.value) and visible.Q_EQUIVARIANCE.advice not in str(info.value)
+    assert "contradict" in str(info.value) and visible.Q_EQUIVARIANCE.advice not in str(info.value)
+
+
+@pytest.mark.parametrize("answer", ["b", "a", "c", "bc", "abc", "ac", "abcd", "abd", "bd", "cd", "abcd"])
+def test_equivariance_hints_name_no_option(answer):
+    """A hint names the misconception, never a statement by its letter (the trial found the answer by
+    elimination from hints such as 'Of these, (c) is not true')."""
+    with pytest.raises(CheckFailure) as info:
+        visible.check_q_equivariance(answer)
+    hint = str(info.value).split("is not right.", 1)[1]
+    assert not any(f"({letter})" in hint for letter in "abcd"), hint

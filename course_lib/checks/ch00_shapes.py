@@ -52,6 +52,17 @@ SIZE_ONE_MIDDLE = define_mistake("size_one_middle", "a gate with one trailing si
 TRANSPOSE_SIDE = define_mistake("transpose_side", "the transpose put on the wrong operand: Q K^T where Q^T K is asked")
 BATCH_DROPPED = define_mistake("batch_dropped", "the batch dimension left out of a batched product's shape")
 KERNEL_IGNORED = define_mistake("kernel_ignored", "a k x k convolution counted as if it were 1 x 1")
+SUM_FOR_MEAN = define_mistake("sum_for_mean", "a sum over the pixels where their mean is asked for")
+GATE_SQUASHED = define_mistake("gate_squashed", "the given gate passed through a sigmoid (or another squashing) first")
+GATE_RESIDUAL = define_mistake("gate_residual", "x added back to the gated features (x + x * gate)")
+SHIFT_NOT_ROW_CONSTANT = define_mistake(
+    "shift_not_row_constant", "the number subtracted before exp varies along a row (a max over another dim)")
+T_ALL_DIMS = define_mistake("t_all_dims", "`.T` on a 3-D tensor, which reverses all its dims, batch included")
+ELEMENTWISE_SCORES = define_mistake(
+    "elementwise_scores", "an elementwise product (q * k) where every query meets every key")
+SCORES_SCALED = define_mistake("scores_scaled", "the dot products scaled (by 1/sqrt(D)) where plain ones are asked")
+RESHAPE_FOR_TRANSPOSE = define_mistake(
+    "reshape_for_transpose", "a reshape/view to the transposed shape where a transpose is needed")
 
 
 def inputs() -> dict[str, tuple[torch.Tensor, ...]]:
@@ -112,6 +123,11 @@ def check_channel_descriptor(fn: Callable) -> None:
     total = x.sum((2, 3), keepdim=True)
     expect_close(got, want, what="channel_descriptor(x)", diagnoses=[
         (MAX_FOR_MEAN, x.amax((2, 3), keepdim=True), "these are the maxima over H and W; the descriptor is the mean."),
+        (SUM_FOR_MEAN, total, "these are the sums over H and W, one per (image, channel); the descriptor of "
+                              "Eq. (2) is their mean."),
+        (BATCH_MEAN, x.mean((0, 2, 3), keepdim=True).expand(b, c, 1, 1),
+         "every image got the same descriptor: the mean also ran over the batch (dim 0). One number per "
+         "(image, channel) averages each image's own H x W pixels."),
         (DIVISOR, total / (h * h), f"the sum over H and W is divided by H * H = {h * h}; a mean over the "
                                    f"{h} x {w} pixels divides by H * W = {h * w}."),
         (DIVISOR, total / (w * w), f"the sum over H and W is divided by W * W = {w * w}; a mean over the "
@@ -134,13 +150,18 @@ def check_apply_gate(fn: Callable) -> None:
             "two dims (H, W). Give the gate explicit size-1 dims first: (B, C) -> (B, C, 1, 1).",
             mistake=GATE_BROADCAST) from None
     b, c = gate.shape
-    expect_close(got, want, what="apply_gate(x, gate)", diagnoses={
-        GATE_LAYOUT: (x * gate.t().reshape(b, c, 1, 1),
-                      "the gate is transposed before the reshape (gate.t().reshape(B, C, 1, 1) or a (C, B) view): "
-                      "the numbers of different images and channels get mixed. Reshape the (B, C) gate as it is: "
-                      "gate[:, :, None, None]."),
-        "values": (x + gate[:, :, None, None], "the gate is added to x; a gate multiplies: x * gate."),
-    })
+    _layout = ("the gate's numbers were regrouped through a (C, B) shape (a transpose, or a reshape to (C, B)): "
+               "gate[b, c] no longer reaches channel c of image b. The gate already comes as (B, C).")
+    expect_close(got, want, what="apply_gate(x, gate)", diagnoses=[
+        (GATE_LAYOUT, x * gate.t().reshape(b, c, 1, 1), _layout),
+        (GATE_LAYOUT, x * gate.reshape(c, b).t()[:, :, None, None], _layout),
+        ("values", x + gate[:, :, None, None], "the gate is added to x; a gate scales the features."),
+        (GATE_SQUASHED, x * torch.sigmoid(gate)[:, :, None, None],
+         "the gate went through a sigmoid first. Here the gate is given, already in (0, 1): its values scale x "
+         "as they are."),
+        (GATE_RESIDUAL, x + x * gate[:, :, None, None],
+         "x is added back to the gated features (a residual). The exercise asks for the gated features only."),
+    ])
     gradients(fn, "apply_gate(x, gate)", (x, gate), ("x", "gate"))
     protections(fn, "apply_gate", (x, gate), want)
     # The trap: B == H and C == W, so `x * gate` runs without an error and scales the wrong entries.
@@ -158,10 +179,25 @@ def check_apply_gate(fn: Callable) -> None:
            mistake=GATE_BROADCAST)
 
 
+#: the overflow named without the call that avoids it
+ROW_OVERFLOW = ("exp(s) overflows once a score passes about 88 in float32 (710 in float64), and scores of real features "
+                "reach the hundreds: inf / inf is NaN. Subtracting the same number from every score of a row leaves its "
+                "weights unchanged: which number keeps every exponent at most 0?")
+
+
 @exercise("row_softmax", budget_s=5)
 def check_row_softmax(fn: Callable) -> None:
     (scores,), want = _stored("row_softmax")
-    got = call_safely(fn, "row_softmax", (scores,))
+    try:
+        got = call_safely(fn, "row_softmax", (scores,))
+    except CheckFailure as failure:
+        if "must match the size of tensor" not in str(failure):
+            raise
+        raise CheckFailure(
+            f"{failure}\n  Likely mistake: a row sum that lost its reduced dim: summing (B, N, M) over the keys without "
+            "keepdim leaves (B, N), which broadcasting lines up with the last two dims (N, M) of the exponentials. "
+            "A reduction that must divide its own input keeps the reduced dim, with size 1.",
+            mistake=KEEPDIM) from None
     expect_shape(got, want.shape, what="row_softmax(scores)")
     sums = got.sum(-1) if isinstance(got, torch.Tensor) else None
     if sums is not None and not torch.allclose(sums, torch.ones_like(sums), atol=1e-6):
@@ -172,13 +208,17 @@ def check_row_softmax(fn: Callable) -> None:
                 "weights that sum to 1.")
         raise CheckFailure(f"the rows of row_softmax(scores) do not sum to 1. Likely mistake: {hint}",
                            mistake="softmax_dim")
-    expect_close(got, want, what="row_softmax(scores)",
-                 hint="each row (one query, all of its keys) becomes positive weights that sum to 1 "
-                      "(torch.softmax does it stably).")
+    shifted = (scores - scores.amax(1, keepdim=True)).exp()
+    expect_close(got, want, what="row_softmax(scores)", diagnoses=[
+        (SHIFT_NOT_ROW_CONSTANT, shifted / shifted.sum(-1, keepdim=True),
+         "the number subtracted before exp differs from key to key within a row (a maximum over dim 1, the "
+         "queries). Only a number that is the same for a whole row leaves that row's weights unchanged."),
+    ], hint="each row (one query, all of its keys) becomes positive weights that sum to 1, as in the formula of §4.")
     # realistic magnitudes: attention scores of real features reach the hundreds
     big = 150 * scores.float()
     large = call_safely(fn, "row_softmax", (big,))
-    expect_finite(large, what=f"row_softmax(scores) for float32 scores up to {big.abs().max().item():.0f} in size")
+    expect_finite(large, what=f"row_softmax(scores) for float32 scores up to {big.abs().max().item():.0f} in size",
+                  advice=ROW_OVERFLOW)
     gradients(fn, "row_softmax(scores)", (scores,), ("scores",))
     protections(fn, "row_softmax", (scores,), want)
 
@@ -186,15 +226,35 @@ def check_row_softmax(fn: Callable) -> None:
 @exercise("pairwise_scores", budget_s=5)
 def check_pairwise_scores(fn: Callable) -> None:
     (q, k), want = _stored("pairwise_scores")
-    got = call_safely(fn, "pairwise_scores", (q, k))
-    if isinstance(got, torch.Tensor) and tuple(got.shape) == (want.shape[0], want.shape[2], want.shape[1]):
+    try:
+        got = call_safely(fn, "pairwise_scores", (q, k))
+    except CheckFailure as failure:
+        text = str(failure)
+        if "must match the size of tensor" in text and "dimension 0" in text:
+            raise CheckFailure(
+                f"{text}\n  Likely mistake: `.T` on a 3-D tensor reverses ALL its dims, (B, M, D) -> (D, M, B), so the "
+                "batch axis moves to the end and no longer meets q's. Only the last two dims are to be swapped.",
+                mistake=T_ALL_DIMS) from None
+        if "must match the size of tensor" in text:
+            raise CheckFailure(
+                f"{text}\n  Likely mistake: an elementwise product (q * k) pairs query i with key i only, and needs "
+                "N = M. Entry [b, i, j] pairs EVERY query i with EVERY key j: a matrix product, which sums over D.",
+                mistake=ELEMENTWISE_SCORES) from None
+        raise
+    b, n, d = q.shape
+    m = k.shape[1]
+    if isinstance(got, torch.Tensor) and tuple(got.shape) == (b, m, n):
         raise CheckFailure(
             f"pairwise_scores(q, k) returned shape {fmt_shape(got.shape)}, the transpose of {fmt_shape(want.shape)}: "
-            "entry [b, i, j] should be q[b, i] . k[b, j], queries on the rows. Put q first: "
-            "(B, N, D) @ (B, D, M) -> (B, N, M).", mistake="missing_transpose")
-    expect_close(got, want, what="pairwise_scores(q, k)",
-                 hint="entry [b, i, j] is the plain dot product q[b, i] . k[b, j]: (B, N, D) @ (B, D, M), "
-                      "no scaling, no other operand order.")
+            "entry [b, i, j] should be q[b, i] . k[b, j], with the queries on the rows.", mistake="missing_transpose")
+    plain = q @ k.transpose(1, 2)
+    expect_close(got, want, what="pairwise_scores(q, k)", diagnoses=[
+        (SCORES_SCALED, plain / d ** 0.5, "the dot products are divided by sqrt(D), as a Transformer does; this "
+                                          "exercise asks for the plain dot products."),
+        (RESHAPE_FOR_TRANSPOSE, q @ k.reshape(b, d, m),
+         "k was reshaped (view/reshape) to (B, D, M) instead of transposed: a reshape keeps the order of the numbers "
+         "and only regroups them, so its columns are not the keys. §6 shows the same trap with pixels."),
+    ], hint="entry [b, i, j] is the plain dot product of query i and key j of image b.")
     gradients(fn, "pairwise_scores(q, k)", (q, k), ("q", "k"))
     protections(fn, "pairwise_scores", (q, k), want)
 
@@ -208,13 +268,12 @@ def check_flatten_pixels(fn: Callable) -> None:
         raise CheckFailure(
             f"flatten_pixels(x) returned shape {fmt_shape(got.shape)}, expected {fmt_shape(want.shape)}.\n  Likely "
             "mistake: the einops pattern names the input's axes in another order than the tensor has them (e.g. "
-            "'b h w c -> ...' for a (B, C, H, W) input): the left side of the pattern must list x's axes in x's "
-            "order, 'b c h w -> b (h w) c'.", mistake=EINOPS_AXES)
+            "'b h w c -> ...' for a (B, C, H, W) input): the left side of a pattern names x's axes in x's own "
+            "order.", mistake=EINOPS_AXES)
     expect_close(got, want, what="flatten_pixels(x)", diagnoses={
         RESHAPE_NOT_PERMUTE: (x.reshape(b, h * w, c),
                               "x.view(B, H*W, C) (or reshape) keeps memory order, which is channels first: the "
-                              "numbers end up in the wrong places even though the shape is right. Move channels "
-                              "last first (permute(0, 2, 3, 1)) or write rearrange(x, 'b c h w -> b (h w) c')."),
+                              "numbers end up in the wrong places even though the shape is right (§6)."),
         PIXEL_ORDER: (rearrange(x, "b c h w -> b (w h) c"),
                       "the pixels are numbered column by column; number them row by row, (h w), so pixel "
                       "(i, j) becomes n = i * W + j."),
@@ -238,18 +297,21 @@ def _softmax_dim_canonical(answer: Any) -> Any:
     return value + 3 if -3 <= value < 0 else answer
 
 
-_LEFT = "Broadcasting lines shapes up from the RIGHT: a (2, 3) gate meets x's last two dims (5, 7), not (B, C)."
+_LEFT = ("That set lines the shapes up from the LEFT. Broadcasting lines them up from the right, dim by dim: redo each "
+         "statement that way.")
 BROADCAST = Question(
     "q_broadcast", "choices", key="4bb3a642d241561f45ea", options="abcde",
     doc="Which of the statements (a)-(e) about broadcasting a gate are true.",
     wrong={
         "a6ab1369b2bbd7a494dc": (LEFT_ALIGNED, _LEFT),
         "ccb1a30f98144cfdd223": (LEFT_ALIGNED, _LEFT),
-        "3b4df6b090a39bd2ac94": (SILENT_BROADCAST, "Look at (c) again: when x's last two dims happen to be (2, 3), the "
-                                                   "(2, 3) gate fits them, so the product runs, and scales the wrong "
-                                                   "entries."),
-        "324d39d451d5b9be3dfa": (SIZE_ONE_MIDDLE, "A (2, 3, 1) gate is lined up from the right as (1, 2, 3, 1): its "
-                                                  "3 meets x's H = 5, which is an error."),
+        "3b4df6b090a39bd2ac94": (SILENT_BROADCAST, "That set takes 'it runs without an error' and 'it scales the right "
+                                                   "entries' to go together. They do not always: line every pair of "
+                                                   "shapes up from the right, then ask which entry of the gate meets "
+                                                   "x[b, c, i, j]."),
+        "324d39d451d5b9be3dfa": (SIZE_ONE_MIDDLE, "That set treats a gate with fewer dims than x as if its missing dims "
+                                                  "were added where they are needed. They are always added on the "
+                                                  "left: write each gate's shape out to 4 dims before lining it up."),
     },
     advice="Line the two shapes up from the right, dim by dim: two sizes fit when they are equal or one of them is "
            "1, and a missing leading dim counts as 1. Then ask which entry of the gate each entry of x meets.")
@@ -258,10 +320,10 @@ SOFTMAX_DIM = Question(
     "q_softmax_dim", "int", key="b11f752bb256434edcfd", prepare=_softmax_dim_canonical,
     doc="The dim of (B, N, M) scores a softmax runs over so that each query's row sums to 1.",
     wrong={
-        "de8e5b353626c1aca7dd": ("softmax_dim", "Along dim 1 the entries that sum to 1 share a key and differ in the "
-                                                "query: each COLUMN sums to 1. A query's row runs along the keys."),
-        "2aa1c19b8225a5a4e5d3": ("softmax_dim", "Along dim 0 the entries that sum to 1 are the same (query, key) pair "
-                                                "in different images of the batch."),
+        "de8e5b353626c1aca7dd": ("softmax_dim", "Along that dim the entries that sum to 1 share a key and differ in "
+                                                "the query: each COLUMN sums to 1. A query's row runs along the keys."),
+        "2aa1c19b8225a5a4e5d3": ("softmax_dim", "Along that dim the entries that sum to 1 are the same (query, key) "
+                                                "pair in different images of the batch."),
     },
     advice="A softmax along dim d makes the entries that differ only in their index along d sum to 1. The entries "
            "of one query's row differ only in the key index.")
@@ -270,24 +332,27 @@ BMM_SHAPE = Question(
     "q_bmm_shape", "shape", key="d344e00d8d7adea8a50f",
     doc="The shape of the batched products Q_b^T K_b for Q, K of shape (2, 35, 8).",
     wrong={
-        "0828373510e5ed6d8146": (TRANSPOSE_SIDE, "(2, 35, 35) is Q K^T, one entry per pair of pixels. Here the "
-                                                 "transpose is on Q, the left operand: (8, 35) @ (35, 8) for each "
-                                                 "image."),
+        "0828373510e5ed6d8146": (TRANSPOSE_SIDE, "That is the shape of Q K^T, one entry per pair of pixels. Here the "
+                                                 "transpose is on the LEFT operand: write the shapes of Q_b^T and of "
+                                                 "K_b before multiplying."),
         "98f185f0d4dde749a7e5": (BATCH_DROPPED, "bmm keeps the batch: one product per image, stacked."),
-        "f8be99541924abe09269": ("missing_transpose", "(2, 8, 35) is Q^T alone; the product with K (35, 8) "
-                                                      "contracts the 35 pixels."),
+        "f8be99541924abe09269": ("missing_transpose", "That is the shape of Q^T alone; the product with K_b still has "
+                                                      "to contract the axis the two operands share."),
     },
-    advice="Write the shapes of the two per-image operands, (8, 35) and (35, 8): the inner sizes meet and vanish, "
-           "the outer ones stay, and the batch size comes along in front.")
+    advice="Write the shape of each per-image operand (a transpose swaps a matrix's two dims): the inner sizes meet "
+           "and vanish, the outer ones stay, and the batch size comes along in front.")
 
 CONV_PARAMS = Question(
     "q_conv_params", "int", key="63c93c5ab4f335e8fe60",
     doc="Parameters of a 3 x 3 convolution from 64 to 4 channels with bias.",
     wrong={
-        "082ffc0b61f22beb3e38": (KERNEL_IGNORED, "That is a 1 x 1 convolution's count. A 3 x 3 kernel has "
-                                                 "3 * 3 weights for every (output, input) channel pair."),
-        "e73dfe8fd6fb6343232d": ("missing_bias", "The bias is missing: one per output channel."),
-        "ddaef7ff3ab8093d1b2a": ("param_count", "Every one of the 4 output channels has its own 64 x 3 x 3 kernel."),
+        "082ffc0b61f22beb3e38": (KERNEL_IGNORED, "That is a 1 x 1 convolution's count: a k x k kernel has a weight "
+                                                 "at every position of its window, for every (output, input) channel "
+                                                 "pair."),
+        "e73dfe8fd6fb6343232d": ("missing_bias", "That counts the kernel's weights only; the layer in the question "
+                                                 "has a bias as well."),
+        "ddaef7ff3ab8093d1b2a": ("param_count", "That gives all the output channels one shared kernel; each output "
+                                                "channel has a kernel of its own."),
     },
     advice="The weight of a convolution has shape (out channels, in channels, k, k), and the bias one entry per "
            "output channel.")

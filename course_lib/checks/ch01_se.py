@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 import copy
 import math
+import random
 
 import torch
 
@@ -62,6 +63,13 @@ define_mistake("activation_shape", "the shape of the hidden activation given whe
 define_mistake("sigmoid_value", "the sigmoid's value at equal logits given where a softmax's is asked")
 define_mistake("softmax_size_one", "a softmax over an axis of size 1, which returns 1 everywhere")
 define_mistake("softmax_inverse", "the number of channels given where the weight each one gets is asked")
+define_mistake("gate_residual", "x added back to the recalibrated features (x + x * s) where Eq. (4) has x * s only")
+define_mistake("lookup_table", "counts looked up for the checked arguments instead of computed for any argument")
+
+#: ResNet-50's stages as (bottleneck blocks, output channels): the architecture, public knowledge
+_STAGES = ((3, 256), (4, 512), (6, 1024), (3, 2048))
+#: a width whose C / r has a fraction above one half: floor, and round or ceil, give different C'
+_ROUNDING_PROBE = (48, 5)
 
 #: Advice for each mistake the stored diagnoses can name (shared with the hidden checks).
 ADVICE = {
@@ -82,6 +90,8 @@ ADVICE = {
     "batch_mean": "the squeeze also averages over the batch (dim 0), so every image gets the same gate. Eq. (2) "
                   "averages each image's channel over its own H x W: x.mean((2, 3), keepdim=True).",
     "returns_map": "forward returns the gate; it should return the recalibrated features x * s.",
+    "gate_residual": "forward adds x back to the recalibrated features (x + x * s, a residual). Eq. (4) is the "
+                     "rescaling alone; in SE-ResNet the residual is the bottleneck block's, outside the SE block.",
 }
 
 
@@ -123,16 +133,15 @@ def check_se_parameters(module: torch.nn.Module, channels: int, reduction: int, 
         passed()
         return
     shapes = ", ".join(f"{n} {fmt_shape(p.shape)}" for n, p in module.named_parameters()) or "none"
-    intro = (f"{what} has {got} parameters; expected {want} "
-             f"(C = {channels}, C' = C // r = {hidden}).\n  yours: {shapes}")
-    rounded_up = math.ceil(channels / reduction)
-    if rounded_up != hidden and got in {se_count(channels, rounded_up, biases=b)
-                                        for b in ((True, True), (False, False))}:
-        raise CheckFailure(
-            intro + f"\n  Likely mistake: the hidden width is rounded up, ceil(C / r) = {rounded_up}. The hidden "
-            f"width is C' = floor(C / r): channels // reduction = {hidden}.",
-            mistake="hidden_width",
-        )
+    intro = (f"{what} has {got} parameters, not the count of two layers C -> C' -> C with biases "
+             f"(C = {channels}, C' = floor(C / r) = {hidden}).\n  yours: {shapes}")
+    for rounded in (math.ceil(channels / reduction), round(channels / reduction)):
+        if rounded != hidden and got in {se_count(channels, rounded, biases=b) for b in ((True, True), (False, False))}:
+            raise CheckFailure(
+                intro + f"\n  Likely mistake: the hidden width is rounded up or to the nearest int ({channels} / "
+                f"{reduction} -> {rounded}); C' is C / r rounded DOWN, as the text defines it.",
+                mistake="hidden_width",
+            )
     if channels // 16 != hidden and got in {se_count(channels, channels // 16, biases=b)
                                             for b in ((True, True), (False, False))}:
         raise CheckFailure(
@@ -196,6 +205,8 @@ def check_se(cls: type) -> None:
     c_odd, r_odd = int(data["odd_channels"]), int(data["odd_reduction"])  # C / r is not an integer here
     check_se_parameters(build_se(cls, c_odd, r_odd), c_odd, r_odd,
                         what=f"SqueezeExcitation({c_odd}, reduction={r_odd})")
+    c_up, r_up = _ROUNDING_PROBE  # C / r = 9.6: round() and ceil() give 10, floor gives 9
+    check_se_parameters(build_se(cls, c_up, r_up), c_up, r_up, what=f"SqueezeExcitation({c_up}, reduction={r_up})")
     load_by_shape(module, role_weights(data["weights"]), what=name)
     module.eval()
 
@@ -214,11 +225,18 @@ def check_se(cls: type) -> None:
     diagnoses = [(k, v, ADVICE[k]) for k, v in data["gate_diagnoses"].items()]
     diagnoses.append(("softmax_gate", torch.ones_like(data["gate"]), ADVICE["softmax_one"]))
     diagnoses.append(("gate_layout", data["gate"].reshape(b, c).t().reshape(b, c, 1, 1), ADVICE["gate_layout"]))
-    outside = bool(((gate <= 0) | (gate >= 1)).any())
+    if isinstance(gate, torch.Tensor) and tuple(gate.shape) == tuple(data["gate"].shape):
+        low = gate.detach().double()
+        if (bool((low >= 0.5 - 1e-6).all()) and bool((low <= 1).all()) and bool((low < 1 - 1e-6).any())
+                and bool((data["gate"] < 0.45).any())):
+            raise CheckFailure(
+                f"{name}.attention(x) has the wrong values: every gate value is at least 0.5, so no logit that reaches "
+                f"the sigmoid is negative.\n  Likely mistake: {ADVICE['relu_after_last']}", mistake="relu_after_last")
+    outside = bool(((gate < 0) | (gate > 1)).any())
     expect_close_or_name(
         gate, data["gate"], what=f"{name}.attention(x)", diagnoses=diagnoses,
-        fallback=("missing_sigmoid", "some gate values lie outside (0, 1): the last step is a sigmoid.")
-        if outside else ("values", "compare each step with Eq. (2)-(3): mean over H and W, W1, ReLU, W2, sigmoid."),
+        fallback=("missing_sigmoid", "some gate values lie outside [0, 1]: the last step of Eq. (3) is a sigmoid.")
+        if outside else ("values", "compare each step with Eq. (2)-(3), in their order."),
     )
 
     # float64 copies of the same numbers: the gate must come back in float64, at float64 precision
@@ -234,9 +252,12 @@ def check_se(cls: type) -> None:
                  hint=ADVICE["returns_map"] if isinstance(out, torch.Tensor) and out.shape == gate.shape
                  else "forward(x) returns x * s, the shape of x.",
                  mistake="returns_map" if isinstance(out, torch.Tensor) and out.shape == gate.shape else "shape")
+    residual = (data["x"].double() + data["out64"]).float()
     expect_close_or_name(out, data["out"], what=f"{name}(x)",
-                         diagnoses=[("gate_added", data["out_gate_added"], ADVICE["gate_added"])],
-                         fallback=("values", "forward should return x * self.attention(x), Eq. (4)."))
+                         diagnoses=[("gate_added", data["out_gate_added"], ADVICE["gate_added"]),
+                                    ("gate_residual", residual, ADVICE["gate_residual"])],
+                         fallback=("values", "compare forward with Eq. (4): the input, rescaled channel by channel by "
+                                             "the gate, and nothing else."))
     out64 = call_se(twin, x.double(), doing=f"{name}.double()(x) in float64")
     expect_follows(out64, dtype=torch.float64, doing=f"{name}.double()(x) in float64")
     expect_close_or_name(out64, data["out64"], what=f"{name}.double()(x) in float64",
@@ -249,21 +270,35 @@ def check_se(cls: type) -> None:
 @exercise("se_parameter_count", budget_s=5)
 def check_se_parameter_count(fn: Callable[..., Any]) -> None:
     """se_parameter_count(channels, reduction=16) against the reference module's counts."""
-    cases = expected(CHAPTER)["parameter_count"]
-    for case in cases:
-        c, r, want = int(case["channels"]), int(case["reduction"]), int(case["count"])
+    cases = [(int(case["channels"]), int(case["reduction"]), int(case["count"]))
+             for case in expected(CHAPTER)["parameter_count"]]
+    c_up, r_up = _ROUNDING_PROBE
+    cases.append((c_up, r_up, se_count(c_up, c_up // r_up)))
+    # one more (C, r), drawn afresh on every run: a count that is computed passes it, a table of the counts above not
+    draw = random.SystemRandom()
+    r_new = draw.randint(2, 40)
+    c_new = draw.randint(r_new, 999)
+    cases.append((c_new, r_new, se_count(c_new, c_new // r_new)))
+    for index, (c, r, want) in enumerate(cases):
         args = (c,) if r == 16 else (c, r)
         shown = f"se_parameter_count({c})" if r == 16 else f"se_parameter_count({c}, {r})"
-        got = expect_int(call(fn, *args, doing=shown), what=shown)
+        try:
+            got = expect_int(call(fn, *args, doing=shown), what=shown)
+        except CheckFailure as failure:
+            if index < len(cases) - 1:
+                raise
+            raise CheckFailure(f"{failure}\n  Likely mistake: the checks' arguments answered from a table; "
+                               "count from C and r, for any C and r.", mistake="lookup_table") from None
         if got == want:
             passed()
             continue
         h = c // r
-        message = f"{shown} returned {got}; expected {want} (C' = C // r = {h})."
-        up = math.ceil(c / r)
-        if up != h and got in {se_count(c, up, biases=bb) for bb in ((True, True), (False, False))}:
-            raise CheckFailure(message + f"\n  Likely mistake: the hidden width is rounded up (ceil(C / r) = {up}); "
-                                         "C' is rounded down, C // r.", mistake="hidden_width")
+        message = f"{shown} returned {got}, which is not the parameter count of SqueezeExcitation({c}, {r})."
+        for rounded in (math.ceil(c / r), round(c / r)):
+            if rounded != h and got in {se_count(c, rounded, biases=bb) for bb in ((True, True), (False, False))}:
+                raise CheckFailure(message + f"\n  Likely mistake: the hidden width is rounded up or to the nearest "
+                                             f"int ({c} / {r} -> {rounded}); C' is C / r rounded DOWN.",
+                                   mistake="hidden_width")
         if got in {se_count(c, h, biases=bb) for bb in ((False, False), (True, False), (False, True))}:
             raise CheckFailure(message + "\n  Likely mistake: a bias is left out. W1 has C' biases and W2 has C "
                                          "(the official model's 1x1 convolutions have biases).",
@@ -288,7 +323,7 @@ def check_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
             continue
         wrong = {k: v.tolist() for k, v in data["diagnoses"].items()}
         index = data["reductions"].tolist().index(r)
-        message = f"{shown} returned {got:,}; expected {want:,}."
+        message = f"{shown} returned {got:,}, which is not what SE blocks add to ResNet-50 at r = {r}."
         advice = {
             "missing_bias": "biases are left out: each of an SE block's two layers has one bias per output unit.",
             "se_per_stage": "one SE block per stage; SE-ResNet-50 puts one in every bottleneck block "
@@ -301,8 +336,20 @@ def check_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
         for mistake_id, values in wrong.items():
             if got == values[index]:
                 raise CheckFailure(message + f"\n  Likely mistake: {advice[mistake_id]}", mistake=mistake_id)
-        raise CheckFailure(message + "\n  Likely mistake: sum se_parameter_count(C, reduction) over every block "
-                                     "of RESNET50_STAGES (blocks, C).", mistake="param_count")
+        raise CheckFailure(message + "\n  Likely mistake: SE-ResNet-50 has one SE block in every bottleneck block "
+                                     "of every stage, each on that block's output width.", mistake="param_count")
+    # one more reduction, drawn afresh on every run: a computed count passes it, a table of the three above not
+    r_new = random.SystemRandom().choice([r for r in range(2, 65) if r not in (8, 16, 32)])
+    want = sum(blocks * se_count(c, c // r_new) for blocks, c in _STAGES)
+    shown = f"seresnet50_extra_parameters({r_new})"
+    try:
+        got = expect_int(call(fn, r_new, doing=shown), what=shown)
+    except CheckFailure as failure:
+        raise CheckFailure(f"{failure}\n  Likely mistake: the checks' reductions answered from a table; count from "
+                           "the stages and r, for any r.", mistake="lookup_table") from None
+    expect(got == want, f"{shown} returned {got:,}, which is not what SE blocks add to ResNet-50 at r = {r_new}.\n  "
+                        "Likely mistake: a result that does not follow `reduction` for every r (a table, or a count "
+                        "fixed for a few values).", mistake="lookup_table")
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,8 +381,8 @@ SOFTMAX_SCALE = Question(
     doc="The weight a softmax over C = 512 channels gives each channel when all the logits are equal.",
     wrong={
         "c430997671f00d316c57": (
-            "sigmoid_value", "0.5 is the sigmoid of equal (zero) logits, SE's gate; a softmax makes the "
-                             "C weights share a total of 1."),
+            "sigmoid_value", "0.5 is the sigmoid of a zero logit, SE's gate; the question asks what a softmax "
+                             "over the C channels gives."),
         "e5777fc53352393129d1": (
             "softmax_size_one", "1 is what a softmax over an axis of size 1 gives; this one runs over the "
                                 "C = 512 channels."),
@@ -343,7 +390,7 @@ SOFTMAX_SCALE = Question(
             "softmax_inverse", "512 is the number of channels; the question asks for the factor each "
                                "channel is multiplied by."),
     },
-    advice="Equal logits give equal weights, and a softmax's weights add up to 1 (give the number to 3 "
+    advice="Write out the softmax of C logits that all have the same value and simplify it (give the number to 3 "
            "significant digits, or as a fraction such as 1 / 7).")
 
 STAGE_PARAMS = Question(

@@ -27,12 +27,15 @@ import copy
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from .questions import Question, define_question_checks
 from .toolkit import (
     build,
     call_with_hints,
+    close_named,
     check_pam_structure,
     define_mistake,
     exercise,
@@ -56,8 +59,6 @@ from .toolkit import (
     hw_diagnoses,
     load_pam_weights,
     named,
-    PAM_ADVICE,
-    pam_close,
     realistic_input,
     seeded_randn,
 )
@@ -74,12 +75,96 @@ EQUIVARIANCE = define_mistake("equivariance", "a wrong statement about how PAM t
 INVARIANCE = define_mistake(
     "invariance", "PAM's output said not to change when the pixels are shuffled (invariance taken for equivariance)")
 
+QUERY_VIEW = define_mistake(
+    "query_view", "the queries reshaped (view/reshape) from (B, C', N) to (B, N, C') instead of transposed")
+OUT_NOT_PERMUTED = define_mistake(
+    "out_not_permuted", "a (B, N, C) result reshaped straight to (B, C, H, W) without moving the channels first")
+EINSUM_RESIDUAL = define_mistake(
+    "einsum_residual", "the values added back to the weighted sum (out + v) where only the sum is asked")
+
 _call = call_with_hints  # PAM's crashes are named by the generic hints (in-place input, NameError)
-# PAM's advice, layout check and loaders are shared with chapter 06 through the toolkit (PAM_ADVICE, pam_close,
-# check_pam_structure, load_pam_weights, pam_parameter_count, realistic_input).
-ADVICE = PAM_ADVICE  # label -> (mistake id, advice), as every chapter names it; the tensors are in checks/expected/
-MAP_ADVICE = {"columns": PAM_ADVICE["softmax_dim1"][1], "batch": PAM_ADVICE["softmax_dim0"][1],
-              "all": PAM_ADVICE["softmax_all"][1]}
+# PAM's layout check and loaders are shared with chapter 06 through the toolkit (check_pam_structure,
+# load_pam_weights, pam_parameter_count, realistic_input); the words of its advice are this chapter's (ADVICE_PAM).
+
+
+#: The chapter's words for each stored wrong result (label -> (mistake id, advice)): the mistake named, its fix left
+#: to the student. Exercise 1 speaks of matrices, exercise 2 of einsum's indices.
+ADVICE_PAM = {
+    "softmax_dim1": ("softmax_dim", "the softmax runs over dim 1, the queries, so each COLUMN of the map sums to 1. "
+                                    "Eq. (1) normalises each query's row, over the keys."),
+    "softmax_dim0": ("softmax_dim", "the softmax runs over dim 0, the batch: each entry is normalised against the same "
+                                    "entry of the other images (nn.Softmax() without a dim picks dim 0 for a 3-D "
+                                    "tensor)."),
+    "softmax_all": ("softmax_dim", "the softmax runs over all N*N pairs of an image at once; Eq. (1) gives each query "
+                                   "its own distribution over the N keys."),
+    "scaled": ("scaled", "the energy is divided by sqrt(C'): the Transformer's scaled dot product. DANet's paper and "
+                         "official code use the plain dot product q_j . k_i."),
+    "qk_swapped": ("qk_swapped", "query and key play each other's role: row j of the energy must hold q_j . k_i, the "
+                                 "query of position j against every key. In forward the same output also comes from "
+                                 "two mistakes that combine: a softmax over the queries AND the values mixed with the "
+                                 "map's columns."),
+    "missing_transpose": ("missing_transpose",
+                          "the values are mixed with the map's COLUMNS: position j receives sum_i s[i, j] v_i, where "
+                          "Eq. (2) asks for sum_i s[j, i] v_i (§2, 'Why a transpose?'; DANet issue #64 asks the "
+                          "same)."),
+    "missing_residual": ("missing_residual", "forward returns gamma * out without the input; Eq. (2) adds A back."),
+}
+ADVICE_EINSUM = {
+    "softmax_dim1": ("softmax_dim", "the softmax runs over the query index j, so for each key the weights over the "
+                                    "queries sum to 1. softmax_i in the text runs over the KEY index i, for each "
+                                    "fixed j."),
+    "softmax_dim0": ("softmax_dim", "the softmax runs over the batch index b; softmax_i runs over the key index i."),
+    "softmax_all": ("softmax_dim", "the softmax runs over both position indices at once; softmax_i runs over the key "
+                                   "index i alone, for each fixed j."),
+    "scaled": ("scaled", "the energy is divided by sqrt(C'): the Transformer's scaled dot product. e_{b,j,i} is the "
+                         "plain sum over c."),
+    "qk_swapped": ("qk_swapped", "q and k play each other's role: e_{b,j,i} pairs query position j (an index of q) "
+                                 "with key position i (an index of k). The same output also comes from two mistakes "
+                                 "that combine: a softmax over the query index AND the second sum taken over the "
+                                 "other index of s."),
+    "missing_transpose": ("missing_transpose",
+                          "the second sum runs over the wrong index of s: out_{b,c,j} sums s_{b,j,i} v_{b,c,i} over "
+                          "i, the index shared by s's last axis and v. With the indices of s exchanged, each output "
+                          "mixes the values with a column of s, which does not sum to 1."),
+}
+
+
+ADVICE = ADVICE_PAM  # label -> (mistake id, advice), as every chapter names it; the tensors are in checks/expected/
+MAP_ADVICE = {"columns": ADVICE_PAM["softmax_dim1"][1], "batch": ADVICE_PAM["softmax_dim0"][1],
+              "all": ADVICE_PAM["softmax_all"][1]}
+
+
+def _stored_projections(data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q (B, C', N), k (B, C', N) and v (B, C, N) of the stored input under the stored weights, in float64."""
+    x, w = data["x"].double(), data["weights"]
+    q, k, v = (F.conv2d(x, w[f"{name}.weight"].double(), w[f"{name}.bias"].double()).flatten(2)
+               for name in ("query_conv", "key_conv", "value_conv"))
+    return q, k, v
+
+
+def _query_view_map(data: dict) -> torch.Tensor:
+    """The map when the queries (B, C', N) are reshaped to (B, N, C') instead of transposed."""
+    q, k, _ = _stored_projections(data)
+    b, c, n = q.shape
+    return (q.reshape(b, n, c) @ k).softmax(-1)
+
+
+def _query_view_forward(data: dict) -> torch.Tensor:
+    """forward(x) with gamma = 1 when the queries are reshaped instead of transposed."""
+    _, _, v = _stored_projections(data)
+    x = data["x"].double()
+    out = v @ _query_view_map(data).transpose(1, 2)
+    return float(data["weights"]["gamma"].reshape(())) * out.reshape(x.shape) + x
+
+
+_QUERY_VIEW_ADVICE = ("the queries were reshaped (view/reshape) from (B, C', N) to (B, N, C') instead of transposed: "
+                      "a reshape keeps the order of the numbers, so a 'query row' holds pieces of several channels "
+                      "of neighbouring positions (chapter 00, §6, shows the trap on pixels).")
+
+
+def _layouts(method, x: torch.Tensor, *, what: str) -> None:
+    """The same result for a channels_last input and a non-contiguous view of it as for a contiguous one."""
+    expect_layouts(method, (x.clone(),), what=what)
 
 
 def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
@@ -124,15 +209,18 @@ def check_pam_attention(cls: type) -> None:
                                     "forward(x) applies it.",
                             hint="the map is (B, N, N) with N = H * W: query (B, N, C') @ key (B, C', N).")
     _rows_sum_to_one(a, what="attention(x)")
-    pam_close(a, E["a"], what="attention(x)", diagnoses=E["diagnoses"])
+    diagnoses = named(E["diagnoses"], ADVICE_PAM) + [(QUERY_VIEW, _query_view_map(E), _QUERY_VIEW_ADVICE)]
+    expect_close(a, E["a"], what="attention(x)", diagnoses=diagnoses)
     # float64 in, float64 out, at float64 precision
     twin = copy.deepcopy(module).double()
     a64 = _in_float64(twin.attention, x, doing=f"{what}.double().attention(x)")
-    pam_close(a64, E["a"], what="attention(x) in float64", diagnoses=E["diagnoses"])
+    expect_close(a64, E["a"], what="attention(x) in float64", diagnoses=diagnoses)
+    # any memory layout, as the exercise states: channels_last and a non-contiguous view
+    _layouts(module.attention, x, what=f"{what}.attention(x)")
     # the reduction argument is used
     module4, what4 = _loaded(cls, E["r4"], reduction=4)
     a4 = _call(module4.attention, E["x"].clone(), doing=f"{what4}.attention(x)")
-    pam_close(a4, E["r4"]["a"], what=f"{what4}.attention(x)", diagnoses={})
+    close_named(a4, E["r4"]["a"], what=f"{what4}.attention(x)", diagnoses={}, advice=ADVICE_PAM)
     # realistic features: a softmax written as exp / sum overflows here
     big = realistic_input()
     module64, what64 = build(cls, big.shape[1]), f"{cls.__name__}({big.shape[1]})"
@@ -159,12 +247,15 @@ def check_pam_forward(cls: type) -> None:
     module, what = _loaded(cls, E)  # gamma = 1 in the stored weights
     x = E["x"]
     y = expect_block_forward(module, x, what=what, returns="gamma * out + x", call=_call)
-    expect_close(y, E["y"], what="forward(x) with gamma = 1",
-                 diagnoses=named(E["diagnoses"], PAM_ADVICE) + hw_diagnoses(E["y"], base=x.double()))
+    diagnoses = (named(E["diagnoses"], ADVICE_PAM) + hw_diagnoses(E["y"], base=x.double())
+                 + [(QUERY_VIEW, _query_view_forward(E), _QUERY_VIEW_ADVICE)])
+    expect_close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=diagnoses)
     # float64 in, float64 out, at float64 precision
     twin = copy.deepcopy(module).double()
     y64 = _in_float64(twin, x, doing=f"{what}.double()(x)")
-    pam_close(y64, E["y"], what="forward(x) with gamma = 1 in float64", diagnoses=E["diagnoses"])
+    expect_close(y64, E["y"], what="forward(x) with gamma = 1 in float64", diagnoses=diagnoses)
+    # any memory layout, as the exercise states: channels_last and a non-contiguous view
+    _layouts(module, x, what=f"{what}(x)")
     # autograd reaches the input and every parameter
     xg = x.clone().requires_grad_(True)
     y = _call(module, xg, doing=f"{what}(x) with x.requires_grad")
@@ -190,11 +281,23 @@ def check_pam_einops(fn: Callable) -> None:
            "pam_einops changed one of its inputs in place; compute new tensors.", mistake=MODIFIES_INPUT)
     expect_shape(out, v.shape, what="pam_einops(q, k, v)",
                  hint="the output has the value's shape (B, C, H, W): for each position j, sum_i s[j, i] v[:, i].")
-    pam_close(out, E["out"], what="pam_einops(q, k, v)", diagnoses=E["diagnoses"])
+    b, c, h, w = v.shape
+    target = E["out"]
+    diagnoses = named(E["diagnoses"], ADVICE_EINSUM) + hw_diagnoses(target) + [
+        (OUT_NOT_PERMUTED, rearrange(target, "b c h w -> b (h w) c").reshape(b, c, h, w),
+         "the result, one C-vector per position (B, N, C), was reshaped straight to (B, C, H, W): a reshape keeps the "
+         "order of the numbers, so channels and positions get mixed (chapter 00, §6). The output pattern of the "
+         "second sum decides the order of the axes."),
+        (EINSUM_RESIDUAL, target + v.double(),
+         "the values are added to the weighted sum (out + v). pam_einops is Eq. (2)'s sum alone, before alpha and the "
+         "residual: forward adds the input (not v) back."),
+    ]
+    expect_close(out, target, what="pam_einops(q, k, v)", diagnoses=diagnoses)
     out64 = _in_float64(fn, q, k, v, doing="pam_einops(q, k, v)")
-    pam_close(out64, E["out"], what="pam_einops(q, k, v) in float64", diagnoses=E["diagnoses"])
+    expect_close(out64, target, what="pam_einops(q, k, v) in float64", diagnoses=diagnoses)
     out2 = _call(fn, E["q2"].clone(), E["k2"].clone(), E["v2"].clone(), doing="pam_einops on a second input")
-    pam_close(out2, E["out2"], what="pam_einops on a second input (other sizes)", diagnoses={})
+    close_named(out2, E["out2"], what="pam_einops on a second input (other sizes)", diagnoses={},
+                advice=ADVICE_EINSUM)
     # realistic magnitudes (energies in the hundreds), then gradients to q, k and v
     big = [100 * t.float() for t in (E["q2"], E["k2"])] + [E["v2"].float()]
     large = _call(fn, *big, doing="pam_einops on queries and keys of realistic size (float32)")
@@ -210,22 +313,23 @@ def check_pam_einops(fn: Callable) -> None:
 # conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
 # live in hidden/ch05_danet_pam.py, the plain wrong answers in tests/test_questions.py
 # --------------------------------------------------------------------------------------------
+_EVERY_TENSOR = ("That count is short of some of the module's learnable tensors: list every one of them, as "
+                 "named_parameters() would, with its size.")
 Q_PAM_PARAMS = Question(
     "q_pam_params", "int", key="baee9d85ae380b0f8457",
     doc="The parameters of a PAM with C = 512 and reduction 8 (biases and gamma included).",
     wrong={
         "7919b174b04d0ff57cca": (
-            "missing_bias", "That is the count without the biases: each 1x1 convolution also has one bias per "
-                            "output channel (nn.Conv2d keeps bias=True, as the official code does)."),
-        "d9b14f7e19682ed41a4a": ("param_count", "Close: gamma is a parameter too (one number)."),
-        "d3b57f9f779ffbfca7d4": ("param_count", "That leaves out the three convolutions' biases and gamma."),
+            "missing_bias", "That count leaves out the convolutions' biases (nn.Conv2d keeps bias=True, as the "
+                            "official code does)."),
+        "d9b14f7e19682ed41a4a": ("param_count", _EVERY_TENSOR),
+        "d3b57f9f779ffbfca7d4": ("param_count", _EVERY_TENSOR),
         "54a385fec452d2286ef4": (
             "param_count", "value_conv maps C to C channels (the values keep the input's width); only the query and "
                            "key convolutions reduce to C' = C / 8."),
     },
-    advice="Count each 1x1 convolution as (input channels x output channels) weights plus one bias per output "
-           "channel: query_conv and key_conv map C = 512 to C' = 512 // 8 channels, value_conv maps 512 to 512, "
-           "and gamma is one number.")
+    advice="Count the module's learnable tensors one by one, from the widths of §2 and the rule for a 1x1 "
+           "convolution above the question.")
 
 _GAMMA_FACTOR = "value_conv's output is multiplied by gamma too, like the map's."
 Q_ZERO_GAMMA_GRADS = Question(
@@ -258,8 +362,10 @@ Q_MAP_MIB = Question(
     advice="Feature side = crop side / output stride; N = side x side; the map has N x N entries of 4 bytes; "
            "1 MiB = 2**20 bytes.")
 
-_POSITIONS_ALIKE = ("(d): every step of PAM treats positions alike (1x1 convolutions, dot products, a softmax over "
-                    "all keys); nothing in it knows where a pixel sits.")
+_POSITIONS_ALIKE = ("That set has PAM tell pixels apart by where they sit. Go through its steps (1x1 convolutions, "
+                    "dot products, a softmax over all keys): which of them could know a pixel's position?")
+_CONTRADICTION = ("Two statements of that set contradict each other for any input whose output differs between "
+                  "positions: follow the residual, which feature is added at position j after the shuffle?")
 Q_EQUIVARIANCE = Question(
     "q_equivariance", "choices", options="abcd", key="4969222017600858e230",
     doc="Which statements (a)-(d) about PAM and a permutation of the pixels hold.",
@@ -268,22 +374,19 @@ Q_EQUIVARIANCE = Question(
             EQUIVARIANCE, "A statement is missing: what happens to row j and column i of the map when query j and "
                           "key i both move?"),
         "f5358ac4366453f89cbf": (
-            EQUIVARIANCE, "What does (a) imply for out = V s^T, and for the residual x?"),
+            EQUIVARIANCE, "Follow the permutation one step further than the map: through out = V s^T and the "
+                          "residual."),
         "90c1a4149ac004b8dc3e": (
-            INVARIANCE, "The output moves with the input: E_j depends on A_j, and A_j has moved."),
-        "bf6d84745eb81509c821": (
-            INVARIANCE, "(b) and (c) cannot both hold unless the output is constant over positions."),
-        "29064d0e3b0855e9239a": (
-            INVARIANCE, "Of these, (c) is not true. Follow the residual: after the shuffle, position j of forward(Px) "
-                        "adds the feature of the pixel that moved to j, not its old A_j. By (b), forward(Px) = "
-                        "forward(x) would mean that shuffling forward(x) leaves it unchanged, which only an output "
-                        "with the same value at every position does."),
+            INVARIANCE, "That set takes 'PAM does not know where a pixel is' to mean 'the output ignores the "
+                        "shuffle'. Follow the residual: which feature is added at position j after the shuffle?"),
+        "bf6d84745eb81509c821": (INVARIANCE, _CONTRADICTION),
+        "29064d0e3b0855e9239a": (INVARIANCE, _CONTRADICTION),
         "22b0af4b84fb6ffbe129": (
-            INVARIANCE, "What does (a) imply for out = V s^T and for the residual x: does the output stay where it "
-                        "was (c), or move with the pixels?"),
+            INVARIANCE, "Follow the permutation from the map through out = V s^T and the residual: does the output "
+                        "stay where it was, or move?"),
         "06bab55b0484a6278893": (
-            INVARIANCE, "(c): the output moves with the input, since E_j adds A_j and A_j has moved. (d): nothing in "
-                        "PAM knows where a pixel sits."),
+            INVARIANCE, "Test each statement on a shuffle of a small input's pixels: the map, the output, and "
+                        "whether any step of PAM depends on where a pixel sits."),
         "cc8e6e89e1285a9fbfcd": (EQUIVARIANCE, _POSITIONS_ALIKE),
         "7465de0ab51a1fbab845": (EQUIVARIANCE, _POSITIONS_ALIKE),
     },

@@ -124,6 +124,14 @@ def canonical(value: Any, kind: str, *, options: str | None = None, digits: int 
     return "".join(sorted(set(picked)))
 
 
+def _typed(value: Any, text: str) -> str:
+    """The answer as the student wrote it, for the echo of a wrong answer: a plain number as typed (-2, 322.5, not
+    the dim or the rounded value it is compared as), anything else in its canonical form."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return text
+
+
 def _hash(qid: str, text: str) -> str:
     return hashlib.sha256(f"{_SALT}|{qid}|{text}".encode()).hexdigest()[:20]
 
@@ -179,10 +187,11 @@ class Question:
                 mistake, message = self.wrong[h]
                 if mistake == "wrong_answer" and near is not None:  # a known wrong set with no id of its own
                     mistake = near[0]
-                raise CheckFailure(f"{candidates[0]} is not right. {message}", mistake=mistake)
+                raise CheckFailure(f"{_typed(value, candidates[0])} is not right. {message}", mistake=mistake)
         if near is not None:
             raise CheckFailure(f"{candidates[0]!r} is not right. {near[1]}", mistake=near[0])
-        raise CheckFailure(f"{candidates[0]} is not right." + (f" {self.advice}" if self.advice else ""),
+        shown = _typed(value, candidates[0])
+        raise CheckFailure(f"{shown} is not right." + (f" {self.advice}" if self.advice else ""),
                            mistake="wrong_answer")
 
 

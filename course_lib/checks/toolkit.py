@@ -197,12 +197,8 @@ SANDBOX_EVENT = "course_lib.check"
 
 @contextlib.contextmanager
 def _sandbox(name: str, fn: Callable, args: tuple, kwargs: dict) -> Iterator[list]:
-    """The grading sandbox's hook (course_lib/grading/sandbox_guard.py); outside grading it does nothing.
-
-    It raises two audit events that the sandbox's audit hook answers: "start" (it may refuse the check
-    with a CheckFailure when it finds tampering) and "end" (after a pass it appends a proof, which it
-    signs, to the list that the [ok] line prints).
-    """
+    """A hook for the class grader around each check (``sys.audit`` calls, "start" and "end"); outside grading
+    nothing answers them and it does nothing. What the grader does with them is documented with the grader."""
     proof: list[str] = []
     sys.audit(SANDBOX_EVENT, "start", name, fn, args, kwargs)
     passed = False

@@ -14,8 +14,8 @@ from einops import rearrange
 
 from course_lib.checks.toolkit import build, exercise, expect, seeded_picker, seeded_randn
 from course_lib.checks.questions import define_hidden_question_checks
-from course_lib.checks.ch05_danet_pam import _rows_sum_to_one
-from course_lib.checks.toolkit import PAM_ADVICE as ADVICE
+from course_lib.checks.ch05_danet_pam import ADVICE_EINSUM, _rows_sum_to_one
+from course_lib.checks.ch05_danet_pam import ADVICE_PAM as ADVICE  # the mistakes named, their fixes not printed
 from course_lib.hidden.toolkit import (
     Result,
     pam_forward_mistakes,
@@ -132,6 +132,6 @@ def hidden_pam_einops(fn: Callable) -> None:
         v3 = rearrange(v, "b c h w -> b c (h w)")
         target = rearrange(v3 @ (q3 @ k3).softmax(-1).transpose(1, 2), "b c (h w) -> b c h w", h=h)
         diagnoses = {label: rearrange(o, "b c (h w) -> b c h w", h=h) for label, o in out_mistakes(q3, k3, v3).items()}
-        sweep(lambda dtype, device: fn, (q, k, v), [Result("forward", target, diagnoses)], advice=ADVICE,
+        sweep(lambda dtype, device: fn, (q, k, v), [Result("forward", target, diagnoses)], advice=ADVICE_EINSUM,
               layouts=["channels_last" if trial == 1 else "given"],
               doing="pam_einops(q {shapes[0]}, k, v {shapes[2]}), {dtype}, on {device}")

@@ -89,7 +89,7 @@ IMPLS = [
          "missing_transpose"),
     Impl(SCORES, "no transpose", "def pairwise_scores(q, k):\n    return torch.bmm(q, k)\n", "missing_transpose"),
     Impl(SCORES, "scaled by 1/sqrt(D)", "def pairwise_scores(q, k):\n"
-         "    return q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])\n", "values"),
+         "    return q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])\n", "scores_scaled"),
     Impl(SCORES, "k detached", "def pairwise_scores(q, k):\n    return q @ k.detach().transpose(1, 2)\n", "no_grad"),
     Impl(SCORES, "via numpy", "def pairwise_scores(q, k):\n"
          "    import numpy as np\n    return torch.from_numpy(np.matmul(q.detach().numpy(), "
@@ -168,4 +168,29 @@ IMPLS += [
          "memory_layout"),
     Impl(DESC, "valid: x.reshape(B, C, H * W).mean(-1)",
          "def channel_descriptor(x):\n    b, c = x.shape[:2]\n    return x.reshape(b, c, -1).mean(-1)[:, :, None, None]\n"),
+]
+
+# issue 26 (student trial): likely mistakes that got no named hint
+IMPLS += [
+    Impl(DESC, "sum instead of mean", "def channel_descriptor(x):\n    return x.sum((2, 3), keepdim=True)\n",
+         "sum_for_mean"),
+    Impl(DESC, "mean over the batch too, expanded back to (B, C, 1, 1)", "def channel_descriptor(x):\n"
+         "    return x.mean((0, 2, 3), keepdim=True).expand(x.shape[0], -1, 1, 1)\n", "batch_mean"),
+    Impl(GATE, "sigmoid of the gate", "def apply_gate(x, gate):\n    return x * torch.sigmoid(gate)[:, :, None, None]\n",
+         "gate_squashed"),
+    Impl(GATE, "a residual: x + x * gate", "def apply_gate(x, gate):\n    return x + x * gate[:, :, None, None]\n",
+         "gate_residual"),
+    Impl(GATE, "gate reshaped to (C, B) and transposed", "def apply_gate(x, gate):\n    b, c = gate.shape\n"
+         "    return x * gate.reshape(c, b).T[:, :, None, None]\n", "gate_layout"),
+    Impl(SOFT, "row sum without keepdim", "def row_softmax(scores):\n    e = (scores - scores.amax(-1, keepdim=True)).exp()\n"
+         "    return e / e.sum(-1)\n", "keepdim"),
+    Impl(SOFT, "max taken over dim 1", "def row_softmax(scores):\n    e = (scores - scores.amax(1, keepdim=True)).exp()\n"
+         "    return e / e.sum(-1, keepdim=True)\n", "shift_not_row_constant"),
+    Impl(SCORES, "k.T on a 3-D tensor", "def pairwise_scores(q, k):\n    return q @ k.T\n", "t_all_dims"),
+    Impl(SCORES, "elementwise product", "def pairwise_scores(q, k):\n    return (q * k).sum(-1)\n", "elementwise_scores"),
+    Impl(SCORES, "k reshaped instead of transposed", "def pairwise_scores(q, k):\n    b, m, d = k.shape\n"
+         "    return torch.bmm(q, k.reshape(b, d, m))\n", "reshape_for_transpose"),
+    Impl(SCORES, "valid: transpose of k @ q^T", "def pairwise_scores(q, k):\n"
+         "    return (k @ q.transpose(1, 2)).transpose(1, 2)\n"),
+    Impl(Q_SOFTMAX_DIM, "valid: a float with no fraction (the text accepts it)", "q_softmax_dim = 2.0"),
 ]

@@ -472,3 +472,35 @@ IMPLS += [
         return x * self.attention(x)
 """), "autocast"),
 ]
+
+# issue 26 (student trial): mistakes that passed or got no named hint
+IMPLS += [
+    Impl(SE, "a ReLU after W2 and none between the layers",
+         se(gate("torch.sigmoid(F.relu(self.fc2(self.fc1(z))))") + FORWARD), "relu_after_last"),
+    Impl(SE, "a residual: x + x * s", se(CONV_GATE + """
+    def forward(self, x):
+        return x + x * self.attention(x)
+"""), "gate_residual"),
+    Impl(SE, "hidden width round(C / r)", se(CONV_GATE + FORWARD, init="""
+        self.fc1 = nn.Conv2d(channels, round(channels / reduction), 1)
+        self.fc2 = nn.Conv2d(round(channels / reduction), channels, 1)
+"""), "hidden_width"),
+    Impl(COUNT, "hidden width round(C / r)", """
+def se_parameter_count(channels, reduction=16):
+    hidden = round(channels / reduction)
+    return 2 * channels * hidden + hidden + channels
+""", "hidden_width"),
+    Impl(COUNT, "a table of the checked counts", """
+def se_parameter_count(channels, reduction=16):
+    return {(32, 4): 552, (64, 16): 580, (256, 16): 8464, (48, 8): 630, (100, 16): 1306, (24, 6): 220,
+            (48, 5): 921}[(channels, reduction)]
+""", "lookup_table"),
+    Impl(RESNET, "a table of the three checked reductions", """
+def seresnet50_extra_parameters(reduction=16):
+    return {16: 2530992, 8: 5046880, 32: 1273048}[reduction]
+""", "lookup_table"),
+    Impl(RESNET, "a table that falls back to 0", """
+def seresnet50_extra_parameters(reduction=16):
+    return {16: 2530992, 8: 5046880, 32: 1273048}.get(reduction, 0)
+""", "lookup_table"),
+]

@@ -297,3 +297,44 @@ def pam_einops(q, k, v):
 # issue 27: a layout mistake named (H and W swapped when the output is unflattened)
 IMPLS += [Impl(FORWARD, "H and W swapped when unflattening the output", pam(fwd=FWD.replace(
     ".reshape(b, c, h, w)", ".reshape(b, c, w, h).transpose(2, 3)")), "hw_swapped")]
+
+# issue 26 (student trial): mistakes that passed or got no named hint
+_ATT_VIEW = ATT.replace(".view(b, -1, h * w).permute(0, 2, 1)", ".reshape(b, h * w, -1)")
+IMPLS += [
+    Impl(ATTENTION, "queries reshaped to (B, N, C') instead of transposed", pam(att=_ATT_VIEW), "query_view"),
+    Impl(FORWARD, "queries reshaped to (B, N, C') instead of transposed", pam(att=_ATT_VIEW), "query_view"),
+    Impl(ATTENTION, "a module that refuses a channels_last input (asserts x.is_contiguous())",
+         pam(att="        assert x.is_contiguous(), 'contiguous input expected'\n" + ATT), "memory_layout"),
+    Impl(FORWARD, "a module that refuses a channels_last input (asserts x.is_contiguous())",
+         pam(fwd="        assert x.is_contiguous(), 'contiguous input expected'\n" + FWD), "memory_layout"),
+    Impl(EINOPS, "H and W swapped when folding back ('(w h)')", """
+def pam_einops(q, k, v):
+    h, w = v.shape[-2:]
+    q3, k3, v3 = (rearrange(t, 'b c h w -> b c (h w)') for t in (q, k, v))
+    a = einsum(q3, k3, 'b c n, b c m -> b n m').softmax(-1)
+    out = einsum(a, v3, 'b n m, b c m -> b c n')
+    return rearrange(out, 'b c (w h) -> b c h w', h=h, w=w)
+""", "hw_swapped"),
+    Impl(EINOPS, "(B, N, C) result reshaped to (B, C, H, W) without moving the channels", """
+def pam_einops(q, k, v):
+    b, c, h, w = v.shape
+    q3, k3, v3 = (rearrange(t, 'b c h w -> b c (h w)') for t in (q, k, v))
+    a = einsum(q3, k3, 'b c n, b c m -> b n m').softmax(-1)
+    out = einsum(a, v3, 'b n m, b c m -> b n c')
+    return out.reshape(b, c, h, w)
+""", "out_not_permuted"),
+    Impl(EINOPS, "the values added back (out + v)", """
+def pam_einops(q, k, v):
+    h, w = v.shape[-2:]
+    q3, k3, v3 = (rearrange(t, 'b c h w -> b c (h w)') for t in (q, k, v))
+    a = einsum(q3, k3, 'b c n, b c m -> b n m').softmax(-1)
+    out = einsum(a, v3, 'b n m, b c m -> b c n')
+    return rearrange(out, 'b c (h w) -> b c h w', h=h, w=w) + v
+""", "einsum_residual"),
+    Impl(ATTENTION, "valid: a Python loop over the query pixels (the text promises no speed)", pam(att="""\
+        b, c, h, w = x.shape
+        q = self.query_conv(x).flatten(2)
+        k = self.key_conv(x).flatten(2)
+        rows = [torch.softmax((q[:, :, j:j + 1] * k).sum(1), dim=-1) for j in range(h * w)]
+        return torch.stack(rows, 1)""")),
+]
