@@ -18,6 +18,10 @@ COMMANDS = {
                  "after hand grading: a graded chapter's feedback pages, grades.csv and summary again"),
     "course-folder": ("course_lib.grading.cli:course_folder_main",
                       "set up the course folder make grade and make instructor share (sources, rubrics)"),
+    "export": ("course_lib.grading.export:main",
+               "the graded chapters as a Canvas or Moodle grade import CSV (one column per chapter, scaled)"),
+    "similarity": ("course_lib.grading.similarity:main",
+                   "pairs of a chapter's submissions whose answer cells are near-identical (for the lecturer only)"),
     "grade-bench": ("course_lib.grading.batch:main", "time plain nbgrader against the course grader (--bench)"),
     # maintainers: building and checking the course
     "release": ("course_lib.tools.notebooks:main", "regenerate notebooks/ from solutions/ with nbgrader (make release)"),

@@ -10,6 +10,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONDA_TO_PIP = {"pytorch": "torch", "psycopg2": "psycopg2-binary"}  # conda-forge names that differ from PyPI's
+#: lab or test packages that environment.yml installs from PyPI (its pip section) rather than from conda-forge
+FROM_PYPI = {"copydetect"}
 
 
 def _split(spec: str) -> tuple[str, str]:
@@ -30,7 +32,11 @@ def pip_requirements(pyproject: dict) -> dict[str, str]:
 def conda_requirements(env: dict) -> dict[str, str]:
     found = {}
     for item in env["dependencies"]:
-        if isinstance(item, dict):  # the nested pip section
+        if isinstance(item, dict):  # the nested pip section: only the packages named in FROM_PYPI count here
+            for spec in item["pip"]:
+                if not spec.startswith("-") and _split(spec)[0] in FROM_PYPI:
+                    name, version = _split(spec)
+                    found[name] = version
             continue
         name, version = _split(item)
         if name in {"python", "pip"}:
