@@ -401,6 +401,10 @@ def refresh(chapter: str, out: Path, *, db_url: str | None = None,
     grade_cells = grade_cells_of(nbformat.read(release, as_version=4))
     report_dir = out / chapter
     run.rows = class_rows(out, chapter, db_url, grade_cells, [])
+    for row in run.rows:  # a submission that could not be graded has no notebook to render: its page stays
+        if not students or row["student"] in students:
+            pages.setdefault(row["student"], "no autograded notebook")
+    pages = dict(sorted(pages.items()))
     run.out, run.gradebook, run.kind, run.graded_now, run.skipped = out, db_url, "refresh", [], []
     run.csv_path, run.histogram_path = report_dir / "grades.csv", report_dir / "histogram.png"
     run.summary_path, run.feedback_dir = report_dir / "summary.txt", out / "feedback"
@@ -573,6 +577,9 @@ def prepare_course_folder(out: Path, source_root: Path = nbs.REPO) -> list[str]:
         shutil.copytree(source_root / nbs.SOURCE / chapter, out / nbs.SOURCE / chapter, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
         write_rubric(out, chapter)
+    # the course's nbgrader settings, sandbox and safe feedback for formgrader and nbgrader on this folder
+    from course_lib.grading.course_folder import write_course_config
+    write_course_config(out)
     return chapters
 
 
