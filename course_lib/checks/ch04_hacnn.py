@@ -29,7 +29,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .questions import Question, answer_key, define_question_checks
+from .questions import Question, define_question_checks
 from .toolkit import (
     CheckFailure,
     build,
@@ -334,9 +334,11 @@ def check_soft_attention(cls: type) -> None:
     expect_module_gradients(module, x, what=what, hints=HINTS)
 
 
-#: the two ends of the interval as salted hashes of their 3-digit forms (questions.answer_key); the plain values
-#: live in hidden/ch04_hacnn.py
-_INTERVAL_KEYS = {"soft_map_interval_low": "282113df381b2429ea5b", "soft_map_interval_high": "80c36fbe52526e1da431"}
+#: the two ends of the interval, each compared like a float question (salted hash of its 3-digit form); they are
+#: parts of one exercise, not questions of their own, so no check is generated for them. The plain values live in
+#: hidden/ch04_hacnn.py.
+_INTERVAL_ENDS = (Question("soft_map_interval_low", "float", key="282113df381b2429ea5b", digits=3),
+                  Question("soft_map_interval_high", "float", key="80c36fbe52526e1da431", digits=3))
 #: the likely wrong pair (the sigmoid's own range), hashed as a pair (_pair_key)
 _SIGMOID_RANGE_KEY = "51889ddf87d5d75827a5"
 
@@ -345,8 +347,12 @@ def _pair_key(low: float, high: float) -> str:
     return hashlib.sha256(f"cnn-attention-course/ch04/soft_map_interval|{low:g}|{high:g}".encode()).hexdigest()[:20]
 
 
-def _end_is(end: str, value: float) -> bool:
-    return answer_key(end, value, kind="float", digits=3) == _INTERVAL_KEYS[end]
+def _end_is(end: int, value: float) -> bool:
+    try:
+        _INTERVAL_ENDS[end].check(value)
+    except CheckFailure:
+        return False
+    return True
 
 
 @exercise("soft_map_interval", budget_s=5)
@@ -361,9 +367,9 @@ def check_soft_map_interval(fn: Callable) -> None:
         raise CheckFailure(
             "soft_map_interval() returned (0, 1), the range of a sigmoid on any real input. Look at what the sigmoid "
             "in (H4) receives: can its input be any real number here?", mistake=SIGMOID_RANGE)
-    expect(_end_is("soft_map_interval_low", low), f"soft_map_interval() returned low = {low}: not the smallest value the mask "
+    expect(_end_is(0, low), f"soft_map_interval() returned low = {low}: not the smallest value the mask "
                                        "can take. Which inputs can the sigmoid receive here?", mistake=SIGMOID_RANGE)
-    expect(_end_is("soft_map_interval_high", high), f"soft_map_interval() returned high = {high}: not the value the mask "
+    expect(_end_is(1, high), f"soft_map_interval() returned high = {high}: not the value the mask "
                                          "approaches for large inputs.", mistake=SIGMOID_RANGE)
 
 
