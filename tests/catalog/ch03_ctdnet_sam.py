@@ -329,3 +329,12 @@ IMPLS += [
         self.stats = float(self.bn(self.conv(g)).mean())
         return F.relu(self.bn(self.conv(g)))"""), "bn_twice"),
 ]
+
+# issue 26: what §4 says is graded, held to the checks: float64 compared at float64 precision (hidden tests)
+IMPLS += [
+    Impl(FORWARD, "the projection computed in float32 and cast back to x's dtype", sam(fwd="""\
+        y = F.relu(F.batch_norm(F.conv2d((x * self.attention(x)).float(), self.conv.weight.float(), padding=1),
+                                self.bn.running_mean.float(), self.bn.running_var.float(), self.bn.weight.float(),
+                                self.bn.bias.float(), self.training, self.bn.momentum, self.bn.eps))
+        return y.to(x.dtype)"""), "float32_inside"),
+]

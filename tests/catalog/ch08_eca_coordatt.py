@@ -696,3 +696,31 @@ def directional_pool(x):
     return x.max(3, keepdim=True), x.mean(2, keepdim=True).transpose(2, 3)
 ''', "tuple_as_tensor"),
 ]
+
+# issue 26: what exercises 2 and 4 say is graded, held to the checks: float64 compared at float64 precision
+IMPLS += [
+    Impl(ECA, "the gate computed in float32 and cast back to x's dtype", '''
+def adaptive_kernel_size(channels, gamma=2, b=1):
+    t = int(abs((math.log2(channels) + b) / gamma))
+    return t if t % 2 else t + 1
+
+class EfficientChannelAttention(nn.Module):
+    def __init__(self, channels, kernel_size=None, *, gamma=2, b=1):
+        super().__init__()
+        k = adaptive_kernel_size(channels, gamma, b) if kernel_size is None else kernel_size
+        self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
+
+    def attention(self, x):
+        b, c = x.shape[:2]
+        y = x.float().mean((2, 3)).reshape(b, 1, c)
+        gate = torch.sigmoid(F.conv1d(y, self.conv.weight.float(), padding=self.conv.padding))
+        return gate.reshape(b, c, 1, 1).to(x.dtype)
+
+    def forward(self, x):
+        return x * self.attention(x)
+''', "float32_inside"),
+    Impl(CA, "forward computed in float32 and cast back to x's dtype", ca(rest=CA_ATT + '''
+    def forward(self, x):
+        return (x.float() * self.attention(x).float()).to(x.dtype)
+'''), "float32_inside"),
+]
