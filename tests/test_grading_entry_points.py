@@ -109,6 +109,11 @@ def test_the_batch_grader_and_the_guide_give_a_course_folder_its_config(tmp_path
     loaded = PyFileConfigLoader("nbgrader_config.py", path=str(written.parent)).load_config()
     assert sandbox.is_hardened(loaded) and sandbox.has_safe_feedback(loaded)
     assert loaded.CourseDirectory.course_id == COURSE
+    # `python -m course_lib course-folder` (make instructor, the guide's step 3) writes it too
+    from course_lib.grading.batch import prepare_course_folder
+
+    prepare_course_folder(tmp_path / "made")
+    assert (tmp_path / "made" / "nbgrader_config.py").read_text() == course_folder.COURSE_CONFIG.read_text()
 
 
 def test_nbgrader_typed_in_the_course_folder(course):

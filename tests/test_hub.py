@@ -182,7 +182,7 @@ class Site:
         """Steps 2 and 3 of the guide: the exchange, the global config, the course folder."""
         self.run(block_with("bash", "/srv/nbgrader/exchange"), self.grader)
         self.global_config()
-        self.run(block_with("bash", "jupyter/grading/nbgrader_config.py"), self.grader)
+        self.run(block_with("bash", "course-folder"), self.grader)
         assert (self.course / "nbgrader_config.py").is_file() and (self.course / "solutions" / CHAPTER).is_dir()
 
 
@@ -421,7 +421,8 @@ def _modal(page, what: str, timeout: float = 480_000) -> str:
     body = page.inner_text(".modal.in .modal-body")
     assert "error" not in page.get_attribute(".modal.in", "id"), f"formgrader's {what} failed: {title}\n{body[-3000:]}"
     page.click(".modal.in .modal-footer button")
-    page.wait_for_selector(".modal.in", state="detached", timeout=20_000)
+    page.wait_for_selector(".modal", state="detached", timeout=20_000)
+    page.wait_for_timeout(500)  # the backdrop fades out
     return body
 
 
@@ -524,6 +525,8 @@ def _cycle(browser, hub: Hub, site: Site) -> None:
     deadline = time.monotonic() + 30
     while gradebook_scores(site.course, "alice")[WRITTEN_ID] != 2.0 and time.monotonic() < deadline:
         teacher.wait_for_timeout(500)
+    teacher.locator(f"input#{WRITTEN_ID}").scroll_into_view_if_needed()
+    teacher.evaluate("window.scrollBy(0, -250)")  # the student's written answer above its score
     _shot(teacher, "07-formgrader-hand-graded")
     for student, expected in EXPECTED.items():
         scores = gradebook_scores(site.course, student)
@@ -545,10 +548,17 @@ def _cycle(browser, hub: Hub, site: Site) -> None:
         page.click("#submitted_assignments_list button:has-text('Fetch Feedback')")
         feedback = site.homes / student / CHAPTER / "feedback"
         deadline = time.monotonic() + 120
-        while not list(feedback.rglob(f"{CHAPTER}.html")) and time.monotonic() < deadline:
+
+        def fetched() -> bool:  # the page is there and whole (the server copies it while we look)
+            found = list(feedback.rglob(f"{CHAPTER}.html"))
+            return bool(found) and found[0].read_text(encoding="utf-8", errors="replace").rstrip().endswith("</html>")
+
+        while not fetched() and time.monotonic() < deadline:
             page.wait_for_timeout(500)
         pages = sorted(feedback.rglob(f"{CHAPTER}.html"))
         assert len(pages) == 1, (student, pages)
+        SCREENS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pages[0], SCREENS / f"{student}-feedback.html")  # kept to read after a failure
         check_page(pages[0].read_text(encoding="utf-8"), student)
         relative = pages[0].relative_to(site.homes / student).as_posix()
         page.goto(hub.url + f"/user/{student}/files/{relative}")
@@ -558,6 +568,9 @@ def _cycle(browser, hub: Hub, site: Site) -> None:
         if student == "alice":
             assert COMMENT in shown, "alice's page lacks the instructor's comment"
         _shot(page, f"09-{student}-feedback")
+        page.locator("text=hidden tests ran here").first.scroll_into_view_if_needed()
+        page.evaluate("window.scrollBy(0, -200)")
+        _shot(page, f"10-{student}-feedback-test-cell")
         context.close()
     instructor.close()
 

@@ -34,7 +34,7 @@ def test_documented_commands(tmp_path):
         return site.run(block, home)
 
     site.setup_course()
-    run_blocks += [block_with("bash", "/srv/nbgrader/exchange"), block_with("bash", "jupyter/grading/nbgrader_config.py")]
+    run_blocks += [block_with("bash", "/srv/nbgrader/exchange"), block_with("bash", "course-folder")]
     run(block_with("bash", "generate_assignment", "release_assignment"), site.grader)
     assert (site.exchange / COURSE / "outbound" / CHAPTER / f"{CHAPTER}.ipynb").is_file()
 
