@@ -530,13 +530,13 @@ SPATIAL_PARAMS = Question(
     doc="The trainable parameters of SpatialAttention().",
     wrong={
         "9b5c575595c30d5adcb4": (
-            "convblock_bias", "the convolutions in ConvBlock are built with their default bias=True: one bias "
-                              "each."),
-        "f6e55b227c0b9a120276": ("convblock_bn", "each ConvBlock also has a BatchNorm2d(1), with a weight "
-                                                          "and a bias."),
+            "convblock_bias", "the convolutions in ConvBlock are built with nn.Conv2d's default bias=True: they "
+                              "have biases."),
+        "f6e55b227c0b9a120276": ("convblock_bn", "each ConvBlock also has a BatchNorm2d, whose affine parameters "
+                                                 "are trained."),
         "ab212e2f6938e7fc019d": (
-            "convblock_bn", "each ConvBlock has a BatchNorm2d(1) (a weight and a bias) after its conv, and the "
-                            "convs have biases."),
+            "convblock_bn", "a ConvBlock holds more than its conv's kernel: look at the conv's bias and at the "
+                            "BatchNorm's trained parameters."),
         "7691109bb23eb7c3d0f4": (
             "bn_buffers", "running mean and variance are buffers, updated but not trained: not parameters."),
         "dd522e19a71116e46396": (
@@ -552,14 +552,16 @@ INITIAL_CENTRE = Question(
     doc="t_y of region 0 right after reset_parameters, for R = 4.",
     wrong={
         "27c533f7bb37fa37e959": (
-            "bias_after_tanh", "that is the bias itself. With a zero weight theta = tanh(bias): the bias sits "
-                               "inside the tanh of (H5)."),
+            "bias_after_tanh", "that is region 0's bias value itself. t_y is what (H5) computes from it: follow "
+                               "the bias through (H5)."),
         "69487d7c5f76e07c1d47": (
-            "region_order", "that is region 3 (the bottom stripe): region 0's bias is negative, the top of the "
-                            "map."),
-        "6862f2a77f100f395df2": ("region_order", "that is region 1; the question asks for region 0."),
+            "region_order", "that is the centre of another region: region 0 is the first pair of the bias, the top "
+                            "stripe."),
+        "6862f2a77f100f395df2": ("region_order", "that is the centre of another region: region 0 is the first pair "
+                                                 "of the bias, the top stripe."),
         "d6bb72fc322cd55fb972": (
-            "region_order", "that is region 1's bias; the question asks for region 0's centre, after the tanh."),
+            "region_order", "that is another region's bias value: region 0 is the first pair of the bias, and the "
+                            "question asks for its centre."),
     },
     advice="With a zero weight, fc(GAP(x)) is the bias for every input; find region 0's t_y entry of the bias and "
            "follow (H5).")
