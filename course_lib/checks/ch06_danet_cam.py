@@ -89,8 +89,8 @@ ADVICE: dict[str, tuple[str, str]] = {
     "softmax_all": ("softmax_dim", "the softmax runs over all C*C entries at once; Eq. (3) gives each row j its "
                                    "own softmax over i."),
     "official": ("cam_variant",
-                 "this is the official code's softmax(max - energy) = softmax(-energy), which favours DISSIMILAR "
-                 "channels; the paper's Eq. (3) is softmax(energy)."),
+                 "this is the official code's softmax(max - energy), the line of §2; the paper's Eq. (3) is "
+                 "softmax(energy)."),
     "paper": ("cam_variant",
               "this is the paper's softmax(energy). The official code (and the blog's copy) computes "
               "softmax(max_i(energy) - energy): keep the max - energy line."),
@@ -113,8 +113,8 @@ ADVICE: dict[str, tuple[str, str]] = {
     "cam_only": ("values", "only the channel branch reaches the output; add the position branch."),
     "argmax_axis": (ARGMAX_AXIS, "the argmax (or argmin) runs down each column. Row j of the energy holds "
                                  "channel j's affinities to every channel i, and the question is about rows."),
-    "swapped": ("cam_variant", "you returned the other variant's choice: the paper's map favours the most SIMILAR "
-                               "channel (largest energy), the official one the most DISSIMILAR (smallest energy)."),
+    "swapped": ("cam_variant", "you returned the other variant's choice: the paper's map and the official one favour "
+                               "different channels (question 2 says which)."),
 }
 
 
