@@ -74,6 +74,12 @@ FUSION_MUL = define_mistake(
 MISSING_NORM = define_mistake("missing_norm", "the normalisation layer (BatchNorm after W_z, LayerNorm in GC's "
                                               "transform) is missing or sits in the wrong place")
 AVG_POOLING = define_mistake("avg_pooling", "a plain average over positions where the attention pooling is asked")
+SCALE = 1e20
+OVERFLOW = "overflow"
+SCALE_ADVICE = ("at float32 entries near 1e20 the squares inside a norm overflow (float32 ends near 3.4e38): "
+                "||v|| is inf, so v / ||v|| is a vector of zeros and every cosine comes out 0, every distance 1/2, "
+                "whatever the vectors. The cosine does not change when a vector is scaled, so each vector can be "
+                "brought to a safe size before any square is taken.")
 DIAGONAL_PAIRS = define_mistake("diagonal_pairs", "the pairs i = j (a vector with itself) are counted in the mean")
 SIMILARITY = define_mistake("similarity", "the cosine similarity where the cosine distance (1 - cos) / 2 is asked")
 VECTOR_AXIS = define_mistake("vector_axis", "the cosine is taken along the wrong axis (positions instead of the "
@@ -541,8 +547,15 @@ def check_cosine_distance(fn: Callable) -> None:
     expect_close(_call(fn, pair, doing="mean_cosine_distance of a vector and its negative"),
                  torch.ones(v.shape[0], dtype=pair.dtype), what="mean_cosine_distance of v_1 and -v_1",
                  hint="opposite vectors have cos = -1, so (1 - cos) / 2 = 1.")
-    # "finite for large entries", where the direct form breaks: float32 entries near 1e20, whose squares overflow
+    # "right for large entries", where the direct form breaks: float32 entries near 1e20, whose squares overflow.
+    # Finite first, then the values: the cosine ignores the vectors' lengths, so the distance of v * 1e20 is the
+    # distance of v (computed in float64), up to the float32 rounding of the scaled entries
     expect_finite_at_scale(fn, E["v2"], what="mean_cosine_distance(v)", hints=HINTS)
+    big = (E["v2"].double() * SCALE).float()
+    at_scale = f"mean_cosine_distance(v) on float32 entries near {SCALE:.0e}"
+    expect_close(_call(fn, big.clone(), doing=at_scale), E["d2"].float(), what=at_scale,
+                 diagnoses=[(OVERFLOW, torch.full_like(E["d2"], 0.5).float(), SCALE_ADVICE)],
+                 fallback=(OVERFLOW, SCALE_ADVICE))
     _close(_call(fn, E["v2"].clone(), doing="mean_cosine_distance on a second input"), E["d2"],
            what=f"mean_cosine_distance(v) for v of shape {fmt_shape(E['v2'].shape)}", diagnoses={})
     expect_gradients(fn, (E["v2"],), doing="mean_cosine_distance(v)", names=("v",))

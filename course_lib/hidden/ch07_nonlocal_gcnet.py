@@ -17,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from course_lib.checks.toolkit import CheckFailure, build, exercise, expect_rows_sum_to_one, float32_exact, \
-    passed, seeded_picker, seeded_randn
+from course_lib.checks.toolkit import CheckFailure, build, exercise, expect_close, expect_rows_sum_to_one, \
+    float32_exact, passed, seeded_picker, seeded_randn
 from course_lib.checks.questions import define_hidden_question_checks
 from course_lib.checks.ch07_nonlocal_gcnet import (
     ADVICE,
+    OVERFLOW,
+    SCALE_ADVICE,
     GC_IDENTITY_ADVICE,
     NL_IDENTITY_ADVICE,
     MAP_ADVICE,
@@ -382,3 +384,13 @@ def hidden_cosine_distance(fn: Callable) -> None:
         sweep(lambda dtype, device: fn, v, [Result("forward", cosine_distance(v), cosine_mistakes(v))], advice=ADVICE,
               call=_call, layouts=["strided" if trial == 1 else "given"],  # trial 1: a non-contiguous view
               doing="mean_cosine_distance(v) with v of shape {shape}, {dtype}, on {device}")
+    # the values at scale (the chapter: right for float32 entries as large as 1e20), on shapes of their own and on
+    # vectors whose sizes differ by ten orders of magnitude within one image
+    for trial, scale in enumerate((1e19, 1e20)):
+        v = seeded_randn(2, 4 + trial, 7, seed=8350 + trial)
+        v = v * torch.logspace(0, 10 * trial, v.shape[1], dtype=v.dtype)[None, :, None]
+        big = (v * (scale / v.abs().amax())).float()
+        doing = f"mean_cosine_distance(v) on float32 entries up to {scale:.0e}, v of shape {tuple(big.shape)}"
+        expect_close(_call(fn, big.clone(), doing=doing), cosine_distance(big.double()).float(), what=doing,
+                     diagnoses=[(OVERFLOW, torch.full((big.shape[0],), 0.5), SCALE_ADVICE)],
+                     fallback=(OVERFLOW, SCALE_ADVICE))

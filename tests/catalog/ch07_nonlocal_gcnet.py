@@ -357,6 +357,7 @@ VALID_GC = [
 # --------------------------------------------------------------------------------------------
 COS_RIGHT = """\
     n = v.shape[1]
+    v = v / v.abs().amax(-1, keepdim=True).clamp_min(1e-30)
     u = F.normalize(v, dim=-1)
     cos = u @ u.transpose(1, 2)
     off = (cos.sum((1, 2)) - cos.diagonal(dim1=1, dim2=2).sum(-1)) / (n * (n - 1))
@@ -373,7 +374,12 @@ WRONG_COSINE = [
     return (1 - (u @ u.transpose(1, 2)).mean((1, 2))) / 2""")),
     ("similarity, not distance", "similarity", cos(COS_RIGHT.replace("return (1 - off) / 2", "return off"))),
     ("1 - cos without the / 2", "similarity", cos(COS_RIGHT.replace("return (1 - off) / 2", "return 1 - off"))),
-    ("normalised over the positions (dim 1)", "vector_axis", cos(COS_RIGHT.replace("dim=-1", "dim=1"))),
+    ("normalised over the positions (dim 1)", "vector_axis", cos("""\
+    n = v.shape[1]
+    u = F.normalize(v, dim=1)
+    cos = u @ u.transpose(1, 2)
+    off = (cos.sum((1, 2)) - cos.diagonal(dim1=1, dim2=2).sum(-1)) / (n * (n - 1))
+    return (1 - off) / 2""")),
     ("one number for the whole batch", "batch_mean", cos(COS_RIGHT.replace("return (1 - off) / 2",
                                                                             "return ((1 - off) / 2).mean()"))),
     ("normalises v in place", "modifies_input", cos("""\
@@ -384,6 +390,7 @@ WRONG_COSINE = [
     ("computed through numpy (no gradient, float64 lost)", "no_grad", cos("""\
     import numpy as np
     a = v.detach().cpu().numpy()
+    a = a / np.maximum(np.abs(a).max(-1, keepdims=True), 1e-30)
     u = a / np.linalg.norm(a, axis=-1, keepdims=True)
     cos = u @ u.transpose(0, 2, 1)
     n = a.shape[1]
@@ -396,18 +403,33 @@ WRONG_COSINE = [
     dots = torch.einsum("bid,bjd->bij", v, v) / (norms[:, :, None] * norms[:, None, :])
     total = dots.sum((1, 2)) - torch.einsum("bii->b", dots)
     return 0.5 - 0.5 * total / (n * (n - 1))""")),
-    ("the mask of pairs i != j made on the CPU (torch.eye without device=)", "cpu_constant", cos("""\
+    # issue 26/27: right values at that scale, not only finite ones. F.normalize (or F.cosine_similarity) on the
+    # vectors as given: the norms overflow to inf, every unit vector is zeros, every distance 1/2
+    ("F.normalize and a Gram matrix, no rescaling: 1/2 everywhere at float32 entries near 1e20", "overflow", cos("""\
     n = v.shape[1]
     u = F.normalize(v, dim=-1)
+    cos = u @ u.transpose(1, 2)
+    off = (cos.sum((1, 2)) - cos.diagonal(dim1=1, dim2=2).sum(-1)) / (n * (n - 1))
+    return (1 - off) / 2""")),
+    ("F.cosine_similarity by broadcasting, no rescaling: 1/2 everywhere at float32 entries near 1e20", "overflow",
+     cos("""\
+    n = v.shape[1]
+    c = F.cosine_similarity(v[:, :, None, :], v[:, None, :, :], dim=-1)
+    mask = ~torch.eye(n, dtype=torch.bool, device=v.device)
+    return ((1 - c) / 2)[:, mask].mean(-1)""")),
+    ("the mask of pairs i != j made on the CPU (torch.eye without device=)", "cpu_constant", cos("""\
+    n = v.shape[1]
+    u = F.normalize(v / v.abs().amax(-1, keepdim=True).clamp_min(1e-30), dim=-1)
     cos = u @ u.transpose(1, 2)
     mask = ~torch.eye(n, dtype=torch.bool)
     return ((1 - cos) / 2)[:, mask].mean(-1)""")),
 ]
 
 VALID_COSINE = [
-    ("F.normalize and a Gram matrix", cos()),
-    ("F.cosine_similarity by broadcasting, a mask for i != j", cos("""\
+    ("each vector divided by its largest entry, then F.normalize and a Gram matrix", cos()),
+    ("F.cosine_similarity by broadcasting on vectors divided by their norm in float64, a mask for i != j", cos("""\
     n = v.shape[1]
+    v = (v.double() / v.double().norm(dim=-1, keepdim=True).clamp_min(1e-300)).to(v.dtype)
     c = F.cosine_similarity(v[:, :, None, :], v[:, None, :, :], dim=-1)
     mask = ~torch.eye(n, dtype=torch.bool, device=v.device)
     return ((1 - c) / 2)[:, mask].mean(-1)""")),
@@ -418,9 +440,9 @@ VALID_COSINE = [
     dots = torch.einsum("bid,bjd->bij", v, v) / (norms[:, :, None] * norms[:, None, :])
     total = dots.sum((1, 2)) - torch.einsum("bii->b", dots)
     return 0.5 - 0.5 * total / (n * (n - 1))""")),
-    ("sum of unit vectors: |sum u|^2 = N + sum_{i != j} cos", cos("""\
+    ("sum of unit vectors: |sum u|^2 = N + sum_{i != j} cos, after dividing by the largest entry", cos("""\
     n = v.shape[1]
-    s = F.normalize(v, dim=-1).sum(1)
+    s = F.normalize(v / v.abs().amax(-1, keepdim=True).clamp_min(1e-30), dim=-1).sum(1)
     return (1 - ((s * s).sum(-1) - n) / (n * (n - 1))) / 2""")),
 ]
 
