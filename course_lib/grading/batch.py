@@ -873,8 +873,8 @@ def summary_table(run: GradeRun) -> str:
         lines += ["", (
             f"{_plural(len(failed), 'file')} could not be graded: {which}. "
             f"{'It has' if len(failed) == 1 else 'Each has'} a row with score 0, a feedback page saying why and "
-            "a flagged entry in the gradebook; formgrader lists it under Manage Students but not under Manual "
-            "Grading, since nbgrader has no notebook of it to show. "
+            "a flagged entry in the gradebook; formgrader's Manage Submissions shows it as \"needs autograding\" "
+            "and Manual Grading does not list it: nbgrader has no notebook of it to grade or show. "
             f"The other {_plural(graded, 'submission')} {'was' if graded == 1 else 'were'} graded and written. "
             f"Fix the file and grade it again alone (exit status {_SOME_NOT_GRADED})."
         )]
