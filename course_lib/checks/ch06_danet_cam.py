@@ -31,6 +31,7 @@ from torch import nn
 
 from .toolkit import (
     HW_SWAPPED,
+    QK_SWAPPED,
     build,
     call,
     call_with_hints,
@@ -54,7 +55,6 @@ from .toolkit import (
     fmt_shape,
     is_close,
     load_pam_weights,
-    pam_close,
     passed,
     realistic_input,
     returned_the_map,
@@ -125,6 +125,26 @@ HINTS = (
 )
 
 _close = functools.partial(close_named, advice=ADVICE)
+
+#: the repaired blog PAM's known mistakes (chapter 05's module, official layout), in words that name the mistake
+BLOG_PAM_ADVICE: dict[str, tuple[str, str]] = {
+    "softmax_dim1": ("softmax_dim", "the softmax runs over the queries, so each COLUMN sums to 1; PAM's Eq. (1) "
+                                    "normalises each query's row over the keys."),
+    "softmax_dim0": ("softmax_dim", "the softmax runs over the batch: each entry is normalised against the same entry "
+                                    "of the other images (nn.Softmax without a dim picks dim 0 for a 3-D tensor)."),
+    "softmax_all": ("softmax_dim", "the softmax runs over all N*N pairs of an image at once; each query gets its own "
+                                   "distribution over the keys."),
+    "scaled": ("scaled", "the energy is scaled (the Transformer's 1/sqrt(d)); DANet's paper and official code use the "
+                         "plain dot product."),
+    "qk_swapped": (QK_SWAPPED, "query and key play each other's role: row j of the energy should hold q_j . k_i. The "
+                               "same output also comes from two mistakes together: the softmax over the other axis "
+                               "and the weighted sum without its transpose."),
+    "missing_transpose": ("missing_transpose", "the weighted sum uses the map without the transpose it needs: output "
+                                               "position j collects the values with the weights of ROW j of the map "
+                                               "(chapter 05; DANet issue #64 asks the same)."),
+    "missing_residual": ("missing_residual", "forward returns gamma * out without the input added back (Eq. (2))."),
+}
+_pam_close = functools.partial(close_named, advice=BLOG_PAM_ADVICE)
 _call = functools.partial(call_with_hints, hints=HINTS)
 
 
@@ -278,7 +298,7 @@ def check_blog_pam(cls: type) -> None:
     y = call(module, x_in, doing=f"{what}(x) with x of shape {fmt_shape(x.shape)}")
     expect_unchanged(x, x_in, what=f"{what}(x)")
     expect_shape(y, x.shape, what=f"{what}(x)")
-    pam_close(y, E["y"], what=f"{what}(x) with gamma = 1", diagnoses=E["diagnoses"])
+    _pam_close(y, E["y"], what=f"{what}(x) with gamma = 1", diagnoses=E["diagnoses"])
     expect_device_free(module, x, what=what)
 
 

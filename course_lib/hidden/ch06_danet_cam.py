@@ -13,8 +13,7 @@ from einops import rearrange
 
 from course_lib.checks.toolkit import CheckFailure, build, call, exercise, expect, expect_follows, fmt_shape, \
     is_close, seeded_randn
-from course_lib.checks.toolkit import PAM_ADVICE
-from course_lib.checks.ch06_danet_cam import ADVICE, _close, _gamma_one, _rows_sum_to_one, dual_cases
+from course_lib.checks.ch06_danet_cam import ADVICE, BLOG_PAM_ADVICE, _close, _gamma_one, _rows_sum_to_one, dual_cases
 from course_lib.checks.questions import define_hidden_question_checks
 from course_lib.hidden.toolkit import Result, pam_forward_mistakes, pam_reference, pam_student, pam_weights, \
     reference_backward, sweep
@@ -177,7 +176,7 @@ def hidden_blog_pam(cls: type) -> None:
         what = f"{cls.__name__}({c})"
         sweep(lambda dtype, device: pam_student(cls, (c,), 8, case["weights"], what=what).to(device=device,
                                                                                              dtype=dtype),
-              case["x"], [Result("forward", case["y"], case["diagnoses"], call=f"{what}(x)")], advice=PAM_ADVICE,
+              case["x"], [Result("forward", case["y"], case["diagnoses"], call=f"{what}(x)")], advice=BLOG_PAM_ADVICE,
               call=call, layouts=["given"], doing=_BLOG_DOING)
 
 
