@@ -3,7 +3,7 @@
     check_adaptive_kernel_size(adaptive_kernel_size)      k = psi(C), Eq. (12), odd by adding 1 when even
     check_eca(EfficientChannelAttention)                  the 1-D convolution across channels
     check_directional_pool(directional_pool)              the row means z^h and the column means z^w
-    check_coordinate_attention(CoordinateAttention)       shared transform, split, two gates, CA's Eqs. (6)-(9)
+    check_coordinate_attention(CoordinateAttention)       shared transform, split, two gates, the product
     check_attention_parameters(attention_parameters)      SE, ECA and CA parameters from their ingredients
 
 They compare with values stored in ``checks/expected/ch08_eca_coordatt.pt`` (built from the reference
@@ -72,7 +72,7 @@ for _id, _text in (
     ("hard_sigmoid_gate", "the official h_sigmoid where the gates use the sigmoid"),
     ("missing_bn", "the BatchNorm of the shared transform is missing or unused"),
     ("convs_swapped", "conv_h is applied to f^w and conv_w to f^h"),
-    ("residual", "a residual x + x * g where CA's Eq. (9) has none"),
+    ("residual", "a residual x + x * g where CA's y = x * g^h * g^w has none"),
     ("one_gate", "forward applies only one of the two gates"),
     ("min_hidden", "the shared transform's width lacks the floor of 8: max(8, C // r)"),
     ("not_shared", "two transforms F_1, one per direction, where one is shared"),
@@ -294,7 +294,7 @@ def expect_pools(fn: Callable[..., Any], x: torch.Tensor, *, what: str) -> None:
                 "column, laid out as a column so that it can be concatenated below z_h).")
         if shapes in {((b, c, 1, w), (b, c, h, 1)), ((b, c, w, 1), (b, c, h, 1))} and h != w:
             raise CheckFailure(head + "\n  Likely mistake: the two means are swapped: z^h_c(h) averages row h over "
-                                      "the width W (Eq. (4)), so it has H entries.", mistake="swapped_pool")
+                                      "the width W (1 / W times the row's sum), so it has H entries.", mistake="swapped_pool")
         if shapes[0] == (b, c, h, 1) and shapes[1] == (b, c, 1, w):
             raise CheckFailure(head + "\n  Likely mistake: z_w is the right numbers in the row layout (B, C, 1, W); "
                                       "turn it into a column (B, C, W, 1).", mistake="not_transposed")
@@ -304,18 +304,18 @@ def expect_pools(fn: Callable[..., Any], x: torch.Tensor, *, what: str) -> None:
            f"{what} returned {z_h.dtype} / {z_w.dtype} for a {x.dtype} input.", mistake="dtype")
     maxes = (x.amax(3, keepdim=True), x.amax(2, keepdim=True).transpose(2, 3))
     expect_close(z_h, row, what=f"{what}: z_h", rtol=rtol, atol=atol,
-                 diagnoses=[("max_pool", maxes[0], "z_h takes the maximum of each row; Eq. (4) is the mean."),
+                 diagnoses=[("max_pool", maxes[0], "z_h takes the maximum of each row; CA's pool is the mean."),
                             ("divisor", x.sum(3, keepdim=True) / h,
-                             "the row sum is divided by H; a row has W pixels (Eq. (4): 1 / W).")])
+                             "the row sum is divided by H; a row has W pixels (z^h_c(h) = 1 / W times the row's sum).")])
     expect_close(z_w, col.transpose(2, 3), what=f"{what}: z_w", rtol=rtol, atol=atol,
-                 diagnoses=[("max_pool", maxes[1], "z_w takes the maximum of each column; Eq. (5) is the mean."),
+                 diagnoses=[("max_pool", maxes[1], "z_w takes the maximum of each column; CA's pool is the mean."),
                             ("divisor", x.sum(2, keepdim=True).transpose(2, 3) / w,
-                             "the column sum is divided by W; a column has H pixels (Eq. (5): 1 / H).")])
+                             "the column sum is divided by W; a column has H pixels (z^w_c(w) = 1 / H times the column's sum).")])
 
 
 @exercise("directional_pool", budget_s=5)
 def check_directional_pool(fn: Callable[..., Any]) -> None:
-    """directional_pool(x) -> (z_h (B, C, H, 1), z_w (B, C, W, 1)), CA's Eqs. (4) and (5)."""
+    """directional_pool(x) -> (z_h (B, C, H, 1), z_w (B, C, W, 1)), CA's two pools (its coordinate information embedding)."""
     data = expected(CHAPTER)["pool"]
     x = data["x"].clone()
     expect_pools(fn, x, what=f"directional_pool(x) with x of shape {fmt_shape(x.shape)}")
@@ -338,9 +338,9 @@ CA_ADVICE = {
                   "x * ReLU6(x + 3) / 6, which PyTorch has as a module.",
     "hard_sigmoid_gate": "the gates use the official code's h_sigmoid; its gates are plain sigmoids (h_sigmoid only "
                          "serves inside h_swish).",
-    "missing_sigmoid": "the gates have no sigmoid: Eqs. (7) and (8) are sigma(F_h(f^h)) and sigma(F_w(f^w)).",
-    "max_pool": "the directional summaries are maxima; Eqs. (4) and (5) average.",
-    "missing_bn": "the BatchNorm bn1 is not applied: the shared transform F_1 of Eq. (6) is conv1, then bn1, then delta.",
+    "missing_sigmoid": "the gates have no sigmoid: CA's gates are sigma(F_h(f^h)) and sigma(F_w(f^w)).",
+    "max_pool": "the directional summaries are maxima; CA's pools average.",
+    "missing_bn": "the BatchNorm bn1 is not applied: the shared transform F_1 in f = delta(F_1([z^h, z^w])) is conv1, then bn1, then delta.",
     "convs_swapped": "conv_h runs on the column part and conv_w on the row part: F_h makes g^h from f^h.",
     "swapped_pool": "the pooled rows and columns are swapped before the concatenation: z^h is the mean over W "
                     "(one value per row, H of them).",
@@ -434,9 +434,9 @@ def expect_gates(module: torch.nn.Module, x: torch.Tensor, want_h: torch.Tensor,
     passed()
     advice = [(n, a, CA_ADVICE[n]) for n, (a, _) in diagnoses.items()]
     expect_close(g_h, want_h, what=f"{what}: g_h", diagnoses=advice,
-                 fallback=("values", "compare g^h with Eqs. (6)-(7): the shared transform, the split, conv_h and the sigmoid."))
+                 fallback=("values", "compare g^h = sigma(F_h(f^h)) step by step: the shared transform, the split, conv_h and the sigmoid."))
     expect_close(g_w, want_w, what=f"{what}: g_w", diagnoses=[(n, b_, CA_ADVICE[n]) for n, (_, b_) in diagnoses.items()],
-                 fallback=("values", "compare g^w with Eqs. (6) and (8): is f^w turned back into a row before conv_w?"))
+                 fallback=("values", "compare g^w = sigma(F_w(f^w)) step by step: is f^w turned back into a row before conv_w?"))
     att = call_ca(module.attention, x, doing=f"{what}: attention(x)")
     expect_close(att, want_h * want_w, what=f"{what}: attention(x)",
                  fallback=("values", "attention(x) is the product of the two gates, (B, C, H, 1) * (B, C, 1, W)."))
@@ -462,12 +462,12 @@ def check_coordinate_attention(cls: type) -> None:
     out = forward_keeps_input(module, x, doing=f"{name}(x)", hints=CA_HINTS)
     expect_device_free(module, x, what=name)
     expect_close(out, data["out"], what=f"{name}(x)",
-                 diagnoses=[("residual", data["out_residual"], "forward adds x back: Eq. (9) is y = x * g^h * g^w, "
+                 diagnoses=[("residual", data["out_residual"], "forward adds x back: CA's output is y = x * g^h * g^w, "
                                                                 "with no residual."),
                             ("one_gate", data["out_one_gate"], "forward applies g^h only: y = x * g^h * g^w."),
                             ("returns_map", data["g_h"] * data["g_w"],
                              "forward returns the map g^h * g^w; it should return x * g^h * g^w.")],
-                 fallback=("values", "forward(x) returns x * g^h * g^w, Eq. (9)."))
+                 fallback=("values", "forward(x) returns CA's output, x * g^h * g^w."))
     expect_module_gradients(module, data["x"], what=name, upstream=data["upstream"], grad_x=data["grad_x"],
                             hints=CA_HINTS)
     expect_informative_defaults(cls, (DEFAULT_PROBE,), {"reduction": 32}, torch.randn(2, DEFAULT_PROBE, 3, 2),

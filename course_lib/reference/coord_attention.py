@@ -9,15 +9,15 @@ Official code
     ``coordatt.py`` (``CoordAtt(inp, oup, reduction=32)``, ``h_swish``) and ``mbv2_ca.py`` (the block
     inside MobileNetV2, the model file of the released checkpoint ``mbv2_ca.pth``).
 
-Equations (the course could not read the paper's full text: the numbers (3)-(8) are the commonly
-cited ones, unverified; the structure is checked against the official code)
+Equations (the paper's section "Coordinate Attention Blocks": two steps, coordinate information
+embedding, the two pools, then coordinate attention generation; cited here by what they compute)
 
-    (3) z^h_c(h) = 1 / W \sum_{0 <= i < W} x_c(h, i)         pool along the width: one value per row
-    (4) z^w_c(w) = 1 / H \sum_{0 <= j < H} x_c(j, w)         pool along the height: one value per column
-    (5) f = \delta(F_1([z^h, z^w])),  f \in R^{C/r x (H + W)}   F_1 a shared 1x1 conv (+ BN), \delta
-                                                               a non-linearity (h_swish in the code)
-    (6) g^h = \sigma(F_h(f^h))       (7) g^w = \sigma(F_w(f^w))   f split back into f^h (H) and f^w (W)
-    (8) y_c(i, j) = x_c(i, j) \times g^h_c(i) \times g^w_c(j)
+    z^h_c(h) = 1 / W \sum_{0 <= i < W} x_c(h, i)         pool along the width: one value per row
+    z^w_c(w) = 1 / H \sum_{0 <= j < H} x_c(j, w)         pool along the height: one value per column
+    f = \delta(F_1([z^h, z^w])),  f \in R^{C/r x (H + W)}   F_1 a shared 1x1 conv (+ BN), \delta
+                                                        a non-linearity (h_swish in the code)
+    g^h = \sigma(F_h(f^h))      g^w = \sigma(F_w(f^w))     f split back into f^h (H) and f^w (W)
+    y_c(i, j) = x_c(i, j) \times g^h_c(i) \times g^w_c(j)    the output, no residual
 
     h_swish(x) = x * ReLU6(x + 3) / 6 (``nn.Hardswish`` computes the same function).
 
@@ -34,7 +34,7 @@ Shape glossary
     g^h = sigmoid(conv_h(f^h))          (B, C, H, 1)
     g^w = sigmoid(conv_w(f^w))          (B, C, 1, W)        ``gates(x)`` returns (g^h, g^w)
     g^h * g^w                           (B, C, H, W)        ``attention(x)``
-    x * g^h * g^w                       (B, C, H, W)        ``forward(x)``, Eq. (8)
+    x * g^h * g^w                       (B, C, H, W)        ``forward(x)``, the output y
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class CoordinateAttention(nn.Module):
     same function: tests/test_reference_official_details.py).
 
     ``gates(x)`` returns (g^h (B, C, H, 1), g^w (B, C, 1, W)); ``attention(x)`` returns their
-    product (B, C, H, W), each entry in (0, 1); ``forward(x)`` returns ``x * g^w * g^h``, Eq. (8).
+    product (B, C, H, W), each entry in (0, 1); ``forward(x)`` returns ``x * g^w * g^h``, the output y.
     There is no residual: at initialisation both gates sit near 0.5, so the block starts near x / 4.
 
     Deviations:
@@ -123,17 +123,17 @@ class CoordinateAttention(nn.Module):
     def _gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(g^h, g^w) of a validated x."""
         _, _, h, w = x.shape
-        z_h = x.mean(3, keepdim=True)  # Eq. (3): (B, C, H, W) -> (B, C, H, 1)
-        z_w = rearrange(x.mean(2, keepdim=True), "b c 1 w -> b c w 1")  # Eq. (4): -> (B, C, W, 1)
-        f = self.act(self.bn1(self.conv1(torch.cat([z_h, z_w], dim=2))))  # Eq. (5): (B, M, H + W, 1)
+        z_h = x.mean(3, keepdim=True)  # z^h: (B, C, H, W) -> (B, C, H, 1)
+        z_w = rearrange(x.mean(2, keepdim=True), "b c 1 w -> b c w 1")  # z^w: -> (B, C, W, 1)
+        f = self.act(self.bn1(self.conv1(torch.cat([z_h, z_w], dim=2))))  # f: (B, M, H + W, 1)
         f_h, f_w = torch.split(f, [h, w], dim=2)  # (B, M, H, 1), (B, M, W, 1)
         f_w = rearrange(f_w, "b m w 1 -> b m 1 w")  # (B, M, W, 1) -> (B, M, 1, W)
-        g_h = torch.sigmoid(self.conv_h(f_h))  # Eq. (6): (B, M, H, 1) -> (B, C, H, 1)
-        g_w = torch.sigmoid(self.conv_w(f_w))  # Eq. (7): (B, M, 1, W) -> (B, C, 1, W)
+        g_h = torch.sigmoid(self.conv_h(f_h))  # g^h: (B, M, H, 1) -> (B, C, H, 1)
+        g_w = torch.sigmoid(self.conv_w(f_w))  # g^w: (B, M, 1, W) -> (B, C, 1, W)
         return g_h, g_w
 
     def gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """g^h (B, C, H, 1) and g^w (B, C, 1, W), Eqs. (6)-(7), each in (0, 1)."""
+        """g^h (B, C, H, 1) and g^w (B, C, 1, W), the two gates, each in (0, 1)."""
         check_feature_map(x, self._owner(), self.channels, module=self)
         return self._gates(x)
 
@@ -143,7 +143,7 @@ class CoordinateAttention(nn.Module):
         return g_h * g_w  # (B, C, H, 1) * (B, C, 1, W) -> (B, C, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """y = x * g^h * g^w, Eq. (8): (B, C, H, W) -> (B, C, H, W)."""
+        """y = x * g^h * g^w: (B, C, H, W) -> (B, C, H, W)."""
         check_feature_map(x, self._owner(), self.channels, module=self)
         g_h, g_w = self._gates(x)
         return x * g_w * g_h  # the official order; (B, C, H, W) * (B, C, 1, W) * (B, C, H, 1)

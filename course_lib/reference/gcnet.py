@@ -9,8 +9,8 @@ Official code
     xvjiarui/GCNet, ``mmdet/ops/gcb/context_block.py`` (``ContextBlock``); the ResNet placement in
     ``mmdet/models/backbones/resnet.py``.
 
-Equations (the course could not read the paper's full text, so they carry no numbers: the block as
-the abstract, secondary summaries and the official code give it)
+Equations (written out by what they compute; the observation is the paper's Sec. 3.2, "Statistical
+Analysis", whose Table 1 gives the mean cosine distance of the block's inputs, outputs and attention maps)
 
     Observation: the non-local block's attention maps (and outputs) are almost the same for every
     query position, so one query-independent map can serve them all.
