@@ -373,7 +373,7 @@ def hidden_channel_attention(cls: type) -> None:
         x64 = seeded_randn(b, channels, h, w, seed=4400 + trial)
         _sweep(cls, (channels, reduction), ref, x64, lambda ref_m, mode: [Result(
             "attention", ref_m.attention(x64), channel_mistakes(ref, x64) if mode == "eval" else {}, always=True,
-            hint="C = conv2(conv1(x.mean((2, 3), keepdim=True))).")])
+            hint="compare each step with (H3); C has no sigmoid.")])
         _gradients(cls, (channels, reduction), ref, x64, method="attention",
                    names=["conv1.conv.weight", "conv2.conv.weight"])
 
@@ -386,7 +386,7 @@ def hidden_soft_attention(cls: type) -> None:
         b, h, w = pick(2, 4), pick(1, 11), pick(1, 11)
         ref = _randomise(hacnn.SoftAttention(channels).double(), seed=4500 + trial)
         x64 = seeded_randn(b, channels, h, w, seed=4600 + trial)
-        hint = "M = sigmoid(conv(S * C)); forward = x * M."
+        hint = "compare each step with (H4); forward re-weights x with the mask."
         _sweep(cls, (channels,), ref, x64, lambda ref_m, mode: [Result("attention", ref_m.attention(x64), hint=hint),
                                                                  Result("forward", ref_m(x64), hint=hint)])
         _gradients(cls, (channels,), ref, x64, method="forward",
@@ -421,12 +421,12 @@ def hidden_hard_attention_theta(cls: type) -> None:
         init_ref = hacnn.HardAttention(channels, regions).double()
         theta = _call(fresh.double().attention, x64, doing=f"{cls.__name__}({channels}, {regions}).attention(x) at init")
         _close(theta, init_ref.attention(x64).detach(), what=f"theta at initialisation for num_regions={regions}",
-               diagnoses={}, hint="fc.weight = 0, fc.bias = (0, (2i + 1) / R - 1) per region, before the tanh.")
+               diagnoses={}, hint="compare with what §9 asks of reset_parameters, and with (H5).")
         ref = hard_reference(channels, regions, seed=4900 + 2 * trial)
         # no BatchNorm here: one mode is enough
         _sweep(cls, (channels, regions), ref, x64, lambda ref_m, mode: [Result(
             "attention", ref.attention(x64), theta_mistakes(ref, x64), always=True,
-            hint="theta = tanh(fc(x.mean((2, 3)))).reshape(B, R, 2).")], modes=("eval",))
+            hint="compare each step with (H5).")], modes=("eval",))
 
 
 @exercise("HardAttention.forward (hidden)", budget_s=30)
@@ -441,9 +441,9 @@ def hidden_hard_attention_crops(cls: type) -> None:
         kwargs = {} if crop is None else {"crop_size": crop}
         _sweep(cls, (channels, regions), ref, x64, lambda ref_m, mode: [
             Result("affine", ref.affine(x64), affine_mistakes(ref, x64), always=True,
-                   hint="[[1, 0, t_x], [0, 1/R, t_y]] per region."),
+                   hint="one matrix of (H6) per image and region."),
             Result("forward", ref(x64, **kwargs), crops_mistakes(ref, x64) if crop is None else {}, always=True,
-                   hint="affine_grid + grid_sample (bilinear, zeros, align_corners=False) on x.", kwargs=kwargs)],
+                   hint="compare with §9: the stripes are sampled from x itself.", kwargs=kwargs)],
                modes=("eval",))
         _gradients(cls, (channels, regions), ref, x64, method="forward", names=["fc.weight", "fc.bias"], mode=None,
                    **kwargs)
