@@ -380,12 +380,12 @@ def class_rows(out: Path, chapter: str, db_url: str, grade_cells: list[tuple[str
 def refresh(chapter: str, out: Path, *, db_url: str | None = None,
             students: list[str] | None = None) -> tuple[GradeRun, dict[str, str]]:
     """After hand grading (formgrader): the feedback pages of ``chapter`` in the course folder ``out``
-    rendered again from its gradebook (:func:`course_lib.grading.feedback.regenerate`: manual scores and
+    rendered again from its gradebook (``feedback.regenerate``, through ``worker.feedback_pages``: manual scores and
     comments, hidden tests removed), then grades.csv, the histogram, summary.txt and run.json of the whole
     class read again from the gradebook. Returns the run and student -> what became of their page."""
     import nbformat
 
-    from course_lib.grading.feedback import regenerate
+    from course_lib.grading.worker import feedback_pages
 
     out = Path(out).resolve()
     saved = out / chapter / "run.json"
@@ -397,7 +397,7 @@ def refresh(chapter: str, out: Path, *, db_url: str | None = None,
     if db_url is None:
         db_url = run.gradebook if not run.gradebook.startswith("sqlite:") else f"sqlite:///{out / 'gradebook.db'}"
     with quiet_sqlalchemy():
-        pages = regenerate(out, chapter, db_url=db_url, students=students)
+        pages = feedback_pages(out, chapter, db_url=db_url, students=students)
     grade_cells = grade_cells_of(nbformat.read(release, as_version=4))
     report_dir = out / chapter
     run.rows = class_rows(out, chapter, db_url, grade_cells, [])

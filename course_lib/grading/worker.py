@@ -28,7 +28,7 @@ from course_lib.grading.common import (MAX_NOTEBOOK_BYTES, MAX_RESULT_BYTES, SHA
                                        error_result, grade_ids, lean_imports, quiet_sqlalchemy, read_tree,
                                        unpack_folder)
 
-__all__ = ["grade_task", "warm", "precheck", "reference_times"]
+__all__ = ["grade_task", "warm", "precheck", "reference_times", "feedback_pages"]
 
 _PROCESS_LOCK = threading.Lock()  # one submission at a time per worker process, whatever its threads
 _TEMPLATES: dict[str, Path] = {}
@@ -141,6 +141,16 @@ def reference_times(source: bytes, static: dict) -> dict:
             return {"error": f"{type(err).__name__}: {err}"}
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def feedback_pages(out: Path, chapter: str, *, db_url: str | None = None,
+                   students: list[str] | None = None) -> dict[str, str]:
+    """The feedback pages of a graded chapter rendered again from its gradebook, in the calling process
+    (:func:`course_lib.grading.feedback.regenerate`): ``python -m course_lib feedback`` after hand grading.
+    Here because the client reaches the worker's side through this module only."""
+    from course_lib.grading.feedback import regenerate
+
+    return regenerate(out, chapter, db_url=db_url, students=students)
 
 
 def _template_dir(static: dict) -> Path:
