@@ -143,7 +143,7 @@ def _refuse_pending(grades: list[ChapterGrade]) -> None:
             "written answers to grade by hand, so their grades are not final; nothing was written:\n"
             + "\n".join(lines)
             + "\nGrade them in formgrader (Manual Grading) and export again, or pass --allow-pending to write "
-              "the others and leave these cells as the LMS has them (listed in <output>.pending.csv).")
+              "the final grades and none for these (listed in <output>.pending.csv).")
 
 
 def _write_pending(target: Path, grades: list[ChapterGrade], points: dict[str, float]) -> Path | None:
@@ -460,11 +460,12 @@ def moodle_import(db_url: str, target: Path, *, id_field: str = "email", roster_
         ident = {sid: sid for sid in ids}
     by = {(g.student, g.chapter): g for g in grades}
     waiting = [g for g in grades if g.pending]
+    notes_column = any(g.student in match.rows for g in waiting)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow([label] + names + (["Notes"] if waiting else []))
+        writer.writerow([label] + names + (["Notes"] if notes_column else []))
         for sid in sorted(match.rows, key=lambda s: ident[s]):
             cells, notes = [ident[sid]], []
             for chapter in names:
@@ -477,7 +478,7 @@ def moodle_import(db_url: str, target: Path, *, id_field: str = "email", roster_
                                  "answers still to grade by hand")
                 else:
                     cells.append(scaled(grade, points))
-            writer.writerow(cells + (["; ".join(notes)] if waiting else []))
+            writer.writerow(cells + (["; ".join(notes)] if notes_column else []))
     return Written(target, len(match.rows), match.unmatched, [], waiting,
                    _write_pending(target, grades, {c: points for c in names}), {c: c for c in names},
                    {c: points for c in names})
