@@ -434,6 +434,8 @@ def _budgets(client, out: Path, chapter: str, source: Path, static: dict, cap: f
                   f"every cell may run {cap:g} s", file=sys.stderr)
             return {}
         times = answer["times"]
+        if not times:  # a kernel the warm template cannot fork (--kernel with another Python): no cell times
+            return {}
         cache.write_text(json.dumps({"source": digest(data), "times": times}, indent=1), encoding="utf-8")
     cells = {key: round(min(float(cap), max(BUDGET_FLOOR_S, BUDGET_FACTOR * seconds)), 1)
              for key, seconds in times.items()}

@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="grade on a running Dask cluster instead, e.g. tcp://10.0.0.5:8786 (--workers is then ignored)")
     parser.add_argument("--db-url", default=None, help="SQLAlchemy URL of the gradebook (default: sqlite:///OUT/gradebook.db)")
-    parser.add_argument("--timeout", type=_positive, default=None, help="seconds per cell (default: nbgrader_config.py)")
+    parser.add_argument("--timeout", type=_positive, default=None,
+                        help="one fixed limit in seconds for every cell (default: each cell's budget, 10x the "
+                             "reference solution's time for it, at least 10 s, at most Execute.timeout of "
+                             "nbgrader_config.py)")
     parser.add_argument("--student-timeout", type=_positive, default=None,
                         help="hard limit in seconds for one submission (default: from --timeout and the cell count)")
     parser.add_argument("--student-pattern", default=None,
