@@ -268,3 +268,16 @@ def test_the_help_says_where_pending_grades_go():
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     assert "never the partial score" in text and ".pending.csv" in text and "Notes column" in text
+
+
+def test_a_chapter_goes_into_the_canvas_column_named_for_it(lecturer):
+    build_gradebook(lecturer["course"], CANVAS_CLASS)
+    base = ".venv/bin/python -m course_lib export canvas --canvas-gradebook ~/Downloads/canvas-gradebook.csv --chapter 02_cbam"
+    result = lecturer["run"](base + ' --column 02_cbam="Chapter 00 warm-up"')
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = _rows(lecturer["course"] / "canvas-import.csv")
+    # the existing assignment, out of its 5 points: doejane 3/4, smithjohn 4/4
+    assert rows[0][5:] == ["Chapter 00 warm-up (3300)"] and rows[1][5:] == ["5"]
+    assert {r[1]: r[5] for r in rows[2:]} == {"1001": "3.75", "1002": "5", "1003": "3.00", "1004": "5.00", "1099": ""}
+    result = lecturer["run"](base + ' --column 02_cbam="Chapter 2"')
+    assert result.returncode == 2 and "has no such assignment column" in result.stderr, result.stderr
