@@ -326,6 +326,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _manual_score(course: Path, student: str) -> float | None:
+    from nbgrader.api import Gradebook
+
+    with quiet_sqlalchemy(), Gradebook(f"sqlite:///{course / 'gradebook.db'}", "cnn-attention") as gb:
+        return gb.find_grade("written_sigmoid", "01_se", "01_se", student).manual_score
+
+
+def _csv_of(path: Path) -> dict[str, dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {row["student"]: row for row in csv.DictReader(fh)}
+
+
 def _chapter01_class(folder: Path) -> Path:
     """A class of chapter 01: a solved notebook with a written answer, the untouched release, a malformed file."""
     folder.mkdir(parents=True)
@@ -394,6 +406,18 @@ def test_make_instructor_lists_what_make_grade_graded(tmp_path):
             finally:
                 page.screenshot(path=str(SHOTS / "manual-grading-01_se.png"), full_page=True)
             grading = page.inner_text("body")
+            # hand grading: alice's written answer, in formgrader's grading view, the rubric open in the lab
+            page.get_by_role("link", name="alice", exact=True).click()
+            score = page.locator("input#written_sigmoid")
+            score.wait_for(timeout=120_000)
+            score.scroll_into_view_if_needed()
+            page.screenshot(path=str(SHOTS / "hand-grading-alice.png"))
+            score.fill("1.5")
+            score.press("Tab")  # formgrader saves a score when its input changes
+            page.locator("#written_sigmoid").evaluate("e => e.blur()")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and _manual_score(course, "alice") != 1.5:
+                time.sleep(0.5)
             page.close()
         rows = {line.split("\t")[1]: line for line in listed.splitlines() if line.count("\t") >= 4}
         assert set(rows) >= {"alice", "bob", "carol"}, listed[:3000]
@@ -402,6 +426,17 @@ def test_make_instructor_lists_what_make_grade_graded(tmp_path):
         assert "needs autograding" in rows["carol"], rows  # the malformed file: no notebook nbgrader can grade
         assert "alice" in grading and "bob" in grading and "carol" not in grading, grading[:3000]
         assert "Submission #3" not in grading and "9 / 11" in grading, grading[:3000]
+        # after hand grading: the one command, as the docs give it, from the repository (the copy)
+        assert _manual_score(course, "alice") == 1.5
+        done = subprocess.run([str(BIN / "python"), "-m", "course_lib", "feedback", "01_se"], cwd=root, env=ENV,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        rows = _csv_of(course / "01_se" / "grades.csv")
+        assert (rows["alice"]["score"], rows["alice"]["pending_manual"], rows["alice"]["written_sigmoid"]) == \
+            ("10.5", "0", "1.5"), rows["alice"]
+        page_text = (course / "feedback" / "alice" / "01_se" / "01_se.html").read_text(encoding="utf-8")
+        assert "Score: 10.5 / 11" in page_text and "A softmax makes the channels share" in page_text
+        assert "Model answer" not in page_text and "Rubric" not in page_text
     finally:
         if server.poll() is None:
             os.killpg(server.pid, 15)
