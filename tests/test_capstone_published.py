@@ -192,3 +192,14 @@ def test_the_chapter_no_longer_says_what_result_to_expect_or_that_colab_has_the_
     assert "t-interval" in flat and "published_results()" in flat
     assert math.isclose(stats.seed_interval([-4.8, -0.6, -2.1])["low"], -7.787, abs_tol=1e-3)  # the text's example
     assert "−7.8 .. +2.8" in flat and "−4.8 .. −0.6" in flat
+
+
+@pytest.mark.parametrize("argv", [["--quick", "--publish"], ["--publish", "--seeds", "1"],
+                                  ["--publish", "--variants", "none", "se"]])
+def test_only_the_full_run_is_published(argv, tmp_path):
+    from course_lib.tools import capstone_run
+
+    before = cap.PUBLISHED.read_bytes()
+    with pytest.raises(SystemExit, match="only the full run"):
+        capstone_run.main([*argv, "--out", str(tmp_path)])
+    assert cap.PUBLISHED.read_bytes() == before
