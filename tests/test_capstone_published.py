@@ -31,8 +31,7 @@ def published():
     return cap.published_results()
 
 
-def test_the_published_run_is_the_full_run_of_today(published):
-    assert RECORD["budget"] == asdict(cap.FULL)
+def full_run_of_today(published) -> None:
     assert published["budget"] == cap.FULL and published["budget"].seeds == 3
     assert published["variants"] == list(cap.VARIANTS)
     assert sorted(published["correct"]) == sorted(cap.VARIANTS)
@@ -40,7 +39,7 @@ def test_the_published_run_is_the_full_run_of_today(published):
         assert correct.shape == (3, cap.FULL.num_test) and correct.dtype == bool, variant
 
 
-def test_the_table_is_what_todays_code_computes_from_the_per_image_results(published):
+def table_from_todays_code(published) -> None:
     rows = {r["variant"]: r for r in published["rows"]}
     for variant, correct in published["correct"].items():
         per_seed = correct.mean(1)
@@ -56,6 +55,15 @@ def test_the_table_is_what_todays_code_computes_from_the_per_image_results(publi
         assert len(want["paired_per_seed"].split()) == 3
     md = published["markdown"]
     assert "t-interval over seeds" in md and "| none |" in md and "Δ per seed" in md
+
+
+def test_the_published_run_is_the_full_run_of_today(published):
+    assert RECORD["budget"] == asdict(cap.FULL)
+    full_run_of_today(published)
+
+
+def test_the_table_is_what_todays_code_computes_from_the_per_image_results(published):
+    table_from_todays_code(published)
 
 
 def test_the_shipped_markdown_shows_each_seeds_difference_beside_both_intervals(published):
@@ -96,22 +104,28 @@ def test_a_published_network_comes_back_when_retrained(published):
     assert (correct == shipped).mean() >= 0.95
 
 
-def test_a_stale_record_is_refused_or_caught(tmp_path):
-    """Counter-tests: a record made with another budget fails the first test's comparison; a table whose paired
-    columns were not recomputed disagrees with its per-image results."""
-    record = json.loads(json.dumps(RECORD))
-    record["budget"]["epochs"] += 1
-    assert cap.Budget(**record["budget"]) != cap.FULL
-    record = json.loads(json.dumps(RECORD))
-    row = next(r for r in record["rows"] if r["variant"] == "se")
-    row["paired_per_seed"] = "0.0100 0.0100 0.0100"
-    path = tmp_path / "capstone.json"
-    path.write_text(json.dumps(record))
-    changed = cap.published_results(path)
-    correct = changed["correct"]["se"]
-    want = stats.compare(changed["correct"]["none"], correct, resamples=200)["per_seed"]
-    got = [float(d) for d in next(r for r in changed["rows"] if r["variant"] == "se")["paired_per_seed"].split()]
-    assert not np.allclose(got, want)
+def test_a_stale_record_is_caught(tmp_path):
+    """Counter-tests: a record made with another budget or fewer variants, or whose table was not recomputed from
+    its per-image results (one seed's results changed under it), fails the checks above."""
+    def tampered(change) -> dict:
+        record = json.loads(json.dumps(RECORD))
+        change(record)
+        path = tmp_path / "capstone.json"
+        path.write_text(json.dumps(record))
+        return cap.published_results(path)
+
+    with pytest.raises(AssertionError):
+        full_run_of_today(tampered(lambda r: r["budget"].update(epochs=r["budget"]["epochs"] + 1)))
+    with pytest.raises(AssertionError):
+        full_run_of_today(tampered(lambda r: r["variants"].pop()))
+
+    def flip_images(record):  # seed 1 of se: its first 40 images now right, the table left as it was
+        bits = np.unpackbits(np.frombuffer(bytes.fromhex(record["correct"]["se/1"]), dtype=np.uint8))
+        bits[:40] = 1
+        record["correct"]["se/1"] = np.packbits(bits).tobytes().hex()
+
+    with pytest.raises(AssertionError):
+        table_from_todays_code(tampered(flip_images))
     with pytest.raises(FileNotFoundError, match="make capstone"):
         cap.published_results(tmp_path / "missing.json")
 
