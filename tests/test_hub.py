@@ -15,6 +15,11 @@ driven by Playwright, as people use it:
   tampering earns 0), grades alice's written answer by hand, generates and releases the feedback;
 - each student fetches their own feedback, which shows no hidden test and no model answer.
 
+That it can fail: with nbgrader's stock autograde and feedback chains appended to the course folder's
+``nbgrader_config.py`` (what formgrader used when the guide's service ran outside the course folder), a
+run of this cycle gave bob 6 of 11 (every exercise) and stopped at the check that his notebook shows the
+sandbox's tampering finding (counter-run, December 2026).
+
 tests/test_hub_commands.py runs every shell block of the section literally, in the guide's order, as the
 account each is meant for (the grader account, or each student for the student blocks), with a real Dask
 scheduler and worker: the same cycle without a browser, graded by the batch grader. It replaces
@@ -516,17 +521,22 @@ def _cycle(browser, hub: Hub, site: Site) -> None:
     teacher.goto(formgrader + f"/gradebook/{CHAPTER}/{CHAPTER}")
     teacher.wait_for_selector("td a:has-text('Submission')")
     teacher.goto(formgrader + f"/submissions/{alice_id}/")
-    score = teacher.wait_for_selector(f"input#{WRITTEN_ID}")
-    score.scroll_into_view_if_needed()
+    # formgrader's page is ready for a score once its grade views have rendered the cell (an answer waiting
+    # for a grader is marked needs_manual_grade): a value typed before that is overwritten by the render
+    teacher.wait_for_selector(f"input#{WRITTEN_ID}.needs_manual_grade")
+    teacher.locator(f"input#{WRITTEN_ID}").scroll_into_view_if_needed()
     teacher.fill(f"input#{WRITTEN_ID}", "2")
     teacher.press(f"input#{WRITTEN_ID}", "Tab")
     teacher.fill(f"textarea#{WRITTEN_ID}-comment", COMMENT)
     teacher.press(f"textarea#{WRITTEN_ID}-comment", "Tab")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while gradebook_scores(site.course, "alice")[WRITTEN_ID] != 2.0 and time.monotonic() < deadline:
         teacher.wait_for_timeout(500)
-    teacher.locator(f"input#{WRITTEN_ID}").scroll_into_view_if_needed()
-    teacher.evaluate("window.scrollBy(0, -250)")  # the student's written answer above its score
+    teacher.wait_for_timeout(1500)  # formgrader's own scrolling to the next cell after Tab ends first
+    # the student's written answer, its score and the comment in view
+    teacher.locator(f"input#{WRITTEN_ID}").evaluate("e => e.scrollIntoView({block: 'start'})")
+    teacher.evaluate("window.scrollBy(0, -200)")
+    teacher.wait_for_timeout(300)
     _shot(teacher, "07-formgrader-hand-graded")
     for student, expected in EXPECTED.items():
         scores = gradebook_scores(site.course, student)
