@@ -108,3 +108,22 @@ def test_a_wrong_dim_is_echoed_as_typed():
 def test_a_whole_float_is_accepted_where_an_int_is_asked_as_the_text_says():
     visible.check_q_softmax_dim(2.0)
     visible.check_q_conv_params(2308.0)
+
+
+def test_a_view_that_fails_on_a_transposed_input_is_told_so_in_plain_words():
+    """x.view(B, C, H * W) runs on channels_last (§6) and fails on a transposed view: the message names that
+    layout, and does not blame channels_last for it."""
+    from course_lib.checks import CheckFailure
+
+    def channel_descriptor(x):
+        b, c = x.shape[:2]
+        return x.view(b, c, -1).mean(-1)[:, :, None, None]
+
+    channel_descriptor(torch.randn(2, 3, 5, 7).contiguous(memory_format=torch.channels_last))  # runs
+    with pytest.raises(CheckFailure) as failure:
+        visible.check_channel_descriptor(channel_descriptor)
+    text = str(failure.value)
+    assert failure.value.mistake == "memory_layout"
+    assert "as a non-contiguous view (H and W transposed in memory) raised" in text
+    assert "a view made by .transpose() or permute()" in text
+    assert "laid out a non-contiguous" not in text and "which a channels_last tensor" not in text

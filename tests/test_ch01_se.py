@@ -217,3 +217,37 @@ def test_a_table_of_the_checked_counts_is_caught_and_no_message_prints_a_count()
 def test_numpy_and_tensor_integers_are_accepted_as_the_text_says():
     visible.check_se_parameter_count(lambda c, r=16: np.int64(_by_hand(c, r)))
     visible.check_se_parameter_count(lambda c, r=16: torch.tensor(_by_hand(c, r)))
+
+
+class _SoftmaxGate(torch.nn.Module):
+    """The mistake the chapter names in §3's aside: a softmax over the channels where Eq. (3) has a sigmoid."""
+
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.fc1 = torch.nn.Conv2d(channels, channels // reduction, 1)
+        self.fc2 = torch.nn.Conv2d(channels // reduction, channels, 1)
+
+    def attention(self, x):
+        return torch.softmax(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))), dim=1)
+
+    def forward(self, x):
+        return x * self.attention(x)
+
+
+def test_the_student_sees_the_mistake_ids_the_chapter_names():
+    """The chapter says the check of exercise 1 names a softmax gate `softmax_gate` and a missing bias
+    `missing_bias`: the message the student reads ends with that id."""
+    with pytest.raises(CheckFailure) as failure:
+        visible.check_se(_SoftmaxGate)
+    assert str(failure.value).endswith("(mistake: softmax_gate — see the glossary)")
+    with pytest.raises(CheckFailure) as failure:
+        visible.check_se_parameter_count(lambda channels, reduction=16: 2 * channels * (channels // reduction))
+    assert str(failure.value).endswith("(mistake: missing_bias — see the glossary)")
+
+
+def test_a_question_s_generic_verdict_shows_no_id():
+    """A wrong answer with no message of its own shows no id: for a set of statements, "missing_choice" or
+    "extra_choice" would tell how far it is from the answer."""
+    with pytest.raises(CheckFailure) as failure:
+        visible.check_q_w1_shape((7, 7, 7, 7))
+    assert "(mistake:" not in str(failure.value)

@@ -22,6 +22,7 @@ import functools
 import io
 import math
 import operator
+import re
 import signal
 import sys
 import threading
@@ -98,14 +99,28 @@ def define_mistake(mistake_id: str, description: str) -> str:
     return mistake_id
 
 
+#: ids a failure message does not show: a question's generic verdicts. A set one statement away from a question's
+#: answer gets "missing_choice" or "extra_choice" for the grader's records; shown, the id would tell the student how
+#: far the set is from the answer (a search by elimination), so none of a question's generic ids is shown.
+UNSHOWN_MISTAKES = frozenset({"wrong_answer", "answer_form", "unanswered", "missing_choice", "extra_choice"})
+_SHOWN_ID = re.compile(r"\n *\(mistake: [A-Za-z0-9_]+ — see the glossary\)")
+
+
 class CheckFailure(AssertionError):
-    """A check failed. ``str(err)`` teaches; ``err.mistake`` names the likely mistake."""
+    """A check failed. ``str(err)`` teaches and ends with the mistake's id (the glossary's "Named mistake"), which
+    a chapter's text may refer to; ``err.mistake`` is that id, ``err.args[0]`` the message without it."""
 
     def __init__(self, message: str, *, mistake: str = "values"):
         if mistake not in MISTAKES:
             raise KeyError(f"unknown mistake id {mistake!r}; register it with define_mistake()")
-        super().__init__(message)
+        super().__init__(_SHOWN_ID.sub("", message))  # a message built from another failure's str() keeps one id
         self.mistake = mistake
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.mistake in UNSHOWN_MISTAKES:
+            return text
+        return f"{text}\n(mistake: {self.mistake} — see the glossary)"
 
     # IPython renders this instead of a long traceback through course_lib's internals.
     def _render_traceback_(self) -> list[str]:
@@ -275,8 +290,9 @@ _ERROR_HINTS: Sequence[tuple[str, str, str]] = (
     ("Expected size for first two dimensions of batch2 tensor", "missing_transpose",
      "the shapes given to bmm do not line up: (B, n, k) @ (B, k, m). One operand needs a transpose."),
     ("view size is not compatible with input tensor's size and stride", "shape",
-     ".view() cannot reshape this (non-contiguous, e.g. channels_last) tensor; use .reshape() or "
-     "einops.rearrange."),
+     ".view() only merges or splits dimensions that lie in order in memory, and this tensor's memory order "
+     "(a transposed or permuted view, or channels_last) does not allow that one; use .reshape() or "
+     "einops.rearrange, which copy when they must."),
     ("expected scalar type", "dtype",
      "tensors of different dtypes meet: a tensor created with a fixed dtype? Use x.dtype."),
     ("must have the same dtype", "dtype",
@@ -874,6 +890,8 @@ class _CpuConstantWatch(TorchFunctionMode):
         self.stray: set[int] = set()
         self.keep: list[torch.Tensor] = []  # the ids in `stray` must stay unique while the forward runs
         self.found: list[str] = []
+        self.moved: list[str] = []  # .cpu(), .to("cpu"), .to(torch.device("cpu")): a tensor sent to a fixed device
+        self.derived: set[int] = set()  # devices read from a tensor (x.device): .to() to them follows the input
 
     def _mark(self, value: Any) -> None:
         if isinstance(value, torch.Tensor) and value.dim() > 0:
@@ -883,6 +901,12 @@ class _CpuConstantWatch(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        if isinstance(out, torch.device) and name == "__get__":  # x.device, self.weight.device
+            self.derived.add(id(out))
+            self.keep.append(out)  # type: ignore[arg-type]
+        elif name in ("cpu", "to") and args and isinstance(args[0], torch.Tensor) and self._fixed_cpu(name, args[1:], kwargs):
+            self.moved.append(f".{name}({', '.join(_short(a) for a in [*args[1:], *kwargs.values()])})")
         if func in _FACTORIES:
             source = args[0] if args else kwargs.get("data")
             if kwargs.get("device") is None and not (func is torch.as_tensor and isinstance(source, torch.Tensor)):
@@ -903,12 +927,41 @@ class _CpuConstantWatch(TorchFunctionMode):
                 self._mark(value)
         return out
 
+    def _fixed_cpu(self, name: str, rest: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+        """t.cpu(), t.to("cpu"), t.to(device="cpu"), t.to(torch.device("cpu")): not t.to(x.device), t.to(x),
+        t.to(dtype)."""
+        if name == "cpu":
+            return True
+        for target in [*rest[:1], kwargs.get("device")]:
+            if isinstance(target, str) and torch.device(target).type == "cpu":
+                return True
+            if isinstance(target, torch.device) and target.type == "cpu" and id(target) not in self.derived:
+                return True
+        return False
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, torch.device):
+        return f"torch.device({str(value)!r})"
+    return type(value).__name__
+
 
 def _moves_to_a_device(name: str, rest: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
     """t.cuda(), t.type_as(x), t.to(x.device), t.to(x), t.to(device=...): a tensor placed where it is used."""
     if name in ("cuda", "type_as"):
         return True
     return name == "to" and ("device" in kwargs or any(isinstance(a, (torch.device, str, torch.Tensor)) for a in rest))
+
+
+def _expect_no_move_to_cpu(watch: _CpuConstantWatch, doing: str) -> None:
+    if watch.moved:
+        raise CheckFailure(
+            f"{doing} moves a tensor to the CPU ({watch.moved[0]}). On a GPU that tensor then meets the input's "
+            "GPU tensors, which raises 'Expected all tensors to be on the same device' (or copies every call).\n"
+            "  Likely mistake: a fixed device inside forward; let every tensor stay on the input's device "
+            "(x.device, or .to(x) / .type_as(x) where a tensor must follow x).", mistake="device")
 
 
 def expect_device_free(module: torch.nn.Module, x: torch.Tensor, *, what: str, method: str = "forward") -> None:
@@ -927,6 +980,7 @@ def expect_device_free(module: torch.nn.Module, x: torch.Tensor, *, what: str, m
     watch = _CpuConstantWatch()
     with torch.no_grad(), watch:
         call(getattr(module, method), x.clone(), doing=f"{what}.{method}(x)")
+    _expect_no_move_to_cpu(watch, f"{what}.{method}(x)")
     if watch.found:
         raise CheckFailure(
             f"{what}.{method}(x) creates a tensor on the CPU (a torch.tensor(...), torch.ones(...), torch.arange(...) "
@@ -1280,6 +1334,7 @@ def expect_function_contract(fn: Callable, args: Sequence[Any], *, what: str, hi
             if isinstance(before, torch.Tensor) and not torch.equal(before, after):
                 raise CheckFailure(f"{what} changed its input in place (x *= ..., x.div_(...), x[...] = ...). The "
                                    "caller still needs it: compute a new tensor instead.", mistake="modifies_input")
+    _expect_no_move_to_cpu(watch, what)
     if watch.found:
         raise CheckFailure(
             f"{what} creates a tensor on the CPU (a torch.tensor(...), torch.eye(...), torch.arange(...) without "
@@ -1309,18 +1364,21 @@ def expect_layouts(fn: Callable, args: Sequence[Any], *, what: str, hints: Hints
     non-contiguous view as for contiguous ones: the exercise's own check tests its own layouts, so a helper that
     only works on contiguous memory loses its own points, not a later exercise's."""
     base = _float_results(call_with_hints(fn, *_copies(args), doing=what, hints=hints))
-    layouts = (("channels_last", lambda t: t.contiguous(memory_format=torch.channels_last)),
-               ("a non-contiguous view", lambda t: t.transpose(1, 2).contiguous().transpose(1, 2)))
-    for label, lay in layouts:
+    layouts = (("in the channels_last memory format", "a channels_last tensor (what a network trained with "
+                 "channels_last hands over) stores C last in memory", lambda t: t.contiguous(
+                     memory_format=torch.channels_last)),
+               ("as a non-contiguous view (H and W transposed in memory)", "a view made by .transpose() or "
+                "permute() keeps the memory of the tensor it came from, in another order",
+                lambda t: t.transpose(1, 2).contiguous().transpose(1, 2)))
+    for label, why, lay in layouts:
         laid = tuple(lay(a.clone()) if isinstance(a, torch.Tensor) and a.dim() == 4 else a for a in args)
-        doing = f"{what} with its 4-D input laid out {label}"
+        doing = f"{what} with its 4-D input {label}"
         try:
             got = _float_results(call_with_hints(fn, *laid, doing=doing, hints=hints))
         except CheckFailure as failure:
             if failure.mistake in ("crash", "shape", "memory_layout"):
                 raise CheckFailure(f"{failure.args[0]}\n  The same call works on a contiguous input: the code "
-                                   "relies on the memory order, which a channels_last tensor (what a network "
-                                   "trained with channels_last hands over) does not have.", mistake=MEMORY_LAYOUT
+                                   f"relies on the (B, C, H, W) order in memory, and {why}.", mistake=MEMORY_LAYOUT
                                    ) from None
             raise
         same = len(got) == len(base) and all(a.shape == b.shape and _within(a, b, *tolerances(b.dtype))

@@ -220,6 +220,16 @@ class SqueezeExcitation(nn.Module):
     def forward(self, x):
         return x * self.attention(x).cuda()
 """), "device"),
+    Impl(SE, "gate moved to the CPU with .cpu() in forward", se(CONV_GATE + """
+    def forward(self, x):
+        return x * self.attention(x).cpu()
+"""), "device"),
+    Impl(SE, "gate moved with .to('cpu') in forward", se(CONV_GATE + """
+    def forward(self, x):
+        return x * self.attention(x).to("cpu")
+"""), "device"),
+    Impl(SE, "squeeze moved with .to(torch.device('cpu'))", se(gate(
+        "torch.sigmoid(self.fc2(F.relu(self.fc1(z.to(torch.device('cpu'))))))") + FORWARD), "device"),
     Impl(SE, "hard-coded float32 gate", se("""
     def attention(self, x):
         z = x.mean((2, 3), keepdim=True)
@@ -254,6 +264,11 @@ class SqueezeExcitation(nn.Module):
 """, "not_implemented"),
 
     # ---------------------------------------------------------------- SqueezeExcitation: valid
+    Impl(SE, "valid: tensors placed with .to(x.device), .to(x), .type_as(x) and .to(dtype)", se(gate(
+        "torch.sigmoid(self.fc2(F.relu(self.fc1(z.to(x.device).to(x).type_as(x).to(x.dtype)))))") + """
+    def forward(self, x):
+        return x * self.attention(x).to(device=x.device)
+""")),
     Impl(SE, "1x1 convolutions with bias, mean over (2, 3)", se(CONV_GATE + FORWARD)),
     Impl(SE, "Linear with bias and einops", """
 class SqueezeExcitation(nn.Module):
