@@ -887,9 +887,9 @@ _SOME_NOT_GRADED = 3  # cli.SOME_NOT_GRADED: the command's exit status after suc
 
 
 def _out_option(out: Path) -> str:
-    """`` --out DIR`` when ``out`` is not the default course folder, else nothing."""
-    default = Path(os.environ.get("COURSE_DIR") or "out/grading").resolve()
-    return "" if Path(out).resolve() == default else f" --out {out}"
+    """`` --out DIR`` unless ``out`` is out/grading of the working folder (the default of a new shell: a
+    COURSE_DIR that `make` passed to this process is not in the lecturer's shell), else nothing."""
+    return "" if Path(out).resolve() == Path("out/grading").resolve() else f" --out {out}"
 
 
 # --------------------------------------------------------------------------------------------

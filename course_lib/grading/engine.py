@@ -68,8 +68,10 @@ class Engine:
                 self._client = Client(self.scheduler, set_as_default=False, timeout="30s")
                 self._client.wait_for_workers(1, timeout=120)
             else:
+                # dashboard_address ":0": the scheduler's HTTP server on a free port. With None it still
+                # tries 8787 and prints "Port 8787 is already in use" whenever another cluster runs
                 self._own = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+                                         dashboard_address=":0", silence_logs=logging.ERROR)
                 self._client = Client(self._own, set_as_default=False)
             if self.sandbox:  # every worker's template, started while the client builds the chapter
                 workers = list(self._client.scheduler_info(n_workers=-1)["workers"])

@@ -110,7 +110,8 @@ def reference_times(source: bytes, static: dict) -> dict:
     from course_lib.grading.warm import template_for
 
     lean_imports()
-    with _PROCESS_LOCK, _environment(static["env"]):
+    # as nbgrader's autograde runs a submission: NBGRADER_EXECUTION=autograde (the capstone's quick mode)
+    with _PROCESS_LOCK, _environment({**static["env"], "NBGRADER_EXECUTION": "autograde"}):
         workdir = Path(tempfile.mkdtemp(prefix="reference-", dir=_scratch()))
         try:
             template = _template_dir(static)
