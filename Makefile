@@ -52,7 +52,7 @@ LAB      = cd "$(LAB_ROOT)" && PATH="$(abspath $(BIN)):$$PATH" JUPYTER_CONFIG_PA
 
 help:
 	@echo "make lab            set up, then start JupyterLab on the course, student view (http://127.0.0.1:$(PORT))"
-	@echo "make instructor     the same with nbgrader's formgrader and assignment tools (instructor view)"
+	@echo "make instructor     JupyterLab with nbgrader's formgrader on the course folder make grade graded into, rubrics beside it"
 	@echo "make test           set up, then run the whole test suite"
 	@echo "make test-gpu       on a CUDA machine: CUDA tests, autocast, chapter 07's checks, one training (out/gpu/report.md)"
 	@echo "make release        regenerate notebooks/ from solutions/ (nbgrader)"
