@@ -197,3 +197,60 @@ def test_hand_set_gate_on_the_photo_is_what_the_text_says(pyplot):
     assert 0.1 < (amap < 0.3).mean() < 0.2
     assert 0.03 < amap.min() < 0.08
     assert (amap > 0.9).mean() > 0.4  # much of the background is open too
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 26, second trial
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("c_in, c_out", [(12, 1), (5, 2), (2, 1), (1, 1), (12, 6), (3, 8)])
+def test_sam_layers_finds_every_role_for_any_width(c_in, c_out):
+    """Section 4: 'any attribute names will do, because the checks find the layers by their shapes', for any
+    out_channels, 1 and 2 included (a BatchNorm over 1 or 2 channels may be the projection's)."""
+    module = SpatialAttentionModule(c_in, c_out)
+    found = visible.sam_layers(module, c_in, c_out, what="m")
+    assert found["att"] is module.conv_atten.weight
+    assert found["conv"] is module.conv.weight
+    assert found["bn"] is module.bn
+
+
+@pytest.mark.parametrize("c_out", [1, 2, 6])
+def test_sam_layers_still_names_a_batchnorm_in_the_gate(c_out):
+    module = SpatialAttentionModule(12, c_out)
+    module.bn_atten = torch.nn.BatchNorm2d(1)  # CBAM's BatchNorm(1) in the gate, beside the projection's
+    with pytest.raises(CheckFailure) as info:
+        visible.sam_layers(module, 12, c_out, what="m")
+    assert info.value.mistake == "bn_in_attention"
+
+
+def test_every_counting_slip_gets_its_own_message_at_every_probe():
+    """Exercise 2: at each probe size the slips give different counts, none equal to the right one, so a
+    BatchNorm counted over the input channels is never told it counted the running statistics (2*128 = 4*64 at
+    SAM(128, 64) was such a coincidence); no failure message prints the right count."""
+    for c_in, c_out in visible.COUNT_PROBES:
+        right = visible.sam_count_by_hand(c_in, c_out)
+        counts = [wrong(c_in, c_out) for wrong, _ in visible._WRONG_COUNTS]
+        assert len(set(counts)) == len(counts) and right not in counts, (c_in, c_out, counts)
+    for wrong, advice in visible._WRONG_COUNTS:
+        with pytest.raises(CheckFailure) as info:
+            visible.check_sam_parameter_count(lambda i, o, wrong=wrong: wrong(i, o))
+        text = str(info.value)
+        assert advice in text
+        assert all(str(visible.sam_count_by_hand(i, o)) not in text for i, o in visible.COUNT_PROBES)
+
+
+def test_near_sets_of_question_3_get_no_distance():
+    """'ab' and '' are one statement from the answer: their messages are the general advice, never 'one away'."""
+    for answer, mistake in (("ab", "extra_choice"), ("", "missing_choice")):
+        with pytest.raises(CheckFailure) as info:
+            visible.KERNEL_FLIP.check(answer)
+        assert info.value.mistake == mistake
+        assert visible.KERNEL_FLIP.advice in str(info.value)
+        assert "one that" not in str(info.value) and "holds every" not in str(info.value)
+
+
+def test_shipped_check_file_names_no_grader_internals():
+    from pathlib import Path
+
+    text = Path(visible.__file__).read_text(encoding="utf-8")
+    for internal in ("course_lib.reference", "hidden/", "tests/", "reference.ctdnet"):
+        assert internal not in text, internal

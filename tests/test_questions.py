@@ -2,6 +2,7 @@
 never do, known wrong answers get their own hint, and the key does not contain the answer."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def test_right_answer_in_any_reasonable_form_passes(kind, right, same):
     ("int", 2, 1, 3),
     ("shape", (2, 64, 1, 1), (2, 64), (2, 1, 1, 64)),
     ("choice", "b", "a", "c"),
-    ("choices", "ac", "a", "abc"),
+    ("choices", "ac", "a", "bd"),
     ("float", 0.1234, 0.5, 0.13),
     ("bool", True, False, None),
 ])
@@ -51,6 +52,22 @@ def test_wrong_answers_fail_known_ones_with_their_hint(kind, right, wrong, other
         with pytest.raises(CheckFailure) as unknown:
             q.check(other)
         assert unknown.value.mistake == "wrong_answer" and "generic advice" in str(unknown.value)
+
+
+def test_a_near_set_is_named_but_not_told_its_distance():
+    """A set one statement from the answer keeps its mistake id (missing_choice / extra_choice, for the records)
+    and gets the question's general advice, or its own text for that misconception: never 'one away', which would
+    turn the question into a search by elimination (issue 26)."""
+    plain = question("choices", "ac", options="abcd")
+    for near, mistake in (("abc", "extra_choice"), ("a", "missing_choice"), ("c", "missing_choice")):
+        with pytest.raises(CheckFailure) as info:
+            plain.check(near)
+        assert info.value.mistake == mistake
+        assert str(info.value) == f"{near} is not right. generic advice"
+    own = dataclasses.replace(plain, near={"extra_choice": "a misconception's text"})
+    with pytest.raises(CheckFailure) as info:
+        own.check("acd")
+    assert info.value.mistake == "extra_choice" and str(info.value) == "acd is not right. a misconception's text"
 
 
 @pytest.mark.parametrize("kind, bad", [("int", "two"), ("int", 2.5), ("shape", 5), ("choice", "e"),
@@ -156,7 +173,7 @@ WRONG = {
         "q_stacked_shape": {(2, 256, 44, 44): "pooled_features", (2, 2, 1, 1): "pooled_spatially",
                             (2, 1, 44, 44): "one_pooled_map"},
         "q_wide_window": {7: "window_one_conv", 10: "window_added", 21: "window_multiplied", 5: "kernel_size"},
-        "q_kernel_flip": {"d": "flip_is_swap", "ad": "flip_is_swap", "ac": "wrong_answer"},
+        "q_kernel_flip": {"d": "flip_is_swap", "ad": "flip_is_swap", "ac": "extra_choice"},
     },
     "ch04_hacnn": {
         "q_fixed_entries": {"cf": "learnt_entries", "ae": "shear_entries", "bd": "scale_entries",
@@ -251,4 +268,7 @@ def test_known_wrong_answers_are_the_hashes_of_the_listed_values():
             for value, mistake in wrong.items():  # and the check names that mistake for that value
                 with pytest.raises(CheckFailure) as err:
                     q.check(value)
+                if mistake == "wrong_answer" and q.kind == "choices":  # a near set takes the near-set id
+                    near = q._near_set(canonical(value, q.kind, options=q.options))
+                    mistake = near[0] if near else mistake
                 assert err.value.mistake == mistake, (chapter, qid, value)

@@ -20,11 +20,13 @@ are deterministic too, so it can be compared as well.
 Weights are loaded by role, not by name: the attention convolution is the (1, 2, 3, 3) weight, the
 projection the (C_out, C_in, 3, 3) weight, the BatchNorm the one ``nn.BatchNorm2d`` with C_out features.
 
-Nothing here imports the reference module ``course_lib.reference.ctdnet``: expected values are stored in
-``checks/expected/ch03_ctdnet_sam.pt`` (built by ``checks/hidden/ch03_ctdnet_sam.py``).
+Each module check runs the module in float32, in float64 (compared at float64 precision), and on an input laid
+out channels_last; the outputs must keep the input's dtype. The expected values are stored with the package
+(``checks/expected/ch03_ctdnet_sam.pt``).
 """
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any, Callable
 
@@ -43,7 +45,9 @@ from .toolkit import (
     expect,
     expect_close,
     expect_device_free,
+    expect_follows,
     expect_int,
+    expect_layouts,
     expect_method_gradients,
     expect_module_gradients,
     expect_normalisation_modes,
@@ -51,6 +55,7 @@ from .toolkit import (
     expect_unchanged,
     expected,
     fmt_shape,
+    is_close,
     normalisation_explains,
     passed,
 )
@@ -72,6 +77,23 @@ MODIFIES_INPUT = "modifies_input"
 TUPLE_AS_TENSOR = define_mistake(
     "tuple_as_tensor", "x.max(dim) used as a tensor: with a dim it returns a named tuple (values, indices)")
 BN_FORCED_EVAL = define_mistake("bn_forced_eval", "BatchNorm is forced into eval mode (running statistics in training)")
+SIGMOID_BEFORE_CONV = define_mistake("sigmoid_before_conv", "the sigmoid is applied to the pooled maps, before the "
+                                                            "attention conv")
+GATE_RESIDUAL = define_mistake("gate_residual", "x added back to the gated features (x + x * gate)")
+GATE_AFTER_PROJECTION = define_mistake("gate_after_projection", "the map multiplies the projection's output instead "
+                                                                "of the features the projection convolves")
+BATCH_MIXED = define_mistake("batch_mixed", "one image's result depends on the other images of the batch (a pooling, "
+                                            "concatenation or reshape across the batch axis)")
+POOLED_SPATIALLY = define_mistake("pooled_spatially", "pooling over H and W (a channel descriptor) where the SAM pools "
+                                                      "over the channels")
+ALIASED_SWAP = define_mistake("aliased_swap", "a swap through views of one tensor: one slice is overwritten before it "
+                                              "is read, so both slices end up equal")
+SWAP_AXES = define_mistake("swap_axes", "two axes of the weight exchanged (its shape changes) where two of its slices "
+                                        "change places")
+HARD_CODED_SIZE = define_mistake("hard_coded_size", "a size written into the code (7, 49) where the function must "
+                                                    "work for any kernel size")
+ATTENTION_IN_FORWARD = define_mistake("attention_in_forward", "forward's values are wrong because the map it applies "
+                                                              "is wrong: the mistake is in (S1)-(S2)")
 
 # What each stored wrong result means: label -> (mistake id, advice). The tensors themselves are stored in
 # checks/expected/ch03_ctdnet_sam.pt under the same labels (built from the reference module).
@@ -86,6 +108,15 @@ ADVICE: dict[str, tuple[str, str]] = {
                      "position independently with a sigmoid."),
     "channel_sum": (CHANNEL_SUM, "the channels are summed; the first pooled map of (S1) is their mean "
                                  "(the sum divided by C)."),
+    "sigmoid_first": (SIGMOID_BEFORE_CONV,
+                      "the sigmoid squashes the pooled maps and the attention conv comes after it, so the map is not "
+                      "confined to (0, 1). Read (S2) from the inside out."),
+    "gate_residual": (GATE_RESIDUAL,
+                      "x is added back to the gated features (x * A + x, a residual). The SAM has no residual: "
+                      "section 2 lists it among the things that are not there."),
+    "gate_after_projection": (GATE_AFTER_PROJECTION,
+                              "the map multiplies the projection's output. Compare with (S3)-(S4): what does the "
+                              "projection convolve?"),
     "missing_relu": ("missing_relu", "the projection ends without its ReLU: (S4) ends with delta, the "
                                      "ReLU, after the BatchNorm."),
     "projection_order": (PROJECTION_ORDER,
@@ -93,23 +124,34 @@ ADVICE: dict[str, tuple[str, str]] = {
     "gate_not_applied": (GATE_NOT_APPLIED,
                          "the projection convolves x itself; it should convolve the gated features x * A."),
     "flip_w": (FLIPPED_KERNEL,
-               "the kernels were mirrored left-right (flip over the last dim). The pooled maps are the conv's "
-               "input channels, dim 1 of the weight: those are what change places, not the kernels' pixels."),
+               "each kernel was mirrored left-right, a flip along a spatial axis. That changes what a kernel "
+               "computes on the map it reads; it does not change which pooled map it reads."),
     "flip_h": (FLIPPED_KERNEL,
-               "the kernels were mirrored upside down (flip over dim 2). Swap the input channels (dim 1) instead."),
+               "each kernel was mirrored upside down, a flip along a spatial axis. That changes what a kernel "
+               "computes on the map it reads; it does not change which pooled map it reads."),
     "flip_hw": (FLIPPED_KERNEL,
-                "the kernels were rotated by 180 degrees (flip over dims 2 and 3). Swap the input channels (dim 1) "
-                "instead."),
+                "each kernel was rotated by 180 degrees (flipped along both spatial axes). That changes what a "
+                "kernel computes on the map it reads; it does not change which pooled map it reads."),
     "unchanged": ("pool_order",
-                  "the weight came back unchanged: its two input channels (dim 1) must change places."),
+                  "the weight came back with the same values: each kernel still reads the pooled map it read "
+                  "before. (Flipping an axis of size 1 changes nothing.)"),
+    "aliased_0": (ALIASED_SWAP,
+                  "both input maps of the result hold the same kernel: one slice was overwritten before it was read "
+                  "(a, b = b, a on two slices of one tensor assigns through views of that tensor)."),
+    "aliased_1": (ALIASED_SWAP,
+                  "both input maps of the result hold the same kernel: one slice was overwritten before it was read "
+                  "(a, b = b, a on two slices of one tensor assigns through views of that tensor)."),
 }
 
 
 # Errors of student code that point to a chapter-specific mistake.
 HINTS = (
     ("to have 2 channels", "pool_axis",
-     "the attention conv expects the 2 pooled maps [avg; max] stacked on the channel axis, one channel each. "
-     "(S1) pools over the channel axis (dim 1) and keeps every pixel; a pooled map keeps that axis with size 1."),
+     "the attention conv receives a tensor whose channel axis is not the two stacked pooled maps. Compare the "
+     "shape of each pooled map, and of their concatenation, with the shape column of section 2's table."),
+    ("must match except in dimension", "pool_axis",
+     "the two pooled maps have different shapes, so they cannot be concatenated: they were not pooled over the "
+     "same axis. Compare the shape of each with the shape column of section 2's table (S1)."),
     ("torch.return_types.", TUPLE_AS_TENSOR,
      "x.max(dim=...) (like x.min, x.sort, x.topk with a dim) returns a named tuple (values, indices), not a tensor. "
      "Take its .values, or use the reduction that returns only the values: x.amax(dim=...)."),
@@ -140,20 +182,26 @@ def sam_layers(module: nn.Module, in_channels: int, out_channels: int, *, what: 
     found: dict[str, Any] = {"att": None, "conv": None, "bn": None}
     listing = ", ".join(f"{n} {fmt_shape(p.shape)}" for n, p in module.named_parameters()) or "none"
     norms = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for name, norm in norms:
-        if norm.num_features in (1, 2):
-            raise CheckFailure(
-                f"{what} has a BatchNorm with {norm.num_features} feature(s) ({name}): a BatchNorm inside the "
-                "attention path. Official CBAM normalises its 7x7 gate; CTDNet's SAM does not: the gate is "
-                "sigmoid(conv3x3([avg; max])) with nothing in between.",
-                mistake=BN_IN_ATTENTION,
-            )
+    # a BatchNorm over 1 or 2 channels sits in the attention path, unless it is the projection's own
+    # (out_channels of 1 or 2): one BatchNorm with out_channels features is the projection's
+    small = [(n, m) for n, m in norms if m.num_features in (1, 2)]
+    own = [i for i, (_, m) in enumerate(small) if m.num_features == out_channels]
+    if own:
+        small.pop(own[-1])
+    for name, norm in small:
+        raise CheckFailure(
+            f"{what} has a BatchNorm with {norm.num_features} feature(s) ({name}): a BatchNorm inside the "
+            "attention path. Official CBAM normalises its 7x7 gate; CTDNet's SAM does not: the gate is "
+            "sigmoid(conv3x3([avg; max])) with nothing in between.",
+            mistake=BN_IN_ATTENTION,
+        )
+    same_shape = (out_channels, in_channels) == (1, 2)  # both convolutions are (1, 2, 3, 3): the first is the gate's
     for name, param in module.named_parameters():
         shape = tuple(param.shape)
         owner = _owner_of(module, name)
         if isinstance(owner, nn.modules.batchnorm._BatchNorm):
             continue
-        if len(shape) == 4 and shape[:2] == (1, 2):
+        if len(shape) == 4 and shape[:2] == (1, 2) and not (same_shape and found["att"] is not None):
             if shape[2:] != (3, 3):
                 raise CheckFailure(
                     f"{what}'s attention conv {name} has a {shape[2]}x{shape[3]} kernel; CTDNet's SAM uses 3x3 "
@@ -161,7 +209,7 @@ def sam_layers(module: nn.Module, in_channels: int, out_channels: int, *, what: 
                     mistake="kernel_size",
                 )
             found["att"] = param
-        elif len(shape) == 4 and shape[:2] == (1, 1) and in_channels != 1:
+        elif len(shape) == 4 and shape[:2] == (1, 1) and (out_channels, in_channels) != (1, 1):
             raise CheckFailure(
                 f"{what} has an attention conv {name} of shape {fmt_shape(shape)}: it sees one pooled map. "
                 "The SAM stacks two, [avg; max] over the channels, so the conv is Conv2d(2, 1, 3, padding=1).",
@@ -229,11 +277,44 @@ def load_sam(module: nn.Module, layers: dict[str, Any], weights: dict[str, torch
 
 
 # --------------------------------------------------------------------------------------------
+# what the map's values say about where it went wrong
+# --------------------------------------------------------------------------------------------
+def _explain_map(attention: Callable, x: torch.Tensor, a: torch.Tensor, *, what: str) -> None:
+    """A map with wrong values: name a mistake that its shape of wrongness shows (raises), else return."""
+    if x.shape[0] > 1:
+        alone = _call(attention, x[:1].clone(), doing=f"{what} for the first image alone")
+        if isinstance(alone, torch.Tensor) and alone.shape == a[:1].shape \
+                and not torch.allclose(alone.detach().double(), a[:1].detach().double(), atol=1e-5):
+            raise CheckFailure(
+                f"{what}: the map of the first image changes when the other images of the batch are left out, so one "
+                "image's gate depends on the others. Likely mistake: a pooling, a concatenation or a reshape that "
+                "runs across the batch axis; each image's map is computed from that image alone.",
+                mistake=BATCH_MIXED)
+    inner = a.detach().double()[..., 1:-1, 1:-1]
+    if inner.numel() and bool((inner.amax((-2, -1)) - inner.amin((-2, -1)) < 1e-9).all()):
+        raise CheckFailure(
+            f"{what}: away from the border, each image's map takes one single value, as if the pooled maps did "
+            "not vary from pixel to pixel. Likely mistake: pooling over H and W (a descriptor per channel, as in "
+            "SE) where (S1) pools over the channels and keeps every pixel.",
+            mistake=POOLED_SPATIALLY)
+
+
+def _same_in_float64(fn: Callable, x: torch.Tensor, target: torch.Tensor, *, what: str,
+                     diagnoses: Any = None) -> None:
+    """``fn`` (on a float64 copy of the module) applied to x in float64: float64 out, equal at float64 precision."""
+    doing = f"{what} in float64"
+    out = _call(fn, x.double(), doing=doing)
+    expect_follows(out, dtype=torch.float64, doing=doing)
+    _close(out, target, what=doing, diagnoses=diagnoses or {},
+           hint="the float32 values were right, these are not: does something depend on the dtype?")
+
+
+# --------------------------------------------------------------------------------------------
 # the exercises
 # --------------------------------------------------------------------------------------------
 @exercise("SpatialAttentionModule.attention", budget_s=10)
 def check_sam_attention(cls: type) -> None:
-    """attention(x) = sigmoid(conv3x3([mean_c(x); max_c(x)])), of shape (B, 1, H, W)."""
+    """attention(x): the (B, 1, H, W) map of (S1)-(S2), in float32, float64 and channels_last."""
     E = expected(CHAPTER)["attention"]
     c_in, c_out = E["in_channels"], E["out_channels"]
     module = build(cls, c_in, c_out)
@@ -260,36 +341,60 @@ def check_sam_attention(cls: type) -> None:
         expect_shape(a, (b, 1, h, w), what="attention(x)",
                      hint="follow the shape column of section 2's table step by step: the axis each pooling "
                           "removes, the one the concatenation grows, what the attention conv returns.")
-        if a.dtype == x.dtype and torch.allclose(a.detach().double(), torch.ones_like(target), atol=1e-6):
+        expect_follows(a, dtype=x.dtype, doing=f"{what}.attention(x) with x in {x.dtype}")
+        if torch.allclose(a.detach().double(), torch.ones_like(target), atol=1e-6):
             raise CheckFailure(
                 "attention(x) is 1 everywhere. A softmax over the map's single channel (dim=1) always gives 1; "
                 "the SAM's gate (S2) is a sigmoid of each pixel's logit on its own.",
                 mistake="softmax_gate",
             )
+        shown = f"attention(x) for x of shape {fmt_shape(x.shape)}"
+        if not is_close(a, target) and not any(is_close(a, wrong) for wrong in diagnoses.values()):
+            _explain_map(module.attention, x, a, what=shown)
         _close(
-            a, target, what=f"attention(x) for x of shape {fmt_shape(x.shape)}", diagnoses=diagnoses,
+            a, target, what=shown, diagnoses=diagnoses,
             hint="compare each step with (S1)-(S2): the axis each map pools over, which map comes first, "
                  "the attention conv's padding, and what squashes its output.",
         )
         _unchanged(x, x_in, what="attention(x)")
+    # float64 at float64 precision, and the channels_last layout, as section 4 says
+    twin = copy.deepcopy(module).double()
+    _same_in_float64(twin.attention, E["x"], E["a"], what=f"{what}.attention(x)", diagnoses=E["diagnoses"])
+    expect_layouts(module.attention, (E["x"],), what=f"{what}.attention(x)", hints=HINTS)
     expect_method_gradients(module, "attention", E["x"], what=what, hints=HINTS)
     expect_device_free(module, E["x"], what=what, method="attention")
 
 
+def _forward_fallback(module: nn.Module, E: dict, *, what: str) -> None:
+    """forward's values are wrong and no known mistake of (S3)-(S4) explains them: if the map it applies is wrong,
+    say so (with the map's own diagnoses); else return and let the caller name the projection."""
+    x = E["x"]
+    a = _call(module.attention, x.clone(), doing=f"{what}.attention(x) inside forward's check")
+    if not isinstance(a, torch.Tensor) or a.shape != E["a"].shape or is_close(a, E["a"]):
+        return
+    shown = "forward(x) has the wrong values because attention(x), the map it applies, has wrong values too"
+    for label, wrong in E["attention_diagnoses"].items():
+        if is_close(a, wrong):
+            mistake, advice = ADVICE[label]
+            raise CheckFailure(f"{shown}.\n  Likely mistake: {advice}", mistake=mistake)
+    _explain_map(module.attention, x, a, what=shown)
+    raise CheckFailure(f"{shown}.\n  Likely mistake: a step of (S1)-(S2); the check of attention(x) above names it.",
+                       mistake=ATTENTION_IN_FORWARD)
+
+
 @exercise("SpatialAttentionModule.forward", budget_s=10)
 def check_sam_forward(cls: type) -> None:
-    """forward(x) = relu(bn(conv3x3(x * attention(x)))), of shape (B, out_channels, H, W)."""
+    """forward(x): Y of (S3)-(S4), in eval and training mode, float32, float64 and channels_last, with gradients."""
     E = expected(CHAPTER)["forward"]
     c_in, c_out = E["in_channels"], E["out_channels"]
     module = build(cls, c_in, c_out)
     what = f"{cls.__name__}({c_in}, {c_out})"
     layers = sam_layers(module, c_in, c_out, what=what)
     count = count_parameters(module)
-    by_hand = sam_count_by_hand(c_in, c_out)
     expect(
-        count == by_hand,
-        f"{what} has {count} parameters; by hand it has 2*9 (attention conv) + {c_in}*{c_out}*9 (projection "
-        f"conv) + 2*{c_out} (BatchNorm weight and bias) = {by_hand}. Remove parameters the module does not use.",
+        count == sam_count_by_hand(c_in, c_out),
+        f"{what} has {count} parameters, more or fewer than the three layers of (S2) and (S4) hold. Remove "
+        "parameters the module does not use (exercise 2 counts them).",
         mistake="param_count",
     )
     load_sam(module, layers, E["weights"])
@@ -312,13 +417,26 @@ def check_sam_forward(cls: type) -> None:
             mistake=MISSING_PROJECTION,
         )
     expect_shape(y, (b, c_out, h, w), what="forward(x)")
+    expect_follows(y, dtype=x.dtype, doing=f"{what}(x) with x in {x.dtype}")
+    shown = "forward(x) in eval mode (BatchNorm with the stored running statistics)"
+    if not is_close(y, E["eval"]) and not any(is_close(y, wrong) for wrong in E["diagnoses"].values()):
+        _forward_fallback(module, E, what=what)
     with normalisation_explains(module, x, what=what, hints=HINTS):
         _close(
-            y, E["eval"], what="forward(x) in eval mode (BatchNorm with the stored running statistics)",
-            diagnoses=E["diagnoses"],
-            hint="compare the order of your steps with (S3)-(S4): what the projection convolves, and where "
-                 "the BatchNorm and the ReLU come.",
+            y, E["eval"], what=shown, diagnoses=E["diagnoses"],
+            hint="the map forward applies is right (it matches attention(x)'s expected values), so compare what "
+                 "happens after it with (S3)-(S4): what the projection convolves, and where the BatchNorm and the "
+                 "ReLU come.",
         )
+    # float64 at float64 precision, and the channels_last layout, as section 4 says
+    twin = copy.deepcopy(module).double()
+    _same_in_float64(twin, x, E["eval"], what=f"{what}(x) in eval mode", diagnoses=E["diagnoses"])
+    expect_layouts(module, (x,), what=f"{what}(x) in eval mode", hints=HINTS)
+    # the gradient with respect to x, through the projection and through the gate (eval mode, float64)
+    expect_module_gradients(copy.deepcopy(module).double().eval(), x.double(), what=what, hints=HINTS,
+                            upstream=torch.linspace(-1, 1, E["eval"].numel(), dtype=torch.float64
+                                                    ).reshape(E["eval"].shape),
+                            grad_x=E["grad_x"])
     expect_normalisation_modes(module, x, what=what, hints=HINTS)
     expect_device_free(module, x, what=what)
     module.train()
@@ -348,54 +466,58 @@ def check_sam_forward(cls: type) -> None:
 
 
 def sam_count_by_hand(c_in: int, c_out: int) -> int:
-    """2*9 (attention conv) + c_in*c_out*9 (projection conv) + 2*c_out (BatchNorm weight and bias)."""
+    """The count exercise 2 asks for (the reference for the checks; not shown to the student)."""
     return 2 * 9 + c_in * c_out * 9 + 2 * c_out
 
 
-# Counts that typical slips give, each with what to tell the student.
+# Counts that typical slips give, each with what to tell the student (a misconception, not the count).
 _WRONG_COUNTS: tuple[tuple[Callable[[int, int], int], str], ...] = (
     (lambda i, o: sam_count_by_hand(i, o) + 1 + o,
-     "you added a bias to each conv (1 + out_channels); both SAM convolutions have bias=False."),
+     "a bias counted for the convolutions; exercise 1 builds both of them with bias=False."),
     (lambda i, o: sam_count_by_hand(i, o) + 2 * o,
-     "you counted BatchNorm's running mean and variance: they are buffers, not parameters (not trained)."),
+     "BatchNorm's running mean and variance counted: they are buffers, not parameters (never trained)."),
     (lambda i, o: sam_count_by_hand(i, o) + 2 * o + 1,
-     "you counted BatchNorm's buffers (running mean, variance, num_batches_tracked); only its weight and bias "
-     "are parameters."),
+     "BatchNorm's buffers counted (running mean, variance, num_batches_tracked); they are not parameters."),
     (lambda i, o: sam_count_by_hand(i, o) - 2 * o,
-     "you left out the BatchNorm's weight and bias (2 per output channel)."),
+     "the BatchNorm left out: it has parameters of its own."),
+    (lambda i, o: sam_count_by_hand(i, o) - 2 * o + 2 * i,
+     "the BatchNorm counted over the input channels. It follows the projection conv: which channels does it "
+     "normalise?"),
     (lambda i, o: sam_count_by_hand(i, o) - 18,
-     "you left out the attention conv: 2 input maps x 1 output x 3 x 3 = 18."),
+     "the attention conv left out: the gate is a layer with weights too."),
+    (lambda i, o: sam_count_by_hand(i, o) - 9,
+     "the attention conv counted with one input map: how many maps does (S2) stack?"),
     (lambda i, o: 2 * 49 + i * o * 9 + 2 * o,
-     "you counted a 7x7 attention conv (CBAM's); the SAM's is 3x3: 2 * 9 = 18."),
+     "a 7x7 attention conv counted (CBAM's kernel); the SAM's gate is 3x3."),
     (lambda i, o: 2 * 49 + 2 + i * o * 9 + 2 * o,
-     "you counted CBAM's gate (7x7 conv + BatchNorm(1)); the SAM's gate is a 3x3 conv without BatchNorm."),
+     "CBAM's gate counted (7x7 conv + BatchNorm(1)); the SAM's gate has neither."),
     (lambda i, o: 2 * 3 + i * o * 3 + 2 * o,
-     "a 3x3 kernel has 9 weights per input-output pair, not 3."),
+     "a 3x3 kernel counted as 3 weights per input-output pair."),
     (lambda i, o: 2 + i * o + 2 * o,
-     "you counted the convolutions as 1x1: each 3x3 kernel has 9 weights per input-output pair."),
+     "the convolutions counted as 1x1: a kernel has k x k weights per input-output pair."),
 )
+
+#: the sizes the check tries: in each, every slip above gives its own count (2 * in != 4 * out, so a BatchNorm
+#: counted over the input channels is not mistaken for one whose buffers are counted)
+COUNT_PROBES = ((128, 48), (12, 5), (3, 7), (40, 64))
 
 
 @exercise("sam_parameter_count", budget_s=5)
 def check_sam_parameter_count(fn: Callable) -> None:
-    """sam_parameter_count(in_channels, out_channels) = 2*9 + in*out*9 + 2*out."""
-    for c_in, c_out in ((128, 64), (12, 6), (3, 5), (64, 64)):
+    """sam_parameter_count(in_channels, out_channels): the trainable parameters of the module of exercise 1."""
+    for c_in, c_out in COUNT_PROBES:
         right = sam_count_by_hand(c_in, c_out)
         got = expect_int(_call(fn, c_in, c_out, doing=f"sam_parameter_count({c_in}, {c_out})"),
                          what=f"sam_parameter_count({c_in}, {c_out})")
         if got != right:
+            said = f"sam_parameter_count({c_in}, {c_out}) returned {got}, which is not the number of trainable " \
+                   f"parameters of SpatialAttentionModule({c_in}, {c_out})."
             for wrong, advice in _WRONG_COUNTS:
                 if wrong(c_in, c_out) == got:
-                    raise CheckFailure(
-                        f"sam_parameter_count({c_in}, {c_out}) returned {got}; expected {right}.\n"
-                        f"  Likely mistake: {advice}",
-                        mistake="param_count",
-                    )
+                    raise CheckFailure(f"{said}\n  Likely mistake: {advice}", mistake="param_count")
             raise CheckFailure(
-                f"sam_parameter_count({c_in}, {c_out}) returned {got}; expected {right}. Count each layer: the "
-                "attention conv (2 inputs, 1 output, 3x3, no bias), the projection conv (in -> out, 3x3, no "
-                "bias), the BatchNorm (a weight and a bias per output channel; its running statistics are "
-                "buffers, not parameters).",
+                f"{said} Count each of the three layers of exercise 1 from its shape, with the two facts listed "
+                "above the exercise; the cell below the check compares your formula with a module of yours.",
                 mistake="param_count",
             )
         passed()
@@ -406,23 +528,44 @@ def check_swap_pool_order(fn: Callable) -> None:
     """swap_pool_order(w): the (1, 2, k, k) weight for the other order of the two pooled maps."""
     E = expected(CHAPTER)["swap"]
     for weight, target, diagnoses in zip(E["weights"], E["swapped"], E["diagnoses"]):
+        k = weight.shape[-1]
         given = weight.clone()
-        got = _call(fn, given, doing=f"swap_pool_order(w) with w of shape {fmt_shape(weight.shape)}")
+        doing = f"swap_pool_order(w) with w of shape {fmt_shape(weight.shape)}"
+        try:
+            got = _call(fn, given, doing=doing)
+        except CheckFailure as failure:
+            other = next(w for w in E["weights"] if w.shape != weight.shape)
+            try:
+                fn(other.clone())
+            except Exception:  # noqa: BLE001 - it fails on every size: report the first failure as it was
+                raise failure from None
+            raise CheckFailure(
+                f"{failure.args[0]}\n  The same function runs on a weight of shape {fmt_shape(other.shape)}.\n  "
+                f"Likely mistake: a size written into the code (such as {other.shape[-1]} or "
+                f"{other.shape[-1] ** 2}); the function must work for any (1, 2, k, k) weight.",
+                mistake=HARD_CODED_SIZE) from None
         if isinstance(got, torch.Tensor) and got.shape == weight.shape and not torch.equal(given, weight):
             raise CheckFailure(
                 "swap_pool_order(w) changed w itself (an in-place assignment into w). Return a new tensor and "
                 "leave the caller's weight alone.",
                 mistake=MODIFIES_INPUT,
             )
+        if isinstance(got, torch.Tensor) and tuple(got.shape) == (2, 1, k, k):
+            raise CheckFailure(
+                f"swap_pool_order(w) returned shape {fmt_shape(got.shape)} for a weight of shape "
+                f"{fmt_shape(weight.shape)}: two axes of the weight changed places (a transpose or permute), so "
+                "it now describes a convolution with another number of inputs and outputs. A conv weight for the "
+                "same gate keeps its shape.",
+                mistake=SWAP_AXES,
+            )
+        expect_follows(got, dtype=weight.dtype, doing=doing)
         _close(
-            got, target, what=f"swap_pool_order(w) for a {weight.shape[-2]}x{weight.shape[-1]} kernel",
-            diagnoses=diagnoses,
-            hint="the two input channels of the conv weight (dim 1) change places; the kernels themselves stay "
-                 "as they are.",
+            got, target, what=f"swap_pool_order(w) for a {k}x{k} kernel", diagnoses=diagnoses,
+            hint="compare your result with the identity of section 7, entry by entry, on a small weight of your "
+                 "own whose entries you can tell apart (torch.arange(18.).reshape(1, 2, 3, 3)).",
         )
         # and the meaning: conv([max; avg], w) == conv([avg; max], swap(w))
         pooled = E["pooled"]  # (B, 2, H, W) = [avg; max]
-        k = weight.shape[-1]
         lhs = torch.nn.functional.conv2d(pooled.flip(1), weight, padding=k // 2)
         rhs = torch.nn.functional.conv2d(pooled, got.detach().to(pooled.dtype), padding=k // 2)
         expect(torch.allclose(lhs, rhs, atol=1e-10),
@@ -430,11 +573,9 @@ def check_swap_pool_order(fn: Callable) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# conceptual questions: keys and known wrong answers are salted hashes (checks/questions.py); the plain answers
-# live in hidden/ch03_ctdnet_sam.py, the plain wrong answers in tests/test_questions.py
+# conceptual questions: the keys of the answer and of known wrong answers are salted hashes (checks/questions.py)
 # --------------------------------------------------------------------------------------------
 define_mistake("pooled_features", "the features themselves are stacked where the two pooled maps are")
-define_mistake("pooled_spatially", "pooling over H and W (a channel descriptor) where the SAM pools over the channels")
 define_mistake("one_pooled_map", "the two pooled maps are merged into one where they are stacked as two channels")
 define_mistake("window_one_conv", "the receptive field of one convolution where two 3x3 convolutions follow each other")
 define_mistake("window_added", "receptive fields of stacked convolutions added (7 + 3) where they grow by k - 1")
@@ -446,17 +587,17 @@ STACKED_SHAPE = Question(
     doc="The shape of [S_avg; S_max] for features of shape (2, 128, 44, 44).",
     wrong={
         "9c8aa7a3381dc5f9b383": (
-            "pooled_features", "256 channels would be two copies of the 128-channel features. (S1) pools over the "
-                               "channel axis first: each pooled map has a single channel."),
+            "pooled_features", "256 channels would be two copies of the 128-channel features; [S_avg; S_max] "
+                               "stacks what (S1) makes of them."),
         "d9d5a2927b7fe22f16ff": (
-            "pooled_spatially", "(B, 2, 1, 1) is what pooling over H and W gives, a descriptor per channel as in "
-                                "SE. The SAM pools over the channels and keeps every pixel."),
+            "pooled_spatially", "that is what pooling over H and W would give, a descriptor per channel as in SE: "
+                                "compare with the axis (S1) pools over."),
         "16e87831a3c6a227b7f2": (
-            "one_pooled_map", "that is the shape of one pooled map (and of the map M_sa). [S_avg; S_max] "
-                              "concatenates the two along the channel axis."),
+            "one_pooled_map", "that is the shape of one pooled map (and of the map M_sa); [S_avg; S_max] holds "
+                              "both pooled maps."),
     },
-    advice="Each pooled map of (S1) keeps the batch and every pixel and has one channel; (S2) concatenates the "
-           "two along the channel axis.")
+    advice="Go down the shape column of section 2's table from the input: which axis does each pooling of (S1) "
+           "act on, what is left of that axis, and which axis does the concatenation of (S2) grow?")
 
 WIDE_WINDOW = Question(
     "q_wide_window", "int", key="d119e1469c608c25ad8f",
@@ -470,8 +611,9 @@ WIDE_WINDOW = Question(
             "window_added", "two windows side by side share pixels: the projection's neighbours are one pixel "
                             "apart, so their 7x7 windows overlap."),
         "6c93ddffe1d4ad6cfbf2": (
-            "window_multiplied", "windows of stacked convolutions grow, they do not multiply: each conv (stride 1) "
-                                 "adds k - 1 pixels to the side."),
+            "window_multiplied", "windows of stacked convolutions do not multiply. Draw one row of pixels: the "
+                                 "pixels the projection reads, and under each of them the window the gate reads "
+                                 "there. How many pixels do they cover together?"),
         "9c0feb53f409ed134c7e": (
             "kernel_size", "that is the window of the SAM with its 3x3 gate; this variant's gate is 7x7."),
     },
@@ -492,9 +634,9 @@ KERNEL_FLIP = Question(
                             "different operations: the mirror reverses each 3x3 kernel and leaves it on the map it "
                             "reads. Test each of your statements on a kernel and maps that are not symmetric."),
         "e875110410969af68e08": (
-            "wrong_answer", "mirroring the kernels alone does not mirror the output. Write the cross-correlation "
-                            "sum for one output pixel with the mirrored kernel and follow one bright pixel off the "
-                            "centre: where does its response land, with and without mirroring the input too?"),
+            "extra_choice", "Write the cross-correlation sum for one output pixel with the mirrored kernel and "
+                            "follow one bright pixel off the centre: where does its response land, with and without "
+                            "mirroring the input too?"),
     },
     advice="Try a kernel that is not symmetric and an image with one bright pixel, and write the cross-"
            "correlation sum for one output pixel with the mirrored kernel: which input pixel meets which weight?")

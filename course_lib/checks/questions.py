@@ -44,9 +44,10 @@ _SALT = "cnn-attention-course/questions/v1"
 define_mistake("answer_form", "the answer is not in the form the question asks for (a number, a shape, a letter)")
 define_mistake("wrong_answer", "the answer to a conceptual question is wrong")
 define_mistake("unanswered", "the question's answer is still the placeholder (None or ...)")
-define_mistake("missing_choice", "a set of statements that leaves out one that holds (every one it names holds)")
-define_mistake("extra_choice", "a set of statements with one too many (it holds every right one, and one that does "
-                               "not hold)")
+define_mistake("missing_choice", "a set of statements that leaves out a true one (for the grader's records; the "
+                                 "student's message does not say so)")
+define_mistake("extra_choice", "a set of statements that adds a false one to the true ones (for the grader's records; "
+                               "the student's message does not say so)")
 
 
 #: the form a set of letters takes; its example is no question's answer (tests/test_question_secrecy.py)
@@ -129,7 +130,7 @@ def _typed(value: Any, text: str) -> str:
     the dim or the rounded value it is compared as), anything else in its canonical form."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    return text
+    return text or repr(text)  # an empty set of letters shows as ''
 
 
 def _hash(qid: str, text: str) -> str:
@@ -159,6 +160,10 @@ class Question:
     advice: str = ""
     doc: str = ""  # what the question asks, in a line (the generated check's docstring)
     prepare: Callable[[Any], Any] | None = None
+    #: for a "choices" question: the message of a set that misses one true statement ("missing_choice") or adds
+    #: one false statement ("extra_choice"), about the misconception behind it; without one, ``advice``. Neither
+    #: may say how far the set is from the answer: "one away" turns the question into a search by elimination.
+    near: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -189,24 +194,25 @@ class Question:
                     mistake = near[0]
                 raise CheckFailure(f"{_typed(value, candidates[0])} is not right. {message}", mistake=mistake)
         if near is not None:
-            raise CheckFailure(f"{candidates[0]!r} is not right. {near[1]}", mistake=near[0])
+            shown = _typed(value, candidates[0])
+            raise CheckFailure(f"{shown} is not right." + (f" {near[1]}" if near[1] else ""), mistake=near[0])
         shown = _typed(value, candidates[0])
         raise CheckFailure(f"{shown} is not right." + (f" {self.advice}" if self.advice else ""),
                            mistake="wrong_answer")
 
 
     def _near_set(self, picked: str) -> tuple[str, str] | None:
-        """(mistake id, message) for a plausible wrong set one statement away from the answer, without saying
-        which statement: the sets with one more option, then with one fewer, are compared with the key."""
+        """(mistake id, message) for a set one statement away from the answer: the sets with one more option,
+        then with one fewer, are compared with the key. The mistake id says which (for the grader's records);
+        the message does not: it is the question's text for that misconception (``near``) or its general
+        ``advice``, so a student cannot tell a near set from any other wrong one."""
         letters = self.options or ""
         more = ["".join(sorted(picked + c)) for c in letters if c not in picked]
         if any(_hash(self.qid, t) == self.key for t in more):
-            return ("missing_choice", "Every statement you chose holds, but one that you left out holds too: read "
-                                      "each statement you did not choose against the evidence once more.")
+            return ("missing_choice", self.near.get("missing_choice", self.advice))
         fewer = [picked.replace(c, "") for c in picked]
         if any(t and _hash(self.qid, t) == self.key for t in fewer):
-            return ("extra_choice", "It holds every statement that is true, and one that is not: test each "
-                                    "statement you chose against the evidence once more.")
+            return ("extra_choice", self.near.get("extra_choice", self.advice))
         return None
 
 

@@ -54,7 +54,7 @@ def sam_panels(image: torch.Tensor, module, *, axes=None) -> dict[str, np.ndarra
     if axes is None:
         _, axes = plt.subplots(1, 5, figsize=(17, 3.2))
     titles = {
-        "image": "photo (input: its centred channels)",
+        "image": "photo (the module gets it centred)",
         "mean": "mean over channels",
         "max": "max over channels",
         "map": "map A (hand-set 3x3 kernel)",

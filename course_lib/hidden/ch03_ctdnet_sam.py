@@ -60,11 +60,14 @@ def weights_of(module: Reference) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------------------------
 # what known mistakes compute (for the diagnoses)
 # --------------------------------------------------------------------------------------------
-def _pre_activation(x: torch.Tensor, weight: torch.Tensor, *, order: str = "avg_max", first: str = "mean"):
+def _stacked(x: torch.Tensor, *, order: str = "avg_max", first: str = "mean") -> torch.Tensor:
     avg = x.sum(1, keepdim=True) if first == "sum" else x.mean(1, keepdim=True)
     mx = x.amax(1, keepdim=True)
-    stacked = torch.cat((avg, mx) if order == "avg_max" else (mx, avg), dim=1)
-    return F.conv2d(stacked, weight, padding=1)
+    return torch.cat((avg, mx) if order == "avg_max" else (mx, avg), dim=1)
+
+
+def _pre_activation(x: torch.Tensor, weight: torch.Tensor, *, order: str = "avg_max", first: str = "mean"):
+    return F.conv2d(_stacked(x, order=order, first=first), weight, padding=1)
 
 
 def attention_mistakes(x: torch.Tensor, weight: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -76,6 +79,7 @@ def attention_mistakes(x: torch.Tensor, weight: torch.Tensor) -> dict[str, torch
         "missing_sigmoid": z,
         "softmax_gate": torch.softmax(z.reshape(b, 1, h * w), dim=-1).reshape(b, 1, h, w),
         "channel_sum": torch.sigmoid(_pre_activation(x, weight, first="sum")),
+        "sigmoid_first": F.conv2d(torch.sigmoid(_stacked(x)), weight, padding=1),
     }
 
 
@@ -94,6 +98,8 @@ def forward_mistakes(x: torch.Tensor, module: Reference) -> dict[str, torch.Tens
             "gate_not_applied": project(x),
             "pool_order": project(x * a_swapped),
             "missing_sigmoid": project(x * z),
+            "gate_residual": project(x * a + x),
+            "gate_after_projection": project(x) * a,
         }
 
 
@@ -129,14 +135,25 @@ def build_expected() -> dict:
             "train": copy.deepcopy(fwd_ref).train()(xf.double()),
             "diagnoses": forward_mistakes(xf, fwd_ref),
             "x_small": seeded_randn(2, 12, 5, 4, seed=312).float(),
+            # the map of forward's module on forward's input, and the gradient of <forward(x), upstream> with
+            # respect to x in eval mode (float64): through the projection and through the gate
+            "a": fwd_ref.attention(xf.double()),
+            "attention_diagnoses": attention_mistakes(xf, fwd_ref.conv_atten.weight),
         }
+    ref64 = copy.deepcopy(fwd_ref).eval()
+    x64 = xf.double().requires_grad_(True)
+    out = ref64(x64)
+    upstream = torch.linspace(-1, 1, out.numel(), dtype=torch.float64).reshape(out.shape)
+    (out * upstream).sum().backward()
+    forward["grad_x"] = x64.grad.detach().clone()
 
     weights = [seeded_randn(1, 2, 3, 3, seed=321), seeded_randn(1, 2, 7, 7, seed=322)]
     swap = {
         "weights": weights,
         "swapped": [w.flip(1) for w in weights],
         "diagnoses": [
-            {"unchanged": w.clone(), "flip_w": w.flip(3), "flip_h": w.flip(2), "flip_hw": w.flip((2, 3))}
+            {"unchanged": w.clone(), "flip_w": w.flip(3), "flip_h": w.flip(2), "flip_hw": w.flip((2, 3)),
+             "aliased_0": w[:, 1:].expand_as(w).clone(), "aliased_1": w[:, :1].expand_as(w).clone()}
             for w in weights
         ],
         "pooled": seeded_randn(2, 2, 6, 5, seed=323),
@@ -218,8 +235,8 @@ def hidden_sam_parameter_count(fn: Callable) -> None:
         got = expect_int(_call(fn, c_in, c_out, doing=f"sam_parameter_count({c_in}, {c_out})"),
                          what=f"sam_parameter_count({c_in}, {c_out})")
         right = sam_count_by_hand(c_in, c_out)
-        expect(got == right, f"sam_parameter_count({c_in}, {c_out}) returned {got!r}; expected {right}",
-               mistake="param_count")
+        expect(got == right, f"sam_parameter_count({c_in}, {c_out}) returned {got!r}, which is not the number of "
+                             f"trainable parameters of SpatialAttentionModule({c_in}, {c_out}).", mistake="param_count")
     module = Reference(128, 64)
     expect(sum(p.numel() for p in module.parameters()) == sam_count_by_hand(128, 64),
            "internal: the by-hand count disagrees with the reference module", mistake="param_count")
@@ -236,6 +253,8 @@ def hidden_swap_pool_order(fn: Callable) -> None:
                 raise CheckFailure("swap_pool_order(w) changed w itself; return a new tensor.", mistake="modifies_input")
             expect_follows(got, dtype=dtype, doing=f"swap_pool_order(w) with w of shape {fmt_shape(w.shape)}")
             _close(got, w.flip(1), what=f"swap_pool_order(w) for a {k}x{k} kernel",
-                   diagnoses={"unchanged": w, "flip_w": w.flip(3), "flip_h": w.flip(2), "flip_hw": w.flip((2, 3))}
-                   if k > 1 else {"unchanged": w})
+                   diagnoses={"unchanged": w, "flip_w": w.flip(3), "flip_h": w.flip(2), "flip_hw": w.flip((2, 3)),
+                              "aliased_0": w[:, 1:].expand_as(w), "aliased_1": w[:, :1].expand_as(w)}
+                   if k > 1 else {"unchanged": w, "aliased_0": w[:, 1:].expand_as(w),
+                                  "aliased_1": w[:, :1].expand_as(w)})
     passed()

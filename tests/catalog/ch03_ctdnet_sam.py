@@ -338,3 +338,91 @@ IMPLS += [
                                 self.bn.bias.float(), self.training, self.bn.momentum, self.bn.eps))
         return y.to(x.dtype)"""), "float32_inside"),
 ]
+
+# issue 26, second trial: the mistakes a student tried that got no named hint or a misleading one, and the
+# promises of section 4 (float64 at float64 precision, the input's dtype, channels_last) held by the visible checks
+_REFUSE_CHANNELS_LAST = """\
+        if not x.is_contiguous():
+            raise RuntimeError("view size is not compatible with input tensor's size and stride")
+"""
+IMPLS += [
+    Impl(ATTENTION, "mean over the batch axis (dim 0): the concatenation fails", sam(att="""\
+        avg = x.mean(dim=0, keepdim=True)
+        mx = x.amax(dim=1, keepdim=True)
+        return torch.sigmoid(self.conv_atten(torch.cat([avg, mx], dim=1)))"""), "pool_axis"),
+    Impl(ATTENTION, "mean over W (dim -1): the concatenation fails", sam(att="""\
+        avg = x.mean(dim=-1, keepdim=True)
+        mx = x.amax(dim=1, keepdim=True)
+        return torch.sigmoid(self.conv_atten(torch.cat([avg, mx], dim=1)))"""), "pool_axis"),
+    Impl(ATTENTION, "pooled over H and W, then expanded back to every pixel", sam(att="""\
+        h, w = x.shape[2:]
+        avg = x.mean((2, 3), keepdim=True).mean(1, keepdim=True).expand(-1, 1, h, w)
+        mx = x.amax((2, 3), keepdim=True).amax(1, keepdim=True).expand(-1, 1, h, w)
+        return torch.sigmoid(self.conv_atten(torch.cat([avg, mx], dim=1)))"""), "pooled_spatially"),
+    Impl(ATTENTION, "pooled maps concatenated along the batch, then viewed as (B, 2, H, W)", sam(att="""\
+        b, _, h, w = x.shape
+        stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=0).view(b, 2, h, w)
+        return torch.sigmoid(self.conv_atten(stacked))"""), "batch_mixed"),
+    Impl(ATTENTION, "sigmoid of the pooled maps, then the conv", sam(att="""\
+        stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+        return self.conv_atten(torch.sigmoid(stacked))"""), "sigmoid_before_conv"),
+    Impl(ATTENTION, "the map computed in float32 and cast back to x's dtype", sam(att="""\
+        stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1).float()
+        return torch.sigmoid(F.conv2d(stacked, self.conv_atten.weight.float(), padding=1)).to(x.dtype)"""),
+         "float32_inside"),
+    Impl(ATTENTION, "the map returned as .float() whatever x's dtype", sam(att=ATT.replace(
+        "dim=1)))", "dim=1))).float()")), "dtype"),
+    Impl(ATTENTION, "attention refuses a channels_last input (a .view-style assumption)", sam(
+        att=_REFUSE_CHANNELS_LAST + ATT), "memory_layout"),
+    Impl(FORWARD, "a residual: the projection of x * A + x", sam(fwd="""\
+        return F.relu(self.bn(self.conv(x * self.attention(x) + x)))"""), "gate_residual"),
+    Impl(FORWARD, "the gate applied after the projection", sam(fwd="""\
+        return F.relu(self.bn(self.conv(x))) * self.attention(x)"""), "gate_after_projection"),
+    Impl(FORWARD, "the gate computed from x.detach(): no input gradient through the gate",
+         sam(fwd="        return F.relu(self.bn(self.conv(x * self.attention(x.detach()))))"), "no_grad"),
+    Impl(FORWARD, "the module cast to float32 inside forward, the result cast back", sam(fwd="""\
+        dtype = x.dtype
+        self.float()
+        return F.relu(self.bn(self.conv(x.float() * self.attention(x.float())))).to(dtype)"""), "float32_inside"),
+    Impl(FORWARD, "forward returns .float() whatever x's dtype",
+         sam(fwd="        return F.relu(self.bn(self.conv(x * self.attention(x)))).float()"), "dtype"),
+    Impl(FORWARD, "forward returns .double() whatever x's dtype",
+         sam(fwd="        return F.relu(self.bn(self.conv(x * self.attention(x)))).double()"), "dtype"),
+    Impl(FORWARD, "forward refuses a channels_last input (a .view-style assumption)",
+         sam(fwd=_REFUSE_CHANNELS_LAST + FWD), "memory_layout"),
+    Impl(FORWARD, "pooled maps concatenated along the batch, then viewed (the mistake is in the map)", sam(att="""\
+        b, _, h, w = x.shape
+        stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=0).view(b, 2, h, w)
+        return torch.sigmoid(self.conv_atten(stacked))"""), "batch_mixed"),
+    Impl(FORWARD, "the median over the channels where the mean is asked (the mistake is in the map)", sam(att="""\
+        med = x.median(1, keepdim=True).values
+        return torch.sigmoid(self.conv_atten(torch.cat([med, x.amax(1, keepdim=True)], dim=1)))"""),
+         "attention_in_forward"),
+    Impl(FORWARD, "sigmoid before the conv (the mistake is in the map)", sam(att="""\
+        stacked = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+        return self.conv_atten(torch.sigmoid(stacked))"""), "sigmoid_before_conv"),
+    Impl(ATTENTION, "valid: a Python loop over the images of the batch", sam(att="""\
+        maps = [torch.cat([xi.mean(0, keepdim=True), xi.amax(0, keepdim=True)])[None] for xi in x]
+        return torch.sigmoid(self.conv_atten(torch.cat(maps)))""")),
+    Impl(FORWARD, "valid: a Python loop over the images of the batch", sam(att="""\
+        maps = [torch.cat([xi.mean(0, keepdim=True), xi.amax(0, keepdim=True)])[None] for xi in x]
+        return torch.sigmoid(self.conv_atten(torch.cat(maps)))""")),
+    Impl(COUNT, "BatchNorm counted over the input channels",
+         "def sam_parameter_count(i, o):\n    return 2 * 9 + i * o * 9 + 2 * i\n", "param_count"),
+    Impl(COUNT, "hard-coded for SAM(128, 64)", "def sam_parameter_count(i, o):\n    return 73874\n", "param_count"),
+    Impl(COUNT, "attention conv with one input map", "def sam_parameter_count(i, o):\n    return 9 + i * o * 9 + 2 * o\n",
+         "param_count"),
+    Impl(SWAP, "transpose(0, 1): the output and input axes exchanged", "def swap_pool_order(weight):\n"
+         "    return weight.transpose(0, 1)\n", "swap_axes"),
+    Impl(SWAP, "a size hard-coded for 7x7 kernels", "def swap_pool_order(weight):\n"
+         "    return weight.reshape(2, 49).flip(0).reshape(1, 2, 7, 7)\n", "hard_coded_size"),
+    Impl(SWAP, "a clone, then a, b = b, a on two of its slices (views)", """\
+def swap_pool_order(weight):
+    w = weight.clone()
+    w[:, 0], w[:, 1] = w[:, 1], w[:, 0]
+    return w
+""", "aliased_swap"),
+    Impl(Q_FLIP, "(a) and the unchanged convolution: a near set gets no 'one away'", "q_kernel_flip = 'ab'",
+         "extra_choice"),
+    Impl(Q_FLIP, "nothing holds: a near set gets no 'one away'", "q_kernel_flip = ''", "missing_choice"),
+]
