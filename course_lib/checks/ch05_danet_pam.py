@@ -33,6 +33,7 @@ from torch import nn
 
 from .questions import Question, define_question_checks
 from .toolkit import (
+    CheckFailure,
     build,
     call_with_hints,
     close_named,
@@ -57,8 +58,10 @@ from .toolkit import (
     expected,
     fmt_shape,
     hw_diagnoses,
+    is_close,
     load_pam_weights,
     named,
+    passed,
     realistic_input,
     seeded_randn,
 )
@@ -79,6 +82,15 @@ QUERY_VIEW = define_mistake(
     "query_view", "the queries reshaped (view/reshape) from (B, C', N) to (B, N, C') instead of transposed")
 OUT_NOT_PERMUTED = define_mistake(
     "out_not_permuted", "a (B, N, C) result reshaped straight to (B, C, H, W) without moving the channels first")
+KEY_AS_QUERY = define_mistake(
+    "key_as_query", "the queries computed with key_conv (or the keys with query_conv): the energy is k^T k")
+SIGMOID_MAP = define_mistake(
+    "sigmoid_map", "a sigmoid (each entry on its own) where Eq. (1) has a softmax over each query's row")
+GAMMA_ON_RESIDUAL = define_mistake(
+    "gamma_on_residual", "gamma multiplies the residual too (gamma * (out + x)), so a new module returns 0, not x")
+DETACHED_MAP = define_mistake(
+    "detached_map", "the map is cut from the autograd graph (.detach(), .data, torch.no_grad()) in forward")
+HIDDEN_WIDTH = define_mistake("hidden_width", "the hidden width rounded up (ceil(C / r)) where the paper's C' is C // r")
 EINSUM_RESIDUAL = define_mistake(
     "einsum_residual", "the values added back to the weighted sum (out + v) where only the sum is asked")
 
@@ -157,6 +169,43 @@ def _query_view_forward(data: dict) -> torch.Tensor:
     return float(data["weights"]["gamma"].reshape(())) * out.reshape(x.shape) + x
 
 
+def _key_as_query_map(data: dict) -> torch.Tensor:
+    """The map when key_conv gives the queries too: softmax(k^T k) over each row."""
+    _, k, _ = _stored_projections(data)
+    return (k.transpose(1, 2) @ k).softmax(-1)
+
+
+def _forward_with(data: dict, a: torch.Tensor) -> torch.Tensor:
+    """forward(x) with gamma = 1 for the map ``a`` (B, N, N) in place of the right one."""
+    _, _, v = _stored_projections(data)
+    x = data["x"].double()
+    return float(data["weights"]["gamma"].reshape(())) * (v @ a.transpose(1, 2)).reshape(x.shape) + x
+
+
+def _sigmoid_map(data: dict) -> torch.Tensor:
+    q, k, _ = _stored_projections(data)
+    return torch.sigmoid(q.transpose(1, 2) @ k)
+
+
+_KEY_AS_QUERY_ADVICE = ("the map matches softmax(k^T k): the same convolution gives the queries and the keys. Eq. (1) "
+                        "pairs each query from one projection with every key from the other.")
+_SIGMOID_ADVICE = ("the map matches a sigmoid of the energy: each entry squashed on its own, so a row does not add up "
+                   "to 1. Eq. (1) normalises each query's row over all keys together.")
+
+
+def _expect_floor_width(cls: type) -> None:
+    """C' for a C that reduction does not divide (every size of the value checks divides evenly)."""
+    channels, reduction = 20, 8
+    module = build(cls, channels, reduction)
+    weight = getattr(getattr(module, "query_conv", None), "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.shape[0] == -(-channels // reduction) != channels // reduction:
+        raise CheckFailure(
+            f"{cls.__name__}({channels}, reduction={reduction}).query_conv has {weight.shape[0]} output channels: "
+            f"the width {channels} / {reduction} was rounded up.\n  Likely mistake: the official code's width is an "
+            "integer division, which rounds down.", mistake=HIDDEN_WIDTH)
+    passed()
+
+
 _QUERY_VIEW_ADVICE = ("the queries were reshaped (view/reshape) from (B, C', N) to (B, N, C') instead of transposed: "
                       "a reshape keeps the order of the numbers, so a 'query row' holds pieces of several channels "
                       "of neighbouring positions (chapter 00, §6, shows the trap on pixels).")
@@ -208,8 +257,11 @@ def check_pam_attention(cls: type) -> None:
                             returns="the reweighted features. attention(x) returns the map s of Eq. (1), (B, N, N); "
                                     "forward(x) applies it.",
                             hint="the map is (B, N, N) with N = H * W: query (B, N, C') @ key (B, C', N).")
+    expect(not is_close(a, _sigmoid_map(E)), f"attention(x) has the wrong values.\n  Likely mistake: {_SIGMOID_ADVICE}",
+           mistake=SIGMOID_MAP)
     _rows_sum_to_one(a, what="attention(x)")
-    diagnoses = named(E["diagnoses"], ADVICE_PAM) + [(QUERY_VIEW, _query_view_map(E), _QUERY_VIEW_ADVICE)]
+    diagnoses = named(E["diagnoses"], ADVICE_PAM) + [(QUERY_VIEW, _query_view_map(E), _QUERY_VIEW_ADVICE),
+                                                    (KEY_AS_QUERY, _key_as_query_map(E), _KEY_AS_QUERY_ADVICE)]
     expect_close(a, E["a"], what="attention(x)", diagnoses=diagnoses)
     # float64 in, float64 out, at float64 precision
     twin = copy.deepcopy(module).double()
@@ -217,7 +269,8 @@ def check_pam_attention(cls: type) -> None:
     expect_close(a64, E["a"], what="attention(x) in float64", diagnoses=diagnoses)
     # any memory layout, as the exercise states: channels_last and a non-contiguous view
     _layouts(module.attention, x, what=f"{what}.attention(x)")
-    # the reduction argument is used
+    # the reduction argument is used, and C' rounds down where C / r is not whole
+    _expect_floor_width(cls)
     module4, what4 = _loaded(cls, E["r4"], reduction=4)
     a4 = _call(module4.attention, E["x"].clone(), doing=f"{what4}.attention(x)")
     close_named(a4, E["r4"]["a"], what=f"{what4}.attention(x)", diagnoses={}, advice=ADVICE_PAM)
@@ -248,8 +301,18 @@ def check_pam_forward(cls: type) -> None:
     x = E["x"]
     y = expect_block_forward(module, x, what=what, returns="gamma * out + x", call=_call)
     diagnoses = (named(E["diagnoses"], ADVICE_PAM) + hw_diagnoses(E["y"], base=x.double())
-                 + [(QUERY_VIEW, _query_view_forward(E), _QUERY_VIEW_ADVICE)])
+                 + [(QUERY_VIEW, _query_view_forward(E), _QUERY_VIEW_ADVICE),
+                    (KEY_AS_QUERY, _forward_with(E, _key_as_query_map(E)), _KEY_AS_QUERY_ADVICE),
+                    (SIGMOID_MAP, _forward_with(E, _sigmoid_map(E)), _SIGMOID_ADVICE)])
     expect_close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=diagnoses)
+    # with gamma = 1, gamma * (out + x) is out + x: a new module (gamma = 0) tells them apart
+    if isinstance(gamma, torch.Tensor) and isinstance(fresh, nn.Module):
+        with torch.no_grad():
+            y0 = _call(fresh, x.clone(), doing=f"a new {cls.__name__}({channels})(x)")
+        expect(not (isinstance(y0, torch.Tensor) and y0.shape == x.shape and float(y0.abs().max()) == 0.0),
+               f"a new {cls.__name__}({channels}) (gamma = 0) returns zeros, not x.\n  Likely mistake: gamma multiplies "
+               "the residual too; in Eq. (2) alpha scales the attention's output alone, and A is added after.",
+               mistake=GAMMA_ON_RESIDUAL)
     # float64 in, float64 out, at float64 precision
     twin = copy.deepcopy(module).double()
     y64 = _in_float64(twin, x, doing=f"{what}.double()(x)")
@@ -262,6 +325,11 @@ def check_pam_forward(cls: type) -> None:
     _call(lambda: (y * E["probe"]).sum().backward(), doing="backward through forward(x)")
     grads = {n: p.grad for n, p in module.named_parameters()}
     missing = [n for n, g in grads.items() if g is None or not torch.isfinite(g).all()]
+    map_only = {n for n in grads if n.split(".")[0] in ("query_conv", "key_conv")}
+    expect(xg.grad is None or not missing or set(missing) != map_only,
+           f"after backward, no gradient reached {', '.join(missing)}, and every other parameter got one.\n  Likely "
+           "mistake: the map was cut from the graph in forward (.detach(), .data, torch.no_grad()); the query and key "
+           "convolutions reach the loss only through it.", mistake=DETACHED_MAP)
     expect(xg.grad is not None and not missing,
            f"after backward, no finite gradient reached {'x' if xg.grad is None else ', '.join(missing)}.",
            mistake="no_grad")
@@ -359,8 +427,8 @@ Q_MAP_MIB = Question(
             OUTPUT_STRIDE, "That uses the crop's 768 x 768 pixels; PAM runs on the feature map, 8 times smaller on "
                            "each side."),
     },
-    advice="Feature side = crop side / output stride; N = side x side; the map has N x N entries of 4 bytes; "
-           "1 MiB = 2**20 bytes.")
+    advice="Which grid does PAM run on in that setting, how many numbers does its map hold for that grid, and how "
+           "many bytes does a float32 take? A MiB is a binary unit.")
 
 _POSITIONS_ALIKE = ("That set has PAM tell pixels apart by where they sit. Go through its steps (1x1 convolutions, "
                     "dot products, a softmax over all keys): which of them could know a pixel's position?")

@@ -1503,9 +1503,12 @@ def check_pam_structure(module: torch.nn.Module, channels: int, reduction: int, 
     expect(gamma.numel() == 1, f"{what}.gamma should hold one number, got shape {fmt_shape(gamma.shape)}.",
            mistake="parameters")
     count = count_parameters(module)
+    own = ("query_conv.", "key_conv.", "value_conv.")
+    others = [n for n, p in module.named_parameters() if p.requires_grad and n != "gamma" and not n.startswith(own)]
     expect(count == pam_parameter_count(channels, reduction),
-           f"{what} has {count} parameters; expected {pam_parameter_count(channels, reduction)} "
-           "= 2 (C C' + C') + (C C + C) + 1.", mistake="param_count")
+           f"{what} has {count} parameters, more than its three convolutions and gamma hold"
+           + (f": {', '.join(others)} come on top." if others else ".")
+           + " The module is those four and nothing else with parameters (no extra layer).", mistake="param_count")
 
 
 def load_pam_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], *, what: str) -> None:

@@ -338,3 +338,25 @@ def pam_einops(q, k, v):
         rows = [torch.softmax((q[:, :, j:j + 1] * k).sum(1), dim=-1) for j in range(h * w)]
         return torch.stack(rows, 1)""")),
 ]
+
+# issue 26, second trial: the likely mistakes that got no named hint
+IMPLS += [
+    Impl(ATTENTION, "hidden width rounded up with math.ceil (C / r not whole)", pam(init=INIT.replace(
+        "channels // reduction", "math.ceil(channels / reduction)")), "hidden_width"),
+    Impl(ATTENTION, "key_conv used for the queries too", pam(att=ATT.replace("self.query_conv(x)", "self.key_conv(x)")),
+         "key_as_query"),
+    Impl(FORWARD, "key_conv used for the queries too", pam(att=ATT.replace("self.query_conv(x)", "self.key_conv(x)")),
+         "key_as_query"),
+    Impl(ATTENTION, "a sigmoid instead of the softmax", pam(**att_with("        return torch.sigmoid(torch.bmm(q, k))")),
+         "sigmoid_map"),
+    Impl(FORWARD, "a sigmoid map used in forward (attention right)", pam(fwd=FWD.replace(
+        "a = self.attention(x)", "a = torch.sigmoid(torch.bmm(self.query_conv(x).view(b, -1, h * w).permute(0, 2, 1), "
+        "self.key_conv(x).view(b, -1, h * w)))")), "sigmoid_map"),
+    Impl(FORWARD, "gamma * (out + x)", pam(fwd=FWD.replace("return self.gamma * out + x",
+                                                          "return self.gamma * (out + x)")), "gamma_on_residual"),
+    Impl(FORWARD, "map detached in forward", pam(fwd=FWD.replace("a = self.attention(x)",
+                                                                "a = self.attention(x).detach()")), "detached_map"),
+    Impl(ATTENTION, "BatchNorm and ReLU after the query and key convolutions (paper v3)", pam(
+        extra="        self.bn = nn.BatchNorm2d(channels // reduction)",
+        att=ATT.replace("self.query_conv(x)", "F.relu(self.bn(self.query_conv(x)))")), "param_count"),
+]
