@@ -64,6 +64,16 @@ define_mistake("sigmoid_value", "the sigmoid's value at equal logits given where
 define_mistake("softmax_size_one", "a softmax over an axis of size 1, which returns 1 everywhere")
 define_mistake("softmax_inverse", "the number of channels given where the weight each one gets is asked")
 define_mistake("gate_residual", "x added back to the recalibrated features (x + x * s) where Eq. (4) has x * s only")
+define_mistake("sigmoid_hidden", "a sigmoid between the two layers where Eq. (3) has the ReLU delta")
+define_mistake("sum_squeeze", "the squeeze sums over H and W where Eq. (2) averages (divides by H W)")
+define_mistake("hard_sigmoid", "F.hardsigmoid (a piecewise-linear approximation) where Eq. (3) has the logistic sigmoid")
+define_mistake("extra_layer", "a layer with parameters (BatchNorm, a third Linear, ...) that Eq. (3) does not have")
+define_mistake("channels_ignored", "a width fixed in the code (512, 256, ...) where the block must follow `channels`")
+define_mistake("floor_late", "C / r rounded after the multiplications (int() of a float total, 2 C^2 // r) where C' = C // r "
+                              "is rounded first")
+define_mistake("bias_count", "the biases counted per hidden unit for both layers (2 C') where W2 has C, one per output")
+define_mistake("whole_network", "the whole network's count (ResNet-50 plus SE) where the parameters SE adds are asked")
+define_mistake("block_count", "a stage counted with another number of bottleneck blocks than ResNet-50's 3, 4, 6, 3")
 define_mistake("lookup_table", "counts looked up for the checked arguments instead of computed for any argument")
 
 #: ResNet-50's stages as (bottleneck blocks, output channels): the architecture, public knowledge
@@ -90,6 +100,11 @@ ADVICE = {
     "batch_mean": "the squeeze also averages over the batch (dim 0), so every image gets the same gate. Eq. (2) "
                   "averages each image's channel over its own H x W: x.mean((2, 3), keepdim=True).",
     "returns_map": "forward returns the gate; it should return the recalibrated features x * s.",
+    "sigmoid_hidden": "a sigmoid between the two layers: Eq. (3) has delta, the ReLU, after W1, and sigma after W2 "
+                      "only.",
+    "sum_squeeze": "the squeeze sums over H and W: Eq. (2) divides the sum by H x W, one mean per channel.",
+    "hard_sigmoid": "F.hardsigmoid is a piecewise-linear stand-in (MobileNetV3's); Eq. (3)'s sigma is the "
+                    "logistic sigmoid 1 / (1 + e^-t).",
     "gate_residual": "forward adds x back to the recalibrated features (x + x * s, a residual). Eq. (4) is the "
                      "rescaling alone; in SE-ResNet the residual is the bottleneck block's, outside the SE block.",
 }
@@ -124,7 +139,8 @@ def se_count(channels: int, hidden: int, *, biases: tuple[bool, bool] = (True, T
     return 2 * channels * hidden + (hidden if biases[0] else 0) + (channels if biases[1] else 0)
 
 
-def check_se_parameters(module: torch.nn.Module, channels: int, reduction: int, *, what: str) -> None:
+def check_se_parameters(module: torch.nn.Module, channels: int, reduction: int, *, what: str,
+                        default: bool = False) -> None:
     """The parameter count 2 C C' + C' + C, naming the usual departures from it."""
     hidden = channels // reduction
     got = count_parameters(module)
@@ -156,6 +172,25 @@ def check_se_parameters(module: torch.nn.Module, channels: int, reduction: int, 
                     "(or pass bias=True to nn.Conv2d). Popular copies drop them (bias=False).",
             mistake="missing_bias",
         )
+    if default:
+        for r in (2, 4, 8, 32):
+            if got == se_count(channels, channels // r):
+                raise CheckFailure(
+                    intro + "\n  Likely mistake: the default of `reduction` in __init__ is not the paper's r = 16 "
+                            "(the stub's signature).", mistake="default_args")
+    for width in (64, 128, 256, 512, 1024, 2048):
+        if width != channels and got in {se_count(width, width // reduction), se_count(width, width // 16)}:
+            raise CheckFailure(
+                intro + f"\n  Likely mistake: the layers are {width} channels wide whatever `channels` is: a width "
+                        "written into the code; build them from `channels`.", mistake="channels_ignored")
+    matrices = sorted(tuple(q for q in p.shape if q != 1) for p in module.parameters() if p.dim() >= 2)
+    if matrices == sorted([(hidden, channels), (channels, hidden)]) and got > want:
+        layers = {n.rpartition(".")[0] for n, p in module.named_parameters() if p.dim() >= 2}
+        extra = [n for n, p in module.named_parameters() if p.dim() < 2 and n.rpartition(".")[0] not in layers]
+        raise CheckFailure(
+            intro + "\n  Likely mistake: W1 and W2 are right, and something else has parameters too"
+            + (f" ({', '.join(extra)})" if extra and "" not in layers else "")
+            + ": a layer Eq. (3) does not have (a BatchNorm, a second bias)?", mistake="extra_layer")
     raise CheckFailure(intro + "\n  Likely mistake: the layers should be W1: C -> C // r and W2: C // r -> C, "
                                "each with a bias, and nothing else with parameters.", mistake="param_count")
 
@@ -188,6 +223,25 @@ def role_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     }
 
 
+_GATE_VARIANTS = {
+    "sigmoid_hidden": {"hidden": torch.sigmoid},
+    "sum_squeeze": {"squeeze": lambda x: x.sum((2, 3), keepdim=True)},
+    "hard_sigmoid": {"last": torch.nn.functional.hardsigmoid},
+}
+
+
+def _gate_variant(data: dict, *, squeeze: Callable = lambda x: x.mean((2, 3), keepdim=True),
+                  hidden: Callable = torch.relu, last: Callable = torch.sigmoid) -> torch.Tensor:
+    """The gate of the stored block with one step replaced (float32, as the stored gate)."""
+    w = {k: v.double() for k, v in data["weights"].items()}
+    z = squeeze(data["x"].double())
+    h = hidden(torch.nn.functional.conv2d(z, w["fc1.weight"], w["fc1.bias"]))
+    return last(torch.nn.functional.conv2d(h, w["fc2.weight"], w["fc2.bias"])).float()
+
+
+#: torchvision's resnet50 (weights of every version): the count §7 compares with
+RESNET50_PARAMETERS = 25_557_032
+
 # --------------------------------------------------------------------------------------------
 # the checks
 # --------------------------------------------------------------------------------------------
@@ -201,7 +255,7 @@ def check_se(cls: type) -> None:
     module = build_se(cls, c, r)
     check_se_parameters(module, c, r, what=name)
     default = build_se(cls, c)
-    check_se_parameters(default, c, 16, what=f"SqueezeExcitation({c}) (default reduction=16)")
+    check_se_parameters(default, c, 16, what=f"SqueezeExcitation({c}) (default reduction=16)", default=True)
     c_odd, r_odd = int(data["odd_channels"]), int(data["odd_reduction"])  # C / r is not an integer here
     check_se_parameters(build_se(cls, c_odd, r_odd), c_odd, r_odd,
                         what=f"SqueezeExcitation({c_odd}, reduction={r_odd})")
@@ -225,6 +279,7 @@ def check_se(cls: type) -> None:
     diagnoses = [(k, v, ADVICE[k]) for k, v in data["gate_diagnoses"].items()]
     diagnoses.append(("softmax_gate", torch.ones_like(data["gate"]), ADVICE["softmax_one"]))
     diagnoses.append(("gate_layout", data["gate"].reshape(b, c).t().reshape(b, c, 1, 1), ADVICE["gate_layout"]))
+    diagnoses += [(key, _gate_variant(data, **variant), ADVICE[key]) for key, variant in _GATE_VARIANTS.items()]
     if isinstance(gate, torch.Tensor) and tuple(gate.shape) == tuple(data["gate"].shape):
         low = gate.detach().double()
         if (bool((low >= 0.5 - 1e-6).all()) and bool((low <= 1).all()) and bool((low < 1 - 1e-6).any())
@@ -306,6 +361,16 @@ def check_se_parameter_count(fn: Callable[..., Any]) -> None:
         if h != c // 16 and got in {se_count(c, c // 16), se_count(c, c // 16, biases=(False, False))}:
             raise CheckFailure(message + "\n  Likely mistake: 16 is used whatever `reduction` is.",
                                mistake="reduction_ignored")
+        if r == 16 and got in {se_count(c, c // d) for d in (2, 4, 8, 32) if c // d != h}:
+            raise CheckFailure(message + "\n  Likely mistake: the default of `reduction` is not the paper's r = 16 "
+                                         "(the stub's signature).", mistake="default_args")
+        if got in {int(2 * c * (c / r) + c / r + c), 2 * c * c // r + h + c} - {want}:
+            raise CheckFailure(message + "\n  Likely mistake: C / r is rounded after it has been multiplied. C' is "
+                                         "a number of units, a whole number before anything is counted with it.",
+                               mistake="floor_late")
+        if got == 2 * c * h + 2 * h:
+            raise CheckFailure(message + "\n  Likely mistake: the biases. A layer has one bias per OUTPUT unit: "
+                                         "which widths do W1 and W2 output?", mistake="bias_count")
         raise CheckFailure(message + "\n  Likely mistake: W1 is C' x C, W2 is C x C', plus one bias per output unit.",
                            mistake="param_count")
 
@@ -336,6 +401,16 @@ def check_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
         for mistake_id, values in wrong.items():
             if got == values[index]:
                 raise CheckFailure(message + f"\n  Likely mistake: {advice[mistake_id]}", mistake=mistake_id)
+        if got == want + RESNET50_PARAMETERS:
+            raise CheckFailure(message + "\n  Likely mistake: the whole network's count; the function returns only "
+                                         "what the SE blocks add.", mistake="whole_network")
+        if r == 16 and got in {sum(b * se_count(c, c // d) for b, c in _STAGES) for d in (2, 4, 8, 32)}:
+            raise CheckFailure(message + "\n  Likely mistake: the default of `reduction` is not the paper's r = 16 "
+                                         "(the stub's signature).", mistake="default_args")
+        if got in {want + sign * se_count(c, c // r) for sign in (1, -1) for _, c in _STAGES}:
+            raise CheckFailure(message + "\n  Likely mistake: one stage has a block too many or too few: "
+                                         "RESNET50_STAGES lists how many bottleneck blocks each stage has.",
+                               mistake="block_count")
         raise CheckFailure(message + "\n  Likely mistake: SE-ResNet-50 has one SE block in every bottleneck block "
                                      "of every stage, each on that block's output width.", mistake="param_count")
     # one more reduction, drawn afresh on every run: a computed count passes it, a table of the three above not
@@ -373,8 +448,8 @@ W1_SHAPE = Question(
             "kernel_size", "The layer is a 1x1 convolution applied to the squeezed (B, C, 1, 1) tensor; its "
                            "kernel does not span the image."),
     },
-    advice="W1 maps C inputs to C' = C // r outputs; a convolution's weight has the shape (out channels, in "
-           "channels, kernel height, kernel width).")
+    advice="Which widths does W1 connect (§2's shape table), and in which order does PyTorch list the axes of a "
+           "convolution's weight? Its docs (nn.Conv2d, 'Variables') say.")
 
 SOFTMAX_SCALE = Question(
     "q_softmax_scale", "float", key="b4a5db842d0c0739b574", digits=3,
@@ -405,8 +480,8 @@ STAGE_PARAMS = Question(
             "bottleneck_width", "256 is the bottleneck's inner width; SE recalibrates the block's output, "
                                 "which has 1024 channels."),
     },
-    advice="Count one block from the shapes of W1 (C' x C, plus C' biases) and W2 (C x C', plus C biases) "
-           "with C' = C // r, then multiply by the number of blocks in the stage.")
+    advice="Every entry of every weight and bias of a block is one parameter, and every bottleneck block of the "
+           "stage has its own SE block.")
 
 
 define_question_checks(globals(), W1_SHAPE, SOFTMAX_SCALE, STAGE_PARAMS)

@@ -246,7 +246,7 @@ class SqueezeExcitation(nn.Module):
         super().__init__()
         self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
         self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
-""" + CONV_GATE + FORWARD, "param_count"),
+""" + CONV_GATE + FORWARD, "default_args"),
     Impl(SE, "BatchNorm inside the excitation", se("""
     def attention(self, x):
         z = x.mean((2, 3), keepdim=True)
@@ -255,7 +255,26 @@ class SqueezeExcitation(nn.Module):
         self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
         self.bn = nn.BatchNorm2d(channels // reduction)
         self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
-"""), "param_count"),
+"""), "extra_layer"),
+    Impl(SE, "layers 512 channels wide whatever channels is", se(CONV_GATE + FORWARD, init="""
+        self.fc1 = nn.Conv2d(512, 512 // reduction, 1)
+        self.fc2 = nn.Conv2d(512 // reduction, 512, 1)
+"""), "channels_ignored"),
+    Impl(SE, "a sigmoid between the layers too", se(gate("torch.sigmoid(self.fc2(torch.sigmoid(self.fc1(z))))")
+                                                     + FORWARD), "sigmoid_hidden"),
+    Impl(SE, "the squeeze sums over H and W", se("""
+    def attention(self, x):
+        z = x.sum((2, 3), keepdim=True)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
+""" + FORWARD), "sum_squeeze"),
+    Impl(SE, "F.hardsigmoid as the gate", se(gate("F.hardsigmoid(self.fc2(F.relu(self.fc1(z))))") + FORWARD),
+         "hard_sigmoid"),
+    Impl(SE, "x.view(b * c, -1) for the squeeze: breaks on channels_last (hidden tests)", se("""
+    def attention(self, x):
+        b, c = x.shape[:2]
+        z = x.view(b * c, -1).mean(-1).view(b, c, 1, 1)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
+""" + FORWARD), "shape"),  # the view's own error, named as a layout the .view() cannot merge
     Impl(SE, "untouched stub", """
 class SqueezeExcitation(nn.Module):
     def __init__(self, channels, reduction=16):
@@ -366,6 +385,24 @@ def se_parameter_count(channels, reduction=16):
     hidden = channels / reduction
     return 2 * channels * hidden + hidden + channels
 """, "float_count"),
+    Impl(COUNT, "true division, int() at the end", """
+def se_parameter_count(channels, reduction=16):
+    return int(2 * channels * (channels / reduction) + channels / reduction + channels)
+""", "floor_late"),
+    Impl(COUNT, "2 C^2 // r for the weights", """
+def se_parameter_count(channels, reduction=16):
+    return 2 * channels * channels // reduction + channels // reduction + channels
+""", "floor_late"),
+    Impl(COUNT, "C' biases for both layers", """
+def se_parameter_count(channels, reduction=16):
+    hidden = channels // reduction
+    return 2 * channels * hidden + 2 * hidden
+""", "bias_count"),
+    Impl(COUNT, "default reduction 8", """
+def se_parameter_count(channels, reduction=8):
+    hidden = channels // reduction
+    return 2 * channels * hidden + hidden + channels
+""", "default_args"),
     Impl(COUNT, "a numpy integer", """
 import numpy as np
 
@@ -410,6 +447,22 @@ def seresnet50_extra_parameters(reduction=16):
         total += blocks * (2 * width * h + h + width)
     return total
 """, "bottleneck_width"),
+    Impl(RESNET, "the whole network's count", """
+RESNET50_STAGES = [(3, 256), (4, 512), (6, 1024), (3, 2048)]
+
+def seresnet50_extra_parameters(reduction=16):
+    return 25_557_032 + sum(b * (2 * c * (c // reduction) + c // reduction + c) for b, c in RESNET50_STAGES)
+""", "whole_network"),
+    Impl(RESNET, "default reduction 8", """
+RESNET50_STAGES = [(3, 256), (4, 512), (6, 1024), (3, 2048)]
+
+def seresnet50_extra_parameters(reduction=8):
+    return sum(b * (2 * c * (c // reduction) + c // reduction + c) for b, c in RESNET50_STAGES)
+""", "default_args"),
+    Impl(RESNET, "four blocks in the last stage", """
+def seresnet50_extra_parameters(reduction=16):
+    return sum(b * (2 * c * (c // reduction) + c // reduction + c) for b, c in [(3, 256), (4, 512), (6, 1024), (4, 2048)])
+""", "block_count"),
     Impl(RESNET, "hard-coded answer for r = 16", """
 def seresnet50_extra_parameters(reduction=16):
     return 2_530_992
