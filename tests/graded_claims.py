@@ -155,10 +155,66 @@ def _capstone_graded_cells_take_only_the_student_object() -> None:
             assert re.fullmatch(r"check_\w+\(\w+\)", first), f"a graded cell passes more than the answer: {first}"
 
 
+def _ch03_layers_found_for_any_width() -> None:
+    """Chapter 03: 'any attribute names will do, because the checks find the layers by their shapes', for any
+    in_channels and out_channels (1 and 2 included; for (2, 1) the first convolution is the gate's)."""
+    import torch
+
+    from course_lib.checks.ch03_ctdnet_sam import sam_layers
+
+    class Renamed(torch.nn.Module):
+        def __init__(self, c_in: int, c_out: int) -> None:
+            super().__init__()
+            self.g = torch.nn.Conv2d(2, 1, 3, padding=1, bias=False)
+            self.p = torch.nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+            self.n = torch.nn.BatchNorm2d(c_out)
+
+    for c_in, c_out in ((12, 1), (12, 2), (2, 1), (1, 1), (12, 6), (5, 64)):
+        module = Renamed(c_in, c_out)
+        found = sam_layers(module, c_in, c_out, what="m")
+        assert (found["att"], found["conv"], found["bn"]) == (module.g.weight, module.p.weight, module.n), (c_in, c_out)
+
+
+def _ch03_visible_checks_keep_section_4() -> None:
+    """Chapter 03, section 4: 'the checks below run your module on float32 and float64 inputs, ... channels_last; the
+    outputs must have the input's dtype': the visible check alone fails each of these, naming it."""
+    import catalog
+
+    from course_lib.checks import CheckFailure
+
+    wanted = {
+        ("SpatialAttentionModule.attention", "the map computed in float32 and cast back to x's dtype"): "float32_inside",
+        ("SpatialAttentionModule.attention", "the map returned as .float() whatever x's dtype"): "dtype",
+        ("SpatialAttentionModule.attention", "attention refuses a channels_last input (a .view-style assumption)"):
+            "memory_layout",
+        ("SpatialAttentionModule.forward", "the module cast to float32 inside forward, the result cast back"):
+            "float32_inside",
+        ("SpatialAttentionModule.forward", "the projection computed in float32 and cast back to x's dtype"):
+            "float32_inside",
+        ("SpatialAttentionModule.forward", "forward returns .float() whatever x's dtype"): "dtype",
+        ("SpatialAttentionModule.forward", "forward returns .double() whatever x's dtype"): "dtype",
+        ("SpatialAttentionModule.forward", "forward refuses a channels_last input (a .view-style assumption)"):
+            "memory_layout",
+        ("SpatialAttentionModule.forward", "in-place gating x *= A"): "inplace",
+        ("SpatialAttentionModule.forward", "BatchNorm forced into eval mode in forward"): "bn_forced_eval",
+    }
+    _, impls = catalog.load_all()
+    for (exercise, label), mistake in wanted.items():
+        impl = next(i for i in impls if i.exercise.chapter == "03_ctdnet_sam" and i.exercise.name == exercise
+                    and i.label == label)
+        try:
+            impl.exercise.visible(impl.load())
+        except CheckFailure as failure:
+            assert failure.mistake == mistake, (label, failure.mistake)
+        else:
+            raise AssertionError(f"the visible check of {exercise} lets through {label!r}")
+
+
 # --------------------------------------------------------------------------------------------
 # the declarations
 # --------------------------------------------------------------------------------------------
-CH00, CH01, CH05, CH09 = "00_shapes", "01_se", "05_danet_pam", "09_capstone"
+CH00, CH01, CH03, CH05, CH09 = "00_shapes", "01_se", "03_ctdnet_sam", "05_danet_pam", "09_capstone"
+SAM_A, SAM_F = "SpatialAttentionModule.attention", "SpatialAttentionModule.forward"
 SE = "SqueezeExcitation"
 PAM_A, PAM_F = "PositionAttention.attention", "PositionAttention.forward"
 GATE = "ChannelSpatialGate"
@@ -275,13 +331,47 @@ CLAIMS: list[Claim] = [
           fails(GATE, "gates in sequence: the spatial gate sees x * c (CBAM's order)", "sequential_gates"),
           fails(GATE, "forward applies only the spatial gate", "gate_missing")),
     about(CH09, "they have no graded answer", "says that the questions about the published table are ungraded"),
+    # ---- 03 ----
+    about(CH03, "imports what the exercises use and the checks", "describes the set-up cell's imports"),
+    claim(CH03, "the checks never look at your code's text; they call it",
+          passes(SAM_A, "einops reduce for the pooled maps, nn.Sigmoid"),
+          passes(SAM_F, "official style: conv3x3 helper, torch.max(...)[0], torch.mul, in-place ReLU"),
+          passes(SAM_F, "valid: a Python loop over the images of the batch")),
+    claim(CH03, "because the checks find the layers by their shapes",
+          passes(SAM_F, "nn.Sequential projection with other names"),
+          passes(SAM_F, "torch.stack of squeezed maps, functional conv with its own Parameter"),
+          facts=(_ch03_layers_found_for_any_width,)),
+    claim(CH03, "what is graded besides the values",
+          fails(SAM_A, "the map computed in float32 and cast back to x's dtype", "float32_inside"),
+          fails(SAM_F, "the module cast to float32 inside forward, the result cast back", "float32_inside"),
+          fails(SAM_F, "forward returns .float() whatever x's dtype", "dtype"),
+          fails(SAM_F, "forward refuses a channels_last input (a .view-style assumption)", "memory_layout"),
+          facts=(_ch03_visible_checks_keep_section_4,)),
+    claim(CH03, "the hidden tests, run when an instructor grades, repeat all of this on random shapes",
+          fails_hidden(SAM_F, "nn.Sequential projection with other names", append="""
+              _Valid = SpatialAttentionModule
+              class SpatialAttentionModule(_Valid):
+                  def forward(self, x):
+                      if x.shape[1] != 12:
+                          raise RuntimeError("written for the 12 channels of the visible check")
+                      return super().forward(x)
+              """)),
+    claim(CH03, "a mistake that the checks of exercise 3 name",
+          fails("swap_pool_order", "mirrors the kernel left-right", "flipped_kernel"),
+          fails("swap_pool_order", "rotates the kernel by 180 degrees", "flipped_kernel")),
+    about(CH03, "by the roles the checks found", "describes how the demo cell loads the trained weights; the roles-by-"
+          "shape promise is probed by 'because the checks find the layers by their shapes'"),
+    claim(CH03, "as the checks here do",
+          fails(SAM_F, "BatchNorm forced to batch statistics (F.batch_norm with training=True)", "bn_forced_train")),
+    claim(CH03, "which the checks catch", fails(SAM_F, "in-place gating x *= A", "inplace")),
+    about(CH03, "going further (not graded)", "the title of a section of ungraded exercises (no test cell)"),
 ]
 
 _REWRITING = "its owner is rewriting the chapter today (issue 26): to be declared with a probe once the text settles"
 
 #: Chapters whose owners are rewriting them today: a graded sentence of theirs that matches no declaration is
 #: reported as pending (with its text) instead of failing the test.
-PENDING_CHAPTERS = ("02_cbam", "03_ctdnet_sam", "04_hacnn", "06_danet_cam", "07_nonlocal_gcnet", "08_eca_coordatt")
+PENDING_CHAPTERS = ("02_cbam", "04_hacnn", "06_danet_cam", "07_nonlocal_gcnet", "08_eca_coordatt")
 
 #: Graded sentences of chapters being rewritten now, by key phrase. Probes, where given, show today's outcome.
 PENDING: list[Pending] = [
@@ -304,15 +394,6 @@ PENDING: list[Pending] = [
     Pending("02_cbam", "by the roles the checks used", _REWRITING),
     Pending("02_cbam", "the checks accept a", _REWRITING),
     Pending("02_cbam", "going further (not graded)", _REWRITING),
-    Pending("03_ctdnet_sam", "imports what the exercises use and the checks", _REWRITING),
-    Pending("03_ctdnet_sam", "the checks never look at your code's text", _REWRITING),
-    Pending("03_ctdnet_sam", "because the checks find the layers by their shapes", _REWRITING),
-    Pending("03_ctdnet_sam", "what is graded besides the values", _REWRITING),
-    Pending("03_ctdnet_sam", "a mistake that the checks of exercise 3 name", _REWRITING),
-    Pending("03_ctdnet_sam", "by the roles the checks found", _REWRITING),
-    Pending("03_ctdnet_sam", "as the checks here do", _REWRITING),
-    Pending("03_ctdnet_sam", "which the checks catch", _REWRITING),
-    Pending("03_ctdnet_sam", "going further (not graded)", _REWRITING),
     Pending("04_hacnn", "imports, the checks, and the `convblock`", _REWRITING),
     Pending("04_hacnn", "so the checks cannot tell them apart by shape", _REWRITING),
     Pending("04_hacnn", "the checks call `module.eval()`", _REWRITING),
