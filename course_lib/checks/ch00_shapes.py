@@ -57,6 +57,15 @@ GATE_SQUASHED = define_mistake("gate_squashed", "the given gate passed through a
 GATE_RESIDUAL = define_mistake("gate_residual", "x added back to the gated features (x + x * gate)")
 SHIFT_NOT_ROW_CONSTANT = define_mistake(
     "shift_not_row_constant", "the number subtracted before exp varies along a row (a max over another dim)")
+GATE_TRANSPOSED = define_mistake("gate_transposed", "the (B, C) gate transposed (gate.T) before it gets its size-1 dims")
+GLOBAL_SHIFT = define_mistake(
+    "global_shift", "one number for the whole tensor (its overall max) subtracted before exp: far rows underflow to 0/0")
+SIGMOID_ROWS = define_mistake("sigmoid_rows", "a sigmoid (each score on its own) where a softmax over each row is asked")
+LOG_SOFTMAX = define_mistake("log_softmax", "log_softmax (log-weights, negative) returned where the weights are asked")
+NO_EXP = define_mistake("no_exp", "the scores divided by their row sum without exp: weights that can be negative")
+SCORES_SOFTMAXED = define_mistake("scores_softmaxed", "a softmax applied to the scores, where the raw dot products are asked")
+CHANNELS_FIRST_PIXELS = define_mistake(
+    "channels_first_pixels", "the pixels flattened but left channels-first, (B, C, H*W), where (B, H*W, C) is asked")
 T_ALL_DIMS = define_mistake("t_all_dims", "`.T` on a 3-D tensor, which reverses all its dims, batch included")
 ELEMENTWISE_SCORES = define_mistake(
     "elementwise_scores", "an elementwise product (q * k) where every query meets every key")
@@ -120,8 +129,12 @@ def check_channel_descriptor(fn: Callable) -> None:
         raise CheckFailure(f"channel_descriptor returned shape {fmt_shape(got.shape)}: you averaged over the wrong "
                            "dims. One number per (image, channel) means reducing over H and W (dims 2 and 3).",
                            mistake="pool_axis")
+    _same_dtype(got, x, "channel_descriptor(x)")
     total = x.sum((2, 3), keepdim=True)
     expect_close(got, want, what="channel_descriptor(x)", diagnoses=[
+        (RESHAPE_NOT_PERMUTE, x.reshape(b, h * w, c).mean(1)[:, :, None, None],
+         "x was reshaped to (B, H*W, C) and averaged over dim 1: a reshape keeps the memory order, channels first, so "
+         "the numbers averaged together are not one channel's pixels (§6)."),
         (MAX_FOR_MEAN, x.amax((2, 3), keepdim=True), "these are the maxima over H and W; the descriptor is the mean."),
         (SUM_FOR_MEAN, total, "these are the sums over H and W, one per (image, channel); the descriptor of "
                               "Eq. (2) is their mean."),
@@ -137,6 +150,28 @@ def check_channel_descriptor(fn: Callable) -> None:
     protections(fn, "channel_descriptor", (x,), want)
 
 
+def _same_dtype(got: Any, x: torch.Tensor, what: str) -> None:
+    """A float result in another dtype than the input's (.half(), .float()) is named before its values."""
+    if isinstance(got, torch.Tensor) and got.is_floating_point() and got.dtype != x.dtype:
+        raise CheckFailure(f"{what} returned {got.dtype} for a {x.dtype} input: the result follows the input's dtype "
+                           "(no .half(), .float() or a dtype= that forces one).", mistake="dtype")
+
+
+def _name_transposed_gate(fn: Callable, failure: CheckFailure) -> None:
+    """`x * gate.T[..., None, None]` raises where B != C: on a probe with B == C it runs, and shows the transpose."""
+    x = seeded_randn(3, 3, 4, 5, seed=21)
+    gate = torch.rand(3, 3, generator=torch.Generator().manual_seed(22), dtype=torch.float64)
+    try:
+        got = fn(x.clone(), gate.clone())
+    except Exception:  # noqa: BLE001 - the probe only names the mistake; the original failure stands otherwise
+        return
+    if is_close(got, x * gate.t()[:, :, None, None]):
+        raise CheckFailure(
+            f"{failure}\n  Likely mistake: the gate was transposed, (B, C) -> (C, B), before it got its size-1 dims: "
+            "with B = C it runs and scales channel c of image b by gate[c, b]. gate[b, c] belongs to image b, "
+            "channel c: its two dims are already in x's order.", mistake=GATE_TRANSPOSED) from None
+
+
 @exercise("apply_gate", budget_s=5)
 def check_apply_gate(fn: Callable) -> None:
     (x, gate), want = _stored("apply_gate")
@@ -145,6 +180,7 @@ def check_apply_gate(fn: Callable) -> None:
     except CheckFailure as failure:
         if "must match the size of tensor" not in str(failure):
             raise
+        _name_transposed_gate(fn, failure)
         raise CheckFailure(
             f"{failure}\n  Likely mistake: broadcasting aligns shapes from the right, so a (B, C) gate meets x's last "
             "two dims (H, W). Give the gate explicit size-1 dims first: (B, C) -> (B, C, 1, 1).",
@@ -179,6 +215,22 @@ def check_apply_gate(fn: Callable) -> None:
            mistake=GATE_BROADCAST)
 
 
+def _name_global_shift(got: Any, scores: torch.Tensor) -> None:
+    """exp(s - s.max()) keeps every exponent at most 0, yet a row far below the overall max underflows: 0 / 0."""
+    if not isinstance(got, torch.Tensor) or got.shape != scores.shape or bool(torch.isfinite(got).all()):
+        return
+    e = (scores - scores.max()).exp()
+    candidate = e / e.sum(-1, keepdim=True)
+    if torch.equal(torch.isnan(got), torch.isnan(candidate)):
+        rows = int(torch.isnan(got).any(-1).sum())
+        raise CheckFailure(
+            f"row_softmax(scores) for float32 scores up to {scores.abs().max().item():.0f} in size gives NaN in {rows} "
+            "row(s).\n  Likely mistake: one number for the whole tensor (its largest score) was subtracted. No "
+            "exponent overflows then, but in a row whose scores all lie far below that number every exp(...) "
+            "underflows to 0, and the row becomes 0 / 0. The shift that protects a row has to be about that row.",
+            mistake=GLOBAL_SHIFT)
+
+
 #: the overflow named without the call that avoids it
 ROW_OVERFLOW = ("exp(s) overflows once a score passes about 88 in float32 (710 in float64), and scores of real features "
                 "reach the hundreds: inf / inf is NaN. Subtracting the same number from every score of a row leaves its "
@@ -206,10 +258,30 @@ def check_row_softmax(fn: Callable) -> None:
                 f"{'the batch' if other[0] == 0 else 'the queries (each column)'}; each row (one query, all "
                 "of its keys) should." if other else "softmax turns each row (one query, all of its keys) into "
                 "weights that sum to 1.")
+        for mistake, candidate, advice in (
+                (SIGMOID_ROWS, torch.sigmoid(scores), "each score went through a sigmoid on its own: a sigmoid puts "
+                                                      "every score in (0, 1) but does not make a row sum to 1."),
+                (LOG_SOFTMAX, torch.log_softmax(scores, -1), "these are the logarithms of the weights (log_softmax): "
+                                                             "negative numbers whose exponentials sum to 1."),
+                ("softmax_dim", torch.softmax(scores.flatten(1), -1).view_as(scores),
+                 "the whole (N, M) map of each image sums to 1: the softmax ran over all N * M scores at once; each "
+                 "row (one query, all of its keys) should."),
+                (NO_EXP, scores / scores.sum(-1, keepdim=True), "the scores were divided by their row sum without exp: "
+                                                                "a negative score gives a negative weight, and a row "
+                                                                "summing to about 0 explodes.")):
+            if is_close(got, candidate):
+                raise CheckFailure(f"the rows of row_softmax(scores) do not sum to 1.\n  Likely mistake: {advice}",
+                                   mistake=mistake)
         raise CheckFailure(f"the rows of row_softmax(scores) do not sum to 1. Likely mistake: {hint}",
                            mistake="softmax_dim")
     shifted = (scores - scores.amax(1, keepdim=True)).exp()
     expect_close(got, want, what="row_softmax(scores)", diagnoses=[
+        (NO_EXP, scores / scores.sum(-1, keepdim=True),
+         "the scores were divided by their row sum without exp: the rows sum to 1, but a negative score gives a "
+         "negative weight, and a row whose scores sum to about 0 explodes."),
+        (SCORES_SCALED, torch.softmax(scores / scores.shape[-1] ** 0.5, -1),
+         "the scores were divided by sqrt(M) (or sqrt(D)) first, as a Transformer scales them; this function takes "
+         "the scores as they are."),
         (SHIFT_NOT_ROW_CONSTANT, shifted / shifted.sum(-1, keepdim=True),
          "the number subtracted before exp differs from key to key within a row (a maximum over dim 1, the "
          "queries). Only a number that is the same for a whole row leaves that row's weights unchanged."),
@@ -217,6 +289,7 @@ def check_row_softmax(fn: Callable) -> None:
     # realistic magnitudes: attention scores of real features reach the hundreds
     big = 150 * scores.float()
     large = call_safely(fn, "row_softmax", (big,))
+    _name_global_shift(large, big)
     expect_finite(large, what=f"row_softmax(scores) for float32 scores up to {big.abs().max().item():.0f} in size",
                   advice=ROW_OVERFLOW)
     gradients(fn, "row_softmax(scores)", (scores,), ("scores",))
@@ -251,6 +324,9 @@ def check_pairwise_scores(fn: Callable) -> None:
     expect_close(got, want, what="pairwise_scores(q, k)", diagnoses=[
         (SCORES_SCALED, plain / d ** 0.5, "the dot products are divided by sqrt(D), as a Transformer does; this "
                                           "exercise asks for the plain dot products."),
+        (SCORES_SOFTMAXED, torch.softmax(plain, -1), "the dot products went through a softmax: this function returns "
+                                                     "the scores themselves, before any normalisation (that is "
+                                                     "row_softmax's job)."),
         (RESHAPE_FOR_TRANSPOSE, q @ k.reshape(b, d, m),
          "k was reshaped (view/reshape) to (B, D, M) instead of transposed: a reshape keeps the order of the numbers "
          "and only regroups them, so its columns are not the keys. §6 shows the same trap with pixels."),
@@ -270,6 +346,11 @@ def check_flatten_pixels(fn: Callable) -> None:
             "mistake: the einops pattern names the input's axes in another order than the tensor has them (e.g. "
             "'b h w c -> ...' for a (B, C, H, W) input): the left side of a pattern names x's axes in x's own "
             "order.", mistake=EINOPS_AXES)
+    if isinstance(got, torch.Tensor) and tuple(got.shape) == (b, c, h * w) != tuple(want.shape):
+        raise CheckFailure(
+            f"flatten_pixels(x) returned shape {fmt_shape(got.shape)}, expected {fmt_shape(want.shape)}.\n  Likely "
+            "mistake: the pixels are flattened, but the result is still channels-first: each of its rows is one "
+            "channel over all pixels, where each row should be one pixel's C-vector.", mistake=CHANNELS_FIRST_PIXELS)
     expect_close(got, want, what="flatten_pixels(x)", diagnoses={
         RESHAPE_NOT_PERMUTE: (x.reshape(b, h * w, c),
                               "x.view(B, H*W, C) (or reshape) keeps memory order, which is channels first: the "
@@ -354,7 +435,7 @@ CONV_PARAMS = Question(
         "ddaef7ff3ab8093d1b2a": ("param_count", "That gives all the output channels one shared kernel; each output "
                                                 "channel has a kernel of its own."),
     },
-    advice="The weight of a convolution has shape (out channels, in channels, k, k), and the bias one entry per "
-           "output channel.")
+    advice="Every number in the layer's weight and bias tensors is one parameter: what are their shapes? §7's 1x1 "
+           "example and PyTorch's nn.Conv2d docs ('Variables') list them.")
 
 define_question_checks(globals(), BROADCAST, SOFTMAX_DIM, BMM_SHAPE, CONV_PARAMS)

@@ -66,7 +66,7 @@ IMPLS = [
     Impl(SOFT, "softmax over the batch", "def row_softmax(scores):\n    return torch.softmax(scores, dim=0)\n",
          "softmax_dim"),
     Impl(SOFT, "exp without normalising", "def row_softmax(scores):\n    return scores.exp()\n", "softmax_dim"),
-    Impl(SOFT, "sigmoid", "def row_softmax(scores):\n    return torch.sigmoid(scores)\n", "softmax_dim"),
+    Impl(SOFT, "sigmoid", "def row_softmax(scores):\n    return torch.sigmoid(scores)\n", "sigmoid_rows"),
     Impl(SOFT, "exp / sum without subtracting the max", "def row_softmax(scores):\n    e = scores.exp()\n"
          "    return e / e.sum(-1, keepdim=True)\n", "overflow"),
     Impl(SOFT, "softmax in float32 inside", "def row_softmax(scores):\n"
@@ -102,7 +102,7 @@ IMPLS = [
          "    return x.reshape(b, h * w, c)\n", "reshape_not_permute"),
     Impl(FLAT, "columns first", "def flatten_pixels(x):\n    return rearrange(x, 'b c h w -> b (w h) c')\n",
          "pixel_order"),
-    Impl(FLAT, "channels not moved", "def flatten_pixels(x):\n    return x.flatten(2)\n", "shape"),
+    Impl(FLAT, "channels not moved", "def flatten_pixels(x):\n    return x.flatten(2)\n", "channels_first_pixels"),
     Impl(FLAT, "einops axis names swapped", "def flatten_pixels(x):\n    return rearrange(x, 'b h w c -> b (h w) c')\n",
          "einops_axes"),
     Impl(FLAT, "under no_grad", "def flatten_pixels(x):\n    with torch.no_grad():\n"
@@ -193,4 +193,25 @@ IMPLS += [
     Impl(SCORES, "valid: transpose of k @ q^T", "def pairwise_scores(q, k):\n"
          "    return (k @ q.transpose(1, 2)).transpose(1, 2)\n"),
     Impl(Q_SOFTMAX_DIM, "valid: a float with no fraction (the text accepts it)", "q_softmax_dim = 2.0"),
+]
+
+# issue 26, second trial: likely mistakes that got no named hint
+IMPLS += [
+    Impl(DESC, "x.reshape(B, H*W, C) averaged over dim 1",
+         "def channel_descriptor(x):\n    b, c = x.shape[:2]\n    return x.reshape(b, -1, c).mean(1)[:, :, None, None]\n",
+         "reshape_not_permute"),
+    Impl(DESC, "returned in half precision", "def channel_descriptor(x):\n    return x.half().mean((2, 3), keepdim=True)\n",
+         "dtype"),
+    Impl(GATE, "gate transposed with .T before the size-1 dims",
+         "def apply_gate(x, gate):\n    return x * gate.T[..., None, None]\n", "gate_transposed"),
+    Impl(SOFT, "shifted by the max of the whole tensor",
+         "def row_softmax(scores):\n    e = torch.exp(scores - scores.max())\n    return e / e.sum(-1, keepdim=True)\n",
+         "global_shift"),
+    Impl(SOFT, "log_softmax", "def row_softmax(scores):\n    return torch.log_softmax(scores, -1)\n", "log_softmax"),
+    Impl(SOFT, "divided by the row sum, no exp",
+         "def row_softmax(scores):\n    return scores / scores.sum(-1, keepdim=True)\n", "no_exp"),
+    Impl(SOFT, "scaled by 1/sqrt(M) first",
+         "def row_softmax(scores):\n    return torch.softmax(scores / scores.shape[-1] ** 0.5, -1)\n", "scores_scaled"),
+    Impl(SCORES, "scores put through a softmax",
+         "def pairwise_scores(q, k):\n    return torch.softmax(q @ k.transpose(1, 2), -1)\n", "scores_softmaxed"),
 ]
