@@ -131,7 +131,8 @@ WRONG = {
                          2 * 7: "kernel_ignored"},
     "q_gate_order": {"bc": "spatial_on_input", "ae": "gates_commute", "ace": "spatial_on_input"},
     "q_cbam_params": {2 * 256 * 16 + 16 + 256 + 98: "official_mlp_bias", 2 * (2 * 256 * 16) + 98: "separate_mlps",
-                      2 * 256 * 16: "param_count", 2 * 256 * 16 + 16 + 256 + 98 + 2: "official_mlp_bias"},
+                      2 * 256 * 16: "param_count", 2 * 256 * 16 + 16 + 256 + 98 + 2: "official_mlp_bias",
+                      2 * 256 * 16 + 2 * 98: "spatial_counted_twice"},
 }
 
 

@@ -13,6 +13,7 @@ produce, computed when the expected values were built.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from .toolkit import (
     expect_defaults,
     expect_informative_defaults,
     expect_device_free,
+    expect_follows,
     expect_module_gradients,
     expect_shape,
     expected,
@@ -50,6 +52,10 @@ define_mistake("official_batch_norm", "the official gate's BatchNorm counted in 
 define_mistake("official_mlp_bias", "the official code's MLP biases counted in the paper's block")
 define_mistake("gates_commute", "the two gates taken to commute (order does not matter)")
 define_mistake("kernel_ignored", "a k x k convolution counted as if it were 1 x 1")
+define_mistake("sigmoid_per_descriptor", "CBAM's channel gate: a sigmoid on each descriptor's MLP output, then "
+                                         "summed or averaged, where Eq. (2) sums before one sigmoid")
+define_mistake("sum_pool", "CBAM's spatial gate: the channels summed where Eq. (3) averages them")
+define_mistake("spatial_counted_twice", "the spatial gate's convolution counted twice")
 
 ADVICE = {
     "single_pool:avg": "only the average-pooled descriptor goes through the MLP; Eq. (2) adds "
@@ -60,6 +66,22 @@ ADVICE = {
     "softmax_gate": "a softmax where the paper uses a sigmoid: each gate value is decided on its own, "
                     "not shared out among the others.",
     "relu_after_last": "a ReLU after the MLP's second layer: the ReLU belongs between W_0 and W_1 only.",
+    "missing_relu": "the MLP has no ReLU: Eq. (2)'s W_0 is followed by a ReLU before W_1, so the two layers do "
+                    "not collapse into one linear map.",
+    "sigmoid_per_descriptor:sum": "each descriptor gets its own sigmoid and the two gates are added (values up to "
+                                  "2). Eq. (2) adds the two MLP outputs and applies ONE sigmoid to the sum.",
+    "sigmoid_per_descriptor:mean": "each descriptor gets its own sigmoid and the two gates are averaged. Eq. (2) "
+                                   "adds the two MLP outputs and applies ONE sigmoid to the sum.",
+    "single_pool:avg_twice": "the average-pooled descriptor goes through the MLP twice; the second term of Eq. (2) "
+                             "is the max-pooled descriptor.",
+    "single_pool:max_twice": "the max-pooled descriptor goes through the MLP twice; the first term of Eq. (2) "
+                             "is the average-pooled descriptor.",
+    "sum_pool": "the first stacked map is the sum over the channels; Eq. (3)'s AvgPool is their mean (the sum is "
+                "C times larger, which saturates the sigmoid).",
+    "softmax_gate:positions": "a softmax over the pixels where the paper uses a sigmoid: each pixel's weight is "
+                              "decided on its own, not shared out among the pixels.",
+    "softmax_gate:rows": "a softmax along one spatial axis where the paper uses a sigmoid: each pixel's weight is "
+                         "decided on its own, not shared out along a row.",
     "pool_order": "the pooled maps are stacked as [max; mean]; Eq. (3) stacks [AvgPool; MaxPool] = "
                   "[mean over C; max over C]. With given weights the order matters: conv input channel 0 "
                   "sees the mean.",
@@ -134,7 +156,9 @@ def load_spatial_weights(module: torch.nn.Module, weight: torch.Tensor, *, what:
 
 def _gate_check(gate: Any, want: torch.Tensor, diagnoses: dict[str, torch.Tensor], *, what: str) -> None:
     named = [(k.split(":")[0], v, ADVICE[k]) for k, v in diagnoses.items()]
-    outside = isinstance(gate, torch.Tensor) and bool(((gate <= 0) | (gate >= 1)).any())
+    # strictly outside [0, 1]: a float32 sigmoid of a large input rounds to exactly 1.0 (or 0.0), which is no sign
+    # of a missing sigmoid
+    outside = isinstance(gate, torch.Tensor) and bool(((gate < 0) | (gate > 1)).any())
     expect_close_or_name(
         gate, want, what=what, diagnoses=named,
         fallback=("missing_sigmoid", "some values lie outside (0, 1): the last step is a sigmoid.") if outside
@@ -148,6 +172,17 @@ def _forward_check(module, x, want, gate_shape, *, what, diagnoses=()):
                  hint=ADVICE["returns_map"] if is_map else "forward returns x * map, the shape of x.")
     expect_close_or_name(out, want, what=f"{what}(x)", diagnoses=list(diagnoses),
                          fallback=("values", "forward should return x * self.attention(x)."))
+
+
+def _float64(module, x, gate64, out64, *, what):
+    """The module in float64 on the same input: float64 results, equal to the reference at float64 precision
+    (the notebook says float64 inputs are graded; a .float() inside fails here as float32_inside or dtype)."""
+    twin = copy.deepcopy(module).double()
+    for run, target, label in ((twin.attention, gate64, "attention(x)"), (twin, out64, "forward(x)")):
+        doing = f"{what}.double(): {label} in float64"
+        result = call_with_hints(run, x.double(), doing=doing, hints=HINTS)
+        expect_follows(result, dtype=torch.float64, doing=doing)
+        expect_close_or_name(result, target, what=f"{what}.double(): {label} in float64")
 
 
 def _gradients(module, x, upstream, grad_want, *, what):
@@ -174,6 +209,7 @@ def check_channel_attention(cls: type) -> None:
                  hint="one weight per channel, kept as (B, C, 1, 1) so that x * M_c broadcasts.")
     _gate_check(gate, data["gate"], data["gate_diagnoses"], what=f"{what}.attention(x)")
     _forward_check(module, x, data["out"], gate.shape, what=what)
+    _float64(module, x, data["gate64"], data["out64"], what=what)
     _gradients(module, data["x"], data["upstream"], data["grad_x"], what=what)
     expect_device_free(module, x, what=what)
 
@@ -203,6 +239,7 @@ def check_spatial_attention(cls: type) -> None:
                  hint="padding = kernel_size // 2 keeps H and W.", mistake="kernel_size")
     _gate_check(gate3, data["gate3"], {}, what="SpatialAttention(kernel_size=3).attention(x)")
     _forward_check(module, x, data["out"], gate.shape, what=what)
+    _float64(module, x, data["gate64"], data["out64"], what=what)
     _gradients(module, data["x"], data["upstream"], data["grad_x"], what=what)
     expect_device_free(module, x, what=what)
 
@@ -277,6 +314,9 @@ CBAM_PARAMS = Question(
             "separate_mlps", "The MLP is SHARED by the two descriptors: its weights count once."),
         "ae5756eab5cb192c0dd1": (
             "param_count", "The spatial gate's convolution has parameters too."),
+        "553fc558d21d9088bee9": (
+            "spatial_counted_twice", "The spatial gate has one convolution, run once on the stacked maps; your "
+                                     "count holds its weights twice."),
         "11458e395a9b8c24032d": (
             "official_mlp_bias", "That is the official block (MLP biases and the spatial BatchNorm); the "
                                  "question asks for the paper's form."),

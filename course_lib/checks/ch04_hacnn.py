@@ -20,6 +20,7 @@ weights. Values come from ``checks/expected/ch04_hacnn.pt``; nothing here import
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import math
@@ -42,6 +43,7 @@ from .toolkit import (
     expect_informative_defaults,
     expect_normalisation_modes,
     expect_device_free,
+    expect_follows,
     expect_method_gradients,
     expect_module_gradients,
     expect_shape,
@@ -80,6 +82,15 @@ NUM_REGIONS = define_mistake("num_regions_ignored", "num_regions is ignored (a h
 THETA_FIRST = define_mistake("theta_first", "theta (attention) is wrong, so everything built on it is too")
 THETA_RESHAPE = define_mistake("theta_reshape", "the fc's 2R outputs are reshaped to (B, 2, R) and transposed, "
                                                 "which pairs the wrong entries")
+SIGMOID_EACH = define_mistake("sigmoid_each_map", "a sigmoid on S and on C, multiplied, where (H4) squashes once, "
+                                                "after the ConvBlock")
+SIGMOID_THETA = define_mistake("sigmoid_not_tanh", "theta squashed with a sigmoid where (H5) uses a tanh")
+STRIPE_EDGE = define_mistake("stripe_edge", "the initial bias puts each stripe at the top edge of its band, not at "
+                                            "its centre")
+IMAGE_PAIRING = define_mistake("image_pairing", "the images repeated in another order than the matrices, so an "
+                                                "image is sampled with another image's regions")
+PADDING_MODE = define_mistake("padding_mode", "grid_sample pads with another mode than zeros")
+OUTPUT_LAYOUT = define_mistake("output_layout", "the (B*R) batch of crops is unflattened in the wrong order")
 STRIPE_SCALE = define_mistake("stripe_scale", "the fixed scale is not [[1, 0], [0, 1/R]] (full width, 1/R of the height)")
 
 #: What each stored wrong result means: label -> (mistake id, advice).
@@ -114,7 +125,13 @@ ADVICE: dict[str, tuple[str, str]] = {
     "channel_sigmoid": (EXTRA_SIGMOID,
                         "the channel map ends with a sigmoid. C is the output of conv2 (a ConvBlock); the sigmoid "
                         "comes once, in SoftAttention."),
+    "channel_train_bn": ("bn_forced_train",
+                         "the values are those of the ConvBlocks in training mode (BatchNorm with the batch's "
+                         "statistics), although the check put the module in eval mode: let the module's mode "
+                         "decide (no .train() inside a method)."),
     # SoftAttention
+    "soft_sigmoid_each": (SIGMOID_EACH, "S and C each get a sigmoid and are multiplied. (H4) has one sigmoid, "
+                                        "at the very end: S x C goes through the 1x1 ConvBlock first."),
     "soft_no_sigmoid": ("missing_sigmoid", "M has no sigmoid; (H4) ends with one."),
     "soft_sum": (SUM_NOT_PRODUCT, "S and C are added; HA-CNN multiplies them (S * C broadcasts to (B, C, H, W))."),
     "soft_no_conv": (MISSING_CONV, "the 1x1 ConvBlock self.conv is skipped; (H4) mixes S x C through it before "
@@ -140,6 +157,17 @@ ADVICE: dict[str, tuple[str, str]] = {
     "theta_zero": (FC_INIT,
                    "every region starts at the centre (theta = 0): the fc bias must start at t_y = (2i+1)/R - 1 "
                    "for region i."),
+    "theta_sigmoid": (SIGMOID_THETA, "theta is squashed with a sigmoid, into (0, 1): the stripes could only move "
+                                     "over the lower half of the map. (H5) uses a tanh, into (-1, 1)."),
+    "theta_edge": (STRIPE_EDGE, "region i starts at 2i/R - 1, the top edge of its band: the R stripes then sit "
+                                "half a band too high. The bias holds each band's centre."),
+    "crops_repeat": (IMAGE_PAIRING, "image b is sampled with the regions of another image: the images are "
+                                    "repeated in one order (all images, then again) and the matrices come in "
+                                    "another (all regions of image 0, then of image 1, ...)."),
+    "crops_border": (PADDING_MODE, "grid_sample pads with the border values; the stripes read zeros outside the "
+                                   "map (padding_mode='zeros', as §9 says)."),
+    "crops_unflatten": (OUTPUT_LAYOUT, "the crops come out of grid_sample as a batch ordered (image, region); "
+                                       "they are unflattened as if it were ordered (region, image)."),
     "theta_max_pool": (MAX_SQUEEZE, "theta is computed from the max over H and W; HA-CNN uses the mean (GAP)."),
     "affine_vertical": (STRIPE_SCALE,
                         "the scale is [[1/R, 0], [0, 1]]: vertical stripes. HA-CNN's regions are horizontal "
@@ -258,6 +286,13 @@ def check_channel_attention(cls: type) -> None:
            hint="compare each step with (H3); C has no sigmoid.")
     _unchanged(x, x_in, what="attention(x)")
     expect(bool((c >= 0).all()), "C should be >= 0 (it ends in a ConvBlock's ReLU)", mistake="values")
+    # float64 in, float64 out, at float64 precision (the stored values are float64), before the gradient check,
+    # whose finite differences a float32 computation inside would fail for another reason
+    twin = copy.deepcopy(module).double()
+    doing = f"{cls.__name__}({channels}, {reduction}).double().attention(x) in float64"
+    c64 = _call(twin.attention, x.double(), doing=doing)
+    expect_follows(c64, dtype=torch.float64, doing=doing)
+    _close(c64, E["c"], what=doing, diagnoses=E["diagnoses"])
     expect_device_free(module, x, what=f"{cls.__name__}({channels}, {reduction})")
     expect_method_gradients(module, "attention", x, what=f"{cls.__name__}({channels}, {reduction})", hints=HINTS)
     expect_informative_defaults(cls, (channels,), {"reduction": 16}, x, what=cls.__name__, method="attention",
@@ -334,11 +369,6 @@ def check_soft_attention(cls: type) -> None:
     expect_module_gradients(module, x, what=what, hints=HINTS)
 
 
-#: the two ends of the interval, each compared like a float question (salted hash of its 3-digit form); they are
-#: parts of one exercise, not questions of their own, so no check is generated for them. The plain values live in
-#: hidden/ch04_hacnn.py.
-_INTERVAL_ENDS = (Question("soft_map_interval_low", "float", key="282113df381b2429ea5b", digits=3),
-                  Question("soft_map_interval_high", "float", key="80c36fbe52526e1da431", digits=3))
 #: the likely wrong pair (the sigmoid's own range), hashed as a pair (_pair_key)
 _SIGMOID_RANGE_KEY = "51889ddf87d5d75827a5"
 
@@ -347,12 +377,14 @@ def _pair_key(low: float, high: float) -> str:
     return hashlib.sha256(f"cnn-attention-course/ch04/soft_map_interval|{low:g}|{high:g}".encode()).hexdigest()[:20]
 
 
+#: each end of the interval is an exact number, so each is compared exactly (its float64 value, hashed): 0.999
+#: for the upper end, or 0.5001 for the lower one, is another interval, not a rounding of the right one
+_EXACT_ENDS = ("f06cb7836af79bd66920", "6ea8567480f69e8df8fc")
+
+
 def _end_is(end: int, value: float) -> bool:
-    try:
-        _INTERVAL_ENDS[end].check(value)
-    except CheckFailure:
-        return False
-    return True
+    text = f"cnn-attention-course/ch04/soft_map_interval/exact|{('low', 'high')[end]}|{float(value)!r}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20] == _EXACT_ENDS[end]
 
 
 @exercise("soft_map_interval", budget_s=5)
@@ -368,9 +400,12 @@ def check_soft_map_interval(fn: Callable) -> None:
             "soft_map_interval() returned (0, 1), the range of a sigmoid on any real input. Look at what the sigmoid "
             "in (H4) receives: can its input be any real number here?", mistake=SIGMOID_RANGE)
     expect(_end_is(0, low), f"soft_map_interval() returned low = {low}: not the smallest value the mask "
-                                       "can take. Which inputs can the sigmoid receive here?", mistake=SIGMOID_RANGE)
+                                       "can take. Which inputs can the sigmoid receive here? The ends are exact "
+                                       "numbers, compared exactly.", mistake=SIGMOID_RANGE)
     expect(_end_is(1, high), f"soft_map_interval() returned high = {high}: not the value the mask "
-                                         "approaches for large inputs.", mistake=SIGMOID_RANGE)
+                                         "approaches for large inputs. The ends are exact numbers, compared "
+                                         "exactly: a value close to an end is another interval.",
+           mistake=SIGMOID_RANGE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,6 +538,9 @@ define_mistake("convblock_bn", "a ConvBlock's BatchNorm left out of a parameter 
 define_mistake("bn_buffers", "BatchNorm's running statistics counted as parameters")
 define_mistake("one_convblock", "one of the two ConvBlocks of the spatial branch left out")
 define_mistake("bias_after_tanh", "the stripe bias read as the value after the tanh, where it is added before it")
+define_mistake("kernel_ignored", "a k x k convolution counted as if it were 1 x 1")
+define_mistake("rounding", "a number rounded to fewer significant digits than the question asks")
+define_mistake("inverse_tanh", "the inverse tanh applied where the equation applies the tanh")
 define_mistake("region_order", "the centre of another region, or the wrong sign")
 
 _ABCDEF = "abcdef"
@@ -541,6 +579,12 @@ SPATIAL_PARAMS = Question(
             "bn_buffers", "running mean and variance are buffers, updated but not trained: not parameters."),
         "dd522e19a71116e46396": (
             "bn_buffers", "running mean, running variance and num_batches_tracked are buffers, not parameters."),
+        "00e4b701aac525b6b0c1": (
+            "bn_buffers", "check each ConvBlock tensor by tensor: the trained parameters are its nn.Parameters; a "
+                          "BatchNorm's running statistics and its num_batches_tracked counter are buffers."),  # 18
+        "eba6e0116260d0bfc38b": (
+            "kernel_ignored", "conv1 = ConvBlock(1, 1, 3) has a 3 x 3 kernel: its weight holds k x k numbers "
+                              "per input and output map, not one."),  # 8
         "1a511b53a1c6d5fb631a": (
             "one_convblock", "that is conv1 alone; conv2, the 1x1 'scaling' ConvBlock, has parameters too."),
     },
@@ -559,6 +603,12 @@ INITIAL_CENTRE = Question(
                             "stripe."),
         "6862f2a77f100f395df2": ("region_order", "that is the centre of another region: region 0 is the first pair "
                                                  "of the bias, the top stripe."),
+        "47d2c803dcab0f1bd916": (
+            "rounding", "give 3 significant digits (or an expression such as math.tanh(...)): your number has "
+                        "fewer."),  # -0.64
+        "75f84fa58d64290d4163": (
+            "inverse_tanh", "that applies the inverse of the tanh (atanh) to the bias; (H5) applies the tanh "
+                            "itself."),  # atanh(-0.75)
         "d6bb72fc322cd55fb972": (
             "region_order", "that is another region's bias value: region 0 is the first pair of the bias, and the "
                             "question asks for its centre."),

@@ -14,8 +14,9 @@ The notebook's test cells call:
     check_q_cost_ratio(q_cost_ratio)
 
 CAM's energy a a^T is symmetric, so a softmax over the wrong dim gives exactly the transpose of the right
-map: the checks test the rows of the map AND the output. gamma is forced to 1 before any value check (with
-its zero initialisation every forward equals x), and a separate check asserts it starts at 0.
+map: the checks test the rows of the map AND the output. A separate check asserts that gamma starts at 0; the
+values are then compared with gamma set to 1 (with its zero initialisation every forward equals x), and the output
+again at gamma = 0.37 and 0, so that gamma must scale the attended features alone (Eq. (4)).
 
 Nothing here imports ``course_lib.reference.danet``: expected values come from ``checks/expected/ch06_danet_cam.pt``.
 """
@@ -79,6 +80,11 @@ GAMMA_UNUSED = define_mistake("gamma_unused", "forward never multiplies by gamma
 BRANCHES_AVERAGED = define_mistake("branches_averaged", "the two branches are averaged where DANet sums them")
 LEFTOVER_GLOBAL = define_mistake(
     "leftover_global", "forward reads a global variable of the notebook where a local name was misspelt")
+GAMMA_PLACEMENT = define_mistake(
+    "gamma_placement", "gamma (Eq. (4)'s beta) scales the wrong term, or multiplies where Eq. (4) adds")
+GAMMA_TWICE = define_mistake("gamma_twice", "a branch's contribution is weighted by its gamma a second time")
+OFFICIAL_MAX_AXIS = define_mistake(
+    "official_max_axis", "the official form's maximum is taken over dim 1 (per column) instead of per row")
 BAD_VARIANT_MESSAGE = define_mistake(
     "bad_variant_message", "the ValueError for an unknown variant does not name the allowed values and the received one")
 
@@ -113,6 +119,21 @@ ADVICE: dict[str, tuple[str, str]] = {
     "cam_only": ("values", "only the channel branch reaches the output; add the position branch."),
     "argmax_axis": (ARGMAX_AXIS, "the argmax (or argmin) runs down each column. Row j of the energy holds "
                                  "channel j's affinities to every channel i, and the question is about rows."),
+    "gamma_ignored": (GAMMA_UNUSED, "forward returns the same output whatever gamma holds: Eq. (4) scales the "
+                                    "attended features by beta (gamma), and a gamma that never enters the output "
+                                    "can never learn."),
+    "gamma_on_sum": (GAMMA_PLACEMENT, "gamma multiplies the sum out + x. Eq. (4) scales only the attended "
+                                      "features: with beta = 0 a new module must return its input unchanged."),
+    "gamma_on_input": (GAMMA_PLACEMENT, "gamma multiplies the input instead of the attended features. Eq. (4) "
+                                        "scales the attended features by beta and adds A as it is."),
+    "out_times_input": (GAMMA_PLACEMENT, "the attended features multiply the input. Eq. (4) ADDS the scaled "
+                                         "attended features to A (a residual sum)."),
+    "official_max_dim1": (OFFICIAL_MAX_AXIS, "the maximum of the official form is taken over dim 1, so entry (j, i) "
+                                             "gets the maximum of another row. The official line subtracts each "
+                                             "entry from the maximum of ITS row j (§2)."),
+    "gamma_twice": (GAMMA_TWICE, "each branch's contribution is scaled by its gamma again. pam(x) and cam(x) "
+                                 "already return x + gamma * (attended features): the block combines what they "
+                                 "return, with no weight of its own."),
     "swapped": ("cam_variant", "you returned the other variant's choice: the paper's map and the official one favour "
                                "different channels (question 2 says which)."),
 }
@@ -170,6 +191,13 @@ def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
     expect_rows_sum_to_one(a, what=what, advice={"columns": ADVICE["softmax_dim1"][1], "mistake": "softmax_dim"})
 
 
+def _official_max_dim1(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The official form with its maximum over dim 1 (per column): a known mistake, computed from x."""
+    a = x.double().flatten(2)
+    energy = a @ a.transpose(1, 2)  # (B, C, N) @ (B, N, C) -> (B, C, C)
+    return {"official_max_dim1": torch.softmax(energy.amax(1, keepdim=True) - energy, dim=-1)}
+
+
 def _gamma_one(module: nn.Module, *, what: str) -> None:
     """Check CAM's only parameter, gamma: a learnable scalar starting at 0; then set it to 1."""
     gamma = getattr(module, "gamma", None)
@@ -195,10 +223,12 @@ def _run_cam(module: nn.Module, E: dict, *, what: str) -> None:
     a = call(module.attention, x.clone(), doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}")
     expect_shape(a, (b, c, c), what="attention(x)", hint="CAM's map is (B, C, C): a @ a^T with a = x as (B, C, N).")
     _rows_sum_to_one(a, what="attention(x)")
-    _close(a, E["a"], what="attention(x)", diagnoses=E["a_diagnoses"])
+    _close(a, E["a"], what="attention(x)", diagnoses=dict(E["a_diagnoses"]) | _official_max_dim1(x))
     y = expect_block_forward(module, x, what=what, returns="gamma * out + x", call=_call,
                              misread=lambda out, returns: returned_the_map(out, returns, square=False))
-    _close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=E["y_diagnoses"])
+    attended = E["y"] - x.double()  # out, the attended features (gamma = 1)
+    _close(y, E["y"], what="forward(x) with gamma = 1",
+           diagnoses=dict(E["y_diagnoses"]) | {"out_times_input": attended * x.double()})
     # float64 in, float64 out, at float64 precision (the stored values are float64)
     twin = copy.deepcopy(module).double()
     for run, target, diagnoses, label in ((twin.attention, E["a"], E["a_diagnoses"], "attention(x)"),
@@ -207,6 +237,16 @@ def _run_cam(module: nn.Module, E: dict, *, what: str) -> None:
         result = call(run, x.double(), doing=doing)
         expect_follows(result, dtype=torch.float64, doing=doing)
         _close(result, target, what=f"{label} in float64", diagnoses=diagnoses)
+    # gamma enters as Eq. (4) says: at gamma = 0.37 and at gamma = 0 (a new module: the identity), not only at 1
+    for g in (0.37, 0.0):
+        with torch.no_grad():
+            module.gamma.fill_(g)
+        y = _call(module, x.clone(), doing=f"{what}(x) with gamma = {g}")
+        wrong = {"gamma_ignored": E["y"], "gamma_on_sum": g * E["y"], "gamma_on_input": attended + g * x.double(),
+                 "out_times_input": g * attended * x.double()}
+        _close(y, x.double() + g * attended, what=f"forward(x) with gamma = {g}", diagnoses=wrong)
+    with torch.no_grad():
+        module.gamma.fill_(1.0)
     xg = x.clone().requires_grad_(True)
     y = call(module, xg, doing=f"{what}(x) with x.requires_grad")
     call(lambda: y.square().sum().backward(), doing="backward through forward(x)")
@@ -269,6 +309,7 @@ def check_most_attended(fn: Callable) -> None:
         expect(torch.equal(arg, energy), "most_attended changed its energy argument in place.", mistake="inplace")
         expect_shape(got, energy.shape[:2], what=f"most_attended(energy, {variant!r})",
                      hint="one channel index per row j: (B, C).")
+        was_float = isinstance(got, torch.Tensor) and got.is_floating_point()
         got = got.long() if isinstance(got, torch.Tensor) else got
         if not torch.equal(got, E[variant]):
             other = "official" if variant == "paper" else "paper"
@@ -278,8 +319,13 @@ def check_most_attended(fn: Callable) -> None:
             if torch.equal(got, E[f"{variant}_dim1"]):
                 raise CheckFailure(f"most_attended(energy, {variant!r}) has the wrong indices.\n  Likely mistake: "
                                    f"{ADVICE['argmax_axis'][1]}", mistake=ARGMAX_AXIS)
-            raise CheckFailure(f"most_attended(energy, {variant!r}) should be {E[variant].tolist()}, got "
-                               f"{got.tolist()}.", mistake="values")
+            if was_float:
+                raise CheckFailure(f"most_attended(energy, {variant!r}) returned floating-point values "
+                                   f"({got.dtype}); it should return channel indices (an integer tensor, as "
+                                   "argmax gives), not the map's or the energy's values.", mistake="values")
+            wrong = int((got != E[variant]).sum())
+            raise CheckFailure(f"most_attended(energy, {variant!r}) has the wrong index in {wrong} of its "
+                               f"{got.numel()} rows.", mistake="values")
         passed()
         expect_function_contract(fn, (energy, variant), what=f"most_attended(energy, {variant!r})")
 
@@ -291,6 +337,12 @@ def check_blog_pam(cls: type) -> None:
     what = f"{getattr(cls, '__name__', cls)}({c})"
     module = build(cls, c)
     check_pam_structure(module, c, 8, what=what)
+    gamma = getattr(module, "gamma", None)
+    if isinstance(gamma, torch.Tensor):
+        expect(bool(torch.all(gamma.detach() == 0)),
+               f"a new {what} has gamma = {gamma.detach().reshape(-1).tolist()}; the blog's module (and the paper) "
+               "start gamma at 0, so the block starts as the identity. The task is to change only what stops the "
+               "module from running.", mistake="gamma_init")
     load_pam_weights(module, E["weights"], what=what)  # gamma = 1
     expect_no_leftover_global(getattr(cls, "forward", None), what=f"{what}.forward")
     x = E["x"]
@@ -342,7 +394,8 @@ def dual_cases(x: torch.Tensor, alpha: float = 0.6, beta: float = 1.3):
     with torch.no_grad():
         p, c = pam(x), cam(x)
         wrong = {"residual_twice": p + c, "sequential": cam(pam(x)), "sequential_2": pam(cam(x)),
-                 "averaged": (p + c) / 2, "pam_only": p, "cam_only": c}
+                 "averaged": (p + c) / 2, "pam_only": p, "cam_only": c,
+                 "gamma_twice": x + alpha * (p - x) + beta * (c - x)}
     return ResidualBranch(alpha, "position"), ResidualBranch(beta, "channel"), (p + c - x), wrong
 
 
@@ -394,46 +447,47 @@ Q_OFFICIAL_FORM = Question(
     },
     advice=_WORK_IT_OUT)
 
-_DOUBLED = "try channel i = 2 x channel j"
+_DIAGONAL_A = ("Your set takes e_jj = |A_j|^2 to be the largest entry of row j for any features. Cauchy-Schwarz "
+               "bounds e_ji = A_j . A_i by |A_j| |A_i|: when can that bound lie above |A_j|^2?")
+_DIAGONAL_D = ("Your set reads (d) as a fact about the official form alone. The official map's smallest weight sits "
+               "at a row's largest energy (question 2): (d) stands or falls with a claim about the largest entry of "
+               "every row.")
+_DIAGONAL_ADVICE = ("Compare e_jj = |A_j|^2 with e_ji = A_j . A_i statement by statement, on small channel maps "
+                    "of your own (two or three numbers each).")
 Q_DIAGONAL = Question(
     "q_diagonal", "choices", options="abcd", key="85b642c7c7f44916b7db",
     doc="Which statements (a)-(d) about a channel's energy with itself are true.",
     wrong={
-        "12bf5679aa102cd1e310": (
-            DIAGONAL, f"(a) fails for some features: {_DOUBLED}. Cauchy-Schwarz bounds e_ji by |A_j| |A_i|, not by "
-                      "|A_j|^2."),
-        "666d1b3907496d55c8a5": (DIAGONAL, f"(a) fails for some features: {_DOUBLED}."),
-        "05b86428738de7b92ec0": (DIAGONAL, "(a) and (c) contradict each other."),
-        "fd01ceea9bd5802e7ea6": (DIAGONAL, f"Compute e_ji and e_jj when you {_DOUBLED}."),
-        "b4d554237f1b85c2820b": (
-            DIAGONAL, "Cauchy-Schwarz gives one more: e_ji <= |A_j| |A_i|."),
-        "a45849ba8953077933c2": (
-            DIAGONAL, "(d) would need |A_j|^2 to be the largest entry of every row j, for any features: (c) is a "
-                      "counterexample."),
-        "da0a3558bd5c57a78574": (DIAGONAL, "(c) is a counterexample to (a), and then to (d)."),
+        "12bf5679aa102cd1e310": (DIAGONAL, _DIAGONAL_A),  # a
+        "666d1b3907496d55c8a5": (DIAGONAL, _DIAGONAL_A),  # ab
+        "05b86428738de7b92ec0": (DIAGONAL, _DIAGONAL_A),  # abc
+        "fd01ceea9bd5802e7ea6": (DIAGONAL, _DIAGONAL_ADVICE),  # b
+        "b4d554237f1b85c2820b": (DIAGONAL, _DIAGONAL_ADVICE),  # c
+        "a45849ba8953077933c2": (DIAGONAL, _DIAGONAL_D),  # bcd
+        "da0a3558bd5c57a78574": (DIAGONAL, _DIAGONAL_A + " " + _DIAGONAL_D),  # ad
     },
-    advice="Compare e_jj = |A_j|^2 with e_ji = A_j . A_i, which Cauchy-Schwarz bounds by |A_j| |A_i|.")
+    advice=_DIAGONAL_ADVICE)
 
-_ROW_MAXIMUM = "(d): m_j is the maximum of row j; it differs from row to row"
+_SYMMETRIC_B = ("A symmetric energy does not make its softmax symmetric: a softmax over the rows makes each row sum "
+                "to 1, a softmax over the columns makes each column sum to 1, and a map with both properties is "
+                "rare.")
+_SYMMETRIC_D = ("Your set treats the maximum subtracted in the official form as one number for the whole map. Look at "
+                "which row's maximum is subtracted from e_ji, and which from e_ij.")
+_SYMMETRIC_ADVICE = "Write the column softmax of e as a row softmax of e^T, and use e = e^T."
 Q_SYMMETRIC = Question(
     "q_symmetric", "choices", options="abcd", key="a66bf338752ed8fdc143",
     doc="Which statements (a)-(d) about CAM's symmetric energy are true.",
     wrong={
         "aad0ff8b09b14e9885f4": (
             SYMMETRIC, "Your set stops at the column softmax: follow that map one step further, into the "
-                       "product with a."),
-        "25b7fe193a0ebe7cc769": (
-            SYMMETRIC, "Your set states a consequence without the property of the column softmax it rests on."),
-        "acb31df8e9148d8be284": (
-            SYMMETRIC, "A softmax over the columns makes columns sum to 1, a softmax over the rows makes rows sum to "
-                       "1: the two maps differ unless the map is symmetric, and a softmax's is not."),
-        "e885c5764e00ce3586ae": (
-            SYMMETRIC, "(b): the column softmax is the transpose of the row softmax, not the same map."),
-        "4f716b60e3196c5bb32f": (
-            SYMMETRIC, f"{_ROW_MAXIMUM}, so m_j - e_ji and m_i - e_ij differ."),
-        "81c2430aeb9b9a45bf20": (SYMMETRIC, f"{_ROW_MAXIMUM}."),
+                       "product with a."),  # a
+        "25b7fe193a0ebe7cc769": (SYMMETRIC, _SYMMETRIC_ADVICE),  # c
+        "acb31df8e9148d8be284": (SYMMETRIC, _SYMMETRIC_B),  # b
+        "e885c5764e00ce3586ae": (SYMMETRIC, _SYMMETRIC_B),  # abc
+        "4f716b60e3196c5bb32f": (SYMMETRIC, _SYMMETRIC_D),  # acd
+        "81c2430aeb9b9a45bf20": (SYMMETRIC, _SYMMETRIC_D),  # ad
     },
-    advice="Write the column softmax of e as a row softmax of e^T, and use e = e^T.")
+    advice=_SYMMETRIC_ADVICE)
 
 Q_COST_RATIO = Question(
     "q_cost_ratio", "float", digits=3, key="e742fdd1dd45037d92ad",
@@ -448,10 +502,16 @@ Q_COST_RATIO = Question(
         "cb08c45d1bb1263ca141": (COST_RATIO, "The ratio is inverted: PAM's cost over CAM's."),
         "d073d8f315b76bdde22a": (COST_RATIO, "PAM's energy is missing from its count: the map (N x N) is itself a product of the "
                              "queries and keys, and its cost grows with N^2 too."),
+        "9aa5aff8e14245d32964": (COST_RATIO, "That takes N as the side of the feature map; N counts its positions "
+                                             "(H x W)."),  # 0.105
+        "be3e8139ac12cc2605fc": (COST_RATIO, "In your ratio the number of positions cancels out: one count has the "
+                                             "wrong power of N. Which module's map is N x N, and which C x C?"),  # 1.125
+        "c7a4f00771d9c53b4023": (COST_RATIO, "Your count gives PAM's energy twice its cost: it is a single product "
+                                             "of the queries with the keys, whose shared size is C'."),  # 11.25
         "4f3b15ec768ed7331427": (COST_RATIO, "That compares one product of each module (the weighted sums, or PAM's weighted sum "
                               "with one of CAM's): each module has two products, and all four count."),
     },
-    advice="An (a x b) @ (b x c) product costs a b c multiply-adds; count both products of each module, as §5 "
-           "lists them.")
+    advice="A module's multiply-adds are those of its matrix products, an (a x b) @ (b x c) product costing a b c: "
+           "ask which of N, C and C' each product's shapes involve.")
 
 define_question_checks(globals(), Q_OFFICIAL_FORM, Q_DIAGONAL, Q_SYMMETRIC, Q_COST_RATIO)

@@ -302,6 +302,11 @@ _ERROR_HINTS: Sequence[tuple[str, str, str]] = (
      "Let every tensor follow x.dtype."),
     ("Input type (double) and", "dtype",
      "tensors of different dtypes meet (float64 and float32): a hard-coded dtype? Let every tensor follow x.dtype."),
+    ("Input type (torch.FloatTensor) and weight type (torch.DoubleTensor)", "dtype",
+     "a float32 tensor meets float64 weights: a hard-coded dtype (.float(), torch.float32)? Let every tensor "
+     "follow x.dtype."),
+    ("Input type (torch.DoubleTensor) and weight type (torch.FloatTensor)", "dtype",
+     "a float64 tensor meets float32 weights: a hard-coded dtype? Let every tensor follow x.dtype."),
     ("a leaf Variable that requires grad is being used in an in-place operation", "inplace",
      "an in-place operation (x *= ..., x.mul_(...), x += ...) overwrites the input; compute a new tensor instead."),
     ("Output size is too small", "pool_kernel",

@@ -174,7 +174,7 @@ def draw_regions(image: torch.Tensor, boxes: np.ndarray, *, ax=None, title: str 
     for i, (top, left, bottom, right) in enumerate(boxes):
         colour = colours[i % len(colours)]
         ax.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, lw=2, ec=colour))
-        ax.text(left + 2, top + 8, str(i + 1), color=colour, fontsize=9, weight="bold")
+        ax.text(left + 2, top + 8, str(i), color=colour, fontsize=9, weight="bold")  # region i, 0-based as in §9
     ax.set_xlim(-2, image.shape[-1] + 2)
     ax.set_ylim(image.shape[-2] + 2, -2)
     ax.set_title(title, fontsize=10)
@@ -191,6 +191,6 @@ def draw_crops(crops: torch.Tensor, *, axes=None, title: str = "crop"):
         _, axes = plt.subplots(len(data), 1, figsize=(2.4, 1.3 * len(data)))
     for i, (ax, crop) in enumerate(zip(np.atleast_1d(axes), data)):
         ax.imshow(crop)
-        ax.set_title(f"{title} {i + 1}", fontsize=8, pad=2)
+        ax.set_title(f"{title} {i}", fontsize=8, pad=2)  # region i, 0-based as in §9
         ax.axis("off")
     return data

@@ -6,6 +6,7 @@ copied into the student's module, float64, channels_last, gradients, dtype and d
 """
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any
 
@@ -67,6 +68,7 @@ def _spatial_ref(k: int, seed: int) -> SpatialAttention:
 def _channel_variants(m: ChannelAttention, x: torch.Tensor) -> dict[str, torch.Tensor]:
     avg, mx = m.mlp(x.mean((2, 3), keepdim=True)), m.mlp(x.amax((2, 3), keepdim=True))
     last = lambda z: m.mlp[2](torch.relu(m.mlp[0](z)))  # noqa: E731
+    linear = lambda z: m.mlp[2](m.mlp[0](z))  # noqa: E731  (no ReLU between the layers)
     return {
         "single_pool:avg": torch.sigmoid(avg),
         "single_pool:max": torch.sigmoid(mx),
@@ -74,6 +76,11 @@ def _channel_variants(m: ChannelAttention, x: torch.Tensor) -> dict[str, torch.T
         "softmax_gate": torch.softmax(avg + mx, dim=1),
         "relu_after_last": torch.sigmoid(torch.relu(last(x.mean((2, 3), keepdim=True)))
                                          + torch.relu(last(x.amax((2, 3), keepdim=True)))),
+        "missing_relu": torch.sigmoid(linear(x.mean((2, 3), keepdim=True)) + linear(x.amax((2, 3), keepdim=True))),
+        "sigmoid_per_descriptor:sum": torch.sigmoid(avg) + torch.sigmoid(mx),
+        "sigmoid_per_descriptor:mean": (torch.sigmoid(avg) + torch.sigmoid(mx)) / 2,
+        "single_pool:avg_twice": torch.sigmoid(2 * avg),
+        "single_pool:max_twice": torch.sigmoid(2 * mx),
     }
 
 
@@ -82,7 +89,19 @@ def _spatial_variants(m: SpatialAttention, x: torch.Tensor) -> dict[str, torch.T
     return {
         "pool_order": torch.sigmoid(m.conv(torch.cat([mx, avg], 1))),
         "missing_sigmoid": m.conv(torch.cat([avg, mx], 1)),
+        "sum_pool": torch.sigmoid(m.conv(torch.cat([x.sum(1, keepdim=True), mx], 1))),
+        "softmax_gate:positions": torch.softmax(m.conv(torch.cat([avg, mx], 1)).flatten(2), -1).view_as(avg),
+        "softmax_gate:rows": torch.softmax(m.conv(torch.cat([avg, mx], 1)), -1),
     }
+
+
+def _as_stored(m: torch.nn.Module) -> torch.nn.Module:
+    """A float64 copy whose weights are the float32 values the visible checks load (their float64 targets)."""
+    twin = copy.deepcopy(m)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.copy_(p.float().double())
+    return twin
 
 
 def _grad(module, x, upstream):
@@ -102,6 +121,7 @@ def build_expected() -> dict[str, Any]:
         channel = {"channels": c, "reduction": r,
                    "weights": {k: v.float() for k, v in ch.state_dict().items()},
                    "x": x, "upstream": up, "gate": ch.attention(xd).float(), "out": ch(xd).float(),
+                   "gate64": _as_stored(ch).attention(xd), "out64": _as_stored(ch)(xd),
                    "gate_diagnoses": {k: v.float() for k, v in _channel_variants(ch, xd).items()}}
     channel["grad_x"] = _grad(ch, x, up)
 
@@ -113,7 +133,7 @@ def build_expected() -> dict[str, Any]:
         xd = xs.double()
         spatial = {"kernel_size": k, "weight": sp.conv.weight.float(), "weight3": sp3.conv.weight.float(),
                    "x": xs, "upstream": ups, "gate": sp.attention(xd).float(), "gate3": sp3.attention(xd).float(),
-                   "out": sp(xd).float(),
+                   "out": sp(xd).float(), "gate64": _as_stored(sp).attention(xd), "out64": _as_stored(sp)(xd),
                    "gate_diagnoses": {k_: v.float() for k_, v in _spatial_variants(sp, xd).items()}}
     spatial["grad_x"] = _grad(sp, xs, ups)
 

@@ -117,6 +117,7 @@ def channel_mistakes(ref: hacnn.ChannelAttention, x: torch.Tensor) -> dict[str, 
             "squeeze_hh": ref.conv2(ref.conv1(x.sum((2, 3), keepdim=True) / x.shape[2] ** 2)),
             "squeeze_ww": ref.conv2(ref.conv1(x.sum((2, 3), keepdim=True) / x.shape[3] ** 2)),
             "channel_sigmoid": torch.sigmoid(ref.attention(x)),
+            "channel_train_bn": copy.deepcopy(ref).train().attention(x),
         }
 
 
@@ -128,6 +129,7 @@ def soft_mistakes(conv: hacnn.ConvBlock, s: torch.Tensor, c: torch.Tensor) -> di
             "soft_sum": torch.sigmoid(conv(s + c)),
             "soft_no_conv": torch.sigmoid(s * c),
             "soft_sigmoid_first": conv(torch.sigmoid(s * c)),
+            "soft_sigmoid_each": torch.sigmoid(s) * torch.sigmoid(c),
         }
 
 
@@ -145,6 +147,9 @@ def init_mistakes(regions: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         "theta_layout": torch.tanh(layout),
         "theta_zero": torch.zeros_like(raw),
         "theta_reshape": torch.tanh(raw.reshape(-1).reshape(2, regions).t()),
+        "theta_sigmoid": torch.sigmoid(raw),
+        "theta_edge": torch.tanh(torch.stack((torch.zeros_like(ty), 2 * torch.arange(regions, dtype=torch.float64)
+                                              / regions - 1), dim=1)),
     }
 
 
@@ -160,6 +165,7 @@ def theta_mistakes(ref: hacnn.HardAttention, x: torch.Tensor) -> dict[str, torch
             "theta_swapped": _pairs_swapped(torch.tanh(pre).reshape(-1, r, 2)),
             "theta_max_pool": torch.tanh(ref.fc(x.amax((2, 3)))).reshape(-1, r, 2),
             "theta_reshape": torch.tanh(pre).reshape(-1, 2, r).transpose(1, 2),
+            "theta_sigmoid": torch.sigmoid(pre).reshape(-1, r, 2),
         }
 
 
@@ -196,14 +202,20 @@ def crops_mistakes(ref: hacnn.HardAttention, x: torch.Tensor) -> dict[str, torch
         matrices = ref.affine(x).reshape(b * r, 2, 3)
     images = x.repeat_interleave(r, dim=0)
 
-    def sample(align: bool, mode: str) -> torch.Tensor:
+    def sample(align: bool, mode: str, padding: str = "zeros", given: torch.Tensor = images) -> torch.Tensor:
         with warnings.catch_warnings():  # align_corners=True on a unit-size grid warns; this is our own call
             warnings.simplefilter("ignore")
             grid = F.affine_grid(matrices, [b * r, c, *crop], align_corners=align)
-            out = F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=align)
+            out = F.grid_sample(given, grid, mode=mode, padding_mode=padding, align_corners=align)
         return out.reshape(b, r, c, *crop)
 
-    return {"crops_align_true": sample(True, "bilinear"), "crops_nearest": sample(False, "nearest")}
+    right = sample(False, "bilinear")
+    return {"crops_align_true": sample(True, "bilinear"), "crops_nearest": sample(False, "nearest"),
+            # x.repeat(R, 1, 1, 1) orders the images (r b), the matrices are (b r): images meet other images' regions
+            "crops_repeat": sample(False, "bilinear", given=x.repeat(r, 1, 1, 1)),
+            "crops_border": sample(False, "bilinear", "border"),
+            # the (b r) batch unflattened as (r b) and transposed
+            "crops_unflatten": right.reshape(b * r, c, *crop).reshape(r, b, c, *crop).transpose(0, 1)}
 
 
 def hard_reference(channels: int, regions: int, seed: int) -> hacnn.HardAttention:

@@ -259,4 +259,39 @@ mlp = nn.Sequential(nn.Conv2d(256, 16, 1, bias=False), nn.ReLU(), nn.Conv2d(16, 
 q_cbam_params = sum(p.numel() for p in mlp.parameters()) + nn.Conv2d(2, 1, 7, padding=3, bias=False).weight.numel()
 """),
     Impl(Q_PARAMS, "valid: a float with no fraction", "q_cbam_params = 8290.0"),
+
+    # ---------------------------------------------------------------- second trial (issue 26): float64 and named hints
+    Impl(CH, "x cast to float32 inside attention (float64 is graded: §3)",
+         channel("torch.sigmoid(self.mlp(avg) + self.mlp(mx))").replace(
+             "avg, mx = x.mean", "x = x.float()\n        avg, mx = x.mean"), "dtype"),
+    Impl(CH, "the gate returned as float32 whatever the input",
+         channel("torch.sigmoid(self.mlp(avg) + self.mlp(mx)).float()"), "dtype"),
+    Impl(CH, "no ReLU between W_0 and W_1", """
+class ChannelAttention(nn.Module):
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv2d(channels, channels // reduction, 1, bias=False),
+                                 nn.Conv2d(channels // reduction, channels, 1, bias=False))
+
+    def attention(self, x):
+        return torch.sigmoid(self.mlp(x.mean((2, 3), keepdim=True)) + self.mlp(x.amax((2, 3), keepdim=True)))
+
+    def forward(self, x):
+        return x * self.attention(x)
+""", "missing_relu"),
+    Impl(CH, "a sigmoid on each descriptor, the two gates added",
+         channel("torch.sigmoid(self.mlp(avg)) + torch.sigmoid(self.mlp(mx))"), "sigmoid_per_descriptor"),
+    Impl(CH, "a sigmoid on each descriptor, the two gates averaged",
+         channel("(torch.sigmoid(self.mlp(avg)) + torch.sigmoid(self.mlp(mx))) / 2"), "sigmoid_per_descriptor"),
+    Impl(CH, "the average descriptor sent through the MLP twice",
+         channel("torch.sigmoid(self.mlp(avg) + self.mlp(avg))"), "single_pool"),
+    Impl(SP, "x cast to float32 inside attention (float64 is graded: §4)",
+         spatial("torch.cat([x.float().mean(1, keepdim=True), x.float().amax(1, keepdim=True)], dim=1)"), "dtype"),
+    Impl(SP, "the channels summed instead of averaged",
+         spatial("torch.cat([x.sum(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)"), "sum_pool"),
+    Impl(SP, "a softmax over the pixels instead of a sigmoid",
+         spatial("torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)",
+                 gate="torch.softmax(self.conv(pooled).flatten(2), dim=-1).view(x.shape[0], 1, *x.shape[2:])"),
+         "softmax_gate"),
+    Impl(Q_PARAMS, "the spatial kernel counted twice", "q_cbam_params = 2 * 256 * 16 + 2 * 98", "spatial_counted_twice"),
 ]

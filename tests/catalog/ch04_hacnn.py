@@ -460,3 +460,36 @@ IMPLS += [
         att="        s = self.spatial_attn(x)\n        assert self.spatial_attn(x).shape[1] == 1\n"
             "        return torch.sigmoid(self.conv(s * self.channel_attn(x)))"), "bn_twice"),
 ]
+
+# issue 26 (second trial): the interval's ends compared exactly, and the likely mistakes named
+IMPLS += [
+    Impl(INTERVAL, "the upper end rounded to 0.999", "def soft_map_interval():\n    return (0.5, 0.999)\n",
+         "sigmoid_range"),
+    Impl(INTERVAL, "the upper end rounded to 0.9999", "def soft_map_interval():\n    return (0.5, 0.9999)\n",
+         "sigmoid_range"),
+    Impl(INTERVAL, "the lower end just above 0.5", "def soft_map_interval():\n    return (0.5001, 1.0)\n",
+         "sigmoid_range"),
+    Impl(INTERVAL, "valid: the ends as fractions", "def soft_map_interval():\n    return (1 / 2, 2 / 2)\n"),
+    Impl(CHANNEL, "the ConvBlocks switched to training mode inside attention", channel(
+        "        self.train()\n" + CHANNEL_BODY), "bn_forced_train"),
+    Impl(SOFT, "a sigmoid on S and on C, multiplied", soft(
+        "        return torch.sigmoid(self.spatial_attn(x)) * torch.sigmoid(self.channel_attn(x))"),
+         "sigmoid_each_map"),
+    Impl(THETA, "sigmoid instead of tanh", hard(att=ATTENTION.replace("torch.tanh", "torch.sigmoid")),
+         "sigmoid_not_tanh"),
+    Impl(THETA, "initial centres at 2i/R - 1 (the top edge of each band)", hard(reset=RESET.replace(
+        "ty = (2 * torch.arange(r, dtype=torch.float32) + 1) / r - 1",
+        "ty = 2 * torch.arange(r, dtype=torch.float32) / r - 1")), "stripe_edge"),
+    Impl(CROPS, "x.repeat(R, 1, 1, 1): images paired with the wrong regions", hard(fwd=FORWARD.replace(
+        "x.repeat_interleave(r, dim=0)", "x.repeat(r, 1, 1, 1)")), "image_pairing"),
+    Impl(CROPS, "padding_mode='border'", hard(fwd=FORWARD.replace('padding_mode="zeros"', 'padding_mode="border"')),
+         "padding_mode"),
+    Impl(CROPS, "the crops unflattened as (R, B) and transposed", hard(fwd=FORWARD.replace(
+        "return crops.reshape(b, r, c, crop_h, crop_w)",
+        "return crops.reshape(r, b, c, crop_h, crop_w).transpose(0, 1)")), "output_layout"),
+    Impl(Q_PARAMS, "two counted too many (buffers, or a bias-free conv with four BatchNorm tensors)",
+         "q_spatial_params = 18", "bn_buffers"),
+    Impl(Q_PARAMS, "both ConvBlocks counted as 1x1", "q_spatial_params = 8", "kernel_ignored"),
+    Impl(Q_CENTRE, "rounded to two digits", "q_initial_centre = -0.64", "rounding"),
+    Impl(Q_CENTRE, "the inverse tanh of the bias", "q_initial_centre = math.atanh(-0.75)", "inverse_tanh"),
+]

@@ -314,3 +314,30 @@ def most_attended(energy, variant):
     return (a.softmax(-1).argmax(-1, keepdim=True) == order).long().argmax(-1)
 ''', "cpu_constant"),
 ]
+
+# issue 26 (second trial): gamma compared at 0.37 and 0 as well as 1, the blog PAM's gamma init, named hints
+IMPLS += [
+    Impl(PAPER, "gamma * (out + x): a new module returns zeros", cam(fwd=FWD.replace(
+        "return self.gamma * out + x", "return self.gamma * (out + x)")), "gamma_placement"),
+    Impl(PAPER, "out + gamma * x", cam(fwd=FWD.replace("return self.gamma * out + x", "return out + self.gamma * x")),
+         "gamma_placement"),
+    Impl(PAPER, "gamma * out * x", cam(fwd=FWD.replace("return self.gamma * out + x", "return self.gamma * out * x")),
+         "gamma_placement"),
+    Impl(OFFICIAL, "official form with the maximum over dim 1", cam(att=ATT.replace(
+        "energy.max(-1, keepdim=True)[0]", "energy.max(1, keepdim=True)[0]"), fwd=FWD), "official_max_axis"),
+    Impl(BLOG_PAM, "made to run, gamma initialised to 1", BLOG_PAM_TEMPLATE.replace(
+        "self.gamma = nn.Parameter(torch.zeros(1))", "self.gamma = nn.Parameter(torch.ones(1))"), "gamma_init"),
+    Impl(MOST, "the largest weights returned instead of their indices", '''
+def most_attended(energy, variant):
+    a = energy if variant == "paper" else energy.amax(-1, keepdim=True) - energy
+    return a.softmax(-1).amax(-1)
+''', "values"),
+    Impl(DUAL, "each branch's contribution weighted by its gamma again", DUAL_TEMPLATE.replace(
+        "BODY", "return x + pam.gamma * (pam(x) - x) + cam.gamma * (cam(x) - x)"), "gamma_twice"),
+    Impl(Q_COST, "N taken as the side of the map", "q_cost_ratio = 96 * (512 + 64) / (2 * 512**2)", "cost_ratio"),
+    Impl(Q_COST, "N cancelled out", "q_cost_ratio = 1.125", "cost_ratio"),
+    Impl(Q_COST, "PAM's energy counted twice", "q_cost_ratio = 9216 * (512 + 2 * 64) / (2 * 512**2)", "cost_ratio"),
+    Impl(Q_SYMMETRIC, "the column softmax also the same map", "q_symmetric = 'abc'", "symmetric"),
+    Impl(Q_DIAGONAL, "the official diagonal claim added", "q_diagonal = 'bcd'", "diagonal"),
+    Impl(Q_DIAGONAL, "only the equal-norm statement", "q_diagonal = 'b'", "diagonal"),
+]
