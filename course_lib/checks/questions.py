@@ -84,7 +84,9 @@ def canonical(value: Any, kind: str, *, options: str | None = None, digits: int 
     if kind == "float":
         if hasattr(value, "item") and getattr(value, "numel", lambda: 1)() == 1:
             value = value.item()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool):  # True is an int to Python, never a number the question asks for
+            raise _form(f"{what} should be a number, got {value!r} (a bool).")
+        if not isinstance(value, (int, float)):
             try:
                 value = float(value)
             except (TypeError, ValueError):
