@@ -200,9 +200,11 @@ class PositionAttention(nn.Module):
         * Query/key width C // 8: the paper defines B, C and D all as C x H x W maps (the same
           width as A), and its v3 text even put them through BatchNorm and ReLU; the official code
           uses 1x1 convolutions without BN or ReLU, of width C // 8 for B and C and C for D
-          (``in_dim // 8``; reduction 8 is the code's choice). In DANet #45 the author says the
-          code is right and the paper's statement was to be corrected (v4 drops BN and ReLU); #131
-          asks why B and C are reduced and D is not, without answer. ``reduction=1`` gives the
+          (``in_dim // 8``; reduction 8 is the code's choice). DANet #45 is about the BN and ReLU
+          only: the author answers that the paper's statement will be corrected (v4 drops them,
+          #61); no thread supports the reduced width, and #131 asks why B and C are reduced and D
+          is not, without an answer. The default 8 departs from the paper on purpose (every
+          published DANet result used it; chapter 05 §1 says so); ``reduction=1`` gives the
           paper's width.
         * No 1/sqrt(C') scaling of the energy (neither the paper nor the official code has one;
           Transformer-style copies add it).
