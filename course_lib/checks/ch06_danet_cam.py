@@ -191,6 +191,21 @@ def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
     expect_rows_sum_to_one(a, what=what, advice={"columns": ADVICE["softmax_dim1"][1], "mistake": "softmax_dim"})
 
 
+def _gamma_sweep(module: nn.Module, x: torch.Tensor, y_at_one: torch.Tensor, *, what: str) -> None:
+    """gamma enters as Eq. (4) says: the output at gamma = 0.37 and at gamma = 0 (a new module: the identity), not
+    only at the gamma = 1 of the value checks; gamma is 1 again afterwards."""
+    attended = y_at_one - x.double()  # out, the attended features
+    for g in (0.37, 0.0):
+        with torch.no_grad():
+            module.gamma.fill_(g)
+        y = _call(module, x.clone(), doing=f"{what}(x) with gamma = {g}")
+        wrong = {"gamma_ignored": y_at_one, "gamma_on_sum": g * y_at_one, "gamma_on_input": attended + g * x.double(),
+                 "out_times_input": g * attended * x.double()}
+        _close(y, x.double() + g * attended, what=f"{what}(x) with gamma = {g}", diagnoses=wrong)
+    with torch.no_grad():
+        module.gamma.fill_(1.0)
+
+
 def _official_max_dim1(x: torch.Tensor) -> dict[str, torch.Tensor]:
     """The official form with its maximum over dim 1 (per column): a known mistake, computed from x."""
     a = x.double().flatten(2)
@@ -237,16 +252,7 @@ def _run_cam(module: nn.Module, E: dict, *, what: str) -> None:
         result = call(run, x.double(), doing=doing)
         expect_follows(result, dtype=torch.float64, doing=doing)
         _close(result, target, what=f"{label} in float64", diagnoses=diagnoses)
-    # gamma enters as Eq. (4) says: at gamma = 0.37 and at gamma = 0 (a new module: the identity), not only at 1
-    for g in (0.37, 0.0):
-        with torch.no_grad():
-            module.gamma.fill_(g)
-        y = _call(module, x.clone(), doing=f"{what}(x) with gamma = {g}")
-        wrong = {"gamma_ignored": E["y"], "gamma_on_sum": g * E["y"], "gamma_on_input": attended + g * x.double(),
-                 "out_times_input": g * attended * x.double()}
-        _close(y, x.double() + g * attended, what=f"forward(x) with gamma = {g}", diagnoses=wrong)
-    with torch.no_grad():
-        module.gamma.fill_(1.0)
+    _gamma_sweep(module, x, E["y"], what=what)
     xg = x.clone().requires_grad_(True)
     y = call(module, xg, doing=f"{what}(x) with x.requires_grad")
     call(lambda: y.square().sum().backward(), doing="backward through forward(x)")
@@ -367,6 +373,7 @@ def check_blog_cam(cls: type) -> None:
     expect_unchanged(x, x_in, what=f"{cls.__name__}({c})(x)")
     expect_shape(y, x.shape, what=f"{cls.__name__}({c})(x)")
     _close(y, E["y"], what=f"{cls.__name__}({c})(x) with gamma = 1", diagnoses=E["y_diagnoses"])
+    _gamma_sweep(module, x, E["y"], what=f"{cls.__name__}({c})")
     expect_device_free(module, x, what=f"{cls.__name__}({c})")
 
 

@@ -334,6 +334,8 @@ def most_attended(energy, variant):
 ''', "values"),
     Impl(DUAL, "each branch's contribution weighted by its gamma again", DUAL_TEMPLATE.replace(
         "BODY", "return x + pam.gamma * (pam(x) - x) + cam.gamma * (cam(x) - x)"), "gamma_twice"),
+    Impl(BLOG, "repaired, gamma around the residual sum", BLOG_TEMPLATE.replace("ENERGY_LINE", OFFICIAL_LINE).replace(
+        "out = self.gamma * out + x", "out = self.gamma * (out + x)"), "gamma_placement"),
     Impl(Q_COST, "N taken as the side of the map", "q_cost_ratio = 96 * (512 + 64) / (2 * 512**2)", "cost_ratio"),
     Impl(Q_COST, "N cancelled out", "q_cost_ratio = 1.125", "cost_ratio"),
     Impl(Q_COST, "PAM's energy counted twice", "q_cost_ratio = 9216 * (512 + 2 * 64) / (2 * 512**2)", "cost_ratio"),
