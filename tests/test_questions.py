@@ -168,7 +168,8 @@ WRONG = {
                              2 * 7 * 7 + 2: "official_batch_norm", 2 * 7: "kernel_ignored"},
         "q_gate_order": {"bc": "spatial_on_input", "ae": "gates_commute", "ace": "spatial_on_input"},
         "q_cbam_params": {2 * 256 * 16 + 16 + 256 + 98: "official_mlp_bias", 2 * (2 * 256 * 16) + 98: "separate_mlps",
-                          2 * 256 * 16: "param_count", 2 * 256 * 16 + 16 + 256 + 98 + 2: "official_mlp_bias"},
+                          2 * 256 * 16: "param_count", 2 * 256 * 16 + 16 + 256 + 98 + 2: "official_mlp_bias",
+                          2 * 256 * 16 + 2 * 98: "spatial_counted_twice"},
     },
     "ch03_ctdnet_sam": {
         "q_stacked_shape": {(2, 256, 44, 44): "pooled_features", (2, 2, 1, 1): "pooled_spatially",
@@ -180,9 +181,9 @@ WRONG = {
         "q_fixed_entries": {"cf": "learnt_entries", "ae": "shear_entries", "bd": "scale_entries",
                             "abcdef": "learnt_entries"},
         "q_spatial_params": {14: "convblock_bias", 11: "convblock_bn", 10: "convblock_bn", 20: "bn_buffers",
-                             22: "bn_buffers", 12: "one_convblock"},
+                             22: "bn_buffers", 12: "one_convblock", 18: "bn_buffers", 8: "kernel_ignored"},
         "q_initial_centre": {-0.75: "bias_after_tanh", 0.635: "region_order", -0.245: "region_order",
-                             -0.25: "region_order"},
+                             -0.25: "region_order", -0.64: "rounding", -0.973: "inverse_tanh"},
     },
     "ch05_danet_pam": {
         "q_pam_params": {327681: "missing_bias", 328320: "param_count", 327680: "param_count", 98497: "param_count"},
@@ -200,7 +201,8 @@ WRONG = {
         "q_symmetric": {"a": "symmetric", "c": "symmetric", "b": "symmetric", "abc": "symmetric",
                         "acd": "symmetric", "ad": "symmetric"},
         "q_cost_ratio": {2.25: "cost_ratio", 20.25: "cost_ratio", 324: "cost_ratio", 1 / 10.125: "cost_ratio",
-                         9: "cost_ratio", 18: "cost_ratio"},
+                         9: "cost_ratio", 18: "cost_ratio", 0.105: "cost_ratio", 1.125: "cost_ratio",
+                         11.25: "cost_ratio"},
     },
     "ch07_nonlocal_gcnet": {
         "q_nl_params": {131712: "missing_norm", 132736: "param_count", 263680: "missing_bottleneck",

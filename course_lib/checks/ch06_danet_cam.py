@@ -503,7 +503,7 @@ Q_COST_RATIO = Question(
         "8aec925f1386ad1ca943": (
             COST_RATIO, "That is the energies alone; each module also has its weighted sum (a second product)."),
         "85d6d0557d503297ea78": (
-            COST_RATIO, "CAM has two products too: its energy a a^T and its weighted sum s a, C^2 N each."),
+            COST_RATIO, "CAM has two products too: its energy a a^T and its weighted sum s a."),
         "fced2407d7138881be23": (
             COST_RATIO, "That is N^2 / C^2, the ratio of the maps' sizes (memory), not of the multiply-adds."),
         "cb08c45d1bb1263ca141": (COST_RATIO, "The ratio is inverted: PAM's cost over CAM's."),
