@@ -302,36 +302,3 @@ def assert_follows_device_and_dtype(module: torch.nn.Module, x: torch.Tensor, sh
     y = module.to(device=x.device, dtype=x.dtype)(x)
     assert y.device == x.device and y.dtype == x.dtype and y.shape == (x.shape if shape is None else shape)
     return y
-
-
-# ------------------------------------------------------------------------------------------------
-# the sentences of a chapter that promise what is graded or accepted (issue 26: each is held to the checks)
-# ------------------------------------------------------------------------------------------------
-PROMISE_WORDS = re.compile(r"\b(graded|accept\w*|valid answer|hidden (tests|checks)|the checks? (also )?"
-                           r"(use|uses|run|runs|build|builds|set|sets|compare|compares|treat|treats)|"
-                           r"(are|is) compared|any (float )?dtype|any device|raises? a `?ValueError)\b", re.IGNORECASE)
-
-
-def promise_sentences(chapter: str) -> list[str]:
-    """Every sentence of the chapter's source notebook (its prose, and its stubs above the solution region) that
-    says what the checks grade, accept or compare; test cells and "(not graded)" headings are left out."""
-    found = []
-    for cell in notebook(chapter).cells:
-        if cell.cell_type == "code" and "### BEGIN SOLUTION" not in cell.source:
-            continue  # demos and test cells: only the prose and the stubs promise
-        text = cell.source.split("### BEGIN SOLUTION")[0]
-        for sentence in re.split(r"(?<=[.;:])\s+(?=[A-Z*(`#])", text):
-            if PROMISE_WORDS.search(sentence) and "not graded" not in sentence:
-                found.append(sentence)
-    return found
-
-
-def assert_every_promise_is_held(chapter: str, promises: dict) -> None:
-    """Each promise sentence contains one fragment of ``promises`` (fragment -> the test that holds it), and each
-    fragment is still in the notebook."""
-    sentences = promise_sentences(chapter)
-    assert sentences, f"{chapter} says nothing about what is graded?"
-    unheld = [s for s in sentences if not any(fragment in s for fragment in promises)]
-    assert not unheld, f"{chapter}: sentences that promise something no test holds: {unheld}"
-    stale = [f for f in promises if not any(f in s for s in sentences)]
-    assert not stale, f"{chapter}: promises no longer in the notebook: {stale}"

@@ -28,8 +28,8 @@ def _impls(chapter: str, probe: gc.Probe) -> list[catalog.Impl]:
     found = [i for i in IMPLS if i.exercise.chapter == chapter and i.exercise.name == probe.exercise
              and i.label == probe.label]
     assert found, f"{chapter}: no catalog implementation of {probe.exercise!r} labelled {probe.label!r}"
-    if probe.append:
-        found = [catalog.Impl(i.exercise, f"{i.label} + variant", i.source + "\n" + probe.append, i.mistake)
+    if probe.append or probe.replace:
+        found = [catalog.Impl(i.exercise, f"{i.label} + variant", gc.variant_source(i.source, probe), i.mistake)
                  for i in found]
     return found
 
@@ -109,6 +109,8 @@ def test_fact_keeps_the_sentence(claim, fact):
 
 
 def test_pending_claims_are_reported():
+    if not gc.PENDING:
+        return
     lines = []
     for p in gc.PENDING:
         results = [f"{probe.describe()}: {'holds' if ok else 'BROKEN'} ({what})"
@@ -131,6 +133,16 @@ def test_an_undeclared_promise_and_a_broken_probe_are_caught(monkeypatch):
     assert outcome("01_se", gc.fails("SqueezeExcitation", "no sigmoid", "dtype"))[0] is False
     # a variant the visible check already fails is not a hidden-only failure
     assert outcome("01_se", gc.fails_hidden("SqueezeExcitation", "no sigmoid"))[0] is False
+
+
+def test_a_variant_whose_replacement_no_longer_applies_is_caught():
+    """A probe's replacement that is not in the catalog source (the entry was rewritten) fails loudly instead of
+    grading the unchanged, valid implementation; one that applies grades the variant."""
+    stale = gc.fails("SqueezeExcitation", "Linear with bias and einops", replace=[("no such text", "x")])
+    with pytest.raises(AssertionError, match="not in the implementation"):
+        outcome("01_se", stale)
+    impl, = _impls("02_cbam", gc.fails("CBAM", "channel then spatial", replace=[("self.channel_gate", "self.c")]))
+    assert "self.channel_gate" not in impl.source and "self.c(" in impl.source
 
 
 def test_a_sentence_rewritten_away_from_its_declaration_is_caught(monkeypatch):

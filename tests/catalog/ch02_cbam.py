@@ -112,6 +112,7 @@ class ChannelAttention(nn.Module):
     def forward(self, x):
         return x * self.attention(x)
 """),
+    Impl(CH, "valid: the paper's shared MLP as 1x1 convolutions, no biases", GOOD_CHANNEL),
     Impl(CH, "official style: Linear layers, bias=False", """
 class ChannelAttention(nn.Module):
     def __init__(self, channels, reduction=16):

@@ -169,6 +169,9 @@ IMPLS += [
     Impl(CHANNEL, "channel map computed on x.data", channel(CHANNEL_BODY.replace("x.mean((2, 3), keepdim=True)",
                                                                                  "x.data.mean((2, 3), keepdim=True)")),
          "no_grad"),
+    Impl(CHANNEL, "the squeeze and the convolutions run in float32, the map cast back to x's dtype", channel(
+        "        return self.conv2.float()(self.conv1.float()(x.float().mean((2, 3), keepdim=True))).to(x.dtype)"),
+         "float32_inside"),
     Impl(CHANNEL, "torchreid: F.avg_pool2d(x, x.size()[2:])", channel("""\
         x = F.avg_pool2d(x, x.size()[2:])
         x = self.conv1(x)
@@ -220,6 +223,8 @@ IMPLS += [
     Impl(SOFT, "in-place x *= M", soft(fwd="""\
         x *= self.attention(x)
         return x"""), "inplace"),
+    Impl(SOFT, "the product computed in float32, cast back to x's dtype", soft(fwd="""\
+        return (x.float() * self.attention(x).float()).to(x.dtype)"""), "float32_inside"),
     Impl(SOFT, "right SoftAttention on a SpatialAttention without its scaling conv", soft(spatial_body="""\
         h, w = x.shape[2:]
         s = self.conv1(x.mean(1, keepdim=True))

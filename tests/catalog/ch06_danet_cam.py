@@ -73,6 +73,9 @@ WRONG_PAPER = [
      att_last("        e = energy.exp()\n        return e / e.sum(-1, keepdim=True)")),
     ("a CPU tensor of ones in forward", "cpu_constant", dict(fwd=FWD.replace(
         "self.gamma * out + x", "self.gamma * out * torch.ones(h, w, dtype=x.dtype) + x"))),
+    ("softmax over dim 1 and the map transposed in forward: the output is right, the rows are not", "softmax_dim",
+     dict(att=ATT.replace("dim=-1)", "dim=1)"), fwd=FWD.replace("self.attention(x)",
+                                                                  "self.attention(x).transpose(1, 2)"))),
     ("gamma initialised to 1", "gamma_init", dict(init=INIT.replace("torch.zeros(1)", "torch.ones(1)"))),
     ("missing residual", "missing_residual", dict(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out"))),
     ("1x1 query/key convolutions added (the paper says none)", "param_count", dict(
@@ -120,6 +123,16 @@ VALID_CAM = [
         if self.variant == "official":
             energy = energy.amax(-1, keepdim=True) - energy
         return self.softmax(energy)""")),
+    ("a Python loop over the channels, one row of the map at a time", dict(att="""\
+        b, c, h, w = x.shape
+        a = x.reshape(b, c, h * w)
+        rows = []
+        for i in range(c):
+            e = (a[:, i:i + 1, :] * a).sum(-1)
+            if self.variant == "official":
+                e = e.amax(-1, keepdim=True) - e
+            rows.append(torch.softmax(e, dim=-1))
+        return torch.stack(rows, dim=1)""")),
     ("extra buffer and attribute", dict(extra="""\
         self.register_buffer("seen", torch.zeros(()))
         self.name = "cam\"""")),
@@ -145,6 +158,11 @@ def most_attended(energy, variant):
         energy = energy.amax(-1, keepdim=True) - energy
     return torch.softmax(energy, dim=-1).argmax(dim=-1)
 """),
+    Impl(MOST, "the energy shifted by its row maximum in place (energy -= ...)", """
+def most_attended(energy, variant):
+    energy -= energy.amax(-1, keepdim=True)
+    return energy.argmax(-1) if variant == "paper" else energy.argmin(-1)
+""", "inplace"),
     Impl(MOST, "argmax over dim 1 (columns)", """
 def most_attended(energy, variant):
     return energy.argmax(1) if variant == "paper" else energy.argmin(1)
