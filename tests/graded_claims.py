@@ -32,7 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 #: The words that make a sentence a graded claim.
 CLAIM_WORDS = re.compile(
     r"\b(graded|grading|grades|accept(?:ed|s)?|full marks|no points?|the (?:visible )?checks?|the hidden tests?|"
-    r"checks? (?:here|of exercise)|required)\b", re.I)
+    r"checks? (?:here|of exercise)|required|"
+    # the stubs' contracts and the comparisons the chapters announce (what tests/chapter_cases' promise sentences
+    # held for chapters 02, 04 and 06 before this table took them over)
+    r"hidden checks?|(?:is|are) compared|compared (?:to|with)|any (?:float )?dtype|any device)\b", re.I)
 
 
 def normalise(text: str) -> str:
@@ -70,7 +73,7 @@ def sentences(chapter: str, root: Path = REPO) -> list[str]:
 class Probe:
     exercise: str                 # the catalog Exercise's name
     label: str                    # the label of a catalog Impl of that exercise
-    expect: str                   # "passes", "fails", "fails_hidden"
+    expect: str                   # "passes", "fails", "fails_visible", "fails_hidden"
     mistake: str | None = None    # for "fails": the mistake id the failure must name
     append: str = ""              # source appended to the impl's (a variant: e.g. a subclass that breaks one case)
     replace: tuple[tuple[str, str], ...] = ()   # (old, new) pairs applied to the impl's source first (a variant)
@@ -86,6 +89,12 @@ def passes(exercise: str, label: str, append: str = "", replace: tuple = ()) -> 
 
 def fails(exercise: str, label: str, mistake: str | None = None, append: str = "", replace: tuple = ()) -> Probe:
     return Probe(exercise, label, "fails", mistake, textwrap.dedent(append), tuple(replace))
+
+
+def fails_visible(exercise: str, label: str, mistake: str | None = None, append: str = "",
+                  replace: tuple = ()) -> Probe:
+    """The visible check alone fails it (a sentence that says the check in the notebook shows the mistake)."""
+    return Probe(exercise, label, "fails_visible", mistake, textwrap.dedent(append), tuple(replace))
 
 
 def fails_hidden(exercise: str, label: str, append: str = "", replace: tuple = ()) -> Probe:
@@ -751,4 +760,111 @@ PENDING_CHAPTERS: tuple[str, ...] = ()
 
 #: Graded sentences of chapters being rewritten now, by key phrase. Probes, where given, show today's outcome.
 PENDING: list[Pending] = [
+]
+
+
+# --------------------------------------------------------------------------------------------
+# the stubs' contracts ("any float dtype, any device ...") and the comparisons the chapters announce
+# ("is compared", "the hidden checks"): every chapter
+# --------------------------------------------------------------------------------------------
+def _function_in_float32(symbol: str, *args: str) -> str:
+    """A valid function wrapped to compute in float32 and return the input's dtype (float32 accuracy)."""
+    params = ", ".join(args)
+    rounded = ", ".join(f"{a}.float()" for a in args)
+    return f"""
+_Valid = {symbol}
+def {symbol}({params}):
+    return _Valid({rounded}).to({args[0]}.dtype)
+"""
+
+
+SAM_F = "SpatialAttentionModule.forward"
+
+CLAIMS += [
+    claim(CH00, "write `apply_gate(x, gate)` for x of shape",
+          passes("apply_gate", "valid: einsum"),
+          fails("apply_gate", "valid: einsum", "float32_inside",
+                append=_function_in_float32("apply_gate", "x", "gate"))),
+    claim(CH00, "write `pairwise_scores(q, k)`",
+          passes("pairwise_scores", "valid: einsum"),
+          fails("pairwise_scores", "valid: einsum", "float32_inside",
+                append=_function_in_float32("pairwise_scores", "q", "k"))),
+    claim(CH01, "both follow their input: any float dtype (float64 included), any device, and the channels_last",
+          fails(SE, "the excitation computed in float32, cast back", "float32_inside"),
+          fails(SE, "hard-coded float32 gate", "dtype"),
+          fails(SE, "a ones tensor made on the CPU in forward", "cpu_constant"),
+          fails_hidden(SE, "Linear with bias and einops", append=refuse_channels_last(SE)),
+          passes(SE, "valid: tensors placed with .to(x.device), .to(x), .type_as(x) and .to(dtype)")),
+    claim(CH02, "both methods follow their input: any float dtype, any device, the channels_last memory format",
+          fails(CBAM_CA, CBAM_GOOD_CA, "float32_inside", append=compute_in_float32(CBAM_CA, "attention")),
+          fails(CBAM_SA, CBAM_GOOD_SA, "float32_inside", append=compute_in_float32(CBAM_SA, "attention")),
+          fails(CBAM_CA, CBAM_GOOD_CA, "cpu_constant", append=cpu_tensor_in(CBAM_CA)),
+          fails(CBAM_SA, CBAM_GOOD_SA, "cpu_constant", append=cpu_tensor_in(CBAM_SA)),
+          fails_hidden(CBAM_CA, CBAM_GOOD_CA, append=refuse_channels_last(CBAM_CA, "attention")),
+          fails_hidden(CBAM_SA, CBAM_GOOD_SA, append=refuse_channels_last(CBAM_SA, "attention"))),
+    claim(CH03, "float32 or float64, contiguous or channels_last, any device: the outputs follow x. x is never",
+          fails(SAM_F, "the module cast to float32 inside forward, the result cast back", "float32_inside"),
+          fails(SAM_F, "forward refuses a channels_last input (a .view-style assumption)", "memory_layout"),
+          fails(SAM_F, "a CPU mask made in forward", "cpu_constant"),
+          fails(SAM_F, "in-place gating x *= A", "inplace")),
+    claim(CH04, "works for any h, w (odd ones too)",
+          fails(HA_SP, "F.interpolate(scale_factor=2)", "odd_size"),
+          fails(HA_SP, HA_GOOD_SP, append=compute_in_float32(HA_SP, "attention")),
+          fails_hidden(HA_SP, HA_GOOD_SP, append=refuse_channels_last(HA_SP, "attention")),
+          fails(HA_SP, HA_GOOD_SP, "cpu_constant", append=cpu_tensor_in(HA_SP, "attention"))),
+    claim(CH04, "values >= 0 (no sigmoid here). float32 or float64, contiguous or channels_last, any device",
+          fails(HA_CH, "the squeeze and the convolutions run in float32, the map cast back to x's dtype",
+                "float32_inside"),
+          fails(HA_CH, "a CPU constant divisor tensor", "cpu_constant"),
+          fails_hidden(HA_CH, HA_GOOD_CH, append=refuse_channels_last(HA_CH, "attention"))),
+    claim(CH04, "float32 or float64, contiguous or channels_last, any device: the outputs follow x; x is not modified",
+          fails(HA_SOFT, "the product computed in float32, cast back to x's dtype", "float32_inside"),
+          fails(HA_SOFT, "in-place x *= M", "inplace"),
+          fails(HA_SOFT, HA_GOOD_SOFT, "cpu_constant", append=cpu_tensor_in("SoftAttention")),
+          fails_hidden(HA_SOFT, HA_GOOD_SOFT, append=refuse_channels_last("SoftAttention"))),
+    claim(CH05, "any float dtype: a float32 input gives a float32 result, a float64 input a float64 result",
+          fails(PAM_A, "energy in float32, the map cast back to the input's dtype", "float32_inside"),
+          fails(PAM_F, "hard-coded float32 in forward", "float32_inside"),
+          fails(PAM_F, "the output cast with .float()", "dtype"),
+          fails(PAM_F, "a module that refuses a channels_last input (asserts x.is_contiguous())", "memory_layout"),
+          fails(PAM_F, "a CPU constant for N in forward", "cpu_constant")),
+    claim(CH05, "any float dtype, memory layout (channels_last too) and device; x is not modified in place",
+          fails(PAM_F, "in-place residual on the input (x += gamma * out)", "inplace"),
+          fails(PAM_F, "hard-coded .cuda() in forward", "device"),
+          fails(PAM_A, "a module that refuses a channels_last input (asserts x.is_contiguous())", "memory_layout")),
+    claim(CH05, "it is compared at three significant digits, with one unit of slack either way in the third",
+          passes("q_map_mib", "valid: rounded"),
+          passes("q_map_mib", "valid: rounded", replace=[("324", "323")]),
+          passes("q_map_mib", "valid: rounded", replace=[("324", "325")]),
+          fails("q_map_mib", "valid: rounded", "wrong_answer", replace=[("324", "322")]),
+          fails("q_map_mib", "valid: rounded", "wrong_answer", replace=[("324", "326")]),
+          passes("q_map_mib", "valid: a tensor")),
+    claim(CH06, "do not change `energy` in place; any float dtype and device",
+          fails("most_attended", "the energy shifted by its row maximum in place (energy -= ...)", "inplace"),
+          fails("most_attended", "argmax over an index map built on the CPU", "cpu_constant"),
+          passes("most_attended", "indices as int32")),
+    claim(CH06, "the map and the output are compared in float32 and again in float64 on the same numbers",
+          fails_visible(CAM_P, "energy in float32, the map cast back to the input's dtype", "float32_inside"),
+          fails_visible(CAM_P, "the output cast with .float()", "dtype")),
+    claim(CH06, "the hidden checks repeat them on random shapes, with `channels_last` inputs",
+          fails_hidden(CAM_P, CAM_GOOD, append=refuse_channels_last("ChannelAttention")),
+          fails_hidden(CAM_O, CAM_GOOD.replace("(paper)", "(official)"),
+                       append=refuse_channels_last("ChannelAttention"))),
+    claim(CH06, "any float dtype, memory layout (channels_last too) and device; x is not modified in place",
+          fails(CAM_P, "in-place residual on x", "inplace"),
+          fails(CAM_P, "hard-coded float32", "dtype"),
+          fails(CAM_P, "a CPU tensor of ones in forward", "cpu_constant"),
+          fails_hidden(CAM_P, CAM_GOOD, append=refuse_channels_last("ChannelAttention"))),
+    claim(CH07, "a float (3 significant digits are compared), `q_map_mib`",
+          passes("q_map_mib", "valid: q_map_mib = 9.38"),
+          passes("q_map_mib", "valid: q_map_mib = 9.38", replace=[("9.38", "9.3789")]),
+          fails("q_map_mib", "valid: q_map_mib = 9.38", "wrong_answer", replace=[("9.38", "9.5")]),
+          fails("q_map_mib", "q_map_mib = 9.834496", "memory_units")),
+    claim(CH07, "a float, `q_logit_std` (3 significant digits are compared)",
+          passes("q_logit_std", "valid: q_logit_std = 22.6"),
+          passes("q_logit_std", "valid: q_logit_std = math.sqrt(512)"),
+          fails("q_logit_std", "valid: q_logit_std = 22.6", "wrong_answer", replace=[("22.6", "23.0")]),
+          fails("q_logit_std", "q_logit_std = 512", "logit_scale")),
+    about(CH09, "every variant is compared with the plain cnn as in section 8",
+          "the statistics of the trained variants (section 11), not a graded answer"),
 ]

@@ -43,8 +43,16 @@ def _outcome_of(impl: catalog.Impl, probe: gc.Probe) -> tuple[bool, str]:
             return False, "full marks (the sentence promises a failure)"
         ok = probe.mistake is None or graded.mistake == probe.mistake
         return ok, f"failed naming {graded.mistake}"
-    # fails_hidden: the visible check lets it through, the hidden checks fail it
     from course_lib.checks import CheckFailure
+
+    if probe.expect == "fails_visible":
+        try:
+            impl.exercise.visible(impl.load())
+        except CheckFailure as failure:
+            ok = probe.mistake is None or failure.mistake == probe.mistake
+            return ok, f"the visible check failed it naming {failure.mistake}"
+        return False, "the visible check let it through (the sentence says the check in the notebook shows it)"
+    # fails_hidden: the visible check lets it through, the hidden checks fail it
 
     try:
         impl.exercise.visible(impl.load())
@@ -131,6 +139,10 @@ def test_an_undeclared_promise_and_a_broken_probe_are_caught(monkeypatch):
     assert outcome("01_se", gc.passes("SqueezeExcitation", "bias-free Linear layers (moskomule/senet.pytorch)"))[0] is False
     assert outcome("01_se", gc.fails("SqueezeExcitation", "Linear with bias and einops"))[0] is False
     assert outcome("01_se", gc.fails("SqueezeExcitation", "no sigmoid", "dtype"))[0] is False
+    # a mistake only the hidden checks see is not one the visible check shows
+    assert outcome("01_se", gc.fails_visible("SqueezeExcitation", "Linear with bias and einops",
+                                             append=gc.refuse_channels_last("SqueezeExcitation")))[0] is False
+    assert outcome("01_se", gc.fails_visible("SqueezeExcitation", "no sigmoid", "dtype"))[0] is False
     # a variant the visible check already fails is not a hidden-only failure
     assert outcome("01_se", gc.fails_hidden("SqueezeExcitation", "no sigmoid"))[0] is False
 
