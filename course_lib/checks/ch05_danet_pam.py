@@ -93,6 +93,14 @@ DETACHED_MAP = define_mistake(
 HIDDEN_WIDTH = define_mistake("hidden_width", "the hidden width rounded up (ceil(C / r)) where the paper's C' is C // r")
 EINSUM_RESIDUAL = define_mistake(
     "einsum_residual", "the values added back to the weighted sum (out + v) where only the sum is asked")
+RESIDUAL_PRODUCT = define_mistake(
+    "residual_product", "the attention's output multiplied with the input (gamma * out * x) where Eq. (2) adds them")
+NO_VALUE_CONV = define_mistake(
+    "no_value_conv", "the map mixes the input x itself where Eq. (2) mixes the values D = value_conv(x)")
+VALUE_RESIDUAL = define_mistake(
+    "value_residual", "the values D added back (gamma * out + value_conv(x)) where Eq. (2) adds the input A")
+GAMMA_UNUSED = define_mistake(
+    "gamma_unused", "gamma is created but forward does not use it (out + x): Eq. (2)'s alpha never scales the output")
 
 _call = call_with_hints  # PAM's crashes are named by the generic hints (in-place input, NameError)
 # PAM's layout check and loaders are shared with chapter 06 through the toolkit (check_pam_structure,
@@ -180,6 +188,24 @@ def _forward_with(data: dict, a: torch.Tensor) -> torch.Tensor:
     _, _, v = _stored_projections(data)
     x = data["x"].double()
     return float(data["weights"]["gamma"].reshape(())) * (v @ a.transpose(1, 2)).reshape(x.shape) + x
+
+
+def _residual_diagnoses(data: dict) -> list[tuple[str, torch.Tensor, str]]:
+    """forward(x) with gamma = 1 for three wrong ways of putting Eq. (2) together (the right map each time)."""
+    q, k, v = _stored_projections(data)
+    x = data["x"].double()
+    a = (q.transpose(1, 2) @ k).softmax(-1)
+    gamma = float(data["weights"]["gamma"].reshape(()))
+    out = (v @ a.transpose(1, 2)).reshape(x.shape)
+    out_x = (x.flatten(2) @ a.transpose(1, 2)).reshape(x.shape)
+    return [(RESIDUAL_PRODUCT, gamma * out * x,
+             "the attention's output is MULTIPLIED with the input. Eq. (2) adds the input back: E = alpha * out + A "
+             "(chapter 00, §8, shows the same slip in a blog's code)."),
+            (NO_VALUE_CONV, gamma * out_x + x,
+             "the map mixes the input x itself. Eq. (2) mixes the values D, a third 1x1 convolution of A (C channels "
+             "out), whose weights are the point of value_conv."),
+            (VALUE_RESIDUAL, gamma * out + v.reshape(x.shape),
+             "what is added back is value_conv(x). Eq. (2) adds the block's input A itself, as a residual.")]
 
 
 def _sigmoid_map(data: dict) -> torch.Tensor:
@@ -303,7 +329,8 @@ def check_pam_forward(cls: type) -> None:
     diagnoses = (named(E["diagnoses"], ADVICE_PAM) + hw_diagnoses(E["y"], base=x.double())
                  + [(QUERY_VIEW, _query_view_forward(E), _QUERY_VIEW_ADVICE),
                     (KEY_AS_QUERY, _forward_with(E, _key_as_query_map(E)), _KEY_AS_QUERY_ADVICE),
-                    (SIGMOID_MAP, _forward_with(E, _sigmoid_map(E)), _SIGMOID_ADVICE)])
+                    (SIGMOID_MAP, _forward_with(E, _sigmoid_map(E)), _SIGMOID_ADVICE)]
+                 + _residual_diagnoses(E))
     expect_close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=diagnoses)
     # with gamma = 1, gamma * (out + x) is out + x: a new module (gamma = 0) tells them apart
     if isinstance(gamma, torch.Tensor) and isinstance(fresh, nn.Module):
@@ -330,6 +357,11 @@ def check_pam_forward(cls: type) -> None:
            f"after backward, no gradient reached {', '.join(missing)}, and every other parameter got one.\n  Likely "
            "mistake: the map was cut from the graph in forward (.detach(), .data, torch.no_grad()); the query and key "
            "convolutions reach the loss only through it.", mistake=DETACHED_MAP)
+    gamma_grad = grads.get("gamma", 0)
+    expect(not (xg.grad is not None and missing == ["gamma"] and gamma_grad is None),
+           "after backward, gamma has no gradient while every other parameter has one: forward does not use gamma.\n"
+           "  Likely mistake: out + x. In Eq. (2) alpha (gamma) scales the attention's output before A is added, "
+           "and it is learned from 0.", mistake=GAMMA_UNUSED)
     expect(xg.grad is not None and not missing,
            f"after backward, no finite gradient reached {'x' if xg.grad is None else ', '.join(missing)}.",
            mistake="no_grad")

@@ -897,6 +897,24 @@ class _CpuConstantWatch(TorchFunctionMode):
         self.found: list[str] = []
         self.moved: list[str] = []  # .cpu(), .to("cpu"), .to(torch.device("cpu")): a tensor sent to a fixed device
         self.derived: set[int] = set()  # devices read from a tensor (x.device): .to() to them follows the input
+        self.asked_cuda = False  # torch.cuda.is_available() called inside: the code picks a device itself
+        self._is_available: Callable[[], bool] | None = None
+
+    def __enter__(self):  # noqa: ANN204
+        self._is_available = original = torch.cuda.is_available
+
+        def is_available() -> bool:
+            self.asked_cuda = True
+            return original()
+
+        torch.cuda.is_available = is_available
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any):  # noqa: ANN204
+        try:
+            return super().__exit__(*exc)
+        finally:
+            torch.cuda.is_available = self._is_available
 
     def _mark(self, value: Any) -> None:
         if isinstance(value, torch.Tensor) and value.dim() > 0:
@@ -914,7 +932,9 @@ class _CpuConstantWatch(TorchFunctionMode):
             self.moved.append(f".{name}({', '.join(_short(a) for a in [*args[1:], *kwargs.values()])})")
         if func in _FACTORIES:
             source = args[0] if args else kwargs.get("data")
-            if kwargs.get("device") is None and not (func is torch.as_tensor and isinstance(source, torch.Tensor)):
+            device = kwargs.get("device")
+            fixed_cpu = device is not None and self._fixed_cpu("to", (device,), {})  # device="cpu" is one too
+            if (device is None or fixed_cpu) and not (func is torch.as_tensor and isinstance(source, torch.Tensor)):
                 self._mark(out)
             return out
         operands = [*args, *kwargs.values()]
@@ -961,6 +981,12 @@ def _moves_to_a_device(name: str, rest: Sequence[Any], kwargs: Mapping[str, Any]
 
 
 def _expect_no_move_to_cpu(watch: _CpuConstantWatch, doing: str) -> None:
+    if watch.asked_cuda:
+        raise CheckFailure(
+            f"{doing} asks torch.cuda.is_available(): the code chooses a device itself, so on a GPU it may move "
+            "tensors the input did not put there (and on a CPU its GPU branch is never tried).\n  Likely mistake: a "
+            "device picked inside forward; follow the input instead (x.device, .to(x), .type_as(x), x.new_ones(...)).",
+            mistake="device")
     if watch.moved:
         raise CheckFailure(
             f"{doing} moves a tensor to the CPU ({watch.moved[0]}). On a GPU that tensor then meets the input's "
@@ -989,7 +1015,7 @@ def expect_device_free(module: torch.nn.Module, x: torch.Tensor, *, what: str, m
     if watch.found:
         raise CheckFailure(
             f"{what}.{method}(x) creates a tensor on the CPU (a torch.tensor(...), torch.ones(...), torch.arange(...) "
-            f"without device=) and combines it with x ({watch.found[0]}). On a GPU that raises 'Expected all tensors "
+            f"without device= or with device='cpu') and combines it with x ({watch.found[0]}). On a GPU that raises 'Expected all tensors "
             "to be on the same device'.\n  Likely mistake: create it with device=x.device, dtype=x.dtype (or "
             "x.new_ones(...), torch.ones_like(x)), or register it once as a buffer in __init__.",
             mistake="cpu_constant")
@@ -1343,7 +1369,7 @@ def expect_function_contract(fn: Callable, args: Sequence[Any], *, what: str, hi
     if watch.found:
         raise CheckFailure(
             f"{what} creates a tensor on the CPU (a torch.tensor(...), torch.eye(...), torch.arange(...) without "
-            f"device=) and combines it with its input ({watch.found[0]}). On a GPU that raises 'Expected all "
+            f"device= or with device='cpu') and combines it with its input ({watch.found[0]}). On a GPU that raises 'Expected all "
             "tensors to be on the same device'.\n  Likely mistake: a constant made without the input's device; "
             "make it on the input's device and in its dtype.", mistake="cpu_constant")
     floats = [a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()]

@@ -220,6 +220,17 @@ class SqueezeExcitation(nn.Module):
     def forward(self, x):
         return x * self.attention(x).cuda()
 """), "device"),
+    Impl(SE, "a ones tensor made with an explicit device='cpu' in forward (a student trial's)", se(CONV_GATE + """
+    def forward(self, x):
+        return x * self.attention(x) * torch.ones(1, 1, 1, 1, device="cpu")
+"""), "cpu_constant"),
+    Impl(SE, ".cuda() behind torch.cuda.is_available() in forward (never run on a CPU)", se(CONV_GATE + """
+    def forward(self, x):
+        gate = self.attention(x)
+        if torch.cuda.is_available():
+            gate = gate.cuda()
+        return x * gate
+"""), "device"),
     Impl(SE, "gate moved to the CPU with .cpu() in forward", se(CONV_GATE + """
     def forward(self, x):
         return x * self.attention(x).cpu()

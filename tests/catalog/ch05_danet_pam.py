@@ -105,6 +105,16 @@ WRONG_FORWARD = [
         "        return self.gamma * out * (torch.ones(h, w, dtype=x.dtype) * n / (h * w)) + x"))),
     ("hard-coded float32 in forward", "float32_inside", dict(fwd=FWD.replace("a.permute(0, 2, 1))", "a.permute(0, 2, 1).float())"
                                                                     ).replace("h * w)\n", "h * w).float()\n"))),
+    ("the output multiplied with the input (gamma * out * x, chapter 00's blog slip)", "residual_product",
+     dict(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out * x"))),
+    ("the map mixes x itself, no value_conv in forward", "no_value_conv",
+     dict(fwd=FWD.replace("self.value_conv(x).reshape", "x.reshape"))),
+    ("the residual adds value_conv(x), not x", "value_residual",
+     dict(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out + self.value_conv(x)"))),
+    ("gamma created but not used (out + x)", "gamma_unused",
+     dict(fwd=FWD.replace("self.gamma * out + x", "out + x"))),
+    ("a ones tensor made with an explicit device='cpu' (a student trial's)", "cpu_constant", dict(fwd=FWD.replace(
+        "        return self.gamma * out + x", "        return (self.gamma * out + x) * torch.ones(1, 1, 1, 1, device='cpu')"))),
     ("the output cast with .float()", "dtype", dict(fwd=FWD.replace(
         "        return self.gamma * out + x", "        return (self.gamma * out + x).float()"))),
     ("hard-coded .cuda() in forward", "device", dict(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out.cuda() + x"))),
