@@ -567,11 +567,20 @@ def expect_close(
     where = _unravel(flat, diff.shape)
     message = (
         f"{what} has the wrong values: the largest difference is {diff.reshape(-1)[flat].item():.3g} at index "
-        f"{where} (expected {expected.reshape(-1)[flat].item():.5g}, got {got.reshape(-1)[flat].item():.5g})."
+        f"{where} (expected %s, got %s)." % _distinct(expected.reshape(-1)[flat].item(), got.reshape(-1)[flat].item())
     )
     if fallback is not None:
         mistake, hint = fallback
     raise CheckFailure(message + (f"\n  Likely mistake: {hint}" if hint else ""), mistake=mistake)
+
+
+def _distinct(expected: float, got: float) -> tuple[str, str]:
+    """Two numbers with 5 significant digits, or as many more (up to 10) as it takes to tell them apart."""
+    for digits in range(5, 11):
+        pair = (f"{expected:.{digits}g}", f"{got:.{digits}g}")
+        if pair[0] != pair[1]:
+            break
+    return pair
 
 
 def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
