@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -420,12 +421,14 @@ def _students(collection) -> dict[str, str]:
 
 def test_flat_lms_names_are_read_per_student(tmp_path):
     _touch(tmp_path, "alice_01_se.ipynb", "smith_j_12345_01_se.ipynb", "bob-01_SE-2.ipynb", "carol_01_se (1).ipynb",
-           "01_se_dan.ipynb", "evans_LATE_777_01_se.ipynb", "frank_02_cbam.ipynb", "notes.txt")
+           "01_se_dan.ipynb", "evans_LATE_777_01_se.ipynb", "frank_02_cbam.ipynb", "notes.txt",
+           "clarkcara_late_1003_50003_01_se.ipynb")
     found = find_submissions("01_se", tmp_path, other_chapters=["01_se", "02_cbam"])
     assert found.layout == "flat"
     assert _students(found) == {
         "alice": "alice_01_se.ipynb", "smith_j_12345": "smith_j_12345_01_se.ipynb", "bob": "bob-01_SE-2.ipynb",
         "carol": "carol_01_se (1).ipynb", "dan": "01_se_dan.ipynb", "evans_777": "evans_LATE_777_01_se.ipynb",
+        "clarkcara_1003_50003": "clarkcara_late_1003_50003_01_se.ipynb",  # Canvas writes the marker lowercase
     }
     assert found.skipped == ["frank_02_cbam.ipynb: a notebook of 02_cbam, not 01_se"]
 
@@ -488,6 +491,15 @@ def test_student_pattern_reads_any_naming(tmp_path):
     assert sorted(_students(found)) == ["alice", "bob"]
     with pytest.raises(ValueError, match="named group 'student'"):
         find_submissions("01_se", tmp_path, student_pattern=r"hw1-([a-z]+)")
+
+
+def test_the_guides_canvas_pattern_keeps_a_late_students_id(tmp_path):
+    """docs/grading.md's --student-pattern for Canvas, on a download with a late submission in it."""
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "grading.md").read_text(encoding="utf-8")
+    pattern = re.search(r"--student-pattern '([^']+)'", guide).group(1)
+    _touch(tmp_path, "smithjane_1234_56789_01_se.ipynb", "clarkcara_late_1003_50003_01_se.ipynb")
+    found = find_submissions("01_se", tmp_path, student_pattern=pattern)
+    assert sorted(_students(found)) == ["clarkcara_1003", "smithjane_1234"]
 
 
 def test_student_ids_are_checked():

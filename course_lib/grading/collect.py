@@ -20,13 +20,14 @@ Three layouts are accepted (``CHAPTER`` stands for the chapter's name, e.g. ``01
    ``alice_01_se (1).ipynb``           ``alice`` (a re-download)
    ``01_se_alice.ipynb``               ``alice``
    ``alice.ipynb``                     ``alice`` (no file names the chapter)
-   ``smith_LATE_12345_01_se.ipynb``    ``smith_12345`` (Canvas' late marker is dropped)
+   ``smith_late_12345_01_se.ipynb``    ``smith_12345`` (Canvas' late marker, any case, is dropped)
    ==================================  ============================
 
    The chapter's name is matched whole and case-insensitively, separated by ``_``, ``-``, ``.`` or a
    space. Either every file names the chapter or none does. Files that name another known chapter
    are left out (and listed). For any other naming, pass ``student_pattern``: a regular expression
-   with a named group ``student``, matched against the file name without ``.ipynb``.
+   with a named group ``student``, matched against the file name without ``.ipynb`` and without Canvas'
+   late marker.
 
 Student ids keep letters, digits and ``_ . @ + -``; spaces become ``_``. Anything that leaves the
 owner of a file in doubt (no student left once the chapter is removed, the chapter named twice, two
@@ -47,7 +48,7 @@ _SEP = r"[_\-. ]"
 _REDOWNLOAD = r"(?:-\d+| ?\(\d+\))?"
 _ID_OK = re.compile(r"[\w.@+\-]+")
 _MOODLE_SUFFIX = re.compile(r"_assignsubmission_[a-z]+_?$")
-_CANVAS_LATE = re.compile(r"(?:^|_)LATE(?=_|$)")
+_CANVAS_LATE = re.compile(r"(?:^|_)late(?=_|$)", re.IGNORECASE)  # Canvas writes "_late_"; either case
 
 
 class SubmissionLayoutError(ValueError):
@@ -235,7 +236,7 @@ def _collect_flat(
     for path, stem in candidates:
         try:
             if pattern is not None:
-                match = pattern.fullmatch(stem)
+                match = pattern.fullmatch(_CANVAS_LATE.sub("", stem))  # the late marker goes first
                 if match is None:
                     raise ValueError(f"it does not match student_pattern {pattern.pattern!r}")
                 raw = match.group("student")
