@@ -44,6 +44,7 @@ from .toolkit import (
     expect_device_free,
     expect_finite,
     expect_finite_at_scale,
+    expect_follows,
     expect_function_contract,
     expect_gradients,
     expect_layouts,
@@ -80,6 +81,14 @@ SCALE_ADVICE = ("at float32 entries near 1e20 the squares inside a norm overflow
                 "||v|| is inf, so v / ||v|| is a vector of zeros and every cosine comes out 0, every distance 1/2, "
                 "whatever the vectors. The cosine does not change when a vector is scaled, so each vector can be "
                 "brought to a safe size before any square is taken.")
+ZERO_VECTOR_ID = "zero_vector"
+ZERO_VECTOR = define_mistake(ZERO_VECTOR_ID, "an all-zero vector gives NaN (0 / 0) or a cosine other than 0 with the "
+                                             "other vectors")
+MAP_RESCALED = define_mistake("map_rescaled", "the map's rows are changed after the softmax: they no longer sum to 1 "
+                                             "at the dtype's precision")
+SIGMOID_POOLING = define_mistake("sigmoid_pooling", "GC's pooling weights are a sigmoid of each logit where a softmax "
+                                                   "over the positions is asked")
+LN_EPS = define_mistake("ln_eps", "the LayerNorm's eps differs from nn.LayerNorm's default (1e-5)")
 DIAGONAL_PAIRS = define_mistake("diagonal_pairs", "the pairs i = j (a vector with itself) are counted in the mean")
 SIMILARITY = define_mistake("similarity", "the cosine similarity where the cosine distance (1 - cos) / 2 is asked")
 VECTOR_AXIS = define_mistake("vector_axis", "the cosine is taken along the wrong axis (positions instead of the "
@@ -163,6 +172,8 @@ ADVICE: dict[str, tuple[str, str]] = {
     "gc_ln_batch_only": (NORM_OVER_BATCH, "the C' numbers are normalised across the batch (one mean and variance per "
                                           "channel over the images, a BatchNorm's statistics): a LayerNorm takes them "
                                           "over the C' numbers of one image."),
+    "gc_ln_eps": (LN_EPS, "the LayerNorm's eps is 1e-6 (as in timm's LayerNorm2d, for one); the paper's code uses "
+                          "nn.LayerNorm's default, 1e-5. It shows at the small variances of W_v1 c here."),
     "gc_context_avg": (AVG_POOLING, "forward pools x with a plain mean. The GC block pools with the attention weights "
                                     "alpha (and forward must use the same context as context(x))."),
     # the cosine distance
@@ -174,6 +185,9 @@ ADVICE: dict[str, tuple[str, str]] = {
     "cos_axis": (VECTOR_AXIS, "the vectors were normalised along dim 1 (the N positions) instead of the last dim "
                               "(the D entries of each vector v_i)."),
     "cos_batch": ("batch_mean", "the mean also runs over the images: each image gets its own number, (B,)."),
+    "cos_zero": (ZERO_VECTOR_ID, "each vector is divided by its norm (or its largest entry) with nothing to keep a "
+                                 "zero divisor from giving 0 / 0. The exercise's contract: an all-zero vector has "
+                                 "cosine 0 with every vector."),
 }
 
 _close = functools.partial(close_named, advice=ADVICE)
@@ -400,6 +414,13 @@ def check_nl_attention(cls: type) -> None:
         raise CheckFailure("attention(x) has the wrong values.\n  Likely mistake: " + ADVICE["dot_product"][1],
                            mistake=DOT_PRODUCT_FORM)
     expect_rows_sum_to_one(a, what="attention(x)", advice=MAP_ADVICE)
+    # expect_rows_sum_to_one allows 1e-4 for any map; a float32 softmax over N = 35 keys sums to 1 within 1e-6
+    rows = a.detach().double().sum(-1)
+    if float((rows - 1).abs().max()) > 1e-5:
+        raise CheckFailure(f"attention(x): the rows sum to {rows.min().item():.7f} .. {rows.max().item():.7f}, not 1 "
+                           f"(a float32 softmax's rows sum to 1 within about 1e-6).\n  Likely mistake: the map is "
+                           "changed after its normalisation (scaled, shifted, or given a constant).",
+                           mistake=MAP_RESCALED)
     _close(a, E["a"], what="attention(x)", diagnoses=E["diagnoses"])
     module3, what3 = _nl(cls, E["r3"], reduction=3)
     a3 = _call(module3.attention, x.clone(), doing=f"{what3}.attention(x)")
@@ -470,6 +491,21 @@ def check_gc_context(cls: type) -> None:
             if torch.allclose(alpha.detach().double(), E["alpha_diagnoses"][label], atol=1e-6):
                 raise CheckFailure(f"attention(x): each image's weights sum to {sums.min():.4g} .. {sums.max():.4g}, "
                                    f"not 1.\n  Likely mistake: {ADVICE[label][1]}", mistake=ADVICE[label][0])
+        got = alpha.detach().double()
+        if torch.allclose(got, torch.ones_like(got)):
+            raise CheckFailure(f"attention(x): every weight is 1, so each image's weights sum to N = {h * w}, not 1."
+                               "\n  Likely mistake: the softmax runs over an axis of length 1 (W_k's single output "
+                               "channel); GCNet normalises over the N = H W positions of each image.",
+                               mistake="softmax_dim")
+        # a sigmoid of each logit: logit(alpha) = l_j, while log(softmax) = l_j - logsumexp(l): they differ by a
+        # constant per image
+        inside = got.clamp(1e-12, 1 - 1e-12)
+        gap = (torch.log(inside / (1 - inside)) - torch.log(E["alpha"].double())).reshape(b, -1)
+        if bool(((gap - gap.mean(1, keepdim=True)).abs() < 1e-3).all()):
+            raise CheckFailure(f"attention(x): each image's weights sum to {sums.min():.4g} .. {sums.max():.4g}, not 1."
+                               "\n  Likely mistake: each position's logit goes through a sigmoid, a gate of its own; "
+                               "GCNet's pooling weights share one normalisation over the image's positions.",
+                               mistake=SIGMOID_POOLING)
         raise CheckFailure(f"attention(x): the weights of each image should sum to 1 over its N = H W positions; "
                            f"they sum to {sums.min():.4g} .. {sums.max():.4g}.", mistake="softmax_dim")
     _close(alpha, E["alpha"], what="attention(x)", diagnoses={})
@@ -553,7 +589,9 @@ def check_cosine_distance(fn: Callable) -> None:
     expect_finite_at_scale(fn, E["v2"], what="mean_cosine_distance(v)", hints=HINTS)
     big = (E["v2"].double() * SCALE).float()
     at_scale = f"mean_cosine_distance(v) on float32 entries near {SCALE:.0e}"
-    expect_close(_call(fn, big.clone(), doing=at_scale), E["d2"].float(), what=at_scale,
+    d_big = _call(fn, big.clone(), doing=at_scale)
+    expect_follows(d_big, dtype=torch.float32, doing=at_scale)
+    expect_close(d_big, E["d2"].float(), what=at_scale,
                  diagnoses=[(OVERFLOW, torch.full_like(E["d2"], 0.5).float(), SCALE_ADVICE)],
                  fallback=(OVERFLOW, SCALE_ADVICE))
     _close(_call(fn, E["v2"].clone(), doing="mean_cosine_distance on a second input"), E["d2"],
@@ -561,11 +599,35 @@ def check_cosine_distance(fn: Callable) -> None:
     expect_gradients(fn, (E["v2"],), doing="mean_cosine_distance(v)", names=("v",))
     expect_function_contract(fn, (E["v2"],), what=f"mean_cosine_distance(v) for v of shape "
                                                   f"{fmt_shape(E['v2'].shape)}", target64=E["d2"], hints=HINTS)
+    # last, so that the mistakes above are named first. An all-zero vector has no direction: the chapter's contract
+    # counts its cosine with every vector as 0 (what F.normalize gives), and the trained features of section 7 hold
+    # such vectors (post-ReLU zeros). Five copies of one vector and a zero vector: 20 pairs at distance 0, 10 pairs
+    # at 1/2, a mean of 1/6
+    zero = torch.cat((E["v"][:, :1].expand(-1, 5, -1), torch.zeros_like(E["v"][:, :1])), 1)
+    doing = "mean_cosine_distance of five copies of one vector and an all-zero vector"
+    d0 = _call(fn, zero.clone(), doing=doing)
+    if isinstance(d0, torch.Tensor) and not bool(torch.isfinite(d0.detach()).all()):
+        raise CheckFailure(f"{doing} returned {d0.detach().flatten()[0].item()}: a zero vector has norm 0, and 0 / 0 "
+                           "is NaN. The chapter's features contain such vectors (a ReLU output that is 0 at every "
+                           "channel of a position).\n  Likely mistake: " + ADVICE["cos_zero"][1],
+                           mistake=ZERO_VECTOR)
+    expect_close(d0, torch.full((v.shape[0],), 1 / 6, dtype=zero.dtype), what=doing,
+                 hint="a zero vector's cosine with any vector counts as 0 (distance 1/2); copies of one vector are at "
+                      "distance 0.", mistake=ZERO_VECTOR)
 
 
 # --------------------------------------------------------------------------------------------
 # GC and SE
 # --------------------------------------------------------------------------------------------
+ALIASES_ARGUMENT = define_mistake("aliases_argument", "a returned tensor is an argument, or a view of one, where new "
+                                                     "tensors are asked: changing one changes the other")
+
+
+def _storage(t: object) -> int:
+    """The address of a tensor's memory (0 for anything else, or for no memory)."""
+    return t.untyped_storage().data_ptr() if isinstance(t, torch.Tensor) and t.numel() else 0
+
+
 GC_STATE_NAMES = ("conv_mask.weight", "conv_mask.bias", "w_v1.weight", "w_v1.bias", "norm.weight", "norm.bias",
                   "w_v2.weight", "w_v2.bias")
 
@@ -608,6 +670,16 @@ def check_gc_as_se(fn: Callable) -> None:
         raise CheckFailure(f"{what} has no entry for {', '.join(missing)}. Return one tensor for every parameter of "
                            f"the GC block, under the names of exercise 2: {', '.join(GC_STATE_NAMES)}.",
                            mistake="parameters")
+    # "a new dict of new tensors": no entry may share memory with an argument (a reshape or view of w1 does)
+    given_memory = {_storage(t): label for label, t in [*given.items(), *given_state.items()] if _storage(t)}
+    shared = [(name, given_memory[_storage(state[name])]) for name in GC_STATE_NAMES
+              if isinstance(state[name], torch.Tensor) and _storage(state[name]) in given_memory]
+    if shared:
+        name, source = shared[0]
+        raise CheckFailure(f"{what}[{name!r}] shares its memory with the argument {source!r} (it is that tensor, or "
+                           "a view of it such as .reshape() or .view() may return): whoever later changes one changes "
+                           "the other, e.g. an optimiser step on the GC block would rewrite the SE weights. The "
+                           "docstring asks for new tensors.", mistake=ALIASES_ARGUMENT)
     shapes = start
     got = {n: _state_entry(state, n, shapes[n], what=what) for n in GC_STATE_NAMES}
     for name, tensor in got.items():

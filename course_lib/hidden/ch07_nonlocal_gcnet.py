@@ -119,7 +119,7 @@ def nl_forward_mistakes(ref: ReferenceNL, x: torch.Tensor) -> dict[str, torch.Te
         return ref.bn(ref.w_z(back(y))) + x
 
     found = {label: tail(a @ v) for label, a in nl_map_mistakes(q, k, x.shape[1]).items()
-             if label in ("softmax_dim1", "scaled", "scaled_c", "dot_product")}
+             if label in ("softmax_dim1", "scaled", "scaled_c", "dot_product", "qk_swapped")}
     found["map_transposed"] = tail(right.transpose(1, 2) @ v)
     found["reshape_no_transpose"] = ref.bn(ref.w_z((right @ v).reshape(x.shape[0], -1, h, w))) + x
     found["missing_residual"] = ref(x) - x
@@ -154,6 +154,8 @@ def gc_forward_mistakes(ref: ReferenceGC, x: torch.Tensor) -> dict[str, torch.Te
             "gc_relu_before_norm": x + conv2(norm(torch.relu(conv1(c)))),
             "gc_no_relu": x + conv2(norm(conv1(c))),
             "gc_context_avg": x + ref.channel_add_conv(x.mean((2, 3), keepdim=True)),
+            "gc_ln_eps": x + conv2(torch.relu(F.layer_norm(conv1(c), norm.normalized_shape, norm.weight, norm.bias,
+                                                           1e-6))),
             **{f"gc_ln_{label}": x + conv2(torch.relu(wrong)) for label, wrong in normalisation_variants(
                 conv1(c), (1, 2, 3), norm.weight, norm.bias, norm.eps).items()}}
 

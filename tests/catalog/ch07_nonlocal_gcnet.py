@@ -79,6 +79,9 @@ WRONG_NL_ATTENTION = [
         "        return torch.softmax(torch.bmm(q, k) * c ** -0.5, dim=-1)")),
     ("theta and phi swapped", "qk_swapped", nl_att(
         "        return torch.softmax(torch.bmm(k.permute(0, 2, 1), q.permute(0, 2, 1)), dim=-1)")),
+    # trial t78: a map changed after its softmax, rows summing to 1 / 1.0001 (inside the 1e-4 of the generic check)
+    ("softmax divided by 1.0001 afterwards", "map_rescaled", nl_att(
+        "        return torch.softmax(torch.bmm(q, k), dim=-1) / 1.0001")),
     ("dot-product form f / N (Eq. (4)) instead of Eq. (3)", "dot_product_form", nl_att(
         "        return torch.bmm(q, k) / (h * w)")),
     ("exp / sum without subtracting the max", "overflow", nl_att(
@@ -100,6 +103,9 @@ WRONG_NL_ATTENTION = [
 ]
 
 WRONG_NL_FORWARD = [
+    # trial t78: the forward check names the swap too (it was a generic 'wrong values')
+    ("theta and phi swapped (seen by forward)", "qk_swapped", nl_att(
+        "        return torch.softmax(torch.bmm(k.permute(0, 2, 1), q.permute(0, 2, 1)), dim=-1)")),
     ("BN scale left at 1: the block is not the identity (AlexHex7 #12, #18)", "not_identity", dict(
         init=NL_INIT.replace("        nn.init.zeros_(self.bn.weight)", ""))),
     ("W_z weight zeroed but its bias kept, BN scale 1", "not_identity", dict(
@@ -252,6 +258,8 @@ WRONG_GC_CONTEXT = [
     ("softmax along H only", "softmax_dim", dict(att="        return self.conv_mask(x).softmax(-2)")),
     ("softmax over the single logit channel (dim 1)", "softmax_dim", dict(att="        return self.conv_mask(x).softmax(1)")),
     ("softmax across the batch", "softmax_dim", dict(att="        return self.conv_mask(x).softmax(0)")),
+    ("a sigmoid of each logit in place of the softmax (trial t78)", "sigmoid_pooling", dict(
+        att="        return torch.sigmoid(self.conv_mask(x))")),
     ("plain average pooling for the context (SE's squeeze)", "avg_pooling", dict(
         ctx="        return x.mean((2, 3), keepdim=True)")),
     ("exp / sum without subtracting the max", "overflow", dict(att="""\
@@ -267,6 +275,8 @@ WRONG_GC_CONTEXT = [
 ]
 
 WRONG_GC_FORWARD = [
+    ("LayerNorm with eps 1e-6 (timm's LayerNorm2d; trial t78)", "ln_eps", dict(init=GC_INIT.replace(
+        "nn.LayerNorm([hidden, 1, 1])", "nn.LayerNorm([hidden, 1, 1], eps=1e-6)"))),
     # issue 27: the LayerNorm written by hand, with its statistics taken wrongly
     ("LayerNorm by hand with torch.var's default (unbiased) variance", "ln_unbiased", dict(fwd="""\
         t = self.w_v1(self.context(x))
@@ -417,6 +427,24 @@ WRONG_COSINE = [
     c = F.cosine_similarity(v[:, :, None, :], v[:, None, :, :], dim=-1)
     mask = ~torch.eye(n, dtype=torch.bool, device=v.device)
     return ((1 - c) / 2)[:, mask].mean(-1)""")),
+    # trial t78: NaN for an all-zero vector passed every check and then crashed the chapter's own figure
+    ("divided by the largest entry and then by the norm, no guard: NaN for an all-zero vector", "zero_vector", cos("""\
+    n = v.shape[1]
+    s = v / v.abs().amax(-1, keepdim=True)
+    u = s / s.norm(dim=-1, keepdim=True)
+    cos = u @ u.transpose(1, 2)
+    off = (cos.sum((1, 2)) - cos.diagonal(dim1=1, dim2=2).sum(-1)) / (n * (n - 1))
+    return (1 - off) / 2""")),
+    ("the sum of unit vectors minus N: a zero vector's own pair counted as cos 1", "zero_vector", cos("""\
+    n = v.shape[1]
+    s = F.normalize(v / v.abs().amax(-1, keepdim=True).clamp_min(1e-30), dim=-1).sum(1)
+    return (1 - ((s * s).sum(-1) - n) / (n * (n - 1))) / 2""")),
+    ("computed in float64 and returned as float64 for a float32 input (trial t78)", "dtype", cos("""\
+    n = v.shape[1]
+    u = F.normalize(v.double(), dim=-1)
+    cos = u @ u.transpose(1, 2)
+    off = (cos.sum((1, 2)) - cos.diagonal(dim1=1, dim2=2).sum(-1)) / (n * (n - 1))
+    return (1 - off) / 2""")),
     ("the mask of pairs i != j made on the CPU (torch.eye without device=)", "cpu_constant", cos("""\
     n = v.shape[1]
     u = F.normalize(v / v.abs().amax(-1, keepdim=True).clamp_min(1e-30), dim=-1)
@@ -437,13 +465,20 @@ VALID_COSINE = [
     n = v.shape[1]
     v = v / v.abs().amax(-1, keepdim=True).clamp_min(1e-30)
     norms = v.norm(dim=-1)
-    dots = torch.einsum("bid,bjd->bij", v, v) / (norms[:, :, None] * norms[:, None, :])
+    dots = torch.einsum("bid,bjd->bij", v, v) / (norms[:, :, None] * norms[:, None, :]).clamp_min(1e-30)
     total = dots.sum((1, 2)) - torch.einsum("bii->b", dots)
     return 0.5 - 0.5 * total / (n * (n - 1))""")),
-    ("sum of unit vectors: |sum u|^2 = N + sum_{i != j} cos, after dividing by the largest entry", cos("""\
+    ("sum of unit vectors: |sum u|^2 = sum |u_i|^2 + sum_{i != j} cos, after dividing by the largest entry", cos("""\
     n = v.shape[1]
-    s = F.normalize(v / v.abs().amax(-1, keepdim=True).clamp_min(1e-30), dim=-1).sum(1)
-    return (1 - ((s * s).sum(-1) - n) / (n * (n - 1))) / 2""")),
+    u = F.normalize(v / v.abs().amax(-1, keepdim=True).clamp_min(1e-30), dim=-1)
+    s = u.sum(1)
+    return (1 - ((s * s).sum(-1) - (u * u).sum((1, 2))) / (n * (n - 1))) / 2""")),
+    ("F.normalize in float64, the result cast back to v's dtype", cos("""\
+    n = v.shape[1]
+    u = F.normalize(v.double(), dim=-1)
+    cos = u @ u.transpose(1, 2)
+    off = (cos.sum((1, 2)) - cos.diagonal(dim1=1, dim2=2).sum(-1)) / (n * (n - 1))
+    return ((1 - off) / 2).to(v.dtype)""")),
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -492,6 +527,10 @@ WRONG_GC_AS_SE = [
     new["norm.bias"] = torch.zeros_like(new["norm.bias"])
     return new""")),
     ("returns a list, not a dict", "shape", gc_se("    return [w1, b1, w2, b2]")),
+    # trial t78: the docstring asks for new tensors; a reshape of w1 is w1's memory
+    ("SE's weights reshaped into the dict without a copy (views of the arguments)", "aliases_argument", gc_se(
+        SE_RIGHT.replace("new[name] = t.detach().clone().reshape(new[name].shape)",
+                         "new[name] = t.reshape(new[name].shape)"))),
 ]
 
 VALID_GC_AS_SE = [
