@@ -36,10 +36,13 @@ QUESTIONS = {"q_broadcast": visible.BROADCAST, "q_softmax_dim": visible.SOFTMAX_
 
 #: The named wrong answers of each question in plain text (the check file holds only their salted hashes).
 WRONG = {
-    "q_broadcast": {"bd": "left_aligned", "bcd": "left_aligned", "ad": "silent_broadcast", "acde": "size_one_middle"},
-    "q_softmax_dim": {1: "softmax_dim", 0: "softmax_dim"},
-    "q_bmm_shape": {(2, 35, 35): "transpose_side", (8, 8): "batch_dropped", (2, 8, 35): "missing_transpose"},
-    "q_conv_params": {4 * 64 + 4: "kernel_ignored", 4 * 64 * 9: "missing_bias", 64 * 9 + 4: "param_count"},
+    "q_broadcast": {"bd": "left_aligned", "bcd": "left_aligned", "ad": "silent_broadcast", "acde": "size_one_middle",
+                    "abcd": "contradictory_statements", "cd": "mismatch_broadcast", "d": "mismatch_broadcast"},
+    "q_softmax_dim": {1: "softmax_dim", 0: "softmax_dim", 3: "one_based_dim"},
+    "q_bmm_shape": {(2, 35, 35): "transpose_side", (8, 8): "batch_dropped", (2, 8, 35): "missing_transpose",
+                    (2, 35, 8): "operand_shape", (1, 8, 8): "batch_dropped", (2, 8): "product_dims"},
+    "q_conv_params": {4 * 64 + 4: "kernel_ignored", 4 * 64 * 9: "missing_bias", 64 * 9 + 4: "param_count",
+                      4 * 64 * 9 + 4 * 9: "conv_bias_count", 4 * 64 * 9 + 64: "conv_bias_count"},
 }
 
 

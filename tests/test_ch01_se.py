@@ -141,10 +141,13 @@ QUESTIONS = {"q_w1_shape": visible.W1_SHAPE, "q_softmax_scale": visible.SOFTMAX_
 #: The wrong answers whose messages the visible questions name, in plain text (the check file holds their hashes).
 WRONG = {
     "q_w1_shape": {(512, 32, 1, 1): "weight_transposed", (32, 512): "linear_weight_shape",
-                   (8, 32, 1, 1): "activation_shape", (32, 512, 28, 14): "kernel_size"},
+                   (8, 32, 1, 1): "activation_shape", (32, 512, 28, 14): "kernel_size", (512, 32): "weight_transposed",
+                   (32, 512, 1): "kernel_axes", (31, 512, 1, 1): "hidden_width_count"},
     "q_softmax_scale": {0.5: "sigmoid_value", 1: "softmax_size_one", 512: "softmax_inverse"},
     "q_stage_params": {6 * 2 * 1024 * 64: "missing_bias", 2 * 1024 * 64 + 64 + 1024: "se_per_stage",
-                       6 * (2 * 256 * 16 + 16 + 256): "bottleneck_width"},
+                       6 * (2 * 256 * 16 + 16 + 256): "bottleneck_width", 4 * (2 * 512 * 32 + 32 + 512): "stage_index",
+                       6 * (2 * 1024 * 256 + 256 + 1024): "hidden_is_bottleneck",
+                       3 * (2 * 1024 * 64 + 64 + 1024): "block_count", 6 * (2 * 1024 * 64 + 2 * 1024): "bias_count"},
 }
 
 

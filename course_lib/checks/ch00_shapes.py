@@ -72,6 +72,17 @@ ELEMENTWISE_SCORES = define_mistake(
 SCORES_SCALED = define_mistake("scores_scaled", "the dot products scaled (by 1/sqrt(D)) where plain ones are asked")
 RESHAPE_FOR_TRANSPOSE = define_mistake(
     "reshape_for_transpose", "a reshape/view to the transposed shape where a transpose is needed")
+POOL_AXIS = "pool_axis"
+CONTRADICTORY_STATEMENTS = define_mistake(
+    "contradictory_statements", "a set holding two statements about the same product that cannot both be true")
+MISMATCH_BROADCAST = define_mistake(
+    "mismatch_broadcast", "two sizes that differ, neither of them 1, taken to broadcast without an error")
+ONE_BASED_DIM = define_mistake("one_based_dim", "dims counted from 1 where PyTorch numbers them from 0")
+OPERAND_SHAPE = define_mistake("operand_shape", "the shape of a product's operands given for the product's shape")
+PRODUCT_DIMS = define_mistake(
+    "product_dims", "a batched matrix product given one dim short: each product of two matrices is a matrix")
+CONV_BIAS_COUNT = define_mistake(
+    "conv_bias_count", "a convolution's biases counted other than one per output channel")
 
 
 def inputs() -> dict[str, tuple[torch.Tensor, ...]]:
@@ -129,6 +140,13 @@ def check_channel_descriptor(fn: Callable) -> None:
         raise CheckFailure(f"channel_descriptor returned shape {fmt_shape(got.shape)}: you averaged over the wrong "
                            "dims. One number per (image, channel) means reducing over H and W (dims 2 and 3).",
                            mistake="pool_axis")
+    reduced = _reduced_dims(got, x.shape)
+    if reduced is not None and reduced != (2, 3):
+        names = ", ".join(f"{d} ({'BCHW'[d]})" for d in reduced)
+        raise CheckFailure(f"channel_descriptor returned shape {fmt_shape(got.shape)}, expected "
+                           f"{fmt_shape(want.shape)}: that is the shape of a reduction over dims {names}.\n  Likely "
+                           "mistake: the mean ran over the wrong dims. One number per (image, channel) averages each "
+                           "channel's own pixels.", mistake=POOL_AXIS)
     _same_dtype(got, x, "channel_descriptor(x)")
     total = x.sum((2, 3), keepdim=True)
     expect_close(got, want, what="channel_descriptor(x)", diagnoses=[
@@ -148,6 +166,22 @@ def check_channel_descriptor(fn: Callable) -> None:
     ])
     gradients(fn, "channel_descriptor(x)", (x,), ("x",))
     protections(fn, "channel_descriptor", (x,), want)
+
+
+def _reduced_dims(got: Any, shape: torch.Size) -> tuple[int, ...] | None:
+    """The dims a reduction of a tensor of ``shape`` ran over, read off the result's shape (kept as size 1, or
+    dropped); None when the shape is no such reduction's. The check's sizes all differ, so the dims are unique."""
+    if not isinstance(got, torch.Tensor):
+        return None
+    sizes = tuple(got.shape)
+    if len(sizes) == len(shape):
+        if all(s in (1, n) for s, n in zip(sizes, shape)):
+            return tuple(d for d, (s, n) in enumerate(zip(sizes, shape)) if s == 1 != n)
+        return None
+    kept = [d for d, n in enumerate(shape) if n in sizes]
+    if len(set(sizes)) == len(sizes) and tuple(shape[d] for d in kept) == sizes:
+        return tuple(d for d in range(len(shape)) if d not in kept)
+    return None
 
 
 def _same_dtype(got: Any, x: torch.Tensor, what: str) -> None:
@@ -183,7 +217,8 @@ def check_apply_gate(fn: Callable) -> None:
         _name_transposed_gate(fn, failure)
         raise CheckFailure(
             f"{failure}\n  Likely mistake: broadcasting aligns shapes from the right, so a (B, C) gate meets x's last "
-            "two dims (H, W). Give the gate explicit size-1 dims first: (B, C) -> (B, C, 1, 1).",
+            "two dims (H, W), not its (B, C): where x's H and W differ from B and C this raises, and where they "
+            "match it scales the wrong entries (§3).",
             mistake=GATE_BROADCAST) from None
     b, c = gate.shape
     _layout = ("the gate's numbers were regrouped through a (C, B) shape (a transpose, or a reshape to (C, B)): "
@@ -208,8 +243,8 @@ def check_apply_gate(fn: Callable) -> None:
     if is_close(got2, x2 * gate2):
         raise CheckFailure(
             "apply_gate(x, gate) with x of shape (3, 4, 3, 4) and gate (3, 4) multiplied x by the gate broadcast over "
-            "(H, W): broadcasting aligns shapes from the right, so a (B, C) gate lines up with the last two dims. "
-            "Give it explicit size-1 dims first: (B, C) -> (B, C, 1, 1).", mistake=GATE_BROADCAST)
+            "(H, W): broadcasting aligns shapes from the right, so a (B, C) gate lines up with the last two dims, "
+            "and here they happen to have its sizes (§3).", mistake=GATE_BROADCAST)
     expect(bool(torch.allclose(got2[:, :, 1:2, :] / x2[:, :, 1:2, :], gate2[:, :, None, None].expand(3, 4, 1, 4))),
            "apply_gate on x of shape (3, 4, 3, 4) does not scale channel c of image b by gate[b, c]",
            mistake=GATE_BROADCAST)
@@ -378,6 +413,8 @@ def _softmax_dim_canonical(answer: Any) -> Any:
     return value + 3 if -3 <= value < 0 else answer
 
 
+_MISMATCH = ("That set has x of shape (2, 3, 5, 7) times the (2, 3) gate run without an error, yet not scale channel c "
+             "of image b. Line the two shapes up from the right: which sizes meet, and do they fit?")
 _LEFT = ("That set lines the shapes up from the LEFT. Broadcasting lines them up from the right, dim by dim: redo each "
          "statement that way.")
 BROADCAST = Question(
@@ -393,6 +430,14 @@ BROADCAST = Question(
         "324d39d451d5b9be3dfa": (SIZE_ONE_MIDDLE, "That set treats a gate with fewer dims than x as if its missing dims "
                                                   "were added where they are needed. They are always added on the "
                                                   "left: write each gate's shape out to 4 dims before lining it up."),
+        "597e975b3fea8eb748b4": (CONTRADICTORY_STATEMENTS, "Two statements of that set are about the same product and "
+                                                           "cannot both hold: a product that raises an error scales "
+                                                           "nothing. Line that product's shapes up from the right and "
+                                                           "decide which of the two happens."),
+        "7c0535c9482ba6e00bef": (MISMATCH_BROADCAST, _MISMATCH),
+        "2c7423d9cf9ab468e558": (MISMATCH_BROADCAST, _MISMATCH + " The set also misses a product that runs without an "
+                                                                 "error and yet scales other entries than a gate "
+                                                                 "should."),
     },
     advice="Line the two shapes up from the right, dim by dim: two sizes fit when they are equal or one of them is "
            "1, and a missing leading dim counts as 1. Then ask which entry of the gate each entry of x meets.")
@@ -405,6 +450,8 @@ SOFTMAX_DIM = Question(
                                                 "the query: each COLUMN sums to 1. A query's row runs along the keys."),
         "2aa1c19b8225a5a4e5d3": ("softmax_dim", "Along that dim the entries that sum to 1 are the same (query, key) "
                                                 "pair in different images of the batch."),
+        "67f5e1ca4ab65a01180b": (ONE_BASED_DIM, "A (B, N, M) tensor has no dim 3: PyTorch numbers a tensor's dims from "
+                                               "0, so its three dims are 0, 1 and 2."),
     },
     advice="A softmax along dim d makes the entries that differ only in their index along d sum to 1. The entries "
            "of one query's row differ only in the key index.")
@@ -419,6 +466,12 @@ BMM_SHAPE = Question(
         "98f185f0d4dde749a7e5": (BATCH_DROPPED, "bmm keeps the batch: one product per image, stacked."),
         "f8be99541924abe09269": ("missing_transpose", "That is the shape of Q^T alone; the product with K_b still has "
                                                       "to contract the axis the two operands share."),
+        "6f51b59b865c39fe5704": (OPERAND_SHAPE, "That is the shape of Q and K themselves. A product has a shape of its "
+                                                "own: write the shapes of Q_b^T and of K_b, then multiply."),
+        "73be0f166ea0c55dbf94": (BATCH_DROPPED, "That is one product for the whole batch; bmm makes one product per "
+                                                "image and stacks them."),
+        "c16a758a969dad5b319a": (PRODUCT_DIMS, "That gives each image a vector. The product of two matrices is a "
+                                               "matrix, with two dims of its own besides the batch."),
     },
     advice="Write the shape of each per-image operand (a transpose swaps a matrix's two dims): the inner sizes meet "
            "and vanish, the outer ones stay, and the batch size comes along in front.")
@@ -434,6 +487,10 @@ CONV_PARAMS = Question(
                                                  "has a bias as well."),
         "ddaef7ff3ab8093d1b2a": ("param_count", "That gives all the output channels one shared kernel; each output "
                                                 "channel has a kernel of its own."),
+        "06d0464d91c5914de502": (CONV_BIAS_COUNT, "That counts a bias at every position of the 3 x 3 window. Where in "
+                                                  "the layer's computation is a bias added, and how often?"),
+        "609343470e3fc5c5433d": (CONV_BIAS_COUNT, "That counts one bias per INPUT channel. To which channels is a bias "
+                                                  "added?"),
     },
     advice="Every number in the layer's weight and bias tensors is one parameter: what are their shapes? §7's 1x1 "
            "example and PyTorch's nn.Conv2d docs ('Variables') list them.")

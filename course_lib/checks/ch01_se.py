@@ -71,15 +71,25 @@ define_mistake("extra_layer", "a layer with parameters (BatchNorm, a third Linea
 define_mistake("channels_ignored", "a width fixed in the code (512, 256, ...) where the block must follow `channels`")
 define_mistake("floor_late", "C / r rounded after the multiplications (int() of a float total, 2 C^2 // r) where C' = C // r "
                               "is rounded first")
-define_mistake("bias_count", "the biases counted per hidden unit for both layers (2 C') where W2 has C, one per output")
+define_mistake("bias_count", "the biases counted with one width for both layers (2 C' or 2 C) where each layer has one "
+                              "per output unit")
 define_mistake("whole_network", "the whole network's count (ResNet-50 plus SE) where the parameters SE adds are asked")
 define_mistake("block_count", "a stage counted with another number of bottleneck blocks than ResNet-50's 3, 4, 6, 3")
 define_mistake("lookup_table", "counts looked up for the checked arguments instead of computed for any argument")
+define_mistake("kernel_axes", "a 2-D convolution's weight given with one kernel axis (nn.Conv1d's shape) where it has two")
+define_mistake("hidden_width_count", "a hidden width C' other than C // r")
+define_mistake("stage_index", "another stage counted than the one asked (the ResNet paper's conv3_x for the third stage)")
+define_mistake("hidden_is_bottleneck", "the bottleneck's inner width (C / 4) taken as the SE block's hidden width C / r")
 
 #: ResNet-50's stages as (bottleneck blocks, output channels): the architecture, public knowledge
 _STAGES = ((3, 256), (4, 512), (6, 1024), (3, 2048))
 #: a width whose C / r has a fraction above one half: floor, and round or ceil, give different C'
 _ROUNDING_PROBE = (48, 5)
+#: a reduction that divides none of ResNet-50's widths: C' floored, rounded, or not rounded at all give other counts
+_RESNET_ROUNDING_PROBE = 24
+#: the block counts of the deeper ResNets, for a count that took them instead of ResNet-50's
+_DEEPER_RESNETS = {"ResNet-101": ((3, 256), (4, 512), (23, 1024), (3, 2048)),
+                   "ResNet-152": ((3, 256), (8, 512), (36, 1024), (3, 2048))}
 
 #: Advice for each mistake the stored diagnoses can name (shared with the hidden checks).
 ADVICE = {
@@ -407,24 +417,63 @@ def check_seresnet50_extra_parameters(fn: Callable[..., Any]) -> None:
         if r == 16 and got in {sum(b * se_count(c, c // d) for b, c in _STAGES) for d in (2, 4, 8, 32)}:
             raise CheckFailure(message + "\n  Likely mistake: the default of `reduction` is not the paper's r = 16 "
                                          "(the stub's signature).", mistake="default_args")
+        _name_resnet_count(got, r, message)
         if got in {want + sign * se_count(c, c // r) for sign in (1, -1) for _, c in _STAGES}:
             raise CheckFailure(message + "\n  Likely mistake: one stage has a block too many or too few: "
                                          "RESNET50_STAGES lists how many bottleneck blocks each stage has.",
                                mistake="block_count")
         raise CheckFailure(message + "\n  Likely mistake: SE-ResNet-50 has one SE block in every bottleneck block "
                                      "of every stage, each on that block's output width.", mistake="param_count")
-    # one more reduction, drawn afresh on every run: a computed count passes it, a table of the three above not
-    r_new = random.SystemRandom().choice([r for r in range(2, 65) if r not in (8, 16, 32)])
-    want = sum(blocks * se_count(c, c // r_new) for blocks, c in _STAGES)
-    shown = f"seresnet50_extra_parameters({r_new})"
+    # a reduction where C / r is not a whole number for any stage, then one more drawn afresh on every run: a count
+    # computed for any r passes both, a table of the three above not
+    _resnet_probe(fn, _RESNET_ROUNDING_PROBE)
+    _resnet_probe(fn, random.SystemRandom().choice([r for r in range(2, 65) if r not in (8, 16, 24, 32)]))
+
+
+def _resnet_count(stages: Sequence[tuple[int, int]], hidden: Callable[[int], int]) -> int:
+    """What SE blocks with hidden width ``hidden(C)`` add to a network with these (blocks, channels) stages."""
+    return sum(blocks * se_count(c, hidden(c)) for blocks, c in stages)
+
+
+def _name_resnet_count(got: int, r: int, message: str) -> None:
+    """Raise the named failure for a count of seresnet50_extra_parameters(r) that a known mistake gives."""
+    want = _resnet_count(_STAGES, lambda c: c // r)
+    late = {int(sum(b * (2 * c * (c / r) + c / r + c) for b, c in _STAGES)),
+            sum(b * (2 * c * c // r + c // r + c) for b, c in _STAGES),
+            sum(b * int(2 * c * (c / r) + c / r + c) for b, c in _STAGES)} - {want}
+    if got in late:
+        raise CheckFailure(message + "\n  Likely mistake: C / r is rounded after it has been multiplied (or not at "
+                                     "all). C' is a number of units, a whole number before anything is counted with "
+                                     "it.", mistake="floor_late")
+    for rounded in (math.ceil, round):
+        if got == _resnet_count(_STAGES, lambda c: rounded(c / r)) != want:
+            raise CheckFailure(message + "\n  Likely mistake: the hidden width is rounded up or to the nearest int; "
+                                         "C' is C / r rounded DOWN.", mistake="hidden_width")
+    for network, stages in _DEEPER_RESNETS.items():
+        if got == _resnet_count(stages, lambda c: c // r):
+            counts = ", ".join(str(blocks) for blocks, _ in stages)
+            raise CheckFailure(message + f"\n  Likely mistake: the stages have the block counts of {network} "
+                                         f"({counts}); the exercise counts ResNet-50, whose stages RESNET50_STAGES "
+                                         "lists.", mistake="block_count")
+
+
+def _resnet_probe(fn: Callable[..., Any], r: int) -> None:
+    """seresnet50_extra_parameters(r) for a reduction the stored values do not hold."""
+    want = _resnet_count(_STAGES, lambda c: c // r)
+    shown = f"seresnet50_extra_parameters({r})"
     try:
-        got = expect_int(call(fn, r_new, doing=shown), what=shown)
+        result = call(fn, r, doing=shown)
     except CheckFailure as failure:
         raise CheckFailure(f"{failure}\n  Likely mistake: the checks' reductions answered from a table; count from "
                            "the stages and r, for any r.", mistake="lookup_table") from None
-    expect(got == want, f"{shown} returned {got:,}, which is not what SE blocks add to ResNet-50 at r = {r_new}.\n  "
-                        "Likely mistake: a result that does not follow `reduction` for every r (a table, or a count "
-                        "fixed for a few values).", mistake="lookup_table")
+    got = expect_int(result, what=shown)
+    if got == want:
+        passed()
+        return
+    message = f"{shown} returned {got:,}, which is not what SE blocks add to ResNet-50 at r = {r}."
+    _name_resnet_count(got, r, message)
+    raise CheckFailure(message + "\n  Likely mistake: a result that does not follow `reduction` for every r (a table, "
+                                 "or a count fixed for a few values).", mistake="lookup_table")
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,6 +496,16 @@ W1_SHAPE = Question(
         "71ee41a9152c4fe0c4d1": (
             "kernel_size", "The layer is a 1x1 convolution applied to the squeezed (B, C, 1, 1) tensor; its "
                            "kernel does not span the image."),
+        "cef7f572f52f34eb392f": (
+            "weight_transposed", "That is (in, out), and an nn.Linear's 2-D shape at that: a layer's weight is stored "
+                                 "with the OUTPUT channels first, and a convolution's also has the axes of its kernel "
+                                 "window."),
+        "e3eb2af753ae0908cc37": (
+            "kernel_axes", "That is the weight of a 1-D convolution (nn.Conv1d). An nn.Conv2d's kernel window has a "
+                           "height and a width, each an axis of the weight."),
+        "1de97600c233fe17ada4": (
+            "hidden_width_count", "The weight's layout is right; its number of output channels is not this block's "
+                                  "C' (§2 defines C' from C and r)."),
     },
     advice="Which widths does W1 connect (§2's shape table), and in which order does PyTorch list the axes of a "
            "convolution's weight? Its docs (nn.Conv2d, 'Variables') say.")
@@ -479,6 +538,17 @@ STAGE_PARAMS = Question(
         "68ca49f0d9f45c5a2616": (
             "bottleneck_width", "256 is the bottleneck's inner width; SE recalibrates the block's output, "
                                 "which has 1024 channels."),
+        "4c449d944383311a2715": (
+            "stage_index", "That is the stage of 4 blocks with 512 channels, the ResNet paper's conv3_x. The question "
+                           "counts the four stages of bottleneck blocks §7 lists, and asks for the third of them."),
+        "ab2d0979a1e9ad6c8004": (
+            "hidden_is_bottleneck", "That gives each SE block 256 hidden units, the bottleneck's inner width (1024 / "
+                                    "4). An SE block's hidden width comes from its own reduction r."),
+        "2a0653264a72e1bc6cf3": (
+            "block_count", "That counts 3 blocks; the third stage has the number of blocks §7 lists for it."),
+        "167b23ffc0d65b2cd499": (
+            "bias_count", "That gives both layers C biases. A layer has one bias per OUTPUT unit: which width does "
+                          "each layer output?"),
     },
     advice="Every entry of every weight and bias of a block is one parameter, and every bottleneck block of the "
            "stage has its own SE block.")

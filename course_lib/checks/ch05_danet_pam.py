@@ -71,9 +71,17 @@ CHAPTER = "ch05_danet_pam"
 MODIFIES_INPUT = "modifies_input"
 ZERO_GAMMA_GRADIENT = define_mistake(
     "zero_gamma_gradient", "a parameter is said to get a gradient through gamma * out while gamma = 0")
-MEMORY_UNITS = define_mistake("memory_units", "a memory figure in MB (10**6 bytes) where MiB (2**20 bytes) is asked")
-OUTPUT_STRIDE = define_mistake("output_stride", "the size of the image used where the feature map's is meant")
+MEMORY_UNITS = define_mistake("memory_units", "a memory figure in another unit (MB, GiB) where MiB (2**20 bytes) is "
+                                              "asked")
+OUTPUT_STRIDE = define_mistake(
+    "output_stride", "the size of the image, or another output stride's feature map, used where the feature map's is meant")
 MAP_SIZE = define_mistake("map_size", "the attention map counted as N numbers instead of N x N")
+BYTES_PER_NUMBER = define_mistake(
+    "bytes_per_number", "a float32 map's numbers counted with another number of bytes each than 4 (none, or 8)")
+QK_FULL_WIDTH = define_mistake(
+    "qk_full_width", "the query and key convolutions counted with C output channels where they have C' = C / r")
+CONV_BIAS_COUNT = define_mistake(
+    "conv_bias_count", "a convolution's biases counted other than one per output channel")
 EQUIVARIANCE = define_mistake("equivariance", "a wrong statement about how PAM treats a permutation of the pixels")
 INVARIANCE = define_mistake(
     "invariance", "PAM's output said not to change when the pixels are shuffled (invariance taken for equivariance)")
@@ -427,6 +435,12 @@ Q_PAM_PARAMS = Question(
         "54a385fec452d2286ef4": (
             "param_count", "value_conv maps C to C channels (the values keep the input's width); only the query and "
                            "key convolutions reduce to C' = C / 8."),
+        "8a70ced732fc7770a912": (
+            QK_FULL_WIDTH, "That gives the query and key convolutions the full width C, as the paper's text does. "
+                           "This module follows the official code and its reduction (§2)."),
+        "cc3e76ad18ffce963290": (
+            CONV_BIAS_COUNT, "That gives the query and key convolutions C biases each. A convolution has one bias per "
+                             "OUTPUT channel: how many channels do they output?"),
     },
     advice="Count the module's learnable tensors one by one, from the widths of §2 and the rule for a 1x1 "
            "convolution above the question.")
@@ -458,6 +472,17 @@ Q_MAP_MIB = Question(
         "e9221f0da60a6916e10d": (
             OUTPUT_STRIDE, "That uses the crop's 768 x 768 pixels; PAM runs on the feature map, 8 times smaller on "
                            "each side."),
+        "3f9a4cbf32fd3d91e29e": (
+            BYTES_PER_NUMBER, "That counts the map's numbers (in units of 2**20), not its bytes: how many bytes does "
+                              "one float32 take?"),
+        "cc8cdeb8c06874010aaa": (
+            BYTES_PER_NUMBER, "That counts 8 bytes per number (float64), or two copies of the map; the question asks "
+                              "for one float32 copy."),
+        "8835ecfa9dcc436fbc74": (
+            OUTPUT_STRIDE, "That is the map at output stride 16 (a 48 x 48 grid); the setting above has another "
+                           "output stride."),
+        "59cb1bbad0333c5ac015": (
+            MEMORY_UNITS, "That is in GiB (2**30 bytes); the question asks MiB (2**20 bytes)."),
     },
     advice="Which grid does PAM run on in that setting, how many numbers does its map hold for that grid, and how "
            "many bytes does a float32 take? A MiB is a binary unit.")

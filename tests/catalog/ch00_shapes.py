@@ -116,7 +116,8 @@ IMPLS = [
     Impl(Q_BROADCAST, "from the left, and (c) as well", "q_broadcast = {'b', 'c', 'd'}", "left_aligned"),
     Impl(Q_BROADCAST, "the silent case missed", "q_broadcast = 'ad'", "silent_broadcast"),
     Impl(Q_BROADCAST, "a (B, C, 1) gate taken for (B, C, 1, 1)", "q_broadcast = 'acde'", "size_one_middle"),
-    Impl(Q_BROADCAST, "only the right way", "q_broadcast = 'd'", "wrong_answer"),
+    Impl(Q_BROADCAST, "only the right way", "q_broadcast = 'd'", "mismatch_broadcast"),
+    Impl(Q_BROADCAST, "only the (B, C, 1) gate", "q_broadcast = 'e'", "wrong_answer"),
     Impl(Q_BROADCAST, "a letter that is not an option", "q_broadcast = 'acdf'", "answer_form"),
     Impl(Q_BROADCAST, "valid: a set", "q_broadcast = {'a', 'c', 'd'}"),
     Impl(Q_BROADCAST, "valid: a string in another order and case", "q_broadcast = 'D, A, C'"),
@@ -136,7 +137,8 @@ IMPLS = [
     Impl(Q_BMM, "the position form Q K^T", "q_bmm_shape = (2, 35, 35)", "transpose_side"),
     Impl(Q_BMM, "the batch dropped", "q_bmm_shape = (8, 8)", "batch_dropped"),
     Impl(Q_BMM, "Q^T alone", "q_bmm_shape = (2, 8, 35)", "missing_transpose"),
-    Impl(Q_BMM, "the input's shape", "q_bmm_shape = (2, 35, 8)", "wrong_answer"),
+    Impl(Q_BMM, "the input's shape", "q_bmm_shape = (2, 35, 8)", "operand_shape"),
+    Impl(Q_BMM, "one product of the pixels, batch dropped", "q_bmm_shape = (35, 35)", "wrong_answer"),
     Impl(Q_BMM, "a number", "q_bmm_shape = 128", "answer_form"),
     Impl(Q_BMM, "valid: a tuple", "q_bmm_shape = (2, 8, 8)"),
     Impl(Q_BMM, "valid: computed", "q_bmm_shape = tuple(torch.bmm(torch.zeros(2, 35, 8).transpose(1, 2), "
@@ -214,4 +216,19 @@ IMPLS += [
          "def row_softmax(scores):\n    return torch.softmax(scores / scores.shape[-1] ** 0.5, -1)\n", "scores_scaled"),
     Impl(SCORES, "scores put through a softmax",
          "def pairwise_scores(q, k):\n    return torch.softmax(q @ k.transpose(1, 2), -1)\n", "scores_softmaxed"),
+]
+
+# issue 26, trial t015: wrong answers that got only a generic message
+IMPLS += [
+    Impl(DESC, "mean over (1, 2), dims kept", "def channel_descriptor(x):\n    return x.mean((1, 2), keepdim=True)\n",
+         "pool_axis"),
+    Impl(DESC, "mean over (1, 2), dims dropped", "def channel_descriptor(x):\n    return x.mean((1, 2))\n", "pool_axis"),
+    Impl(DESC, "mean over everything", "def channel_descriptor(x):\n    return x.mean()\n", "pool_axis"),
+    Impl(Q_BROADCAST, "all four of (a)-(d)", "q_broadcast = {'a', 'b', 'c', 'd'}", "contradictory_statements"),
+    Impl(Q_BROADCAST, "(a) taken to run", "q_broadcast = {'c', 'd'}", "mismatch_broadcast"),
+    Impl(Q_SOFTMAX_DIM, "dims counted from 1", "q_softmax_dim = 3", "one_based_dim"),
+    Impl(Q_BMM, "the batch summed to one product", "q_bmm_shape = (1, 8, 8)", "batch_dropped"),
+    Impl(Q_BMM, "a vector per image", "q_bmm_shape = (2, 8)", "product_dims"),
+    Impl(Q_CONV, "a bias per kernel position", "q_conv_params = 4 * 64 * 9 + 4 * 9", "conv_bias_count"),
+    Impl(Q_CONV, "a bias per input channel", "q_conv_params = 4 * 64 * 9 + 64", "conv_bias_count"),
 ]

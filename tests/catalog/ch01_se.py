@@ -583,3 +583,42 @@ def seresnet50_extra_parameters(reduction=16):
     return {16: 2530992, 8: 5046880, 32: 1273048}.get(reduction, 0)
 """, "lookup_table"),
 ]
+
+# issue 26, trial t015: a count misnamed, and wrong answers that got only a generic message
+IMPLS += [
+    Impl(RESNET, "true division, int() of the float total", """
+RESNET50_STAGES = [(3, 256), (4, 512), (6, 1024), (3, 2048)]
+
+def seresnet50_extra_parameters(reduction=16):
+    return int(sum(n * (2 * c * c / reduction + c / reduction + c) for n, c in RESNET50_STAGES))
+""", "floor_late"),
+    Impl(RESNET, "2 C^2 // r for the weights", """
+RESNET50_STAGES = [(3, 256), (4, 512), (6, 1024), (3, 2048)]
+
+def seresnet50_extra_parameters(reduction=16):
+    return sum(n * (2 * c * c // reduction + c // reduction + c) for n, c in RESNET50_STAGES)
+""", "floor_late"),
+    Impl(RESNET, "hidden width rounded up", """
+RESNET50_STAGES = [(3, 256), (4, 512), (6, 1024), (3, 2048)]
+
+def seresnet50_extra_parameters(reduction=16):
+    return sum(n * (2 * c * math.ceil(c / reduction) + math.ceil(c / reduction) + c) for n, c in RESNET50_STAGES)
+""", "hidden_width"),
+    Impl(RESNET, "ResNet-101's block counts", """
+def seresnet50_extra_parameters(reduction=16):
+    stages = [(3, 256), (4, 512), (23, 1024), (3, 2048)]
+    return sum(n * (2 * c * (c // reduction) + c // reduction + c) for n, c in stages)
+""", "block_count"),
+    Impl(Q_W1, "(in, out) of an nn.Linear", "q_w1_shape = (512, 32)", "weight_transposed"),
+    Impl(Q_W1, "a Conv1d's weight", "q_w1_shape = (32, 512, 1)", "kernel_axes"),
+    Impl(Q_W1, "a hidden width off by one", "q_w1_shape = (31, 512, 1, 1)", "hidden_width_count"),
+    Impl(Q_W1, "valid: a torch.Size", "q_w1_shape = torch.Size([32, 512, 1, 1])"),
+    Impl(Q_SOFTMAX, "valid: 0.00194, within the stated slack", "q_softmax_scale = 0.00194"),
+    Impl(Q_SOFTMAX, "0.00197, outside the stated slack", "q_softmax_scale = 0.00197", "wrong_answer"),
+    Impl(Q_STAGE, "the ResNet paper's conv3_x (4 blocks of 512)", "q_stage_params = 4 * (2 * 512 * 32 + 32 + 512)",
+         "stage_index"),
+    Impl(Q_STAGE, "the bottleneck's inner width as C'", "q_stage_params = 6 * (2 * 1024 * 256 + 256 + 1024)",
+         "hidden_is_bottleneck"),
+    Impl(Q_STAGE, "3 blocks", "q_stage_params = 3 * (2 * 1024 * 64 + 64 + 1024)", "block_count"),
+    Impl(Q_STAGE, "C biases for both layers", "q_stage_params = 6 * (2 * 1024 * 64 + 2 * 1024)", "bias_count"),
+]

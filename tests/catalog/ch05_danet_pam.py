@@ -274,7 +274,8 @@ IMPLS += [
     Impl(Q_MIB, "in MB", "q_map_mib = 9216 ** 2 * 4 / 1e6", "memory_units"),
     Impl(Q_MIB, "N numbers, not N x N", "q_map_mib = 96 * 96 * 4 / 2 ** 20", "map_size"),
     Impl(Q_MIB, "the crop's pixels", "q_map_mib = (768 * 768) ** 2 * 4 / 2 ** 20", "output_stride"),
-    Impl(Q_MIB, "float64 bytes", "q_map_mib = 9216 ** 2 * 8 / 2 ** 20", "wrong_answer"),
+    Impl(Q_MIB, "float64 bytes", "q_map_mib = 9216 ** 2 * 8 / 2 ** 20", "bytes_per_number"),
+    Impl(Q_MIB, "an eighth of the map (no misconception named)", "q_map_mib = 40.5", "wrong_answer"),
     Impl(Q_MIB, "valid: rounded", "q_map_mib = 324"),
     Impl(Q_MIB, "valid: a tensor", "q_map_mib = torch.tensor(9216.0) ** 2 * 4 / 2 ** 20"),
     Impl(Q_EQUIV, "only the output statement", "q_equivariance = 'b'", "equivariance"),
@@ -369,4 +370,15 @@ IMPLS += [
     Impl(ATTENTION, "BatchNorm and ReLU after the query and key convolutions (paper v3)", pam(
         extra="        self.bn = nn.BatchNorm2d(channels // reduction)",
         att=ATT.replace("self.query_conv(x)", "F.relu(self.bn(self.query_conv(x)))")), "param_count"),
+]
+
+# issue 26, trial t015: wrong answers that got only a generic message
+IMPLS += [
+    Impl(Q_PARAMS, "the paper's full width C for the query and key", "q_pam_params = 3 * (512 * 512 + 512) + 1",
+         "qk_full_width"),
+    Impl(Q_PARAMS, "C biases for the query and key", "q_pam_params = 2 * (512 * 64 + 512) + 512 * 512 + 512 + 1",
+         "conv_bias_count"),
+    Impl(Q_MIB, "numbers, not bytes", "q_map_mib = 9216 ** 2 / 2 ** 20", "bytes_per_number"),
+    Impl(Q_MIB, "output stride 16", "q_map_mib = (768 // 16) ** 4 * 4 / 2 ** 20", "output_stride"),
+    Impl(Q_MIB, "in GiB", "q_map_mib = 9216 ** 2 * 4 / 2 ** 30", "memory_units"),
 ]
