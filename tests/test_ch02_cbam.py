@@ -127,10 +127,15 @@ QUESTIONS = {"q_spatial_params": visible.SPATIAL_PARAMS, "q_gate_order": visible
 WRONG = {
     "q_spatial_params": {7 * 7: "single_pool", 2 * 7 * 7 + 1: "extra_parameter", 2 * 7 * 7 + 2: "official_batch_norm",
                          2 * 7: "kernel_ignored"},
-    "q_gate_order": {"bc": "spatial_on_input", "ae": "gates_commute", "ace": "spatial_on_input"},
+    "q_gate_order": {"bc": "spatial_on_input", "ae": "gates_commute", "ace": "spatial_on_input",
+                     "acd": "spatial_on_input", "ac": "spatial_on_input", "acde": "spatial_on_input",
+                     "abde": "gates_commute", "abd": "gates_commute", "a": "gates_commute",
+                     "ad": "gated_max_fixed", "de": "spatial_on_input"},
     "q_cbam_params": {2 * 256 * 16 + 16 + 256 + 98: "official_mlp_bias", 2 * (2 * 256 * 16) + 98: "separate_mlps",
                       2 * 256 * 16: "param_count", 2 * 256 * 16 + 16 + 256 + 98 + 2: "official_mlp_bias",
-                      2 * 256 * 16 + 2 * 98: "spatial_counted_twice"},
+                      2 * 256 * 16 + 2 * 98: "spatial_counted_twice", 2 * 256 * 16 + 49: "single_pool",
+                      256 * 16 + 98: "mlp_one_layer", 2 * 256 * 16 + 99: "extra_parameter",
+                      2 * (2 * 256 * 16 + 98): "separate_mlps"},
 }
 
 

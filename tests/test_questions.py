@@ -24,7 +24,7 @@ def question(kind, right, wrong=(), **kw):
 @pytest.mark.parametrize("kind, right, same", [
     ("int", 2, [2, 2.0, torch.tensor(2)]),
     ("shape", (2, 64, 1, 1), [[2, 64, 1, 1], torch.Size([2, 64, 1, 1]), (2, 64, 1.0, 1)]),
-    ("choice", "b", ["B", " b "]),
+    ("choice", "b", ["B", " b ", {"b"}, ("b",), ["B"]]),
     ("choices", "ac", [{"a", "c"}, "CA", ["c", "a"], "a, c"]),
     ("float", 0.1234, [0.1234, 0.12341, 0.1229, torch.tensor(0.1234)]),
     ("bool", True, [True, "yes", "True"]),
@@ -175,10 +175,15 @@ WRONG = {
     "ch02_cbam": {
         "q_spatial_params": {7 * 7: "single_pool", 2 * 7 * 7 + 1: "extra_parameter",
                              2 * 7 * 7 + 2: "official_batch_norm", 2 * 7: "kernel_ignored"},
-        "q_gate_order": {"bc": "spatial_on_input", "ae": "gates_commute", "ace": "spatial_on_input"},
+        "q_gate_order": {"bc": "spatial_on_input", "ae": "gates_commute", "ace": "spatial_on_input",
+                         "acd": "spatial_on_input", "ac": "spatial_on_input", "acde": "spatial_on_input",
+                         "abde": "gates_commute", "abd": "gates_commute", "a": "gates_commute",
+                         "ad": "gated_max_fixed", "de": "spatial_on_input"},
         "q_cbam_params": {2 * 256 * 16 + 16 + 256 + 98: "official_mlp_bias", 2 * (2 * 256 * 16) + 98: "separate_mlps",
                           2 * 256 * 16: "param_count", 2 * 256 * 16 + 16 + 256 + 98 + 2: "official_mlp_bias",
-                          2 * 256 * 16 + 2 * 98: "spatial_counted_twice"},
+                          2 * 256 * 16 + 2 * 98: "spatial_counted_twice", 2 * 256 * 16 + 49: "single_pool",
+                          256 * 16 + 98: "mlp_one_layer", 2 * 256 * 16 + 99: "extra_parameter",
+                          2 * (2 * 256 * 16 + 98): "separate_mlps"},
     },
     "ch03_ctdnet_sam": {
         "q_stacked_shape": {(2, 256, 44, 44): "pooled_features", (2, 2, 1, 1): "pooled_spatially",
@@ -210,7 +215,7 @@ WRONG = {
     "ch06_danet_cam": {
         "q_official_form": {"a": "official_form", "c": "official_form", "d": "official_form"},
         "q_diagonal": {"a": "diagonal", "ab": "diagonal", "abc": "diagonal", "b": "diagonal", "c": "diagonal",
-                       "bcd": "diagonal", "ad": "diagonal"},
+                       "bcd": "diagonal", "ad": "diagonal", "bd": "diagonal", "cd": "diagonal"},
         "q_symmetric": {"a": "symmetric", "c": "symmetric", "b": "symmetric", "abc": "symmetric",
                         "acd": "symmetric", "ad": "symmetric"},
         "q_cost_ratio": {2.25: "cost_ratio", 20.25: "cost_ratio", 324: "cost_ratio", 1 / 10.125: "cost_ratio",

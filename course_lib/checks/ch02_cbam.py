@@ -56,6 +56,17 @@ define_mistake("sigmoid_per_descriptor", "CBAM's channel gate: a sigmoid on each
                                          "summed or averaged, where Eq. (2) sums before one sigmoid")
 define_mistake("sum_pool", "CBAM's spatial gate: the channels summed where Eq. (3) averages them")
 define_mistake("spatial_counted_twice", "the spatial gate's convolution counted twice")
+define_mistake("gate_residual", "x added back to the gated features (x + x * gate)")
+define_mistake("min_pool", "CBAM's channel gate: a minimum over H and W where Eq. (2) takes the maximum")
+define_mistake("conv_padding_mode", "CBAM's spatial gate: its convolution pads with reflected or repeated values "
+                                    "where nn.Conv2d's default pads with zeros")
+define_mistake("split_conv", "CBAM's spatial gate written as two one-map convolutions summed: the same function as "
+                             "the stub's one convolution over two stacked maps, but the checks load one (1, 2, k, k) "
+                             "kernel")
+define_mistake("channel_gate_twice", "CBAM applies the channel gate a second time after the spatial gate")
+define_mistake("gates_summed", "CBAM adds the two gated outputs (M_c(x) * x + M_s(x) * x) where Eq. (1) chains them")
+define_mistake("gated_max_fixed", "a per-channel gate taken to keep, at each pixel, the channel that is largest there")
+define_mistake("mlp_one_layer", "the shared MLP counted as one layer (W_0 or W_1 only)")
 
 ADVICE = {
     "single_pool:avg": "only the average-pooled descriptor goes through the MLP; Eq. (2) adds "
@@ -76,6 +87,21 @@ ADVICE = {
                              "is the max-pooled descriptor.",
     "single_pool:max_twice": "the max-pooled descriptor goes through the MLP twice; the first term of Eq. (2) "
                              "is the average-pooled descriptor.",
+    "min_pool": "the second descriptor is the minimum of each channel over H and W; Eq. (2)'s MaxPool takes the "
+                "maximum.",
+    "pool_axis:global_max": "the max-pooled descriptor is one number for the whole image, repeated for every "
+                            "channel: the maximum ran over the channel axis too. Eq. (2) takes one maximum per "
+                            "channel, over H and W only.",
+    "conv_padding_mode:reflect": "the convolution pads with reflected values (padding_mode='reflect'); the paper's "
+                                 "convolution, like nn.Conv2d's default, pads with zeros.",
+    "conv_padding_mode:replicate": "the convolution pads by repeating the border (padding_mode='replicate'); the "
+                                   "paper's convolution, like nn.Conv2d's default, pads with zeros.",
+    "conv_padding_mode:circular": "the convolution pads circularly (padding_mode='circular'); the paper's "
+                                  "convolution, like nn.Conv2d's default, pads with zeros.",
+    "channel_gate_twice": "the channel gate runs a second time, on the output of the spatial gate. Eq. (1) applies "
+                          "each gate once.",
+    "gates_summed": "the two gated tensors are added, each computed from x. Eq. (1) chains the gates: the second "
+                    "one works on the first one's output.",
     "sum_pool": "the first stacked map is the sum over the channels; Eq. (3)'s AvgPool is their mean (the sum is "
                 "C times larger, which saturates the sigmoid).",
     "softmax_gate:positions": "a softmax over the pixels where the paper uses a sigmoid: each pixel's weight is "
@@ -107,6 +133,10 @@ HINTS = (
      "the channel gate pooled over the channel axis; Eq. (2) pools over H and W, one value per channel."),
     ("input to conv2d, but got input of size", "pool_axis",
      "a pooled tensor lost a dimension (the reduction dropped its axes) or was pooled over the wrong axes."),
+    ("The expanded size of the tensor", "pool_axis",
+     "a pooled tensor could not be expanded to the shape asked: a pooling ran over another axis than the "
+     "equation's, so the axis that should have size 1 has not. Eq. (2) pools over H and W, Eq. (3) over the "
+     "channels."),
 )
 
 #: Chapter 02 accepts a layer that keeps its bias (the official code's nn.Linear layers have one): the checks set
@@ -143,6 +173,13 @@ def load_channel_weights(module: torch.nn.Module, channels: int, reduction: int,
 
 def load_spatial_weights(module: torch.nn.Module, weight: torch.Tensor, *, what: str) -> None:
     k = weight.shape[-1]
+    one_map = [name for name, p in module.named_parameters() if p.dim() == 4 and tuple(p.shape) == (1, 1, k, k)]
+    if len(one_map) == 2:
+        raise CheckFailure(f"{what}: the gate holds two one-map convolutions ({', '.join(one_map)}), one for each "
+                           "pooled map, whose outputs you presumably add. That computes the same as one convolution "
+                           "over the two stacked maps, but the stub asks for that one k x k convolution and the "
+                           "checks load the paper's single (1, 2, k, k) kernel into it: write the gate in that form.",
+                           mistake="split_conv")
     for name, p in module.named_parameters():
         if p.dim() == 4 and tuple(p.shape) == (1, 1, k, k):
             raise CheckFailure(f"{what}: the conv {name} has one input map {fmt_shape(p.shape)}; Eq. (3) "
@@ -152,6 +189,18 @@ def load_spatial_weights(module: torch.nn.Module, weight: torch.Tensor, *, what:
             raise CheckFailure(f"{what}: the conv {name} has kernel {tuple(p.shape[2:])}; expected "
                                f"kernel_size = {k}.", mistake="kernel_size")
     load_by_shape(module, {"conv weight (1, 2, k, k)": weight}, what=what, accept_extra_biases=ACCEPT_BIASES)
+
+
+def _keeps_one_map(gate: Any, b: int) -> bool:
+    return isinstance(gate, torch.Tensor) and gate.dim() == 4 and tuple(gate.shape[:2]) == (b, 1)
+
+
+def _spatial_shape_hint(gate: Any, b: int, k: int) -> str:
+    """The spatial map's shape hint: names a padding that does not keep H and W, never prints the padding."""
+    if _keeps_one_map(gate, b):
+        return (f"one map per image, but not H x W: with kernel_size={k} the convolution's padding does not keep H "
+                "and W. Work the padding out from kernel_size (a fixed number fits one kernel size only).")
+    return "one weight per pixel: (B, 1, H, W)."
 
 
 def _gate_check(gate: Any, want: torch.Tensor, diagnoses: dict[str, torch.Tensor], *, what: str) -> None:
@@ -170,8 +219,11 @@ def _forward_check(module, x, want, gate_shape, *, what, diagnoses=()):
     is_map = isinstance(out, torch.Tensor) and tuple(out.shape) == tuple(gate_shape) != tuple(x.shape)
     expect_shape(out, x.shape, what=f"{what}(x)", mistake="returns_map" if is_map else "shape",
                  hint=ADVICE["returns_map"] if is_map else "forward returns x * map, the shape of x.")
-    expect_close_or_name(out, want, what=f"{what}(x)", diagnoses=list(diagnoses),
-                         fallback=("values", "forward should return x * self.attention(x)."))
+    residual = ("gate_residual", want + x, "forward adds x back to the gated features (x + x * map); the gate has "
+                "no residual: the ResNet block around it adds the identity.")
+    expect_close_or_name(out, want, what=f"{what}(x)", diagnoses=[*diagnoses, residual],
+                         fallback=("values", "attention(x) passed, so the difference lies in how forward applies "
+                                             "the map to x."))
 
 
 def _float64(module, x, gate64, out64, *, what):
@@ -232,11 +284,12 @@ def check_spatial_attention(cls: type) -> None:
     gate = call_with_hints(module.attention, x, doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}",
                            hints=HINTS)
     expect_shape(gate, (b, 1, h, w), what=f"{what}.attention(x)",
-                 hint="one weight per pixel: (B, 1, H, W); pad the conv by kernel_size // 2 to keep H and W.")
+                 mistake="kernel_size" if _keeps_one_map(gate, b) else "shape",
+                 hint=_spatial_shape_hint(gate, b, k))
     _gate_check(gate, data["gate"], data["gate_diagnoses"], what=f"{what}.attention(x)")
     gate3 = call_with_hints(small.attention, x, doing="SpatialAttention(kernel_size=3).attention(x)", hints=HINTS)
     expect_shape(gate3, (b, 1, h, w), what="SpatialAttention(kernel_size=3).attention(x)",
-                 hint="padding = kernel_size // 2 keeps H and W.", mistake="kernel_size")
+                 hint=_spatial_shape_hint(gate3, b, 3), mistake="kernel_size")
     _gate_check(gate3, data["gate3"], {}, what="SpatialAttention(kernel_size=3).attention(x)")
     _forward_check(module, x, data["out"], gate.shape, what=what)
     _float64(module, x, data["gate64"], data["out64"], what=what)
@@ -287,6 +340,10 @@ SPATIAL_PARAMS = Question(
     },
     advice="The convolution's weight has shape (out maps, in maps, k, k); count how many maps go in and come out.")
 
+_POOLS_OVER_F = ("One statement of your set holds only if the spatial gate pooled over F itself. Which tensor does "
+                 "Eq. (1) give it?")
+_COMMUTE = ("Your set treats the two gates as if they commuted. Write both orders out: does the second gate pool "
+            "over the same tensor in each?")
 GATE_ORDER = Question(
     "q_gate_order", "choices", key="405b54b2acccf06c216f", options="abcde",
     doc="Which statements (a)-(e) about the order of CBAM's two gates are true.",
@@ -300,6 +357,19 @@ GATE_ORDER = Question(
         "091997df3921b26909f6": (
             "spatial_on_input", "One statement of your set holds only if the spatial gate pooled over F itself. "
                                 "Which tensor does Eq. (1) give it?"),
+        "ef9c420625b3d0563100": ("spatial_on_input", _POOLS_OVER_F),  # acd
+        "f6196f2a5917d80b2ea2": ("spatial_on_input", _POOLS_OVER_F),  # ac
+        "5a5c9e1d15e59019b04a": ("spatial_on_input", _POOLS_OVER_F),  # acde
+        "933d444663ca2f74db98": ("gates_commute", _COMMUTE),  # abde
+        "a1d8146bd4667deaf44e": ("gates_commute", _COMMUTE),  # abd
+        "19743ca36adf999f9559": ("gates_commute", _COMMUTE),  # a
+        "48fbb3069ec93381beae": (
+            "gated_max_fixed", "Your set takes the channel gate to leave, at every pixel, the same channel on top. "
+                               "It scales each channel by a weight of its own: can a channel that was the largest at "
+                               "a pixel fall below another one?"),
+        "ce923f845a53203dd429": (
+            "spatial_on_input", "Write the spatial gate's mean over the channels of F' = M_c(F) * F as a sum over "
+                                "the channels of F: what weight does each of them get?"),
     },
     advice="Write F' and F'' of Eq. (1) out, and ask from which tensor the spatial gate's two pooled maps are "
            "computed.")
@@ -320,9 +390,17 @@ CBAM_PARAMS = Question(
         "11458e395a9b8c24032d": (
             "official_mlp_bias", "That is the official block (MLP biases and the spatial BatchNorm); the "
                                  "question asks for the paper's form."),
+        "0535b8139b2633db4dab": (
+            "single_pool", "Your spatial convolution takes one map; Eq. (3) convolves two stacked maps."),
+        "e4c8469435cd8b2bc615": (
+            "mlp_one_layer", "Your MLP holds one weight matrix; the MLP of Eq. (2) has two layers, W_0 and W_1."),
+        "1921ab0f885647e89aa5": (
+            "extra_parameter", "The paper's spatial convolution f^{7x7} has no bias."),
+        "ca776d85bba5b34bface": (
+            "separate_mlps", "Your count is exactly twice the block's: a layer counts once, however often it runs."),
     },
-    advice="Add the shared MLP (W_0: C' x C, W_1: C x C', no biases, C' = C // r) and the spatial convolution "
-           "(2 maps in, 1 out, k x k, no bias).")
+    advice="Count, layer by layer, the tensors that Eqs. (2) and (3) learn in the paper's form, with the "
+           "shape table of §2 at hand.")
 
 
 define_question_checks(globals(), SPATIAL_PARAMS, GATE_ORDER, CBAM_PARAMS)

@@ -91,6 +91,15 @@ IMAGE_PAIRING = define_mistake("image_pairing", "the images repeated in another 
                                                 "image is sampled with another image's regions")
 PADDING_MODE = define_mistake("padding_mode", "grid_sample pads with another mode than zeros")
 OUTPUT_LAYOUT = define_mistake("output_layout", "the (B*R) batch of crops is unflattened in the wrong order")
+SQUEEZE_ORDER = define_mistake("squeeze_order", "the ConvBlocks run on the full map and their output is averaged, "
+                                                "where (H3) averages first")
+CHANNEL_MISSING_CONV = define_mistake("channel_missing_conv", "ChannelAttention skips conv2, the ConvBlock back to C "
+                                                              "channels")
+SOFT_INPUT = define_mistake("soft_input", "SoftAttention feeds x (or a gated x) where (H4) has S x C alone, or gives "
+                                          "a submodule another input than x")
+TANH_GATE = define_mistake("tanh_gate", "a tanh where the soft map's last step is a sigmoid")
+STRIPE_CENTRES = define_mistake("stripe_centres", "the initial t_y values are not the centres of R bands that tile "
+                                                  "the height")
 STRIPE_SCALE = define_mistake("stripe_scale", "the fixed scale is not [[1, 0], [0, 1/R]] (full width, 1/R of the height)")
 
 #: What each stored wrong result means: label -> (mistake id, advice).
@@ -100,6 +109,7 @@ ADVICE: dict[str, tuple[str, str]] = {
                             "the bilinear resize uses align_corners=False (the default when you leave it out). "
                             "HA-CNN's code uses align_corners=True: pass it explicitly."),
     "nearest": (UPSAMPLE_MODE, "the resize uses mode='nearest'; HA-CNN resizes bilinearly (mode='bilinear')."),
+    "bicubic": (UPSAMPLE_MODE, "the resize uses mode='bicubic'; HA-CNN resizes bilinearly (mode='bilinear')."),
     "no_scaling_conv": (MISSING_SCALING_CONV,
                         "the map skips conv2, the 1x1 'scaling' ConvBlock after the resize."),
     "scaling_before_resize": (SCALING_BEFORE_RESIZE,
@@ -129,7 +139,14 @@ ADVICE: dict[str, tuple[str, str]] = {
                          "the values are those of the ConvBlocks in training mode (BatchNorm with the batch's "
                          "statistics), although the check put the module in eval mode: let the module's mode "
                          "decide (no .train() inside a method)."),
+    "channel_pool_last": (SQUEEZE_ORDER,
+                          "the ConvBlocks run on the full (B, C, H, W) map and their output is averaged. (H3) "
+                          "averages first and applies the ConvBlocks to the (B, C, 1, 1) descriptor; BatchNorm and "
+                          "ReLU do not commute with the mean, so the order changes the values."),
     # SoftAttention
+    "soft_times_x": (SOFT_INPUT, "the ConvBlock receives x * S * C; in (H4) it receives S x C alone, and x is "
+                                 "re-weighted by the finished map in forward."),
+    "soft_tanh": (TANH_GATE, "the last step is a tanh; (H4) ends with a sigmoid."),
     "soft_sigmoid_each": (SIGMOID_EACH, "S and C each get a sigmoid and are multiplied. (H4) has one sigmoid, "
                                         "at the very end: S x C goes through the 1x1 ConvBlock first."),
     "soft_no_sigmoid": ("missing_sigmoid", "M has no sigmoid; (H4) ends with one."),
@@ -161,6 +178,14 @@ ADVICE: dict[str, tuple[str, str]] = {
                                      "over the lower half of the map. (H5) uses a tanh, into (-1, 1)."),
     "theta_edge": (STRIPE_EDGE, "region i starts at 2i/R - 1, the top edge of its band: the R stripes then sit "
                                 "half a band too high. The bias holds each band's centre."),
+    "theta_i_over_r": (STRIPE_CENTRES,
+                       "region i starts at t_y = i/R: the stripes cover only the lower half of the map. Normalised "
+                       "coordinates run from -1 (top) to 1 (bottom); the bias holds the centre of each of R bands "
+                       "that tile that range, as §9 gives it."),
+    "theta_linspace": (STRIPE_CENTRES,
+                       "the t_y values run from -1 to 1 included: the first and last stripes are centred on the "
+                       "map's edges, half outside it. The bias holds the centre of each of R bands that tile the "
+                       "height, as §9 gives it."),
     "crops_repeat": (IMAGE_PAIRING, "image b is sampled with the regions of another image: the images are "
                                     "repeated in one order (all images, then again) and the matrices come in "
                                     "another (all regions of image 0, then of image 1, ...)."),
@@ -176,6 +201,8 @@ ADVICE: dict[str, tuple[str, str]] = {
                                       "(H6) takes 1/R of the height."),
     "affine_big": (STRIPE_SCALE, "the scale is R where it should be 1/R: the sampling grid spans 1/R of the input."),
     "affine_swapped": (THETA_ORDER, "the translation column is (t_y, t_x); it is (t_x, t_y): x first."),
+    "affine_ty_twice": (THETA_ORDER, "t_y appears in both rows of the translation column; row 0 is the x row "
+                                     "of (H6), and its translation is t_x."),
     "affine_quarter": (NUM_REGIONS, "the scale is a fixed 0.25 (torchreid's, for 4 regions): num_regions is "
                                     "ignored."),
     "crops_align_true": (ALIGN_CORNERS,
@@ -280,6 +307,10 @@ def check_channel_attention(cls: type) -> None:
     x = E["x"]
     x_in = x.clone()
     c = _call(module.attention, x_in, doing=f"attention(x) with x of shape {fmt_shape(x.shape)}")
+    if isinstance(c, torch.Tensor) and tuple(c.shape) == (x.shape[0], channels // reduction, 1, 1):
+        raise CheckFailure(f"attention(x) has shape {fmt_shape(c.shape)}: C // reduction channels, the width of "
+                           "conv1's output. (H3) has a second ConvBlock, conv2, that maps back to C channels.",
+                           mistake=CHANNEL_MISSING_CONV)
     expect_shape(c, (x.shape[0], channels, 1, 1), what="attention(x)",
                  hint="(B, C, 1, 1): the squeeze keeps the dimensions it averages over.")
     _close(c, E["c"], what="attention(x)", diagnoses=E["diagnoses"],
@@ -305,8 +336,10 @@ class _Fixed(nn.Module):
     def __init__(self, value: torch.Tensor):
         super().__init__()
         self.value = value
+        self.inputs: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x)
         return self.value.to(device=x.device, dtype=x.dtype)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
@@ -331,6 +364,12 @@ def check_soft_attention(cls: type) -> None:
     module.eval()
     x_in = x.clone()
     m = _call(module.attention, x_in, doing=f"attention(x) with x of shape {fmt_shape(x.shape)}")
+    for name in ("spatial_attn", "channel_attn"):
+        given = getattr(module, name).inputs
+        if any(not (isinstance(t, torch.Tensor) and t.shape == x.shape and torch.equal(t, x_in)) for t in given):
+            raise CheckFailure(f"attention(x) calls {name} on another tensor than x (the features already "
+                               "re-weighted by the other map?). In (H4) S and C are both computed from x, side by "
+                               "side.", mistake=SOFT_INPUT)
     expect_shape(m, tuple(x.shape), what="attention(x)",
                  hint="S (B, 1, H, W) * C (B, C, 1, 1) broadcasts to (B, C, H, W); the 1x1 ConvBlock keeps it.")
     _close(m, E["m"], what="attention(x) (with fixed S and C maps)", diagnoses=E["diagnoses"],
@@ -358,7 +397,8 @@ def check_soft_attention(cls: type) -> None:
         raise CheckFailure(
             f"attention(x) combines S and C correctly (checked with fixed maps), but with your own spatial_attn "
             f"and channel_attn the result is wrong (shape {got}, expected {fmt_shape(E['m_full'].shape)}, or wrong "
-            "values): make check_spatial_attention and check_channel_attention pass first.",
+            "values). If check_spatial_attention or check_channel_attention fails, fix that first; if both pass, "
+            "compare how attention(x) calls spatial_attn and channel_attn with (H4).",
             mistake=SUBMODULE,
         )
     passed()
@@ -588,8 +628,8 @@ SPATIAL_PARAMS = Question(
         "1a511b53a1c6d5fb631a": (
             "one_convblock", "that is conv1 alone; conv2, the 1x1 'scaling' ConvBlock, has parameters too."),
     },
-    advice="Count each ConvBlock as conv weights (out x in x k x k) + conv bias (out) + BatchNorm weight and bias "
-           "(2 x out), for conv1 = ConvBlock(1, 1, 3) and conv2 = ConvBlock(1, 1, 1).")
+    advice="Go through SpatialAttention's two ConvBlocks tensor by tensor, as the given code builds them (with "
+           "nn.Conv2d's defaults), and count only what is trained.")
 
 INITIAL_CENTRE = Question(
     "q_initial_centre", "float", key="58cb452a88161926a6a9", digits=3,

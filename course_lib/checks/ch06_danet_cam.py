@@ -68,6 +68,8 @@ EXTRA_TRANSPOSE = define_mistake(
     "extra_transpose", "the map is transposed in CAM's bmm (out = attention @ a needs no transpose)")
 BAD_VARIANT = define_mistake("bad_variant", "an unknown variant is accepted instead of raising ValueError")
 RESIDUAL_TWICE = define_mistake("residual_twice", "two branches that each add x are summed, so x is counted twice")
+RESIDUAL_COUNT = define_mistake("residual_count", "x counted three times, or not at all, in the sum of two branches "
+                                                "that each add x")
 ARGMAX_AXIS = define_mistake("argmax_axis", "the argmax (or argmin) runs over dim 1 of the map instead of each row, "
                                             "dim -1")
 OFFICIAL_FORM = define_mistake("official_form", "a wrong reading of what softmax(max - energy) computes")
@@ -110,6 +112,12 @@ ADVICE: dict[str, tuple[str, str]] = {
     "residual_twice": (RESIDUAL_TWICE,
                        "the sum counts the input twice: each module already returns gamma * out + x, and the "
                        "block adds each branch's contribution to x only once."),
+    "residual_thrice": (RESIDUAL_COUNT,
+                        "x is added to the two branches, which already hold it: each module returns gamma * out + "
+                        "x, so the sum counts the input three times where the block has it once."),
+    "residual_dropped": (RESIDUAL_COUNT,
+                         "x is taken away once for each branch: each module returns gamma * out + x, and the block "
+                         "keeps the input once (a new block is the identity)."),
     "sequential": (SEQUENTIAL,
                    "one module is applied to the other's output (cam(pam(x)) or pam(cam(x))). DANet runs the two "
                    "branches in parallel on the same features and sums them (Sec. 3.4)."),
@@ -316,18 +324,20 @@ def check_most_attended(fn: Callable) -> None:
         expect_shape(got, energy.shape[:2], what=f"most_attended(energy, {variant!r})",
                      hint="one channel index per row j: (B, C).")
         was_float = isinstance(got, torch.Tensor) and got.is_floating_point()
+        returned_dtype = got.dtype if isinstance(got, torch.Tensor) else None
         got = got.long() if isinstance(got, torch.Tensor) else got
         if not torch.equal(got, E[variant]):
             other = "official" if variant == "paper" else "paper"
             if torch.equal(got, E[other]):
                 raise CheckFailure(f"most_attended(energy, {variant!r}) has the wrong indices.\n  Likely mistake: "
                                    f"{ADVICE['swapped'][1]}", mistake="cam_variant")
-            if torch.equal(got, E[f"{variant}_dim1"]):
+            shifted = energy if variant == "paper" else energy.amax(-1, keepdim=True) - energy
+            if torch.equal(got, E[f"{variant}_dim1"]) or torch.equal(got, torch.softmax(shifted, -1).argmax(1)):
                 raise CheckFailure(f"most_attended(energy, {variant!r}) has the wrong indices.\n  Likely mistake: "
                                    f"{ADVICE['argmax_axis'][1]}", mistake=ARGMAX_AXIS)
             if was_float:
                 raise CheckFailure(f"most_attended(energy, {variant!r}) returned floating-point values "
-                                   f"({got.dtype}); it should return channel indices (an integer tensor, as "
+                                   f"({returned_dtype}); it should return channel indices (an integer tensor, as "
                                    "argmax gives), not the map's or the energy's values.", mistake="values")
             wrong = int((got != E[variant]).sum())
             raise CheckFailure(f"most_attended(energy, {variant!r}) has the wrong index in {wrong} of its "
@@ -342,7 +352,7 @@ def check_blog_pam(cls: type) -> None:
     c = E["x"].shape[1]
     what = f"{getattr(cls, '__name__', cls)}({c})"
     module = build(cls, c)
-    check_pam_structure(module, c, 8, what=what)
+    check_pam_structure(module, c, 8, what=what, reduction_argument=False)
     gamma = getattr(module, "gamma", None)
     if isinstance(gamma, torch.Tensor):
         expect(bool(torch.all(gamma.detach() == 0)),
@@ -412,11 +422,13 @@ def check_dual_attention(fn: Callable) -> None:
     pam, cam = ResidualBranch(0.0, "position"), ResidualBranch(0.0, "channel")
     y = call(fn, x.clone(), pam, cam, doing="dual_attention(x, pam, cam) with gamma = 0 in both branches")
     expect_shape(y, x.shape, what="dual_attention(x, pam, cam)")
-    twice = is_close(y, 2 * x)
+    found = next((label for factor, label in ((2, "residual_twice"), (3, "residual_thrice"),
+                                              (0, "residual_dropped")) if is_close(y, factor * x)), None)
+    shown = {"residual_twice": "2 x", "residual_thrice": "3 x", "residual_dropped": "zeros"}
     expect(is_close(y, x), "with alpha = beta = 0 (a new DANet) dual_attention(x, pam, cam) should return x "
                            "unchanged: each branch is the identity at initialisation"
-           + (f", but it returned 2 x.\n  Likely mistake: {ADVICE['residual_twice'][1]}" if twice else "."),
-           mistake=RESIDUAL_TWICE if twice else "values")
+           + (f", but it returned {shown[found]}.\n  Likely mistake: {ADVICE[found][1]}" if found else "."),
+           mistake=ADVICE[found][0] if found else "values")
     pam, cam, right, wrong = dual_cases(x)
     x_in = x.clone()
     y = call(fn, x_in, pam, cam, doing="dual_attention(x, pam, cam) with alpha = 0.6, beta = 1.3")
@@ -459,6 +471,10 @@ _DIAGONAL_A = ("Your set takes e_jj = |A_j|^2 to be the largest entry of row j f
 _DIAGONAL_D = ("Your set reads (d) as a fact about the official form alone. The official map's smallest weight sits "
                "at a row's largest energy (question 2): (d) stands or falls with a claim about the largest entry of "
                "every row.")
+_DIAGONAL_SELF = ("Your set takes a channel to be always the most similar to itself. Write e_ji for a channel i that is "
+                  "channel j scaled by a number larger than 1: which is larger, e_ji or e_jj?")
+_DIAGONAL_NORMS = ("Your set doubts the case of equal norms. With |A_i| = |A_j|, what bound does Cauchy-Schwarz put "
+                   "on e_ji = A_j . A_i?")
 _DIAGONAL_ADVICE = ("Compare e_jj = |A_j|^2 with e_ji = A_j . A_i statement by statement, on small channel maps "
                     "of your own (two or three numbers each).")
 Q_DIAGONAL = Question(
@@ -468,8 +484,10 @@ Q_DIAGONAL = Question(
         "12bf5679aa102cd1e310": (DIAGONAL, _DIAGONAL_A),  # a
         "666d1b3907496d55c8a5": (DIAGONAL, _DIAGONAL_A),  # ab
         "05b86428738de7b92ec0": (DIAGONAL, _DIAGONAL_A),  # abc
-        "fd01ceea9bd5802e7ea6": (DIAGONAL, _DIAGONAL_ADVICE),  # b
-        "b4d554237f1b85c2820b": (DIAGONAL, _DIAGONAL_ADVICE),  # c
+        "fd01ceea9bd5802e7ea6": (DIAGONAL, _DIAGONAL_SELF),  # b
+        "b4d554237f1b85c2820b": (DIAGONAL, _DIAGONAL_NORMS),  # c
+        "a09dcc4abcfff70224aa": (DIAGONAL, _DIAGONAL_SELF + " " + _DIAGONAL_D),  # bd
+        "4e1b9236943374323170": (DIAGONAL, _DIAGONAL_NORMS + " " + _DIAGONAL_D),  # cd
         "a45849ba8953077933c2": (DIAGONAL, _DIAGONAL_D),  # bcd
         "da0a3558bd5c57a78574": (DIAGONAL, _DIAGONAL_A + " " + _DIAGONAL_D),  # ad
     },

@@ -107,6 +107,9 @@ def canonical(value: Any, kind: str, *, options: str | None = None, digits: int 
     # choice / choices
     letters = options or "abcdefghijklmnopqrstuvwxyz"
     if kind == "choice":
+        # one letter in a set, list or tuple of one, as the "choices" questions take their letters
+        if isinstance(value, (set, frozenset, list, tuple)) and len(value) == 1:
+            value = next(iter(value))
         if not isinstance(value, str) or len(value.strip()) != 1 or value.strip().lower() not in letters:
             raise _form(f"{what} should be one letter among {', '.join(repr(c) for c in letters)}, got {value!r}.")
         return value.strip().lower()

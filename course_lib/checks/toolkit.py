@@ -1511,9 +1511,11 @@ def pam_parameter_count(channels: int, reduction: int = 8) -> int:
     return 2 * (channels * hidden + hidden) + channels * channels + channels + 1
 
 
-def check_pam_structure(module: torch.nn.Module, channels: int, reduction: int, *, what: str) -> None:
+def check_pam_structure(module: torch.nn.Module, channels: int, reduction: int, *, what: str,
+                        reduction_argument: bool = True) -> None:
     """The official PAM layout: query_conv, key_conv (C -> C // reduction), value_conv (C -> C), each with a bias,
-    and gamma, one learnable number; then the parameter count."""
+    and gamma, one learnable number; then the parameter count. ``reduction_argument=False``: the module has no
+    reduction argument (the blog's PAM_Module hard-codes in_dim // 8), so another width is an edit of given code."""
     hidden = channels // reduction
     for name, shape in (("query_conv", (hidden, channels)), ("key_conv", (hidden, channels)),
                         ("value_conv", (channels, channels))):
@@ -1525,6 +1527,11 @@ def check_pam_structure(module: torch.nn.Module, channels: int, reduction: int, 
                 f"(Conv2d({channels}, {channels} // reduction, 1)), value_conv (Conv2d({channels}, {channels}, 1)) "
                 "and gamma.", mistake="parameters")
         got = tuple(weight.shape[:2])
+        if got != shape and not reduction_argument:
+            raise CheckFailure(
+                f"{what}.{name} maps {got[1]} -> {got[0]} channels; the given code builds it {shape[1]} -> "
+                f"{shape[0]}, as the original does. This is a repair: change only what stops the module from "
+                "running, and leave the layers as they were given.", mistake="parameters")
         if got != shape:
             reduction_hint = name != "value_conv" and got[0] in (channels // 8, channels // 16) and got[0] != hidden
             raise CheckFailure(

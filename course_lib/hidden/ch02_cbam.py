@@ -81,6 +81,10 @@ def _channel_variants(m: ChannelAttention, x: torch.Tensor) -> dict[str, torch.T
         "sigmoid_per_descriptor:mean": (torch.sigmoid(avg) + torch.sigmoid(mx)) / 2,
         "single_pool:avg_twice": torch.sigmoid(2 * avg),
         "single_pool:max_twice": torch.sigmoid(2 * mx),
+        "min_pool": torch.sigmoid(avg + m.mlp(x.amin((2, 3), keepdim=True))),
+        # the maximum over the channels too: one number per image, repeated for every channel
+        "pool_axis:global_max": torch.sigmoid(avg + m.mlp(x.amax((1, 2, 3), keepdim=True).expand_as(
+            x.mean((2, 3), keepdim=True)))),
     }
 
 
@@ -92,6 +96,9 @@ def _spatial_variants(m: SpatialAttention, x: torch.Tensor) -> dict[str, torch.T
         "sum_pool": torch.sigmoid(m.conv(torch.cat([x.sum(1, keepdim=True), mx], 1))),
         "softmax_gate:positions": torch.softmax(m.conv(torch.cat([avg, mx], 1)).flatten(2), -1).view_as(avg),
         "softmax_gate:rows": torch.softmax(m.conv(torch.cat([avg, mx], 1)), -1),
+        **{f"conv_padding_mode:{mode}": torch.sigmoid(torch.nn.functional.conv2d(
+            torch.nn.functional.pad(torch.cat([avg, mx], 1), [m.conv.padding[0]] * 4, mode=mode), m.conv.weight))
+           for mode in ("reflect", "replicate", "circular")},
     }
 
 
@@ -154,7 +161,9 @@ def build_expected() -> dict[str, Any]:
                               "spatial_on_input": (cg(xd) * sg.attention(xd)).float(),
                               "cbam_residual": sg(xd + cg(xd)).float(),
                               "cbam_residual:outer": (cb(xd) + xd).float(),
-                              "spatial_applied_to_input": (xd * sg.attention(cg(xd))).float()}}
+                              "spatial_applied_to_input": (xd * sg.attention(cg(xd))).float(),
+                              "channel_gate_twice": cg(cb(xd)).float(),
+                              "gates_summed": (cg(xd) + sg(xd)).float()}}
     cbam["grad_x"] = _grad(cb, xc, upc)
     return {"channel": channel, "spatial": spatial, "cbam": cbam}
 

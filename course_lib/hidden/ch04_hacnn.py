@@ -86,6 +86,8 @@ def spatial_mistakes(ref: hacnn.SpatialAttention, x: torch.Tensor) -> dict[str, 
             s = F.interpolate(s, size=(2 * s.shape[2], 2 * s.shape[3]), mode="bilinear", align_corners=True)[..., :h, :w]
         elif mode == "nearest":
             s = F.interpolate(s, size=(h, w), mode="nearest")
+        elif mode == "bicubic":
+            s = F.interpolate(s, size=(h, w), mode="bicubic", align_corners=align)
         else:
             s = F.interpolate(s, size=(h, w), mode="bilinear", align_corners=align)
         if scaling:
@@ -96,6 +98,7 @@ def spatial_mistakes(ref: hacnn.SpatialAttention, x: torch.Tensor) -> dict[str, 
         out = {
             "align_corners_false": variant(align=False),
             "nearest": variant(mode="nearest"),
+            "bicubic": variant(mode="bicubic"),
             "no_scaling_conv": variant(scaling=False),
             "scaling_before_resize": variant(scaling_first=True),
             "spatial_sigmoid": variant(sigmoid=True),
@@ -118,13 +121,18 @@ def channel_mistakes(ref: hacnn.ChannelAttention, x: torch.Tensor) -> dict[str, 
             "squeeze_ww": ref.conv2(ref.conv1(x.sum((2, 3), keepdim=True) / x.shape[3] ** 2)),
             "channel_sigmoid": torch.sigmoid(ref.attention(x)),
             "channel_train_bn": copy.deepcopy(ref).train().attention(x),
+            "channel_pool_last": ref.conv2(ref.conv1(x)).mean((2, 3), keepdim=True),
         }
 
 
-def soft_mistakes(conv: hacnn.ConvBlock, s: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+def soft_mistakes(conv: hacnn.ConvBlock, s: torch.Tensor, c: torch.Tensor,
+                  x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     conv = copy.deepcopy(conv).eval()
     with torch.no_grad():
+        given_x = {} if x is None else {"soft_times_x": torch.sigmoid(conv(x.double() * s * c))}
         return {
+            **given_x,
+            "soft_tanh": torch.tanh(conv(s * c)),
             "soft_no_sigmoid": conv(s * c),
             "soft_sum": torch.sigmoid(conv(s + c)),
             "soft_no_conv": torch.sigmoid(s * c),
@@ -150,6 +158,10 @@ def init_mistakes(regions: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         "theta_sigmoid": torch.sigmoid(raw),
         "theta_edge": torch.tanh(torch.stack((torch.zeros_like(ty), 2 * torch.arange(regions, dtype=torch.float64)
                                               / regions - 1), dim=1)),
+        "theta_i_over_r": torch.tanh(torch.stack((torch.zeros_like(ty), torch.arange(regions, dtype=torch.float64)
+                                                  / regions), dim=1)),
+        "theta_linspace": torch.tanh(torch.stack((torch.zeros_like(ty), torch.linspace(-1, 1, regions,
+                                                                                        dtype=torch.float64)), dim=1)),
     }
 
 
@@ -169,11 +181,12 @@ def theta_mistakes(ref: hacnn.HardAttention, x: torch.Tensor) -> dict[str, torch
         }
 
 
-def _affine_from(theta: torch.Tensor, sx: float, sy: float, *, swap: bool = False) -> torch.Tensor:
+def _affine_from(theta: torch.Tensor, sx: float, sy: float, *, swap: bool = False,
+                 ty_twice: bool = False) -> torch.Tensor:
     b, r, _ = theta.shape
     out = torch.zeros(b, r, 2, 3, dtype=theta.dtype)
     out[..., 0, 0], out[..., 1, 1] = sx, sy
-    t = theta.flip(-1) if swap else theta
+    t = theta.flip(-1) if swap else theta[..., [1, 1]] if ty_twice else theta
     out[..., 0, 2], out[..., 1, 2] = t[..., 0], t[..., 1]
     return out
 
@@ -187,6 +200,7 @@ def affine_mistakes(ref: hacnn.HardAttention, x: torch.Tensor) -> dict[str, torc
         "affine_identity": _affine_from(theta, 1.0, 1.0),
         "affine_big": _affine_from(theta, 1.0, float(r)),
         "affine_swapped": _affine_from(theta, 1.0, 1 / r, swap=True),
+        "affine_ty_twice": _affine_from(theta, 1.0, 1 / r, ty_twice=True),
     }
     if r != 4:
         out["affine_quarter"] = _affine_from(theta, 1.0, 0.25)
@@ -276,7 +290,7 @@ def build_expected() -> dict:
             "m": m,
             "y": x_soft.double() * m,
             "x_plus_m": x_soft.double() + m,
-            "diagnoses": soft_mistakes(soft_ref.conv, s_fixed, c_fixed),
+            "diagnoses": soft_mistakes(soft_ref.conv, s_fixed, c_fixed, x_soft),
             "all_weights": weights(soft_ref),
             "m_full": soft_eval.attention(x_soft.double()),
         }

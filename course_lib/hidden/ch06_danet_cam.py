@@ -60,9 +60,13 @@ def out_mistakes(x: torch.Tensor, variant: str, gamma: float = 1.0) -> dict[str,
     a = rearrange(x, "b c h w -> b c (h w)")
     # softmax over dim 1 gives the transposed map, the same output as "extra_transpose" (the attention
     # check names it first); it is left out here so that the forward diagnosis is unambiguous
-    found = {label: m @ a for label, m in map_mistakes(x, variant).items() if label != "softmax_dim1"}
+    maps = map_mistakes(x, variant)
+    found = {label: m @ a for label, m in maps.items() if label != "softmax_dim1"}
     right = Reference(variant=variant).double()._map(x)
     found["extra_transpose"] = right.transpose(1, 2) @ a
+    if variant == "official":  # the official line's m_j - e_ji is not symmetric: over dim 1 it is another map
+        e = _energy(x)
+        found["softmax_dim1"] = (e.amax(-1, keepdim=True) - e).softmax(1) @ a
     found = {k: gamma * rearrange(v, "b c (h w) -> b c h w", h=h) + x for k, v in found.items()}
     found["missing_residual"] = gamma * rearrange(right @ a, "b c (h w) -> b c h w", h=h)
     return found

@@ -295,4 +295,49 @@ class ChannelAttention(nn.Module):
                  gate="torch.softmax(self.conv(pooled).flatten(2), dim=-1).view(x.shape[0], 1, *x.shape[2:])"),
          "softmax_gate"),
     Impl(Q_PARAMS, "the spatial kernel counted twice", "q_cbam_params = 2 * 256 * 16 + 2 * 98", "spatial_counted_twice"),
+
+    # ---------------------------------------------------------------- student trial t246: named where they were generic
+    Impl(CH, "a minimum over H and W instead of the maximum",
+         channel("torch.sigmoid(self.mlp(avg) + self.mlp(x.amin((2, 3), keepdim=True)))"), "min_pool"),
+    Impl(CH, "the maximum taken over the channels too, then expanded",
+         channel("torch.sigmoid(self.mlp(avg) + self.mlp(x.amax(1, keepdim=True).amax((2, 3), keepdim=True)"
+                 ".expand(-1, x.shape[1], 1, 1)))"), "pool_axis"),
+    Impl(CH, "a residual in forward (x + x * map)",
+         GOOD_CHANNEL.replace("return x * self.attention(x)", "return x + x * self.attention(x)"), "gate_residual"),
+    Impl(SP, "padding = kernel_size - 1",
+         spatial("torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)",
+                 conv="nn.Conv2d(2, 1, kernel_size, padding=kernel_size - 1, bias=False)"), "kernel_size"),
+    Impl(SP, "padding_mode='reflect'",
+         spatial("torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)",
+                 conv="nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False, padding_mode='reflect')"),
+         "conv_padding_mode"),
+    Impl(SP, "the max over H, expanded back",
+         spatial("torch.cat([x.mean(1, keepdim=True), x.amax(2, keepdim=True).expand(-1, 1, x.shape[2], -1)], 1)"),
+         "pool_axis"),
+    Impl(SP, "two one-map convolutions summed (the same function; the checks load one 2-map kernel)", """
+class SpatialAttention(nn.Module):
+    def __init__(self, kernel_size=7):
+        super().__init__()
+        self.conv_avg = nn.Conv2d(1, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        self.conv_max = nn.Conv2d(1, 1, kernel_size, padding=kernel_size // 2, bias=False)
+
+    def attention(self, x):
+        return torch.sigmoid(self.conv_avg(x.mean(1, keepdim=True)) + self.conv_max(x.amax(1, keepdim=True)))
+
+    def forward(self, x):
+        return x * self.attention(x)
+""", "split_conv"),
+    Impl(CB, "the channel gate applied again after the spatial gate", cbam("""
+        f = self.spatial_gate(self.channel_gate(x))
+        return f * self.channel_gate.attention(f)"""), "channel_gate_twice"),
+    Impl(CB, "the two gated tensors added (BAM-like)",
+         cbam("        return self.channel_gate(x) + self.spatial_gate(x)"), "gates_summed"),
+    Impl(Q_ORDER, "the max over the channels taken to stay put", "q_gate_order = 'ad'", "gated_max_fixed"),
+    Impl(Q_ORDER, "sequential taken to equal parallel, (e) left out", "q_gate_order = 'acd'", "spatial_on_input"),
+    Impl(Q_ORDER, "the weighted mean left out", "q_gate_order = 'de'", "spatial_on_input"),
+    Impl(Q_ORDER, "(b) with the true ones", "q_gate_order = 'abde'", "gates_commute"),
+    Impl(Q_PARAMS, "the spatial kernel on one map", "q_cbam_params = 2 * 256 * 16 + 49", "single_pool"),
+    Impl(Q_PARAMS, "one MLP layer", "q_cbam_params = 256 * 16 + 98", "mlp_one_layer"),
+    Impl(Q_PARAMS, "a spatial bias", "q_cbam_params = 2 * 256 * 16 + 98 + 1", "extra_parameter"),
+    Impl(Q_PARAMS, "every layer counted twice", "q_cbam_params = 2 * (2 * 256 * 16 + 98)", "separate_mlps"),
 ]

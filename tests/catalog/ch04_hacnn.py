@@ -156,7 +156,8 @@ IMPLS += [
     Impl(CHANNEL, "squeeze without keepdim", channel("        return self.conv2(self.conv1(x.mean((2, 3))))"), "keepdim"),
     Impl(CHANNEL, "pooling over the channels instead of space", channel(CHANNEL_BODY.replace(
         "x.mean((2, 3), keepdim=True)", "x.mean(1, keepdim=True)")), "pool_axis"),
-    Impl(CHANNEL, "conv2 forgotten", channel("        return self.conv1(x.mean((2, 3), keepdim=True))"), "shape"),
+    Impl(CHANNEL, "conv2 forgotten", channel("        return self.conv1(x.mean((2, 3), keepdim=True))"),
+         "channel_missing_conv"),
     Impl(CHANNEL, "reduction defaults to 8", channel().replace("def __init__(self, channels, reduction=16)",
                                                                 "def __init__(self, channels, reduction=8)"),
          "default_args"),
@@ -497,4 +498,27 @@ IMPLS += [
     Impl(Q_PARAMS, "both ConvBlocks counted as 1x1", "q_spatial_params = 8", "kernel_ignored"),
     Impl(Q_CENTRE, "rounded to two digits", "q_initial_centre = -0.64", "rounding"),
     Impl(Q_CENTRE, "the inverse tanh of the bias", "q_initial_centre = math.atanh(-0.75)", "inverse_tanh"),
+
+    # ---------------------------------------------------------------- student trial t246: named where they were generic
+    Impl(SPATIAL, "bicubic resize", spatial(SPATIAL_BODY.replace('mode="bilinear"', 'mode="bicubic"')), "upsample_mode"),
+    Impl(CHANNEL, "the ConvBlocks on the full map, then the mean", channel("""\
+        return self.conv2(self.conv1(x)).mean((2, 3), keepdim=True)"""), "squeeze_order"),
+    Impl(SOFT, "the ConvBlock on x * S * C", soft("""\
+        return torch.sigmoid(self.conv(x * self.spatial_attn(x) * self.channel_attn(x)))"""), "soft_input"),
+    Impl(SOFT, "channel attention on the spatially gated x", soft("""\
+        s = self.spatial_attn(x)
+        return torch.sigmoid(self.conv(s * self.channel_attn(x * s)))"""), "soft_input"),
+    Impl(SOFT, "a tanh instead of the sigmoid", soft("""\
+        return torch.tanh(self.conv(self.spatial_attn(x) * self.channel_attn(x)))"""), "tanh_gate"),
+    Impl(THETA, "the bias t_y = i / R", hard(reset=RESET.replace("(2 * torch.arange(r, dtype=torch.float32) + 1) / r - 1",
+                                                                  "torch.arange(r, dtype=torch.float32) / r")),
+         "stripe_centres"),
+    Impl(THETA, "the bias t_y = linspace(-1, 1, R)",
+         hard(reset=RESET.replace("(2 * torch.arange(r, dtype=torch.float32) + 1) / r - 1", "torch.linspace(-1, 1, r)")),
+         "stripe_centres"),
+    Impl(CROPS, "t_y in both rows of the translation column", hard(affine=AFFINE.replace(
+        "theta.unsqueeze(-1)", "theta[..., [1, 1]].unsqueeze(-1)")), "theta_order"),
+    Impl(Q_CENTRE, "valid: one unit of the third digit below (as §9 accepts)", "q_initial_centre = -0.634"),
+    Impl(Q_CENTRE, "valid: one unit of the third digit above (as §9 accepts)", "q_initial_centre = -0.636"),
+    Impl(Q_CENTRE, "two units off", "q_initial_centre = -0.633", "wrong_answer"),
 ]

@@ -361,3 +361,31 @@ def most_attended(energy, variant):
     Impl(Q_DIAGONAL, "the official diagonal claim added", "q_diagonal = 'bcd'", "diagonal"),
     Impl(Q_DIAGONAL, "only the equal-norm statement", "q_diagonal = 'b'", "diagonal"),
 ]
+
+# ---------------------------------------------------------------- student trial t246: named where they were generic
+IMPLS += [
+    Impl(MOST, "the rows' softmax, then the argmax down the columns", """
+def most_attended(energy, variant):
+    if variant == "official":
+        energy = energy.amax(-1, keepdim=True) - energy
+    return torch.softmax(energy, dim=-1).argmax(dim=1)
+""", "argmax_axis"),
+    Impl(MOST, "the largest values instead of their indices", """
+def most_attended(energy, variant):
+    if variant == "official":
+        energy = energy.amax(-1, keepdim=True) - energy
+    return energy.max(dim=-1).values
+""", "values"),
+    Impl(BLOG, "repaired, softmax over dim 1", BLOG_TEMPLATE.replace("ENERGY_LINE", OFFICIAL_LINE).replace(
+        "nn.Softmax(dim=-1)", "nn.Softmax(dim=1)"), "softmax_dim"),
+    Impl(BLOG_PAM, "repaired, and the query/key width changed to in_dim // 16",
+         BLOG_PAM_TEMPLATE.replace("out_channels=in_dim // 8", "out_channels=in_dim // 16"), "parameters"),
+    Impl(DUAL, "x + pam(x) + cam(x): x counted three times",
+         DUAL_TEMPLATE.replace("BODY", "return x + pam(x) + cam(x)"), "residual_count"),
+    Impl(DUAL, "pam(x) + cam(x) - 2 x: x dropped", DUAL_TEMPLATE.replace("BODY", "return pam(x) + cam(x) - 2 * x"),
+         "residual_count"),
+    Impl(Q_OFFICIAL_FORM, "valid: a set of one letter", "q_official_form = {'b'}"),
+    Impl(Q_OFFICIAL_FORM, "valid: a tuple of one letter", "q_official_form = ('b',)"),
+    Impl(Q_DIAGONAL, "(b) and (d): a channel always its own favourite", "q_diagonal = 'bd'", "diagonal"),
+    Impl(Q_DIAGONAL, "(c) and (d)", "q_diagonal = 'cd'", "diagonal"),
+]
