@@ -608,8 +608,10 @@ def diagnose(models: Mapping[str, CapstoneNet], test: ClutteredDigits, *, tolera
 
 
 def write_results(rows: Sequence[Mapping[str, Any]], out: Path, *, budget: Budget, wall_s: float,
-                  device: torch.device, figures: Sequence[str] = (), notes: Sequence[str] = ()) -> tuple[Path, Path]:
-    """Write ``results.csv`` (every column) and ``results.md`` (the tables and how to read them)."""
+                  device: torch.device, figures: Sequence[str] = (), notes: Sequence[str] = (),
+                  reading: bool = True) -> tuple[Path, Path]:
+    """Write ``results.csv`` (every column) and ``results.md`` (the tables and, with ``reading``, how to read the
+    paired comparison: the notebook leaves that out, since its questions ask it)."""
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "results.csv", out / "results.md"
     with csv_path.open("w", newline="") as fh:
@@ -617,13 +619,13 @@ def write_results(rows: Sequence[Mapping[str, Any]], out: Path, *, budget: Budge
         writer.writeheader()
         writer.writerows(rows)
     md_path.write_text(results_markdown(rows, budget=budget, wall_s=wall_s, device=device.type, figures=figures,
-                                        notes=notes))
+                                        notes=notes, reading=reading))
     return csv_path, md_path
 
 
 def results_markdown(rows: Sequence[Mapping[str, Any]], *, budget: Budget, wall_s: float, device: str,
                      figures: Sequence[str] = (), notes: Sequence[str] = (), torch_version: str | None = None,
-                     threads: int | None = None) -> str:
+                     threads: int | None = None, reading: bool = True) -> str:
     """The text of ``results.md``: the accuracy and cost table, the paired comparison, the localisation table
     and how to read them (``torch_version`` and ``threads`` default to this process's)."""
     base = next((r for r in rows if r["variant"] == "none"), None)
@@ -643,13 +645,13 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], *, budget: Budget, wall_
         "| variant | test accuracy (mean ± std) | Δ vs none | params | MACs / image | CPU latency (ms, batch 1) |",
         "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        delta = "" if base is None or r is base else f"{100 * (r['acc_mean'] - base['acc_mean']):+.1f} pt"
-        lines.append(f"| {r['variant']} | {100 * r['acc_mean']:.1f} ± {100 * r['acc_std']:.1f} % | {delta} | "
-                     f"{r['params']:,} | {r['macs'] / 1e6:.2f} M | {r['latency_ms']:.2f} |")
     from course_lib import stats
 
-    lines += [""] + stats.paired_table(rows)
+    for r in rows:
+        delta = "" if base is None or r is base else f"{stats.points(100 * (r['acc_mean'] - base['acc_mean']))} pt"
+        lines.append(f"| {r['variant']} | {100 * r['acc_mean']:.1f} ± {100 * r['acc_std']:.1f} % | {delta} | "
+                     f"{r['params']:,} | {r['macs'] / 1e6:.2f} M | {r['latency_ms']:.2f} |")
+    lines += [""] + stats.paired_table(rows, reading=reading)
     for note in notes:
         lines += ["", f"**Note.** {note}"]
     if any(r["variant"] == "ctdnet_sam" for r in rows):

@@ -187,21 +187,29 @@ def paired_columns(results: Sequence[Any], baseline: str = "none") -> dict[str, 
             for v, c in paired_rows(results, baseline).items()}
 
 
+def points(value: float) -> str:
+    """A difference in percentage points as the tables print it, e.g. "+1.5" or "-0.8". The value is rounded to
+    6 decimals first, so that the same difference computed two ways (n_b - n_a over n, or one accuracy minus the
+    other, which lands a few ulps off -0.85) prints the same digit."""
+    return f"{round(value, 6) + 0.0:+.1f}"
+
+
 def per_seed_points(row: Mapping[str, Any]) -> list[float]:
     """A row's per-seed differences, in percentage points."""
     return [100 * float(d) for d in str(row.get("paired_per_seed", "")).split()]
 
 
-def paired_table(rows: Sequence[Mapping[str, Any]], baseline: str = "none") -> list[str]:
+def paired_table(rows: Sequence[Mapping[str, Any]], baseline: str = "none", *, reading: bool = True) -> list[str]:
     """Markdown lines for the rows that carry :func:`paired_columns`: Δ, each seed's Δ, the t-interval over
     seeds, the bootstrap interval, images won and lost and McNemar's p per seed, and how to read them."""
+    show_reading = reading
     rows = [r for r in rows if r.get("paired_wins")]
     if not rows:
         return []
     seeds = max(len(str(r["paired_p"]).split()) for r in rows)
 
     def span(low: float, high: float) -> str:
-        return "n/a (one seed)" if math.isnan(low) else f"{100 * low:+.1f} .. {100 * high:+.1f} pt"
+        return "n/a (one seed)" if math.isnan(low) else f"{points(100 * low)} .. {points(100 * high)} pt"
 
     lines = [
         f"## Paired comparison with `{baseline}` (same test images, same seeds)",
@@ -211,8 +219,8 @@ def paired_table(rows: Sequence[Mapping[str, Any]], baseline: str = "none") -> l
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        per_seed = " ".join(f"{d:+.1f}" for d in per_seed_points(r))
-        lines.append(f"| {r['variant']} | {100 * r['paired_delta']:+.1f} pt | {per_seed} | "
+        per_seed = " ".join(points(d) for d in per_seed_points(r))
+        lines.append(f"| {r['variant']} | {points(100 * r['paired_delta'])} pt | {per_seed} | "
                      f"{span(r['seed_low'], r['seed_high'])} | {span(r['paired_low'], r['paired_high'])} | "
                      f"{r['paired_wins']} | {r['paired_p']} |")
     if seeds == 1:
@@ -227,6 +235,8 @@ def paired_table(rows: Sequence[Mapping[str, Any]], baseline: str = "none") -> l
                    "stays within about the range of the Δ per seed: with few seeds it is too narrow "
                    "for the noise of training, and the t-interval is the one to report (an interval whose ends "
                    "disagree in sign between the two methods is not settled by these seeds).")
+    if not show_reading:
+        return lines
     lines += [
         "",
         "Δ is the variant's accuracy minus the baseline's. " + reading + " An interval that contains 0 is no "

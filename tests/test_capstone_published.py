@@ -202,7 +202,7 @@ def test_the_chapter_no_longer_says_what_result_to_expect_or_that_colab_has_the_
     flat = " ".join(text.split())
     assert "Expect, and report, no difference" not in flat and "likely answer: **no difference**" not in flat
     assert "a full checkout or Colab" not in flat
-    assert "covers test-set noise only" in flat or "test-set noise only" in flat
+    assert "test-set noise only" in flat or "cover the noise of the test set, and nothing else" in flat
     assert "t-interval" in flat and "published_results()" in flat
     assert math.isclose(stats.seed_interval([-4.8, -0.6, -2.1])["low"], -7.787, abs_tol=1e-3)  # the text's example
     assert "−7.8 .. +2.8" in flat and "−4.8 .. −0.6" in flat

@@ -245,7 +245,7 @@ WRONG = {
     "ch09_capstone": {
         "q_split": {12: "split_one_sided", 9: "split_majority", 8: "split_majority"},
         "q_concordant": {"a": "more_data_smaller_p", "c": "smaller_delta_larger_p"},
-        "q_paired_statements": {"acde": "paired_statement", "abce": "paired_statement", "ac": "paired_statement"},
+        "q_paired_statements": {"acde": "paired_statement", "abce": "paired_statement"},
         "q_pam_rank": {144: "pam_identity", 0: "pam_rank", 143: "pam_rank"},
     },
 }

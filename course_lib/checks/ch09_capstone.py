@@ -19,7 +19,9 @@ Nothing here imports a reference module (``course_lib.reference.se``, ``cbam``, 
 """
 from __future__ import annotations
 
+import copy
 import functools
+import inspect
 import math
 from typing import Any, Callable, Mapping, Sequence
 
@@ -38,7 +40,9 @@ from .toolkit import (
     expect_defaults,
     expect_informative_defaults,
     expect_device_free,
+    expect_follows,
     expect_int,
+    expect_layouts,
     expect_module_gradients,
     expect_shape,
     expect_unchanged,
@@ -77,6 +81,23 @@ CONCORDANT = define_mistake("concordant_counted", "the images both networks agre
 NORMAL = define_mistake("normal_approximation", "a normal approximation where the exact binomial tail is asked")
 UNPAIRED = define_mistake("unpaired", "an unpaired test for two networks tested on the same images")
 NOT_CAPPED = define_mistake("p_not_capped", "a two-sided p-value above 1 (2 P(X <= k) not capped at 1)")
+HIDDEN_WIDTH = define_mistake("hidden_width", "the hidden width rounded up (ceil(C / r)) where the paper's C' is C // r")
+BATCH_MIXED = define_mistake("batch_mixed", "one image's result depends on the other images of the batch (a pooling, "
+                                            "concatenation or reshape across the batch axis)")
+SIGMOID_HIDDEN = define_mistake("sigmoid_hidden", "a sigmoid between the two layers where Eq. (3) has the ReLU delta")
+SUM_SQUEEZE = define_mistake("sum_squeeze", "the squeeze sums over H and W where Eq. (2) averages (divides by H W)")
+SPATIAL_MEAN = define_mistake("spatial_channel_mean", "the spatial gate from the channel mean, without the learned "
+                                                      "1x1 conv of (G2)")
+BAM_RESIDUAL = define_mistake("bam_residual", "x * (1 + gate), BAM's combination, where the module multiplies by the "
+                                              "gates alone")
+LARGER_TAIL = define_mistake("larger_tail", "the binomial tail summed up to max(n_a, n_b) where k = min(n_a, n_b)")
+NO_DISAGREEMENT = define_mistake("no_disagreement", "a p-value that is not a number (NaN) when the two networks never "
+                                                    "disagree (m = 0)")
+RELATIVE = define_mistake("relative_difference", "a relative change (divided by the baseline's accuracy) where the "
+                                                 "difference in percentage points is asked")
+BOOL_ARITHMETIC = define_mistake("bool_arithmetic", "bool tensors subtracted or negated with -, which PyTorch refuses")
+DEAD_UNITS = define_mistake("dead_units", "parameters in the graph whose gradient is exactly zero: every hidden unit "
+                                          "after the ReLU is 0 on the batch")
 
 #: What each stored wrong result means: label -> (mistake id, advice). The tensors are stored in
 #: checks/expected/ch09_capstone.pt under the same labels (built by the hidden module).
@@ -103,9 +124,17 @@ ADVICE: dict[str, tuple[str, str]] = {
     "out_channel_only": (GATE_MISSING, "forward returns x * c: the spatial gate s is not applied."),
     "out_spatial_only": (GATE_MISSING, "forward returns x * s: the channel gate c is not applied."),
     "out_sequential": (SEQUENTIAL,
-                       "forward computes the spatial gate from x * c. Both gates look at x: "
-                       "c, s = self.attention(x); return x * c * s."),
-    "out_added": ("values", "forward adds the gates (x * (c + s)); it multiplies them: x * c * s."),
+                       "forward computes the spatial gate from x * c; in (G3) both gates come from x itself."),
+    "out_added": ("values", "forward adds the gates (x * (c + s)); (G3) multiplies them."),
+    "channel_sigmoid_hidden": (SIGMOID_HIDDEN, "a sigmoid between W1 and W2, where (G1) has the ReLU delta."),
+    "channel_sum_squeeze": (SUM_SQUEEZE, "the squeeze sums over H and W; (G1)'s z_k is a mean, the sum divided by "
+                                         "H W."),
+    "channel_batch_squeeze": (BATCH_MIXED, "the squeeze also averages over the batch (dim 0), so every image gets "
+                                             "the same channel gate; z is one mean per image and channel."),
+    "spatial_channel_mean": (SPATIAL_MEAN, "the spatial gate is the sigmoid of the channel mean, which ignores the "
+                                           "learned weights w and b_s of (G2)."),
+    "out_bam": (BAM_RESIDUAL, "forward returns x * (1 + c * s), BAM's way of combining its branches; (G3) is a plain "
+                              "product with no 1 added."),
 }
 
 #: Errors a gate typically raises, with the mistake they point to.
@@ -113,9 +142,17 @@ HINTS: Sequence[tuple[str, str, str]] = (
     ("channels, but got 1 channels instead", "pool_axis",
      "something averaged over the channel axis (dim 1), leaving one channel. The squeeze averages over H "
      "and W (dims 2 and 3); the spatial gate's 1x1 conv sees all C channels."),
+    ("required positional argument", "default_args",
+     "a call that leaves out an argument the stub's signature gives a default (reduction=4) failed: the "
+     "signature lost that default."),
+    ("with two bool tensors is not supported", "bool_arithmetic",
+     "the inputs are bool tensors, and PyTorch does not subtract bool tensors (nor negate them with -)."),
 )
 
 _call = functools.partial(call_with_hints, hints=HINTS)
+
+#: (C, r) of a second gate whose layers are checked: 22 / 4 = 5.5, so C // r, ceil and round disagree
+ODD_WIDTH = (22, 4)
 _close = functools.partial(close_named, advice=ADVICE)
 _unchanged = functools.partial(expect_unchanged, advice="x *= c, x.mul_(c), ...")
 
@@ -160,24 +197,31 @@ def check_gate_layers(module: nn.Module, channels: int, reduction: int, *, what:
     if got == want:
         passed()
         return
-    intro = (f"{what} has {got} parameters; expected {want}: the channel gate 2*C*C' + C' + C with C' = C // r "
-             f"= {hidden}, plus the spatial 1x1 conv C + 1 (C = {channels}).\n  yours: {listing}")
+    # the message names the departure; it prints neither the expected count nor the formula (exercise 2 asks it)
+    intro = (f"{what} has {got} trainable parameters, not the number (G1) and (G2) give for C = {channels}, "
+             f"r = {reduction}.\n  yours: {listing}")
+    rounded = {math.ceil(channels / reduction), round(channels / reduction)} - {hidden}
+    for width in sorted(rounded):
+        if got in {_count_with_hidden(channels, width), _count_with_hidden(channels, width) - width - channels - 1}:
+            raise CheckFailure(intro + f"\n  Likely mistake: the hidden width is rounded up or to the nearest int "
+                                       f"({channels} / {reduction} -> {width}); (G1)'s C' is C / r rounded down.",
+                               mistake=HIDDEN_WIDTH)
     for ignored in {channels // 4, channels // 16} - {hidden}:
         if ignored >= 1 and got in {_count_with_hidden(channels, ignored),
                                     _count_with_hidden(channels, ignored) - ignored - channels - 1}:
             raise CheckFailure(intro + f"\n  Likely mistake: the hidden layer has {ignored} units whatever "
-                                       f"`reduction` is; use channels // reduction = {hidden}.",
+                                       "`reduction` is: the argument does not reach the layer sizes.",
                                mistake="reduction_ignored")
     if got in (want - 1, want - hidden - channels, want - hidden - channels - 1, want - hidden, want - channels):
-        raise CheckFailure(intro + "\n  Likely mistake: a layer without bias. Both MLP layers and the spatial conv "
-                                   "keep their bias (nn.Linear's and nn.Conv2d's default bias=True).",
+        raise CheckFailure(intro + "\n  Likely mistake: a layer without bias. Every layer of (G1) and (G2) keeps "
+                                   "its bias (nn.Linear's and nn.Conv2d's default bias=True).",
                            mistake="missing_bias")
     if got in (want - channels - 1, want - channels):
-        raise CheckFailure(intro + "\n  Likely mistake: no spatial gate. Add nn.Conv2d(channels, 1, kernel_size=1) "
-                                   "and return sigmoid(conv(x)) as the second map of attention(x).",
+        raise CheckFailure(intro + "\n  Likely mistake: no layer holds the spatial gate's weights w and b_s of (G2); "
+                                   "attention(x) computes s with them.",
                            mistake="parameters")
-    raise CheckFailure(intro + "\n  Likely mistake: the layers are W1: C -> C // r, W2: C // r -> C (each with "
-                               "bias) and a 1x1 conv C -> 1 (with bias), and nothing else with parameters.",
+    raise CheckFailure(intro + "\n  Likely mistake: a layer of another shape, or one too many. Compare each of yours "
+                               "with W1, W2 and w of (G1) and (G2); nothing else has parameters.",
                        mistake="param_count")
 
 
@@ -215,6 +259,10 @@ def check_gate(cls: type) -> None:
     name = f"{getattr(cls, '__name__', cls)}({c}, reduction={r})"
     module = build(cls, c, reduction=r)
     check_gate_layers(module, c, r, what=name)
+    # a width where C // r, ceil(C / r) and round(C / r) differ (20 // 5 cannot tell them apart)
+    odd_c, odd_r = ODD_WIDTH
+    check_gate_layers(build(cls, odd_c, reduction=odd_r), odd_c, odd_r,
+                      what=f"{getattr(cls, '__name__', cls)}({odd_c}, reduction={odd_r})")
     expect_informative_defaults(cls, (c,), {"reduction": 4}, E["x"], what=getattr(cls, "__name__", "the gate"),
                                 layout=lambda channels, reduction: channels // reduction)
     load_by_shape(module, gate_roles(E["weights"]), what=name)
@@ -244,6 +292,22 @@ def check_gate(cls: type) -> None:
     _close(out, E["out"], what=f"{name}(x)", diagnoses=E["out_diagnoses"],
            hint="forward(x) = x * c * s, Eq. (G3), with (c, s) = self.attention(x).")
 
+    # float64 at float64 precision, and the channels_last layout, as the rules of exercise 1 say
+    twin = copy.deepcopy(module).double()
+    x64 = x.double()
+    doing = f"{name}.attention(x) with x in float64"
+    channel, spatial = _two_gates(_call(twin.attention, x64.clone(), doing=doing), b, c, h, w, what=doing)
+    expect_follows(channel, dtype=torch.float64, doing=f"{doing}: the channel gate")
+    expect_follows(spatial, dtype=torch.float64, doing=f"{doing}: the spatial gate")
+    _close(channel, E["channel"], what="the channel gate c in float64", diagnoses=E["channel_diagnoses"])
+    _close(spatial, E["spatial"], what="the spatial gate s in float64", diagnoses=E["spatial_diagnoses"])
+    doing = f"{name}(x) with x in float64"
+    out = _call(twin, x64.clone(), doing=doing)
+    expect_follows(out, dtype=torch.float64, doing=doing)
+    _close(out, E["out"], what=doing, diagnoses=E["out_diagnoses"])
+    expect_layouts(module.attention, (x,), what=f"{name}.attention(x)", hints=HINTS)
+    expect_layouts(module, (x,), what=f"{name}(x)", hints=HINTS)
+
     expect_module_gradients(module, x, what=name, upstream=E["upstream"], grad_x=E["grad_x"], hints=HINTS)
     expect_device_free(module, x, what=name)
 
@@ -272,15 +336,40 @@ def check_gate_in_network(cls: type) -> None:
         expect_shape(logits, (len(images), 10), what="the network's logits")
         loss = torch.nn.functional.cross_entropy(logits, labels)
         _call(loss.backward, doing="backward through the network")
-        silent = [n for n, p in net.attention.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
-        expect(not silent,
-               f"inside CapstoneNet no gradient reached these parameters of your gate: {', '.join(silent)}. "
+        cut = [n for n, p in net.attention.named_parameters() if p.grad is None]
+        expect(not cut,
+               f"inside CapstoneNet no gradient reached these parameters of your gate: {', '.join(cut)}. "
                "They would never train: keep the gates in the autograd graph.", mistake="no_grad")
+        zero = [n for n, p in net.attention.named_parameters() if not bool(p.grad.abs().sum() > 0)]
+        if zero:
+            slot = widths[-1]
+            given = _signature_default(cls, "reduction")
+            if given is not None and given != 4 and slot // given != slot // 4:
+                raise CheckFailure(
+                    f"inside CapstoneNet the gradient of these parameters of your gate is exactly zero: "
+                    f"{', '.join(zero)}. The slot builds {cls.__name__}({slot}) with the default reduction, and "
+                    f"yours is {given!r}, not the stub's 4: its {slot // given} hidden unit(s) are all inactive "
+                    "(the ReLU gives 0) on this batch, so nothing reaches W1 and W2.", mistake="default_args")
+            raise CheckFailure(
+                f"inside CapstoneNet the gradient of these parameters of your gate is exactly zero: {', '.join(zero)}. "
+                "They are in the autograd graph, but no signal passes: every hidden unit after the ReLU is 0 for "
+                "every image of the batch (too few units, or a bias that pushes them all below 0).",
+                mistake=DEAD_UNITS)
+        passed()
         found = _call(attention_outputs, net, images, doing="course_lib.capstone.attention_outputs(net, images)")
         expect("channel" in found and "spatial" in found,
                "course_lib.capstone finds the maps by their shapes: attention(features) must return a (B, C, 1, 1) "
                f"channel gate and a (B, 1, H, W) spatial gate; it found {sorted(found) or 'none'}.",
                mistake="shape")
+
+
+def _signature_default(cls: type, name: str) -> Any:
+    """The default of ``cls``'s argument ``name``, or None when it has none (or the signature is unreadable)."""
+    try:
+        param = inspect.signature(cls).parameters.get(name)
+    except (TypeError, ValueError):
+        return None
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,21 +387,31 @@ def check_gate_parameter_count(fn: Callable[..., Any]) -> None:
             passed()
             continue
         h = c // r
-        message = (f"{shown} returned {got}; expected {want}: channel gate 2*C*C' + C' + C = {2 * c * h + h + c} "
-                   f"(C' = C // r = {h}) plus spatial gate C + 1 = {c + 1}.")
+        # names the departure; prints neither the expected count nor the formula
+        message = f"{shown} returned {got}, not the number of trainable parameters of ChannelSpatialGate({c}, {r})."
+        rounded = sorted({math.ceil(c / r), round(c / r)} - {h})
+        if any(got == _count_with_hidden(c, k) for k in rounded) or \
+                got in {math.floor(_count_with_hidden(c, c / r)), round(_count_with_hidden(c, c / r))}:
+            raise CheckFailure(message + f"\n  Likely mistake: the hidden width is not rounded down ({c} / {r} = "
+                                         f"{c / r:g}); (G1)'s C' is C / r rounded down.", mistake=HIDDEN_WIDTH)
         ignored = [k for k in {c // 4, c // 16} - {h} if k >= 1 and got == _count_with_hidden(c, k)]
         if ignored:
             raise CheckFailure(message + f"\n  Likely mistake: the hidden width is {ignored[0]} whatever `reduction` "
-                                         f"is (a hard-coded // 4 or // 16); it is channels // reduction = {h}.",
-                               mistake="reduction_ignored")
+                                         "is (a hard-coded // 4 or // 16).", mistake="reduction_ignored")
         if got in (want - 1, want - h - c, want - h - c - 1, want - h, want - c):
-            raise CheckFailure(message + "\n  Likely mistake: a bias is left out: W1 has C' biases, W2 has C, the "
-                                         "spatial conv 1.", mistake="missing_bias")
+            raise CheckFailure(message + "\n  Likely mistake: a bias is left out; every layer of (G1) and (G2) has "
+                                         "one bias per output.", mistake="missing_bias")
         if got in (want - c - 1, want - c):
-            raise CheckFailure(message + "\n  Likely mistake: the spatial gate is left out (a 1x1 conv C -> 1: C "
-                                         "weights and 1 bias).", mistake="param_count")
-        raise CheckFailure(message + "\n  Likely mistake: W1 is C' x C, W2 is C x C', the spatial conv 1 x C, plus "
-                                     "one bias per output unit.", mistake="param_count")
+            raise CheckFailure(message + "\n  Likely mistake: the spatial gate (G2) is left out.",
+                               mistake="param_count")
+        if got == want + 8 * c:
+            raise CheckFailure(message + "\n  Likely mistake: the spatial conv counted with a 3x3 kernel; (G2) is a "
+                                         "1x1 convolution, one weight per channel.", mistake="kernel_size")
+        if got == want - c * h:
+            raise CheckFailure(message + "\n  Likely mistake: one weight matrix of the MLP is left out; (G1) has two, "
+                                         "W1 and W2.", mistake="param_count")
+        raise CheckFailure(message + "\n  Likely mistake: compare each layer you counted with the shapes of W1, W2 "
+                                     "and w in (G1) and (G2), and their biases.", mistake="param_count")
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,18 +518,28 @@ def grade_judgement(answer: Any, truth: Mapping[str, Any], *, what: str) -> None
     passed()
     finds = _as_bool(answer["finds_digit"], what=f"{what}: 'finds_digit'")
     if finds != truth["finds_digit"]:
+        if finds == (att["pointing_hit"] > 0.5) or finds == (att["pointing_hit"] >= 0.5):
+            raise CheckFailure(
+                f"{what}: 'finds_digit' is {finds}, but the lift is {truth['lift']:.3f}. This map's maximum lies in the "
+                f"box on {att['pointing_hit']:.0%} of the images (the pointing game), while its mass is "
+                f"{'mostly elsewhere' if truth['lift'] < 1 else 'where the digit is'}: the exercise asks about the "
+                "map's mass, the lift, not where its peak is.", mistake=WRONG_METRIC)
+        if truth["lift"] == 1.0:
+            raise CheckFailure(
+                f"{what}: 'finds_digit' is {finds} for a map whose lift is exactly 1: it does as well as a map blind "
+                "to the digit, no better. 'Above 1' is strict.", mistake=WRONG_BASELINE)
         raise CheckFailure(
             f"{what}: 'finds_digit' is {finds}, but the lift is {truth['lift']:.3f} (mass in box "
             f"{att['mass_in_box']:.3f}, box area {att['box_area']:.3f}). The baseline is a map blind to the digit, "
-            "which puts about `area` of its mass in the box: finds_digit = lift > 1 (not mass > 0.5, and not a "
-            "fixed answer).", mistake=WRONG_BASELINE)
+            "which puts about `area` of its mass in the box (lift 1); the verdict depends on the map, it is not a "
+            "fixed answer.", mistake=WRONG_BASELINE)
     passed()
     beats = _as_bool(answer["beats_control"], what=f"{what}: 'beats_control'")
     if beats != truth["beats_control"]:
         raise CheckFailure(
             f"{what}: 'beats_control' is {beats}, but the map's lift is {truth['lift']:.3f} and the control's "
-            f"{truth['control_lift']:.3f}. beats_control = lift > control_lift: does the attention find the digit "
-            "better than where the backbone is active anyway?", mistake=WRONG_BASELINE)
+            f"{truth['control_lift']:.3f}. The question is whether the attention finds the digit better than the "
+            "backbone's own activity does, by the same measure.", mistake=WRONG_BASELINE)
     passed()
 
 
@@ -462,9 +571,10 @@ def paired_by_hand(baseline: torch.Tensor, variant: torch.Tensor) -> dict[str, A
             "p_value": _binomial_p(n_a, n_b)}
 
 
-def _binomial_p(n_a: int, n_b: int, *, sided: int = 2, strict: bool = False, total: int | None = None) -> float:
+def _binomial_p(n_a: int, n_b: int, *, sided: int = 2, strict: bool = False, total: int | None = None,
+                larger: bool = False) -> float:
     m = n_a + n_b if total is None else total
-    k = min(n_a, n_b)
+    k = max(n_a, n_b) if larger else min(n_a, n_b)
     tail = sum(math.comb(m, i) for i in range(k if strict else k + 1)) / 2 ** m
     return min(1.0, sided * tail) if sided == 2 else tail
 
@@ -482,6 +592,9 @@ def paired_slips(baseline: torch.Tensor, variant: torch.Tensor) -> list[tuple[st
                      "carry no information on which network is better; the coin is flipped only for the "
                      f"m = n_a + n_b = {m} disagreements", _binomial_p(n_a, n_b, total=n)),
     ]
+    if n_a != n_b:
+        slips.append((LARGER_TAIL, "the tail is summed up to the larger of n_a and n_b; the lopsided tail is the one "
+                                   "on the side of the smaller count", _binomial_p(n_a, n_b, larger=True)))
     if m:
         z = abs(n_b - n_a) / math.sqrt(m)
         slips.append((NORMAL, "the normal (chi-square) approximation; the exercise asks for the exact binomial tail",
@@ -529,8 +642,8 @@ def grade_paired(answer: Any, baseline: torch.Tensor, variant: torch.Tensor, *, 
             raise CheckFailure(f"{what}: variant_wins = {wins} and baseline_wins = {losses} are swapped. variant_wins "
                                f"counts the images the variant gets right and the baseline wrong ({n_b} here).",
                                mistake=WINS_SWAPPED)
-        raise CheckFailure(f"{what}: variant_wins = {wins}, baseline_wins = {losses}; expected {n_b} and {n_a}: the "
-                           "images right for the variant and wrong for the baseline, and the reverse (of "
+        raise CheckFailure(f"{what}: variant_wins = {wins}, baseline_wins = {losses}. They count the images right for "
+                           "one network and wrong for the other, each its own way round (of "
                            f"{len(baseline)} images, {int((baseline & variant).sum())} are right for both).",
                            mistake="values")
     passed()
@@ -538,28 +651,34 @@ def grade_paired(answer: Any, baseline: torch.Tensor, variant: torch.Tensor, *, 
     want = right["delta_pt"]
     if not math.isclose(delta, want, rel_tol=1e-5, abs_tol=1e-4):  # float32 means are fine
         if _same(delta, want / 100):
-            raise CheckFailure(f"{what}['delta_pt'] = {delta:.4g} is a fraction; give it in percentage points "
-                               f"(x 100): {want:+.2f}.", mistake=UNITS)
+            raise CheckFailure(f"{what}['delta_pt'] = {delta:.4g} is a fraction; the exercise asks for "
+                               "percentage points.", mistake=UNITS)
         if _same(delta, -want):
-            raise CheckFailure(f"{what}['delta_pt'] = {delta:+.2f} has the wrong sign: the variant's accuracy minus "
-                               f"the baseline's is {want:+.2f} points.", mistake=PAIRED_SIGN)
+            raise CheckFailure(f"{what}['delta_pt'] = {delta:+.2f} has the wrong sign: it is the baseline's accuracy "
+                               "minus the variant's.", mistake=PAIRED_SIGN)
         m = n_a + n_b
+        acc_a = float(baseline.double().mean())
+        if acc_a and _same(delta, want / acc_a):
+            raise CheckFailure(f"{what}['delta_pt'] = {delta:+.2f} is a relative change (divided by the baseline's "
+                               "accuracy); the exercise asks for the difference of the two accuracies, in percentage "
+                               "points.", mistake=RELATIVE)
         if m and _same(delta, 100 * (n_b - n_a) / m):
-            raise CheckFailure(f"{what}['delta_pt'] = {delta:+.2f} divides by the {m} disagreements; the difference "
-                               f"in accuracy divides by all n = {len(baseline)} test images: {want:+.2f} points.",
+            raise CheckFailure(f"{what}['delta_pt'] = {delta:+.2f} divides by the {m} disagreements; an accuracy "
+                               f"is a share of all n = {len(baseline)} test images.",
                                mistake="values")
-        raise CheckFailure(f"{what}['delta_pt'] = {delta:.4g}; expected {want:+.4f} points, 100 (n_b - n_a) / n.",
-                           mistake="values")
+        raise CheckFailure(f"{what}['delta_pt'] = {delta:.4g}, not the difference in accuracy of the two networks "
+                           "in percentage points.", mistake="values")
     passed()
     p = _as_float(answer["p_value"], what=f"{what}['p_value']")
+    if math.isnan(p):
+        raise CheckFailure(f"{what}['p_value'] is NaN (n_b = {n_b}, n_a = {n_a}). A p-value is a probability; when the "
+                           "two networks never disagree (m = 0), the text says what it is.", mistake=NO_DISAGREEMENT)
     if not math.isclose(p, right["p_value"], rel_tol=1e-6, abs_tol=1e-12):
         for mistake, done, value in paired_slips(baseline, variant):
             if math.isclose(p, value, rel_tol=1e-4, abs_tol=1e-12):  # a slip computed in float32 is still it
-                raise CheckFailure(f"{what}['p_value'] = {p:.4g} (n_b = {n_b}, n_a = {n_a}): {done}. Expected "
-                                   f"{right['p_value']:.4g}.", mistake=mistake)
-        raise CheckFailure(f"{what}['p_value'] = {p:.4g}; expected {right['p_value']:.4g} for n_b = {n_b}, "
-                           f"n_a = {n_a}: McNemar's exact two-sided p, min(1, 2 P(X <= min(n_a, n_b))) with X ~ "
-                           "Binomial(n_a + n_b, 1/2).", mistake="values")
+                raise CheckFailure(f"{what}['p_value'] = {p:.4g} (n_b = {n_b}, n_a = {n_a}): {done}.", mistake=mistake)
+        raise CheckFailure(f"{what}['p_value'] = {p:.4g} for n_b = {n_b}, n_a = {n_a}, not McNemar's exact two-sided "
+                           "p-value.", mistake="values")
     passed()
 
 
@@ -595,9 +714,8 @@ PAM_IDENTITY = define_mistake("pam_identity", "a map with one-hot rows taken for
 QUESTIONS: dict[str, Question] = {q.qid: q for q in (
     Question("q_split", "int", key="e27724118a4e527a2694",
              doc="The fewest wins out of 16 disagreements that give McNemar's exact two-sided p < 0.05.", advice=(
-        "Try each split w : 16 - w with your paired_difference (two bool tensors that disagree on 16 images), "
-        "or with the formula: p = min(1, 2 P(X <= k)), k = 16 - w, X ~ Binomial(16, 1/2). The answer is the "
-        "smallest w with p < 0.05."),
+        "Your paired_difference gives the p-value of any split of 16 disagreements between two made-up networks; "
+        "the question asks about the fewest wins that make the test call the difference significant."),
         wrong={"b8cc40413e5e768446a4": (SPLIT_ONE_SIDED, (
             "With that many wins the two-sided p is still above 0.05. The split looks enough with a one-sided p "
             "(P(X <= k) without the factor 2) or with the tail P(X < k), which leaves out the observed split "
@@ -626,20 +744,19 @@ QUESTIONS: dict[str, Question] = {q.qid: q for q in (
                "714cd37e81608dce184e": (PAIRED_FALSE, (
             "Look at (b) again: an interval that contains 0 says the data cannot tell the two apart, not that they are "
             "equal; a larger test set might.")),
-               "78e80dc252b26d5a3852": (PAIRED_FALSE, (
-            "Look at (e) again: with seed k of one network paired with seed k of the other and the seeds "
-            "resampled, the interval covers the run-to-run noise of training too."))}),
+}),
     Question("q_pam_rank", "int", key="2e0268bebe810c958736",
              doc="The rank of a (144, 144) map whose rows are all the same one-hot vector.", advice=(
-        "Write the map as A = 1 e^T with 1 the column of N ones and e the one-hot row: how many independent rows "
-        "(or columns) does that matrix have?"),
+        "The rank of a matrix counts its linearly independent rows (or columns). Write down what the rows of this "
+        "map are before you count."),
         wrong={"07903182d7a370d6e8bb": (PAM_IDENTITY, (
             "One 1 per row is what the identity has too, but the identity puts it in a different column for every "
             "query. Here every row is the same vector: how many independent rows does that leave?")),
                "5dc80a4559cf3b2044fc": (PAM_LOCAL, (
             "Rank 0 is the zero matrix only; these rows each sum to 1.")),
                "55bc76265623f28cfa66": (PAM_LOCAL, (
-            "The rows are not independent at all: subtract row 1 from every other row and all of them vanish."))}),
+            "N - 1 is the count for rows that are independent but for one constraint among them. Look again at what "
+            "sets these rows apart from each other."))}),
 )}
 
 

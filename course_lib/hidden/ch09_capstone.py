@@ -101,17 +101,22 @@ def gate_mistakes(x: torch.Tensor, module: ChannelSpatialGate) -> tuple[dict, di
             "channel_missing_relu": c4(torch.sigmoid(fc2(fc1(z)))),
             "channel_max_squeeze": c4(torch.sigmoid(fc2(F.relu(fc1(x.amax((2, 3))))))),
             "channel_softmax": c4(torch.softmax(pre, dim=1)),
+            "channel_sigmoid_hidden": c4(torch.sigmoid(fc2(torch.sigmoid(fc1(z))))),
+            "channel_sum_squeeze": c4(torch.sigmoid(fc2(F.relu(fc1(x.sum((2, 3))))))),
+            "channel_batch_squeeze": c4(torch.sigmoid(fc2(F.relu(fc1(x.mean((0, 2, 3)).expand(len(x), -1)))))),
         }
         spatial = {
             "spatial_missing_sigmoid": conv(x),
             "spatial_softmax": torch.softmax(conv(x).reshape(b, 1, h * w), dim=-1).reshape(b, 1, h, w),
             "spatial_sequential": s_seq,
+            "spatial_channel_mean": torch.sigmoid(x.mean(1, keepdim=True)),
         }
         out = {
             "out_channel_only": x * c,
             "out_spatial_only": x * s,
             "out_sequential": x * c * s_seq,
             "out_added": x * (c + s),
+            "out_bam": x * (1 + c * s),
         }
     return channel, spatial, out
 
@@ -132,11 +137,25 @@ def judge_maps(boxes: torch.Tensor, *, size: int = 12, canvas: int = 48, seed: i
     """Spatial maps (N, 1, size, size) for the judge checks; their verdicts differ (see the tests)."""
     mask = _box_masks(boxes, size, canvas)
     noise = torch.rand(mask.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    # one cell in the middle of each box, and the corner of the map farthest from it, for the maps whose maximum is
+    # not where their mass is
+    flat = mask.flatten(1)
+    cells = torch.arange(size * size)
+    middle = torch.stack([cells[row > 0][int(row.sum()) // 2] for row in flat])  # the box's middle cell, row by row
+    row, col = middle // size, middle % size
+    far = torch.where(row + col < size - 1, torch.full_like(middle, size * size - 1), torch.zeros_like(middle))
+    spike_in = torch.zeros_like(flat).scatter_(1, middle[:, None], 1.0).reshape(mask.shape)
+    spike_out = torch.zeros_like(flat).scatter_(1, far[:, None], 1.0).reshape(mask.shape)
     return {
         "sharp on the digit's box": (0.05 + mask).float(),
         "everywhere but the digit's box": (1.0 - 0.9 * mask).float(),
         "random noise": noise.float(),
         "faintly raised on the box": (noise + 0.2 * mask).float(),
+        # the pointing game and the lift disagree: the maximum in the box, the mass outside it, and the reverse
+        "its peak in the box, its mass outside": (1.0 - 0.9 * mask + 2.0 * spike_in).float(),
+        "raised on the box, its peak outside": (0.2 + 0.5 * mask + 3.0 * spike_out).float(),
+        # a map blind to the digit: no mass to place, lift exactly 1 (neither above 1 nor below)
+        "constant, blind to the digit": torch.full(mask.shape, 0.5),
     }
 
 

@@ -140,6 +140,32 @@ WRONG_GATE = [
     ("a temperature kept in a plain tensor attribute", "tensor_attribute", dict(
         init=INIT + "\n        self.temperature = torch.ones(1)", att=_att(spatial="torch.sigmoid(self.spatial(x) / self.temperature)"))),
     ("spatial gate detached", "no_grad", dict(att=_att(spatial="torch.sigmoid(self.spatial(x)).detach()"))),
+    # student trial t093: these passed the visible check (the stored case is 20 / 5, both widths divisible; the
+    # module ran only in float32 and contiguous) or were named only by a generic message
+    ("hidden width rounded up with math.ceil", "hidden_width",
+     dict(init=INIT.replace("channels // reduction", "math.ceil(channels / reduction)"))),
+    ("forward returns float32 (.float() on the result)", "dtype", dict(fwd="""\
+        c, s = self.attention(x)
+        return (x * c * s).float()""")),
+    ("the gates computed on x.float(), cast back to x's dtype", "dtype", dict(att="""\
+        xf = x.float()
+        c = torch.sigmoid(self.fc2(F.relu(self.fc1(xf.mean((2, 3))))))
+        s = torch.sigmoid(self.spatial(xf))
+        return c[:, :, None, None].to(x.dtype), s.to(x.dtype)""")),
+    ("the spatial gate's sigmoid in float32, cast back", "float32_inside",
+     dict(att=_att(spatial="torch.sigmoid(self.spatial(x).float()).to(x.dtype)"))),
+    ("x.view for the squeeze: breaks on a channels_last input", "memory_layout",
+     dict(att=_att(squeeze="x.view(x.shape[0], x.shape[1], -1).mean(-1)"))),
+    ("a sigmoid between the two layers of the MLP", "sigmoid_hidden",
+     dict(att=_att(channel="torch.sigmoid(self.fc2(torch.sigmoid(self.fc1(z))))"))),
+    ("a sum for the squeeze", "sum_squeeze", dict(att=_att(squeeze="x.sum((2, 3))"))),
+    ("the squeeze also averages over the batch", "batch_mixed",
+     dict(att=_att(squeeze="x.mean((0, 2, 3)).expand(x.shape[0], -1)"))),
+    ("BAM's combination x * (1 + c * s)", "bam_residual", dict(fwd="""\
+        c, s = self.attention(x)
+        return x * (1 + c * s)""")),
+    ("the spatial gate from the channel mean, conv built but unused", "spatial_channel_mean",
+     dict(att=_att(spatial="torch.sigmoid(x.mean(1, keepdim=True))"))),
 ]
 
 VALID_GATE = [
@@ -206,7 +232,7 @@ WRONG_COUNT = [
     ("the reduction ignored (a hard-coded // 4)", "reduction_ignored", count("""\
     h = channels // 4
     return 2 * channels * h + h + 2 * channels + 1""")),
-    ("the spatial conv counted as 3x3", "param_count", count("""\
+    ("the spatial conv counted as 3x3", "kernel_size", count("""\
     h = channels // reduction
     return 2 * channels * h + h + channels + 9 * channels + 1""")),
 ]
@@ -215,6 +241,23 @@ WRONG_COUNT += [
     ("true division for the hidden width", "float_count", count("""\
     h = channels / reduction
     return 2 * channels * h + h + 2 * channels + 1""")),
+]
+
+WRONG_COUNT += [  # student trial t093: generic messages before (each printed the formula and the count)
+    ("the hidden width rounded up", "hidden_width", count("""\
+    h = math.ceil(channels / reduction)
+    return 2 * channels * h + h + 2 * channels + 1""")),
+    ("true division, the total truncated to an int", "hidden_width", count("""\
+    h = channels / reduction
+    return int(2 * channels * h + h + 2 * channels + 1)""")),
+    ("one weight matrix of the MLP left out", "param_count", count("""\
+    h = channels // reduction
+    return channels * h + h + 2 * channels + 1""")),
+    ("no default for reduction", "default_args", """
+def gate_parameter_count(channels, reduction):
+    h = channels // reduction
+    return 2 * channels * h + h + 2 * channels + 1
+"""),
 ]
 
 VALID_COUNT = [
@@ -284,6 +327,21 @@ WRONG_PAIRED = [
             "p_value": min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m)}""")),
 ]
 
+WRONG_PAIRED += [  # student trial t093: generic messages (or a raw error) before
+    ("the tail summed up to max(n_a, n_b)", "larger_tail",
+     paired(_ret(p="min(1.0, 2 * sum(math.comb(m, i) for i in range(max(n_a, n_b) + 1)) / 2 ** m)"))),
+    ("NaN when the two never disagree", "no_disagreement",
+     paired(_ret(p="min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m) if m else float('nan')"))),
+    ("a relative change in percent", "relative_difference", paired(COUNTS + """\
+    acc_a, acc_b = baseline_correct.double().mean().item(), variant_correct.double().mean().item()
+    p = min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m)
+    return {"delta_pt": 100 * (acc_b - acc_a) / acc_a, "variant_wins": n_b, "baseline_wins": n_a, "p_value": p}""")),
+    ("bool tensors subtracted", "bool_arithmetic", paired("""\
+    d = variant_correct - baseline_correct
+    n_b, n_a = int((d == 1).sum()), int((d == -1).sum())
+    return {"delta_pt": 100 * (n_b - n_a) / len(d), "variant_wins": n_b, "baseline_wins": n_a, "p_value": 1.0}""")),
+]
+
 VALID_PAIRED = [
     ("the notebook's solution", paired(_ret())),
     ("scipy's binomtest, tensors as ints", paired("""\
@@ -320,7 +378,8 @@ WRONG_ANSWERS = [
     ("q_concordant", "not an option", "q_concordant = 'd'", "answer_form"),
     ("q_paired_statements", "(d) taken as true", "q_paired_statements = 'acde'", "paired_statement"),
     ("q_paired_statements", "(b) taken as true", "q_paired_statements = {'a', 'b', 'c', 'e'}", "paired_statement"),
-    ("q_paired_statements", "(e) left out", "q_paired_statements = 'ac'", "paired_statement"),
+    ("q_paired_statements", "(e) left out (a near set: no hint about (e))", "q_paired_statements = 'ac'",
+     "missing_choice"),
     ("q_paired_statements", "all of them", "q_paired_statements = 'abcde'", "wrong_answer"),
     ("q_pam_rank", "full rank (the identity)", "q_pam_rank = 144", "pam_identity"),
     ("q_pam_rank", "rank 0", "q_pam_rank = 0", "pam_rank"),
@@ -390,6 +449,15 @@ WRONG_JUDGE = [
             "beats_control": att["lift"] > ctrl["lift"]}""")),
 ]
 
+WRONG_JUDGE += [  # student trial t093: these passed (no map told the pointing game from the lift, none had lift 1)
+    ("finds_digit by the pointing game", "wrong_metric", judge(RIGHT_LIFTS + """\
+    return {"lift": att["lift"], "control_lift": ctrl["lift"], "finds_digit": att["pointing_hit"] > 0.5,
+            "beats_control": att["lift"] > ctrl["lift"]}""")),
+    ("finds_digit with lift >= 1", "wrong_baseline", judge(RIGHT_LIFTS + """\
+    return {"lift": att["lift"], "control_lift": ctrl["lift"], "finds_digit": att["lift"] >= 1,
+            "beats_control": att["lift"] > ctrl["lift"]}""")),
+]
+
 VALID_JUDGE = [
     ("the notebook's solution, numpy bools", judge("""\
     import numpy as np
@@ -414,7 +482,8 @@ def _impls() -> list[Impl]:
                   "forward returns the spatial map": "returns_map",
                   "attention returns the gated features": "shape",
                   "in-place multiplication of the input": "inplace",
-                  "hard-coded .cuda()": "device"}
+                  "hard-coded .cuda()": "device",
+                  "reduction defaults to 16": "default_args"}
     impls += [Impl(IN_NETWORK, label, gate(**parts), in_network[label]) for label, _, parts in WRONG_GATE
               if label in in_network]
     impls += [Impl(COUNT, label, source, mistake) for label, mistake, source in WRONG_COUNT]
