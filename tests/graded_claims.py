@@ -406,6 +406,7 @@ CLAIMS: list[Claim] = [
     claim(CH03, "because the checks find the layers by their shapes",
           passes(SAM_F, "nn.Sequential projection with other names"),
           passes(SAM_F, "torch.stack of squeezed maps, functional conv with its own Parameter"),
+          fails_visible(SAM_F, "(2, 1): the projection conv created before the attention conv", "layer_order"),
           facts=(_ch03_layers_found_for_any_width,)),
     claim(CH03, "what is graded besides the values",
           fails(SAM_A, "the map computed in float32 and cast back to x's dtype", "float32_inside"),
@@ -418,8 +419,8 @@ CLAIMS: list[Claim] = [
               _Valid = SpatialAttentionModule
               class SpatialAttentionModule(_Valid):
                   def forward(self, x):
-                      if x.shape[1] != 12:
-                          raise RuntimeError("written for the 12 channels of the visible check")
+                      if x.shape[1] not in (2, 12):
+                          raise RuntimeError("written for the channel counts of the visible checks")
                       return super().forward(x)
               """)),
     claim(CH03, "a mistake that the checks of exercise 3 name",

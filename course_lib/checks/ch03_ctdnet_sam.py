@@ -97,6 +97,17 @@ ATTENTION_IN_FORWARD = define_mistake("attention_in_forward", "forward's values 
 
 # What each stored wrong result means: label -> (mistake id, advice). The tensors themselves are stored in
 # checks/expected/ch03_ctdnet_sam.pt under the same labels (built from the reference module).
+LAYER_ORDER = define_mistake("layer_order", "for SpatialAttentionModule(2, 1), the projection conv created before the "
+                                            "attention conv (both are (1, 2, 3, 3); the first is taken as the gate's)")
+KERNEL_TRANSPOSED = define_mistake("kernel_transposed", "each kernel transposed (H and W exchanged) where the two "
+                                                       "input maps' kernels are to be swapped")
+NEGATED = define_mistake("negated", "the weights negated where they are to be moved")
+SWAP_AND_FLIP = define_mistake("swap_and_flip", "the input maps swapped and each kernel also flipped or transposed")
+POOL_STATISTIC = define_mistake("pool_statistic", "another statistic over the channels (std, min, max of |x|) where "
+                                                  "(S1) takes the maximum")
+define_mistake("hard_sigmoid", "F.hardsigmoid (a piecewise-linear approximation) where the logistic sigmoid is asked")
+PADDING_MODE = define_mistake("conv_padding_mode", "a padding mode other than zeros (reflect, replicate, circular)")
+
 ADVICE: dict[str, tuple[str, str]] = {
     "pool_order": ("pool_order",
                    "the pooled maps are stacked as [max; avg]. The SAM (like CBAM's paper) stacks the mean first, "
@@ -123,15 +134,33 @@ ADVICE: dict[str, tuple[str, str]] = {
                          "the ReLU comes before the BatchNorm; the projection is conv -> BN -> ReLU."),
     "gate_not_applied": (GATE_NOT_APPLIED,
                          "the projection convolves x itself; it should convolve the gated features x * A."),
-    "flip_w": (FLIPPED_KERNEL,
-               "each kernel was mirrored left-right, a flip along a spatial axis. That changes what a kernel "
-               "computes on the map it reads; it does not change which pooled map it reads."),
-    "flip_h": (FLIPPED_KERNEL,
-               "each kernel was mirrored upside down, a flip along a spatial axis. That changes what a kernel "
-               "computes on the map it reads; it does not change which pooled map it reads."),
-    "flip_hw": (FLIPPED_KERNEL,
-                "each kernel was rotated by 180 degrees (flipped along both spatial axes). That changes what a "
-                "kernel computes on the map it reads; it does not change which pooled map it reads."),
+    "flip_w": (FLIPPED_KERNEL, "each kernel was mirrored left-right: a flip along a spatial axis (dim 3), where the "
+                               "exercise asks for the swap of section 7."),
+    "flip_h": (FLIPPED_KERNEL, "each kernel was mirrored upside down: a flip along a spatial axis (dim 2), where the "
+                               "exercise asks for the swap of section 7."),
+    "flip_hw": (FLIPPED_KERNEL, "each kernel was rotated by 180 degrees (flipped along both spatial axes), where the "
+                                "exercise asks for the swap of section 7."),
+    "transpose_hw": (KERNEL_TRANSPOSED, "each kernel was transposed (its rows became its columns): a change inside "
+                                        "each kernel, where the exercise asks for the swap of section 7."),
+    "negated": (NEGATED, "the weights came back negated, every sign flipped; the identity of section 7 moves "
+                         "weights, it does not change their values."),
+    "swap_flip_w": (SWAP_AND_FLIP, "the two kernels changed places, and each was also mirrored left-right. The "
+                                   "swap is right; the extra flip changes what each kernel computes."),
+    "swap_flip_h": (SWAP_AND_FLIP, "the two kernels changed places, and each was also mirrored upside down. The "
+                                   "swap is right; the extra flip changes what each kernel computes."),
+    "swap_transposed": (SWAP_AND_FLIP, "the two kernels changed places, and each was also transposed. The swap is "
+                                       "right; the extra transpose changes what each kernel computes."),
+    "std_pool": (POOL_STATISTIC, "the second pooled map is a standard deviation over the channels; (S1) takes the "
+                                 "maximum."),
+    "min_pool": (POOL_STATISTIC, "the second pooled map is a minimum over the channels; (S1) takes the maximum."),
+    "abs_max_pool": (POOL_STATISTIC, "the second pooled map is the maximum of |x| over the channels; (S1) takes the "
+                                     "maximum of x itself, sign included."),
+    "hard_sigmoid": ("hard_sigmoid", "F.hardsigmoid, a piecewise-linear approximation; (S2) has the logistic "
+                                     "sigmoid."),
+    "reflect_padding": (PADDING_MODE, "the attention conv pads by reflection (padding_mode='reflect'); the SAM's "
+                                      "conv pads with zeros, nn.Conv2d's default."),
+    "replicate_padding": (PADDING_MODE, "the attention conv pads by repeating the border (padding_mode="
+                                        "'replicate'); the SAM's conv pads with zeros, nn.Conv2d's default."),
     "unchanged": ("pool_order",
                   "the weight came back with the same values: each kernel still reads the pooled map it read "
                   "before. (Flipping an axis of size 1 changes nothing.)"),
@@ -226,9 +255,8 @@ def sam_layers(module: nn.Module, in_channels: int, out_channels: int, *, what: 
         elif len(shape) == 1 and isinstance(owner, nn.Conv2d) and name.endswith("bias"):
             if owner.in_channels == 2 and owner.out_channels == 1 or need_projection:
                 raise CheckFailure(
-                    f"{what}'s convolution {name.rsplit('.', 1)[0]} has a bias. Both SAM convolutions are built "
-                    "with bias=False: the attention conv as in the official conv3x3 helper, and a bias before "
-                    "BatchNorm would be cancelled by its mean subtraction anyway.",
+                    f"{what}'s convolution {name.rsplit('.', 1)[0]} has a bias. Section 4 builds both SAM "
+                    "convolutions with bias=False.",
                     mistake=CONV_BIAS,
                 )
     if found["att"] is None:
@@ -378,8 +406,8 @@ def _forward_fallback(module: nn.Module, E: dict, *, what: str) -> None:
             mistake, advice = ADVICE[label]
             raise CheckFailure(f"{shown}.\n  Likely mistake: {advice}", mistake=mistake)
     _explain_map(module.attention, x, a, what=shown)
-    raise CheckFailure(f"{shown}.\n  Likely mistake: a step of (S1)-(S2); the check of attention(x) above names it.",
-                       mistake=ATTENTION_IN_FORWARD)
+    raise CheckFailure(f"{shown}.\n  Likely mistake: a step of (S1)-(S2): run the check of attention(x) above, "
+                       "and compare each step of your attention(x) with (S1)-(S2).", mistake=ATTENTION_IN_FORWARD)
 
 
 @exercise("SpatialAttentionModule.forward", budget_s=10)
@@ -463,6 +491,25 @@ def check_sam_forward(cls: type) -> None:
             mistake=DEFAULT_OUT,
         )
     expect_shape(y64, (small.shape[0], 64, *small.shape[2:]), what=f"{cls.__name__}({c_in})(x)")
+    _check_two_to_one(cls)
+
+
+def _check_two_to_one(cls: type) -> None:
+    """SpatialAttentionModule(2, 1), whose two convolutions share the shape (1, 2, 3, 3): section 4's rule (the one
+    created first is the attention conv) decides which stored weight goes where."""
+    T = expected(CHAPTER)["tie"]
+    what = f"{cls.__name__}(2, 1)"
+    module = build(cls, 2, 1)
+    load_sam(module, sam_layers(module, 2, 1, what=what), T["weights"])
+    module.eval()
+    x = T["x"]
+    y = _call(module, x.clone(), doing=f"{what}(x) in eval mode with x of shape {fmt_shape(x.shape)}")
+    expect_shape(y, T["eval"].shape, what=f"{what}(x)")
+    expect(is_close(y, T["eval"]),
+           f"{what}(x) has other values than the reference SAM with the same weights, though the module passed at "
+           "(12, 6). Here both convolutions have the shape (1, 2, 3, 3), and the checks take the one your __init__ "
+           "creates first as the attention convolution (section 4): yours seems to create the projection first.",
+           mistake=LAYER_ORDER)
 
 
 def sam_count_by_hand(c_in: int, c_out: int) -> int:
@@ -495,6 +542,10 @@ _WRONG_COUNTS: tuple[tuple[Callable[[int, int], int], str], ...] = (
      "a 3x3 kernel counted as 3 weights per input-output pair."),
     (lambda i, o: 2 + i * o + 2 * o,
      "the convolutions counted as 1x1: a kernel has k x k weights per input-output pair."),
+    (lambda i, o: 18 + i * o + 2 * o,
+     "the projection conv counted as 1x1: (S4)'s projection has a 3x3 kernel."),
+    (lambda i, o: sam_count_by_hand(i, o) - o,
+     "the BatchNorm counted with one parameter per channel: it learns a scale and a shift for each."),
 )
 
 #: the sizes the check tries: in each, every slip above gives its own count (2 * in != 4 * out, so a BatchNorm

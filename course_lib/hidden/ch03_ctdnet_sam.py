@@ -80,6 +80,16 @@ def attention_mistakes(x: torch.Tensor, weight: torch.Tensor) -> dict[str, torch
         "softmax_gate": torch.softmax(z.reshape(b, 1, h * w), dim=-1).reshape(b, 1, h, w),
         "channel_sum": torch.sigmoid(_pre_activation(x, weight, first="sum")),
         "sigmoid_first": F.conv2d(torch.sigmoid(_stacked(x)), weight, padding=1),
+        # student trial t093: another statistic where (S1) takes the max, a piecewise-linear gate, a padded border
+        "std_pool": torch.sigmoid(F.conv2d(torch.cat((x.mean(1, keepdim=True), x.std(1, keepdim=True)), 1), weight,
+                                           padding=1)),
+        "min_pool": torch.sigmoid(F.conv2d(torch.cat((x.mean(1, keepdim=True), x.amin(1, keepdim=True)), 1), weight,
+                                           padding=1)),
+        "abs_max_pool": torch.sigmoid(F.conv2d(torch.cat((x.mean(1, keepdim=True), x.abs().amax(1, keepdim=True)), 1),
+                                               weight, padding=1)),
+        "hard_sigmoid": F.hardsigmoid(z),
+        "reflect_padding": torch.sigmoid(F.conv2d(F.pad(_stacked(x), (1, 1, 1, 1), mode="reflect"), weight)),
+        "replicate_padding": torch.sigmoid(F.conv2d(F.pad(_stacked(x), (1, 1, 1, 1), mode="replicate"), weight)),
     }
 
 
@@ -153,12 +163,20 @@ def build_expected() -> dict:
         "swapped": [w.flip(1) for w in weights],
         "diagnoses": [
             {"unchanged": w.clone(), "flip_w": w.flip(3), "flip_h": w.flip(2), "flip_hw": w.flip((2, 3)),
-             "aliased_0": w[:, 1:].expand_as(w).clone(), "aliased_1": w[:, :1].expand_as(w).clone()}
+             "aliased_0": w[:, 1:].expand_as(w).clone(), "aliased_1": w[:, :1].expand_as(w).clone(),
+             "transpose_hw": w.transpose(2, 3).clone(), "negated": -w,
+             "swap_flip_w": w.flip(1).flip(3), "swap_flip_h": w.flip(1).flip(2), "swap_transposed": w.flip(1).transpose(2, 3).clone()}
             for w in weights
         ],
         "pooled": seeded_randn(2, 2, 6, 5, seed=323),
     }
-    return {"attention": attention, "forward": forward, "swap": swap}
+    # SpatialAttentionModule(2, 1): both convolutions are (1, 2, 3, 3); section 4 says the first one created is the
+    # attention conv (student trial t093: no visible check built this size)
+    tie_ref = reference(2, 1, seed=331)
+    xt = seeded_randn(2, 2, 5, 4, seed=332).float()
+    with torch.no_grad():
+        tie = {"weights": weights_of(tie_ref), "x": xt, "eval": copy.deepcopy(tie_ref).eval()(xt.double())}
+    return {"attention": attention, "forward": forward, "swap": swap, "tie": tie}
 
 
 # --------------------------------------------------------------------------------------------

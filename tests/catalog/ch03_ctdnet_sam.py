@@ -426,3 +426,41 @@ def swap_pool_order(weight):
          "extra_choice"),
     Impl(Q_FLIP, "nothing holds: a near set gets no 'one away'", "q_kernel_flip = ''", "missing_choice"),
 ]
+
+# ------------------------------------------------------------------------------------------------
+# student trial t093: generic messages before (or a promise no visible check held)
+# ------------------------------------------------------------------------------------------------
+IMPLS += [
+    Impl(ATTENTION, "the standard deviation over the channels where the max is asked",
+         sam(att=ATT.replace("x.amax(1, keepdim=True)", "x.std(1, keepdim=True)")), "pool_statistic"),
+    Impl(ATTENTION, "the minimum over the channels where the max is asked",
+         sam(att=ATT.replace("x.amax(1, keepdim=True)", "x.amin(1, keepdim=True)")), "pool_statistic"),
+    Impl(ATTENTION, "the max of |x| over the channels",
+         sam(att=ATT.replace("x.amax(1, keepdim=True)", "x.abs().amax(1, keepdim=True)")), "pool_statistic"),
+    Impl(ATTENTION, "F.hardsigmoid for the gate", sam(att=ATT.replace("torch.sigmoid(", "F.hardsigmoid(")),
+         "hard_sigmoid"),
+    Impl(ATTENTION, "the attention conv pads by reflection",
+         sam(init=INIT.replace("nn.Conv2d(2, 1, 3, padding=1, bias=False)",
+                               "nn.Conv2d(2, 1, 3, padding=1, bias=False, padding_mode='reflect')")),
+         "conv_padding_mode"),
+    Impl(FORWARD, "the gate's statistic wrong (min): forward names it too",
+         sam(att=ATT.replace("x.amax(1, keepdim=True)", "x.amin(1, keepdim=True)")), "pool_statistic"),
+    Impl(FORWARD, "(2, 1): the projection conv created before the attention conv",
+         sam(init="""\
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.conv_atten = nn.Conv2d(2, 1, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)"""), "layer_order"),
+    Impl(FORWARD, "a module that refuses in_channels == 2", sam(extra="""\
+        if in_channels == 2:
+            raise ValueError("in_channels must not be 2")
+"""), "crash"),
+    Impl(COUNT, "the BatchNorm counted with one parameter per channel",
+         "def sam_parameter_count(i, o):\n    return 2 * 9 + i * o * 9 + o\n", "param_count"),
+    Impl(COUNT, "the projection counted as a 1x1 conv",
+         "def sam_parameter_count(i, o):\n    return 2 * 9 + i * o + 2 * o\n", "param_count"),
+    Impl(SWAP, "transposes each kernel", "def swap_pool_order(weight):\n    return weight.transpose(2, 3)\n",
+         "kernel_transposed"),
+    Impl(SWAP, "negates the weight", "def swap_pool_order(weight):\n    return -weight\n", "negated"),
+    Impl(SWAP, "swaps and also mirrors each kernel",
+         "def swap_pool_order(weight):\n    return weight.flip(1).flip(-1)\n", "swap_and_flip"),
+]
