@@ -12,6 +12,7 @@ named from the outputs they produce, which were computed when the expected value
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -26,6 +27,7 @@ from .toolkit import (
     exercise,
     expect,
     expect_close,
+    expect_follows,
     expect_device_free,
     expect_function_contract,
     expect_informative_defaults,
@@ -80,6 +82,14 @@ for _id, _text in (
     ("buffers_counted", "the BatchNorm's running statistics (buffers, not parameters) are counted"),
     ("one_gate_conv", "one gate convolution counted where CA has two (F_h and F_w)"),
     ("gate_added", "the gate is added to x where it should multiply it"),
+    ("conv_padding", "the 1-D convolution's padding changes the length C of the channel signal"),
+    ("activation_silu", "SiLU (the CA README's tip) where the official code, and the exercise, use h_swish"),
+    ("bn_eps", "the BatchNorm's eps differs from BatchNorm2d's default (1e-5)"),
+    ("width_round_up", "the shared transform's width rounds C / r up where the official code floors it (C // r)"),
+    ("kernel_type", "the kernel size is returned as a tensor (or another non-int type) where the rule returns an int"),
+    ("odd_down", "an even floor of t goes to the odd number below, which is farther from t than the one above"),
+    ("b_misplaced", "b is added after the division by gamma: t = log2(C) / gamma + b"),
+    ("default_args", "the signature's defaults differ from the rule's gamma = 2, b = 1"),
 ):
     define_mistake(_id, _text)
 
@@ -105,6 +115,9 @@ KERNEL_ADVICE = {
                     "unused); the exercise asks for psi(C).",
     "kernel_clamp": "k was raised to 3 for a small C: timm clamps, the paper's rule does not. Apply the rule for "
                     "every C.",
+    "odd_down": "when the floor of t is even, k went to the odd number below it. Compare the distances from t "
+                "itself, not from its floor, to the two odd numbers around it.",
+    "b_misplaced": "b is added after the division: Eq. (12) divides (log2 C + b) by gamma.",
 }
 KERNEL_MISTAKE.update({k: k for k in KERNEL_ADVICE if k not in KERNEL_MISTAKE})
 
@@ -120,6 +133,9 @@ def check_adaptive_kernel_size(fn: Callable[..., Any]) -> None:
         default = (g, b) == (2.0, 1.0)
         shown = f"adaptive_kernel_size({c})" if default else f"adaptive_kernel_size({c}, gamma={g:g}, b={b:g})"
         value = call(fn, c, doing=shown) if default else call(fn, c, gamma=g, b=b, doing=shown)
+        if isinstance(value, torch.Tensor):
+            raise CheckFailure(f"{shown} returned a tensor, {value!r}; the function returns an int (a kernel size, "
+                               "as nn.Conv1d's kernel_size takes it).", mistake="kernel_type")
         got.append(expect_int(value, what=shown))
     if got == want:
         passed()
@@ -131,12 +147,17 @@ def check_adaptive_kernel_size(fn: Callable[..., Any]) -> None:
     for name, values in data["diagnoses"].items():
         if values.tolist() == got:
             raise CheckFailure(message + f"\n  Likely mistake: {KERNEL_ADVICE[name]}", mistake=KERNEL_MISTAKE[name])
+    defaults = [i for i, (_, g, b) in enumerate(cases) if (g, b) == (2.0, 1.0)]
+    if set(wrong) <= set(defaults):
+        raise CheckFailure(message + "\n  Likely mistake: only the calls without gamma and b are wrong, and every call "
+                                     "that passes them is right: look at the defaults of the signature (Eq. (12) and "
+                                     "the stub: gamma = 2, b = 1).", mistake="default_args")
     i = wrong[0]
     for name, values in data["diagnoses"].items():  # right elsewhere, one rule's slip at the first wrong case
         if values[i] == got[i]:
             raise CheckFailure(message + f"\n  Likely mistake: {KERNEL_ADVICE[name]}", mistake=KERNEL_MISTAKE[name])
-    raise CheckFailure(message + "\n  Likely mistake: follow Eq. (12) step by step: t = (log2 C + b) / gamma, "
-                                 "floored; k = t when t is odd, t + 1 when it is even.", mistake="kernel_size")
+    raise CheckFailure(message + "\n  Likely mistake: compare each step of yours with Eq. (12) and the rule above "
+                                 "the exercise, on the cases listed.", mistake="kernel_size")
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,10 +191,10 @@ ECA_HINTS: Sequence[tuple[str, str, str]] = (
     ("channels, but got", "channel_axis",
      "the 1-D convolution has a single input channel and slides along the channels: lay the pooled (B, C) out as "
      "(B, 1, C) (one signal of length C per image) before it."),
-    ("is invalid for input of size", "kernel_size",
-     "the convolution changed the length C: with k taps, (k - 1) / 2 zeros on each side keep it."),
-    ("must match the size of tensor", "kernel_size",
-     "the gate does not have C entries: with k taps, (k - 1) / 2 zeros on each side of the channels keep C."),
+    ("is invalid for input of size", "conv_padding",
+     "the convolution changed the length C of the channel signal: its padding does not keep the length."),
+    ("must match the size of tensor", "conv_padding",
+     "the gate does not have C entries: the convolution's padding does not keep the length C of the channel signal."),
 )
 
 
@@ -249,6 +270,13 @@ def check_eca(cls: type) -> None:
     b = x.shape[0]
     gate = call_eca(module.attention, x, doing=f"{name}.attention(x) with x of shape {fmt_shape(x.shape)}")
     expect(torch.equal(x, data["x"]), f"{name}.attention(x) changed x in place.", mistake="inplace")
+    if isinstance(gate, torch.Tensor) and gate.dim() >= 2 and gate.numel() != b * c and gate.shape[0] == b and \
+            gate.numel() // b in {c - k + 1, c + k - 1}:
+        n = gate.numel() // b
+        raise CheckFailure(f"{name}.attention(x) returned {fmt_shape(gate.shape)} for x of shape {fmt_shape(x.shape)}: "
+                           f"{n} gates per image for C = {c} channels.\n  Likely mistake: the 1-D convolution's "
+                           f"padding does not keep the signal's length: with k = {k} taps it "
+                           + ("shortens it by k - 1." if n < c else "lengthens it by k - 1."), mistake="conv_padding")
     expect_shape(gate, (b, c, 1, 1), what=f"{name}.attention(x)",
                  hint="the gate is (B, C, 1, 1), one value per channel, so that x * gate broadcasts over H and W: "
                       "reshape the (B, 1, C) output of the convolution.")
@@ -265,6 +293,13 @@ def check_eca(cls: type) -> None:
                  fallback=("values", "forward should return x * self.attention(x)."))
     expect_module_gradients(module, data["x"], what=name, upstream=data["upstream"], grad_x=data["grad_x"],
                             hints=ECA_HINTS)
+    # float64 in, float64 out, at float64 precision: a float32 computation cast back to x's dtype shows here
+    twin = copy.deepcopy(module).double()
+    x64 = data["x"].double()
+    doing = f"{name}.attention(x) with x in float64"
+    gate64 = call_eca(twin.attention, x64, doing=doing)
+    expect_follows(gate64, dtype=torch.float64, doing=doing)
+    expect_close(gate64, data["gate64"], what=doing)
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,6 +379,12 @@ CA_ADVICE = {
     "convs_swapped": "conv_h runs on the column part and conv_w on the row part: F_h makes g^h from f^h.",
     "swapped_pool": "the pooled rows and columns are swapped before the concatenation: z^h is the mean over W "
                     "(one value per row, H of them).",
+    "activation_silu": "the non-linearity is SiLU, x * sigmoid(x): the README's tip names it, but the official code "
+                       "(and this exercise) use its piecewise-linear stand-in, h_swish.",
+    "bn_eps": "bn1's eps is not BatchNorm2d's default 1e-5 (1e-3 is Keras' default, for one): it shows with the "
+              "small running variances loaded here.",
+    "split_order": "f is split back in the wrong order: the first H positions along dim 2 are the rows (z^h was "
+                   "concatenated first), the last W the columns.",
 }
 
 CA_HINTS: Sequence[tuple[str, str, str]] = (
@@ -386,6 +427,10 @@ def expect_ca_parameters(module: torch.nn.Module, channels: int, reduction: int,
         if no_floor != m and got in {3 * c * no_floor + 3 * no_floor + 2 * c, 3 * c * no_floor + 2 * no_floor}:
             raise CheckFailure(intro + f"\n  Likely mistake: the width is C // r = {no_floor}; the official code "
                                        "keeps at least 8 channels: max(8, C // r).", mistake="min_hidden")
+        up = max(8, -(-c // reduction))
+        if up != m and got == 3 * c * up + 3 * up + 2 * c:
+            raise CheckFailure(intro + f"\n  Likely mistake: C / r = {c / reduction:g} is rounded up; the official "
+                                       "code's width is an integer division.", mistake="width_round_up")
         if got == 3 * c * m + 2 * m:
             raise CheckFailure(intro + "\n  Likely mistake: the convolutions have no bias (timm's CoordAttn drops "
                                        "them); the official CoordAtt keeps nn.Conv2d's biases.", mistake="missing_bias")
@@ -472,6 +517,8 @@ def check_coordinate_attention(cls: type) -> None:
                             hints=CA_HINTS)
     expect_informative_defaults(cls, (DEFAULT_PROBE,), {"reduction": 32}, torch.randn(2, DEFAULT_PROBE, 3, 2),
                                 layout=ca_hidden, what="CoordinateAttention")
+    # a width where C / r is not an integer and above the floor of 8 (300 / 32 = 9.375): rounding up shows here
+    expect_ca_parameters(build(cls, 300), 300, 32, what="CoordinateAttention(300)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -552,10 +599,12 @@ Q_WHY_NO_REDUCTION = Question(
     advice="Read each statement against two rows of Table 2: which rows does it compare, and which way do their "
            "top-1 numbers go?",
     wrong={
-        "2d498f9c5092b923e507": ("partial_choice", "The table supports one more statement: compare SE-Var3 "
-                                 "with SE."),
-        "00876fc99174f53840bb": ("partial_choice", "The table supports one more statement: compare SE-Var2 "
-                                 "with SE."),
+        # trial t78: these two sets miss one true statement; saying so (or which rows to compare) lets a student
+        # find the answer by elimination, so they get the question's general advice
+        "2d498f9c5092b923e507": ("partial_choice", "Read each statement against two rows of Table 2: which rows "
+                                 "does it compare, and which way do their top-1 numbers go?"),
+        "00876fc99174f53840bb": ("partial_choice", "Read each statement against two rows of Table 2: which rows "
+                                 "does it compare, and which way do their top-1 numbers go?"),
         "c4be8d314cf7269f15d6": ("wrong_answer", "compare ECA-NS with ECA: 77.35 against 77.43."),
         "b2d51f1187477a3173d3": ("parameters_claim", "the parameter column contradicts b: ECA has k weights, SE "
                                  "thousands."),

@@ -61,6 +61,8 @@ def kernel_variants(channels: int, gamma: float, b: float) -> dict[str, int]:
         "constants_ignored": _odd_up(int(_t(channels, 2, 1))),
         "fixed_kernel": 3,
         "kernel_clamp": max(3, _odd_up(int(t))),
+        "odd_down": int(t) if int(t) % 2 else int(t) - 1,  # an even floor goes down (trial t78)
+        "b_misplaced": _odd_up(int(math.log2(channels) / gamma + b)),  # log2(C) / gamma + b (trial t78)
     }
 
 
@@ -104,10 +106,17 @@ def ca_variants(m: CoordinateAttention, x: torch.Tensor) -> dict[str, tuple[torc
     """(g_h, g_w) of the known mistakes, from the reference's layers (eval mode)."""
     h, w = x.shape[2:]
 
-    def run(z_h, z_w, *, act=m.act, bn=True, gate=torch.sigmoid, swap_convs=False):
+    def run(z_h, z_w, *, act=m.act, bn=True, gate=torch.sigmoid, swap_convs=False, eps=None, split_wh=False):
         f = m.conv1(torch.cat([z_h, z_w], dim=2))
-        f = act(m.bn1(f) if bn else f)
-        f_h, f_w = torch.split(f, [h, w], dim=2)
+        if eps is not None:
+            f = F.batch_norm(f, m.bn1.running_mean, m.bn1.running_var, m.bn1.weight, m.bn1.bias, False, 0.0, eps)
+        elif bn:
+            f = m.bn1(f)
+        f = act(f)
+        if split_wh:  # the first W positions taken as the columns, the last H as the rows (trial t78)
+            f_w, f_h = torch.split(f, [w, h], dim=2)
+        else:
+            f_h, f_w = torch.split(f, [h, w], dim=2)
         f_w = f_w.transpose(2, 3)
         conv_h, conv_w = (m.conv_w, m.conv_h) if swap_convs else (m.conv_h, m.conv_w)
         a_h, a_w = conv_h(f_h), conv_w(f_w)
@@ -123,7 +132,11 @@ def ca_variants(m: CoordinateAttention, x: torch.Tensor) -> dict[str, tuple[torc
         "max_pool": run(x.amax(3, keepdim=True), x.amax(2, keepdim=True).transpose(2, 3)),
         "missing_bn": run(z_h, z_w, bn=False),
         "convs_swapped": run(z_h, z_w, swap_convs=True),
+        "activation_silu": run(z_h, z_w, act=F.silu),  # the README's tip (trial t78)
+        "bn_eps": run(z_h, z_w, eps=1e-3),  # Keras' / TF's BatchNormalization default (trial t78)
     }
+    if h != w:
+        out["split_order"] = run(z_h, z_w, split_wh=True)
     if h != w:
         out["swapped_pool"] = run(*crossed)
     return out
@@ -204,6 +217,10 @@ def build_expected() -> dict[str, Any]:
     with torch.no_grad():
         gate = eca.attention(xd)
         gate_variants = eca_gate_variants(xd.detach(), weight)
+        # the float64 gate of the kernel the check loads: the stored float32 weights, widened
+        eca64 = EfficientChannelAttention(c, k).double()
+        eca64.conv.weight.copy_(weight.float().double().reshape(1, 1, k))
+        gate64 = eca64.attention(x.double())
     adaptive = [(ch, adaptive_kernel_size(ch)) for ch in (128, 256, 40)] + [(64, adaptive_kernel_size(64, 1, 1))]
 
     # directional pooling and Coordinate Attention: C = 48, r = 4 (M = 12 > the floor 8), H != W
@@ -226,7 +243,8 @@ def build_expected() -> dict[str, Any]:
     return {
         "kernel": kernel,
         "eca": {"channels": c, "kernel_size": k, "weight": weight.float(), "x": x, "upstream": upstream,
-                "gate": gate.float(), "out": out.detach().float(), "grad_x": grad_x.float(),
+                "gate": gate.float(), "gate64": gate64, "out": out.detach().float(),
+                "grad_x": grad_x.float(),
                 "gate_diagnoses": {n: v.float() for n, v in gate_variants.items()},
                 "out_gate_added": (xd + gate).detach().float(),
                 "adaptive": torch.tensor(adaptive)},

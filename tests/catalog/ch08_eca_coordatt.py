@@ -257,7 +257,7 @@ IMPLS = [
         if kernel_size is None:
             kernel_size = adaptive_kernel_size(channels, gamma, b)
         self.conv = nn.Conv1d(1, 1, kernel_size, bias=False)
-'''), "kernel_size"),
+'''), "conv_padding"),  # trial t78: named by the padding (was kernel_size)
     Impl(ECA, "all the padding on the left (a causal conv): shifted channels", eca('''
     def attention(self, x):
         n, c = x.shape[:2]
@@ -723,4 +723,43 @@ class EfficientChannelAttention(nn.Module):
     def forward(self, x):
         return (x.float() * self.attention(x).float()).to(x.dtype)
 '''), "float32_inside"),
+]
+
+# trial t78: wrong answers that passed, misnamed and generic ones, now named
+IMPLS += [
+    Impl(KERNEL, "the kernel size returned as a 0-d tensor", psi('''
+    t = int(abs((math.log2(channels) + b) / gamma))
+    return torch.tensor(t if t % 2 else t + 1)
+'''), "kernel_type"),
+    Impl(KERNEL, "an even floor of t goes down to the odd number below", psi('''
+    k = int((math.log2(channels) + b) / gamma)
+    return k if k % 2 else k - 1
+'''), "odd_down"),
+    Impl(KERNEL, "b added after the division by gamma", psi('''
+    t = int(math.log2(channels) / gamma + b)
+    return t if t % 2 else t + 1
+'''), "b_misplaced"),
+    Impl(KERNEL, "default gamma = 1 in the signature", '''
+def adaptive_kernel_size(channels, gamma=1, b=1):
+    t = int(abs((math.log2(channels) + b) / gamma))
+    return t if t % 2 else t + 1
+''', "default_args"),
+    Impl(ECA, "padding k - 1 on both sides: the convolution lengthens the channel signal", eca(ECA_GATE, init='''
+        if kernel_size is None:
+            kernel_size = adaptive_kernel_size(channels, gamma, b)
+        self.conv = nn.Conv1d(1, 1, kernel_size, padding=kernel_size - 1, bias=False)
+'''), "conv_padding"),
+    Impl(CA, "M = max(8, ceil(C / r)): the width rounded up", ca(init=CA_INIT.replace(
+        "m = max(8, channels // reduction)", "m = max(8, math.ceil(channels / reduction))")), "width_round_up"),
+    Impl(CA, "SiLU for h_swish (the README's tip)", ca(init=CA_INIT.replace("nn.Hardswish()", "nn.SiLU()")),
+         "activation_silu"),
+    Impl(CA, "bn1 with eps 1e-3", ca(init=CA_INIT.replace("nn.BatchNorm2d(m)", "nn.BatchNorm2d(m, eps=1e-3)")),
+         "bn_eps"),
+    Impl(CA, "f split back as [W, H]", ca(gates=RIGHT_GATES.replace(
+        "f_h, f_w = torch.split(f, [h, w], dim=2)", "f_w, f_h = torch.split(f, [w, h], dim=2)")), "split_order"),
+    Impl(KERNEL, "valid: a numpy integer", psi('''
+    import numpy as np
+    t = np.int64((math.log2(channels) + b) / gamma)
+    return t if t % 2 else t + 1
+''')),
 ]
