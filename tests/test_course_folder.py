@@ -238,6 +238,19 @@ def test_student_frames_drops_library_frames_and_paths():
     assert "/usr/lib" not in text and "/home/grader" not in text and "/srv" not in answer.outputs[0]["evalue"]
 
 
+def test_printed_paths_are_shortened_too():
+    """A lecturer trial: a student's code caught the sandbox's PermissionError and printed it (stdout); the
+    server path in it reached the feedback page."""
+    printed = nbformat.v4.new_output("stream", name="stdout",
+                                     text="hidden refused: not allowed while grading: reading /srv/course/lib/x.py\n"
+                                          "listing ['/home/grader/course', 'ok']\n2 / 3 = 0.67\n")
+    answer = nbformat.v4.new_code_cell("probe()", outputs=[printed])
+    feedback.student_frames(nbformat.v4.new_notebook(cells=[answer]))
+    text = answer.outputs[0]["text"]
+    assert "/srv" not in text and "/home/grader" not in text, text
+    assert "reading …/x.py" in text and "…/course" in text and "2 / 3 = 0.67" in text
+
+
 # --------------------------------------------------------------------------------------------
 # a runaway cell costs its budget, not the cell timeout
 # --------------------------------------------------------------------------------------------

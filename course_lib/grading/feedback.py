@@ -12,8 +12,9 @@ source. So before nbgrader renders the feedback, the autograded copy goes throug
 - an error output of any other cell (the student's own code) keeps the frames of the student's cells
   (``Cell In[12], line 3``) and the error line, and drops every frame of a file (Python's library,
   torch, the course, the grading sandbox: :func:`student_frames`);
-- no server path is left in an error or in what went to stderr: every absolute path becomes
-  ``…/<its last part>`` (:func:`hide_paths`).
+- no server path is left in an error or in a printed output (stdout and stderr: a student's code may
+  print an error it caught, or a listing): every absolute path becomes ``…/<its last part>``
+  (:func:`hide_paths`).
 
 Outputs are kept, so a student still reads what each check printed and each cell's score. The reference
 solutions never reach the autograded notebook: solution cells hold the student's own code, and nbgrader
@@ -123,12 +124,12 @@ def student_frames(nb: nbformat.NotebookNode) -> int:
             output["traceback"] = kept
             output["evalue"] = hide_paths(str(output.get("evalue", "")))
             dropped_total += dropped
-    for cell in nb.cells:  # graded cells' error lines, and whatever went to stderr
+    for cell in nb.cells:  # graded cells' error lines, and whatever was printed
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 output["evalue"] = hide_paths(str(output.get("evalue", "")))
                 output["traceback"] = [hide_paths(str(line)) for line in output.get("traceback", [])]
-            elif output.get("output_type") == "stream" and output.get("name") == "stderr":
+            elif output.get("output_type") == "stream":  # stdout too: a caught error printed, a listing
                 output["text"] = hide_paths(str(output.get("text", "")))
     return dropped_total
 

@@ -656,8 +656,8 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
             if writing:
                 if resolved == "/dev/null" or under(resolved, writable):
                     return None
-                return deny(f"writing {resolved}: only the notebook's own folder is writable")
-            return None if readable_path(resolved) else deny(f"reading {resolved}")
+                return deny(f"writing {show(path)}: only the notebook's own folder is writable")
+            return None if readable_path(resolved) else deny(f"reading {show(path)}")
         if event in WRITES:
             positions, fd_at = WRITES[event]
             dir_fd = args[fd_at] if fd_at is not None and fd_at < _len(args) else None
@@ -672,7 +672,7 @@ def install(settings: dict):  # noqa: C901 - one closure on purpose: its state m
             resolved = resolve(path)
             if resolved is None or readable_path(resolved):
                 return None
-            return deny(f"listing {resolved}")
+            return deny(f"listing {show(path)}")
         if event == "sqlite3.connect":
             database = args[0] if args else None
             if _type(database) is _str and database.startswith("file:"):  # a URI: file:[//host]/path[?query]
