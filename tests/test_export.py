@@ -26,7 +26,9 @@ SECTION = "## Grades into Canvas or Moodle"
 
 #: chapter -> cell -> points; written_* cells are graded by hand
 CHAPTERS = {"01_se": {"test_se": 3, "written_why": 2}, "02_cbam": {"test_cbam": 4}}
-#: student -> chapter -> cell -> score: a number, None (written answer waiting) or ("hand", score)
+#: student -> chapter -> cell -> score: a number, None (written answer waiting) or ("hand", score); a chapter given
+#: as ERROR instead of its cells is a file the grader could not grade (its row `error: ...`), as batch._merge stores it
+ERROR = "error"
 CANVAS_CLASS = {
     "doejane_1001_5001": {"01_se": {"test_se": 3, "written_why": ("hand", 2)}, "02_cbam": {"test_cbam": 3}},
     "smithjohn_1002": {"01_se": {"test_se": 3, "written_why": ("hand", 1)}, "02_cbam": {"test_cbam": 4}},
@@ -58,6 +60,13 @@ def build_gradebook(course: Path, klass: dict) -> None:
             gb.update_or_create_student(student)
             for chapter, scores in chapters.items():
                 gb.add_submission(chapter, student)
+                if scores == ERROR:  # every cell 0, nothing to grade by hand, the notebook flagged
+                    for name in CHAPTERS[chapter]:
+                        grade = gb.find_grade(name, chapter, chapter, student)
+                        grade.auto_score, grade.needs_manual_grade = 0.0, False
+                    gb.find_submission_notebook(chapter, chapter, student).flagged = True
+                    gb.db.commit()
+                    continue
                 for name, score in scores.items():
                     grade = gb.find_grade(name, chapter, chapter, student)
                     if score is None:  # answered, not graded by hand yet: as autograde leaves it
@@ -201,8 +210,39 @@ def test_allow_pending_never_writes_a_partial_score(lecturer):
     # 3/5 so far would be 6 out of 10: the cell stays as exported (empty), the final chapter is written
     assert grades["1002"] == ["", "10"] and grades["1001"] == ["10", "7.5"]
     pending = _rows(lecturer["course"] / "canvas-import.pending.csv")
-    assert pending[1] == ["smithjohn_1002", "01_se", "2", "written_why", "3", "3", "10"]
+    assert pending[1] == ["smithjohn_1002", "01_se", "2", "written_why", "3", "3", "10", "written answers to grade by hand"]
     assert "1 grade is not final" in result.stdout
+
+
+def test_a_file_that_could_not_be_graded_is_not_exported_as_a_zero(lecturer):
+    """A lecturer trial: a malformed notebook (row `error: malformed notebook`) went into Canvas and Moodle as 0,
+    with no warning and nothing in the pending list."""
+    klass = {**CANVAS_CLASS, "smithjohn_1002": {"01_se": ERROR, "02_cbam": {"test_cbam": 4}}}
+    build_gradebook(lecturer["course"], klass)
+    result = lecturer["run"](_canvas_line(documented_commands()))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "smithjohn_1002  01_se: could not be graded" in result.stderr and "--allow-pending" in result.stderr
+    assert not (lecturer["course"] / "canvas-import.csv").exists()
+    result = lecturer["run"](_canvas_line(documented_commands(), pending=True))
+    assert result.returncode == 0, result.stdout + result.stderr
+    grades = {r[1]: r[5:] for r in _rows(lecturer["course"] / "canvas-import.csv")[2:]}
+    assert grades["1002"] == ["", "10"] and grades["1001"] == ["10", "7.5"]  # left as exported, not 0
+    pending = _rows(lecturer["course"] / "canvas-import.pending.csv")
+    assert pending[1][:2] == ["smithjohn_1002", "01_se"] and "could not be graded" in pending[1][-1], pending
+    assert "1 grade is not final" in result.stdout and "could not be graded" in result.stdout
+
+    klass = {**MOODLE_CLASS, "John_Smith_89": {"01_se": ERROR, "02_cbam": {"test_cbam": 4}}}
+    (lecturer["course"] / "gradebook.db").unlink()
+    build_gradebook(lecturer["course"], klass)
+    result = lecturer["run"](_moodle_line(documented_commands()))
+    assert result.returncode == 2 and "John_Smith_89  01_se: could not be graded" in result.stderr, result.stderr
+    result = lecturer["run"](_moodle_line(documented_commands()) + " --allow-pending")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = _rows(lecturer["course"] / "moodle-import.csv")
+    assert rows[0] == ["ID number", "01_se", "02_cbam", "Notes"]
+    table = {r[0]: r[1:] for r in rows[1:]}
+    assert table["S1002"][:2] == ["-", "100"] and "could not be graded" in table["S1002"][2], table
+    assert table["S1001"] == ["100", "75", ""]
 
 
 def test_moodle_file_has_the_identifier_column_and_scaled_chapters(lecturer):

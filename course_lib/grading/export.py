@@ -24,11 +24,14 @@ Smith_1234_assignsubmission_file_``: ``Jane_Smith_1234``) by name, and ids that 
 username; without a roster the nbgrader id itself is written as the identifier. Students that match nobody
 are listed, and nothing is guessed.
 
-Written answers that are not graded by hand yet (nbgrader's ``needs_manual_grade``) stop the export by
-default, naming the students and chapters. With ``--allow-pending`` such a grade is never written as if
-final: its cell is left as the LMS has it (Canvas: the value in the downloaded export; Moodle: ``-``, "no
-grade"), and the file ``<output>.pending.csv`` beside it lists every one (student, chapter, points waiting,
-auto-graded points so far). Moodle's file also gets a ``Notes`` column saying so (map it to "Ignore").
+Grades that are not final stop the export by default, naming the students and chapters: written answers
+not graded by hand yet (nbgrader's ``needs_manual_grade``), and submissions the grader could not grade (a
+malformed notebook and the like: the row ``error: ...`` of grades.csv, stored with every cell at 0 and the
+notebook flagged in the gradebook; a notebook flagged by hand in formgrader counts too). With
+``--allow-pending`` such a grade is never written as if final: its cell is left as the LMS has it (Canvas:
+the value in the downloaded export; Moodle: ``-``, "no grade"), and the file ``<output>.pending.csv`` beside
+it lists every one (student, chapter, points waiting, auto-graded points so far, why). Moodle's file also
+gets a ``Notes`` column saying so (map it to "Ignore").
 
 Exit status: 0 written, every student matched; 1 written, but some students matched no LMS row (listed);
 2 nothing written (bad input, or written answers still to grade without ``--allow-pending``).
@@ -71,11 +74,27 @@ class ChapterGrade:
     score: float
     max_score: float
     pending: dict[str, float] = field(default_factory=dict)  # grade_id -> points still to grade by hand
-    flagged: bool = False  # the grader could not grade it (its row in grades.csv says why)
+    flagged: bool = False  # the grader could not grade it (its row in grades.csv says why), or flagged by hand
 
     @property
     def auto_max(self) -> float:
         return self.max_score - sum(self.pending.values())
+
+    @property
+    def final(self) -> bool:
+        """Whether the score is the student's grade: nothing to grade by hand, and not a file that could not be
+        graded (scored 0 on every cell by the grader, batch._merge, until it is fixed and graded again)."""
+        return not self.pending and not self.flagged
+
+    @property
+    def why(self) -> str:
+        if self.flagged:
+            return UNGRADED
+        return "written answers to grade by hand"
+
+
+#: what a flagged notebook is: the batch grader flags a submission it could not grade; formgrader's flag button too
+UNGRADED = "could not be graded (flagged in the gradebook; its grades.csv status says why)"
 
 
 @dataclass
@@ -127,27 +146,43 @@ def scaled(grade: ChapterGrade, points: float) -> str:
     return _points(grade.score / grade.max_score * points if grade.max_score else 0.0)
 
 
+def not_final(grades: list[ChapterGrade]) -> list[ChapterGrade]:
+    return sorted((g for g in grades if not g.final), key=lambda g: (g.student, g.chapter))
+
+
 def pending_lines(grades: list[ChapterGrade]) -> list[str]:
     lines = []
-    for g in sorted((g for g in grades if g.pending), key=lambda g: (g.student, g.chapter)):
-        lines.append(f"  {g.student}  {g.chapter}: {_points(sum(g.pending.values()))} points to grade by hand "
-                     f"({', '.join(sorted(g.pending))}); auto-graded {_points(g.score)}/{_points(g.auto_max)} so far")
+    for g in not_final(grades):
+        if g.flagged:
+            lines.append(f"  {g.student}  {g.chapter}: {UNGRADED}")
+        else:
+            lines.append(f"  {g.student}  {g.chapter}: {_points(sum(g.pending.values()))} points to grade by hand "
+                         f"({', '.join(sorted(g.pending))}); auto-graded {_points(g.score)}/{_points(g.auto_max)} "
+                         "so far")
     return lines
 
 
 def _refuse_pending(grades: list[ChapterGrade]) -> None:
     lines = pending_lines(grades)
     if lines:
+        waiting = not_final(grades)
+        hand, failed = sum(1 for g in waiting if not g.flagged), sum(1 for g in waiting if g.flagged)
+        what = " and ".join(part for part in (
+            hand and f"{hand} submission{'s' if hand != 1 else ''} still {'have' if hand != 1 else 'has'} written "
+                     "answers to grade by hand",
+            failed and f"{failed} submission{'s' if failed != 1 else ''} could not be graded") if part)
+        todo = " and ".join(part for part in (
+            hand and "grade the written answers in formgrader (Manual Grading)",
+            failed and "fix each file that could not be graded and grade it again alone") if part)
         raise ExportError(
-            f"{len(lines)} submission{'s' if len(lines) != 1 else ''} still {'have' if len(lines) != 1 else 'has'} "
-            "written answers to grade by hand, so their grades are not final; nothing was written:\n"
-            + "\n".join(lines)
-            + "\nGrade them in formgrader (Manual Grading) and export again, or pass --allow-pending to write "
-              "the final grades and none for these (listed in <output>.pending.csv).")
+            f"{what}, so {'their grades are' if len(lines) != 1 else 'its grade is'} not final; nothing was "
+            "written:\n" + "\n".join(lines)
+            + f"\n{todo[0].upper() + todo[1:]}, then export again; or pass --allow-pending to write the final "
+              "grades and none for these (listed in <output>.pending.csv).")
 
 
 def _write_pending(target: Path, grades: list[ChapterGrade], points: dict[str, float]) -> Path | None:
-    waiting = sorted((g for g in grades if g.pending), key=lambda g: (g.student, g.chapter))
+    waiting = not_final(grades)
     side = target.with_name(target.stem + ".pending.csv")
     if not waiting:
         if side.exists():
@@ -156,10 +191,10 @@ def _write_pending(target: Path, grades: list[ChapterGrade], points: dict[str, f
     with open(side, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["student", "chapter", "points_to_grade_by_hand", "cells", "auto_graded_score",
-                         "auto_graded_max", "chapter_points_in_lms"])
+                         "auto_graded_max", "chapter_points_in_lms", "why"])
         for g in waiting:
             writer.writerow([g.student, g.chapter, _points(sum(g.pending.values())), " ".join(sorted(g.pending)),
-                             _points(g.score), _points(g.auto_max), _points(points[g.chapter])])
+                             _points(g.score), _points(g.auto_max), _points(points[g.chapter]), g.why])
     return side
 
 
@@ -362,12 +397,12 @@ def canvas_import(db_url: str, export_path: Path, target: Path, *, points: float
             for chapter in names:
                 kept = row[chosen[chapter]].strip() if chosen[chapter] is not None else ""
                 grade = by.get((sid, chapter)) if sid else None
-                if grade is None or grade.pending:
+                if grade is None or not grade.final:
                     cells.append(kept)  # no submission, or not final: Canvas keeps what it has
                 else:
                     cells.append(scaled(grade, out_of[chapter]))
             writer.writerow(cells)
-    waiting = [g for g in grades if g.pending]
+    waiting = not_final(grades)
     return Written(target, len(export.students), match.unmatched, match.notes, waiting,
                    _write_pending(target, grades, out_of),
                    {c: header[export.info + i] for i, c in enumerate(names)}, out_of)
@@ -459,7 +494,7 @@ def moodle_import(db_url: str, target: Path, *, id_field: str = "email", roster_
         match = Match({sid: i for i, sid in enumerate(ids)}, [], [])
         ident = {sid: sid for sid in ids}
     by = {(g.student, g.chapter): g for g in grades}
-    waiting = [g for g in grades if g.pending]
+    waiting = not_final(grades)
     notes_column = any(g.student in match.rows for g in waiting)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -472,6 +507,9 @@ def moodle_import(db_url: str, target: Path, *, id_field: str = "email", roster_
                 grade = by.get((sid, chapter))
                 if grade is None:
                     cells.append("-")
+                elif grade.flagged:
+                    cells.append("-")
+                    notes.append(f"{chapter}: not final, the submission could not be graded")
                 elif grade.pending:
                     cells.append("-")
                     notes.append(f"{chapter}: not final, {_points(sum(grade.pending.values()))} points of written "
@@ -526,8 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what a chapter is worth in the LMS (Canvas: default the assignment's Points Possible in "
                              "the export; Moodle: default 100)")
     parser.add_argument("--allow-pending", action="store_true",
-                        help="write the file although some written answers are not graded by hand yet: their grade "
-                             "cells are left as the LMS has them (Canvas: the exported value; Moodle: '-', no grade), "
+                        help="write the file although some grades are not final (written answers not graded by hand "
+                             "yet, submissions that could not be graded): their grade cells are left as the LMS has them (Canvas: the exported value; Moodle: '-', no grade), "
                              "never the partial score, and <output>.pending.csv lists them (Moodle: a Notes column too)")
     canvas = parser.add_argument_group("Canvas")
     canvas.add_argument("--canvas-gradebook", type=Path, default=None, metavar="FILE",
@@ -576,8 +614,10 @@ def main(argv: list[str] | None = None) -> int:
     if written.pending:
         kept = "left as in the Canvas export" if args.lms == "canvas" else "written as '-' (no grade)"
         count = len(written.pending)
-        print(f"{count} grade{'s are' if count != 1 else ' is'} not final (written answers to grade by hand): "
-              f"{kept}, never the partial score, and listed in {written.pending_path}:")
+        why = " or ".join(sorted({"could not be graded" if g.flagged else "written answers to grade by hand"
+                                  for g in written.pending}, reverse=True))
+        print(f"{count} grade{'s are' if count != 1 else ' is'} not final ({why}): "
+              f"{kept}, never the partial score or a 0, and listed in {written.pending_path}:")
         print("\n".join(pending_lines(written.pending)))
     if written.notes:
         print("check these matches:\n" + "\n".join(written.notes))
