@@ -51,8 +51,9 @@ LAB      = cd "$(LAB_ROOT)" && PATH="$(abspath $(BIN)):$$PATH" JUPYTER_CONFIG_PA
 	student-bundle student-wheel checkpoints book clean help
 
 help:
-	@echo "make lab            set up, then start JupyterLab on the course, student view (http://127.0.0.1:$(PORT))"
-	@echo "make instructor     JupyterLab with nbgrader's formgrader on the course folder make grade graded into, rubrics beside it"
+	@echo "make setup          set up .venv only (torch, course_lib, JupyterLab, nbgrader, jupyterhub; the commands below that need it run it first)"
+	@echo "make lab            set up, then start JupyterLab on the course, student view (http://127.0.0.1:$(PORT); PORT=n for another port)"
+	@echo "make instructor     JupyterLab with nbgrader's formgrader on the course folder make grade graded into, rubrics beside it (PORT=n too)"
 	@echo "make test           set up, then run the whole test suite"
 	@echo "make test-gpu       on a CUDA machine: CUDA tests, autocast, chapter 07's checks, one training (out/gpu/report.md)"
 	@echo "make release        regenerate notebooks/ from solutions/ (nbgrader)"
