@@ -24,6 +24,7 @@ import copy
 import functools
 import hashlib
 import math
+import numbers
 import warnings
 from typing import Any, Callable
 
@@ -427,22 +428,33 @@ def _end_is(end: int, value: float) -> bool:
     return hashlib.sha256(text.encode()).hexdigest()[:20] == _EXACT_ENDS[end]
 
 
+def _real_number(value: Any) -> float | None:
+    """A real number of any type (int, float, Fraction, numpy scalar, 0-d tensor) as a float; None otherwise."""
+    if isinstance(value, torch.Tensor):
+        ok = value.dim() == 0 and value.dtype != torch.bool and not value.is_complex()
+        return float(value) if ok else None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 @exercise("soft_map_interval", budget_s=5)
 def check_soft_map_interval(fn: Callable) -> None:
     """soft_map_interval() returns (low, high), the interval every value of the soft mask lies in."""
     got = _call(fn, doing="soft_map_interval()")
-    ok_type = isinstance(got, (tuple, list)) and len(got) == 2 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in got)
-    expect(ok_type, f"soft_map_interval() should return a pair (low, high) of numbers, got {got!r}", mistake="values")
-    low, high = float(got[0]), float(got[1])
+    ends = [_real_number(v) for v in got] if isinstance(got, (tuple, list)) and len(got) == 2 else [None]
+    expect(None not in ends, f"soft_map_interval() should return a pair (low, high) of numbers, got {got!r}",
+           mistake="values")
+    low, high = ends
     if _pair_key(low, high) == _SIGMOID_RANGE_KEY:
         raise CheckFailure(
-            "soft_map_interval() returned (0, 1), the range of a sigmoid on any real input. Look at what the sigmoid "
+            f"soft_map_interval() returned ({low!r}, {high!r}), the range of a sigmoid on any real input"
+            f"{'' if (low, high) == (0.0, 1.0) else ' (up to rounding)'}. Look at what the sigmoid "
             "in (H4) receives: can its input be any real number here?", mistake=SIGMOID_RANGE)
-    expect(_end_is(0, low), f"soft_map_interval() returned low = {low}: not the smallest value the mask "
+    expect(_end_is(0, low), f"soft_map_interval() returned low = {low!r}: not the smallest value the mask "
                                        "can take. Which inputs can the sigmoid receive here? The ends are exact "
                                        "numbers, compared exactly.", mistake=SIGMOID_RANGE)
-    expect(_end_is(1, high), f"soft_map_interval() returned high = {high}: not the value the mask "
+    expect(_end_is(1, high), f"soft_map_interval() returned high = {high!r}: not the value the mask "
                                          "approaches for large inputs. The ends are exact numbers, compared "
                                          "exactly: a value close to an end is another interval.",
            mistake=SIGMOID_RANGE)

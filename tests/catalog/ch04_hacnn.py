@@ -522,3 +522,14 @@ IMPLS += [
     Impl(Q_CENTRE, "valid: one unit of the third digit above (as §9 accepts)", "q_initial_centre = -0.636"),
     Impl(Q_CENTRE, "two units off", "q_initial_centre = -0.633", "wrong_answer"),
 ]
+
+# second trial, round 2: any real number type is a number (ch06's Q4 accepts a Fraction too)
+IMPLS += [
+    Impl(INTERVAL, "valid: the ends as Fractions",
+         "from fractions import Fraction\n\ndef soft_map_interval():\n    return (Fraction(1, 2), Fraction(1))\n"),
+    Impl(INTERVAL, "valid: the ends as numpy and 0-d tensor scalars",
+         "import numpy as np\n\ndef soft_map_interval():\n    return (np.float32(0.5), torch.tensor(1))\n"),
+    Impl(INTERVAL, "the sigmoid's range up to rounding (0.0, 1.0000001)",
+         "def soft_map_interval():\n    return (0.0, 1.0000001)\n", "sigmoid_range"),
+    Impl(INTERVAL, "a bool end", "def soft_map_interval():\n    return (0.5, True)\n", "values"),
+]
