@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import itertools
 import math
 from typing import Any, Callable, Mapping, Sequence
 
@@ -48,6 +49,7 @@ from .toolkit import (
     expect_unchanged,
     expected,
     fmt_shape,
+    is_close,
     load_by_shape,
     passed,
 )
@@ -96,6 +98,13 @@ NO_DISAGREEMENT = define_mistake("no_disagreement", "a p-value that is not a num
 RELATIVE = define_mistake("relative_difference", "a relative change (divided by the baseline's accuracy) where the "
                                                  "difference in percentage points is asked")
 BOOL_ARITHMETIC = define_mistake("bool_arithmetic", "bool tensors subtracted or negated with -, which PyTorch refuses")
+TRAIN_MODE = define_mistake("train_mode", "the gate gives other values in training mode (a Dropout or another layer "
+                                          "that acts only in training), where (G1)-(G3) are the same in both modes")
+AVGMAX_SQUEEZE = define_mistake("avg_max_squeeze", "the channel gate from both the mean and the max over H and W "
+                                                   "(CBAM's squeeze) where (G1) has the mean only")
+HIDDEN_ACTIVATION = define_mistake("hidden_activation", "another activation (GELU, ...) between the two layers where "
+                                                        "(G1) has the ReLU delta")
+TANH_GATE = define_mistake("tanh_gate", "a tanh where the gate's last step is a sigmoid")
 DEAD_UNITS = define_mistake("dead_units", "parameters in the graph whose gradient is exactly zero: every hidden unit "
                                           "after the ReLU is 0 on the batch")
 
@@ -133,6 +142,14 @@ ADVICE: dict[str, tuple[str, str]] = {
                                              "the same channel gate; z is one mean per image and channel."),
     "spatial_channel_mean": (SPATIAL_MEAN, "the spatial gate is the sigmoid of the channel mean, which ignores the "
                                            "learned weights w and b_s of (G2)."),
+    "channel_avg_max": (AVGMAX_SQUEEZE, "the channel gate adds the MLP of the mean and the MLP of the max over H and W "
+                                        "(CBAM's channel gate); (G1) squeezes with the mean alone."),
+    "channel_gelu": (HIDDEN_ACTIVATION, "a GELU between W1 and W2, where (G1) has the ReLU delta."),
+    "spatial_channel_mean_bias": (SPATIAL_MEAN, "the spatial gate is the sigmoid of the channel mean plus b_s: the "
+                                                "mean gives every channel the same weight, where (G2) learns one "
+                                                "weight per channel, w."),
+    "spatial_tanh": (TANH_GATE, "the spatial gate is a tanh, with values in (-1, 1); (G2) ends with a sigmoid, "
+                                "values in (0, 1)."),
     "out_bam": (BAM_RESIDUAL, "forward returns x * (1 + c * s), BAM's way of combining its branches; (G3) is a plain "
                               "product with no 1 added."),
 }
@@ -179,6 +196,78 @@ def gate_roles(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         "spatial conv weight (1 x C)": weights["spatial.weight"],
         "spatial conv bias (1)": weights["spatial.bias"],
     }
+
+
+#: the stored weights' keys under gate_roles' names
+_ROLE_KEYS = {"W1 weight (C' x C)": "fc1.weight", "W1 bias (C')": "fc1.bias", "W2 weight (C x C')": "fc2.weight",
+              "W2 bias (C)": "fc2.bias", "spatial conv weight (1 x C)": "spatial.weight",
+              "spatial conv bias (1)": "spatial.bias"}
+
+
+def _role_key(shape: Sequence[int]) -> tuple:
+    """What a parameter can play: a vector (one axis longer than 1: (C,), (C, 1), (1, C), (1, C, 1, 1), ...) by its
+    length; a matrix by its shape, a 1x1 conv weight (o, i, 1, 1) counting as the Linear weight (o, i)."""
+    shape = tuple(int(s) for s in shape)
+    if sum(s != 1 for s in shape) <= 1:
+        return ("vector", math.prod(shape))
+    while len(shape) > 2 and shape[-1] == 1:
+        shape = shape[:-1]
+    return ("matrix",) + shape
+
+
+def load_gate(module: nn.Module, weights: Mapping[str, torch.Tensor], *, what: str,
+              probe: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> dict[str, tuple[str, Any]]:
+    """Copy the stored weights into the student's gate, each to the parameter whose shape can hold it.
+
+    w of (G2) may be stored in any layout of its C numbers ((C,), (C, 1), (1, C), (1, C, 1, 1)), and b_s as (1,)
+    or a scalar; when two parameters could each hold two roles (W2's bias and w are both C numbers), each way of
+    loading them is tried on ``probe`` = (x, channel gate, spatial gate) and the one that reproduces it is kept.
+    Returns state-dict key -> (the student's parameter name, parameter).
+    """
+    roles = {_ROLE_KEYS[r]: t for r, t in gate_roles(weights).items()}
+    own = list(module.named_parameters())
+    role_groups: dict[tuple, list[str]] = {}
+    own_groups: dict[tuple, list[tuple[str, Any]]] = {}
+    for key, tensor in roles.items():
+        role_groups.setdefault(_role_key(tensor.shape), []).append(key)
+    for name, param in own:
+        own_groups.setdefault(_role_key(param.shape), []).append((name, param))
+    if role_groups.keys() != own_groups.keys() or any(len(v) != len(own_groups[k]) for k, v in role_groups.items()):
+        load_by_shape(module, gate_roles(weights), what=what)  # names what does not fit
+        raise CheckFailure(f"{what}'s parameters do not match the layers of (G1) and (G2).", mistake="parameters")
+    groups = [(keys, own_groups[k]) for k, keys in role_groups.items()]
+
+    def assign(choice: Sequence[Sequence[int]]) -> dict[str, tuple[str, Any]]:
+        placed = {}
+        with torch.no_grad():
+            for (keys, params), order in zip(groups, choice):
+                for key, j in zip(keys, order):
+                    name, param = params[j]
+                    param.copy_(roles[key].reshape(param.shape).to(param.dtype))
+                    placed[key] = (name, param)
+        return placed
+
+    choices = list(itertools.product(*(itertools.permutations(range(len(keys))) for keys, _ in groups)))
+    best = choices[0]
+    if len(choices) > 1 and probe is not None:
+        x, want_c, want_s = probe
+        errors = []
+        was = module.training
+        module.eval()
+        for choice in choices:
+            assign(choice)
+            try:
+                with torch.no_grad():
+                    got = module.attention(x.clone())
+                err = sum(float((g.detach().double() - t.double()).abs().max()) for g, t in zip(got, (want_c, want_s)))
+            except Exception:  # noqa: BLE001 - a way of loading that the student's code cannot run is not it
+                err = math.inf
+            errors.append(err if math.isfinite(err) else math.inf)
+        module.train(was)
+        best = choices[min(range(len(choices)), key=errors.__getitem__)]
+    placed = assign(best)
+    passed()
+    return placed
 
 
 def check_gate_layers(module: nn.Module, channels: int, reduction: int, *, what: str) -> None:
@@ -265,10 +354,10 @@ def check_gate(cls: type) -> None:
                       what=f"{getattr(cls, '__name__', cls)}({odd_c}, reduction={odd_r})")
     expect_informative_defaults(cls, (c,), {"reduction": 4}, E["x"], what=getattr(cls, "__name__", "the gate"),
                                 layout=lambda channels, reduction: channels // reduction)
-    load_by_shape(module, gate_roles(E["weights"]), what=name)
+    x = E["x"]
+    load_gate(module, E["weights"], what=name, probe=(x, E["channel"], E["spatial"]))
     module.eval()
 
-    x = E["x"]
     b, _, h, w = x.shape
     x_in = x.clone()
     doing = f"{name}.attention(x) with x of shape {fmt_shape(x.shape)}"
@@ -310,6 +399,27 @@ def check_gate(cls: type) -> None:
 
     expect_module_gradients(module, x, what=name, upstream=E["upstream"], grad_x=E["grad_x"], hints=HINTS)
     expect_device_free(module, x, what=name)
+    expect_same_in_training(module, x, E["channel"], E["spatial"], E["out"], what=name)
+
+
+def expect_same_in_training(module: nn.Module, x: torch.Tensor, channel: torch.Tensor, spatial: torch.Tensor,
+                            out: torch.Tensor, *, what: str) -> None:
+    """In training mode (as CapstoneNet trains it) the gate gives the values it gives in eval mode."""
+    twin = copy.deepcopy(module).train()
+    for _ in range(2):  # a random layer is seldom right twice
+        with torch.no_grad():
+            result = _call(twin.attention, x.clone(), doing=f"{what}.attention(x) in training mode")
+            y = _call(twin, x.clone(), doing=f"{what}(x) in training mode")
+        gates = result if isinstance(result, (tuple, list)) and len(result) == 2 else (None, None)
+        for got, want, shown in ((gates[0], channel, "the channel gate c"), (gates[1], spatial, "the spatial gate s"),
+                                 (y, out, f"{what}(x)")):
+            if isinstance(got, torch.Tensor) and got.shape == want.shape and not is_close(got, want.to(got.dtype)):
+                raise CheckFailure(
+                    f"in training mode (module.train(), as CapstoneNet trains it) {shown} differs from the value it "
+                    "has in eval mode, which is right.\n  Likely mistake: a layer that acts only in training "
+                    "(nn.Dropout, F.dropout, a BatchNorm, ...); nothing in (G1)-(G3) depends on the mode.",
+                    mistake=TRAIN_MODE)
+    passed()
 
 
 @exercise("ChannelSpatialGate in CapstoneNet", budget_s=10)

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.checks.toolkit import _squeezed, build, exercise, expect, expect_follows, expect_int, \
-    float32_exact, load_by_shape, passed, seeded_picker, seeded_randn
+from course_lib.checks.toolkit import build, exercise, expect, expect_follows, expect_int, \
+    float32_exact, passed, seeded_picker, seeded_randn
 from course_lib.checks.ch09_capstone import (
     GivenMap,
     _call,
@@ -27,6 +27,7 @@ from course_lib.checks.ch09_capstone import (
     gate_count_by_hand,
     gate_roles,
     grade_judgement,
+    load_gate,
     truth_of_localisation,
 )
 from course_lib.checks.questions import define_hidden_question_checks
@@ -104,12 +105,16 @@ def gate_mistakes(x: torch.Tensor, module: ChannelSpatialGate) -> tuple[dict, di
             "channel_sigmoid_hidden": c4(torch.sigmoid(fc2(torch.sigmoid(fc1(z))))),
             "channel_sum_squeeze": c4(torch.sigmoid(fc2(F.relu(fc1(x.sum((2, 3))))))),
             "channel_batch_squeeze": c4(torch.sigmoid(fc2(F.relu(fc1(x.mean((0, 2, 3)).expand(len(x), -1)))))),
+            "channel_avg_max": c4(torch.sigmoid(fc2(F.relu(fc1(z))) + fc2(F.relu(fc1(x.amax((2, 3))))))),
+            "channel_gelu": c4(torch.sigmoid(fc2(F.gelu(fc1(z))))),
         }
         spatial = {
             "spatial_missing_sigmoid": conv(x),
             "spatial_softmax": torch.softmax(conv(x).reshape(b, 1, h * w), dim=-1).reshape(b, 1, h, w),
             "spatial_sequential": s_seq,
             "spatial_channel_mean": torch.sigmoid(x.mean(1, keepdim=True)),
+            "spatial_channel_mean_bias": torch.sigmoid(x.mean(1, keepdim=True) + conv.bias.reshape(1, 1, 1, 1)),
+            "spatial_tanh": torch.tanh(conv(x)),
         }
         out = {
             "out_channel_only": x * c,
@@ -205,13 +210,20 @@ def _trials(seed: int, n: int = 3):
         yield trial, pick(2, 4), channels, reduction, pick(1, 9), pick(1, 9)
 
 
-def _student(cls: type, ref: ChannelSpatialGate) -> Callable:
-    """The sweep's builder: the student's gate with the reference's weights (found by role)."""
+def _student(cls: type, ref: ChannelSpatialGate, placed: dict | None = None) -> Callable:
+    """The sweep's builder: the student's gate with the reference's weights (found by role; ``placed`` gets the
+    state-dict key -> (name, parameter) of the last one built)."""
     c, r = ref.fc2.out_features, ref.fc2.out_features // ref.fc1.out_features
+    x = seeded_randn(2, c, 3, 4, seed=7050)
+    with torch.no_grad():
+        probe = (x.float(), *ref.attention(x))
 
     def student(dtype: torch.dtype, device: str) -> nn.Module:
         module = build(cls, c, reduction=r)
-        load_by_shape(module, gate_roles(weights_of(ref)), what=f"{cls.__name__}({c}, reduction={r})")
+        found = load_gate(module, weights_of(ref), what=f"{cls.__name__}({c}, reduction={r})", probe=probe)
+        if placed is not None:
+            placed.clear()
+            placed.update(found)
         return module.to(device=device, dtype=dtype)
     return student
 
@@ -243,12 +255,12 @@ def hidden_gate(cls: type) -> None:
 
         sweep(_student(cls, ref), x64, each=compare)
         # the gradients with respect to the input and every weight equal the reference's
-        module, ref_g = _student(cls, ref)(torch.float64, "cpu"), copy.deepcopy(ref)
-        mine = {_squeezed(p.shape): (n, p) for n, p in module.named_parameters()}
-        # load_by_shape found exactly one match for each role
+        placed: dict = {}
+        module, ref_g = _student(cls, ref, placed)(torch.float64, "cpu"), copy.deepcopy(ref)
+        mine = {key: (name, dict(module.named_parameters())[name]) for key, (name, _) in placed.items()}
+        # load_gate placed each role in exactly one parameter; the gradient is compared in the reference's layout
         expect_same_gradients(module, ref_g, x64, seeded_randn(b, c, h, w, seed=7300 + trial), call=_call,
-                              mistake="values", params=[(f"{mine[_squeezed(p.shape)][0]} (it plays {pname})",
-                                                         mine[_squeezed(p.shape)][1], p)
+                              mistake="values", params=[(f"{mine[pname][0]} (it plays {pname})", mine[pname][1], p)
                                                         for pname, p in ref_g.named_parameters()])
 
 

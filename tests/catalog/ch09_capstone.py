@@ -168,6 +168,32 @@ WRONG_GATE = [
      dict(att=_att(spatial="torch.sigmoid(x.mean(1, keepdim=True))"))),
 ]
 
+WRONG_GATE += [  # student trial t093 (round 2): dropout passed (never run in training mode); the rest were generic
+    ("nn.Dropout inside the channel MLP", "train_mode", dict(
+        init=INIT + "\n        self.drop = nn.Dropout(0.5)",
+        att=_att(channel="torch.sigmoid(self.fc2(self.drop(F.relu(self.fc1(z)))))"))),
+    ("F.dropout on the spatial logits in training", "train_mode", dict(
+        att=_att(spatial="torch.sigmoid(F.dropout(self.spatial(x), 0.5, self.training))"))),
+    ("CBAM's channel gate: MLP(mean) + MLP(max)", "avg_max_squeeze", dict(att=_att(
+        channel="torch.sigmoid(self.fc2(F.relu(self.fc1(z))) + self.fc2(F.relu(self.fc1(x.amax((2, 3))))))"))),
+    ("GELU between the two layers", "hidden_activation",
+     dict(att=_att(channel="torch.sigmoid(self.fc2(F.gelu(self.fc1(z))))"))),
+    ("tanh for the spatial gate", "tanh_gate", dict(att=_att(spatial="torch.tanh(self.spatial(x))"))),
+    ("the spatial gate from the channel mean plus the conv's bias", "spatial_channel_mean", dict(att=_att(
+        spatial="torch.sigmoid(x.mean(1, keepdim=True) + self.spatial.bias.reshape(1, 1, 1, 1))"))),
+]
+
+
+def _raw_spatial(w_shape: str, b_shape: str = "1") -> dict:
+    """The spatial gate as raw parameters: w of (G2) stored as ``w_shape``, b_s as ``b_shape``."""
+    return dict(init=f"""\
+        hidden = channels // reduction
+        self.fc1 = nn.Linear(channels, hidden)
+        self.fc2 = nn.Linear(hidden, channels)
+        self.ws = nn.Parameter(torch.randn({w_shape}) / channels ** 0.5)
+        self.bs = nn.Parameter(torch.zeros({b_shape}))""", att=_att(
+        spatial="torch.sigmoid(einsum(x, self.ws.reshape(-1), 'b c h w, c -> b h w')[:, None] + self.bs)"))
+
 VALID_GATE = [
     ("the notebook's solution (einops reduce/rearrange)", dict(att="""\
         z = reduce(x, "b c h w -> b c", "mean")
@@ -204,6 +230,23 @@ VALID_GATE = [
     ("extra harmless buffer and stored hidden width", dict(init=INIT + """
         self.hidden = hidden
         self.register_buffer("calls", torch.zeros((), dtype=torch.long), persistent=False)""")),
+    # student trial t093 (round 2): w of (G2) as a raw nn.Parameter of C numbers failed in the layouts (C,) and (C, 1)
+    ("raw parameters: w of shape (C,), as (G2) writes it", _raw_spatial("channels")),
+    ("raw parameters: w of shape (C, 1), b_s a scalar", _raw_spatial("channels, 1", "()")),
+    ("raw parameters: w of shape (1, C, 1, 1), b_s of shape (1, 1, 1, 1)", _raw_spatial("1, channels, 1, 1",
+                                                                                      "1, 1, 1, 1")),
+    ("every weight a raw parameter, b2 and w both (C,)", dict(init="""\
+        hidden = channels // reduction
+        self.W1 = nn.Parameter(torch.randn(hidden, channels) / channels ** 0.5)
+        self.b1 = nn.Parameter(torch.zeros(hidden))
+        self.W2 = nn.Parameter(torch.randn(channels, hidden) / hidden ** 0.5)
+        self.b2 = nn.Parameter(torch.zeros(channels))
+        self.ws = nn.Parameter(torch.randn(channels) / channels ** 0.5)
+        self.bs = nn.Parameter(torch.zeros(1))""", att="""\
+        z = x.mean((2, 3))
+        c = torch.sigmoid(F.relu(z @ self.W1.T + self.b1) @ self.W2.T + self.b2)
+        s = torch.sigmoid(torch.einsum("bchw,c->bhw", x, self.ws)[:, None] + self.bs)
+        return c[:, :, None, None], s""")),
 ]
 
 # ------------------------------------------------------------------------------------------------
@@ -475,7 +518,7 @@ VALID_JUDGE = [
 def _impls() -> list[Impl]:
     impls = [Impl(GATE, label, gate(**parts), mistake) for label, mistake, parts in WRONG_GATE]
     impls += [Impl(GATE, label, gate(**parts)) for label, parts in VALID_GATE]
-    impls += [Impl(IN_NETWORK, label, gate(**parts)) for label, parts in VALID_GATE[:3]]
+    impls += [Impl(IN_NETWORK, label, gate(**parts)) for label, parts in VALID_GATE[:3] + VALID_GATE[-4:]]
     # in the network, a mistake shows as what it breaks there (the slot's contract), not as its cause
     in_network = {"the channel gate detached from the graph": "no_grad",
                   "the spatial gate computed under torch.no_grad()": "no_grad",
