@@ -101,6 +101,12 @@ SOFT_INPUT = define_mistake("soft_input", "SoftAttention feeds x (or a gated x) 
 TANH_GATE = define_mistake("tanh_gate", "a tanh where the soft map's last step is a sigmoid")
 STRIPE_CENTRES = define_mistake("stripe_centres", "the initial t_y values are not the centres of R bands that tile "
                                                   "the height")
+CONVBLOCK_ORDER = define_mistake("convblock_order", "ChannelAttention runs its two ConvBlocks in the wrong order "
+                                 "(conv2 before conv1)")
+RESIZE_ORDER = define_mistake("resize_order", "SpatialAttention resizes before the stride-2 ConvBlock, so the map "
+                              "ends at half the input's size")
+SOFT_RESIDUAL = define_mistake("soft_residual", "SoftAttention's forward adds x back (x + x * M) where (H4) returns "
+                               "the re-weighted features alone")
 STRIPE_SCALE = define_mistake("stripe_scale", "the fixed scale is not [[1, 0], [0, 1/R]] (full width, 1/R of the height)")
 
 #: What each stored wrong result means: label -> (mistake id, advice).
@@ -187,6 +193,13 @@ ADVICE: dict[str, tuple[str, str]] = {
                        "the t_y values run from -1 to 1 included: the first and last stripes are centred on the "
                        "map's edges, half outside it. The bias holds the centre of each of R bands that tile the "
                        "height, as §9 gives it."),
+    "channel_global_mean": ("pool_axis",
+                            "every channel gets the same descriptor value: the average ran over the channels too "
+                            "(the whole feature map), not over H and W alone as in (H3)."),
+    "soft_residual": (SOFT_RESIDUAL, "forward adds x to the re-weighted features (x + x * M): a residual that (H4) "
+                                     "does not have."),
+    "theta_tx_equals_ty": (THETA_ORDER, "the initial t_x equals t_y: each stripe starts shifted sideways as well as "
+                                        "down. The stripes move only vertically at the start: t_x starts at 0."),
     "crops_repeat": (IMAGE_PAIRING, "image b is sampled with the regions of another image: the images are "
                                     "repeated in one order (all images, then again) and the matrices come in "
                                     "another (all regions of image 0, then of image 1, ...)."),
@@ -273,6 +286,11 @@ def check_spatial_attention(cls: type) -> None:
             "(its 160x64 inputs): resize to the input's own size, not by a fixed factor.",
             mistake="odd_size",
         )
+    if isinstance(s, torch.Tensor) and s.dim() == 4 and tuple(s.shape[2:]) == (math.ceil(h / 2), math.ceil(w / 2)):
+        raise CheckFailure(
+            f"attention(x) for x of size {h}x{w} returned shape {fmt_shape(s.shape)}: half the input's size, the "
+            "output of the stride-2 ConvBlock. The resize ran before conv1, so nothing brings the map back to "
+            "(H, W): compare the order of the steps with (H2).", mistake=RESIZE_ORDER)
     expect_shape(s, (b, 1, h, w), what=f"attention(x) for x of size {h}x{w}",
                  hint="average over the channels with keepdim=True, then resize back to the input's (H, W).")
     _unchanged(x, x_in, what="attention(x)")
@@ -307,14 +325,25 @@ def check_channel_attention(cls: type) -> None:
     module.eval()
     x = E["x"]
     x_in = x.clone()
-    c = _call(module.attention, x_in, doing=f"attention(x) with x of shape {fmt_shape(x.shape)}")
+    swapped = (f"expected input[{x.shape[0]}, {channels}, 1, 1] to have {channels // reduction} channels",
+               CONVBLOCK_ORDER, "the (B, C, 1, 1) descriptor is right, but it reached a ConvBlock that expects "
+               "C // reduction channels: the two ConvBlocks run in the wrong order; compare with (H3).")
+    c = _call(module.attention, x_in, doing=f"attention(x) with x of shape {fmt_shape(x.shape)}",
+              hints=(swapped, *HINTS))
     if isinstance(c, torch.Tensor) and tuple(c.shape) == (x.shape[0], channels // reduction, 1, 1):
         raise CheckFailure(f"attention(x) has shape {fmt_shape(c.shape)}: C // reduction channels, the width of "
                            "conv1's output. (H3) has a second ConvBlock, conv2, that maps back to C channels.",
                            mistake=CHANNEL_MISSING_CONV)
     expect_shape(c, (x.shape[0], channels, 1, 1), what="attention(x)",
                  hint="(B, C, 1, 1): the squeeze keeps the dimensions it averages over.")
-    _close(c, E["c"], what="attention(x)", diagnoses=E["diagnoses"],
+    diagnoses = dict(E["diagnoses"])
+    try:  # the mean over the whole map (channels too), through your own ConvBlocks with the stored weights
+        with torch.no_grad():
+            flat = x.mean((1, 2, 3), keepdim=True).expand(-1, channels, 1, 1)
+            diagnoses["channel_global_mean"] = module.conv2(module.conv1(flat))
+    except Exception:  # noqa: BLE001 - only a diagnosis: without it the message is the generic one
+        pass
+    _close(c, E["c"], what="attention(x)", diagnoses=diagnoses,
            hint="compare each step with (H3); C has no sigmoid.")
     _unchanged(x, x_in, what="attention(x)")
     expect(bool((c >= 0).all()), "C should be >= 0 (it ends in a ConvBlock's ReLU)", mistake="values")
@@ -380,7 +409,8 @@ def check_soft_attention(cls: type) -> None:
     y = _call(module, x_in, doing=f"forward(x) with x of shape {fmt_shape(x.shape)}")
     _unchanged(x, x_in, what="forward(x)")
     expect_shape(y, tuple(x.shape), what="forward(x)")
-    _close(y, E["y"], what="forward(x)", diagnoses={"soft_returns_map": E["m"], "soft_added": E["x_plus_m"]},
+    _close(y, E["y"], what="forward(x)", diagnoses={"soft_returns_map": E["m"], "soft_added": E["x_plus_m"],
+                                                    "soft_residual": x + E["y"]},
            hint="forward returns the features re-weighted by the map, X (.) M of (H4).")
     # 2. the whole module, with your SpatialAttention and ChannelAttention inside
     module = build(cls, channels)
@@ -500,6 +530,7 @@ def check_hard_attention_theta(cls: type) -> None:
             )
         target = init.unsqueeze(0).expand(x.shape[0], -1, -1)
         diagnoses = {k: v.unsqueeze(0).expand(x.shape[0], -1, -1) for k, v in E[f"init{regions}_diagnoses"].items()}
+        diagnoses["theta_tx_equals_ty"] = target[..., 1:].expand(-1, -1, 2)
         try:
             _close(theta, target, what=f"{what}.attention(x) at initialisation", diagnoses=diagnoses,
                    hint="compare with what §9 asks of reset_parameters, and with (H5).")

@@ -533,3 +533,20 @@ IMPLS += [
          "def soft_map_interval():\n    return (0.0, 1.0000001)\n", "sigmoid_range"),
     Impl(INTERVAL, "a bool end", "def soft_map_interval():\n    return (0.5, True)\n", "values"),
 ]
+
+# second trial, round 2: misleading messages (swapped ConvBlocks, resize first) and generic ones named
+IMPLS += [
+    Impl(CHANNEL, "conv2 applied before conv1", channel(
+        "        return self.conv1(self.conv2(x.mean((2, 3), keepdim=True)))"), "convblock_order"),
+    Impl(CHANNEL, "the mean over the channels too, expanded back to C", channel(
+        "        return self.conv2(self.conv1(x.mean(1, keepdim=True).expand_as(x).mean((2, 3), keepdim=True)))"),
+         "pool_axis"),
+    Impl(SPATIAL, "resize first, then conv1 and conv2", spatial("""\
+        h, w = x.shape[2:]
+        s = F.interpolate(x.mean(1, keepdim=True), size=(h, w), mode="bilinear", align_corners=True)
+        return self.conv2(self.conv1(s))"""), "resize_order"),
+    Impl(SOFT, "forward adds a residual x + x * M", soft(fwd="        return x + x * self.attention(x)"),
+         "soft_residual"),
+    Impl(THETA, "initial t_x = t_y", hard(reset=RESET.replace("torch.stack([torch.zeros(r), ty]",
+                                                             "torch.stack([ty, ty]")), "theta_order"),
+]
