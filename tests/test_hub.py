@@ -36,8 +36,8 @@ Stand-ins for what a single test machine does not have (the only changes made to
   (Jupyter refuses root without it);
 - nbgrader names a student after their Unix account; all servers here run as one account, so each
   student's home holds ``~/.jupyter/nbgrader_config.py`` with ``c.CourseDirectory.student_id``;
-- ``10.0.0.5`` -> ``127.0.0.1``, and the ports of the guide (``9999``, ``8786``) -> free ports;
-  ``--nworkers 8`` -> ``--nworkers 1`` (a two-core machine);
+- ``10.0.0.5`` and ``10.0.0.6`` -> ``127.0.0.1``, and the ports of the guide (``9999``, ``8786``, ``8787``, the
+  worker and nanny port ranges) -> free ports; ``--nworkers 8`` -> ``--nworkers 1`` (a two-core machine);
 - ``GRADEBOOK_URL`` is the course folder's SQLite gradebook.
 
 Screenshots of the browser test go to ``out/hub-screens/``. It needs jupyterhub (the ``lab`` extra),
@@ -148,8 +148,12 @@ class Site:
             ('"user": "grader-cnn-attention"', f'"user": {getpass.getuser()!r}'),
             ("http://127.0.0.1:9999", f"http://127.0.0.1:{self.service_port}"),
             ("10.0.0.5", "127.0.0.1"),
+            ("10.0.0.6", "127.0.0.1"),
             ("8786", str(self.dask_port)),
             ("--nworkers 8", "--nworkers 1"),
+            ("127.0.0.1:8787", f"127.0.0.1:{_free_port()}"),
+            ("9000:9007", "{0}:{0}".format(_free_port())),
+            ("9100:9107", "{0}:{0}".format(_free_port())),
         ):
             text = text.replace(old, new)
         return text
