@@ -635,12 +635,12 @@ FIXED_ENTRIES = Question(
     doc="The fixed entries of a stripe's affine matrix (full width, 1/R of the height, no rotation or shear).",
     wrong={
         "32de4c73a9437f6fb8c2": (
-            "learnt_entries", "c and f are the translation, the two numbers the hard attention learns per region; "
-                              "the question asks for the entries that never change."),
+            "learnt_entries", "Entries c and f are the translation, the two numbers the hard attention learns per "
+                              "region; the question asks for the entries that never change."),
         "86d699e1fec982751646": ("shear_entries", _PART_OF_SHAPE),
         "7ff48faf177a980423c5": ("scale_entries", _PART_OF_SHAPE),
         "831b33302ca1800afa6a": (
-            "learnt_entries", "if every entry were fixed the stripes could not move; HA-CNN learns their "
+            "learnt_entries", "If every entry were fixed the stripes could not move; HA-CNN learns their "
                               "position."),
     },
     advice="Write the sampling point (a x + b y + c, d x + e y + f) for a stripe that keeps its width, its height "
@@ -651,25 +651,25 @@ SPATIAL_PARAMS = Question(
     doc="The trainable parameters of SpatialAttention().",
     wrong={
         "9b5c575595c30d5adcb4": (
-            "convblock_bias", "the convolutions in ConvBlock are built with nn.Conv2d's default bias=True: they "
+            "convblock_bias", "The convolutions in ConvBlock are built with nn.Conv2d's default bias=True: they "
                               "have biases."),
-        "f6e55b227c0b9a120276": ("convblock_bn", "each ConvBlock also has a BatchNorm2d, whose affine parameters "
+        "f6e55b227c0b9a120276": ("convblock_bn", "Each ConvBlock also has a BatchNorm2d, whose affine parameters "
                                                  "are trained."),
         "ab212e2f6938e7fc019d": (
-            "convblock_bn", "a ConvBlock holds more than its conv's kernel: look at the conv's bias and at the "
+            "convblock_bn", "A ConvBlock holds more than its conv's kernel: look at the conv's bias and at the "
                             "BatchNorm's trained parameters."),
         "7691109bb23eb7c3d0f4": (
-            "bn_buffers", "running mean and variance are buffers, updated but not trained: not parameters."),
+            "bn_buffers", "Running mean and variance are buffers, updated but not trained: not parameters."),
         "dd522e19a71116e46396": (
-            "bn_buffers", "running mean, running variance and num_batches_tracked are buffers, not parameters."),
+            "bn_buffers", "Running mean, running variance and num_batches_tracked are buffers, not parameters."),
         "00e4b701aac525b6b0c1": (
-            "bn_buffers", "check each ConvBlock tensor by tensor: the trained parameters are its nn.Parameters; a "
+            "bn_buffers", "Check each ConvBlock tensor by tensor: the trained parameters are its nn.Parameters; a "
                           "BatchNorm's running statistics and its num_batches_tracked counter are buffers."),  # 18
         "eba6e0116260d0bfc38b": (
-            "kernel_ignored", "conv1 = ConvBlock(1, 1, 3) has a 3 x 3 kernel: its weight holds k x k numbers "
-                              "per input and output map, not one."),  # 8
+            "kernel_ignored", "The spatial branch's conv1 = ConvBlock(1, 1, 3) has a 3 x 3 kernel: its weight holds "
+                              "k x k numbers per input and output map, not one."),  # 8
         "1a511b53a1c6d5fb631a": (
-            "one_convblock", "that is conv1 alone; conv2, the 1x1 'scaling' ConvBlock, has parameters too."),
+            "one_convblock", "That is conv1 alone; conv2, the 1x1 'scaling' ConvBlock, has parameters too."),
     },
     advice="Go through SpatialAttention's two ConvBlocks tensor by tensor, as the given code builds them (with "
            "nn.Conv2d's defaults), and count only what is trained.")
@@ -679,21 +679,21 @@ INITIAL_CENTRE = Question(
     doc="t_y of region 0 right after reset_parameters, for R = 4.",
     wrong={
         "27c533f7bb37fa37e959": (
-            "bias_after_tanh", "that is region 0's bias value itself. t_y is what (H5) computes from it: follow "
+            "bias_after_tanh", "That is region 0's bias value itself. t_y is what (H5) computes from it: follow "
                                "the bias through (H5)."),
         "69487d7c5f76e07c1d47": (
-            "region_order", "that is the centre of another region: region 0 is the first pair of the bias, the top "
+            "region_order", "That is the centre of another region: region 0 is the first pair of the bias, the top "
                             "stripe."),
-        "6862f2a77f100f395df2": ("region_order", "that is the centre of another region: region 0 is the first pair "
+        "6862f2a77f100f395df2": ("region_order", "That is the centre of another region: region 0 is the first pair "
                                                  "of the bias, the top stripe."),
         "47d2c803dcab0f1bd916": (
-            "rounding", "give 3 significant digits (or an expression such as math.tanh(...)): your number has "
+            "rounding", "Give 3 significant digits (or an expression such as math.tanh(...)): your number has "
                         "fewer."),  # -0.64
         "75f84fa58d64290d4163": (
-            "inverse_tanh", "that applies the inverse of the tanh (atanh) to the bias; (H5) applies the tanh "
+            "inverse_tanh", "That applies the inverse of the tanh (atanh) to the bias; (H5) applies the tanh "
                             "itself."),  # atanh(-0.75)
         "d6bb72fc322cd55fb972": (
-            "region_order", "that is another region's bias value: region 0 is the first pair of the bias, and the "
+            "region_order", "That is another region's bias value: region 0 is the first pair of the bias, and the "
                             "question asks for its centre."),
     },
     advice="With a zero weight, fc(GAP(x)) is the bias for every input; find region 0's t_y entry of the bias and "
