@@ -107,6 +107,16 @@ POOL_STATISTIC = define_mistake("pool_statistic", "another statistic over the ch
                                                   "(S1) takes the maximum")
 define_mistake("hard_sigmoid", "F.hardsigmoid (a piecewise-linear approximation) where the logistic sigmoid is asked")
 PADDING_MODE = define_mistake("conv_padding_mode", "a padding mode other than zeros (reflect, replicate, circular)")
+BN_SETTINGS = define_mistake("bn_settings", "the projection's BatchNorm2d built with another eps or momentum than "
+                                            "PyTorch's defaults")
+CAPPED_RELU = define_mistake("capped_relu", "ReLU6 (or a clamp) where the projection ends with a plain ReLU")
+LEAKY_RELU = define_mistake("leaky_activation", "an activation that lets negative values through (LeakyReLU, ELU, "
+                                                "...) where the projection ends with a ReLU")
+INVERTED_GATE = define_mistake("inverted_gate", "1 - sigmoid (the sigmoid of minus the logit) where (S2) has sigmoid")
+LOG_SIGMOID = define_mistake("log_sigmoid", "F.logsigmoid (the log of the gate) where (S2) has the sigmoid")
+NEGATIVE_STEP = define_mistake("negative_step", "a slice with a negative step (::-1), which numpy allows and torch "
+                                                "refuses")
+GATE_TWICE = define_mistake("gate_twice", "the map applied a second time, to the projection's output")
 
 ADVICE: dict[str, tuple[str, str]] = {
     "pool_order": ("pool_order",
@@ -181,6 +191,9 @@ HINTS = (
     ("must match except in dimension", "pool_axis",
      "the two pooled maps have different shapes, so they cannot be concatenated: they were not pooled over the "
      "same axis. Compare the shape of each with the shape column of section 2's table (S1)."),
+    ("step must be greater than zero", NEGATIVE_STEP,
+     "a slice with a negative step (such as ::-1). numpy allows it; a torch tensor does not: its slices only "
+     "step forwards."),
     ("torch.return_types.", TUPLE_AS_TENSOR,
      "x.max(dim=...) (like x.min, x.sort, x.topk with a dim) returns a named tuple (values, indices), not a tensor. "
      "Take its .values, or use the reduction that returns only the values: x.amax(dim=...)."),
@@ -279,7 +292,13 @@ def sam_layers(module: nn.Module, in_channels: int, out_channels: int, *, what: 
                 f"{len(projection_norms)}.",
                 mistake=MISSING_BN,
             )
-        found["bn"] = projection_norms[0]
+        found["bn"] = bn = projection_norms[0]
+        if abs(bn.eps - 1e-5) > 1e-12 or bn.momentum is None or abs(bn.momentum - 0.1) > 1e-12:
+            raise CheckFailure(
+                f"{what}'s BatchNorm2d({out_channels}) has eps={bn.eps:g} and momentum={bn.momentum}, not the values "
+                "nn.BatchNorm2d(out_channels) gives them. eps changes every normalised value (most where a channel's "
+                "variance is small); momentum, how fast the running statistics follow the batches during training. "
+                "Section 4 builds the BatchNorm with PyTorch's defaults.", mistake=BN_SETTINGS)
     passed()
     return found
 
@@ -325,6 +344,19 @@ def _explain_map(attention: Callable, x: torch.Tensor, a: torch.Tensor, *, what:
             "not vary from pixel to pixel. Likely mistake: pooling over H and W (a descriptor per channel, as in "
             "SE) where (S1) pools over the channels and keeps every pixel.",
             mistake=POOLED_SPATIALLY)
+
+
+def _map_slip(a: Any, target: torch.Tensor) -> tuple[str, str] | None:
+    """A map whose values are a known function of the right map: (mistake, what it shows), else None."""
+    if not isinstance(a, torch.Tensor) or a.shape != target.shape:
+        return None
+    if is_close(a, (1 - target).to(a.dtype)):
+        return INVERTED_GATE, ("the map is 1 minus the right one: the sigmoid of minus the logit (1 - sigmoid). "
+                               "(S2) gates with sigmoid itself, so a large logit opens the gate.")
+    if is_close(a, target.log().to(a.dtype)):
+        return LOG_SIGMOID, ("the map is the log of the right one, all values negative: F.logsigmoid where (S2) has "
+                             "the sigmoid, values in (0, 1).")
+    return None
 
 
 def _same_in_float64(fn: Callable, x: torch.Tensor, target: torch.Tensor, *, what: str,
@@ -377,6 +409,9 @@ def check_sam_attention(cls: type) -> None:
                 mistake="softmax_gate",
             )
         shown = f"attention(x) for x of shape {fmt_shape(x.shape)}"
+        slip = _map_slip(a, target)
+        if slip is not None:
+            raise CheckFailure(f"{shown} has the wrong values.\n  Likely mistake: {slip[1]}", mistake=slip[0])
         if not is_close(a, target) and not any(is_close(a, wrong) for wrong in diagnoses.values()):
             _explain_map(module.attention, x, a, what=shown)
         _close(
@@ -401,6 +436,9 @@ def _forward_fallback(module: nn.Module, E: dict, *, what: str) -> None:
     if not isinstance(a, torch.Tensor) or a.shape != E["a"].shape or is_close(a, E["a"]):
         return
     shown = "forward(x) has the wrong values because attention(x), the map it applies, has wrong values too"
+    slip = _map_slip(a, E["a"])
+    if slip is not None:
+        raise CheckFailure(f"{shown}.\n  Likely mistake: {slip[1]}", mistake=slip[0])
     for label, wrong in E["attention_diagnoses"].items():
         if is_close(a, wrong):
             mistake, advice = ADVICE[label]
@@ -408,6 +446,49 @@ def _forward_fallback(module: nn.Module, E: dict, *, what: str) -> None:
     _explain_map(module.attention, x, a, what=shown)
     raise CheckFailure(f"{shown}.\n  Likely mistake: a step of (S1)-(S2): run the check of attention(x) above, "
                        "and compare each step of your attention(x) with (S1)-(S2).", mistake=ATTENTION_IN_FORWARD)
+
+
+def _explain_projection(y: Any, E: dict, *, what: str) -> None:
+    """forward's values are wrong, its map is right: name a slip of (S4)'s end that the values show (raises)."""
+    target = E["eval"]
+    if not isinstance(y, torch.Tensor) or y.shape != target.shape:
+        return
+    y = y.detach()  # in its own dtype: the tolerance follows it
+    if bool((y < 0).any()) and is_close(y.clamp_min(0), target):
+        raise CheckFailure(
+            f"{what}(x) has negative values where the right output is 0, and the right values elsewhere.\n  Likely "
+            "mistake: an activation that lets negative values through (LeakyReLU, ELU, ...); (S4) ends with delta, "
+            "the ReLU, which maps every negative value to 0.", mistake=LEAKY_RELU)
+    if is_close(y, target * E["a"]):
+        raise CheckFailure(
+            f"{what}(x) is the right output multiplied by the map A once more.\n  Likely mistake: the map applied "
+            "a second time, to the projection's output; in (S3)-(S4) it gates the features once, before the "
+            "projection.", mistake=GATE_TWICE)
+
+
+def _expect_plain_relu(module: nn.Module, bn: nn.Module, x: torch.Tensor, target: torch.Tensor, *, what: str) -> None:
+    """Outputs above 6: the BatchNorm's shift raised by 10 must raise every positive output by exactly 10."""
+    twin = copy.deepcopy(module).eval()
+    name = next(n for n, m in module.named_modules() if m is bn)
+    with torch.no_grad():
+        dict(twin.named_modules())[name].bias.add_(10.0)
+        y = _call(twin, x.clone(), doing=f"{what}(x) in eval mode with the BatchNorm's bias raised by 10")
+    positive = target > 0
+    if not isinstance(y, torch.Tensor) or y.shape != target.shape:
+        return
+    got, want = y.detach()[positive], target[positive] + 10.0
+    if is_close(got, want):
+        passed()
+        return
+    if bool((got <= 6 + 1e-4).all()):
+        raise CheckFailure(
+            f"with the BatchNorm's bias raised by 10, every output of {what}(x) should be above 10 where it was "
+            f"positive; yours stop at {float(got.max()):.4g}.\n  Likely mistake: ReLU6 (F.relu6, nn.ReLU6) or a "
+            "clamp: the ReLU of (S4) has no upper limit.", mistake=CAPPED_RELU)
+    raise CheckFailure(
+        f"with the BatchNorm's bias raised by 10, {what}(x) should rise by exactly 10 wherever it was positive, and "
+        "it does not.\n  Likely mistake: the activation at the end of (S4) differs from the ReLU for large values.",
+        mistake="values")
 
 
 @exercise("SpatialAttentionModule.forward", budget_s=10)
@@ -429,6 +510,12 @@ def check_sam_forward(cls: type) -> None:
     module.eval()
     x = E["x"]
     b, _, h, w = x.shape
+    a = _call(module.attention, x.clone(), doing=f"{what}.attention(x) inside forward's check")
+    if isinstance(a, torch.Tensor) and a.dim() == 4 and tuple(a.shape[2:]) != (h, w):
+        raise CheckFailure(
+            f"{what}.attention(x) returned shape {fmt_shape(a.shape)} for x of shape {fmt_shape(x.shape)}: the map "
+            "lost pixels at the border, so forward cannot multiply x by it. The 3x3 attention conv needs padding=1 "
+            "to keep H and W.", mistake="kernel_size")
     x_in = x.clone()
     y = _call(module, x_in, doing=f"{what}(x) in eval mode with x of shape {fmt_shape(x.shape)}")
     _unchanged(x, x_in, what=f"{what}(x)")
@@ -449,6 +536,7 @@ def check_sam_forward(cls: type) -> None:
     shown = "forward(x) in eval mode (BatchNorm with the stored running statistics)"
     if not is_close(y, E["eval"]) and not any(is_close(y, wrong) for wrong in E["diagnoses"].values()):
         _forward_fallback(module, E, what=what)
+        _explain_projection(y, E, what=what)
     with normalisation_explains(module, x, what=what, hints=HINTS):
         _close(
             y, E["eval"], what=shown, diagnoses=E["diagnoses"],
@@ -456,6 +544,7 @@ def check_sam_forward(cls: type) -> None:
                  "happens after it with (S3)-(S4): what the projection convolves, and where the BatchNorm and the "
                  "ReLU come.",
         )
+    _expect_plain_relu(module, layers["bn"], x, E["eval"], what=what)
     # float64 at float64 precision, and the channels_last layout, as section 4 says
     twin = copy.deepcopy(module).double()
     _same_in_float64(twin, x, E["eval"], what=f"{what}(x) in eval mode", diagnoses=E["diagnoses"])

@@ -464,3 +464,35 @@ IMPLS += [
     Impl(SWAP, "swaps and also mirrors each kernel",
          "def swap_pool_order(weight):\n    return weight.flip(1).flip(-1)\n", "swap_and_flip"),
 ]
+
+# ------------------------------------------------------------------------------------------------
+# student trial t093 (round 2): ReLU6 and a BatchNorm with other eps or momentum passed (no output above 6, the
+# BatchNorm's settings overwritten); the others were generic or a raw error
+# ------------------------------------------------------------------------------------------------
+IMPLS += [
+    Impl(FORWARD, "ReLU6 at the end of the projection", sam(
+        fwd="        return F.relu6(self.bn(self.conv(x * self.attention(x))))"), "capped_relu"),
+    Impl(FORWARD, "BatchNorm2d(out, eps=1e-3)", sam(init=INIT.replace("nn.BatchNorm2d(out_channels)",
+                                                                      "nn.BatchNorm2d(out_channels, eps=1e-3)")),
+         "bn_settings"),
+    Impl(FORWARD, "BatchNorm2d(out, momentum=0.01)", sam(init=INIT.replace(
+        "nn.BatchNorm2d(out_channels)", "nn.BatchNorm2d(out_channels, momentum=0.01)")), "bn_settings"),
+    Impl(FORWARD, "LeakyReLU at the end of the projection", sam(
+        fwd="        return F.leaky_relu(self.bn(self.conv(x * self.attention(x))), 0.1)"), "leaky_activation"),
+    Impl(FORWARD, "the map applied again to the projection's output", sam(fwd="""\
+        a = self.attention(x)
+        return F.relu(self.bn(self.conv(x * a))) * a"""), "gate_twice"),
+    Impl(ATTENTION, "1 - sigmoid for the gate", sam(att=ATT.replace("return torch.sigmoid(", "return 1 - torch.sigmoid(")),
+         "inverted_gate"),
+    Impl(FORWARD, "1 - sigmoid for the gate, seen by forward", sam(
+        att=ATT.replace("return torch.sigmoid(", "return 1 - torch.sigmoid(")), "inverted_gate"),
+    Impl(ATTENTION, "F.logsigmoid for the gate", sam(att=ATT.replace("return torch.sigmoid(", "return F.logsigmoid(")),
+         "log_sigmoid"),
+    Impl(FORWARD, "attention conv without padding, seen by forward", sam(
+        init=INIT.replace("nn.Conv2d(2, 1, 3, padding=1, bias=False)", "nn.Conv2d(2, 1, 3, padding=0, bias=False)")),
+         "kernel_size"),
+    Impl(SWAP, "a numpy-style reversed slice w[:, ::-1]", "def swap_pool_order(weight):\n    return weight[:, ::-1]\n",
+         "negative_step"),
+    Impl(FORWARD, "BatchNorm2d with its defaults written out", sam(init=INIT.replace(
+        "nn.BatchNorm2d(out_channels)", "nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1, affine=True)"))),
+]
