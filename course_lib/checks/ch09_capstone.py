@@ -548,6 +548,13 @@ class GivenMap(nn.Module):
 _KEYS = ("lift", "control_lift", "finds_digit", "beats_control")
 
 
+def control_as_map(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The control map (the channel mean of |features| entering the slot), (N, 1, h, w): given as the attention
+    map, its lift ties with the control's, and 'above the control' is False."""
+    with torch.no_grad():
+        return net.features(images).abs().mean(1, keepdim=True).float()
+
+
 def truth_of_localisation(model: nn.Module, images: torch.Tensor, boxes: torch.Tensor) -> dict[str, Any]:
     """What judge_localisation should return, from course_lib.capstone's helpers (and what slips give)."""
     from course_lib.capstone import localisation, spatial_maps
@@ -646,6 +653,11 @@ def grade_judgement(answer: Any, truth: Mapping[str, Any], *, what: str) -> None
     passed()
     beats = _as_bool(answer["beats_control"], what=f"{what}: 'beats_control'")
     if beats != truth["beats_control"]:
+        if truth["lift"] == truth["control_lift"]:
+            raise CheckFailure(
+                f"{what}: 'beats_control' is {beats} for a map whose lift equals the control's exactly "
+                f"({truth['lift']:.3f}): it finds the digit as well as the backbone's own activity does, no better. "
+                "'Above the control's' is strict.", mistake=WRONG_BASELINE)
         raise CheckFailure(
             f"{what}: 'beats_control' is {beats}, but the map's lift is {truth['lift']:.3f} and the control's "
             f"{truth['control_lift']:.3f}. The question is whether the attention finds the digit better than the "
@@ -661,9 +673,11 @@ def check_judge_localisation(fn: Callable[..., Any]) -> None:
     E = expected(CHAPTER)["judge"]
     images, boxes = E["images"], E["boxes"]
     net = CapstoneNet(None).eval()  # one backbone (seeded by the check), several given maps
-    for label, maps in E["maps"].items():
+    for label, maps in {**E["maps"], "the control map itself": control_as_map(net, images)}.items():
         net.attention = GivenMap(maps)
         truth = truth_of_localisation(net, images, boxes)
+        expect(label != "the control map itself" or truth["lift"] == truth["control_lift"],
+               "internal: the control map given as the attention map has another lift", mistake="values")
         what = f"judge_localisation(model, images, boxes), map {label!r}"
         answer = _call(fn, net, images.clone(), boxes.clone(), doing=what)
         grade_judgement(answer, truth, what=what)

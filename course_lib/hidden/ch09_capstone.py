@@ -24,6 +24,7 @@ from course_lib.checks.ch09_capstone import (
     _two_gates,
     _unchanged,
     check_gate_layers,
+    control_as_map,
     gate_count_by_hand,
     gate_roles,
     grade_judgement,
@@ -314,7 +315,8 @@ def hidden_judge_localisation(fn: Callable) -> None:
         sample = make_cluttered_digits(9 + trial, seed=7600 + trial)
         torch.manual_seed(7610 + trial)
         net = CapstoneNet(None).eval()
-        for label, maps in judge_maps(sample.boxes, seed=7620 + trial).items():
+        maps_of = judge_maps(sample.boxes, seed=7620 + trial)
+        for label, maps in {**maps_of, "the control map itself": control_as_map(net, sample.images)}.items():
             net.attention = GivenMap(maps)
             truth = truth_of_localisation(net, sample.images, sample.boxes)
             what = f"judge_localisation(model, images, boxes) on {len(sample)} fresh images, map {label}"

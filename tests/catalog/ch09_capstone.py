@@ -501,6 +501,12 @@ WRONG_JUDGE += [  # student trial t093: these passed (no map told the pointing g
             "beats_control": att["lift"] > ctrl["lift"]}""")),
 ]
 
+WRONG_JUDGE += [  # student trial t093 (round 2): passed (no map tied with the control), while lift >= 1 failed
+    ("beats_control with lift >= control_lift", "wrong_baseline", judge(RIGHT_LIFTS + """\
+    return {"lift": att["lift"], "control_lift": ctrl["lift"], "finds_digit": att["lift"] > 1,
+            "beats_control": att["lift"] >= ctrl["lift"]}""")),
+]
+
 VALID_JUDGE = [
     ("the notebook's solution, numpy bools", judge("""\
     import numpy as np
