@@ -166,6 +166,7 @@ WRONG = {
                        (31, 512, 1, 1): "hidden_width_count"},
         "q_softmax_scale": {0.5: "sigmoid_value", 1: "softmax_size_one", 512: "softmax_inverse"},
         "q_stage_params": {6 * 2 * 1024 * 64: "missing_bias", 2 * 1024 * 64 + 64 + 1024: "se_per_stage",
+                           6 * (2 * 1024 * 64 + 64): "missing_bias", 6 * (2 * 1024 * 64 + 1024): "missing_bias",
                            6 * (2 * 256 * 16 + 16 + 256): "bottleneck_width",
                            4 * (2 * 512 * 32 + 32 + 512): "stage_index",
                            6 * (2 * 1024 * 256 + 256 + 1024): "hidden_is_bottleneck",

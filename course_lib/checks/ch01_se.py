@@ -80,6 +80,11 @@ define_mistake("kernel_axes", "a 2-D convolution's weight given with one kernel 
 define_mistake("hidden_width_count", "a hidden width C' other than C // r")
 define_mistake("stage_index", "another stage counted than the one asked (the ResNet paper's conv3_x for the third stage)")
 define_mistake("hidden_is_bottleneck", "the bottleneck's inner width (C / 4) taken as the SE block's hidden width C / r")
+define_mistake("divisible_width", "the hidden width rounded to a multiple of 8 (timm's make_divisible) where C' = C // r")
+define_mistake("tanh_hidden", "a tanh between the two layers where Eq. (3) has the ReLU delta")
+define_mistake("std_squeeze", "the squeeze takes the standard deviation over H and W where Eq. (2) averages")
+define_mistake("double_sigmoid", "the sigmoid applied twice (to the gate again) where Eq. (3) applies it once")
+define_mistake("first_image_gate", "the gate of the first image applied to every image of the batch")
 
 #: ResNet-50's stages as (bottleneck blocks, output channels): the architecture, public knowledge
 _STAGES = ((3, 256), (4, 512), (6, 1024), (3, 2048))
@@ -115,6 +120,12 @@ ADVICE = {
     "sum_squeeze": "the squeeze sums over H and W: Eq. (2) divides the sum by H x W, one mean per channel.",
     "hard_sigmoid": "F.hardsigmoid is a piecewise-linear stand-in (MobileNetV3's); Eq. (3)'s sigma is the "
                     "logistic sigmoid 1 / (1 + e^-t).",
+    "tanh_hidden": "a tanh between the two layers: Eq. (3) has delta, the ReLU, after W1.",
+    "std_squeeze": "the squeeze takes the standard deviation over H and W: Eq. (2) is the mean of each channel.",
+    "double_sigmoid": "the sigmoid is applied twice, so every gate lies in (0.5, 0.73): Eq. (3) applies sigma once, "
+                      "and forward uses the gate as attention(x) returns it.",
+    "first_image_gate": "every image gets the gate of the first image of the batch: each image has its own gate, "
+                        "one value per channel, from its own squeeze.",
     "gate_residual": "forward adds x back to the recalibrated features (x + x * s, a residual). Eq. (4) is the "
                      "rescaling alone; in SE-ResNet the residual is the bottleneck block's, outside the SE block.",
 }
@@ -182,6 +193,13 @@ def check_se_parameters(module: torch.nn.Module, channels: int, reduction: int, 
                     "(or pass bias=True to nn.Conv2d). Popular copies drop them (bias=False).",
             mistake="missing_bias",
         )
+    multiples = {max(8, int(channels / reduction + 4) // 8 * 8), max(8, channels // reduction // 8 * 8),
+                 max(8, math.ceil(channels / reduction / 8) * 8)}
+    multiples |= {m + 8 for m in multiples if m < 0.9 * channels / reduction}
+    if got in {se_count(channels, m, biases=b) for m in multiples - {hidden} for b in ((True, True), (False, False))}:
+        raise CheckFailure(
+            intro + "\n  Likely mistake: the hidden width is rounded to a multiple of 8 (as timm's make_divisible "
+                    "does, §9); this block's C' is C // r.", mistake="divisible_width")
     if default:
         for r in (2, 4, 8, 32):
             if got == se_count(channels, channels // r):
@@ -237,7 +255,23 @@ _GATE_VARIANTS = {
     "sigmoid_hidden": {"hidden": torch.sigmoid},
     "sum_squeeze": {"squeeze": lambda x: x.sum((2, 3), keepdim=True)},
     "hard_sigmoid": {"last": torch.nn.functional.hardsigmoid},
+    "tanh_hidden": {"hidden": torch.tanh},
+    "std_squeeze": {"squeeze": lambda x: x.std((2, 3), keepdim=True)},
+    "double_sigmoid": {"last": lambda t: torch.sigmoid(torch.sigmoid(t))},
 }
+
+#: normalisation layers: the SE block has none (with affine=False they have no parameters to count)
+_NORM_LAYERS = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm,
+                torch.nn.LocalResponseNorm)
+
+
+def _expect_no_norm_layer(module: torch.nn.Module, what: str) -> None:
+    """Name a normalisation layer (BatchNorm, LayerNorm, ...) that Eq. (2)-(3) do not have."""
+    norms = [f"{n} ({type(m).__name__})" for n, m in module.named_modules() if isinstance(m, _NORM_LAYERS)]
+    if norms:
+        raise CheckFailure(f"{what} contains a normalisation layer: {', '.join(norms)}.\n  Likely mistake: a layer "
+                           "Eq. (2)-(3) do not have; the excitation is W1, the ReLU, W2 and the sigmoid, nothing "
+                           "between them.", mistake="extra_layer")
 
 
 def _gate_variant(data: dict, *, squeeze: Callable = lambda x: x.mean((2, 3), keepdim=True),
@@ -264,6 +298,7 @@ def check_se(cls: type) -> None:
 
     module = build_se(cls, c, r)
     check_se_parameters(module, c, r, what=name)
+    _expect_no_norm_layer(module, name)
     default = build_se(cls, c)
     check_se_parameters(default, c, 16, what=f"SqueezeExcitation({c}) (default reduction=16)", default=True)
     c_odd, r_odd = int(data["odd_channels"]), int(data["odd_reduction"])  # C / r is not an integer here
@@ -290,10 +325,12 @@ def check_se(cls: type) -> None:
     diagnoses.append(("softmax_gate", torch.ones_like(data["gate"]), ADVICE["softmax_one"]))
     diagnoses.append(("gate_layout", data["gate"].reshape(b, c).t().reshape(b, c, 1, 1), ADVICE["gate_layout"]))
     diagnoses += [(key, _gate_variant(data, **variant), ADVICE[key]) for key, variant in _GATE_VARIANTS.items()]
+    diagnoses.append(("first_image_gate", data["gate"][:1].expand_as(data["gate"]), ADVICE["first_image_gate"]))
     if isinstance(gate, torch.Tensor) and tuple(gate.shape) == tuple(data["gate"].shape):
         low = gate.detach().double()
+        twice = _gate_variant(data, **_GATE_VARIANTS["double_sigmoid"]).double()
         if (bool((low >= 0.5 - 1e-6).all()) and bool((low <= 1).all()) and bool((low < 1 - 1e-6).any())
-                and bool((data["gate"] < 0.45).any())):
+                and bool((data["gate"] < 0.45).any()) and not torch.allclose(low, twice, atol=1e-4)):
             raise CheckFailure(
                 f"{name}.attention(x) has the wrong values: every gate value is at least 0.5, so no logit that reaches "
                 f"the sigmoid is negative.\n  Likely mistake: {ADVICE['relu_after_last']}", mistake="relu_after_last")
@@ -320,7 +357,10 @@ def check_se(cls: type) -> None:
     residual = (data["x"].double() + data["out64"]).float()
     expect_close_or_name(out, data["out"], what=f"{name}(x)",
                          diagnoses=[("gate_added", data["out_gate_added"], ADVICE["gate_added"]),
-                                    ("gate_residual", residual, ADVICE["gate_residual"])],
+                                    ("gate_residual", residual, ADVICE["gate_residual"]),
+                                    ("double_sigmoid", data["x"] * torch.sigmoid(data["gate"]),
+                                     ADVICE["double_sigmoid"]),
+                                    ("first_image_gate", data["x"] * data["gate"][:1], ADVICE["first_image_gate"])],
                          fallback=("values", "compare forward with Eq. (4): the input, rescaled channel by channel by "
                                              "the gate, and nothing else."))
     out64 = call_se(twin, x.double(), doing=f"{name}.double()(x) in float64")
@@ -533,6 +573,10 @@ STAGE_PARAMS = Question(
     wrong={
         "6d0941ee2b470acf6855": (
             "missing_bias", "The biases are left out: each of the two layers has one bias per output unit."),
+        "8094ce6ae4bed73f951e": (
+            "missing_bias", "A bias is left out: each of the two layers has one bias per output unit."),
+        "a535fb236c7ea62fc2ec": (
+            "missing_bias", "A bias is left out: each of the two layers has one bias per output unit."),
         "e759edb945d12c727663": (
             "se_per_stage", "That is one SE block; SE-ResNet-50 puts one in each of the stage's 6 blocks."),
         "68ca49f0d9f45c5a2616": (

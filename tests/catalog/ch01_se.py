@@ -231,6 +231,24 @@ class SqueezeExcitation(nn.Module):
             gate = gate.cuda()
         return x * gate
 """), "device"),
+    # training mode and an up-cast (a second student trial): each passed the eval-only, float64-only checks
+    Impl(SE, "a Dropout(0.5) between the ReLU and fc2", se("""
+    def attention(self, x):
+        z = x.mean((2, 3), keepdim=True)
+        return torch.sigmoid(self.fc2(self.drop(F.relu(self.fc1(z)))))
+""" + FORWARD, init="""
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
+        self.drop = nn.Dropout(0.5)
+"""), "train_mode"),
+    Impl(SE, "the output doubled in training mode (reads self.training)", se(CONV_GATE + """
+    def forward(self, x):
+        return x * self.attention(x) * (2 if self.training else 1)
+"""), "train_mode"),
+    Impl(SE, "forward returns float64 for any input (.double())", se(CONV_GATE + """
+    def forward(self, x):
+        return (x * self.attention(x)).double()
+"""), "dtype_upcast"),
     Impl(SE, "gate moved to the CPU with .cpu() in forward", se(CONV_GATE + """
     def forward(self, x):
         return x * self.attention(x).cpu()
@@ -286,6 +304,40 @@ class SqueezeExcitation(nn.Module):
         z = x.view(b * c, -1).mean(-1).view(b, c, 1, 1)
         return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
 """ + FORWARD), "shape"),  # the view's own error, named as a layout the .view() cannot merge
+    Impl(SE, "BatchNorm without affine parameters in the excitation (a student trial's)", se("""
+    def attention(self, x):
+        z = x.mean((2, 3), keepdim=True)
+        return torch.sigmoid(self.fc2(F.relu(self.bn(self.fc1(z)))))
+""" + FORWARD, init="""
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.bn = nn.BatchNorm2d(channels // reduction, affine=False)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
+"""), "extra_layer"),
+    Impl(SE, "timm-style hidden width rounded to a multiple of 8 (a student trial's)", se(CONV_GATE + FORWARD, init="""
+        hidden = max(8, int(channels / reduction + 4) // 8 * 8)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+"""), "divisible_width"),
+    Impl(SE, "tanh between the layers (a student trial's)", se(gate("torch.sigmoid(self.fc2(torch.tanh(self.fc1(z))))")
+                                                                + FORWARD), "tanh_hidden"),
+    Impl(SE, "standard deviation as the squeeze (a student trial's)", se("""
+    def attention(self, x):
+        z = x.std((2, 3), keepdim=True)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
+""" + FORWARD), "std_squeeze"),
+    Impl(SE, "the first image's gate for every image (a student trial's)", se(CONV_GATE + """
+    def forward(self, x):
+        return x * self.attention(x)[0]
+"""), "first_image_gate"),
+    Impl(SE, "the first image's gate returned by attention for every image", se(gate(
+        "torch.sigmoid(self.fc2(F.relu(self.fc1(z))))[:1].expand(x.shape[0], -1, -1, -1)") + FORWARD),
+         "first_image_gate"),
+    Impl(SE, "sigmoid applied again in forward (a student trial's)", se(CONV_GATE + """
+    def forward(self, x):
+        return x * torch.sigmoid(self.attention(x))
+"""), "double_sigmoid"),
+    Impl(SE, "sigmoid twice in attention", se(gate("torch.sigmoid(torch.sigmoid(self.fc2(F.relu(self.fc1(z)))))")
+                                              + FORWARD), "double_sigmoid"),
     Impl(SE, "untouched stub", """
 class SqueezeExcitation(nn.Module):
     def __init__(self, channels, reduction=16):
