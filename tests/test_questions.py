@@ -25,7 +25,8 @@ def question(kind, right, wrong=(), **kw):
     ("int", 2, [2, 2.0, torch.tensor(2)]),
     ("shape", (2, 64, 1, 1), [[2, 64, 1, 1], torch.Size([2, 64, 1, 1]), (2, 64, 1.0, 1)]),
     ("choice", "b", ["B", " b ", {"b"}, ("b",), ["B"]]),
-    ("choices", "ac", [{"a", "c"}, "CA", ["c", "a"], "a, c"]),
+    ("choices", "ac", [{"a", "c"}, "CA", ["c", "a"], "a, c", "a and c", "A AND C"]),
+    ("choices", "acd", ["a, c and d", "a, c, and d", "a,c,and d", "c and a and d"]),
     ("float", 0.1234, [0.1234, 0.12341, 0.1229, torch.tensor(0.1234)]),
     ("bool", True, [True, "yes", "True"]),
 ])

@@ -33,6 +33,7 @@ import ast
 import hashlib
 import math
 import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -114,7 +115,10 @@ def canonical(value: Any, kind: str, *, options: str | None = None, digits: int 
             raise _form(f"{what} should be one letter among {', '.join(repr(c) for c in letters)}, got {value!r}.")
         return value.strip().lower()
     if isinstance(value, str):
-        picked = [c for c in value.lower() if not c.isspace() and c not in ",;"]
+        text = value.lower()
+        if "n" not in letters:  # "a, c and d": the word "and" separates letters, as commas do
+            text = re.sub(r"\band\b", " ", text)
+        picked = [c for c in text if not c.isspace() and c not in ",;"]
     elif hasattr(value, "__iter__"):
         picked = []
         for v in value:
