@@ -98,6 +98,12 @@ NO_DISAGREEMENT = define_mistake("no_disagreement", "a p-value that is not a num
 RELATIVE = define_mistake("relative_difference", "a relative change (divided by the baseline's accuracy) where the "
                                                  "difference in percentage points is asked")
 BOOL_ARITHMETIC = define_mistake("bool_arithmetic", "bool tensors subtracted or negated with -, which PyTorch refuses")
+P_ONE = define_mistake("p_one", "a p-value of 1 for a lopsided split: a tail summed past the observed split")
+MID_P = define_mistake("mid_p", "a mid-p value (half of the observed split's probability left out) where the exact "
+                                "two-sided p-value is asked")
+ROUNDED = define_mistake("rounded_result", "a result rounded where the exact value is asked (rounding is for printing)")
+ACCURACY_NOT_DIFFERENCE = define_mistake("accuracy_not_difference", "one network's accuracy where the difference of "
+                                                                    "the two is asked")
 TRAIN_MODE = define_mistake("train_mode", "the gate gives other values in training mode (a Dropout or another layer "
                                           "that acts only in training), where (G1)-(G3) are the same in both modes")
 AVGMAX_SQUEEZE = define_mistake("avg_max_squeeze", "the channel gate from both the mean and the max over H and W "
@@ -716,6 +722,15 @@ def paired_slips(baseline: torch.Tensor, variant: torch.Tensor) -> list[tuple[st
                      "carry no information on which network is better; the coin is flipped only for the "
                      f"m = n_a + n_b = {m} disagreements", _binomial_p(n_a, n_b, total=n)),
     ]
+    if m:
+        slips.append((MID_P, "a mid-p value: only half of the observed split's own probability P(X = k) is counted in "
+                             "the tail; the exact test counts all of it",
+                      min(1.0, 2 * _binomial_p(n_a, n_b, sided=1) - math.comb(m, min(n_a, n_b)) / 2 ** m)))
+    right_a, right_b = int(baseline.sum()), int(variant.sum())
+    slips.append((CONCORDANT, f"a Binomial over all n = {n} images, on the numbers of images each network gets right: "
+                              "McNemar's coin is flipped only for the m = n_a + n_b = "
+                              f"{m} images on which the two disagree",
+                  min(1.0, 2 * sum(math.comb(n, i) for i in range(min(right_a, right_b) + 1)) / 2 ** n)))
     if n_a != n_b:
         slips.append((LARGER_TAIL, "the tail is summed up to the larger of n_a and n_b; the lopsided tail is the one "
                                    "on the side of the smaller count", _binomial_p(n_a, n_b, larger=True)))
@@ -790,6 +805,14 @@ def grade_paired(answer: Any, baseline: torch.Tensor, variant: torch.Tensor, *, 
             raise CheckFailure(f"{what}['delta_pt'] = {delta:+.2f} divides by the {m} disagreements; an accuracy "
                                f"is a share of all n = {len(baseline)} test images.",
                                mistake="values")
+        if _same(delta, round(want, 1)) or _same(delta, round(want)) or _same(delta, round(want, 2)):
+            raise CheckFailure(f"{what}['delta_pt'] = {delta:g} is rounded; the exercise asks for the exact "
+                               "difference (round only when you print it).", mistake=ROUNDED)
+        n = len(baseline)
+        for acc, who in ((int(variant.sum()), "the variant's"), (int(baseline.sum()), "the baseline's")):
+            if _same(delta, 100 * acc / n) or _same(delta, acc / n):
+                raise CheckFailure(f"{what}['delta_pt'] = {delta:.4g} is {who} own accuracy; delta_pt compares the "
+                                   "two networks.", mistake=ACCURACY_NOT_DIFFERENCE)
         raise CheckFailure(f"{what}['delta_pt'] = {delta:.4g}, not the difference in accuracy of the two networks "
                            "in percentage points.", mistake="values")
     passed()
@@ -798,18 +821,40 @@ def grade_paired(answer: Any, baseline: torch.Tensor, variant: torch.Tensor, *, 
         raise CheckFailure(f"{what}['p_value'] is NaN (n_b = {n_b}, n_a = {n_a}). A p-value is a probability; when the "
                            "two networks never disagree (m = 0), the text says what it is.", mistake=NO_DISAGREEMENT)
     if not math.isclose(p, right["p_value"], rel_tol=1e-6, abs_tol=1e-12):
-        for mistake, done, value in paired_slips(baseline, variant):
-            if math.isclose(p, value, rel_tol=1e-4, abs_tol=1e-12):  # a slip computed in float32 is still it
-                raise CheckFailure(f"{what}['p_value'] = {p:.4g} (n_b = {n_b}, n_a = {n_a}): {done}.", mistake=mistake)
+        if math.isclose(p, 100 * right["p_value"], rel_tol=1e-6, abs_tol=1e-10):
+            raise CheckFailure(f"{what}['p_value'] = {p:.4g} is in percent; a p-value is a probability, between 0 "
+                               "and 1.", mistake=UNITS)
+        # a slip computed in float32 is still it
+        found = [(mistake, done) for mistake, done, value in paired_slips(baseline, variant)
+                 if math.isclose(p, value, rel_tol=1e-4, abs_tol=1e-12)]
+        if len({mistake for mistake, _ in found}) == 1:
+            raise CheckFailure(f"{what}['p_value'] = {p:.4g} (n_b = {n_b}, n_a = {n_a}): {found[0][1]}.",
+                               mistake=found[0][0])
+        if found and math.isclose(p, 1.0):  # several slips give 1 here; another case may tell them apart
+            raise AmbiguousSlip(
+                f"{what}['p_value'] = 1 for n_b = {n_b}, n_a = {n_a}: a p of 1 says that no split of the "
+                f"{n_a + n_b} disagreements could be more even than the observed one, yet this one is lopsided.\n  "
+                "Likely mistake: a tail summed past the observed split (up to the larger of n_a and n_b), or a "
+                f"Binomial over all n = {len(baseline)} images on the numbers of images each network gets right, "
+                "where McNemar's coin is flipped only for the disagreements.", mistake=P_ONE)
+        if found:
+            raise AmbiguousSlip(f"{what}['p_value'] = {p:.4g} for n_b = {n_b}, n_a = {n_a}, not McNemar's exact "
+                                "two-sided p-value. It is what each of these gives here: "
+                                + "; ".join(done.split(':')[0] for _, done in found) + ".", mistake="values")
         raise CheckFailure(f"{what}['p_value'] = {p:.4g} for n_b = {n_b}, n_a = {n_a}, not McNemar's exact two-sided "
                            "p-value.", mistake="values")
     passed()
+
+
+class AmbiguousSlip(CheckFailure):
+    """A wrong p-value that several known slips give on this case."""
 
 
 # 20 s: a valid answer may import scipy.stats on its first call, which takes seconds on a busy machine
 @exercise("paired_difference", budget_s=20)
 def check_paired_difference(fn: Callable[..., Any]) -> None:
     """paired_difference(baseline_correct, variant_correct) -> delta_pt, the wins of each, McNemar's exact p."""
+    unclear: AmbiguousSlip | None = None
     for baseline, variant in _pair_cases():
         n_b = int((variant & ~baseline).sum())
         n_a = int((baseline & ~variant).sum())
@@ -818,7 +863,12 @@ def check_paired_difference(fn: Callable[..., Any]) -> None:
         answer = _call(fn, a, b, doing=what)
         expect(torch.equal(a, baseline) and torch.equal(b, variant),
                f"{what} changed the tensors it was given; read them, do not modify them.", mistake="inplace")
-        grade_paired(answer, baseline, variant, what=what)
+        try:
+            grade_paired(answer, baseline, variant, what=what)
+        except AmbiguousSlip as failure:
+            unclear = unclear or failure
+    if unclear is not None:
+        raise CheckFailure(unclear.args[0], mistake=unclear.mistake)
 
 
 # --------------------------------------------------------------------------------------------

@@ -371,7 +371,7 @@ WRONG_PAIRED = [
 ]
 
 WRONG_PAIRED += [  # student trial t093: generic messages (or a raw error) before
-    ("the tail summed up to max(n_a, n_b)", "larger_tail",
+    ("the tail summed up to max(n_a, n_b)", "p_one",
      paired(_ret(p="min(1.0, 2 * sum(math.comb(m, i) for i in range(max(n_a, n_b) + 1)) / 2 ** m)"))),
     ("NaN when the two never disagree", "no_disagreement",
      paired(_ret(p="min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m) if m else float('nan')"))),
@@ -383,6 +383,19 @@ WRONG_PAIRED += [  # student trial t093: generic messages (or a raw error) befor
     d = variant_correct - baseline_correct
     n_b, n_a = int((d == 1).sum()), int((d == -1).sum())
     return {"delta_pt": 100 * (n_b - n_a) / len(d), "variant_wins": n_b, "baseline_wins": n_a, "p_value": 1.0}""")),
+]
+
+WRONG_PAIRED += [  # student trial t093 (round 2): generic, or misnamed (larger_tail) before
+    ("a mid-p value", "mid_p", paired(_ret(
+        p="min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m - math.comb(m, k) / 2 ** m)"))),
+    ("the p-value in percent", "units",
+     paired(_ret(p="100 * min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m)"))),
+    ("delta rounded to 0.1", "rounded_result", paired(_ret(delta="round(100 * (n_b - n_a) / n, 1)"))),
+    ("delta set to the variant's accuracy", "accuracy_not_difference",
+     paired(_ret(delta="100 * float(variant_correct.float().mean())"))),
+    ("a Binomial over all n on the counts of right images", "p_one", paired(_ret(
+        p="min(1.0, 2 * sum(math.comb(n, i) for i in range(min(int(variant_correct.sum()), "
+          "int(baseline_correct.sum())) + 1)) / 2 ** n)"))),
 ]
 
 VALID_PAIRED = [
