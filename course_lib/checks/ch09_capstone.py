@@ -358,8 +358,6 @@ def check_gate(cls: type) -> None:
     odd_c, odd_r = ODD_WIDTH
     check_gate_layers(build(cls, odd_c, reduction=odd_r), odd_c, odd_r,
                       what=f"{getattr(cls, '__name__', cls)}({odd_c}, reduction={odd_r})")
-    expect_informative_defaults(cls, (c,), {"reduction": 4}, E["x"], what=getattr(cls, "__name__", "the gate"),
-                                layout=lambda channels, reduction: channels // reduction)
     x = E["x"]
     load_gate(module, E["weights"], what=name, probe=(x, E["channel"], E["spatial"]))
     module.eval()
@@ -386,6 +384,8 @@ def check_gate(cls: type) -> None:
                            mistake="returns_map")
     _close(out, E["out"], what=f"{name}(x)", diagnoses=E["out_diagnoses"],
            hint="forward(x) = x * c * s, Eq. (G3), with (c, s) = self.attention(x).")
+    expect_informative_defaults(cls, (c,), {"reduction": 4}, E["x"], what=getattr(cls, "__name__", "the gate"),
+                                layout=lambda channels, reduction: channels // reduction)
 
     # float64 at float64 precision, and the channels_last layout, as the rules of exercise 1 say
     twin = copy.deepcopy(module).double()

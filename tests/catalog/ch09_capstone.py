@@ -179,6 +179,7 @@ WRONG_GATE += [  # student trial t093 (round 2): dropout passed (never run in tr
     ("GELU between the two layers", "hidden_activation",
      dict(att=_att(channel="torch.sigmoid(self.fc2(F.gelu(self.fc1(z))))"))),
     ("tanh for the spatial gate", "tanh_gate", dict(att=_att(spatial="torch.tanh(self.spatial(x))"))),
+    ("the channel gate returned as (B, C, 1)", "shape", dict(att=_att(ret="c[:, :, None], s"))),
     ("the spatial gate from the channel mean plus the conv's bias", "spatial_channel_mean", dict(att=_att(
         spatial="torch.sigmoid(x.mean(1, keepdim=True) + self.spatial.bias.reshape(1, 1, 1, 1))"))),
 ]
