@@ -241,6 +241,46 @@ def test_a_plain_function_gets_a_modules_protections():
                   (x,), what="f", target64=want) == "modifies_input"
 
 
+def test_a_function_that_up_casts_a_float32_input_is_named():
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    want = x.mean((2, 3), keepdim=True)
+    assert _fails(core.expect_function_contract, lambda t: t.double().mean((2, 3), keepdim=True), (x,),
+                  what="f", target64=want) == "dtype_upcast"
+
+
+class _Gate(torch.nn.Module):
+    def __init__(self, extra: torch.nn.Module | None = None, doubled: bool = False, upcast: bool = False):
+        super().__init__()
+        self.conv, self.extra, self.doubled, self.upcast = torch.nn.Conv2d(3, 3, 1), extra, doubled, upcast
+
+    def forward(self, x):
+        g = self.conv(x)
+        g = self.extra(g) if self.extra is not None else g
+        y = x * torch.sigmoid(g) * (2 if (self.doubled and self.training) else 1)
+        return y.double() if self.upcast else y
+
+
+@pytest.mark.parametrize("module, mistake", [
+    (_Gate(), None), (_Gate(torch.nn.BatchNorm2d(3)), None), (_Gate(torch.nn.LayerNorm([3, 4, 5])), None),
+    (_Gate(torch.nn.Dropout(0.5)), "train_mode"), (_Gate(torch.nn.Sequential(torch.nn.BatchNorm2d(3),
+                                                                             torch.nn.Dropout2d(0.2))), "train_mode"),
+    (_Gate(doubled=True), "train_mode"), (_Gate(upcast=True), "dtype_upcast")])
+def test_training_mode_and_float32_results_are_checked(module, mistake):
+    x = torch.randn(2, 3, 4, 5)
+    module.train()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    if mistake is None:
+        core.expect_train_mode(module, x, what="g")
+        core.expect_keeps_float32(module, x, what="g")
+    else:
+        with pytest.raises(CheckFailure) as info:
+            core.expect_train_mode(module, x, what="g")
+            core.expect_keeps_float32(module, x, what="g")
+        assert info.value.mistake == mistake
+    # the student's module keeps its mode and its running statistics: the checks run copies
+    assert module.training and all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
 def test_a_function_that_needs_contiguous_memory_loses_its_own_points():
     x = torch.randn(2, 3, 4, 5)
     core.expect_layouts(lambda t: t.reshape(2, 3, -1).mean(-1), (x,), what="f")

@@ -90,6 +90,8 @@ MISTAKES: dict[str, str] = {
     "name_error": "a NameError: a variable is used under a name it was never given (a typo?)",
     "autocast": "the module fails under torch.autocast (mixed precision: a bfloat16 input, float32 weights)",
     "autocast_precision": "under torch.autocast the result drifts far from the float32 one",
+    "train_mode": "the module computes another function in training mode (a Dropout, code reading self.training)",
+    "dtype_upcast": "a float32 input gives a float64 result (.double() or dtype=torch.float64 inside)",
 }
 
 
@@ -1029,7 +1031,63 @@ def expect_device_free(module: torch.nn.Module, x: torch.Tensor, *, what: str, m
             "x.new_ones(...), torch.ones_like(x)), or register it once as a buffer in __init__.",
             mistake="cpu_constant")
     passed()
+    expect_train_mode(module, x, what=what, method=method)
+    expect_keeps_float32(module, x, what=what, method=method)
     expect_autocast(module, x, what=what, method=method)
+
+
+def _has_running_statistics(module: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.modules.batchnorm._NormBase) for m in module.modules())
+
+
+def expect_train_mode(module: torch.nn.Module, x: torch.Tensor, *, what: str, method: str = "forward") -> None:
+    """Training mode computes the same function as eval mode, on a copy (the student's module is left alone).
+
+    A student trains the module, so a check that only runs it in eval mode lets through what changes in
+    training (a Dropout in the MLP, a branch on ``self.training``). No attention block of the course has a
+    Dropout. A module with BatchNorm (its batch statistics differ by design) is compared in training mode by
+    ``expect_normalisation_modes`` instead; here only its Dropout layers are named."""
+    dropout = [name or type(module).__name__ for name, m in module.named_modules()
+               if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    if dropout:
+        raise CheckFailure(
+            f"{what} has a Dropout layer ({dropout[0]}): in training mode it zeroes random entries, so the gate "
+            "the network learns with is not the paper's.\n  Likely mistake: a Dropout borrowed from a classifier "
+            "head; the block has none.", mistake="train_mode")
+    if _has_running_statistics(module):
+        return
+    twin = copy.deepcopy(module)
+    with torch.no_grad():
+        twin.eval()
+        reference = _float_tensors(call(getattr(twin, method), x.clone(), doing=f"{what}.{method}(x) in eval mode"))
+        twin.train()
+        result = _float_tensors(call(getattr(twin, method), x.clone(), doing=f"{what}.{method}(x) in training mode"))
+    for got, want in zip(result, reference):
+        scale = float(want.abs().max()) if want.numel() else 0.0
+        if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-6, atol=1e-6 * scale, equal_nan=True):
+            raise CheckFailure(
+                f"{what}.{method}(x) gives other values in training mode (module.train()) than in eval mode. The "
+                "block has no BatchNorm, so both modes must compute the same function: the network trains with "
+                "the training-mode one.\n  Likely mistake: code that reads self.training, or a random operation "
+                "inside forward.", mistake="train_mode")
+    passed()
+
+
+def expect_keeps_float32(module: torch.nn.Module, x: torch.Tensor, *, what: str, method: str = "forward") -> None:
+    """A float32 input gives float32 results (a copy of the module in float32; float64 is checked elsewhere)."""
+    if not x.is_floating_point():
+        return
+    twin = copy.deepcopy(module).float().eval()
+    with torch.no_grad():
+        result = _float_tensors(call(getattr(twin, method), x.detach().float().clone(),
+                                     doing=f"{what}.{method}(x) in float32"))
+    wrong = [t.dtype for t in result if t.dtype != torch.float32]
+    if wrong:
+        raise CheckFailure(
+            f"{what}.{method}(x) returns {wrong[0]} for a float32 input: results follow the input's dtype.\n  "
+            "Likely mistake: a .double(), dtype=torch.float64 or a float64 constant inside, which also makes the "
+            "block slower and twice as large in memory on a GPU.", mistake="dtype_upcast")
+    passed()
 
 
 #: bound on max |y_autocast - y_float32| / max |y_float32| for a student's module under CPU bfloat16 autocast.
@@ -1390,6 +1448,14 @@ def expect_function_contract(fn: Callable, args: Sequence[Any], *, what: str, hi
                           "input's dtype (no .float(), torch.float32 or a constant that forces one).", mistake="dtype")
         if target64 is not None and dtype == torch.float64:
             expect_close(outputs[0], target64, what=what)
+    if floats and floats[0].dtype == torch.float64:  # float32 in, float32 out as well
+        single = tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point()
+                       else copy.deepcopy(a).float() if isinstance(a, torch.nn.Module) else a for a in _copies(args))
+        out32 = _float_results(call_with_hints(fn, *single, doing=f"{what} on float32 inputs", hints=hints))
+        upcast = [t.dtype for t in out32 if t.dtype != torch.float32]
+        expect(not upcast, f"{what} returned {upcast[0] if upcast else ''} for float32 inputs: results follow the "
+                           "input's dtype (no .double(), dtype=torch.float64 or a float64 constant inside).",
+               mistake="dtype_upcast")
     passed()
     return out
 

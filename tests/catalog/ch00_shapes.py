@@ -67,6 +67,8 @@ IMPLS = [
          "softmax_dim"),
     Impl(SOFT, "exp without normalising", "def row_softmax(scores):\n    return scores.exp()\n", "softmax_dim"),
     Impl(SOFT, "sigmoid", "def row_softmax(scores):\n    return torch.sigmoid(scores)\n", "sigmoid_rows"),
+    Impl(SOFT, "softmax computed in float64 whatever the input (a second trial's)",
+         "def row_softmax(scores):\n    return torch.softmax(scores.double(), dim=-1)\n", "dtype_upcast"),
     Impl(SOFT, "exp / sum without subtracting the max", "def row_softmax(scores):\n    e = scores.exp()\n"
          "    return e / e.sum(-1, keepdim=True)\n", "overflow"),
     Impl(SOFT, "softmax in float32 inside", "def row_softmax(scores):\n"
