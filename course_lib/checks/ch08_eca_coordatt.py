@@ -13,6 +13,7 @@ named from the outputs they produce, which were computed when the expected value
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -30,6 +31,7 @@ from .toolkit import (
     expect_follows,
     expect_device_free,
     expect_function_contract,
+    expect_gradients,
     expect_informative_defaults,
     expect_int,
     expect_layouts,
@@ -90,6 +92,14 @@ for _id, _text in (
     ("odd_down", "an even floor of t goes to the odd number below, which is farther from t than the one above"),
     ("b_misplaced", "b is added after the division by gamma: t = log2(C) / gamma + b"),
     ("default_args", "the signature's defaults differ from the rule's gamma = 2, b = 1"),
+    ("b_sign", "b is subtracted where Eq. (12) adds it: t = (log2(C) - b) / gamma"),
+    ("sum_pool", "the channel summary is a sum over H and W where ECA's g averages"),
+    ("sigmoid_order", "the sigmoid is applied before the 1-D convolution where Eq. (9) applies it after"),
+    ("median_pool", "a median where the mechanism averages"),
+    ("activation_order", "h_swish before bn1 where the shared transform is conv1, bn1, then h_swish"),
+    ("se_bias_size", "SE's first bias counted with C entries where its first layer has C' = C // 16 outputs"),
+    ("kernel_squared", "ECA's kernel counted as k * k weights where its 1-D kernel has k"),
+    ("ca_vector_missing", "one vector of M entries is missing from the CA count (conv1's bias or one of bn1's two)"),
 ):
     define_mistake(_id, _text)
 
@@ -103,7 +113,7 @@ KERNEL_ADVICE = {
                        "are equally near 4, so 'nearest odd' does not decide; the paper's own listing (and "
                        "timm) floor t and add 1 when it is even, which sends a tie up.",
     "banker_tie": "C = 2048 (t = 6) gave 5: Python's round() sends a half to the even integer, so a formula built "
-                  "on round((t - 1) / 2) resolves some ties down. Floor t, then add 1 when it is even.",
+                  "on round((t - 1) / 2) resolves some ties down, where the course sends every tie up.",
     "even_kernel": "an even k came back: t is floored but never made odd. An even kernel cannot be centred on a "
                    "channel, so add 1 when t is even.",
     "round_not_floor": "t is rounded to the nearest integer (or up) before it is made odd: C = 64 gives t = 3.5, "
@@ -118,8 +128,16 @@ KERNEL_ADVICE = {
     "odd_down": "when the floor of t is even, k went to the odd number below it. Compare the distances from t "
                 "itself, not from its floor, to the two odd numbers around it.",
     "b_misplaced": "b is added after the division: Eq. (12) divides (log2 C + b) by gamma.",
+    "b_sign": "b is subtracted: in Eq. (12) it is added to log2 C before the division by gamma (solve Eq. (11) "
+              "for k again).",
 }
 KERNEL_MISTAKE.update({k: k for k in KERNEL_ADVICE if k not in KERNEL_MISTAKE})
+
+
+def _odd_up(t: float) -> int:
+    """The course's rule on a given t: int() (the listing's floor of a positive t), then + 1 when even."""
+    k = int(t)
+    return k if k % 2 else k + 1
 
 
 @exercise("adaptive_kernel_size", budget_s=5)
@@ -136,6 +154,10 @@ def check_adaptive_kernel_size(fn: Callable[..., Any]) -> None:
         if isinstance(value, torch.Tensor):
             raise CheckFailure(f"{shown} returned a tensor, {value!r}; the function returns an int (a kernel size, "
                                "as nn.Conv1d's kernel_size takes it).", mistake="kernel_type")
+        if isinstance(value, float) or type(value).__name__.startswith("float"):
+            raise CheckFailure(f"{shown} returned {value!r}, a {type(value).__name__}; a kernel size is a number of "
+                               "taps, and the function returns an int (as nn.Conv1d's kernel_size takes it), even "
+                               "where the value is whole.", mistake="kernel_type")
         got.append(expect_int(value, what=shown))
     if got == want:
         passed()
@@ -144,6 +166,8 @@ def check_adaptive_kernel_size(fn: Callable[..., Any]) -> None:
     lines = "\n".join(f"    C = {cases[i][0]}, gamma = {cases[i][1]:g}, b = {cases[i][2]:g}: got {got[i]}, "
                       f"expected {want[i]}" for i in wrong[:4])
     message = f"{len(wrong)} of {len(cases)} kernel sizes are wrong:\n{lines}"
+    if got == [_odd_up((math.log2(c) - b) / g) for c, g, b in cases]:  # checked first: it can look like log_base
+        raise CheckFailure(message + f"\n  Likely mistake: {KERNEL_ADVICE['b_sign']}", mistake="b_sign")
     for name, values in data["diagnoses"].items():
         if values.tolist() == got:
             raise CheckFailure(message + f"\n  Likely mistake: {KERNEL_ADVICE[name]}", mistake=KERNEL_MISTAKE[name])
@@ -196,6 +220,24 @@ ECA_HINTS: Sequence[tuple[str, str, str]] = (
     ("must match the size of tensor", "conv_padding",
      "the gate does not have C entries: the convolution's padding does not keep the length C of the channel signal."),
 )
+
+
+def eca_order_diagnoses(x: torch.Tensor, weight: torch.Tensor, k: int) -> list[tuple[str, torch.Tensor, str]]:
+    """Gates of two likely slips, from the loaded kernel: a sum for the mean, the sigmoid before the convolution."""
+    b, c = x.shape[:2]
+
+    def conv(y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv1d(y.reshape(b, 1, c), weight.reshape(1, 1, k).to(y.dtype),
+                                          padding=(k - 1) // 2).reshape(b, c, 1, 1)
+
+    y = x.mean((2, 3))
+    return [("sum_pool", torch.sigmoid(conv(x.sum((2, 3)))),
+             "the channel summary is the sum over H and W; g in Eq. (1) is their mean (it does not grow with the "
+             "size of the map)."),
+            ("sigmoid_order", conv(torch.sigmoid(y)),
+             "the sigmoid runs before the convolution; Eq. (9) is sigma(C1D_k(y)): the convolution first."),
+            ("sigmoid_order", torch.sigmoid(conv(torch.sigmoid(y))),
+             "a sigmoid also runs before the convolution; Eq. (9) has one, sigma(C1D_k(y)), after it.")]
 
 
 def call_eca(fn: Callable[..., Any], *args: Any, doing: str) -> Any:
@@ -281,6 +323,7 @@ def check_eca(cls: type) -> None:
                  hint="the gate is (B, C, 1, 1), one value per channel, so that x * gate broadcasts over H and W: "
                       "reshape the (B, 1, C) output of the convolution.")
     diagnoses = [(ECA_ADVICE[n][0], v, ECA_ADVICE[n][1]) for n, v in data["gate_diagnoses"].items()]
+    diagnoses += eca_order_diagnoses(data["x"], data["weight"], k)
     expect_close(gate, data["gate"], what=f"{name}.attention(x)", diagnoses=diagnoses,
                  fallback=("values", "compare each step with Eqs. (1), (8) and (9): the mean over H and W, "
                                      "the k-tap convolution across the channels (zero padding, no bias), the sigmoid."))
@@ -340,10 +383,14 @@ def expect_pools(fn: Callable[..., Any], x: torch.Tensor, *, what: str) -> None:
     maxes = (x.amax(3, keepdim=True), x.amax(2, keepdim=True).transpose(2, 3))
     expect_close(z_h, row, what=f"{what}: z_h", rtol=rtol, atol=atol,
                  diagnoses=[("max_pool", maxes[0], "z_h takes the maximum of each row; CA's pool is the mean."),
+                            ("median_pool", x.median(3, keepdim=True).values,
+                             "z_h takes the median of each row; CA's pool is the mean."),
                             ("divisor", x.sum(3, keepdim=True) / h,
                              "the row sum is divided by H; a row has W pixels (z^h_c(h) = 1 / W times the row's sum).")])
     expect_close(z_w, col.transpose(2, 3), what=f"{what}: z_w", rtol=rtol, atol=atol,
                  diagnoses=[("max_pool", maxes[1], "z_w takes the maximum of each column; CA's pool is the mean."),
+                            ("median_pool", x.median(2, keepdim=True).values.transpose(2, 3),
+                             "z_w takes the median of each column; CA's pool is the mean."),
                             ("divisor", x.sum(2, keepdim=True).transpose(2, 3) / w,
                              "the column sum is divided by W; a column has H pixels (z^w_c(w) = 1 / H times the column's sum).")])
 
@@ -362,6 +409,10 @@ def check_directional_pool(fn: Callable[..., Any]) -> None:
     shown = f"directional_pool(x) with x of shape {fmt_shape(x.shape)}"
     expect_function_contract(fn, (x64,), what=shown, target64=x64.mean(3, keepdim=True))
     expect_layouts(fn, (x64,), what=shown)
+    # CA trains through the pools: both means must stay in the autograd graph (named here, not first in CA's
+    # check); after the float64 contract, which names a float32 computation inside before it shows as a gradient
+    expect_gradients(lambda t: torch.cat(tuple(fn(t)), dim=2), (data["x"],), names=("x",),
+                     doing="directional_pool(x) (z_h and z_w, concatenated)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,7 +436,36 @@ CA_ADVICE = {
               "small running variances loaded here.",
     "split_order": "f is split back in the wrong order: the first H positions along dim 2 are the rows (z^h was "
                    "concatenated first), the last W the columns.",
+    "activation_order": "h_swish runs before bn1; the shared transform is conv1, then bn1, then the non-linearity.",
+    "activation_hardsigmoid": "the shared transform's non-linearity is a hard sigmoid, ReLU6(x + 3) / 6; h_swish "
+                              "multiplies x by it.",
+    "activation_gelu": "the shared transform's non-linearity is GELU; the official code (and this exercise) use "
+                       "h_swish.",
 }
+#: labels of CA_ADVICE that name a mistake under another id
+CA_MISTAKE = {"activation_hardsigmoid": "activation", "activation_gelu": "activation"}
+
+
+def ca_activation_diagnoses(weights: Mapping[str, torch.Tensor], x: torch.Tensor
+                            ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(g_h, g_w) of the loaded eval-mode block with the non-linearity changed or moved before bn1."""
+    fn = torch.nn.functional
+    h, w = x.shape[2:]
+    z = torch.cat([x.mean(3, keepdim=True), x.mean(2, keepdim=True).transpose(2, 3)], dim=2)
+    f = fn.conv2d(z, weights["conv1.weight"], weights["conv1.bias"])
+
+    def bn(t: torch.Tensor) -> torch.Tensor:
+        return fn.batch_norm(t, weights["bn1.running_mean"], weights["bn1.running_var"], weights["bn1.weight"],
+                             weights["bn1.bias"], training=False, eps=1e-5)
+
+    def gates(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t_h, t_w = torch.split(t, [h, w], dim=2)
+        return (torch.sigmoid(fn.conv2d(t_h, weights["conv_h.weight"], weights["conv_h.bias"])),
+                torch.sigmoid(fn.conv2d(t_w.transpose(2, 3), weights["conv_w.weight"], weights["conv_w.bias"])))
+
+    return {"activation_order": gates(bn(fn.hardswish(f))),
+            "activation_hardsigmoid": gates(fn.hardsigmoid(bn(f))),
+            "activation_gelu": gates(fn.gelu(bn(f)))}
 
 CA_HINTS: Sequence[tuple[str, str, str]] = (
     TUPLE_HINT,
@@ -477,10 +557,10 @@ def expect_gates(module: torch.nn.Module, x: torch.Tensor, want_h: torch.Tensor,
                                mistake="gates_swapped")
         raise CheckFailure(head, mistake="shape")
     passed()
-    advice = [(n, a, CA_ADVICE[n]) for n, (a, _) in diagnoses.items()]
+    advice = [(CA_MISTAKE.get(n, n), a, CA_ADVICE[n]) for n, (a, _) in diagnoses.items()]
     expect_close(g_h, want_h, what=f"{what}: g_h", diagnoses=advice,
                  fallback=("values", "compare g^h = sigma(F_h(f^h)) step by step: the shared transform, the split, conv_h and the sigmoid."))
-    expect_close(g_w, want_w, what=f"{what}: g_w", diagnoses=[(n, b_, CA_ADVICE[n]) for n, (_, b_) in diagnoses.items()],
+    expect_close(g_w, want_w, what=f"{what}: g_w", diagnoses=[(CA_MISTAKE.get(n, n), b_, CA_ADVICE[n]) for n, (_, b_) in diagnoses.items()],
                  fallback=("values", "compare g^w = sigma(F_w(f^w)) step by step: is f^w turned back into a row before conv_w?"))
     att = call_ca(module.attention, x, doing=f"{what}: attention(x)")
     expect_close(att, want_h * want_w, what=f"{what}: attention(x)",
@@ -501,7 +581,8 @@ def check_coordinate_attention(cls: type) -> None:
     module.eval()
     x = data["x"].clone()
     with normalisation_explains(module, x, what=name, hints=CA_HINTS):
-        expect_gates(module, x, data["g_h"], data["g_w"], what=name, diagnoses=data["diagnoses"])
+        expect_gates(module, x, data["g_h"], data["g_w"], what=name,
+                     diagnoses={**data["diagnoses"], **ca_activation_diagnoses(data["weights"], data["x"])})
     expect(torch.equal(x, data["x"]), f"{name}.gates(x) changed x in place.", mistake="inplace")
     expect_normalisation_modes(module, x, what=name, hints=CA_HINTS)
     out = forward_keeps_input(module, x, doing=f"{name}(x)", hints=CA_HINTS)
@@ -534,7 +615,25 @@ COUNT_ADVICE = {
     ("ca", "min_hidden"): "M = max(8, C // 32): the width never falls below 8.",
     ("ca", "one_gate_conv"): "CA has two gate convolutions, F_h and F_w, each M -> C with a bias.",
     ("ca", "missing_bias"): "the official code's three convolutions have biases (timm's do not).",
+    ("se", "width_round_up"): "C / 16 is rounded up; SE's hidden width is an integer division (chapter 01).",
+    ("ca", "width_round_up"): "C / 32 is rounded up; CA's width is an integer division, with the floor of 8.",
+    ("se", "se_bias_size"): "SE's first bias has one entry per output of its first layer, C' = C // 16, not C.",
+    ("eca", "kernel_squared"): "ECA's kernel is one-dimensional: k weights, not k * k.",
+    ("ca", "ca_vector_missing"): "one vector of M entries is missing: conv1 has a bias, and bn1 has two learnable "
+                                 "vectors (its weight and its bias).",
 }
+
+
+def derived_wrong_counts(channels: int, want: Mapping[str, int]) -> dict[str, dict[str, int]]:
+    """Counts of likely slips that follow from C alone (the stored ones come from the expected file)."""
+    c = channels
+    s, m = c // 16, max(8, c // 32)
+    s_up, m_up = -(-c // 16), max(8, -(-c // 32))
+    k = int(want["eca"])
+    return {"se": {"width_round_up": 2 * c * s_up + s_up + c, "se_bias_size": 2 * c * s + 2 * c},
+            "eca": {"kernel_squared": k * k},
+            "ca": {"width_round_up": 3 * c * m_up + 3 * m_up + 2 * c,
+                   "ca_vector_missing": 3 * c * m + 2 * m + 2 * c}}
 
 
 def expect_counts(fn: Callable[..., Any], channels: int, want: Mapping[str, int],
@@ -550,7 +649,7 @@ def expect_counts(fn: Callable[..., Any], channels: int, want: Mapping[str, int]
             passed()
             continue
         message = f"{shown}['{key}'] is {got:,}; expected {int(want[key]):,}."
-        for mistake, value in wrong[key].items():
+        for mistake, value in {**wrong[key], **derived_wrong_counts(channels, want)[key]}.items():
             if got == int(value) and int(value) != int(want[key]):
                 raise CheckFailure(message + f"\n  Likely mistake: {COUNT_ADVICE[(key, mistake)]}", mistake=mistake)
         raise CheckFailure(message + "\n  Likely mistake: list each layer's weights and biases from the text above.",
@@ -614,15 +713,17 @@ Q_WHY_NO_REDUCTION = Question(
 Q_SHARED_SHAPE = Question(
     "q_shared_shape", "shape", key="296045b9fbfad9837c60",
     doc="The shape of f, the shared transform's output, for x of shape (2, 64, 12, 20) in CoordinateAttention(64).",
-    advice="f keeps the batch, has M channels, and one position for each row and each column, in a single column.",
+    # trial t78 (r2): the advice spelled f's shape out in words; it now points at the steps to follow
+    advice="Follow x through the two pools, the concatenation and conv1 (section 5's equations): what does each "
+           "step do to the channels, and to the rows and columns?",
     wrong={
         "a2a6501149da7babd1ab": ("min_hidden", "64 // 32 = 2, but the official width never falls below 8: "
                                  "M = max(8, C // r)."),
         "64ac14020d671adb4a37": ("shape", "F_1 reduces the channels from C to M = max(8, C // 32)."),
         "aaed911e62769aeef766": ("shape", "the rows and columns are concatenated (H + W positions), not "
                                  "multiplied (H x W)."),
-        "e99aba4e3367f387ffb1": ("shape", "f is not a 2-D map: it holds one value per row and one per column, "
-                                 "H + W positions laid out as a column."),
+        "e99aba4e3367f387ffb1": ("shape", "f is not an H x W map: look again at what the two pools keep of each "
+                                 "axis before the concatenation."),
         "6346510a52ef1f4ea38d": ("min_hidden", "4 would be C // 16; CA's official r is 32, with a floor of 8."),
     })
 

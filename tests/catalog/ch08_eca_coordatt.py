@@ -184,7 +184,7 @@ IMPLS = [
     Impl(KERNEL, "a float kernel size", psi('''
     t = math.floor((math.log2(channels) + b) / gamma)
     return float(t if t % 2 else t + 1)
-'''), "float_count"),
+'''), "kernel_type"),
     Impl(KERNEL, "untouched stub", psi('''
     raise NotImplementedError()
 '''), "not_implemented"),
@@ -762,4 +762,45 @@ def adaptive_kernel_size(channels, gamma=1, b=1):
     t = np.int64((math.log2(channels) + b) / gamma)
     return t if t % 2 else t + 1
 ''')),
+]
+
+# trial t78 (r2): a pool cut from the graph passed exercise 3; misnamed and generic answers, now named
+IMPLS += [
+    Impl(POOL, "the means taken of x.detach()", '''
+def directional_pool(x):
+    x = x.detach()
+    return x.mean(3, keepdim=True), x.mean(2, keepdim=True).transpose(2, 3)
+''', "no_grad"),
+    Impl(POOL, "the means computed under torch.no_grad()", '''
+def directional_pool(x):
+    with torch.no_grad():
+        return x.mean(3, keepdim=True), x.mean(2, keepdim=True).transpose(2, 3)
+''', "no_grad"),
+    Impl(POOL, "median of each row and column", '''
+def directional_pool(x):
+    return x.median(3, keepdim=True).values, x.median(2, keepdim=True).values.transpose(2, 3)
+''', "median_pool"),
+    Impl(KERNEL, "b subtracted: t = (log2 C - b) / gamma", psi('''
+    t = int(abs((math.log2(channels) - b) / gamma))
+    return t if t % 2 else t + 1
+'''), "b_sign"),
+    Impl(ECA, "the channel summary is a sum over H and W", eca(ECA_GATE.replace("x.mean((2, 3))", "x.sum((2, 3))")),
+         "sum_pool"),
+    Impl(ECA, "the sigmoid before the convolution", eca(ECA_GATE.replace(
+        "torch.sigmoid(self.conv(y))", "self.conv(torch.sigmoid(y))")), "sigmoid_order"),
+    Impl(CA, "h_swish before bn1", ca(gates=RIGHT_GATES.replace(
+        "self.act(self.bn1(self.conv1(", "self.bn1(self.act(self.conv1(")), "activation_order"),
+    Impl(CA, "a hard sigmoid as the non-linearity", ca(init=CA_INIT.replace("nn.Hardswish()", "nn.Hardsigmoid()")),
+         "activation"),
+    Impl(CA, "GELU as the non-linearity", ca(init=CA_INIT.replace("nn.Hardswish()", "nn.GELU()")), "activation"),
+    Impl(COUNTS, "SE's first bias counted with C entries", counts(RIGHT_COUNTS.replace(
+        '"se": 2 * channels * s + s + channels', '"se": 2 * channels * s + 2 * channels')), "se_bias_size"),
+    Impl(COUNTS, "ECA's kernel counted as k * k", counts(RIGHT_COUNTS.replace(
+        '"eca": adaptive_kernel_size(channels)', '"eca": adaptive_kernel_size(channels) ** 2')), "kernel_squared"),
+    Impl(COUNTS, "CA's conv1 counted without its bias", counts(RIGHT_COUNTS.replace(
+        '"ca": 3 * channels * m + 3 * m + 2 * channels', '"ca": 3 * channels * m + 2 * m + 2 * channels')),
+         "ca_vector_missing"),
+    Impl(COUNTS, "widths rounded up (C = 300)", counts(RIGHT_COUNTS.replace(
+        "s = channels // 16", "s = -(-channels // 16)").replace("m = max(8, channels // 32)",
+                                                                  "m = max(8, -(-channels // 32))")), "width_round_up"),
 ]
