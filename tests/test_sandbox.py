@@ -250,3 +250,39 @@ def test_deduplication_leaves_no_empty_metadata_and_unique_ids():
     fixed, _ = sandbox.SandboxDeduplicateIds().preprocess(nb, {})
     assert "nbgrader" not in fixed.cells[0].metadata and fixed.cells[2].metadata["nbgrader"]["grade_id"] == "t"
     assert len({c["id"] for c in fixed.cells}) == 3
+
+
+def test_a_released_test_cell_gets_its_hidden_tests_back_without_a_tampering_warning(tmp_path, monkeypatch):
+    """A lecturer trial: every autograde warned "Attribute 'checksum' for cell test_se has changed!" for every
+    test cell of every student, since the gradebook keeps the cells with their hidden tests (and checksums of
+    those) and students get them without. The released cell is restored quietly; an edited one still warns."""
+    from nbgrader import utils
+    from nbgrader.api import Gradebook
+    from nbgrader.preprocessors import OverwriteCells
+
+    full = "check_se(SE)\n### BEGIN HIDDEN TESTS\ncheck_se_hidden(SE)\n### END HIDDEN TESTS"
+    released = "check_se(SE)"
+    meta = {"grade": True, "grade_id": "test_se", "locked": True, "points": 3.0, "solution": False,
+            "schema_version": 3}
+    source = nbformat.v4.new_code_cell(full, metadata={"nbgrader": dict(meta)})
+    db_url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    with Gradebook(db_url) as gb:
+        gb.add_assignment("ch")
+        gb.add_notebook("ch", "ch")
+        gb.add_grade_cell("test_se", "ch", "ch", max_score=3, cell_type="code")
+        gb.add_source_cell("test_se", "ch", "ch", cell_type="code", locked=True, source=full,
+                           checksum=utils.compute_checksum(source))
+    resources = {"nbgrader": {"notebook": "ch", "assignment": "ch", "db_url": db_url}}
+
+    def graded(text: str, overwrite) -> tuple[str, list]:
+        reported = []
+        monkeypatch.setattr(overwrite, "report_change", lambda self, *args: reported.append(args))
+        cell = nbformat.v4.new_code_cell(text, metadata={"nbgrader": dict(meta)})
+        nb, _ = overwrite().preprocess(nbformat.v4.new_notebook(cells=[cell]), resources)
+        return nb.cells[0].source, reported
+
+    assert graded(released, OverwriteCells)[0] == full  # nbgrader restores it too, ...
+    assert [r[1] for r in graded(released, OverwriteCells)[1]] == ["checksum"]  # ... reporting a change
+    assert graded(released, sandbox.SandboxOverwriteCells) == (full, [])
+    edited, reported = graded("pass  # no checks here", sandbox.SandboxOverwriteCells)
+    assert edited == full and [r[1] for r in reported] == ["checksum"]

@@ -168,6 +168,12 @@ class SandboxOverwriteCells(OverwriteCells):
     (nbgrader restores only 'locked' and 'points', and then fails the whole notebook with
     "Inconsistent checksums" when the flags were edited); a locked cell's source is restored whenever
     its checksum does not match.
+
+    A test cell as released differs from the gradebook's copy by its hidden tests (generate_assignment saves
+    the cell, and its checksum, before ClearHiddenTests), so nbgrader restores every such cell of every
+    student with the warning "Attribute 'checksum' for cell ... has changed!", which reads as tampering.
+    A cell that is exactly the released one gets its hidden tests back here without that warning (the same
+    source nbgrader would restore); a cell whose source was edited is still reported and restored.
     """
 
     def preprocess_cell(self, cell: NotebookNode, resources: dict, cell_index: int) -> tuple[NotebookNode, dict]:
@@ -201,8 +207,23 @@ class SandboxOverwriteCells(OverwriteCells):
                 meta.pop("task", None)
                 if source.locked:
                     meta["locked"] = True
+                    if cell.cell_type == source.cell_type and cell.source != source.source \
+                            and cell.source == self._released_source(source.source):
+                        cell.source = source.source  # the hidden tests back, as nbgrader would put them
         cell, resources = super().preprocess_cell(cell, resources, cell_index)
         return cell, resources
+
+    def _released_source(self, source: str) -> str | None:
+        """The source as generate_assignment releases it: without its hidden tests (None: it has none)."""
+        from nbformat import NotebookNode
+        from nbgrader.preprocessors import ClearHiddenTests
+
+        cell = NotebookNode(source=source)
+        try:
+            removed = ClearHiddenTests(parent=self)._remove_hidden_test_region(cell)
+        except RuntimeError:  # unbalanced markers: leave it to nbgrader
+            return None
+        return cell.source if removed else None
 
     def add_missing_grade_cells(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         """Put deleted test cells back after the nearest earlier graded, solution or locked cell still there.
