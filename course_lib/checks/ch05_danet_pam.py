@@ -110,6 +110,20 @@ VALUE_RESIDUAL = define_mistake(
 GAMMA_UNUSED = define_mistake(
     "gamma_unused", "gamma is created but forward does not use it (out + x): Eq. (2)'s alpha never scales the output")
 
+KEY_VIEW = define_mistake(
+    "key_view", "the keys reshaped (view/reshape) from (B, C', H, W) to (B, N, C') and transposed, which scrambles them")
+QK_RELU = define_mistake(
+    "qk_relu", "a ReLU on the queries and keys (the paper's v3 text) where the official code has the 1x1 convolutions "
+               "alone")
+DOUBLE_SOFTMAX = define_mistake("double_softmax", "the softmax applied twice to the map where Eq. (1) applies it once")
+COSINE_ENERGY = define_mistake(
+    "cosine_energy", "the queries and keys normalised to unit length (a cosine similarity) where Eq. (1) has the plain "
+                     "dot product")
+GAMMA_ON_INPUT = define_mistake(
+    "gamma_on_input", "gamma scales the input (out + gamma * x) where Eq. (2)'s alpha scales the attention's output")
+MISSING_SOFTMAX = define_mistake(
+    "missing_softmax", "the energy used as the map without the softmax of Eq. (1)")
+
 _call = call_with_hints  # PAM's crashes are named by the generic hints (in-place input, NameError)
 # PAM's layout check and loaders are shared with chapter 06 through the toolkit (check_pam_structure,
 # load_pam_weights, pam_parameter_count, realistic_input); the words of its advice are this chapter's (ADVICE_PAM).
@@ -216,6 +230,42 @@ def _residual_diagnoses(data: dict) -> list[tuple[str, torch.Tensor, str]]:
              "what is added back is value_conv(x). Eq. (2) adds the block's input A itself, as a residual.")]
 
 
+def _out_not_permuted_forward(data: dict) -> torch.Tensor:
+    """forward(x) with gamma = 1 when the (B, N, C) result s @ v^T is reshaped straight to (B, C, H, W)."""
+    q, k, v = _stored_projections(data)
+    x = data["x"].double()
+    a = (q.transpose(1, 2) @ k).softmax(-1)
+    out = (a @ v.transpose(1, 2)).reshape(x.shape)
+    return float(data["weights"]["gamma"].reshape(())) * out + x
+
+
+def _map_variants(data: dict) -> list[tuple[str, torch.Tensor, str]]:
+    """Wrong maps (B, N, N) of the stored input, each with its mistake id and advice."""
+    q, k, _ = _stored_projections(data)
+    b, c, n = k.shape
+    h, w = data["x"].shape[-2:]
+    energy = q.transpose(1, 2) @ k
+    k_view = k.reshape(b, c, h, w).reshape(b, n, c).transpose(1, 2)
+    unit_q, unit_k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+    return [
+        (KEY_AS_QUERY, (q.transpose(1, 2) @ q).softmax(-1),
+         "the map matches softmax(q^T q): the same convolution gives the queries and the keys. Eq. (1) pairs each "
+         "query from one projection with every key from the other."),
+        (KEY_VIEW, (q.transpose(1, 2) @ k_view).softmax(-1),
+         "the keys were reshaped (view/reshape) to (B, N, C') and then transposed: a reshape keeps the order of the "
+         "numbers, so a 'key column' holds pieces of several channels of neighbouring positions (chapter 00, §6)."),
+        (QK_RELU, (torch.relu(q).transpose(1, 2) @ torch.relu(k)).softmax(-1),
+         "a ReLU on the queries and keys. The paper's v3 text has one (cell 1 says what the authors answered); the "
+         "official code, which this chapter follows, has the 1x1 convolutions alone."),
+        (DOUBLE_SOFTMAX, energy.softmax(-1).softmax(-1),
+         "the softmax is applied twice (the rows of the map still sum to 1, but they are almost flat): Eq. (1) "
+         "normalises the energy once."),
+        (COSINE_ENERGY, (unit_q.transpose(1, 2) @ unit_k).softmax(-1),
+         "the queries and keys are normalised to unit length (a cosine similarity): Eq. (1)'s energy is the plain "
+         "dot product q_j . k_i."),
+    ]
+
+
 def _sigmoid_map(data: dict) -> torch.Tensor:
     q, k, _ = _stored_projections(data)
     return torch.sigmoid(q.transpose(1, 2) @ k)
@@ -296,6 +346,7 @@ def check_pam_attention(cls: type) -> None:
     _rows_sum_to_one(a, what="attention(x)")
     diagnoses = named(E["diagnoses"], ADVICE_PAM) + [(QUERY_VIEW, _query_view_map(E), _QUERY_VIEW_ADVICE),
                                                     (KEY_AS_QUERY, _key_as_query_map(E), _KEY_AS_QUERY_ADVICE)]
+    diagnoses += _map_variants(E)
     expect_close(a, E["a"], what="attention(x)", diagnoses=diagnoses)
     # float64 in, float64 out, at float64 precision
     twin = copy.deepcopy(module).double()
@@ -337,7 +388,13 @@ def check_pam_forward(cls: type) -> None:
     diagnoses = (named(E["diagnoses"], ADVICE_PAM) + hw_diagnoses(E["y"], base=x.double())
                  + [(QUERY_VIEW, _query_view_forward(E), _QUERY_VIEW_ADVICE),
                     (KEY_AS_QUERY, _forward_with(E, _key_as_query_map(E)), _KEY_AS_QUERY_ADVICE),
-                    (SIGMOID_MAP, _forward_with(E, _sigmoid_map(E)), _SIGMOID_ADVICE)]
+                    (SIGMOID_MAP, _forward_with(E, _sigmoid_map(E)), _SIGMOID_ADVICE),
+                    (OUT_NOT_PERMUTED, _out_not_permuted_forward(E),
+                     "the weighted sum, one C-vector per position (B, N, C), was reshaped straight to (B, C, H, W): a "
+                     "reshape keeps the order of the numbers, so channels and positions get mixed (chapter 00, §6). "
+                     "Bring the channels first before the reshape, or compute the product in the order that gives "
+                     "(B, C, N).")]
+                 + [(key, _forward_with(E, a), advice) for key, a, advice in _map_variants(E)]
                  + _residual_diagnoses(E))
     expect_close(y, E["y"], what="forward(x) with gamma = 1", diagnoses=diagnoses)
     # with gamma = 1, gamma * (out + x) is out + x: a new module (gamma = 0) tells them apart
@@ -373,7 +430,11 @@ def check_pam_forward(cls: type) -> None:
     expect(xg.grad is not None and not missing,
            f"after backward, no finite gradient reached {'x' if xg.grad is None else ', '.join(missing)}.",
            mistake="no_grad")
-    expect_close(module.gamma.grad.reshape(()), E["gamma_grad"].reshape(()), what="the gradient of gamma")
+    gamma_on_input = (E["x"].double() * E["probe"].double()).sum()
+    expect_close(module.gamma.grad.reshape(()), E["gamma_grad"].reshape(()), what="the gradient of gamma",
+                 diagnoses=[(GAMMA_ON_INPUT, gamma_on_input.reshape(()),
+                             "the gradient of gamma is that of gamma * x: gamma scales the input. In Eq. (2) alpha "
+                             "scales the attention's output, and A is added as it is.")])
     expect_device_free(module, x, what=what)
     expect_informative_defaults(cls, (channels,), {"reduction": 8}, x, what=cls.__name__,
                                 layout=lambda channels, reduction: channels // reduction)
@@ -396,6 +457,10 @@ def check_pam_einops(fn: Callable) -> None:
          "the result, one C-vector per position (B, N, C), was reshaped straight to (B, C, H, W): a reshape keeps the "
          "order of the numbers, so channels and positions get mixed (chapter 00, §6). The output pattern of the "
          "second sum decides the order of the axes."),
+        (MISSING_SOFTMAX, torch.einsum("bji,bci->bcj", torch.einsum("bcj,bci->bji", q.double().flatten(2),
+                                                                     k.double().flatten(2)),
+                                       v.double().flatten(2)).reshape(b, c, h, w),
+         "the energy itself weighs the values: Eq. (1)'s softmax over the key index i, for each fixed j, is missing."),
         (EINSUM_RESIDUAL, target + v.double(),
          "the values are added to the weighted sum (out + v). pam_einops is Eq. (2)'s sum alone, before alpha and the "
          "residual: forward adds the input (not v) back."),

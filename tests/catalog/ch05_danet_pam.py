@@ -382,3 +382,34 @@ IMPLS += [
     Impl(Q_MIB, "output stride 16", "q_map_mib = (768 // 16) ** 4 * 4 / 2 ** 20", "output_stride"),
     Impl(Q_MIB, "in GiB", "q_map_mib = 9216 ** 2 * 4 / 2 ** 30", "memory_units"),
 ]
+
+# issue 26, round-2 trial t015: more wrong answers that got only a generic message
+_KEY_RESHAPED = ATT.replace("k = self.key_conv(x).view(b, -1, h * w)",
+                            "k = self.key_conv(x).reshape(b, h * w, -1).transpose(1, 2)")
+_QK_RELU = ATT.replace("self.query_conv(x)", "F.relu(self.query_conv(x))").replace("self.key_conv(x)",
+                                                                                   "F.relu(self.key_conv(x))")
+_QUERY_FOR_BOTH = ATT.replace("self.key_conv(x)", "self.query_conv(x)")
+_SOFTMAX_TWICE = "        return torch.softmax(torch.softmax(torch.bmm(q, k), dim=-1), dim=-1)"
+IMPLS += [
+    Impl(FORWARD, "(B, N, C) product reshaped to (B, C, H, W) without a permute (a student trial's)", pam(fwd="""\
+        b, c, h, w = x.shape
+        s = self.attention(x)
+        v = self.value_conv(x).view(b, c, h * w)
+        out = torch.bmm(s, v.transpose(1, 2)).reshape(b, c, h, w)
+        return self.gamma * out + x"""), "out_not_permuted"),
+    Impl(FORWARD, "gamma on the input: out + gamma * x (a student trial's)", pam(fwd=FWD.replace(
+        "return self.gamma * out + x", "return out + self.gamma * x")), "gamma_on_input"),
+    Impl(ATTENTION, "query_conv used for the keys too (q^T q)", pam(att=_QUERY_FOR_BOTH), "key_as_query"),
+    Impl(FORWARD, "query_conv used for the keys too (q^T q)", pam(att=_QUERY_FOR_BOTH), "key_as_query"),
+    Impl(ATTENTION, "keys reshaped to (B, N, C') and transposed", pam(att=_KEY_RESHAPED), "key_view"),
+    Impl(FORWARD, "keys reshaped to (B, N, C') and transposed", pam(att=_KEY_RESHAPED), "key_view"),
+    Impl(ATTENTION, "ReLU on the queries and keys (paper v3)", pam(att=_QK_RELU), "qk_relu"),
+    Impl(FORWARD, "ReLU on the queries and keys (paper v3)", pam(att=_QK_RELU), "qk_relu"),
+    Impl(ATTENTION, "softmax applied twice", pam(**att_with(_SOFTMAX_TWICE)), "double_softmax"),
+    Impl(FORWARD, "softmax applied twice", pam(**att_with(_SOFTMAX_TWICE)), "double_softmax"),
+    Impl(ATTENTION, "queries and keys normalised to unit length (cosine)", pam(att=ATT.replace(
+        "return torch.softmax(torch.bmm(q, k), dim=-1)",
+        "return torch.softmax(torch.bmm(F.normalize(q, dim=-1), F.normalize(k, dim=1)), dim=-1)")), "cosine_energy"),
+    Impl(EINOPS, "no softmax (a student trial's)", einops_fn("a = einsum(q3, k3, 'b c n, b c m -> b n m')"),
+         "missing_softmax"),
+]
