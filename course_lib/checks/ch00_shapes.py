@@ -52,6 +52,7 @@ SIZE_ONE_MIDDLE = define_mistake("size_one_middle", "a gate with one trailing si
 TRANSPOSE_SIDE = define_mistake("transpose_side", "the transpose put on the wrong operand: Q K^T where Q^T K is asked")
 BATCH_DROPPED = define_mistake("batch_dropped", "the batch dimension left out of a batched product's shape")
 KERNEL_IGNORED = define_mistake("kernel_ignored", "a k x k convolution counted as if it were 1 x 1")
+MEDIAN_FOR_MEAN = define_mistake("median_for_mean", "a median over the pixels where their mean is asked for")
 SUM_FOR_MEAN = define_mistake("sum_for_mean", "a sum over the pixels where their mean is asked for")
 GATE_SQUASHED = define_mistake("gate_squashed", "the given gate passed through a sigmoid (or another squashing) first")
 GATE_RESIDUAL = define_mistake("gate_residual", "x added back to the gated features (x + x * gate)")
@@ -154,6 +155,8 @@ def check_channel_descriptor(fn: Callable) -> None:
          "x was reshaped to (B, H*W, C) and averaged over dim 1: a reshape keeps the memory order, channels first, so "
          "the numbers averaged together are not one channel's pixels (§6)."),
         (MAX_FOR_MEAN, x.amax((2, 3), keepdim=True), "these are the maxima over H and W; the descriptor is the mean."),
+        (MEDIAN_FOR_MEAN, x.flatten(2).median(-1).values[:, :, None, None],
+         "these are the medians over H and W (the middle pixel of each channel); the descriptor is the mean."),
         (SUM_FOR_MEAN, total, "these are the sums over H and W, one per (image, channel); the descriptor of "
                               "Eq. (2) is their mean."),
         (BATCH_MEAN, x.mean((0, 2, 3), keepdim=True).expand(b, c, 1, 1),
@@ -272,6 +275,21 @@ ROW_OVERFLOW = ("exp(s) overflows once a score passes about 88 in float32 (710 i
                 "weights unchanged: which number keeps every exponent at most 0?")
 
 
+def _name_temperature(got: object, scores: torch.Tensor) -> None:
+    """Name a softmax of the scores times a factor other than 1 (softmax(s / 2), softmax(s / T))."""
+    if not (isinstance(got, torch.Tensor) and got.shape == scores.shape and bool((got > 0).all())):
+        return
+    logs = got.detach().double().log()
+    dl = logs - logs.mean(-1, keepdim=True)
+    ds = scores.double() - scores.double().mean(-1, keepdim=True)
+    factor = float((dl * ds).sum() / (ds * ds).sum())
+    if abs(factor - 1) > 1e-3 and factor > 0 and is_close(got, torch.softmax(scores.double() * factor, -1)):
+        raise CheckFailure(
+            f"row_softmax(scores) has the wrong values: they are the softmax of the scores multiplied by "
+            f"{factor:.3g}.\n  Likely mistake: the scores were scaled before the softmax (a temperature, or a "
+            "Transformer's 1/sqrt(D)); this function takes the scores as they are.", mistake=SCORES_SCALED)
+
+
 @exercise("row_softmax", budget_s=5)
 def check_row_softmax(fn: Callable) -> None:
     (scores,), want = _stored("row_softmax")
@@ -310,7 +328,12 @@ def check_row_softmax(fn: Callable) -> None:
         raise CheckFailure(f"the rows of row_softmax(scores) do not sum to 1. Likely mistake: {hint}",
                            mistake="softmax_dim")
     shifted = (scores - scores.amax(1, keepdim=True)).exp()
+    _name_temperature(got, scores)
+    clipped = scores.clamp(min=0)
     expect_close(got, want, what="row_softmax(scores)", diagnoses=[
+        (NO_EXP, clipped / clipped.sum(-1, keepdim=True),
+         "the scores were clipped at 0 (a ReLU) and divided by their row sum, without exp: every negative score gets "
+         "weight 0, and a row with no positive score has no weights at all."),
         (NO_EXP, scores / scores.sum(-1, keepdim=True),
          "the scores were divided by their row sum without exp: the rows sum to 1, but a negative score gives a "
          "negative weight, and a row whose scores sum to about 0 explodes."),

@@ -234,3 +234,15 @@ IMPLS += [
     Impl(Q_CONV, "a bias per kernel position", "q_conv_params = 4 * 64 * 9 + 4 * 9", "conv_bias_count"),
     Impl(Q_CONV, "a bias per input channel", "q_conv_params = 4 * 64 * 9 + 64", "conv_bias_count"),
 ]
+
+# round-2 trial t015: wrong answers that got only a generic message
+IMPLS += [
+    Impl(DESC, "median instead of mean (a student trial's)",
+         "def channel_descriptor(x):\n    return x.flatten(2).median(-1).values[:, :, None, None]\n", "median_for_mean"),
+    Impl(SOFT, "softmax of the scores halved (a student trial's)",
+         "def row_softmax(scores):\n    return torch.softmax(scores / 2, dim=-1)\n", "scores_scaled"),
+    Impl(SOFT, "softmax with a temperature of 0.7",
+         "def row_softmax(scores):\n    return torch.softmax(scores / 0.7, dim=-1)\n", "scores_scaled"),
+    Impl(SOFT, "ReLU, then divided by the row sum (a student trial's)",
+         "def row_softmax(scores):\n    r = F.relu(scores)\n    return r / r.sum(-1, keepdim=True)\n", "no_exp"),
+]
