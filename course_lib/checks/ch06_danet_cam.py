@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dis
 import functools
+import math
 from typing import Callable
 
 import torch
@@ -127,6 +128,14 @@ ADVICE: dict[str, tuple[str, str]] = {
     "cam_only": ("values", "only the channel branch reaches the output; add the position branch."),
     "argmax_axis": (ARGMAX_AXIS, "the argmax (or argmin) runs down each column. Row j of the energy holds "
                                  "channel j's affinities to every channel i, and the question is about rows."),
+    "scaled_sqrt_c": ("scaled", "the energy is divided by sqrt(C) (the Transformer's 1/sqrt(d)); neither the paper "
+                                "nor the official code scales it."),
+    "gamma_in_softmax": (GAMMA_PLACEMENT, "gamma scales the energy inside the softmax, so it changes the attention "
+                                          "map itself. Eq. (4) scales the attended features, after the weighted "
+                                          "sum, and adds the input."),
+    "out_wh_transposed": (HW_SWAPPED, "the (B, C, N) result is reshaped as (B, C, W, H) and then transposed: N is "
+                                      "laid out row by row (H rows of W), so that reshape scrambles the positions "
+                                      "and no transpose brings them back."),
     "gamma_ignored": (GAMMA_UNUSED, "forward returns the same output whatever gamma holds: Eq. (4) scales the "
                                     "attended features by beta (gamma), and a gamma that never enters the output "
                                     "can never learn."),
@@ -199,7 +208,8 @@ def _rows_sum_to_one(a: torch.Tensor, *, what: str) -> None:
     expect_rows_sum_to_one(a, what=what, advice={"columns": ADVICE["softmax_dim1"][1], "mistake": "softmax_dim"})
 
 
-def _gamma_sweep(module: nn.Module, x: torch.Tensor, y_at_one: torch.Tensor, *, what: str) -> None:
+def _gamma_sweep(module: nn.Module, x: torch.Tensor, y_at_one: torch.Tensor, *, what: str,
+                 a_at_one: torch.Tensor | None = None) -> None:
     """gamma enters as Eq. (4) says: the output at gamma = 0.37 and at gamma = 0 (a new module: the identity), not
     only at the gamma = 1 of the value checks; gamma is 1 again afterwards."""
     attended = y_at_one - x.double()  # out, the attended features
@@ -209,6 +219,9 @@ def _gamma_sweep(module: nn.Module, x: torch.Tensor, y_at_one: torch.Tensor, *, 
         y = _call(module, x.clone(), doing=f"{what}(x) with gamma = {g}")
         wrong = {"gamma_ignored": y_at_one, "gamma_on_sum": g * y_at_one, "gamma_on_input": attended + g * x.double(),
                  "out_times_input": g * attended * x.double()}
+        if a_at_one is not None:  # softmax(gamma * e): the log of the map is e up to a constant per row
+            inside = torch.softmax(g * a_at_one.double().clamp_min(1e-300).log(), dim=-1)
+            wrong["gamma_in_softmax"] = x.double() + (inside @ x.double().flatten(2)).reshape(x.shape)
         _close(y, x.double() + g * attended, what=f"{what}(x) with gamma = {g}", diagnoses=wrong)
     with torch.no_grad():
         module.gamma.fill_(1.0)
@@ -246,12 +259,15 @@ def _run_cam(module: nn.Module, E: dict, *, what: str) -> None:
     a = call(module.attention, x.clone(), doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}")
     expect_shape(a, (b, c, c), what="attention(x)", hint="CAM's map is (B, C, C): a @ a^T with a = x as (B, C, N).")
     _rows_sum_to_one(a, what="attention(x)")
-    _close(a, E["a"], what="attention(x)", diagnoses=dict(E["a_diagnoses"]) | _official_max_dim1(x))
+    scaled_c = torch.softmax(E["a"].double().clamp_min(1e-300).log() / math.sqrt(c), dim=-1)
+    _close(a, E["a"], what="attention(x)",
+           diagnoses=dict(E["a_diagnoses"]) | _official_max_dim1(x) | {"scaled_sqrt_c": scaled_c})
     y = expect_block_forward(module, x, what=what, returns="gamma * out + x", call=_call,
                              misread=lambda out, returns: returned_the_map(out, returns, square=False))
     attended = E["y"] - x.double()  # out, the attended features (gamma = 1)
     _close(y, E["y"], what="forward(x) with gamma = 1",
-           diagnoses=dict(E["y_diagnoses"]) | {"out_times_input": attended * x.double()})
+           diagnoses=dict(E["y_diagnoses"]) | {"out_times_input": attended * x.double(), "out_wh_transposed":
+                                               x.double() + attended.reshape(b, c, w, h).transpose(-1, -2)})
     # float64 in, float64 out, at float64 precision (the stored values are float64)
     twin = copy.deepcopy(module).double()
     for run, target, diagnoses, label in ((twin.attention, E["a"], E["a_diagnoses"], "attention(x)"),
@@ -260,7 +276,7 @@ def _run_cam(module: nn.Module, E: dict, *, what: str) -> None:
         result = call(run, x.double(), doing=doing)
         expect_follows(result, dtype=torch.float64, doing=doing)
         _close(result, target, what=f"{label} in float64", diagnoses=diagnoses)
-    _gamma_sweep(module, x, E["y"], what=what)
+    _gamma_sweep(module, x, E["y"], what=what, a_at_one=E["a"])
     xg = x.clone().requires_grad_(True)
     y = call(module, xg, doing=f"{what}(x) with x.requires_grad")
     call(lambda: y.square().sum().backward(), doing="backward through forward(x)")

@@ -389,3 +389,15 @@ def most_attended(energy, variant):
     Impl(Q_DIAGONAL, "(b) and (d): a channel always its own favourite", "q_diagonal = 'bd'", "diagonal"),
     Impl(Q_DIAGONAL, "(c) and (d)", "q_diagonal = 'cd'", "diagonal"),
 ]
+
+# second trial, round 2: likely CAM mistakes that had no "Likely mistake" line
+WRONG_CAM_R2 = [
+    ("energy scaled by 1/sqrt(C)", "scaled", att_last("        return torch.softmax(energy / math.sqrt(c), dim=-1)")),
+    ("gamma inside the softmax, out + x in forward", "gamma_placement", dict(
+        att=ATT.replace("torch.softmax(energy, dim=-1)", "torch.softmax(self.gamma * energy, dim=-1)"),
+        fwd=FWD.replace("self.gamma * out + x", "out + x"))),
+    ("output reshaped as (B, C, W, H), then transposed", "hw_swapped", dict(fwd=FWD.replace(
+        ".reshape(b, c, h, w)", ".reshape(b, c, w, h).transpose(2, 3)"))),
+]
+IMPLS += [Impl(ex, f"{label} ({ex.name})", cam(**parts), mistake)
+          for ex in (PAPER, OFFICIAL) for label, mistake, parts in WRONG_CAM_R2]
