@@ -65,6 +65,10 @@ define_mistake("split_conv", "CBAM's spatial gate written as two one-map convolu
                              "kernel")
 define_mistake("channel_gate_twice", "CBAM applies the channel gate a second time after the spatial gate")
 define_mistake("gates_summed", "CBAM adds the two gated outputs (M_c(x) * x + M_s(x) * x) where Eq. (1) chains them")
+define_mistake("gate_applied_twice", "CBAM applies one of its gates twice where Eq. (1) applies each once")
+define_mistake("spatial_gate_missing", "CBAM returns F' = M_c(x) * x: the spatial gate is never applied")
+define_mistake("bam_like", "CBAM's maps added inside one sigmoid with x * (1 + ...), as BAM combines them, where "
+               "Eq. (1) multiplies by each map in turn")
 define_mistake("gated_max_fixed", "a per-channel gate taken to keep, at each pixel, the channel that is largest there")
 define_mistake("mlp_one_layer", "the shared MLP counted as one layer (W_0 or W_1 only)")
 
@@ -100,6 +104,14 @@ ADVICE = {
                                   "convolution, like nn.Conv2d's default, pads with zeros.",
     "channel_gate_twice": "the channel gate runs a second time, on the output of the spatial gate. Eq. (1) applies "
                           "each gate once.",
+    "gate_applied_twice:channel": "the channel gate runs twice in a row (M_c applied to its own output) and the "
+                                  "spatial gate never. Eq. (1) applies each gate once.",
+    "gate_applied_twice:spatial": "the spatial gate runs twice in a row on F'. Eq. (1) applies each gate once.",
+    "spatial_gate_missing": "the output equals F' = M_c(x) * x: the spatial gate of Eq. (1) never runs.",
+    "cbam_residual:refined": "the output is F' + F'': the channel-refined features are added back to the result. "
+                             "Eq. (1) returns F'' alone.",
+    "bam_like": "the two maps are added and squashed together, x * (1 + sigmoid(M_c + M_s)), as BAM combines its "
+                "branches. CBAM's Eq. (1) multiplies by each map in turn, the spatial one computed from F'.",
     "gates_summed": "the two gated tensors are added, each computed from x. Eq. (1) chains the gates: the second "
                     "one works on the first one's output.",
     "sum_pool": "the first stacked map is the sum over the channels; Eq. (3)'s AvgPool is their mean (the sum is "

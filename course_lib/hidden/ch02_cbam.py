@@ -163,7 +163,12 @@ def build_expected() -> dict[str, Any]:
                               "cbam_residual:outer": (cb(xd) + xd).float(),
                               "spatial_applied_to_input": (xd * sg.attention(cg(xd))).float(),
                               "channel_gate_twice": cg(cb(xd)).float(),
-                              "gates_summed": (cg(xd) + sg(xd)).float()}}
+                              "gates_summed": (cg(xd) + sg(xd)).float(),
+                              "gate_applied_twice:channel": cg(cg(xd)).float(),
+                              "gate_applied_twice:spatial": sg(sg(cg(xd))).float(),
+                              "spatial_gate_missing": cg(xd).float(),
+                              "cbam_residual:refined": (cg(xd) + cb(xd)).float(),
+                              "bam_like": (xd * (1 + torch.sigmoid(cg.attention(xd) + sg.attention(xd)))).float()}}
     cbam["grad_x"] = _grad(cb, xc, upc)
     return {"channel": channel, "spatial": spatial, "cbam": cbam}
 

@@ -341,3 +341,18 @@ class SpatialAttention(nn.Module):
     Impl(Q_PARAMS, "a spatial bias", "q_cbam_params = 2 * 256 * 16 + 98 + 1", "extra_parameter"),
     Impl(Q_PARAMS, "every layer counted twice", "q_cbam_params = 2 * (2 * 256 * 16 + 98)", "separate_mlps"),
 ]
+
+# second trial, round 2: the trial's exact CBAM forms that were still generic
+IMPLS += [
+    Impl(CB, "the channel gate twice, no spatial gate",
+         cbam("        return self.channel_gate(self.channel_gate(x))"), "gate_applied_twice"),
+    Impl(CB, "the spatial gate twice after the channel gate",
+         cbam("        return self.spatial_gate(self.spatial_gate(self.channel_gate(x)))"), "gate_applied_twice"),
+    Impl(CB, "the channel gate only", cbam("        return self.channel_gate(x)"), "spatial_gate_missing"),
+    Impl(CB, "F' + F''", cbam("""
+        f = self.channel_gate(x)
+        return f + self.spatial_gate(f)"""), "cbam_residual"),
+    Impl(CB, "BAM-like x * (1 + sigmoid(M_c + M_s))", cbam(
+        "        return x * (1 + torch.sigmoid(self.channel_gate.attention(x) + self.spatial_gate.attention(x)))"),
+         "bam_like"),
+]
