@@ -72,7 +72,8 @@ def test_a_near_set_is_named_but_not_told_its_distance():
 
 
 @pytest.mark.parametrize("kind, bad", [("int", "two"), ("int", 2.5), ("shape", 5), ("choice", "e"),
-                                       ("choice", "ab"), ("choices", "az"), ("float", "x"), ("bool", 1),
+                                       ("choice", "ab"), ("choices", "az"), ("float", "x"),
+                                       ("float", "9.379"), ("bool", 1),
                                        ("float", True), ("int", True)])
 def test_wrong_form_is_named(kind, bad):
     q = question(kind, {"int": 2, "shape": (1,), "choice": "a", "choices": "a", "float": 1.0, "bool": True}[kind],

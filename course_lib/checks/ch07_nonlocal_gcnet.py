@@ -108,6 +108,18 @@ MODIFIES_INPUT = "modifies_input"
 LN_UNBIASED = define_mistake("ln_unbiased", "a LayerNorm written with the unbiased variance (over n - 1)")
 NORM_OVER_BATCH = define_mistake("norm_over_batch", "normalisation statistics taken over the wrong dimension (the "
                                                     "batch) where a LayerNorm takes one image's")
+# trial t78 (r2): likely answers that got a generic message; their results are computed here from the stored
+# weights (nl_variants, gc_variants, cosine_variants), not stored
+PLAIN_GAUSSIAN = define_mistake("plain_gaussian", "the plain Gaussian of Eq. (2), e^{x_i . x_j}, where the embedded "
+                                                  "Gaussian (Eq. (3)) compares theta(x_i) with phi(x_j)")
+VALUES_THETA = define_mistake("values_theta", "the map weights theta(x_j) where Eq. (1) weights the values g(x_j)")
+BN_EPS = define_mistake("bn_eps", "the BatchNorm's eps differs from BatchNorm2d's default (1e-5)")
+LOG_SOFTMAX = define_mistake("log_softmax", "log_softmax where the map is the softmax itself")
+CONTEXT_MEAN = define_mistake("context_mean", "GC's weighted positions averaged (divided by N, H or W) where the "
+                                              "context is their sum")
+SIGMOID_ADDED = define_mistake("sigmoid_added", "x + sigmoid(t): the transform is squashed before it is added")
+COS_SIGN = define_mistake("cos_sign", "the cosine's sign is lost (abs, or a clamp at 0): opposite directions count "
+                                      "as near")
 
 # label -> (mistake id, advice); the tensors are stored in checks/expected/ch07_nonlocal_gcnet.pt
 ADVICE: dict[str, tuple[str, str]] = {
@@ -185,12 +197,85 @@ ADVICE: dict[str, tuple[str, str]] = {
     "cos_axis": (VECTOR_AXIS, "the vectors were normalised along dim 1 (the N positions) instead of the last dim "
                               "(the D entries of each vector v_i)."),
     "cos_batch": ("batch_mean", "the mean also runs over the images: each image gets its own number, (B,)."),
+    # trial t78 (r2), computed by nl_variants / gc_variants / cosine_variants
+    "plain_gaussian": (PLAIN_GAUSSIAN, "the map compares the inputs themselves, e^{x_i . x_j} (the plain Gaussian, "
+                                       "Eq. (2)); the embedded Gaussian, Eq. (3), compares theta(x_i) with phi(x_j)."),
+    "values_theta": (VALUES_THETA, "the map weights theta(x_j); Eq. (1) sums f(x_i, x_j) g(x_j): the values come "
+                                   "from g."),
+    "bn_eps": (BN_EPS, "the BatchNorm's eps is not BatchNorm2d's default 1e-5 (1e-3 is Keras' default, for one): it "
+                       "shows with the small running variances loaded here."),
+    "context_mean": (CONTEXT_MEAN, "the context is divided by the number of positions (a mean, or a sum along one "
+                                   "axis and a mean along the other); the weights alpha already sum to 1, and GCNet's "
+                                   "context is the plain sum sum_j alpha_j x_j."),
+    "sigmoid_added": (SIGMOID_ADDED, "the transformed context goes through a sigmoid and is then added to x; the "
+                                     "paper's block adds the transform itself (and a new block, whose transform is "
+                                     "0, would then add 1/2 everywhere)."),
+    "gc_scaled": ("scaled", "the pooling logits W_k x_j are divided by sqrt(C); GCNet's softmax takes them as they "
+                            "are."),
+    "cos_abs": (COS_SIGN, "the distance uses |cos|: a vector and its opposite come out at distance 0. GCNet's "
+                          "(1 - cos) / 2 keeps the sign: opposite vectors are at distance 1."),
+    "cos_clamped": (COS_SIGN, "the cosine is clamped to [0, 1]: every pair with a negative cosine comes out at "
+                              "distance 1/2. The cosine runs from -1 to 1, the distance (1 - cos) / 2 from 0 to 1."),
+    "cos_triu_diagonal": (DIAGONAL_PAIRS, "the pairs i <= j are averaged, so the N pairs (i, i) at distance 0 count; "
+                                          "GCNet averages over pairs of DIFFERENT positions."),
     "cos_zero": (ZERO_VECTOR_ID, "each vector is divided by its norm (or its largest entry) with nothing to keep a "
                                  "zero divisor from giving 0 / 0. The exercise's contract: an all-zero vector has "
                                  "cosine 0 with every vector."),
 }
 
 _close = functools.partial(close_named, advice=ADVICE)
+
+
+def nl_variants(weights: Mapping[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """forward(x) in eval mode, in float64, for three likely slips: the plain Gaussian, values from theta, BN eps."""
+    fn = torch.nn.functional
+    b, c, h, w = x.shape
+    x = x.double()
+
+    def conv(name: str, t: torch.Tensor) -> torch.Tensor:
+        return fn.conv2d(t, weights[f"{name}.weight"], weights[f"{name}.bias"])
+
+    def block(*, gaussian: bool = False, values: str = "g", eps: float = 1e-5) -> torch.Tensor:
+        th, ph = conv("theta", x).flatten(2), conv("phi", x).flatten(2)
+        logits = x.flatten(2).mT @ x.flatten(2) if gaussian else th.mT @ ph
+        v = conv(values, x).flatten(2)
+        y = (torch.softmax(logits, -1) @ v.mT).mT.reshape(b, -1, h, w)
+        u = conv("w_z", y)
+        return x + fn.batch_norm(u, weights["bn.running_mean"], weights["bn.running_var"], weights["bn.weight"],
+                                 weights["bn.bias"], False, 0.0, eps)
+
+    return {"plain_gaussian": block(gaussian=True), "values_theta": block(values="theta"),
+            "bn_eps": block(eps=1e-3)}
+
+
+def gc_variants(weights: Mapping[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """GC forward(x), in float64, with the logits scaled by C^-1/2 and with x + sigmoid(t)."""
+    fn = torch.nn.functional
+    b, c, h, w = x.shape
+    x = x.double()
+
+    def block(*, scale: float = 1.0, squash: bool = False) -> torch.Tensor:
+        logits = fn.conv2d(x, weights["conv_mask.weight"], weights["conv_mask.bias"]) * scale
+        alpha = torch.softmax(logits.flatten(2), -1).reshape(b, 1, h, w)
+        t = fn.conv2d((x * alpha).sum((2, 3), keepdim=True), weights["channel_add_conv.0.weight"],
+                      weights["channel_add_conv.0.bias"])
+        t = fn.layer_norm(t, t.shape[1:], weights["channel_add_conv.1.weight"].reshape(t.shape[1:]),
+                          weights["channel_add_conv.1.bias"].reshape(t.shape[1:]), 1e-5)
+        t = fn.conv2d(torch.relu(t), weights["channel_add_conv.3.weight"], weights["channel_add_conv.3.bias"])
+        return x + (torch.sigmoid(t) if squash else t)
+
+    return {"gc_scaled": block(scale=c ** -0.5), "sigmoid_added": block(squash=True)}
+
+
+def cosine_variants(v: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The mean distance with |cos|, with cos clamped to [0, 1], and over the pairs i <= j."""
+    u = torch.nn.functional.normalize(v.double(), dim=-1)
+    cos = u @ u.mT
+    n = v.shape[1]
+    off = ~torch.eye(n, dtype=torch.bool)
+    rows, cols = torch.triu_indices(n, n)
+    return {"cos_abs": ((1 - cos.abs()) / 2)[:, off].mean(1), "cos_clamped": ((1 - cos.clamp(0, 1)) / 2)[:, off].mean(1),
+            "cos_triu_diagonal": ((1 - cos) / 2)[:, rows, cols].mean(1)}
 MAP_ADVICE = {"columns": ADVICE["softmax_dim1"][1], "all": ADVICE["softmax_all"][1]}
 NL_NAMES = ("theta", "phi", "g", "w_z")
 GC_NAMES = ("w_v1", "w_v2")
@@ -413,6 +498,11 @@ def check_nl_attention(cls: type) -> None:
     if isinstance(a, torch.Tensor) and torch.allclose(a.detach().double(), E["diagnoses"]["dot_product"], atol=1e-5):
         raise CheckFailure("attention(x) has the wrong values.\n  Likely mistake: " + ADVICE["dot_product"][1],
                            mistake=DOT_PRODUCT_FORM)
+    if isinstance(a, torch.Tensor) and a.shape == E["a"].shape and \
+            torch.allclose(a.detach().double(), E["a"].log(), rtol=1e-4, atol=1e-3):
+        raise CheckFailure("attention(x) has the wrong values: its entries are negative, logarithms of the "
+                           "weights.\n  Likely mistake: the map is log_softmax; Eq. (3)'s weights are the softmax "
+                           "itself, each row summing to 1.", mistake=LOG_SOFTMAX)
     expect_rows_sum_to_one(a, what="attention(x)", advice=MAP_ADVICE)
     # expect_rows_sum_to_one allows 1e-4 for any map; a float32 softmax over N = 35 keys sums to 1 within 1e-6
     rows = a.detach().double().sum(-1)
@@ -421,7 +511,9 @@ def check_nl_attention(cls: type) -> None:
                            f"(a float32 softmax's rows sum to 1 within about 1e-6).\n  Likely mistake: the map is "
                            "changed after its normalisation (scaled, shifted, or given a constant).",
                            mistake=MAP_RESCALED)
-    _close(a, E["a"], what="attention(x)", diagnoses=E["diagnoses"])
+    xf = x.double().flatten(2)
+    _close(a, E["a"], what="attention(x)",
+           diagnoses={**E["diagnoses"], "plain_gaussian": torch.softmax(xf.mT @ xf, -1)})
     module3, what3 = _nl(cls, E["r3"], reduction=3)
     a3 = _call(module3.attention, x.clone(), doing=f"{what3}.attention(x)")
     _close(a3, E["r3"]["a"], what=f"{what3}.attention(x)", diagnoses={})
@@ -435,6 +527,14 @@ def check_nl_attention(cls: type) -> None:
     expect_finite(a32, what=f"{what32}.attention(x) on ReLU features of shape {fmt_shape(big.shape)} (float32)")
     expect_rows_sum_to_one(a32, what=f"{what32}.attention(x) on ReLU features", advice=MAP_ADVICE)
     expect_device_free(module, x, what=what, method="attention")
+    # float64 at float64 precision before the gradients: a softmax computed in float32 and cast back is named here
+    # (trial t78, r2: the gradient check blamed it on a cut graph)
+    twin = build(cls, E["channels"], 2).double()
+    load_nl_weights(twin, E["weights"], what=what)
+    doing64 = f"{what}.attention(x) with the module and x in float64"
+    a64 = _call(twin.eval().attention, x.double(), doing=doing64)
+    expect_follows(a64, dtype=torch.float64, doing=doing64)
+    expect_close(a64, E["a"], what=doing64)
     expect_method_gradients(module, "attention", x, what=what)
 
 
@@ -457,7 +557,8 @@ def check_nl_forward(cls: type) -> None:
     y = expect_block_forward(module, x, what=what, returns="z = BN(W_z y) + x", call=_call)
     expect_normalisation_modes(module, x, what=what, hints=HINTS)
     expect_close(y, E["y"], what="forward(x) with trained-like BN statistics (eval mode)",
-                 diagnoses=named(E["diagnoses"], ADVICE) + hw_diagnoses(E["y"], base=x.double()))
+                 diagnoses=named({**E["diagnoses"], **nl_variants(E["weights"], x)}, ADVICE)
+                 + hw_diagnoses(E["y"], base=x.double()))
     expect_module_gradients(module.double(), x.double(), what=what, upstream=E["probe"], grad_x=E["grad_x"],
                             hints=HINTS)
     module.float()
@@ -512,7 +613,9 @@ def check_gc_context(cls: type) -> None:
     ctx = _call(module.context, x.clone(), doing=f"{what}.context(x)")
     expect_shape(ctx, (b, c, 1, 1), what=f"context(x) for x of shape {fmt_shape(x.shape)}",
                  hint="one C-vector per image, (B, C, 1, 1): sum_j alpha_j x_j.")
-    _close(ctx, E["context"], what="context(x)", diagnoses=E["context_diagnoses"])
+    expect_close(ctx, E["context"], what="context(x)",
+                 diagnoses=named(E["context_diagnoses"], ADVICE)
+                 + [(CONTEXT_MEAN, E["context"] / n, ADVICE["context_mean"][1]) for n in (h * w, h, w)])
     big = realistic_input(E["channels"], 16)
     module.float()
     with torch.no_grad():
@@ -542,7 +645,8 @@ def check_gc_forward(cls: type) -> None:
     expect_shape(y, x.shape, what="forward(x)")
     expect(torch.equal(x_in, x), "forward(x) changed its input x in place (x += ...); return a new tensor.",
            mistake="inplace")
-    _close(y, E["y"], what="forward(x) with nonzero weights", diagnoses=E["diagnoses"])
+    _close(y, E["y"], what="forward(x) with nonzero weights",
+           diagnoses={**E["diagnoses"], **gc_variants(E["weights"], x)})
     expect_module_gradients(module.double(), x.double(), what=what, upstream=E["probe"], grad_x=E["grad_x"],
                             hints=HINTS)
     module.float()
@@ -573,7 +677,7 @@ def check_cosine_distance(fn: Callable) -> None:
         raise CheckFailure(f"mean_cosine_distance returned one number for {v.shape[0]} images.\n  Likely mistake: "
                            + ADVICE["cos_batch"][1], mistake="batch_mean")
     expect_shape(d, (v.shape[0],), what="mean_cosine_distance(v)", hint="one number per image: (B,).")
-    _close(d, E["d"], what="mean_cosine_distance(v)", diagnoses=E["diagnoses"])
+    _close(d, E["d"], what="mean_cosine_distance(v)", diagnoses={**E["diagnoses"], **cosine_variants(v)})
     # identical vectors: distance 0; two opposite vectors: distance 1
     same = E["v"][:, :1].expand(-1, 6, -1).clone()
     expect_close(_call(fn, same, doing="mean_cosine_distance of copies of one vector"),
@@ -761,8 +865,9 @@ Q_COST_RATIO = Question(
                         "sum of g cost N^2 C' multiply-adds."),
         "f021497b1a688df17560": (COST_RATIO, "That takes C' = C. The bottleneck halves the channels: C' = 128."),
     },
-    advice="Non-local: theta^T phi is (N x C') @ (C' x N), the weighted sum of g is (N x N) @ (N x C'). GCNet: "
-           "x (C x N) @ alpha (N x 1). A matrix product (a x b) @ (b x c) costs a b c multiply-adds.")
+    # trial t78 (r2): the advice listed every product's shape (a recipe); it now names what to count
+    advice="Write each product as (a x b) @ (b x c), from the shapes of section 2 and of GCNet's attention "
+           "pooling; it costs a b c multiply-adds. Which widths are the bottleneck's?")
 
 Q_MAP_MIB = Question(
     "q_map_mib", "float", digits=3, key="74aea2244256be3be4ee",
@@ -779,8 +884,9 @@ Q_MAP_MIB = Question(
         "3b4bbf2163e10e4b6f7e": (
             MAP_SIZE, "That counts N numbers; the map holds one number per (query, key) pair."),
     },
-    advice="N = 56 x 56 queries, N' = 28 x 28 keys after the 2 x 2 max pool, 4 bytes per float32 entry, "
-           "1 MiB = 2**20 bytes.")
+    # trial t78 (r2): the advice listed every factor (a recipe); it now asks what the subsampling pools
+    advice="Which side of the map does the subsampling shrink, and which does it keep? The map holds one float32 "
+           "per (query, key) pair; a MiB is 2**20 bytes.")
 
 Q_ZERO_INIT_GRADS = Question(
     "q_zero_init_grads", "choices", options="abcde", key="f0b0356ea1e824845c71",

@@ -87,6 +87,9 @@ def canonical(value: Any, kind: str, *, options: str | None = None, digits: int 
             value = value.item()
         if isinstance(value, bool):  # True is an int to Python, never a number the question asks for
             raise _form(f"{what} should be a number, got {value!r} (a bool).")
+        if isinstance(value, (str, bytes)):  # as the int and shape kinds: the number itself, not its text
+            raise _form(f"{what} should be a number, got {value!r} (a {type(value).__name__}): assign the number, "
+                        "not its text.")
         if not isinstance(value, (int, float)):
             try:
                 value = float(value)

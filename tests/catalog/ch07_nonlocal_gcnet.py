@@ -595,3 +595,40 @@ IMPLS += [Impl(GC_AS_SE, label, source) for label, source in VALID_GC_AS_SE]
 IMPLS += [Impl(QUESTIONS[name], f"q_{name} = {value}", f"q_{name} = {value}\n", mistake)
           for name, value, mistake in WRONG_QUESTIONS]
 IMPLS += [Impl(QUESTIONS[name], f"valid: q_{name} = {value}", f"q_{name} = {value}\n") for name, value in VALID_QUESTIONS]
+
+# trial t78 (r2): generic messages for likely answers, now named; a float32 softmax, now named in the attention check
+IMPLS += [
+    Impl(NL_ATTENTION, "softmax computed in float32 and cast back to x's dtype", nl(**nl_att(
+        "        return torch.softmax(torch.bmm(q, k).float(), dim=-1).to(x.dtype)")), "float32_inside"),
+    Impl(NL_ATTENTION, "log_softmax for the softmax", nl(**nl_att(
+        "        return torch.log_softmax(torch.bmm(q, k), dim=-1)")), "log_softmax"),
+    Impl(NL_FORWARD, "the plain Gaussian of Eq. (2): no theta and phi", nl(**nl_att(
+        "        xf = x.reshape(b, c, h * w)\n        return torch.softmax(xf.transpose(1, 2) @ xf, dim=-1)")),
+         "plain_gaussian"),
+    Impl(NL_ATTENTION, "the plain Gaussian of Eq. (2), seen by attention", nl(**nl_att(
+        "        xf = x.reshape(b, c, h * w)\n        return torch.softmax(xf.transpose(1, 2) @ xf, dim=-1)")),
+         "plain_gaussian"),
+    Impl(NL_FORWARD, "the values taken from theta", nl(fwd=NL_FWD.replace("self.g(x)", "self.theta(x)")),
+         "values_theta"),
+    Impl(NL_FORWARD, "BatchNorm with eps 1e-3", nl(init=NL_INIT.replace("nn.BatchNorm2d(channels)",
+                                                                        "nn.BatchNorm2d(channels, eps=1e-3)")), "bn_eps"),
+    Impl(GC_CONTEXT, "context as the mean of the weighted positions", gc(ctx=GC_CTX.replace(".sum((2, 3)", ".mean((2, 3)")),
+         "context_mean"),
+    Impl(GC_CONTEXT, "context summed along W, averaged along H", gc(ctx="""\
+        return (x * self.attention(x)).sum(3, keepdim=True).mean(2, keepdim=True)"""), "context_mean"),
+    Impl(GC_FORWARD, "x + sigmoid(transform)", gc(fwd=GC_FWD.replace(
+        "x + self.w_v2(F.relu(self.norm(self.w_v1(self.context(x)))))",
+        "x + torch.sigmoid(self.w_v2(F.relu(self.norm(self.w_v1(self.context(x))))))")), "sigmoid_added"),
+    Impl(GC_FORWARD, "pooling logits divided by sqrt(C)", gc(att=GC_ATT.replace(
+        "self.conv_mask(x).reshape", "(self.conv_mask(x) / x.shape[1] ** 0.5).reshape")), "scaled"),
+    Impl(COSINE, "|cos| in the distance", cos(COS_RIGHT.replace("cos = u @ u.transpose(1, 2)",
+                                                               "cos = (u @ u.transpose(1, 2)).abs()")), "cos_sign"),
+    Impl(COSINE, "cos clamped to [0, 1]", cos(COS_RIGHT.replace("cos = u @ u.transpose(1, 2)",
+                                                               "cos = (u @ u.transpose(1, 2)).clamp(0, 1)")), "cos_sign"),
+    Impl(COSINE, "pairs i <= j from triu_indices, the diagonal included", cos("""\
+    n = v.shape[1]
+    v = v / v.abs().amax(-1, keepdim=True).clamp_min(1e-30)
+    u = F.normalize(v, dim=-1)
+    i, j = torch.triu_indices(n, n, device=v.device)
+    return ((1 - (u[:, i] * u[:, j]).sum(-1)) / 2).mean(-1)"""), "diagonal_pairs"),
+]
