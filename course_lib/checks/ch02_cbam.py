@@ -69,6 +69,11 @@ define_mistake("gate_applied_twice", "CBAM applies one of its gates twice where 
 define_mistake("spatial_gate_missing", "CBAM returns F' = M_c(x) * x: the spatial gate is never applied")
 define_mistake("bam_like", "CBAM's maps added inside one sigmoid with x * (1 + ...), as BAM combines them, where "
                "Eq. (1) multiplies by each map in turn")
+define_mistake("branch_combination", "the channel gate combines its two descriptors otherwise than Eq. (2): "
+               "summed before the MLP, averaged or multiplied")
+define_mistake("std_pool", "a standard deviation over the channels where Eq. (3) takes their maximum")
+define_mistake("max_indices", "the positions of the maximum (argmax indices) where Eq. (3) takes its values")
+define_mistake("relu_before_sigmoid", "a ReLU between the convolution and the sigmoid that Eq. (3) does not have")
 define_mistake("gated_max_fixed", "a per-channel gate taken to keep, at each pixel, the channel that is largest there")
 define_mistake("mlp_one_layer", "the shared MLP counted as one layer (W_0 or W_1 only)")
 
@@ -112,6 +117,18 @@ ADVICE = {
                              "Eq. (1) returns F'' alone.",
     "bam_like": "the two maps are added and squashed together, x * (1 + sigmoid(M_c + M_s)), as BAM combines its "
                 "branches. CBAM's Eq. (1) multiplies by each map in turn, the spatial one computed from F'.",
+    "branch_combination:sum_first": "the two descriptors are added before the MLP. Eq. (2) sends each through "
+                                    "the shared MLP on its own and adds the two results.",
+    "branch_combination:mean": "the two MLP outputs are averaged. Eq. (2) adds them.",
+    "branch_combination:product": "the two MLP outputs are multiplied. Eq. (2) adds them.",
+    "sum_pool:squeeze": "the first descriptor sums over H and W; Eq. (2)'s AvgPool is their mean (the sum is H x W "
+                        "times larger, which saturates the sigmoid).",
+    "std_pool": "the second stacked map is the standard deviation over the channels; Eq. (3)'s MaxPool is their "
+                "maximum.",
+    "max_indices": "the second stacked map holds the indices of the largest channel (what torch.max(x, 1) returns "
+                   "second), not the largest values; Eq. (3)'s MaxPool is the values.",
+    "relu_before_sigmoid": "the convolution's output goes through a ReLU before the sigmoid, so no weight can fall "
+                           "below 0.5. Eq. (3) has the sigmoid alone.",
     "gates_summed": "the two gated tensors are added, each computed from x. Eq. (1) chains the gates: the second "
                     "one works on the first one's output.",
     "sum_pool": "the first stacked map is the sum over the channels; Eq. (3)'s AvgPool is their mean (the sum is "

@@ -85,6 +85,11 @@ def _channel_variants(m: ChannelAttention, x: torch.Tensor) -> dict[str, torch.T
         # the maximum over the channels too: one number per image, repeated for every channel
         "pool_axis:global_max": torch.sigmoid(avg + m.mlp(x.amax((1, 2, 3), keepdim=True).expand_as(
             x.mean((2, 3), keepdim=True)))),
+        "branch_combination:sum_first": torch.sigmoid(m.mlp(x.mean((2, 3), keepdim=True)
+                                                            + x.amax((2, 3), keepdim=True))),
+        "branch_combination:mean": torch.sigmoid((avg + mx) / 2),
+        "branch_combination:product": torch.sigmoid(avg * mx),
+        "sum_pool:squeeze": torch.sigmoid(m.mlp(x.sum((2, 3), keepdim=True)) + mx),
     }
 
 
@@ -96,6 +101,9 @@ def _spatial_variants(m: SpatialAttention, x: torch.Tensor) -> dict[str, torch.T
         "sum_pool": torch.sigmoid(m.conv(torch.cat([x.sum(1, keepdim=True), mx], 1))),
         "softmax_gate:positions": torch.softmax(m.conv(torch.cat([avg, mx], 1)).flatten(2), -1).view_as(avg),
         "softmax_gate:rows": torch.softmax(m.conv(torch.cat([avg, mx], 1)), -1),
+        "std_pool": torch.sigmoid(m.conv(torch.cat([avg, x.std(1, keepdim=True)], 1))),
+        "max_indices": torch.sigmoid(m.conv(torch.cat([avg, x.argmax(1, keepdim=True).to(x.dtype)], 1))),
+        "relu_before_sigmoid": torch.sigmoid(torch.relu(m.conv(torch.cat([avg, mx], 1)))),
         **{f"conv_padding_mode:{mode}": torch.sigmoid(torch.nn.functional.conv2d(
             torch.nn.functional.pad(torch.cat([avg, mx], 1), [m.conv.padding[0]] * 4, mode=mode), m.conv.weight))
            for mode in ("reflect", "replicate", "circular")},

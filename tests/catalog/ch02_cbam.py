@@ -356,3 +356,21 @@ IMPLS += [
         "        return x * (1 + torch.sigmoid(self.channel_gate.attention(x) + self.spatial_gate.attention(x)))"),
          "bam_like"),
 ]
+
+# second trial, round 2: likely gate mistakes that were still generic
+IMPLS += [
+    Impl(CH, "descriptors summed before the MLP", channel("torch.sigmoid(self.mlp(avg + mx))"), "branch_combination"),
+    Impl(CH, "the two branches averaged", channel("torch.sigmoid((self.mlp(avg) + self.mlp(mx)) / 2)"),
+         "branch_combination"),
+    Impl(CH, "the two branches multiplied", channel("torch.sigmoid(self.mlp(avg) * self.mlp(mx))"),
+         "branch_combination"),
+    Impl(CH, "sum over H and W for the average", channel(
+        "torch.sigmoid(self.mlp(x.sum((2, 3), keepdim=True)) + self.mlp(mx))"), "sum_pool"),
+    Impl(SP, "std over the channels instead of the max", spatial(
+        "torch.cat([x.mean(1, keepdim=True), x.std(1, keepdim=True)], dim=1)"), "std_pool"),
+    Impl(SP, "torch.max(x, 1)[1]: the indices", spatial(
+        "torch.cat([x.mean(1, keepdim=True), torch.max(x, 1, keepdim=True)[1].to(x.dtype)], dim=1)"), "max_indices"),
+    Impl(SP, "a ReLU before the sigmoid", spatial(
+        "torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)",
+        gate="torch.sigmoid(torch.relu(self.conv(pooled)))"), "relu_before_sigmoid"),
+]
