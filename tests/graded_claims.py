@@ -375,6 +375,8 @@ CLAIMS: list[Claim] = [
           passes(GATE, "1x1 convolutions for the MLP, keepdim mean"),
           passes(GATE, "spatial gate as nn.Linear on channels-last positions"),
           passes(GATE, "einsum with raw parameters for the spatial gate"),
+          passes(GATE, "raw parameters: w of shape (C,), as (G2) writes it"),
+          passes(GATE, "every weight a raw parameter, b2 and w both (C,)"),
           fails(GATE, "spatial conv without bias", "missing_bias")),
     claim(CH09, "the check below runs your module in float32, in float64 (compared at float64 precision) and on a "
           "`channels_last` input",
@@ -386,8 +388,8 @@ CLAIMS: list[Claim] = [
           fails(GATE, "hard-coded .cuda()", "device"),
           fails(GATE, "in-place multiplication of the input", "inplace")),
     about(CH09, "the cell after the check compares it with the network", "an ungraded demo cell"),
-    about(CH09, "not while grading", "which networks train in which mode; tests/test_ch09_capstone.py checks it "
-          "(test_the_notebook_trains_only_the_plain_cnn_and_the_gate_while_grading)"),
+    about(CH09, "only while nbgrader grades are they left out", "which networks train in which mode; "
+          "tests/test_ch09_capstone.py checks it (test_the_notebook_trains_only_the_plain_cnn_and_the_gate_while_grading)"),
     about(CH09, "none of these extras train while grading", "as above: what trains in which mode, tested by "
           "test_the_notebook_trains_only_the_plain_cnn_and_the_gate_while_grading"),
     claim(CH09, "the check runs your function on networks whose maps are made up",

@@ -76,7 +76,7 @@ def test_paired_cases_tell_every_slip_from_the_right_answer():
             if not math.isclose(p, right, rel_tol=1e-3, abs_tol=1e-9):
                 caught.add(mistake)
     assert caught == {visible.ONE_SIDED, visible.TAIL, visible.CONCORDANT, visible.NORMAL, visible.UNPAIRED,
-                      visible.NOT_CAPPED, visible.LARGER_TAIL}
+                      visible.NOT_CAPPED, visible.LARGER_TAIL, visible.MID_P}
 
 
 def test_paired_by_hand_equals_course_stats():
