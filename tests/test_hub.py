@@ -152,8 +152,8 @@ class Site:
             ("8786", str(self.dask_port)),
             ("--nworkers 8", "--nworkers 1"),
             ("127.0.0.1:8787", f"127.0.0.1:{_free_port()}"),
-            ("9000:9007", "{0}:{0}".format(_free_port())),
-            ("9100:9107", "{0}:{0}".format(_free_port())),
+            ("9000:9007", str(_free_port())),  # one port for the one worker (a range must grow: A < B)
+            ("9100:9107", str(_free_port())),
         ):
             text = text.replace(old, new)
         return text
