@@ -205,6 +205,11 @@ ADVICE: dict[str, tuple[str, str]] = {
                                     "another (all regions of image 0, then of image 1, ...)."),
     "crops_border": (PADDING_MODE, "grid_sample pads with the border values; the stripes read zeros outside the "
                                    "map (padding_mode='zeros', as §9 says)."),
+    "crops_reflection": (PADDING_MODE, "grid_sample pads by reflecting the map at its border; the stripes read "
+                                       "zeros outside the map (padding_mode='zeros', as §9 says)."),
+    "crops_size_swapped": ("hw_swapped", "the size given to affine_grid lists the crop's width before its height: "
+                                         "the grid is laid out (W, H), so transposing the crops afterwards does not "
+                                         "give the (H, W) stripe back. affine_grid takes (N, C, H, W)."),
     "crops_unflatten": (OUTPUT_LAYOUT, "the crops come out of grid_sample as a batch ordered (image, region); "
                                        "they are unflattened as if it were ordered (region, image)."),
     "theta_max_pool": (MAX_SQUEEZE, "theta is computed from the max over H and W; HA-CNN uses the mean (GAP)."),

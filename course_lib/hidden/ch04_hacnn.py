@@ -228,8 +228,18 @@ def crops_mistakes(ref: hacnn.HardAttention, x: torch.Tensor) -> dict[str, torch
             # x.repeat(R, 1, 1, 1) orders the images (r b), the matrices are (b r): images meet other images' regions
             "crops_repeat": sample(False, "bilinear", given=x.repeat(r, 1, 1, 1)),
             "crops_border": sample(False, "bilinear", "border"),
+            "crops_reflection": sample(False, "bilinear", "reflection"),
+            # affine_grid given (W, H) for the crop size, the crops transposed back to (H, W)
+            "crops_size_swapped": _swapped_size(matrices, images, b, r, c, crop),
             # the (b r) batch unflattened as (r b) and transposed
             "crops_unflatten": right.reshape(b * r, c, *crop).reshape(r, b, c, *crop).transpose(0, 1)}
+
+
+def _swapped_size(matrices: torch.Tensor, images: torch.Tensor, b: int, r: int, c: int,
+                  crop: tuple[int, int]) -> torch.Tensor:
+    grid = F.affine_grid(matrices, [b * r, c, crop[1], crop[0]], align_corners=False)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.reshape(b, r, c, crop[1], crop[0]).transpose(-1, -2)
 
 
 def hard_reference(channels: int, regions: int, seed: int) -> hacnn.HardAttention:

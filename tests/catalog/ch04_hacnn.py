@@ -550,3 +550,12 @@ IMPLS += [
     Impl(THETA, "initial t_x = t_y", hard(reset=RESET.replace("torch.stack([torch.zeros(r), ty]",
                                                              "torch.stack([ty, ty]")), "theta_order"),
 ]
+
+IMPLS += [
+    Impl(CROPS, "grid_sample with padding_mode='reflection'", hard(fwd=FORWARD.replace(
+        'padding_mode="zeros"', 'padding_mode="reflection"')), "padding_mode"),
+    Impl(CROPS, "affine_grid given (W, H), the crops transposed back", hard(fwd=FORWARD.replace(
+        "[b * r, c, crop_h, crop_w]", "[b * r, c, crop_w, crop_h]").replace(
+        "crops.reshape(b, r, c, crop_h, crop_w)", "crops.reshape(b, r, c, crop_w, crop_h).transpose(-1, -2)")),
+         "hw_swapped"),
+]
