@@ -712,7 +712,7 @@ CLAIMS += [
                                          "dividing by the largest entry")),
     # ---- 08 ----
     claim(CH08, "### question 1 (auto-graded): what does table 2 support?",
-          passes("q_why_no_reduction", "'ac'"), fails("q_why_no_reduction", "a alone", "partial_choice")),
+          passes("q_why_no_reduction", "'ac'"), fails("q_why_no_reduction", "a alone", "missing_choice")),
     claim(CH08, "the check tries resnet's widths and other values of γ and b",
           fails("adaptive_kernel_size", "gamma and b hard-coded", "constants_ignored"),
           fails("adaptive_kernel_size", "the official code's fixed k = 3", "fixed_kernel"),

@@ -81,6 +81,26 @@ def test_table_2_supports_exactly_the_keyed_statements():
     assert "".join(sorted(k for k, v in statements.items() if v)) == hidden.ANSWERS["q_why_no_reduction"][1]
 
 
+def test_every_wrong_set_of_question_1_gets_the_same_hint():
+    """Trial t78 (r3): the answer plus d or e got a hint naming that statement, and a or c alone a shown id saying
+    "some, not all": elimination found the rest. Every wrong set now reads the same, whatever it misses or adds."""
+    from itertools import combinations
+
+    from course_lib.checks import CheckFailure
+    from course_lib.checks.toolkit import UNSHOWN_MISTAKES
+
+    q = visible.Q_WHY_NO_REDUCTION
+    right = hidden.ANSWERS["q_why_no_reduction"][1]
+    for n in range(1, 6):
+        for picked in ("".join(c) for c in combinations("abcde", n)):
+            if picked == right:
+                continue
+            with pytest.raises(CheckFailure) as err:
+                q.check(picked)
+            assert str(err.value) == f"{picked} is not right. {q.advice}", picked
+            assert err.value.mistake in UNSHOWN_MISTAKES, picked
+
+
 # ------------------------------------------------------------------------------------------------
 # the notebook's solution equals the reference
 # ------------------------------------------------------------------------------------------------

@@ -849,8 +849,9 @@ Q_NL_PARAMS = Question(
             "missing_bias", "Each 1x1 convolution also has one bias per output channel, and the BN a scale and a "
                             "shift per channel."),
     },
-    advice="Count theta, phi and g (each C -> C' with a bias), W_z (C' -> C with a bias) and the BatchNorm's scale "
-           "and shift, with C = 256 and C' = C / 2.")
+    # trial t78 (r3): the advice listed every layer with its widths (close to a recipe); it now names what to count
+    advice="Go through the layers of the block as section 2 defines it, Eq. (6) and its BatchNorm included: what "
+           "does each one learn, at the question's widths?")
 
 Q_COST_RATIO = Question(
     "q_cost_ratio", "int", key="df94a721cb7836b788cf",
