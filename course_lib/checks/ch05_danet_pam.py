@@ -47,6 +47,7 @@ from .toolkit import (
     expect_function_contract,
     expect_informative_defaults,
     expect_layouts,
+    expect_no_upcast,
     expect_device_free,
     expect_finite,
     expect_follows,
@@ -448,6 +449,7 @@ def check_pam_einops(fn: Callable) -> None:
     out = _call(fn, *args, doing=f"pam_einops(q {fmt_shape(q.shape)}, k {fmt_shape(k.shape)}, v {fmt_shape(v.shape)})")
     expect(all(torch.equal(a, b) for a, b in zip(args, (q, k, v))),
            "pam_einops changed one of its inputs in place; compute new tensors.", mistake=MODIFIES_INPUT)
+    expect_no_upcast(out, q, what="pam_einops(q, k, v)")
     expect_shape(out, v.shape, what="pam_einops(q, k, v)",
                  hint="the output has the value's shape (B, C, H, W): for each position j, sum_i s[j, i] v[:, i].")
     b, c, h, w = v.shape

@@ -436,6 +436,15 @@ def expect_shape(value: Any, shape: Sequence[int], *, what: str, hint: str = "",
     passed()
 
 
+def expect_no_upcast(result: Any, x: torch.Tensor, *, what: str) -> None:
+    """A float32 input must not come back float64 (named before any value comparison, which would read the
+    float32-accurate float64 result as 'float32 inside')."""
+    if x.dtype == torch.float32 and isinstance(result, torch.Tensor) and result.dtype == torch.float64:
+        raise CheckFailure(
+            f"{what} returns torch.float64 for a float32 input: results follow the input's dtype.\n  Likely "
+            "mistake: a .double(), dtype=torch.float64 or a float64 constant inside.", mistake="dtype_upcast")
+
+
 def expect_block_forward(module: Any, x: torch.Tensor, *, what: str, returns: str,
                          call: Callable[..., Any] | None = None,
                          misread: Callable[[Any], tuple[str, str] | None] | None = None) -> torch.Tensor:
@@ -451,6 +460,7 @@ def expect_block_forward(module: Any, x: torch.Tensor, *, what: str, returns: st
     if named is not None:
         raise CheckFailure(named[0], mistake=named[1])
     expect_shape(y, x.shape, what="forward(x)")
+    expect_no_upcast(y, x, what=f"{what}(x)")
     expect(torch.equal(x_in, x), f"forward(x) changed its input x in place (x += ... or x.add_()); return {returns} as "
            "a new tensor.", mistake="inplace")
     return y
@@ -464,6 +474,7 @@ def expect_position_map(module: Any, x: torch.Tensor, *, what: str, returns: str
     call = call_with_hints if call is None else call
     b, _, h, w = x.shape
     a = call(module.attention, x.clone(), doing=f"{what}.attention(x) with x of shape {fmt_shape(x.shape)}")
+    expect_no_upcast(a, x, what=f"{what}.attention(x)")
     if isinstance(a, torch.Tensor) and a.shape == x.shape:
         raise CheckFailure(f"attention(x) returned a tensor of the input's shape {fmt_shape(x.shape)}: {returns}",
                            mistake="returns_features")

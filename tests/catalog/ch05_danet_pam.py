@@ -54,6 +54,8 @@ def att_with(line: str) -> dict:
 
 
 WRONG_ATTENTION = [
+    ("the softmax of the energy cast to float64 (a trial's up-cast)", "dtype_upcast",
+     att_with("        return torch.softmax(torch.bmm(q, k).double(), dim=-1)")),
     ("softmax over dim 1 (the queries)", "softmax_dim", att_with("        return torch.softmax(torch.bmm(q, k), dim=1)")),
     ("softmax over all N*N pairs (energy flattened)", "softmax_dim", att_with(
         "        e = torch.bmm(q, k)\n        return F.softmax(e.view(b, -1), dim=-1).view_as(e)")),
@@ -113,6 +115,8 @@ WRONG_FORWARD = [
      dict(fwd=FWD.replace("self.gamma * out + x", "self.gamma * out + self.value_conv(x)"))),
     ("gamma created but not used (out + x)", "gamma_unused",
      dict(fwd=FWD.replace("self.gamma * out + x", "out + x"))),
+    ("forward returns float64 for any input (.double(), a trial's up-cast)", "dtype_upcast", dict(fwd=FWD.replace(
+        "        return self.gamma * out + x", "        return (self.gamma * out + x).double()"))),
     ("a ones tensor made with an explicit device='cpu' (a student trial's)", "cpu_constant", dict(fwd=FWD.replace(
         "        return self.gamma * out + x", "        return (self.gamma * out + x) * torch.ones(1, 1, 1, 1, device='cpu')"))),
     ("the output cast with .float()", "dtype", dict(fwd=FWD.replace(
@@ -294,6 +298,9 @@ IMPLS += [Impl(ATTENTION, "a dtype guard that refuses mixed precision", pam(att=
 
 # issue 27: a plain function's own protections (device watch, memory layouts)
 IMPLS += [
+    Impl(EINOPS, "the softmax taken on the energy cast to float64 (a third trial's up-cast)", einops_fn(
+        "e = einsum(q3, k3, 'b c n, b c m -> b n m')\n"
+        "    a = e.double().softmax(-1)", "out = einsum(a, v3.double(), 'b n m, b c m -> b c n')"), "dtype_upcast"),
     Impl(EINOPS, "the map's mask of ones made on the CPU (torch.ones without device=)", einops_fn(
         "e = einsum(q3, k3, 'b c n, b c m -> b n m')\n"
         "    a = (e * torch.ones(e.shape[-1], dtype=e.dtype)).softmax(-1)"), "cpu_constant"),
