@@ -41,6 +41,7 @@ from .toolkit import (
     expected,
     fmt_shape,
     forward_keeps_input,
+    is_close,
     load_by_name,
     normalisation_explains,
     passed,
@@ -76,6 +77,7 @@ for _id, _text in (
     ("hard_sigmoid_gate", "the official h_sigmoid where the gates use the sigmoid"),
     ("missing_bn", "the BatchNorm of the shared transform is missing or unused"),
     ("convs_swapped", "conv_h is applied to f^w and conv_w to f^h"),
+    ("conv_reused", "one of conv_h and conv_w serves both gates; the other is left unused"),
     ("residual", "a residual x + x * g where CA's y = x * g^h * g^w has none"),
     ("one_gate", "forward applies only one of the two gates"),
     ("min_hidden", "the shared transform's width lacks the floor of 8: max(8, C // r)"),
@@ -557,6 +559,16 @@ def expect_gates(module: torch.nn.Module, x: torch.Tensor, want_h: torch.Tensor,
                                mistake="gates_swapped")
         raise CheckFailure(head, mistake="shape")
     passed()
+    if "convs_swapped" in diagnoses:
+        # trial t78 (r3): one conv for both gates matches the swapped pair on one gate only (conv_h on f^w, or
+        # conv_w on f^h) and was named convs_swapped; the other gate is right
+        sw_h, sw_w = diagnoses["convs_swapped"]
+        if is_close(g_h, want_h) and is_close(g_w, sw_w):
+            raise CheckFailure(f"{what}: g_h is right, but g_w is what conv_h makes of the column part: one "
+                               "convolution serves both gates, and conv_w is left unused.", mistake="conv_reused")
+        if is_close(g_w, want_w) and is_close(g_h, sw_h):
+            raise CheckFailure(f"{what}: g_w is right, but g_h is what conv_w makes of the row part: one "
+                               "convolution serves both gates, and conv_h is left unused.", mistake="conv_reused")
     advice = [(CA_MISTAKE.get(n, n), a, CA_ADVICE[n]) for n, (a, _) in diagnoses.items()]
     expect_close(g_h, want_h, what=f"{what}: g_h", diagnoses=advice,
                  fallback=("values", "compare g^h = sigma(F_h(f^h)) step by step: the shared transform, the split, conv_h and the sigmoid."))

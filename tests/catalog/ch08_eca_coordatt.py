@@ -468,6 +468,17 @@ def directional_pool(x):
         f_h, f_w = torch.split(f, [h, w], dim=2)
         return torch.sigmoid(self.conv_w(f_h)), torch.sigmoid(self.conv_h(f_w.transpose(2, 3)))
 ''')), "convs_swapped"),
+    # trial t78 (r3): one conv for both gates was named convs_swapped
+    Impl(CA, "conv_h for both gates (conv_w unused)", ca(gates=ca_gates('''
+        f = self.act(self.bn1(self.conv1(torch.cat([z_h, z_w], dim=2))))
+        f_h, f_w = torch.split(f, [h, w], dim=2)
+        return torch.sigmoid(self.conv_h(f_h)), torch.sigmoid(self.conv_h(f_w.transpose(2, 3)))
+''')), "conv_reused"),
+    Impl(CA, "conv_w for both gates (conv_h unused)", ca(gates=ca_gates('''
+        f = self.act(self.bn1(self.conv1(torch.cat([z_h, z_w], dim=2))))
+        f_h, f_w = torch.split(f, [h, w], dim=2)
+        return torch.sigmoid(self.conv_w(f_h)), torch.sigmoid(self.conv_w(f_w.transpose(2, 3)))
+''')), "conv_reused"),
     Impl(CA, "ReLU instead of h-swish", ca(init=CA_INIT.replace("nn.Hardswish()", "nn.ReLU()")), "activation"),
     Impl(CA, "the official h_sigmoid on the gates", ca(gates=ca_gates('''
         f = self.act(self.bn1(self.conv1(torch.cat([z_h, z_w], dim=2))))
