@@ -59,7 +59,7 @@ help:
 	@echo "make release        regenerate notebooks/ from solutions/ (nbgrader)"
 	@echo "make bench          time and memory of every module (writes out/bench/; BENCH_ARGS=--pam-only: PAM table)"
 	@echo "make capstone       train and compare every attention variant (writes out/capstone/)"
-	@echo "make checkpoints    retrain the shipped checkpoints of chapters 01-06 from their seeds (course_lib/checkpoints/)"
+	@echo "make checkpoints    retrain the shipped checkpoints of chapters 01-08 from their seeds (course_lib/checkpoints/)"
 	@echo "make grade CHAPTER=01_se SUBMISSIONS=path [WORKERS=n] [GRADE_ARGS=...]   autograde a class into the course folder (COURSE_DIR, default out/grading)"
 	@echo "make grader-report  how well the checks catch wrong implementations"
 	@echo "make student-bundle build what students receive (out/student-bundle/)"

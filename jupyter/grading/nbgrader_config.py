@@ -5,7 +5,8 @@ and for formgrader, whatever the working folder or the program that started it: 
 a lecturer's own ``jupyter lab``, ``make instructor``, ``nbgrader autograde`` typed in a shell. With this
 copy there, each of them autogrades in the course's grading sandbox and renders feedback pages without
 the hidden tests (course_lib.grading.sandbox: harden, safe_feedback; course_lib.grading.course_folder). ``python -m course_lib grade``
-writes it into its ``--out`` folder; docs/grading.md ("On a JupyterHub") copies it by hand.
+and ``python -m course_lib course-folder`` write it into their ``--out`` folder (``make grade``, ``make
+instructor`` and docs/grading.md's "On a JupyterHub" use them).
 
 The settings themselves are the repository's nbgrader_config.py (course id, folders, time limits); add a
 course folder's own below (for example ``c.CourseDirectory.db_url = "postgresql+psycopg2://..."``).
