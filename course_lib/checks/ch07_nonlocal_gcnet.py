@@ -218,6 +218,9 @@ ADVICE: dict[str, tuple[str, str]] = {
                               "distance 1/2. The cosine runs from -1 to 1, the distance (1 - cos) / 2 from 0 to 1."),
     "cos_triu_diagonal": (DIAGONAL_PAIRS, "the pairs i <= j are averaged, so the N pairs (i, i) at distance 0 count; "
                                           "GCNet averages over pairs of DIFFERENT positions."),
+    "cos_triu_doubled": (DIAGONAL_PAIRS, "the sum over the pairs counts the N pairs (i, i) (twice an upper triangle "
+                                         "that keeps the diagonal); GCNet averages over pairs of DIFFERENT "
+                                         "positions."),
     "cos_zero": (ZERO_VECTOR_ID, "each vector is divided by its norm (or its largest entry) with nothing to keep a "
                                  "zero divisor from giving 0 / 0. The exercise's contract: an all-zero vector has "
                                  "cosine 0 with every vector."),
@@ -268,14 +271,17 @@ def gc_variants(weights: Mapping[str, torch.Tensor], x: torch.Tensor) -> dict[st
 
 
 def cosine_variants(v: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The mean distance with |cos|, with cos clamped to [0, 1], and over the pairs i <= j."""
+    """The mean distance with |cos|, with cos clamped to [0, 1], over the pairs i <= j, and with the pairs i != j
+    summed as twice the upper triangle, diagonal included."""
     u = torch.nn.functional.normalize(v.double(), dim=-1)
     cos = u @ u.mT
     n = v.shape[1]
     off = ~torch.eye(n, dtype=torch.bool)
     rows, cols = torch.triu_indices(n, n)
     return {"cos_abs": ((1 - cos.abs()) / 2)[:, off].mean(1), "cos_clamped": ((1 - cos.clamp(0, 1)) / 2)[:, off].mean(1),
-            "cos_triu_diagonal": ((1 - cos) / 2)[:, rows, cols].mean(1)}
+            "cos_triu_diagonal": ((1 - cos) / 2)[:, rows, cols].mean(1),
+            # trial t78 (r3): twice a triangle that keeps the diagonal, as the sum over the pairs i != j
+            "cos_triu_doubled": (1 - (cos.sum((1, 2)) + cos.diagonal(dim1=1, dim2=2).sum(1)) / (n * (n - 1))) / 2}
 MAP_ADVICE = {"columns": ADVICE["softmax_dim1"][1], "all": ADVICE["softmax_all"][1]}
 NL_NAMES = ("theta", "phi", "g", "w_z")
 GC_NAMES = ("w_v1", "w_v2")

@@ -631,4 +631,8 @@ IMPLS += [
     u = F.normalize(v, dim=-1)
     i, j = torch.triu_indices(n, n, device=v.device)
     return ((1 - (u[:, i] * u[:, j]).sum(-1)) / 2).mean(-1)"""), "diagonal_pairs"),
+    # trial t78 (r3): was generic ("largest difference ... at (0,)")
+    Impl(COSINE, "the pairs i != j summed as twice the upper triangle, diagonal included", cos(COS_RIGHT.replace(
+        "off = (cos.sum((1, 2)) - cos.diagonal(dim1=1, dim2=2).sum(-1))", "off = 2 * cos.triu().sum((1, 2))")),
+         "diagonal_pairs"),
 ]
