@@ -95,6 +95,7 @@ for _id, _text in (
     ("b_misplaced", "b is added after the division by gamma: t = log2(C) / gamma + b"),
     ("default_args", "the signature's defaults differ from the rule's gamma = 2, b = 1"),
     ("b_sign", "b is subtracted where Eq. (12) adds it: t = (log2(C) - b) / gamma"),
+    ("divides_by_b", "b is the divisor where Eq. (12) divides by gamma (a ZeroDivisionError at b = 0)"),
     ("sum_pool", "the channel summary is a sum over H and W where ECA's g averages"),
     ("sigmoid_order", "the sigmoid is applied before the 1-D convolution where Eq. (9) applies it after"),
     ("median_pool", "a median where the mechanism averages"),
@@ -132,6 +133,8 @@ KERNEL_ADVICE = {
     "b_misplaced": "b is added after the division: Eq. (12) divides (log2 C + b) by gamma.",
     "b_sign": "b is subtracted: in Eq. (12) it is added to log2 C before the division by gamma (solve Eq. (11) "
               "for k again).",
+    "divides_by_b": "the rule divides by b, which is 0 in this call: in Eq. (12) gamma is the divisor, and b is "
+                    "added to log2 C.",
 }
 KERNEL_MISTAKE.update({k: k for k in KERNEL_ADVICE if k not in KERNEL_MISTAKE})
 
@@ -152,7 +155,10 @@ def check_adaptive_kernel_size(fn: Callable[..., Any]) -> None:
     for c, g, b in cases:
         default = (g, b) == (2.0, 1.0)
         shown = f"adaptive_kernel_size({c})" if default else f"adaptive_kernel_size({c}, gamma={g:g}, b={b:g})"
-        value = call(fn, c, doing=shown) if default else call(fn, c, gamma=g, b=b, doing=shown)
+        # trial t78 (r3): (log2 C + gamma) / b crashed at b = 0 with a bare ZeroDivisionError ("crash")
+        hints = (("ZeroDivisionError", "divides_by_b", KERNEL_ADVICE["divides_by_b"]),) if b == 0 else ()
+        value = (call_with_hints(fn, c, doing=shown, hints=hints) if default
+                 else call_with_hints(fn, c, gamma=g, b=b, doing=shown, hints=hints))
         if isinstance(value, torch.Tensor):
             raise CheckFailure(f"{shown} returned a tensor, {value!r}; the function returns an int (a kernel size, "
                                "as nn.Conv1d's kernel_size takes it).", mistake="kernel_type")

@@ -795,6 +795,11 @@ def directional_pool(x):
     t = int(abs((math.log2(channels) - b) / gamma))
     return t if t % 2 else t + 1
 '''), "b_sign"),
+    # trial t78 (r3): was a bare ZeroDivisionError ("crash") at b = 0
+    Impl(KERNEL, "gamma and b trade places: t = (log2 C + gamma) / b", psi('''
+    t = int((math.log2(channels) + gamma) / b)
+    return t if t % 2 else t + 1
+'''), "divides_by_b"),
     Impl(ECA, "the channel summary is a sum over H and W", eca(ECA_GATE.replace("x.mean((2, 3))", "x.sum((2, 3))")),
          "sum_pool"),
     Impl(ECA, "the sigmoid before the convolution", eca(ECA_GATE.replace(
