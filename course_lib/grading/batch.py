@@ -796,9 +796,11 @@ def write_histogram(run: GradeRun) -> None:
     else:
         ax.hist([graded, failed], bins=20, range=(0, top), stacked=True, color=["#4477aa", "#cc6677"],
                 label=["graded", "could not be graded"])
-    mean = statistics.fmean(graded + failed) if run.rows else 0.0
+    # a file that could not be graded has no grade: the mean is over the graded submissions
+    mean = f", mean {statistics.fmean(graded):.2f}" if graded else ""
     ax.set(xlim=(-0.05 * top - 0.5, top * 1.05 + 0.5), xlabel=f"score (out of {top:g})", ylabel="students",
-           title=f"{run.chapter}: {len(run.rows)} submissions, mean {mean:.2f}")
+           title=f"{run.chapter}: {len(run.rows)} submissions{mean}"
+                 + (f" (of the {len(graded)} graded)" if failed and graded else ""))
     ax.yaxis.get_major_locator().set_params(integer=True)
     if failed:
         ax.legend()
@@ -842,14 +844,12 @@ def summary_table(run: GradeRun) -> str:
         mark = "*" if run.kind == "grade" and row["student"] not in now and len(run.rows) > len(now) else ""
         lines.append(f"{row['student'] + mark:<{width + 1}} {score:>11}  {row['status']}{note}")
     if run.rows:
-        scores = [r["score"] for r in run.rows]
-        errors = sum(r["status"] != "graded" for r in run.rows)
-        lines += [
-            "",
-            f"mean {statistics.fmean(scores):.2f}, median {statistics.median(scores):g}, min {min(scores):g}, "
-            f"max {max(scores):g} (out of {run.rows[0]['max_score']:g}); "
-            f"{len(scores) - errors} graded, {errors} could not be graded",
-        ]
+        scores = [r["score"] for r in run.rows if r["status"] == "graded"]  # an ungradable file has no grade
+        errors = len(run.rows) - len(scores)
+        stats = (f"mean {statistics.fmean(scores):.2f}, median {statistics.median(scores):g}, min {min(scores):g}, "
+                 f"max {max(scores):g} (out of {run.rows[0]['max_score']:g}"
+                 + (", over the graded ones" if errors else "") + "); " if scores else "")
+        lines += ["", f"{stats}{len(scores)} graded, {errors} could not be graded"]
         waiting = [r for r in run.rows if r.get("pending")]
         if waiting:
             lines.append(
