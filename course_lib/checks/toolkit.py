@@ -1092,13 +1092,18 @@ def expect_keeps_float32(module: torch.nn.Module, x: torch.Tensor, *, what: str,
     with torch.no_grad():
         result = _float_tensors(call(getattr(twin, method), x.detach().float().clone(),
                                      doing=f"{what}.{method}(x) in float32"))
-    wrong = [t.dtype for t in result if t.dtype != torch.float32]
+    _expect_float32_results(result, doing=f"{what}.{method}(x)")
+    passed()
+
+
+def _expect_float32_results(results: Sequence[torch.Tensor], *, doing: str) -> None:
+    """Every float result of a float32 call is float32 (expect_keeps_float32, expect_function_contract)."""
+    wrong = [t.dtype for t in results if t.dtype != torch.float32]
     if wrong:
         raise CheckFailure(
-            f"{what}.{method}(x) returns {wrong[0]} for a float32 input: results follow the input's dtype.\n  "
-            "Likely mistake: a .double(), dtype=torch.float64 or a float64 constant inside, which also makes the "
-            "block slower and twice as large in memory on a GPU.", mistake="dtype_upcast")
-    passed()
+            f"{doing} returns {wrong[0]} for a float32 input: results follow the input's dtype.\n  Likely mistake: "
+            "a .double(), dtype=torch.float64 or a float64 constant inside, which also makes the code slower and "
+            "twice as large in memory on a GPU.", mistake="dtype_upcast")
 
 
 #: bound on max |y_autocast - y_float32| / max |y_float32| for a student's module under CPU bfloat16 autocast.
@@ -1451,7 +1456,7 @@ def expect_function_contract(fn: Callable, args: Sequence[Any], *, what: str, hi
             "tensors to be on the same device'.\n  Likely mistake: a constant made without the input's device; "
             "make it on the input's device and in its dtype.", mistake="cpu_constant")
     floats = [a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()]
-    outputs = _float_results(out)
+    outputs = _float_tensors(out)
     if floats and outputs:
         dtype = floats[0].dtype
         wrong = [t.dtype for t in outputs if t.dtype != dtype]
@@ -1462,25 +1467,17 @@ def expect_function_contract(fn: Callable, args: Sequence[Any], *, what: str, hi
     if floats and floats[0].dtype == torch.float64:  # float32 in, float32 out as well
         single = tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point()
                        else copy.deepcopy(a).float() if isinstance(a, torch.nn.Module) else a for a in _copies(args))
-        out32 = _float_results(call_with_hints(fn, *single, doing=f"{what} on float32 inputs", hints=hints))
-        upcast = [t.dtype for t in out32 if t.dtype != torch.float32]
-        expect(not upcast, f"{what} returned {upcast[0] if upcast else ''} for float32 inputs: results follow the "
-                           "input's dtype (no .double(), dtype=torch.float64 or a float64 constant inside).",
-               mistake="dtype_upcast")
+        out32 = _float_tensors(call_with_hints(fn, *single, doing=f"{what} on float32 inputs", hints=hints))
+        _expect_float32_results(out32, doing=what)
     passed()
     return out
-
-
-def _float_results(value: Any) -> list[torch.Tensor]:
-    items = value if isinstance(value, (tuple, list)) else (value,)
-    return [t for t in items if isinstance(t, torch.Tensor) and t.is_floating_point()]
 
 
 def expect_layouts(fn: Callable, args: Sequence[Any], *, what: str, hints: Hints = ()) -> None:
     """The function gives the same result for its 4-D tensor inputs laid out channels_last and as a
     non-contiguous view as for contiguous ones: the exercise's own check tests its own layouts, so a helper that
     only works on contiguous memory loses its own points, not a later exercise's."""
-    base = _float_results(call_with_hints(fn, *_copies(args), doing=what, hints=hints))
+    base = _float_tensors(call_with_hints(fn, *_copies(args), doing=what, hints=hints))
     layouts = (("in the channels_last memory format", "a channels_last tensor (what a network trained with "
                  "channels_last hands over) stores C last in memory", lambda t: t.contiguous(
                      memory_format=torch.channels_last)),
@@ -1491,7 +1488,7 @@ def expect_layouts(fn: Callable, args: Sequence[Any], *, what: str, hints: Hints
         laid = tuple(lay(a.clone()) if isinstance(a, torch.Tensor) and a.dim() == 4 else a for a in args)
         doing = f"{what} with its 4-D input {label}"
         try:
-            got = _float_results(call_with_hints(fn, *laid, doing=doing, hints=hints))
+            got = _float_tensors(call_with_hints(fn, *laid, doing=doing, hints=hints))
         except CheckFailure as failure:
             if failure.mistake in ("crash", "shape", "memory_layout"):
                 raise CheckFailure(f"{failure.args[0]}\n  The same call works on a contiguous input: the code "
@@ -1537,7 +1534,7 @@ def expect_finite_at_scale(fn: Callable, x: torch.Tensor, *, what: str, scale: f
     entries near ``scale`` (1e20: every square overflows float32)."""
     big = (x.detach().double() * scale).float()
     out = call_with_hints(fn, big, doing=f"{what} on float32 entries near {scale:.0e}", hints=hints)
-    for t in _float_results(out):
+    for t in _float_tensors(out):
         expect_finite(t, what=f"{what} on float32 entries near {scale:.0e}", advice=advice)
 
 
